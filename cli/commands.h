@@ -1,0 +1,32 @@
+// cli/commands.h — the subcommands of `quarry`; each lives in cli/cmd_NAME.c and returns the
+// process exit code (0 ok, 1 failure/invalid input, 2 usage, 3 not available yet).
+#pragma once
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);   // argv excludes the command name
+    const char *summary;
+} command;
+
+extern const command quarry_commands[];
+extern const int quarry_ncommands;
+
+int cmd_info(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_preflight(int argc, char **argv);
+int cmd_upload(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_cost(int argc, char **argv);
+
+// For commands that are not built yet: says so honestly, exit 3.
+int command_not_available(const char *name);
+
+// The version line: "quarry 0.1.0 (commit abc1234; CUDA 13.0 compiled in; NCCL compiled in)".
+void print_version(void);

@@ -1,0 +1,191 @@
+// kernels/backend.h — the device interface: memory functions and one function pointer per op.
+// The model is written once against this table; kernels/cpu implements it in plain C (fp32,
+// OpenMP) as the reference, kernels/cuda with CUDA kernels and cuBLAS(Lt) (bf16 storage, fp32
+// accumulation).
+//
+// Conventions for every op:
+// - Pointers are device pointers of this backend. "act" marks a buffer in the backend's
+//   activation dtype (be->act_dtype: F32 on cpu, BF16 on cuda); "f32" is always float;
+//   "i32" int32_t. Frozen weights are stored in act dtype; trained tensors keep an f32 master
+//   copy, f32 gradients and f32 AdamW moments, and an act copy that the forward reads.
+// - N = number of token rows (B*T). Row-major everywhere; a weight W of a linear layer is
+//   (OC, IC) as in PyTorch, so y = x·Wᵀ.
+// - Backward ops ACCUMULATE into parameter gradients (dw, dbias: +=); callers zero them once per
+//   optimizer step. Gradients w.r.t. activations follow the flag or the comment of each op.
+// - A NULL gradient pointer means "not needed" (frozen weight): the op skips that work.
+// - Ops are asynchronous on devices that queue work; synchronize() waits for all of them.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DTYPE_F32 = 0, DTYPE_BF16 = 1, DTYPE_F16 = 2 } dtype;
+
+static inline size_t dtype_size(dtype t) { return t == DTYPE_F32 ? 4 : 2; }
+const char *dtype_name(dtype t);
+
+// Rotary embedding table: inv_freq[i] for i < head_dim/2, already scaled (linear or llama3),
+// kept on the device by the model. HF rotate-half layout: pairs (i, i + head_dim/2).
+typedef struct {
+    const float *inv_freq;   // f32 (head_dim/2), device pointer
+    int head_dim;
+    float attention_scaling; // multiplies cos and sin (1.0 for none/linear/llama3)
+} rope_table;
+
+typedef struct backend backend;
+
+struct backend {
+    const char *name;       // "cpu" or "cuda:0"
+    dtype act_dtype;        // storage dtype of activations and frozen weights
+    int device_index;       // -1 for cpu
+    void *impl;             // backend-private state (cuBLAS handles, stream, workspace)
+
+    // Memory. alloc returns NULL (and sets be->error) when out of memory; never aborts.
+    void *(*alloc)(backend *be, size_t bytes);
+    void (*free)(backend *be, void *p);
+    void (*copy_to_device)(backend *be, void *dst, const void *src_host, size_t bytes);
+    void (*copy_to_host)(backend *be, void *dst_host, const void *src, size_t bytes);
+    void (*copy)(backend *be, void *dst, const void *src, size_t bytes);   // device to device
+    void (*memset_zero)(backend *be, void *p, size_t bytes);
+    void (*synchronize)(backend *be);
+    // Bytes of device memory free and total (cpu: physical memory).
+    void (*memory_info)(backend *be, size_t *free_bytes, size_t *total_bytes);
+    void (*destroy)(backend *be);
+
+    // Casts between f32 and act (a plain copy when act is f32).
+    void (*cast_f32_to_act)(backend *be, void *dst_act, const float *src, size_t n);
+    void (*cast_act_to_f32)(backend *be, float *dst, const void *src_act, size_t n);
+
+    // out[i,:] = table[ids[i],:].  out: act (N, C); ids: i32 (N); table: act (V, C).
+    void (*embedding_forward)(backend *be, void *out, const int32_t *ids, const void *table,
+                              int N, int C);
+    // dtable[ids[i],:] += dout[i,:], deterministic (same bits for any thread schedule).
+    // dtable: f32 (V, C); dout: act (N, C).
+    void (*embedding_backward)(backend *be, float *dtable, const void *dout, const int32_t *ids,
+                               int N, int C, int V);
+
+    // out = x / rms(x) * w; rstd saved for the backward.  x, out: act (N, C); w: act (C);
+    // rstd: f32 (N).
+    void (*rmsnorm_forward)(backend *be, void *out, float *rstd, const void *x, const void *w,
+                            int N, int C, float eps);
+    // dx += d/dx, dw += d/dw (dw f32 (C), may be NULL).  dx, dout, x: act (N, C).
+    void (*rmsnorm_backward)(backend *be, void *dx, float *dw, const void *dout, const void *x,
+                             const void *w, const float *rstd, int N, int C);
+
+    // out = (accumulate ? out : 0) + scale * (inp·wᵀ + bias).
+    // out: act (N, OC); inp: act (N, IC); w: act (OC, IC); bias: act (OC) or NULL.
+    void (*linear_forward)(backend *be, void *out, const void *inp, const void *w,
+                           const void *bias, int N, int IC, int OC, float scale, int accumulate);
+    // dinp = (accumulate ? dinp : 0) + scale * dout·w        (dinp may be NULL: skipped)
+    // dw += scale * doutᵀ·inp  (f32 (OC, IC), may be NULL);  dbias += scale * Σ_rows dout
+    // (f32 (OC), may be NULL).  dout: act (N, OC).
+    void (*linear_backward)(backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+                            const void *inp, const void *w, int N, int IC, int OC, float scale,
+                            int accumulate);
+
+    // In place on x: act (N, n_heads, head_dim); pos: i32 (N) position of each row in its
+    // document.  forward rotates by +θ, backward (on gradients) by −θ.
+    void (*rope_forward)(backend *be, void *x, const int32_t *pos, const rope_table *rope,
+                         int N, int n_heads);
+    void (*rope_backward)(backend *be, void *dx, const int32_t *pos, const rope_table *rope,
+                          int N, int n_heads);
+
+    // Causal attention with GQA and document masks, never materialising a (T × T) matrix.
+    // Rows are grouped B batches of Tq query rows and Tk key rows (Tk ≥ Tq; query row i of a batch
+    // sits at key position i + Tk − Tq, which lets decoding append to a KV cache).
+    // q, out: act (B*Tq, n_heads*hd); k, v: act (B*Tk, n_kv_heads*hd); query head h reads kv
+    // head h / (n_heads / n_kv_heads).  doc_start: i32 (B*Tk): for key position t, the position
+    // where t's document begins; query at position p sees keys j with doc_start[p] ≤ j ≤ p.
+    // lse: f32 (B, n_heads, Tq) logsumexp of the scaled scores, kept for the backward.
+    void (*attention_forward)(backend *be, void *out, float *lse, const void *q, const void *k,
+                              const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                              int n_heads, int n_kv_heads, int hd, float scale);
+    // dq, dk, dv overwritten (not accumulated).  Shapes as the forward.
+    void (*attention_backward)(backend *be, void *dq, void *dk, void *dv, const void *dout,
+                               const void *out, const float *lse, const void *q, const void *k,
+                               const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                               int n_heads, int n_kv_heads, int hd, float scale);
+
+    // out = silu(gate) * up.  All act (n).
+    void (*swiglu_forward)(backend *be, void *out, const void *gate, const void *up, size_t n);
+    // dgate, dup overwritten.
+    void (*swiglu_backward)(backend *be, void *dgate, void *dup, const void *dout,
+                            const void *gate, const void *up, size_t n);
+
+    // out = a + b (out may alias a or b).  All act (n).
+    void (*add)(backend *be, void *out, const void *a, const void *b, size_t n);
+
+    // Inverted dropout with a counter-based hash (kernels/rng.h), so both backends drop the same
+    // elements for the same (seed, index).  out = inp * keep / (1 − p).  act (n).
+    void (*dropout_forward)(backend *be, void *out, const void *inp, size_t n, float p,
+                            uint64_t seed);
+    // dinp += dout * keep / (1 − p).
+    void (*dropout_backward)(backend *be, void *dinp, const void *dout, size_t n, float p,
+                             uint64_t seed);
+
+    // Fused lm_head + cross-entropy, processed in chunks: never the full (N × V) logits.
+    // h: act (N, C) final-normed hidden; w: act (V, C); targets: i32 (N), −1 = not trained.
+    // losses: f32 (N), −log softmax(h·wᵀ)[target] (0 where not trained).
+    // When dh != NULL: dh = grad_scale * ∂loss/∂h (act (N, C), overwritten) and, when
+    // dw != NULL, dw += grad_scale * ∂loss/∂w (f32 (V, C)).  grad_scale is 1/(trained tokens
+    // of the whole accumulated batch).
+    void (*lm_head_loss)(backend *be, float *losses, void *dh, float *dw, const void *h,
+                         const void *w, const int32_t *targets, int N, int C, int V,
+                         float grad_scale);
+
+    // AdamW with decoupled weight decay (PyTorch's torch.optim.AdamW):
+    //   g = grad * grad_scale; m = b1 m + (1−b1) g; v = b2 v + (1−b2) g²
+    //   param -= lr * (m/(1−b1^t) / (sqrt(v/(1−b2^t)) + eps) + weight_decay * param)
+    // param, grad, m, v: f32 (n); param_act: act copy refreshed from param (NULL or == param
+    // when act is f32 and they share storage).  step t ≥ 1.
+    void (*adamw_update)(backend *be, float *param, void *param_act, const float *grad,
+                         float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                         float eps, float weight_decay, int step, float grad_scale);
+
+    // *out += Σ x[i]², x: f32 (n); out: f32 (1) on the device.  Deterministic.
+    void (*sum_squares)(backend *be, float *out, const float *x, size_t n);
+    // x *= s, f32 (n).
+    void (*scale_f32)(backend *be, float *x, float s, size_t n);
+    // Nonzero if any of x: f32 (n) is NaN or ±inf.  Synchronous; returns to the host.
+    int (*has_nonfinite)(backend *be, const float *x, size_t n);
+
+    char error[256];  // last failure of alloc, for the caller's message
+};
+
+// The CPU backend: always available.  threads <= 0: OpenMP's default.
+backend *backend_cpu(int threads);
+
+// The CUDA backend on GPU device_index.  Returns NULL with a message in err when CUDA was not
+// compiled in, no driver or device is present, or the index is out of range.
+backend *backend_cuda(int device_index, char *err, size_t errlen);
+
+// "cpu", "cuda", "cuda:N", or "auto" (cuda:0 when a GPU is present, else cpu).
+backend *backend_open(const char *spec, char *err, size_t errlen);
+
+// What the CUDA side can report without a GPU being usable (for `quarry info`).
+typedef struct {
+    char name[256];
+    size_t total_memory;
+    int cc_major, cc_minor;
+    int multiprocessors;
+} gpu_info;
+
+typedef struct {
+    int cuda_compiled;        // 1 when the binary has the CUDA backend
+    int nccl_compiled;
+    int runtime_version;      // e.g. 13000; 0 unknown
+    int driver_version;       // 0 when no driver
+    int nccl_version;         // e.g. 22703; 0 unknown
+    int device_count;
+    gpu_info devices[16];
+    char message[256];        // "no CUDA device", a driver error, ...
+} cuda_report;
+
+void cuda_query(cuda_report *r);
+
+#ifdef __cplusplus
+}
+#endif

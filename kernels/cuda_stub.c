@@ -1,0 +1,15 @@
+// kernels/cuda_stub.c — linked instead of kernels/cuda/ when quarry is built without CUDA.
+#include "backend.h"
+#include <stdio.h>
+#include <string.h>
+
+backend *backend_cuda(int device_index, char *err, size_t errlen) {
+    (void)device_index;
+    snprintf(err, errlen, "this quarry was built without CUDA (rebuild with -DQUARRY_CUDA=ON); use --device cpu");
+    return NULL;
+}
+
+void cuda_query(cuda_report *r) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->message, sizeof r->message, "CUDA backend not compiled in");
+}

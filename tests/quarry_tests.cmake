@@ -1,0 +1,56 @@
+# Helpers for tests: every test sees where the quarry binary, the shared test data and the
+# Python oracles are, and exit code 77 means "skipped" (never "passed").
+set(QUARRY_TEST_ENV
+    "QUARRY_BIN=$<TARGET_FILE:quarry>"
+    "QUARRY_TESTDATA=${QUARRY_TESTDATA}"
+    "QUARRY_PYTHON=${QUARRY_PYTHON}"
+    "QUARRY_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+    "QUARRY_BUILD_DIR=${CMAKE_BINARY_DIR}"
+    "OMP_NUM_THREADS=2")
+
+# quarry_add_test(NAME SOURCES a.c b.c [ARGS ...] [TIMEOUT s] [LABELS l])
+function(quarry_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;ARGS;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_compile_options(${name} PRIVATE -Wall -Wextra -Wshadow -Werror)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(${name} PRIVATE libquarry)
+  if(QUARRY_HAVE_CUDA)
+    set_target_properties(${name} PROPERTIES LINKER_LANGUAGE CUDA)
+  endif()
+  add_test(NAME ${name} COMMAND ${name} ${T_ARGS} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT ${T_TIMEOUT}
+                       ENVIRONMENT "${QUARRY_TEST_ENV}" LABELS "${T_LABELS}")
+endfunction()
+
+# quarry_add_script_test(NAME COMMAND cmd args... [TIMEOUT s]): a shell or Python test.
+function(quarry_add_script_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND;LABELS" ${ARGN})
+  add_test(NAME ${name} COMMAND ${T_COMMAND} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT ${T_TIMEOUT}
+                       ENVIRONMENT "${QUARRY_TEST_ENV}" LABELS "${T_LABELS}")
+endfunction()
+
+# quarry_add_fuzzer(NAME SOURCE file.c SECONDS n): a libFuzzer harness, run for n seconds.
+function(quarry_add_fuzzer name)
+  cmake_parse_arguments(T "" "SOURCE;SECONDS" "CORPUS" ${ARGN})
+  if(NOT QUARRY_FUZZ)
+    return()
+  endif()
+  add_executable(${name} ${T_SOURCE})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -g)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(${name} PRIVATE libquarry)
+  set(corpus ${CMAKE_BINARY_DIR}/fuzz-corpus/${name})
+  file(MAKE_DIRECTORY ${corpus})
+  add_test(NAME ${name} COMMAND ${name} -max_total_time=${T_SECONDS} -rss_limit_mb=2048 -timeout=10
+           ${corpus} ${T_CORPUS} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  math(EXPR limit "${T_SECONDS} + 120")
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${limit} ENVIRONMENT "${QUARRY_TEST_ENV}" LABELS fuzz)
+endfunction()
