@@ -1,0 +1,47 @@
+// model/config.h — a Hugging Face config.json read into the shape of a Llama-family decoder:
+// LlamaForCausalLM (Llama 2, 3, 3.1–3.3), MistralForCausalLM, Qwen2ForCausalLM. Anything
+// else, or a setting this code does not implement, is refused with what is supported.
+#pragma once
+#include <stddef.h>
+
+typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2 } model_arch;
+typedef enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling_type;
+
+typedef struct {
+    model_arch arch;
+    char architecture[64];       // "LlamaForCausalLM", ...
+    int vocab_size;
+    int hidden_size;             // C
+    int intermediate_size;       // F
+    int num_layers;
+    int num_heads;
+    int num_kv_heads;
+    int head_dim;                // hidden_size / num_heads unless config.json says otherwise
+    int max_position_embeddings;
+    float rms_norm_eps;
+    float rope_theta;
+    rope_scaling_type rope_scaling;
+    float rope_factor;                    // linear and llama3
+    float rope_low_freq_factor;           // llama3
+    float rope_high_freq_factor;          // llama3
+    int rope_original_max_position;       // llama3
+    int tie_word_embeddings;
+    int attention_bias;          // q/k/v biases (Qwen2: always; Llama: attention_bias)
+    int mlp_bias;                // refused when set (no supported model uses it)
+    int sliding_window;          // Mistral; 0 = none
+    int bos_token_id, eos_token_id;      // -1 when absent (eos may be a list: the first)
+    char torch_dtype[16];        // "bfloat16", "float16", "float32" (recorded for export)
+    float initializer_range;     // for `quarry init`
+} model_config;
+
+// Reads DIR/config.json (or a config.json path). 0 on success; -1 with a message in err.
+int model_config_load(model_config *cfg, const char *path, char *err, size_t errlen);
+
+// The same from JSON text (for tests and `quarry init`).
+int model_config_parse(model_config *cfg, const char *json, const char *source_name, char *err, size_t errlen);
+
+// inv_freq (head_dim/2 floats) with the config's rope scaling, as transformers computes it.
+void model_config_rope_inv_freq(const model_config *cfg, float *inv_freq);
+
+// Parameter count of the full model (embeddings counted once when tied).
+size_t model_config_num_params(const model_config *cfg);
