@@ -14,7 +14,7 @@ void settings_defaults(train_settings *s) {
     s->lora_r = 16;
     s->lora_alpha = 32;
     s->lora_dropout = 0.0;
-    s->lora_targets = LORA_ALL_LINEAR;
+    s->lora_targets = "all-linear";
     s->epochs = 1;
     s->batch_size = 8;
     s->micro_batch = 0;        // 0: as large as the batch (the planner may lower it)
@@ -89,25 +89,6 @@ int settings_load_hyperparameters(train_settings *s, const char *path, char *err
     return rc;
 }
 
-int settings_parse_lora_targets(const char *list) {
-    if (!strcmp(list, "all-linear") || !strcmp(list, "all")) return LORA_ALL_LINEAR;
-    static const struct { const char *name; int bit; } names[] = {
-        {"q", LORA_Q}, {"k", LORA_K}, {"v", LORA_V}, {"o", LORA_O}, {"gate", LORA_GATE}, {"up", LORA_UP}, {"down", LORA_DOWN},
-    };
-    int bits = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        size_t n = strlen(t);
-        if (n > 5 && !strcmp(t + n - 5, "_proj")) t[n - 5] = 0;
-        int found = 0;
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            if (!strcmp(t, names[i].name)) { bits |= names[i].bit; found = 1; }
-        if (!found) return -1;
-    }
-    return bits ? bits : -1;
-}
-
 int settings_check(train_settings *s, char *err, size_t errlen) {
 #define REQUIRE(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
     REQUIRE(s->epochs >= 1, "--epochs must be at least 1 (got %d)", s->epochs);
@@ -146,7 +127,7 @@ cJSON *settings_to_json(const train_settings *s) {
         NUM("lora_r", s->lora_r);
         NUM("lora_alpha", s->lora_alpha);
         NUM("lora_dropout", s->lora_dropout);
-        NUM("lora_targets", s->lora_targets);
+        STR("lora_targets", s->lora_targets);
         cJSON_AddBoolToObject(o, "rslora", s->rslora);
     }
     NUM("epochs", s->epochs);

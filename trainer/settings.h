@@ -5,9 +5,6 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-enum { LORA_Q = 1, LORA_K = 2, LORA_V = 4, LORA_O = 8, LORA_GATE = 16, LORA_UP = 32, LORA_DOWN = 64,
-       LORA_ALL_LINEAR = 127 };
-
 typedef struct {
     // inputs and outputs
     const char *model_dir, *data_path, *validation_path, *out_dir, *resume_dir;
@@ -16,7 +13,7 @@ typedef struct {
     int full;                  // 0 = LoRA, 1 = all weights
     int lora_r;
     double lora_alpha, lora_dropout;
-    int lora_targets;          // LORA_* bits
+    const char *lora_targets;  // "all-linear" or q,k,v,o,gate,up,down (model/lora.h parses it)
     int rslora;
     // optimisation
     int epochs, batch_size, micro_batch, grad_accum;   // batch_size = sequences per optimizer step
@@ -33,8 +30,6 @@ typedef struct {
 void settings_defaults(train_settings *s);
 // Applies a Bedrock hyperparameters JSON file. 0, or -1 with a message naming the key.
 int settings_load_hyperparameters(train_settings *s, const char *path, char *err, size_t errlen);
-// "all-linear" or a comma list of q,k,v,o,gate,up,down (also q_proj, ...). -1 when unknown.
-int settings_parse_lora_targets(const char *list);
 // Checks ranges and derives grad_accum. 0, or -1 with a message naming the flag.
 int settings_check(train_settings *s, char *err, size_t errlen);
 // Every resolved setting as a JSON object (for run.json).
