@@ -90,11 +90,14 @@ typedef struct {
     scan_fn fn;
     void *user;
     size_t hits;
+    size_t last_end;   // end of the last hit: no later hit starts before it
 } scanner;
 
 static void hit(scanner *s, scan_kind k, size_t off, size_t n) {
+    if (off < s->last_end) return;   // overlaps the previous finding: that one is reported
     scan_hit h = {k, off, n};
     s->hits++;
+    s->last_end = off + n;
     if (s->fn) s->fn(s->user, &h);
 }
 
@@ -289,7 +292,7 @@ static size_t try_number(scanner *s, size_t i) {
 static size_t try_email(scanner *s, size_t at) {
     const char *t = s->t;
     size_t b = at;
-    while (b > 0 && IS(t[b - 1], C_LOCAL) && at - b < 64) b--;
+    while (b > s->last_end && IS(t[b - 1], C_LOCAL) && at - b < 64) b--;
     while (b < at && (t[b] == '.' || t[b] == '-' || t[b] == '+')) b++;
     if (b == at) return 0;
     size_t j = at + 1, last_dot = 0;
@@ -313,7 +316,7 @@ static size_t try_email(scanner *s, size_t at) {
 
 size_t scan_text(const char *text, size_t len, scan_fn fn, void *user) {
     if (!cls_ready) init_classes();
-    scanner s = {text, len, fn, user, 0};
+    scanner s = {text, len, fn, user, 0, 0};
     size_t i = 0;
     while (i < len) {
         size_t from = i;
@@ -335,7 +338,7 @@ size_t scan_text(const char *text, size_t len, scan_fn fn, void *user) {
             const char *t = text + ws;
             if (ws == 0 || !IS(text[ws - 1], ALNUM)) {
                 c = t[0];
-                if (ws >= 7 && text[ws - 1] == ' ' && !strncasecmp(text + ws - 7, "bearer", 6) &&
+                if (ws >= 7 && ws - 7 >= s.last_end && text[ws - 1] == ' ' && !strncasecmp(text + ws - 7, "bearer", 6) &&
                     (ws == 7 || !IS(text[ws - 8], ALNUM)))
                     n = try_bearer(&s, ws - 7);
                 if (n) n -= 7;
