@@ -100,3 +100,71 @@ class TempHome:
 
     def __exit__(self, *exc):
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class FaultProxy:
+    """A loopback HTTP proxy in front of moto that forwards requests verbatim (Host header included,
+    so signatures still verify) except where fault(method, path, query, n) returns (status, code):
+    then it answers that S3 error itself. n counts requests per (method, operation) key."""
+
+    def __init__(self, target_port, fault):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+        from urllib.parse import urlsplit
+
+        counts, lock = {}, threading.Lock()
+        self.injected = []
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(n) if n else b""
+                parts = urlsplit(self.path)
+                op = "UploadPart" if "partNumber=" in parts.query else self.command
+                with lock:
+                    counts[op] = counts.get(op, 0) + 1
+                    k = counts[op]
+                f = fault(self.command, parts.path, parts.query, op, k)
+                if f:
+                    status, code = f
+                    proxy.injected.append((op, k, status, code))
+                    data = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                            f"<Message>injected by the test proxy</Message></Error>").encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                headers = {k2: v for k2, v in self.headers.items()}
+                c.request(self.command, self.path, body=body, headers=headers)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k2, v in r.getheaders():
+                    if k2.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                        self.send_header(k2, v)
+                # A HEAD answer has no body but announces the object's length.
+                length = r.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                c.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()

@@ -1,13 +1,15 @@
 """quarry upload against moto_server on loopback, signatures checked: objects read back with boto3
 byte for byte; a small file, an empty file, a multipart file (--part-size 5MiB --jobs 2); an upload
 killed after 3 parts resumes and sends only the missing parts; a wrong secret is a clear 403 and
-exit 1; no credentials say how to provide them; a --profile from a credentials file works."""
+exit 1; no credentials say how to provide them; a --profile from a credentials file works.
+Through a fault-injecting proxy: 503 SlowDown answers are retried; a fatal 400 on a part aborts the
+multipart upload (none left open) and exits 1."""
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from awstest import Moto, TempHome, clean_env, quarry_bin, run  # noqa: E402
+from awstest import FaultProxy, Moto, TempHome, clean_env, quarry_bin, run  # noqa: E402
 
 MiB = 1024 * 1024
 failures = []
@@ -129,7 +131,27 @@ def body(q, moto, home):
     rc, out, err = run(base + [small, "s3://quarry-bkt/run5/", "--profile", "nope"] + ep, penv)
     check(rc == 1 and "profile 'nope' not found" in err, "an unknown profile is named", err)
 
-    # 6. usage errors.
+    # 6. faults: throttling is retried; a fatal error aborts the multipart upload.
+    slow = FaultProxy(moto.port, lambda m, path, q, op, n: (503, "SlowDown") if op == "UploadPart" and n <= 2 else None)
+    try:
+        pep = ["--endpoint-url", slow.url, "--quiet", "--part-size", "5MiB", "--jobs", "2"]
+        rc, out, err = run(base + [src2, "s3://quarry-bkt/run6/"] + pep, env)
+        check(rc == 0 and len(slow.injected) == 2, "503 SlowDown on two parts is retried", f"{slow.injected}\n{out}{err}")
+        check(read_back(s3, "quarry-bkt", "run6/model.safetensors") == big, "the retried upload reads back")
+    finally:
+        slow.stop()
+    fatal = FaultProxy(moto.port, lambda m, path, q, op, n: (400, "InvalidArgument") if op == "UploadPart" and n == 3 else None)
+    try:
+        pep = ["--endpoint-url", fatal.url, "--quiet", "--part-size", "5MiB", "--jobs", "1"]
+        rc, out, err = run(base + [src2, "s3://quarry-bkt/run7/"] + pep, env)
+        check(rc == 1 and "InvalidArgument" in err and "aborted" in err, "a fatal part error fails and says it aborted",
+              f"rc={rc}\n{err}")
+        uploads = s3.list_multipart_uploads(Bucket="quarry-bkt").get("Uploads", [])
+        check(not uploads, "the failed multipart upload was aborted in S3", str(uploads))
+    finally:
+        fatal.stop()
+
+    # 7. usage errors.
     rc, out, err = run(base + [src, "s3://quarry-bkt/x/", "--part-size", "1MiB"] + ep, env)
     check(rc == 2 and "5MiB" in err, "--part-size below 5MiB is refused", err)
     rc, out, err = run(base + [src, "https://quarry-bkt/x/"] + ep, env)
