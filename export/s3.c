@@ -917,6 +917,13 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
             ps = (ps + (1 << 20) - 1) / (1 << 20) * (1 << 20);
         }
         cJSON *e = cJSON_GetObjectItem(j.files, f->key);
+        const cJSON *old_uid = e ? cJSON_GetObjectItem(e, "upload_id") : NULL;
+        if (e && cJSON_IsString(old_uid) && (!journal_matches(e, f, ps) || f->size <= ps)) {
+            // The file changed since the interrupted run: its old parts are useless, free them in S3.
+            abort_upload(h, &s, path, old_uid->valuestring);
+            journal_drop(&j, f);
+            e = NULL;
+        }
         const cJSON *ck = e ? cJSON_GetObjectItem(e, "checksum") : NULL;
         if (e && journal_matches(e, f, ps) && cJSON_IsTrue(cJSON_GetObjectItem(e, "done")) && cJSON_IsString(ck)) {
             snprintf(checksums[i], 64, "%s", ck->valuestring);   // sent by an earlier run; verified below

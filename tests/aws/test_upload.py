@@ -103,6 +103,19 @@ def body(q, moto, home):
     rc, out, err = run(args2, env)
     check(rc == 0 and "6 part(s) sent" in out, "a fresh rerun uploads again (no stale journal)", out + err)
 
+    # 2b. killed, then the file changes: the stale multipart upload is aborted, the new bytes go up.
+    args8 = base + [src2, "s3://quarry-bkt/run8/"] + ep + ["--part-size", "5MiB", "--jobs", "1"]
+    rc, out, err = run(args8, clean_env(home, QUARRY_TEST_KILL_AFTER_PARTS=2, **creds))
+    check(rc == -9, "killed after 2 parts", f"rc={rc}")
+    big2 = big + b"appended"
+    write(os.path.join(src2, "model.safetensors"), big2)
+    rc, out, err = run(args8, env)
+    check(rc == 0 and "0 part(s) resumed" in out, "a changed file is not resumed from stale parts", out + err)
+    check(read_back(s3, "quarry-bkt", "run8/model.safetensors") == big2, "the changed file reads back")
+    uploads = s3.list_multipart_uploads(Bucket="quarry-bkt").get("Uploads", [])
+    check(not uploads, "the stale multipart upload was aborted", str(uploads))
+    write(os.path.join(src2, "model.safetensors"), big)
+
     # 3. a wrong secret: 403 SignatureDoesNotMatch, said in words, exit 1.
     bad = clean_env(home, AWS_ACCESS_KEY_ID=moto.key_id, AWS_SECRET_ACCESS_KEY="not-the-secret-0123456789",
                     AWS_REGION="us-east-1")
