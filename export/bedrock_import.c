@@ -1,5 +1,6 @@
 // export/bedrock_import.c — see bedrock_import.h. Patterns and lengths from the Bedrock API
-// reference (CreateModelImportJob request, GetModelImportJob), i.e. botocore's bedrock model.
+// reference (docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelImportJob.html and
+// API_GetModelImportJob.html; the same as botocore's bedrock service model).
 #include "bedrock_import.h"
 #include <cjson/cJSON.h>
 #include <oniguruma.h>

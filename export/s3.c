@@ -350,27 +350,35 @@ typedef struct {
     const s3_ctx *s;
     const src_file *f;
     const char *path;      // object path
-    const char *upload_id;
+    const char *upload_q;    // "uploadId=ID", the id URI-encoded
     int fd;
     part *parts;
     int nparts;
     pthread_mutex_t mu;
-    int next, failed;
+    int next, failed, no_response;   // no_response: the failure was S3 being unreachable
     char err[2048];
     long long *bytes_done;
     int *parts_sent;
     int kill_after;        // QUARRY_TEST_KILL_AFTER_PARTS; 0 off
     progress *prog;
     double t0;
-    long long bytes_at_start;
+    const long long *bytes_resumed;
 } part_job;
+
+// The progress line's own rate counts everything done; after a resume it also says how much was
+// already in S3 and how fast this run is actually sending.
+static void progress_show(progress *prog, long long done, long long resumed, double t0) {
+    char extra[96] = "";
+    double dt = now_seconds() - t0;
+    if (resumed > 0)
+        snprintf(extra, sizeof extra, "(%.0f MB already in S3; sending %.1f MB/s)", (double)resumed / 1e6,
+                 dt > 0 ? (double)(done - resumed) / 1e6 / dt : 0.0);
+    progress_update(prog, (double)done / 1e6, extra);
+}
 
 static void progress_tick(part_job *pj, long long add) {
     *pj->bytes_done += add;
-    double mb = (double)*pj->bytes_done / 1e6, dt = now_seconds() - pj->t0;
-    char extra[64];
-    snprintf(extra, sizeof extra, "%.1f MB/s", dt > 0 ? (double)(*pj->bytes_done - pj->bytes_at_start) / 1e6 / dt : 0.0);
-    progress_update(pj->prog, mb, extra);
+    progress_show(pj->prog, *pj->bytes_done, *pj->bytes_resumed, pj->t0);
 }
 
 static void *part_worker(void *arg) {
@@ -393,18 +401,20 @@ static void *part_worker(void *arg) {
         if (i < 0) break;
         part *p = &pj->parts[i];
         char err[2048] = "";
+        int no_response = 0;
         if (read_at(pj->fd, buf, (size_t)p->len, p->off)) {
             snprintf(err, sizeof err, "cannot read %.1000s at offset %lld: %s", pj->f->rel, p->off, strerror(errno));
         } else {
             sha256_raw(buf, (size_t)p->len, p->sha);
             sigv4_headers hs = {0};
-            char hex[65], query[1200];
-            snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", p->number, pj->upload_id);
+            char hex[65], query[3300];
+            snprintf(query, sizeof query, "partNumber=%d&%s", p->number, pj->upload_q);
             aws_response r;
             if (body_headers(&hs, p->sha, hex) || sigv4_headers_add(&hs, "Content-Type", "application/octet-stream")) {
                 snprintf(err, sizeof err, "out of memory");
             } else if (aws_http_request(h, "PUT", pj->path, query, &hs, buf, (size_t)p->len, hex, &r) || r.status != 200) {
                 explain(pj->s, "UploadPart", pj->f->key, &r, err, sizeof err);
+                if (!r.status) no_response = 1;
                 aws_response_free(&r);
             } else {
                 if (aws_response_header(&r, "ETag", p->etag, sizeof p->etag))
@@ -416,7 +426,10 @@ static void *part_worker(void *arg) {
         }
         pthread_mutex_lock(&pj->mu);
         if (err[0]) {
-            if (!pj->failed) snprintf(pj->err, sizeof pj->err, "%s", err);
+            if (!pj->failed) {
+                snprintf(pj->err, sizeof pj->err, "%s", err);
+                pj->no_response = no_response;
+            }
             pj->failed = 1;
         } else {
             p->done = 1;
@@ -465,8 +478,8 @@ static int resume_parts(aws_http *h, part_job *pj, int *resumed, char *err, size
     size_t bufcap = 0;
     int rc = 0;
     for (int page = 0; page < 1000 && !rc; page++) {
-        char query[1300];
-        snprintf(query, sizeof query, "part-number-marker=%s&uploadId=%s", marker, pj->upload_id);
+        char query[3300];
+        snprintf(query, sizeof query, "part-number-marker=%s&%s", marker, pj->upload_q);
         sigv4_headers hs = {0};
         char hex[65];
         aws_response r;
@@ -535,9 +548,16 @@ static int resume_parts(aws_http *h, part_job *pj, int *resumed, char *err, size
     return rc;
 }
 
+// "uploadId=ID" with the id URI-encoded (S3's ids are URL-safe, other servers' may not be).
+static void upload_id_query(char *out, size_t n, const char *upload_id) {
+    char *enc = sigv4_uri_encode(upload_id, strlen(upload_id), 0);
+    snprintf(out, n, "uploadId=%s", enc ? enc : upload_id);
+    free(enc);
+}
+
 static void abort_upload(aws_http *h, const s3_ctx *s, const char *path, const char *upload_id) {
-    char query[1100], hex[65];
-    snprintf(query, sizeof query, "uploadId=%s", upload_id);
+    char query[3200], hex[65];
+    upload_id_query(query, sizeof query, upload_id);
     sigv4_headers hs = {0};
     aws_response r;
     if (!empty_headers(&hs, hex) && !aws_http_request(h, "DELETE", path, query, &hs, NULL, 0, hex, &r)) {
@@ -592,7 +612,7 @@ static int put_object(aws_http *h, const s3_ctx *s, const char *dir, const src_f
 typedef struct {
     journal *j;
     progress *prog;
-    long long bytes_done;
+    long long bytes_done, bytes_resumed;   // done: sent now or already in S3; resumed: the latter
     double t0;
     int kill_after;
     s3_upload_stats *st;
@@ -624,16 +644,16 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
     }
     part_job pj = {.s = s, .f = f, .path = path, .fd = fd, .parts = parts, .nparts = nparts,
                    .bytes_done = &rs->bytes_done, .parts_sent = &rs->st->parts_sent, .kill_after = rs->kill_after,
-                   .prog = rs->prog, .t0 = rs->t0};
-    pj.bytes_at_start = 0;
-    char upload_id[1024] = "";
+                   .prog = rs->prog, .t0 = rs->t0, .bytes_resumed = &rs->bytes_resumed};
+    char upload_id[1024] = "", upload_q[3200];
     int rc = -1, resumed = 0, reachable = 1;
 
     cJSON *e = cJSON_GetObjectItem(rs->j->files, f->key);
     const cJSON *uid = e ? cJSON_GetObjectItem(e, "upload_id") : NULL;
     if (e && journal_matches(e, f, part_size) && cJSON_IsString(uid) && !cJSON_IsTrue(cJSON_GetObjectItem(e, "done"))) {
         snprintf(upload_id, sizeof upload_id, "%s", uid->valuestring);
-        pj.upload_id = upload_id;
+        upload_id_query(upload_q, sizeof upload_q, upload_id);
+        pj.upload_q = upload_q;
         int r = resume_parts(h, &pj, &resumed, err, errlen);
         if (r < 0) goto out_keep;
         if (r > 0) upload_id[0] = 0;   // gone: start a new one
@@ -642,6 +662,7 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
             long long have = 0;
             for (int i = 0; i < nparts; i++) if (parts[i].done) have += parts[i].len;
             rs->bytes_done += have;
+            rs->bytes_resumed += have;
         }
     }
     if (!upload_id[0]) {
@@ -664,7 +685,8 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
             goto out_keep;
         }
         aws_response_free(&r);
-        pj.upload_id = upload_id;
+        upload_id_query(upload_q, sizeof upload_q, upload_id);
+        pj.upload_q = upload_q;
         if (!journal_put(rs->j, f, part_size, upload_id, 0, NULL)) {
             snprintf(err, errlen, "out of memory");
             goto out_abort;
@@ -689,7 +711,7 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
     rs->st->bytes_sent += sent;
     if (pj.failed) {
         snprintf(err, errlen, "%s", pj.err);
-        reachable = strstr(pj.err, "no response from") == NULL;
+        reachable = !pj.no_response;
         if (reachable) goto out_abort;
         goto out_keep;
     }
@@ -724,8 +746,8 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
     base64(whole, 32, b64);
     snprintf(checksum, 64, "%s-%d", b64, nparts);
 
-    char query[1100];
-    snprintf(query, sizeof query, "uploadId=%s", upload_id);
+    char query[3200];
+    upload_id_query(query, sizeof query, upload_id);
     sigv4_headers hs = {0};
     char hex[65];
     aws_response r;
@@ -929,6 +951,7 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
             snprintf(checksums[i], 64, "%s", ck->valuestring);   // sent by an earlier run; verified below
             st->files_skipped++;
             rs.bytes_done += f->size;
+            rs.bytes_resumed += f->size;
         } else if (f->size <= ps) {
             rc = put_object(h, &s, dir_abs, f, path, checksums[i], &st->bytes_sent, err, errlen) ? 1 : 0;
             if (!rc) {
@@ -939,10 +962,7 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
             rc = multipart_object(h, &s, dir_abs, f, path, ps, &rs, checksums[i], err, errlen) ? 1 : 0;
             if (!rc) journal_put(&j, f, ps, NULL, 1, checksums[i]);
         }
-        char extra[64];
-        double dt = now_seconds() - rs.t0;
-        snprintf(extra, sizeof extra, "%.1f MB/s", dt > 0 ? (double)st->bytes_sent / 1e6 / dt : 0.0);
-        progress_update(&prog, (double)rs.bytes_done / 1e6, extra);
+        progress_show(&prog, rs.bytes_done, rs.bytes_resumed, rs.t0);
         free(path);
     }
     progress_finish(&prog);
