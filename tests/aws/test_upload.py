@@ -60,6 +60,7 @@ def body(q, moto, home):
         "config.json": b'{"architectures": ["LlamaForCausalLM"]}\n',
         "empty.txt": b"",
         "sub/model.safetensors": os.urandom(2 * 5 * MiB + 12345),
+        "odd names/a+b=c (1)~ü.json": b"{}",   # key characters that must be URI-encoded when signed
     }
     for rel, data in files.items():
         write(os.path.join(src, rel), data)
