@@ -32,6 +32,16 @@ typedef struct {
     const char *source;   // where the credentials came from, for error hints
 } s3_ctx;
 
+long long s3_choose_part_size(long long file_size, long long part_size) {
+    if (file_size > S3_MAX_OBJECT_SIZE) return -1;
+    long long ps = part_size;
+    if ((file_size + ps - 1) / ps > S3_MAX_PARTS) {
+        ps = (file_size + S3_MAX_PARTS - 1) / S3_MAX_PARTS;
+        ps = (ps + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+    }
+    return ps > S3_MAX_PART_SIZE ? S3_MAX_PART_SIZE : ps;
+}
+
 int s3_parse_uri(const char *uri, char *bucket, size_t bucketlen, char *prefix, size_t prefixlen,
                  char *err, size_t errlen) {
     if (strncmp(uri, "s3://", 5)) {
@@ -932,11 +942,12 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
             rc = 1;
             break;
         }
-        // More than 10,000 parts: grow the part size (rounded up to a MiB) until they fit.
-        long long ps = o->part_size;
-        if ((f->size + ps - 1) / ps > S3_MAX_PARTS) {
-            ps = (f->size + S3_MAX_PARTS - 1) / S3_MAX_PARTS;
-            ps = (ps + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+        long long ps = s3_choose_part_size(f->size, o->part_size);
+        if (ps < 0) {
+            snprintf(err, errlen, "%s is %lld bytes; S3 objects are at most 5 TiB", f->rel, f->size);
+            free(path);
+            rc = 1;
+            break;
         }
         cJSON *e = cJSON_GetObjectItem(j.files, f->key);
         const cJSON *old_uid = e ? cJSON_GetObjectItem(e, "upload_id") : NULL;

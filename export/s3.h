@@ -17,6 +17,11 @@
 #define S3_MIN_PART_SIZE (5LL * 1024 * 1024)
 #define S3_MAX_PART_SIZE (5LL * 1024 * 1024 * 1024)
 #define S3_MAX_PARTS 10000
+#define S3_MAX_OBJECT_SIZE (5LL * 1024 * 1024 * 1024 * 1024)
+
+// The part size for a file: the requested one, grown (to a whole MiB) when the file would need
+// more than 10,000 parts. -1 when the file is larger than an S3 object may be (5 TiB).
+long long s3_choose_part_size(long long file_size, long long part_size);
 
 typedef struct {
     const aws_credentials *creds;
