@@ -216,10 +216,15 @@ chat_template *chat_template_from_text(const char *jinja, const char *force_name
         f = CHAT_RAW;
         name = "raw";
     } else if (!family_detect(jinja, &f, &name)) {
+        char head[64];
+        size_t k = 0;
+        for (const char *p = jinja; *p && k + 1 < sizeof head; p++)
+            head[k++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+        head[k] = 0;
         seterr(err, errlen,
-               "the chat template is not one quarry knows (%.60s...); pick the family with --template NAME "
+               "the chat template (\"%s...\") is not one quarry knows; pick its family with --template NAME "
                "(one of: %s)",
-               jinja, chat_family_names());
+               head, chat_family_names());
         return NULL;
     }
     const char *dbos, *deos;
@@ -389,6 +394,11 @@ chat_template *chat_template_load(const char *model_dir, const char *force_name,
                 use = i;
         }
     t = chat_template_from_text(use >= 0 ? sources[use] : NULL, force_name, bos, eos, err, errlen);
+    if (!t && use >= 0) {
+        char inner[768];
+        snprintf(inner, sizeof inner, "%s", err);
+        seterr(err, errlen, "%s/%s: %s", model_dir, names[use], inner);
+    }
     if (t) {
         snprintf(path, sizeof path, "%s/%s", model_dir, use >= 0 ? names[use] : "(no chat template)");
         t->source = xstrdup(force_name ? "--template" : path);
