@@ -26,6 +26,9 @@ static const struct {
     {"mistral-v2-spm", CHAT_MISTRAL_V3_SPM},
     {"mistral-v3-spm", CHAT_MISTRAL_V3_SPM},
     {"mistral-nemo", CHAT_MISTRAL_NEMO},
+    {"mistral-hf", CHAT_MISTRAL_HF},
+    {"mistral-hf-lastuser", CHAT_MISTRAL_HF},
+    {"mistral-legacy", CHAT_MISTRAL_LEGACY},
     {"chatml", CHAT_CHATML},
     {"qwen2", CHAT_CHATML},
     {"qwen2.5", CHAT_CHATML},
@@ -39,7 +42,8 @@ static const char QWEN25_SYSTEM[] = "You are Qwen, created by Alibaba Cloud. You
 
 const char *chat_family_names(void) {
     return "raw, llama2, llama3, llama3.1, llama3.2, llama3.3, mistral-v1, mistral-v1-spm, mistral-v2-spm, "
-           "mistral-v3, mistral-v3-spm, mistral-nemo, chatml, qwen2, qwen2.5, phi3, phi3.5";
+           "mistral-v3, mistral-v3-spm, mistral-nemo, mistral-hf, mistral-hf-lastuser, mistral-legacy, chatml, "
+           "qwen2, qwen2.5, phi3, phi3.5";
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -188,6 +192,20 @@ static int family_detect(const char *j, chat_family *f, const char **name) {
             *name = "mistral-nemo";
             return 1;
         }
+        if (strstr(j, "\"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"") &&
+            strstr(j, "\" \" + message[\"content\"]|trim + eos_token")) {
+            *f = CHAT_MISTRAL_HF;
+            *name = strstr(j, "(message == user_messages[-1]) and system_message is defined") ? "mistral-hf-lastuser"
+                                                                                              : "mistral-hf";
+            return 1;
+        }
+        if (strstr(j, "'[INST] ' + message['content'] + ' [/INST]'") &&
+            strstr(j, "message['content'] + eos_token") &&
+            strstr(j, "Only user and assistant roles are supported!")) {
+            *f = CHAT_MISTRAL_LEGACY;
+            *name = "mistral-legacy";
+            return 1;
+        }
         return 0;
     }
     if (strstr(j, "<|im_start|>") && strstr(j, "<|im_end|>")) {
@@ -239,6 +257,7 @@ chat_template *chat_template_from_text(const char *jinja, const char *force_name
     t->bos = xstrdup(bos ? bos : dbos);
     t->eos = xstrdup(eos ? eos : deos);
     t->system_if_nonempty = strcmp(name, "phi3.5") == 0;
+    t->system_in_last_user = strcmp(name, "mistral-hf-lastuser") == 0;
     if (f == CHAT_CHATML) {
         if (strcmp(name, "qwen2") == 0)
             t->default_system = xstrdup(QWEN2_SYSTEM);
@@ -718,23 +737,61 @@ out:
     return rc;
 }
 
+// The HF-side Mistral templates (Nemo, Mistral-7B-Instruct-v0.3): alternation checked without the
+// system; the system prompt joins the last message when that is a user turn ("loop.last"), or in
+// the later v0.3 revision every user turn equal to the last user turn.
 static int render_nemo(builder *b, const chat_template *t, const record *r, char *err, size_t errlen) {
+    int hf = t->family == CHAT_MISTRAL_HF;
     for (int i = 0; i < r->nturns; i++)
         if ((r->turns[i].role == ROLE_USER) != (i % 2 == 0))
             return raise_(err, errlen,
                           "After the optional system message, conversation roles must alternate "
                           "user/assistant/user/assistant/...");
+    const record_turn *last_user = NULL;
+    for (int i = 0; i < r->nturns; i++)
+        if (r->turns[i].role == ROLE_USER)
+            last_user = &r->turns[i];
     puts_(b, t->bos, 0);
     for (int i = 0; i < r->nturns; i++) {
         const record_turn *m = &r->turns[i];
         if (m->role == ROLE_USER) {
-            puts_(b, "[INST]", 0);
-            if (i == r->nturns - 1 && r->system) {
+            int with_sys = r->system && (t->system_in_last_user
+                                             ? m->len == last_user->len && memcmp(m->text, last_user->text, m->len) == 0
+                                             : i == r->nturns - 1);
+            puts_(b, hf ? "[INST] " : "[INST]", 0);
+            if (with_sys) {
                 put(b, r->system, r->system_len, 0);
                 puts_(b, "\n\n", 0);
             }
             put(b, m->text, m->len, 0);
             puts_(b, "[/INST]", 0);
+        } else if (hf) {
+            puts_(b, " ", 0);
+            put_stripped(b, m->text, m->len, 1);
+            puts_(b, t->eos, 1);
+        } else {
+            put(b, m->text, m->len, 1);
+            puts_(b, t->eos, 1);
+        }
+    }
+    return 0;
+}
+
+// Mixtral-8x7B-Instruct-v0.1: strict alternation from the first message, a system message included.
+static int render_mistral_legacy(builder *b, const chat_template *t, const record *r, char *err, size_t errlen) {
+    int off = r->system ? 1 : 0;
+    for (int i = 0; i < r->nturns + off; i++) {
+        int user = i >= off && r->turns[i - off].role == ROLE_USER;
+        if (user != (i % 2 == 0))
+            return raise_(err, errlen, "Conversation roles must alternate user/assistant/user/assistant/...");
+    }
+    puts_(b, t->bos, 0);
+    for (int i = 0; i < r->nturns; i++) {
+        const record_turn *m = &r->turns[i];
+        if (m->role == ROLE_USER) {
+            puts_(b, "[INST] ", 0);
+            put(b, m->text, m->len, 0);
+            puts_(b, " [/INST]", 0);
         } else {
             put(b, m->text, m->len, 1);
             puts_(b, t->eos, 1);
@@ -824,7 +881,9 @@ int chat_render(const chat_template *t, const record *r, const chat_options *o, 
         case CHAT_MISTRAL_V1_SPM:
         case CHAT_MISTRAL_V3:
         case CHAT_MISTRAL_V3_SPM: rc = render_mistral(&b, t, r, err, errlen); break;
-        case CHAT_MISTRAL_NEMO: rc = render_nemo(&b, t, r, err, errlen); break;
+        case CHAT_MISTRAL_NEMO:
+        case CHAT_MISTRAL_HF: rc = render_nemo(&b, t, r, err, errlen); break;
+        case CHAT_MISTRAL_LEGACY: rc = render_mistral_legacy(&b, t, r, err, errlen); break;
         case CHAT_CHATML: render_chatml(&b, t, r); break;
         case CHAT_PHI3: render_phi3(&b, t, r); break;
         }

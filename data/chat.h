@@ -27,6 +27,8 @@ typedef enum {
     CHAT_MISTRAL_V3,       // mistral-common v3 (tekken): "[INST]u[/INST]a</s>", system in the last user turn
     CHAT_MISTRAL_V3_SPM,   // mistral-common v2_spm / v3_spm: "[INST] u[/INST] a</s>", system in the last user turn
     CHAT_MISTRAL_NEMO,     // Mistral-Nemo-Instruct-2407 (HF): system only when the last message is a user turn
+    CHAT_MISTRAL_HF,       // Mistral-7B-Instruct-v0.3 (HF): "[INST] u[/INST] a</s>", system as Nemo
+    CHAT_MISTRAL_LEGACY,   // Mixtral-8x7B / first Mistral-7B-Instruct HF template: no system role
     CHAT_CHATML,           // ChatML (Qwen2/2.5: a default system prompt when none is given)
     CHAT_PHI3,             // Phi-3 / Phi-3.5: <|user|>\n…<|end|>\n, EOS at the end
 } chat_family;
@@ -38,6 +40,7 @@ typedef struct {
     char *eos;             // EOS token text; "" when none
     char *default_system;  // ChatML: the template's default system prompt; NULL when none
     int system_if_nonempty;// Phi-3.5: an empty system prompt is left out
+    int system_in_last_user;// mistral-hf revision: system in every user turn equal to the last user turn
     char *source;          // where the template came from (file), or "--template NAME"
     char *note;            // non-NULL when worth telling the user (e.g. two template sources)
 } chat_template;

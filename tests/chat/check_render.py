@@ -27,6 +27,8 @@ def main():
         "qwen2.5": (os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), (None, "<|im_end|>")),
         "mistral-v3-spm": (os.path.join(ct, "mistral", "v3_spm.jinja"), ("<s>", "</s>")),
         "mistral-v1": (os.path.join(ct, "mistral", "v1.jinja"), ("<s>", "</s>")),
+        "mistral-hf": (os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), ("<s>", "</s>")),
+        "mistral-nemo": (os.path.join(ct, "mistralai-Mistral-Nemo-Instruct-2407.jinja"), ("<s>", "</s>")),
         "phi3.5": (os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>")),
     }
     files = ["tooluse_test_system_messages.jsonl", "tooluse_test_content_blocks.jsonl",

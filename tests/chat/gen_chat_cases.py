@@ -62,13 +62,24 @@ def main():
         ("mistral-v3", os.path.join(mis, "v3.jinja"), S, "mistral-v3"),
         ("mistral-v3-spm", os.path.join(mis, "v3_spm.jinja"), S, "mistral-v3-spm"),
         ("mistral-nemo", os.path.join(ct, "mistralai-Mistral-Nemo-Instruct-2407.jinja"), S, "mistral-nemo"),
+        ("mistral-hf", os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), S, "mistral-hf"),
+        ("mistral-hf-lastuser", None, S, "mistral-hf-lastuser"),
+        ("mistral-legacy", os.path.join(ref, "mistralai-Mixtral-8x7B-Instruct-v0.1.jinja"), S, "mistral-legacy"),
     ]
     os.makedirs(os.path.join(out, "cases"), exist_ok=True)
     for name, path, (bos, eos), family in templates:
-        if path is None:   # Phi-3-mini's template lives in its tokenizer_config.json
+        if path is None:
+            if name == "phi3":   # Phi-3-mini's template lives in its tokenizer_config.json
+                text = phi3_cfg["chat_template"]
+            else:   # the later Mistral v0.3 revision: system in user turns equal to the last one
+                with open(os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), encoding="utf-8") as f:
+                    text = f.read()
+                old = "{%- if loop.last and system_message is defined %}"
+                assert old in text
+                text = text.replace(old, "{%- if (message == user_messages[-1]) and system_message is defined %}")
             path = os.path.join(out, "cases", name + ".jinja")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(phi3_cfg["chat_template"])
+                f.write(text)
         with open(path, encoding="utf-8") as f:
             tpl = f.read()
         rng = random.Random(zlib.crc32(name.encode()))
@@ -159,7 +170,11 @@ def conversation(rng):
     if rng.random() < 0.06:   # not alternating: templates merge, raise or render as is
         i = rng.randrange(nturns)
         roles[i] = "assistant" if roles[i] == "user" else "user"
-    return system, [[role, content(rng)] for role in roles]
+    turns = [[role, content(rng)] for role in roles]
+    users = [t for t in turns if t[0] == "user"]
+    if len(users) > 1 and rng.random() < 0.1:   # a repeated user turn
+        rng.choice(users[:-1])[1] = users[-1][1]
+    return system, turns
 
 
 if __name__ == "__main__":

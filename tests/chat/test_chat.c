@@ -427,7 +427,8 @@ int main(void) {
         return test_finish("test_chat");
     static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "phi3.5",
                                   "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
-                                  "mistral-v3-spm", "mistral-nemo"};
+                                  "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
+                                  "mistral-legacy"};
     int total = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/cases/%s.jsonl", out, names[i]);
