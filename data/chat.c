@@ -155,68 +155,73 @@ static int family_from_name(const char *name, chat_family *f) {
     return 0;
 }
 
-// Fingerprints: substrings that only one family's official template has.
+// Fingerprints: substrings that only one family's official template has (all of need, none of
+// avoid). First match wins, so a more specific variant comes before its family. A template that
+// matches none is refused rather than rendered by a near miss.
+typedef struct {
+    const char *name;
+    chat_family family;
+    const char *need[4];
+    const char *avoid[3];
+} fingerprint;
+
+static const fingerprint fingerprints[] = {
+    {"llama3.2", CHAT_LLAMA32,
+     {"<|start_header_id|>", "Cutting Knowledge Date: December 2023", "strftime_now(\"%d %b %Y\")", "<|eot_id|>"},
+     {NULL}},
+    {"llama3.1", CHAT_LLAMA31,
+     {"<|start_header_id|>", "Cutting Knowledge Date: December 2023", "date_string = \"26 Jul 2024\"", "<|eot_id|>"},
+     {"strftime_now"}},
+    {"llama3", CHAT_LLAMA3,
+     {"<|start_header_id|>", "message['content'] | trim + '<|eot_id|>'", "set content = bos_token + content"},
+     {"Cutting Knowledge"}},
+    {"llama2", CHAT_LLAMA2,
+     {"'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n'", "bos_token + '[INST] ' + content.strip() + ' [/INST]'",
+      "' '  + content.strip() + ' ' + eos_token"},
+     {NULL}},
+    {"mistral-v3-spm", CHAT_MISTRAL_V3_SPM, {"ns_sys", "max_idx_user", "{{- '[INST] ' }}", "ns.add_space"}, {NULL}},
+    {"mistral-v3", CHAT_MISTRAL_V3, {"ns_sys", "max_idx_user", "{{- '[INST]' }}"}, {"ns.add_space"}},
+    {"mistral-v1-spm", CHAT_MISTRAL_V1_SPM, {"ns_sys", "{{- ' [INST] ' }}", "loop.index0 == 0 and system_message != ''"},
+     {"max_idx_user"}},
+    {"mistral-v1", CHAT_MISTRAL_V1, {"ns_sys", "{{- '[INST] ' }}", "loop.index0 == 0 and system_message != ''"},
+     {"max_idx_user", "' [INST] '"}},
+    {"mistral-nemo", CHAT_MISTRAL_NEMO,
+     {"\"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"",
+      "{{- message[\"content\"] + eos_token}}", "loop.last and system_message is defined"},
+     {NULL}},
+    {"mistral-hf-lastuser", CHAT_MISTRAL_HF,
+     {"\"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"",
+      "\" \" + message[\"content\"]|trim + eos_token", "(message == user_messages[-1]) and system_message is defined"},
+     {NULL}},
+    {"mistral-hf", CHAT_MISTRAL_HF,
+     {"\"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"",
+      "\" \" + message[\"content\"]|trim + eos_token", "loop.last and system_message is defined"},
+     {NULL}},
+    {"mistral-legacy", CHAT_MISTRAL_LEGACY,
+     {"'[INST] ' + message['content'] + ' [/INST]'", "{{ message['content'] + eos_token}}",
+      "Only user and assistant roles are supported!", "{{ bos_token }}"},
+     {"system_message"}},
+    {"chatml", CHAT_CHATML, {"<|im_start|>", "+ '<|im_end|>' + '\\n'"}, {"<think>", "reasoning_content", "bos_token"}},
+    {"phi3.5", CHAT_PHI3,
+     {"<|assistant|>", "<|end|>", "{{ eos_token }}", "message['role'] == 'system' and message['content']"},
+     {"bos_token"}},
+    {"phi3", CHAT_PHI3, {"<|assistant|>", "<|end|>", "{{ eos_token }}", "message['role'] == 'system' %}"},
+     {"bos_token"}},
+};
+
 static int family_detect(const char *j, chat_family *f, const char **name) {
-    if (strstr(j, "<|start_header_id|>")) {
-        if (strstr(j, "Cutting Knowledge Date")) {
-            int strf = strstr(j, "strftime_now") != NULL;
-            *f = strf ? CHAT_LLAMA32 : CHAT_LLAMA31;
-            *name = strf ? "llama3.2" : "llama3.1";
-        } else {
-            *f = CHAT_LLAMA3;
-            *name = "llama3";
-        }
-        return 1;
-    }
-    if (strstr(j, "<<SYS>>") && strstr(j, "[INST]") && strstr(j, "content.strip()")) {
-        *f = CHAT_LLAMA2;
-        *name = "llama2";
-        return 1;
-    }
-    if (strstr(j, "[INST]")) {
-        if (strstr(j, "ns_sys") && strstr(j, "default_system_message")) {
-            if (strstr(j, "max_idx_user")) {
-                int spm = strstr(j, "'[INST] '") != NULL;
-                *f = spm ? CHAT_MISTRAL_V3_SPM : CHAT_MISTRAL_V3;
-                *name = spm ? "mistral-v3-spm" : "mistral-v3";
-            } else {
-                int spm = strstr(j, "' [INST] '") != NULL;
-                *f = spm ? CHAT_MISTRAL_V1_SPM : CHAT_MISTRAL_V1;
-                *name = spm ? "mistral-v1-spm" : "mistral-v1";
-            }
+    for (size_t i = 0; i < sizeof fingerprints / sizeof fingerprints[0]; i++) {
+        const fingerprint *fp = &fingerprints[i];
+        int ok = 1;
+        for (int k = 0; k < 4 && fp->need[k] && ok; k++)
+            ok = strstr(j, fp->need[k]) != NULL;
+        for (int k = 0; k < 3 && fp->avoid[k] && ok; k++)
+            ok = strstr(j, fp->avoid[k]) == NULL;
+        if (ok) {
+            *f = fp->family;
+            *name = fp->name;
             return 1;
         }
-        if (strstr(j, "\"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"") &&
-            strstr(j, "message[\"content\"] + eos_token")) {
-            *f = CHAT_MISTRAL_NEMO;
-            *name = "mistral-nemo";
-            return 1;
-        }
-        if (strstr(j, "\"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"") &&
-            strstr(j, "\" \" + message[\"content\"]|trim + eos_token")) {
-            *f = CHAT_MISTRAL_HF;
-            *name = strstr(j, "(message == user_messages[-1]) and system_message is defined") ? "mistral-hf-lastuser"
-                                                                                              : "mistral-hf";
-            return 1;
-        }
-        if (strstr(j, "'[INST] ' + message['content'] + ' [/INST]'") &&
-            strstr(j, "message['content'] + eos_token") &&
-            strstr(j, "Only user and assistant roles are supported!")) {
-            *f = CHAT_MISTRAL_LEGACY;
-            *name = "mistral-legacy";
-            return 1;
-        }
-        return 0;
-    }
-    if (strstr(j, "<|im_start|>") && strstr(j, "<|im_end|>")) {
-        *f = CHAT_CHATML;
-        *name = "chatml";
-        return 1;
-    }
-    if (strstr(j, "<|user|>") && strstr(j, "<|assistant|>") && strstr(j, "<|end|>")) {
-        *f = CHAT_PHI3;
-        *name = strstr(j, "message['role'] == 'system' and message['content']") ? "phi3.5" : "phi3";
-        return 1;
     }
     return 0;
 }

@@ -28,7 +28,10 @@ int chat_encode(const chat_template *t, const tokenizer *tok, const record *r, c
     int train_all = cpt || (o && o->train_on_prompt);
     int bos_id = tokenizer_bos_id(tok);
     int add_bos = !c.has_bos && tokenizer_adds_bos(tok) && bos_id >= 0;
-    int total = n + add_bos;
+    // No EOS text known (a base model without tokenizer_config.json): the tokenizer's EOS id.
+    int eos_id = tokenizer_eos_id(tok);
+    int add_eos = (cpt || t->family == CHAT_RAW) && t->eos[0] == 0 && eos_id >= 0;
+    int total = n + add_bos + add_eos;
     int32_t *outi = malloc((size_t)(total > 0 ? total : 1) * sizeof *outi);
     int8_t *outm = malloc((size_t)(total > 0 ? total : 1));
     if (!outi || !outm) {
@@ -47,6 +50,10 @@ int chat_encode(const chat_template *t, const tokenizer *tok, const record *r, c
     if (n > 0) {
         memcpy(outi + add_bos, tid, (size_t)n * sizeof *tid);
         chat_mask_from_offsets(&c, off, n, train_all, outm + add_bos);
+    }
+    if (add_eos) {
+        outi[total - 1] = eos_id;
+        outm[total - 1] = 1;
     }
     free(tid);
     free(off);
