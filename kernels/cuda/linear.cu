@@ -1,0 +1,145 @@
+// kernels/cuda/linear.cu — y = x·Wᵀ (+ bias) and its backward through cuBLASLt: bf16 inputs, fp32
+// compute, bf16 activations out, f32 weight gradients accumulated in place (beta = 1).
+#include "common.cuh"
+
+static cublasLtMatrixLayout_t layout(cudaDataType t, int rows, int cols, int ld) {
+    cublasLtMatrixLayout_t l;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, t, (uint64_t)rows, (uint64_t)cols, (int64_t)ld));
+    return l;
+}
+
+// One cuBLASLt matmul; returns 0 (and does nothing) when no algorithm supports the combination,
+// so the caller can fall back (the bias epilogue is not available for every type/shape).
+static int try_matmul(backend *be, int m, int n, int k, const void *A, int lda, int ta, const void *B, int ldb,
+                      int tb, void *D, int ldd, cudaDataType dtype_d, float alpha, float beta, const void *bias) {
+    cuda_state *s = cuda_state_of(be);
+    cublasLtMatmulDesc_t op;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType bt = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    cublasLtMatrixLayout_t la = ta ? layout(CUDA_R_16BF, k, m, lda) : layout(CUDA_R_16BF, m, k, lda);
+    cublasLtMatrixLayout_t lb = tb ? layout(CUDA_R_16BF, n, k, ldb) : layout(CUDA_R_16BF, k, n, ldb);
+    cublasLtMatrixLayout_t ld = layout(dtype_d, m, n, ldd);
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = s->workspace_bytes;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
+    int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (!ok && st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    if (ok)
+        CUBLAS_CHECK(cublasLtMatmul(s->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, s->workspace,
+                                    s->workspace_bytes, s->stream));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    return ok;
+}
+
+// D[i, j] (column-major m × n, leading dimension ldd) += scale · bias[i].
+__global__ void add_bias_kernel(bf16 *D, const bf16 *bias, int m, int n, int ldd, float scale) {
+    size_t total = (size_t)m * n;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        size_t j = idx / m, i = idx % m;
+        bf16 *d = D + j * (size_t)ldd + i;
+        *d = __float2bfloat16_rn(__bfloat162float(*d) + scale * __bfloat162float(bias[i]));
+    }
+}
+
+void cuda_matmul(backend *be, int m, int n, int k, const void *A, int lda, int ta, const void *B, int ldb, int tb,
+                 void *D, int ldd, cudaDataType dtype_d, float alpha, float beta, const void *bias) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        fprintf(stderr, "quarry: cuda_matmul: inner dimension %d; the caller passed an empty matrix\n", k);
+        exit(1);
+    }
+    if (try_matmul(be, m, n, k, A, lda, ta, B, ldb, tb, D, ldd, dtype_d, alpha, beta, bias)) return;
+    if (bias && dtype_d == CUDA_R_16BF &&
+        try_matmul(be, m, n, k, A, lda, ta, B, ldb, tb, D, ldd, dtype_d, alpha, beta, NULL)) {
+        add_bias_kernel<<<grid_for(be, (size_t)m * n, 256), 256, 0, cuda_state_of(be)->stream>>>(
+            (bf16 *)D, (const bf16 *)bias, m, n, ldd, 1.0f);
+        CUDA_CHECK_LAST();
+        return;
+    }
+    fprintf(stderr, "quarry: cuBLASLt has no algorithm for a %d x %d x %d matmul (transa %d, transb %d, out %s)\n", m,
+            n, k, ta, tb, dtype_d == CUDA_R_32F ? "f32" : "bf16");
+    fprintf(stderr, "hint: the leading dimensions or pointer alignment may be unusual; check the shapes passed\n");
+    exit(1);
+}
+
+#define COLSUM_ROWS 64
+
+// partial[b, c] = Σ_{r in chunk b} src[r, c]: one thread per column, rows in order.
+__global__ void colsum_partial_kernel(float *partial, const bf16 *src, int rows, int cols, int rows_per_chunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    int r0 = blockIdx.y * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
+    float acc = 0.0f;
+    for (int r = r0; r < r1; r++) acc += __bfloat162float(src[(size_t)r * cols + c]);
+    partial[(size_t)blockIdx.y * cols + c] = acc;
+}
+
+__global__ void colsum_finish_kernel(float *dst, const float *partial, int nchunks, int cols, float scale) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float acc = 0.0f;
+    for (int b = 0; b < nchunks; b++) acc += partial[(size_t)b * cols + c];
+    dst[c] += scale * acc;
+}
+
+void cuda_colsum_acc(backend *be, float *dst, const void *src, int rows, int cols, float scale) {
+    if (rows <= 0 || cols <= 0) return;
+    cudaStream_t st = cuda_state_of(be)->stream;
+    int nchunks = (rows + COLSUM_ROWS - 1) / COLSUM_ROWS;
+    if (nchunks > 1024) nchunks = 1024;
+    int rows_per_chunk = (rows + nchunks - 1) / nchunks;
+    nchunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    float *partial = (float *)cuda_scratch(be, (size_t)nchunks * cols * sizeof(float));
+    dim3 grid((unsigned)((cols + 255) / 256), (unsigned)nchunks);
+    colsum_partial_kernel<<<grid, 256, 0, st>>>(partial, (const bf16 *)src, rows, cols, rows_per_chunk);
+    CUDA_CHECK_LAST();
+    colsum_finish_kernel<<<(cols + 255) / 256, 256, 0, st>>>(dst, partial, nchunks, cols, scale);
+    CUDA_CHECK_LAST();
+}
+
+// Row-major (N, OC) = (N, IC)·(OC, IC)ᵀ is, column-major, (OC × N) = Wᵀ-view(IC × OC)ᵀ · x(IC × N).
+static void cu_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
+                              int IC, int OC, float scale, int accumulate) {
+    if (N <= 0 || OC <= 0) return;
+    float beta = accumulate ? 1.0f : 0.0f;
+    // The epilogue adds an unscaled bias; with scale ≠ 1 it is added separately as scale·bias.
+    const void *epi_bias = scale == 1.0f ? bias : NULL;
+    cuda_matmul(be, OC, N, IC, w, IC, 1, inp, IC, 0, out, OC, CUDA_R_16BF, scale, beta, epi_bias);
+    if (bias && !epi_bias) {
+        add_bias_kernel<<<grid_for(be, (size_t)OC * N, 256), 256, 0, cuda_state_of(be)->stream>>>(
+            (bf16 *)out, (const bf16 *)bias, OC, N, OC, scale);
+        CUDA_CHECK_LAST();
+    }
+}
+
+static void cu_linear_backward(backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                               const void *w, int N, int IC, int OC, float scale, int accumulate) {
+    if (N <= 0) return;
+    // dinp (IC × N col-major) = W-view(IC × OC) · dout(OC × N)
+    if (dinp) cuda_matmul(be, IC, N, OC, w, IC, 0, dout, OC, 0, dinp, IC, CUDA_R_16BF, scale, accumulate ? 1.0f : 0.0f, NULL);
+    // dw (IC × OC col-major) += inp(IC × N) · dout(OC × N)ᵀ, f32 output
+    if (dw) cuda_matmul(be, IC, OC, N, inp, IC, 0, dout, OC, 1, dw, IC, CUDA_R_32F, scale, 1.0f, NULL);
+    if (dbias) cuda_colsum_acc(be, dbias, dout, N, OC, scale);
+}
+
+void cuda_linear_install(backend *be) {
+    be->linear_forward = cu_linear_forward;
+    be->linear_backward = cu_linear_backward;
+}
