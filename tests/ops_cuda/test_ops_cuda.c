@@ -20,6 +20,9 @@
 static backend *cpu, *gpu;
 static rng_state rng = {0x5eed, 0};
 static int verbose;
+static const char *filter;  // run only the groups whose name contains this (argv), e.g. "attention"
+
+static int want(const char *group) { return !filter || strstr(group, filter) != NULL; }
 
 static uint16_t f2bf(float f) {
     uint32_t u;
@@ -548,7 +551,10 @@ static int check_tables(void) {
 }
 
 int main(int argc, char **argv) {
-    verbose = argc > 1 && !strcmp(argv[1], "-v");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-v")) verbose = 1;
+        else filter = argv[i];
+    }
     char err[256] = "";
     gpu = backend_cuda(0, err, sizeof err);
     if (!gpu) SKIP("%s", err);
@@ -560,28 +566,40 @@ int main(int argc, char **argv) {
     }
     if (check_tables()) return test_finish("test_ops_cuda");
 
-    test_cast(1003);
-    test_embedding(257, 72, 301);
-    test_embedding(100, 27, 13);
-    test_rmsnorm(67, 264);
-    test_rmsnorm(33, 100);
-    test_linear(37, 72, 50, 0, 1.0f, 0);
-    test_linear(37, 72, 50, 1, 1.0f, 0);
-    test_linear(29, 40, 24, 1, 0.5f, 1);
-    test_linear(64, 128, 96, 0, 2.0f, 1);
-    test_rope(45, 3, 64, 1.0f);
-    test_rope(20, 2, 10, 0.9f);
-    test_attention(2, 77, 77, 8, 2, 64, 30);     // GQA 4, documents, T not a multiple of 64
-    test_attention(1, 130, 130, 8, 1, 128, 200); // GQA 8, one document
-    test_attention(1, 65, 65, 4, 4, 128, 20);    // GQA 1, many short documents
-    test_attention(2, 19, 83, 4, 2, 64, 50);     // Tq < Tk (decoding with a KV cache)
-    test_attention(1, 150, 150, 4, 1, 64, 1000); // several key tiles per query tile
-    test_attention(2, 33, 33, 4, 2, 8, 12);      // tiny head dim: plain path
-    test_attention(1, 21, 40, 2, 2, 32, 15);     // plain path, Tq < Tk
-    test_elementwise(1000 + 5);
-    test_lm_head(53, 72, 1001, "7");     // several chunks, the last one ragged
-    test_lm_head(40, 64, 517, NULL);     // one chunk
-    test_optim(100003);
+    if (want("cast")) test_cast(1003);
+    if (want("embedding")) {
+        test_embedding(257, 72, 301);
+        test_embedding(100, 27, 13);
+    }
+    if (want("rmsnorm")) {
+        test_rmsnorm(67, 264);
+        test_rmsnorm(33, 100);
+    }
+    if (want("linear")) {
+        test_linear(37, 72, 50, 0, 1.0f, 0);
+        test_linear(37, 72, 50, 1, 1.0f, 0);
+        test_linear(29, 40, 24, 1, 0.5f, 1);
+        test_linear(64, 128, 96, 0, 2.0f, 1);
+    }
+    if (want("rope")) {
+        test_rope(45, 3, 64, 1.0f);
+        test_rope(20, 2, 10, 0.9f);
+    }
+    if (want("attention")) {
+        test_attention(2, 77, 77, 8, 2, 64, 30);     // GQA 4, documents, T not a multiple of 64
+        test_attention(1, 130, 130, 8, 1, 128, 200); // GQA 8, one document
+        test_attention(1, 65, 65, 4, 4, 128, 20);    // GQA 1, many short documents
+        test_attention(2, 19, 83, 4, 2, 64, 50);     // Tq < Tk (decoding with a KV cache)
+        test_attention(1, 150, 150, 4, 1, 64, 1000); // several key tiles per query tile
+        test_attention(2, 33, 33, 4, 2, 8, 12);      // tiny head dim: plain path
+        test_attention(1, 21, 40, 2, 2, 32, 15);     // plain path, Tq < Tk
+    }
+    if (want("elementwise swiglu add dropout")) test_elementwise(1000 + 5);
+    if (want("lm_head")) {
+        test_lm_head(53, 72, 1001, "7");  // several chunks, the last one ragged
+        test_lm_head(40, 64, 517, NULL);  // one chunk
+    }
+    if (want("optim adamw sum_squares scale has_nonfinite")) test_optim(100003);
 
     gpu->destroy(gpu);
     cpu->destroy(cpu);
