@@ -8,6 +8,14 @@ static cublasLtMatrixLayout_t layout(cudaDataType t, int rows, int cols, int ld)
     return l;
 }
 
+// Largest power of two (≤ 256) dividing the address.
+static uint32_t alignment(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && (a & (al - 1))) al >>= 1;
+    return al;
+}
+
 // One cuBLASLt matmul; returns 0 (and does nothing) when no algorithm supports the combination,
 // so the caller can fall back (the bias epilogue is not available for every type/shape).
 static int try_matmul(backend *be, int m, int n, int k, const void *A, int lda, int ta, const void *B, int ldb,
@@ -32,6 +40,13 @@ static int try_matmul(backend *be, int m, int n, int k, const void *A, int lda, 
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = s->workspace_bytes;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    // The heuristic assumes 256-byte aligned buffers unless told; row slices (lm_head chunks,
+    // LoRA halves) are not, so state each pointer's real alignment.
+    uint32_t al_a = alignment(A), al_b = alignment(B), al_d = alignment(D);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
