@@ -92,6 +92,7 @@ static void cu_destroy(backend *be) {
         if (s->workspace) CUDA_CHECK(cudaFree(s->workspace));
         if (s->scratch) CUDA_CHECK(cudaFree(s->scratch));
         if (s->host_flag) CUDA_CHECK(cudaFreeHost(s->host_flag));
+        free(s->lt_cache);
         if (s->lt) CUBLAS_CHECK(cublasLtDestroy(s->lt));
         if (s->cublas) CUBLAS_CHECK(cublasDestroy(s->cublas));
         if (s->stream) CUDA_CHECK(cudaStreamDestroy(s->stream));

@@ -15,6 +15,7 @@ typedef struct {
     void *scratch;              // op-private temporaries (partial sums, logits chunks), grown on demand
     size_t scratch_bytes;
     int *host_flag;             // pinned int for has_nonfinite
+    void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
 } cuda_state;
 
 static inline cuda_state *cuda_state_of(backend *be) { return (cuda_state *)be->impl; }

@@ -1,6 +1,7 @@
 // kernels/cuda/linear.cu — y = x·Wᵀ (+ bias) and its backward through cuBLASLt: bf16 inputs, fp32
 // compute, bf16 activations out, f32 weight gradients accumulated in place (beta = 1).
 #include "common.cuh"
+#include <string.h>
 
 static cublasLtMatrixLayout_t layout(cudaDataType t, int rows, int cols, int ld) {
     cublasLtMatrixLayout_t l;
@@ -16,11 +17,33 @@ static uint32_t alignment(const void *p) {
     return al;
 }
 
+// The heuristic query costs tens of microseconds of host time, so each shape's algorithm is
+// looked up once and kept (a training step repeats the same few shapes every layer).
+#define LT_CACHE_SIZE 128
+typedef struct {
+    int key[13];
+    int used;
+    int found;
+    cublasLtMatmulAlgo_t algo;
+} lt_entry;
+typedef struct {
+    lt_entry e[LT_CACHE_SIZE];
+    int next;  // round-robin replacement when full
+} lt_cache;
+
 // One cuBLASLt matmul; returns 0 (and does nothing) when no algorithm supports the combination,
 // so the caller can fall back (the bias epilogue is not available for every type/shape).
 static int try_matmul(backend *be, int m, int n, int k, const void *A, int lda, int ta, const void *B, int ldb,
                       int tb, void *D, int ldd, cudaDataType dtype_d, float alpha, float beta, const void *bias) {
     cuda_state *s = cuda_state_of(be);
+    if (!s->lt_cache) {
+        s->lt_cache = calloc(1, sizeof(lt_cache));
+        if (!s->lt_cache) {
+            fprintf(stderr, "quarry: out of host memory\n");
+            exit(1);
+        }
+    }
+    lt_cache *cache = (lt_cache *)s->lt_cache;
     cublasLtMatmulDesc_t op;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -36,26 +59,38 @@ static int try_matmul(backend *be, int m, int n, int k, const void *A, int lda, 
     cublasLtMatrixLayout_t la = ta ? layout(CUDA_R_16BF, k, m, lda) : layout(CUDA_R_16BF, m, k, lda);
     cublasLtMatrixLayout_t lb = tb ? layout(CUDA_R_16BF, n, k, ldb) : layout(CUDA_R_16BF, k, n, ldb);
     cublasLtMatrixLayout_t ld = layout(dtype_d, m, n, ldd);
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    size_t ws = s->workspace_bytes;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     // The heuristic assumes 256-byte aligned buffers unless told; row slices (lm_head chunks,
     // LoRA halves) are not, so state each pointer's real alignment.
     uint32_t al_a = alignment(A), al_b = alignment(B), al_d = alignment(D);
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
-    int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (!ok && st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    int key[13] = {m, n, k, lda, ldb, ldd, ta, tb, (int)dtype_d, bias != NULL, (int)al_a, (int)al_b, (int)al_d};
+    lt_entry *hit = NULL;
+    for (int i = 0; i < LT_CACHE_SIZE && !hit; i++)
+        if (cache->e[i].used && !memcmp(cache->e[i].key, key, sizeof key)) hit = &cache->e[i];
+    if (!hit) {
+        hit = &cache->e[cache->next];
+        cache->next = (cache->next + 1) % LT_CACHE_SIZE;
+        memcpy(hit->key, key, sizeof key);
+        hit->used = 1;
+        cublasLtMatmulPreference_t pref;
+        CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        size_t ws = s->workspace_bytes;
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
+        cublasLtMatmulHeuristicResult_t heur;
+        int found = 0;
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
+        if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+        hit->found = st == CUBLAS_STATUS_SUCCESS && found > 0;
+        if (hit->found) hit->algo = heur.algo;
+        CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    }
+    int ok = hit->found;
     if (ok)
-        CUBLAS_CHECK(cublasLtMatmul(s->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, s->workspace,
+        CUBLAS_CHECK(cublasLtMatmul(s->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &hit->algo, s->workspace,
                                     s->workspace_bytes, s->stream));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
