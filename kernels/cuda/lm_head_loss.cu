@@ -7,14 +7,16 @@
 // Scratch for one chunk: f32 logits + bf16 dlogits.
 #define LM_HEAD_CHUNK_BYTES ((size_t)256 << 20)
 
-// One block per row of logits (V, f32).  losses[row] = logsumexp − logit[target] (0 when the
-// target is −1); dlogits (when not NULL) = grad_scale · (softmax − onehot), zero for untrained rows.
+// One block per row of logits (V, f32).  losses[row] = logsumexp − logit[target]; dlogits (when
+// not NULL) = grad_scale · (softmax − onehot).  A target of −1 (or out of range, as the CPU
+// backend treats it) is not trained: loss 0, zero gradient.
 __global__ void cross_entropy_kernel(float *losses, bf16 *dlogits, const float *logits, const int32_t *targets, int V,
                                      float grad_scale) {
     __shared__ float red[32];
     int row = blockIdx.x;
     const float *x = logits + (size_t)row * V;
     int t = targets[row];
+    bool trained = t >= 0 && t < V;
     float m = -INFINITY;
     for (int c = threadIdx.x; c < V; c += CE_THREADS) m = fmaxf(m, x[c]);
     m = block_max(m, red);
@@ -22,10 +24,10 @@ __global__ void cross_entropy_kernel(float *losses, bf16 *dlogits, const float *
     for (int c = threadIdx.x; c < V; c += CE_THREADS) s += expf(x[c] - m);
     s = block_sum(s, red);
     float lse = m + logf(s);
-    if (threadIdx.x == 0) losses[row] = t < 0 ? 0.0f : t >= V ? NAN : lse - x[t];
+    if (threadIdx.x == 0) losses[row] = trained ? lse - x[t] : 0.0f;
     if (!dlogits) return;
     bf16 *d = dlogits + (size_t)row * V;
-    if (t < 0 || t >= V) {
+    if (!trained) {
         for (int c = threadIdx.x; c < V; c += CE_THREADS) d[c] = __float2bfloat16_rn(0.0f);
         return;
     }

@@ -45,7 +45,7 @@ __global__ void rmsnorm_forward_kernel(bf16 *out, float *rstd, const bf16 *x, co
     if (lane == 0) rstd[row] = r;
 }
 
-// Block b takes rows [b·rows_per_block, ...).  For each row:
+// Block b takes rows [b·rows_per_block, ...).  For each row (dx may be NULL: dw only):
 //   dx += r·w·g − x · r³ · (Σ_c g·w·x) / C
 // and, when partial != NULL, sdw[c] += g·x·r for the columns this thread owns (a fixed set, so
 // no two threads touch one sdw entry); the block's sdw goes to partial[b, :] at the end.
@@ -60,8 +60,23 @@ __global__ void rmsnorm_backward_kernel(bf16 *dx, float *partial, const bf16 *do
     int r0 = blockIdx.x * rows_per_block, r1 = min(N, r0 + rows_per_block);
     for (int row = r0; row < r1; row++) {
         const bf16 *xr = x + (size_t)row * C, *gr = dout + (size_t)row * C;
-        bf16 *dxr = dx + (size_t)row * C;
         float r = rstd[row];
+        if (!dx) {  // dw only (uniform across the block)
+            if (vec) {
+                for (int c = threadIdx.x * 8; c < C; c += RMS_BWD_THREADS * 8) {
+                    float xf[8], gf[8];
+                    bf16x8_to_f32(*reinterpret_cast<const uint4 *>(xr + c), xf);
+                    bf16x8_to_f32(*reinterpret_cast<const uint4 *>(gr + c), gf);
+#pragma unroll
+                    for (int j = 0; j < 8; j++) sdw[c + j] += gf[j] * xf[j] * r;
+                }
+            } else {
+                for (int c = threadIdx.x; c < C; c += RMS_BWD_THREADS)
+                    sdw[c] += __bfloat162float(gr[c]) * __bfloat162float(xr[c]) * r;
+            }
+            continue;
+        }
+        bf16 *dxr = dx + (size_t)row * C;
         float dot = 0.0f;
         if (vec) {
             for (int c = threadIdx.x * 8; c < C; c += RMS_BWD_THREADS * 8) {
@@ -87,7 +102,7 @@ __global__ void rmsnorm_backward_kernel(bf16 *dx, float *partial, const bf16 *do
                 bf16x8_to_f32(*reinterpret_cast<const uint4 *>(dxr + c), df);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
-                    df[j] += r * wf[j] * gf[j] - xf[j] * k;
+                    df[j] += r * wf[j] * gf[j] - k * xf[j];
                     if (partial) sdw[c + j] += gf[j] * xf[j] * r;
                 }
                 *reinterpret_cast<uint4 *>(dxr + c) = f32_to_bf16x8(df);
@@ -95,7 +110,7 @@ __global__ void rmsnorm_backward_kernel(bf16 *dx, float *partial, const bf16 *do
         } else {
             for (int c = threadIdx.x; c < C; c += RMS_BWD_THREADS) {
                 float xf = __bfloat162float(xr[c]), gf = __bfloat162float(gr[c]), wf = __bfloat162float(w[c]);
-                dxr[c] = __float2bfloat16_rn(__bfloat162float(dxr[c]) + r * wf * gf - xf * k);
+                dxr[c] = __float2bfloat16_rn(__bfloat162float(dxr[c]) + r * wf * gf - k * xf);
                 if (partial) sdw[c] += gf * xf * r;
             }
         }
@@ -127,7 +142,7 @@ static void cu_rmsnorm_forward(backend *be, void *out, float *rstd, const void *
 
 static void cu_rmsnorm_backward(backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
                                 const float *rstd, int N, int C) {
-    if (N <= 0 || C <= 0) return;
+    if (N <= 0 || C <= 0 || (!dx && !dw)) return;
     cuda_state *s = cuda_state_of(be);
     int vec = C % 8 == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(w);
     int blocks = s->props.multiProcessorCount * 2;

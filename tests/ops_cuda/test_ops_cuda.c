@@ -271,7 +271,13 @@ static void test_rmsnorm(int N, int C) {
     buf *o3[] = {&dx2};
     GPU_TWICE("rmsnorm_backward", o3, gpu->rmsnorm_backward(gpu, dx2.g, NULL, dout.g, x.g, w.g, r.g, N, C));
     compare("rmsnorm_backward", &dx2, TOL_BF16);
-    drop(&x); drop(&w); drop(&out); drop(&rstd); drop(&r); drop(&dout); drop(&dx); drop(&dw); drop(&dx2);
+    // dx == NULL: dw alone.
+    buf dw3 = mk("dw(no dx)", (size_t)C, 0, rnd((size_t)C, 1.0f));
+    cpu->rmsnorm_backward(cpu, NULL, dw3.c, dout.c, x.c, w.c, r.c, N, C);
+    buf *o4[] = {&dw3};
+    GPU_TWICE("rmsnorm_backward", o4, gpu->rmsnorm_backward(gpu, NULL, dw3.g, dout.g, x.g, w.g, r.g, N, C));
+    compare("rmsnorm_backward", &dw3, TOL_F32_SUM);
+    drop(&x); drop(&w); drop(&out); drop(&rstd); drop(&r); drop(&dout); drop(&dx); drop(&dw); drop(&dx2); drop(&dw3);
 }
 
 static void test_linear(int N, int IC, int OC, int with_bias, float scale, int accumulate) {
