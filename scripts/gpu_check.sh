@@ -37,13 +37,16 @@ resolve_libs() {  # $1: a binary; extends LD_LIBRARY_PATH until ldd finds everyt
     local missing lib d
     missing=$(ldd "$1" 2>/dev/null | awk '/not found/{print $1}')
     for lib in $missing; do
+        local found=""
         for d in $(lib_dirs); do
-            if [ -e "$d/$lib" ]; then
-                export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-                echo "   $lib from $d"
-                break
-            fi
+            if [ -e "$d/$lib" ]; then found=$d/$lib; break; fi
         done
+        # pip's CUDA 13 wheels changed their folder layout; search where Python packages live
+        [ -z "$found" ] && found=$(find /opt /usr/local /usr/lib -name "$lib" 2>/dev/null | head -1)
+        if [ -n "$found" ]; then
+            export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            echo "   $lib from $(dirname "$found")"
+        fi
     done
     ! ldd "$1" 2>/dev/null | grep -q "not found"
 }

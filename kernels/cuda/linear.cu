@@ -116,17 +116,23 @@ void cuda_matmul(backend *be, int m, int n, int k, const void *A, int lda, int t
         exit(1);
     }
     if (try_matmul(be, m, n, k, A, lda, ta, B, ldb, tb, D, ldd, dtype_d, alpha, beta, bias)) return;
-    if (bias && dtype_d == CUDA_R_16BF &&
-        try_matmul(be, m, n, k, A, lda, ta, B, ldb, tb, D, ldd, dtype_d, alpha, beta, NULL)) {
+    // No cuBLASLt algorithm for this combination (the bias epilogue, or unusual leading
+    // dimensions): without the epilogue, then classic cuBLAS, which takes any shape.
+    if (!bias || !try_matmul(be, m, n, k, A, lda, ta, B, ldb, tb, D, ldd, dtype_d, alpha, beta, NULL)) {
+        cuda_state *s = cuda_state_of(be);
+        CUBLAS_CHECK(cublasGemmEx(s->cublas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+                                  &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, D, dtype_d, ldd,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    if (bias) {
+        if (dtype_d != CUDA_R_16BF) {
+            fprintf(stderr, "quarry: cuda_matmul: a bias needs a bf16 output\n");
+            exit(1);
+        }
         add_bias_kernel<<<grid_for(be, (size_t)m * n, 256), 256, 0, cuda_state_of(be)->stream>>>(
             (bf16 *)D, (const bf16 *)bias, m, n, ldd, 1.0f);
         CUDA_CHECK_LAST();
-        return;
     }
-    fprintf(stderr, "quarry: cuBLASLt has no algorithm for a %d x %d x %d matmul (transa %d, transb %d, out %s)\n", m,
-            n, k, ta, tb, dtype_d == CUDA_R_32F ? "f32" : "bf16");
-    fprintf(stderr, "hint: the leading dimensions or pointer alignment may be unusual; check the shapes passed\n");
-    exit(1);
 }
 
 #define COLSUM_ROWS 64
