@@ -473,7 +473,7 @@ static void print_bytes(FILE *f, const char *what, size_t bytes, const char *not
 void model_memory_print(const model_memory *p, FILE *f) {
     static const char *modes[] = {"forward only", "full fine-tuning", "LoRA"};
     char note[160];
-    fprintf(f, "memory plan on %s (%s, %s activations): %.2fM parameters, %.3fM trained\n",
+    fprintf(f, "memory plan on %s (%s, %s activations): %.3fM parameters, %.3fM trained\n",
             p->backend_name, modes[p->train], dtype_name(p->act_dtype),
             (double)p->params_total / 1e6, (double)p->params_trained / 1e6);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));

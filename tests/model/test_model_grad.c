@@ -1,0 +1,246 @@
+// tests/model/test_model_grad.c — what the transformers fixtures do not cover, checked from
+// outside the backward: LoRA with dropout and rsLoRA scaling against central finite
+// differences of the forward's loss; activation checkpointing giving the same gradients with
+// dropout (the recomputed layer draws the same masks); the memory plan adding up; and
+// model_open refusing broken checkpoints with the file and tensor named.
+#include "test.h"
+#include "model/llama.h"
+#include "model/safetensors.h"
+#include "kernels/rng.h"
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { B = 2, T = 16, N = B * T };
+
+static int32_t ids[N], targets[N], pos[N], doc[N];
+
+static void make_batch(int vocab) {
+    rng_state s = {.seed = 99, .counter = 0};
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t, start = t < 7 ? 0 : 7;   // two documents per row
+            ids[i] = (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
+            pos[i] = t - start;
+            doc[i] = start;
+        }
+    for (int i = 0; i < N; i++) targets[i] = (i % T == 6 || i % T == T - 1 || i % 5 == 0) ? -1 : ids[(i + 1) % N];
+}
+
+static model *open_lora(const char *dir, backend *be, const lora_config *lc, int checkpoint) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    if (!m) { fprintf(stderr, "FAIL model_open: %s\n", err); return NULL; }
+    model_options opt = {.batch_size = B, .seq_len = T, .train = MODEL_TRAIN_LORA, .checkpoint = checkpoint};
+    if (model_enable_lora(m, lc, err, sizeof err) != 0 || model_plan(m, &opt, NULL, err, sizeof err) != 0 ||
+        model_allocate(m, err, sizeof err) != 0) {
+        fprintf(stderr, "FAIL LoRA model: %s\n", err);
+        model_free(m);
+        return NULL;
+    }
+    // B = 0 would make every A gradient zero: start from a random B instead.
+    rng_state s = {.seed = 5, .counter = 0};
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        if (!strstr(p->name, "lora_B")) continue;
+        float *x = malloc(p->n * 4);
+        for (size_t k = 0; k < p->n; k++) x[k] = 0.2f * (2.0f * rng_next_uniform(&s) - 1.0f);
+        model_param_write(m, p, x);
+        free(x);
+    }
+    return m;
+}
+
+static double mean_loss(model *m, float grad_scale) {
+    model_batch b = {.B = B, .T = T, .ids = ids, .targets = targets, .pos = pos, .doc_start = doc,
+                     .dropout_seed = 1234};
+    model_loss l;
+    if (model_forward(m, &b, grad_scale, &l) != 0) {
+        fprintf(stderr, "FAIL forward: %s\n", model_error(m));
+        return NAN;
+    }
+    return l.sum / (double)l.tokens;
+}
+
+static void check_lora_dropout(const char *dir, backend *be) {
+    lora_config lc = lora_config_default();
+    lc.rank = 4;
+    lc.alpha = 8.0f;
+    lc.rslora = 1;
+    lc.dropout = 0.25f;
+    model *m = open_lora(dir, be, &lc, 0), *mc = open_lora(dir, be, &lc, 1);
+    CHECK(m && mc, "open");
+    if (!m || !mc) { model_free(m); model_free(mc); return; }
+    int64_t n = 0;
+    for (int i = 0; i < N; i++) n += targets[i] != -1;
+    double l0 = mean_loss(m, 1.0f / (float)n);
+    CHECK(model_backward(m) == 0, "backward: %s", model_error(m));
+    double lc0 = mean_loss(mc, 1.0f / (float)n);
+    CHECK(model_backward(mc) == 0, "backward (checkpointing): %s", model_error(mc));
+    CHECK(l0 == lc0, "checkpointing changes the loss: %.9g vs %.9g", l0, lc0);
+
+    // Same gradients with checkpointing: the recomputed forward must use the same masks.
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i), *q = model_trained_at(mc, i);
+        double e = rel_error(q->grad, p->grad, p->n);
+        CHECK(e <= 1e-6, "%s: checkpointed gradient differs by %.3g", p->name, e);
+    }
+
+    // Central differences on a sample of elements of A and B of several layers and targets.
+    const float h = 1e-2f;
+    double num = 0, den = 0;
+    int checked = 0;
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        if (i % 3 != 0) continue;
+        float *x = malloc(p->n * 4);
+        model_param_read(m, p, x);
+        for (int k = 0; k < 3; k++) {
+            size_t e = (size_t)(k * 7919 + i * 131) % p->n;
+            float keep = x[e], g = p->grad[e];
+            x[e] = keep + h;
+            model_param_write(m, p, x);
+            double lp = mean_loss(m, 0.0f);
+            x[e] = keep - h;
+            model_param_write(m, p, x);
+            double lm = mean_loss(m, 0.0f);
+            x[e] = keep;
+            model_param_write(m, p, x);
+            double fd = (lp - lm) / (2.0 * h);
+            num += (fd - g) * (fd - g);
+            den += fd * fd;
+            checked++;
+            if (fabs(fd - g) > 2e-3 * fmax(1.0, fabs(fd)) + 0.02 * fabs(fd))
+                fprintf(stderr, "  %s[%zu]: backward %.6g, finite difference %.6g\n", p->name, e, (double)g, fd);
+        }
+        free(x);
+    }
+    double rel = sqrt(num / den);
+    printf("LoRA dropout 0.25, rsLoRA: %d elements, gradient vs finite differences rel error %.2e\n",
+           checked, rel);
+    CHECK(checked >= 20 && rel <= 1e-2, "LoRA gradients vs finite differences: relative error %.3g", rel);
+
+    // Dropout is applied (another seed changes the loss) and deterministic (same seed, same loss).
+    double again = mean_loss(m, 0.0f);
+    CHECK(again == l0, "same seed, loss %.9g then %.9g", l0, again);
+    model_batch b = {.B = B, .T = T, .ids = ids, .targets = targets, .pos = pos, .doc_start = doc,
+                     .dropout_seed = 4321};
+    model_loss other;
+    model_forward(m, &b, 0.0f, &other);
+    CHECK(fabs(other.sum / (double)other.tokens - l0) > 1e-6, "dropout seed has no effect");
+    model_free(m);
+    model_free(mc);
+}
+
+static void check_plan(const char *dir, backend *be) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open: %s", err);
+    if (!m) return;
+    lora_config lc = lora_config_default();
+    model_memory full, ckpt, lora, none;
+    model_options o = {.batch_size = 4, .seq_len = 64, .train = MODEL_TRAIN_FULL};
+    CHECK(model_plan(m, &o, &full, err, sizeof err) == 0, "plan full: %s", err);
+    o.checkpoint = 1;
+    CHECK(model_plan(m, &o, &ckpt, err, sizeof err) == 0, "plan checkpoint: %s", err);
+    o.train = MODEL_TRAIN_NONE;
+    CHECK(model_plan(m, &o, &none, err, sizeof err) == 0, "plan none: %s", err);
+    o.train = MODEL_TRAIN_LORA;
+    CHECK(model_plan(m, &o, &lora, err, sizeof err) == -1, "LoRA planned without adapters");
+    CHECK(model_enable_lora(m, &lc, err, sizeof err) == 0, "enable: %s", err);
+    CHECK(model_plan(m, &o, &lora, err, sizeof err) == 0, "plan lora: %s", err);
+    const model_config *c = model_get_config(m);
+    size_t P = model_config_num_params(c);
+    CHECK(full.params_total == P && full.params_trained == P, "full: %zu/%zu parameters, config says %zu",
+          full.params_trained, full.params_total, P);
+    CHECK(full.grads >= P * 4 && full.moments >= 2 * P * 4 && full.masters >= P * 4, "full buffers");
+    CHECK(full.total == full.weights + full.masters + full.grads + full.moments + full.activations,
+          "total adds up");
+    CHECK(ckpt.activations < full.activations, "checkpointing saves activations (%zu vs %zu)",
+          ckpt.activations, full.activations);
+    CHECK(none.grads == 0 && none.moments == 0 && none.masters == 0, "forward only: no training buffers");
+    size_t lora_params = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        int q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim, C = c->hidden_size,
+            F = c->intermediate_size;
+        lora_params += (size_t)lc.rank * ((size_t)(C + q) * 2 + (size_t)(C + kv) * 2 + (size_t)(C + F) * 3);
+    }
+    CHECK(lora.params_trained == lora_params, "LoRA trains %zu parameters, want %zu", lora.params_trained,
+          lora_params);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        model_memory_print(&full, f);
+        fclose(f);
+        CHECK(strstr(text, "activations") && strstr(text, "total") && strstr(text, "AdamW"),
+              "plan printout:\n%s", text);
+        printf("%s", text);
+        free(text);
+    }
+    model_free(m);
+}
+
+// A copy of the checkpoint with one tensor dropped, renamed or reshaped must be refused.
+static void check_broken(const char *dir, backend *be) {
+    char err[512], src[1024], tmp[] = "/tmp/quarry_model_XXXXXX";
+    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); return; }
+    st_set *st = st_open(dir, err, sizeof err);
+    CHECK(st != NULL, "open %s: %s", dir, err);
+    if (!st) return;
+    snprintf(src, sizeof src, "%s/config.json", dir);
+    char cfgpath[256], stpath[256];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", tmp);
+    snprintf(stpath, sizeof stpath, "%s/model.safetensors", tmp);
+    FILE *in = fopen(src, "rb"), *out = fopen(cfgpath, "wb");
+    char buf[4096];
+    size_t k;
+    while (in && out && (k = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, k, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+    const char *victim = "model.layers.1.self_attn.k_proj.weight";
+    for (int mode = 0; mode < 3; mode++) {
+        st_writer *w = st_writer_begin();
+        for (int i = 0; i < st_count(st); i++) {
+            const st_tensor *t = st_get(st, i);
+            int64_t shape[8];
+            memcpy(shape, t->shape, sizeof shape);
+            const char *name = t->name;
+            if (strcmp(name, victim) == 0) {
+                if (mode == 0) continue;                          // missing
+                if (mode == 1)   // an unexpected tensor beside the expected one
+                    st_writer_add(w, "model.layers.1.self_attn.kk_proj.weight", t->dtype, t->ndim,
+                                  shape, t->data, t->nbytes);
+                if (mode == 2) { shape[0] = t->shape[1]; shape[1] = t->shape[0]; }  // transposed
+            }
+            st_writer_add(w, name, t->dtype, t->ndim, shape, t->data, t->nbytes);
+        }
+        int rc = st_writer_finish(w, stpath, NULL, NULL, 0, err, sizeof err);
+        st_writer_free(w);
+        CHECK(rc == 0, "write broken checkpoint: %s", err);
+        err[0] = '\0';
+        model *m = model_open(tmp, be, err, sizeof err);
+        CHECK(m == NULL, "broken checkpoint %d accepted", mode);
+        model_free(m);
+        const char *named = mode == 1 ? "kk_proj" : victim;
+        CHECK(strstr(err, named) && strstr(err, tmp), "error names the file and tensor: %s", err);
+        printf("refused: %s\n", err);
+    }
+    st_close(st);
+    unlink(stpath);
+    unlink(cfgpath);
+    rmdir(tmp);
+}
+
+int main(void) {
+    const char *srcdir = test_env("QUARRY_SOURCE_DIR", ".");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/llama3_gqa", srcdir);
+    backend *be = backend_cpu(0);
+    if (!be) { fprintf(stderr, "FAIL no cpu backend\n"); return 1; }
+    make_batch(128);
+    check_lora_dropout(dir, be);
+    check_plan(dir, be);
+    check_broken(dir, be);
+    be->destroy(be);
+    return test_finish("test_model_grad");
+}
