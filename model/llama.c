@@ -518,10 +518,14 @@ int model_allocate(model *m, char *err, size_t errlen) {
     if (m->allocated) return 0;
     size_t free_b = 0, total_b = 0;
     be->memory_info(be, &free_b, &total_b);
-    if (free_b && m->plan.total > free_b) {
-        set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB free; try "
+    // Host memory counts page cache as used, so "free" understates what a host can give:
+    // there only the total is a hard limit.
+    size_t limit = be->device_index < 0 ? total_b : free_b;
+    if (limit && m->plan.total > limit) {
+        set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB %s; try "
                 "--grad-checkpoint, a smaller --micro-batch or --max-seq-len, or --method lora",
-                (double)m->plan.total / 1073741824.0, be->name, (double)free_b / 1073741824.0);
+                (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
+                be->device_index < 0 ? "in all" : "free");
         return -1;
     }
     const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
