@@ -77,6 +77,7 @@ struct model {
 
     // The last forward.
     int fwd_B, fwd_T, fwd_train, fwd_ready;
+    int kv_per_layer;            // acts[l].k, .v distinct per layer (a KV cache for decoding)
     float fwd_grad_scale;
     uint64_t fwd_seed;
     int32_t *h_targets;          // host copy of the last targets (N)
@@ -354,6 +355,8 @@ static void layout_acts(model *m, arena *a) {
     size_t V = (size_t)c->vocab_size, r = m->has_lora ? (size_t)m->lora.rank : 0;
     int train = m->opt.train != MODEL_TRAIN_NONE, L = c->num_layers;
     int nsets = train && !m->opt.checkpoint ? L : 1;
+    // Without training each layer keeps its own k and v: the KV cache of greedy decoding.
+    m->kv_per_layer = !(train && m->opt.checkpoint);
     m->d_ids = arena_take(a, N * 4);
     m->d_targets = arena_take(a, N * 4);
     m->d_pos = arena_take(a, N * 4);
@@ -377,7 +380,13 @@ static void layout_acts(model *m, arena *a) {
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
     }
-    for (int s = nsets; s < L; s++) m->acts[s] = m->acts[0];
+    for (int s = nsets; s < L; s++) {
+        m->acts[s] = m->acts[0];
+        if (m->kv_per_layer) {
+            m->acts[s].k = arena_take(a, N * K * as);
+            m->acts[s].v = arena_take(a, N * K * as);
+        }
+    }
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -684,20 +693,24 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
     }
 }
 
-// Layer l from resid[l] to resid[l+1], keeping what the backward needs in x.
-static void layer_forward(model *m, int l, layer_acts *x, int B, int T) {
+// Layer l from resid[l] to resid[l+1], keeping what the backward needs in x. T query rows per
+// batch; Tk > T only when decoding (B = 1): the new keys and values go to rows Tk − T.. of the
+// layer's cache x->k, x->v and attention reads all Tk of them.
+static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     const layer_weights *lw = &m->layers[l];
     int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    size_t K = (size_t)KV * (size_t)hd;
+    void *k = act_row(m, x->k, (size_t)(Tk - T), K), *v = act_row(m, x->v, (size_t)(Tk - T), K);
     uint64_t s = m->fwd_seed;
     be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
     linear_fwd(m, x->q, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0, dropout_seed(s, l, LORA_Q));
-    linear_fwd(m, x->k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0, dropout_seed(s, l, LORA_K));
-    linear_fwd(m, x->v, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 0, dropout_seed(s, l, LORA_V));
+    linear_fwd(m, k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0, dropout_seed(s, l, LORA_K));
+    linear_fwd(m, v, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 0, dropout_seed(s, l, LORA_V));
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
-    be->rope_forward(be, x->k, m->d_pos, &m->rope, N, KV);
-    be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, T, H, KV, hd,
+    be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
+    be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
                           1.0f / sqrtf((float)hd));
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
@@ -798,7 +811,7 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     be->copy_to_device(be, m->d_pos, b->pos, (size_t)N * 4);
     be->copy_to_device(be, m->d_doc, b->doc_start, (size_t)N * 4);
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, N, C);
-    for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T);
+    for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T, T);
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[L], m->final_norm->act, N, C, c->rms_norm_eps);
     if (loss) memset(loss, 0, sizeof *loss);
     if (b->targets) {
@@ -838,7 +851,7 @@ int model_backward(model *m) {
                          m->rstdf, N, C);
     for (int l = L - 1; l >= 0; l--) {
         // The shared set still holds the last layer from the forward.
-        if (m->opt.checkpoint && l < L - 1) layer_forward(m, l, &m->acts[l], B, T);
+        if (m->opt.checkpoint && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
         layer_backward(m, l, &m->acts[l], B, T);
     }
     if (m->embed->grad) be->embedding_backward(be, m->embed->grad, m->dres, m->d_ids, N, C, c->vocab_size);
@@ -891,10 +904,33 @@ int model_logits_last(model *m, const int32_t *ids, int n, float *host) {
     return model_logits_row(m, n - 1, host);
 }
 
+// One decoding step with the KV cache: token at position pos (the cache holds 0..pos−1 of the
+// same single document); leaves the final-normed row in lnf row 0.
+static void decode_step(model *m, int32_t token, int pos) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int32_t p = pos;
+    be->copy_to_device(be, m->d_ids, &token, 4);
+    be->copy_to_device(be, m->d_pos, &p, 4);
+    be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, 1, c->hidden_size);
+    for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, 1, pos + 1);
+    be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, 1,
+                        c->hidden_size, c->rms_norm_eps);
+    m->fwd_B = m->fwd_T = 1;
+    m->fwd_ready = 0;   // the saved activations no longer match a batch
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;   // the first maximum, as torch.argmax
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
 int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_new, int eos_id,
                           int32_t *out) {
     const model_config *c = &m->cfg;
-    if (n_prompt < 1 || n_new < 0 || n_prompt + n_new > m->opt.seq_len + 1) {
+    if (!m->allocated || n_prompt < 1 || n_new < 0 || n_prompt + n_new > m->opt.seq_len + 1) {
         snprintf(m->error, sizeof m->error, "prompt %d + %d new tokens exceed the planned sequence "
                  "length %d", n_prompt, n_new, m->opt.seq_len);
         return -1;
@@ -910,13 +946,22 @@ int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_n
     memcpy(ids, prompt, (size_t)n_prompt * sizeof *ids);
     int n = n_prompt, made = 0;
     while (made < n_new) {
-        if (model_logits_last(m, ids, n, logits) != 0) {
+        int rc;
+        if (!m->kv_per_layer) {
+            rc = model_logits_last(m, ids, n, logits);   // no cache: the whole prefix again
+        } else if (made == 0) {
+            // The prompt in one pass fills every layer's k and v for positions 0..n−1.
+            rc = model_logits_last(m, ids, n, logits);
+            if (rc == 0) m->be->memset_zero(m->be, m->d_doc, (size_t)m->opt.seq_len * 4);
+        } else {
+            decode_step(m, ids[n - 1], n - 1);
+            rc = model_logits_row(m, 0, logits);
+        }
+        if (rc != 0) {
             made = -1;
             break;
         }
-        int best = 0;   // first maximum, as torch.argmax
-        for (int v = 1; v < c->vocab_size; v++)
-            if (logits[v] > logits[best]) best = v;
+        int best = argmax(logits, c->vocab_size);
         out[made++] = best;
         ids[n++] = best;
         if (best == eos_id) break;
