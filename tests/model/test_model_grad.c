@@ -131,6 +131,59 @@ static void check_lora_dropout(const char *dir, backend *be) {
     model_free(mc);
 }
 
+// Gradient accumulation: the two rows as two micro-batches, each scaled by 1/(trained tokens of
+// both), must add up to the gradient of the whole batch (the loss is a mean over all trained
+// tokens, not a mean of per-micro-batch means).
+static void check_accumulation(const char *dir, backend *be) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open: %s", err);
+    if (!m) return;
+    model_options opt = {.batch_size = B, .seq_len = T, .train = MODEL_TRAIN_FULL};
+    if (model_plan(m, &opt, NULL, err, sizeof err) != 0 || model_allocate(m, err, sizeof err) != 0) {
+        CHECK(0, "plan: %s", err);
+        model_free(m);
+        return;
+    }
+    int64_t n = 0;
+    for (int i = 0; i < N; i++) n += targets[i] != -1;
+    int np = model_trained_count(m);
+    float **whole = calloc((size_t)np, sizeof *whole);
+    model_zero_grads(m);
+    double l_whole = mean_loss(m, 1.0f / (float)n);
+    model_backward(m);
+    for (int i = 0; i < np; i++) {
+        model_param *p = model_trained_at(m, i);
+        whole[i] = malloc(p->n * 4);
+        memcpy(whole[i], p->grad, p->n * 4);
+    }
+    model_zero_grads(m);
+    double sum = 0;
+    int64_t tokens = 0;
+    for (int r = 0; r < B; r++) {
+        model_batch b = {.B = 1, .T = T, .ids = ids + r * T, .targets = targets + r * T, .pos = pos + r * T,
+                         .doc_start = doc + r * T};
+        model_loss l;
+        CHECK(model_forward(m, &b, 1.0f / (float)n, &l) == 0 && model_backward(m) == 0, "micro-batch %d: %s",
+              r, model_error(m));
+        sum += l.sum;
+        tokens += l.tokens;
+    }
+    CHECK(tokens == n && fabs(sum / (double)tokens - l_whole) <= 1e-6 * l_whole, "loss %.9g vs %.9g",
+          sum / (double)tokens, l_whole);
+    double worst = 0;
+    for (int i = 0; i < np; i++) {
+        model_param *p = model_trained_at(m, i);
+        double e = rel_error(p->grad, whole[i], p->n);
+        if (e > worst) worst = e;
+        CHECK(e <= 1e-5, "%s: accumulated gradient differs by %.3g", p->name, e);
+        free(whole[i]);
+    }
+    free(whole);
+    printf("accumulation over 2 micro-batches: worst gradient difference %.2e\n", worst);
+    model_free(m);
+}
+
 static void check_plan(const char *dir, backend *be) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
@@ -239,6 +292,7 @@ int main(void) {
     if (!be) { fprintf(stderr, "FAIL no cpu backend\n"); return 1; }
     make_batch(128);
     check_lora_dropout(dir, be);
+    check_accumulation(dir, be);
     check_plan(dir, be);
     check_broken(dir, be);
     be->destroy(be);
