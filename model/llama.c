@@ -80,7 +80,6 @@ struct model {
     int kv_per_layer;            // acts[l].k, .v distinct per layer (a KV cache for decoding)
     float fwd_grad_scale;
     uint64_t fwd_seed;
-    int32_t *h_targets;          // host copy of the last targets (N)
     float *h_losses;             // host (N)
 
     char error[512];
@@ -287,7 +286,6 @@ void model_free(model *m) {
     free(m->layers);
     free(m->resid);
     free(m->acts);
-    free(m->h_targets);
     free(m->h_losses);
     free(m);
 }
@@ -592,9 +590,8 @@ int model_allocate(model *m, char *err, size_t errlen) {
     if (staging) be->free(be, staging);
     if (rc != 0) return -1;
     size_t N = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
-    m->h_targets = malloc(N * sizeof *m->h_targets);
     m->h_losses = malloc(N * sizeof *m->h_losses);
-    if (!m->h_targets || !m->h_losses) {
+    if (!m->h_losses) {
         set_err(err, errlen, "out of host memory");
         return -1;
     }
@@ -602,6 +599,19 @@ int model_allocate(model *m, char *err, size_t errlen) {
     m->st = NULL;
     m->allocated = 1;
     return 0;
+}
+
+void model_get_buffers(const model *m, model_buffers *out) {
+    out->weights = m->buf_weights;
+    out->masters = m->buf_masters;
+    out->grads = m->buf_grads;
+    out->moments = m->buf_moments;
+    out->activations = m->buf_acts;
+    out->weights_bytes = m->allocated ? m->plan.weights : 0;
+    out->masters_bytes = m->allocated ? m->plan.masters : 0;
+    out->grads_bytes = m->allocated ? m->plan.grads : 0;
+    out->moments_bytes = m->allocated ? m->plan.moments : 0;
+    out->activations_bytes = m->allocated ? m->plan.activations : 0;
 }
 
 int model_param_count(const model *m) { return m->nparams; }
@@ -815,7 +825,6 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[L], m->final_norm->act, N, C, c->rms_norm_eps);
     if (loss) memset(loss, 0, sizeof *loss);
     if (b->targets) {
-        memcpy(m->h_targets, b->targets, (size_t)N * sizeof *b->targets);
         be->copy_to_device(be, m->d_targets, b->targets, (size_t)N * 4);
         be->lm_head_loss(be, m->losses, train ? m->dln : NULL, train ? m->lm_head->grad : NULL, m->lnf,
                          m->lm_head->act, m->d_targets, N, C, c->vocab_size, grad_scale);
@@ -828,7 +837,6 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
                     loss->tokens++;
                 }
     } else {
-        for (int i = 0; i < N; i++) m->h_targets[i] = -1;
         memset(m->h_losses, 0, (size_t)N * sizeof *m->h_losses);
         be->synchronize(be);
     }

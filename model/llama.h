@@ -63,7 +63,8 @@ typedef struct {
     size_t n;                 // elements
     int trained;              // 1: master, grad, m and v are set
     int weight_decay;         // 1 for matrices (linear, embedding, LoRA A/B); 0 norms and biases
-    void *act;                // act copy the forward reads (== master when act is f32 and trained)
+    void *act;                // act copy the forward reads; == master when trained and the act
+                              // dtype is f32 (then pass NULL as adamw_update's param_act)
     float *master, *grad, *m, *v;   // f32 (n) each; NULL when frozen
 } model_param;
 
@@ -101,6 +102,15 @@ void model_memory_print(const model_memory *plan, FILE *f);
 // device's free memory), reads the weights and initialises LoRA (A Kaiming-uniform, B zero).
 // Gradients and moments start at zero. 0 ok; -1 + message.
 int model_allocate(model *m, char *err, size_t errlen);
+
+// The five allocations as device pointers and bytes (NULL/0 when empty or not allocated), for
+// collectives over whole buffers (all-reducing the gradients of every trained tensor at once:
+// the padding between tensors stays zero) and for checkpoints of the optimizer state.
+typedef struct {
+    void *weights, *masters, *grads, *moments, *activations;
+    size_t weights_bytes, masters_bytes, grads_bytes, moments_bytes, activations_bytes;
+} model_buffers;
+void model_get_buffers(const model *m, model_buffers *out);
 
 // Every tensor (base and adapters) and the trained ones, in a stable order.
 int model_param_count(const model *m);
