@@ -60,6 +60,75 @@ static void append_piece(char *out, size_t cap, char **vocab, int prev, int tok)
     snprintf(out + used, cap - used, "%s", p);
 }
 
+// A valid (not SentencePiece-exact) tokenization: longest vocabulary piece first, with
+// llama2.c's leading space; enough for a training smoke test.
+static int encode_longest(char **vocab, int V, const char *text, int32_t *out, int cap) {
+    char *buf = malloc(strlen(text) + 2);
+    buf[0] = ' ';
+    strcpy(buf + 1, text);
+    int n = 0;
+    for (const char *p = buf; *p && n < cap;) {
+        int best = -1;
+        size_t blen = 0;
+        for (int v = 3; v < V; v++) {
+            size_t l = strlen(vocab[v]);
+            if (l > blen && strncmp(p, vocab[v], l) == 0) { best = v; blen = l; }
+        }
+        if (best < 0) { best = 3 + (unsigned char)*p; blen = 1; }   // <0xXX> byte pieces
+        out[n++] = best;
+        p += blen;
+    }
+    free(buf);
+    return n;
+}
+
+// A few AdamW steps on text the model has not produced greedily: the loss must fall, for
+// LoRA and for full fine-tuning.
+static void check_finetune(const char *dir, backend *be, char **vocab, const char *text, int lora) {
+    char err[512];
+    enum { TT = 128 };
+    int32_t ids[TT + 1], tg[TT], pos[TT], doc[TT];
+    model *m = model_open(dir, be, err, sizeof err);
+    const model_config *c = m ? model_get_config(m) : NULL;
+    int n = c ? encode_longest(vocab, c->vocab_size, text, ids + 1, TT) : 0;
+    ids[0] = BOS;
+    for (int i = 0; i < TT; i++) {
+        tg[i] = i < n ? ids[i + 1] : -1;
+        pos[i] = i;
+        doc[i] = 0;
+    }
+    lora_config lc = lora_config_default();
+    lc.dropout = 0.0f;
+    model_options opt = {.batch_size = 1, .seq_len = TT, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL};
+    if (!m || n < 32 || (lora && model_enable_lora(m, &lc, err, sizeof err) != 0) ||
+        model_plan(m, &opt, NULL, err, sizeof err) != 0 || model_allocate(m, err, sizeof err) != 0) {
+        CHECK(0, "fine-tune setup (%d tokens): %s", n, err);
+        model_free(m);
+        return;
+    }
+    model_batch b = {.B = 1, .T = TT, .ids = ids, .targets = tg, .pos = pos, .doc_start = doc};
+    double first = 0, last = 0;
+    for (int step = 1; step <= 6; step++) {
+        model_loss l;
+        model_zero_grads(m);
+        if (model_forward(m, &b, 1.0f / (float)n, &l) != 0 || model_backward(m) != 0) {
+            CHECK(0, "step %d: %s", step, model_error(m));
+            break;
+        }
+        last = l.sum / (double)l.tokens;
+        if (step == 1) first = last;
+        for (int i = 0; i < model_trained_count(m); i++) {
+            model_param *p = model_trained_at(m, i);
+            be->adamw_update(be, p->master, p->act == (void *)p->master ? NULL : p->act, p->grad, p->m, p->v,
+                             p->n, lora ? 1e-2f : 2e-3f, 0.9f, 0.999f, 1e-8f,
+                             p->weight_decay ? 0.01f : 0.0f, step, 1.0f);
+        }
+    }
+    printf("stories260K %s fine-tune on %d tokens: loss %.4f -> %.4f\n", lora ? "LoRA" : "full", n, first, last);
+    CHECK(last < first - 0.05, "%s: loss did not fall: %.4f -> %.4f", lora ? "LoRA" : "full", first, last);
+    model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s HF_DIR tok512.bin stories260K.md\n", argv[0]);
@@ -107,6 +176,18 @@ int main(int argc, char **argv) {
     } else {
         printf("stories260K: %d greedy tokens reproduce llama2.c's text (%zu characters)\n", n, tl);
     }
+    // The temperature-1 sample of the same page: text, but not the model's own greedy choice.
+    char *md2 = read_file(argv[3], NULL);
+    char *t1 = md2 ? strstr(md2, "-s 133742\n") : NULL;
+    char *t1end = t1 ? strstr(t1, "```") : NULL;
+    CHECK(t1end != NULL, "%s: no sampled text after \"-s 133742\"", argv[3]);
+    if (t1end) {
+        *t1end = '\0';
+        t1 += strlen("-s 133742\n");
+        check_finetune(argv[1], be, vocab, t1, 1);
+        check_finetune(argv[1], be, vocab, t1, 0);
+    }
+    free(md2);
     for (int i = 0; i < c->vocab_size; i++) free(vocab[i]);
     free(vocab);
     free(md);
