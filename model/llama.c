@@ -978,3 +978,21 @@ int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_n
     free(logits);
     return made;
 }
+
+model *model_load(const char *dir, backend *be, const model_options *opt, const lora_config *lora,
+                  FILE *plan_out, char *err, size_t errlen) {
+    model *m = model_open(dir, be, err, errlen);
+    if (!m) return NULL;
+    model_memory plan;
+    if ((lora && model_enable_lora(m, lora, err, errlen) != 0) ||
+        model_plan(m, opt, &plan, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    if (plan_out) model_memory_print(&plan, plan_out);
+    if (model_allocate(m, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}

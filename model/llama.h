@@ -146,3 +146,8 @@ int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_n
                           int32_t *out);
 
 const char *model_error(const model *m);
+
+// All of the above in one call: open, enable LoRA when lora != NULL, plan, print the plan to
+// plan_out (may be NULL), allocate. NULL with a message.
+model *model_load(const char *dir, backend *be, const model_options *opt, const lora_config *lora,
+                  FILE *plan_out, char *err, size_t errlen);

@@ -28,15 +28,9 @@ static void make_batch(int vocab) {
 
 static model *open_lora(const char *dir, backend *be, const lora_config *lc, int checkpoint) {
     char err[512];
-    model *m = model_open(dir, be, err, sizeof err);
-    if (!m) { fprintf(stderr, "FAIL model_open: %s\n", err); return NULL; }
     model_options opt = {.batch_size = B, .seq_len = T, .train = MODEL_TRAIN_LORA, .checkpoint = checkpoint};
-    if (model_enable_lora(m, lc, err, sizeof err) != 0 || model_plan(m, &opt, NULL, err, sizeof err) != 0 ||
-        model_allocate(m, err, sizeof err) != 0) {
-        fprintf(stderr, "FAIL LoRA model: %s\n", err);
-        model_free(m);
-        return NULL;
-    }
+    model *m = model_load(dir, be, &opt, lc, NULL, err, sizeof err);
+    if (!m) { fprintf(stderr, "FAIL LoRA model: %s\n", err); return NULL; }
     // B = 0 would make every A gradient zero: start from a random B instead.
     rng_state s = {.seed = 5, .counter = 0};
     for (int i = 0; i < model_trained_count(m); i++) {
