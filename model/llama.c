@@ -540,7 +540,14 @@ int model_allocate(model *m, char *err, size_t errlen) {
     void **bufs[] = {&m->buf_weights, &m->buf_masters, &m->buf_grads, &m->buf_moments, &m->buf_acts};
     for (int i = 0; i < 5; i++) {
         *bufs[i] = alloc_buf(m, sizes[i], names[i], err, errlen);
-        if (sizes[i] && !*bufs[i]) return -1;
+        if (sizes[i] && !*bufs[i]) {
+            for (int j = 0; j < i; j++)
+                if (*bufs[j]) {
+                    be->free(be, *bufs[j]);
+                    *bufs[j] = NULL;
+                }
+            return -1;
+        }
     }
     arena w = {m->buf_weights, 0}, ms = {m->buf_masters, 0}, g = {m->buf_grads, 0};
     arena mo = {m->buf_moments, 0}, a = {m->buf_acts, 0};
