@@ -7,6 +7,7 @@
 #include "model/llama.h"
 #include "model/safetensors.h"
 #include "kernels/rng.h"
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -278,6 +279,46 @@ static void check_broken(const char *dir, backend *be) {
     rmdir(tmp);
 }
 
+// Mistral's sliding window is not implemented: a sequence longer than it must be refused with
+// what to change, a shorter one accepted.
+static void check_sliding_window(const char *srcdir, backend *be) {
+    char tmp[] = "/tmp/quarry_window_XXXXXX", path[1200], err[512];
+    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(path, sizeof path, "%s/tests/fixtures/mistral/config.json", srcdir);
+    FILE *in = fopen(path, "rb");
+    char text[8192] = "";
+    size_t n = in ? fread(text, 1, sizeof text - 1, in) : 0;
+    if (in) fclose(in);
+    text[n] = '\0';
+    char *at = strstr(text, "\"sliding_window\": null");
+    CHECK(at != NULL, "%s has no \"sliding_window\": null", path);
+    if (!at) { rmdir(tmp); return; }
+    char cfg[8300];
+    snprintf(cfg, sizeof cfg, "%.*s\"sliding_window\": 8%s", (int)(at - text), text,
+             at + strlen("\"sliding_window\": null"));
+    char cfgpath[256], stpath[256], target[PATH_MAX];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", tmp);
+    snprintf(stpath, sizeof stpath, "%s/model.safetensors", tmp);
+    snprintf(path, sizeof path, "%s/tests/fixtures/mistral/model.safetensors", srcdir);
+    if (!realpath(path, target)) { CHECK(0, "%s not found", path); rmdir(tmp); return; }
+    FILE *out = fopen(cfgpath, "wb");
+    if (out) { fputs(cfg, out); fclose(out); }
+    CHECK(symlink(target, stpath) == 0, "symlink %s", target);
+    model *m = model_open(tmp, be, err, sizeof err);
+    CHECK(m != NULL, "open: %s", err);
+    if (m) {
+        model_options o = {.batch_size = 1, .seq_len = 16, .train = MODEL_TRAIN_FULL};
+        CHECK(model_plan(m, &o, NULL, err, sizeof err) == -1 && strstr(err, "sliding_window") &&
+              strstr(err, "--max-seq-len 8"), "sequence 16 > window 8 refused: %s", err);
+        o.seq_len = 8;
+        CHECK(model_plan(m, &o, NULL, err, sizeof err) == 0, "sequence 8 = window accepted: %s", err);
+        model_free(m);
+    }
+    unlink(stpath);
+    unlink(cfgpath);
+    rmdir(tmp);
+}
+
 int main(void) {
     const char *srcdir = test_env("QUARRY_SOURCE_DIR", ".");
     char dir[900];
@@ -289,6 +330,7 @@ int main(void) {
     check_accumulation(dir, be);
     check_plan(dir, be);
     check_broken(dir, be);
+    check_sliding_window(srcdir, be);
     be->destroy(be);
     return test_finish("test_model_grad");
 }
