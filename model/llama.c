@@ -1,6 +1,7 @@
 // model/llama.c — the Llama-family decoder over the op table: no #ifdef, no device code;
 // every tensor operation goes through be->... (kernels/backend.h).
 #include "llama.h"
+#include "names.h"
 #include "safetensors.h"
 #include "../kernels/rng.h"
 #include <math.h>
@@ -165,7 +166,7 @@ static int build_params(model *m, char *err, size_t errlen) {
             linear_module_name(mod, sizeof mod, l, t);
             ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
             if (c->attention_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
-            if (t == LORA_V)
+            if (t == LORA_O)
                 ADD(lw->norm[NORM_POST], 1, c->hidden_size, 0,
                     "model.layers.%d.post_attention_layernorm.weight", l);
         }
@@ -194,57 +195,6 @@ static int is_base_param(const model *m, const model_param *p) {
     return strncmp(p->name, "base_model.", 11) != 0 || !m->has_lora;
 }
 
-// Expected tensors present with their shapes; nothing unexpected (beyond tolerated extras).
-static int check_checkpoint(model *m, char *err, size_t errlen) {
-    for (int i = 0; i < m->nparams; i++) {
-        model_param *p = &m->params[i];
-        if (!is_base_param(m, p)) continue;
-        const st_tensor *t = st_find(m->st, p->name);
-        if (!t) {
-            set_err(err, errlen, "%s: tensor %s is missing from the checkpoint (config.json says %s "
-                    "with %d layers)", m->path, p->name, m->cfg.architecture, m->cfg.num_layers);
-            return -1;
-        }
-        int ok = t->ndim == p->ndim && t->shape[0] == p->shape[0] &&
-                 (p->ndim == 1 || t->shape[1] == p->shape[1]);
-        if (!ok) {
-            char got[96] = "", *g = got;
-            for (int d = 0; d < t->ndim && d < 4; d++)
-                g += snprintf(g, sizeof got - (size_t)(g - got), "%s%lld", d ? ", " : "",
-                              (long long)t->shape[d]);
-            char want[64];
-            if (p->ndim == 2)
-                snprintf(want, sizeof want, "%lld, %lld", (long long)p->shape[0], (long long)p->shape[1]);
-            else
-                snprintf(want, sizeof want, "%lld", (long long)p->shape[0]);
-            set_err(err, errlen, "%s: tensor %s has shape [%s], config.json implies [%s]; "
-                    "the weights do not belong to this config.json", m->path, p->name, got, want);
-            return -1;
-        }
-        if (t->dtype == ST_OTHER) {
-            set_err(err, errlen, "%s: tensor %s has dtype %s; quarry reads F32, F16 and BF16",
-                    m->path, p->name, t->dtype_name);
-            return -1;
-        }
-    }
-    for (int i = 0; i < st_count(m->st); i++) {
-        const st_tensor *t = st_get(m->st, i);
-        int known = 0;
-        for (int j = 0; j < m->nparams && !known; j++)
-            known = is_base_param(m, &m->params[j]) && strcmp(m->params[j].name, t->name) == 0;
-        if (known) continue;
-        // Tolerated: a copy of the tied lm_head, and the rotary tables older exports carry.
-        if (m->cfg.tie_word_embeddings && strcmp(t->name, "lm_head.weight") == 0) continue;
-        size_t len = strlen(t->name);
-        if (len > 19 && strcmp(t->name + len - 19, "rotary_emb.inv_freq") == 0) continue;
-        set_err(err, errlen, "%s: unexpected tensor %s for %s (%d layers%s); is config.json the one "
-                "saved with these weights?", m->path, t->name, m->cfg.architecture,
-                m->cfg.num_layers, m->cfg.attention_bias ? ", q/k/v biases" : "");
-        return -1;
-    }
-    return 0;
-}
-
 model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -267,7 +217,7 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     m->st = st_open(dir, err, errlen);
     if (!m->st) goto fail;
     if (build_params(m, err, errlen) != 0) goto fail;
-    if (check_checkpoint(m, err, errlen) != 0) goto fail;
+    if (model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) goto fail;
     return m;
 fail:
     model_free(m);

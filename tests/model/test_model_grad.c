@@ -5,6 +5,7 @@
 // model_open refusing broken checkpoints with the file and tensor named.
 #include "test.h"
 #include "model/llama.h"
+#include "model/names.h"
 #include "model/safetensors.h"
 #include "kernels/rng.h"
 #include <limits.h>
@@ -184,6 +185,19 @@ static void check_plan(const char *dir, backend *be) {
     model *m = model_open(dir, be, err, sizeof err);
     CHECK(m != NULL, "open: %s", err);
     if (!m) return;
+    // The model's base tensors are the ones model/names.h lists, in its order and shapes.
+    const model_config *cfg = model_get_config(m);
+    int nt = model_tensor_count(cfg);
+    model_tensor_info *list = calloc((size_t)nt, sizeof *list);
+    model_tensor_list(cfg, list);
+    CHECK(model_param_count(m) == nt, "%d tensors, names.h lists %d", model_param_count(m), nt);
+    for (int i = 0; i < nt && i < model_param_count(m); i++) {
+        const model_param *p = model_param_at(m, i);
+        CHECK(strcmp(p->name, list[i].name) == 0 && p->ndim == list[i].ndim && p->shape[0] == list[i].shape[0] &&
+              (p->ndim == 1 || p->shape[1] == list[i].shape[1]), "tensor %d: %s, names.h: %s", i, p->name,
+              list[i].name);
+    }
+    free(list);
     lora_config lc = lora_config_default();
     model_memory full, ckpt, lora, none;
     model_options o = {.batch_size = 4, .seq_len = 64, .train = MODEL_TRAIN_FULL};
