@@ -7,9 +7,11 @@
 #include "model/safetensors.h"
 #include <cjson/cJSON.h>
 
-#define LOGITS_TOL 1e-5
-#define GRAD_TOL 1e-4
-#define STEP_TOL 1e-4
+// The bounds for the CPU backend (fp32). With the argument "cuda" the same checks run on
+// the CUDA backend (bf16 activations and frozen weights, f32 masters) under bf16 bounds; those
+// bounds are estimates (bf16 keeps 8 bits: ~4e-3 per rounding), to be confirmed on a GPU.
+static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
+static int on_cuda = 0;
 
 typedef struct {
     int B, T;
@@ -139,6 +141,14 @@ static int64_t trained_tokens(const fixture *fx, int b) {
 
 static double rel_scalar(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
 
+static backend *the_backend;
+
+static void m_copy_grad(model *m, const model_param *p, float *host) {
+    (void)m;
+    the_backend->copy_to_host(the_backend, host, p->grad, p->n * 4);
+    the_backend->synchronize(the_backend);
+}
+
 // Compares every trained tensor (master, or gradient when grads) with reference prefix/name.
 static void compare_trained(model *m, const fixture *fx, const char *name, const char *prefix,
                             int grads, double tol) {
@@ -152,7 +162,7 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         float *got = malloc(p->n * 4);
         CHECK(want && got, "%s: reference %s", name, key);
         if (!want || !got) { free(want); free(got); continue; }
-        if (grads) memcpy(got, p->grad, p->n * 4);   // cpu: device memory is host memory
+        if (grads) m_copy_grad(m, p, got);
         else model_param_read(m, p, got);
         double e = rel_error(got, want, p->n), t = tol;
         if (e > worst_e) { worst_e = e; worst_name = p->name; }
@@ -179,7 +189,7 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "%s: forward: %s", name, model_error(m));
     CHECK(loss.tokens == n, "%s: %lld trained tokens, want %lld", name, (long long)loss.tokens, (long long)n);
     double l = loss.sum / (double)loss.tokens;
-    CHECK(rel_scalar(l, fx->loss) <= LOGITS_TOL, "%s: loss %.9g, transformers %.9g", name, l, fx->loss);
+    CHECK(rel_scalar(l, fx->loss) <= LOSS_TOL, "%s: loss %.9g, transformers %.9g", name, l, fx->loss);
     if (!checkpoint) {
         size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
         float *logits = malloc(N * V * 4);
@@ -253,7 +263,7 @@ static void check_training(const char *dir, const char *name, backend *be, const
                               want[0], want[9]);
         adamw_step(m, be, step + 1);
     }
-    compare_trained(m, fx, name, lora ? "lora_final" : "full", 0, STEP_TOL);
+    compare_trained(m, fx, name, lora ? "lora_final" : "full", 0, WEIGHT_TOL);
     model_free(m);
 }
 
@@ -269,7 +279,10 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
     CHECK(n == fx->ngreedy, "%s: generated %d tokens, want %d (%s)", name, n, fx->ngreedy, model_error(m));
     int same = n == fx->ngreedy;
     for (int i = 0; same && i < n; i++) same = out[i] == fx->greedy[i];
-    if (!same) {
+    if (!same && on_cuda) {
+        // bf16 can flip a near tie of a random tiny model: reported, not failed.
+        printf("%s greedy (%s) differs from transformers under bf16\n", name, cached ? "KV cache" : "recomputed");
+    } else if (!same) {
         fprintf(stderr, "FAIL %s greedy continuation (%s)\n  quarry:", name, cached ? "KV cache" : "recomputed");
         for (int i = 0; i < n; i++) fprintf(stderr, " %d", out[i]);
         fprintf(stderr, "\n  hf:    ");
@@ -280,11 +293,26 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
     model_free(m);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2"};
-    backend *be = backend_cpu(0);
-    if (!be) { fprintf(stderr, "FAIL no cpu backend\n"); return 1; }
+    backend *be = NULL;
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+        char err[256];
+        be = backend_cuda(0, err, sizeof err);
+        if (!be) SKIP("no CUDA device (%s)", err);
+        on_cuda = 1;
+        LOGITS_TOL = 3e-2;
+        LOSS_TOL = 1e-2;
+        GRAD_TOL = 5e-2;
+        STEP_TOL = 2e-2;
+        WEIGHT_TOL = 1e-2;
+    } else {
+        be = backend_cpu(0);
+    }
+    if (!be) { fprintf(stderr, "FAIL no backend\n"); return 1; }
+    the_backend = be;
+    printf("backend %s\n", be->name);
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         char dir[900];
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
