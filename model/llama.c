@@ -37,7 +37,8 @@ typedef struct {
 } arena;
 
 struct model {
-    backend *be;
+    backend *be;                 // NULL for a model opened from a config only (planning)
+    dtype act_dtype;
     model_config cfg;
     char path[512];
     st_set *st;                  // open from model_open until the weights are read
@@ -102,7 +103,7 @@ static void *arena_take(arena *a, size_t bytes) {
     return p;
 }
 
-static size_t act_size(const model *m) { return dtype_size(m->be->act_dtype); }
+static size_t act_size(const model *m) { return dtype_size(m->act_dtype); }
 
 static void *act_row(const model *m, void *p, size_t row, size_t width) {
     return (char *)p + row * width * act_size(m);
@@ -195,33 +196,48 @@ static int is_base_param(const model *m, const model_param *p) {
     return strncmp(p->name, "base_model.", 11) != 0 || !m->has_lora;
 }
 
-model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
+static model *model_new(const model_config *cfg, backend *be, dtype act, const char *source,
+                        char *err, size_t errlen) {
+    if (cfg->mlp_bias) {
+        set_err(err, errlen, "%s: mlp_bias is set; quarry supports Llama-family MLPs without biases", source);
+        return NULL;
+    }
+    if (cfg->num_kv_heads < 1 || cfg->num_heads % cfg->num_kv_heads != 0 || cfg->head_dim % 2 != 0) {
+        set_err(err, errlen, "%s: num_attention_heads %d must be a multiple of num_key_value_heads %d "
+                "and head_dim %d even", source, cfg->num_heads, cfg->num_kv_heads, cfg->head_dim);
+        return NULL;
+    }
     model *m = calloc(1, sizeof *m);
     if (!m) {
         set_err(err, errlen, "out of host memory");
         return NULL;
     }
     m->be = be;
-    snprintf(m->path, sizeof m->path, "%s", dir);
-    if (model_config_load(&m->cfg, dir, err, errlen) != 0) goto fail;
-    const model_config *c = &m->cfg;
-    if (c->mlp_bias) {
-        set_err(err, errlen, "%s: mlp_bias is set; quarry supports Llama-family MLPs without biases", dir);
-        goto fail;
+    m->act_dtype = act;
+    m->cfg = *cfg;
+    snprintf(m->path, sizeof m->path, "%s", source);
+    if (build_params(m, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
     }
-    if (c->num_kv_heads < 1 || c->num_heads % c->num_kv_heads != 0 || c->head_dim % 2 != 0) {
-        set_err(err, errlen, "%s: num_attention_heads %d must be a multiple of num_key_value_heads %d "
-                "and head_dim %d even", dir, c->num_heads, c->num_kv_heads, c->head_dim);
-        goto fail;
-    }
-    m->st = st_open(dir, err, errlen);
-    if (!m->st) goto fail;
-    if (build_params(m, err, errlen) != 0) goto fail;
-    if (model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) goto fail;
     return m;
-fail:
-    model_free(m);
-    return NULL;
+}
+
+model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
+    model_config cfg;
+    if (model_config_load(&cfg, dir, err, errlen) != 0) return NULL;
+    model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
+    if (!m) return NULL;
+    m->st = st_open(dir, err, errlen);
+    if (!m->st || model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+model *model_open_config(const model_config *cfg, dtype act, char *err, size_t errlen) {
+    return model_new(cfg, NULL, act, cfg->architecture, err, errlen);
 }
 
 void model_free(model *m) {
@@ -229,7 +245,7 @@ void model_free(model *m) {
     backend *be = m->be;
     void *bufs[] = {m->buf_weights, m->buf_masters, m->buf_grads, m->buf_moments, m->buf_acts};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) be->free(be, bufs[i]);
+        if (bufs[i] && be) be->free(be, bufs[i]);
     if (m->st) st_close(m->st);
     free(m->params);
     free(m->trained);
@@ -271,7 +287,7 @@ static void mark_trained(model *m) {
 
 // Lays out the parameter buffers; with NULL bases only measures. Returns sizes via the arenas.
 static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
-    int shared = m->be->act_dtype == DTYPE_F32;
+    int shared = m->act_dtype == DTYPE_F32;
     size_t as = act_size(m);
     for (int i = 0; i < m->nparams; i++) {
         model_param *p = &m->params[i];
@@ -411,8 +427,11 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->seq_len = opt->seq_len;
     p->checkpoint = opt->checkpoint;
     p->train = opt->train;
-    p->act_dtype = m->be->act_dtype;
-    snprintf(p->backend_name, sizeof p->backend_name, "%s", m->be->name);
+    p->act_dtype = m->act_dtype;
+    if (m->be)
+        snprintf(p->backend_name, sizeof p->backend_name, "%s", m->be->name);
+    else
+        snprintf(p->backend_name, sizeof p->backend_name, "a %s device", dtype_name(m->act_dtype));
     m->planned = 1;
     if (plan) *plan = *p;
     return 0;
@@ -429,10 +448,17 @@ static void print_bytes(FILE *f, const char *what, size_t bytes, const char *not
 
 void model_memory_print(const model_memory *p, FILE *f) {
     static const char *modes[] = {"forward only", "full fine-tuning", "LoRA"};
-    char note[160];
-    fprintf(f, "memory plan on %s (%s, %s activations): %.3fM parameters, %.3fM trained\n",
-            p->backend_name, modes[p->train], dtype_name(p->act_dtype),
-            (double)p->params_total / 1e6, (double)p->params_trained / 1e6);
+    char note[160], total[32], trained[32];
+    size_t counts[2] = {p->params_total, p->params_trained};
+    char *bufs[2] = {total, trained};
+    for (int i = 0; i < 2; i++) {
+        double c = (double)counts[i];
+        if (c >= 1e9) snprintf(bufs[i], 32, "%.2fB", c / 1e9);
+        else if (c >= 1e6) snprintf(bufs[i], 32, "%.2fM", c / 1e6);
+        else snprintf(bufs[i], 32, "%.1fK", c / 1e3);
+    }
+    fprintf(f, "memory plan on %s (%s, %s activations): %s parameters, %s trained\n", p->backend_name,
+            modes[p->train], dtype_name(p->act_dtype), total, trained);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
     print_bytes(f, "weights", p->weights, note);
     print_bytes(f, "f32 masters", p->masters, "trained tensors");
@@ -473,6 +499,11 @@ int model_allocate(model *m, char *err, size_t errlen) {
         return -1;
     }
     if (m->allocated) return 0;
+    if (!be || !m->st) {
+        set_err(err, errlen, "%s: the model was opened from a config only: it can be planned, not "
+                "allocated", m->path);
+        return -1;
+    }
     size_t free_b = 0, total_b = 0;
     be->memory_info(be, &free_b, &total_b);
     // Host memory counts page cache as used, so "free" understates what a host can give:

@@ -87,6 +87,9 @@ typedef struct {
 // expected tensor present with its shape, nothing unexpected. No device memory yet.
 // NULL with a message naming the file and tensor on any problem.
 model *model_open(const char *dir, backend *be, char *err, size_t errlen);
+// A model with no weights and no backend, from a config: for model_plan only (how much memory
+// a run would take on a device whose activation dtype is act). model_allocate refuses it.
+model *model_open_config(const model_config *cfg, dtype act, char *err, size_t errlen);
 void model_free(model *m);
 const model_config *model_get_config(const model *m);
 

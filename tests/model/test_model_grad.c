@@ -242,6 +242,44 @@ static void check_plan(const char *dir, backend *be) {
     model_free(m);
 }
 
+// Llama 3.1 8B as published (config.json): the plan of a bf16 LoRA run and of a full one.
+static void check_plan_8b(void) {
+    const char *json = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+        "\"hidden_size\": 4096, \"intermediate_size\": 14336, \"num_hidden_layers\": 32, "
+        "\"num_attention_heads\": 32, \"num_key_value_heads\": 8, \"vocab_size\": 128256, "
+        "\"max_position_embeddings\": 131072, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
+        "\"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+        "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
+        "\"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\", "
+        "\"bos_token_id\": 128000, \"eos_token_id\": 128001}";
+    char err[512];
+    model_config cfg;
+    CHECK(model_config_parse(&cfg, json, "llama-3.1-8b/config.json", err, sizeof err) == 0, "parse: %s", err);
+    model *m = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
+    CHECK(m != NULL, "open config: %s", err);
+    if (!m) return;
+    lora_config lc = lora_config_default();
+    lc.rank = 16;
+    model_memory lora, full;
+    model_options o = {.batch_size = 1, .seq_len = 2048, .train = MODEL_TRAIN_FULL, .checkpoint = 1};
+    CHECK(model_plan(m, &o, &full, err, sizeof err) == 0, "plan full: %s", err);
+    CHECK(model_enable_lora(m, &lc, err, sizeof err) == 0, "enable: %s", err);
+    o.train = MODEL_TRAIN_LORA;
+    CHECK(model_plan(m, &o, &lora, err, sizeof err) == 0, "plan lora: %s", err);
+    CHECK(full.params_total == 8030261248u, "8B has %zu parameters", full.params_total);
+    // LoRA r=16 all-linear on Llama 3.1 8B: 41,943,040 trainable parameters (PEFT's count).
+    CHECK(lora.params_trained == 41943040u, "LoRA trains %zu", lora.params_trained);
+    CHECK(full.masters == full.grads && full.moments == 2 * full.grads && full.grads >= 4 * full.params_total,
+          "full fine-tuning: f32 masters, grads, m and v");
+    CHECK(lora.weights >= 2 * (lora.params_total + lora.params_trained) &&
+              lora.weights < 2 * (lora.params_total + lora.params_trained) + (16u << 20),
+          "bf16 base weights and adapter copies: %zu bytes", lora.weights);
+    model_memory_print(&lora, stdout);
+    model_memory_print(&full, stdout);
+    CHECK(model_allocate(m, err, sizeof err) == -1 && strstr(err, "config only"), "allocate refused: %s", err);
+    model_free(m);
+}
+
 // A copy of the checkpoint with one tensor dropped, renamed or reshaped must be refused.
 static void check_broken(const char *dir, backend *be) {
     char err[512], src[1024], tmp[] = "/tmp/quarry_model_XXXXXX";
@@ -343,6 +381,7 @@ int main(void) {
     check_lora_dropout(dir, be);
     check_accumulation(dir, be);
     check_plan(dir, be);
+    check_plan_8b();
     check_broken(dir, be);
     check_sliding_window(srcdir, be);
     be->destroy(be);
