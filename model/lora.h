@@ -23,7 +23,8 @@ typedef struct {
     uint64_t seed;        // initialisation of A (kernels/rng.h stream)
 } lora_config;
 
-// PEFT's defaults for quarry: r 8, alpha 16, dropout 0.05, all-linear, plain scaling.
+// quarry's defaults (the usual recipe, not PEFT's r 8 / alpha 8 / dropout 0): r 8, alpha 16,
+// dropout 0.05, all-linear, alpha/r scaling, seed 42.
 lora_config lora_config_default(void);
 
 // The factor applied to the adapter's output.
