@@ -2,8 +2,9 @@
 """Build real tokenizer.json files from the official models in ../shared/testdata/tokenizers/
 with transformers' own converters, into OUT_DIR (a cache under the build dir; never committed).
 
-  llama2.json    Llama 2 SentencePiece .model via LlamaTokenizer (legacy: Metaspace prepend always)
-  mistral1.json  Mistral v1 .model the same way
+  llama2.json    Llama 2 SentencePiece .model through LlamaConverter's legacy pipeline, as the
+                 published file has it (Prepend + Replace normalizer, merges ranked by score)
+  mistral1.json  Mistral v1 .model via LlamaTokenizer (Metaspace prepend_scheme=always)
   mistral3.json  Mistral v3 .model, non-legacy (Metaspace prepend_scheme=first, control tokens)
   llama3.json    Llama 3 tiktoken .model via TikTokenConverter + Meta's 256 special tokens
   gpt2.json      GPT-2 vocab.json + merges.txt via GPT2Converter (+ <|endoftext|>)
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import types
 
 from tokenizers import AddedToken, processors
 
@@ -27,7 +29,8 @@ try:
 except Exception:
     from transformers.utils import sentencepiece_model_pb2_new
     sys.modules["sentencepiece.sentencepiece_model_pb2"] = sentencepiece_model_pb2_new
-from transformers.convert_slow_tokenizer import GPT2Converter, Qwen2Converter, TikTokenConverter
+from transformers.convert_slow_tokenizer import (GPT2Converter, LlamaConverter, Qwen2Converter,
+                                                 TikTokenConverter)
 
 
 class Gpt2Shim:
@@ -50,14 +53,39 @@ def bos_template(tok, bos):
 def spm(path, legacy, tmp):
     """transformers' own slow->fast path: LlamaTokenizer.from_pretrained on a folder holding the
     SentencePiece tokenizer.model (SentencePieceExtractor + LlamaTokenizer's Metaspace pipeline).
-    As the published Llama 2 / Mistral tokenizer.json files have them: unk_token <unk> and a BOS
-    template (transformers adds BOS in Python; the json carries it in TemplateProcessing)."""
+    legacy: "always" (Metaspace prepend_scheme always) or "first". As the published Llama 2 /
+    Mistral tokenizer.json files have them: unk_token <unk> and a BOS template (transformers adds
+    BOS in Python; the json carries it in TemplateProcessing)."""
     from transformers import LlamaTokenizer
     d = os.path.join(tmp, os.path.basename(path).replace(".", "_"))
     os.makedirs(d, exist_ok=True)
     shutil.copyfile(path, os.path.join(d, "tokenizer.model"))
-    tok = LlamaTokenizer.from_pretrained(d, legacy=legacy).backend_tokenizer
+    tok = LlamaTokenizer.from_pretrained(d, legacy=legacy != "first").backend_tokenizer
     tok.model.unk_token = "<unk>"
+    tok.post_processor = bos_template(tok, "<s>")
+    return tok
+
+
+def spm_published(path):
+    """The Llama 2 tokenizer.json as Meta/HF published it (and as llama.cpp's llama-spm vectors
+    were made): LlamaConverter's vocab, legacy normalizer (Prepend + Replace, no pre-tokenizer)
+    and decoder, with merges ranked by piece score (generate_merges with scores, as the
+    converter's SentencePieceExtractor did). transformers 5's own .model path ranks merges by
+    id instead, which is not what SentencePiece does for Llama 2's scored-down "▁▁" pieces."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+    from transformers.tokenization_utils_base import generate_merges
+    proto = SentencePieceExtractor(path).proto
+    scores = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0)] + [(p.piece, p.score) for p in proto.pieces[3:]]
+    vocab = {piece: i for i, (piece, _) in enumerate(scores)}
+    merges = generate_merges(vocab, scores)
+    tok = Tokenizer(BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True, dropout=None))
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    conv = LlamaConverter.__new__(LlamaConverter)
+    conv.original_tokenizer = types.SimpleNamespace(legacy=True, add_prefix_space=True)
+    tok.normalizer = conv.normalizer(proto)
+    tok.decoder = conv.decoder("▁", True)
     tok.post_processor = bos_template(tok, "<s>")
     return tok
 
@@ -97,9 +125,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, "spm")
     built = {
-        "llama2": lambda: spm(os.path.join(td, "llama2/tokenizer.model"), True, tmp),
-        "mistral1": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v1"), True, tmp),
-        "mistral3": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v3"), False, tmp),
+        "llama2": lambda: spm_published(os.path.join(td, "llama2/tokenizer.model")),
+        "mistral1": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v1"), "always", tmp),
+        "mistral3": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v3"), "first", tmp),
         "llama3": lambda: llama3(os.path.join(td, "llama3/tokenizer.model")),
     }
     for name, make in built.items():
