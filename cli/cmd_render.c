@@ -9,150 +9,27 @@
 
 #include "args.h"
 #include "commands.h"
+#include "data/bedrock.h"
 #include "data/chat.h"
 #include "data/tokenizer.h"
 
-// A minimal reader of the four Bedrock formats, until data/bedrock lands: enough structure to
-// render; Bedrock's own limits and rules are `quarry validate`'s business.
-static char *dup_n(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
+typedef struct {
+    const char *path;
+    int errors;
+} render_input;
 
-// A string, or a list of {"text": str} blocks joined (Converse form).
-static char *text_of(const cJSON *v, size_t *len, const char *what, char *err, size_t errlen) {
-    if (cJSON_IsString(v)) {
-        *len = strlen(v->valuestring);
-        return dup_n(v->valuestring, *len);
-    }
-    if (cJSON_IsArray(v)) {
-        size_t total = 0;
-        const cJSON *b;
-        cJSON_ArrayForEach(b, v) {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "text");
-            if (!cJSON_IsString(t)) {
-                snprintf(err, errlen, "%s: every content block needs a \"text\" string", what);
-                return NULL;
-            }
-            total += strlen(t->valuestring);
-        }
-        char *out = malloc(total + 1);
-        if (!out) {
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-        size_t k = 0;
-        cJSON_ArrayForEach(b, v) {
-            const char *t = cJSON_GetObjectItemCaseSensitive(b, "text")->valuestring;
-            size_t n = strlen(t);
-            memcpy(out + k, t, n);
-            k += n;
-        }
-        out[k] = 0;
-        *len = k;
-        return out;
-    }
-    snprintf(err, errlen, "%s must be a string or a list of {\"text\": ...} blocks", what);
-    return NULL;
-}
-
-static void free_record_local(record *r) {
-    free(r->system);
-    for (int i = 0; i < r->nturns; i++)
-        free(r->turns[i].text);
-    free(r->turns);
-    free(r->text);
-    memset(r, 0, sizeof *r);
-}
-
-static int parse_record(const char *line, long lineno, record *r, char *err, size_t errlen) {
-    memset(r, 0, sizeof *r);
-    r->line = lineno;
-    cJSON *j = cJSON_Parse(line);
-    if (!j || !cJSON_IsObject(j)) {
-        snprintf(err, errlen, "not a JSON object");
-        cJSON_Delete(j);
-        return -1;
-    }
-    int rc = -1;
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-    const cJSON *completion = cJSON_GetObjectItemCaseSensitive(j, "completion");
-    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(j, "messages");
-    const cJSON *input = cJSON_GetObjectItemCaseSensitive(j, "input");
-    const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
-    if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
-        r->format = FORMAT_PROMPT_COMPLETION;
-        r->turns = calloc(2, sizeof *r->turns);
-        if (!r->turns)
-            goto out;
-        r->nturns = 2;
-        r->turns[0] = (record_turn){ROLE_USER, dup_n(prompt->valuestring, strlen(prompt->valuestring)),
-                                    strlen(prompt->valuestring)};
-        r->turns[1] = (record_turn){ROLE_ASSISTANT, dup_n(completion->valuestring, strlen(completion->valuestring)),
-                                    strlen(completion->valuestring)};
-        if (!r->turns[0].text || !r->turns[1].text)
-            goto out;
-    } else if (cJSON_IsArray(messages)) {
-        int n = cJSON_GetArraySize(messages);
-        r->turns = calloc((size_t)(n > 0 ? n : 1), sizeof *r->turns);
-        if (!r->turns)
-            goto out;
-        int converse = cJSON_IsArray(system) || cJSON_GetObjectItemCaseSensitive(j, "schemaVersion") != NULL;
-        const cJSON *m;
-        int i = 0;
-        cJSON_ArrayForEach(m, messages) {
-            const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-            const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-            if (!cJSON_IsString(role) || (strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant"))) {
-                snprintf(err, errlen, "messages[%d].role must be \"user\" or \"assistant\"", i);
-                goto out;
-            }
-            char what[64];
-            snprintf(what, sizeof what, "messages[%d].content", i);
-            record_turn *t = &r->turns[r->nturns];
-            t->role = strcmp(role->valuestring, "assistant") == 0 ? ROLE_ASSISTANT : ROLE_USER;
-            t->text = text_of(content, &t->len, what, err, errlen);
-            if (!t->text)
-                goto out;
-            if (cJSON_IsArray(content))
-                converse = 1;
-            r->nturns++;
-            i++;
-        }
-        r->format = converse ? FORMAT_CONVERSE : FORMAT_MESSAGES;
-        if (system && !cJSON_IsNull(system)) {
-            r->system = text_of(system, &r->system_len, "system", err, errlen);
-            if (!r->system)
-                goto out;
-        }
-        if (r->nturns == 0) {
-            snprintf(err, errlen, "\"messages\" is empty");
-            goto out;
-        }
-    } else if (cJSON_IsString(input)) {
-        r->format = FORMAT_CPT;
-        r->text_len = strlen(input->valuestring);
-        r->text = dup_n(input->valuestring, r->text_len);
-        if (!r->text)
-            goto out;
-    } else {
-        snprintf(err, errlen,
-                 "not a Bedrock record: expected {\"prompt\", \"completion\"}, {\"messages\": [...]} or {\"input\"}");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc != 0) {
-        if (!err[0])
-            snprintf(err, errlen, "out of memory");
-        free_record_local(r);
-    }
-    cJSON_Delete(j);
-    return rc;
+// Bedrock's diagnostics as `quarry validate` prints them; an invalid record stops the run (the
+// output must stay one line per record).
+static void on_diag(void *user, long line, int col, bedrock_severity sev, const char *msg) {
+    render_input *in = user;
+    char where[64] = "";
+    if (line > 0 && col > 0)
+        snprintf(where, sizeof where, "%ld:%d:", line, col);
+    else if (line > 0)
+        snprintf(where, sizeof where, "%ld:", line);
+    fprintf(stderr, "%s:%s %s: %s\n", in->path, where, sev == BEDROCK_ERROR ? "error" : "warning", msg);
+    if (sev == BEDROCK_ERROR)
+        in->errors++;
 }
 
 static int print_ids_mask(const int32_t *ids, const int8_t *mask, int n) {
@@ -212,42 +89,34 @@ int cmd_render(int argc, char **argv) {
         }
     }
     const char *path = npos ? pos[0] : "-";
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    const char *shown = in == stdin ? "stdin" : path;
-    if (!in) {
-        perror(path);
+    render_input in = {strcmp(path, "-") == 0 ? "stdin" : path, 0};
+    bedrock_options bo = {FORMAT_UNKNOWN, 1, NULL, 0, on_diag, &in};
+    bedrock_stream *s = bedrock_open(path, &bo, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "quarry render: error: %s\n", err);
         tokenizer_free(tok);
         chat_template_free(t);
         return 1;
     }
     chat_options o = {date, 0, train_on_prompt};
     o.now = time(NULL);   // one clock for the whole run: every record gets the same Llama 3.2 date
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    long lineno = 0;
-    int status = 0;
-    while ((got = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
-            line[--got] = 0;
-        if (got == 0)
-            continue;
-        record r;
-        err[0] = 0;
-        if (parse_record(line, lineno, &r, err, sizeof err) != 0) {
-            fprintf(stderr, "%s:%ld: error: %s\nhint: run `quarry validate` on the file for Bedrock's rules\n", shown,
-                    lineno, err);
-            status = 1;
+    int status = 0, got;
+    record r;
+    while ((got = bedrock_next(s, &r)) == 1) {
+        if (in.errors) {
+            record_free(&r);
             break;
         }
+        err[0] = 0;
         if (want_mask) {
             int32_t *ids;
             int8_t *mask;
             int n = chat_encode(t, tok, &r, &o, &ids, &mask, err, sizeof err);
             if (n >= 0) {
-                if (print_ids_mask(ids, mask, n) != 0)
+                if (print_ids_mask(ids, mask, n) != 0) {
+                    snprintf(err, sizeof err, "cannot write the output");
                     status = 1;
+                }
                 free(ids);
                 free(mask);
             } else {
@@ -256,29 +125,36 @@ int cmd_render(int argc, char **argv) {
         } else {
             chat_rendered c;
             if (chat_render(t, &r, &o, &c, err, sizeof err) == 0) {
-                cJSON *s = cJSON_CreateString(c.text);
-                char *js = s ? cJSON_PrintUnformatted(s) : NULL;
-                if (!js || puts(js) < 0) {
+                cJSON *js = cJSON_CreateString(c.text);
+                char *text = js ? cJSON_PrintUnformatted(js) : NULL;
+                if (!text || puts(text) < 0) {
                     snprintf(err, sizeof err, "cannot write the output");
                     status = 1;
                 }
-                free(js);
-                cJSON_Delete(s);
+                free(text);
+                cJSON_Delete(js);
                 chat_rendered_free(&c);
             } else {
                 status = 1;
             }
         }
-        free_record_local(&r);
+        long line = r.line;
+        record_free(&r);
         if (status) {
             fprintf(stderr, "%s:%ld: error: %s\nhint: fix the record, or pick another family with --template NAME\n",
-                    shown, lineno, err);
+                    in.path, line, err);
             break;
         }
     }
-    free(line);
-    if (in != stdin)
-        fclose(in);
+    if (got < 0) {
+        fprintf(stderr, "%s: error: %s\n", in.path, bedrock_error(s));
+        status = 1;
+    }
+    if (in.errors) {
+        fprintf(stderr, "hint: run `quarry validate %s` for every problem in the file\n", npos ? path : "FILE");
+        status = 1;
+    }
+    bedrock_close(s);
     if (fflush(stdout) != 0) {
         perror("stdout");
         status = 1;

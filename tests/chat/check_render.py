@@ -88,10 +88,18 @@ def main():
     if p.returncode != 1 or "--template NAME" not in p.stderr.decode():
         print(f"FAIL render unknown template: exit {p.returncode}, stderr {p.stderr.decode()!r}")
         fails += 1
+    for rec, want in [(b'{"prompt": "a", "completion": "b"}\n', "ab</s>"), (b'{"input": "doc"}\n', "doc</s>"),
+                      (b'{"system": "s", "messages": [{"role": "user", "content": "u"}, '
+                       b'{"role": "assistant", "content": "a"}]}\n', "s\nu\na</s>")]:
+        p = subprocess.run([quarry, "render", "--model", u, "--template", "raw"], input=rec, capture_output=True)
+        if p.returncode != 0 or [json.loads(x) for x in p.stdout.decode().splitlines()] != [want]:
+            print(f"FAIL render --template raw {rec!r}: exit {p.returncode}, out {p.stdout.decode()!r}")
+            fails += 1
+    # Mixed formats in one file are refused, as Bedrock does.
     p = subprocess.run([quarry, "render", "--model", u, "--template", "raw"],
                        input=b'{"prompt": "a", "completion": "b"}\n{"input": "doc"}\n', capture_output=True)
-    if p.returncode != 0 or [json.loads(x) for x in p.stdout.decode().splitlines()] != ["ab</s>", "doc</s>"]:
-        print(f"FAIL render --template raw: exit {p.returncode}, out {p.stdout.decode()!r}")
+    if p.returncode != 1 or "stdin:2: error:" not in p.stderr.decode():
+        print(f"FAIL render mixed formats: exit {p.returncode}, stderr {p.stderr.decode()!r}")
         fails += 1
     print(f"render: {total} Bedrock records compared with jinja2, {fails} failure(s)")
     return 1 if fails else 0

@@ -54,6 +54,7 @@ def main():
         ("llama3.0", os.path.join(ref, "meta-llama-Meta-Llama-3-8B-Instruct.jinja"), L3, "llama3"),
         ("llama2", os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), S, "llama2"),
         ("qwen2.5", os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), ("", "<|im_end|>"), "chatml"),
+        ("qwen2", os.path.join(ref, "Qwen-Qwen2-7B-Instruct.jinja"), ("", "<|im_end|>"), "chatml"),
         ("phi3.5", os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>"), "phi3.5"),
         ("phi3", None, ("<s>", "<|endoftext|>"), "phi3"),
         ("mistral-v1", os.path.join(mis, "v1.jinja"), S, "mistral-v1"),

@@ -425,7 +425,7 @@ int main(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_chat_cases.py failed (%d)", rc);
     if (test_failures)
         return test_finish("test_chat");
-    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "phi3.5",
+    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "phi3.5",
                                   "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
                                   "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
                                   "mistral-legacy"};
