@@ -199,6 +199,13 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     if (!s) {
         fprintf(stderr, "%s: error: %s\n", path, err);
         cJSON_Delete(v.diags);
+        cJSON *f = files ? cJSON_CreateObject() : NULL;
+        if (f) {
+            cJSON_AddStringToObject(f, "path", path);
+            cJSON_AddBoolToObject(f, "valid", 0);
+            cJSON_AddStringToObject(f, "error", err);
+            cJSON_AddItemToArray(files, f);
+        }
         return 2;
     }
     record r;
