@@ -139,6 +139,24 @@ out=$("$Q" validate "$T/many.jsonl" --max-errors 3 2>&1 >/dev/null)
 n=$((n + 1))
 [ "$(grep -c ': error: ' <<<"$out")" = 3 ] || { echo "FAIL max_errors_3: $(grep -c ': error: ' <<<"$out") errors printed"; fail=1; }
 
+# --json on an invalid file: one document, diagnostics with line and column
+printf '%s\n{"prompt": 1}\n{"prompt" "x"}\n' "$PC" > "$T/j.jsonl"
+"$Q" validate "$T/j.jsonl" "$T/missing.jsonl" --json > "$T/j.json" 2>/dev/null; r=$?
+n=$((n + 1))
+[ $r = 2 ] || { echo "FAIL json exit: $r, want 2 (a missing file)"; fail=1; }
+if ! "$PY" - "$T/j.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["valid"] is False
+f, m = d["files"]
+assert f["valid"] is False and f["records"] == {"valid": 1, "invalid": 2, "by_format": {"prompt-completion": 1, "messages": 0, "converse": 0, "continued-pretraining": 0}}, f["records"]
+ds = f["diagnostics"]
+assert [(x["line"], x["column"], x["severity"]) for x in ds] == [(2, None, "error"), (2, None, "error"), (3, 11, "error")], ds
+assert "is a number" in ds[0]["message"] and "expected ':'" in ds[2]["message"]
+assert m["valid"] is False and "cannot open" in m["error"]
+PY
+then echo "FAIL json document"; fail=1; fi
+
 # usage and unreadable files
 expect missing_file 2 "nope.jsonl: error: cannot open" "$T/nope.jsonl"
 expect bad_scan_mode 2 "--scan takes off, warn or error" "$T/hundred.jsonl" --scan maybe
