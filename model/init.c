@@ -30,17 +30,21 @@ void model_init_fill(const model_tensor_info *t, uint64_t seed, float std, int p
     }
     const uint64_t stream = rng_mix64(seed ^ rng_mix64(name_hash(t->name)));
     const size_t cols = t->ndim > 1 ? (size_t)t->shape[1] : 1;
-    const long long n = (long long)count;
+    // Box–Muller on pair j = i/2: element 2j takes the cosine, 2j+1 the sine.
+    const long long p0 = (long long)(start >> 1), p1 = (long long)((start + count + 1) >> 1);
 #pragma omp parallel for schedule(static)
-    for (long long k = 0; k < n; k++) {
-        size_t i = start + (size_t)k;
-        // Box–Muller on pair i/2: element 2j takes the cosine, 2j+1 the sine.
-        size_t pair = i >> 1;
-        double r = sqrt(-2.0 * log(uniform53(stream, 2 * (uint64_t)pair)));
-        double a = 6.283185307179586 * uniform53(stream, 2 * (uint64_t)pair + 1);
-        double z = (i & 1) ? r * sin(a) : r * cos(a);
-        dst[k] = (float)(z * (double)std);
-        if (t->role == TENSOR_EMBED && pad_row >= 0 && i / cols == (size_t)pad_row) dst[k] = 0.0f;
+    for (long long pj = p0; pj < p1; pj++) {
+        uint64_t pair = (uint64_t)pj;
+        double r = sqrt(-2.0 * log(uniform53(stream, 2 * pair)));
+        double a = 6.283185307179586 * uniform53(stream, 2 * pair + 1);
+        double z[2] = {r * cos(a), r * sin(a)};
+        for (int h = 0; h < 2; h++) {
+            size_t i = 2 * (size_t)pair + (size_t)h;
+            if (i < start || i >= start + count) continue;
+            float v = (float)(z[h] * (double)std);
+            if (t->role == TENSOR_EMBED && pad_row >= 0 && i / cols == (size_t)pad_row) v = 0.0f;
+            dst[i - start] = v;
+        }
     }
 }
 
