@@ -161,7 +161,7 @@ int cmd_init(int argc, char **argv) {
         {"shard-size", ARG_BYTES, &shard_size, "SIZE", "largest safetensors shard (default 5GB)"},
     };
     const arg_parser p = {
-        "init", "quarry init --config FILE --out DIR [--tokenizer DIR] [--seed S] [--dtype bf16|fp32]",
+        "init", "quarry init --config FILE --out DIR [--tokenizer DIR] [--seed S] [--dtype bf16|fp32] [--shard-size SIZE]",
         "Writes a randomly initialised Hugging Face checkpoint for a supported config (Llama, Mistral,\n"
         "Qwen2): safetensors weights initialised as transformers does (normal with std initializer_range,\n"
         "RMSNorm weights one, biases zero), config.json with torch_dtype set, and the tokenizer files\n"
