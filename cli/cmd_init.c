@@ -59,6 +59,23 @@ static char *read_text(const char *path, size_t max, char *err, size_t errlen) {
     return buf;
 }
 
+static int write_text(const char *path, const char *text, char *err, size_t errlen) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(text);
+    int bad = fwrite(text, 1, n, f) != n || (n && text[n - 1] != '\n' && fputc('\n', f) == EOF) || fflush(f) != 0 ||
+              fsync(fileno(f)) != 0;
+    if (fclose(f) != 0) bad = 1;
+    if (bad) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int copy_file(const char *from, const char *to, char *err, size_t errlen) {
     FILE *in = fopen(from, "rb");
     if (!in) {
@@ -161,7 +178,7 @@ int cmd_init(int argc, char **argv) {
         {"shard-size", ARG_BYTES, &shard_size, "SIZE", "largest safetensors shard (default 5GB)"},
     };
     const arg_parser p = {
-        "init", "quarry init --config FILE --out DIR [--tokenizer DIR] [--seed S] [--dtype bf16|fp32]",
+        "init", "quarry init --config FILE --out DIR [--tokenizer DIR] [--seed S] [--dtype bf16|fp32] [--shard-size SIZE]",
         "Writes a randomly initialised Hugging Face checkpoint for a supported config (Llama, Mistral,\n"
         "Qwen2): safetensors weights initialised as transformers does (normal with std initializer_range,\n"
         "RMSNorm weights one, biases zero), config.json with torch_dtype set, and the tokenizer files\n"
@@ -240,23 +257,20 @@ int cmd_init(int argc, char **argv) {
         }
     }
 
-    // config.json: the input as it is, with torch_dtype (and transformers 5's "dtype") set.
+    // config.json: the input byte for byte, with torch_dtype (and transformers 5's "dtype") set.
     char *text = read_text(cfg_file, 64u << 20, err, sizeof err);
-    int read_ok = text != NULL;
-    cJSON *cj = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!cj) {
-        fprintf(stderr, "quarry init: error: %s\n", read_ok ? "config.json could not be re-read" : err);
+    if (!text) {
+        fprintf(stderr, "quarry init: error: %s\n", err);
         return 1;
     }
-    cJSON *dstr = cJSON_CreateString(torch_dtype);
-    if (!dstr || (cJSON_HasObjectItem(cj, "torch_dtype") ? !cJSON_ReplaceItemInObjectCaseSensitive(cj, "torch_dtype", dstr)
-                                                          : !cJSON_AddItemToObject(cj, "torch_dtype", dstr))) {
-        fprintf(stderr, "quarry init: error: out of memory\n");
+    cJSON *cj = cJSON_Parse(text);
+    char *cfg_text = cj ? model_config_text_set_dtype(text, torch_dtype) : NULL;
+    free(text);
+    if (!cfg_text) {
+        fprintf(stderr, "quarry init: error: %s could not be re-read\n", cfg_file);
         cJSON_Delete(cj);
         return 1;
     }
-    if (cJSON_HasObjectItem(cj, "dtype")) cJSON_ReplaceItemInObjectCaseSensitive(cj, "dtype", cJSON_CreateString(torch_dtype));
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(cj, "pad_token_id");
     int pad_id = cJSON_IsNumber(pad) ? (int)pad->valuedouble : -1;
     // generation_config.json as save_pretrained derives it from the model config.
@@ -271,6 +285,7 @@ int cmd_init(int argc, char **argv) {
     }
     if (!gen) {
         cJSON_Delete(cj);
+        free(cfg_text);
         fprintf(stderr, "quarry init: error: out of memory\n");
         return 1;
     }
@@ -281,6 +296,7 @@ int cmd_init(int argc, char **argv) {
         fprintf(stderr, "quarry init: error: cannot create a directory beside %s: %s\n", out, strerror(errno));
         cJSON_Delete(gen);
         cJSON_Delete(cj);
+        free(cfg_text);
         return 1;
     }
     mode_t mask = umask(0);   // mkdtemp makes 0700; the checkpoint gets the usual permissions
@@ -295,7 +311,8 @@ int cmd_init(int argc, char **argv) {
     char path[4400];
     int failed = 0;
     snprintf(path, sizeof path, "%s/config.json", tmp);
-    failed = model_write_json(path, cj, err, sizeof err);
+    failed = write_text(path, cfg_text, err, sizeof err);
+    free(cfg_text);
     if (!failed) {
         snprintf(path, sizeof path, "%s/generation_config.json", tmp);
         failed = model_write_json(path, gen, err, sizeof err);

@@ -31,11 +31,13 @@ static int get_int(const cJSON *o, const char *key, int *out, const char *src, c
     return 1;
 }
 
+// A number that fits a float (every such setting is stored as one).
 static int get_double(const cJSON *o, const char *key, double *out, const char *src, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return fail(err, errlen, src, "\"%s\" must be a number", key);
+    if (fabs(v->valuedouble) > 1e30) return fail(err, errlen, src, "\"%s\" is %g; implausibly large", key, v->valuedouble);
     *out = v->valuedouble;
     return 1;
 }
@@ -255,7 +257,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
 
     double eps = 1e-6;
     if (get_double(root, "rms_norm_eps", &eps, src, err, errlen) < 0) goto done;
-    if (!(eps > 0)) {
+    if (!((float)eps > 0)) {
         fail(err, errlen, src, "rms_norm_eps %g must be positive", eps);
         goto done;
     }

@@ -30,17 +30,21 @@ void model_init_fill(const model_tensor_info *t, uint64_t seed, float std, int p
     }
     const uint64_t stream = rng_mix64(seed ^ rng_mix64(name_hash(t->name)));
     const size_t cols = t->ndim > 1 ? (size_t)t->shape[1] : 1;
-    const long long n = (long long)count;
+    // Box–Muller on pair j = i/2: element 2j takes the cosine, 2j+1 the sine.
+    const long long p0 = (long long)(start >> 1), p1 = (long long)((start + count + 1) >> 1);
 #pragma omp parallel for schedule(static)
-    for (long long k = 0; k < n; k++) {
-        size_t i = start + (size_t)k;
-        // Box–Muller on pair i/2: element 2j takes the cosine, 2j+1 the sine.
-        size_t pair = i >> 1;
-        double r = sqrt(-2.0 * log(uniform53(stream, 2 * (uint64_t)pair)));
-        double a = 6.283185307179586 * uniform53(stream, 2 * (uint64_t)pair + 1);
-        double z = (i & 1) ? r * sin(a) : r * cos(a);
-        dst[k] = (float)(z * (double)std);
-        if (t->role == TENSOR_EMBED && pad_row >= 0 && i / cols == (size_t)pad_row) dst[k] = 0.0f;
+    for (long long pj = p0; pj < p1; pj++) {
+        uint64_t pair = (uint64_t)pj;
+        double r = sqrt(-2.0 * log(uniform53(stream, 2 * pair)));
+        double a = 6.283185307179586 * uniform53(stream, 2 * pair + 1);
+        double z[2] = {r * cos(a), r * sin(a)};
+        for (int h = 0; h < 2; h++) {
+            size_t i = 2 * (size_t)pair + (size_t)h;
+            if (i < start || i >= start + count) continue;
+            float v = (float)(z[h] * (double)std);
+            if (t->role == TENSOR_EMBED && pad_row >= 0 && i / cols == (size_t)pad_row) v = 0.0f;
+            dst[i - start] = v;
+        }
     }
 }
 
@@ -230,4 +234,105 @@ done:
     free(shard_of);
     free(list);
     return rc;
+}
+
+// Skips a JSON string starting at s[0] == '"'; returns the index after its closing quote.
+static size_t skip_string(const char *s, size_t i) {
+    for (i++; s[i] && s[i] != '"'; i++)
+        if (s[i] == '\\' && s[i + 1]) i++;
+    return s[i] ? i + 1 : i;
+}
+
+// The end of the value starting at i (a string, or a scalar/container at any depth).
+static size_t skip_value(const char *s, size_t i) {
+    if (s[i] == '"') return skip_string(s, i);
+    int depth = 0;
+    for (; s[i]; i++) {
+        if (s[i] == '"') {
+            i = skip_string(s, i) - 1;
+        } else if (s[i] == '{' || s[i] == '[') {
+            depth++;
+        } else if (s[i] == '}' || s[i] == ']') {
+            if (depth == 0) break;
+            if (--depth == 0) return i + 1;
+        } else if (s[i] == ',' && depth == 0) {
+            break;
+        }
+    }
+    while (i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\n' || s[i - 1] == '\r' || s[i - 1] == '\t')) i--;
+    return i;
+}
+
+static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap : 256);
+        while (nc < *len + n + 1) nc *= 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    return 0;
+}
+
+char *model_config_text_set_dtype(const char *json, const char *dtype) {
+    char value[32];
+    snprintf(value, sizeof value, "\"%s\"", dtype);
+    size_t i = 0;
+    while (json[i] == ' ' || json[i] == '\n' || json[i] == '\r' || json[i] == '\t') i++;
+    if (json[i] != '{') return NULL;
+    char *out = NULL;
+    size_t len = 0, cap = 0, copied = 0, last_end = 0;
+    int have_torch_dtype = 0;
+    i++;
+    // Walk the top-level members: key, colon, value, comma.
+    for (;;) {
+        while (json[i] && json[i] != '"' && json[i] != '}') i++;
+        if (json[i] != '"') break;
+        size_t k0 = i + 1, k1 = skip_string(json, i) - 1;
+        i = k1 + 1;
+        while (json[i] && json[i] != ':') i++;
+        if (!json[i]) break;
+        i++;
+        while (json[i] == ' ' || json[i] == '\n' || json[i] == '\r' || json[i] == '\t') i++;
+        size_t v0 = i, v1 = skip_value(json, i);
+        int is_td = k1 - k0 == 11 && !strncmp(json + k0, "torch_dtype", 11);
+        int is_d = k1 - k0 == 5 && !strncmp(json + k0, "dtype", 5);
+        if (is_td || is_d) {
+            have_torch_dtype |= is_td;
+            if (append(&out, &len, &cap, json + copied, v0 - copied) || append(&out, &len, &cap, value, strlen(value))) {
+                free(out);
+                return NULL;
+            }
+            copied = v1;
+        }
+        last_end = v1;
+        i = v1;
+        while (json[i] && json[i] != ',' && json[i] != '}') i++;
+        if (json[i] != ',') break;
+        i++;
+    }
+    if (json[i] != '}') {
+        free(out);
+        return NULL;
+    }
+    if (!have_torch_dtype) {
+        // After the last member (or inside an empty object), in the file's two-space style.
+        size_t at = last_end ? last_end : i;
+        char add[64];
+        snprintf(add, sizeof add, "%s\n  \"torch_dtype\": %s%s", last_end ? "," : "", value, last_end ? "" : "\n");
+        if (append(&out, &len, &cap, json + copied, at - copied) || append(&out, &len, &cap, add, strlen(add))) {
+            free(out);
+            return NULL;
+        }
+        copied = at;
+    }
+    if (append(&out, &len, &cap, json + copied, strlen(json + copied))) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }

@@ -25,3 +25,9 @@ int model_init_write(const model_config *cfg, const char *dir, uint64_t seed, st
 // lays it out (config.json, index.json); fsynced. 0 ok; -1 with a message.
 struct cJSON;
 int model_write_json(const char *path, const struct cJSON *v, char *err, size_t errlen);
+
+// config.json text with the top-level "torch_dtype" (and transformers 5's "dtype", when present)
+// set to dtype ("bfloat16", "float16", "float32"), every other byte kept as it was (added before
+// the closing brace when absent). The text must be a valid JSON object (model_config_parse
+// accepted it). A malloc'd string, or NULL when out of memory or the text is not an object.
+char *model_config_text_set_dtype(const char *json, const char *dtype);

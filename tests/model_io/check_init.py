@@ -152,6 +152,8 @@ with tempfile.TemporaryDirectory() as tmp:
     check(cj["torch_dtype"] == "bfloat16", f"torch_dtype {cj.get('torch_dtype')}")
     check({k: v for k, v in cj.items() if k != "torch_dtype"} == {k: v for k, v in llama.items() if k != "torch_dtype"},
           "config.json changed beyond torch_dtype")
+    check(open(P("l16", "config.json")).read() == json.dumps(dict(llama, torch_dtype="bfloat16")) + "\n",
+          "config.json is not the input with only torch_dtype's value changed")
     check(json.load(open(P("l32", "config.json")))["torch_dtype"] == "float32", "fp32 torch_dtype")
     hc = transformers.AutoConfig.from_pretrained(P("l16"))
     check(type(hc).__name__ == "LlamaConfig" and hc.num_key_value_heads == 2, f"transformers reads {type(hc).__name__}")
@@ -162,6 +164,8 @@ with tempfile.TemporaryDirectory() as tmp:
     tq = load_any(P("q", "model.safetensors"))
     check(sorted(tq) == sorted(expected_tensors(qwen)), f"qwen names {sorted(set(tq) ^ set(expected_tensors(qwen)))}")
     check("lm_head.weight" not in tq, "tied model has lm_head.weight")
+    qj = json.load(open(P("q", "config.json")))
+    check(qj == dict(qwen, torch_dtype="bfloat16"), f"qwen config.json: {qj}")
     e = tq["model.embed_tokens.weight"].astype(np.float64)
     check(abs(e.std() / 0.05 - 1) < 0.02, f"qwen embedding std {e.std():.4f}, initializer_range 0.05")
 

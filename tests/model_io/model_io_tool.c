@@ -6,7 +6,9 @@
 //   model_io_tool convert PATH OUT bf16|f16 every tensor read as f32, rounded, written
 //   model_io_tool rewrite PATH OUT          every tensor's bytes as they are, written by st_writer
 //   model_io_tool meta PATH KEY             a __metadata__ value
+//   model_io_tool verify DIR                config.json + weights: model_tensor_check
 #include "model/config.h"
+#include "model/names.h"
 #include "model/safetensors.h"
 #include <inttypes.h>
 #include <stdio.h>
@@ -101,6 +103,19 @@ done:
 
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "config")) return cmd_config(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "verify")) {
+        model_config c;
+        char e[1024];
+        if (model_config_load(&c, argv[2], e, sizeof e)) {
+            printf("%s\n", e);
+            return 1;
+        }
+        st_set *s = st_open(argv[2], e, sizeof e);
+        int rc = !s || model_tensor_check(&c, s, argv[2], e, sizeof e);
+        printf("%s\n", rc ? e : "ok");
+        st_close(s);
+        return rc;
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: model_io_tool config|check|tof32|convert|rewrite|meta ...\n");
         return 2;

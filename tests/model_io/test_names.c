@@ -49,7 +49,28 @@ static void expect(const model_config *c, const char *path, const char *want) {
     st_close(s);
 }
 
+static void check_set_dtype(void) {
+    static const struct { const char *in, *out; } cases[] = {
+        {"{\"a\":1,\"torch_dtype\":\"float16\",\"b\":2.0}", "{\"a\":1,\"torch_dtype\":\"bfloat16\",\"b\":2.0}"},
+        {"{\n  \"torch_dtype\": null\n}\n", "{\n  \"torch_dtype\": \"bfloat16\"\n}\n"},
+        {"{\"x\": {\"torch_dtype\": \"float16\"}, \"s\": \"a,}\\\"{\"}",
+         "{\"x\": {\"torch_dtype\": \"float16\"}, \"s\": \"a,}\\\"{\",\n  \"torch_dtype\": \"bfloat16\"}"},
+        {"{\n  \"dtype\": \"float32\",\n  \"l\": [1, {\"dtype\": 2}]\n}",
+         "{\n  \"dtype\": \"bfloat16\",\n  \"l\": [1, {\"dtype\": 2}],\n  \"torch_dtype\": \"bfloat16\"\n}"},
+        {"{}", "{\n  \"torch_dtype\": \"bfloat16\"\n}"},
+        {" { \"torch_dtype\" : \"float32\" , \"dtype\" : \"float32\" } ", " { \"torch_dtype\" : \"bfloat16\" , \"dtype\" : \"bfloat16\" } "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = model_config_text_set_dtype(cases[i].in, "bfloat16");
+        CHECK(got && !strcmp(got, cases[i].out), "set_dtype case %zu:\n  in:   %s\n  got:  %s\n  want: %s", i, cases[i].in,
+              got ? got : "(null)", cases[i].out);
+        free(got);
+    }
+    CHECK(model_config_text_set_dtype("[1]", "bfloat16") == NULL, "a non-object is refused");
+}
+
 int main(void) {
+    check_set_dtype();
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     static const struct { const char *file; int count; } pub[] = {
         {"Llama-3.1-8B.json", 291}, {"Llama-3.2-1B.json", 146}, {"Llama-2-7b.json", 291},
