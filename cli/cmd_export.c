@@ -343,6 +343,11 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "quarry export: error: --shard-size must be positive\n");
         return 2;
     }
+    // "out/" would put the temporary directory inside out: work on the name without the slash.
+    static char out_buf[PATH_MAX];
+    snprintf(out_buf, sizeof out_buf, "%s", out);
+    for (size_t l = strlen(out_buf); l > 1 && out_buf[l - 1] == '/'; l--) out_buf[l - 1] = 0;
+    out = out_buf;
     if (!fileio_is_empty_or_absent(out) && !force) {
         fprintf(stderr, "quarry export: error: %s exists and is not empty; refusing to overwrite it\n"
                         "hint: choose a new --out, or add --force to replace it\n", out);
