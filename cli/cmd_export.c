@@ -344,7 +344,7 @@ int cmd_export(int argc, char **argv) {
         return 2;
     }
     // "out/" would put the temporary directory inside out: work on the name without the slash.
-    static char out_buf[PATH_MAX];
+    char out_buf[PATH_MAX];
     snprintf(out_buf, sizeof out_buf, "%s", out);
     for (size_t l = strlen(out_buf); l > 1 && out_buf[l - 1] == '/'; l--) out_buf[l - 1] = 0;
     out = out_buf;
