@@ -18,6 +18,12 @@ void cpu_gemm(int M, int N, int K, float alpha, const float *a, long a_rs, long 
 void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const float *a,
                    long a_rs, long a_cs, const float *b, long b_rs, long b_cs, float beta,
                    float *c, long ldc);
+// The same on one thread, for small tiles inside parallel code (attention): the packed panels
+// go to scratch, which holds cpu_gemm_serial_scratch(M, N, K) floats.
+size_t cpu_gemm_serial_scratch(int M, int N, int K);
+void cpu_gemm_serial(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+                     const float *b, long b_rs, long b_cs, float beta, float *c, long ldc,
+                     float *scratch);
 
 // The ops, one file each (see backend.h for the contract of each).
 void cpu_cast_f32_to_act(backend *be, void *dst, const float *src, size_t n);

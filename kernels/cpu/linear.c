@@ -157,6 +157,55 @@ static void gemm_unpacked(int M, int N, int K, float alpha, const float *a, long
         }
 }
 
+static gemm_kernel pick_kernel(int kernel_choice, int *nr) {
+#ifdef GEMM_HAVE_AVX2
+    if (kernel_choice != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *nr = 16;
+        return kernel_6x16_avx2;
+    }
+#else
+    (void)kernel_choice;
+#endif
+    *nr = 8;
+    return kernel_6x8;
+}
+
+size_t cpu_gemm_serial_scratch(int M, int N, int K) {
+    int kc = K < KC ? K : KC;
+    if (kc < 1) kc = 1;
+    return ((size_t)(M + GEMM_MR - 1) / GEMM_MR * GEMM_MR + (size_t)(N + GEMM_MAX_NR - 1) / GEMM_MAX_NR * GEMM_MAX_NR) * kc;
+}
+
+void cpu_gemm_serial(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+                     const float *b, long b_rs, long b_cs, float beta, float *c, long ldc,
+                     float *scratch) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    int nr;
+    gemm_kernel kern = pick_kernel(0, &nr);
+    const int mr = GEMM_MR, mpanels = (M + mr - 1) / mr, npanels = (N + nr - 1) / nr;
+    for (int pc = 0; pc < K; pc += KC) {
+        int kc = K - pc < KC ? K - pc : KC;
+        float *apack = scratch, *bpack = scratch + (size_t)mpanels * mr * kc;
+        for (int p = 0; p < mpanels; p++)
+            pack_a_panel(a + (long)p * mr * a_rs + pc * a_cs, a_rs, a_cs, M - p * mr < mr ? M - p * mr : mr,
+                         kc, apack + (size_t)p * mr * kc);
+        for (int p = 0; p < npanels; p++)
+            pack_b_panel(b + pc * b_rs + (long)p * nr * b_cs, b_rs, b_cs, N - p * nr < nr ? N - p * nr : nr,
+                         kc, nr, bpack + (size_t)p * nr * kc);
+        int overwrite = pc == 0 && beta == 0.0f;
+        for (int pj = 0; pj < npanels; pj++)
+            for (int qi = 0; qi < mpanels; qi++)
+                kern(kc, apack + (size_t)qi * mr * kc, bpack + (size_t)pj * nr * kc,
+                     c + (long)qi * mr * ldc + pj * nr, ldc, M - qi * mr < mr ? M - qi * mr : mr,
+                     N - pj * nr < nr ? N - pj * nr : nr, alpha, overwrite);
+    }
+}
+
 void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const float *a,
                    long a_rs, long a_cs, const float *b, long b_rs, long b_cs, float beta,
                    float *c, long ldc) {
@@ -166,16 +215,8 @@ void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const fl
             for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    gemm_kernel kern = kernel_6x8;
-    int nr = 8;
-#ifdef GEMM_HAVE_AVX2
-    if (kernel_choice != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kern = kernel_6x16_avx2;
-        nr = 16;
-    }
-#else
-    (void)kernel_choice;
-#endif
+    int nr;
+    gemm_kernel kern = pick_kernel(kernel_choice, &nr);
     const int mr = GEMM_MR, mc = MC_PANELS * GEMM_MR, nb = NB_PANELS * nr;
     const int ms = MS_BLOCKS * mc;  // rows of A packed at once
     int nc_max = N < NC ? N : NC, kc_max = K < KC ? K : KC, ms_max = M < ms ? M : ms;
