@@ -3,9 +3,9 @@
 //   backward dX = dY·W            gemm(N, IC, OC)
 //            dW += dYᵀ·X          gemm(OC, IC, N) with dY read transposed in place
 // The product follows the BLIS layout: B is packed into KC × NR column panels, A into MR × KC
-// row panels, and a register-tile micro-kernel (MR × NR accumulators) runs over them.  Two
-// micro-kernels: 6×16 with AVX2+FMA, chosen at run time when the CPU has them, and 6×8 in
-// portable vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB
+// row panels, and a register-tile micro-kernel (MR × NR accumulators) runs over them.  Three
+// micro-kernels, the best one the CPU has chosen at run time: 6×32 with AVX-512, 6×16 with
+// AVX2+FMA, and 6×8 in portable vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB
 // blocks; each output element is summed by one thread in k order, so results do not depend
 // on the thread count.
 #include "cpu_ops.h"
@@ -18,7 +18,7 @@
 #endif
 
 enum { KC = 256, NC = 4096, MC_PANELS = 16, NB_PANELS = 16, MS_BLOCKS = 16 };
-enum { GEMM_MR = 6, GEMM_MAX_NR = 16 };
+enum { GEMM_MR = 6, GEMM_MAX_NR = 32 };
 
 typedef void (*gemm_kernel)(int kc, const float *a, const float *b, float *c, long ldc, int m,
                             int n, float alpha, int overwrite);
@@ -102,6 +102,41 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16_avx2(int kc, const f
     tile_store(t, 16, c, ldc, m, n, alpha, overwrite);
 }
 #undef ROW6
+
+// 6×32 with AVX-512: 12 sixteen-float accumulators (of 32 registers).
+#define ROW6(i)                                          \
+    do {                                                 \
+        __m512 ai = _mm512_set1_ps(a[i]);                \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);      \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);      \
+    } while (0)
+__attribute__((target("avx512f"))) static void kernel_6x32_avx512(int kc, const float *a,
+                                                                   const float *b, float *c,
+                                                                   long ldc, int m, int n,
+                                                                   float alpha, int overwrite) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        ROW6(0);
+        ROW6(1);
+        ROW6(2);
+        ROW6(3);
+        ROW6(4);
+        ROW6(5);
+        a += GEMM_MR;
+        b += 32;
+    }
+    float t[GEMM_MR * 32];
+    _mm512_storeu_ps(t + 0, c00), _mm512_storeu_ps(t + 16, c01);
+    _mm512_storeu_ps(t + 32, c10), _mm512_storeu_ps(t + 48, c11);
+    _mm512_storeu_ps(t + 64, c20), _mm512_storeu_ps(t + 80, c21);
+    _mm512_storeu_ps(t + 96, c30), _mm512_storeu_ps(t + 112, c31);
+    _mm512_storeu_ps(t + 128, c40), _mm512_storeu_ps(t + 144, c41);
+    _mm512_storeu_ps(t + 160, c50), _mm512_storeu_ps(t + 176, c51);
+    tile_store(t, 32, c, ldc, m, n, alpha, overwrite);
+}
+#undef ROW6
 #endif
 
 // Packs rows [0, mc) × k [0, kc) of A (origin a) into MR-row panels: dst[(p·kc + k)·MR + i].
@@ -159,6 +194,10 @@ static void gemm_unpacked(int M, int N, int K, float alpha, const float *a, long
 
 static gemm_kernel pick_kernel(int kernel_choice, int *nr) {
 #ifdef GEMM_HAVE_AVX2
+    if ((kernel_choice == 0 || kernel_choice == 3) && __builtin_cpu_supports("avx512f")) {
+        *nr = 32;
+        return kernel_6x32_avx512;
+    }
     if (kernel_choice != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         *nr = 16;
         return kernel_6x16_avx2;

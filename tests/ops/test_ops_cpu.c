@@ -252,12 +252,14 @@ static void gemm_ref(int M, int N, int K, const float *a, long ars, long acs, co
 }
 
 static void test_gemm(rng_state *r) {
+    printf("gemm micro-kernels: portable 6x8%s%s\n", __builtin_cpu_supports("avx2") ? ", AVX2 6x16" : " (no AVX2 here)",
+           __builtin_cpu_supports("avx512f") ? ", AVX-512 6x32" : " (no AVX-512 here)");
     // Shapes past every blocking edge: K > KC (256), N > NB and NC (4096), M > the packed row
     // block (1536), and 1-sized ones; transposed operands as the three linear products use.
     static const int shapes[][3] = {{1, 1, 1},     {7, 9, 5},   {37, 45, 29}, {100, 270, 300},
                                     {7, 4200, 5},  {1600, 9, 3}, {13, 17, 1},  {6, 16, 256},
                                     {61, 130, 257}};
-    for (int kc = 1; kc <= 2; kc++)
+    for (int kc = 1; kc <= 3; kc++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int trans = 0; trans < 4; trans++) {
                 int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
