@@ -7,6 +7,7 @@
 // linear.c; OpenMP hands whole tiles to threads, so every output element is summed by one
 // thread in a fixed order: results do not depend on the thread count.
 #include "cpu_ops.h"
+#include "cpu_math.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +125,9 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
                                 for (int d = 0; d < hd; d++) ar[d] *= corr;
                                 w.m[r] = bm;
                             }
-                            for (int t = 0; t < nk; t++) {
-                                sr[t] = expf(sr[t] - w.m[r]);  // exp(−inf) = 0 for masked keys
-                                w.l[r] += sr[t];
-                            }
+                            for (int t = 0; t < nk; t++) sr[t] -= w.m[r];
+                            cpu_exp_array(sr, sr, nk);  // exp(−inf) = 0 for masked keys
+                            for (int t = 0; t < nk; t++) w.l[r] += sr[t];
                         }
                         // acc (nq × hd) += P·V
                         cpu_gemm_serial(nq, hd, nk, 1.0f, w.s, TK, 1, vb + (long)jb * ks, ks, 1, 1.0f,
@@ -213,9 +213,11 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                         for (int r = 0; r < nq; r++) {
                             int p = p0 + r, lo = first_key(doc, p);
                             float *sr = w.s + r * TK, *dpr = w.dp + r * TK;
+                            for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
+                            cpu_exp_array(sr, sr, nk);
                             for (int t = 0; t < nk; t++) {
                                 int j = jb + t;
-                                sr[t] = j >= lo && j <= p ? expf(sr[t] - Lb[r]) * (dpr[t] - Db[r]) : 0.0f;
+                                sr[t] = j >= lo && j <= p ? sr[t] * (dpr[t] - Db[r]) : 0.0f;
                             }
                         }
                         // dQ (nq × hd) += dS·K
@@ -260,10 +262,11 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                             for (int r = 0; r < nq; r++) {
                                 int p = ib + r + off, lo = first_key(doc, p);
                                 float *sr = w.s + r * TQ, *dpr = w.dp + r * TQ;
+                                for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
+                                cpu_exp_array(sr, sr, nk);
                                 for (int t = 0; t < nk; t++) {
                                     int j = j0 + t;
                                     if (w.ok[r] && j >= lo && j <= p) {
-                                        sr[t] = expf(sr[t] - Lb[r]);
                                         dpr[t] = sr[t] * (dpr[t] - Db[r]);
                                     } else {
                                         sr[t] = dpr[t] = 0.0f;
