@@ -11,6 +11,9 @@
 #include "cpu_ops.h"
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GEMM_HAVE_AVX2 1
@@ -256,9 +259,18 @@ void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const fl
     }
     int nr;
     gemm_kernel kern = pick_kernel(kernel_choice, &nr);
-    const int mr = GEMM_MR, mc = MC_PANELS * GEMM_MR, nb = NB_PANELS * nr;
+    const int mr = GEMM_MR, mc = MC_PANELS * GEMM_MR;
     const int ms = MS_BLOCKS * mc;  // rows of A packed at once
     int nc_max = N < NC ? N : NC, kc_max = K < KC ? K : KC, ms_max = M < ms ? M : ms;
+    // Column blocks narrow enough that there are about 4 tiles per thread when M is short;
+    // which thread sums a tile never changes the arithmetic, so results stay the same bits.
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    int iblk = (ms_max + mc - 1) / mc, want_j = (4 * threads + iblk - 1) / iblk;
+    int npan_max = (nc_max + nr - 1) / nr, per_block = (npan_max + want_j - 1) / want_j;
+    const int nb = (per_block < 1 ? 1 : per_block > NB_PANELS ? NB_PANELS : per_block) * nr;
     size_t a_floats = (size_t)((ms_max + mr - 1) / mr) * mr * kc_max;
     size_t b_floats = (size_t)((nc_max + nr - 1) / nr) * nr * kc_max;
     float *apack = NULL, *bpack = NULL;
