@@ -253,8 +253,12 @@ static void gemm_ref(int M, int N, int K, const float *a, long ars, long acs, co
 }
 
 static void test_gemm(rng_state *r) {
+#if defined(__x86_64__)
     printf("gemm micro-kernels: portable 6x8%s%s\n", __builtin_cpu_supports("avx2") ? ", AVX2 6x16" : " (no AVX2 here)",
            __builtin_cpu_supports("avx512f") ? ", AVX-512 6x32" : " (no AVX-512 here)");
+#else
+    printf("gemm micro-kernels: portable 6x8 only (not x86-64)\n");
+#endif
     // Shapes past every blocking edge: K > KC (256), N > NB and NC (4096), M > the packed row
     // block (1536), and 1-sized ones; transposed operands as the three linear products use.
     static const int shapes[][3] = {{1, 1, 1},     {7, 9, 5},   {37, 45, 29}, {100, 270, 300},
