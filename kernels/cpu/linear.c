@@ -171,12 +171,17 @@ static void pack_b_panel(const float *b, long rs, long cs, int cols, int kc, int
         for (int k = 0; k < kc; k++)
             for (int j = 0; j < nr; j++) dst[k * nr + j] = j < cols ? b[k * rs + j] : 0.0f;
     } else {
-        for (int j = 0; j < nr; j++) {
-            if (j < cols) {
-                const float *src = b + j * cs;
-                for (int k = 0; k < kc; k++) dst[k * nr + j] = src[k * rs];
-            } else {
-                for (int k = 0; k < kc; k++) dst[k * nr + j] = 0.0f;
+        // B read transposed (W of x·Wᵀ): k runs along memory.  Blocks of 16 k keep the lines
+        // being written few enough to stay in L1.
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+            for (int j = 0; j < nr; j++) {
+                if (j < cols) {
+                    const float *src = b + j * cs;
+                    for (int k = k0; k < k1; k++) dst[k * nr + j] = src[k * rs];
+                } else {
+                    for (int k = k0; k < k1; k++) dst[k * nr + j] = 0.0f;
+                }
             }
         }
     }
