@@ -5,9 +5,10 @@
 // The product follows the BLIS layout: B is packed into KC × NR column panels, A into MR × KC
 // row panels, and a register-tile micro-kernel (MR × NR accumulators) runs over them.  Three
 // micro-kernels, the best one the CPU has chosen at run time: 6×32 with AVX-512, 6×16 with
-// AVX2+FMA, and 6×8 in portable vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB
-// blocks; each output element is summed by one thread in k order, so results do not depend
-// on the thread count.
+// AVX2+FMA (both one FMA per k in k order, so they give the same bits), and 6×8 in portable
+// vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB blocks; each
+// output element is summed by one thread in k order, so results do not depend on the thread
+// count.
 #include "cpu_ops.h"
 #include <stdlib.h>
 #include <string.h>

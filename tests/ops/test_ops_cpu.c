@@ -287,6 +287,16 @@ static void test_gemm(rng_state *r) {
                 snprintf(what, sizeof what, "gemm kernel %d %dx%dx%d trans %d accumulate", kc, M, N, K, trans);
                 check_fwd(what, c0, want, (size_t)M * N);
                 free(start);
+#if defined(__x86_64__)
+                if (kc == 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma")) {  // AVX2 and AVX-512 kernels: the same bits
+                    float *c2 = xmalloc((size_t)M * N * 4);
+                    cpu_gemm_with(2, M, N, K, 0.5f, a, ars, acs, b, brs, bcs, 0.0f, c2, N);
+                    snprintf(what, sizeof what, "gemm %dx%dx%d trans %d: AVX2 vs AVX-512", M, N, K, trans);
+                    check_same_bits(what, c2, c, (size_t)M * N);
+                    free(c2);
+                }
+#endif
                 free(a); free(b); free(want); free(c); free(c0);
             }
 }
