@@ -102,36 +102,22 @@ static unsigned long long count_chars(const char *s, size_t n) {
 }
 
 #ifdef HAVE_TOKENIZER
-// Content tokens of a record: the texts without chat-template tokens (data/chat adds those).
+static int add_tokens(const tokenizer *t, const char *s, size_t n, long *total, char *err, size_t errlen) {
+    int32_t *ids = NULL;
+    int m = tokenizer_encode(t, s, n, 0, &ids, NULL, err, errlen);
+    free(ids);
+    if (m < 0) return -1;
+    *total += m;
+    return 0;
+}
+
+// Content tokens of a record: its texts without chat-template tokens (data/chat adds those).
 static long record_tokens(const tokenizer *t, const record *r, char *err, size_t errlen) {
     long total = 0;
-    const char *texts[3];
-    size_t lens[3];
-    int nt = 0;
-    if (r->system) { texts[nt] = r->system; lens[nt++] = r->system_len; }
-    if (r->format == FORMAT_CPT) { texts[nt] = r->text; lens[nt++] = r->text_len; }
-    for (int i = -1; i < r->nturns; i++) {
-        const char *s;
-        size_t n;
-        if (i < 0) {
-            if (!nt) continue;
-            for (int k = 0; k < nt; k++) {
-                int32_t *ids = NULL;
-                int m = tokenizer_encode(t, texts[k], lens[k], 0, &ids, NULL, err, errlen);
-                free(ids);
-                if (m < 0) return -1;
-                total += m;
-            }
-            continue;
-        }
-        s = r->turns[i].text;
-        n = r->turns[i].len;
-        int32_t *ids = NULL;
-        int m = tokenizer_encode(t, s, n, 0, &ids, NULL, err, errlen);
-        free(ids);
-        if (m < 0) return -1;
-        total += m;
-    }
+    if (r->system && add_tokens(t, r->system, r->system_len, &total, err, errlen)) return -1;
+    if (r->text && add_tokens(t, r->text, r->text_len, &total, err, errlen)) return -1;
+    for (int i = 0; i < r->nturns; i++)
+        if (add_tokens(t, r->turns[i].text, r->turns[i].len, &total, err, errlen)) return -1;
     return total;
 }
 #endif
@@ -213,6 +199,13 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     if (!s) {
         fprintf(stderr, "%s: error: %s\n", path, err);
         cJSON_Delete(v.diags);
+        cJSON *f = files ? cJSON_CreateObject() : NULL;
+        if (f) {
+            cJSON_AddStringToObject(f, "path", path);
+            cJSON_AddBoolToObject(f, "valid", 0);
+            cJSON_AddStringToObject(f, "error", err);
+            cJSON_AddItemToArray(files, f);
+        }
         return 2;
     }
     record r;
@@ -346,11 +339,14 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                 }
             printf("%s\n", first ? "" : ")");
         }
-        if (lim)
-            printf("  base model: %s (%s): records %ld-%ld, tokens per record %ld%s (Bedrock documentation, %s)\n", lim->id,
-                   lim->name, lim->min_records, lim->max_records, lim->max_tokens, lim->max_tokens < 0 ? " (unknown)" : "",
-                   lim->date);
-        else
+        if (lim) {
+            char tokl[96];
+            if (lim->max_tokens < 0) snprintf(tokl, sizeof tokl, "tokens per record unknown");
+            else snprintf(tokl, sizeof tokl, "at most %ld tokens per record%s", lim->max_tokens,
+                          v.ntokens ? "" : " (not checked: needs --model)");
+            printf("  base model: %s (%s): %ld-%ld records, %s (Bedrock documentation, %s)\n", lim->id, lim->name,
+                   lim->min_records, lim->max_records, tokl, lim->date);
+        } else
             printf("  base model: none given (--base-model ID enforces Bedrock's counts and limits)\n");
         printf("  cost:       %s\n", cost_line);
         printf("  %ld error%s, %ld warning%s\n", v.errors, v.errors == 1 ? "" : "s", v.warnings, v.warnings == 1 ? "" : "s");

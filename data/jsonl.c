@@ -262,7 +262,8 @@ static char *put_utf8(char *w, unsigned cp) {
     return w;
 }
 
-// 1 for bytes that may be copied as they are inside a string: printable ASCII but '"' and '\\'.
+// 1 for bytes copied as they are inside a string: all but controls, '"' and '\\'. Bytes
+// >= 0x80 are copied too and checked as UTF-8 afterwards, run by run.
 static const unsigned char plain[256] = {
 #define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
     R16(0), R16(0),
@@ -270,9 +271,38 @@ static const unsigned char plain[256] = {
     R16(1), R16(1),
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,   // 0x50-0x5F: not '\\'
     R16(1), R16(1),
-    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0),
+    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1),
 #undef R16
 };
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+// Nonzero when one of the 8 bytes in x is a control, '"' or '\\' (exact as a boolean: the
+// borrow of the subtraction only starts at such a byte).
+static inline uint64_t special8(uint64_t x) {
+    uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+    return ((x - ONES * 0x20) & ~x & HIGHS) | ((q - ONES) & ~q & HIGHS) | ((b - ONES) & ~b & HIGHS);
+}
+
+// Offset of the first byte of s[0..n) that is not valid UTF-8, or n.
+static size_t utf8_check(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n && !(load64(s + i) & HIGHS)) { i += 8; continue; }
+        if (s[i] < 0x80) { i++; continue; }
+        int k = utf8_seq(s + i, s + n);
+        if (!k) return i;
+        i += (size_t)k;
+    }
+    return n;
+}
 
 // p->p at the opening quote. Writes the unescaped string to sbuf.
 static int parse_string(jsonl_parser *p, const char **out, size_t *outlen) {
@@ -280,15 +310,21 @@ static int parse_string(jsonl_parser *p, const char **out, size_t *outlen) {
     char *w0 = p->sbuf + p->sused, *w = w0;
     for (;;) {
         const unsigned char *run = s;
-        while (s + 8 <= end) {   // 8 plain bytes at a time
-            if (!(plain[s[0]] & plain[s[1]] & plain[s[2]] & plain[s[3]] & plain[s[4]] & plain[s[5]] &
-                  plain[s[6]] & plain[s[7]]))
-                break;
+        uint64_t hi = 0;
+        while (s + 8 <= end) {
+            uint64_t x = load64(s);
+            if (special8(x)) break;
+            hi |= x;
             s += 8;
         }
-        while (s < end && plain[*s]) s++;
-        memcpy(w, run, (size_t)(s - run));
-        w += s - run;
+        while (s < end && plain[*s]) hi |= *s++;
+        size_t n = (size_t)(s - run);
+        if (hi & HIGHS) {
+            size_t bad = utf8_check(run, n);
+            if (bad < n) return fail(p, (const char *)run + bad, "invalid UTF-8 (byte 0x%02X); the file must be UTF-8", run[bad]);
+        }
+        memcpy(w, run, n);
+        w += n;
         if (s >= end) return fail(p, (const char *)s, "unterminated string (a line holds one whole record)");
         unsigned c = *s;
         if (c == '"') { s++; break; }
@@ -327,12 +363,7 @@ static int parse_string(jsonl_parser *p, const char **out, size_t *outlen) {
                 return fail(p, (const char *)s, "invalid escape in a string");
             }
         }
-        if (c < 0x20) return fail(p, (const char *)s, "control character U+%04X in a string must be escaped", c);
-        int n = utf8_seq(s, end);
-        if (!n) return fail(p, (const char *)s, "invalid UTF-8 (byte 0x%02X); the file must be UTF-8", c);
-        memcpy(w, s, (size_t)n);
-        w += n;
-        s += n;
+        return fail(p, (const char *)s, "control character U+%04X in a string must be escaped", c);
     }
     *w++ = '\0';
     p->sused += (size_t)(w - w0);

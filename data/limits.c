@@ -1,7 +1,10 @@
-// data/limits.c — see limits.h. Figures for record counts and tokens per record are the ones
-// Bedrock's "Prepare data for fine-tuning" page gives for each model family; the Nova rows and
-// reserved words are from the Amazon Nova user guide's "Preparing data for fine-tuning
-// Understanding models" page (which also says schemaVersion may be any string).
+// data/limits.c — see limits.h. Sources, per row: record counts and tokens per record for the
+// Llama 3.x and Claude 3 Haiku rows are the figures issue 3 quotes from Bedrock's "Prepare data
+// for fine-tuning your models" page (Llama 3.x: 100-10,000 records, 16,000 tokens prompt +
+// completion; Claude 3 Haiku: 32-10,000 records, 32,000 tokens); they were not re-read from the
+// live page for this table. The Nova rows (8-20,000 records) and the reserved words were checked
+// against the Amazon Nova user guide's "Preparing data for fine-tuning Understanding models"
+// page, which also says schemaVersion may be any string value. Dates: when the row was written.
 #include "limits.h"
 #include <string.h>
 

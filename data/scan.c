@@ -1,5 +1,8 @@
-// data/scan.c — see scan.h. Detectors run only at word starts and at '@', '+', '(' and '-',
-// and each one reads a bounded stretch ahead, so a pass costs O(len).
+// data/scan.c — see scan.h. Everything the detectors look for holds a digit, an upper-case
+// letter, '@', '+', '(' or '-' (a secret key has upper case and digits, a JWT starts "eyJ", a
+// bearer token must hold a digit), so the scan skips all other bytes in a tight loop and, at one
+// of those, goes back to the start of its word (a bounded step) and runs the detectors that can
+// start there. Each detector reads a bounded stretch ahead: a pass costs O(len).
 #include "scan.h"
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +23,7 @@ static void init_classes(void) {
         unsigned char v = 0;
         if (c >= '0' && c <= '9') v |= C_DIGIT | C_B64 | C_LOCAL | C_TRIGGER;
         if (c >= 'A' && c <= 'Z') v |= C_UPPER | C_B64 | C_LOCAL | C_TRIGGER;
-        if (c >= 'a' && c <= 'z') v |= C_LOWER | C_B64 | C_LOCAL | C_TRIGGER;
+        if (c >= 'a' && c <= 'z') v |= C_LOWER | C_B64 | C_LOCAL;
         if (c == '/' || c == '+') v |= C_B64;
         if (c == '.' || c == '_' || c == '%' || c == '+' || c == '-') v |= C_LOCAL;
         if (c == '@' || c == '+' || c == '(' || c == '-') v |= C_TRIGGER;
@@ -87,11 +90,14 @@ typedef struct {
     scan_fn fn;
     void *user;
     size_t hits;
+    size_t last_end;   // end of the last hit: no later hit starts before it
 } scanner;
 
 static void hit(scanner *s, scan_kind k, size_t off, size_t n) {
+    if (off < s->last_end) return;   // overlaps the previous finding: that one is reported
     scan_hit h = {k, off, n};
     s->hits++;
+    s->last_end = off + n;
     if (s->fn) s->fn(s->user, &h);
 }
 
@@ -286,7 +292,7 @@ static size_t try_number(scanner *s, size_t i) {
 static size_t try_email(scanner *s, size_t at) {
     const char *t = s->t;
     size_t b = at;
-    while (b > 0 && IS(t[b - 1], C_LOCAL) && at - b < 64) b--;
+    while (b > s->last_end && IS(t[b - 1], C_LOCAL) && at - b < 64) b--;
     while (b < at && (t[b] == '.' || t[b] == '-' || t[b] == '+')) b++;
     if (b == at) return 0;
     size_t j = at + 1, last_dot = 0;
@@ -310,9 +316,10 @@ static size_t try_email(scanner *s, size_t at) {
 
 size_t scan_text(const char *text, size_t len, scan_fn fn, void *user) {
     if (!cls_ready) init_classes();
-    scanner s = {text, len, fn, user, 0};
+    scanner s = {text, len, fn, user, 0, 0};
     size_t i = 0;
     while (i < len) {
+        size_t from = i;
         while (i < len && !IS(text[i], C_TRIGGER)) i++;
         if (i >= len) break;
         char c = text[i];
@@ -321,24 +328,30 @@ size_t scan_text(const char *text, size_t len, scan_fn fn, void *user) {
         else if (c == '-') n = try_private_key(&s, i);
         else if (c == '+' || c == '(') {
             if (i == 0 || !IS(text[i - 1], ALNUM)) n = try_number(&s, i);
-        } else if (i > 0 && IS(text[i - 1], ALNUM)) {
-            // Inside a word: jump to its end (an '@' there still starts an e-mail check).
-            while (i < len && IS(text[i], ALNUM)) i++;
-            continue;
         } else {
-            if (c == 'B' || c == 'b') n = try_bearer(&s, i);
-            if (!n && c == 'e') n = try_jwt(&s, i);
-            if (!n && c == 'A') n = try_aws_key_id(&s, i);
-            if (!n && IS(c, C_UPPER)) n = try_iban(&s, i);
-            if (!n) {
-                size_t m = try_secret(&s, i);
-                if (m) n = m;
+            // A digit or an upper-case letter: back to the start of its word (never before
+            // where this step began), then the detectors that may start there.
+            size_t ws = i, floor = from, w = i;
+            while (ws > floor && i - ws < 64 && IS(text[ws - 1], ALNUM)) ws--;
+            while (w < len && IS(text[w], ALNUM)) w++;
+            size_t wl = w - ws;
+            const char *t = text + ws;
+            if (ws == 0 || !IS(text[ws - 1], ALNUM)) {
+                c = t[0];
+                if (ws >= 7 && ws - 7 >= s.last_end && text[ws - 1] == ' ' && !strncasecmp(text + ws - 7, "bearer", 6) &&
+                    (ws == 7 || !IS(text[ws - 8], ALNUM)))
+                    n = try_bearer(&s, ws - 7);
+                if (n) n -= 7;
+                if (!n && (c == 'B' || c == 'b') && wl == 6) n = try_bearer(&s, ws);
+                if (!n && c == 'e' && wl >= 3 && t[1] == 'y' && t[2] == 'J') n = try_jwt(&s, ws);
+                if (!n && c == 'A' && wl == 20) n = try_aws_key_id(&s, ws);
+                if (!n && wl >= 4 && IS(c, C_UPPER) && IS(t[1], C_UPPER) && IS(t[2], C_DIGIT) && IS(t[3], C_DIGIT))
+                    n = try_iban(&s, ws);
+                if (!n && (wl >= 40 || (w < len && (text[w] == '/' || text[w] == '+')))) n = try_secret(&s, ws);
+                if (!n && IS(c, C_DIGIT)) n = try_number(&s, ws);
             }
-            if (!n && IS(c, C_DIGIT)) n = try_number(&s, i);
-            if (!n) {
-                while (i < len && IS(text[i], ALNUM)) i++;
-                continue;
-            }
+            i = n ? ws + n : w;
+            continue;
         }
         i += n ? n : 1;
     }

@@ -37,6 +37,21 @@ extern "C" void nccl_check(ncclResult_t r, const char *call, const char *file, i
 
 static cuda_state *state(backend *be) { return (cuda_state *)be->impl; }
 
+void *cuda_scratch(backend *be, size_t bytes) {
+    cuda_state *s = state(be);
+    if (bytes <= s->scratch_bytes) return s->scratch;
+    size_t grown = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);  // whole MiB
+    if (s->scratch) {
+        CUDA_CHECK(cudaStreamSynchronize(s->stream));
+        CUDA_CHECK(cudaFree(s->scratch));
+        s->scratch = NULL;
+        s->scratch_bytes = 0;
+    }
+    CUDA_CHECK(cudaMalloc(&s->scratch, grown));
+    s->scratch_bytes = grown;
+    return s->scratch;
+}
+
 static void *cu_alloc(backend *be, size_t bytes) {
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
@@ -73,7 +88,11 @@ static void cu_memory_info(backend *be, size_t *fr, size_t *tot) { (void)be; CUD
 static void cu_destroy(backend *be) {
     cuda_state *s = state(be);
     if (s) {
+        if (s->stream) CUDA_CHECK(cudaStreamSynchronize(s->stream));
         if (s->workspace) CUDA_CHECK(cudaFree(s->workspace));
+        if (s->scratch) CUDA_CHECK(cudaFree(s->scratch));
+        if (s->host_flag) CUDA_CHECK(cudaFreeHost(s->host_flag));
+        free(s->lt_cache);
         if (s->lt) CUBLAS_CHECK(cublasLtDestroy(s->lt));
         if (s->cublas) CUBLAS_CHECK(cublasDestroy(s->cublas));
         if (s->stream) CUDA_CHECK(cudaStreamDestroy(s->stream));
@@ -112,6 +131,7 @@ extern "C" backend *backend_cuda(int device_index, char *err, size_t errlen) {
     s->workspace_bytes = 64u << 20;  // cuBLASLt's recommended workspace on Hopper is 32 MiB+
     CUDA_CHECK(cudaMalloc(&s->workspace, s->workspace_bytes));
     CUBLAS_CHECK(cublasSetWorkspace(s->cublas, s->workspace, s->workspace_bytes));
+    CUDA_CHECK(cudaMallocHost((void **)&s->host_flag, sizeof(int)));
     be->alloc = cu_alloc;
     be->free = cu_free;
     be->copy_to_device = cu_copy_to_device;

@@ -1,4 +1,5 @@
-// kernels/cuda/cuda_ops.h — state shared by the CUDA op files, and the installer of the table.
+// kernels/cuda/cuda_ops.h — state shared by the CUDA op files, the installer of the table, and
+// the helpers the op files share (scratch memory, the cuBLASLt matmul, launch sizes).
 #pragma once
 #include "../backend.h"
 #include "check.h"
@@ -11,6 +12,10 @@ typedef struct {
     void *workspace;            // cuBLAS(Lt) workspace
     size_t workspace_bytes;
     cudaDeviceProp props;
+    void *scratch;              // op-private temporaries (partial sums, logits chunks), grown on demand
+    size_t scratch_bytes;
+    int *host_flag;             // pinned int for has_nonfinite
+    void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
 } cuda_state;
 
 static inline cuda_state *cuda_state_of(backend *be) { return (cuda_state *)be->impl; }
@@ -22,4 +27,32 @@ extern "C" {
 void cuda_ops_install(backend *be);
 #ifdef __cplusplus
 }
+
+// Scratch of at least bytes (256-byte aligned), valid until the next call on this backend. Growing
+// waits for the stream first, so earlier kernels still reading the old buffer finish.
+void *cuda_scratch(backend *be, size_t bytes);
+
+// D = alpha·op(A)·op(B) + beta·D in cuBLAS column-major terms (m × n result, k inner), A and B
+// bf16, D bf16 or f32 (dtype_d), fp32 compute; bias (bf16, length m) added by the epilogue when
+// non-NULL (bias is not scaled by alpha).  ta/tb: 1 = transposed.
+void cuda_matmul(backend *be, int m, int n, int k, const void *A, int lda, int ta, const void *B,
+                 int ldb, int tb, void *D, int ldd, cudaDataType dtype_d, float alpha, float beta,
+                 const void *bias);
+
+// dst[c] += scale · Σ_r src[r, c] for src act (rows, cols), deterministic (fixed two-pass order).
+void cuda_colsum_acc(backend *be, float *dst, const void *src, int rows, int cols, float scale);
+
+// The op files' entry points (one group per .cu, same names as kernels/cpu).
+void cuda_cast_install(backend *be);
+void cuda_embedding_install(backend *be);
+void cuda_rmsnorm_install(backend *be);
+void cuda_linear_install(backend *be);
+void cuda_rope_install(backend *be);
+void cuda_attention_install(backend *be);
+void cuda_swiglu_install(backend *be);
+void cuda_add_install(backend *be);
+void cuda_dropout_install(backend *be);
+void cuda_lm_head_loss_install(backend *be);
+void cuda_adamw_install(backend *be);
+void cuda_reduce_install(backend *be);
 #endif

@@ -2,5 +2,16 @@
 #include "cuda_ops.h"
 
 extern "C" void cuda_ops_install(backend *be) {
-    (void)be;  // filled as ops land (see backend.h for the table)
+    cuda_cast_install(be);
+    cuda_embedding_install(be);
+    cuda_rmsnorm_install(be);
+    cuda_linear_install(be);
+    cuda_rope_install(be);
+    cuda_attention_install(be);
+    cuda_swiglu_install(be);
+    cuda_add_install(be);
+    cuda_dropout_install(be);
+    cuda_lm_head_loss_install(be);
+    cuda_adamw_install(be);
+    cuda_reduce_install(be);
 }

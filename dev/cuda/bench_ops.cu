@@ -1,0 +1,195 @@
+// dev/cuda/bench_ops.cu — times the CUDA backend's hot ops through the op table: median of
+// repeats measured with CUDA events on the backend's stream, reported as ms and TFLOP/s or GB/s.
+// Usage: bench_ops [--quick]   (exit 77 without a GPU).  Inputs are random bf16; the numbers
+// are checked for correctness by tests/ops_cuda, not here.
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+#include <algorithm>
+
+static backend *be;
+static int reps = 20;
+
+static void *dev_alloc(size_t bytes) {
+    void *p = be->alloc(be, bytes);
+    if (!p) {
+        fprintf(stderr, "bench_ops: %s\n", be->error);
+        exit(1);
+    }
+    return p;
+}
+
+// Random bf16 values in [-a, a] (a cheap LCG on the host, cast on the device).
+static void *rand_act(size_t n, float a) {
+    std::vector<float> h(n);
+    unsigned long long s = 0x9e3779b97f4a7c15ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        h[i] = ((float)(s >> 40) / 16777216.0f * 2.0f - 1.0f) * a;
+    }
+    float *tmp = (float *)dev_alloc(n * sizeof(float));
+    be->copy_to_device(be, tmp, h.data(), n * sizeof(float));
+    void *out = dev_alloc(n * 2);
+    be->cast_f32_to_act(be, out, tmp, n);
+    be->synchronize(be);
+    be->free(be, tmp);
+    return out;
+}
+
+static float *zeros_f32(size_t n) {
+    float *p = (float *)dev_alloc(n * sizeof(float));
+    be->memset_zero(be, p, n * sizeof(float));
+    return p;
+}
+
+template <class F> static double median_ms(F f) {
+    cudaStream_t st = cuda_state_of(be)->stream;
+    for (int i = 0; i < 3; i++) f();
+    cudaEvent_t a, b;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&b));
+    std::vector<float> t;
+    for (int i = 0; i < reps; i++) {
+        CUDA_CHECK(cudaEventRecord(a, st));
+        f();
+        CUDA_CHECK(cudaEventRecord(b, st));
+        CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    CUDA_CHECK(cudaEventDestroy(a));
+    CUDA_CHECK(cudaEventDestroy(b));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+struct row {
+    char op[48], shape[64], metric[32];
+    double ms;
+};
+static std::vector<row> rows;
+
+static void report(const char *op, const char *shape, double ms, double flops, double bytes) {
+    row r;
+    snprintf(r.op, sizeof r.op, "%s", op);
+    snprintf(r.shape, sizeof r.shape, "%s", shape);
+    if (flops > 0) snprintf(r.metric, sizeof r.metric, "%.1f TFLOP/s", flops / (ms * 1e-3) / 1e12);
+    else snprintf(r.metric, sizeof r.metric, "%.0f GB/s", bytes / (ms * 1e-3) / 1e9);
+    r.ms = ms;
+    rows.push_back(r);
+    printf("%-24s %-36s %9.3f ms  %s\n", r.op, r.shape, ms, r.metric);
+    fflush(stdout);
+}
+
+static void bench_linear(int N, int IC, int OC) {
+    void *x = rand_act((size_t)N * IC, 1.0f), *w = rand_act((size_t)OC * IC, 0.05f);
+    void *y = dev_alloc((size_t)N * OC * 2), *dy = rand_act((size_t)N * OC, 1.0f), *dx = dev_alloc((size_t)N * IC * 2);
+    float *dw = zeros_f32((size_t)OC * IC);
+    char shape[64];
+    snprintf(shape, sizeof shape, "N=%d IC=%d OC=%d", N, IC, OC);
+    double f = 2.0 * N * IC * OC;
+    report("linear fwd", shape, median_ms([&] { be->linear_forward(be, y, x, w, NULL, N, IC, OC, 1.0f, 0); }), f, 0);
+    report("linear bwd (dx+dW)", shape,
+           median_ms([&] { be->linear_backward(be, dx, dw, NULL, dy, x, w, N, IC, OC, 1.0f, 0); }), 2 * f, 0);
+    report("linear bwd frozen (dx)", shape,
+           median_ms([&] { be->linear_backward(be, dx, NULL, NULL, dy, x, w, N, IC, OC, 1.0f, 0); }), f, 0);
+    be->free(be, x); be->free(be, w); be->free(be, y); be->free(be, dy); be->free(be, dx); be->free(be, dw);
+}
+
+static void bench_attention(int B, int H, int KVH, int T, int hd) {
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KVH * hd;
+    void *q = rand_act(nq, 1.0f), *k = rand_act(nk, 1.0f), *v = rand_act(nk, 1.0f), *dout = rand_act(nq, 1.0f);
+    void *out = dev_alloc(nq * 2), *dq = dev_alloc(nq * 2), *dk = dev_alloc(nk * 2), *dv = dev_alloc(nk * 2);
+    float *lse = (float *)dev_alloc((size_t)B * H * T * sizeof(float));
+    std::vector<int32_t> docs((size_t)B * T, 0);  // one document per row: plain causal
+    int32_t *doc = (int32_t *)dev_alloc(docs.size() * sizeof(int32_t));
+    be->copy_to_device(be, doc, docs.data(), docs.size() * sizeof(int32_t));
+    float scale = 1.0f / sqrtf((float)hd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d H=%d KVH=%d T=%d hd=%d", B, H, KVH, T, hd);
+    double f = 4.0 * B * H * (double)T * T * hd / 2.0;  // causal: half the score matrix
+    report("attention fwd", shape,
+           median_ms([&] { be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale); }), f, 0);
+    report("attention bwd", shape, median_ms([&] {
+               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale);
+           }), 2.5 * f, 0);
+    be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dout); be->free(be, out);
+    be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, lse); be->free(be, doc);
+}
+
+static void bench_rmsnorm(int N, int C) {
+    void *x = rand_act((size_t)N * C, 1.0f), *w = rand_act((size_t)C, 1.0f), *out = dev_alloc((size_t)N * C * 2);
+    void *dout = rand_act((size_t)N * C, 1.0f), *dx = rand_act((size_t)N * C, 1.0f);
+    float *rstd = (float *)dev_alloc((size_t)N * sizeof(float)), *dw = zeros_f32((size_t)C);
+    char shape[64];
+    snprintf(shape, sizeof shape, "N=%d C=%d", N, C);
+    double n = (double)N * C;
+    report("rmsnorm fwd", shape, median_ms([&] { be->rmsnorm_forward(be, out, rstd, x, w, N, C, 1e-5f); }), 0, 4 * n);
+    be->synchronize(be);
+    report("rmsnorm bwd", shape, median_ms([&] { be->rmsnorm_backward(be, dx, dw, dout, x, w, rstd, N, C); }), 0, 8 * n);
+    be->free(be, x); be->free(be, w); be->free(be, out); be->free(be, dout); be->free(be, dx);
+    be->free(be, rstd); be->free(be, dw);
+}
+
+static void bench_lm_head(int N, int C, int V) {
+    void *h = rand_act((size_t)N * C, 1.0f), *w = rand_act((size_t)V * C, 0.02f), *dh = dev_alloc((size_t)N * C * 2);
+    float *dw = zeros_f32((size_t)V * C), *losses = (float *)dev_alloc((size_t)N * sizeof(float));
+    std::vector<int32_t> t((size_t)N);
+    for (int i = 0; i < N; i++) t[i] = (int32_t)((i * 7919u) % (unsigned)V);
+    int32_t *tg = (int32_t *)dev_alloc((size_t)N * sizeof(int32_t));
+    be->copy_to_device(be, tg, t.data(), (size_t)N * sizeof(int32_t));
+    char shape[64];
+    snprintf(shape, sizeof shape, "N=%d C=%d V=%d", N, C, V);
+    double f = 2.0 * N * C * V;
+    report("lm_head_loss fwd", shape,
+           median_ms([&] { be->lm_head_loss(be, losses, NULL, NULL, h, w, tg, N, C, V, 1.0f / N); }), f, 0);
+    report("lm_head_loss fwd+bwd", shape,
+           median_ms([&] { be->lm_head_loss(be, losses, dh, dw, h, w, tg, N, C, V, 1.0f / N); }), 3 * f, 0);
+    be->free(be, h); be->free(be, w); be->free(be, dh); be->free(be, dw); be->free(be, losses); be->free(be, tg);
+}
+
+static void bench_elementwise(size_t n) {
+    void *a = rand_act(n, 1.0f), *b = rand_act(n, 1.0f), *o = dev_alloc(n * 2), *o2 = dev_alloc(n * 2);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu", n);
+    report("swiglu fwd", shape, median_ms([&] { be->swiglu_forward(be, o, a, b, n); }), 0, 6.0 * n);
+    report("swiglu bwd", shape, median_ms([&] { be->swiglu_backward(be, o, o2, a, a, b, n); }), 0, 10.0 * n);
+    float *p = zeros_f32(n), *g = zeros_f32(n), *m = zeros_f32(n), *v = zeros_f32(n), *ss = zeros_f32(1);
+    report("adamw", shape, median_ms([&] {
+               be->adamw_update(be, p, o, g, m, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f);
+           }), 0, 30.0 * n);
+    report("sum_squares", shape, median_ms([&] { be->sum_squares(be, ss, g, n); }), 0, 4.0 * n);
+    be->free(be, a); be->free(be, b); be->free(be, o); be->free(be, o2);
+    be->free(be, p); be->free(be, g); be->free(be, m); be->free(be, v); be->free(be, ss);
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    if (quick) reps = 5;
+    char err[256] = "";
+    be = backend_cuda(0, err, sizeof err);
+    if (!be) {
+        printf("SKIP: %s\n", err);
+        return 77;
+    }
+    cudaDeviceProp &p = cuda_state_of(be)->props;
+    printf("bench_ops on %s (sm_%d%d, %d SMs, %.1f GiB), median of %d runs\n", p.name, p.major, p.minor,
+           p.multiProcessorCount, p.totalGlobalMem / 1073741824.0, reps);
+    bench_linear(8192, 4096, 4096);
+    bench_linear(8192, 2048, 8192);
+    bench_attention(1, 32, 8, 2048, 128);
+    bench_attention(1, 32, 8, 2048, 64);
+    bench_rmsnorm(8192, 4096);
+    bench_lm_head(4096, 2048, 128256);
+    bench_elementwise((size_t)64 << 20);
+
+    printf("\n| op | shape | median ms | rate |\n|---|---|---:|---:|\n");
+    for (const row &r : rows) printf("| %s | %s | %.3f | %s |\n", r.op, r.shape, r.ms, r.metric);
+    be->destroy(be);
+    return 0;
+}

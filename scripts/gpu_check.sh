@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
+#   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L gpu → bench_ops
+#   → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
+# It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
+# same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
+# not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in
+# the usual CUDA and pip locations.  Full logs go under $OUT when it is set.
+# Usage: scripts/gpu_check.sh [build-dir]      Exit status: non-zero when a check failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+start=$(date +%s)
+BUILD=${1:-build}
+LOGS=${OUT:-$root/build-gpu-logs}
+mkdir -p "$LOGS"
+summary=()
+status=0
+elapsed() { echo $(( $(date +%s) - start )); }
+note() { summary+=("$1"); echo "== $1"; }
+
+echo "== GPU check of quarry $(git rev-parse --short=12 HEAD 2>/dev/null || echo '?') at $(date -u +%FT%TZ)"
+if ! nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | tee "$LOGS/card.txt"; then
+    echo "gpu_check: nvidia-smi failed: no GPU here" >&2
+    exit 1
+fi
+card=$(head -1 "$LOGS/card.txt")
+cap=$(echo "$card" | awk -F', ' '{gsub(/\./, "", $4); print $4}')
+
+# Directories that may hold libraries a carried binary misses.
+lib_dirs() {
+    ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/lib /usr/local/cuda*/targets/x86_64-linux/lib \
+          /usr/lib/x86_64-linux-gnu /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib \
+          /usr/local/lib/python3*/dist-packages/nvidia/*/lib /usr/lib/python3/dist-packages/nvidia/*/lib 2>/dev/null
+}
+resolve_libs() {  # $1: a binary; extends LD_LIBRARY_PATH until ldd finds everything (or gives up)
+    local missing lib d
+    missing=$(ldd "$1" 2>/dev/null | awk '/not found/{print $1}')
+    for lib in $missing; do
+        local found=""
+        for d in $(lib_dirs); do
+            if [ -e "$d/$lib" ]; then found=$d/$lib; break; fi
+        done
+        # pip's CUDA 13 wheels changed their folder layout; search where Python packages live
+        [ -z "$found" ] && found=$(find /opt /usr/local /usr/lib -name "$lib" 2>/dev/null | head -1)
+        if [ -n "$found" ]; then
+            export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            echo "   $lib from $(dirname "$found")"
+        fi
+    done
+    ! ldd "$1" 2>/dev/null | grep -q "not found"
+}
+usable() {  # the carried build runs: its op test starts and exits 0/1 (not a loader failure)
+    local t="$1/tests/ops_cuda/test_ops_cuda"
+    [ -x "$t" ] && [ -x "$1/dev/cuda/bench_ops" ] && resolve_libs "$t" && resolve_libs "$1/dev/cuda/bench_ops"
+}
+
+if usable "$BUILD"; then
+    note "build: carried $BUILD"
+else
+    echo "== the carried build ($BUILD) is missing or cannot load its libraries; building build-gpu (sm_${cap:-90})"
+    BUILD=build-gpu
+    if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DQUARRY_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${cap:-90}" \
+            >"$LOGS/build.log" 2>&1 && cmake --build build-gpu -j16 >>"$LOGS/build.log" 2>&1 && usable build-gpu; then
+        note "build: built build-gpu there in $(elapsed) s"
+    else
+        tail -30 "$LOGS/build.log"
+        note "build: FAILED (see build.log)"
+        printf '\n%s\n' "${summary[@]}"
+        exit 1
+    fi
+fi
+
+test_env=(QUARRY_BIN="$root/$BUILD/quarry" QUARRY_TESTDATA="$root/../shared/testdata" QUARRY_PYTHON="$root/.venv/bin/python"
+          QUARRY_SOURCE_DIR="$root" QUARRY_BUILD_DIR="$root/$BUILD" OMP_NUM_THREADS=8)
+
+echo "== test_ops_cuda"
+t0=$(date +%s)
+env "${test_env[@]}" timeout 300 "$BUILD/tests/ops_cuda/test_ops_cuda" -v 2>&1 | tee "$LOGS/test_ops_cuda.log"
+rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 0 ]; then note "test_ops_cuda: PASS ($(( $(date +%s) - t0 )) s)"
+else note "test_ops_cuda: FAIL (exit $rc; $(grep -c '^FAIL' "$LOGS/test_ops_cuda.log") failed checks)"; status=1; fi
+
+echo "== other GPU tests (ctest -L gpu)"
+# A carried build's CTestTestfiles name this machine's paths only when the checkout sits where it
+# was built; otherwise run the executables of the gpu-labelled tests directly.
+cache_src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+if [ "$cache_src" = "$root" ]; then
+    ctest --test-dir "$BUILD" -L gpu -E '^test_ops_cuda$' --output-on-failure --timeout 300 >"$LOGS/ctest_gpu.log" 2>&1
+    rc=$?
+    tail -5 "$LOGS/ctest_gpu.log"
+else
+    rc=0
+    : >"$LOGS/ctest_gpu.log"
+    for name in $(ctest --test-dir "$BUILD" -N -L gpu 2>/dev/null | sed -n 's/^ *Test *#[0-9]*: *//p'); do
+        [ "$name" = test_ops_cuda ] && continue
+        exe=$(find "$BUILD" -type f -name "$name" -perm -u+x | head -1)
+        if [ -z "$exe" ]; then echo "$name: no executable (a script test?); not run" | tee -a "$LOGS/ctest_gpu.log"; continue; fi
+        env "${test_env[@]}" timeout 300 "$exe" >>"$LOGS/ctest_gpu.log" 2>&1
+        r=$?
+        echo "$name: exit $r" | tee -a "$LOGS/ctest_gpu.log"
+        [ "$r" -ne 0 ] && [ "$r" -ne 77 ] && rc=1
+    done
+fi
+if [ "$rc" -eq 0 ]; then note "ctest -L gpu (others): PASS"; else note "ctest -L gpu (others): FAIL"; status=1; fi
+
+echo "== bench_ops"
+timeout 240 "$BUILD/dev/cuda/bench_ops" 2>&1 | tee "$LOGS/bench_ops.log"
+rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 0 ]; then note "bench_ops: ran"; else note "bench_ops: FAILED (exit $rc)"; status=1; fi
+
+# Sanitizers only while the 8-minute budget allows (each bounded).
+san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+: >"$LOGS/sanitizer.log"
+if [ -n "$san" ] && [ "$(elapsed)" -lt 300 ]; then
+    echo "== compute-sanitizer racecheck (attention, shared-memory hazards)"
+    timeout 90 "$san" --tool racecheck --error-exitcode 99 "$BUILD/tests/ops_cuda/test_ops_cuda" attention \
+        >>"$LOGS/sanitizer.log" 2>&1
+    rc=$?
+    tail -3 "$LOGS/sanitizer.log"
+    case $rc in 0) note "racecheck (attention): clean";; 124) note "racecheck (attention): timed out (not run to the end)";;
+                *) note "racecheck (attention): FAIL (exit $rc, sanitizer.log)"; status=1;; esac
+fi
+if [ -n "$san" ] && [ "$(elapsed)" -lt 390 ]; then
+    echo "== compute-sanitizer memcheck (all ops)"
+    timeout 90 "$san" --tool memcheck --error-exitcode 99 "$BUILD/tests/ops_cuda/test_ops_cuda" >>"$LOGS/sanitizer.log" 2>&1
+    rc=$?
+    tail -3 "$LOGS/sanitizer.log"
+    case $rc in 0) note "memcheck (all ops): clean";; 124) note "memcheck (all ops): timed out (not run to the end)";;
+                *) note "memcheck (all ops): FAIL (exit $rc, sanitizer.log)"; status=1;; esac
+elif [ -z "$san" ]; then
+    note "compute-sanitizer: not found, skipped"
+fi
+
+{
+    echo
+    echo "## quarry gpu_check — $card — $(date -u +%F) — $(elapsed) s"
+    printf -- '- %s\n' "${summary[@]}"
+    echo
+    sed -n '/^| op |/,$p' "$LOGS/bench_ops.log"
+} | tee "$LOGS/summary.md"
+exit $status

@@ -1,0 +1,613 @@
+// tests/ops_cuda/test_ops_cuda.c — every op of the CUDA backend against the CPU backend on fresh
+// random inputs (rounded to bf16 first, so both backends see the same numbers):
+// ‖cuda − cpu‖/‖cpu‖ ≤ 1e-2 where the result passes through bf16, tighter where it stays f32.
+// Outputs are poisoned (all-ones bytes: NaN in bf16 and f32) before each CUDA run and must come
+// back fully written; every CUDA op runs twice and must give the same bits.  Sizes are odd on
+// purpose: sequence lengths that are not multiples of the 64-row tiles, a vocabulary that is not
+// a multiple of anything, lm_head chunks with a ragged last chunk, GQA ratios 1/4/8, head dims
+// 64/128 (tensor-core path) and 8/32 (plain path).
+#include "kernels/backend.h"
+#include "kernels/rng.h"
+#include "test.h"
+#include <stdint.h>
+
+#define TOL_BF16 1e-2
+#define TOL_F32 1e-5
+// f32 results computed from bf16 products (weight gradients, rstd, lse, losses): both sides sum
+// the same exact products in fp32, only in another order.
+#define TOL_F32_SUM 1e-4
+
+static backend *cpu, *gpu;
+static rng_state rng = {0x5eed, 0};
+static int verbose;
+static const char *filter;  // run only the groups whose name contains this (argv), e.g. "attention"
+
+static int want(const char *group) { return !filter || strstr(group, filter) != NULL; }
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float round_bf(float f) { return bf2f(f2bf(f)); }
+
+// n values uniform in [-a, a], rounded to bf16.
+static float *rnd(size_t n, float a) {
+    float *x = malloc(n * sizeof(float) + 1);
+    if (!x) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (size_t i = 0; i < n; i++) x[i] = round_bf((rng_next_uniform(&rng) * 2.0f - 1.0f) * a);
+    return x;
+}
+
+// One tensor on both backends.  act: stored in the backend's activation dtype, else f32.
+// init: values to (re)load before each run (NULL: poison instead).
+typedef struct {
+    const char *name;
+    void *c, *g;
+    size_t n;
+    int act;
+    float *init;
+    unsigned char *snap;  // the first CUDA run's bytes
+} buf;
+
+static size_t esize(backend *be, int act) { return act ? dtype_size(be->act_dtype) : 4; }
+
+static void *must_alloc(backend *be, size_t bytes) {
+    void *p = be->alloc(be, bytes ? bytes : 4);
+    if (!p) { fprintf(stderr, "%s: %s\n", be->name, be->error); exit(1); }
+    return p;
+}
+
+static void put(backend *be, void *dst, const float *src, size_t n, int act) {
+    if (act && be->act_dtype == DTYPE_BF16) {
+        uint16_t *t = malloc(n * 2 + 2);
+        for (size_t i = 0; i < n; i++) t[i] = f2bf(src[i]);
+        be->copy_to_device(be, dst, t, n * 2);
+        free(t);
+    } else {
+        be->copy_to_device(be, dst, src, n * 4);
+    }
+}
+
+static void poison_one(backend *be, void *dst, size_t n, int act) {
+    size_t bytes = n * esize(be, act);
+    unsigned char *t = malloc(bytes + 1);
+    memset(t, 0xff, bytes);
+    be->copy_to_device(be, dst, t, bytes);
+    free(t);
+}
+
+static float *get(backend *be, const void *src, size_t n, int act) {
+    float *out = malloc(n * sizeof(float) + 4);
+    be->synchronize(be);
+    if (act && be->act_dtype == DTYPE_BF16) {
+        uint16_t *t = malloc(n * 2 + 2);
+        be->copy_to_host(be, t, src, n * 2);
+        for (size_t i = 0; i < n; i++) out[i] = bf2f(t[i]);
+        free(t);
+    } else {
+        be->copy_to_host(be, out, src, n * 4);
+    }
+    return out;
+}
+
+static buf mk(const char *name, size_t n, int act, float *init) {
+    buf b = {name, NULL, NULL, n, act, init, NULL};
+    b.c = must_alloc(cpu, n * esize(cpu, act));
+    b.g = must_alloc(gpu, n * esize(gpu, act));
+    if (init) {
+        put(cpu, b.c, init, n, act);
+        put(gpu, b.g, init, n, act);
+    } else {
+        poison_one(cpu, b.c, n, act);
+        poison_one(gpu, b.g, n, act);
+    }
+    return b;
+}
+
+static void reset_gpu(buf *b) {
+    if (b->init) put(gpu, b->g, b->init, b->n, b->act);
+    else poison_one(gpu, b->g, b->n, b->act);
+}
+
+static void drop(buf *b) {
+    cpu->free(cpu, b->c);
+    gpu->free(gpu, b->g);
+    free(b->init);
+    free(b->snap);
+    memset(b, 0, sizeof *b);
+}
+
+static void snapshot(buf *b, int rep, const char *op) {
+    size_t bytes = b->n * esize(gpu, b->act);
+    unsigned char *t = malloc(bytes + 1);
+    gpu->synchronize(gpu);
+    gpu->copy_to_host(gpu, t, b->g, bytes);
+    if (rep == 0) {
+        free(b->snap);
+        b->snap = t;
+        return;
+    }
+    size_t diff = 0;
+    for (size_t i = 0; i < bytes; i++) diff += t[i] != b->snap[i];
+    CHECK(diff == 0, "%s: %s differs between two identical CUDA runs in %zu of %zu bytes (not deterministic)", op,
+          b->name, diff, bytes);
+    free(t);
+}
+
+// Runs a CUDA call twice, each time on freshly reset outputs, and checks the bits agree.
+#define GPU_TWICE(op, outs, call)                                                   \
+    do {                                                                            \
+        for (int rep_ = 0; rep_ < 2; rep_++) {                                      \
+            for (size_t o_ = 0; o_ < sizeof(outs) / sizeof(outs[0]); o_++) reset_gpu(outs[o_]); \
+            call;                                                                   \
+            for (size_t o_ = 0; o_ < sizeof(outs) / sizeof(outs[0]); o_++) snapshot(outs[o_], rep_, op); \
+        }                                                                           \
+    } while (0)
+
+// The CUDA result must be fully written (no poison left) and close to the CPU's.
+static void compare(const char *op, const buf *b, double tol) {
+    float *c = get(cpu, b->c, b->n, b->act), *g = get(gpu, b->g, b->n, b->act);
+    size_t nan_g = 0, nan_c = 0, first = (size_t)-1;
+    for (size_t i = 0; i < b->n; i++) {
+        if (isnan(g[i])) { nan_g++; if (first == (size_t)-1) first = i; }
+        if (isnan(c[i])) nan_c++;
+    }
+    CHECK(nan_c == 0, "%s: %s: the CPU reference has %zu NaN of %zu", op, b->name, nan_c, b->n);
+    CHECK(nan_g == 0, "%s: %s: %zu of %zu CUDA values NaN (not written?), first at %zu", op, b->name, nan_g, b->n, first);
+    if (nan_g == 0 && nan_c == 0) {
+        double e = rel_error(g, c, b->n);
+        if (verbose) printf("  %-28s %-8s rel err %.3e (n=%zu)\n", op, b->name, e, b->n);
+        if (!(e <= tol)) {
+            size_t worst = 0;
+            for (size_t i = 0; i < b->n; i++)
+                if (fabsf(g[i] - c[i]) > fabsf(g[worst] - c[worst])) worst = i;
+            CHECK(e <= tol, "%s: %s: ‖cuda − cpu‖/‖cpu‖ = %.3e > %.0e (n=%zu; worst at %zu: cuda %g cpu %g)", op,
+                  b->name, e, tol, b->n, worst, g[worst], c[worst]);
+        }
+    }
+    free(c);
+    free(g);
+}
+
+static int32_t *rand_ids(size_t n, int lo, int hi) {
+    int32_t *t = malloc(n * sizeof(int32_t) + 4);
+    for (size_t i = 0; i < n; i++) t[i] = lo + (int32_t)(rng_next_u64(&rng) % (uint64_t)(hi - lo));
+    return t;
+}
+
+typedef struct { int32_t *c, *g; } ibuf;
+
+static ibuf mk_ids(const int32_t *host, size_t n) {
+    ibuf b;
+    b.c = must_alloc(cpu, n * 4);
+    b.g = must_alloc(gpu, n * 4);
+    cpu->copy_to_device(cpu, b.c, host, n * 4);
+    gpu->copy_to_device(gpu, b.g, host, n * 4);
+    return b;
+}
+static void drop_ids(ibuf *b) { cpu->free(cpu, b->c); gpu->free(gpu, b->g); }
+
+static void test_cast(size_t n) {
+    float *x = rnd(n, 3.0f);
+    for (size_t i = 0; i < n; i++) x[i] *= 1.0f + 1e-3f * (float)(i % 7);  // not bf16-exact: rounding matters
+    buf src = mk("src", n, 0, x);
+    buf act = mk("act", n, 1, NULL), back = mk("back", n, 0, NULL);
+    buf *o1[] = {&act};
+    GPU_TWICE("cast_f32_to_act", o1, gpu->cast_f32_to_act(gpu, act.g, src.g, n));
+    buf *o2[] = {&back};
+    GPU_TWICE("cast_act_to_f32", o2, gpu->cast_act_to_f32(gpu, back.g, act.g, n));
+    float *g = get(gpu, back.g, n, 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += g[i] != round_bf(src.init[i]);
+    CHECK(bad == 0, "cast: %zu of %zu values differ from round-to-nearest-even bf16", bad, n);
+    // An unaligned start (scalar path) must round the same way.
+    poison_one(gpu, back.g, n, 0);
+    gpu->cast_f32_to_act(gpu, (uint16_t *)act.g + 1, (const float *)src.g + 1, n - 1);
+    gpu->cast_act_to_f32(gpu, (float *)back.g + 1, (const uint16_t *)act.g + 1, n - 1);
+    free(g);
+    g = get(gpu, back.g, n, 0);
+    bad = 0;
+    for (size_t i = 1; i < n; i++) bad += g[i] != round_bf(src.init[i]);
+    CHECK(bad == 0, "cast (unaligned): %zu of %zu values differ", bad, n - 1);
+    free(g);
+    drop(&src);
+    drop(&act);
+    drop(&back);
+}
+
+static void test_embedding(int N, int C, int V) {
+    int32_t *ids_h = rand_ids((size_t)N, 0, V < 40 ? V : 40);  // few distinct ids: many repeats
+    ids_h[N - 1] = V - 1;
+    ibuf ids = mk_ids(ids_h, (size_t)N);
+    buf table = mk("table", (size_t)V * C, 1, rnd((size_t)V * C, 1.0f));
+    buf out = mk("out", (size_t)N * C, 1, NULL);
+    cpu->embedding_forward(cpu, out.c, ids.c, table.c, N, C);
+    buf *o1[] = {&out};
+    GPU_TWICE("embedding_forward", o1, gpu->embedding_forward(gpu, out.g, ids.g, table.g, N, C));
+    compare("embedding_forward", &out, TOL_BF16);
+    buf dout = mk("dout", (size_t)N * C, 1, rnd((size_t)N * C, 1.0f));
+    buf dtable = mk("dtable", (size_t)V * C, 0, rnd((size_t)V * C, 1.0f));
+    cpu->embedding_backward(cpu, dtable.c, dout.c, ids.c, N, C, V);
+    buf *o2[] = {&dtable};
+    GPU_TWICE("embedding_backward", o2, gpu->embedding_backward(gpu, dtable.g, dout.g, ids.g, N, C, V));
+    compare("embedding_backward", &dtable, TOL_F32);
+    drop(&table); drop(&out); drop(&dout); drop(&dtable); drop_ids(&ids);
+    free(ids_h);
+}
+
+static void test_rmsnorm(int N, int C) {
+    buf x = mk("x", (size_t)N * C, 1, rnd((size_t)N * C, 2.0f));
+    float *wh = rnd((size_t)C, 1.0f);
+    for (int i = 0; i < C; i++) wh[i] = round_bf(1.0f + 0.5f * wh[i]);
+    buf w = mk("w", (size_t)C, 1, wh);
+    buf out = mk("out", (size_t)N * C, 1, NULL), rstd = mk("rstd", (size_t)N, 0, NULL);
+    cpu->rmsnorm_forward(cpu, out.c, rstd.c, x.c, w.c, N, C, 1e-5f);
+    buf *o1[] = {&out, &rstd};
+    GPU_TWICE("rmsnorm_forward", o1, gpu->rmsnorm_forward(gpu, out.g, rstd.g, x.g, w.g, N, C, 1e-5f));
+    compare("rmsnorm_forward", &out, TOL_BF16);
+    compare("rmsnorm_forward", &rstd, TOL_F32_SUM);
+    // The backward gets the CPU's rstd on both sides.
+    buf r = mk("rstd_in", (size_t)N, 0, get(cpu, rstd.c, (size_t)N, 0));
+    buf dout = mk("dout", (size_t)N * C, 1, rnd((size_t)N * C, 1.0f));
+    buf dx = mk("dx", (size_t)N * C, 1, rnd((size_t)N * C, 0.5f));
+    buf dw = mk("dw", (size_t)C, 0, rnd((size_t)C, 1.0f));
+    cpu->rmsnorm_backward(cpu, dx.c, dw.c, dout.c, x.c, w.c, r.c, N, C);
+    buf *o2[] = {&dx, &dw};
+    GPU_TWICE("rmsnorm_backward", o2, gpu->rmsnorm_backward(gpu, dx.g, dw.g, dout.g, x.g, w.g, r.g, N, C));
+    compare("rmsnorm_backward", &dx, TOL_BF16);
+    compare("rmsnorm_backward", &dw, TOL_F32_SUM);
+    // dw == NULL (frozen norm weight): dx alone.
+    buf dx2 = mk("dx(frozen)", (size_t)N * C, 1, rnd((size_t)N * C, 0.5f));
+    cpu->rmsnorm_backward(cpu, dx2.c, NULL, dout.c, x.c, w.c, r.c, N, C);
+    buf *o3[] = {&dx2};
+    GPU_TWICE("rmsnorm_backward", o3, gpu->rmsnorm_backward(gpu, dx2.g, NULL, dout.g, x.g, w.g, r.g, N, C));
+    compare("rmsnorm_backward", &dx2, TOL_BF16);
+    // dx == NULL: dw alone.
+    buf dw3 = mk("dw(no dx)", (size_t)C, 0, rnd((size_t)C, 1.0f));
+    cpu->rmsnorm_backward(cpu, NULL, dw3.c, dout.c, x.c, w.c, r.c, N, C);
+    buf *o4[] = {&dw3};
+    GPU_TWICE("rmsnorm_backward", o4, gpu->rmsnorm_backward(gpu, NULL, dw3.g, dout.g, x.g, w.g, r.g, N, C));
+    compare("rmsnorm_backward", &dw3, TOL_F32_SUM);
+    drop(&x); drop(&w); drop(&out); drop(&rstd); drop(&r); drop(&dout); drop(&dx); drop(&dw); drop(&dx2); drop(&dw3);
+}
+
+static void test_linear(int N, int IC, int OC, int with_bias, float scale, int accumulate) {
+    char op[96];
+    snprintf(op, sizeof op, "linear(N=%d,IC=%d,OC=%d,bias=%d,scale=%g,acc=%d)", N, IC, OC, with_bias, scale, accumulate);
+    buf inp = mk("inp", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf w = mk("w", (size_t)OC * IC, 1, rnd((size_t)OC * IC, 0.2f));
+    buf bias = mk("bias", (size_t)OC, 1, rnd((size_t)OC, 1.0f));
+    const void *bc = with_bias ? bias.c : NULL, *bg = with_bias ? bias.g : NULL;
+    buf out = mk("out", (size_t)N * OC, 1, accumulate ? rnd((size_t)N * OC, 1.0f) : NULL);
+    cpu->linear_forward(cpu, out.c, inp.c, w.c, bc, N, IC, OC, scale, accumulate);
+    buf *o1[] = {&out};
+    GPU_TWICE(op, o1, gpu->linear_forward(gpu, out.g, inp.g, w.g, bg, N, IC, OC, scale, accumulate));
+    compare(op, &out, TOL_BF16);
+
+    buf dout = mk("dout", (size_t)N * OC, 1, rnd((size_t)N * OC, 1.0f));
+    buf dinp = mk("dinp", (size_t)N * IC, 1, accumulate ? rnd((size_t)N * IC, 1.0f) : NULL);
+    buf dw = mk("dw", (size_t)OC * IC, 0, rnd((size_t)OC * IC, 1.0f));
+    buf db = mk("dbias", (size_t)OC, 0, rnd((size_t)OC, 1.0f));
+    float *dbc = with_bias ? db.c : NULL, *dbg = with_bias ? db.g : NULL;
+    cpu->linear_backward(cpu, dinp.c, dw.c, dbc, dout.c, inp.c, w.c, N, IC, OC, scale, accumulate);
+    buf *o2[] = {&dinp, &dw, &db};
+    GPU_TWICE(op, o2, gpu->linear_backward(gpu, dinp.g, dw.g, dbg, dout.g, inp.g, w.g, N, IC, OC, scale, accumulate));
+    compare(op, &dinp, TOL_BF16);
+    compare(op, &dw, TOL_F32_SUM);
+    if (with_bias) compare(op, &db, TOL_F32_SUM);
+    // Frozen weight: dw == NULL and dbias == NULL, dinp still computed.
+    buf dinp2 = mk("dinp(frozen)", (size_t)N * IC, 1, accumulate ? rnd((size_t)N * IC, 1.0f) : NULL);
+    cpu->linear_backward(cpu, dinp2.c, NULL, NULL, dout.c, inp.c, w.c, N, IC, OC, scale, accumulate);
+    buf *o3[] = {&dinp2};
+    GPU_TWICE(op, o3, gpu->linear_backward(gpu, dinp2.g, NULL, NULL, dout.g, inp.g, w.g, N, IC, OC, scale, accumulate));
+    compare(op, &dinp2, TOL_BF16);
+    // dinp == NULL (first layer of a LoRA stack): dw only.
+    buf dw2 = mk("dw(no dinp)", (size_t)OC * IC, 0, rnd((size_t)OC * IC, 1.0f));
+    cpu->linear_backward(cpu, NULL, dw2.c, NULL, dout.c, inp.c, w.c, N, IC, OC, scale, accumulate);
+    buf *o4[] = {&dw2};
+    GPU_TWICE(op, o4, gpu->linear_backward(gpu, NULL, dw2.g, NULL, dout.g, inp.g, w.g, N, IC, OC, scale, accumulate));
+    compare(op, &dw2, TOL_F32_SUM);
+    drop(&inp); drop(&w); drop(&bias); drop(&out); drop(&dout); drop(&dinp); drop(&dw); drop(&db);
+    drop(&dinp2); drop(&dw2);
+}
+
+static void test_rope(int N, int H, int hd, float scaling) {
+    char op[64];
+    snprintf(op, sizeof op, "rope(N=%d,H=%d,hd=%d)", N, H, hd);
+    float *inv = malloc((size_t)hd / 2 * sizeof(float) + 4);
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(500000.0f, -2.0f * (float)i / (float)hd);
+    buf invf = mk("inv_freq", (size_t)hd / 2, 0, inv);
+    int32_t *pos_h = rand_ids((size_t)N, 0, 8192);
+    ibuf pos = mk_ids(pos_h, (size_t)N);
+    rope_table tc = {(const float *)invf.c, hd, scaling}, tg = {(const float *)invf.g, hd, scaling};
+    float *xh = rnd((size_t)N * H * hd, 1.0f);
+    float *xcopy = malloc((size_t)N * H * hd * sizeof(float));
+    memcpy(xcopy, xh, (size_t)N * H * hd * sizeof(float));
+    buf x = mk("x", (size_t)N * H * hd, 1, xh);
+    cpu->rope_forward(cpu, x.c, pos.c, &tc, N, H);
+    buf *o1[] = {&x};
+    GPU_TWICE(op, o1, gpu->rope_forward(gpu, x.g, pos.g, &tg, N, H));
+    compare(op, &x, TOL_BF16);
+    buf dx = mk("dx", (size_t)N * H * hd, 1, xcopy);
+    cpu->rope_backward(cpu, dx.c, pos.c, &tc, N, H);
+    buf *o2[] = {&dx};
+    GPU_TWICE(op, o2, gpu->rope_backward(gpu, dx.g, pos.g, &tg, N, H));
+    compare(op, &dx, TOL_BF16);
+    drop(&invf); drop(&x); drop(&dx); drop_ids(&pos);
+    free(pos_h);
+}
+
+// doc_start for B rows of Tk positions: documents of random lengths (1..max_doc) packed.
+static int32_t *make_docs(int B, int Tk, int max_doc) {
+    int32_t *d = malloc((size_t)B * Tk * sizeof(int32_t) + 4);
+    for (int b = 0; b < B; b++) {
+        int start = 0, left = 0;
+        for (int t = 0; t < Tk; t++) {
+            if (left == 0) {
+                start = t;
+                left = 1 + (int)(rng_next_u64(&rng) % (uint64_t)max_doc);
+            }
+            d[(size_t)b * Tk + t] = start;
+            left--;
+        }
+    }
+    return d;
+}
+
+static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int max_doc) {
+    char op[96];
+    snprintf(op, sizeof op, "attention(B=%d,Tq=%d,Tk=%d,H=%d,KVH=%d,hd=%d,doc<=%d)", B, Tq, Tk, H, KVH, hd, max_doc);
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * Tq;
+    buf q = mk("q", nq, 1, rnd(nq, 1.5f)), k = mk("k", nk, 1, rnd(nk, 1.5f)), v = mk("v", nk, 1, rnd(nk, 1.0f));
+    int32_t *docs_h = make_docs(B, Tk, max_doc);
+    ibuf docs = mk_ids(docs_h, (size_t)B * Tk);
+    buf out = mk("out", nq, 1, NULL), lse = mk("lse", nl, 0, NULL);
+    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale);
+    buf *o1[] = {&out, &lse};
+    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale));
+    compare(op, &out, TOL_BF16);
+    compare(op, &lse, TOL_F32_SUM);
+    // The backward gets the CPU's forward results (rounded to bf16) on both sides.
+    buf o_in = mk("out_in", nq, 1, NULL), l_in = mk("lse_in", nl, 0, NULL);
+    float *oh = get(cpu, out.c, nq, 1);
+    for (size_t i = 0; i < nq; i++) oh[i] = round_bf(oh[i]);
+    o_in.init = oh;
+    l_in.init = get(cpu, lse.c, nl, 0);
+    reset_gpu(&o_in);
+    reset_gpu(&l_in);
+    put(cpu, o_in.c, o_in.init, nq, 1);
+    put(cpu, l_in.c, l_in.init, nl, 0);
+    buf dout = mk("dout", nq, 1, rnd(nq, 1.0f));
+    buf dq = mk("dq", nq, 1, NULL), dk = mk("dk", nk, 1, NULL), dv = mk("dv", nk, 1, NULL);
+    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, o_in.c, l_in.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH,
+                            hd, scale);
+    buf *o2[] = {&dq, &dk, &dv};
+    GPU_TWICE(op, o2, gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, o_in.g, l_in.g, q.g, k.g, v.g, docs.g, B, Tq,
+                                              Tk, H, KVH, hd, scale));
+    compare(op, &dq, TOL_BF16);
+    compare(op, &dk, TOL_BF16);
+    compare(op, &dv, TOL_BF16);
+    drop(&q); drop(&k); drop(&v); drop(&out); drop(&lse); drop(&o_in); drop(&l_in); drop(&dout);
+    drop(&dq); drop(&dk); drop(&dv); drop_ids(&docs);
+    free(docs_h);
+}
+
+static void test_elementwise(size_t n) {
+    buf g = mk("gate", n, 1, rnd(n, 4.0f)), u = mk("up", n, 1, rnd(n, 2.0f));
+    buf out = mk("out", n, 1, NULL);
+    cpu->swiglu_forward(cpu, out.c, g.c, u.c, n);
+    buf *o1[] = {&out};
+    GPU_TWICE("swiglu_forward", o1, gpu->swiglu_forward(gpu, out.g, g.g, u.g, n));
+    compare("swiglu_forward", &out, TOL_BF16);
+    buf d = mk("dout", n, 1, rnd(n, 1.0f)), dg = mk("dgate", n, 1, NULL), du = mk("dup", n, 1, NULL);
+    cpu->swiglu_backward(cpu, dg.c, du.c, d.c, g.c, u.c, n);
+    buf *o2[] = {&dg, &du};
+    GPU_TWICE("swiglu_backward", o2, gpu->swiglu_backward(gpu, dg.g, du.g, d.g, g.g, u.g, n));
+    compare("swiglu_backward", &dg, TOL_BF16);
+    compare("swiglu_backward", &du, TOL_BF16);
+
+    buf sum = mk("sum", n, 1, NULL);
+    cpu->add(cpu, sum.c, g.c, u.c, n);
+    buf *o3[] = {&sum};
+    GPU_TWICE("add", o3, gpu->add(gpu, sum.g, g.g, u.g, n));
+    compare("add", &sum, TOL_BF16);
+    buf acc = mk("a(aliased)", n, 1, rnd(n, 1.0f));
+    cpu->add(cpu, acc.c, acc.c, u.c, n);
+    buf *o4[] = {&acc};
+    GPU_TWICE("add (out == a)", o4, gpu->add(gpu, acc.g, acc.g, u.g, n));
+    compare("add (out == a)", &acc, TOL_BF16);
+
+    buf dr = mk("dropped", n, 1, NULL);
+    cpu->dropout_forward(cpu, dr.c, g.c, n, 0.1f, 42);
+    buf *o5[] = {&dr};
+    GPU_TWICE("dropout_forward", o5, gpu->dropout_forward(gpu, dr.g, g.g, n, 0.1f, 42));
+    compare("dropout_forward", &dr, TOL_BF16);
+    float *drh = get(gpu, dr.g, n, 1);
+    size_t zeros = 0;
+    for (size_t i = 0; i < n; i++) zeros += drh[i] == 0.0f;
+    CHECK(zeros > n / 20 && zeros < n / 5, "dropout p=0.1 zeroed %zu of %zu", zeros, n);
+    free(drh);
+    buf di = mk("dinp", n, 1, rnd(n, 1.0f));
+    cpu->dropout_backward(cpu, di.c, d.c, n, 0.1f, 42);
+    buf *o6[] = {&di};
+    GPU_TWICE("dropout_backward", o6, gpu->dropout_backward(gpu, di.g, d.g, n, 0.1f, 42));
+    compare("dropout_backward", &di, TOL_BF16);
+    drop(&g); drop(&u); drop(&out); drop(&d); drop(&dg); drop(&du); drop(&sum); drop(&acc); drop(&dr); drop(&di);
+}
+
+static void test_lm_head(int N, int C, int V, const char *chunk_rows) {
+    char op[96];
+    snprintf(op, sizeof op, "lm_head_loss(N=%d,C=%d,V=%d,chunk=%s)", N, C, V, chunk_rows ? chunk_rows : "auto");
+    if (chunk_rows) setenv("QUARRY_LMHEAD_CHUNK_ROWS", chunk_rows, 1);
+    else unsetenv("QUARRY_LMHEAD_CHUNK_ROWS");
+    buf h = mk("h", (size_t)N * C, 1, rnd((size_t)N * C, 1.0f));
+    buf w = mk("w", (size_t)V * C, 1, rnd((size_t)V * C, 0.3f));
+    int32_t *t_h = rand_ids((size_t)N, 0, V);
+    int trained = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 5 == 2) t_h[i] = -1;
+        else trained++;
+    }
+    t_h[0] = V - 1;
+    ibuf t = mk_ids(t_h, (size_t)N);
+    float gs = 1.0f / (float)trained;
+    buf loss = mk("losses", (size_t)N, 0, NULL), dh = mk("dh", (size_t)N * C, 1, NULL);
+    buf dw = mk("dw", (size_t)V * C, 0, rnd((size_t)V * C, 0.01f));
+    cpu->lm_head_loss(cpu, loss.c, dh.c, dw.c, h.c, w.c, t.c, N, C, V, gs);
+    buf *o1[] = {&loss, &dh, &dw};
+    GPU_TWICE(op, o1, gpu->lm_head_loss(gpu, loss.g, dh.g, dw.g, h.g, w.g, t.g, N, C, V, gs));
+    compare(op, &loss, TOL_F32_SUM);
+    compare(op, &dh, TOL_BF16);
+    compare(op, &dw, TOL_BF16);  // dlogits pass through bf16 on the GPU
+    // Frozen lm_head (LoRA): dh only.  Evaluation: losses only.
+    buf dh2 = mk("dh(frozen)", (size_t)N * C, 1, NULL), loss2 = mk("losses(eval)", (size_t)N, 0, NULL);
+    cpu->lm_head_loss(cpu, loss2.c, dh2.c, NULL, h.c, w.c, t.c, N, C, V, gs);
+    buf *o2[] = {&loss2, &dh2};
+    GPU_TWICE(op, o2, gpu->lm_head_loss(gpu, loss2.g, dh2.g, NULL, h.g, w.g, t.g, N, C, V, gs));
+    compare(op, &dh2, TOL_BF16);
+    buf *o3[] = {&loss2};
+    GPU_TWICE(op, o3, gpu->lm_head_loss(gpu, loss2.g, NULL, NULL, h.g, w.g, t.g, N, C, V, gs));
+    compare(op, &loss2, TOL_F32_SUM);
+    unsetenv("QUARRY_LMHEAD_CHUNK_ROWS");
+    drop(&h); drop(&w); drop(&loss); drop(&dh); drop(&dw); drop(&dh2); drop(&loss2); drop_ids(&t);
+    free(t_h);
+}
+
+static void test_optim(size_t n) {
+    float *ph = rnd(n, 1.0f);
+    buf p = mk("param", n, 0, ph), g = mk("grad", n, 0, rnd(n, 2.0f));
+    float *vh = rnd(n, 1.0f);
+    for (size_t i = 0; i < n; i++) vh[i] = vh[i] * vh[i] * 0.01f;
+    buf m = mk("m", n, 0, rnd(n, 0.1f)), v = mk("v", n, 0, vh);
+    buf pa = mk("param_act", n, 1, NULL);
+    cpu->adamw_update(cpu, p.c, p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.5f);
+    buf *o1[] = {&p, &m, &v, &pa};
+    GPU_TWICE("adamw_update", o1, gpu->adamw_update(gpu, p.g, pa.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.5f));
+    compare("adamw_update", &p, TOL_F32);
+    compare("adamw_update", &m, TOL_F32);
+    compare("adamw_update", &v, TOL_F32);
+    float *pg = get(gpu, pa.g, n, 1), *pc = get(cpu, p.c, n, 0);
+    CHECK(rel_error(pg, pc, n) <= TOL_BF16, "adamw_update: bf16 copy far from the f32 param (%.3e)", rel_error(pg, pc, n));
+    free(pg);
+    free(pc);
+
+    float *one = malloc(sizeof(float));
+    one[0] = 1.5f;
+    buf ss = mk("sumsq", 1, 0, one);
+    cpu->sum_squares(cpu, ss.c, g.c, n);
+    buf *o2[] = {&ss};
+    GPU_TWICE("sum_squares", o2, gpu->sum_squares(gpu, ss.g, g.g, n));
+    compare("sum_squares", &ss, TOL_F32);
+    float *one2 = malloc(sizeof(float));
+    one2[0] = 0.0f;
+    buf ss2 = mk("sumsq(offset)", 1, 0, one2);
+    cpu->sum_squares(cpu, ss2.c, (const float *)g.c + 1, n - 1);
+    buf *o3[] = {&ss2};
+    GPU_TWICE("sum_squares", o3, gpu->sum_squares(gpu, ss2.g, (const float *)g.g + 1, n - 1));
+    compare("sum_squares", &ss2, TOL_F32);
+
+    buf sc = mk("scaled", n, 0, rnd(n, 1.0f));
+    cpu->scale_f32(cpu, sc.c, 0.37f, n);
+    buf *o4[] = {&sc};
+    GPU_TWICE("scale_f32", o4, gpu->scale_f32(gpu, sc.g, 0.37f, n));
+    compare("scale_f32", &sc, TOL_F32);
+
+    CHECK(gpu->has_nonfinite(gpu, g.g, n) == 0, "has_nonfinite: finite data reported non-finite");
+    float bad[2] = {INFINITY, NAN};
+    for (int j = 0; j < 2; j++) {
+        size_t at = n - 1 - (size_t)j * 77;
+        gpu->copy_to_device(gpu, (float *)g.g + at, &bad[j], sizeof(float));
+        CHECK(gpu->has_nonfinite(gpu, g.g, n) != 0, "has_nonfinite: missed %g at %zu", bad[j], at);
+        gpu->copy_to_device(gpu, (float *)g.g + at, &g.init[at], sizeof(float));
+    }
+    CHECK(gpu->has_nonfinite(gpu, g.g, n) == 0, "has_nonfinite: stale flag after restoring the data");
+    drop(&p); drop(&g); drop(&m); drop(&v); drop(&pa); drop(&ss); drop(&ss2); drop(&sc);
+}
+
+// Every op pointer must be set on both backends before anything runs.
+static int check_tables(void) {
+    struct { const char *name; size_t off; } ops[] = {
+#define OP(f) {#f, offsetof(backend, f)}
+        OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
+        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
+        OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
+        OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
+        OP(scale_f32), OP(has_nonfinite),
+#undef OP
+    };
+    int missing = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        void *pc, *pg;
+        memcpy(&pc, (char *)cpu + ops[i].off, sizeof pc);
+        memcpy(&pg, (char *)gpu + ops[i].off, sizeof pg);
+        if (!pc) { fprintf(stderr, "FAIL: cpu backend has no %s\n", ops[i].name); missing++; }
+        if (!pg) { fprintf(stderr, "FAIL: cuda backend has no %s\n", ops[i].name); missing++; }
+    }
+    return missing;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-v")) verbose = 1;
+        else filter = argv[i];
+    }
+    char err[256] = "";
+    gpu = backend_cuda(0, err, sizeof err);
+    if (!gpu) SKIP("%s", err);
+    cpu = backend_cpu(0);
+    if (!cpu) { fprintf(stderr, "FAIL: no cpu backend\n"); return 1; }
+    if (gpu->act_dtype != DTYPE_BF16 || cpu->act_dtype != DTYPE_F32) {
+        fprintf(stderr, "FAIL: unexpected act dtypes %s/%s\n", dtype_name(cpu->act_dtype), dtype_name(gpu->act_dtype));
+        return 1;
+    }
+    if (check_tables()) return test_finish("test_ops_cuda");
+
+    if (want("cast")) test_cast(1003);
+    if (want("embedding")) {
+        test_embedding(257, 72, 301);
+        test_embedding(100, 27, 13);
+    }
+    if (want("rmsnorm")) {
+        test_rmsnorm(67, 264);
+        test_rmsnorm(33, 100);
+    }
+    if (want("linear")) {
+        test_linear(37, 72, 50, 0, 1.0f, 0);
+        test_linear(37, 72, 50, 1, 1.0f, 0);
+        test_linear(29, 40, 24, 1, 0.5f, 1);
+        test_linear(64, 128, 96, 0, 2.0f, 1);
+    }
+    if (want("rope")) {
+        test_rope(45, 3, 64, 1.0f);
+        test_rope(20, 2, 10, 0.9f);
+    }
+    if (want("attention")) {
+        test_attention(2, 77, 77, 8, 2, 64, 30);     // GQA 4, documents, T not a multiple of 64
+        test_attention(1, 130, 130, 8, 1, 128, 200); // GQA 8, one document
+        test_attention(1, 65, 65, 4, 4, 128, 20);    // GQA 1, many short documents
+        test_attention(2, 19, 83, 4, 2, 64, 50);     // Tq < Tk (decoding with a KV cache)
+        test_attention(1, 150, 150, 4, 1, 64, 1000); // several key tiles per query tile
+        test_attention(2, 33, 33, 4, 2, 8, 12);      // tiny head dim: plain path
+        test_attention(1, 21, 40, 2, 2, 32, 15);     // plain path, Tq < Tk
+    }
+    if (want("elementwise swiglu add dropout")) test_elementwise(1000 + 5);
+    if (want("lm_head")) {
+        test_lm_head(53, 72, 1001, "7");  // several chunks, the last one ragged
+        test_lm_head(40, 64, 517, NULL);  // one chunk
+    }
+    if (want("optim adamw sum_squares scale has_nonfinite")) test_optim(100003);
+
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    return test_finish("test_ops_cuda");
+}
