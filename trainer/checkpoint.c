@@ -4,17 +4,19 @@
 #include "../model/safetensors.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+int checkpoint_test_kill_midway = 0;
+
 // Host copies of one f32 field of every trained tensor; one allocation for all of them.
 typedef enum { FIELD_MASTER, FIELD_M, FIELD_V } field;
 
-static float *gather(model *m, field f, char *err, size_t errlen) {
-    backend *be = NULL;
+static float *gather(model *m, backend *be, field f, char *err, size_t errlen) {
     size_t total = 0;
     int n = model_trained_count(m);
     for (int i = 0; i < n; i++) total += model_trained_at(m, i)->n;
@@ -26,7 +28,6 @@ static float *gather(model *m, field f, char *err, size_t errlen) {
         if (f == FIELD_MASTER) {
             if (model_param_read(m, p, host + off)) { snprintf(err, errlen, "cannot read %s", p->name); free(host); return NULL; }
         } else {
-            if (!be) be = model_backend(m);
             be->copy_to_host(be, host + off, f == FIELD_M ? p->m : p->v, sizeof(float) * p->n);
         }
         off += p->n;
@@ -59,7 +60,7 @@ static int write_tensors(const char *path, model *m, const float *host, const ch
 }
 
 int checkpoint_write_trained(const char *path, model *m, char *err, size_t errlen) {
-    float *host = gather(m, FIELD_MASTER, err, errlen);
+    float *host = gather(m, NULL, FIELD_MASTER, err, errlen);
     if (!host) return -1;
     int rc = write_tensors(path, m, host, "", err, errlen);
     free(host);
@@ -98,7 +99,7 @@ static int step_of(const char *name) {
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
-int checkpoint_save(const char *run_dir, model *m, const train_state *st, int keep, char *err, size_t errlen) {
+int checkpoint_save(const char *run_dir, model *m, backend *be, const train_state *st, int keep, char *err, size_t errlen) {
     char dir[4096], tmp[4200], final_dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", dir, st->step);
@@ -109,13 +110,14 @@ int checkpoint_save(const char *run_dir, model *m, const train_state *st, int ke
         {FIELD_MASTER, "trained.safetensors"}, {FIELD_M, "adam_m.safetensors"}, {FIELD_V, "adam_v.safetensors"},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        float *host = gather(m, parts[i].f, err, errlen);
+        float *host = gather(m, be, parts[i].f, err, errlen);
         if (!host) goto fail;
         snprintf(path, sizeof path, "%s/%s", tmp, parts[i].file);
         int rc = write_tensors(path, m, host, "", err, errlen);
         free(host);
         if (rc) goto fail;
     }
+    if (checkpoint_test_kill_midway) raise(SIGKILL);
     snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
     if (write_state(path, st, err, errlen) || fileio_fsync_path(tmp, err, errlen)) goto fail;
     if (fileio_remove_tree(final_dir, err, errlen)) goto fail;  // a stale one from a run resumed before it
@@ -167,11 +169,10 @@ int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen) {
     return 1;
 }
 
-static int load_field(const char *path, model *m, field f, char *err, size_t errlen) {
+static int load_field(const char *path, model *m, backend *be, field f, char *err, size_t errlen) {
     st_set *s = st_open(path, err, errlen);
     if (!s) return -1;
     int n = model_trained_count(m), rc = 0;
-    backend *be = model_backend(m);
     for (int i = 0; i < n && !rc; i++) {
         model_param *p = model_trained_at(m, i);
         const st_tensor *t = st_find(s, p->name);
@@ -204,14 +205,14 @@ static int json_int(const cJSON *o, const char *key, int *out) {
     return 0;
 }
 
-int checkpoint_load(const char *ckpt_dir, model *m, train_state *st, char *err, size_t errlen) {
+int checkpoint_load(const char *ckpt_dir, model *m, backend *be, train_state *st, char *err, size_t errlen) {
     char path[4400];
     static const struct { field f; const char *file; } parts[] = {
         {FIELD_MASTER, "trained.safetensors"}, {FIELD_M, "adam_m.safetensors"}, {FIELD_V, "adam_v.safetensors"},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", ckpt_dir, parts[i].file);
-        if (load_field(path, m, parts[i].f, err, errlen)) return -1;
+        if (load_field(path, m, be, parts[i].f, err, errlen)) return -1;
     }
     snprintf(path, sizeof path, "%s/trainer_state.json", ckpt_dir);
     char *text;

@@ -18,12 +18,16 @@ typedef struct {
     double train_seconds;     // wall time spent in steps, across resumes
 } train_state;
 
+// Test hook (trainer/train.c sets it from QUARRY_TEST_FAULT): SIGKILL after the tensors of the
+// next checkpoint are written, before it is complete.
+extern int checkpoint_test_kill_midway;
+
 // Writes RUN/checkpoints/step-N and removes all but the newest `keep`. 0, or -1 with a message;
 // on failure any previous checkpoint is intact.
-int checkpoint_save(const char *run_dir, model *m, const train_state *st, int keep, char *err, size_t errlen);
+int checkpoint_save(const char *run_dir, model *m, backend *be, const train_state *st, int keep, char *err, size_t errlen);
 // The newest complete checkpoint directory of a run into path. 1 found, 0 none.
 int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen);
 // Restores tensors, moments and counters. 0, or -1 with a message naming the file and tensor.
-int checkpoint_load(const char *ckpt_dir, model *m, train_state *st, char *err, size_t errlen);
+int checkpoint_load(const char *ckpt_dir, model *m, backend *be, train_state *st, char *err, size_t errlen);
 // Writes the trained tensors (f32) to DIR/FILE as safetensors, atomically. For final/.
 int checkpoint_write_trained(const char *path, model *m, char *err, size_t errlen);

@@ -12,6 +12,22 @@
 #include <string.h>
 
 static volatile sig_atomic_t stop_requested = 0;
+
+// Fault injection for the tests of resume and NaN handling, from QUARRY_TEST_FAULT:
+// "kill-after-step:N" (SIGKILL once step N is computed, before its checkpoint),
+// "kill-in-checkpoint:N" (SIGKILL with step N's checkpoint half written),
+// "nan-at-steps:A-B" (the loss of steps A..B reads as NaN). Unset in normal use.
+typedef struct { int kill_after_step, kill_in_checkpoint, nan_from, nan_to; } test_faults;
+
+static test_faults read_faults(void) {
+    test_faults f = {-1, -1, -1, -1};
+    const char *v = getenv("QUARRY_TEST_FAULT");
+    if (!v) return f;
+    if (sscanf(v, "kill-after-step:%d", &f.kill_after_step) == 1) return f;
+    if (sscanf(v, "kill-in-checkpoint:%d", &f.kill_in_checkpoint) == 1) return f;
+    if (sscanf(v, "nan-at-steps:%d-%d", &f.nan_from, &f.nan_to) == 2) return f;
+    return f;
+}
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 void train_install_signal_handlers(void) {
@@ -134,7 +150,7 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
     train_state st = {0};
     st.best_val_loss = INFINITY;
     if (resume_checkpoint) {
-        if (checkpoint_load(resume_checkpoint, m, &st, err, errlen)) { free(steps_per_epoch); return -1; }
+        if (checkpoint_load(resume_checkpoint, m, be, &st, err, errlen)) { free(steps_per_epoch); return -1; }
         fprintf(stderr, "quarry train: resuming from %s (step %d of %d)\n", resume_checkpoint, st.step, total_steps);
     }
     metrics mt;
@@ -158,6 +174,7 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
     double flops_per_token = (double)model_config_num_params(cfg) * (s->full ? 6.0 : 4.0) +
                              12.0 * cfg->num_layers * cfg->num_heads * cfg->head_dim * (double)T / 2;
 
+    test_faults faults = read_faults();
     int rc = 0, epoch = st.epoch, row = st.next_row;
     packed_epoch e = {0};
     int have_epoch = 0;
@@ -207,6 +224,7 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
             loss_tokens += l.tokens;
         }
         double loss = loss_tokens ? loss_sum / (double)loss_tokens : NAN;
+        if (st.step + 1 >= faults.nan_from && st.step + 1 <= faults.nan_to) loss = NAN;
         double gnorm = global_grad_norm(m, be, norm_dev);
         double lr = schedule_lr(s->schedule, s->lr, st.step, s->warmup_steps, total_steps, s->min_lr_ratio);
         if (!isfinite(loss) || !isfinite(gnorm)) {
@@ -253,6 +271,7 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
         else snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f", loss, lr, tps);
         progress_update(&pg, st.step, extra);
 
+        if (st.step == faults.kill_after_step) raise(SIGKILL);
         int epoch_end = row >= e.nrows;
         if (epoch_end) { st.epoch = epoch + 1; st.next_row = 0; }
         int last = st.step >= total_steps;
@@ -273,13 +292,14 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
             }
         }
         if (st.step % save_every == 0 || epoch_end || last || stop_requested || res->stopped_early) {
-            if (checkpoint_save(run_dir, m, &st, s->keep_checkpoints, err, errlen)) { rc = -1; goto done; }
+            if (st.step == faults.kill_in_checkpoint) checkpoint_test_kill_midway = 1;
+            if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) { rc = -1; goto done; }
         }
         if (res->stopped_early) break;
     }
     if (stop_requested) {
         res->interrupted = 1;
-        if (checkpoint_save(run_dir, m, &st, s->keep_checkpoints, err, errlen)) rc = -1;
+        if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) rc = -1;
     }
 done:
     progress_finish(&pg);
