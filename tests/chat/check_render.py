@@ -138,6 +138,14 @@ def main():
                 fails += 1
                 break
         total += len(got)
+    # An answer with a leading blank: Phi-3's <|assistant|> (rstrip) swallows it and stays masked.
+    p = subprocess.run([quarry, "render", "--model", phi, "--mask"],
+                       input=b'{"prompt": "2+2=", "completion": " 4"}\n', capture_output=True)
+    g = json.loads(p.stdout.decode() or "{}")
+    trained = [t for t, m in zip(g.get("ids", []), g.get("mask", [])) if m]
+    if p.returncode != 0 or special["<|assistant|>"] in trained or special["<|end|>"] not in trained:
+        print(f"FAIL render --mask phi3 leading blank: exit {p.returncode}, {g}")
+        fails += 1
     print(f"render: {total} Bedrock records compared with jinja2, {fails} failure(s)")
     return 1 if fails else 0
 
