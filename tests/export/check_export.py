@@ -268,6 +268,48 @@ check("--model" in p.stderr, f"a checkpoint given as RUN: {p.stderr}")
 p = run([quarry, "export", runs[0][0], "--out", J(work, "x"), "--dtype", "int8"], expect=2)
 check("bf16" in p.stderr, "--dtype int8 is not refused with the choices")
 
+# 5b. Broken runs are refused with the reason, and leave nothing behind.
+def broken_run(name, edit, needle):
+    rd = J(work, "badrun-" + name)
+    shutil.copytree(runs[0][0], rd)
+    edit(rd)
+    out = J(work, "badrun-" + name + "-out")
+    p = export(rd, out, expect=1)
+    check(needle in p.stderr, f"broken run {name}: message {p.stderr.strip()!r} does not name {needle!r}")
+    check(not os.path.exists(out), f"broken run {name}: {out} was created")
+
+
+def edit_adapter(fn):
+    def e(rd):
+        f = J(rd, "final", "adapter_model.safetensors")
+        t = {k: v[1] for k, v in load(f).items()}
+        fn(t)
+        save_file(t, f, metadata={"format": "pt"})
+    return e
+
+
+def edit_run_json(fname, fn):
+    def e(rd):
+        c = json.load(open(J(rd, fname)))
+        fn(c)
+        json.dump(c, open(J(rd, fname), "w"))
+    return e
+
+
+QA = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+QB = QA.replace("lora_A", "lora_B")
+broken_run("no-final", lambda rd: shutil.rmtree(J(rd, "final")), "has not finished")
+broken_run("missing-B", edit_adapter(lambda t: t.pop(QB)), QA)
+broken_run("rank", edit_adapter(lambda t: t.__setitem__(QA, np.zeros((3, 128), np.float32))), QA)
+broken_run("shape", edit_adapter(lambda t: t.__setitem__(QB, np.zeros((7, t[QB].shape[1]), np.float32))),
+           "self_attn.q_proj")
+broken_run("lm-head", edit_adapter(lambda t: t.update({
+    "base_model.model.lm_head.lora_A.weight": np.zeros((4, 128), np.float32),
+    "base_model.model.lm_head.lora_B.weight": np.zeros((881, 4), np.float32)})), "lm_head")
+broken_run("dora", edit_run_json("final/adapter_config.json", lambda c: c.__setitem__("use_dora", True)), "DoRA")
+broken_run("disagree", edit_run_json("run.json", lambda c: c["settings"].__setitem__("lora_r", 64)), "disagree")
+broken_run("method", edit_run_json("run.json", lambda c: c["settings"].__setitem__("method", "qlora")), "method")
+
 # 6. Preflight on broken packages.
 good = runs[0][0] + "-m32"
 

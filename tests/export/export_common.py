@@ -82,6 +82,9 @@ def load_dir(d):
 
 def run(cmd, expect=0, **kw):
     p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if "Sanitizer" in p.stderr:   # under ASan/UBSan a report is a failure whatever the exit code
+        print(f"FAIL: {' '.join(cmd)}: sanitizer report\n{p.stderr[-6000:]}")
+        sys.exit(1)
     if expect is not None and p.returncode != expect:
         print(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {expect}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
         sys.exit(1)
