@@ -274,6 +274,10 @@ int cmi_preflight(const char *dir, cmi_report *r) {
         } else if (!td) {
             add(r, "dtype", CMI_WARN, "config.json has no torch_dtype (tensors are %s)",
                 st && st_count(st) ? hf_dtype_torch_name(first) : "absent");
+        } else if (!cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype")) {
+            // transformers 5 writes "dtype"; Bedrock runs transformers 4.51.3, which reads torch_dtype.
+            add(r, "dtype", CMI_WARN, "config.json names the dtype \"dtype\" (%s) but not \"torch_dtype\", which the "
+                                      "transformers 4.51.3 that Bedrock runs reads", td->valuestring);
         } else {
             add(r, "dtype", CMI_PASS, "%s", td->valuestring);
         }

@@ -254,6 +254,15 @@ e = load_dir(om)
 b = load_dir(bases["fp32"])
 check(all(np.array_equal(e[k][1], bf16_rne(b[k][1])) for k in b), "--model export: not RNE of the base")
 
+# 4b. RUN with --model: the base named on the command line instead of run.json's.
+moved = J(work, "base-moved")
+shutil.copytree(runs[0][1], moved)
+export(runs[0][0], J(work, "override"), "--dtype", "fp32", model=moved)
+check(open(J(work, "override", "model.safetensors"), "rb").read() ==
+      open(runs[0][0] + "-m32/model.safetensors", "rb").read(), "RUN --model BASE differs from RUN alone")
+check(json.load(open(J(work, "override", "quarry-export.json")))["source"]["base_model"] == os.path.realpath(moved),
+      "quarry-export.json does not name the --model base")
+
 # 5. --out: a non-empty directory is refused without --force, replaced with it.
 target = J(work, "occupied")
 os.makedirs(target)
