@@ -348,6 +348,11 @@ int cmd_export(int argc, char **argv) {
     snprintf(out_buf, sizeof out_buf, "%s", out);
     for (size_t l = strlen(out_buf); l > 1 && out_buf[l - 1] == '/'; l--) out_buf[l - 1] = 0;
     out = out_buf;
+    struct stat ost;
+    if (stat(out, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
+        fprintf(stderr, "quarry export: error: %s exists and is not a directory; refusing to replace it\n", out);
+        return 1;
+    }
     if (!fileio_is_empty_or_absent(out) && !force) {
         fprintf(stderr, "quarry export: error: %s exists and is not empty; refusing to overwrite it\n"
                         "hint: choose a new --out, or add --force to replace it\n", out);
