@@ -32,6 +32,9 @@ FRAGMENTS = [
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>",
     "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>", "<|eot_id", "<<s>>", "<unk>",
     "▁", "▁▁hello", "<0x41>", "<|reserved_special_token_5|>", " <|end|> ", "[control_8]",
+    # added-token flags (tests' variants): single_word, lstrip/rstrip, normalized
+    "hello", "sayhello", "hello_x", "hello!", " <mask> ", "a  <mask>b", "x\t[SEP] y", "world", "worldwide",
+    "don't stop", "idon't", "<|im_end|>\n\n", "12345678 and 1234",
     # misc
     "Hello world", " Hello World!", "3.14159", "1,000,000", "$5.99", "100%", "e-mail@example.com",
     "https://example.com/a?b=c&d=e", "¡Hola!", "½ ¼ ¾", "№ ™ © ®", "\u00a0nbsp\u00a0", "\u3000全角",

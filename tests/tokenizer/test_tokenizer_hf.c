@@ -16,7 +16,8 @@
 
 #define MAX_SHOWN 4
 
-static const char *NAMES[] = {"llama3", "llama2", "mistral1", "mistral3", "gpt2", "qwen2", "phi3"};
+static const char *NAMES[] = {"llama3", "llama2", "mistral1", "mistral3", "gpt2", "qwen2", "phi3",
+                              "gpt2-flags", "gpt2-split", "mistral1-split"};
 
 static int exists(const char *p) {
     struct stat st;
