@@ -1112,6 +1112,7 @@ static int load_model(tokenizer *t, const cJSON *m, char *err, size_t errlen) {
         free(cat);
         if (bpe_pairmap_put(&b->merges, ia, ic, rank++, im)) return fail(err, errlen, t->path, "out of memory", NULL);
     }
+    if (bpe_build_adjacent(b)) return fail(err, errlen, t->path, "out of memory", NULL);
     b->fuse_unk = jbool(m, "fuse_unk", 0);
     b->byte_fallback = jbool(m, "byte_fallback", 0);
     b->ignore_merges = jbool(m, "ignore_merges", 0);

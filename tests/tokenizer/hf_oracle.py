@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The oracle for tests/tokenizer: generates the test corpus and writes what HF `tokenizers`
+"""The oracle for tests/tokenizer: generates the test corpus (N short strings + 300 long ones) and writes what HF `tokenizers`
 makes of it, for the C test to compare against.
 
 usage: hf_oracle.py corpus OUT.jsonl [N]        write N (default 20000) generated strings
@@ -108,7 +108,11 @@ def make_corpus(n):
             k = rng.randint(0, len(s))
             s = s[:k] + rng.choice(["<s>", "</s>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "[INST]", "<|end|>"]) + s[k:]
         out.append(s)
-    return out[:n]
+    out = out[:n]
+    # Long documents (SentencePiece-style pipelines give BPE whole paragraphs as one word).
+    for _ in range(300):
+        out.append("".join(fragment(rng) + rng.choice(WHITESPACE + [" "] * 10) for _ in range(rng.randint(20, 60))))
+    return out
 
 
 def byte_offsets(s, offsets):
