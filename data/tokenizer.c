@@ -55,6 +55,7 @@ struct tokenizer {
     added_token *added;
     int nadded;
     strmap added_map;   // content → id
+    strmap special_set; // contents of special added tokens (decode skips by token string)
     trie raw_trie, norm_trie;
     char **norm_content;   // normalized forms of normalized=true added tokens
     size_t *norm_len;
@@ -268,33 +269,80 @@ static int out_push(out_list *o, int32_t id, int32_t a, int32_t b) {
     return 0;
 }
 
+// Token values (borrowed strings) beside out_list, for trim_offsets.
+typedef struct {
+    const char **s;
+    size_t *len;
+    int n, cap;
+} val_list;
+
+static int val_push(val_list *v, const char *s, size_t len) {
+    if (v->n == v->cap) {
+        int ncap = v->cap ? v->cap * 2 : 256;
+        const char **ns = realloc(v->s, (size_t)ncap * sizeof *ns);
+        if (!ns) return -1;
+        v->s = ns;
+        size_t *nl = realloc(v->len, (size_t)ncap * sizeof *nl);
+        if (!nl) return -1;
+        v->len = nl;
+        v->cap = ncap;
+    }
+    v->s[v->n] = s;
+    v->len[v->n] = len;
+    v->n++;
+    return 0;
+}
+
 static int is_ws_token_char(uint32_t cp) { return cp == 0x120 || tk_is_whitespace(cp); }
 
-// ByteLevel post-processor with trim_offsets (processors/byte_level.rs process_offsets).
-static void trim_offsets(const tokenizer *t, out_list *o) {
+static size_t char_fwd(const char *text, size_t len, size_t x, int n) {
+    while (n-- > 0 && x < len) {
+        x++;
+        while (x < len && ((unsigned char)text[x] & 0xC0) == 0x80) x++;
+    }
+    return x;
+}
+
+// Steps back n characters from x; -1 when fewer than n characters precede x.
+static long char_back(const char *text, size_t x, int n) {
+    while (n-- > 0) {
+        if (x == 0) return -1;
+        x--;
+        while (x > 0 && ((unsigned char)text[x] & 0xC0) == 0x80) x--;
+    }
+    return (long)x;
+}
+
+// ByteLevel post-processor with trim_offsets (processors/byte_level.rs process_offsets), on
+// each token's value: the vocab string for BPE tokens, the matched text for added tokens
+// (with whatever lstrip/rstrip took in). HF's Python API runs it on character offsets, so the
+// counts of whitespace characters are stepped over as characters of the input.
+static void trim_offsets(const tokenizer *t, out_list *o, const char *const *val, const size_t *vlen,
+                         const char *text, size_t tlen) {
     for (int i = 0; i < o->n; i++) {
-        int32_t id = o->ids[i];
-        if (id < 0 || id >= t->vocab_size || !t->id_to_tok[id]) continue;
-        const char *s = t->id_to_tok[id];
-        size_t len = t->id_len[id], p = 0;
+        const char *s = val[i];
+        size_t len = vlen[i], p = 0;
         int lead = 0, trail = 0, nch = 0;
-        uint32_t cps[1024];
-        while (p < len && nch < 1024) {
+        while (p < len) {
             uint32_t cp;
             int cl = tk_utf8_decode((const unsigned char *)s + p, len - p, &cp);
             if (cl <= 0) break;
-            cps[nch++] = cp;
+            if (is_ws_token_char(cp) && lead == nch) lead++;
+            trail = is_ws_token_char(cp) ? trail + 1 : 0;
+            nch++;
             p += (size_t)cl;
         }
-        while (lead < nch && is_ws_token_char(cps[lead])) lead++;
-        while (trail < nch && is_ws_token_char(cps[nch - 1 - trail])) trail++;
         int32_t *off = &o->offs[2 * i];
         if (lead > 0) {
             int is_first = i == 0 || off[0] == 0;
             if (is_first && t->bytelevel_trim_prefix && lead == 1) lead = 0;
-            off[0] = off[0] + lead < off[1] ? off[0] + lead : off[1];
+            size_t ns = char_fwd(text, tlen, (size_t)off[0], lead);
+            off[0] = ns < (size_t)off[1] ? (int32_t)ns : off[1];
         }
-        if (trail > 0 && off[1] >= trail) off[1] = off[1] - trail > off[0] ? off[1] - trail : off[0];
+        if (trail > 0) {
+            long ne = char_back(text, (size_t)off[1], trail);
+            if (ne >= 0) off[1] = ne > off[0] ? (int32_t)ne : off[0];
+        }
     }
 }
 
@@ -313,6 +361,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
     }
     tk_work w = {0};
     out_list o = {0};
+    val_list vals = {0};
     int32_t *tids = NULL, *tlens = NULL;
     int tn = 0, tcap = 0, rc = -1;
     w.region = onig_region_new();
@@ -352,6 +401,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
         piece pc = w.p[i];
         if (pc.added_id >= 0) {
             if (out_push(&o, pc.added_id, pc.orig_start, pc.orig_end)) goto oom;
+            if (t->bytelevel_trim && val_push(&vals, w.buf + pc.off, pc.len)) goto oom;
             continue;
         }
         tn = 0;
@@ -363,10 +413,13 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
         for (int k = 0; k < tn; k++) {
             size_t e = pos + (size_t)tlens[k];
             if (out_push(&o, tids[k], w.al[2 * pos], w.al[2 * (e - 1) + 1])) goto oom;
+            if (t->bytelevel_trim && val_push(&vals, t->id_to_tok[tids[k]] ? t->id_to_tok[tids[k]] : "",
+                                              t->id_to_tok[tids[k]] ? t->id_len[tids[k]] : 0))
+                goto oom;
             pos = e;
         }
     }
-    if (t->bytelevel_trim) trim_offsets(t, &o);
+    if (t->bytelevel_trim) trim_offsets(t, &o, vals.s, vals.len, text, len);
     if (add_special && t->ntmpl > 0) {
         out_list f = {0};
         for (int k = 0; k < t->ntmpl; k++) {
@@ -410,6 +463,8 @@ fail_pre:
 oom:
     snprintf(err, errlen, "out of memory while encoding");
 done:
+    free(vals.s);
+    free(vals.len);
     free(o.ids);
     free(o.offs);
     free(tids);
@@ -685,6 +740,7 @@ void tokenizer_free(tokenizer *t) {
     for (int i = 0; i < t->nadded; i++) free(t->added[i].content);
     free(t->added);
     strmap_free(&t->added_map);
+    strmap_free(&t->special_set);
     free(t->raw_trie.n);
     free(t->norm_trie.n);
     if (t->norm_content)
@@ -1056,6 +1112,7 @@ static int load_model(tokenizer *t, const cJSON *m, char *err, size_t errlen) {
         free(cat);
         if (bpe_pairmap_put(&b->merges, ia, ic, rank++, im)) return fail(err, errlen, t->path, "out of memory", NULL);
     }
+    if (bpe_build_adjacent(b)) return fail(err, errlen, t->path, "out of memory", NULL);
     b->fuse_unk = jbool(m, "fuse_unk", 0);
     b->byte_fallback = jbool(m, "byte_fallback", 0);
     b->ignore_merges = jbool(m, "ignore_merges", 0);
@@ -1080,29 +1137,55 @@ static int load_model(tokenizer *t, const cJSON *m, char *err, size_t errlen) {
     return 0;
 }
 
+// As HF's AddedVocabulary::add_tokens when a tokenizer.json is read: the "id" fields are not
+// trusted; a token keeps its id from an earlier added token or the model vocab, otherwise it
+// gets the next id after the model vocab (in file order). A later duplicate replaces the flags.
 static int load_added(tokenizer *t, const cJSON *list, char *err, size_t errlen) {
     int n = cJSON_GetArraySize(list);
     t->added = calloc((size_t)(n > 0 ? n : 1), sizeof *t->added);
-    if (!t->added || strmap_init(&t->added_map, (size_t)n + 16)) return fail(err, errlen, t->path, "out of memory", NULL);
+    if (!t->added || strmap_init(&t->added_map, (size_t)n + 16) || strmap_init(&t->special_set, (size_t)n + 16))
+        return fail(err, errlen, t->path, "out of memory", NULL);
+    int32_t next_id = (int32_t)t->bpe.vocab.n;
     const cJSON *it;
     cJSON_ArrayForEach(it, list) {
         const char *c = jstr(it, "content");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-        if (!c || !cJSON_IsNumber(id) || id->valuedouble < 0)
-            return fail(err, errlen, t->path, "added_tokens: an entry lacks \"content\" or a valid \"id\"", NULL);
-        added_token *a = &t->added[t->nadded];
-        a->content = strdup(c);
-        if (!a->content) return fail(err, errlen, t->path, "out of memory", NULL);
-        t->nadded++;
-        a->len = strlen(c);
-        a->id = (int32_t)id->valuedouble;
-        a->single_word = jbool(it, "single_word", 0);
-        a->lstrip = jbool(it, "lstrip", 0);
-        a->rstrip = jbool(it, "rstrip", 0);
-        a->normalized = jbool(it, "normalized", 1);
-        a->special = jbool(it, "special", 0);
-        if (strmap_put(&t->added_map, c, a->len, a->id)) return fail(err, errlen, t->path, "out of memory", NULL);
-        if (a->id + 1 > t->vocab_size) t->vocab_size = a->id + 1;
+        if (!c) return fail(err, errlen, t->path, "added_tokens: an entry lacks \"content\"", NULL);
+        if (!*c) continue;
+        added_token a = {0};
+        a.len = strlen(c);
+        a.single_word = jbool(it, "single_word", 0);
+        a.lstrip = jbool(it, "lstrip", 0);
+        a.rstrip = jbool(it, "rstrip", 0);
+        a.normalized = jbool(it, "normalized", 1);
+        a.special = jbool(it, "special", 0);
+        int32_t id = strmap_get(&t->added_map, c, a.len);
+        int slot = -1;
+        if (id >= 0)
+            for (int k = 0; k < t->nadded; k++)
+                if (t->added[k].id == id) slot = k;
+        if (slot >= 0) {
+            const added_token *o = &t->added[slot];
+            if (o->len == a.len && !memcmp(o->content, c, a.len) && o->single_word == a.single_word &&
+                o->lstrip == a.lstrip && o->rstrip == a.rstrip && o->normalized == a.normalized && o->special == a.special)
+                continue;
+        }
+        if (id < 0) id = strmap_get(&t->bpe.vocab, c, a.len);
+        if (id < 0) id = next_id++;
+        a.id = id;
+        a.content = strdup(c);
+        if (!a.content) return fail(err, errlen, t->path, "out of memory", NULL);
+        if (slot < 0)
+            for (int k = 0; k < t->nadded; k++)
+                if (t->added[k].id == id) slot = k;
+        if (slot >= 0) {
+            free(t->added[slot].content);
+            t->added[slot] = a;
+        } else {
+            t->added[t->nadded++] = a;
+        }
+        if (strmap_put(&t->added_map, c, a.len, id)) return fail(err, errlen, t->path, "out of memory", NULL);
+        if (a.special && strmap_put(&t->special_set, c, a.len, 1)) return fail(err, errlen, t->path, "out of memory", NULL);
+        if (id + 1 > t->vocab_size) t->vocab_size = id + 1;
     }
     return 0;
 }
@@ -1132,16 +1215,18 @@ static int build_tries(tokenizer *t, char *err, size_t errlen) {
             w.len = a->len;
             rc = normalize_piece(t, &w, &pc);
         }
-        if (!rc) {
+        int differs = !rc && (pc.len != a->len || memcmp(w.buf + pc.off, a->content, a->len) != 0);
+        if (differs) {
             t->norm_content[i] = malloc(pc.len + 1);
             rc = !t->norm_content[i];
+            if (!rc) {
+                memcpy(t->norm_content[i], w.buf + pc.off, pc.len);
+                t->norm_content[i][pc.len] = 0;
+                t->norm_len[i] = pc.len;
+            }
         }
-        if (!rc) {
-            memcpy(t->norm_content[i], w.buf + pc.off, pc.len);
-            t->norm_content[i][pc.len] = 0;
-            t->norm_len[i] = pc.len;
-            rc = trie_add(&t->norm_trie, t->norm_content[i], pc.len, i);
-        }
+        if (!rc) rc = differs ? trie_add(&t->norm_trie, t->norm_content[i], t->norm_len[i], i)
+                              : trie_add(&t->norm_trie, a->content, a->len, i);
         work_free(&w);
         if (rc) return fail(err, errlen, t->path, "cannot normalize added token \"%s\"", a->content);
     }
@@ -1163,15 +1248,22 @@ static int build_id_table(tokenizer *t, char *err, size_t errlen) {
         if (!t->id_to_tok[id]) return fail(err, errlen, t->path, "out of memory", NULL);
         t->id_len[id] = v->klen[e];
     }
-    // Added tokens take precedence, as HF's decode asks the added vocabulary first.
+    // Added tokens take precedence, as HF's decode asks the added vocabulary first; a
+    // normalized one decodes to its normalized form (HF's normalized_cache).
     for (int i = 0; i < t->nadded; i++) {
         const added_token *a = &t->added[i];
+        const char *s = t->norm_content[i] ? t->norm_content[i] : a->content;
+        size_t len = t->norm_content[i] ? t->norm_len[i] : a->len;
         free(t->id_to_tok[a->id]);
-        t->id_to_tok[a->id] = strdup(a->content);
+        t->id_to_tok[a->id] = malloc(len + 1);
         if (!t->id_to_tok[a->id]) return fail(err, errlen, t->path, "out of memory", NULL);
-        t->id_len[a->id] = a->len;
-        t->id_special[a->id] = (unsigned char)a->special;
+        memcpy(t->id_to_tok[a->id], s, len);
+        t->id_to_tok[a->id][len] = 0;
+        t->id_len[a->id] = len;
     }
+    // skip_special_tokens drops a token whose string is a special token's content.
+    for (int i = 0; i < t->vocab_size; i++)
+        if (t->id_to_tok[i] && strmap_get(&t->special_set, t->id_to_tok[i], t->id_len[i]) >= 0) t->id_special[i] = 1;
     return 0;
 }
 

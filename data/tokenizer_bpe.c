@@ -438,6 +438,93 @@ static int merge_all(const bpe_model *m, symbol *s, int n) {
     return 0;
 }
 
+static int cpset_add(cpset *s, uint64_t key) {
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4096;
+        uint64_t *nk = calloc(ncap, sizeof *nk);
+        if (!nk) return -1;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->keys[i]) continue;
+            size_t j = tk_hash(&s->keys[i], 8) & (ncap - 1);
+            while (nk[j]) j = (j + 1) & (ncap - 1);
+            nk[j] = s->keys[i];
+        }
+        free(s->keys);
+        s->keys = nk;
+        s->cap = ncap;
+    }
+    size_t j = tk_hash(&key, 8) & (s->cap - 1);
+    while (s->keys[j] && s->keys[j] != key) j = (j + 1) & (s->cap - 1);
+    if (!s->keys[j]) {
+        s->keys[j] = key;
+        s->n++;
+    }
+    return 0;
+}
+
+static int cpset_has(const cpset *s, uint32_t a, uint32_t b) {
+    if (!s->cap) return 0;
+    uint64_t key = (((uint64_t)a << 32) | b) + 1;
+    size_t j = tk_hash(&key, 8) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (s->keys[j] == key) return 1;
+        j = (j + 1) & (s->cap - 1);
+    }
+    return 0;
+}
+
+int bpe_build_adjacent(bpe_model *m) {
+    for (size_t e = 0; e < m->vocab.n; e++) {
+        const unsigned char *k = (const unsigned char *)m->vocab.keys[e];
+        size_t len = m->vocab.klen[e], p = 0;
+        uint32_t prev = 0, cp;
+        int have = 0;
+        while (p < len) {
+            int cl = tk_utf8_decode(k + p, len - p, &cp);
+            if (cl <= 0) {   // not UTF-8: no safe cut can be vouched for next to it
+                have = 0;
+                p++;
+                continue;
+            }
+            if (have && cpset_add(&m->adjacent, (((uint64_t)prev << 32) | cp) + 1)) return -1;
+            prev = cp;
+            have = 1;
+            p += (size_t)cl;
+        }
+    }
+    return 0;
+}
+
+static int bpe_merge_cached(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32_t **lens,
+                            int *n, int *cap);
+
+// Long words (SentencePiece-style pipelines hand BPE whole paragraphs) are cut where no merge
+// can cross: between two in-vocab characters that are never adjacent inside a vocab token.
+#define CUT_MIN_WORD 64
+static int bpe_cut_long(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32_t **lens, int *n,
+                        int *cap) {
+    size_t seg = 0, p = 0;
+    uint32_t prev = 0;
+    int prev_in_vocab = 0, total = 0;
+    while (p < len) {
+        uint32_t cp;
+        int cl = tk_utf8_decode((const unsigned char *)w + p, len - p, &cp);
+        if (cl <= 0) cl = 1;
+        int in_vocab = cl > 0 && strmap_get(&m->vocab, w + p, (size_t)cl) >= 0;
+        if (in_vocab && prev_in_vocab && p > seg && !cpset_has(&m->adjacent, prev, cp)) {
+            int k = bpe_merge_cached(m, w + seg, p - seg, ids, lens, n, cap);
+            if (k < 0) return -1;
+            total += k;
+            seg = p;
+        }
+        prev = cp;
+        prev_in_vocab = in_vocab;
+        p += (size_t)cl;
+    }
+    int k = bpe_merge_cached(m, w + seg, len - seg, ids, lens, n, cap);
+    return k < 0 ? -1 : total + k;
+}
+
 int bpe_word(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32_t **lens, int *n,
              int *cap) {
     if (len == 0) return 0;
@@ -451,6 +538,13 @@ int bpe_word(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32
             return 1;
         }
     }
+    if (len >= CUT_MIN_WORD) return bpe_cut_long(m, w, len, ids, lens, n, cap);
+    return bpe_merge_cached(m, w, len, ids, lens, n, cap);
+}
+
+// The merge path for one word (or a cut piece of one), through the thread's cache.
+static int bpe_merge_cached(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32_t **lens,
+                            int *n, int *cap) {
     bpe_cache *c = len <= CACHE_MAX_WORD ? cache_for_thread(m) : NULL;
     uint64_t h = 0;
     if (c) {
@@ -495,6 +589,7 @@ void bpe_model_free(bpe_model *m) {
     free(m->merges.keys);
     free(m->merges.rank);
     free(m->merges.merged);
+    free(m->adjacent.keys);
     for (int i = 0; i < m->ncaches; i++) cache_destroy(m->caches[i]);
     free(m->caches);
     if (m->cache_key_ok) {

@@ -32,12 +32,21 @@ typedef struct {
 
 struct bpe_cache;
 
+// Set of (codepoint, codepoint) pairs that occur adjacent inside some vocab token. Between two
+// in-vocab characters whose pair is absent no merge can ever happen, so long words are cut
+// there and their pieces merged (and cached) independently with the same result.
+typedef struct {
+    uint64_t *keys;     // (a << 32 | b) + 1; 0 = empty
+    size_t cap, n;
+} cpset;
+
 typedef struct {
     strmap vocab;
     pairmap merges;
     int32_t unk_id;           // -1: no unk_token
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_ids[256];    // <0xXX> ids for byte_fallback, -1 when absent
+    cpset adjacent;           // character pairs inside vocab tokens
     pthread_key_t cache_key;  // one word → ids cache per thread
     int cache_key_ok;
     pthread_mutex_t cache_lock;
@@ -51,6 +60,7 @@ int bpe_word(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32
              int *n, int *cap);
 void bpe_model_free(bpe_model *m);
 int bpe_pairmap_put(pairmap *p, int32_t a, int32_t b, uint32_t rank, int32_t merged);
+int bpe_build_adjacent(bpe_model *m);   // after the vocab is loaded; 0 ok, -1 OOM
 
 // A piece of the text being encoded: bytes [off, off+len) of the work buffer; al[2*i], al[2*i+1]
 // is the [start, end) byte range in the original input that buffer byte i came from.

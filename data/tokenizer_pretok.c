@@ -652,7 +652,6 @@ int pre_apply(const pre_step *s, tk_work *w) {
             // Digits: char::is_numeric runs, each digit alone (individual) or contiguous.
             nr = 0;
             size_t k = 0, prev = 0;
-            int in = 0;
             while (k < pc.len && rc == 0) {
                 uint32_t cp;
                 int cl = tk_utf8_decode((const unsigned char *)w->buf + pc.off + k, pc.len - k, &cp);
@@ -664,7 +663,6 @@ int pre_apply(const pre_step *s, tk_work *w) {
                     if (!rc) rc = ranges_push(&r, &nr, &rcap, (int)k, (int)(k + (size_t)cl), 1);
                     prev = k + (size_t)cl;
                 }
-                (void)in;
                 k += (size_t)cl;
             }
             if (!rc && prev != pc.len) rc = ranges_push(&r, &nr, &rcap, (int)prev, (int)pc.len, 0);

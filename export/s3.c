@@ -234,8 +234,8 @@ static int file_cmp(const void *a, const void *b) {
     return strcmp(((const src_file *)a)->rel, ((const src_file *)b)->rel);
 }
 
-// The journal: {"destination", "endpoint", "source", "files": {key: {size, mtime_ns, part_size,
-// upload_id?, done, checksum?}}}. Rewritten whole (temp file + rename) at each change.
+// The journal: {"destination", "endpoint", "source", "files": {key: {size, mtime_ns (a string),
+// part_size, upload_id?, done, checksum?}}}. Rewritten whole (temp file + rename) at each change.
 typedef struct {
     char path[PATH_MAX + 128];
     cJSON *root, *files;
@@ -322,19 +322,26 @@ static int journal_save(journal *j) {
     return rc;
 }
 
+// mtime_ns is kept as a decimal string: ~1.8e18 needs 19 digits, and cJSON prints a number with
+// 15 significant digits whenever that reads back within DBL_EPSILON (relative), which for about
+// one mtime in twenty is a different double, so the file looked changed and was never resumed.
+// size and part_size (at most 5 TiB, 13 digits) print exactly.
 static int journal_matches(const cJSON *e, const src_file *f, long long part_size) {
     const cJSON *sz = cJSON_GetObjectItem(e, "size"), *mt = cJSON_GetObjectItem(e, "mtime_ns"),
                 *ps = cJSON_GetObjectItem(e, "part_size");
-    return cJSON_IsNumber(sz) && sz->valuedouble == (double)f->size && cJSON_IsNumber(mt) &&
-           mt->valuedouble == (double)f->mtime_ns && cJSON_IsNumber(ps) && ps->valuedouble == (double)part_size;
+    char mtime[32];
+    snprintf(mtime, sizeof mtime, "%lld", f->mtime_ns);
+    return cJSON_IsNumber(sz) && sz->valuedouble == (double)f->size && cJSON_IsString(mt) &&
+           !strcmp(mt->valuestring, mtime) && cJSON_IsNumber(ps) && ps->valuedouble == (double)part_size;
 }
 
 static cJSON *journal_put(journal *j, const src_file *f, long long part_size, const char *upload_id, int done,
                           const char *checksum) {
+    char mtime[32];
+    snprintf(mtime, sizeof mtime, "%lld", f->mtime_ns);
     cJSON_DeleteItemFromObject(j->files, f->key);
     cJSON *e = cJSON_AddObjectToObject(j->files, f->key);
-    if (!e || !cJSON_AddNumberToObject(e, "size", (double)f->size) ||
-        !cJSON_AddNumberToObject(e, "mtime_ns", (double)f->mtime_ns) ||
+    if (!e || !cJSON_AddNumberToObject(e, "size", (double)f->size) || !cJSON_AddStringToObject(e, "mtime_ns", mtime) ||
         !cJSON_AddNumberToObject(e, "part_size", (double)part_size) || !cJSON_AddBoolToObject(e, "done", done) ||
         (upload_id && !cJSON_AddStringToObject(e, "upload_id", upload_id)) ||
         (checksum && !cJSON_AddStringToObject(e, "checksum", checksum)))

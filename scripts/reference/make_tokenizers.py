@@ -117,6 +117,89 @@ def llama3(path):
     return tok
 
 
+def variants(out):
+    """Test-only variants of the real files above, so that every component and flag quarry
+    implements runs against HF on the same corpus (HF loads each one; the C test compares)."""
+    def load(name):
+        with open(os.path.join(out, name + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    def save(d, name):
+        with open(os.path.join(out, name + ".json"), "w", encoding="utf-8") as f:
+            json.dump(d, f, ensure_ascii=False)
+
+    def added(i, content, **flags):
+        t = {"id": i, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": False}
+        t.update(flags)
+        return t
+
+    # Added-token flags, normalizers, ByteLevel with a prefix space, trim_offsets, BOS+EOS.
+    d = load("gpt2")
+    n = max(d["model"]["vocab"].values()) + 1
+    eot = d["model"]["vocab"]["<|endoftext|>"]
+    d["added_tokens"] += [
+        added(n, "hello", single_word=True),
+        added(n + 1, "<mask>", lstrip=True, rstrip=True, special=True),
+        added(n + 2, "[SEP]", lstrip=True, special=True),
+        added(n + 3, "world", normalized=True),
+        added(n + 4, "don't", normalized=True, single_word=True),
+        added(n + 5, "<|im_end|>", rstrip=True, special=True),
+    ]
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFC"},
+        {"type": "Replace", "pattern": {"String": "\r\n"}, "content": "\n"},
+        {"type": "Replace", "pattern": {"Regex": "[0-9]{5,}"}, "content": "#####"}]}
+    d["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    d["post_processor"] = {"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                    {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [eot], "tokens": ["<|endoftext|>"]}}}]}
+    save(d, "gpt2-flags")
+
+    # Split behaviours and invert, Digits, ByteLevel without its regex, merges as "a b" strings.
+    d = load("gpt2")
+    d["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[,.;:!?]"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[A-Z]+"}, "behavior": "Contiguous", "invert": True},
+        {"type": "Split", "pattern": {"Regex": "\\p{Han}"}, "behavior": "Isolated", "invert": False},
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    save(d, "gpt2-split")
+
+    # Metaspace with split, Digits grouped, unk without byte fallback and unfused, BOS+EOS,
+    # Metaspace / Strip / Replace(Regex) decoders.
+    d = load("mistral1")
+    d["model"]["byte_fallback"] = False
+    d["model"]["fuse_unk"] = False
+    d["normalizer"] = {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}]}
+    d["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"Regex": "<unk>"}, "content": "?"},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+        # per token, before Fuse (HF's Strip with stop > 0 panics on an empty string)
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        {"type": "Fuse"}]}
+    d["post_processor"] = {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+                                              "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}
+    save(d, "mistral1-split")
+    from tokenizers import Tokenizer
+    for name in ("gpt2-flags", "gpt2-split", "mistral1-split"):
+        Tokenizer.from_file(os.path.join(out, name + ".json"))   # HF must accept it as is
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -140,6 +223,7 @@ def main():
             tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                     for t in ("<|im_start|>", "<|im_end|>")])
         tok.save(os.path.join(out, name + ".json"))
+    variants(out)
     shutil.copyfile(os.path.join(td, "phi3/tokenizer.json"), os.path.join(out, "phi3.json"))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The oracle for tests/tokenizer: generates the test corpus and writes what HF `tokenizers`
+"""The oracle for tests/tokenizer: generates the test corpus (N short strings + 300 long ones) and writes what HF `tokenizers`
 makes of it, for the C test to compare against.
 
 usage: hf_oracle.py corpus OUT.jsonl [N]        write N (default 20000) generated strings
@@ -32,6 +32,9 @@ FRAGMENTS = [
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>",
     "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>", "<|eot_id", "<<s>>", "<unk>",
     "▁", "▁▁hello", "<0x41>", "<|reserved_special_token_5|>", " <|end|> ", "[control_8]",
+    # added-token flags (tests' variants): single_word, lstrip/rstrip, normalized
+    "hello", "sayhello", "hello_x", "hello!", " <mask> ", "a  <mask>b", "x\t[SEP] y", "world", "worldwide",
+    "don't stop", "idon't", "<|im_end|>\n\n", "12345678 and 1234",
     # misc
     "Hello world", " Hello World!", "3.14159", "1,000,000", "$5.99", "100%", "e-mail@example.com",
     "https://example.com/a?b=c&d=e", "¡Hola!", "½ ¼ ¾", "№ ™ © ®", "\u00a0nbsp\u00a0", "\u3000全角",
@@ -105,7 +108,11 @@ def make_corpus(n):
             k = rng.randint(0, len(s))
             s = s[:k] + rng.choice(["<s>", "</s>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "[INST]", "<|end|>"]) + s[k:]
         out.append(s)
-    return out[:n]
+    out = out[:n]
+    # Long documents (SentencePiece-style pipelines give BPE whole paragraphs as one word).
+    for _ in range(300):
+        out.append("".join(fragment(rng) + rng.choice(WHITESPACE + [" "] * 10) for _ in range(rng.randint(20, 60))))
+    return out
 
 
 def byte_offsets(s, offsets):
