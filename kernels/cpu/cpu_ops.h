@@ -1,6 +1,71 @@
 // kernels/cpu/cpu_ops.h — the CPU implementations of the op table, one file per op.
+// On the CPU the activation dtype is f32, so every "act" pointer of backend.h is a float *.
 #pragma once
 #include "../backend.h"
 
 // Fills every op pointer of be with its CPU implementation.
 void cpu_ops_install(backend *be);
+
+// C (M, N) = beta·C + alpha·A·B in f32, blocked and packed, OpenMP over output tiles.
+// Element (i, k) of A is a[i*a_rs + k*a_cs] and (k, j) of B is b[k*b_rs + j*b_cs], so either
+// operand can be read transposed in place; C is row-major with leading dimension ldc.
+// beta is 0 (C is overwritten and never read) or 1 (accumulate).  Every element of C is summed
+// by one thread in a fixed order over k: the result does not depend on the thread count.
+void cpu_gemm(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+              const float *b, long b_rs, long b_cs, float beta, float *c, long ldc);
+// The same with a chosen micro-kernel, for tests: 0 = best available, 1 = portable 6×8,
+// 2 = AVX2+FMA 6×16, 3 = AVX-512 6×32 (each falls back to the next simpler one the CPU has).
+void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const float *a,
+                   long a_rs, long a_cs, const float *b, long b_rs, long b_cs, float beta,
+                   float *c, long ldc);
+// The same on one thread, for small tiles inside parallel code (attention): the packed panels
+// go to scratch, which holds cpu_gemm_serial_scratch(M, N, K) floats.
+size_t cpu_gemm_serial_scratch(int M, int N, int K);
+void cpu_gemm_serial(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+                     const float *b, long b_rs, long b_cs, float beta, float *c, long ldc,
+                     float *scratch);
+
+// The ops, one file each (see backend.h for the contract of each).
+void cpu_cast_f32_to_act(backend *be, void *dst, const float *src, size_t n);
+void cpu_cast_act_to_f32(backend *be, float *dst, const void *src, size_t n);
+void cpu_embedding_forward(backend *be, void *out, const int32_t *ids, const void *table, int N,
+                           int C);
+void cpu_embedding_backward(backend *be, float *dtable, const void *dout, const int32_t *ids,
+                            int N, int C, int V);
+void cpu_rmsnorm_forward(backend *be, void *out, float *rstd, const void *x, const void *w, int N,
+                         int C, float eps);
+void cpu_rmsnorm_backward(backend *be, void *dx, float *dw, const void *dout, const void *x,
+                          const void *w, const float *rstd, int N, int C);
+void cpu_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias,
+                        int N, int IC, int OC, float scale, int accumulate);
+void cpu_linear_backward(backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+                         const void *inp, const void *w, int N, int IC, int OC, float scale,
+                         int accumulate);
+void cpu_rope_forward(backend *be, void *x, const int32_t *pos, const rope_table *rope, int N,
+                      int n_heads);
+void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_table *rope, int N,
+                       int n_heads);
+void cpu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k,
+                           const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                           int n_heads, int n_kv_heads, int hd, float scale);
+void cpu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout,
+                            const void *out, const float *lse, const void *q, const void *k,
+                            const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                            int n_heads, int n_kv_heads, int hd, float scale);
+void cpu_swiglu_forward(backend *be, void *out, const void *gate, const void *up, size_t n);
+void cpu_swiglu_backward(backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                         const void *up, size_t n);
+void cpu_add(backend *be, void *out, const void *a, const void *b, size_t n);
+void cpu_dropout_forward(backend *be, void *out, const void *inp, size_t n, float p,
+                         uint64_t seed);
+void cpu_dropout_backward(backend *be, void *dinp, const void *dout, size_t n, float p,
+                          uint64_t seed);
+void cpu_lm_head_loss(backend *be, float *losses, void *dh, float *dw, const void *h,
+                      const void *w, const int32_t *targets, int N, int C, int V,
+                      float grad_scale);
+void cpu_adamw_update(backend *be, float *param, void *param_act, const float *grad, float *m,
+                      float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                      float weight_decay, int step, float grad_scale);
+void cpu_sum_squares(backend *be, float *out, const float *x, size_t n);
+void cpu_scale_f32(backend *be, float *x, float s, size_t n);
+int cpu_has_nonfinite(backend *be, const float *x, size_t n);

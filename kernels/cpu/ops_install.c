@@ -2,5 +2,26 @@
 #include "cpu_ops.h"
 
 void cpu_ops_install(backend *be) {
-    (void)be;  // filled as ops land (see backend.h for the table)
+    be->cast_f32_to_act = cpu_cast_f32_to_act;
+    be->cast_act_to_f32 = cpu_cast_act_to_f32;
+    be->embedding_forward = cpu_embedding_forward;
+    be->embedding_backward = cpu_embedding_backward;
+    be->rmsnorm_forward = cpu_rmsnorm_forward;
+    be->rmsnorm_backward = cpu_rmsnorm_backward;
+    be->linear_forward = cpu_linear_forward;
+    be->linear_backward = cpu_linear_backward;
+    be->rope_forward = cpu_rope_forward;
+    be->rope_backward = cpu_rope_backward;
+    be->attention_forward = cpu_attention_forward;
+    be->attention_backward = cpu_attention_backward;
+    be->swiglu_forward = cpu_swiglu_forward;
+    be->swiglu_backward = cpu_swiglu_backward;
+    be->add = cpu_add;
+    be->dropout_forward = cpu_dropout_forward;
+    be->dropout_backward = cpu_dropout_backward;
+    be->lm_head_loss = cpu_lm_head_loss;
+    be->adamw_update = cpu_adamw_update;
+    be->sum_squares = cpu_sum_squares;
+    be->scale_f32 = cpu_scale_f32;
+    be->has_nonfinite = cpu_has_nonfinite;
 }

@@ -1,0 +1,187 @@
+// data/fileio.c — see fileio.h.
+#include "fileio.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fileio_read_all(const char *path, char **data, size_t *len, char *err, size_t errlen) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    int bad = !buf || ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return -1;
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int fileio_fsync_path(const char *path, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    if (fsync(fd) != 0 && errno != EINVAL) {  // some file systems refuse fsync on directories
+        snprintf(err, errlen, "%s: fsync: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static void parent_dir(const char *path, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash) snprintf(out, n, ".");
+    else if (slash == out) out[1] = 0;
+    else *slash = 0;
+}
+
+int fileio_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            snprintf(err, errlen, "%s: write: %s%s", tmp, strerror(errno), errno == ENOSPC ? " (the disk is full)" : "");
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    if (close(fd) != 0) { snprintf(err, errlen, "%s: close: %s", tmp, strerror(errno)); unlink(tmp); return -1; }
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: rename: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    char dir[4096];
+    parent_dir(path, dir, sizeof dir);
+    return fileio_fsync_path(dir, err, errlen);
+}
+
+int fileio_mkdir_p(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: exists and is not a directory", buf); return -1; }
+    return 0;
+}
+
+int fileio_remove_tree(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char child[4096];
+            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            if (fileio_remove_tree(child, err, errlen)) { closedir(d); return -1; }
+        }
+        closedir(d);
+        if (rmdir(path) != 0) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+        return 0;
+    }
+    if (unlink(path) != 0) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    return 0;
+}
+
+int fileio_is_empty_or_absent(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT;
+    if (!S_ISDIR(st.st_mode)) return 0;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    struct dirent *e;
+    int empty = 1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
+    closedir(d);
+    return empty;
+}
+
+int fileio_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int fileio_sha256_file(const char *path, char hex[65], char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        snprintf(err, errlen, "OpenSSL: cannot start SHA-256");
+        EVP_MD_CTX_free(ctx);
+        fclose(f);
+        return -1;
+    }
+    static __thread unsigned char buf[1 << 20];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (EVP_DigestUpdate(ctx, buf, n) != 1) break;
+    int bad = ferror(f);
+    fclose(f);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (bad || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+        snprintf(err, errlen, "%s: cannot hash: %s", path, bad ? "read error" : "OpenSSL failure");
+        EVP_MD_CTX_free(ctx);
+        return -1;
+    }
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+int fileio_copy_file(const char *src, const char *dst, char *err, size_t errlen) {
+    char *data;
+    size_t len;
+    if (fileio_read_all(src, &data, &len, err, errlen)) return -1;
+    int rc = fileio_write_atomic(dst, data, len, err, errlen);
+    free(data);
+    return rc;
+}

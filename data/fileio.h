@@ -1,0 +1,20 @@
+// data/fileio.h — file-system helpers every stage shares: whole-file reads, atomic writes
+// (temporary name, fsync, rename, fsync of the directory), directories, SHA-256 of files.
+// All return 0 on success and -1 with a message naming the path in err.
+#pragma once
+#include <stddef.h>
+
+// Reads a whole file; *data is malloc'ed and NUL-terminated (length in *len).
+int fileio_read_all(const char *path, char **data, size_t *len, char *err, size_t errlen);
+// Writes path atomically: path.tmp.PID, fsync, rename over path, fsync of the directory.
+int fileio_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+int fileio_fsync_path(const char *path, char *err, size_t errlen);   // a file or directory
+int fileio_mkdir_p(const char *path, char *err, size_t errlen);
+int fileio_remove_tree(const char *path, char *err, size_t errlen);
+// 1 when path does not exist or is an empty directory, 0 when it has entries or is a file.
+int fileio_is_empty_or_absent(const char *path);
+int fileio_exists(const char *path);
+// Lowercase hex SHA-256 of a file's bytes into hex[65].
+int fileio_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
+// Copies a file (atomically at dst).
+int fileio_copy_file(const char *src, const char *dst, char *err, size_t errlen);

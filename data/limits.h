@@ -1,0 +1,24 @@
+// data/limits.h — what Bedrock accepts from a customization job's training data, per base model:
+// record counts, tokens per record, record formats, Nova's reserved words. Each row names the
+// Bedrock model id it covers, the documentation page and the date the figures were taken.
+// A figure the documentation did not give is -1 (unknown), never a guess.
+#pragma once
+#include "record.h"
+
+typedef struct {
+    const char *id;            // Bedrock base model id, e.g. "meta.llama3-1-8b-instruct-v1:0"
+    const char *name;          // "Meta Llama 3.1 8B Instruct"
+    unsigned formats;          // bit (1u << record_format) for each format Bedrock's job takes
+    long min_records;          // training records, -1 unknown
+    long max_records;
+    long max_tokens;           // tokens per record (prompt + completion), -1 unknown
+    int reserved_words;        // 1: Nova's reserved words are refused in user and system text
+    const char *source;        // documentation page the figures come from
+    const char *date;          // when they were taken (YYYY-MM-DD)
+} base_model_limits;
+
+// Exact id, or the id with a customization suffix such as ":128k". NULL when not in the table.
+const base_model_limits *limits_find(const char *id);
+const base_model_limits *limits_table(int *n);
+// Nova's reserved words, NULL-terminated.
+extern const char *const limits_reserved_words[];

@@ -1,0 +1,60 @@
+// kernels/cpu/rmsnorm.c — RMSNorm: out = x · rstd · w with rstd = 1/sqrt(mean(x²) + eps).
+#include "cpu_ops.h"
+#include <math.h>
+
+void cpu_rmsnorm_forward(backend *be, void *out_, float *rstd, const void *x_, const void *w_,
+                         int N, int C, float eps) {
+    (void)be;
+    float *out = out_;
+    const float *x = x_, *w = w_;
+#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (size_t)i * C;
+        float *oi = out + (size_t)i * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)xi[c] * xi[c];
+        // As HF: variance in f32, then x * rsqrt(variance + eps), then weight * that.
+        float var = (float)(ss / C);
+        float r = 1.0f / sqrtf(var + eps);
+        rstd[i] = r;
+        for (int c = 0; c < C; c++) oi[c] = w[c] * (xi[c] * r);
+    }
+}
+
+// y_c = x_c r w_c with r = (Σx²/C + eps)^-½, so
+//   dx_c = r w_c g_c − x_c r³/C · Σ_k g_k w_k x_k,   dw_c = Σ_rows g_c x_c r.
+// dx rows are independent (parallel over rows); dw is summed by column blocks, rows in order,
+// so it is deterministic.
+void cpu_rmsnorm_backward(backend *be, void *dx_, float *dw, const void *dout_, const void *x_,
+                          const void *w_, const float *rstd, int N, int C) {
+    (void)be;
+    float *dx = dx_;
+    const float *dout = dout_, *x = x_, *w = w_;
+    if (dx) {
+#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
+        for (int i = 0; i < N; i++) {
+            const float *xi = x + (size_t)i * C, *gi = dout + (size_t)i * C;
+            float *dxi = dx + (size_t)i * C;
+            float r = rstd[i];
+            double dot = 0;
+            for (int c = 0; c < C; c++) dot += (double)gi[c] * w[c] * xi[c];
+            float k = (float)(dot * r * r * r / C);
+            for (int c = 0; c < C; c++) dxi[c] += r * w[c] * gi[c] - k * xi[c];
+        }
+    }
+    if (dw) {
+        enum { CB = 64 };
+        int nblocks = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if ((long)N * C > 16384)
+        for (int cb = 0; cb < nblocks; cb++) {
+            int c0 = cb * CB, c1 = c0 + CB < C ? c0 + CB : C;
+            float acc[CB] = {0};
+            for (int i = 0; i < N; i++) {
+                const float *xi = x + (size_t)i * C, *gi = dout + (size_t)i * C;
+                float r = rstd[i];
+                for (int c = c0; c < c1; c++) acc[c - c0] += gi[c] * xi[c] * r;
+            }
+            for (int c = c0; c < c1; c++) dw[c] += acc[c - c0];
+        }
+    }
+}

@@ -1,0 +1,44 @@
+// kernels/cpu/rope.c — rotary position embedding, HF rotate-half layout: element i of a head
+// pairs with i + hd/2.  Angles as HF computes them: freq = (float)pos · inv_freq in f32, then
+// cos and sin of that f32 value, times attention_scaling.
+#include "cpu_ops.h"
+#include <math.h>
+
+enum { ROPE_MAX_HALF = 512 };  // head_dim ≤ 1024
+
+// sign +1 rotates by +θ (forward), −1 by −θ (the transpose, for gradients).
+static void rope_apply(float *x, const int32_t *pos, const rope_table *rope, int N, int n_heads,
+                       float sign) {
+    int hd = rope->head_dim, half = hd / 2;
+    if (half > ROPE_MAX_HALF || half <= 0) return;
+#pragma omp parallel for schedule(static) if ((long)N * n_heads * hd > 16384)
+    for (int i = 0; i < N; i++) {
+        float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+        float p = (float)pos[i];
+        for (int d = 0; d < half; d++) {
+            float f = p * rope->inv_freq[d];
+            cs[d] = (float)cos((double)f) * rope->attention_scaling;
+            sn[d] = sign * ((float)sin((double)f) * rope->attention_scaling);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *xh = x + ((size_t)i * n_heads + h) * hd;
+            for (int d = 0; d < half; d++) {
+                float a = xh[d], b = xh[d + half];
+                xh[d] = a * cs[d] - b * sn[d];
+                xh[d + half] = b * cs[d] + a * sn[d];
+            }
+        }
+    }
+}
+
+void cpu_rope_forward(backend *be, void *x, const int32_t *pos, const rope_table *rope, int N,
+                      int n_heads) {
+    (void)be;
+    rope_apply(x, pos, rope, N, n_heads, 1.0f);
+}
+
+void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_table *rope, int N,
+                       int n_heads) {
+    (void)be;
+    rope_apply(dx, pos, rope, N, n_heads, -1.0f);
+}

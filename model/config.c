@@ -1,0 +1,460 @@
+// model/config.c — see config.h. Defaults are those of transformers' LlamaConfig,
+// MistralConfig and Qwen2Config for keys a config.json leaves out.
+#include "config.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUPPORTED_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"
+
+static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (err && errlen) snprintf(err, errlen, "%s: error: %s", src, msg);
+    return -1;
+}
+
+// Reads an integer-valued key. 1 = found, 0 = absent or null, -1 = wrong type (message set).
+static int get_int(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
+        return fail(err, errlen, src, "\"%s\" must be an integer", key);
+    *out = (int)v->valuedouble;
+    return 1;
+}
+
+// A number that fits a float (every such setting is stored as one).
+static int get_double(const cJSON *o, const char *key, double *out, const char *src, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fail(err, errlen, src, "\"%s\" must be a number", key);
+    if (fabs(v->valuedouble) > 1e30) return fail(err, errlen, src, "\"%s\" is %g; implausibly large", key, v->valuedouble);
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int get_bool(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) return fail(err, errlen, src, "\"%s\" must be true or false", key);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return 1;
+}
+
+// A required positive integer.
+static int need_pos_int(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
+    int r = get_int(o, key, out, src, err, errlen);
+    if (r < 0) return -1;
+    if (r == 0) return fail(err, errlen, src, "\"%s\" is missing; a Llama-family config.json needs it", key);
+    if (*out <= 0) return fail(err, errlen, src, "\"%s\" is %d; it must be positive", key, *out);
+    return 0;
+}
+
+// eos_token_id / bos_token_id: an int, a list of ints (the first is kept) or null.
+static int get_token_id(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsArray(v)) {
+        v = cJSON_GetArrayItem(v, 0);
+        if (!v) return 0;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+        v->valuedouble > 2147483647.0)
+        return fail(err, errlen, src, "\"%s\" must be a token id or a list of token ids", key);
+    *out = (int)v->valuedouble;
+    return 1;
+}
+
+// rope_scaling (legacy key) or rope_parameters (transformers 5): type, factor and llama3 fields.
+static int parse_rope(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
+    double theta = 10000.0;
+    if (get_double(root, "rope_theta", &theta, src, err, errlen) < 0) return -1;
+    cfg->rope_scaling = ROPE_SCALING_NONE;
+    cfg->rope_factor = 1.0f;
+    cfg->rope_low_freq_factor = 0.0f;
+    cfg->rope_high_freq_factor = 0.0f;
+    cfg->rope_original_max_position = 0;
+
+    // transformers gives rope_scaling priority over rope_parameters.
+    const char *rkey = "rope_scaling";
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, rkey);
+    if (!rs || cJSON_IsNull(rs) || (cJSON_IsObject(rs) && !rs->child)) {
+        rkey = "rope_parameters";
+        rs = cJSON_GetObjectItemCaseSensitive(root, rkey);
+    }
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs)) return fail(err, errlen, src, "\"%s\" must be an object or null", rkey);
+        if (get_double(rs, "rope_theta", &theta, src, err, errlen) < 0) return -1;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!t || cJSON_IsNull(t)) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        const char *type = "default";
+        if (t && !cJSON_IsNull(t)) {
+            if (!cJSON_IsString(t)) return fail(err, errlen, src, "\"%s.rope_type\" must be a string", rkey);
+            type = t->valuestring;
+        }
+        double prf = 1.0;
+        if (get_double(rs, "partial_rotary_factor", &prf, src, err, errlen) < 0) return -1;
+        if (prf != 1.0)
+            return fail(err, errlen, src, "partial_rotary_factor %g is not supported; quarry rotates the whole head (1.0)", prf);
+        if (!strcmp(type, "default")) {
+            cfg->rope_scaling = ROPE_SCALING_NONE;
+        } else if (!strcmp(type, "linear") || !strcmp(type, "llama3")) {
+            double factor = 1;
+            int r = get_double(rs, "factor", &factor, src, err, errlen);
+            if (r < 0) return -1;
+            if (r == 0) return fail(err, errlen, src, "\"%s\" of type %s needs \"factor\"", rkey, type);
+            if (!(factor >= 1.0))
+                return fail(err, errlen, src, "\"%s.factor\" is %g; it must be at least 1", rkey, factor);
+            cfg->rope_factor = (float)factor;
+            cfg->rope_scaling = ROPE_SCALING_LINEAR;
+            if (!strcmp(type, "llama3")) {
+                double lo = 0, hi = 0;
+                int omp = cfg->max_position_embeddings;
+                int a = get_double(rs, "low_freq_factor", &lo, src, err, errlen);
+                if (a < 0) return -1;
+                int b = get_double(rs, "high_freq_factor", &hi, src, err, errlen);
+                if (b < 0) return -1;
+                if (!a || !b)
+                    return fail(err, errlen, src, "\"%s\" of type llama3 needs \"low_freq_factor\" and \"high_freq_factor\"", rkey);
+                if (get_int(rs, "original_max_position_embeddings", &omp, src, err, errlen) < 0) return -1;
+                if (!(lo > 0) || !(hi > lo))
+                    return fail(err, errlen, src, "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor (got %g, %g)", lo, hi);
+                if (omp <= 0)
+                    return fail(err, errlen, src, "\"original_max_position_embeddings\" must be positive");
+                cfg->rope_scaling = ROPE_SCALING_LLAMA3;
+                cfg->rope_low_freq_factor = (float)lo;
+                cfg->rope_high_freq_factor = (float)hi;
+                cfg->rope_original_max_position = omp;
+            }
+        } else {
+            return fail(err, errlen, src,
+                        "rope scaling type \"%s\" is not supported; supported: none (default), linear, llama3", type);
+        }
+    }
+    if (!(theta > 0)) return fail(err, errlen, src, "\"rope_theta\" is %g; it must be positive", theta);
+    cfg->rope_theta = (float)theta;
+    return 0;
+}
+
+int model_config_parse(model_config *cfg, const char *json, const char *src, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    if (!src) src = "config.json";
+    // Control bytes are invalid JSON anywhere (cJSON would skip them as whitespace).
+    for (const unsigned char *c = (const unsigned char *)json; *c; c++)
+        if (*c < 0x20 && *c != '\t' && *c != '\n' && *c != '\r')
+            return fail(err, errlen, src, "not valid JSON (control byte 0x%02x at byte %ld)", *c,
+                        (long)((const char *)c - json));
+    const char *p = json;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p != '{') return fail(err, errlen, src, "the top level must be a JSON object");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(p, &end, 0);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        long off = at && at >= json ? (long)(at - json) : -1;
+        return fail(err, errlen, src, "not valid JSON (near byte %ld)", off);
+    }
+    for (; end && *end; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
+            cJSON_Delete(root);
+            return fail(err, errlen, src, "not valid JSON (text after the object at byte %ld)", (long)(end - json));
+        }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        fail(err, errlen, src, "the top level must be a JSON object");
+        goto done;
+    }
+
+    // Python's json keeps the last of repeated keys and cJSON the first: refuse the ambiguity.
+    for (const cJSON *a = root->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (a->string && b->string && !strcmp(a->string, b->string)) {
+                fail(err, errlen, src, "key \"%s\" appears twice", a->string);
+                goto done;
+            }
+
+    // Architecture: architectures[0], else model_type.
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const char *arch = NULL;
+    if (cJSON_IsArray(archs) && cJSON_GetArraySize(archs) > 0) {
+        if (cJSON_GetArraySize(archs) > 1) {
+            fail(err, errlen, src, "\"architectures\" lists %d classes; quarry needs exactly one of %s",
+                 cJSON_GetArraySize(archs), SUPPORTED_ARCHS);
+            goto done;
+        }
+        const cJSON *a0 = cJSON_GetArrayItem(archs, 0);
+        if (!cJSON_IsString(a0)) {
+            fail(err, errlen, src, "\"architectures\" must hold strings");
+            goto done;
+        }
+        arch = a0->valuestring;
+    } else if (archs && !cJSON_IsNull(archs) && !cJSON_IsArray(archs)) {
+        fail(err, errlen, src, "\"architectures\" must be a list");
+        goto done;
+    } else if (cJSON_IsString(mt)) {
+        if (!strcmp(mt->valuestring, "llama")) arch = "LlamaForCausalLM";
+        else if (!strcmp(mt->valuestring, "mistral")) arch = "MistralForCausalLM";
+        else if (!strcmp(mt->valuestring, "qwen2")) arch = "Qwen2ForCausalLM";
+        else {
+            fail(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2 (%s)",
+                 mt->valuestring, SUPPORTED_ARCHS);
+            goto done;
+        }
+    } else {
+        fail(err, errlen, src, "neither \"architectures\" nor \"model_type\" is given; expected one of %s",
+             SUPPORTED_ARCHS);
+        goto done;
+    }
+    if (!strcmp(arch, "LlamaForCausalLM")) cfg->arch = ARCH_LLAMA;
+    else if (!strcmp(arch, "MistralForCausalLM")) cfg->arch = ARCH_MISTRAL;
+    else if (!strcmp(arch, "Qwen2ForCausalLM")) cfg->arch = ARCH_QWEN2;
+    else {
+        fail(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
+        goto done;
+    }
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
+
+    if (need_pos_int(root, "vocab_size", &cfg->vocab_size, src, err, errlen) ||
+        need_pos_int(root, "hidden_size", &cfg->hidden_size, src, err, errlen) ||
+        need_pos_int(root, "intermediate_size", &cfg->intermediate_size, src, err, errlen) ||
+        need_pos_int(root, "num_hidden_layers", &cfg->num_layers, src, err, errlen) ||
+        need_pos_int(root, "num_attention_heads", &cfg->num_heads, src, err, errlen))
+        goto done;
+
+    int r = get_int(root, "num_key_value_heads", &cfg->num_kv_heads, src, err, errlen);
+    if (r < 0) goto done;
+    if (r == 0) cfg->num_kv_heads = cfg->arch == ARCH_MISTRAL ? 8 : cfg->num_heads;
+    if (cfg->num_kv_heads <= 0 || cfg->num_heads % cfg->num_kv_heads) {
+        fail(err, errlen, src, "num_key_value_heads (%d) must be positive and divide num_attention_heads (%d)",
+             cfg->num_kv_heads, cfg->num_heads);
+        goto done;
+    }
+    r = get_int(root, "head_dim", &cfg->head_dim, src, err, errlen);
+    if (r < 0) goto done;
+    if (r == 0) {
+        if (cfg->hidden_size % cfg->num_heads) {
+            fail(err, errlen, src, "hidden_size (%d) is not a multiple of num_attention_heads (%d) and no head_dim is given",
+                 cfg->hidden_size, cfg->num_heads);
+            goto done;
+        }
+        cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+    }
+    if (cfg->head_dim <= 0 || cfg->head_dim % 2) {
+        fail(err, errlen, src, "head_dim %d must be positive and even (RoPE rotates pairs)", cfg->head_dim);
+        goto done;
+    }
+    // Dimensions whose products must fit the int64 element counts used downstream.
+    if ((long long)cfg->vocab_size * cfg->hidden_size > (1LL << 40) ||
+        (long long)cfg->num_heads * cfg->head_dim * (long long)cfg->hidden_size > (1LL << 40) ||
+        (long long)cfg->intermediate_size * cfg->hidden_size > (1LL << 40) || cfg->num_layers > 100000) {
+        fail(err, errlen, src, "dimensions are implausibly large (vocab_size %d, hidden_size %d, intermediate_size %d)",
+             cfg->vocab_size, cfg->hidden_size, cfg->intermediate_size);
+        goto done;
+    }
+
+    cfg->max_position_embeddings = cfg->arch == ARCH_LLAMA ? 2048 : cfg->arch == ARCH_MISTRAL ? 4096 * 32 : 32768;
+    if (get_int(root, "max_position_embeddings", &cfg->max_position_embeddings, src, err, errlen) < 0) goto done;
+    if (cfg->max_position_embeddings <= 0) {
+        fail(err, errlen, src, "max_position_embeddings must be positive");
+        goto done;
+    }
+
+    double eps = 1e-6;
+    if (get_double(root, "rms_norm_eps", &eps, src, err, errlen) < 0) goto done;
+    if (!((float)eps > 0)) {
+        fail(err, errlen, src, "rms_norm_eps %g must be positive", eps);
+        goto done;
+    }
+    cfg->rms_norm_eps = (float)eps;
+
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (!act) act = cJSON_GetObjectItemCaseSensitive(root, "hidden_activation");
+    if (act && !cJSON_IsNull(act) && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu"))) {
+        fail(err, errlen, src, "hidden_act \"%s\" is not supported; supported: silu (SwiGLU MLP)",
+             cJSON_IsString(act) ? act->valuestring : "(not a string)");
+        goto done;
+    }
+
+    if (parse_rope(cfg, root, src, err, errlen)) goto done;
+
+    cfg->tie_word_embeddings = 0;
+    if (get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err, errlen) < 0) goto done;
+
+    cfg->attention_bias = cfg->arch == ARCH_QWEN2;
+    if (cfg->arch == ARCH_LLAMA && get_bool(root, "attention_bias", &cfg->attention_bias, src, err, errlen) < 0)
+        goto done;
+    cfg->mlp_bias = 0;
+    if (get_bool(root, "mlp_bias", &cfg->mlp_bias, src, err, errlen) < 0) goto done;
+    if (cfg->mlp_bias) {
+        fail(err, errlen, src, "mlp_bias true is not supported (no supported model uses MLP biases); supported: false");
+        goto done;
+    }
+    double adrop = 0;
+    if (get_double(root, "attention_dropout", &adrop, src, err, errlen) < 0) goto done;
+    if (adrop != 0) {
+        fail(err, errlen, src, "attention_dropout %g is not supported; supported: 0.0", adrop);
+        goto done;
+    }
+
+    cfg->sliding_window = 0;
+    if (cfg->arch == ARCH_MISTRAL) {
+        // MistralConfig's default is 4096 when the key is absent; null means full attention.
+        const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+        if (!sw) cfg->sliding_window = 4096;
+        else if (get_int(root, "sliding_window", &cfg->sliding_window, src, err, errlen) < 0) goto done;
+        if (cfg->sliding_window < 0) {
+            fail(err, errlen, src, "sliding_window must be positive or null");
+            goto done;
+        }
+    } else if (cfg->arch == ARCH_QWEN2) {
+        int usw = 0;
+        if (get_bool(root, "use_sliding_window", &usw, src, err, errlen) < 0) goto done;
+        if (usw) {
+            fail(err, errlen, src, "use_sliding_window true is not supported for Qwen2 (per-layer windows); supported: false");
+            goto done;
+        }
+    }
+
+    cfg->bos_token_id = cfg->arch == ARCH_QWEN2 ? -1 : 1;
+    cfg->eos_token_id = cfg->arch == ARCH_QWEN2 ? -1 : 2;
+    if (cJSON_GetObjectItemCaseSensitive(root, "bos_token_id")) cfg->bos_token_id = -1;
+    if (cJSON_GetObjectItemCaseSensitive(root, "eos_token_id")) cfg->eos_token_id = -1;
+    if (get_token_id(root, "bos_token_id", &cfg->bos_token_id, src, err, errlen) < 0 ||
+        get_token_id(root, "eos_token_id", &cfg->eos_token_id, src, err, errlen) < 0)
+        goto done;
+
+    // transformers 5 writes "dtype"; older versions "torch_dtype".
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!dt || cJSON_IsNull(dt)) dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "float32");
+    if (dt && !cJSON_IsNull(dt)) {
+        if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "bfloat16") && strcmp(dt->valuestring, "float16") &&
+                                    strcmp(dt->valuestring, "float32"))) {
+            fail(err, errlen, src, "torch_dtype \"%s\" is not supported; supported: bfloat16, float16, float32",
+                 cJSON_IsString(dt) ? dt->valuestring : "(not a string)");
+            goto done;
+        }
+        snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dt->valuestring);
+    }
+
+    double ir = 0.02;
+    if (get_double(root, "initializer_range", &ir, src, err, errlen) < 0) goto done;
+    if (!(ir >= 0 && ir <= 1)) {
+        fail(err, errlen, src, "initializer_range %g must lie in [0, 1]", ir);
+        goto done;
+    }
+    cfg->initializer_range = (float)ir;
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int model_config_load(model_config *cfg, const char *path, char *err, size_t errlen) {
+    char file[4096];
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) snprintf(file, sizeof file, "%s", path);
+    else snprintf(file, sizeof file, "%s/config.json", path);
+    FILE *f = fopen(file, "rb");
+    if (!f) return fail(err, errlen, file, "cannot open: %s", strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 16384;
+            if (cap > (64u << 20)) {
+                fclose(f);
+                free(buf);
+                return fail(err, errlen, file, "larger than 64 MiB; not a config.json");
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                fclose(f);
+                free(buf);
+                return fail(err, errlen, file, "out of memory");
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(buf);
+        return fail(err, errlen, file, "read error");
+    }
+    buf[len] = 0;
+    int rc = model_config_parse(cfg, buf, file, err, errlen);
+    free(buf);
+    return rc;
+}
+
+// The same float32 operations, in the same order, as transformers' _compute_default_rope_parameters
+// / _compute_linear_scaling_rope_parameters / _compute_llama3_parameters under torch on CPU:
+//   inv_freq = 1.0 / (base ** (arange(0, dim, 2).float() / dim))    (torch: reciprocal(pow) * 1.0)
+// Python scalars meet float32 tensors as float32. The power is rounded once from double.
+void model_config_rope_inv_freq(const model_config *cfg, float *inv_freq) {
+    const int half = cfg->head_dim / 2;
+    const float dim = (float)cfg->head_dim;
+    const float base = cfg->rope_theta;
+    for (int i = 0; i < half; i++) {
+        volatile float e = (float)(2 * i) / dim;
+        float p = (float)pow((double)base, (double)e);
+        volatile float inv = 1.0f / p;
+        inv_freq[i] = inv;
+    }
+    if (cfg->rope_scaling == ROPE_SCALING_LINEAR) {
+        for (int i = 0; i < half; i++) inv_freq[i] = inv_freq[i] / cfg->rope_factor;
+    } else if (cfg->rope_scaling == ROPE_SCALING_LLAMA3) {
+        const float factor = cfg->rope_factor;
+        const float lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+        const double old_ctx = (double)cfg->rope_original_max_position;
+        // Python doubles, compared against float32 tensors after a cast to float32.
+        const float low_wavelen = (float)(old_ctx / (double)lo);
+        const float high_wavelen = (float)(old_ctx / (double)hi);
+        const float two_pi = (float)(2.0 * 3.14159265358979323846);
+        const float old_ctx_f = (float)old_ctx;
+        const float hi_minus_lo = (float)((double)hi - (double)lo);
+        for (int i = 0; i < half; i++) {
+            float inv = inv_freq[i];
+            volatile float recip = 1.0f / inv;
+            volatile float wavelen = recip * two_pi;
+            float inv_llama = wavelen > low_wavelen ? inv / factor : inv;
+            volatile float rw = 1.0f / wavelen;
+            volatile float t1 = rw * old_ctx_f;
+            volatile float t2 = t1 - lo;
+            volatile float smooth = t2 / hi_minus_lo;
+            volatile float one_minus = 1.0f - smooth;
+            volatile float a = one_minus * inv_llama;
+            volatile float a2 = a / factor;
+            volatile float b = smooth * inv_llama;
+            volatile float smoothed = a2 + b;
+            int medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            inv_freq[i] = medium ? smoothed : inv_llama;
+        }
+    }
+}
+
+size_t model_config_num_params(const model_config *cfg) {
+    const size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size, F = (size_t)cfg->intermediate_size;
+    const size_t q = (size_t)cfg->num_heads * cfg->head_dim, kv = (size_t)cfg->num_kv_heads * cfg->head_dim;
+    size_t layer = C * q + 2 * C * kv + q * C   // q, k, v, o
+                   + 3 * C * F                  // gate, up, down
+                   + 2 * C;                     // input and post-attention norms
+    if (cfg->attention_bias) layer += q + 2 * kv;
+    size_t n = V * C + (size_t)cfg->num_layers * layer + C;
+    if (!cfg->tie_word_embeddings) n += V * C;
+    return n;
+}

@@ -1,0 +1,987 @@
+// model/llama.c — the Llama-family decoder over the op table: no #ifdef, no device code;
+// every tensor operation goes through be->... (kernels/backend.h).
+#include "llama.h"
+#include "names.h"
+#include "safetensors.h"
+#include "../kernels/rng.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NORM_IN = 0, NORM_POST = 1 };
+
+// A linear layer y = x·Wᵀ (+ b) (+ scale·(dropout(x)·Aᵀ)·Bᵀ), W (out, in).
+typedef struct {
+    int in, out;
+    model_param *w, *b;          // b NULL without bias
+    model_param *la, *lb;        // LoRA A (r, in) and B (out, r), NULL without adapter
+} linear_layer;
+
+typedef struct {
+    model_param *norm[2];        // input_layernorm, post_attention_layernorm (C)
+    linear_layer lin[LORA_NUM_TARGETS];
+} layer_weights;
+
+// What one layer's forward keeps for its backward. With checkpointing every layer shares one
+// set, refilled by recomputing the layer from its input before its backward.
+typedef struct {
+    void *ln1, *q, *k, *v, *att, *mid, *ln2, *gate, *up, *act;   // act dtype
+    float *rstd1, *rstd2, *lse;
+    void *lora_h[LORA_NUM_TARGETS];                               // (N, r): dropout(x)·Aᵀ
+} layer_acts;
+
+typedef struct {
+    void *base;                  // NULL while only measuring
+    size_t off;
+} arena;
+
+struct model {
+    backend *be;                 // NULL for a model opened from a config only (planning)
+    dtype act_dtype;
+    model_config cfg;
+    char path[512];
+    st_set *st;                  // open from model_open until the weights are read
+
+    int has_lora;
+    lora_config lora;
+    float lora_s;
+
+    model_options opt;
+    model_memory plan;
+    int planned, allocated;
+
+    // Tensors: every parameter, base then adapters, and the trained subset.
+    model_param *params;
+    int nparams;
+    model_param **trained;
+    int ntrained;
+    model_param *embed, *final_norm, *lm_head;   // lm_head == embed when tied
+    layer_weights *layers;
+    float *inv_freq;             // f32 (hd/2) on the device
+    rope_table rope;
+
+    // The five allocations.
+    void *buf_weights, *buf_masters, *buf_grads, *buf_moments, *buf_acts;
+
+    // Activations.
+    int32_t *d_ids, *d_targets, *d_pos, *d_doc;  // i32 (N)
+    void **resid;                // L+1 of act (N, C): the input of each layer, then the last output
+    layer_acts *acts;            // L sets, or 1 with checkpointing / without training
+    void *lnf;                   // act (N, C)
+    float *rstdf;                // f32 (N)
+    float *losses;               // f32 (N)
+    void *logits_act;            // act (V)
+    float *logits_f32;           // f32 (V)
+    // Backward scratch.
+    void *dres, *dln, *dq, *dk, *dv, *datt, *dgate, *dup, *dact, *dlh;
+    void *xdrop, *dxdrop;        // act (N, max in) dropout(x) recomputed, and its gradient
+
+    // The last forward.
+    int fwd_B, fwd_T, fwd_train, fwd_ready;
+    int kv_per_layer;            // acts[l].k, .v distinct per layer (a KV cache for decoding)
+    float fwd_grad_scale;
+    uint64_t fwd_seed;
+    float *h_losses;             // host (N)
+
+    char error[512];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static void *arena_take(arena *a, size_t bytes) {
+    void *p = a->base ? (char *)a->base + a->off : NULL;
+    a->off += round64(bytes);
+    return p;
+}
+
+static size_t act_size(const model *m) { return dtype_size(m->act_dtype); }
+
+static void *act_row(const model *m, void *p, size_t row, size_t width) {
+    return (char *)p + row * width * act_size(m);
+}
+
+// HF name of a layer's linear weight: "model.layers.3.self_attn.q_proj".
+static void linear_module_name(char *buf, size_t n, int l, int t) {
+    const char *block = t <= LORA_O ? "self_attn" : "mlp";
+    snprintf(buf, n, "model.layers.%d.%s.%s", l, block, lora_target_name((lora_target)t));
+}
+
+static void linear_dims(const model_config *c, int t, int *in, int *out) {
+    int q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
+    switch (t) {
+    case LORA_Q: *in = c->hidden_size; *out = q; break;
+    case LORA_K:
+    case LORA_V: *in = c->hidden_size; *out = kv; break;
+    case LORA_O: *in = q; *out = c->hidden_size; break;
+    case LORA_GATE:
+    case LORA_UP: *in = c->hidden_size; *out = c->intermediate_size; break;
+    default: *in = c->intermediate_size; *out = c->hidden_size; break;
+    }
+}
+
+// Builds the tensor list from the config (and LoRA settings); pointers are set later.
+static int build_params(model *m, char *err, size_t errlen) {
+    const model_config *c = &m->cfg;
+    int L = c->num_layers;
+    int per_layer = 2 + LORA_NUM_TARGETS + (c->attention_bias ? 3 : 0) +
+                    (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
+    int cap = 3 + L * per_layer;
+    free(m->params);
+    free(m->layers);
+    free(m->trained);
+    m->params = calloc((size_t)cap, sizeof *m->params);
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->trained = calloc((size_t)cap, sizeof *m->trained);
+    if (!m->params || !m->layers || !m->trained) {
+        set_err(err, errlen, "out of host memory building the tensor list");
+        return -1;
+    }
+    m->nparams = 0;
+#define ADD(p, nd, d0, d1, ...)                                          \
+    do {                                                                 \
+        (p) = &m->params[m->nparams++];                                  \
+        snprintf((p)->name, sizeof (p)->name, __VA_ARGS__);              \
+        (p)->ndim = (nd);                                                \
+        (p)->shape[0] = (d0);                                            \
+        (p)->shape[1] = (nd) == 2 ? (d1) : 1;                            \
+        (p)->n = (size_t)(d0) * (size_t)((nd) == 2 ? (d1) : 1);          \
+        (p)->weight_decay = (nd) == 2;                                   \
+    } while (0)
+    ADD(m->embed, 2, c->vocab_size, c->hidden_size, "model.embed_tokens.weight");
+    char mod[96];
+    for (int l = 0; l < L; l++) {
+        layer_weights *lw = &m->layers[l];
+        ADD(lw->norm[NORM_IN], 1, c->hidden_size, 0, "model.layers.%d.input_layernorm.weight", l);
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            linear_layer *ll = &lw->lin[t];
+            linear_dims(c, t, &ll->in, &ll->out);
+            linear_module_name(mod, sizeof mod, l, t);
+            ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
+            if (c->attention_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
+            if (t == LORA_O)
+                ADD(lw->norm[NORM_POST], 1, c->hidden_size, 0,
+                    "model.layers.%d.post_attention_layernorm.weight", l);
+        }
+    }
+    ADD(m->final_norm, 1, c->hidden_size, 0, "model.norm.weight");
+    if (c->tie_word_embeddings)
+        m->lm_head = m->embed;
+    else
+        ADD(m->lm_head, 2, c->vocab_size, c->hidden_size, "lm_head.weight");
+    if (m->has_lora) {
+        int r = m->lora.rank;
+        for (int l = 0; l < L; l++)
+            for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+                if (!(m->lora.targets & (1u << t))) continue;
+                linear_layer *ll = &m->layers[l].lin[t];
+                linear_module_name(mod, sizeof mod, l, t);
+                ADD(ll->la, 2, r, ll->in, "base_model.model.%s.lora_A.weight", mod);
+                ADD(ll->lb, 2, ll->out, r, "base_model.model.%s.lora_B.weight", mod);
+            }
+    }
+#undef ADD
+    return 0;
+}
+
+static int is_base_param(const model *m, const model_param *p) {
+    return strncmp(p->name, "base_model.", 11) != 0 || !m->has_lora;
+}
+
+static model *model_new(const model_config *cfg, backend *be, dtype act, const char *source,
+                        char *err, size_t errlen) {
+    if (cfg->mlp_bias) {
+        set_err(err, errlen, "%s: mlp_bias is set; quarry supports Llama-family MLPs without biases", source);
+        return NULL;
+    }
+    if (cfg->num_kv_heads < 1 || cfg->num_heads % cfg->num_kv_heads != 0 || cfg->head_dim % 2 != 0) {
+        set_err(err, errlen, "%s: num_attention_heads %d must be a multiple of num_key_value_heads %d "
+                "and head_dim %d even", source, cfg->num_heads, cfg->num_kv_heads, cfg->head_dim);
+        return NULL;
+    }
+    model *m = calloc(1, sizeof *m);
+    if (!m) {
+        set_err(err, errlen, "out of host memory");
+        return NULL;
+    }
+    m->be = be;
+    m->act_dtype = act;
+    m->cfg = *cfg;
+    snprintf(m->path, sizeof m->path, "%s", source);
+    if (build_params(m, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
+    model_config cfg;
+    if (model_config_load(&cfg, dir, err, errlen) != 0) return NULL;
+    model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
+    if (!m) return NULL;
+    m->st = st_open(dir, err, errlen);
+    if (!m->st || model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+model *model_open_config(const model_config *cfg, dtype act, char *err, size_t errlen) {
+    return model_new(cfg, NULL, act, cfg->architecture, err, errlen);
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    backend *be = m->be;
+    void *bufs[] = {m->buf_weights, m->buf_masters, m->buf_grads, m->buf_moments, m->buf_acts};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i] && be) be->free(be, bufs[i]);
+    if (m->st) st_close(m->st);
+    free(m->params);
+    free(m->trained);
+    free(m->layers);
+    free(m->resid);
+    free(m->acts);
+    free(m->h_losses);
+    free(m);
+}
+
+const model_config *model_get_config(const model *m) { return &m->cfg; }
+const lora_config *model_get_lora(const model *m) { return m->has_lora ? &m->lora : NULL; }
+const char *model_error(const model *m) { return m->error; }
+
+int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen) {
+    if (m->allocated) {
+        set_err(err, errlen, "LoRA must be enabled before the model's memory is allocated");
+        return -1;
+    }
+    if (lora_config_check(lc, err, errlen) != 0) return -1;
+    m->lora = *lc;
+    m->has_lora = 1;
+    m->lora_s = lora_scale(lc);
+    m->planned = 0;
+    return build_params(m, err, errlen);
+}
+
+// Which tensors are trained under the mode.
+static void mark_trained(model *m) {
+    m->ntrained = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        model_param *p = &m->params[i];
+        int lora = !is_base_param(m, p);
+        p->trained = (m->opt.train == MODEL_TRAIN_FULL && !lora) ||
+                     (m->opt.train == MODEL_TRAIN_LORA && lora);
+        if (p->trained) m->trained[m->ntrained++] = p;
+    }
+}
+
+// Lays out the parameter buffers; with NULL bases only measures. Returns sizes via the arenas.
+static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
+    int shared = m->act_dtype == DTYPE_F32;
+    size_t as = act_size(m);
+    for (int i = 0; i < m->nparams; i++) {
+        model_param *p = &m->params[i];
+        if (p->trained) {
+            p->master = arena_take(ms, p->n * 4);
+            p->grad = arena_take(g, p->n * 4);
+            p->m = arena_take(mo, p->n * 4);
+            p->v = arena_take(mo, p->n * 4);
+            p->act = shared ? (void *)p->master : arena_take(w, p->n * as);
+        } else {
+            p->master = p->grad = p->m = p->v = NULL;
+            p->act = arena_take(w, p->n * as);
+        }
+    }
+    m->inv_freq = arena_take(w, (size_t)m->cfg.head_dim / 2 * 4);
+}
+
+static int max_lin_in(const model_config *c) {
+    int q = c->num_heads * c->head_dim;
+    int a = c->hidden_size > q ? c->hidden_size : q;
+    return a > c->intermediate_size ? a : c->intermediate_size;
+}
+
+static void layout_acts(model *m, arena *a) {
+    const model_config *c = &m->cfg;
+    size_t N = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len, as = act_size(m);
+    size_t C = (size_t)c->hidden_size, Q = (size_t)c->num_heads * (size_t)c->head_dim;
+    size_t K = (size_t)c->num_kv_heads * (size_t)c->head_dim, F = (size_t)c->intermediate_size;
+    size_t V = (size_t)c->vocab_size, r = m->has_lora ? (size_t)m->lora.rank : 0;
+    int train = m->opt.train != MODEL_TRAIN_NONE, L = c->num_layers;
+    int nsets = train && !m->opt.checkpoint ? L : 1;
+    // Without training each layer keeps its own k and v: the KV cache of greedy decoding.
+    m->kv_per_layer = !(train && m->opt.checkpoint);
+    m->d_ids = arena_take(a, N * 4);
+    m->d_targets = arena_take(a, N * 4);
+    m->d_pos = arena_take(a, N * 4);
+    m->d_doc = arena_take(a, N * 4);
+    for (int l = 0; l <= L; l++) m->resid[l] = arena_take(a, N * C * as);
+    for (int s = 0; s < nsets; s++) {
+        layer_acts *x = &m->acts[s];
+        x->ln1 = arena_take(a, N * C * as);
+        x->q = arena_take(a, N * Q * as);
+        x->k = arena_take(a, N * K * as);
+        x->v = arena_take(a, N * K * as);
+        x->att = arena_take(a, N * Q * as);
+        x->mid = arena_take(a, N * C * as);
+        x->ln2 = arena_take(a, N * C * as);
+        x->gate = arena_take(a, N * F * as);
+        x->up = arena_take(a, N * F * as);
+        x->act = arena_take(a, N * F * as);
+        x->rstd1 = arena_take(a, N * 4);
+        x->rstd2 = arena_take(a, N * 4);
+        x->lse = arena_take(a, N * (size_t)c->num_heads * 4);
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
+    }
+    for (int s = nsets; s < L; s++) {
+        m->acts[s] = m->acts[0];
+        if (m->kv_per_layer) {
+            m->acts[s].k = arena_take(a, N * K * as);
+            m->acts[s].v = arena_take(a, N * K * as);
+        }
+    }
+    m->lnf = arena_take(a, N * C * as);
+    m->rstdf = arena_take(a, N * 4);
+    m->losses = arena_take(a, N * 4);
+    m->logits_act = arena_take(a, V * as);
+    m->logits_f32 = arena_take(a, V * 4);
+    int dropout = m->has_lora && m->lora.dropout > 0.0f;
+    size_t in = (size_t)max_lin_in(c);
+    m->xdrop = dropout ? arena_take(a, N * in * as) : NULL;
+    if (train) {
+        m->dres = arena_take(a, N * C * as);
+        m->dln = arena_take(a, N * C * as);
+        m->dq = arena_take(a, N * Q * as);
+        m->dk = arena_take(a, N * K * as);
+        m->dv = arena_take(a, N * K * as);
+        m->datt = arena_take(a, N * Q * as);
+        m->dgate = arena_take(a, N * F * as);
+        m->dup = arena_take(a, N * F * as);
+        m->dact = arena_take(a, N * F * as);
+        m->dlh = r ? arena_take(a, N * r * as) : NULL;
+        m->dxdrop = dropout ? arena_take(a, N * in * as) : NULL;
+    }
+}
+
+int model_plan(model *m, const model_options *opt, model_memory *plan, char *err, size_t errlen) {
+    if (m->allocated) {
+        set_err(err, errlen, "the model's memory is already allocated");
+        return -1;
+    }
+    if (opt->batch_size < 1 || opt->seq_len < 1) {
+        set_err(err, errlen, "batch size %d and sequence length %d must be at least 1",
+                opt->batch_size, opt->seq_len);
+        return -1;
+    }
+    if (opt->train == MODEL_TRAIN_LORA && !m->has_lora) {
+        set_err(err, errlen, "LoRA training needs adapters: call model_enable_lora first");
+        return -1;
+    }
+    if (m->cfg.sliding_window > 0 && opt->seq_len > m->cfg.sliding_window) {
+        set_err(err, errlen, "%s: sequence length %d exceeds the model's sliding_window %d, which "
+                "quarry does not implement; use --max-seq-len %d or less", m->path, opt->seq_len,
+                m->cfg.sliding_window, m->cfg.sliding_window);
+        return -1;
+    }
+    if ((size_t)opt->batch_size * (size_t)opt->seq_len > (size_t)INT32_MAX / 4) {
+        set_err(err, errlen, "batch %d × sequence %d tokens is too large", opt->batch_size, opt->seq_len);
+        return -1;
+    }
+    m->opt = *opt;
+    mark_trained(m);
+    free(m->resid);
+    free(m->acts);
+    m->resid = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->resid);
+    m->acts = calloc((size_t)m->cfg.num_layers, sizeof *m->acts);
+    if (!m->resid || !m->acts) {
+        set_err(err, errlen, "out of host memory");
+        return -1;
+    }
+    arena w = {0}, ms = {0}, g = {0}, mo = {0}, a = {0};
+    layout_params(m, &w, &ms, &g, &mo);
+    layout_acts(m, &a);
+    model_memory *p = &m->plan;
+    memset(p, 0, sizeof *p);
+    p->weights = w.off;
+    p->masters = ms.off;
+    p->grads = g.off;
+    p->moments = mo.off;
+    p->activations = a.off;
+    p->total = w.off + ms.off + g.off + mo.off + a.off;
+    for (int i = 0; i < m->nparams; i++) {
+        if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
+        if (m->params[i].trained) p->params_trained += m->params[i].n;
+    }
+    p->batch_size = opt->batch_size;
+    p->seq_len = opt->seq_len;
+    p->checkpoint = opt->checkpoint;
+    p->train = opt->train;
+    p->act_dtype = m->act_dtype;
+    if (m->be)
+        snprintf(p->backend_name, sizeof p->backend_name, "%s", m->be->name);
+    else
+        snprintf(p->backend_name, sizeof p->backend_name, "a %s device", dtype_name(m->act_dtype));
+    m->planned = 1;
+    if (plan) *plan = *p;
+    return 0;
+}
+
+static void print_bytes(FILE *f, const char *what, size_t bytes, const char *note) {
+    double v = (double)bytes;
+    const char *unit = "B";
+    if (v >= 1024.0 * 1024 * 1024) { v /= 1024.0 * 1024 * 1024; unit = "GiB"; }
+    else if (v >= 1024.0 * 1024) { v /= 1024.0 * 1024; unit = "MiB"; }
+    else if (v >= 1024.0) { v /= 1024.0; unit = "KiB"; }
+    fprintf(f, "  %-14s %9.2f %-3s  %s\n", what, v, unit, note);
+}
+
+void model_memory_print(const model_memory *p, FILE *f) {
+    static const char *modes[] = {"forward only", "full fine-tuning", "LoRA"};
+    char note[160], total[32], trained[32];
+    size_t counts[2] = {p->params_total, p->params_trained};
+    char *bufs[2] = {total, trained};
+    for (int i = 0; i < 2; i++) {
+        double c = (double)counts[i];
+        if (c >= 1e9) snprintf(bufs[i], 32, "%.2fB", c / 1e9);
+        else if (c >= 1e6) snprintf(bufs[i], 32, "%.2fM", c / 1e6);
+        else snprintf(bufs[i], 32, "%.1fK", c / 1e3);
+    }
+    fprintf(f, "memory plan on %s (%s, %s activations): %s parameters, %s trained\n", p->backend_name,
+            modes[p->train], dtype_name(p->act_dtype), total, trained);
+    snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
+    print_bytes(f, "weights", p->weights, note);
+    print_bytes(f, "f32 masters", p->masters, "trained tensors");
+    print_bytes(f, "gradients", p->grads, "f32");
+    print_bytes(f, "AdamW m, v", p->moments, "f32");
+    snprintf(note, sizeof note, "batch %d × %d tokens, checkpointing %s", p->batch_size, p->seq_len,
+             p->checkpoint ? "on" : "off");
+    print_bytes(f, "activations", p->activations, note);
+    print_bytes(f, "total", p->total, "");
+}
+
+static void *alloc_buf(model *m, size_t bytes, const char *what, char *err, size_t errlen) {
+    if (!bytes) return NULL;
+    void *p = m->be->alloc(m->be, bytes);
+    if (!p) set_err(err, errlen, "allocating %s (%zu bytes) on %s failed: %s", what, bytes,
+                    m->be->name, m->be->error);
+    return p;
+}
+
+// Host f32 → the parameter's master and act copy, through a device staging buffer (f32).
+static void upload(model *m, model_param *p, const float *host, float *staging) {
+    backend *be = m->be;
+    if (p->master) {
+        be->copy_to_device(be, p->master, host, p->n * 4);
+        if (p->act != (void *)p->master) be->cast_f32_to_act(be, p->act, p->master, p->n);
+    } else if (be->act_dtype == DTYPE_F32) {
+        be->copy_to_device(be, p->act, host, p->n * 4);
+    } else {
+        be->copy_to_device(be, staging, host, p->n * 4);
+        be->cast_f32_to_act(be, p->act, staging, p->n);
+    }
+}
+
+int model_allocate(model *m, char *err, size_t errlen) {
+    backend *be = m->be;
+    if (!m->planned) {
+        set_err(err, errlen, "model_plan must come before model_allocate");
+        return -1;
+    }
+    if (m->allocated) return 0;
+    if (!be || !m->st) {
+        set_err(err, errlen, "%s: the model was opened from a config only: it can be planned, not "
+                "allocated", m->path);
+        return -1;
+    }
+    size_t free_b = 0, total_b = 0;
+    be->memory_info(be, &free_b, &total_b);
+    // Host memory counts page cache as used, so "free" understates what a host can give:
+    // there only the total is a hard limit.
+    size_t limit = be->device_index < 0 ? total_b : free_b;
+    if (limit && m->plan.total > limit) {
+        set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB %s; try "
+                "--grad-checkpoint, a smaller --micro-batch or --max-seq-len, or --method lora",
+                (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
+                be->device_index < 0 ? "in all" : "free");
+        return -1;
+    }
+    const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
+    size_t sizes[] = {m->plan.weights, m->plan.masters, m->plan.grads, m->plan.moments, m->plan.activations};
+    void **bufs[] = {&m->buf_weights, &m->buf_masters, &m->buf_grads, &m->buf_moments, &m->buf_acts};
+    for (int i = 0; i < 5; i++) {
+        *bufs[i] = alloc_buf(m, sizes[i], names[i], err, errlen);
+        if (sizes[i] && !*bufs[i]) {
+            for (int j = 0; j < i; j++)
+                if (*bufs[j]) {
+                    be->free(be, *bufs[j]);
+                    *bufs[j] = NULL;
+                }
+            return -1;
+        }
+    }
+    arena w = {m->buf_weights, 0}, ms = {m->buf_masters, 0}, g = {m->buf_grads, 0};
+    arena mo = {m->buf_moments, 0}, a = {m->buf_acts, 0};
+    layout_params(m, &w, &ms, &g, &mo);
+    layout_acts(m, &a);
+    if (m->buf_grads) be->memset_zero(be, m->buf_grads, m->plan.grads);
+    if (m->buf_moments) be->memset_zero(be, m->buf_moments, m->plan.moments);
+
+    size_t maxn = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].n > maxn) maxn = m->params[i].n;
+    float *host = malloc(maxn * 4);
+    float *staging = be->act_dtype == DTYPE_F32 ? NULL : be->alloc(be, maxn * 4);
+    if (!host || (be->act_dtype != DTYPE_F32 && !staging)) {
+        set_err(err, errlen, "out of memory staging weights of %zu elements", maxn);
+        free(host);
+        if (staging) be->free(be, staging);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < m->nparams && rc == 0; i++) {
+        model_param *p = &m->params[i];
+        if (is_base_param(m, p)) {
+            const st_tensor *t = st_find(m->st, p->name);
+            if (!t || st_read_f32(t, host) != 0) {
+                set_err(err, errlen, "%s: cannot read tensor %s as float32", m->path, p->name);
+                rc = -1;
+                break;
+            }
+        } else if (strstr(p->name, ".lora_A.")) {
+            // Stream id: the index among adapters keeps each draw independent of the others.
+            lora_init_a(host, (int)p->shape[0], (int)p->shape[1], m->lora.seed, (uint64_t)i);
+        } else {
+            memset(host, 0, p->n * 4);   // B = 0: the adapted model starts as the base
+        }
+        upload(m, p, host, staging);
+    }
+    if (rc == 0) {
+        model_config_rope_inv_freq(&m->cfg, host);
+        be->copy_to_device(be, m->inv_freq, host, (size_t)m->cfg.head_dim / 2 * 4);
+        m->rope.inv_freq = m->inv_freq;
+        m->rope.head_dim = m->cfg.head_dim;
+        m->rope.attention_scaling = 1.0f;
+    }
+    be->synchronize(be);
+    free(host);
+    if (staging) be->free(be, staging);
+    if (rc != 0) return -1;
+    size_t N = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
+    m->h_losses = malloc(N * sizeof *m->h_losses);
+    if (!m->h_losses) {
+        set_err(err, errlen, "out of host memory");
+        return -1;
+    }
+    st_close(m->st);   // every weight is on the device now
+    m->st = NULL;
+    m->allocated = 1;
+    return 0;
+}
+
+void model_get_buffers(const model *m, model_buffers *out) {
+    out->weights = m->buf_weights;
+    out->masters = m->buf_masters;
+    out->grads = m->buf_grads;
+    out->moments = m->buf_moments;
+    out->activations = m->buf_acts;
+    out->weights_bytes = m->allocated ? m->plan.weights : 0;
+    out->masters_bytes = m->allocated ? m->plan.masters : 0;
+    out->grads_bytes = m->allocated ? m->plan.grads : 0;
+    out->moments_bytes = m->allocated ? m->plan.moments : 0;
+    out->activations_bytes = m->allocated ? m->plan.activations : 0;
+}
+
+int model_param_count(const model *m) { return m->nparams; }
+model_param *model_param_at(model *m, int i) { return i >= 0 && i < m->nparams ? &m->params[i] : NULL; }
+int model_trained_count(const model *m) { return m->ntrained; }
+model_param *model_trained_at(model *m, int i) { return i >= 0 && i < m->ntrained ? m->trained[i] : NULL; }
+
+model_param *model_param_find(model *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
+    return NULL;
+}
+
+int model_param_write(model *m, model_param *p, const float *host) {
+    if (!m->allocated) return -1;
+    float *staging = NULL;
+    if (!p->master && m->be->act_dtype != DTYPE_F32) {
+        staging = m->be->alloc(m->be, p->n * 4);
+        if (!staging) return -1;
+    }
+    upload(m, p, host, staging);
+    m->be->synchronize(m->be);
+    if (staging) m->be->free(m->be, staging);
+    return 0;
+}
+
+int model_param_read(model *m, const model_param *p, float *host) {
+    backend *be = m->be;
+    if (!m->allocated) return -1;
+    if (p->master) {
+        be->copy_to_host(be, host, p->master, p->n * 4);
+    } else if (be->act_dtype == DTYPE_F32) {
+        be->copy_to_host(be, host, p->act, p->n * 4);
+    } else {
+        float *staging = be->alloc(be, p->n * 4);
+        if (!staging) return -1;
+        be->cast_act_to_f32(be, staging, p->act, p->n);
+        be->copy_to_host(be, host, staging, p->n * 4);
+        be->free(be, staging);
+    }
+    be->synchronize(be);
+    return 0;
+}
+
+void model_zero_grads(model *m) {
+    if (m->buf_grads) m->be->memset_zero(m->be, m->buf_grads, m->plan.grads);
+}
+
+static uint64_t dropout_seed(uint64_t seed, int l, int t) {
+    return rng_mix64(seed ^ rng_mix64(((uint64_t)l << 8 | (uint64_t)t) + 0x64726F70ull));
+}
+
+// y = (accumulate ? y : 0) + x·Wᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ; h = dropout(x)·Aᵀ saved.
+static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N,
+                       int accumulate, uint64_t seed) {
+    backend *be = m->be;
+    be->linear_forward(be, y, x, ll->w->act, ll->b ? ll->b->act : NULL, N, ll->in, ll->out, 1.0f,
+                       accumulate);
+    if (!ll->la) return;
+    const void *xin = x;
+    if (m->fwd_train && m->lora.dropout > 0.0f) {   // as PEFT: dropout only while training
+        be->dropout_forward(be, m->xdrop, x, (size_t)N * (size_t)ll->in, m->lora.dropout, seed);
+        xin = m->xdrop;
+    }
+    int r = m->lora.rank;
+    be->linear_forward(be, h, xin, ll->la->act, NULL, N, ll->in, r, 1.0f, 0);
+    be->linear_forward(be, y, h, ll->lb->act, NULL, N, r, ll->out, m->lora_s, 1);
+}
+
+// dx = (accumulate ? dx : 0) + dy·W (+ the adapter's share); parameter gradients accumulate.
+static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
+                       const void *h, int N, int accumulate, uint64_t seed) {
+    backend *be = m->be;
+    be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
+                        ll->in, ll->out, 1.0f, accumulate);
+    if (!ll->la) return;
+    int r = m->lora.rank;
+    // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
+    be->linear_backward(be, m->dlh, ll->lb->grad, NULL, dy, h, ll->lb->act, N, r, ll->out,
+                        m->lora_s, 0);
+    if (m->fwd_train && m->lora.dropout > 0.0f) {
+        size_t n = (size_t)N * (size_t)ll->in;
+        be->dropout_forward(be, m->xdrop, x, n, m->lora.dropout, seed);   // the same mask again
+        be->linear_backward(be, m->dxdrop, ll->la->grad, NULL, m->dlh, m->xdrop, ll->la->act, N,
+                            ll->in, r, 1.0f, 0);
+        if (dx) be->dropout_backward(be, dx, m->dxdrop, n, m->lora.dropout, seed);
+    } else {
+        be->linear_backward(be, dx, ll->la->grad, NULL, m->dlh, x, ll->la->act, N, ll->in, r, 1.0f, 1);
+    }
+}
+
+// Layer l from resid[l] to resid[l+1], keeping what the backward needs in x. T query rows per
+// batch; Tk > T only when decoding (B = 1): the new keys and values go to rows Tk − T.. of the
+// layer's cache x->k, x->v and attention reads all Tk of them.
+static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    size_t K = (size_t)KV * (size_t)hd;
+    void *k = act_row(m, x->k, (size_t)(Tk - T), K), *v = act_row(m, x->v, (size_t)(Tk - T), K);
+    uint64_t s = m->fwd_seed;
+    be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
+    linear_fwd(m, x->q, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0, dropout_seed(s, l, LORA_Q));
+    linear_fwd(m, k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0, dropout_seed(s, l, LORA_K));
+    linear_fwd(m, v, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 0, dropout_seed(s, l, LORA_V));
+    be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
+    be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
+    be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
+                          1.0f / sqrtf((float)hd));
+    // mid = resid + o(att)
+    be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
+    linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
+    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    linear_fwd(m, x->gate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
+               dropout_seed(s, l, LORA_GATE));
+    linear_fwd(m, x->up, x->ln2, &lw->lin[LORA_UP], x->lora_h[LORA_UP], N, 0, dropout_seed(s, l, LORA_UP));
+    be->swiglu_forward(be, x->act, x->gate, x->up, (size_t)N * (size_t)c->intermediate_size);
+    // resid[l+1] = mid + down(act)
+    be->copy(be, m->resid[l + 1], x->mid, (size_t)N * (size_t)C * act_size(m));
+    linear_fwd(m, m->resid[l + 1], x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 1,
+               dropout_seed(s, l, LORA_DOWN));
+}
+
+// dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂resid[l] on return.
+static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    size_t NF = (size_t)N * (size_t)c->intermediate_size;
+    uint64_t s = m->fwd_seed;
+    linear_bwd(m, m->dact, m->dres, x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 0,
+               dropout_seed(s, l, LORA_DOWN));
+    be->swiglu_backward(be, m->dgate, m->dup, m->dact, x->gate, x->up, NF);
+    linear_bwd(m, m->dln, m->dgate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
+               dropout_seed(s, l, LORA_GATE));
+    linear_bwd(m, m->dln, m->dup, x->ln2, &lw->lin[LORA_UP], x->lora_h[LORA_UP], N, 1,
+               dropout_seed(s, l, LORA_UP));
+    be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,
+                         lw->norm[NORM_POST]->act, x->rstd2, N, C);
+    linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
+               dropout_seed(s, l, LORA_O));
+    be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
+    be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
+    be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
+    linear_bwd(m, m->dln, m->dq, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0,
+               dropout_seed(s, l, LORA_Q));
+    linear_bwd(m, m->dln, m->dk, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 1,
+               dropout_seed(s, l, LORA_K));
+    linear_bwd(m, m->dln, m->dv, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 1,
+               dropout_seed(s, l, LORA_V));
+    be->rmsnorm_backward(be, m->dres, lw->norm[NORM_IN]->grad, m->dln, m->resid[l],
+                         lw->norm[NORM_IN]->act, x->rstd1, N, C);
+}
+
+static int check_batch(model *m, const model_batch *b) {
+    const model_config *c = &m->cfg;
+    if (!m->allocated) {
+        snprintf(m->error, sizeof m->error, "the model is not allocated (model_plan, model_allocate)");
+        return -1;
+    }
+    if (b->B < 1 || b->T < 1 || b->B > m->opt.batch_size || b->T > m->opt.seq_len) {
+        snprintf(m->error, sizeof m->error, "batch %d × %d exceeds the planned %d × %d", b->B, b->T,
+                 m->opt.batch_size, m->opt.seq_len);
+        return -1;
+    }
+    for (int i = 0; i < b->B * b->T; i++) {
+        int t = i % b->T;
+        if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size ||
+            (b->targets && (b->targets[i] < -1 || b->targets[i] >= c->vocab_size))) {
+            snprintf(m->error, sizeof m->error, "token %d (id %d, target %d) is outside the vocabulary "
+                     "of %d", i, b->ids[i], b->targets ? b->targets[i] : -1, c->vocab_size);
+            return -1;
+        }
+        if (b->doc_start[i] < 0 || b->doc_start[i] > t || b->pos[i] < 0) {
+            snprintf(m->error, sizeof m->error, "row %d: document start %d / position %d do not fit "
+                     "position %d in its row", i, b->doc_start[i], b->pos[i], t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *loss) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    m->fwd_ready = 0;
+    if (check_batch(m, b) != 0) return -1;
+    int train = grad_scale > 0.0f;
+    if (train && m->opt.train == MODEL_TRAIN_NONE) {
+        snprintf(m->error, sizeof m->error, "the model was planned without training");
+        return -1;
+    }
+    if (train && !b->targets) {
+        snprintf(m->error, sizeof m->error, "a training forward needs targets");
+        return -1;
+    }
+    int B = b->B, T = b->T, N = B * T, C = c->hidden_size, L = c->num_layers;
+    m->fwd_B = B;
+    m->fwd_T = T;
+    m->fwd_train = train;
+    m->fwd_grad_scale = grad_scale;
+    m->fwd_seed = b->dropout_seed;
+    be->copy_to_device(be, m->d_ids, b->ids, (size_t)N * 4);
+    be->copy_to_device(be, m->d_pos, b->pos, (size_t)N * 4);
+    be->copy_to_device(be, m->d_doc, b->doc_start, (size_t)N * 4);
+    be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, N, C);
+    for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T, T);
+    be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[L], m->final_norm->act, N, C, c->rms_norm_eps);
+    if (loss) memset(loss, 0, sizeof *loss);
+    if (b->targets) {
+        be->copy_to_device(be, m->d_targets, b->targets, (size_t)N * 4);
+        be->lm_head_loss(be, m->losses, train ? m->dln : NULL, train ? m->lm_head->grad : NULL, m->lnf,
+                         m->lm_head->act, m->d_targets, N, C, c->vocab_size, grad_scale);
+        be->copy_to_host(be, m->h_losses, m->losses, (size_t)N * 4);
+        be->synchronize(be);
+        if (loss)
+            for (int i = 0; i < N; i++)
+                if (b->targets[i] != -1) {
+                    loss->sum += m->h_losses[i];
+                    loss->tokens++;
+                }
+    } else {
+        memset(m->h_losses, 0, (size_t)N * sizeof *m->h_losses);
+        be->synchronize(be);
+    }
+    m->fwd_ready = 1;
+    return 0;
+}
+
+int model_backward(model *m) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    if (!m->fwd_ready || !m->fwd_train) {
+        snprintf(m->error, sizeof m->error, "model_backward needs a training forward first "
+                 "(model_forward with grad_scale > 0)");
+        return -1;
+    }
+    int B = m->fwd_B, T = m->fwd_T, N = B * T, C = c->hidden_size, L = c->num_layers;
+    // dln holds ∂loss/∂lnf from lm_head_loss.
+    be->memset_zero(be, m->dres, (size_t)N * (size_t)C * act_size(m));
+    be->rmsnorm_backward(be, m->dres, m->final_norm->grad, m->dln, m->resid[L], m->final_norm->act,
+                         m->rstdf, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        // The shared set still holds the last layer from the forward.
+        if (m->opt.checkpoint && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
+        layer_backward(m, l, &m->acts[l], B, T);
+    }
+    if (m->embed->grad) be->embedding_backward(be, m->embed->grad, m->dres, m->d_ids, N, C, c->vocab_size);
+    be->synchronize(be);
+    m->fwd_ready = 0;   // the saved activations were overwritten by recomputation, or are spent
+    return 0;
+}
+
+int model_read_losses(model *m, float *host) {
+    if (!m->allocated) return -1;
+    memcpy(host, m->h_losses, (size_t)m->fwd_B * (size_t)m->fwd_T * sizeof *host);
+    return 0;
+}
+
+int model_logits_row(model *m, int row, float *host) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    if (!m->allocated || row < 0 || row >= m->fwd_B * m->fwd_T) {
+        snprintf(m->error, sizeof m->error, "no row %d in the last forward", row);
+        return -1;
+    }
+    be->linear_forward(be, m->logits_act, act_row(m, m->lnf, (size_t)row, (size_t)c->hidden_size),
+                       m->lm_head->act, NULL, 1, c->hidden_size, c->vocab_size, 1.0f, 0);
+    be->cast_act_to_f32(be, m->logits_f32, m->logits_act, (size_t)c->vocab_size);
+    be->copy_to_host(be, host, m->logits_f32, (size_t)c->vocab_size * 4);
+    be->synchronize(be);
+    return 0;
+}
+
+int model_logits_last(model *m, const int32_t *ids, int n, float *host) {
+    if (!m->allocated || n < 1 || n > m->opt.seq_len) {
+        snprintf(m->error, sizeof m->error, "a prefix of %d tokens does not fit the planned sequence "
+                 "length %d", n, m->opt.seq_len);
+        return -1;
+    }
+    int32_t *pos = malloc((size_t)n * 2 * sizeof *pos);
+    if (!pos) {
+        snprintf(m->error, sizeof m->error, "out of host memory");
+        return -1;
+    }
+    int32_t *doc = pos + n;
+    for (int i = 0; i < n; i++) {
+        pos[i] = i;
+        doc[i] = 0;
+    }
+    model_batch b = {.B = 1, .T = n, .ids = ids, .targets = NULL, .pos = pos, .doc_start = doc};
+    int rc = model_forward(m, &b, 0.0f, NULL);
+    free(pos);
+    if (rc != 0) return -1;
+    return model_logits_row(m, n - 1, host);
+}
+
+// One decoding step with the KV cache: token at position pos (the cache holds 0..pos−1 of the
+// same single document); leaves the final-normed row in lnf row 0.
+static void decode_step(model *m, int32_t token, int pos) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    int32_t p = pos;
+    be->copy_to_device(be, m->d_ids, &token, 4);
+    be->copy_to_device(be, m->d_pos, &p, 4);
+    m->fwd_train = 0;   // no dropout while decoding
+    be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, 1, c->hidden_size);
+    for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, 1, pos + 1);
+    be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, 1,
+                        c->hidden_size, c->rms_norm_eps);
+    m->fwd_B = m->fwd_T = 1;
+    m->fwd_ready = 0;   // the saved activations no longer match a batch
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;   // the first maximum, as torch.argmax
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_new, int eos_id,
+                          int32_t *out) {
+    const model_config *c = &m->cfg;
+    if (!m->allocated || n_prompt < 1 || n_new < 0 || n_prompt + n_new > m->opt.seq_len + 1) {
+        snprintf(m->error, sizeof m->error, "prompt %d + %d new tokens exceed the planned sequence "
+                 "length %d", n_prompt, n_new, m->opt.seq_len);
+        return -1;
+    }
+    int32_t *ids = malloc((size_t)(n_prompt + n_new) * sizeof *ids);
+    float *logits = malloc((size_t)c->vocab_size * sizeof *logits);
+    if (!ids || !logits) {
+        free(ids);
+        free(logits);
+        snprintf(m->error, sizeof m->error, "out of host memory");
+        return -1;
+    }
+    memcpy(ids, prompt, (size_t)n_prompt * sizeof *ids);
+    int n = n_prompt, made = 0;
+    while (made < n_new) {
+        int rc;
+        if (!m->kv_per_layer) {
+            rc = model_logits_last(m, ids, n, logits);   // no cache: the whole prefix again
+        } else if (made == 0) {
+            // The prompt in one pass fills every layer's k and v for positions 0..n−1.
+            rc = model_logits_last(m, ids, n, logits);
+            if (rc == 0) m->be->memset_zero(m->be, m->d_doc, (size_t)m->opt.seq_len * 4);
+        } else {
+            decode_step(m, ids[n - 1], n - 1);
+            rc = model_logits_row(m, 0, logits);
+        }
+        if (rc != 0) {
+            made = -1;
+            break;
+        }
+        int best = argmax(logits, c->vocab_size);
+        out[made++] = best;
+        ids[n++] = best;
+        if (best == eos_id) break;
+    }
+    free(ids);
+    free(logits);
+    return made;
+}
+
+model *model_load(const char *dir, backend *be, const model_options *opt, const lora_config *lora,
+                  FILE *plan_out, char *err, size_t errlen) {
+    model *m = model_open(dir, be, err, errlen);
+    if (!m) return NULL;
+    model_memory plan;
+    if ((lora && model_enable_lora(m, lora, err, errlen) != 0) ||
+        model_plan(m, opt, &plan, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    if (plan_out) model_memory_print(&plan, plan_out);
+    if (model_allocate(m, err, errlen) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,157 @@
+// model/llama.h — the Llama-family decoder (Llama 2/3/3.x with GQA, tied or untied
+// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases), forward and backward written
+// once over the op table of kernels/backend.h, with optional LoRA adapters (model/lora.h).
+//
+// Life of a model:
+//   model *m = model_open(dir, be, err, errlen);        // config.json + safetensors headers
+//   model_enable_lora(m, &lora, err, errlen);            // optional: adapters, base frozen
+//   model_plan(m, &opts, &plan, err, errlen);            // sizes of every buffer, no memory yet
+//   model_memory_print(&plan, stdout);
+//   model_allocate(m, err, errlen);                      // one allocation per kind, weights read
+//   per micro-batch: model_forward(m, &batch, grad_scale, &loss); model_backward(m);
+//   per optimizer step: adamw_update over model_trained_at(m, i), then model_zero_grads(m).
+//   model_free(m);
+//
+// Memory: ONE allocation per kind of buffer, planned from the config, B×T and the options:
+// weights (act dtype), trained f32 masters, f32 gradients, f32 AdamW m and v, activations.
+// When the backend's act dtype is f32 a trained tensor's act copy is its master.
+//
+// Batches are packed: B rows of T tokens, several documents per row. Each row i of the
+// flattened (B*T) batch carries its token, its target (the next token, −1 = not trained), its
+// RoPE position inside its document and the index (0..T−1 within the row) where its document
+// starts; attention never crosses a document boundary.
+#pragma once
+#include "config.h"
+#include "lora.h"
+#include "../kernels/backend.h"
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct model model;
+
+typedef enum { MODEL_TRAIN_NONE = 0, MODEL_TRAIN_FULL, MODEL_TRAIN_LORA } model_train_mode;
+
+typedef struct {
+    int batch_size;           // B: rows per micro-batch (≥ 1)
+    int seq_len;              // T: tokens per row, at most (≥ 1)
+    model_train_mode train;   // NONE: forward only (eval, generation); LORA needs model_enable_lora
+    int checkpoint;           // 1: keep only each layer's input; recompute the layer in the backward
+} model_options;
+
+// Bytes of each buffer kind, from model_plan.
+typedef struct {
+    size_t weights;           // act-dtype copies the forward reads (frozen weights, act copies)
+    size_t masters;           // f32 masters of trained tensors
+    size_t grads;             // f32 gradients of trained tensors
+    size_t moments;           // f32 AdamW m and v together
+    size_t activations;       // saved activations, backward scratch, batch indices
+    size_t total;
+    size_t params_total;      // number of parameters of the base model
+    size_t params_trained;    // number of trained parameters
+    int batch_size, seq_len, checkpoint;
+    model_train_mode train;
+    dtype act_dtype;
+    char backend_name[32];
+} model_memory;
+
+// One tensor of the model, base or adapter. Device pointers of the model's backend.
+typedef struct {
+    char name[128];           // HF name ("model.layers.0.self_attn.q_proj.weight") or PEFT name
+                              // ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+    int ndim;
+    int64_t shape[2];
+    size_t n;                 // elements
+    int trained;              // 1: master, grad, m and v are set
+    int weight_decay;         // 1 for matrices (linear, embedding, LoRA A/B); 0 norms and biases
+    void *act;                // act copy the forward reads; == master when trained and the act
+                              // dtype is f32 (then pass NULL as adamw_update's param_act)
+    float *master, *grad, *m, *v;   // f32 (n) each; NULL when frozen
+} model_param;
+
+typedef struct {
+    int B, T;                 // B ≤ planned batch_size, T ≤ planned seq_len
+    const int32_t *ids;       // host (B*T) token ids
+    const int32_t *targets;   // host (B*T) token to predict at each row, −1 = not trained;
+                              // NULL: no loss (generation)
+    const int32_t *pos;       // host (B*T) RoPE position of each row within its document
+    const int32_t *doc_start; // host (B*T) index within the row where the row's document begins
+    uint64_t dropout_seed;    // LoRA dropout masks of this micro-batch; dropout applies only in
+                              // training forwards (grad_scale > 0), as PEFT's in train mode
+} model_batch;
+
+typedef struct {
+    double sum;               // Σ −log p(target) over trained rows
+    int64_t tokens;           // trained rows (targets ≠ −1)
+} model_loss;
+
+// Reads config.json (model/config.h) and checks the safetensors (model/safetensors.h): every
+// expected tensor present with its shape, nothing unexpected. No device memory yet.
+// NULL with a message naming the file and tensor on any problem.
+model *model_open(const char *dir, backend *be, char *err, size_t errlen);
+// A model with no weights and no backend, from a config: for model_plan only (how much memory
+// a run would take on a device whose activation dtype is act). model_allocate refuses it.
+model *model_open_config(const model_config *cfg, dtype act, char *err, size_t errlen);
+void model_free(model *m);
+const model_config *model_get_config(const model *m);
+
+// Adds LoRA adapters (before model_plan); the base is then frozen when training with LORA.
+int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen);
+const lora_config *model_get_lora(const model *m);   // NULL when none
+
+// Computes the size of every buffer for the options; allocates nothing. 0 ok; -1 + message.
+int model_plan(model *m, const model_options *opt, model_memory *plan, char *err, size_t errlen);
+void model_memory_print(const model_memory *plan, FILE *f);
+
+// Allocates the planned buffers (refusing, with what to change, when they do not fit the
+// device's free memory), reads the weights and initialises LoRA (A Kaiming-uniform, B zero).
+// Gradients and moments start at zero. 0 ok; -1 + message.
+int model_allocate(model *m, char *err, size_t errlen);
+
+// The five allocations as device pointers and bytes (NULL/0 when empty or not allocated), for
+// collectives over whole buffers (all-reducing the gradients of every trained tensor at once:
+// the padding between tensors stays zero) and for checkpoints of the optimizer state.
+typedef struct {
+    void *weights, *masters, *grads, *moments, *activations;
+    size_t weights_bytes, masters_bytes, grads_bytes, moments_bytes, activations_bytes;
+} model_buffers;
+void model_get_buffers(const model *m, model_buffers *out);
+
+// Every tensor (base and adapters) and the trained ones, in a stable order.
+int model_param_count(const model *m);
+model_param *model_param_at(model *m, int i);
+int model_trained_count(const model *m);
+model_param *model_trained_at(model *m, int i);
+model_param *model_param_find(model *m, const char *name);   // NULL when absent
+// Host f32 ↔ tensor: writes the master (when trained) and the act copy; reads the master or
+// the act copy. 0 ok; -1 when the model is not allocated.
+int model_param_write(model *m, model_param *p, const float *host);
+int model_param_read(model *m, const model_param *p, float *host);
+
+// Forward over a batch. With targets, the loss over trained rows goes to *loss (may be NULL).
+// grad_scale > 0 (training): the loss gradient, scaled by grad_scale, is computed in the same
+// pass over the vocabulary (be->lm_head_loss), ready for model_backward. The trainer passes
+// 1/(trained tokens of the whole accumulated batch). 0 ok; -1 + message in model_error.
+int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *loss);
+// Backward of the last forward (which had grad_scale > 0): ACCUMULATES into the gradients of
+// the trained tensors, so that micro-batches add up.
+int model_backward(model *m);
+void model_zero_grads(model *m);
+// Per-row losses of the last forward, host f32 (B*T); 0 where not trained.
+int model_read_losses(model *m, float *host);
+
+// Logits f32 (V) of row `row` (0 ≤ row < B*T) of the last forward, into host memory.
+int model_logits_row(model *m, int row, float *host);
+// Logits of the last position after a forward over the prefix ids[0..n) as one document.
+int model_logits_last(model *m, const int32_t *ids, int n, float *host);
+// Greedy decoding: appends up to n_new argmax tokens to the prompt (stopping after eos_id when
+// ≥ 0), writing them to out. Returns the number generated, or −1 + message. The prompt plus the
+// generated tokens must fit the planned seq_len.
+int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_new, int eos_id,
+                          int32_t *out);
+
+const char *model_error(const model *m);
+
+// All of the above in one call: open, enable LoRA when lora != NULL, plan, print the plan to
+// plan_out (may be NULL), allocate. NULL with a message.
+model *model_load(const char *dir, backend *be, const model_options *opt, const lora_config *lora,
+                  FILE *plan_out, char *err, size_t errlen);

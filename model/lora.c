@@ -1,0 +1,109 @@
+// model/lora.c — LoRA settings, target lists and PEFT's initialisation of A.
+#include "lora.h"
+#include "../kernels/rng.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const target_names[LORA_NUM_TARGETS] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+};
+static const char *const target_short[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+lora_config lora_config_default(void) {
+    lora_config c = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f, .targets = LORA_ALL_LINEAR,
+                     .rslora = 0, .seed = 42};
+    return c;
+}
+
+float lora_scale(const lora_config *c) {
+    return c->rslora ? c->alpha / sqrtf((float)c->rank) : c->alpha / (float)c->rank;
+}
+
+const char *lora_target_name(lora_target t) {
+    return (unsigned)t < LORA_NUM_TARGETS ? target_names[t] : "?";
+}
+
+int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errlen) {
+    if (!text || !*text) {
+        snprintf(err, errlen, "empty LoRA target list; use all-linear or a list of q,k,v,o,gate,up,down");
+        return -1;
+    }
+    if (strcmp(text, "all-linear") == 0 || strcmp(text, "all") == 0) {
+        *mask = LORA_ALL_LINEAR;
+        return 0;
+    }
+    unsigned m = 0;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ') { p++; len--; }
+        while (len && p[len - 1] == ' ') len--;
+        int found = -1;
+        for (int t = 0; t < LORA_NUM_TARGETS && found < 0; t++) {
+            if ((strlen(target_short[t]) == len && strncmp(p, target_short[t], len) == 0) ||
+                (strlen(target_names[t]) == len && strncmp(p, target_names[t], len) == 0))
+                found = t;
+        }
+        if (found < 0) {
+            snprintf(err, errlen, "unknown LoRA target \"%.*s\" in \"%s\"; targets are all-linear or "
+                     "a comma-separated list of q,k,v,o,gate,up,down", (int)len, p, text);
+            return -1;
+        }
+        m |= 1u << found;
+        if (!e) break;
+        p = e + 1;
+    }
+    if (!m) {
+        snprintf(err, errlen, "no LoRA target in \"%s\"; use all-linear or q,k,v,o,gate,up,down", text);
+        return -1;
+    }
+    *mask = m;
+    return 0;
+}
+
+char *lora_targets_format(unsigned mask, char *buf, size_t buflen) {
+    if (!buflen) return buf;
+    buf[0] = '\0';
+    if ((mask & LORA_ALL_LINEAR) == LORA_ALL_LINEAR) {
+        snprintf(buf, buflen, "all-linear");
+        return buf;
+    }
+    size_t used = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!(mask & (1u << t))) continue;
+        int n = snprintf(buf + used, buflen - used, "%s%s", used ? "," : "", target_short[t]);
+        if (n < 0 || (size_t)n >= buflen - used) break;
+        used += (size_t)n;
+    }
+    return buf;
+}
+
+int lora_config_check(const lora_config *c, char *err, size_t errlen) {
+    if (c->rank < 1) {
+        snprintf(err, errlen, "LoRA rank %d must be at least 1 (typical: 8, 16, 32)", c->rank);
+        return -1;
+    }
+    if (!(c->alpha > 0.0f) || !isfinite(c->alpha)) {
+        snprintf(err, errlen, "LoRA alpha %g must be a positive number (typical: 2 × rank)", (double)c->alpha);
+        return -1;
+    }
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) {
+        snprintf(err, errlen, "LoRA dropout %g must be in [0, 1) (typical: 0.05)", (double)c->dropout);
+        return -1;
+    }
+    if (!(c->targets & LORA_ALL_LINEAR)) {
+        snprintf(err, errlen, "no LoRA target; use all-linear or a list of q,k,v,o,gate,up,down");
+        return -1;
+    }
+    return 0;
+}
+
+void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id) {
+    // kaiming_uniform_(a=sqrt(5)): gain = sqrt(2/(1+5)), bound = gain*sqrt(3/fan_in) = 1/sqrt(in).
+    rng_state s = {.seed = rng_mix64(seed ^ rng_mix64(stream_id + 0x4C6F5241ull)), .counter = 0};
+    float bound = 1.0f / sqrtf((float)in);
+    for (size_t i = 0; i < (size_t)r * (size_t)in; i++)
+        a[i] = (2.0f * rng_next_uniform(&s) - 1.0f) * bound;
+}

@@ -1,0 +1,48 @@
+// model/lora.h — LoRA adapter settings as PEFT defines them: rank, alpha, dropout, targets
+// among the seven linear layers of a decoder block, and the scaling (alpha/r, or alpha/sqrt(r)
+// with rsLoRA). The adapters themselves live in the model (model/llama.h): A (r, in) is
+// initialised Kaiming-uniform as PEFT does (kaiming_uniform_(a=sqrt(5)) → U(−1/sqrt(in),
+// 1/sqrt(in))), B (out, r) is zero, and y += scale · (dropout(x)·Aᵀ)·Bᵀ.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// The seven linear layers of a block, in the order their weights are laid out per layer.
+typedef enum {
+    LORA_Q = 0, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_NUM_TARGETS
+} lora_target;
+
+#define LORA_ALL_LINEAR ((1u << LORA_NUM_TARGETS) - 1u)
+
+typedef struct {
+    int rank;             // r ≥ 1
+    float alpha;          // lora_alpha
+    float dropout;        // lora_dropout, 0 ≤ p < 1, applied to the adapter's input only
+    unsigned targets;     // bit (1u << lora_target) per adapted layer
+    int rslora;           // 1: scale = alpha / sqrt(r) (rsLoRA); 0: alpha / r
+    uint64_t seed;        // initialisation of A (kernels/rng.h stream)
+} lora_config;
+
+// quarry's defaults (the usual recipe, not PEFT's r 8 / alpha 8 / dropout 0): r 8, alpha 16,
+// dropout 0.05, all-linear, alpha/r scaling, seed 42.
+lora_config lora_config_default(void);
+
+// The factor applied to the adapter's output.
+float lora_scale(const lora_config *c);
+
+// HF module name of a target: "q_proj", "k_proj", ..., "down_proj".
+const char *lora_target_name(lora_target t);
+
+// Parses a target list: "all-linear", or a comma-separated list of q,k,v,o,gate,up,down
+// (the HF names q_proj, ... are accepted too). 0 with *mask set; -1 with a message.
+int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errlen);
+
+// Writes the mask back as text ("all-linear" or "q,k,v"); returns buf.
+char *lora_targets_format(unsigned mask, char *buf, size_t buflen);
+
+// Checks ranges (rank ≥ 1, alpha > 0, 0 ≤ dropout < 1, at least one target). 0 ok; -1 + message.
+int lora_config_check(const lora_config *c, char *err, size_t errlen);
+
+// Fills A: f32 (r, in) with U(−1/sqrt(in), 1/sqrt(in)) from the stream (seed, stream_id), so
+// each adapter's draw depends only on its identity, not on the order adapters are built.
+void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id);

@@ -1,0 +1,65 @@
+// model/names.h — the Hugging Face tensor names and shapes a config implies, kept in one place:
+// the model loader, `quarry init`, export and preflight all enumerate checkpoints through it.
+//   model.embed_tokens.weight                       [V, C]
+//   model.layers.N.input_layernorm.weight           [C]
+//   model.layers.N.self_attn.q_proj.weight          [H*hd, C]   (+ .bias [H*hd] with attention_bias)
+//   model.layers.N.self_attn.k_proj.weight          [KV*hd, C]  (+ .bias [KV*hd])
+//   model.layers.N.self_attn.v_proj.weight          [KV*hd, C]  (+ .bias [KV*hd])
+//   model.layers.N.self_attn.o_proj.weight          [C, H*hd]
+//   model.layers.N.post_attention_layernorm.weight  [C]
+//   model.layers.N.mlp.gate_proj.weight             [F, C]
+//   model.layers.N.mlp.up_proj.weight               [F, C]
+//   model.layers.N.mlp.down_proj.weight             [C, F]
+//   model.norm.weight                               [C]
+//   lm_head.weight                                  [V, C]      (absent when embeddings are tied)
+#pragma once
+#include "config.h"
+#include "safetensors.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    TENSOR_EMBED = 0,
+    TENSOR_ATTN_NORM,
+    TENSOR_Q,
+    TENSOR_Q_BIAS,
+    TENSOR_K,
+    TENSOR_K_BIAS,
+    TENSOR_V,
+    TENSOR_V_BIAS,
+    TENSOR_O,
+    TENSOR_MLP_NORM,
+    TENSOR_GATE,
+    TENSOR_UP,
+    TENSOR_DOWN,
+    TENSOR_FINAL_NORM,
+    TENSOR_LM_HEAD,
+} tensor_role;
+
+// How transformers initialises each kind (for `quarry init`).
+typedef enum { TENSOR_INIT_NORMAL = 0, TENSOR_INIT_ONES, TENSOR_INIT_ZEROS } tensor_init;
+
+typedef struct {
+    char name[96];
+    tensor_role role;
+    int layer;              // -1 outside the decoder layers
+    int ndim;               // 1 or 2
+    int64_t shape[2];
+    tensor_init init;
+} model_tensor_info;
+
+// The number of tensors the config implies.
+int model_tensor_count(const model_config *cfg);
+
+// Fills out[0 .. model_tensor_count) in model order (embedding, layer 0 .. L-1, final norm,
+// lm_head). Returns the count.
+int model_tensor_list(const model_config *cfg, model_tensor_info *out);
+
+// The HF name of one tensor (layer ignored outside the layers).
+void model_tensor_name(tensor_role role, int layer, char *buf, size_t n);
+
+// Checks a checkpoint against the config: every expected tensor present with its shape and a
+// float dtype (F32/F16/BF16), nothing unexpected. Tolerated as transformers does: rotary
+// `inv_freq` buffers of older checkpoints, and an lm_head.weight beside tied embeddings (unused).
+// 0 ok; -1 with a message naming the tensor.
+int model_tensor_check(const model_config *cfg, const st_set *s, const char *source, char *err, size_t errlen);

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Reference fixtures for quarry's model: tiny random Llama-family checkpoints and what
+transformers + PEFT compute on them (logits, loss, gradients, 10 AdamW steps of LoRA and of
+full fine-tuning, greedy continuation), written to tests/fixtures/<name>/.
+
+Needs torch, transformers and peft (scripts/requirements-reference.txt), not the test .venv:
+    python3 -m venv .venv-ref && .venv-ref/bin/pip install -r scripts/requirements-reference.txt
+    .venv-ref/bin/python scripts/reference/make_fixtures.py [--out tests/fixtures]
+
+Each fixture directory holds:
+  config.json, model.safetensors   save_pretrained in float32
+  reference.json                   batches, losses, greedy ids, versions, settings
+  reference.safetensors            logits (B*T, V) of batch 0; grad/<name> for every parameter
+                                   (full fine-tuning, batch 0); full/<name> after 10 steps;
+                                   lora_init/<name> and lora_final/<name> (PEFT names)
+
+Batches are packed: 2 rows × 32 tokens, several documents per row. targets[i] is the token
+row i predicts (the next token of its document), −1 where not trained (the last token of a
+document, and each document's first tokens as a "prompt"). The documents are kept apart by a
+4D additive attention mask and position_ids that restart per document; the script checks
+that packing gives the same logits as running each document alone.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import transformers
+import peft
+from safetensors.torch import save_file
+
+B, T = 2, 32
+STEPS = 10
+LR, WD = 1e-3, 0.01
+DOCS = [[10, 14, 8], [20, 12]]   # document lengths per row (sum = T)
+PROMPT = 3                       # first tokens of each document not trained
+
+
+def configs():
+    common = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, rms_norm_eps=1e-5, max_position_embeddings=256,
+                  initializer_range=0.08, bos_token_id=1, eos_token_id=2)
+    out = {}
+    out["llama3_gqa"] = transformers.LlamaConfig(
+        **common, num_key_value_heads=2, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 64})
+    out["llama32_tied"] = transformers.LlamaConfig(
+        **common, num_key_value_heads=1, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 64})
+    # head_dim 24 ≠ hidden/heads (as Mistral NeMo's 128 ≠ 5120/32): q and o are not square.
+    out["mistral"] = transformers.MistralConfig(
+        **common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False, sliding_window=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+    out["qwen2"] = transformers.Qwen2Config(
+        **common, num_key_value_heads=2, tie_word_embeddings=False, use_sliding_window=False,
+        # θ 1e4, not Qwen2's 1e6: at 1e6 the slowest pairs barely rotate over 32 positions, the
+        # k bias's gradient there is rounding noise, and AdamW's sign of it is arbitrary.
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    return out
+
+
+def make_batch(gen, V):
+    ids = np.zeros((B, T), np.int64)
+    targets = np.full((B, T), -1, np.int64)
+    pos = np.zeros((B, T), np.int64)
+    doc_start = np.zeros((B, T), np.int64)
+    for b, lens in enumerate(DOCS):
+        assert sum(lens) == T
+        s = 0
+        for n in lens:
+            doc = gen.integers(3, V, size=n)
+            ids[b, s:s + n] = doc
+            pos[b, s:s + n] = np.arange(n)
+            doc_start[b, s:s + n] = s
+            for i in range(PROMPT, n - 1):
+                targets[b, s + i] = doc[i + 1]
+            s += n
+    return dict(ids=ids, targets=targets, pos=pos, doc_start=doc_start)
+
+
+def mask4d(batch, dtype):
+    # allowed[b, i, j] = doc_start[b, i] <= j <= i
+    ds = torch.tensor(batch["doc_start"])
+    i = torch.arange(T).view(1, T, 1)
+    j = torch.arange(T).view(1, 1, T)
+    allowed = (j <= i) & (j >= ds.view(B, T, 1))
+    m = torch.zeros(B, 1, T, T, dtype=dtype)
+    m.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+    return m
+
+
+def forward(model, batch):
+    out = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask4d(batch, torch.float32),
+                position_ids=torch.tensor(batch["pos"]), use_cache=False)
+    return out.logits
+
+
+def loss_of(logits, batch):
+    t = torch.tensor(batch["targets"]).view(-1)
+    n = int((t != -1).sum())
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(), t,
+                                             ignore_index=-1, reduction="sum") / n
+
+
+def load(cls, d):
+    m = cls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
+    m.train()   # dropout is 0 everywhere; train() only matters for PEFT's dropout modules
+    return m
+
+
+def check_packing(model, batch, logits):
+    # Each document alone must give the same logits as the packed rows.
+    with torch.no_grad():
+        for b, lens in enumerate(DOCS):
+            s = 0
+            for n in lens:
+                ids = torch.tensor(batch["ids"][b:b + 1, s:s + n])
+                alone = model(input_ids=ids, use_cache=False).logits[0]
+                err = (alone - logits[b, s:s + n]).abs().max().item()
+                assert err < 1e-5, f"packed vs alone differ by {err}"
+                s += n
+
+
+def adamw(params_named):
+    decay = [p for n, p in params_named if p.ndim >= 2]
+    no_decay = [p for n, p in params_named if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": WD},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=LR, betas=(0.9, 0.999), eps=1e-8)
+
+
+def train(model, named, batches):
+    opt = adamw(named)
+    losses = []
+    for step in range(STEPS):
+        batch = batches[step % len(batches)]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(forward(model, batch), batch)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def peft_name(n):
+    # PEFT's state dict carries the adapter name; its saved adapters do not.
+    return n.replace(".default.weight", ".weight")
+
+
+def build(name, cfg, out_dir, seed):
+    d = os.path.join(out_dir, name)
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(seed)
+    cls = transformers.AutoModelForCausalLM
+    model = cls.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
+    with torch.no_grad():
+        # Norms start at 1 and biases at 0: perturb them so their gradients are tested.
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight"):
+                p.add_(0.2 * torch.randn_like(p))
+            elif n.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(d, safe_serialization=True)
+
+    gen = np.random.default_rng(seed)
+    V = cfg.vocab_size
+    batches = [make_batch(gen, V), make_batch(gen, V)]
+    tensors = {}
+
+    # Logits, loss and every gradient on batch 0.
+    model = load(cls, d)
+    logits = forward(model, batches[0])
+    check_packing(model, batches[0], logits.detach())
+    loss = loss_of(logits, batches[0])
+    loss.backward()
+    tensors["logits"] = logits.detach().reshape(B * T, V).contiguous()
+    for n, p in model.named_parameters():
+        tensors["grad/" + n] = p.grad.detach().clone().contiguous()
+
+    # Greedy continuation of a prompt (the first 5 tokens of batch 0's first document).
+    prompt = [int(x) for x in batches[0]["ids"][0, :5]]
+    with torch.no_grad():
+        g = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=8,
+                           min_new_tokens=8, eos_token_id=None, pad_token_id=0)
+    greedy = [int(x) for x in g[0, len(prompt):]]
+
+    # Full fine-tuning: 10 AdamW steps, batches alternating.
+    model = load(cls, d)
+    full_losses = train(model, list(model.named_parameters()), batches)
+    for n, p in model.named_parameters():
+        tensors["full/" + n] = p.detach().clone().contiguous()
+
+    # LoRA r=8, alpha=16, all-linear, no dropout.
+    model = load(cls, d)
+    lcfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
+                           bias="none", task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(model, lcfg)
+    trainable = [(n, p) for n, p in pm.named_parameters() if p.requires_grad]
+    for n, p in trainable:
+        tensors["lora_init/" + peft_name(n)] = p.detach().clone().contiguous()
+    lora_losses = train(pm, trainable, batches)
+    for n, p in trainable:
+        tensors["lora_final/" + peft_name(n)] = p.detach().clone().contiguous()
+
+    save_file(tensors, os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+    ref = {
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "python": sys.version.split()[0]},
+        "B": B, "T": T,
+        "batches": [{k: v.reshape(-1).tolist() for k, v in b.items()} for b in batches],
+        "loss": loss.item(),
+        "optimizer": {"name": "AdamW", "lr": LR, "betas": [0.9, 0.999], "eps": 1e-8,
+                      "weight_decay": WD, "no_decay": "tensors with ndim < 2 (norms, biases)",
+                      "steps": STEPS, "batch_of_step": "step % 2"},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all-linear", "rslora": False},
+        "full_losses": full_losses,
+        "lora_losses": lora_losses,
+        "greedy": {"prompt": prompt, "new_tokens": greedy},
+    }
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
+    print(f"{name}: loss {loss.item():.6f}, full {full_losses[0]:.4f}->{full_losses[-1]:.4f}, "
+          f"lora {lora_losses[0]:.4f}->{lora_losses[-1]:.4f}, greedy {greedy}, {size // 1024} KiB")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "fixtures"))
+    args = ap.parse_args()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    for i, (name, cfg) in enumerate(configs().items()):
+        build(name, cfg, os.path.abspath(args.out), seed=1234 + i)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Build real tokenizer.json files from the official models in ../shared/testdata/tokenizers/
+with transformers' own converters, into OUT_DIR (a cache under the build dir; never committed).
+
+  llama2.json    Llama 2 SentencePiece .model through LlamaConverter's legacy pipeline, as the
+                 published file has it (Prepend + Replace normalizer, merges ranked by score)
+  mistral1.json  Mistral v1 .model via LlamaTokenizer (Metaspace prepend_scheme=always)
+  mistral3.json  Mistral v3 .model, non-legacy (Metaspace prepend_scheme=first, control tokens)
+  llama3.json    Llama 3 tiktoken .model via TikTokenConverter + Meta's 256 special tokens
+  gpt2.json      GPT-2 vocab.json + merges.txt via GPT2Converter (+ <|endoftext|>)
+  qwen2.json     Qwen2Converter's pipeline (NFC, Qwen regex) over the GPT-2 vocabulary
+  phi3.json      the real Phi-3 tokenizer.json as is
+
+usage: make_tokenizers.py TESTDATA OUT_DIR
+"""
+import json
+import os
+import shutil
+import sys
+import types
+
+from tokenizers import AddedToken, processors
+
+# sentencepiece's bundled sentencepiece_model_pb2 was generated for a newer protobuf than the
+# pinned runtime and refuses to import; transformers ships the same proto generated for this
+# runtime, so let the converters find that one under sentencepiece's name.
+try:
+    from sentencepiece import sentencepiece_model_pb2  # noqa: F401
+except Exception:
+    from transformers.utils import sentencepiece_model_pb2_new
+    sys.modules["sentencepiece.sentencepiece_model_pb2"] = sentencepiece_model_pb2_new
+from transformers.convert_slow_tokenizer import (GPT2Converter, LlamaConverter, Qwen2Converter,
+                                                 TikTokenConverter)
+
+
+class Gpt2Shim:
+    def __init__(self, vocab_path, merges_path):
+        with open(vocab_path, encoding="utf-8") as f:
+            self.encoder = json.load(f)
+        with open(merges_path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        merges = [tuple(l.split()) for l in lines[1:] if l and not l.startswith("#version")]
+        self.bpe_ranks = {m: i for i, m in enumerate(merges)}
+        self.add_prefix_space = False
+
+
+def bos_template(tok, bos):
+    """TemplateProcessing as LlamaTokenizerFast.update_post_processor builds it (BOS only)."""
+    return processors.TemplateProcessing(single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1",
+                                         special_tokens=[(bos, tok.token_to_id(bos))])
+
+
+def spm(path, legacy, tmp):
+    """transformers' own slow->fast path: LlamaTokenizer.from_pretrained on a folder holding the
+    SentencePiece tokenizer.model (SentencePieceExtractor + LlamaTokenizer's Metaspace pipeline).
+    legacy: "always" (Metaspace prepend_scheme always) or "first". As the published Llama 2 /
+    Mistral tokenizer.json files have them: unk_token <unk> and a BOS template (transformers adds
+    BOS in Python; the json carries it in TemplateProcessing)."""
+    from transformers import LlamaTokenizer
+    d = os.path.join(tmp, os.path.basename(path).replace(".", "_"))
+    os.makedirs(d, exist_ok=True)
+    shutil.copyfile(path, os.path.join(d, "tokenizer.model"))
+    tok = LlamaTokenizer.from_pretrained(d, legacy=legacy != "first").backend_tokenizer
+    tok.model.unk_token = "<unk>"
+    tok.post_processor = bos_template(tok, "<s>")
+    return tok
+
+
+def spm_published(path):
+    """The Llama 2 tokenizer.json as Meta/HF published it (and as llama.cpp's llama-spm vectors
+    were made): LlamaConverter's vocab, legacy normalizer (Prepend + Replace, no pre-tokenizer)
+    and decoder, with merges ranked by piece score (generate_merges with scores, as the
+    converter's SentencePieceExtractor did). transformers 5's own .model path ranks merges by
+    id instead, which is not what SentencePiece does for Llama 2's scored-down "▁▁" pieces."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+    from transformers.tokenization_utils_base import generate_merges
+    proto = SentencePieceExtractor(path).proto
+    scores = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0)] + [(p.piece, p.score) for p in proto.pieces[3:]]
+    vocab = {piece: i for i, (piece, _) in enumerate(scores)}
+    merges = generate_merges(vocab, scores)
+    tok = Tokenizer(BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True, dropout=None))
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    conv = LlamaConverter.__new__(LlamaConverter)
+    conv.original_tokenizer = types.SimpleNamespace(legacy=True, add_prefix_space=True)
+    tok.normalizer = conv.normalizer(proto)
+    tok.decoder = conv.decoder("▁", True)
+    tok.post_processor = bos_template(tok, "<s>")
+    return tok
+
+
+def llama3_special_tokens():
+    # As Meta's llama3 model code (tokenizer.py) defines them: 256 in total, ids 128000..128255.
+    n = 256
+    toks = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+            "<|reserved_special_token_1|>", "<|reserved_special_token_2|>",
+            "<|reserved_special_token_3|>", "<|start_header_id|>", "<|end_header_id|>",
+            "<|reserved_special_token_4|>", "<|eot_id|>"]
+    toks += [f"<|reserved_special_token_{i}|>" for i in range(5, n - 5)]
+    assert len(toks) == n
+    return toks
+
+
+def llama3(path):
+    tok = TikTokenConverter(vocab_file=path, pattern=(
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        r"|\s*[\r\n]+|\s+(?!\S)|\s+"), extra_special_tokens=llama3_special_tokens()).converted()
+    assert tok.token_to_id("<|begin_of_text|>") == 128000, tok.token_to_id("<|begin_of_text|>")
+    assert tok.token_to_id("<|eot_id|>") == 128009
+    # The published Llama 3 tokenizer.json: ByteLevel then a BOS template.
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
+        processors.TemplateProcessing(single="<|begin_of_text|>:0 $A:0",
+                                      pair="<|begin_of_text|>:0 $A:0 <|begin_of_text|>:1 $B:1",
+                                      special_tokens=[("<|begin_of_text|>", 128000)])])
+    return tok
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    td = os.path.join(sys.argv[1], "tokenizers")
+    out = sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, "spm")
+    built = {
+        "llama2": lambda: spm_published(os.path.join(td, "llama2/tokenizer.model")),
+        "mistral1": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v1"), "always", tmp),
+        "mistral3": lambda: spm(os.path.join(td, "mistral/tokenizer.model.v3"), "first", tmp),
+        "llama3": lambda: llama3(os.path.join(td, "llama3/tokenizer.model")),
+    }
+    for name, make in built.items():
+        make().save(os.path.join(out, name + ".json"))
+    g = Gpt2Shim(os.path.join(td, "gpt2/vocab.json"), os.path.join(td, "gpt2/merges.txt"))
+    for name, conv in (("gpt2", GPT2Converter), ("qwen2", Qwen2Converter)):
+        tok = conv(g).converted()
+        tok.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+        if name == "qwen2":
+            tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                                    for t in ("<|im_start|>", "<|im_end|>")])
+        tok.save(os.path.join(out, name + ".json"))
+    shutil.copyfile(os.path.join(td, "phi3/tokenizer.json"), os.path.join(out, "phi3.json"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""`quarry render` on AWS's sample Bedrock files (every format) equals transformers' rendering of
+the same records with the official templates; also its errors for bad input.
+
+usage: check_render.py QUARRY TESTDATA SOURCE_DIR WORK_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+
+
+def main():
+    quarry, testdata, source, work = sys.argv[1:5]
+    try:
+        import transformers.utils.chat_template_utils as ctu
+    except Exception as e:  # noqa: BLE001
+        print(f"SKIP: transformers/jinja2 not importable: {e}")
+        return 77
+    ct = os.path.join(testdata, "chat_templates")
+    ref = os.path.join(source, "scripts", "reference", "chat_templates")
+    L3 = ("<|begin_of_text|>", "<|eot_id|>")
+    models = {
+        "llama3.1": (os.path.join(ct, "meta-llama-Llama-3.1-8B-Instruct.jinja"), L3),
+        "llama3.0": (os.path.join(ref, "meta-llama-Meta-Llama-3-8B-Instruct.jinja"), L3),
+        "llama2": (os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), ("<s>", "</s>")),
+        "qwen2.5": (os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), (None, "<|im_end|>")),
+        "mistral-v3-spm": (os.path.join(ct, "mistral", "v3_spm.jinja"), ("<s>", "</s>")),
+        "mistral-v1": (os.path.join(ct, "mistral", "v1.jinja"), ("<s>", "</s>")),
+        "mistral-hf": (os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), ("<s>", "</s>")),
+        "mistral-nemo": (os.path.join(ct, "mistralai-Mistral-Nemo-Instruct-2407.jinja"), ("<s>", "</s>")),
+        "phi3.5": (os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>")),
+    }
+    files = ["tooluse_test_system_messages.jsonl", "tooluse_test_content_blocks.jsonl",
+             "uber10k_prompt_completion.jsonl", "tooluse_train_system_messages.jsonl"]
+    fails = 0
+    total = 0
+    for name, (tpl_path, (bos, eos)) in models.items():
+        tpl = open(tpl_path, encoding="utf-8").read()
+        d = os.path.join(work, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"bos_token": bos, "eos_token": eos, "chat_template": tpl}, f)
+        for fn in files:
+            path = os.path.join(testdata, "bedrock", fn)
+            p = subprocess.run([quarry, "render", "--model", d, "--template-date", "05 Mar 2025", path],
+                               capture_output=True)
+            if p.returncode != 0:
+                print(f"FAIL render {name} {fn}: exit {p.returncode}: {p.stderr.decode()[:500]}")
+                fails += 1
+                continue
+            got = p.stdout.decode("utf-8").splitlines()
+            want = []
+            for line in open(path, encoding="utf-8"):
+                if not line.strip():
+                    continue
+                want.append(ctu.render_jinja_template(conversations=[messages(json.loads(line))], chat_template=tpl,
+                                                      add_generation_prompt=False, bos_token=bos, eos_token=eos,
+                                                      date_string="05 Mar 2025")[0][0])
+            total += len(want)
+            if len(got) != len(want):
+                print(f"FAIL render {name} {fn}: {len(got)} lines out, {len(want)} records in")
+                fails += 1
+                continue
+            for i, (g, w) in enumerate(zip(got, want)):
+                g = json.loads(g)
+                if g != w:
+                    k = next((j for j in range(min(len(g), len(w))) if g[j] != w[j]), min(len(g), len(w)))
+                    print(f"FAIL render {name} {fn}:{i + 1}: first difference at character {k}\n"
+                          f"  quarry: {g[max(0, k - 40):k + 80]!r}\n  jinja2: {w[max(0, k - 40):k + 80]!r}")
+                    fails += 1
+                    break
+
+    # Bad input: a clear error with the line, a non-zero exit; an unknown template names --template.
+    d = os.path.join(work, "llama3.1")
+    p = subprocess.run([quarry, "render", "--model", d], input=b'{"prompt": "a", "completion": "b"}\n{"oops": 1}\n',
+                       capture_output=True)
+    err = p.stderr.decode()
+    if p.returncode != 1 or "stdin:2: error:" not in err or p.stdout.decode().count("\n") != 1:
+        print(f"FAIL render bad record: exit {p.returncode}, stderr {err!r}")
+        fails += 1
+    u = os.path.join(work, "unknown")
+    os.makedirs(u, exist_ok=True)
+    with open(os.path.join(u, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": "</s>", "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}, f)
+    p = subprocess.run([quarry, "render", "--model", u], input=b'{"prompt": "a", "completion": "b"}\n',
+                       capture_output=True)
+    if p.returncode != 1 or "--template NAME" not in p.stderr.decode():
+        print(f"FAIL render unknown template: exit {p.returncode}, stderr {p.stderr.decode()!r}")
+        fails += 1
+    for rec, want in [(b'{"prompt": "a", "completion": "b"}\n', "ab</s>"), (b'{"input": "doc"}\n', "doc</s>"),
+                      (b'{"system": "s", "messages": [{"role": "user", "content": "u"}, '
+                       b'{"role": "assistant", "content": "a"}]}\n', "s\nu\na</s>")]:
+        p = subprocess.run([quarry, "render", "--model", u, "--template", "raw"], input=rec, capture_output=True)
+        if p.returncode != 0 or [json.loads(x) for x in p.stdout.decode().splitlines()] != [want]:
+            print(f"FAIL render --template raw {rec!r}: exit {p.returncode}, out {p.stdout.decode()!r}")
+            fails += 1
+    # Mixed formats in one file are refused, as Bedrock does.
+    p = subprocess.run([quarry, "render", "--model", u, "--template", "raw"],
+                       input=b'{"prompt": "a", "completion": "b"}\n{"input": "doc"}\n', capture_output=True)
+    if p.returncode != 1 or "stdin:2: error:" not in p.stderr.decode():
+        print(f"FAIL render mixed formats: exit {p.returncode}, stderr {p.stderr.decode()!r}")
+        fails += 1
+    # --mask on a real model directory (Phi-3-mini: tokenizer.json + tokenizer_config.json with its
+    # template): ids as HF tokenizes the jinja2 rendering; the mask trains each assistant turn's
+    # <|end|> and the final <|endoftext|>, never a role tag.
+    phi = os.path.join(testdata, "tokenizers", "phi3")
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(phi, "tokenizer.json"))
+    cfg = json.load(open(os.path.join(phi, "tokenizer_config.json"), encoding="utf-8"))
+    path = os.path.join(testdata, "bedrock", "tooluse_test_system_messages.jsonl")
+    p = subprocess.run([quarry, "render", "--model", phi, "--mask", path], capture_output=True)
+    got = [json.loads(x) for x in p.stdout.decode().splitlines()]
+    recs = [json.loads(x) for x in open(path, encoding="utf-8") if x.strip()]
+    special = {n: tok.token_to_id(n) for n in ["<|end|>", "<|endoftext|>", "<|user|>", "<|system|>", "<|assistant|>"]}
+    if p.returncode != 0 or len(got) != len(recs):
+        print(f"FAIL render --mask: exit {p.returncode}, {len(got)} lines for {len(recs)} records: {p.stderr.decode()[:300]}")
+        fails += 1
+    else:
+        for i, (g, rec) in enumerate(zip(got, recs)):
+            msgs = messages(rec)
+            text = ctu.render_jinja_template(conversations=[msgs], chat_template=cfg["chat_template"],
+                                             bos_token=cfg["bos_token"], eos_token=cfg["eos_token"])[0][0]
+            want = tok.encode(text, add_special_tokens=False).ids
+            trained = [t for t, m in zip(g["ids"], g["mask"]) if m]
+            nassist = sum(m["role"] == "assistant" for m in msgs)
+            problem = None
+            if g["ids"] != want:
+                problem = "ids differ from HF"
+            elif len(g["mask"]) != len(g["ids"]) or set(g["mask"]) - {0, 1}:
+                problem = "mask is not one 0/1 per id"
+            elif trained.count(special["<|end|>"]) != nassist or trained.count(special["<|endoftext|>"]) != 1:
+                problem = "trained <|end|>/<|endoftext|> counts are wrong"
+            elif any(trained.count(special[k]) for k in ["<|user|>", "<|system|>", "<|assistant|>"]):
+                problem = "a role tag is trained"
+            if problem:
+                print(f"FAIL render --mask phi3 {os.path.basename(path)}:{i + 1}: {problem}")
+                fails += 1
+                break
+        total += len(got)
+    # An answer with a leading blank: Phi-3's <|assistant|> (rstrip) swallows it and stays masked.
+    p = subprocess.run([quarry, "render", "--model", phi, "--mask"],
+                       input=b'{"prompt": "2+2=", "completion": " 4"}\n', capture_output=True)
+    g = json.loads(p.stdout.decode() or "{}")
+    trained = [t for t, m in zip(g.get("ids", []), g.get("mask", [])) if m]
+    if p.returncode != 0 or special["<|assistant|>"] in trained or special["<|end|>"] not in trained:
+        print(f"FAIL render --mask phi3 leading blank: exit {p.returncode}, {g}")
+        fails += 1
+    print(f"render: {total} Bedrock records compared with jinja2, {fails} failure(s)")
+    return 1 if fails else 0
+
+
+def messages(rec):
+    """A Bedrock record as transformers' messages (content blocks joined as quarry joins them)."""
+    def text(v):
+        return v if isinstance(v, str) else "".join(b["text"] for b in v)
+    if "prompt" in rec:
+        return [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["completion"]}]
+    out = []
+    if rec.get("system") is not None:
+        out.append({"role": "system", "content": text(rec["system"])})
+    out += [{"role": m["role"], "content": text(m["content"])} for m in rec["messages"]]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+// tests/chat/test_chat.c — data/chat renders every official template exactly as jinja2 in
+// transformers does (cases from gen_chat_cases.py), Mistral's own samples, the template loader,
+// and the loss spans.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "data/chat.h"
+#include "test.h"
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    size_t got;
+    while (b && (got = fread(b + n, 1, cap - 1 - n, f)) > 0) {
+        n += got;
+        if (n == cap - 1) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+            }
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (b) {
+        b[n] = 0;
+        if (len)
+            *len = n;
+    }
+    return b;
+}
+
+// Builds a record from {"system": str|null, "turns": [[role, text], ...]}.
+static int record_from_case(const cJSON *c, record *r) {
+    memset(r, 0, sizeof *r);
+    r->format = FORMAT_MESSAGES;
+    const cJSON *sys = cJSON_GetObjectItemCaseSensitive(c, "system");
+    if (cJSON_IsString(sys)) {
+        r->system = strdup(sys->valuestring);
+        r->system_len = strlen(r->system);
+    }
+    const cJSON *turns = cJSON_GetObjectItemCaseSensitive(c, "turns");
+    int n = cJSON_GetArraySize(turns);
+    r->turns = calloc((size_t)(n > 0 ? n : 1), sizeof *r->turns);
+    if (!r->turns)
+        return -1;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, turns) {
+        const char *role = cJSON_GetArrayItem(t, 0)->valuestring;
+        const char *text = cJSON_GetArrayItem(t, 1)->valuestring;
+        record_turn *rt = &r->turns[r->nturns++];
+        rt->role = strcmp(role, "assistant") == 0 ? ROLE_ASSISTANT : ROLE_USER;
+        rt->text = strdup(text);
+        rt->len = strlen(text);
+    }
+    return 0;
+}
+
+static void free_record(record *r) {
+    free(r->system);
+    for (int i = 0; i < r->nturns; i++)
+        free(r->turns[i].text);
+    free(r->turns);
+    free(r->text);
+}
+
+// Prints a with escapes, at most max bytes from start.
+static void print_escaped(const char *label, const char *s, size_t len, size_t start, size_t max) {
+    fprintf(stderr, "  %s: \"", label);
+    for (size_t i = start; i < len && i < start + max; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '\n')
+            fputs("\\n", stderr);
+        else if (ch == '\t')
+            fputs("\\t", stderr);
+        else if (ch == '"' || ch == '\\')
+            fprintf(stderr, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(stderr, "\\x%02x", ch);
+        else
+            fputc(ch, stderr);
+    }
+    fprintf(stderr, "\"\n");
+}
+
+static void report_mismatch(const char *name, int line, const char *got, size_t glen, const char *want, size_t wlen) {
+    size_t i = 0;
+    while (i < glen && i < wlen && got[i] == want[i])
+        i++;
+    size_t from = i > 40 ? i - 40 : 0;
+    fprintf(stderr, "FAIL chat %s (case line %d): first difference at byte %zu (quarry %zu bytes, jinja2 %zu)\n",
+            name, line, i, glen, wlen);
+    print_escaped("quarry", got, glen, from, 160);
+    print_escaped("jinja2", want, wlen, from, 160);
+}
+
+// Every byte is in exactly one span, spans in order, neighbours differ.
+static int spans_ok(const chat_rendered *c) {
+    size_t at = 0;
+    for (int i = 0; i < c->nspans; i++) {
+        if (c->spans[i].start != at || c->spans[i].end <= c->spans[i].start)
+            return 0;
+        if (i > 0 && c->spans[i].trained == c->spans[i - 1].trained)
+            return 0;
+        at = c->spans[i].end;
+    }
+    return at == c->len;
+}
+
+static int run_cases(const char *path, int *ncases) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        CHECK(0, "cannot open %s: %s", path, strerror(errno));
+        return 0;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int lineno = 0, shown = 0, fails = 0;
+    chat_template *t = NULL;
+    char name[64] = "?";
+    while ((got = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        cJSON *j = cJSON_Parse(line);
+        if (!j) {
+            CHECK(0, "%s:%d: bad JSON", path, lineno);
+            break;
+        }
+        if (lineno == 1) {
+            snprintf(name, sizeof name, "%s", cJSON_GetObjectItem(j, "name")->valuestring);
+            char *tpl = slurp(cJSON_GetObjectItem(j, "template_file")->valuestring, NULL);
+            char err[512] = "";
+            CHECK(tpl != NULL, "%s: template file missing", name);
+            t = tpl ? chat_template_from_text(tpl, NULL, cJSON_GetObjectItem(j, "bos")->valuestring,
+                                              cJSON_GetObjectItem(j, "eos")->valuestring, err, sizeof err)
+                    : NULL;
+            free(tpl);
+            CHECK(t != NULL, "%s: template not recognised: %s", name, err);
+            const char *want_family = cJSON_GetObjectItem(j, "family")->valuestring;
+            CHECK(!t || strcmp(t->name, want_family) == 0, "%s: detected as %s, want %s", name, t ? t->name : "-",
+                  want_family);
+            cJSON_Delete(j);
+            if (!t)
+                break;
+            continue;
+        }
+        record r;
+        if (record_from_case(j, &r) != 0) {
+            cJSON_Delete(j);
+            break;
+        }
+        const cJSON *date = cJSON_GetObjectItem(j, "date");
+        const cJSON *now = cJSON_GetObjectItem(j, "now");
+        chat_options o = {cJSON_IsString(date) ? date->valuestring : NULL, (time_t)now->valuedouble, 0};
+        const cJSON *want = cJSON_GetObjectItem(j, "text");
+        const cJSON *want_err = cJSON_GetObjectItem(j, "error");
+        chat_rendered c;
+        char err[512] = "";
+        int rc = chat_render(t, &r, &o, &c, err, sizeof err);
+        (*ncases)++;
+        int bad = 0;
+        if (cJSON_IsString(want)) {
+            if (rc != 0) {
+                bad = 1;
+                if (shown++ < 3)
+                    fprintf(stderr, "FAIL chat %s (case line %d): quarry refused (%s), jinja2 rendered it\n", name,
+                            lineno, err);
+            } else if (c.len != strlen(want->valuestring) || memcmp(c.text, want->valuestring, c.len) != 0) {
+                bad = 1;
+                if (shown++ < 3)
+                    report_mismatch(name, lineno, c.text, c.len, want->valuestring, strlen(want->valuestring));
+            } else if (!spans_ok(&c)) {
+                bad = 1;
+                if (shown++ < 3)
+                    fprintf(stderr, "FAIL chat %s (case line %d): spans do not tile the text\n", name, lineno);
+            }
+        } else if (rc == 0) {
+            bad = 1;
+            if (shown++ < 3)
+                fprintf(stderr, "FAIL chat %s (case line %d): jinja2 raised (%s), quarry rendered it\n", name, lineno,
+                        cJSON_IsString(want_err) ? want_err->valuestring : "?");
+        }
+        if (rc == 0)
+            chat_rendered_free(&c);
+        fails += bad;
+        free_record(&r);
+        cJSON_Delete(j);
+    }
+    free(line);
+    fclose(f);
+    chat_template_free(t);
+    CHECK(fails == 0, "%s: %d of %d cases differ from jinja2", name, fails, lineno - 1);
+    printf("chat %-15s %d cases, %d differ\n", name, lineno - 1, fails);
+    return lineno - 1;
+}
+
+// The trained bytes, runs joined by '|'.
+static char *trained_text(const chat_rendered *c) {
+    char *s = malloc(c->len + (size_t)c->nspans + 1);
+    size_t k = 0;
+    for (int i = 0; i < c->nspans; i++) {
+        if (!c->spans[i].trained)
+            continue;
+        if (k)
+            s[k++] = '|';
+        memcpy(s + k, c->text + c->spans[i].start, c->spans[i].end - c->spans[i].start);
+        k += c->spans[i].end - c->spans[i].start;
+    }
+    s[k] = 0;
+    return s;
+}
+
+static void check_spans(const char *family, record_format fmt, const char *system, const char *want_text,
+                        const char *want_trained) {
+    char err[512];
+    chat_template *t = chat_template_from_text(NULL, family, NULL, NULL, err, sizeof err);
+    CHECK(t != NULL, "--template %s: %s", family, err);
+    if (!t)
+        return;
+    record_turn turns[4] = {{ROLE_USER, "  Hi\n", 5}, {ROLE_ASSISTANT, "Hello!  ", 8}, {ROLE_USER, "Bye", 3},
+                            {ROLE_ASSISTANT, "Ciao", 4}};
+    record r = {0};
+    r.format = fmt;
+    r.system = (char *)system;
+    r.system_len = system ? strlen(system) : 0;
+    r.turns = turns;
+    r.nturns = 4;
+    if (fmt == FORMAT_CPT) {
+        r.nturns = 0;
+        r.text = "Once upon a time";
+        r.text_len = strlen(r.text);
+    }
+    chat_options o = {"01 Jan 2025", 0, 0};
+    chat_rendered c;
+    int rc = chat_render(t, &r, &o, &c, err, sizeof err);
+    CHECK(rc == 0, "%s: %s", family, err);
+    if (rc == 0) {
+        char *tr = trained_text(&c);
+        CHECK(strcmp(c.text, want_text) == 0, "%s text:\n  got  \"%s\"\n  want \"%s\"", family, c.text, want_text);
+        CHECK(strcmp(tr, want_trained) == 0, "%s trained bytes:\n  got  \"%s\"\n  want \"%s\"", family, tr,
+              want_trained);
+        CHECK(spans_ok(&c), "%s: spans do not tile the text", family);
+        free(tr);
+        chat_rendered_free(&c);
+        o.train_on_prompt = 1;
+        rc = chat_render(t, &r, &o, &c, err, sizeof err);
+        CHECK(rc == 0 && c.nspans == 1 && c.spans[0].trained, "%s --train-on-prompt: one trained span", family);
+        if (rc == 0)
+            chat_rendered_free(&c);
+    }
+    chat_template_free(t);
+}
+
+static void test_spans(void) {
+    check_spans("llama3.1", FORMAT_MESSAGES, "Be brief. ",
+                "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December "
+                "2023\nToday Date: 01 Jan 2025\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+                "Hi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>"
+                "user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nCiao<|eot_id|>",
+                "Hello!<|eot_id|>|Ciao<|eot_id|>");
+    check_spans("llama2", FORMAT_MESSAGES, "S",
+                "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\n  Hi [/INST] Hello! </s><s>[INST] Bye [/INST] Ciao </s>",
+                " Hello! </s>| Ciao </s>");
+    check_spans("qwen2.5", FORMAT_MESSAGES, NULL,
+                "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
+                "Bye<|im_end|>\n<|im_start|>assistant\nCiao<|im_end|>\n",
+                "Hello!  <|im_end|>|Ciao<|im_end|>");
+    check_spans("mistral-v3-spm", FORMAT_MESSAGES, "S",
+                "<s>[INST]   Hi\n[/INST] Hello!  </s>[INST] S\n\nBye[/INST] Ciao</s>", " Hello!  </s>| Ciao</s>");
+    check_spans("phi3.5", FORMAT_MESSAGES, "",
+                "<|user|>\n  Hi\n<|end|>\n<|assistant|>\nHello!  <|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n"
+                "Ciao<|end|>\n<|endoftext|>",
+                "Hello!  <|end|>|Ciao<|end|>|<|endoftext|>");
+    check_spans("raw", FORMAT_PROMPT_COMPLETION, NULL, "  Hi\nHello!  ByeCiao", "Hello!  |Ciao");
+    check_spans("raw", FORMAT_MESSAGES, "S", "S\n  Hi\n\nHello!  \nBye\nCiao", "\nHello!  |\nCiao");
+    check_spans("llama3", FORMAT_CPT, NULL, "Once upon a time<|eot_id|>", "Once upon a time<|eot_id|>");
+}
+
+// Mistral's reference library rendered samples/no_tools (text_vN.txt: pieces joined, ▁ for a space);
+// the SentencePiece variants of the templates must give the same text.
+static void test_mistral_samples(const char *testdata) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chat_templates/mistral/samples/no_tools/sample.json", testdata);
+    char *js = slurp(path, NULL);
+    CHECK(js != NULL, "%s missing", path);
+    if (!js)
+        return;
+    cJSON *j = cJSON_Parse(js);
+    free(js);
+    record r = {0};
+    r.format = FORMAT_MESSAGES;
+    const cJSON *msgs = cJSON_GetObjectItem(j, "messages"), *m;
+    r.turns = calloc((size_t)cJSON_GetArraySize(msgs), sizeof *r.turns);
+    cJSON_ArrayForEach(m, msgs) {
+        const char *role = cJSON_GetObjectItem(m, "role")->valuestring;
+        const char *text = cJSON_GetObjectItem(m, "content")->valuestring;
+        if (strcmp(role, "system") == 0) {
+            r.system = strdup(text);
+            r.system_len = strlen(text);
+            continue;
+        }
+        record_turn *t = &r.turns[r.nturns++];
+        t->role = strcmp(role, "assistant") == 0 ? ROLE_ASSISTANT : ROLE_USER;
+        t->text = strdup(text);
+        t->len = strlen(text);
+    }
+    cJSON_Delete(j);
+    const char *variants[][2] = {{"v1", "v1_spm"}, {"v2", "v2_spm"}, {"v3", "v3_spm"}};
+    for (int v = 0; v < 3; v++) {
+        snprintf(path, sizeof path, "%s/chat_templates/mistral/samples/no_tools/text_%s.txt", testdata, variants[v][0]);
+        size_t n;
+        char *want = slurp(path, &n);
+        snprintf(path, sizeof path, "%s/chat_templates/mistral/%s.jinja", testdata, variants[v][1]);
+        char *tpl = slurp(path, NULL);
+        CHECK(want && tpl, "mistral sample files missing (%s)", variants[v][0]);
+        if (!want || !tpl) {
+            free(want);
+            free(tpl);
+            continue;
+        }
+        // ▁ (U+2581, e2 96 81) → ' '
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i + 2 < n && (unsigned char)want[i] == 0xe2 && (unsigned char)want[i + 1] == 0x96 &&
+                (unsigned char)want[i + 2] == 0x81) {
+                want[k++] = ' ';
+                i += 2;
+            } else {
+                want[k++] = want[i];
+            }
+        }
+        want[k] = 0;
+        char err[512];
+        chat_template *t = chat_template_from_text(tpl, NULL, NULL, NULL, err, sizeof err);
+        CHECK(t != NULL, "%s: %s", variants[v][1], err);
+        chat_rendered c;
+        if (t && chat_render(t, &r, NULL, &c, err, sizeof err) == 0) {
+            if (c.len != k || memcmp(c.text, want, k) != 0) {
+                CHECK(0, "mistral sample no_tools with %s.jinja differs from text_%s.txt", variants[v][1],
+                      variants[v][0]);
+                report_mismatch(variants[v][1], 0, c.text, c.len, want, k);
+            }
+            chat_rendered_free(&c);
+        } else if (t) {
+            CHECK(0, "mistral sample %s: %s", variants[v][1], err);
+        }
+        chat_template_free(t);
+        free(want);
+        free(tpl);
+    }
+    free_record(&r);
+}
+
+static void test_loader(const char *dir) {
+    char path[8192], err[512];
+    struct {
+        const char *model, *family, *bos, *eos;
+        int has_note;
+    } cases[] = {
+        {"qwen", "chatml", "", "<|im_end|>", 0},
+        {"phi3", "phi3", "<s>", "<|endoftext|>", 0},
+        {"llama31-two-sources", "llama3.1", "<|begin_of_text|>", "<|eot_id|>", 1},
+        {"list", "mistral-v3", "<s>", "</s>", 0},
+        {"json", "llama2", "<s>", "</s>", 0},
+        {"base", "raw", "<s>", "</s>", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/models/%s", dir, cases[i].model);
+        chat_template *t = chat_template_load(path, NULL, err, sizeof err);
+        CHECK(t != NULL, "load %s: %s", cases[i].model, err);
+        if (!t)
+            continue;
+        CHECK(strcmp(t->name, cases[i].family) == 0, "load %s: family %s, want %s", cases[i].model, t->name,
+              cases[i].family);
+        CHECK(strcmp(t->bos, cases[i].bos) == 0 && strcmp(t->eos, cases[i].eos) == 0, "load %s: bos/eos %s %s",
+              cases[i].model, t->bos, t->eos);
+        CHECK((t->note != NULL) == cases[i].has_note, "load %s: note %s", cases[i].model, t->note ? t->note : "none");
+        chat_template_free(t);
+    }
+    snprintf(path, sizeof path, "%s/models/qwen", dir);
+    chat_template *t = chat_template_load(path, NULL, err, sizeof err);
+    CHECK(t && t->default_system && strstr(t->default_system, "You are Qwen"), "qwen default system prompt");
+    chat_template_free(t);
+    snprintf(path, sizeof path, "%s/models/unknown", dir);
+    t = chat_template_load(path, NULL, err, sizeof err);
+    CHECK(t == NULL && strstr(err, "--template NAME"), "an unknown template names --template: %s", err);
+    chat_template_free(t);
+    t = chat_template_load(path, "chatml", err, sizeof err);
+    CHECK(t && strcmp(t->name, "chatml") == 0, "--template chatml forces the family: %s", t ? "" : err);
+    chat_template_free(t);
+    t = chat_template_load(path, "nonsense", err, sizeof err);
+    CHECK(t == NULL && strstr(err, "nonsense"), "an unknown --template is refused: %s", err);
+    chat_template_free(t);
+}
+
+int main(void) {
+    const char *testdata = test_env("QUARRY_TESTDATA", "../shared/testdata");
+    const char *python = test_env("QUARRY_PYTHON", ".venv/bin/python");
+    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
+    const char *build = test_env("QUARRY_BUILD_DIR", ".");
+    test_spans();
+    struct stat st;
+    char path[8192];
+    snprintf(path, sizeof path, "%s/chat_templates", testdata);
+    if (stat(path, &st) != 0)
+        SKIP("../shared/testdata not found (%s); the jinja2 comparison did not run", path);
+    if (stat(python, &st) != 0)
+        SKIP(".venv not found (%s); the jinja2 comparison did not run", python);
+    char out[2048], cmd[16384];
+    if (strlen(build) > 1500)
+        SKIP("build directory path too long");
+    snprintf(out, sizeof out, "%s/chat_cases", build);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/chat/gen_chat_cases.py' '%s' '%s' '%s' 1000", python, src, testdata, src,
+             out);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
+        SKIP("the jinja2 oracle is not available");
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_chat_cases.py failed (%d)", rc);
+    if (test_failures)
+        return test_finish("test_chat");
+    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "phi3.5",
+                                  "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
+                                  "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
+                                  "mistral-legacy"};
+    int total = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/cases/%s.jsonl", out, names[i]);
+        int n = 0;
+        run_cases(path, &n);
+        CHECK(n >= 1000, "%s: only %d cases", names[i], n);
+        total += n;
+    }
+    test_mistral_samples(testdata);
+    test_loader(out);
+    printf("chat: %d rendered conversations compared with jinja2\n", total);
+    return test_finish("test_chat");
+}

@@ -1,0 +1,91 @@
+"""quarry's config.json parsing against transformers' config classes, and its RoPE inv_freq
+against transformers' computation bit for bit (scripts/reference/rope_reference.py).
+
+Usage: check_config.py TOOL SOURCE_DIR"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+    import transformers  # noqa: F401
+except ImportError as e:
+    print("SKIP: python oracle missing:", e)
+    sys.exit(77)
+
+tool, src = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "scripts", "reference"))
+import rope_reference  # noqa: E402
+
+configs = []
+cdir = os.path.join(src, "examples", "configs")
+for f in sorted(os.listdir(cdir)):
+    if f.endswith(".json"):
+        with open(os.path.join(cdir, f)) as fh:
+            configs.append((f, json.load(fh)))
+base = {"architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 256, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 4096}
+# rope variants over head dims and thetas (llama3 with other factors, linear, transformers-5 spelling)
+for hd in (32, 64, 80, 128, 256):
+    for theta in (10000.0, 500000.0, 1000000.0, 12345.5):
+        configs.append((f"default hd{hd} theta{theta}", dict(base, head_dim=hd, rope_theta=theta)))
+        configs.append((f"linear hd{hd} theta{theta}", dict(base, head_dim=hd, rope_theta=theta,
+                                                           rope_scaling={"type": "linear", "factor": 2.5})))
+        for factor, lo, hi, old in ((8.0, 1.0, 4.0, 8192), (32.0, 1.0, 4.0, 8192), (16.0, 2.0, 8.0, 4096)):
+            configs.append((f"llama3 hd{hd} theta{theta} f{factor}", dict(
+                base, head_dim=hd, rope_theta=theta,
+                rope_scaling={"rope_type": "llama3", "factor": factor, "low_freq_factor": lo,
+                              "high_freq_factor": hi, "original_max_position_embeddings": old})))
+configs.append(("rope_parameters spelling", dict(base, rope_parameters={
+    "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192})))
+
+failures = 0
+how = set()
+with tempfile.TemporaryDirectory() as tmp:
+    for name, d in configs:
+        path = os.path.join(tmp, "config.json")
+        with open(path, "w") as fh:
+            json.dump(d, fh)
+        r = subprocess.run([tool, "config", path], capture_output=True, text=True)
+        if r.returncode:
+            print(f"FAIL {name}: quarry refused it: {r.stderr.strip()}")
+            failures += 1
+            continue
+        q = json.loads(r.stdout)
+        hf = rope_reference.hf_config(d)
+        rp = hf.rope_parameters
+        want = {
+            "vocab_size": hf.vocab_size, "hidden_size": hf.hidden_size, "intermediate_size": hf.intermediate_size,
+            "num_hidden_layers": hf.num_hidden_layers, "num_attention_heads": hf.num_attention_heads,
+            "num_key_value_heads": hf.num_key_value_heads, "head_dim": getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
+            "max_position_embeddings": hf.max_position_embeddings,
+            "tie_word_embeddings": int(bool(hf.tie_word_embeddings)),
+        }
+        for k, v in want.items():
+            if q[k] != v:
+                print(f"FAIL {name}: {k} quarry {q[k]} transformers {v}")
+                failures += 1
+        if np.float32(q["rope_theta"]) != np.float32(rp["rope_theta"]):
+            print(f"FAIL {name}: rope_theta quarry {q['rope_theta']} transformers {rp['rope_theta']}")
+            failures += 1
+        if abs(q["rms_norm_eps"] - hf.rms_norm_eps) > 1e-12:
+            print(f"FAIL {name}: rms_norm_eps quarry {q['rms_norm_eps']} transformers {hf.rms_norm_eps}")
+            failures += 1
+        ref, via = rope_reference.inv_freq(d)
+        how.add(via)
+        got = np.array(q["inv_freq"], dtype=np.uint32).view(np.float32)
+        if got.shape != ref.shape or not np.array_equal(got.view(np.uint32), ref.view(np.uint32)):
+            bad = np.nonzero(got.view(np.uint32) != ref.view(np.uint32))[0] if got.shape == ref.shape else []
+            print(f"FAIL {name}: inv_freq differs from transformers ({via}) at {list(bad[:8])}:")
+            for i in list(bad[:4]):
+                print(f"  [{i}] quarry {got[i]!r} ({got.view(np.uint32)[i]:#010x}) reference {ref[i]!r} "
+                      f"({ref.view(np.uint32)[i]:#010x})")
+            failures += 1
+print(f"check_config: {len(configs)} configs, inv_freq reference via {'/'.join(sorted(how))}")
+if failures:
+    print(f"check_config: {failures} failure(s)")
+    sys.exit(1)
+print("check_config: all checks passed")

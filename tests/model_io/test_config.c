@@ -1,0 +1,164 @@
+// tests/model_io/test_config.c — config.json parsing: the published configs in examples/configs/
+// give the published parameter counts and fields; unsupported settings are refused by name.
+#include "model/config.h"
+#include "test.h"
+
+static void check_published(const char *src_dir) {
+    static const struct {
+        const char *file;
+        model_arch arch;
+        int V, C, F, L, H, KV, hd, tied, bias, window, bos, eos;
+        float theta;
+        rope_scaling_type rs;
+        float factor;
+        size_t params;
+        const char *dtype;
+    } cases[] = {
+        {"Llama-3.1-8B.json", ARCH_LLAMA, 128256, 4096, 14336, 32, 32, 8, 128, 0, 0, 0, 128000, 128001, 500000.0f,
+         ROPE_SCALING_LLAMA3, 8.0f, 8030261248u, "bfloat16"},
+        {"Llama-3.2-1B.json", ARCH_LLAMA, 128256, 2048, 8192, 16, 32, 8, 64, 1, 0, 0, 128000, 128001, 500000.0f,
+         ROPE_SCALING_LLAMA3, 32.0f, 1235814400u, "bfloat16"},
+        {"Llama-2-7b.json", ARCH_LLAMA, 32000, 4096, 11008, 32, 32, 32, 128, 0, 0, 0, 1, 2, 10000.0f, ROPE_SCALING_NONE,
+         1.0f, 6738415616u, "float16"},
+        {"Mistral-7B-v0.3.json", ARCH_MISTRAL, 32768, 4096, 14336, 32, 32, 8, 128, 0, 0, 0, 1, 2, 1000000.0f,
+         ROPE_SCALING_NONE, 1.0f, 7248023552u, "bfloat16"},
+        {"Qwen2.5-0.5B.json", ARCH_QWEN2, 151936, 896, 4864, 24, 14, 2, 64, 1, 1, 0, 151643, 151643, 1000000.0f,
+         ROPE_SCALING_NONE, 1.0f, 494032768u, "bfloat16"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[4096], err[1024];
+        snprintf(path, sizeof path, "%s/examples/configs/%s", src_dir, cases[i].file);
+        model_config c;
+        int rc = model_config_load(&c, path, err, sizeof err);
+        CHECK(rc == 0, "%s: %s", cases[i].file, err);
+        if (rc) continue;
+        CHECK(c.arch == cases[i].arch, "%s arch %d", cases[i].file, (int)c.arch);
+        CHECK(c.vocab_size == cases[i].V && c.hidden_size == cases[i].C && c.intermediate_size == cases[i].F,
+              "%s dims V=%d C=%d F=%d", cases[i].file, c.vocab_size, c.hidden_size, c.intermediate_size);
+        CHECK(c.num_layers == cases[i].L && c.num_heads == cases[i].H && c.num_kv_heads == cases[i].KV &&
+                  c.head_dim == cases[i].hd,
+              "%s L=%d H=%d KV=%d hd=%d", cases[i].file, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim);
+        CHECK(c.tie_word_embeddings == cases[i].tied, "%s tied %d", cases[i].file, c.tie_word_embeddings);
+        CHECK(c.attention_bias == cases[i].bias, "%s attention_bias %d", cases[i].file, c.attention_bias);
+        CHECK(c.sliding_window == cases[i].window, "%s sliding_window %d", cases[i].file, c.sliding_window);
+        CHECK(c.bos_token_id == cases[i].bos && c.eos_token_id == cases[i].eos, "%s bos %d eos %d", cases[i].file,
+              c.bos_token_id, c.eos_token_id);
+        CHECK(c.rope_theta == cases[i].theta, "%s rope_theta %g", cases[i].file, c.rope_theta);
+        CHECK(c.rope_scaling == cases[i].rs && c.rope_factor == cases[i].factor, "%s rope scaling %d factor %g",
+              cases[i].file, (int)c.rope_scaling, c.rope_factor);
+        CHECK(model_config_num_params(&c) == cases[i].params, "%s num_params %zu, published %zu", cases[i].file,
+              model_config_num_params(&c), cases[i].params);
+        CHECK(!strcmp(c.torch_dtype, cases[i].dtype), "%s torch_dtype %s", cases[i].file, c.torch_dtype);
+        CHECK(c.rms_norm_eps == (cases[i].arch == ARCH_QWEN2 ? 1e-6f : 1e-5f), "%s rms_norm_eps %g", cases[i].file,
+              c.rms_norm_eps);
+        CHECK(c.initializer_range == 0.02f, "%s initializer_range %g", cases[i].file, c.initializer_range);
+        if (cases[i].rs == ROPE_SCALING_LLAMA3)
+            CHECK(c.rope_low_freq_factor == 1.0f && c.rope_high_freq_factor == 4.0f &&
+                      c.rope_original_max_position == 8192,
+                  "%s llama3 fields %g %g %d", cases[i].file, c.rope_low_freq_factor, c.rope_high_freq_factor,
+                  c.rope_original_max_position);
+    }
+}
+
+#define BASE "\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48," \
+             "\"num_hidden_layers\":2,\"num_attention_heads\":4"
+
+// A config that must be refused, with a message containing want.
+static void refused(const char *json, const char *want) {
+    model_config c;
+    char err[1024] = "";
+    int rc = model_config_parse(&c, json, "t.json", err, sizeof err);
+    CHECK(rc == -1, "accepted: %s", json);
+    CHECK(strstr(err, want) != NULL, "message \"%s\" lacks \"%s\"", err, want);
+    CHECK(strncmp(err, "t.json: error: ", 15) == 0, "message \"%s\" does not name the file", err);
+}
+
+static model_config accepted(const char *json) {
+    model_config c;
+    char err[1024] = "";
+    int rc = model_config_parse(&c, json, "t.json", err, sizeof err);
+    CHECK(rc == 0, "refused: %s: %s", json, err);
+    return c;
+}
+
+static void check_variants(void) {
+    // Defaults as transformers' LlamaConfig: kv heads = heads, theta 10000, eps 1e-6, bos 1, eos 2.
+    model_config c = accepted("{" BASE "}");
+    CHECK(c.num_kv_heads == 4 && c.head_dim == 8 && c.rope_theta == 10000.0f && c.rms_norm_eps == 1e-6f &&
+              c.bos_token_id == 1 && c.eos_token_id == 2 && c.max_position_embeddings == 2048 &&
+              c.rope_scaling == ROPE_SCALING_NONE && !c.tie_word_embeddings && !c.attention_bias,
+          "defaults: kv %d hd %d theta %g eps %g bos %d eos %d maxpos %d", c.num_kv_heads, c.head_dim, c.rope_theta,
+          c.rms_norm_eps, c.bos_token_id, c.eos_token_id, c.max_position_embeddings);
+    // eos as a list (Llama-3.1-Instruct); explicit head_dim; null bos.
+    c = accepted("{" BASE ",\"eos_token_id\":[128001,128008,128009],\"bos_token_id\":null,\"head_dim\":16}");
+    CHECK(c.eos_token_id == 128001 && c.bos_token_id == -1 && c.head_dim == 16, "eos %d bos %d hd %d",
+          c.eos_token_id, c.bos_token_id, c.head_dim);
+    // rope_scaling spelled with "type"; linear factor.
+    c = accepted("{" BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":4.0}}");
+    CHECK(c.rope_scaling == ROPE_SCALING_LINEAR && c.rope_factor == 4.0f, "linear: %d %g", (int)c.rope_scaling,
+          c.rope_factor);
+    // transformers 5 writes rope_parameters with rope_theta inside, and "dtype".
+    c = accepted("{" BASE ",\"dtype\":\"float16\",\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,"
+                 "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}");
+    CHECK(c.rope_scaling == ROPE_SCALING_LLAMA3 && c.rope_theta == 500000.0f && c.rope_original_max_position == 8192 &&
+              !strcmp(c.torch_dtype, "float16"),
+          "rope_parameters: %d %g %d %s", (int)c.rope_scaling, c.rope_theta, c.rope_original_max_position, c.torch_dtype);
+    c = accepted("{" BASE ",\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":1000.0}}");
+    CHECK(c.rope_scaling == ROPE_SCALING_NONE && c.rope_theta == 1000.0f, "default rope_parameters %g", c.rope_theta);
+    // llama3 without original_max_position_embeddings falls back on max_position_embeddings.
+    c = accepted("{" BASE ",\"max_position_embeddings\":4096,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
+                 "\"low_freq_factor\":1,\"high_freq_factor\":4}}");
+    CHECK(c.rope_original_max_position == 4096, "llama3 original max %d", c.rope_original_max_position);
+    // Llama attention_bias; Mistral window and default; Qwen2 biases always.
+    c = accepted("{" BASE ",\"attention_bias\":true}");
+    CHECK(c.attention_bias == 1, "attention_bias %d", c.attention_bias);
+    c = accepted("{\"architectures\":[\"MistralForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32,"
+                 "\"intermediate_size\":48,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+                 "\"sliding_window\":4096}");
+    CHECK(c.arch == ARCH_MISTRAL && c.sliding_window == 4096 && c.num_kv_heads == 2, "mistral window %d",
+          c.sliding_window);
+    c = accepted("{\"model_type\":\"qwen2\",\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48,"
+                 "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"sliding_window\":32768,\"use_sliding_window\":false}");
+    CHECK(c.arch == ARCH_QWEN2 && c.attention_bias == 1 && c.sliding_window == 0 && c.eos_token_id == -1,
+          "qwen2 via model_type: bias %d window %d", c.attention_bias, c.sliding_window);
+    CHECK(!strcmp(c.architecture, "Qwen2ForCausalLM"), "architecture %s", c.architecture);
+
+    refused("{\"architectures\":[\"GPT2LMHeadModel\"]}", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM");
+    refused("{\"model_type\":\"gemma\"}", "not supported");
+    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}}", "supported: none (default), linear, llama3");
+    refused("{" BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}", "\"dynamic\" is not supported");
+    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"linear\"}}", "needs \"factor\"");
+    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}", "low_freq_factor");
+    refused("{" BASE ",\"mlp_bias\":true}", "mlp_bias");
+    refused("{" BASE ",\"hidden_act\":\"gelu\"}", "supported: silu");
+    refused("{" BASE ",\"num_key_value_heads\":3}", "divide num_attention_heads");
+    refused("{" BASE ",\"torch_dtype\":\"int8\"}", "bfloat16, float16, float32");
+    refused("{" BASE ",\"partial_rotary_factor\":0.5,\"rope_parameters\":{\"rope_type\":\"default\",\"partial_rotary_factor\":0.5}}",
+            "partial_rotary_factor");
+    refused("{\"model_type\":\"qwen2\",\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48,"
+            "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"use_sliding_window\":true}",
+            "use_sliding_window");
+    refused("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":32}", "\"vocab_size\" is missing");
+    refused("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":-5}", "must be positive");
+    refused("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":32.5}", "must be an integer");
+    refused("{" BASE ",\"vocab_size\":65}", "\"vocab_size\" appears twice");
+    refused("{" BASE ",\"tie_word_embeddings\":\"yes\"}", "true or false");
+    refused("{" BASE ",\"head_dim\":7}", "even");
+    refused("{" BASE, "not valid JSON");
+    refused("[1,2]", "JSON object");
+    refused("{" BASE "} {}", "text after the object");
+    refused("\x02{" BASE "}", "control byte 0x02");
+    refused("{" BASE ",\"x\":\"a\x01" "b\"}", "control byte 0x01");
+
+    model_config missing;
+    char err[1024];
+    CHECK(model_config_load(&missing, "/nonexistent/dir", err, sizeof err) == -1 && strstr(err, "/nonexistent/dir/config.json"),
+          "missing file message: %s", err);
+}
+
+int main(void) {
+    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
+    check_published(src);
+    check_variants();
+    return test_finish("test_config");
+}

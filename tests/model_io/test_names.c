@@ -1,0 +1,128 @@
+// tests/model_io/test_names.c — the tensor list a config implies (counts for published configs),
+// and model_tensor_check: a checkpoint with exactly those tensors passes; a missing, misshapen,
+// unexpected or non-float tensor is refused by name.
+#include "model/init.h"
+#include "model/names.h"
+#include "test.h"
+#include <stdint.h>
+#include <unistd.h>
+
+static const char *tiny =
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
+
+// Writes the config's tensors (zeros, F32) to path with one change: without `drop`, with one row
+// fewer in `reshape`, or with an `extra` F32 [2] tensor.
+static int write_variant(const model_config *c, const char *path, const char *drop, const char *reshape,
+                         const char *extra) {
+    int n = model_tensor_count(c);
+    model_tensor_info *list = malloc(sizeof *list * (size_t)n);
+    float *zeros = calloc(40 * 24, sizeof(float));
+    st_writer *w = st_writer_begin();
+    char err[512];
+    if (!list || !zeros || !w) return -1;
+    model_tensor_list(c, list);
+    for (int i = 0; i < n; i++) {
+        if (drop && !strcmp(list[i].name, drop)) continue;
+        int64_t shape[2] = {list[i].shape[0], list[i].shape[1]};
+        if (reshape && !strcmp(list[i].name, reshape)) shape[0] -= 1;
+        size_t ne = (size_t)shape[0] * (list[i].ndim > 1 ? (size_t)shape[1] : 1);
+        st_writer_add(w, list[i].name, ST_F32, list[i].ndim, shape, zeros, ne * 4);
+    }
+    int64_t two[1] = {2};
+    if (extra) st_writer_add(w, extra, ST_F32, 1, two, zeros, 8);
+    int rc = st_writer_finish(w, path, NULL, NULL, 0, err, sizeof err);
+    st_writer_free(w);
+    free(zeros);
+    free(list);
+    return rc;
+}
+
+static void expect(const model_config *c, const char *path, const char *want) {
+    char err[1024] = "";
+    st_set *s = st_open(path, err, sizeof err);
+    CHECK(s != NULL, "open %s: %s", path, err);
+    if (!s) return;
+    int rc = model_tensor_check(c, s, "ckpt", err, sizeof err);
+    if (!want) CHECK(rc == 0, "expected to pass: %s", err);
+    else CHECK(rc == -1 && strstr(err, want), "expected \"%s\", got rc %d \"%s\"", want, rc, err);
+    st_close(s);
+}
+
+static void check_set_dtype(void) {
+    static const struct { const char *in, *out; } cases[] = {
+        {"{\"a\":1,\"torch_dtype\":\"float16\",\"b\":2.0}", "{\"a\":1,\"torch_dtype\":\"bfloat16\",\"b\":2.0}"},
+        {"{\n  \"torch_dtype\": null\n}\n", "{\n  \"torch_dtype\": \"bfloat16\"\n}\n"},
+        {"{\"x\": {\"torch_dtype\": \"float16\"}, \"s\": \"a,}\\\"{\"}",
+         "{\"x\": {\"torch_dtype\": \"float16\"}, \"s\": \"a,}\\\"{\",\n  \"torch_dtype\": \"bfloat16\"}"},
+        {"{\n  \"dtype\": \"float32\",\n  \"l\": [1, {\"dtype\": 2}]\n}",
+         "{\n  \"dtype\": \"bfloat16\",\n  \"l\": [1, {\"dtype\": 2}],\n  \"torch_dtype\": \"bfloat16\"\n}"},
+        {"{}", "{\n  \"torch_dtype\": \"bfloat16\"\n}"},
+        {" { \"torch_dtype\" : \"float32\" , \"dtype\" : \"float32\" } ", " { \"torch_dtype\" : \"bfloat16\" , \"dtype\" : \"bfloat16\" } "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = model_config_text_set_dtype(cases[i].in, "bfloat16");
+        CHECK(got && !strcmp(got, cases[i].out), "set_dtype case %zu:\n  in:   %s\n  got:  %s\n  want: %s", i, cases[i].in,
+              got ? got : "(null)", cases[i].out);
+        free(got);
+    }
+    CHECK(model_config_text_set_dtype("[1]", "bfloat16") == NULL, "a non-object is refused");
+}
+
+int main(void) {
+    check_set_dtype();
+    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
+    static const struct { const char *file; int count; } pub[] = {
+        {"Llama-3.1-8B.json", 291}, {"Llama-3.2-1B.json", 146}, {"Llama-2-7b.json", 291},
+        {"Mistral-7B-v0.3.json", 291}, {"Qwen2.5-0.5B.json", 290},
+    };
+    for (size_t i = 0; i < sizeof pub / sizeof pub[0]; i++) {
+        char path[4096], err[1024];
+        model_config c;
+        snprintf(path, sizeof path, "%s/examples/configs/%s", src, pub[i].file);
+        if (model_config_load(&c, path, err, sizeof err)) {
+            CHECK(0, "%s", err);
+            continue;
+        }
+        int n = model_tensor_count(&c);
+        CHECK(n == pub[i].count, "%s: %d tensors, the published checkpoint has %d", pub[i].file, n, pub[i].count);
+        model_tensor_info *list = malloc(sizeof *list * (size_t)n);
+        if (!list) return 1;
+        CHECK(model_tensor_list(&c, list) == n, "list count");
+        size_t total = 0;
+        for (int k = 0; k < n; k++) total += (size_t)list[k].shape[0] * (list[k].ndim > 1 ? (size_t)list[k].shape[1] : 1);
+        CHECK(total == model_config_num_params(&c), "%s: list sums to %zu, num_params %zu", pub[i].file, total,
+              model_config_num_params(&c));
+        free(list);
+    }
+    char name[96];
+    model_tensor_name(TENSOR_K_BIAS, 3, name, sizeof name);
+    CHECK(!strcmp(name, "model.layers.3.self_attn.k_proj.bias"), "name %s", name);
+
+    char dir[] = "/tmp/quarry_names_XXXXXX", path[256], err[1024];
+    if (!mkdtemp(dir)) return 1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    model_config c;
+    CHECK(model_config_parse(&c, tiny, "tiny", err, sizeof err) == 0, "%s", err);
+    CHECK(model_init_write(&c, dir, 1, ST_BF16, -1, 1u << 30, err, sizeof err) == 0, "init: %s", err);
+    expect(&c, path, NULL);
+    write_variant(&c, path, "model.layers.1.mlp.up_proj.weight", NULL, NULL);
+    expect(&c, path, "\"model.layers.1.mlp.up_proj.weight\" [24, 16] is missing");
+    write_variant(&c, path, NULL, "model.layers.0.self_attn.k_proj.weight", NULL);
+    expect(&c, path, "\"model.layers.0.self_attn.k_proj.weight\" has shape [7, 16]; the config implies [8, 16]");
+    write_variant(&c, path, NULL, NULL, "model.layers.0.self_attn.q_proj.bias");
+    expect(&c, path, "unexpected tensor \"model.layers.0.self_attn.q_proj.bias\" for LlamaForCausalLM with 2 layers (biases, but attention_bias is false)");
+    write_variant(&c, path, NULL, NULL, "model.layers.0.self_attn.rotary_emb.inv_freq");
+    expect(&c, path, NULL);
+    c.tie_word_embeddings = 0;
+    write_variant(&c, path, NULL, NULL, NULL);
+    c.tie_word_embeddings = 1;
+    expect(&c, path, NULL);   // lm_head beside tied embeddings: unused, as transformers does
+    c.tie_word_embeddings = 0;
+    write_variant(&c, path, "lm_head.weight", NULL, NULL);
+    expect(&c, path, "\"lm_head.weight\" [40, 16] is missing");
+
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    if (system(path) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+    return test_finish("test_names");
+}

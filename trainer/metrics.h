@@ -1,0 +1,32 @@
+// trainer/metrics.h — the run directory's metrics: Bedrock's CSV files
+// (step_wise_training_metrics.csv, validation_metrics.csv) and loss.svg, a plot of both losses
+// that any browser shows without a server.
+#pragma once
+#include <stdio.h>
+
+typedef struct {
+    int step, epoch;
+    double loss, lr, grad_norm, tokens_per_second, mfu;
+} train_point;
+
+typedef struct {
+    int step, epoch;
+    double loss;
+} val_point;
+
+typedef struct {
+    char dir[4096];
+    FILE *train_csv, *val_csv;
+    train_point *train;
+    int ntrain, cap_train;
+    val_point *val;
+    int nval, cap_val;
+} metrics;
+
+// Opens (appending when resuming) the two CSV files in run_dir; writes headers when new.
+int metrics_open(metrics *m, const char *run_dir, int resume, char *err, size_t errlen);
+int metrics_log_train(metrics *m, const train_point *p);
+int metrics_log_val(metrics *m, const val_point *p);
+// Rewrites run_dir/loss.svg atomically from every point logged so far.
+int metrics_write_svg(const metrics *m, char *err, size_t errlen);
+void metrics_close(metrics *m);

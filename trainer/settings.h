@@ -1,0 +1,36 @@
+// trainer/settings.h — every setting of a training run, resolved from defaults, Bedrock's
+// hyperparameters file (`--hyperparameters hp.json`, string values as a Bedrock job takes them:
+// epochCount, batchSize, learningRate, learningRateWarmupSteps) and flags, in that order.
+#pragma once
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+typedef struct {
+    // inputs and outputs
+    const char *model_dir, *data_path, *validation_path, *out_dir, *resume_dir;
+    const char *template_name, *template_date, *device;
+    // method
+    int full;                  // 0 = LoRA, 1 = all weights
+    int lora_r;
+    double lora_alpha, lora_dropout;
+    const char *lora_targets;  // "all-linear" or q,k,v,o,gate,up,down (model/lora.h parses it)
+    int rslora;
+    // optimisation
+    int epochs, batch_size, micro_batch, grad_accum;   // batch_size = sequences per optimizer step
+    double lr, min_lr_ratio, weight_decay, beta1, beta2, eps, max_grad_norm;
+    int warmup_steps, schedule, max_steps;
+    // data
+    int max_seq_len, on_long_error, train_on_prompt;
+    double validation_split;
+    unsigned long long seed;
+    // run control
+    int eval_every, save_every, keep_checkpoints, early_stopping_patience, grad_checkpoint, quiet;
+} train_settings;
+
+void settings_defaults(train_settings *s);
+// Applies a Bedrock hyperparameters JSON file. 0, or -1 with a message naming the key.
+int settings_load_hyperparameters(train_settings *s, const char *path, char *err, size_t errlen);
+// Checks ranges and derives grad_accum. 0, or -1 with a message naming the flag.
+int settings_check(train_settings *s, char *err, size_t errlen);
+// Every resolved setting as a JSON object (for run.json).
+cJSON *settings_to_json(const train_settings *s);
