@@ -123,10 +123,11 @@ if [ -n "$san" ] && [ "$(elapsed)" -lt 300 ]; then
 fi
 if [ -n "$san" ] && [ "$(elapsed)" -lt 390 ]; then
     echo "== compute-sanitizer memcheck (all ops)"
-    timeout 90 "$san" --tool memcheck --error-exitcode 99 "$BUILD/tests/ops_cuda/test_ops_cuda" >>"$LOGS/sanitizer.log" 2>&1
+    timeout 90 "$san" --tool memcheck --error-exitcode 99 "$BUILD/tests/ops_cuda/test_ops_cuda" '!large' \
+        >>"$LOGS/sanitizer.log" 2>&1
     rc=$?
     tail -3 "$LOGS/sanitizer.log"
-    case $rc in 0) note "memcheck (all ops): clean";; 124) note "memcheck (all ops): timed out (not run to the end)";;
+    case $rc in 0) note "memcheck (all ops, small shapes): clean";; 124) note "memcheck (all ops): timed out (not run to the end)";;
                 *) note "memcheck (all ops): FAIL (exit $rc, sanitizer.log)"; status=1;; esac
 elif [ -z "$san" ]; then
     note "compute-sanitizer: not found, skipped"

@@ -20,9 +20,15 @@
 static backend *cpu, *gpu;
 static rng_state rng = {0x5eed, 0};
 static int verbose;
-static const char *filter;  // run only the groups whose name contains this (argv), e.g. "attention"
+// argv: run only the groups whose name contains FILTER (e.g. "attention"), or all but those
+// when it starts with '!' (e.g. "!large").
+static const char *filter;
 
-static int want(const char *group) { return !filter || strstr(group, filter) != NULL; }
+static int want(const char *group) {
+    if (!filter) return 1;
+    if (filter[0] == '!') return strstr(group, filter + 1) == NULL;
+    return strstr(group, filter) != NULL;
+}
 
 static uint16_t f2bf(float f) {
     uint32_t u;
@@ -599,6 +605,8 @@ int main(int argc, char **argv) {
         test_attention(1, 150, 150, 4, 1, 64, 1000); // several key tiles per query tile
         test_attention(2, 33, 33, 4, 2, 8, 12);      // tiny head dim: plain path
         test_attention(1, 21, 40, 2, 2, 32, 15);     // plain path, Tq < Tk
+        test_attention(2, 1, 100, 8, 2, 64, 1000);   // decoding one token against a KV cache
+        test_attention(1, 3, 70, 4, 1, 128, 25);     // a short prefill continuing documents
     }
     if (want("elementwise swiglu add dropout")) test_elementwise(1000 + 5);
     if (want("lm_head")) {
@@ -606,6 +614,16 @@ int main(int argc, char **argv) {
         test_lm_head(40, 64, 517, NULL);  // one chunk
     }
     if (want("optim adamw sum_squares scale has_nonfinite")) test_optim(100003);
+    // Model-sized shapes: real cuBLASLt tensor-core kernels, many tiles per attention block,
+    // RMSNorm's dw past 48 KB of shared memory, several full lm_head chunks.
+    if (want("large")) {
+        test_linear(512, 1024, 3072, 1, 1.0f, 0);
+        test_linear(300, 2048, 512, 0, 0.5f, 1);
+        test_attention(1, 1024, 1024, 8, 2, 128, 700);
+        test_attention(2, 600, 600, 8, 8, 64, 5000);
+        test_rmsnorm(256, 16384);
+        test_lm_head(300, 512, 32003, "128");
+    }
 
     gpu->destroy(gpu);
     cpu->destroy(cpu);

@@ -1,0 +1,151 @@
+// dev/cuda/emu/emu.h — a CPU emulation of the CUDA constructs the kernels of kernels/cuda use, so
+// their index math, masks, tiling and synchronisation can be checked on a machine without a GPU:
+// one std::thread per CUDA thread, barriers for __syncthreads/__syncwarp, shuffles and ballots
+// through a per-warp exchange, WMMA fragments held whole by every lane (each lane does the full
+// 16x16x16 product; the collective ops synchronise the warp before and after, as the hardware's
+// warp-wide instructions do).  Shared memory starts as 0xff bytes (NaN) to expose unwritten reads.
+// It checks logic, not speed, memory-model subtleties or the tensor-core fragment layouts.
+#pragma once
+#include <barrier>
+#include <thread>
+#include <vector>
+#include <atomic>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#undef __launch_bounds__
+#define __launch_bounds__(x)
+using std::min;
+using std::max;
+
+struct emu_dim {
+    unsigned x = 1, y = 1, z = 1;
+    emu_dim() {}
+    emu_dim(unsigned a) : x(a) {}
+    emu_dim(dim3 d) : x(d.x), y(d.y), z(d.z) {}
+};
+struct emu_block {
+    std::barrier<> *bar;
+    std::vector<std::barrier<> *> wbar;
+    float shfl[64][32];
+    unsigned ballot[64][32];
+    std::atomic<int> orflag{0};
+    unsigned char *smem;
+    std::mutex mu;
+    std::map<int, std::vector<unsigned char>> statics;
+};
+extern thread_local emu_dim threadIdx, blockIdx;
+extern emu_dim blockDim, gridDim;
+extern thread_local emu_block *emu_ctx;
+
+static inline void __syncthreads() { emu_ctx->bar->arrive_and_wait(); }
+static inline void __syncwarp(unsigned = 0xffffffffu) { emu_ctx->wbar[threadIdx.x / 32]->arrive_and_wait(); }
+static inline int __syncthreads_or(int p) {
+    emu_ctx->bar->arrive_and_wait();
+    if (p) emu_ctx->orflag = 1;
+    emu_ctx->bar->arrive_and_wait();
+    int r = emu_ctx->orflag;
+    emu_ctx->bar->arrive_and_wait();
+    if (threadIdx.x == 0) emu_ctx->orflag = 0;
+    emu_ctx->bar->arrive_and_wait();
+    return r;
+}
+static inline float __shfl_xor_sync(unsigned, float v, int o) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    emu_ctx->shfl[w][l] = v;
+    __syncwarp();
+    float r = emu_ctx->shfl[w][l ^ o];
+    __syncwarp();
+    return r;
+}
+static inline unsigned __ballot_sync(unsigned, int p) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    emu_ctx->ballot[w][l] = p ? 1u : 0u;
+    __syncwarp();
+    unsigned m = 0;
+    for (int i = 0; i < 32; i++) m |= emu_ctx->ballot[w][i] << i;
+    __syncwarp();
+    return m;
+}
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+static inline void __trap() { abort(); }
+// A `__shared__ T name[N]` of the kernel source: the same bytes for every thread of the block.
+static inline void *emu_static_shared(int id, size_t bytes) {
+    std::lock_guard<std::mutex> g(emu_ctx->mu);
+    auto &v = emu_ctx->statics[id];
+    if (v.empty()) v.assign(bytes + 16, 0xff);
+    return v.data();
+}
+static inline unsigned char *emu_smem() { return emu_ctx->smem; }
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class L = void> struct fragment { float x[16][16]; };
+template <class Use, class T, class L>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+    __syncwarp();
+    struct after { ~after() { __syncwarp(); } } a_;
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) {
+            // matrix_a: (row m, col k); matrix_b: (row k, col n).  row_major: p[r*ldm+c].
+            size_t idx = std::is_same<L, row_major>::value ? (size_t)r * ldm + c : (size_t)c * ldm + r;
+            f.x[r][c] = __bfloat162float(p[idx]);
+        }
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
+    __syncwarp();
+    struct after { ~after() { __syncwarp(); } } a_;
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r][c] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+}
+inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
+    __syncwarp();
+    struct after { ~after() { __syncwarp(); } } a_;
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) {
+            float *d = l == mem_row_major ? p + (size_t)r * ldm + c : p + (size_t)c * ldm + r;
+            *d = f.x[r][c];
+        }
+}
+template <class F> inline void fill_fragment(F &f, float v) {
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r][c] = v;
+}
+template <class LA, class LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
+                     const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+                     const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+                     const fragment<accumulator, 16, 16, 16, float> &c) {
+    float t[16][16];
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 16; n++) {
+            float s = c.x[m][n];
+            for (int k = 0; k < 16; k++) s += a.x[m][k] * b.x[k][n];
+            t[m][n] = s;
+        }
+    memcpy(d.x, t, sizeof t);
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
+// Runs kernel body f for every thread of every block.  smem is filled with 0xff (NaN) first.
+void emu_launch(emu_dim grid, emu_dim block, size_t smem_bytes, const std::function<void()> &f);
+
+// cuda_runtime.h gives this template only to nvcc.
+template <class T> inline cudaError_t cudaFuncSetAttribute(T *f, enum cudaFuncAttribute a, int v) {
+    return cudaFuncSetAttribute(reinterpret_cast<const void *>(f), a, v);
+}
