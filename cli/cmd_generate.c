@@ -3,6 +3,7 @@
 // KV cache (model_decode) and streamed to stdout as soon as they decode to whole characters;
 // everything else (settings, timing) goes to stderr.
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -342,7 +343,7 @@ static void report(const answer *a, int nprompt, double prompt_s) {
 int cmd_generate(int argc, char **argv) {
     const char *model_arg = NULL, *prompt = NULL, *messages = NULL, *device = "auto", *tmpl_name = NULL;
     const char *system = NULL;
-    int chat = 0, raw = 0, max_new = 256, top_k = -1, seed = 0, ctx_flag = 0, print_prompt = 0;
+    int chat = 0, raw = 0, max_new = 256, top_k = INT_MIN, seed = 0, ctx_flag = 0, print_prompt = 0;
     double temperature = NAN, top_p = NAN;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_arg, "DIR|RUN", "a Hugging Face checkpoint directory, or a run written by quarry train"},
@@ -455,7 +456,7 @@ int cmd_generate(int argc, char **argv) {
     sp.temperature = !isnan(temperature) ? temperature
                      : cJSON_IsTrue(ds)  ? (cJSON_IsNumber(gt) ? gt->valuedouble : 1.0)
                                          : 0.0;
-    sp.top_k = top_k >= 0 ? top_k : cJSON_IsNumber(gk) ? gk->valueint : 50;
+    sp.top_k = top_k != INT_MIN ? top_k : cJSON_IsNumber(gk) ? gk->valueint : 50;
     sp.top_p = !isnan(top_p) ? top_p : cJSON_IsNumber(gp) ? gp->valuedouble : 1.0;
     sp.seed = (uint64_t)(int64_t)seed;
     if (sample_params_check(&sp, err, sizeof err) != 0) {
