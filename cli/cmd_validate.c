@@ -8,6 +8,7 @@
 #include "../data/limits.h"
 #include "../data/prices.h"
 #include "../data/scan.h"
+#include "../data/tokenizer.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -15,13 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Token statistics need data/tokenizer.c; it is compiled in once that file exists.
-#if defined(__has_include)
-#if __has_include("../data/tokenizer.c")
-#define HAVE_TOKENIZER 1
-#include "../data/tokenizer.h"
-#endif
-#endif
 
 typedef enum { SCAN_OFF, SCAN_WARN, SCAN_ERROR } scan_mode;
 
@@ -101,7 +95,6 @@ static unsigned long long count_chars(const char *s, size_t n) {
     return c;
 }
 
-#ifdef HAVE_TOKENIZER
 static int add_tokens(const tokenizer *t, const char *s, size_t n, long *total, char *err, size_t errlen) {
     int32_t *ids = NULL;
     int m = tokenizer_encode(t, s, n, 0, &ids, NULL, err, errlen);
@@ -120,7 +113,6 @@ static long record_tokens(const tokenizer *t, const record *r, char *err, size_t
         if (add_tokens(t, r->turns[i].text, r->turns[i].len, &total, err, errlen)) return -1;
     return total;
 }
-#endif
 
 static int cmp_i32(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -180,7 +172,7 @@ typedef struct {
 
 // Validates one file; adds its JSON section to files (when --json). Returns 0, 1 or 2.
 static int validate_file(const char *path, const vopts *o, record_format force, scan_mode sm,
-                         const base_model_limits *lim, const void *tok, cJSON *files) {
+                         const base_model_limits *lim, const tokenizer *tok, cJSON *files) {
     vstate v;
     memset(&v, 0, sizeof v);
     v.path = path;
@@ -211,10 +203,8 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     record r;
     int rc;
     long token_errors = 0;
-    (void)tok;
     while ((rc = bedrock_next(s, &r)) == 1) {
         record_summary(&v, &r);
-#ifdef HAVE_TOKENIZER
         if (tok) {
             char terr[256];
             long n = record_tokens(tok, &r, terr, sizeof terr);
@@ -241,7 +231,6 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                 }
             }
         }
-#endif
         record_free(&r);
     }
     if (rc < 0) {
@@ -292,9 +281,8 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         tmed = v.tokens[(v.ntokens - 1) / 2];
         tp95 = v.tokens[(long)ceil(0.95 * (double)v.ntokens) - 1];
     }
-    const char *token_note = tok ? NULL
-                             : o->model ? "token statistics need the tokenizer (data/tokenizer.c), which this build does not have yet"
-                                        : "pass --model DIR for token statistics";
+    const char *token_note = tok ? (token_errors ? "the tokenizer failed on some records" : "no valid records")
+                                 : "pass --model DIR for token statistics";
     // Cost preview
     const price_row *price = lim ? prices_find(lim->id) : NULL;
     double training_tokens = v.ntokens ? ttotal * o->epochs : NAN;
@@ -414,7 +402,6 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         cJSON_AddNumberToObject(f, "diagnostics_not_shown", (double)v.hidden);
         cJSON_AddItemToArray(files, f);
     }
-    (void)token_errors;
     bedrock_close(s);
     free(v.tokens);
     cJSON_Delete(v.diags);
@@ -482,8 +469,6 @@ int cmd_validate(int argc, char **argv) {
             return 2;
         }
     }
-    const void *tok = NULL;
-#ifdef HAVE_TOKENIZER
     tokenizer *tk = NULL;
     if (o.model) {
         char err[256];
@@ -492,24 +477,16 @@ int cmd_validate(int argc, char **argv) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             return 2;
         }
-        tok = tk;
     }
-#else
-    if (o.model)
-        fprintf(stderr, "quarry validate: note: --model %s: token statistics need the tokenizer (data/tokenizer.c), "
-                        "which this build does not have yet; validating without them\n", o.model);
-#endif
     cJSON *doc = o.json ? cJSON_CreateObject() : NULL;
     cJSON *files = doc ? cJSON_AddArrayToObject(doc, "files") : NULL;
     if (o.json && (!doc || !files)) { fprintf(stderr, "quarry validate: error: out of memory\n"); return 2; }
     int worst = 0;
     for (int i = 0; i < npos; i++) {
-        int r = validate_file(pos[i], &o, force, sm, lim, tok, files);
+        int r = validate_file(pos[i], &o, force, sm, lim, tk, files);
         if (r > worst) worst = r;
     }
-#ifdef HAVE_TOKENIZER
     tokenizer_free(tk);
-#endif
     if (doc) {
         cJSON_AddBoolToObject(doc, "valid", worst == 0);
         char *s = cJSON_Print(doc);

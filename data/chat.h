@@ -5,9 +5,11 @@
 // yields the text and byte spans marked trained/masked; encoding tokenizes the whole text once
 // and gives each token the mask of the bytes it came from (1 = a loss target).
 //
-// Trained: each assistant turn's content and its end-of-turn token (<|eot_id|>, </s>,
-// <|im_end|>, <|end|>) with the template text between them; a final EOS. Masked: BOS, system,
-// user turns, role headers. train_on_prompt trains everything. CPT records: all trained.
+// Trained: what the model generates after the prompt: each assistant turn's content, the blank
+// the template puts before it where the prompt ends at "[/INST]" (Llama 2, Mistral SentencePiece
+// variants), and its end-of-turn token (<|eot_id|>, </s>, <|im_end|>, <|end|>); a final EOS.
+// Masked: BOS, system, user turns, role headers (what add_generation_prompt would add).
+// train_on_prompt trains everything. CPT records: all trained.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -92,13 +94,16 @@ int chat_render_prompt(const chat_template *t, const record *r, const chat_optio
                        char *err, size_t errlen);
 
 // Renders r and tokenizes the text once (template tokens are special tokens; the tokenizer's
-// BOS is prepended only when the template emitted none and the tokenizer adds one). *ids and
-// *mask (1 = trained) are malloc'ed, n entries. Returns n ≥ 0 or -1 with a message in err.
+// BOS is prepended only when the template emitted none and the tokenizer adds one; raw/CPT
+// renderings with no EOS text known get the tokenizer's EOS id). *ids and *mask (1 = trained)
+// are malloc'ed, n entries. Returns n ≥ 0 or -1 with a message in err. Thread-safe.
 int chat_encode(const chat_template *t, const tokenizer *tok, const record *r, const chat_options *o,
                 int32_t **ids, int8_t **mask, char *err, size_t errlen);
 
-// The per-token mask of an encoding of c->text: token i is trained when any byte of its offsets
-// [offsets[2i], offsets[2i+1]) is trained; a zero-width token (added by the post-processor) is
-// trained only with train_on_prompt. mask receives n entries.
+// The per-token mask of an encoding of c->text, from the token byte offsets [offsets[2i],
+// offsets[2i+1]): a token is trained when one of its non-blank bytes is trained, or, when all its
+// bytes are blanks, when any of them is (a special token whose rstrip swallowed the answer's leading
+// blank stays masked; "▁The" from the prompt's " " and the answer's "The" is trained). A
+// zero-width token (added by the post-processor) is trained only with train_on_prompt.
 void chat_mask_from_offsets(const chat_rendered *c, const int32_t *offsets, int n, int train_on_prompt,
                             int8_t *mask);

@@ -179,6 +179,7 @@ int dataset_pack_epoch(const example_set *s, uint64_t seed, int epoch, int shuff
             row->trained += trained;
         }
         fill[row_of[k]] = start + e->len;
+        row->used = start + e->len;
     }
     free(fill);
     free(order);

@@ -22,6 +22,7 @@ typedef struct {
     int32_t *pos;        // (T): position within its document
     int32_t *doc_start;  // (T): index where t's document begins in this row
     int trained;         // number of targets ≥ 0
+    int used;            // positions holding real tokens (the rest is padding)
 } packed_row;
 
 typedef struct {

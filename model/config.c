@@ -148,12 +148,26 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
 int model_config_parse(model_config *cfg, const char *json, const char *src, char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
     if (!src) src = "config.json";
-    cJSON *root = cJSON_Parse(json);
+    // Control bytes are invalid JSON anywhere (cJSON would skip them as whitespace).
+    for (const unsigned char *c = (const unsigned char *)json; *c; c++)
+        if (*c < 0x20 && *c != '\t' && *c != '\n' && *c != '\r')
+            return fail(err, errlen, src, "not valid JSON (control byte 0x%02x at byte %ld)", *c,
+                        (long)((const char *)c - json));
+    const char *p = json;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p != '{') return fail(err, errlen, src, "the top level must be a JSON object");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(p, &end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         long off = at && at >= json ? (long)(at - json) : -1;
         return fail(err, errlen, src, "not valid JSON (near byte %ld)", off);
     }
+    for (; end && *end; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
+            cJSON_Delete(root);
+            return fail(err, errlen, src, "not valid JSON (text after the object at byte %ld)", (long)(end - json));
+        }
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         fail(err, errlen, src, "the top level must be a JSON object");

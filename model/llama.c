@@ -663,7 +663,7 @@ static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll,
                        accumulate);
     if (!ll->la) return;
     const void *xin = x;
-    if (m->lora.dropout > 0.0f) {
+    if (m->fwd_train && m->lora.dropout > 0.0f) {   // as PEFT: dropout only while training
         be->dropout_forward(be, m->xdrop, x, (size_t)N * (size_t)ll->in, m->lora.dropout, seed);
         xin = m->xdrop;
     }
@@ -683,7 +683,7 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
     be->linear_backward(be, m->dlh, ll->lb->grad, NULL, dy, h, ll->lb->act, N, r, ll->out,
                         m->lora_s, 0);
-    if (m->lora.dropout > 0.0f) {
+    if (m->fwd_train && m->lora.dropout > 0.0f) {
         size_t n = (size_t)N * (size_t)ll->in;
         be->dropout_forward(be, m->xdrop, x, n, m->lora.dropout, seed);   // the same mask again
         be->linear_backward(be, m->dxdrop, ll->la->grad, NULL, m->dlh, m->xdrop, ll->la->act, N,
@@ -912,6 +912,7 @@ static void decode_step(model *m, int32_t token, int pos) {
     int32_t p = pos;
     be->copy_to_device(be, m->d_ids, &token, 4);
     be->copy_to_device(be, m->d_pos, &p, 4);
+    m->fwd_train = 0;   // no dropout while decoding
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, 1, c->hidden_size);
     for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, 1, pos + 1);
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, 1,

@@ -75,7 +75,8 @@ typedef struct {
                               // NULL: no loss (generation)
     const int32_t *pos;       // host (B*T) RoPE position of each row within its document
     const int32_t *doc_start; // host (B*T) index within the row where the row's document begins
-    uint64_t dropout_seed;    // LoRA dropout masks of this micro-batch (any value when p = 0)
+    uint64_t dropout_seed;    // LoRA dropout masks of this micro-batch; dropout applies only in
+                              // training forwards (grad_scale > 0), as PEFT's in train mode
 } model_batch;
 
 typedef struct {

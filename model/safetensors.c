@@ -106,11 +106,15 @@ static cJSON *parse_header(const char *json, size_t json_len, size_t data_len, c
         set_err(err, errlen, "%s: malformed safetensors header: it must be a JSON object starting with '{'", file);
         return NULL;
     }
-    for (size_t i = 0; i < json_len; i++)
-        if (json[i] == 0) {
-            set_err(err, errlen, "%s: malformed safetensors header: NUL byte at header offset %zu", file, i);
+    // Control bytes are invalid JSON anywhere (cJSON would skip them as whitespace).
+    for (size_t i = 0; i < json_len; i++) {
+        unsigned char ch = (unsigned char)json[i];
+        if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+            set_err(err, errlen, "%s: malformed safetensors header: %s byte 0x%02x at header offset %zu", file,
+                    ch ? "control" : "NUL", ch, i);
             return NULL;
         }
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, json_len, &end, 0);
     if (!root) {

@@ -6,7 +6,10 @@ set(QUARRY_TEST_ENV
     "QUARRY_PYTHON=${QUARRY_PYTHON}"
     "QUARRY_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
     "QUARRY_BUILD_DIR=${CMAKE_BINARY_DIR}"
-    "OMP_NUM_THREADS=2")
+    # One thread per test and passive waiting: ctest runs tests side by side on few cores, and
+    # spinning OpenMP threads on an oversubscribed machine slow everything by orders of magnitude.
+    "OMP_NUM_THREADS=1"
+    "OMP_WAIT_POLICY=PASSIVE")
 
 # quarry_add_test(NAME SOURCES a.c b.c [ARGS ...] [TIMEOUT s] [LABELS l])
 function(quarry_add_test name)

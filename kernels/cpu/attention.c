@@ -1,31 +1,70 @@
-// kernels/cpu/attention.c — causal attention with GQA and document masks, flash-style: each
-// query row runs an online softmax over its visible keys in blocks, so no (T × T) matrix
-// exists.  The backward recomputes the probabilities from the saved logsumexp.
+// kernels/cpu/attention.c — causal attention with GQA and document masks, flash-style: tiles
+// of TQ query rows run an online softmax over tiles of TK keys, so no (T × T) matrix exists;
+// the backward recomputes the probabilities from the saved logsumexp.
 // Layout: q, out (B*Tq, H, hd); k, v (B*Tk, KVH, hd); lse (B, H, Tq).  Query row i of a batch
 // sits at key position p = i + Tk − Tq and sees keys j with doc_start[p] ≤ j ≤ p.
+// The tile products (S = Q·Kᵀ, O += P·V, ...) run through the packed single-thread gemm of
+// linear.c; OpenMP hands whole tiles to threads, so every output element is summed by one
+// thread in a fixed order: results do not depend on the thread count.
 #include "cpu_ops.h"
+#include "cpu_math.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-enum { ATT_MAX_HD = 1024, ATT_KEY_BLOCK = 64 };
+enum { TQ = 48, TK = 64 };
 
-// Eight partial sums so the compiler can vectorize without reassociating (no -ffast-math).
-static inline float dot(const float *a, const float *b, int n) {
-    float s[8] = {0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int t = 0; t < 8; t++) s[t] += a[d + t] * b[d + t];
-    float r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-    for (; d < n; d++) r += a[d] * b[d];
-    return r;
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
-// The visible key range [*j0, *j1] of the query at position p of batch b; empty when j0 > j1.
-static inline void key_range(const int32_t *doc_start, int b, int Tk, int p, int *j0, int *j1) {
-    int s = doc_start[(size_t)b * Tk + p];
-    *j0 = s < 0 ? 0 : s;
-    *j1 = p;
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+// The first key a query at position p may see (doc_start clipped at 0).
+static inline int first_key(const int32_t *doc, int p) { return doc[p] < 0 ? 0 : doc[p]; }
+
+// Per-thread scratch: two TK × TK tiles, two TK × hd accumulators, 3·TK small vectors and the
+// gemm's packing space.
+typedef struct {
+    float *s, *dp, *acc_a, *acc_b, *m, *l, *gemm;
+    int *ok;
+} att_scratch;
+
+static size_t scratch_floats(int hd) {
+    size_t g1 = cpu_gemm_serial_scratch(TK, TK, hd), g2 = cpu_gemm_serial_scratch(TK, hd, TK);
+    return 2 * (size_t)TK * TK + 2 * (size_t)TK * hd + 3 * (size_t)TK + (g1 > g2 ? g1 : g2);
+}
+
+static att_scratch scratch_at(float *base, int hd) {
+    att_scratch s;
+    s.s = base + (size_t)thread_id() * scratch_floats(hd);
+    s.dp = s.s + TK * TK;
+    s.acc_a = s.dp + TK * TK;
+    s.acc_b = s.acc_a + (size_t)TK * hd;
+    s.m = s.acc_b + (size_t)TK * hd;
+    s.l = s.m + TK;
+    s.ok = (int *)(s.l + TK);
+    s.gemm = s.l + 2 * TK;
+    return s;
 }
 
 void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, const void *k_,
@@ -34,59 +73,88 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
     (void)be;
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
-    if (hd > ATT_MAX_HD || hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads) return;
+    if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0 || Tq <= 0) return;
     const int H = n_heads, KVH = n_kv_heads, group = H / KVH, off = Tk - Tq;
-    const long qstride = (long)H * hd, kstride = (long)KVH * hd;
-#pragma omp parallel for collapse(3) schedule(dynamic, 4)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < Tq; i++) {
-                const float *qi = q + ((long)b * Tq + i) * qstride + (long)h * hd;
-                float *oi = out + ((long)b * Tq + i) * qstride + (long)h * hd;
-                const float *kb = k + (long)b * Tk * kstride + (long)(h / group) * hd;
-                const float *vb = v + (long)b * Tk * kstride + (long)(h / group) * hd;
-                int j0, j1;
-                key_range(doc_start, b, Tk, i + off, &j0, &j1);
-                float acc[ATT_MAX_HD], s[ATT_KEY_BLOCK];
-                float m = -INFINITY, l = 0.0f;
-                memset(acc, 0, (size_t)hd * sizeof(float));
-                for (int jb = j0; jb <= j1; jb += ATT_KEY_BLOCK) {
-                    int n = j1 - jb + 1 < ATT_KEY_BLOCK ? j1 - jb + 1 : ATT_KEY_BLOCK;
-                    float bm = -INFINITY;
-                    for (int t = 0; t < n; t++) {
-                        s[t] = scale * dot(qi, kb + (long)(jb + t) * kstride, hd);
-                        bm = s[t] > bm ? s[t] : bm;
+    const long qs = (long)H * hd, ks = (long)KVH * hd;
+    const int nqb = (Tq + TQ - 1) / TQ, nth = max_threads();
+    float *scratch = malloc((size_t)nth * scratch_floats(hd) * sizeof(float));
+    if (!scratch) {  // no room for the tiles: poison the output so the step is skipped
+        fill_nan(out, (size_t)B * Tq * qs);
+        fill_nan(lse, (size_t)B * H * Tq);
+        return;
+    }
+#pragma omp parallel num_threads(nth)
+    {
+        att_scratch w = scratch_at(scratch, hd);
+#pragma omp for collapse(3) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int qb = 0; qb < nqb; qb++) {
+                    const int32_t *doc = doc_start + (size_t)b * Tk;
+                    const float *kb = k + (long)b * Tk * ks + (long)(h / group) * hd;
+                    const float *vb = v + (long)b * Tk * ks + (long)(h / group) * hd;
+                    const float *q0 = q + ((long)b * Tq + qb * TQ) * qs + (long)h * hd;
+                    int i0 = qb * TQ, nq = imin(TQ, Tq - i0), p0 = i0 + off;
+                    int jlo = Tk, jhi = p0 + nq - 1;
+                    for (int r = 0; r < nq; r++) {
+                        jlo = imin(jlo, first_key(doc, p0 + r));
+                        w.m[r] = -INFINITY;
+                        w.l[r] = 0.0f;
                     }
-                    if (bm > m) {  // rescale what was summed against the old maximum
-                        float corr = expf(m - bm);
-                        l *= corr;
-                        for (int d = 0; d < hd; d++) acc[d] *= corr;
-                        m = bm;
+                    memset(w.acc_a, 0, (size_t)nq * hd * sizeof(float));
+                    for (int jb = jlo; jb <= jhi; jb += TK) {
+                        int nk = imin(TK, jhi - jb + 1);
+                        // S (nq × nk) = scale · Q·Kᵀ, K read transposed in place.
+                        cpu_gemm_serial(nq, nk, hd, scale, q0, qs, 1, kb + (long)jb * ks, 1, ks, 0.0f,
+                                        w.s, TK, w.gemm);
+                        for (int r = 0; r < nq; r++) {
+                            int p = p0 + r, lo = first_key(doc, p);
+                            float *sr = w.s + r * TK, bm = -INFINITY;
+                            for (int t = 0; t < nk; t++) {
+                                int j = jb + t;
+                                sr[t] = j >= lo && j <= p ? sr[t] : -INFINITY;
+                                bm = sr[t] > bm ? sr[t] : bm;
+                            }
+                            if (bm == -INFINITY) {  // nothing visible in this tile
+                                memset(sr, 0, (size_t)nk * sizeof(float));
+                                continue;
+                            }
+                            if (bm > w.m[r]) {  // rescale what was summed against the old maximum
+                                float corr = expf(w.m[r] - bm), *ar = w.acc_a + (size_t)r * hd;
+                                w.l[r] *= corr;
+                                for (int d = 0; d < hd; d++) ar[d] *= corr;
+                                w.m[r] = bm;
+                            }
+                            for (int t = 0; t < nk; t++) sr[t] -= w.m[r];
+                            cpu_exp_array(sr, sr, nk);  // exp(−inf) = 0 for masked keys
+                            for (int t = 0; t < nk; t++) w.l[r] += sr[t];
+                        }
+                        // acc (nq × hd) += P·V
+                        cpu_gemm_serial(nq, hd, nk, 1.0f, w.s, TK, 1, vb + (long)jb * ks, ks, 1, 1.0f,
+                                        w.acc_a, hd, w.gemm);
                     }
-                    for (int t = 0; t < n; t++) {
-                        float e = expf(s[t] - m);
-                        const float *vj = vb + (long)(jb + t) * kstride;
-                        l += e;
-                        for (int d = 0; d < hd; d++) acc[d] += e * vj[d];
+                    for (int r = 0; r < nq; r++) {
+                        float *o = out + ((long)b * Tq + i0 + r) * qs + (long)h * hd;
+                        float *lse_r = lse + ((long)b * H + h) * Tq + i0 + r;
+                        if (w.l[r] > 0.0f) {
+                            float inv = 1.0f / w.l[r];
+                            for (int d = 0; d < hd; d++) o[d] = w.acc_a[(size_t)r * hd + d] * inv;
+                            *lse_r = w.m[r] + logf(w.l[r]);
+                        } else {  // no visible key (a malformed doc_start): zero output
+                            memset(o, 0, (size_t)hd * sizeof(float));
+                            *lse_r = -INFINITY;
+                        }
                     }
                 }
-                float *lse_i = lse + ((long)b * H + h) * Tq + i;
-                if (l > 0.0f) {
-                    float inv = 1.0f / l;
-                    for (int d = 0; d < hd; d++) oi[d] = acc[d] * inv;
-                    *lse_i = m + logf(l);
-                } else {  // no visible key (a malformed doc_start): zero output
-                    memset(oi, 0, (size_t)hd * sizeof(float));
-                    *lse_i = -INFINITY;
-                }
-            }
+    }
+    free(scratch);
 }
 
-// With P = exp(S − lse), dP = dO·Vᵀ, D_i = Σ dO_i·O_i and dS = P ∘ (dP − D):
+// With P = exp(scale·Q·Kᵀ − lse), dP = dO·Vᵀ, D_i = Σ dO_i·O_i and dS = P ∘ (dP − D):
 //   dQ = scale · dS·K,  dK = scale · dSᵀ·Q,  dV = Pᵀ·dO.
-// Two passes, so that every output row is summed by one thread in a fixed order (deterministic)
-// while keeping B·H·Tq-way parallelism: dQ over query rows, then dK and dV over key rows, each
-// recomputing P.
+// Two passes, each recomputing P, so that every output row is summed by one thread in a fixed
+// order (deterministic) while keeping parallelism over tiles: dQ over query tiles, then dK and
+// dV over key tiles (the query heads of a KV group in order).
 void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const void *dout_,
                             const void *out_, const float *lse, const void *q_, const void *k_,
                             const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
@@ -94,75 +162,130 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
     (void)be;
     float *dq = dq_, *dk = dk_, *dv = dv_;
     const float *dout = dout_, *out = out_, *q = q_, *k = k_, *v = v_;
-    if (hd > ATT_MAX_HD || hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads) return;
+    if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0) return;
     const int H = n_heads, KVH = n_kv_heads, group = H / KVH, off = Tk - Tq;
-    const long qstride = (long)H * hd, kstride = (long)KVH * hd;
+    const long qs = (long)H * hd, ks = (long)KVH * hd;
+    const int nqb = (Tq + TQ - 1) / TQ, nkb = (Tk + TQ - 1) / TQ, nth = max_threads();
     float *D = malloc((size_t)B * H * Tq * sizeof(float) + 1);
-    if (!D) return;
-
-#pragma omp parallel
+    float *scratch = malloc((size_t)nth * scratch_floats(hd) * sizeof(float));
+    if (!D || !scratch) {
+        free(D);
+        free(scratch);
+        fill_nan(dq, (size_t)B * Tq * qs);
+        fill_nan(dk, (size_t)B * Tk * ks);
+        fill_nan(dv, (size_t)B * Tk * ks);
+        return;
+    }
+#pragma omp parallel num_threads(nth)
     {
+        att_scratch w = scratch_at(scratch, hd);
 #pragma omp for collapse(3) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int i = 0; i < Tq; i++) {
-                    long row = ((long)b * Tq + i) * qstride + (long)h * hd;
-                    D[((long)b * H + h) * Tq + i] = dot(dout + row, out + row, hd);
+                    long row = ((long)b * Tq + i) * qs + (long)h * hd;
+                    float sum = 0;
+                    for (int d = 0; d < hd; d++) sum += dout[row + d] * out[row + d];
+                    D[((long)b * H + h) * Tq + i] = sum;
                 }
 
-#pragma omp for collapse(3) schedule(dynamic, 4)
+        // Pass 1: dQ over query tiles, keys in tiles of TK.
+#pragma omp for collapse(3) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
-                for (int i = 0; i < Tq; i++) {
-                    long row = ((long)b * Tq + i) * qstride + (long)h * hd;
-                    const float *qi = q + row, *doi = dout + row;
-                    float *dqi = dq + row;
-                    const float *kb = k + (long)b * Tk * kstride + (long)(h / group) * hd;
-                    const float *vb = v + (long)b * Tk * kstride + (long)(h / group) * hd;
-                    float acc[ATT_MAX_HD];
-                    memset(acc, 0, (size_t)hd * sizeof(float));
-                    float L = lse[((long)b * H + h) * Tq + i], Di = D[((long)b * H + h) * Tq + i];
-                    int j0, j1;
-                    key_range(doc_start, b, Tk, i + off, &j0, &j1);
-                    if (isinf(L)) j1 = j0 - 1;
-                    for (int j = j0; j <= j1; j++) {
-                        const float *kj = kb + (long)j * kstride, *vj = vb + (long)j * kstride;
-                        float p = expf(scale * dot(qi, kj, hd) - L);
-                        float ds = p * (dot(doi, vj, hd) - Di);
-                        for (int d = 0; d < hd; d++) acc[d] += ds * kj[d];
-                    }
-                    for (int d = 0; d < hd; d++) dqi[d] = scale * acc[d];
-                }
-
-#pragma omp for collapse(3) schedule(dynamic, 4)
-        for (int b = 0; b < B; b++)
-            for (int g = 0; g < KVH; g++)
-                for (int j = 0; j < Tk; j++) {
-                    long krow = ((long)b * Tk + j) * kstride + (long)g * hd;
-                    const float *kj = k + krow, *vj = v + krow;
-                    float dka[ATT_MAX_HD], dva[ATT_MAX_HD];
-                    memset(dka, 0, (size_t)hd * sizeof(float));
-                    memset(dva, 0, (size_t)hd * sizeof(float));
-                    int i0 = j - off > 0 ? j - off : 0;
-                    for (int h = g * group; h < (g + 1) * group; h++)
-                        for (int i = i0; i < Tq; i++) {
-                            if (doc_start[(size_t)b * Tk + i + off] > j) continue;
-                            long row = ((long)b * Tq + i) * qstride + (long)h * hd;
-                            const float *qi = q + row, *doi = dout + row;
-                            float L = lse[((long)b * H + h) * Tq + i];
-                            float Di = D[((long)b * H + h) * Tq + i];
-                            float p = expf(scale * dot(qi, kj, hd) - L);
-                            float ds = p * (dot(doi, vj, hd) - Di);
-                            for (int d = 0; d < hd; d++) {
-                                dva[d] += p * doi[d];
-                                dka[d] += ds * qi[d];
+                for (int qb = 0; qb < nqb; qb++) {
+                    const int32_t *doc = doc_start + (size_t)b * Tk;
+                    const float *kb = k + (long)b * Tk * ks + (long)(h / group) * hd;
+                    const float *vb = v + (long)b * Tk * ks + (long)(h / group) * hd;
+                    long row0 = ((long)b * Tq + qb * TQ) * qs + (long)h * hd;
+                    const float *Lb = lse + ((long)b * H + h) * Tq + qb * TQ;
+                    const float *Db = D + ((long)b * H + h) * Tq + qb * TQ;
+                    int i0 = qb * TQ, nq = imin(TQ, Tq - i0), p0 = i0 + off;
+                    int jlo = Tk, jhi = p0 + nq - 1;
+                    for (int r = 0; r < nq; r++) jlo = imin(jlo, first_key(doc, p0 + r));
+                    memset(w.acc_a, 0, (size_t)nq * hd * sizeof(float));
+                    for (int jb = jlo; jb <= jhi; jb += TK) {
+                        int nk = imin(TK, jhi - jb + 1);
+                        cpu_gemm_serial(nq, nk, hd, scale, q + row0, qs, 1, kb + (long)jb * ks, 1, ks, 0.0f,
+                                        w.s, TK, w.gemm);
+                        cpu_gemm_serial(nq, nk, hd, 1.0f, dout + row0, qs, 1, vb + (long)jb * ks, 1, ks, 0.0f,
+                                        w.dp, TK, w.gemm);
+                        for (int r = 0; r < nq; r++) {
+                            int p = p0 + r, lo = first_key(doc, p);
+                            float *sr = w.s + r * TK, *dpr = w.dp + r * TK;
+                            for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
+                            cpu_exp_array(sr, sr, nk);
+                            for (int t = 0; t < nk; t++) {
+                                int j = jb + t;
+                                sr[t] = j >= lo && j <= p ? sr[t] * (dpr[t] - Db[r]) : 0.0f;
                             }
                         }
-                    for (int d = 0; d < hd; d++) {
-                        dk[krow + d] = scale * dka[d];
-                        dv[krow + d] = dva[d];
+                        // dQ (nq × hd) += dS·K
+                        cpu_gemm_serial(nq, hd, nk, 1.0f, w.s, TK, 1, kb + (long)jb * ks, ks, 1, 1.0f,
+                                        w.acc_a, hd, w.gemm);
                     }
+                    for (int r = 0; r < nq; r++) {
+                        float *o = dq + row0 + (long)r * qs;
+                        for (int d = 0; d < hd; d++) o[d] = scale * w.acc_a[(size_t)r * hd + d];
+                    }
+                }
+
+        // Pass 2: dK and dV for a tile of TQ keys, over the group's query heads and the query
+        // rows that can see it, TK rows at a time.
+#pragma omp for collapse(3) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < KVH; g++)
+                for (int kt = 0; kt < nkb; kt++) {
+                    const int32_t *doc = doc_start + (size_t)b * Tk;
+                    int j0 = kt * TQ, nk = imin(TQ, Tk - j0);
+                    long krow0 = ((long)b * Tk + j0) * ks + (long)g * hd;
+                    memset(w.acc_a, 0, (size_t)nk * hd * sizeof(float));
+                    memset(w.acc_b, 0, (size_t)nk * hd * sizeof(float));
+                    int ifirst = j0 - off > 0 ? j0 - off : 0;
+                    for (int h = g * group; h < (g + 1) * group; h++)
+                        for (int ib = ifirst; ib < Tq; ib += TK) {
+                            int nq = imin(TK, Tq - ib), any = 0;
+                            for (int r = 0; r < nq; r++) {  // rows whose visible keys meet the tile
+                                int p = ib + r + off;
+                                w.ok[r] = p >= j0 && first_key(doc, p) <= j0 + nk - 1;
+                                any |= w.ok[r];
+                            }
+                            if (!any) continue;
+                            long row0 = ((long)b * Tq + ib) * qs + (long)h * hd;
+                            const float *Lb = lse + ((long)b * H + h) * Tq + ib;
+                            const float *Db = D + ((long)b * H + h) * Tq + ib;
+                            // S, dP (nq × nk, leading dimension TQ)
+                            cpu_gemm_serial(nq, nk, hd, scale, q + row0, qs, 1, k + krow0, 1, ks, 0.0f, w.s,
+                                            TQ, w.gemm);
+                            cpu_gemm_serial(nq, nk, hd, 1.0f, dout + row0, qs, 1, v + krow0, 1, ks, 0.0f,
+                                            w.dp, TQ, w.gemm);
+                            for (int r = 0; r < nq; r++) {
+                                int p = ib + r + off, lo = first_key(doc, p);
+                                float *sr = w.s + r * TQ, *dpr = w.dp + r * TQ;
+                                for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
+                                cpu_exp_array(sr, sr, nk);
+                                for (int t = 0; t < nk; t++) {
+                                    int j = j0 + t;
+                                    if (w.ok[r] && j >= lo && j <= p) {
+                                        dpr[t] = sr[t] * (dpr[t] - Db[r]);
+                                    } else {
+                                        sr[t] = dpr[t] = 0.0f;
+                                    }
+                                }
+                            }
+                            // dV (nk × hd) += Pᵀ·dO;  dK (nk × hd) += dSᵀ·Q
+                            cpu_gemm_serial(nk, hd, nq, 1.0f, w.s, 1, TQ, dout + row0, qs, 1, 1.0f, w.acc_b,
+                                            hd, w.gemm);
+                            cpu_gemm_serial(nk, hd, nq, 1.0f, w.dp, 1, TQ, q + row0, qs, 1, 1.0f, w.acc_a,
+                                            hd, w.gemm);
+                        }
+                    for (int t = 0; t < nk; t++)
+                        for (int d = 0; d < hd; d++) {
+                            dk[krow0 + (long)t * ks + d] = scale * w.acc_a[(size_t)t * hd + d];
+                            dv[krow0 + (long)t * ks + d] = w.acc_b[(size_t)t * hd + d];
+                        }
                 }
     }
     free(D);
+    free(scratch);
 }

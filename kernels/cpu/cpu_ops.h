@@ -14,10 +14,16 @@ void cpu_ops_install(backend *be);
 void cpu_gemm(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
               const float *b, long b_rs, long b_cs, float beta, float *c, long ldc);
 // The same with a chosen micro-kernel, for tests: 0 = best available, 1 = portable 6×8,
-// 2 = AVX2+FMA 6×16 (the portable one where the CPU lacks AVX2).
+// 2 = AVX2+FMA 6×16, 3 = AVX-512 6×32 (each falls back to the next simpler one the CPU has).
 void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const float *a,
                    long a_rs, long a_cs, const float *b, long b_rs, long b_cs, float beta,
                    float *c, long ldc);
+// The same on one thread, for small tiles inside parallel code (attention): the packed panels
+// go to scratch, which holds cpu_gemm_serial_scratch(M, N, K) floats.
+size_t cpu_gemm_serial_scratch(int M, int N, int K);
+void cpu_gemm_serial(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+                     const float *b, long b_rs, long b_cs, float beta, float *c, long ldc,
+                     float *scratch);
 
 // The ops, one file each (see backend.h for the contract of each).
 void cpu_cast_f32_to_act(backend *be, void *dst, const float *src, size_t n);

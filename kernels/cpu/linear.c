@@ -3,14 +3,18 @@
 //   backward dX = dY·W            gemm(N, IC, OC)
 //            dW += dYᵀ·X          gemm(OC, IC, N) with dY read transposed in place
 // The product follows the BLIS layout: B is packed into KC × NR column panels, A into MR × KC
-// row panels, and a register-tile micro-kernel (MR × NR accumulators) runs over them.  Two
-// micro-kernels: 6×16 with AVX2+FMA, chosen at run time when the CPU has them, and 6×8 in
-// portable vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB
-// blocks; each output element is summed by one thread in k order, so results do not depend
-// on the thread count.
+// row panels, and a register-tile micro-kernel (MR × NR accumulators) runs over them.  Three
+// micro-kernels, the best one the CPU has chosen at run time: 6×32 with AVX-512, 6×16 with
+// AVX2+FMA (both one FMA per k in k order, so they give the same bits), and 6×8 in portable
+// vector C (SSE with -march=x86-64-v2).  OpenMP splits the output into MC × NB blocks; each
+// output element is summed by one thread in k order, so results do not depend on the thread
+// count.
 #include "cpu_ops.h"
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GEMM_HAVE_AVX2 1
@@ -18,7 +22,7 @@
 #endif
 
 enum { KC = 256, NC = 4096, MC_PANELS = 16, NB_PANELS = 16, MS_BLOCKS = 16 };
-enum { GEMM_MR = 6, GEMM_MAX_NR = 16 };
+enum { GEMM_MR = 6, GEMM_MAX_NR = 32 };
 
 typedef void (*gemm_kernel)(int kc, const float *a, const float *b, float *c, long ldc, int m,
                             int n, float alpha, int overwrite);
@@ -102,6 +106,41 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16_avx2(int kc, const f
     tile_store(t, 16, c, ldc, m, n, alpha, overwrite);
 }
 #undef ROW6
+
+// 6×32 with AVX-512: 12 sixteen-float accumulators (of 32 registers).
+#define ROW6(i)                                          \
+    do {                                                 \
+        __m512 ai = _mm512_set1_ps(a[i]);                \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);      \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);      \
+    } while (0)
+__attribute__((target("avx512f"))) static void kernel_6x32_avx512(int kc, const float *a,
+                                                                   const float *b, float *c,
+                                                                   long ldc, int m, int n,
+                                                                   float alpha, int overwrite) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        ROW6(0);
+        ROW6(1);
+        ROW6(2);
+        ROW6(3);
+        ROW6(4);
+        ROW6(5);
+        a += GEMM_MR;
+        b += 32;
+    }
+    float t[GEMM_MR * 32];
+    _mm512_storeu_ps(t + 0, c00), _mm512_storeu_ps(t + 16, c01);
+    _mm512_storeu_ps(t + 32, c10), _mm512_storeu_ps(t + 48, c11);
+    _mm512_storeu_ps(t + 64, c20), _mm512_storeu_ps(t + 80, c21);
+    _mm512_storeu_ps(t + 96, c30), _mm512_storeu_ps(t + 112, c31);
+    _mm512_storeu_ps(t + 128, c40), _mm512_storeu_ps(t + 144, c41);
+    _mm512_storeu_ps(t + 160, c50), _mm512_storeu_ps(t + 176, c51);
+    tile_store(t, 32, c, ldc, m, n, alpha, overwrite);
+}
+#undef ROW6
 #endif
 
 // Packs rows [0, mc) × k [0, kc) of A (origin a) into MR-row panels: dst[(p·kc + k)·MR + i].
@@ -133,12 +172,17 @@ static void pack_b_panel(const float *b, long rs, long cs, int cols, int kc, int
         for (int k = 0; k < kc; k++)
             for (int j = 0; j < nr; j++) dst[k * nr + j] = j < cols ? b[k * rs + j] : 0.0f;
     } else {
-        for (int j = 0; j < nr; j++) {
-            if (j < cols) {
-                const float *src = b + j * cs;
-                for (int k = 0; k < kc; k++) dst[k * nr + j] = src[k * rs];
-            } else {
-                for (int k = 0; k < kc; k++) dst[k * nr + j] = 0.0f;
+        // B read transposed (W of x·Wᵀ): k runs along memory.  Blocks of 16 k keep the lines
+        // being written few enough to stay in L1.
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+            for (int j = 0; j < nr; j++) {
+                if (j < cols) {
+                    const float *src = b + j * cs;
+                    for (int k = k0; k < k1; k++) dst[k * nr + j] = src[k * rs];
+                } else {
+                    for (int k = k0; k < k1; k++) dst[k * nr + j] = 0.0f;
+                }
             }
         }
     }
@@ -157,6 +201,59 @@ static void gemm_unpacked(int M, int N, int K, float alpha, const float *a, long
         }
 }
 
+static gemm_kernel pick_kernel(int kernel_choice, int *nr) {
+#ifdef GEMM_HAVE_AVX2
+    if ((kernel_choice == 0 || kernel_choice == 3) && __builtin_cpu_supports("avx512f")) {
+        *nr = 32;
+        return kernel_6x32_avx512;
+    }
+    if (kernel_choice != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *nr = 16;
+        return kernel_6x16_avx2;
+    }
+#else
+    (void)kernel_choice;
+#endif
+    *nr = 8;
+    return kernel_6x8;
+}
+
+size_t cpu_gemm_serial_scratch(int M, int N, int K) {
+    int kc = K < KC ? K : KC;
+    if (kc < 1) kc = 1;
+    return ((size_t)(M + GEMM_MR - 1) / GEMM_MR * GEMM_MR + (size_t)(N + GEMM_MAX_NR - 1) / GEMM_MAX_NR * GEMM_MAX_NR) * kc;
+}
+
+void cpu_gemm_serial(int M, int N, int K, float alpha, const float *a, long a_rs, long a_cs,
+                     const float *b, long b_rs, long b_cs, float beta, float *c, long ldc,
+                     float *scratch) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    int nr;
+    gemm_kernel kern = pick_kernel(0, &nr);
+    const int mr = GEMM_MR, mpanels = (M + mr - 1) / mr, npanels = (N + nr - 1) / nr;
+    for (int pc = 0; pc < K; pc += KC) {
+        int kc = K - pc < KC ? K - pc : KC;
+        float *apack = scratch, *bpack = scratch + (size_t)mpanels * mr * kc;
+        for (int p = 0; p < mpanels; p++)
+            pack_a_panel(a + (long)p * mr * a_rs + pc * a_cs, a_rs, a_cs, M - p * mr < mr ? M - p * mr : mr,
+                         kc, apack + (size_t)p * mr * kc);
+        for (int p = 0; p < npanels; p++)
+            pack_b_panel(b + pc * b_rs + (long)p * nr * b_cs, b_rs, b_cs, N - p * nr < nr ? N - p * nr : nr,
+                         kc, nr, bpack + (size_t)p * nr * kc);
+        int overwrite = pc == 0 && beta == 0.0f;
+        for (int pj = 0; pj < npanels; pj++)
+            for (int qi = 0; qi < mpanels; qi++)
+                kern(kc, apack + (size_t)qi * mr * kc, bpack + (size_t)pj * nr * kc,
+                     c + (long)qi * mr * ldc + pj * nr, ldc, M - qi * mr < mr ? M - qi * mr : mr,
+                     N - pj * nr < nr ? N - pj * nr : nr, alpha, overwrite);
+    }
+}
+
 void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const float *a,
                    long a_rs, long a_cs, const float *b, long b_rs, long b_cs, float beta,
                    float *c, long ldc) {
@@ -166,19 +263,20 @@ void cpu_gemm_with(int kernel_choice, int M, int N, int K, float alpha, const fl
             for (int i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    gemm_kernel kern = kernel_6x8;
-    int nr = 8;
-#ifdef GEMM_HAVE_AVX2
-    if (kernel_choice != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kern = kernel_6x16_avx2;
-        nr = 16;
-    }
-#else
-    (void)kernel_choice;
-#endif
-    const int mr = GEMM_MR, mc = MC_PANELS * GEMM_MR, nb = NB_PANELS * nr;
+    int nr;
+    gemm_kernel kern = pick_kernel(kernel_choice, &nr);
+    const int mr = GEMM_MR, mc = MC_PANELS * GEMM_MR;
     const int ms = MS_BLOCKS * mc;  // rows of A packed at once
     int nc_max = N < NC ? N : NC, kc_max = K < KC ? K : KC, ms_max = M < ms ? M : ms;
+    // Column blocks narrow enough that there are about 4 tiles per thread when M is short;
+    // which thread sums a tile never changes the arithmetic, so results stay the same bits.
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    int iblk = (ms_max + mc - 1) / mc, want_j = (4 * threads + iblk - 1) / iblk;
+    int npan_max = (nc_max + nr - 1) / nr, per_block = (npan_max + want_j - 1) / want_j;
+    const int nb = (per_block < 1 ? 1 : per_block > NB_PANELS ? NB_PANELS : per_block) * nr;
     size_t a_floats = (size_t)((ms_max + mr - 1) / mr) * mr * kc_max;
     size_t b_floats = (size_t)((nc_max + nr - 1) / nr) * nr * kc_max;
     float *apack = NULL, *bpack = NULL;

@@ -3,6 +3,7 @@
 // Per chunk:  logits = h_c·wᵀ;  loss = logsumexp(logits) − logits[target];
 //             dlogits = grad_scale · (softmax − onehot);  dh_c = dlogits·w;  dw += dlogitsᵀ·h_c.
 #include "cpu_ops.h"
+#include "cpu_math.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,16 @@ void cpu_lm_head_loss(backend *be, float *losses, void *dh_, float *dw, const vo
         for (int r = 0; r < rc; r++) {
             float *lr = logits + (size_t)r * V;
             int t = targets[rows[r0 + r]];
-            float mx = -INFINITY;
+            float mx = -INFINITY, target_logit = lr[t];
             for (int j = 0; j < V; j++) mx = lr[j] > mx ? lr[j] : mx;
+            for (int j = 0; j < V; j++) lr[j] -= mx;
+            cpu_exp_array(lr, lr, V);  // one exp per logit, reused by the gradient
             double sum = 0;
-            for (int j = 0; j < V; j++) sum += expf(lr[j] - mx);
-            float lse = mx + (float)log(sum);
-            losses[rows[r0 + r]] = lse - lr[t];
+            for (int j = 0; j < V; j++) sum += lr[j];
+            losses[rows[r0 + r]] = (mx + (float)log(sum)) - target_logit;
             if (dh) {
-                for (int j = 0; j < V; j++) lr[j] = grad_scale * expf(lr[j] - lse);
+                float g = (float)(grad_scale / sum);
+                for (int j = 0; j < V; j++) lr[j] *= g;
                 lr[t] -= grad_scale;
             }
         }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GFLOP/s of the CPU backend's matrix products (kernels/cpu/linear.c) on this machine.
 # Usage: scripts/bench/cpu_matmul.sh [threads]   (default: all cores)
+# On a shared machine, QUARRY_BENCH_CPU_TIME=1 with 1 thread measures process CPU time instead
+# of wall time: a per-core figure that other load does not distort.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${QUARRY_BUILD_DIR:-build}

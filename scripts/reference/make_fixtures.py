@@ -54,8 +54,9 @@ def configs():
         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                          "original_max_position_embeddings": 64})
+    # head_dim 24 ≠ hidden/heads (as Mistral NeMo's 128 ≠ 5120/32): q and o are not square.
     out["mistral"] = transformers.MistralConfig(
-        **common, num_key_value_heads=2, tie_word_embeddings=False, sliding_window=None,
+        **common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False, sliding_window=None,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     out["qwen2"] = transformers.Qwen2Config(
         **common, num_key_value_heads=2, tie_word_embeddings=False, use_sliding_window=False,

@@ -101,6 +101,51 @@ def main():
     if p.returncode != 1 or "stdin:2: error:" not in p.stderr.decode():
         print(f"FAIL render mixed formats: exit {p.returncode}, stderr {p.stderr.decode()!r}")
         fails += 1
+    # --mask on a real model directory (Phi-3-mini: tokenizer.json + tokenizer_config.json with its
+    # template): ids as HF tokenizes the jinja2 rendering; the mask trains each assistant turn's
+    # <|end|> and the final <|endoftext|>, never a role tag.
+    phi = os.path.join(testdata, "tokenizers", "phi3")
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(phi, "tokenizer.json"))
+    cfg = json.load(open(os.path.join(phi, "tokenizer_config.json"), encoding="utf-8"))
+    path = os.path.join(testdata, "bedrock", "tooluse_test_system_messages.jsonl")
+    p = subprocess.run([quarry, "render", "--model", phi, "--mask", path], capture_output=True)
+    got = [json.loads(x) for x in p.stdout.decode().splitlines()]
+    recs = [json.loads(x) for x in open(path, encoding="utf-8") if x.strip()]
+    special = {n: tok.token_to_id(n) for n in ["<|end|>", "<|endoftext|>", "<|user|>", "<|system|>", "<|assistant|>"]}
+    if p.returncode != 0 or len(got) != len(recs):
+        print(f"FAIL render --mask: exit {p.returncode}, {len(got)} lines for {len(recs)} records: {p.stderr.decode()[:300]}")
+        fails += 1
+    else:
+        for i, (g, rec) in enumerate(zip(got, recs)):
+            msgs = messages(rec)
+            text = ctu.render_jinja_template(conversations=[msgs], chat_template=cfg["chat_template"],
+                                             bos_token=cfg["bos_token"], eos_token=cfg["eos_token"])[0][0]
+            want = tok.encode(text, add_special_tokens=False).ids
+            trained = [t for t, m in zip(g["ids"], g["mask"]) if m]
+            nassist = sum(m["role"] == "assistant" for m in msgs)
+            problem = None
+            if g["ids"] != want:
+                problem = "ids differ from HF"
+            elif len(g["mask"]) != len(g["ids"]) or set(g["mask"]) - {0, 1}:
+                problem = "mask is not one 0/1 per id"
+            elif trained.count(special["<|end|>"]) != nassist or trained.count(special["<|endoftext|>"]) != 1:
+                problem = "trained <|end|>/<|endoftext|> counts are wrong"
+            elif any(trained.count(special[k]) for k in ["<|user|>", "<|system|>", "<|assistant|>"]):
+                problem = "a role tag is trained"
+            if problem:
+                print(f"FAIL render --mask phi3 {os.path.basename(path)}:{i + 1}: {problem}")
+                fails += 1
+                break
+        total += len(got)
+    # An answer with a leading blank: Phi-3's <|assistant|> (rstrip) swallows it and stays masked.
+    p = subprocess.run([quarry, "render", "--model", phi, "--mask"],
+                       input=b'{"prompt": "2+2=", "completion": " 4"}\n', capture_output=True)
+    g = json.loads(p.stdout.decode() or "{}")
+    trained = [t for t, m in zip(g.get("ids", []), g.get("mask", [])) if m]
+    if p.returncode != 0 or special["<|assistant|>"] in trained or special["<|end|>"] not in trained:
+        print(f"FAIL render --mask phi3 leading blank: exit {p.returncode}, {g}")
+        fails += 1
     print(f"render: {total} Bedrock records compared with jinja2, {fails} failure(s)")
     return 1 if fails else 0
 

@@ -266,14 +266,14 @@ static void test_spans(void) {
                 "Hello!<|eot_id|>|Ciao<|eot_id|>");
     check_spans("llama2", FORMAT_MESSAGES, "S",
                 "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\n  Hi [/INST] Hello! </s><s>[INST] Bye [/INST] Ciao </s>",
-                "Hello! </s>|Ciao </s>");
+                " Hello! </s>| Ciao </s>");
     check_spans("qwen2.5", FORMAT_MESSAGES, NULL,
                 "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
                 "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
                 "Bye<|im_end|>\n<|im_start|>assistant\nCiao<|im_end|>\n",
                 "Hello!  <|im_end|>|Ciao<|im_end|>");
     check_spans("mistral-v3-spm", FORMAT_MESSAGES, "S",
-                "<s>[INST]   Hi\n[/INST] Hello!  </s>[INST] S\n\nBye[/INST] Ciao</s>", "Hello!  </s>|Ciao</s>");
+                "<s>[INST]   Hi\n[/INST] Hello!  </s>[INST] S\n\nBye[/INST] Ciao</s>", " Hello!  </s>| Ciao</s>");
     check_spans("phi3.5", FORMAT_MESSAGES, "",
                 "<|user|>\n  Hi\n<|end|>\n<|assistant|>\nHello!  <|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n"
                 "Ciao<|end|>\n<|endoftext|>",

@@ -106,7 +106,7 @@ static void run_combo(const char *path, int *ncases) {
     chat_template *t = NULL;
     tokenizer *tok = NULL;
     char name[64] = "?";
-    int eot_id = -1, final_eos_id = -1;
+    int eot_id = -1, final_eos_id = -1, tag_ids[16], ntag_ids = 0;
     while (getline(&line, &cap, f) > 0) {
         lineno++;
         cJSON *j = cJSON_Parse(line);
@@ -130,6 +130,15 @@ static void run_combo(const char *path, int *ncases) {
                               : t->family == CHAT_PHI3                            ? "<|end|>"
                                                                                   : "</s>";
             eot_id = tokenizer_token_to_id(tok, eot);
+            static const char *tags[] = {"<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>",
+                                         "<|im_start|>", "<|user|>", "<|assistant|>", "<|system|>", "[INST]",
+                                         "[/INST]", "<s>"};
+            ntag_ids = 0;
+            for (size_t k = 0; k < sizeof tags / sizeof tags[0]; k++) {
+                int id = tokenizer_token_to_id(tok, tags[k]);
+                if (id >= 0)
+                    tag_ids[ntag_ids++] = id;
+            }
             final_eos_id = t->family == CHAT_PHI3 ? tokenizer_token_to_id(tok, "<|endoftext|>") : -1;
             CHECK(eot_id >= 0, "%s: no id for %s", name, eot);
             continue;
@@ -188,6 +197,9 @@ static void run_combo(const char *path, int *ncases) {
                         trained_eot++;
                     if (tid[i] == final_eos_id && !mi)
                         why = 5, at = i + lead;
+                    for (int q = 0; q < ntag_ids; q++)
+                        if (tid[i] == tag_ids[q] && mi)
+                            why = 7, at = i + lead;
                 }
                 if (!why && trained_eot != nassist)
                     why = 6;
@@ -197,7 +209,8 @@ static void run_combo(const char *path, int *ncases) {
                 if (shown++ < 3) {
                     static const char *whys[] = {"", "re-encoding failed", "BOS trained",
                                                  "an assistant token is masked", "a user/system token is trained",
-                                                 "the final EOS is masked", "trained end-of-turn tokens != assistant turns"};
+                                                 "the final EOS is masked", "trained end-of-turn tokens != assistant turns",
+                                                 "a role tag or BOS is trained"};
                     fprintf(stderr, "FAIL chat mask %s (case line %d): %s (token %d, %d trained eot, %d turns)\n",
                             name, lineno, whys[why], at, trained_eot, nassist);
                 }

@@ -161,7 +161,7 @@ then echo "FAIL json document"; fail=1; fi
 expect missing_file 2 "nope.jsonl: error: cannot open" "$T/nope.jsonl"
 expect bad_scan_mode 2 "--scan takes off, warn or error" "$T/hundred.jsonl" --scan maybe
 expect bad_format_name 2 "unknown --format 'xml'" "$T/hundred.jsonl" --format xml
-expect model_note 0 "token statistics need the tokenizer|tokens: +per record" "$T/hundred.jsonl" --model "$T"
+expect model_missing 2 "quarry validate: error: .*tokenizer" "$T/hundred.jsonl" --model "$T"
 printf '%s\n' "$PC" | "$Q" validate - >/dev/null 2>&1; r=$?; n=$((n + 1))
 [ $r = 0 ] || { echo "FAIL stdin: exit $r"; fail=1; }
 

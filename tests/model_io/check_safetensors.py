@@ -220,6 +220,7 @@ with tempfile.TemporaryDirectory() as tmp:
         ("notobject", raw_file(None, hdr_bytes=b'[1, 2, 3]'), "must be a JSON object"),
         ("trailing", raw_file(None, hdr_bytes=b'{} x'), "trailing bytes"),
         ("nul", raw_file(None, hdr_bytes=b'{}\x00  '), "NUL byte"),
+        ("control", raw_file(None, hdr_bytes=b'{\x01}'), "control byte 0x01 at header offset 1"),
         ("dtype", raw_file({"w": T("F7", [1], 0, 4)}, b"\0" * 4), 'tensor "w": unknown dtype "F7"'),
         ("dtype_type", raw_file({"w": T(5, [1], 0, 4)}, b"\0" * 4), 'tensor "w": unknown dtype'),
         ("shape_bytes", raw_file({"w": T("F32", [2, 3], 0, 20)}, b"\0" * 20), 'tensor "w": shape × dtype is 24 bytes'),

@@ -146,6 +146,9 @@ static void check_variants(void) {
     refused("{" BASE ",\"head_dim\":7}", "even");
     refused("{" BASE, "not valid JSON");
     refused("[1,2]", "JSON object");
+    refused("{" BASE "} {}", "text after the object");
+    refused("\x02{" BASE "}", "control byte 0x02");
+    refused("{" BASE ",\"x\":\"a\x01" "b\"}", "control byte 0x01");
 
     model_config missing;
     char err[1024];

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A run killed with SIGKILL at any point and resumed ends with weights and losses bitwise equal
+# to the uninterrupted run (CPU backend): after a step before its checkpoint, in the middle of
+# writing a checkpoint, and at a random moment; LoRA and full fine-tuning.
+set -u
+Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}
+W=$(mktemp -d /tmp/quarry-resume.XXXXXX); trap 'rm -rf "$W"' EXIT
+fail=0
+"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/model" --seed 3 --dtype fp32 >/dev/null 2>&1 || { echo "FAIL: init"; exit 1; }
+DATA="$SRC/examples/data/company_qa_train.jsonl"
+
+train() {  # train OUT METHOD [extra...]
+  local out=$1 method=$2; shift 2
+  "$Q" train --model "$W/model" --data "$DATA" --out "$out" --method "$method" --epochs 2 --batch-size 4 --micro-batch 2 \
+    --max-seq-len 96 --lr 2e-3 --lora-r 4 --lora-dropout 0.1 --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
+    --eval-every 3 --device cpu --quiet "$@" >/dev/null 2>"$out.log"
+}
+
+# The metrics that must be equal: step, epoch, loss, perplexity, lr, grad norm (not the speed).
+metrics() { cut -d, -f1-6 "$1/step_wise_training_metrics.csv"; cat "$1/validation_metrics.csv"; }
+
+same() {  # same NAME REF RUN
+  local final=model.safetensors; [ -f "$2/final/adapter_model.safetensors" ] && final=adapter_model.safetensors
+  if ! cmp -s "$2/final/$final" "$3/final/$final"; then echo "FAIL $1: final weights differ"; fail=1; fi
+  if ! diff <(metrics "$2") <(metrics "$3") >/dev/null; then
+    echo "FAIL $1: metrics differ"; diff <(metrics "$2") <(metrics "$3") | head -5; fail=1
+  fi
+}
+
+for method in lora full; do
+  train "$W/ref-$method" $method || { echo "FAIL: reference $method run"; cat "$W/ref-$method.log"; exit 1; }
+  steps=$(($(wc -l < "$W/ref-$method/step_wise_training_metrics.csv") - 1))
+  [ "$steps" -ge 6 ] || { echo "FAIL: only $steps steps"; exit 1; }
+
+  for fault in kill-after-step:2 kill-in-checkpoint:3 kill-after-step:$((steps - 1)); do
+    out="$W/$method-${fault//:/-}"
+    QUARRY_TEST_FAULT=$fault train "$out" $method; rc=$?
+    [ $rc -eq 137 ] || { echo "FAIL $method $fault: exit $rc, want 137 (SIGKILL)"; fail=1; continue; }
+    [ -d "$out/final" ] && { echo "FAIL $method $fault: a killed run must not have final/"; fail=1; }
+    ls "$out/checkpoints" | grep -q '^\.step-.*\.tmp$' && [ "${fault%%:*}" = kill-in-checkpoint ] || true
+    "$Q" train --resume "$out" --model "$W/model" --data "$DATA" --method $method --epochs 2 --batch-size 4 --micro-batch 2 \
+      --max-seq-len 96 --lr 2e-3 --lora-r 4 --lora-dropout 0.1 --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
+      --eval-every 3 --device cpu --quiet >/dev/null 2>"$out.resume.log" || { echo "FAIL $method $fault: resume failed"; cat "$out.resume.log"; fail=1; continue; }
+    same "$method $fault" "$W/ref-$method" "$out"
+  done
+done
+
+# SIGTERM: a checkpoint, exit 130, and the resumed run still ends where the reference ends.
+out="$W/term"
+"$Q" train --model "$W/model" --data "$DATA" --out "$out" --method full --epochs 40 --batch-size 4 --max-seq-len 96 \
+  --save-every 1 --device cpu --quiet >/dev/null 2>"$out.log" & pid=$!
+for _ in $(seq 1 100); do [ -d "$out/checkpoints/step-2" ] && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 130 ] || { echo "FAIL sigterm: exit $rc, want 130"; fail=1; }
+grep -q "resume" "$out.log" || { echo "FAIL sigterm: no hint to resume"; fail=1; }
+
+[ $fail -eq 0 ] && echo "test_train_resume: all checks passed"
+exit $fail

@@ -1,0 +1,321 @@
+// trainer/train.c — see train.h.
+#include "train.h"
+#include "metrics.h"
+#include "schedule.h"
+#include "../cli/progress.h"
+#include "../data/fileio.h"
+#include "../kernels/rng.h"
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_requested = 0;
+
+// Fault injection for the tests of resume and NaN handling, from QUARRY_TEST_FAULT:
+// "kill-after-step:N" (SIGKILL once step N is computed, before its checkpoint),
+// "kill-in-checkpoint:N" (SIGKILL with step N's checkpoint half written),
+// "nan-at-steps:A-B" (the loss of steps A..B reads as NaN). Unset in normal use.
+typedef struct { int kill_after_step, kill_in_checkpoint, nan_from, nan_to; } test_faults;
+
+static test_faults read_faults(void) {
+    test_faults f = {-1, -1, -1, -1};
+    const char *v = getenv("QUARRY_TEST_FAULT");
+    if (!v) return f;
+    if (sscanf(v, "kill-after-step:%d", &f.kill_after_step) == 1) return f;
+    if (sscanf(v, "kill-in-checkpoint:%d", &f.kill_in_checkpoint) == 1) return f;
+    if (sscanf(v, "nan-at-steps:%d-%d", &f.nan_from, &f.nan_to) == 2) return f;
+    return f;
+}
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+void train_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+// Host buffers of one micro-batch.
+typedef struct {
+    int32_t *ids, *targets, *pos, *doc_start;
+} host_batch;
+
+static int host_batch_alloc(host_batch *h, int rows, int T) {
+    size_t n = (size_t)rows * T;
+    h->ids = malloc(sizeof(int32_t) * 4 * n);
+    if (!h->ids) return -1;
+    h->targets = h->ids + n;
+    h->pos = h->targets + n;
+    h->doc_start = h->pos + n;
+    return 0;
+}
+
+int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
+                   long long *tokens, char *err, size_t errlen) {
+    packed_epoch e;
+    if (dataset_pack_epoch(set, seed, 0, 0, &e, err, errlen)) return -1;
+    host_batch h;
+    if (host_batch_alloc(&h, micro_batch, e.seq_len)) { packed_epoch_free(&e); snprintf(err, errlen, "out of memory"); return -1; }
+    double sum = 0;
+    long long n = 0;
+    int rc = 0;
+    for (int r = 0; r < e.nrows; r += micro_batch) {
+        int rows = e.nrows - r < micro_batch ? e.nrows - r : micro_batch;
+        dataset_fill_batch(&e, r, rows, h.ids, h.targets, h.pos, h.doc_start);
+        model_batch b = {rows, e.seq_len, h.ids, h.targets, h.pos, h.doc_start, 0};
+        model_loss l = {0, 0};
+        if (model_forward(m, &b, 0.0f, &l)) {
+            snprintf(err, errlen, "evaluation: %s", model_error(m));
+            rc = -1;
+            break;
+        }
+        sum += l.sum;
+        n += l.tokens;
+    }
+    free(h.ids);
+    packed_epoch_free(&e);
+    *loss = n ? sum / (double)n : NAN;
+    if (tokens) *tokens = n;
+    return rc;
+}
+
+// Rows of each epoch are fixed by (seed, epoch): count the steps of the whole run up front so
+// the schedule knows its length.
+static int count_steps(const train_settings *s, const example_set *train, int *steps_per_epoch, char *err, size_t errlen) {
+    int total = 0;
+    for (int ep = 0; ep < s->epochs; ep++) {
+        packed_epoch e;
+        if (dataset_pack_epoch(train, s->seed, ep, 1, &e, err, errlen)) return -1;
+        steps_per_epoch[ep] = (e.nrows + s->batch_size - 1) / s->batch_size;
+        total += steps_per_epoch[ep];
+        packed_epoch_free(&e);
+    }
+    if (s->max_steps > 0 && s->max_steps < total) total = s->max_steps;
+    return total;
+}
+
+// Drops metric rows past the checkpoint a resumed run starts from (a killed run may have logged
+// steps it never saved), keeping the header.
+static void truncate_csv(const char *run_dir, const char *name, int last_step) {
+    char path[4200], err[256];
+    snprintf(path, sizeof path, "%s/%s", run_dir, name);
+    char *text;
+    size_t len;
+    if (fileio_read_all(path, &text, &len, err, sizeof err)) return;
+    size_t keep = 0;
+    int first = 1;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t l = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (!first && atoi(line) > last_step) break;
+        first = 0;
+        keep += l;
+        line += l;
+    }
+    fileio_write_atomic(path, text, keep, err, sizeof err);
+    free(text);
+}
+
+static double global_grad_norm(model *m, backend *be, float *norm_dev) {
+    be->memset_zero(be, norm_dev, sizeof(float));
+    int n = model_trained_count(m);
+    for (int i = 0; i < n; i++) {
+        model_param *p = model_trained_at(m, i);
+        be->sum_squares(be, norm_dev, p->grad, p->n);
+    }
+    float sq = 0;
+    be->copy_to_host(be, &sq, norm_dev, sizeof(float));
+    return sqrt((double)sq);
+}
+
+int train_run(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
+              const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
+              char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    res->first_val_loss = res->last_val_loss = NAN;
+    int *steps_per_epoch = calloc(s->epochs, sizeof(int));
+    if (!steps_per_epoch) { snprintf(err, errlen, "out of memory"); return -1; }
+    int total_steps = count_steps(s, train, steps_per_epoch, err, errlen);
+    if (total_steps < 0) { free(steps_per_epoch); return -1; }
+    if (total_steps == 0) {
+        snprintf(err, errlen, "the training data packs into no batch; check --max-seq-len and the data");
+        free(steps_per_epoch);
+        return -1;
+    }
+
+    train_state st = {0};
+    st.best_val_loss = INFINITY;
+    if (resume_checkpoint) {
+        if (checkpoint_load(resume_checkpoint, m, be, &st, err, errlen)) { free(steps_per_epoch); return -1; }
+        fprintf(stderr, "quarry train: resuming from %s (step %d of %d)\n", resume_checkpoint, st.step, total_steps);
+    }
+    metrics mt;
+    if (resume_checkpoint) {
+        truncate_csv(run_dir, "step_wise_training_metrics.csv", st.step);
+        truncate_csv(run_dir, "validation_metrics.csv", st.step);
+    }
+    if (metrics_open(&mt, run_dir, resume_checkpoint != NULL, err, errlen)) { free(steps_per_epoch); return -1; }
+
+    const int T = s->max_seq_len, MB = s->micro_batch;
+    host_batch h;
+    float *norm_dev = be->alloc(be, sizeof(float));
+    if (host_batch_alloc(&h, s->batch_size, T) || !norm_dev) {
+        snprintf(err, errlen, "out of memory for batch buffers");
+        free(steps_per_epoch);
+        metrics_close(&mt);
+        return -1;
+    }
+    const model_config *cfg = model_get_config(m);
+    // 6·N per token for full training; LoRA skips dW of the frozen base: about 4·N.
+    double flops_per_token = (double)model_config_num_params(cfg) * (s->full ? 6.0 : 4.0) +
+                             12.0 * cfg->num_layers * cfg->num_heads * cfg->head_dim * (double)T / 2;
+
+    test_faults faults = read_faults();
+    int rc = 0, epoch = st.epoch, row = st.next_row;
+    packed_epoch e = {0};
+    int have_epoch = 0;
+    progress pg;
+    progress_start(&pg, "train", "step", total_steps, s->quiet);
+    progress_update(&pg, st.step, NULL);
+    int eval_every = s->eval_every > 0 ? s->eval_every : steps_per_epoch[0];
+    int save_every = s->save_every > 0 ? s->save_every : steps_per_epoch[0];
+    if (val && !resume_checkpoint) {
+        double vl;
+        if (train_evaluate(m, val, MB, s->seed, &vl, NULL, err, errlen)) { rc = -1; goto done; }
+        res->first_val_loss = vl;
+        val_point vp = {0, 0, vl};
+        metrics_log_val(&mt, &vp);
+        fprintf(stderr, "quarry train: validation loss before training %.4f (perplexity %.2f)\n", vl, exp(vl));
+    }
+
+    while (st.step < total_steps && !stop_requested) {
+        if (!have_epoch || row >= e.nrows) {
+            if (have_epoch) { packed_epoch_free(&e); epoch++; row = 0; }
+            if (epoch >= s->epochs) break;
+            if (dataset_pack_epoch(train, s->seed, epoch, 1, &e, err, errlen)) { rc = -1; goto done; }
+            have_epoch = 1;
+        }
+        double t0 = now_seconds();
+        int rows = e.nrows - row < s->batch_size ? e.nrows - row : s->batch_size;
+        // The whole accumulated batch's trained tokens normalise every micro-batch's gradient.
+        long trained = dataset_fill_batch(&e, row, rows, h.ids, h.targets, h.pos, h.doc_start);
+        long long real_tokens = 0;
+        for (int i = 0; i < rows; i++) real_tokens += e.rows[row + i].used;
+        float grad_scale = trained > 0 ? 1.0f / (float)trained : 0.0f;
+        double loss_sum = 0;
+        long long loss_tokens = 0;
+        model_zero_grads(m);
+        for (int mb = 0; mb * MB < rows; mb++) {
+            int r = rows - mb * MB < MB ? rows - mb * MB : MB;
+            size_t off = (size_t)mb * MB * T;
+            model_batch b = {r, T, h.ids + off, h.targets + off, h.pos + off, h.doc_start + off,
+                             rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)mb))};
+            model_loss l = {0, 0};
+            if (model_forward(m, &b, grad_scale, &l) || model_backward(m)) {
+                snprintf(err, errlen, "step %d: %s", st.step + 1, model_error(m));
+                rc = -1;
+                goto done;
+            }
+            loss_sum += l.sum;
+            loss_tokens += l.tokens;
+        }
+        double loss = loss_tokens ? loss_sum / (double)loss_tokens : NAN;
+        if (st.step + 1 >= faults.nan_from && st.step + 1 <= faults.nan_to) loss = NAN;
+        double gnorm = global_grad_norm(m, be, norm_dev);
+        double lr = schedule_lr(s->schedule, s->lr, st.step, s->warmup_steps, total_steps, s->min_lr_ratio);
+        if (!isfinite(loss) || !isfinite(gnorm)) {
+            st.nan_streak++;
+            st.nan_skipped++;
+            fprintf(stderr, "\nquarry train: step %d: %s is not finite; step skipped (%d in a row)\n", st.step + 1,
+                    !isfinite(loss) ? "loss" : "gradient norm", st.nan_streak);
+            if (st.nan_streak >= 3) {
+                res->nan_stopped = 1;
+                snprintf(err, errlen, "three steps in a row had NaN/inf loss or gradients; stopped. The last good "
+                         "checkpoint is intact in %s/checkpoints; try a lower --lr or --max-grad-norm", run_dir);
+                rc = -1;
+                goto done;
+            }
+        } else {
+            st.nan_streak = 0;
+            // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
+            float clip = 1.0f;
+            if (s->max_grad_norm > 0 && gnorm > s->max_grad_norm) clip = (float)(s->max_grad_norm / (gnorm + 1e-6));
+            st.adam_step++;
+            int n = model_trained_count(m);
+            for (int i = 0; i < n; i++) {
+                model_param *p = model_trained_at(m, i);
+                be->adamw_update(be, p->master, p->act, p->grad, p->m, p->v, p->n, (float)lr, (float)s->beta1,
+                                 (float)s->beta2, (float)s->eps, p->weight_decay ? (float)s->weight_decay : 0.0f,
+                                 st.adam_step, clip);
+            }
+        }
+        be->synchronize(be);
+        double dt = now_seconds() - t0;
+        st.step++;
+        row += rows;
+        st.epoch = epoch;
+        st.next_row = row;
+        st.tokens_seen += real_tokens;
+        st.train_seconds += dt;
+        res->last_train_loss = loss;
+        double tps = dt > 0 ? real_tokens / dt : 0;
+        train_point tp = {st.step, epoch + 1, loss, lr, gnorm, tps,
+                          peak_flops > 0 ? tps * flops_per_token / peak_flops : 0};
+        metrics_log_train(&mt, &tp);
+        char extra[160];
+        if (peak_flops > 0) snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f MFU %.1f%%", loss, lr, tps, 100 * tp.mfu);
+        else snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f", loss, lr, tps);
+        progress_update(&pg, st.step, extra);
+
+        if (st.step == faults.kill_after_step) raise(SIGKILL);
+        int epoch_end = row >= e.nrows;
+        if (epoch_end) { st.epoch = epoch + 1; st.next_row = 0; }
+        int last = st.step >= total_steps;
+        if (val && (st.step % eval_every == 0 || epoch_end || last)) {
+            double vl;
+            if (train_evaluate(m, val, MB, s->seed, &vl, NULL, err, errlen)) { rc = -1; goto done; }
+            res->last_val_loss = vl;
+            val_point vp = {st.step, epoch + 1, vl};
+            metrics_log_val(&mt, &vp);
+            if (vl < st.best_val_loss - 1e-6) { st.best_val_loss = vl; st.evals_without_improvement = 0; }
+            else st.evals_without_improvement++;
+            char serr[256];
+            if (metrics_write_svg(&mt, serr, sizeof serr)) fprintf(stderr, "quarry train: warning: %s\n", serr);
+            if (s->early_stopping_patience > 0 && st.evals_without_improvement >= s->early_stopping_patience) {
+                fprintf(stderr, "\nquarry train: validation loss has not improved for %d evaluations; stopping early\n",
+                        st.evals_without_improvement);
+                res->stopped_early = 1;
+            }
+        }
+        if (st.step % save_every == 0 || epoch_end || last || stop_requested || res->stopped_early) {
+            if (st.step == faults.kill_in_checkpoint) checkpoint_test_kill_midway = 1;
+            if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) { rc = -1; goto done; }
+        }
+        if (res->stopped_early) break;
+    }
+    if (stop_requested) {
+        res->interrupted = 1;
+        if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) rc = -1;
+    }
+done:
+    progress_finish(&pg);
+    {
+        char serr[256];
+        if (metrics_write_svg(&mt, serr, sizeof serr)) fprintf(stderr, "quarry train: warning: %s\n", serr);
+    }
+    res->steps_done = st.step;
+    res->tokens_seen = st.tokens_seen;
+    res->train_seconds = st.train_seconds;
+    res->tokens_per_second = st.train_seconds > 0 ? st.tokens_seen / st.train_seconds : 0;
+    res->mfu = peak_flops > 0 ? res->tokens_per_second * flops_per_token / peak_flops : 0;
+    if (have_epoch) packed_epoch_free(&e);
+    free(h.ids);
+    be->free(be, norm_dev);
+    free(steps_per_epoch);
+    metrics_close(&mt);
+    return rc;
+}

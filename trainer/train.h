@@ -1,0 +1,35 @@
+// trainer/train.h — the training loop: packed batches → forward/backward with gradient
+// accumulation (loss normalised over the trained tokens of the whole accumulated batch) →
+// clipping → AdamW → schedule; evaluation, early stopping, metrics, checkpoints, exact resume,
+// NaN/inf steps skipped (three in a row stop the run), SIGINT/SIGTERM save and exit 130.
+#pragma once
+#include "settings.h"
+#include "checkpoint.h"
+#include "../data/dataset.h"
+#include "../model/llama.h"
+
+typedef struct {
+    int steps_done;
+    int stopped_early;        // early stopping
+    int interrupted;          // SIGINT/SIGTERM: checkpoint written, exit code 130
+    int nan_stopped;          // three non-finite steps in a row
+    double first_val_loss, last_val_loss, last_train_loss;
+    double train_seconds, tokens_per_second, mfu;
+    long long tokens_seen;
+} train_result;
+
+// Runs (or resumes, when a checkpoint is given) the loop. The model is allocated for training
+// with micro-batch rows of s->max_seq_len. val may be NULL. 0 ok (also when stopped early or
+// interrupted: see result), -1 with a message.
+int train_run(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
+              const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
+              char *err, size_t errlen);
+
+// Loss over every trained token of a set (forward only, micro-batches of the planned size):
+// *loss = Σ −log p / trained tokens. Per-row sums can be collected by the caller through
+// model_read_losses. 0 ok.
+int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
+                   long long *tokens, char *err, size_t errlen);
+
+// Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
+void train_install_signal_handlers(void);
