@@ -536,6 +536,11 @@ int cmd_generate(int argc, char **argv) {
         }
         memcpy(ids, pids, (size_t)pn * sizeof *pids);
         free(pids);
+        // Each answer draws from --seed's stream afresh: a turn answers as --messages would for
+        // the same conversation.
+        sampler_free(g.smp);
+        g.smp = sampler_new(&sp, g.vocab);
+        if (!g.smp) goto oom;
         if (generate(&g, ids, pn, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
         fputc('\n', stdout);
         fflush(stdout);

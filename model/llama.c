@@ -990,11 +990,31 @@ int model_decode(model *m, const int32_t *ids, int n, float *host) {
     while (k < m->dec_n && k < n && m->dec_ids[k] == ids[k]) k++;
     if (k == n) k = n - 1;   // the same prefix again: recompute its last position for the logits
     int rc;
-    if (n - k == 1 && k > 0) {
-        decode_step(m, ids[n - 1], n - 1);
-        rc = model_logits_row(m, 0, host);
+    if (k > 0) {
+        // Positions k..n−1 in one pass over the cached 0..k−1 (one document: d_doc stays zero).
+        int T = n - k;
+        int32_t *pos = malloc((size_t)T * sizeof *pos);
+        if (!pos) {
+            snprintf(m->error, sizeof m->error, "out of host memory");
+            return -1;
+        }
+        for (int i = 0; i < T; i++) pos[i] = k + i;
+        backend *be = m->be;
+        const model_config *c = &m->cfg;
+        be->copy_to_device(be, m->d_ids, ids + k, (size_t)T * 4);
+        be->copy_to_device(be, m->d_pos, pos, (size_t)T * 4);
+        be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, T, c->hidden_size);
+        for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, T, n);
+        be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, T,
+                            c->hidden_size, c->rms_norm_eps);
+        be->synchronize(be);
+        free(pos);
+        m->fwd_B = 1;
+        m->fwd_T = T;
+        m->fwd_ready = 0;
+        rc = model_logits_row(m, T - 1, host);
     } else {
-        // A new or changed prefix: one batched pass over all of it fills every layer's k and v.
+        // A new prefix: one batched pass fills every layer's k and v.
         rc = model_logits_last(m, ids, n, host);
         if (rc == 0) m->be->memset_zero(m->be, m->d_doc, (size_t)m->opt.seq_len * 4);
     }

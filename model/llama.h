@@ -151,8 +151,8 @@ int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_n
 
 // Sampling's step: logits f32 (V) of the token after ids[0..n) (one document, n ≤ the planned
 // seq_len, B = 1), reusing the KV cache of the previous model_decode for the longest common
-// prefix: a call that extends the previous ids by one token costs one position; a changed or
-// longer extension is one batched pass over ids. Any other forward drops the cache. 0 ok; -1.
+// prefix: only the positions after it are computed (one per sampled token; a chat's next turn in
+// one pass). Any other forward drops the cache. 0 ok; -1.
 int model_decode(model *m, const int32_t *ids, int n, float *host);
 
 const char *model_error(const model *m);

@@ -79,6 +79,34 @@ def main():
                 fail(f"{name}: per-record sums {s}/{t} vs total {got['loss_sum']}/{got['trained_tokens']}, lines {lines}")
         if abs(first - last) < 1e-4:
             fail(f"{method}: training did not move the validation loss ({first} → {last}); the check is weak")
+    # `quarry generate` on the runs quarry train wrote: --chat keeps the conversation (KV cache reused
+    # across turns) and answers exactly as --messages does for the same conversation.
+    rd = os.path.join(work, "run-lora")
+    if os.path.isdir(os.path.join(rd, "final")):
+        q1, q2 = "Who runs Larkspur Tidal Instruments?", "Where is it?"
+        # Sampled (the briefly trained model's greedy answer is one repeated token); each turn
+        # draws from the seed's stream afresh.
+        g = ["--temperature", "1", "--seed", "5", "--max-new-tokens", "12", "--device", "cpu"]
+        r = subprocess.run([q, "generate", "--model", rd, "--chat"] + g, input=f"{q1}\n{q2}\n".encode(),
+                           capture_output=True)
+        answers = []
+        conv = []
+        for user in (q1, q2):
+            conv.append({"role": "user", "content": user})
+            mf = os.path.join(work, "conv.jsonl")
+            open(mf, "w").write(json.dumps({"messages": conv}) + "\n")
+            m = run([q, "generate", "--model", rd, "--messages", mf] + g)
+            if m.returncode != 0:
+                fail(f"generate --messages on a trained run: exit {m.returncode}: {m.stderr.decode()[-300:]}")
+            a = m.stdout.decode("utf-8")
+            answers.append(a)
+            conv.append({"role": "assistant", "content": a})
+        want = "".join(a + "\n" for a in answers)
+        if r.returncode != 0 or r.stdout.decode("utf-8") != want:
+            fail(f"generate --chat: exit {r.returncode}\n  chat:     {r.stdout!r}\n  messages: {want!r}\n"
+                 f"  {r.stderr.decode()[-300:]}")
+        else:
+            print(f"generate --chat on a trained LoRA run: two turns equal --messages ({answers!r})")
     # Plain output and exit codes.
     r = run([q, "eval", "--model", base, "--data", val, "--max-seq-len", "128", "--device", "cpu"])
     if r.returncode != 0 or b"perplexity" not in r.stdout:
