@@ -27,7 +27,8 @@ typedef struct {
     model *m;
     tokenizer *tok;
     sampler *smp;
-    int vocab;
+    int vocab;                // the model's
+    int tok_vocab;            // the tokenizer's (≤ vocab: ids past it are never sampled)
     int ctx;                  // planned sequence length: prompt + answer must fit
     int stop[MAX_STOP];       // token ids that end the answer
     int nstop;
@@ -106,6 +107,8 @@ static int generate(generator *g, int32_t *ids, int n, int max_new, FILE *out, a
             snprintf(err, errlen, "%s", model_error(g->m));
             return -1;
         }
+        // Rows past the tokenizer's vocabulary (padding of the embedding) cannot be written out.
+        for (int i = g->tok_vocab; i < g->vocab; i++) g->logits[i] = -INFINITY;
         int next = sampler_next(g->smp, g->logits);
         if (is_stop(g, next)) {
             a->stopped = 1;
@@ -365,7 +368,7 @@ int cmd_generate(int argc, char **argv) {
     const arg_parser p = {
         "generate",
         "quarry generate --model DIR|RUN (--prompt TEXT | --messages FILE | --chat) [--raw] [--max-new-tokens N] "
-        "[--temperature T] [--top-k K] [--top-p P] [--seed S] [--device DEV]",
+        "[--temperature T] [--top-k K] [--top-p P] [--seed S] [--template NAME] [--device DEV]",
         "Generates text with a checkpoint or a trained run (base + LoRA adapter, not merged). The prompt goes\n"
         "through the model's chat template (unless --raw or the model has none); generation stops at the\n"
         "template's end-of-turn or EOS token. stdout carries only the generated text, streamed as it comes;\n"
@@ -473,6 +476,7 @@ int cmd_generate(int argc, char **argv) {
     const model_config *mc = model_get_config(probe);
     int max_pos = mc->max_position_embeddings > 0 ? mc->max_position_embeddings : 1 << 30;
     g.vocab = mc->vocab_size;
+    g.tok_vocab = tokenizer_vocab_size(g.tok) < g.vocab ? tokenizer_vocab_size(g.tok) : g.vocab;
     model_free(probe);
     g.ctx = ctx_flag ? ctx_flag : chat ? 4096 : n + max_new;
     if (g.ctx > max_pos) g.ctx = max_pos;
