@@ -1,8 +1,465 @@
-// cli/cmd_export.c — `quarry export`.
+// cli/cmd_export.c — `quarry export RUN|--model DIR --out DIR [--dtype bf16|fp16|fp32]
+// [--format merged|peft] [--shard-size 5GB] [--force]`: the package that leaves the building.
+// Built in OUT.tmp-XXXXXX beside --out (every file fsynced, then quarry-export.json with the
+// sha256 of each file), renamed into place, then checked with the CMI preflight (export/cmi.h).
+#include "args.h"
 #include "commands.h"
+#include "version.h"
+#include "../data/fileio.h"
+#include "../export/cmi.h"
+#include "../export/hf_export.h"
+#include "../export/merge.h"
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_SHARD_BYTES (5ll * 1000 * 1000 * 1000)   // transformers' "5GB"
+
+typedef struct {
+    char run[PATH_MAX];          // "" when exporting --model alone
+    char base[PATH_MAX];
+    char method[16];             // "lora", "full" or "none"
+    char final_dir[PATH_MAX + 8];
+    cJSON *run_json;             // RUN/run.json, or NULL
+} export_source;
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// RUN/run.json → base model, method and the final weights.
+static int read_run(export_source *s, const char *run, const char *model_override, char *err, size_t errlen) {
+    char path[PATH_MAX + 16], *text = NULL;
+    size_t len = 0;
+    if (!realpath(run, s->run)) {
+        snprintf(err, errlen, "%s: %s", run, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/run.json", s->run);
+    if (!fileio_exists(path)) {
+        snprintf(err, errlen,
+                 "%s is not a run directory (no run.json)\nhint: to package a Hugging Face checkpoint, use --model %s",
+                 run, run);
+        return -1;
+    }
+    if (fileio_read_all(path, &text, &len, err, errlen)) return -1;
+    s->run_json = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(s->run_json)) {
+        snprintf(err, errlen, "%s: not valid JSON", path);
+        return -1;
+    }
+    const cJSON *bm = cJSON_GetObjectItemCaseSensitive(s->run_json, "base_model");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(s->run_json, "settings");
+    const cJSON *m = cJSON_IsObject(st) ? cJSON_GetObjectItemCaseSensitive(st, "method") : NULL;
+    const char *base = model_override ? model_override : cJSON_IsString(bm) ? bm->valuestring : NULL;
+    if (!base) {
+        snprintf(err, errlen, "%s: no \"base_model\"\nhint: name the base checkpoint with --model DIR", path);
+        return -1;
+    }
+    if (!realpath(base, s->base) || !is_dir(s->base)) {
+        snprintf(err, errlen, "%s: the base model %s is not a readable directory\nhint: name it with --model DIR", path,
+                 base);
+        return -1;
+    }
+    if (!cJSON_IsString(m) || (strcmp(m->valuestring, "lora") && strcmp(m->valuestring, "full"))) {
+        snprintf(err, errlen, "%s: settings.method must be \"lora\" or \"full\"", path);
+        return -1;
+    }
+    snprintf(s->method, sizeof s->method, "%s", m->valuestring);
+    snprintf(s->final_dir, sizeof s->final_dir, "%s/final", s->run);
+    if (!is_dir(s->final_dir)) {
+        snprintf(err, errlen, "%s: no final/ directory: the run has not finished\nhint: wait for `quarry train` to end",
+                 s->run);
+        return -1;
+    }
+    return 0;
+}
+
+// run.json's LoRA settings must be the adapter's (a mismatch means the wrong final/ or run.json).
+static int check_run_lora(const export_source *s, const merge_adapter *a, char *err, size_t errlen) {
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(s->run_json, "settings");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "lora_r");
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(st, "lora_alpha");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(st, "rslora");
+    if ((cJSON_IsNumber(r) && r->valuedouble != a->r) || (cJSON_IsNumber(al) && al->valuedouble != a->alpha) ||
+        (cJSON_IsBool(rs) && cJSON_IsTrue(rs) != a->rslora)) {
+        snprintf(err, errlen,
+                 "%.1000s/run.json and %.1000s/adapter_config.json disagree on r / lora_alpha / rslora (run: %g / %g / %s; "
+                 "adapter: %d / %g / %s)",
+                 s->run, a->dir, cJSON_IsNumber(r) ? r->valuedouble : -1, cJSON_IsNumber(al) ? al->valuedouble : -1,
+                 cJSON_IsTrue(rs) ? "true" : "false", a->r, a->alpha, a->rslora ? "true" : "false");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// The names of the files in dir, sorted (malloc'd; *n set).
+static char **list_files(const char *dir, int *n, char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    char **names = NULL;
+    int cap = 0;
+    *n = 0;
+    struct dirent *e;
+    int oom = 0;
+    while (!oom && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 32;
+            char **nn = realloc(names, sizeof *nn * (size_t)cap);
+            if (!nn) {
+                oom = 1;
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[*n] = strdup(e->d_name))) oom = 1;
+        else (*n)++;
+    }
+    closedir(d);
+    if (oom) {
+        for (int i = 0; i < *n; i++) free(names[i]);
+        free(names);
+        snprintf(err, errlen, "out of memory listing %s", dir);
+        return NULL;
+    }
+    if (*n) qsort(names, (size_t)*n, sizeof *names, cmp_str);
+    if (!names) names = calloc(1, sizeof *names);
+    return names;
+}
+
+// quarry-export.json: what was exported from what, with which settings, and each file's sha256.
+static int write_record(const char *tmp, const export_source *s, const char *format, st_dtype dtype,
+                        long long shard_bytes, const merge_adapter *a, char *err, size_t errlen) {
+    int n = 0;
+    char **names = list_files(tmp, &n, err, errlen);
+    if (!names) return -1;
+    cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateObject(), *src = cJSON_CreateObject();
+    int ok = o && files && src;
+    char when[32] = "";
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (gmtime_r(&now, &tmv)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    ok = ok && cJSON_AddStringToObject(o, "quarry_version", QUARRY_VERSION) &&
+         cJSON_AddStringToObject(o, "quarry_commit", QUARRY_GIT_COMMIT) && cJSON_AddStringToObject(o, "created", when) &&
+         cJSON_AddStringToObject(o, "format", format) &&
+         cJSON_AddStringToObject(o, "dtype", hf_dtype_torch_name(dtype)) &&
+         (strcmp(format, "merged") || cJSON_AddNumberToObject(o, "shard_size", (double)shard_bytes));
+    if (ok) {
+        ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", s->run) != NULL : cJSON_AddNullToObject(src, "run") != NULL) &&
+             cJSON_AddStringToObject(src, "base_model", s->base) && cJSON_AddStringToObject(src, "method", s->method);
+        if (ok) ok = cJSON_AddItemToObject(o, "source", src);
+        else cJSON_Delete(src);
+        src = NULL;
+    }
+    const cJSON *settings = s->run_json ? cJSON_GetObjectItemCaseSensitive(s->run_json, "settings") : NULL;
+    if (ok) {
+        cJSON *d = settings ? cJSON_Duplicate(settings, 1) : cJSON_CreateNull();
+        ok = d && cJSON_AddItemToObject(o, "settings", d);
+    }
+    if (ok && a) {
+        cJSON *l = cJSON_CreateObject();
+        ok = l && cJSON_AddNumberToObject(l, "r", a->r) && cJSON_AddNumberToObject(l, "lora_alpha", a->alpha) &&
+             cJSON_AddBoolToObject(l, "use_rslora", a->rslora) && cJSON_AddNumberToObject(l, "scale", a->scale) &&
+             cJSON_AddItemToObject(o, "lora", l);
+        if (!ok && l) cJSON_Delete(l);
+    }
+    for (int i = 0; ok && i < n; i++) {
+        char path[PATH_MAX + 300], hex[65];
+        snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
+        struct stat st;
+        if (stat(path, &st) != 0 || fileio_sha256_file(path, hex, err, errlen)) {
+            if (!err[0]) snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            ok = -1;
+            break;
+        }
+        cJSON *f = cJSON_CreateObject();
+        ok = f && cJSON_AddNumberToObject(f, "bytes", (double)st.st_size) && cJSON_AddStringToObject(f, "sha256", hex) &&
+             cJSON_AddItemToObject(files, names[i], f);
+        if (!ok && f) cJSON_Delete(f);
+    }
+    if (ok == 1) {
+        ok = cJSON_AddItemToObject(o, "files", files);
+        files = NULL;
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    char *text = ok == 1 ? cJSON_Print(o) : NULL;
+    cJSON_Delete(files);
+    cJSON_Delete(src);
+    cJSON_Delete(o);
+    if (!text) {
+        if (ok != -1) snprintf(err, errlen, "out of memory writing quarry-export.json");
+        return -1;
+    }
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/quarry-export.json", tmp);
+    size_t len = strlen(text);
+    text[len] = 0;
+    char *withnl = realloc(text, len + 2);
+    if (!withnl) {
+        free(text);
+        snprintf(err, errlen, "out of memory writing quarry-export.json");
+        return -1;
+    }
+    withnl[len] = '\n';
+    withnl[len + 1] = 0;
+    int rc = fileio_write_atomic(path, withnl, len + 1, err, errlen);
+    free(withnl);
+    return rc;
+}
+
+// tmp → out. An existing non-empty out (allowed by --force) is moved aside first and removed
+// only after the new package is in place.
+static int put_in_place(const char *tmp, const char *out, char *err, size_t errlen) {
+    char old[PATH_MAX + 64] = "";
+    struct stat st;
+    if (stat(out, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a directory; refusing to replace it", out);
+            return -1;
+        }
+        if (fileio_is_empty_or_absent(out)) {
+            if (rmdir(out) != 0) {
+                snprintf(err, errlen, "cannot replace the empty directory %s: %s", out, strerror(errno));
+                return -1;
+            }
+        } else {
+            snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid());
+            if (rename(out, old) != 0) {
+                snprintf(err, errlen, "cannot move %s aside to %s: %s", out, old, strerror(errno));
+                return -1;
+            }
+        }
+    }
+    if (rename(tmp, out) != 0) {
+        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+        if (old[0] && rename(old, out) != 0)
+            fprintf(stderr, "quarry export: warning: the previous %s is at %s\n", out, old);
+        return -1;
+    }
+    char parent[PATH_MAX + 8];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = 0;
+    else snprintf(parent, sizeof parent, slash ? "/" : ".");
+    if (fileio_fsync_path(parent, err, errlen)) return -1;
+    if (old[0] && fileio_remove_tree(old, err, errlen))
+        fprintf(stderr, "quarry export: warning: could not remove the previous package %s: %s\n", old, err);
+    return 0;
+}
+
+// After a PEFT export: the adapter reads back, its shapes fit the base, every value is finite.
+static int check_peft(const char *out, const char *base, char *err, size_t errlen) {
+    merge_adapter a;
+    if (merge_adapter_open(&a, out, err, errlen)) return -1;
+    st_set *b = st_open(base, err, errlen);
+    int rc = b ? 0 : -1;
+    for (int i = 0; !rc && i < st_count(b); i++) {
+        const st_tensor *t = st_get(b, i), *A, *B;
+        if (t->ndim == 2 && merge_adapter_find(&a, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen) < 0) rc = -1;
+    }
+    for (int i = 0; !rc && i < st_count(a.weights); i++) {
+        const st_tensor *t = st_get(a.weights, i);
+        size_t n = (size_t)t->shape[0] * (size_t)t->shape[1];
+        float *v = malloc(n * sizeof(float) + 4);
+        if (!v || st_read_f32(t, v)) {
+            snprintf(err, errlen, "%s: cannot read %s", out, t->name);
+            rc = -1;
+        }
+        for (size_t k = 0; !rc && k < n; k++)
+            if (v[k] != v[k] || v[k] - v[k] != 0.0f) {
+                snprintf(err, errlen, "%s: %s has a NaN or Inf at element %zu", out, t->name, k);
+                rc = -1;
+            }
+        free(v);
+    }
+    if (b) st_close(b);
+    merge_adapter_close(&a);
+    return rc;
+}
 
 int cmd_export(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return command_not_available("export");
+    const char *model = NULL, *out = NULL, *dtype_s = NULL, *format = "merged";
+    long long shard = DEFAULT_SHARD_BYTES;
+    int force = 0, quiet = 0;
+    const arg_spec specs[] = {
+        {"model", ARG_STRING, &model, "DIR",
+         "the base Hugging Face checkpoint (default: run.json's base_model); alone, package DIR itself"},
+        {"out", ARG_STRING, &out, "DIR", "the package directory to create (must be absent or empty without --force)"},
+        {"dtype", ARG_STRING, &dtype_s, "bf16|fp16|fp32",
+         "weight dtype (default: the base checkpoint's; a PEFT adapter keeps its own)"},
+        {"format", ARG_STRING, &format, "merged|peft",
+         "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
+        {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
+        {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out"},
+        {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
+    };
+    const arg_parser p = {
+        "export",
+        "quarry export RUN|--model DIR --out DIR [--dtype bf16|fp16|fp32] [--format merged|peft] [--shard-size 5GB] "
+        "[--force]",
+        "Packages a finished run (or a Hugging Face checkpoint) for Amazon Bedrock Custom Model Import.\n"
+        "merged: LoRA folded into the base weights in fp32 and rounded once to --dtype; safetensors\n"
+        "shards with model.safetensors.index.json, config.json (only torch_dtype changed),\n"
+        "generation_config.json and the base's tokenizer files. peft: adapter_config.json +\n"
+        "adapter_model.safetensors as PEFT writes them. The package is built beside --out, fsynced\n"
+        "and renamed into place; quarry-export.json records the source, settings and each file's\n"
+        "sha256. A merged package is then checked with `quarry preflight` (exit 1 if it fails).",
+        specs, (int)(sizeof specs / sizeof specs[0]), 0, 1};
+    const char *pos[1];
+    int npos = 0, rc = args_parse(&p, argc, argv, pos, &npos);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!out || (!npos && !model)) {
+        fprintf(stderr, "quarry export: error: give a RUN directory or --model DIR, and --out DIR\nusage: %s\n", p.usage);
+        return 2;
+    }
+    int peft = !strcmp(format, "peft");
+    if (!peft && strcmp(format, "merged")) {
+        fprintf(stderr, "quarry export: error: --format must be merged or peft, got '%s'\n", format);
+        return 2;
+    }
+    st_dtype dtype = ST_OTHER;
+    if (dtype_s && hf_dtype_parse(dtype_s, &dtype)) {
+        fprintf(stderr, "quarry export: error: --dtype must be bf16, fp16 or fp32 (CMI accepts nothing else), got '%s'\n",
+                dtype_s);
+        return 2;
+    }
+    if (shard < 1) {
+        fprintf(stderr, "quarry export: error: --shard-size must be positive\n");
+        return 2;
+    }
+    // "out/" would put the temporary directory inside out: work on the name without the slash.
+    char out_buf[PATH_MAX];
+    snprintf(out_buf, sizeof out_buf, "%s", out);
+    for (size_t l = strlen(out_buf); l > 1 && out_buf[l - 1] == '/'; l--) out_buf[l - 1] = 0;
+    out = out_buf;
+    struct stat ost;
+    if (stat(out, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
+        fprintf(stderr, "quarry export: error: %s exists and is not a directory; refusing to replace it\n", out);
+        return 1;
+    }
+    if (!fileio_is_empty_or_absent(out) && !force) {
+        fprintf(stderr, "quarry export: error: %s exists and is not empty; refusing to overwrite it\n"
+                        "hint: choose a new --out, or add --force to replace it\n", out);
+        return 1;
+    }
+
+    char err[8192] = "";
+    export_source src;
+    memset(&src, 0, sizeof src);
+    merge_adapter adapter;
+    int have_adapter = 0;
+    char tmp[PATH_MAX + 32] = "";
+    rc = 1;
+    if (npos) {
+        if (read_run(&src, pos[0], model, err, sizeof err)) goto fail;
+    } else {
+        if (!realpath(model, src.base) || !is_dir(src.base)) {
+            snprintf(err, sizeof err, "%s: not a readable directory", model);
+            goto fail;
+        }
+        snprintf(src.method, sizeof src.method, "none");
+    }
+    if (!strcmp(src.method, "lora")) {
+        if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
+        have_adapter = 1;
+        if (check_run_lora(&src, &adapter, err, sizeof err)) goto fail;
+    } else if (peft) {
+        snprintf(err, sizeof err, "--format peft needs a LoRA run (%s has no adapter)",
+                 src.run[0] ? src.run : src.base);
+        goto fail;
+    }
+    if (dtype == ST_OTHER) {
+        if (peft) {
+            dtype = st_get(adapter.weights, 0)->dtype;
+        } else if (hf_base_dtype(src.base, &dtype, err, sizeof err)) {
+            goto fail;
+        }
+    }
+
+    snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out);
+    if (!mkdtemp(tmp)) {
+        snprintf(err, sizeof err, "cannot create a directory beside %s: %s", out, strerror(errno));
+        tmp[0] = 0;
+        goto fail;
+    }
+    mode_t mask = umask(0);   // mkdtemp makes 0700; the package gets the usual permissions
+    umask(mask);
+    if (chmod(tmp, 0777 & ~mask) != 0) {
+        snprintf(err, sizeof err, "chmod %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!quiet)
+        fprintf(stderr, "quarry export: %s %s of %s (%s) in %s\n", peft ? "PEFT adapter" : "merged weights",
+                src.run[0] ? src.run : src.base, src.base, src.method, hf_dtype_torch_name(dtype));
+    if (peft) {
+        if (hf_export_peft(&adapter, src.base, dtype, tmp, err, sizeof err)) goto fail;
+    } else {
+        char weights[PATH_MAX + 32];
+        snprintf(weights, sizeof weights, "%s", src.final_dir);
+        hf_export_options o = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? weights : NULL,
+                               dtype, (size_t)shard, quiet};
+        if (hf_export_merged(&o, tmp, err, sizeof err)) goto fail;
+    }
+    if (write_record(tmp, &src, peft ? "peft" : "merged", dtype, shard, have_adapter ? &adapter : NULL, err,
+                     sizeof err) ||
+        fileio_fsync_path(tmp, err, sizeof err) || put_in_place(tmp, out, err, sizeof err))
+        goto fail;
+    tmp[0] = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "quarry export: wrote %s in %.1f s\n", out,
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+
+    if (peft) {
+        if (check_peft(out, src.base, err, sizeof err)) {
+            fprintf(stderr, "quarry export: error: the written adapter does not check: %s\n", err);
+            rc = 1;
+        } else {
+            printf("PASS  adapter        %s reads back, fits %s, all values finite\n"
+                   "preflight: not run (Bedrock CMI imports merged weights; use --format merged for it)\n",
+                   out, src.base);
+            rc = 0;
+        }
+    } else {
+        cmi_report r;
+        if (cmi_preflight(out, &r)) {
+            fprintf(stderr, "quarry export: error: out of memory in preflight\n");
+            rc = 1;
+        } else {
+            cmi_report_print(&r, out, stdout);
+            rc = r.failed ? 1 : 0;
+            if (r.failed)
+                fprintf(stderr, "quarry export: error: %s was written but fails the CMI preflight (see above)\n", out);
+        }
+        cmi_report_free(&r);
+    }
+    if (have_adapter) merge_adapter_close(&adapter);
+    cJSON_Delete(src.run_json);
+    return rc;
+fail:
+    fprintf(stderr, "quarry export: error: %s\n", err);
+    if (tmp[0]) {
+        char e2[512];
+        if (fileio_remove_tree(tmp, e2, sizeof e2)) fprintf(stderr, "quarry export: warning: %s\n", e2);
+    }
+    if (have_adapter) merge_adapter_close(&adapter);
+    cJSON_Delete(src.run_json);
+    return 1;
 }
