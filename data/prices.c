@@ -1,7 +1,8 @@
 // data/prices.c — see prices.h. The rows name every model data/limits.h covers; no price was
-// available to this build from a source we could cite: the stored copies of the pricing page
-// reachable here hold its introduction but not its tables (customization, Provisioned
-// Throughput, Custom Model Import), and figures quoted by third parties were not taken as the
+// available to this build from a source we could cite: the pricing page fills its tables
+// (customization, Provisioned Throughput, Custom Model Import) client-side, so the stored copies
+// reachable here hold its text but no figure (a 2026-10-07 transcription of it notes the same:
+// "{priceOf!...}" template tokens), and figures quoted by third parties were not taken as the
 // price. So every price is NAN: `quarry validate` and `quarry cost` say "unknown" (and name the
 // flag that supplies it) rather than print an invented figure. To add a price, fill a row with
 // the figure, the region, the page and the date you read it.
