@@ -1,8 +1,402 @@
-// cli/cmd_cost.c — `quarry cost`.
+// cli/cmd_cost.c — `quarry cost`: what a fine-tune cost here (from a run's measured time and
+// tokens) or would cost (tokens ÷ tokens/s), against Bedrock's managed customization, and a month
+// of serving: Custom Model Import (what `quarry import` leads to) vs Provisioned Throughput
+// (how a model customized in Bedrock is served). Prices come from data/prices (dated, sourced)
+// or flags; an unknown price makes its figure "unknown", never a guess.
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
 #include "commands.h"
+#include "data/fileio.h"
+#include "data/prices.h"
+
+// Everything the table and the JSON show; NAN = unknown.
+typedef struct {
+    const char *mode;              // "run" or "estimate"
+    const char *run_dir;
+    double tokens_trained;         // tokens processed in training (data tokens × epochs)
+    double data_tokens;            // --tokens (estimate), NAN from a run
+    int epochs;
+    double tokens_per_second;
+    double wall_seconds, train_seconds;
+    double gpus, gpu_hours, gpu_hour_price, onprem_gpu_usd;
+    double energy_kwh;             // measured (run.json) or gpu_watts × GPU-hours
+    const char *energy_from;       // "measured", "--gpu-watts", NULL
+    double power_price, energy_usd, onprem_usd;
+    const char *base_model;
+    const price_row *row;
+    double per_1k, managed_train_usd, managed_storage_month;
+    double hours_per_day, days;
+    double model_units, pt_unit_hour, pt_month_usd;
+    double copies, cmus, cmu_minute, cmu_storage_month, cmi_billed_minutes, cmi_month_usd, cmi_storage_usd;
+    const cmi_price_row *cmi_row;
+} cost;
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void money(char *buf, size_t len, double usd) {
+    if (isnan(usd))
+        snprintf(buf, len, "unknown");
+    else if (usd != 0 && fabs(usd) < 0.01)
+        snprintf(buf, len, "$%.4f", usd);
+    else
+        snprintf(buf, len, "$%.2f", usd);
+}
+
+static void add_num(cJSON *o, const char *key, double v) {
+    if (isnan(v))
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+// One table row: label, on-prem and managed cells padded by characters, not bytes ("×" is two).
+static void row(const char *label, const char *onprem, const char *managed) {
+    const char *cells[2] = {label, onprem};
+    const int width[2] = {27, 36};
+    printf("  ");
+    for (int i = 0; i < 2; i++) {
+        int n = 0;
+        for (const char *q = cells[i]; *q; q++) n += ((unsigned char)*q & 0xC0) != 0x80;
+        printf("%s%*s", cells[i], n < width[i] ? width[i] - n : 1, "");
+    }
+    printf("%s\n", managed);
+}
+
+static double sum_known(double a, double b) { return isnan(a) || isnan(b) ? NAN : a + b; }
+
+// Reads RUN/run.json's "result" (and settings.epochs). 0 ok; -1 + message.
+static int read_run(const char *dir, cost *c, char *err, size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    if (fileio_read_all(path, &text, &len, err, errlen) != 0) return -1;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) {
+        snprintf(err, errlen, "%s: not valid JSON", path);
+        return -1;
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "result");
+    int rc = -1;
+    if (!cJSON_IsObject(r)) {
+        snprintf(err, errlen, "%s: no \"result\": the run has not finished (or was not written by quarry train)", path);
+        goto out;
+    }
+    c->tokens_trained = num(r, "tokens_trained");
+    c->wall_seconds = num(r, "wall_seconds");
+    c->train_seconds = num(r, "train_seconds");
+    c->tokens_per_second = num(r, "tokens_per_second");
+    c->gpus = num(r, "gpus");
+    c->gpu_hours = num(r, "gpu_hours");
+    double joules = num(r, "energy_joules");
+    if (!isnan(joules)) {
+        c->energy_kwh = joules / 3.6e6;
+        c->energy_from = "measured";
+    }
+    double ep = num(cJSON_GetObjectItemCaseSensitive(j, "settings"), "epochs");
+    if (!isnan(ep)) c->epochs = (int)ep;
+    if (isnan(c->tokens_trained) || isnan(c->wall_seconds)) {
+        snprintf(err, errlen, "%s: \"result\" lacks tokens_trained or wall_seconds", path);
+        goto out;
+    }
+    if (isnan(c->train_seconds)) c->train_seconds = c->wall_seconds;
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+static void print_table(const cost *c) {
+    char a[64], b[64];
+    printf("quarry cost (%s%s%s)\n", c->mode, c->run_dir ? " of " : "", c->run_dir ? c->run_dir : "");
+    printf("  tokens trained: %.0f", c->tokens_trained);
+    if (!isnan(c->data_tokens)) printf(" (%.0f × %d epochs)", c->data_tokens, c->epochs);
+    printf("\n");
+    if (!isnan(c->wall_seconds))
+        printf("  time: %.1f s wall, %.1f s training", c->wall_seconds, c->train_seconds);
+    else if (!isnan(c->train_seconds))
+        printf("  time: %.1f s estimated", c->train_seconds);
+    else
+        printf("  time: unknown (give --tokens-per-second)");
+    if (!isnan(c->tokens_per_second)) printf(", %.1f tokens/s", c->tokens_per_second);
+    printf("\n\n");
+    row("", "on-prem (quarry)", "managed (Bedrock)");
+    money(a, sizeof a, c->onprem_usd);
+    money(b, sizeof b, c->managed_train_usd);
+    row("training", a, b);
+    char gh[64], pk[64];
+    if (isnan(c->gpu_hours))
+        snprintf(gh, sizeof gh, "unknown GPU-h");
+    else
+        snprintf(gh, sizeof gh, "%.4g GPU-h", c->gpu_hours);
+    money(pk, sizeof pk, c->gpu_hour_price);
+    char detail_a[192], detail_b[192];
+    snprintf(detail_a, sizeof detail_a, "%s × %s/GPU-h", gh, pk);
+    money(pk, sizeof pk, c->per_1k);
+    snprintf(detail_b, sizeof detail_b, "%.0f tokens × %s/1K", c->tokens_trained, pk);
+    row("", detail_a, detail_b);
+    if (!isnan(c->power_price)) {
+        money(a, sizeof a, c->energy_usd);
+        char e[192];
+        if (isnan(c->energy_kwh))
+            snprintf(e, sizeof e, "energy %s (give --gpu-watts)", a);
+        else
+            snprintf(e, sizeof e, "energy %s (%.3g kWh, %s)", a, c->energy_kwh, c->energy_from);
+        row("", e, "");
+    }
+    money(a, sizeof a, c->cmi_storage_usd);
+    money(b, sizeof b, c->managed_storage_month);
+    row("model storage / month", a, b);
+    char sv[64];
+    snprintf(sv, sizeof sv, "serving / month (%.3gh/day)", c->hours_per_day);
+    money(a, sizeof a, c->cmi_month_usd);
+    money(b, sizeof b, c->pt_month_usd);
+    row(sv, a, b);
+    char cmu[64], cm[64], mu[64];
+    if (isnan(c->cmus))
+        snprintf(cmu, sizeof cmu, "? CMUs");
+    else
+        snprintf(cmu, sizeof cmu, "%.3g CMU", c->cmus);
+    money(cm, sizeof cm, c->cmu_minute);
+    money(mu, sizeof mu, c->pt_unit_hour);
+    snprintf(detail_a, sizeof detail_a, "CMI: %.3g × %s × %.0f min × %s", c->copies, cmu, c->cmi_billed_minutes, cm);
+    snprintf(detail_b, sizeof detail_b, "PT: %.3g MU × %.0f h × %s", c->model_units, 24 * c->days, mu);
+    row("", detail_a, detail_b);
+    double t1 = sum_known(sum_known(c->onprem_usd, c->cmi_storage_usd), c->cmi_month_usd);
+    double t2 = sum_known(sum_known(c->managed_train_usd, c->managed_storage_month), c->pt_month_usd);
+    money(a, sizeof a, t1);
+    money(b, sizeof b, t2);
+    row("first month", a, b);
+    printf("\n  Bedrock bills the tokens of its own rendering of the data; quarry's count is close, not equal.\n");
+    printf("  PT bills every provisioned hour (%.0f days); CMI bills active model copies in 5-minute windows.\n",
+           c->days);
+    if (c->row)
+        printf("  price table (%s): %s, read %s\n", c->row->region, c->row->source, c->row->date);
+    int unknown = isnan(c->gpu_hour_price) || isnan(c->per_1k) || isnan(c->managed_storage_month) ||
+                  isnan(c->pt_unit_hour) || isnan(c->cmu_minute) || isnan(c->cmu_storage_month) || isnan(c->cmus);
+    if (unknown) {
+        printf("  unknown prices: give");
+        if (isnan(c->gpu_hour_price)) printf(" --gpu-hour-price");
+        if (!c->base_model) printf(" --base-model");
+        if (isnan(c->per_1k)) printf(" --price-per-1k-tokens");
+        if (isnan(c->managed_storage_month)) printf(" --storage-month-price");
+        if (isnan(c->pt_unit_hour)) printf(" --pt-hour-price");
+        if (isnan(c->cmus)) printf(" --cmus");
+        if (isnan(c->cmu_minute)) printf(" --cmu-minute-price");
+        if (isnan(c->cmu_storage_month)) printf(" --cmu-storage-month-price");
+        printf(" (see https://aws.amazon.com/bedrock/pricing/)\n");
+    }
+}
+
+static char *to_json(const cost *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "mode", c->mode);
+    if (c->run_dir) cJSON_AddStringToObject(o, "run", c->run_dir);
+    add_num(o, "tokens_trained", c->tokens_trained);
+    add_num(o, "data_tokens", c->data_tokens);
+    cJSON_AddNumberToObject(o, "epochs", c->epochs);
+    cJSON *p = cJSON_AddObjectToObject(o, "on_prem");
+    add_num(p, "wall_seconds", c->wall_seconds);
+    add_num(p, "train_seconds", c->train_seconds);
+    add_num(p, "tokens_per_second", c->tokens_per_second);
+    add_num(p, "gpus", c->gpus);
+    add_num(p, "gpu_hours", c->gpu_hours);
+    add_num(p, "gpu_hour_price", c->gpu_hour_price);
+    add_num(p, "gpu_usd", c->onprem_gpu_usd);
+    add_num(p, "energy_kwh", c->energy_kwh);
+    if (c->energy_from)
+        cJSON_AddStringToObject(p, "energy_from", c->energy_from);
+    else
+        cJSON_AddNullToObject(p, "energy_from");
+    add_num(p, "power_price", c->power_price);
+    add_num(p, "energy_usd", c->energy_usd);
+    add_num(p, "training_usd", c->onprem_usd);
+    cJSON *m = cJSON_AddObjectToObject(o, "managed");
+    if (c->base_model)
+        cJSON_AddStringToObject(m, "base_model", c->base_model);
+    else
+        cJSON_AddNullToObject(m, "base_model");
+    add_num(m, "price_per_1k_tokens", c->per_1k);
+    add_num(m, "training_usd", c->managed_train_usd);
+    add_num(m, "storage_per_month_usd", c->managed_storage_month);
+    if (c->row) {
+        cJSON_AddStringToObject(m, "price_region", c->row->region);
+        cJSON_AddStringToObject(m, "price_source", c->row->source);
+        cJSON_AddStringToObject(m, "price_date", c->row->date);
+    }
+    cJSON *s = cJSON_AddObjectToObject(o, "serving");
+    add_num(s, "hours_per_day", c->hours_per_day);
+    add_num(s, "days", c->days);
+    cJSON *cmi = cJSON_AddObjectToObject(s, "custom_model_import");
+    add_num(cmi, "model_copies", c->copies);
+    add_num(cmi, "cmus_per_copy", c->cmus);
+    add_num(cmi, "price_per_cmu_minute", c->cmu_minute);
+    add_num(cmi, "billed_minutes", c->cmi_billed_minutes);
+    add_num(cmi, "usd_per_month", c->cmi_month_usd);
+    add_num(cmi, "storage_per_cmu_month", c->cmu_storage_month);
+    add_num(cmi, "storage_usd_per_month", c->cmi_storage_usd);
+    cJSON *pt = cJSON_AddObjectToObject(s, "provisioned_throughput");
+    add_num(pt, "model_units", c->model_units);
+    add_num(pt, "price_per_unit_hour", c->pt_unit_hour);
+    add_num(pt, "hours", 24 * c->days);
+    add_num(pt, "usd_per_month", c->pt_month_usd);
+    cJSON *t = cJSON_AddObjectToObject(o, "first_month");
+    add_num(t, "on_prem_usd", sum_known(sum_known(c->onprem_usd, c->cmi_storage_usd), c->cmi_month_usd));
+    add_num(t, "managed_usd", sum_known(sum_known(c->managed_train_usd, c->managed_storage_month), c->pt_month_usd));
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    return text;
+}
 
 int cmd_cost(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return command_not_available("cost");
+    const char *run = NULL, *base = NULL, *region = NULL;
+    double tokens = NAN, tps = NAN, gpu_price = NAN, gpus = NAN, power = NAN, watts = NAN, per_1k = NAN;
+    double storage = NAN, pt_hour = NAN, cmu_min = NAN, cmu_store = NAN, cmus = NAN, hours = 8, days = 30;
+    double units = 1, copies = 1;
+    int epochs = 0, json = 0;
+    const arg_spec specs[] = {
+        {"run", ARG_STRING, &run, "RUN", "a run written by quarry train (run.json \"result\")"},
+        {"tokens", ARG_FLOAT, &tokens, "N", "estimate for N training-data tokens instead (with --run: at its tokens/s)"},
+        {"epochs", ARG_INT, &epochs, "E", "passes over the data (default: the run's, else 1)"},
+        {"tokens-per-second", ARG_FLOAT, &tps, "R", "training throughput for an estimate (default: the run's)"},
+        {"gpus", ARG_FLOAT, &gpus, "N", "GPUs billed (default: the run's; for an estimate 1)"},
+        {"gpu-hour-price", ARG_FLOAT, &gpu_price, "USD", "what one GPU-hour costs you on-prem (amortised hardware, hosting)"},
+        {"power-price", ARG_FLOAT, &power, "USD", "electricity per kWh, added to on-prem training"},
+        {"gpu-watts", ARG_FLOAT, &watts, "W", "power per GPU when the run recorded no energy"},
+        {"base-model", ARG_STRING, &base, "ID", "Bedrock base model id for the managed price, e.g. meta.llama3-1-8b-instruct-v1:0"},
+        {"price-per-1k-tokens", ARG_FLOAT, &per_1k, "USD", "Bedrock customization price per 1,000 tokens (overrides the table)"},
+        {"storage-month-price", ARG_FLOAT, &storage, "USD", "Bedrock custom model storage per month (overrides the table)"},
+        {"pt-hour-price", ARG_FLOAT, &pt_hour, "USD", "Provisioned Throughput per model unit per hour, no commitment"},
+        {"model-units", ARG_FLOAT, &units, "N", "Provisioned Throughput model units (default 1)"},
+        {"cmus", ARG_FLOAT, &cmus, "N", "Custom Model Units per model copy (GetImportedModel's customModelUnitsPerModelCopy)"},
+        {"model-copies", ARG_FLOAT, &copies, "N", "active CMI model copies (default 1)"},
+        {"cmu-minute-price", ARG_FLOAT, &cmu_min, "USD", "Custom Model Import price per CMU per minute"},
+        {"cmu-storage-month-price", ARG_FLOAT, &cmu_store, "USD", "Custom Model Import storage per CMU per month"},
+        {"region", ARG_STRING, &region, "REGION", "region of the CMI price row (default: the table's first)"},
+        {"hours-per-day", ARG_FLOAT, &hours, "H", "hours a day the model serves traffic (default 8)"},
+        {"days", ARG_FLOAT, &days, "D", "days in the month of serving (default 30)"},
+        {"json", ARG_FLAG, &json, NULL, "write JSON (unknown figures are null)"},
+    };
+    const arg_parser p = {
+        "cost",
+        "quarry cost (--run RUN | --tokens N [--epochs E] [--tokens-per-second R]) [--base-model ID] "
+        "[--gpu-hour-price USD] [--gpus N] [--power-price USD/kWh] [--gpu-watts W] [--json]",
+        "On-prem training cost (GPU-hours × price, + energy × power price) from a run's measured figures or\n"
+        "an estimate from tokens ÷ tokens/s, against Bedrock's managed customization (price per 1K tokens ×\n"
+        "tokens × epochs, + storage), and a month of serving: Custom Model Import (CMUs × price per CMU-minute\n"
+        "in 5-minute windows, + storage per CMU-month) vs Provisioned Throughput (model units × hourly price).\n"
+        "Prices come from a dated table (data/prices.c) or the flags; a price neither gives is shown unknown.",
+        specs, (int)(sizeof specs / sizeof specs[0]), 0, 0};
+    const char *pos[1];
+    int npos = 0, rc = args_parse(&p, argc, argv, pos, &npos);
+    if (rc) return rc == 1 ? 0 : rc;
+    const char *usage_err = NULL;
+    if (!run && isnan(tokens)) usage_err = "give --run RUN or --tokens N";
+    else if (!isnan(tokens) && !(tokens >= 0)) usage_err = "--tokens must be ≥ 0";
+    else if (epochs < 0) usage_err = "--epochs must be ≥ 1";
+    else if (!isnan(tps) && !(tps > 0)) usage_err = "--tokens-per-second must be > 0";
+    else if (!isnan(gpus) && !(gpus >= 0)) usage_err = "--gpus must be ≥ 0";
+    else if (!(hours >= 0 && hours <= 24)) usage_err = "--hours-per-day must be in [0, 24]";
+    else if (!(days > 0 && days <= 31)) usage_err = "--days must be in (0, 31]";
+    else if (!(units >= 1) || !(copies >= 0)) usage_err = "--model-units must be ≥ 1 and --model-copies ≥ 0";
+    double prices[] = {gpu_price, power, watts, per_1k, storage, pt_hour, cmu_min, cmu_store, cmus};
+    for (size_t i = 0; !usage_err && i < sizeof prices / sizeof prices[0]; i++)
+        if (!isnan(prices[i]) && !(prices[i] >= 0 && isfinite(prices[i]))) usage_err = "prices, watts and --cmus must be ≥ 0";
+    if (usage_err) {
+        fprintf(stderr, "quarry cost: error: %s\nusage: %s\n", usage_err, p.usage);
+        return 2;
+    }
+
+    char err[4600];
+    cost c;
+    memset(&c, 0, sizeof c);
+    c.wall_seconds = c.train_seconds = c.tokens_per_second = c.gpus = c.gpu_hours = c.energy_kwh = NAN;
+    c.data_tokens = NAN;
+    c.epochs = 1;
+    c.run_dir = run;
+    if (run && read_run(run, &c, err, sizeof err) != 0) {
+        fprintf(stderr, "quarry cost: error: %s\n", err);
+        return 1;
+    }
+    if (epochs > 0) c.epochs = epochs;
+    if (!isnan(tokens)) {
+        // An estimate: the run (if any) gives only its throughput and GPU count.
+        c.mode = "estimate";
+        c.data_tokens = tokens;
+        c.tokens_trained = tokens * c.epochs;
+        if (!isnan(tps)) c.tokens_per_second = tps;
+        if (!isnan(gpus)) c.gpus = gpus;
+        if (isnan(c.gpus) || (c.gpus == 0 && !run)) c.gpus = 1;
+        c.wall_seconds = NAN;
+        c.train_seconds = c.tokens_per_second > 0 ? c.tokens_trained / c.tokens_per_second : NAN;
+        c.gpu_hours = c.train_seconds * c.gpus / 3600.0;
+        if (c.energy_from) {   // a run's measured energy does not describe another job
+            c.energy_kwh = NAN;
+            c.energy_from = NULL;
+        }
+    } else {
+        c.mode = "run";
+        if (!isnan(gpus)) {
+            c.gpus = gpus;
+            c.gpu_hours = c.train_seconds * gpus / 3600.0;
+        } else if (isnan(c.gpu_hours)) {
+            if (isnan(c.gpus)) c.gpus = 0;
+            c.gpu_hours = c.train_seconds * c.gpus / 3600.0;
+        }
+    }
+    c.gpu_hour_price = gpu_price;
+    c.onprem_gpu_usd = c.gpu_hours == 0 ? 0 : c.gpu_hours * gpu_price;   // a CPU run uses no GPU-hour
+    if (!c.energy_from && !isnan(watts) && !isnan(c.gpu_hours)) {
+        c.energy_kwh = watts * c.gpu_hours / 1000.0;
+        c.energy_from = "--gpu-watts";
+    }
+    c.power_price = power;
+    c.energy_usd = isnan(power) ? NAN : c.energy_kwh * power;
+    c.onprem_usd = isnan(power) ? c.onprem_gpu_usd : sum_known(c.onprem_gpu_usd, c.energy_usd);
+
+    c.base_model = base;
+    c.row = base ? prices_find(base) : NULL;
+    if (base && !c.row)
+        fprintf(stderr, "quarry cost: note: %s is not in the price table (data/prices.c); give its prices by flag\n",
+                base);
+    c.per_1k = !isnan(per_1k) ? per_1k : c.row ? c.row->train_per_1k_tokens : NAN;
+    c.managed_train_usd = c.tokens_trained / 1000.0 * c.per_1k;
+    c.managed_storage_month = !isnan(storage) ? storage : c.row ? c.row->storage_per_month : NAN;
+    c.hours_per_day = hours;
+    c.days = days;
+    c.model_units = units;
+    c.pt_unit_hour = !isnan(pt_hour) ? pt_hour : c.row ? c.row->pt_per_unit_hour : NAN;
+    c.pt_month_usd = units * 24.0 * days * c.pt_unit_hour;
+    c.cmi_row = prices_cmi(region);
+    if (region && !c.cmi_row) fprintf(stderr, "quarry cost: note: no Custom Model Import prices for %s\n", region);
+    c.copies = copies;
+    c.cmus = cmus;
+    c.cmu_minute = !isnan(cmu_min) ? cmu_min : c.cmi_row ? c.cmi_row->per_cmu_minute : NAN;
+    c.cmu_storage_month = !isnan(cmu_store) ? cmu_store : c.cmi_row ? c.cmi_row->storage_per_cmu_month : NAN;
+    // One stretch of traffic a day: whole 5-minute windows from the first call.
+    c.cmi_billed_minutes = days * prices_cmi_billed_minutes(hours * 60.0);
+    c.cmi_month_usd = copies == 0 ? 0 : copies * cmus * c.cmu_minute * c.cmi_billed_minutes;
+    c.cmi_storage_usd = cmus * c.cmu_storage_month;
+
+    if (json) {
+        char *text = to_json(&c);
+        if (!text || puts(text) < 0) {
+            free(text);
+            fprintf(stderr, "quarry cost: error: cannot write the JSON output\n");
+            return 1;
+        }
+        free(text);
+    } else {
+        print_table(&c);
+    }
+    return 0;
 }

@@ -602,7 +602,7 @@ static void llama3_turn(builder *b, const char *role, const char *text, size_t l
     puts_(b, "<|eot_id|>", trained);
 }
 
-static void render_llama3(builder *b, const chat_template *t, const record *r, const chat_options *o) {
+static void render_llama3(builder *b, const chat_template *t, const record *r, const chat_options *o, int gen) {
     puts_(b, t->bos, 0);
     if (t->family == CHAT_LLAMA3) {
         if (r->system)
@@ -633,6 +633,8 @@ static void render_llama3(builder *b, const chat_template *t, const record *r, c
         int a = m->role == ROLE_ASSISTANT;
         llama3_turn(b, a ? "assistant" : "user", m->text, m->len, a);
     }
+    if (gen)
+        puts_(b, "<|start_header_id|>assistant<|end_header_id|>\n\n", 0);
 }
 
 // mistral-common templates merge consecutive messages of one role, joined by "\n\n".
@@ -805,7 +807,7 @@ static int render_mistral_legacy(builder *b, const chat_template *t, const recor
     return 0;
 }
 
-static void render_chatml(builder *b, const chat_template *t, const record *r) {
+static void render_chatml(builder *b, const chat_template *t, const record *r, int gen) {
     const char *sys = r->system ? r->system : t->default_system;
     size_t sys_len = r->system ? r->system_len : sys ? strlen(sys) : 0;
     if (sys) {
@@ -821,9 +823,11 @@ static void render_chatml(builder *b, const chat_template *t, const record *r) {
         puts_(b, "<|im_end|>", a);
         puts_(b, "\n", 0);
     }
+    if (gen)
+        puts_(b, "<|im_start|>assistant\n", 0);
 }
 
-static void render_phi3(builder *b, const chat_template *t, const record *r) {
+static void render_phi3(builder *b, const chat_template *t, const record *r, int gen) {
     if (r->system && (r->system_len > 0 || !t->system_if_nonempty)) {
         puts_(b, "<|system|>\n", 0);
         put(b, r->system, r->system_len, 0);
@@ -837,11 +841,15 @@ static void render_phi3(builder *b, const chat_template *t, const record *r) {
         puts_(b, "<|end|>", a);
         puts_(b, "\n", 0);
     }
-    puts_(b, t->eos, 1);
+    if (gen)
+        puts_(b, "<|assistant|>\n", 0);
+    else
+        puts_(b, t->eos, 1);
 }
 
 // No template: prompt + completion as they are, or the system and turns one per line; EOS last.
-static void render_raw(builder *b, const chat_template *t, const record *r) {
+// For generation: no EOS, and the separator the answer would follow.
+static void render_raw(builder *b, const chat_template *t, const record *r, int gen) {
     const char *sep = r->format == FORMAT_PROMPT_COMPLETION ? "" : "\n";
     int first = 1;
     if (r->system) {
@@ -856,23 +864,27 @@ static void render_raw(builder *b, const chat_template *t, const record *r) {
         put(b, m->text, m->len, a);
         first = 0;
     }
-    puts_(b, t->eos, 1);
+    if (gen)
+        puts_(b, sep, 0);
+    else
+        puts_(b, t->eos, 1);
 }
 
-int chat_render(const chat_template *t, const record *r, const chat_options *o, chat_rendered *out,
-                char *err, size_t errlen) {
+static int render(const chat_template *t, const record *r, const chat_options *o, int gen, chat_rendered *out,
+                  char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     builder b = {0};
     int rc = 0;
     if (r->format == FORMAT_CPT) {
         put(&b, r->text ? r->text : "", r->text ? r->text_len : 0, 1);
-        puts_(&b, t->eos, 1);
+        if (!gen)
+            puts_(&b, t->eos, 1);
     } else if (r->nturns <= 0) {
         seterr(err, errlen, "the record has no turns to render");
         return -1;
     } else {
         switch (t->family) {
-        case CHAT_RAW: render_raw(&b, t, r); break;
+        case CHAT_RAW: render_raw(&b, t, r, gen); break;
         case CHAT_LLAMA2:
             for (int i = 0; i < r->nturns; i++)
                 if ((r->turns[i].role == ROLE_USER) != (i % 2 == 0))
@@ -881,7 +893,7 @@ int chat_render(const chat_template *t, const record *r, const chat_options *o, 
             break;
         case CHAT_LLAMA3:
         case CHAT_LLAMA31:
-        case CHAT_LLAMA32: render_llama3(&b, t, r, o); break;
+        case CHAT_LLAMA32: render_llama3(&b, t, r, o, gen); break;
         case CHAT_MISTRAL_V1:
         case CHAT_MISTRAL_V1_SPM:
         case CHAT_MISTRAL_V3:
@@ -889,8 +901,8 @@ int chat_render(const chat_template *t, const record *r, const chat_options *o, 
         case CHAT_MISTRAL_NEMO:
         case CHAT_MISTRAL_HF: rc = render_nemo(&b, t, r, err, errlen); break;
         case CHAT_MISTRAL_LEGACY: rc = render_mistral_legacy(&b, t, r, err, errlen); break;
-        case CHAT_CHATML: render_chatml(&b, t, r); break;
-        case CHAT_PHI3: render_phi3(&b, t, r); break;
+        case CHAT_CHATML: render_chatml(&b, t, r, gen); break;
+        case CHAT_PHI3: render_phi3(&b, t, r, gen); break;
         }
     }
     if (rc != 0 || b.oom) {
@@ -918,6 +930,20 @@ int chat_render(const chat_template *t, const record *r, const chat_options *o, 
     out->nspans = b.nspans;
     out->has_bos = r->format != FORMAT_CPT && bl > 0 && b.len >= bl && memcmp(b.buf, t->bos, bl) == 0;
     return 0;
+}
+
+int chat_render(const chat_template *t, const record *r, const chat_options *o, chat_rendered *out,
+                char *err, size_t errlen) {
+    return render(t, r, o, 0, out, err, errlen);
+}
+
+int chat_render_prompt(const chat_template *t, const record *r, const chat_options *o, chat_rendered *out,
+                       char *err, size_t errlen) {
+    if (r->format != FORMAT_CPT && (r->nturns <= 0 || r->turns[r->nturns - 1].role != ROLE_USER)) {
+        seterr(err, errlen, "a generation prompt must end with a user turn");
+        return -1;
+    }
+    return render(t, r, o, 1, out, err, errlen);
 }
 
 void chat_rendered_free(chat_rendered *c) {

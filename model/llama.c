@@ -83,6 +83,8 @@ struct model {
     float fwd_grad_scale;
     uint64_t fwd_seed;
     float *h_losses;             // host (N)
+    int32_t *dec_ids;            // host (seq_len): the tokens whose k, v the cache holds (model_decode)
+    int dec_n;                   // how many; 0 after any other forward
 
     char error[512];
 };
@@ -253,6 +255,7 @@ void model_free(model *m) {
     free(m->resid);
     free(m->acts);
     free(m->h_losses);
+    free(m->dec_ids);
     free(m);
 }
 
@@ -789,6 +792,7 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     backend *be = m->be;
     const model_config *c = &m->cfg;
     m->fwd_ready = 0;
+    m->dec_n = 0;
     if (check_batch(m, b) != 0) return -1;
     int train = grad_scale > 0.0f;
     if (train && m->opt.train == MODEL_TRAIN_NONE) {
@@ -966,6 +970,61 @@ int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_n
     free(ids);
     free(logits);
     return made;
+}
+
+int model_decode(model *m, const int32_t *ids, int n, float *host) {
+    if (!m->allocated || n < 1 || n > m->opt.seq_len || m->opt.batch_size < 1) {
+        snprintf(m->error, sizeof m->error, "a prefix of %d tokens does not fit the planned sequence "
+                 "length %d", n, m->opt.seq_len);
+        return -1;
+    }
+    if (!m->kv_per_layer) return model_logits_last(m, ids, n, host);
+    if (!m->dec_ids) {
+        m->dec_ids = malloc((size_t)m->opt.seq_len * sizeof *m->dec_ids);
+        if (!m->dec_ids) {
+            snprintf(m->error, sizeof m->error, "out of host memory");
+            return -1;
+        }
+    }
+    int k = 0;   // positions already in the cache
+    while (k < m->dec_n && k < n && m->dec_ids[k] == ids[k]) k++;
+    if (k == n) k = n - 1;   // the same prefix again: recompute its last position for the logits
+    int rc;
+    if (k > 0) {
+        // Positions k..n−1 in one pass over the cached 0..k−1 (one document: d_doc stays zero).
+        int T = n - k;
+        int32_t *pos = malloc((size_t)T * sizeof *pos);
+        if (!pos) {
+            snprintf(m->error, sizeof m->error, "out of host memory");
+            return -1;
+        }
+        for (int i = 0; i < T; i++) pos[i] = k + i;
+        backend *be = m->be;
+        const model_config *c = &m->cfg;
+        be->copy_to_device(be, m->d_ids, ids + k, (size_t)T * 4);
+        be->copy_to_device(be, m->d_pos, pos, (size_t)T * 4);
+        be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, T, c->hidden_size);
+        for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, T, n);
+        be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, T,
+                            c->hidden_size, c->rms_norm_eps);
+        be->synchronize(be);
+        free(pos);
+        m->fwd_B = 1;
+        m->fwd_T = T;
+        m->fwd_ready = 0;
+        rc = model_logits_row(m, T - 1, host);
+    } else {
+        // A new prefix: one batched pass fills every layer's k and v.
+        rc = model_logits_last(m, ids, n, host);
+        if (rc == 0) m->be->memset_zero(m->be, m->d_doc, (size_t)m->opt.seq_len * 4);
+    }
+    if (rc != 0) {
+        m->dec_n = 0;
+        return -1;
+    }
+    memcpy(m->dec_ids, ids, (size_t)n * sizeof *ids);
+    m->dec_n = n;
+    return 0;
 }
 
 model *model_load(const char *dir, backend *be, const model_options *opt, const lora_config *lora,

@@ -149,6 +149,12 @@ int model_logits_last(model *m, const int32_t *ids, int n, float *host);
 int model_generate_greedy(model *m, const int32_t *prompt, int n_prompt, int n_new, int eos_id,
                           int32_t *out);
 
+// Sampling's step: logits f32 (V) of the token after ids[0..n) (one document, n ≤ the planned
+// seq_len, B = 1), reusing the KV cache of the previous model_decode for the longest common
+// prefix: only the positions after it are computed (one per sampled token; a chat's next turn in
+// one pass). Any other forward drops the cache. 0 ok; -1.
+int model_decode(model *m, const int32_t *ids, int n, float *host);
+
 const char *model_error(const model *m);
 
 // All of the above in one call: open, enable LoRA when lora != NULL, plan, print the plan to

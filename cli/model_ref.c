@@ -1,0 +1,185 @@
+// cli/model_ref.c — see model_ref.h.
+#include "model_ref.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/fileio.h"
+#include "../model/safetensors.h"
+
+static cJSON *read_json(const char *path, char *err, size_t errlen) {
+    char *text = NULL;
+    size_t len = 0;
+    if (fileio_read_all(path, &text, &len, err, errlen) != 0) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) snprintf(err, errlen, "%s: not valid JSON", path);
+    return j;
+}
+
+// PEFT adapter_config.json → lora_config (dropout forced to 0: nothing is trained here).
+static int read_adapter_config(const char *path, lora_config *lc, char *err, size_t errlen) {
+    cJSON *j = read_json(path, err, errlen);
+    if (!j) return -1;
+    *lc = lora_config_default();
+    lc->dropout = 0.0f;
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    int rc = -1;
+    if (cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA") != 0) {
+        snprintf(err, errlen, "%s: peft_type is %s; quarry loads LORA adapters only", path, pt->valuestring);
+        goto out;
+    }
+    if (!cJSON_IsNumber(r) || !cJSON_IsNumber(a)) {
+        snprintf(err, errlen, "%s: \"r\" and \"lora_alpha\" must be numbers", path);
+        goto out;
+    }
+    lc->rank = r->valueint;
+    lc->alpha = (float)a->valuedouble;
+    lc->rslora = cJSON_IsTrue(rs);
+    if (cJSON_IsString(t)) {
+        if (lora_targets_parse(t->valuestring, &lc->targets, err, errlen) != 0) goto out;
+    } else if (cJSON_IsArray(t)) {
+        char list[512] = "";
+        const cJSON *it;
+        cJSON_ArrayForEach(it, t) {
+            if (!cJSON_IsString(it)) {
+                snprintf(err, errlen, "%s: target_modules must be strings", path);
+                goto out;
+            }
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", it->valuestring);
+        }
+        char e2[256];
+        if (lora_targets_parse(list, &lc->targets, e2, sizeof e2) != 0) {
+            snprintf(err, errlen, "%s: %s", path, e2);
+            goto out;
+        }
+    } else {
+        snprintf(err, errlen, "%s: target_modules missing", path);
+        goto out;
+    }
+    char e2[256];
+    if (lora_config_check(lc, e2, sizeof e2) != 0) {
+        snprintf(err, errlen, "%s: %s", path, e2);
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run.json", arg);
+    if (!fileio_exists(path)) {
+        snprintf(out->base_dir, sizeof out->base_dir, "%s", arg);
+        return 0;
+    }
+    snprintf(out->run_dir, sizeof out->run_dir, "%s", arg);
+    cJSON *run = read_json(path, err, errlen);
+    if (!run) return -1;
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(run, "base_model");
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(run, "template");
+    if (!cJSON_IsString(base)) {
+        snprintf(err, errlen, "%s: no \"base_model\"; is this a run directory written by `quarry train`?", path);
+        cJSON_Delete(run);
+        return -1;
+    }
+    snprintf(out->base_dir, sizeof out->base_dir, "%s", base->valuestring);
+    if (cJSON_IsString(tmpl)) snprintf(out->template_name, sizeof out->template_name, "%s", tmpl->valuestring);
+    cJSON_Delete(run);
+    char adapter[4200], full[4200], cfg[4200];
+    snprintf(adapter, sizeof adapter, "%s/final/adapter_model.safetensors", arg);
+    snprintf(full, sizeof full, "%s/final/model.safetensors", arg);
+    snprintf(cfg, sizeof cfg, "%s/final/adapter_config.json", arg);
+    if (fileio_exists(adapter)) {
+        out->lora = 1;
+        snprintf(out->weights, sizeof out->weights, "%s", adapter);
+        return read_adapter_config(cfg, &out->lc, err, errlen);
+    }
+    if (fileio_exists(full)) {
+        snprintf(out->weights, sizeof out->weights, "%s", full);
+        return 0;
+    }
+    snprintf(err, errlen, "%s/final/ has neither adapter_model.safetensors nor model.safetensors; the run did not "
+             "finish (resume it with `quarry train --resume %s`)", arg, arg);
+    return -1;
+}
+
+static int write_tensors(model *m, const char *path, char *err, size_t errlen) {
+    st_set *st = st_open(path, err, errlen);
+    if (!st) return -1;
+    int rc = -1;
+    float *buf = NULL;
+    for (int i = 0; i < st_count(st); i++) {
+        const st_tensor *t = st_get(st, i);
+        model_param *p = model_param_find(m, t->name);
+        if (!p) {
+            snprintf(err, errlen, "%s: tensor %s is not a tensor of the model (a run of another base model?)", path,
+                     t->name);
+            goto out;
+        }
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+        if (n != p->n || t->ndim != p->ndim || t->shape[0] != p->shape[0]) {
+            snprintf(err, errlen, "%s: tensor %s has %zu elements; the model's has %zu", path, t->name, n, p->n);
+            goto out;
+        }
+        float *nb = realloc(buf, n * sizeof *buf);
+        if (!nb) {
+            snprintf(err, errlen, "out of memory reading %s", t->name);
+            goto out;
+        }
+        buf = nb;
+        if (st_read_f32(t, buf) != 0) {
+            snprintf(err, errlen, "%s: tensor %s has dtype %s, which quarry cannot read", path, t->name, t->dtype_name);
+            goto out;
+        }
+        if (model_param_write(m, p, buf) != 0) {
+            snprintf(err, errlen, "%s: %s", t->name, model_error(m));
+            goto out;
+        }
+    }
+    // Every adapter tensor must come from the file: the unwritten B would be zero, A random.
+    for (int i = 0; i < model_param_count(m); i++) {
+        model_param *p = model_param_at(m, i);
+        if (strstr(p->name, ".lora_") && !st_find(st, p->name)) {
+            snprintf(err, errlen, "%s: adapter tensor %s missing", path, p->name);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(buf);
+    st_close(st);
+    return rc;
+}
+
+model *model_ref_load(const model_ref *r, backend *be, const model_options *opt, char *err, size_t errlen) {
+    model *m = model_open(r->base_dir, be, err, errlen);
+    if (!m) return NULL;
+    model_memory plan;
+    if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, opt, &plan, err, errlen) != 0 ||
+        model_allocate(m, err, errlen) != 0 || (r->weights[0] && write_tensors(m, r->weights, err, errlen) != 0)) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void model_ref_describe(const model_ref *r, char *buf, size_t len) {
+    if (!r->run_dir[0])
+        snprintf(buf, len, "%s", r->base_dir);
+    else if (r->lora)
+        snprintf(buf, len, "%s (LoRA r %d on %s)", r->run_dir, r->lc.rank, r->base_dir);
+    else
+        snprintf(buf, len, "%s (full fine-tune of %s)", r->run_dir, r->base_dir);
+}
