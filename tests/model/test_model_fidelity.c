@@ -8,8 +8,12 @@
 #include <cjson/cJSON.h>
 
 // The bounds for the CPU backend (fp32). With the argument "cuda" the same checks run on
-// the CUDA backend (bf16 activations and frozen weights, f32 masters) under bf16 bounds; those
-// bounds are estimates (bf16 keeps 8 bits: ~4e-3 per rounding), to be confirmed on a GPU.
+// the CUDA backend (bf16 activations and frozen weights, f32 masters) under bf16 bounds: the
+// issue's 1e-2 for the loss and 2e-2 for the 10-step loss trajectories. Final weights after 10
+// AdamW steps get 1e-1: Adam divides each gradient by its own running RMS, so elements whose
+// gradient is near zero (LoRA B starts at zero; Qwen2's k biases) take full-size steps in
+// whatever direction bf16 rounding gives them. Measured on an H200 (2026-11-26): worst 6.8e-2
+// (a lora_B), full fine-tuning 3.0e-2, while every loss tracked the reference within 1e-3.
 static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
 static int on_cuda = 0;
 
@@ -306,7 +310,7 @@ int main(int argc, char **argv) {
         LOSS_TOL = 1e-2;
         GRAD_TOL = 5e-2;
         STEP_TOL = 2e-2;
-        WEIGHT_TOL = 1e-2;
+        WEIGHT_TOL = 1e-1;
     } else {
         be = backend_cpu(0);
     }
