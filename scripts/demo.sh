@@ -27,14 +27,14 @@ step "2. A tiny Llama-architecture model: config and tokenizer from examples/tin
 run $Q init --config examples/tiny-model/config.json --tokenizer examples/tiny-model --out $OUT/base --seed 7 --dtype fp32
 
 step "3a. Continued pre-training on the company's documents (all weights)"
-run $Q train --model $OUT/base --data $D/company_docs.jsonl --out $OUT/cpt --method full --epochs 12 --batch-size 8 \
-    --max-seq-len 256 --lr 3e-3 --warmup-steps 5 --schedule cosine --validation-split 0.1 --device cpu
+run $Q train --model $OUT/base --data $D/company_docs.jsonl --out $OUT/cpt --method full --epochs 100 --batch-size 8 \
+    --max-seq-len 256 --lr 3e-3 --warmup-steps 5 --schedule cosine --validation-split 0.1 --eval-every 50 --device cpu
 run $Q export $OUT/cpt --out $OUT/cpt-model --dtype fp32
 
 step "3b. Instruction tuning with LoRA on questions and answers about it"
 run $Q train --model $OUT/cpt-model --data $D/company_qa_train.jsonl --validation $D/company_qa_validation.jsonl \
-    --out $OUT/sft --method lora --lora-r 16 --lora-alpha 32 --epochs 25 --batch-size 4 --max-seq-len 128 --lr 4e-3 \
-    --schedule cosine --device cpu
+    --out $OUT/sft --method lora --lora-r 16 --lora-alpha 32 --epochs 60 --batch-size 2 --max-seq-len 128 --lr 5e-3 \
+    --warmup-steps 10 --schedule cosine --eval-every 60 --device cpu
 
 step "4. Ask the tuned model a question from its training data"
 run $Q generate --model $OUT/sft --prompt "How long is the warranty on Larkspur instruments?" --temperature 0 --max-new-tokens 24 \
