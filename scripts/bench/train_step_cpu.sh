@@ -16,6 +16,10 @@
 #   BENCH_METHODS   [full lora]     BENCH_THREADS [1 2]     BENCH_BATCH [4]     BENCH_SEQ [512]
 #   BENCH_STEPS     timed steps per run [5]     BENCH_WARMUP  untimed steps first [1]
 #   BENCH_LORA      "r alpha dropout" [16 32 0.05]
+#   BENCH_WAIT_POLICY  OMP_WAIT_POLICY for both sides [unset: OpenMP's default, threads spin at
+#                   barriers]. On a machine shared with other work, "passive" keeps a thread from
+#                   spinning while the one it waits for is descheduled, which otherwise inflates
+#                   multi-threaded figures (quarry's more, as it has more barriers per step).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build}
@@ -28,6 +32,7 @@ SEQ=${BENCH_SEQ:-512}
 STEPS=${BENCH_STEPS:-5}
 WARMUP=${BENCH_WARMUP:-1}
 read -r LORA_R LORA_ALPHA LORA_DROPOUT <<<"${BENCH_LORA:-16 32 0.05}"
+if [ -n "${BENCH_WAIT_POLICY:-}" ]; then export OMP_WAIT_POLICY=$BENCH_WAIT_POLICY; fi
 
 [ -x "$PY" ] || { echo "error: no python at $PY; set QUARRY_TORCH_PYTHON to a python with torch, transformers and peft" >&2; exit 2; }
 if ! "$PY" -c "import torch, transformers, peft" 2>/dev/null; then
@@ -52,7 +57,7 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "torch: $("$PY" -c 'import torch, transformers, peft; print(torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
 echo "batch $BATCH x seq $SEQ, fp32, AdamW + clip 1.0; LoRA r=$LORA_R alpha=$LORA_ALPHA dropout=$LORA_DROPOUT all-linear;" \
-     "medians of $STEPS steps after $WARMUP warm-up"
+     "medians of $STEPS steps after $WARMUP warm-up; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}"
 ROWS=()
 for spec in $CONFIGS; do
   name=${spec%%=*}
