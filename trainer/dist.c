@@ -56,25 +56,21 @@ static int env_int(const char *name, int *out, int lo, char *err, size_t errlen)
 }
 
 int dist_first_host(const char *list, char *out, size_t outlen) {
-    // The first entry ends at a comma outside brackets; "pre[01-04,07]suf" → "pre01suf".
+    // The first entry ends at a comma outside brackets; each bracket gives its first number:
+    // "rack[3,5-6]-n[02-04]" → "rack3-n02".
     size_t i = 0, o = 0;
-    while (list[i] && list[i] != ',' && list[i] != '[') {
-        if (o + 1 >= outlen) return -1;
-        out[o++] = list[i++];
-    }
-    if (list[i] == '[') {
-        i++;
-        size_t start = i;
-        while (list[i] && list[i] != ',' && list[i] != '-' && list[i] != ']') i++;
-        if (i == start || !list[i]) return -1;
-        for (size_t k = start; k < i; k++) {
-            if (list[k] < '0' || list[k] > '9' || o + 1 >= outlen) return -1;
-            out[o++] = list[k];
-        }
-        while (list[i] && list[i] != ']') i++;
-        if (list[i] != ']') return -1;
-        i++;
-        while (list[i] && list[i] != ',' && list[i] != '[') {
+    while (list[i] && list[i] != ',') {
+        if (list[i] == '[') {
+            size_t start = ++i;
+            while (list[i] >= '0' && list[i] <= '9') {
+                if (o + 1 >= outlen) return -1;
+                out[o++] = list[i++];
+            }
+            if (i == start || (list[i] != ',' && list[i] != '-' && list[i] != ']')) return -1;
+            while (list[i] && list[i] != ']') i++;
+            if (list[i] != ']') return -1;
+            i++;
+        } else {
             if (o + 1 >= outlen) return -1;
             out[o++] = list[i++];
         }
