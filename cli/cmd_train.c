@@ -255,7 +255,7 @@ int cmd_train(int argc, char **argv) {
                     "CUDA_VISIBLE_DEVICES\n", dev);
             return 2;
         }
-        char **wargv = calloc((size_t)argc + 2, sizeof *wargv);
+        char **wargv = calloc((size_t)argc + 3, sizeof *wargv);   // NULL-terminated
         if (!wargv) return 1;
         wargv[0] = "quarry";
         wargv[1] = "train";
@@ -390,7 +390,14 @@ int cmd_train(int argc, char **argv) {
             // One process per rank: GPU LOCAL_RANK over NCCL, or the CPU over TCP.
             char dev[32];
             int cpu = s.device && !strcmp(s.device, "cpu");
-            if (!cpu) snprintf(dev, sizeof dev, "cuda:%d", env.local_rank);
+            if (!cpu) {
+                // LOCAL_RANK picks the GPU; when the launcher already narrowed CUDA_VISIBLE_DEVICES
+                // (e.g. Slurm's --gpus-per-task=1) fewer devices are visible than local ranks.
+                cuda_report cr;
+                cuda_query(&cr);
+                int count = cr.device_count > 0 ? cr.device_count : 1;
+                snprintf(dev, sizeof dev, "cuda:%d", env.local_rank % count);
+            }
             be = backend_open(cpu ? "cpu" : dev, err, sizeof err);
             if (!be) goto fail;
             c.dist_kind = cpu ? "tcp" : "nccl";

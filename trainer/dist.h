@@ -19,6 +19,10 @@
 #include "../kernels/backend.h"
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct dist dist;
 
 // Where a process stands in a multi-process run, from the launchers' environment.
@@ -71,3 +75,7 @@ int dist_broadcast_host(dist *d, void *buf, size_t bytes, int root);
 void dist_abort(dist *d, const char *why);
 const char *dist_error(const dist *d);
 void dist_close(dist *d);
+
+#ifdef __cplusplus
+}
+#endif

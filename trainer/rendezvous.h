@@ -6,6 +6,10 @@
 #pragma once
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rendezvous rendezvous;
 
 rendezvous *rendezvous_open(const char *addr, int port, int rank, int world, double timeout_s,
@@ -16,3 +20,7 @@ int rendezvous_send(rendezvous *r, int peer, const void *buf, size_t bytes, char
 int rendezvous_recv(rendezvous *r, int peer, void *buf, size_t bytes, char *err, size_t errlen);
 // Closes every connection (the peers see end of stream at once).
 void rendezvous_close(rendezvous *r);
+
+#ifdef __cplusplus
+}
+#endif
