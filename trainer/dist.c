@@ -123,6 +123,11 @@ int dist_env_detect(dist_env *e, char *err, size_t errlen) {
     }
     if (addr) snprintf(e->master_addr, sizeof e->master_addr, "%s", addr);
     if (env_int("MASTER_PORT", &e->master_port, 1, err, errlen) < 0) return -1;
+    // torchrun's agent on the first node already listens at MASTER_PORT (its own store): take
+    // the next port. QUARRY_MASTER_PORT overrides both.
+    const char *agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+    if (agent && !strcmp(agent, "True")) e->master_port++;
+    if (env_int("QUARRY_MASTER_PORT", &e->master_port, 1, err, errlen) < 0) return -1;
     if (e->master_port > 65535) { snprintf(err, errlen, "MASTER_PORT=%d is not a TCP port", e->master_port); return -1; }
     if (e->rank >= e->world) {
         snprintf(err, errlen, "rank %d is not below the world size %d (%s environment)", e->rank, e->world, e->source);

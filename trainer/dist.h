@@ -36,8 +36,9 @@ typedef struct {
 // torchrun / `quarry train --gpus` (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT),
 // Slurm under srun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR or the first host
 // of SLURM_JOB_NODELIST; MASTER_PORT or 29500), Open MPI (OMPI_COMM_WORLD_RANK, _SIZE,
-// _LOCAL_RANK; MASTER_ADDR or 127.0.0.1 for one server). 0 ok (world 1 when none is set),
-// -1 with a message naming the variable.
+// _LOCAL_RANK; MASTER_ADDR or 127.0.0.1 for one server). Under torchrun (its agent holds
+// MASTER_PORT) the rendezvous uses MASTER_PORT+1; QUARRY_MASTER_PORT overrides the port.
+// 0 ok (world 1 when none is set), -1 with a message naming the variable.
 int dist_env_detect(dist_env *e, char *err, size_t errlen);
 // First host of a Slurm node list: "node[01-04],gpu7" → "node01". 0 ok, -1 malformed.
 int dist_first_host(const char *nodelist, char *out, size_t outlen);

@@ -401,10 +401,13 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             // Loss sums and the stop request, agreed by all ranks.
             double v[3] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0};
             int crc = dist_all_reduce_host(d, v, 3);
-            if (!crc) crc = zero == 2 ? dist_reduce_scatter(d, fs.grads, fs.n) : dist_all_reduce(d, fs.grads, fs.n);
-            if (!crc && zero == 2) crc = sharded_grad_norm(m, be, &fs, d, norm_dev, &gnorm);
+            // ZeRO-1 and 2 communicate alike (reduce-scatter, then all-gather of the updated
+            // masters: the volume of one all-reduce); they differ in the gradient memory a rank
+            // needs to keep.
+            if (!crc) crc = zero > 0 ? dist_reduce_scatter(d, fs.grads, fs.n) : dist_all_reduce(d, fs.grads, fs.n);
+            if (!crc && zero > 0) crc = sharded_grad_norm(m, be, &fs, d, norm_dev, &gnorm);
             if (crc) { snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d)); rc = -1; goto done; }
-            if (zero != 2) gnorm = global_grad_norm(m, be, norm_dev);
+            if (zero == 0) gnorm = global_grad_norm(m, be, norm_dev);
             loss_sum = v[0];
             loss_tokens = (long long)v[1];
             stopping = v[2] > 0;

@@ -30,7 +30,7 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
 // settings and data, and its communicator d (NULL: one rank). Each rank trains a contiguous
 // share of the rows of every global batch (the loss is normalised by the whole batch's trained
 // tokens, so any world size gives the result of one rank up to summation order); gradients are
-// all-reduced (zero 0, 1) or reduce-scattered (zero 2); with zero 1|2 each rank runs AdamW on its
+// all-reduced (zero 0) or reduce-scattered (zero 1, 2); with zero 1|2 each rank runs AdamW on its
 // shard of the flat trained-parameter space (trainer/dist.h's dist_shard over the gradient
 // buffer) and the updated f32 masters are all-gathered. Only rank 0 writes metrics and
 // checkpoints (gathered, unsharded: any world size resumes them); rank 0 alone reads the

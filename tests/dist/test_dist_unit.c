@@ -88,6 +88,12 @@ int main(void) {
     setenv("MASTER_PORT", "1234", 1);
     CHECK(dist_env_detect(&e, err, sizeof err) == 0 && e.rank == 2 && e.world == 4 && e.local_rank == 1 &&
               !strcmp(e.master_addr, "10.0.0.5") && e.master_port == 1234, "torchrun: %s", err);
+    setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+    CHECK(dist_env_detect(&e, err, sizeof err) == 0 && e.master_port == 1235, "torchrun agent: port %d", e.master_port);
+    setenv("QUARRY_MASTER_PORT", "2000", 1);
+    CHECK(dist_env_detect(&e, err, sizeof err) == 0 && e.master_port == 2000, "QUARRY_MASTER_PORT: %d", e.master_port);
+    unsetenv("QUARRY_MASTER_PORT");
+    unsetenv("TORCHELASTIC_USE_AGENT_STORE");
     setenv("RANK", "4", 1);
     CHECK(dist_env_detect(&e, err, sizeof err) != 0, "rank 4 of 4 accepted");
     setenv("RANK", "x", 1);
