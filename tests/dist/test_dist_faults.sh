@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # No hang when a rank dies: a failing rank thread stops the others at once; a rank thread that
 # vanishes without a word is caught by --dist-timeout; a worker process killed with SIGKILL under
-# the --gpus launcher (CPU workers over TCP) fails the whole run, naming the rank; a rendezvous at
+# the --gpus launcher (CPU workers over TCP) fails the whole run, naming the rank, and a worker
+# that fails has its message repeated by the launcher; a rendezvous at
 # a closed port, or with a rank that never comes, fails within the timeout naming the address.
 set -u
 . "$(dirname "$0")/common.sh"
@@ -24,6 +25,8 @@ QUARRY_TEST_FAULT=vanish-rank-at-step:2:2 expect_fail "vanished rank thread" 20 
 QUARRY_TEST_FAULT=kill-rank-after-step:1:2 expect_fail "killed worker process" 30 "rank 1 was killed by signal 9" \
   "$W/kill.log" train "$W/kill" full --gpus 2 --device cpu --zero 2 --dist-timeout 20
 [ -d "$W/kill/final" ] && { echo "FAIL killed worker: the run wrote final/"; fail=1; }
+QUARRY_TEST_FAULT=fail-rank-at-step:1:2 expect_fail "failing worker process" 30 \
+  "the run failed on rank 1: rank 1: step 2: test fault on rank 1" "$W/procfail.log" train "$W/procfail" lora --gpus 2 --device cpu
 
 # A port nobody listens on: bind one, note it, close it.
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
