@@ -255,6 +255,18 @@ int cmd_train(int argc, char **argv) {
                     "CUDA_VISIBLE_DEVICES\n", dev);
             return 2;
         }
+        if (strcmp(dev, "cpu")) {
+            cuda_report cr;
+            cuda_query(&cr);
+            if (cr.device_count < dp.gpus) {
+                char fix[96];
+                if (cr.device_count > 0) snprintf(fix, sizeof fix, "use --gpus %d or fewer", cr.device_count);
+                else snprintf(fix, sizeof fix, "without GPUs, --device cpu --ranks N tries data parallel on threads");
+                fprintf(stderr, "quarry train: error: --gpus %d, but %d GPU%s visible%s%s%s; %s\n", dp.gpus, cr.device_count,
+                        cr.device_count == 1 ? " is" : "s are", cr.message[0] ? " (" : "", cr.message, cr.message[0] ? ")" : "", fix);
+                return 2;
+            }
+        }
         char **wargv = calloc((size_t)argc + 3, sizeof *wargv);   // NULL-terminated
         if (!wargv) return 1;
         wargv[0] = "quarry";
