@@ -437,9 +437,11 @@ cleanup:
 }
 
 // Bytes of each trained-state buffer one rank holds under ZeRO (what sharding saves; today the
-// model still allocates its buffers whole, so the plan's total is unchanged).
+// model still allocates its buffers whole, so the plan's total is unchanged). With f32
+// activations the masters are the weights the forward reads: every rank keeps them whole.
 static void zero_share(const model_memory *plan, int zero, int world, double out[3]) {
-    out[0] = zero >= 1 ? (double)plan->masters / world : (double)plan->masters;
+    int shardable = plan->act_dtype != DTYPE_F32;
+    out[0] = zero >= 1 && shardable ? (double)plan->masters / world : (double)plan->masters;
     out[1] = zero >= 2 ? (double)plan->grads / world : (double)plan->grads;
     out[2] = zero >= 1 ? (double)plan->moments / world : (double)plan->moments;
 }
@@ -540,7 +542,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON_AddNumberToObject(out, "train_seconds", res.train_seconds);
     cJSON_AddNumberToObject(out, "wall_seconds", wall);
     cJSON_AddNumberToObject(out, "tokens_per_second", res.tokens_per_second);
-    cJSON_AddNumberToObject(out, "mfu", res.mfu / (gpus > 1 ? gpus : 1));
+    cJSON_AddNumberToObject(out, "mfu", res.mfu);
     cJSON_AddNumberToObject(out, "gpus", gpus);
     cJSON_AddNumberToObject(out, "gpu_hours", gpus * res.train_seconds / 3600.0);
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);

@@ -325,6 +325,8 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     model_get_buffers(m, &mbuf);
     flat_space fs = {mbuf.grads, mbuf.masters, mbuf.grads_bytes / sizeof(float), 0, 0};
     dist_shard(fs.n, W, rank, &fs.off, &fs.len);
+    // Tokens per second count the whole global batch: MFU against every rank's peak.
+    const double peak_all = peak_flops * W;
     const model_config *cfg = model_get_config(m);
     // 6·N per token for full training; LoRA skips dW of the frozen base: about 4·N.
     double flops_per_token = (double)model_config_num_params(cfg) * (s->full ? 6.0 : 4.0) +
@@ -468,7 +470,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         res->last_train_loss = loss;
         double tps = dt > 0 ? real_tokens / dt : 0;
         train_point tp = {st.step, epoch + 1, loss, lr, gnorm, tps,
-                          peak_flops > 0 ? tps * flops_per_token / peak_flops : 0};
+                          peak_all > 0 ? tps * flops_per_token / peak_all : 0};
         if (lead) metrics_log_train(&mt, &tp);
         char extra[160];
         if (peak_flops > 0) snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f MFU %.1f%%", loss, lr, tps, 100 * tp.mfu);
@@ -518,7 +520,7 @@ done:
     res->tokens_seen = st.tokens_seen;
     res->train_seconds = st.train_seconds;
     res->tokens_per_second = st.train_seconds > 0 ? st.tokens_seen / st.train_seconds : 0;
-    res->mfu = peak_flops > 0 ? res->tokens_per_second * flops_per_token / peak_flops : 0;
+    res->mfu = peak_all > 0 ? res->tokens_per_second * flops_per_token / peak_all : 0;
     if (have_epoch) packed_epoch_free(&e);
     free(h.ids);
     be->free(be, norm_dev);
