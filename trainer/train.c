@@ -198,28 +198,34 @@ static int sharded_grad_norm(model *m, backend *be, const flat_space *f, dist *d
     return 0;
 }
 
-// ZeRO: makes the AdamW moments complete on every rank (each rank updated only its shard), for
-// an unsharded checkpoint. The gradient buffer (consumed by now) carries the all-gather.
+// ZeRO: makes the AdamW moments complete on rank 0 (each rank updated only its shard), for an
+// unsharded checkpoint. The gradient buffer (consumed by now) carries the all-gather; host
+// staging is one shard, or one tensor, not the model.
 static int gather_moments(model *m, backend *be, const flat_space *f, dist *d, char *err, size_t errlen) {
-    float *host = malloc(sizeof(float) * (f->n ? f->n : 1));
-    if (!host) { snprintf(err, errlen, "out of host memory gathering the optimizer state"); return -1; }
     int n = model_trained_count(m), rc = 0;
+    size_t most = f->len;
+    for (int i = 0; i < n; i++)
+        if (model_trained_at(m, i)->n > most) most = model_trained_at(m, i)->n;
+    float *host = malloc(sizeof(float) * (most ? most : 1));
+    if (!host) { snprintf(err, errlen, "out of host memory gathering the optimizer state"); return -1; }
     for (int which = 0; which < 2 && !rc; which++) {
         for (int i = 0; i < n; i++) {
             model_param *p = model_trained_at(m, i);
             size_t k, cnt = shard_part(f, p, &k);
-            if (cnt) be->copy_to_host(be, host + flat_offset(f, p) + k, (which ? p->v : p->m) + k, sizeof(float) * cnt);
+            if (cnt)
+                be->copy_to_host(be, host + (flat_offset(f, p) + k - f->off), (which ? p->v : p->m) + k, sizeof(float) * cnt);
         }
-        be->copy_to_device(be, f->grads + f->off, host + f->off, sizeof(float) * f->len);
+        be->copy_to_device(be, f->grads + f->off, host, sizeof(float) * f->len);
         if (dist_all_gather(d, f->grads, f->n, DTYPE_F32)) {
             snprintf(err, errlen, "gathering the optimizer state: %s", dist_error(d));
             rc = -1;
             break;
         }
-        be->copy_to_host(be, host, f->grads, sizeof(float) * f->n);
+        if (dist_rank(d) != 0) continue;   // only rank 0 writes checkpoints
         for (int i = 0; i < n; i++) {
             model_param *p = model_trained_at(m, i);
-            be->copy_to_device(be, which ? p->v : p->m, host + flat_offset(f, p), sizeof(float) * p->n);
+            be->copy_to_host(be, host, f->grads + flat_offset(f, p), sizeof(float) * p->n);
+            be->copy_to_device(be, which ? p->v : p->m, host, sizeof(float) * p->n);
         }
     }
     free(host);
