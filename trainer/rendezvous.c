@@ -44,37 +44,51 @@ static void tune(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static int listen_on(rendezvous *r, int port, char *err, size_t errlen) {
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    int v6 = fd >= 0;
-    if (!v6) fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) { snprintf(err, errlen, "rendezvous at %s: socket: %s", r->where, strerror(errno)); return -1; }
-    int one = 1, zero = 0;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rc;
-    if (v6) {
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);   // IPv4 peers too
-        struct sockaddr_in6 a;
-        memset(&a, 0, sizeof a);
-        a.sin6_family = AF_INET6;
-        a.sin6_addr = in6addr_any;
-        a.sin6_port = htons((uint16_t)port);
-        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
-    } else {
-        struct sockaddr_in a;
-        memset(&a, 0, sizeof a);
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_ANY);
-        a.sin_port = htons((uint16_t)port);
-        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+// Rank 0 listens on MASTER_ADDR's own address when it is one of this host's (127.0.0.1 for
+// `--gpus`: loopback only), else on every interface.
+static int listen_on(rendezvous *r, const char *addr, int port, char *err, size_t errlen) {
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int tries = 0;
+    if (getaddrinfo(addr, service, &hints, &res) != 0) res = NULL;
+    for (int any = 0; any < 2; any++) {
+        struct addrinfo *list = res;
+        if (any) {
+            if (res) freeaddrinfo(res);
+            res = NULL;
+            if (getaddrinfo(NULL, service, &hints, &res) != 0) break;
+            list = res;
+        }
+        for (struct addrinfo *a = list; a; a = a->ai_next) {
+            int fd = socket(a->ai_family, SOCK_STREAM, 0);
+            if (fd < 0) continue;
+            int one = 1, zero = 0;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (a->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+            tries++;
+            if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 256) == 0) {
+                freeaddrinfo(res);
+                return fd;
+            }
+            int e = errno;
+            close(fd);
+            if (e == EADDRINUSE) {
+                freeaddrinfo(res);
+                snprintf(err, errlen, "rendezvous: rank 0 cannot listen at %s: the port is in use; choose a free "
+                         "MASTER_PORT", r->where);
+                return -1;
+            }
+        }
     }
-    if (rc != 0 || listen(fd, 256) != 0) {
-        snprintf(err, errlen, "rendezvous: rank 0 cannot listen on port %d for %s: %s; choose a free MASTER_PORT",
-                 port, r->where, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    if (res) freeaddrinfo(res);
+    snprintf(err, errlen, "rendezvous: rank 0 cannot listen at %s (%s); check MASTER_ADDR and MASTER_PORT", r->where,
+             tries ? strerror(errno) : "no usable address");
+    return -1;
 }
 
 // Peers: connect to addr:port until it answers or the deadline passes (rank 0 may start later).
@@ -148,7 +162,7 @@ rendezvous *rendezvous_open(const char *addr, int port, int rank, int world, dou
     snprintf(r->where, sizeof r->where, "%s:%d", addr, port);
     double deadline = now_s() + timeout_s;
     if (rank == 0) {
-        int lfd = listen_on(r, port, err, errlen);
+        int lfd = listen_on(r, addr, port, err, errlen);
         if (lfd < 0) { rendezvous_close(r); return NULL; }
         for (int got = 1; got < world; got++) {
             int w = wait_fd(lfd, POLLIN, deadline);
