@@ -6,11 +6,15 @@
 #include "../data/fileio.h"
 #include "../kernels/backend.h"
 #include "../model/llama.h"
+#include "../trainer/dist.h"
 #include "../trainer/examples.h"
+#include "../trainer/launch.h"
 #include "../trainer/schedule.h"
 #include "../trainer/train.h"
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,12 +85,52 @@ typedef struct {
     int epochs, batch_size, micro_batch, grad_accum, warmup, lora_r, seed, max_seq_len;
 } flag_values;
 
+typedef struct { int gpus, ranks, zero; double timeout_s; } dp_flags;
+
+// What every rank of a run shares (read-only once training starts).
+typedef struct {
+    train_settings *s;
+    lora_config lc;
+    const example_set *train, *val;
+    const char *template_name;
+    const char *resume_ckpt;      // rank 0's; NULL when starting
+    int zero, world;
+    const char *dist_kind;
+    double t_start;
+    dist_group *group;            // --ranks: the threads' group
+    int omp_threads;              // --ranks: OpenMP threads of each rank
+} run_ctx;
+
+static int train_rank(const run_ctx *c, int rank, backend *be, dist *d);
+
+typedef struct {
+    const run_ctx *c;
+    int rank, status;
+} rank_thread;
+
+static void *rank_thread_main(void *arg) {
+    rank_thread *t = arg;
+    backend *be = backend_cpu(t->c->omp_threads);
+    dist *d = be ? dist_group_join(t->c->group, t->rank, be) : NULL;
+    if (!be || !d) {
+        fprintf(stderr, "quarry train: error: rank %d: out of memory\n", t->rank);
+        t->status = 1;
+        if (be) be->destroy(be);
+        return NULL;
+    }
+    t->status = train_rank(t->c, t->rank, be, d);
+    dist_close(d);
+    be->destroy(be);
+    return NULL;
+}
+
 int cmd_train(int argc, char **argv) {
     train_settings s;
     settings_defaults(&s);
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0;
+    dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
         {"data", ARG_STRING, &s.data_path, "FILE", "training data, Bedrock JSONL (any of the four formats)"},
@@ -124,13 +168,19 @@ int cmd_train(int argc, char **argv) {
         {"early-stopping-patience", ARG_INT, &s.early_stopping_patience, "N", "stop after N evaluations without improvement"},
         {"grad-checkpoint", ARG_FLAG, &s.grad_checkpoint, NULL, "recompute each layer in the backward (less memory)"},
         {"device", ARG_STRING, &s.device, "DEV", "cpu | cuda | cuda:N | auto (default: cuda when a GPU is present)"},
+        {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
+        {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
+        {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
+        {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options]",
                           "Fine-tunes a Hugging Face Llama-family checkpoint (LoRA or all weights) on Bedrock\n"
                           "JSONL data and writes RUN/: run.json, step_wise_training_metrics.csv,\n"
                           "validation_metrics.csv, loss.svg, checkpoints/step-N/ and final/.\n"
-                          "Flags override --hyperparameters. SIGINT/SIGTERM save a checkpoint and exit 130.",
+                          "Flags override --hyperparameters. SIGINT/SIGTERM save a checkpoint and exit 130.\n"
+                          "Data parallel: --gpus N (one process per GPU), or under torchrun, srun or mpirun\n"
+                          "(their environment names the ranks); --device cpu --ranks N runs N ranks as threads.",
                           specs, (int)(sizeof specs / sizeof specs[0]), 0, 0};
     const char *pos[1];
     int npos = 0, rc = args_parse(&p, argc, argv, pos, &npos);
@@ -188,35 +238,80 @@ int cmd_train(int argc, char **argv) {
     }
     if (settings_check(&s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 2; }
 
-    // A run directory is never overwritten: it must be new or empty, unless resumed.
+    if (dp.zero < 0 || dp.zero > 2) { fprintf(stderr, "quarry train: error: --zero must be 0, 1 or 2\n"); return 2; }
+    if (!(dp.timeout_s > 0)) { fprintf(stderr, "quarry train: error: --dist-timeout must be a positive number of seconds\n"); return 2; }
+    if (dp.gpus < 0 || dp.ranks < 0 || (dp.gpus && dp.ranks)) {
+        fprintf(stderr, "quarry train: error: give --gpus N (processes) or --ranks N (threads, --device cpu), not both\n");
+        return 2;
+    }
+    dist_env env;
+    if (dist_env_detect(&env, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 2; }
+    int worker = strcmp(env.source, "single") != 0;
+    if (dp.gpus > 0 && !worker) {
+        // The launcher: this process only starts, watches and stops the workers.
+        const char *dev = s.device ? s.device : "auto";
+        if (strcmp(dev, "cpu") && strcmp(dev, "auto") && strcmp(dev, "cuda")) {
+            fprintf(stderr, "quarry train: error: --gpus N uses GPUs 0..N-1 (cuda:LOCAL_RANK); drop --device %s or use "
+                    "CUDA_VISIBLE_DEVICES\n", dev);
+            return 2;
+        }
+        if (strcmp(dev, "cpu")) {
+            cuda_report cr;
+            cuda_query(&cr);
+            if (cr.device_count < dp.gpus) {
+                char fix[96];
+                if (cr.device_count > 0) snprintf(fix, sizeof fix, "use --gpus %d or fewer", cr.device_count);
+                else snprintf(fix, sizeof fix, "without GPUs, --device cpu --ranks N tries data parallel on threads");
+                fprintf(stderr, "quarry train: error: --gpus %d, but %d GPU%s visible%s%s%s; %s\n", dp.gpus, cr.device_count,
+                        cr.device_count == 1 ? " is" : "s are", cr.message[0] ? " (" : "", cr.message, cr.message[0] ? ")" : "", fix);
+                return 2;
+            }
+        }
+        char **wargv = calloc((size_t)argc + 3, sizeof *wargv);   // NULL-terminated
+        if (!wargv) return 1;
+        wargv[0] = "quarry";
+        wargv[1] = "train";
+        for (int i = 0; i < argc; i++) wargv[i + 2] = argv[i];
+        int wrc = launch_workers(dp.gpus, wargv, 30.0);
+        free(wargv);
+        return wrc;
+    }
+    if (dp.ranks > 0 && worker) {
+        fprintf(stderr, "quarry train: error: --ranks runs threads in one process, but this process is rank %d of %d (%s "
+                "environment); drop --ranks\n", env.rank, env.world, env.source);
+        return 2;
+    }
+    int world = worker ? env.world : dp.ranks > 0 ? dp.ranks : 1;
+    int rank = worker ? env.rank : 0;
+    if (dp.ranks > 0 && s.device && strcmp(s.device, "cpu")) {
+        fprintf(stderr, "quarry train: error: --ranks runs CPU threads; with GPUs use --gpus N\n");
+        return 2;
+    }
+    if (dp.ranks > 0) s.device = "cpu";
+    if (dp.zero && world == 1 && !worker && dp.ranks == 0) {
+        fprintf(stderr, "quarry train: note: --zero %d has no effect on one rank\n", dp.zero);
+    }
+
+    // A run directory is never overwritten: it must be new or empty, unless resumed. Rank 0
+    // alone checks and creates it.
     char resume_ckpt[4300] = "";
-    if (s.resume_dir) {
-        if (!checkpoint_find_latest(s.resume_dir, resume_ckpt, sizeof resume_ckpt)) {
-            fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", s.resume_dir);
+    if (rank == 0) {
+        if (s.resume_dir) {
+            if (!checkpoint_find_latest(s.resume_dir, resume_ckpt, sizeof resume_ckpt)) {
+                fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", s.resume_dir);
+                return 1;
+            }
+        } else if (!fileio_is_empty_or_absent(s.out_dir)) {
+            fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
+                    s.out_dir, s.out_dir);
             return 1;
         }
-    } else if (!fileio_is_empty_or_absent(s.out_dir)) {
-        fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
-                s.out_dir, s.out_dir);
-        return 1;
-    }
-    if (fileio_mkdir_p(s.out_dir, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
-
-    backend *be = backend_open(s.device, err, sizeof err);
-    if (!be) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
-    double peak = 0;
-    char device_name[256] = "cpu";
-    if (be->device_index >= 0) {
-        cuda_report r;
-        cuda_query(&r);
-        snprintf(device_name, sizeof device_name, "%s", r.devices[be->device_index].name);
-        peak = gpu_peak_flops(device_name);
+        if (fileio_mkdir_p(s.out_dir, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
     }
 
     int status = 1;
     tokenizer *tok = NULL;
     chat_template *tmpl = NULL;
-    model *m = NULL;
     example_set train = {0}, val = {0};
     int have_val = 0;
     double t_start = now_seconds();
@@ -225,8 +320,9 @@ int cmd_train(int argc, char **argv) {
     if (!tok) goto fail;
     tmpl = chat_template_load(s.model_dir, s.template_name, err, sizeof err);
     if (!tmpl) goto fail;
-    if (tmpl->note) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
-    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, s.quiet};
+    int quiet_rank = s.quiet || rank != 0;
+    if (tmpl->note && !quiet_rank) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
+    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank};
     example *ex;
     int nex;
     if (examples_load(&src, &ex, &nex, err, sizeof err)) goto fail;
@@ -244,78 +340,211 @@ int cmd_train(int argc, char **argv) {
         if (example_set_split(&train, &val, s.validation_split, s.seed, err, sizeof err)) goto fail;
         have_val = 1;
     }
-    fprintf(stderr, "quarry train: %d training examples (%ld tokens, %ld trained)%s", train.n, train.total_tokens,
-            train.trained_tokens, have_val ? "" : "\n");
-    if (have_val) fprintf(stderr, ", %d validation examples\n", val.n);
-    if (train.truncated) fprintf(stderr, "quarry train: warning: %d records truncated to %d tokens (--on-long error refuses them)\n",
-                                 train.truncated, s.max_seq_len);
+    if (rank == 0) {
+        fprintf(stderr, "quarry train: %d training examples (%ld tokens, %ld trained)%s", train.n, train.total_tokens,
+                train.trained_tokens, have_val ? "" : "\n");
+        if (have_val) fprintf(stderr, ", %d validation examples\n", val.n);
+        if (train.truncated) fprintf(stderr, "quarry train: warning: %d records truncated to %d tokens (--on-long error refuses them)\n",
+                                     train.truncated, s.max_seq_len);
+    }
 
-    m = model_open(s.model_dir, be, err, sizeof err);
+    run_ctx c = {&s, lora_config_default(), &train, have_val ? &val : NULL, tmpl->name,
+                 resume_ckpt[0] ? resume_ckpt : NULL, dp.zero, world, "single", t_start, NULL, 0};
+    if (!s.full) {
+        c.lc.rank = s.lora_r;
+        c.lc.alpha = (float)s.lora_alpha;
+        c.lc.dropout = (float)s.lora_dropout;
+        c.lc.rslora = s.rslora;
+        c.lc.seed = s.seed;
+        if (lora_targets_parse(s.lora_targets, &c.lc.targets, err, sizeof err)) goto fail;
+    }
+    train_install_signal_handlers();
+    if (dp.ranks > 0) {
+        c.dist_kind = "threads";
+        c.group = dist_group_create(world, dp.timeout_s);
+        int omp = omp_get_max_threads() / world;
+        c.omp_threads = omp > 0 ? omp : 1;
+        rank_thread *th = calloc((size_t)world, sizeof *th);
+        pthread_t *tid = calloc((size_t)world, sizeof *tid);
+        if (!c.group || !th || !tid) {
+            free(th);
+            free(tid);
+            dist_group_free(c.group);
+            snprintf(err, sizeof err, "out of memory for %d ranks", world);
+            goto fail;
+        }
+        int started = 0;
+        for (int r = 0; r < world; r++) {
+            th[r] = (rank_thread){&c, r, 1};
+            if (pthread_create(&tid[r], NULL, rank_thread_main, &th[r])) {
+                fprintf(stderr, "quarry train: error: cannot start the thread of rank %d\n", r);
+                break;
+            }
+            started++;
+        }
+        if (started < world) {
+            // The started ranks wait for the missing ones until --dist-timeout; stop them now.
+            dist *d0 = dist_group_join(c.group, world - 1, NULL);
+            if (d0) { dist_abort(d0, "its thread could not start"); dist_close(d0); }
+        }
+        status = started < world ? 1 : 0;
+        for (int r = 0; r < started; r++) {
+            pthread_join(tid[r], NULL);
+            if (th[r].status && (status == 0 || status == 130)) status = th[r].status;
+        }
+        free(th);
+        free(tid);
+        dist_group_free(c.group);
+    } else {
+        backend *be = NULL;
+        dist *d = NULL;
+        if (worker) {
+            // One process per rank: GPU LOCAL_RANK over NCCL, or the CPU over TCP.
+            char dev[32];
+            int cpu = s.device && !strcmp(s.device, "cpu");
+            if (!cpu) {
+                // LOCAL_RANK picks the GPU; when the launcher already narrowed CUDA_VISIBLE_DEVICES
+                // (e.g. Slurm's --gpus-per-task=1) fewer devices are visible than local ranks.
+                cuda_report cr;
+                cuda_query(&cr);
+                int count = cr.device_count > 0 ? cr.device_count : 1;
+                snprintf(dev, sizeof dev, "cuda:%d", env.local_rank % count);
+            }
+            be = backend_open(cpu ? "cpu" : dev, err, sizeof err);
+            if (!be) goto fail;
+            c.dist_kind = cpu ? "tcp" : "nccl";
+            d = cpu ? dist_open_tcp(&env, be, dp.timeout_s, err, sizeof err)
+                    : dist_open_nccl(&env, be, dp.timeout_s, err, sizeof err);
+            if (!d) { be->destroy(be); goto fail; }
+        } else {
+            be = backend_open(s.device, err, sizeof err);
+            if (!be) goto fail;
+        }
+        status = train_rank(&c, rank, be, d);
+        dist_close(d);
+        be->destroy(be);
+    }
+    goto cleanup;
+fail:
+    fprintf(stderr, "quarry train: error: %s\n", err);
+    status = 1;
+cleanup:
+    example_set_free(&train);
+    if (have_val) example_set_free(&val);
+    chat_template_free(tmpl);
+    tokenizer_free(tok);
+    return status;
+}
+
+// Bytes of each trained-state buffer one rank holds under ZeRO (what sharding saves; today the
+// model still allocates its buffers whole, so the plan's total is unchanged). With f32
+// activations the masters are the weights the forward reads: every rank keeps them whole.
+static void zero_share(const model_memory *plan, int zero, int world, double out[3]) {
+    int shardable = plan->act_dtype != DTYPE_F32;
+    out[0] = zero >= 1 && shardable ? (double)plan->masters / world : (double)plan->masters;
+    out[1] = zero >= 2 ? (double)plan->grads / world : (double)plan->grads;
+    out[2] = zero >= 1 ? (double)plan->moments / world : (double)plan->moments;
+}
+
+// One rank: its model replica, training, and (rank 0) run.json and final/. Returns the exit code.
+static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
+    const train_settings *sp = c->s;
+    char err[1024];
+    char who[32] = "";
+    if (c->world > 1) snprintf(who, sizeof who, "rank %d: ", rank);
+    int lead = rank == 0, status = 1, in_training = 0;
+    double peak = 0;
+    char device_name[256] = "cpu";
+    if (be->device_index >= 0) {
+        cuda_report r;
+        cuda_query(&r);
+        snprintf(device_name, sizeof device_name, "%s", r.devices[be->device_index].name);
+        peak = gpu_peak_flops(device_name);
+    }
+    cJSON *run = NULL;
+    model *m = model_open(sp->model_dir, be, err, sizeof err);
     if (!m) goto fail;
     const model_config *cfg = model_get_config(m);
-    if (cfg->sliding_window > 0 && s.max_seq_len > cfg->sliding_window) {
+    if (cfg->sliding_window > 0 && sp->max_seq_len > cfg->sliding_window) {
         snprintf(err, sizeof err, "this model's sliding_window is %d, shorter than --max-seq-len %d; quarry implements full "
-                 "attention only, so use --max-seq-len %d or less", cfg->sliding_window, s.max_seq_len, cfg->sliding_window);
+                 "attention only, so use --max-seq-len %d or less", cfg->sliding_window, sp->max_seq_len, cfg->sliding_window);
         goto fail;
     }
-    lora_config lc = lora_config_default();
-    if (!s.full) {
-        lc.rank = s.lora_r;
-        lc.alpha = (float)s.lora_alpha;
-        lc.dropout = (float)s.lora_dropout;
-        lc.rslora = s.rslora;
-        lc.seed = s.seed;
-        if (lora_targets_parse(s.lora_targets, &lc.targets, err, sizeof err) || model_enable_lora(m, &lc, err, sizeof err))
-            goto fail;
-    }
-    model_options mo = {s.micro_batch, s.max_seq_len, s.full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA, s.grad_checkpoint};
+    if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
+    model_options mo = {train_rank_micro_batch(sp, c->world), sp->max_seq_len, sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
+                        sp->grad_checkpoint};
     model_memory plan;
     if (model_plan(m, &mo, &plan, err, sizeof err)) goto fail;
-    if (!s.quiet) model_memory_print(&plan, stderr);
+    double share[3];
+    zero_share(&plan, d ? c->zero : 0, c->world, share);
+    if (!sp->quiet && lead) {
+        model_memory_print(&plan, stderr);
+        if (d)
+            fprintf(stderr, "  data parallel: %d rank%s (%s), ZeRO-%d; per-rank share: f32 masters %.2f MiB, gradients "
+                    "%.2f MiB, AdamW %.2f MiB (buffers are still allocated whole on each rank)\n", c->world,
+                    c->world > 1 ? "s" : "", c->dist_kind, c->zero, share[0] / 1048576, share[1] / 1048576, share[2] / 1048576);
+    }
     if (model_allocate(m, err, sizeof err)) goto fail;
 
     // run.json first, so even an interrupted run says what it was.
     char path[4400];
-    cJSON *run = cJSON_CreateObject();
-    cJSON_AddStringToObject(run, "quarry_version", QUARRY_VERSION);
-    cJSON_AddStringToObject(run, "quarry_commit", QUARRY_GIT_COMMIT);
-    cJSON_AddStringToObject(run, "device", be->name);
-    cJSON_AddStringToObject(run, "device_name", device_name);
     char abs_model[4096];
-    if (!realpath(s.model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", s.model_dir);
-    cJSON_AddStringToObject(run, "base_model", abs_model);
-    cJSON_AddItemToObject(run, "settings", settings_to_json(&s));
-    cJSON_AddItemToObject(run, "inputs", input_hashes(&s));
-    cJSON_AddStringToObject(run, "template", tmpl->name);
-    cJSON *mem = cJSON_AddObjectToObject(run, "memory_plan_bytes");
-    cJSON_AddNumberToObject(mem, "weights", (double)plan.weights);
-    cJSON_AddNumberToObject(mem, "masters", (double)plan.masters);
-    cJSON_AddNumberToObject(mem, "grads", (double)plan.grads);
-    cJSON_AddNumberToObject(mem, "optimizer", (double)plan.moments);
-    cJSON_AddNumberToObject(mem, "activations", (double)plan.activations);
-    cJSON_AddNumberToObject(mem, "total", (double)plan.total);
-    cJSON_AddNumberToObject(run, "params_total", (double)plan.params_total);
-    cJSON_AddNumberToObject(run, "params_trained", (double)plan.params_trained);
-    cJSON_AddNumberToObject(run, "train_examples", train.n);
-    cJSON_AddNumberToObject(run, "validation_examples", have_val ? val.n : 0);
-    cJSON_AddNumberToObject(run, "truncated_examples", train.truncated);
-    snprintf(path, sizeof path, "%s/run.json", s.out_dir);
-    if (!s.resume_dir && write_json(path, run, err, sizeof err)) { cJSON_Delete(run); goto fail; }
+    if (!realpath(sp->model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", sp->model_dir);
+    if (lead) {
+        run = cJSON_CreateObject();
+        cJSON_AddStringToObject(run, "quarry_version", QUARRY_VERSION);
+        cJSON_AddStringToObject(run, "quarry_commit", QUARRY_GIT_COMMIT);
+        cJSON_AddStringToObject(run, "device", be->name);
+        cJSON_AddStringToObject(run, "device_name", device_name);
+        cJSON_AddStringToObject(run, "base_model", abs_model);
+        cJSON_AddItemToObject(run, "settings", settings_to_json(sp));
+        cJSON_AddItemToObject(run, "inputs", input_hashes(sp));
+        cJSON_AddStringToObject(run, "template", c->template_name);
+        cJSON *mem = cJSON_AddObjectToObject(run, "memory_plan_bytes");
+        cJSON_AddNumberToObject(mem, "weights", (double)plan.weights);
+        cJSON_AddNumberToObject(mem, "masters", (double)plan.masters);
+        cJSON_AddNumberToObject(mem, "grads", (double)plan.grads);
+        cJSON_AddNumberToObject(mem, "optimizer", (double)plan.moments);
+        cJSON_AddNumberToObject(mem, "activations", (double)plan.activations);
+        cJSON_AddNumberToObject(mem, "total", (double)plan.total);
+        cJSON *dpj = cJSON_AddObjectToObject(run, "data_parallel");
+        cJSON_AddNumberToObject(dpj, "world_size", c->world);
+        cJSON_AddStringToObject(dpj, "communicator", c->dist_kind);
+        cJSON_AddNumberToObject(dpj, "zero", d ? c->zero : 0);
+        cJSON_AddNumberToObject(dpj, "micro_batch_per_rank", mo.batch_size);
+        cJSON *pr = cJSON_AddObjectToObject(dpj, "per_rank_share_bytes");
+        cJSON_AddNumberToObject(pr, "masters", share[0]);
+        cJSON_AddNumberToObject(pr, "grads", share[1]);
+        cJSON_AddNumberToObject(pr, "optimizer", share[2]);
+        cJSON_AddNumberToObject(run, "params_total", (double)plan.params_total);
+        cJSON_AddNumberToObject(run, "params_trained", (double)plan.params_trained);
+        cJSON_AddNumberToObject(run, "train_examples", c->train->n);
+        cJSON_AddNumberToObject(run, "validation_examples", c->val ? c->val->n : 0);
+        cJSON_AddNumberToObject(run, "truncated_examples", c->train->truncated);
+        snprintf(path, sizeof path, "%s/run.json", sp->out_dir);
+        if (!sp->resume_dir && write_json(path, run, err, sizeof err)) goto fail;
+    }
 
-    train_install_signal_handlers();
     train_result res;
-    int trc = train_run(&s, be, m, &train, have_val ? &val : NULL, s.out_dir, resume_ckpt[0] ? resume_ckpt : NULL, peak,
-                        &res, err, sizeof err);
-    double wall = now_seconds() - t_start;
+    in_training = 1;   // from here the trainer tells the other ranks itself
+    int trc = train_run_dist(sp, be, m, c->train, c->val, sp->out_dir, lead ? c->resume_ckpt : NULL, peak, d, c->zero,
+                             &res, err, sizeof err);
+    if (!lead) {
+        if (trc) goto fail;
+        status = res.interrupted ? 130 : 0;
+        goto cleanup;
+    }
+    double wall = now_seconds() - c->t_start;
     cJSON *out = cJSON_AddObjectToObject(run, "result");
+    int gpus = be->device_index >= 0 ? c->world : 0;
     cJSON_AddNumberToObject(out, "steps", res.steps_done);
     cJSON_AddNumberToObject(out, "tokens_trained", (double)res.tokens_seen);
     cJSON_AddNumberToObject(out, "train_seconds", res.train_seconds);
     cJSON_AddNumberToObject(out, "wall_seconds", wall);
     cJSON_AddNumberToObject(out, "tokens_per_second", res.tokens_per_second);
     cJSON_AddNumberToObject(out, "mfu", res.mfu);
-    cJSON_AddNumberToObject(out, "gpus", be->device_index >= 0 ? 1 : 0);
-    cJSON_AddNumberToObject(out, "gpu_hours", be->device_index >= 0 ? res.train_seconds / 3600.0 : 0);
+    cJSON_AddNumberToObject(out, "gpus", gpus);
+    cJSON_AddNumberToObject(out, "gpu_hours", gpus * res.train_seconds / 3600.0);
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);
     if (isfinite(res.first_val_loss)) cJSON_AddNumberToObject(out, "initial_validation_loss", res.first_val_loss);
     if (isfinite(res.last_val_loss)) cJSON_AddNumberToObject(out, "final_validation_loss", res.last_val_loss);
@@ -323,43 +552,39 @@ int cmd_train(int argc, char **argv) {
     cJSON_AddBoolToObject(out, "interrupted", res.interrupted);
     if (trc == 0 && !res.interrupted) {
         char final_dir[4300];
-        snprintf(final_dir, sizeof final_dir, "%s/final", s.out_dir);
-        if (fileio_mkdir_p(final_dir, err, sizeof err)) { cJSON_Delete(run); goto fail; }
-        snprintf(path, sizeof path, "%s/%s", final_dir, s.full ? "model.safetensors" : "adapter_model.safetensors");
-        if (checkpoint_write_trained(path, m, err, sizeof err)) { cJSON_Delete(run); goto fail; }
-        if (!s.full) {
-            cJSON *ac = peft_adapter_config(&lc, abs_model);
+        snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
+        if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
+        snprintf(path, sizeof path, "%s/%s", final_dir, sp->full ? "model.safetensors" : "adapter_model.safetensors");
+        if (checkpoint_write_trained(path, m, err, sizeof err)) goto fail;
+        if (!sp->full) {
+            cJSON *ac = peft_adapter_config(&c->lc, abs_model);
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);
-            if (wrc) { cJSON_Delete(run); goto fail; }
+            if (wrc) goto fail;
         }
     }
-    snprintf(path, sizeof path, "%s/run.json", s.out_dir);
+    snprintf(path, sizeof path, "%s/run.json", sp->out_dir);
     if (write_json(path, run, err, sizeof err)) fprintf(stderr, "quarry train: warning: %s\n", err);
-    cJSON_Delete(run);
     if (trc) goto fail;
     if (res.interrupted) {
         fprintf(stderr, "quarry train: interrupted at step %d; checkpoint written. Continue with --resume %s\n",
-                res.steps_done, s.out_dir);
+                res.steps_done, sp->out_dir);
         status = 130;
     } else {
         fprintf(stderr, "quarry train: done: %d steps, %lld tokens in %.1f s (%.0f tok/s)", res.steps_done,
                 res.tokens_seen, res.train_seconds, res.tokens_per_second);
         if (isfinite(res.last_val_loss)) fprintf(stderr, ", validation loss %.4f → %.4f", res.first_val_loss, res.last_val_loss);
-        fprintf(stderr, "\nquarry train: wrote %s/final\n", s.out_dir);
+        fprintf(stderr, "\nquarry train: wrote %s/final\n", sp->out_dir);
         status = 0;
     }
     goto cleanup;
 fail:
-    fprintf(stderr, "quarry train: error: %s\n", err);
+    fprintf(stderr, "quarry train: error: %s%s\n", who, err);
+    if (!in_training) dist_abort(d, err);
     status = 1;
 cleanup:
+    cJSON_Delete(run);
     model_free(m);
-    example_set_free(&train);
-    if (have_val) example_set_free(&val);
-    chat_template_free(tmpl);
-    tokenizer_free(tok);
-    be->destroy(be);
     return status;
 }

@@ -17,12 +17,18 @@ static volatile sig_atomic_t stop_requested = 0;
 // "kill-after-step:N" (SIGKILL once step N is computed, before its checkpoint),
 // "kill-in-checkpoint:N" (SIGKILL with step N's checkpoint half written),
 // "nan-at-steps:A-B" (the loss of steps A..B reads as NaN). Unset in normal use.
-typedef struct { int kill_after_step, kill_in_checkpoint, nan_from, nan_to; } test_faults;
+// Data parallel: "kill-rank-after-step:R:N" (only rank R is killed), "fail-rank-at-step:R:N"
+// (rank R fails with an error, telling the others), "vanish-rank-at-step:R:N" (rank R leaves
+// without a word, as a dead process: the others must time out).
+typedef struct { int kill_after_step, kill_in_checkpoint, nan_from, nan_to, kill_rank, fail_rank, fail_step, vanish; } test_faults;
 
 static test_faults read_faults(void) {
-    test_faults f = {-1, -1, -1, -1};
+    test_faults f = {-1, -1, -1, -1, -1, -1, -1, 0};
     const char *v = getenv("QUARRY_TEST_FAULT");
     if (!v) return f;
+    if (sscanf(v, "kill-rank-after-step:%d:%d", &f.kill_rank, &f.kill_after_step) == 2) return f;
+    if (sscanf(v, "fail-rank-at-step:%d:%d", &f.fail_rank, &f.fail_step) == 2) return f;
+    if (sscanf(v, "vanish-rank-at-step:%d:%d", &f.fail_rank, &f.fail_step) == 2) { f.vanish = 1; return f; }
     if (sscanf(v, "kill-after-step:%d", &f.kill_after_step) == 1) return f;
     if (sscanf(v, "kill-in-checkpoint:%d", &f.kill_in_checkpoint) == 1) return f;
     if (sscanf(v, "nan-at-steps:%d-%d", &f.nan_from, &f.nan_to) == 2) return f;
@@ -56,14 +62,20 @@ static int host_batch_alloc(host_batch *h, int rows, int T) {
 
 int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
                    long long *tokens, char *err, size_t errlen) {
+    return train_evaluate_dist(m, set, micro_batch, seed, NULL, loss, tokens, err, errlen);
+}
+
+int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint64_t seed, dist *d, double *loss,
+                        long long *tokens, char *err, size_t errlen) {
     packed_epoch e;
     if (dataset_pack_epoch(set, seed, 0, 0, &e, err, errlen)) return -1;
     host_batch h;
     if (host_batch_alloc(&h, micro_batch, e.seq_len)) { packed_epoch_free(&e); snprintf(err, errlen, "out of memory"); return -1; }
     double sum = 0;
     long long n = 0;
-    int rc = 0;
-    for (int r = 0; r < e.nrows; r += micro_batch) {
+    int rc = 0, W = dist_world(d), rank = dist_rank(d);
+    for (int r = 0, k = 0; r < e.nrows; r += micro_batch, k++) {
+        if (k % W != rank) continue;
         int rows = e.nrows - r < micro_batch ? e.nrows - r : micro_batch;
         dataset_fill_batch(&e, r, rows, h.ids, h.targets, h.pos, h.doc_start);
         model_batch b = {rows, e.seq_len, h.ids, h.targets, h.pos, h.doc_start, 0};
@@ -78,6 +90,12 @@ int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t s
     }
     free(h.ids);
     packed_epoch_free(&e);
+    if (rc == 0 && d) {
+        double v[2] = {sum, (double)n};
+        if (dist_all_reduce_host(d, v, 2)) { snprintf(err, errlen, "evaluation: %s", dist_error(d)); return -1; }
+        sum = v[0];
+        n = (long long)v[1];
+    }
     *loss = n ? sum / (double)n : NAN;
     if (tokens) *tokens = n;
     return rc;
@@ -132,11 +150,143 @@ static double global_grad_norm(model *m, backend *be, float *norm_dev) {
     return sqrt((double)sq);
 }
 
+int train_rank_micro_batch(const train_settings *s, int world) {
+    int per_rank = (s->batch_size + world - 1) / world;
+    return s->micro_batch < per_rank ? s->micro_batch : per_rank;
+}
+
 int train_run(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
               const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
               char *err, size_t errlen) {
+    return train_run_dist(s, be, m, train, val, run_dir, resume_checkpoint, peak_flops, NULL, 0, res, err, errlen);
+}
+
+// The flat parameter space of data parallelism: element i of the gradient buffer (trained
+// tensors back to back, 64-byte aligned, zero padding between them). The masters buffer has the
+// same layout; each tensor's m and v are at p->m, p->v.
+typedef struct {
+    float *grads, *masters;
+    size_t n;                 // elements of the gradient buffer
+    size_t off, len;          // this rank's shard
+} flat_space;
+
+static size_t flat_offset(const flat_space *f, const model_param *p) { return (size_t)(p->grad - f->grads); }
+
+// The part of tensor p inside this rank's shard: [k, k+cnt) of its elements. 0 when none.
+static size_t shard_part(const flat_space *f, const model_param *p, size_t *k) {
+    size_t lo = flat_offset(f, p), hi = lo + p->n;
+    size_t a = lo > f->off ? lo : f->off, b = hi < f->off + f->len ? hi : f->off + f->len;
+    if (a >= b) return 0;
+    *k = a - lo;
+    return b - a;
+}
+
+// Σ g² over this rank's shard of the (reduce-scattered) gradients, summed over the ranks.
+static int sharded_grad_norm(model *m, backend *be, const flat_space *f, dist *d, float *norm_dev, double *out) {
+    be->memset_zero(be, norm_dev, sizeof(float));
+    int n = model_trained_count(m);
+    for (int i = 0; i < n; i++) {
+        model_param *p = model_trained_at(m, i);
+        size_t k, cnt = shard_part(f, p, &k);
+        if (cnt) be->sum_squares(be, norm_dev, p->grad + k, cnt);
+    }
+    float sq = 0;
+    be->copy_to_host(be, &sq, norm_dev, sizeof(float));
+    double v = sq;
+    if (dist_all_reduce_host(d, &v, 1)) return -1;
+    *out = sqrt(v);
+    return 0;
+}
+
+// ZeRO: makes the AdamW moments complete on rank 0 (each rank updated only its shard), for an
+// unsharded checkpoint. The gradient buffer (consumed by now) carries the all-gather; host
+// staging is one shard, or one tensor, not the model.
+static int gather_moments(model *m, backend *be, const flat_space *f, dist *d, char *err, size_t errlen) {
+    int n = model_trained_count(m), rc = 0;
+    size_t most = f->len;
+    for (int i = 0; i < n; i++)
+        if (model_trained_at(m, i)->n > most) most = model_trained_at(m, i)->n;
+    float *host = malloc(sizeof(float) * (most ? most : 1));
+    if (!host) { snprintf(err, errlen, "out of host memory gathering the optimizer state"); return -1; }
+    for (int which = 0; which < 2 && !rc; which++) {
+        for (int i = 0; i < n; i++) {
+            model_param *p = model_trained_at(m, i);
+            size_t k, cnt = shard_part(f, p, &k);
+            if (cnt)
+                be->copy_to_host(be, host + (flat_offset(f, p) + k - f->off), (which ? p->v : p->m) + k, sizeof(float) * cnt);
+        }
+        be->copy_to_device(be, f->grads + f->off, host, sizeof(float) * f->len);
+        if (dist_all_gather(d, f->grads, f->n, DTYPE_F32)) {
+            snprintf(err, errlen, "gathering the optimizer state: %s", dist_error(d));
+            rc = -1;
+            break;
+        }
+        if (dist_rank(d) != 0) continue;   // only rank 0 writes checkpoints
+        for (int i = 0; i < n; i++) {
+            model_param *p = model_trained_at(m, i);
+            be->copy_to_host(be, host, f->grads + flat_offset(f, p), sizeof(float) * p->n);
+            be->copy_to_device(be, which ? p->v : p->m, host, sizeof(float) * p->n);
+        }
+    }
+    free(host);
+    return rc;
+}
+
+// The act copies the forward reads, from the (all-gathered) masters, where they are separate.
+static void refresh_act_copies(model *m, backend *be) {
+    if (be->act_dtype == DTYPE_F32) return;
+    int n = model_trained_count(m);
+    for (int i = 0; i < n; i++) {
+        model_param *p = model_trained_at(m, i);
+        be->cast_f32_to_act(be, p->act, p->master, p->n);
+    }
+}
+
+// Rank 0 restores the checkpoint and hands it to the others: trained tensors, moments, counters.
+static int resume_dist(const char *ckpt, model *m, backend *be, dist *d, train_state *st, char *err, size_t errlen) {
+    int32_t status = 0;
+    if (dist_rank(d) == 0) status = ckpt ? (checkpoint_load(ckpt, m, be, st, err, errlen) ? -1 : 1) : 0;
+    if (dist_broadcast_host(d, &status, sizeof status, 0)) { snprintf(err, errlen, "%s", dist_error(d)); return -1; }
+    if (status < 0) {
+        if (dist_rank(d) != 0) snprintf(err, errlen, "rank 0 could not load the checkpoint to resume from");
+        return -1;
+    }
+    if (status == 0 || dist_world(d) == 1) return status;
+    model_buffers b;
+    model_get_buffers(m, &b);
+    if (dist_broadcast_host(d, st, sizeof *st, 0) || dist_broadcast(d, b.masters, b.masters_bytes, 0) ||
+        dist_broadcast(d, b.moments, b.moments_bytes, 0)) {
+        snprintf(err, errlen, "%s", dist_error(d));
+        return -1;
+    }
+    refresh_act_copies(m, be);
+    return 1;
+}
+
+// Every rank calls it: the ZeRO shards of the moments are gathered, rank 0 writes, and all
+// learn whether it worked.
+static int save_checkpoint(const train_settings *s, const char *run_dir, model *m, backend *be, const flat_space *fs,
+                           dist *d, int zero, const train_state *st, const test_faults *faults, char *err, size_t errlen) {
+    if (zero > 0 && gather_moments(m, be, fs, d, err, errlen)) return -1;
+    int32_t status = 0;
+    if (dist_rank(d) == 0) {
+        if (st->step == faults->kill_in_checkpoint) checkpoint_test_kill_midway = 1;
+        status = checkpoint_save(run_dir, m, be, st, s->keep_checkpoints, err, errlen) ? -1 : 0;
+    }
+    if (dist_world(d) > 1) {
+        if (dist_broadcast_host(d, &status, sizeof status, 0)) { snprintf(err, errlen, "%s", dist_error(d)); return -1; }
+        if (status && dist_rank(d) != 0) snprintf(err, errlen, "rank 0 could not write the checkpoint");
+    }
+    return status;
+}
+
+int train_run_dist(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
+                   const char *run_dir, const char *resume_checkpoint, double peak_flops, dist *d, int zero,
+                   train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     res->first_val_loss = res->last_val_loss = NAN;
+    const int W = dist_world(d), rank = dist_rank(d), lead = rank == 0;
+    if (!d) zero = 0;
     int *steps_per_epoch = calloc(s->epochs, sizeof(int));
     if (!steps_per_epoch) { snprintf(err, errlen, "out of memory"); return -1; }
     int total_steps = count_steps(s, train, steps_per_epoch, err, errlen);
@@ -149,50 +299,66 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
 
     train_state st = {0};
     st.best_val_loss = INFINITY;
-    if (resume_checkpoint) {
-        if (checkpoint_load(resume_checkpoint, m, be, &st, err, errlen)) { free(steps_per_epoch); return -1; }
-        fprintf(stderr, "quarry train: resuming from %s (step %d of %d)\n", resume_checkpoint, st.step, total_steps);
+    int resumed = resume_dist(lead ? resume_checkpoint : NULL, m, be, d, &st, err, errlen);
+    if (resumed < 0) {
+        dist_abort(d, err);
+        free(steps_per_epoch);
+        return -1;
     }
+    if (resumed && lead) fprintf(stderr, "quarry train: resuming from %s (step %d of %d)\n", resume_checkpoint, st.step, total_steps);
     metrics mt;
-    if (resume_checkpoint) {
+    if (resumed && lead) {
         truncate_csv(run_dir, "step_wise_training_metrics.csv", st.step);
         truncate_csv(run_dir, "validation_metrics.csv", st.step);
     }
-    if (metrics_open(&mt, run_dir, resume_checkpoint != NULL, err, errlen)) { free(steps_per_epoch); return -1; }
+    if (lead && metrics_open(&mt, run_dir, resumed, err, errlen)) {
+        dist_abort(d, err);
+        free(steps_per_epoch);
+        return -1;
+    }
 
-    const int T = s->max_seq_len, MB = s->micro_batch;
+    const int T = s->max_seq_len, MB = train_rank_micro_batch(s, W);
     host_batch h;
     float *norm_dev = be->alloc(be, sizeof(float));
     if (host_batch_alloc(&h, s->batch_size, T) || !norm_dev) {
         snprintf(err, errlen, "out of memory for batch buffers");
+        dist_abort(d, err);
         free(steps_per_epoch);
-        metrics_close(&mt);
+        if (lead) metrics_close(&mt);
         return -1;
     }
+    model_buffers mbuf;
+    model_get_buffers(m, &mbuf);
+    flat_space fs = {mbuf.grads, mbuf.masters, mbuf.grads_bytes / sizeof(float), 0, 0};
+    dist_shard(fs.n, W, rank, &fs.off, &fs.len);
+    // Tokens per second count the whole global batch: MFU against every rank's peak.
+    const double peak_all = peak_flops * W;
     const model_config *cfg = model_get_config(m);
     // 6·N per token for full training; LoRA skips dW of the frozen base: about 4·N.
     double flops_per_token = (double)model_config_num_params(cfg) * (s->full ? 6.0 : 4.0) +
                              12.0 * cfg->num_layers * cfg->num_heads * cfg->head_dim * (double)T / 2;
 
     test_faults faults = read_faults();
-    int rc = 0, epoch = st.epoch, row = st.next_row;
+    int rc = 0, epoch = st.epoch, row = st.next_row, stopping = 0;
     packed_epoch e = {0};
     int have_epoch = 0;
     progress pg;
-    progress_start(&pg, "train", "step", total_steps, s->quiet);
+    progress_start(&pg, "train", "step", total_steps, s->quiet || !lead);
     progress_update(&pg, st.step, NULL);
     int eval_every = s->eval_every > 0 ? s->eval_every : steps_per_epoch[0];
     int save_every = s->save_every > 0 ? s->save_every : steps_per_epoch[0];
-    if (val && !resume_checkpoint) {
+    if (val && !resumed) {
         double vl;
-        if (train_evaluate(m, val, MB, s->seed, &vl, NULL, err, errlen)) { rc = -1; goto done; }
+        if (train_evaluate_dist(m, val, MB, s->seed, d, &vl, NULL, err, errlen)) { rc = -1; goto done; }
         res->first_val_loss = vl;
         val_point vp = {0, 0, vl};
-        metrics_log_val(&mt, &vp);
-        fprintf(stderr, "quarry train: validation loss before training %.4f (perplexity %.2f)\n", vl, exp(vl));
+        if (lead) {
+            metrics_log_val(&mt, &vp);
+            fprintf(stderr, "quarry train: validation loss before training %.4f (perplexity %.2f)\n", vl, exp(vl));
+        }
     }
 
-    while (st.step < total_steps && !stop_requested) {
+    while (st.step < total_steps && !stopping && !(W == 1 && stop_requested)) {
         if (!have_epoch || row >= e.nrows) {
             if (have_epoch) { packed_epoch_free(&e); epoch++; row = 0; }
             if (epoch >= s->epochs) break;
@@ -201,19 +367,28 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
         }
         double t0 = now_seconds();
         int rows = e.nrows - row < s->batch_size ? e.nrows - row : s->batch_size;
-        // The whole accumulated batch's trained tokens normalise every micro-batch's gradient.
+        // Every rank fills the whole global batch: its trained tokens normalise every
+        // micro-batch's gradient on every rank.
         long trained = dataset_fill_batch(&e, row, rows, h.ids, h.targets, h.pos, h.doc_start);
         long long real_tokens = 0;
         for (int i = 0; i < rows; i++) real_tokens += e.rows[row + i].used;
         float grad_scale = trained > 0 ? 1.0f / (float)trained : 0.0f;
+        // This rank's rows: a contiguous share; its micro-batches are numbered after those of
+        // the ranks before it (the dropout streams of one rank's run with the same partition).
+        int first = 0, mine = 0, mb0 = 0;
+        for (int q = 0; q <= rank; q++) {
+            int cnt = rows / W + (q < rows % W);
+            if (q < rank) { first += cnt; mb0 += (cnt + MB - 1) / MB; }
+            else mine = cnt;
+        }
         double loss_sum = 0;
         long long loss_tokens = 0;
         model_zero_grads(m);
-        for (int mb = 0; mb * MB < rows; mb++) {
-            int r = rows - mb * MB < MB ? rows - mb * MB : MB;
-            size_t off = (size_t)mb * MB * T;
+        for (int mb = 0; mb * MB < mine; mb++) {
+            int r = mine - mb * MB < MB ? mine - mb * MB : MB;
+            size_t off = (size_t)(first + mb * MB) * T;
             model_batch b = {r, T, h.ids + off, h.targets + off, h.pos + off, h.doc_start + off,
-                             rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)mb))};
+                             rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)(mb0 + mb)))};
             model_loss l = {0, 0};
             if (model_forward(m, &b, grad_scale, &l) || model_backward(m)) {
                 snprintf(err, errlen, "step %d: %s", st.step + 1, model_error(m));
@@ -223,15 +398,39 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
             loss_sum += l.sum;
             loss_tokens += l.tokens;
         }
+        if (rank == faults.fail_rank && st.step + 1 == faults.fail_step) {
+            snprintf(err, errlen, "step %d: test fault on rank %d", st.step + 1, rank);
+            rc = -1;
+            if (faults.vanish) rc = -2;
+            goto done;
+        }
+        double gnorm;
+        if (d) {
+            // Loss sums and the stop request, agreed by all ranks.
+            double v[3] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0};
+            int crc = dist_all_reduce_host(d, v, 3);
+            // ZeRO-1 and 2 communicate alike (reduce-scatter, then all-gather of the updated
+            // masters: the volume of one all-reduce); they differ in the gradient memory a rank
+            // needs to keep.
+            if (!crc) crc = zero > 0 ? dist_reduce_scatter(d, fs.grads, fs.n) : dist_all_reduce(d, fs.grads, fs.n);
+            if (!crc && zero > 0) crc = sharded_grad_norm(m, be, &fs, d, norm_dev, &gnorm);
+            if (crc) { snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d)); rc = -1; goto done; }
+            if (zero == 0) gnorm = global_grad_norm(m, be, norm_dev);
+            loss_sum = v[0];
+            loss_tokens = (long long)v[1];
+            stopping = v[2] > 0;
+        } else {
+            gnorm = global_grad_norm(m, be, norm_dev);
+        }
         double loss = loss_tokens ? loss_sum / (double)loss_tokens : NAN;
         if (st.step + 1 >= faults.nan_from && st.step + 1 <= faults.nan_to) loss = NAN;
-        double gnorm = global_grad_norm(m, be, norm_dev);
         double lr = schedule_lr(s->schedule, s->lr, st.step, s->warmup_steps, total_steps, s->min_lr_ratio);
         if (!isfinite(loss) || !isfinite(gnorm)) {
             st.nan_streak++;
             st.nan_skipped++;
-            fprintf(stderr, "\nquarry train: step %d: %s is not finite; step skipped (%d in a row)\n", st.step + 1,
-                    !isfinite(loss) ? "loss" : "gradient norm", st.nan_streak);
+            if (lead)
+                fprintf(stderr, "\nquarry train: step %d: %s is not finite; step skipped (%d in a row)\n", st.step + 1,
+                        !isfinite(loss) ? "loss" : "gradient norm", st.nan_streak);
             if (st.nan_streak >= 3) {
                 res->nan_stopped = 1;
                 snprintf(err, errlen, "three steps in a row had NaN/inf loss or gradients; stopped. The last good "
@@ -246,11 +445,24 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
             if (s->max_grad_norm > 0 && gnorm > s->max_grad_norm) clip = (float)(s->max_grad_norm / (gnorm + 1e-6));
             st.adam_step++;
             int n = model_trained_count(m);
+            size_t es = dtype_size(be->act_dtype);
             for (int i = 0; i < n; i++) {
                 model_param *p = model_trained_at(m, i);
-                be->adamw_update(be, p->master, p->act, p->grad, p->m, p->v, p->n, (float)lr, (float)s->beta1,
+                size_t k = 0, cnt = p->n;
+                if (zero > 0 && !(cnt = shard_part(&fs, p, &k))) continue;
+                void *act = p->act ? (char *)p->act + k * es : NULL;
+                be->adamw_update(be, p->master + k, act, p->grad + k, p->m + k, p->v + k, cnt, (float)lr, (float)s->beta1,
                                  (float)s->beta2, (float)s->eps, p->weight_decay ? (float)s->weight_decay : 0.0f,
                                  st.adam_step, clip);
+            }
+            if (zero > 0) {
+                // Every rank updated its shard of the masters: gather the whole model.
+                if (dist_all_gather(d, fs.masters, fs.n, DTYPE_F32)) {
+                    snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d));
+                    rc = -1;
+                    goto done;
+                }
+                refresh_act_copies(m, be);
             }
         }
         be->synchronize(be);
@@ -264,46 +476,49 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
         res->last_train_loss = loss;
         double tps = dt > 0 ? real_tokens / dt : 0;
         train_point tp = {st.step, epoch + 1, loss, lr, gnorm, tps,
-                          peak_flops > 0 ? tps * flops_per_token / peak_flops : 0};
-        metrics_log_train(&mt, &tp);
+                          peak_all > 0 ? tps * flops_per_token / peak_all : 0};
+        if (lead) metrics_log_train(&mt, &tp);
         char extra[160];
         if (peak_flops > 0) snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f MFU %.1f%%", loss, lr, tps, 100 * tp.mfu);
         else snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f", loss, lr, tps);
         progress_update(&pg, st.step, extra);
 
-        if (st.step == faults.kill_after_step) raise(SIGKILL);
+        if (st.step == faults.kill_after_step && (faults.kill_rank < 0 || faults.kill_rank == rank)) raise(SIGKILL);
+        if (W == 1) stopping = stop_requested;
         int epoch_end = row >= e.nrows;
         if (epoch_end) { st.epoch = epoch + 1; st.next_row = 0; }
         int last = st.step >= total_steps;
         if (val && (st.step % eval_every == 0 || epoch_end || last)) {
             double vl;
-            if (train_evaluate(m, val, MB, s->seed, &vl, NULL, err, errlen)) { rc = -1; goto done; }
+            if (train_evaluate_dist(m, val, MB, s->seed, d, &vl, NULL, err, errlen)) { rc = -1; goto done; }
             res->last_val_loss = vl;
             val_point vp = {st.step, epoch + 1, vl};
-            metrics_log_val(&mt, &vp);
+            if (lead) metrics_log_val(&mt, &vp);
             if (vl < st.best_val_loss - 1e-6) { st.best_val_loss = vl; st.evals_without_improvement = 0; }
             else st.evals_without_improvement++;
             char serr[256];
-            if (metrics_write_svg(&mt, serr, sizeof serr)) fprintf(stderr, "quarry train: warning: %s\n", serr);
+            if (lead && metrics_write_svg(&mt, serr, sizeof serr)) fprintf(stderr, "quarry train: warning: %s\n", serr);
             if (s->early_stopping_patience > 0 && st.evals_without_improvement >= s->early_stopping_patience) {
-                fprintf(stderr, "\nquarry train: validation loss has not improved for %d evaluations; stopping early\n",
-                        st.evals_without_improvement);
+                if (lead)
+                    fprintf(stderr, "\nquarry train: validation loss has not improved for %d evaluations; stopping early\n",
+                            st.evals_without_improvement);
                 res->stopped_early = 1;
             }
         }
-        if (st.step % save_every == 0 || epoch_end || last || stop_requested || res->stopped_early) {
-            if (st.step == faults.kill_in_checkpoint) checkpoint_test_kill_midway = 1;
-            if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) { rc = -1; goto done; }
+        if (st.step % save_every == 0 || epoch_end || last || stopping || res->stopped_early) {
+            if (save_checkpoint(s, run_dir, m, be, &fs, d, zero, &st, &faults, err, errlen)) { rc = -1; goto done; }
         }
         if (res->stopped_early) break;
     }
-    if (stop_requested) {
+    if (stopping || (W == 1 && stop_requested)) {
         res->interrupted = 1;
-        if (checkpoint_save(run_dir, m, be, &st, s->keep_checkpoints, err, errlen)) rc = -1;
+        if (save_checkpoint(s, run_dir, m, be, &fs, d, zero, &st, &faults, err, errlen)) rc = -1;
     }
 done:
+    if (rc == -1) dist_abort(d, err);   // the other ranks stop waiting for this one
+    if (rc == -2) rc = -1;              // test fault: a rank that vanished without a word
     progress_finish(&pg);
-    {
+    if (lead) {
         char serr[256];
         if (metrics_write_svg(&mt, serr, sizeof serr)) fprintf(stderr, "quarry train: warning: %s\n", serr);
     }
@@ -311,11 +526,11 @@ done:
     res->tokens_seen = st.tokens_seen;
     res->train_seconds = st.train_seconds;
     res->tokens_per_second = st.train_seconds > 0 ? st.tokens_seen / st.train_seconds : 0;
-    res->mfu = peak_flops > 0 ? res->tokens_per_second * flops_per_token / peak_flops : 0;
+    res->mfu = peak_all > 0 ? res->tokens_per_second * flops_per_token / peak_all : 0;
     if (have_epoch) packed_epoch_free(&e);
     free(h.ids);
     be->free(be, norm_dev);
     free(steps_per_epoch);
-    metrics_close(&mt);
+    if (lead) metrics_close(&mt);
     return rc;
 }

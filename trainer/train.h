@@ -7,6 +7,7 @@
 #include "checkpoint.h"
 #include "../data/dataset.h"
 #include "../model/llama.h"
+#include "dist.h"
 
 typedef struct {
     int steps_done;
@@ -25,11 +26,29 @@ int train_run(const train_settings *s, backend *be, model *m, const example_set 
               const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
               char *err, size_t errlen);
 
+// Data parallel: every rank calls this with its own backend and model replica, the same
+// settings and data, and its communicator d (NULL: one rank). Each rank trains a contiguous
+// share of the rows of every global batch (the loss is normalised by the whole batch's trained
+// tokens, so any world size gives the result of one rank up to summation order); gradients are
+// all-reduced (zero 0) or reduce-scattered (zero 1, 2); with zero 1|2 each rank runs AdamW on its
+// shard of the flat trained-parameter space (trainer/dist.h's dist_shard over the gradient
+// buffer) and the updated f32 masters are all-gathered. Only rank 0 writes metrics and
+// checkpoints (gathered, unsharded: any world size resumes them); rank 0 alone reads the
+// checkpoint it resumes from (resume_checkpoint is ignored on other ranks) and broadcasts it.
+// Micro-batches are min(s->micro_batch, ceil(batch / world)) rows (train_rank_micro_batch).
+int train_run_dist(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
+                   const char *run_dir, const char *resume_checkpoint, double peak_flops, dist *d, int zero,
+                   train_result *res, char *err, size_t errlen);
+int train_rank_micro_batch(const train_settings *s, int world);
+
 // Loss over every trained token of a set (forward only, micro-batches of the planned size):
 // *loss = Σ −log p / trained tokens. Per-row sums can be collected by the caller through
 // model_read_losses. 0 ok.
 int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
                    long long *tokens, char *err, size_t errlen);
+// The same, each rank of d taking every world-th micro-batch; the sums are all-reduced.
+int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint64_t seed, dist *d, double *loss,
+                        long long *tokens, char *err, size_t errlen);
 
 // Installs SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
 void train_install_signal_handlers(void);

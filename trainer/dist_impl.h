@@ -1,0 +1,34 @@
+// trainer/dist_impl.h — what an implementation of trainer/dist.h fills in (private to
+// trainer/dist*.c and trainer/dist_nccl.cu).
+#pragma once
+#include "dist.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *kind;
+    int (*all_reduce)(dist *d, float *buf, size_t n);
+    int (*reduce_scatter)(dist *d, float *buf, size_t n);
+    int (*all_gather)(dist *d, void *buf, size_t n, size_t elem_bytes);
+    int (*broadcast)(dist *d, void *buf, size_t bytes, int root);
+    int (*barrier)(dist *d);
+    int (*all_reduce_host)(dist *d, double *v, int n);
+    int (*broadcast_host)(dist *d, void *buf, size_t bytes, int root);
+    void (*abort)(dist *d, const char *why);
+    void (*close)(dist *d);
+} dist_ops;
+
+struct dist {
+    const dist_ops *ops;
+    int rank, world;
+    backend *be;
+    double timeout_s;
+    void *impl;
+    char error[512];
+};
+
+#ifdef __cplusplus
+}
+#endif

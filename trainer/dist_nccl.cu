@@ -1,0 +1,246 @@
+// trainer/dist_nccl.cu — the NCCL implementation of trainer/dist.h (CUDA builds only).
+// The communicator is non-blocking: every call is followed by polling ncclCommGetAsyncError and
+// the collective's stream, so a dead or stuck rank ends in an error after --dist-timeout (the
+// watchdog aborts the communicator) instead of a hang. Collectives run on their own stream after
+// the backend's queue has drained (be->synchronize): simple and correct; overlapping gradient
+// communication with the backward is not done yet.
+#include "dist_impl.h"
+#include "rendezvous.h"
+#include "../kernels/cuda/check.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    void *scratch;            // device staging for host values (64 doubles) and the barrier
+    size_t scratch_bytes;
+    int aborted;
+} nccl_impl;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static nccl_impl *impl(dist *d) { return (nccl_impl *)d->impl; }
+
+static int fail(dist *d, const char *what, const char *why) {
+    nccl_impl *n = impl(d);
+    snprintf(d->error, sizeof d->error, "rank %d: NCCL %s: %s; set NCCL_DEBUG=INFO for details, and check that every "
+             "rank is alive and the network between them", d->rank, what, why);
+    if (!n->aborted) {
+        ncclCommAbort(n->comm);
+        n->aborted = 1;
+    }
+    return -1;
+}
+
+// Waits until the enqueued call has finished on the stream, polling the communicator's
+// asynchronous error; aborts the communicator when the deadline passes.
+static int wait_done(dist *d, ncclResult_t issued, const char *what) {
+    nccl_impl *n = impl(d);
+    if (issued != ncclSuccess && issued != ncclInProgress) return fail(d, what, ncclGetErrorString(issued));
+    double deadline = now_s() + d->timeout_s;
+    for (;;) {
+        ncclResult_t st = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(n->comm, &st);
+        if (q != ncclSuccess) return fail(d, what, ncclGetErrorString(q));
+        if (st != ncclSuccess && st != ncclInProgress) return fail(d, what, ncclGetErrorString(st));
+        if (st == ncclSuccess) {
+            cudaError_t c = cudaStreamQuery(n->stream);
+            if (c == cudaSuccess) return 0;
+            if (c != cudaErrorNotReady) return fail(d, what, cudaGetErrorString(c));
+        }
+        if (now_s() > deadline) {
+            char why[160];
+            snprintf(why, sizeof why, "not finished after %.0f s (--dist-timeout): a rank is stuck or dead", d->timeout_s);
+            return fail(d, what, why);
+        }
+        struct timespec t = {0, 50 * 1000};
+        nanosleep(&t, NULL);
+    }
+}
+
+static int ready(dist *d) {
+    if (impl(d)->aborted) {
+        if (!d->error[0]) snprintf(d->error, sizeof d->error, "rank %d: the NCCL communicator was aborted", d->rank);
+        return -1;
+    }
+    d->be->synchronize(d->be);   // the inputs are written
+    return 0;
+}
+
+static int n_all_reduce(dist *d, float *buf, size_t n) {
+    if (ready(d)) return -1;
+    return wait_done(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, impl(d)->comm, impl(d)->stream), "all-reduce");
+}
+
+// Shards as dist_shard: world equal parts of q elements (NCCL's in-place reduce-scatter and
+// all-gather), the remainder going to the last rank by a reduce / broadcast in the same group.
+static int n_reduce_scatter(dist *d, float *buf, size_t n) {
+    if (ready(d)) return -1;
+    nccl_impl *x = impl(d);
+    size_t q = n / (size_t)d->world, tail = n - q * (size_t)d->world;
+    ncclResult_t r = ncclGroupStart();
+    if (r == ncclSuccess && q) r = ncclReduceScatter(buf, buf + q * (size_t)d->rank, q, ncclFloat, ncclSum, x->comm, x->stream);
+    if (r == ncclSuccess && tail) {
+        float *t = buf + q * (size_t)d->world;
+        r = ncclReduce(t, t, tail, ncclFloat, ncclSum, d->world - 1, x->comm, x->stream);
+    }
+    ncclResult_t e = ncclGroupEnd();
+    return wait_done(d, r != ncclSuccess ? r : e, "reduce-scatter");
+}
+
+static int n_all_gather(dist *d, void *buf, size_t n, size_t es) {
+    if (ready(d)) return -1;
+    nccl_impl *x = impl(d);
+    size_t q = n / (size_t)d->world * es, tail = n * es - q * (size_t)d->world;
+    char *b = (char *)buf;
+    ncclResult_t r = ncclGroupStart();
+    if (r == ncclSuccess && q) r = ncclAllGather(b + q * (size_t)d->rank, b, q, ncclUint8, x->comm, x->stream);
+    if (r == ncclSuccess && tail) {
+        char *t = b + q * (size_t)d->world;
+        r = ncclBroadcast(t, t, tail, ncclUint8, d->world - 1, x->comm, x->stream);
+    }
+    ncclResult_t e = ncclGroupEnd();
+    return wait_done(d, r != ncclSuccess ? r : e, "all-gather");
+}
+
+static int n_broadcast(dist *d, void *buf, size_t bytes, int root) {
+    if (ready(d)) return -1;
+    return wait_done(d, ncclBroadcast(buf, buf, bytes, ncclUint8, root, impl(d)->comm, impl(d)->stream), "broadcast");
+}
+
+static int n_barrier(dist *d) {
+    if (ready(d)) return -1;
+    nccl_impl *x = impl(d);
+    return wait_done(d, ncclAllReduce(x->scratch, x->scratch, 1, ncclFloat, ncclSum, x->comm, x->stream), "barrier");
+}
+
+static int stage(dist *d, size_t bytes) {
+    nccl_impl *x = impl(d);
+    if (bytes <= x->scratch_bytes) return 0;
+    if (x->scratch) cudaFree(x->scratch);
+    x->scratch = NULL;
+    x->scratch_bytes = 0;
+    if (cudaMalloc(&x->scratch, bytes) != cudaSuccess) return fail(d, "staging", "out of GPU memory");
+    x->scratch_bytes = bytes;
+    return 0;
+}
+
+static int n_all_reduce_host(dist *d, double *v, int n) {
+    size_t bytes = sizeof(double) * (size_t)n;
+    if (ready(d) || stage(d, bytes)) return -1;
+    nccl_impl *x = impl(d);
+    if (cudaMemcpy(x->scratch, v, bytes, cudaMemcpyHostToDevice) != cudaSuccess) return fail(d, "staging", "copy failed");
+    if (wait_done(d, ncclAllReduce(x->scratch, x->scratch, (size_t)n, ncclDouble, ncclSum, x->comm, x->stream), "all-reduce"))
+        return -1;
+    if (cudaMemcpy(v, x->scratch, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) return fail(d, "staging", "copy failed");
+    return 0;
+}
+
+static int n_broadcast_host(dist *d, void *buf, size_t bytes, int root) {
+    if (ready(d) || stage(d, bytes)) return -1;
+    nccl_impl *x = impl(d);
+    if (cudaMemcpy(x->scratch, buf, bytes, cudaMemcpyHostToDevice) != cudaSuccess) return fail(d, "staging", "copy failed");
+    if (wait_done(d, ncclBroadcast(x->scratch, x->scratch, bytes, ncclUint8, root, x->comm, x->stream), "broadcast"))
+        return -1;
+    if (cudaMemcpy(buf, x->scratch, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) return fail(d, "staging", "copy failed");
+    return 0;
+}
+
+static void n_abort(dist *d, const char *why) {
+    nccl_impl *x = impl(d);
+    if (!x->aborted) {
+        snprintf(d->error, sizeof d->error, "rank %d failed: %s", d->rank, why);
+        ncclCommAbort(x->comm);   // the peers' collectives fail or time out
+        x->aborted = 1;
+    }
+}
+
+static void n_close(dist *d) {
+    nccl_impl *x = impl(d);
+    if (!x->aborted) {
+        ncclResult_t st = ncclCommFinalize(x->comm);
+        if (wait_done(d, st, "finalize") == 0) ncclCommDestroy(x->comm);
+    }
+    if (x->scratch) cudaFree(x->scratch);
+    cudaStreamDestroy(x->stream);
+    free(x);
+    free(d);
+}
+
+static const dist_ops nccl_ops = {"nccl", n_all_reduce, n_reduce_scatter, n_all_gather, n_broadcast, n_barrier,
+                                  n_all_reduce_host, n_broadcast_host, n_abort, n_close};
+
+extern "C" dist *dist_open_nccl(const dist_env *e, backend *be, double timeout_s, char *err, size_t errlen) {
+    if (be->device_index < 0) {
+        snprintf(err, errlen, "NCCL needs a GPU backend; with --device cpu the ranks talk over TCP");
+        return NULL;
+    }
+    CUDA_CHECK(cudaSetDevice(be->device_index));
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (e->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+    if (e->world > 1) {
+        // Rank 0 hands its id to everyone over TCP at MASTER_ADDR:MASTER_PORT.
+        rendezvous *rv = rendezvous_open(e->master_addr, e->master_port, e->rank, e->world, timeout_s, err, errlen);
+        if (!rv) return NULL;
+        int rc = 0;
+        if (e->rank == 0)
+            for (int p = 1; p < e->world && !rc; p++) rc = rendezvous_send(rv, p, &id, sizeof id, err, errlen);
+        else
+            rc = rendezvous_recv(rv, 0, &id, sizeof id, err, errlen);
+        rendezvous_close(rv);
+        if (rc) return NULL;
+    }
+    dist *d = (dist *)calloc(1, sizeof *d);
+    nccl_impl *x = (nccl_impl *)calloc(1, sizeof *x);
+    if (!d || !x) { free(d); free(x); snprintf(err, errlen, "out of memory"); return NULL; }
+    d->ops = &nccl_ops;
+    d->rank = e->rank;
+    d->world = e->world;
+    d->be = be;
+    d->timeout_s = timeout_s;
+    d->impl = x;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking));
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&x->comm, e->world, id, e->rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        snprintf(err, errlen, "rank %d: NCCL communicator setup failed: %s (NCCL_DEBUG=INFO tells more)", e->rank,
+                 ncclGetErrorString(r));
+        cudaStreamDestroy(x->stream);
+        free(x);
+        free(d);
+        return NULL;
+    }
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        ncclResult_t st = ncclInProgress;
+        ncclCommGetAsyncError(x->comm, &st);
+        if (st == ncclSuccess) break;
+        if (st != ncclInProgress || now_s() > deadline) {
+            snprintf(err, errlen, "rank %d: NCCL communicator setup %s: %s", e->rank,
+                     st == ncclInProgress ? "timed out (--dist-timeout)" : "failed", ncclGetErrorString(st));
+            ncclCommAbort(x->comm);
+            cudaStreamDestroy(x->stream);
+            free(x);
+            free(d);
+            return NULL;
+        }
+        struct timespec t = {0, 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    if (stage(d, 64 * sizeof(double))) {
+        snprintf(err, errlen, "%s", d->error);
+        n_close(d);
+        return NULL;
+    }
+    cudaMemset(x->scratch, 0, 64 * sizeof(double));
+    return d;
+}
