@@ -12,7 +12,7 @@ B=${1:-build}
 LOGS=${OUT:-$root/build-gpu-logs}
 mkdir -p "$LOGS"
 W=$(mktemp -d /tmp/quarry-gpu.XXXXXX)
-[ -d "$B/lib" ] && export LD_LIBRARY_PATH="$root/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+for d in lib gpu-libs; do [ -d "$B/$d" ] && export LD_LIBRARY_PATH="$root/$B/$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; done
 nccl=$(find / -name 'libnccl.so.2' -not -path '*/proc/*' 2>/dev/null | head -1)
 [ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
 Q="$root/$B/quarry"
