@@ -112,6 +112,8 @@ ctest --test-dir "$BUILD" -L 'gpu|cuda' -E '^test_ops_cuda$' --output-on-failure
 rc=$?
 grep -E "tests passed|Passed|Failed|Not Run|Skipped|\*\*\*" "$LOGS/ctest_gpu.log" | tail -15
 skipped=$(grep -c '\*\*\*Skipped' "$LOGS/ctest_gpu.log")
+# A label filter that matches nothing passes silently: that is not a pass.
+grep -q "No tests were found" "$LOGS/ctest_gpu.log" && rc=1 && echo "ctest found no GPU tests in $BUILD"
 if [ "$rc" -eq 0 ]; then note "ctest -L gpu|cuda (others): PASS ($skipped skipped)"; else note "ctest -L gpu|cuda (others): FAIL (ctest_gpu.log)"; status=1; fi
 
 echo "== bench_ops"
@@ -142,6 +144,18 @@ if [ -n "$san" ] && [ "$(elapsed)" -lt 390 ]; then
 elif [ -z "$san" ]; then
     note "compute-sanitizer: not found, skipped"
 fi
+
+# Data parallel through NCCL (world size 1 on one lent GPU): --gpus 1 --zero 1 = the plain run.
+echo "== dist: --gpus 1 --zero 1 through NCCL"
+if timeout 150 scripts/gpu_check_dist.sh "$BUILD" "$LOGS" | tee "$LOGS/dist.txt"; then note "dist: --gpus 1 --zero 1 = plain run (LoRA, full)"
+else note "dist: FAILED (see dist.txt)"; status=1; fi
+
+# The model level: CUDA vs CPU runs, stories260K, export through transformers, training timings.
+echo "== model level (scripts/gpu_train_check.sh)"
+SKIP_FIDELITY=1 timeout 330 scripts/gpu_train_check.sh "$BUILD" >"$LOGS/train_check.txt" 2>&1
+rc=$?
+sed -n '/^## gpu_train_check/,$p' "$LOGS/train_check.txt"
+[ "$rc" -eq 0 ] && note "model level: PASS (train_check.txt)" || { note "model level: FAIL (exit $rc, train_check.txt)"; status=1; }
 
 {
     echo
