@@ -2,6 +2,7 @@
 // a randomly initialised Hugging Face checkpoint of any supported config (the demo's tiny model,
 // real shapes for benchmarks without downloads). Built in DIR.tmp-XXXXXX, renamed when complete.
 #include "args.h"
+#include "../data/fileio.h"
 #include "commands.h"
 #include "../model/config.h"
 #include "../model/init.h"
@@ -18,45 +19,15 @@
 
 #define SHARD_BYTES (5ull * 1000 * 1000 * 1000)   // transformers' 5GB shards
 
+// A whole text file, refusing one over max bytes (a config or tokenizer file, not weights).
 static char *read_text(const char *path, size_t max, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (stat(path, &st) == 0 && (size_t)st.st_size > max) {
+        snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
         return NULL;
     }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap >= max) {
-                snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                snprintf(err, errlen, "%s: out of memory", path);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (!got) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "%s: read error", path);
-        free(buf);
-        return NULL;
-    }
-    buf[len] = 0;
-    return buf;
+    char *text;
+    return fileio_read_all(path, &text, NULL, err, errlen) ? NULL : text;
 }
 
 static int write_text(const char *path, const char *text, char *err, size_t errlen) {

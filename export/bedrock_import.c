@@ -2,6 +2,7 @@
 // reference (docs.aws.amazon.com/bedrock/latest/APIReference/API_CreateModelImportJob.html and
 // API_GetModelImportJob.html; the same as botocore's bedrock service model).
 #include "bedrock_import.h"
+#include "../data/strbuf.h"
 #include <cjson/cJSON.h>
 #include <oniguruma.h>
 #include <openssl/rand.h>
@@ -104,50 +105,29 @@ int bedrock_import_validate(const bedrock_import_request *r, char *err, size_t e
     return 0;
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} out_buf;
-
-static void put(out_buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-static void puts_(out_buf *b, const char *s) { put(b, s, strlen(s)); }
 
 // A JSON string as Python's json.dumps writes it (ensure_ascii): \" \\ \n \r \t \b \f, other
 // control characters and all non-ASCII as \uXXXX (UTF-16, surrogate pairs above U+FFFF).
-static void put_json_string(out_buf *b, const char *s) {
-    puts_(b, "\"");
+static void put_json_string(strbuf *b, const char *s) {
+    strbuf_puts(b, "\"");
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p;
         char esc[16];
-        if (c == '"') { puts_(b, "\\\""); p++; continue; }
-        if (c == '\\') { puts_(b, "\\\\"); p++; continue; }
-        if (c == '\n') { puts_(b, "\\n"); p++; continue; }
-        if (c == '\r') { puts_(b, "\\r"); p++; continue; }
-        if (c == '\t') { puts_(b, "\\t"); p++; continue; }
-        if (c == '\b') { puts_(b, "\\b"); p++; continue; }
-        if (c == '\f') { puts_(b, "\\f"); p++; continue; }
+        if (c == '"') { strbuf_puts(b, "\\\""); p++; continue; }
+        if (c == '\\') { strbuf_puts(b, "\\\\"); p++; continue; }
+        if (c == '\n') { strbuf_puts(b, "\\n"); p++; continue; }
+        if (c == '\r') { strbuf_puts(b, "\\r"); p++; continue; }
+        if (c == '\t') { strbuf_puts(b, "\\t"); p++; continue; }
+        if (c == '\b') { strbuf_puts(b, "\\b"); p++; continue; }
+        if (c == '\f') { strbuf_puts(b, "\\f"); p++; continue; }
         if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            puts_(b, esc);
+            strbuf_puts(b, esc);
             p++;
             continue;
         }
-        if (c < 0x80) { put(b, (const char *)p, 1); p++; continue; }
+        if (c < 0x80) { strbuf_put(b, (const char *)p, 1); p++; continue; }
         // UTF-8 → code point (invalid bytes become U+FFFD, as Python would refuse them anyway).
         unsigned cp = 0xfffd;
         int n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
@@ -165,45 +145,45 @@ static void put_json_string(out_buf *b, const char *s) {
         } else {
             snprintf(esc, sizeof esc, "\\u%04x", cp);
         }
-        puts_(b, esc);
+        strbuf_puts(b, esc);
         p += n;
     }
-    puts_(b, "\"");
+    strbuf_puts(b, "\"");
 }
 
-static void put_member(out_buf *b, int *first, const char *name) {
-    if (!*first) puts_(b, ", ");
+static void put_member(strbuf *b, int *first, const char *name) {
+    if (!*first) strbuf_puts(b, ", ");
     *first = 0;
     put_json_string(b, name);
-    puts_(b, ": ");
+    strbuf_puts(b, ": ");
 }
 
-static void put_tags(out_buf *b, const bedrock_tag *t, int n) {
-    puts_(b, "[");
+static void put_tags(strbuf *b, const bedrock_tag *t, int n) {
+    strbuf_puts(b, "[");
     for (int i = 0; i < n; i++) {
-        if (i) puts_(b, ", ");
-        puts_(b, "{\"key\": ");
+        if (i) strbuf_puts(b, ", ");
+        strbuf_puts(b, "{\"key\": ");
         put_json_string(b, t[i].key);
-        puts_(b, ", \"value\": ");
+        strbuf_puts(b, ", \"value\": ");
         put_json_string(b, t[i].value);
-        puts_(b, "}");
+        strbuf_puts(b, "}");
     }
-    puts_(b, "]");
+    strbuf_puts(b, "]");
 }
 
-static void put_strings(out_buf *b, const char *const *v, int n) {
-    puts_(b, "[");
+static void put_strings(strbuf *b, const char *const *v, int n) {
+    strbuf_puts(b, "[");
     for (int i = 0; i < n; i++) {
-        if (i) puts_(b, ", ");
+        if (i) strbuf_puts(b, ", ");
         put_json_string(b, v[i]);
     }
-    puts_(b, "]");
+    strbuf_puts(b, "]");
 }
 
 char *bedrock_import_body(const bedrock_import_request *r) {
-    out_buf b = {0};
+    strbuf b = {0};
     int first = 1;
-    puts_(&b, "{");
+    strbuf_puts(&b, "{");
     put_member(&b, &first, "jobName");
     put_json_string(&b, r->job_name);
     put_member(&b, &first, "importedModelName");
@@ -211,9 +191,9 @@ char *bedrock_import_body(const bedrock_import_request *r) {
     put_member(&b, &first, "roleArn");
     put_json_string(&b, r->role_arn);
     put_member(&b, &first, "modelDataSource");
-    puts_(&b, "{\"s3DataSource\": {\"s3Uri\": ");
+    strbuf_puts(&b, "{\"s3DataSource\": {\"s3Uri\": ");
     put_json_string(&b, r->s3_uri);
-    puts_(&b, "}}");
+    strbuf_puts(&b, "}}");
     if (r->njob_tags) {
         put_member(&b, &first, "jobTags");
         put_tags(&b, r->job_tags, r->njob_tags);
@@ -228,17 +208,17 @@ char *bedrock_import_body(const bedrock_import_request *r) {
     }
     if (r->nsubnets || r->nsecurity_groups) {
         put_member(&b, &first, "vpcConfig");
-        puts_(&b, "{\"subnetIds\": ");
+        strbuf_puts(&b, "{\"subnetIds\": ");
         put_strings(&b, r->subnet_ids, r->nsubnets);
-        puts_(&b, ", \"securityGroupIds\": ");
+        strbuf_puts(&b, ", \"securityGroupIds\": ");
         put_strings(&b, r->security_group_ids, r->nsecurity_groups);
-        puts_(&b, "}");
+        strbuf_puts(&b, "}");
     }
     if (r->kms_key_id) {
         put_member(&b, &first, "importedModelKmsKeyId");
         put_json_string(&b, r->kms_key_id);
     }
-    puts_(&b, "}");
+    strbuf_puts(&b, "}");
     if (b.oom) {
         free(b.s);
         return NULL;

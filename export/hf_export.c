@@ -232,40 +232,6 @@ static size_t numel(const model_tensor_info *t) {
 
 // {"metadata": {"total_size": N}, "weight_map": {name: file, ...}} with sorted names, as
 // transformers writes it.
-static int write_index(const char *dir, const model_tensor_info *list, const int *shard_of, int n, int nshards,
-                       size_t total, char *err, size_t errlen) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *meta = root ? cJSON_AddObjectToObject(root, "metadata") : NULL;
-    cJSON *wm = root ? cJSON_AddObjectToObject(root, "weight_map") : NULL;
-    int ok = root && meta && wm && cJSON_AddNumberToObject(meta, "total_size", (double)total);
-    int *ord = malloc(sizeof(int) * (size_t)(n + 1));
-    ok = ok && ord;
-    for (int i = 0; ok && i < n; i++) {   // insertion sort: a few thousand names at most
-        int j = i;
-        while (j > 0 && strcmp(list[ord[j - 1]].name, list[i].name) > 0) {
-            ord[j] = ord[j - 1];
-            j--;
-        }
-        ord[j] = i;
-    }
-    for (int i = 0; ok && i < n; i++) {
-        char fn[64];
-        snprintf(fn, sizeof fn, "model-%05d-of-%05d.safetensors", shard_of[ord[i]] + 1, nshards);
-        ok = cJSON_AddStringToObject(wm, list[ord[i]].name, fn) != NULL;
-    }
-    free(ord);
-    if (!ok) {
-        cJSON_Delete(root);
-        snprintf(err, errlen, "%s: out of memory writing the index", dir);
-        return -1;
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    int rc = model_write_json(path, root, err, errlen);
-    cJSON_Delete(root);
-    return rc;
-}
-
 // The base's config.json bytes with torch_dtype set; generation_config.json copied or derived.
 static int write_configs(const char *base_dir, st_dtype dtype, const char *out_dir, char *err, size_t errlen) {
     char path[4400], *text = NULL;
@@ -462,7 +428,7 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         snprintf(err, errlen, "%s: %d of %d adapters were merged", o->adapter->dir, merged, o->adapter->pairs);
         goto done;
     }
-    if (nshards > 1 && write_index(out_dir, list, shard_of, n, nshards, total, err, errlen)) goto done;
+    if (nshards > 1 && model_write_index(out_dir, list, shard_of, n, nshards, total, err, errlen)) goto done;
     if (write_configs(o->base_dir, o->dtype, out_dir, err, errlen)) goto done;
     if (copy_tokenizer_files(o->base_dir, out_dir, err, errlen)) goto done;
     rc = 0;

@@ -1,42 +1,15 @@
 // export/sigv4.c — see sigv4.h. The algorithm: docs.aws.amazon.com/IAM/latest/UserGuide/
 // create-signed-request.html; path and query rules follow botocore's (the reference SDK).
 #include "sigv4.h"
+#include "../data/strbuf.h"
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void buf_put(buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-static void buf_str(buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-static char *buf_take(buf *b) {
-    if (b->oom) { free(b->s); return NULL; }
-    if (!b->s) return strdup("");
-    return b->s;
-}
 
 int sigv4_headers_add(sigv4_headers *hs, const char *name, const char *value) {
     if (hs->n >= SIGV4_MAX_HEADERS) return -1;
@@ -203,16 +176,16 @@ static char *normalize_path(const char *path) {
         }
         segs[nseg++] = tok;
     }
-    buf b = {0};
-    if (path[0] == '/') buf_str(&b, "/");
+    strbuf b = {0};
+    if (path[0] == '/') strbuf_puts(&b, "/");
     for (int i = 0; i < nseg; i++) {
-        if (i) buf_str(&b, "/");
-        buf_str(&b, segs[i]);
+        if (i) strbuf_puts(&b, "/");
+        strbuf_puts(&b, segs[i]);
     }
-    if (path[n - 1] == '/' && nseg) buf_str(&b, "/");
+    if (path[n - 1] == '/' && nseg) strbuf_puts(&b, "/");
     free(work);
     free(segs);
-    char *out = buf_take(&b);
+    char *out = strbuf_take(&b);
     if (out && !*out) {   // a relative path that normalised to nothing
         free(out);
         out = strdup("/");
@@ -264,14 +237,14 @@ static char *canonical_query(const char *query) {
         if (!amp) break;
         p = amp + 1;
     }
-    buf b = {0};
+    strbuf b = {0};
     if (!oom) {
         qsort(ps, np, sizeof *ps, qparam_cmp);
         for (size_t i = 0; i < np; i++) {
-            if (i) buf_str(&b, "&");
-            buf_str(&b, ps[i].key);
-            buf_str(&b, "=");
-            buf_str(&b, ps[i].value);
+            if (i) strbuf_puts(&b, "&");
+            strbuf_puts(&b, ps[i].key);
+            strbuf_puts(&b, "=");
+            strbuf_puts(&b, ps[i].value);
         }
     }
     for (size_t i = 0; i < np; i++) {
@@ -283,20 +256,20 @@ static char *canonical_query(const char *query) {
         free(b.s);
         return NULL;
     }
-    return buf_take(&b);
+    return strbuf_take(&b);
 }
 
 // Trims and collapses every run of whitespace (line folds included) to one space.
-static void put_header_value(buf *b, const char *v) {
+static void put_header_value(strbuf *b, const char *v) {
     int pending_space = 0, any = 0;
     for (const char *p = v; *p; p++) {
         if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
             pending_space = any;
             continue;
         }
-        if (pending_space) buf_put(b, " ", 1);
+        if (pending_space) strbuf_put(b, " ", 1);
         pending_space = 0;
-        buf_put(b, p, 1);
+        strbuf_put(b, p, 1);
         any = 1;
     }
 }
@@ -371,32 +344,32 @@ int sigv4_sign(const sigv4_signer *s, const char *method, const char *path, cons
     cquery = canonical_query(query);
     if (!curi || !cquery) goto oom;
 
-    buf b = {0}, sl = {0};
-    buf_str(&b, method);
-    buf_str(&b, "\n");
-    buf_str(&b, curi);
-    buf_str(&b, "\n");
-    buf_str(&b, cquery);
-    buf_str(&b, "\n");
+    strbuf b = {0}, sl = {0};
+    strbuf_puts(&b, method);
+    strbuf_puts(&b, "\n");
+    strbuf_puts(&b, curi);
+    strbuf_puts(&b, "\n");
+    strbuf_puts(&b, cquery);
+    strbuf_puts(&b, "\n");
     for (int j = 0; j < nnames; j++) {
-        buf_str(&b, names[j].lname);
-        buf_str(&b, ":");
+        strbuf_puts(&b, names[j].lname);
+        strbuf_puts(&b, ":");
         int nvals = 0;
         for (int i = names[j].first; i < hs->n; i++) {
             if (strcasecmp(hs->h[i].name, names[j].lname)) continue;
-            if (nvals++) buf_str(&b, ",");
+            if (nvals++) strbuf_puts(&b, ",");
             put_header_value(&b, hs->h[i].value);
         }
-        buf_str(&b, "\n");
-        if (j) buf_str(&sl, ";");
-        buf_str(&sl, names[j].lname);
+        strbuf_puts(&b, "\n");
+        if (j) strbuf_puts(&sl, ";");
+        strbuf_puts(&sl, names[j].lname);
     }
-    signed_list = buf_take(&sl);
-    buf_str(&b, "\n");
-    buf_str(&b, signed_list ? signed_list : "");
-    buf_str(&b, "\n");
-    buf_str(&b, payload_hash);
-    creq = buf_take(&b);
+    signed_list = strbuf_take(&sl);
+    strbuf_puts(&b, "\n");
+    strbuf_puts(&b, signed_list ? signed_list : "");
+    strbuf_puts(&b, "\n");
+    strbuf_puts(&b, payload_hash);
+    creq = strbuf_take(&b);
     if (!creq || !signed_list) goto oom;
 
     char date8[9], scope[256], creq_hash[65];
@@ -404,14 +377,14 @@ int sigv4_sign(const sigv4_signer *s, const char *method, const char *path, cons
     date8[8] = 0;
     snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", date8, s->region, s->service);
     sigv4_sha256_hex(creq, strlen(creq), creq_hash);
-    buf t = {0};
-    buf_str(&t, "AWS4-HMAC-SHA256\n");
-    buf_str(&t, date);
-    buf_str(&t, "\n");
-    buf_str(&t, scope);
-    buf_str(&t, "\n");
-    buf_str(&t, creq_hash);
-    sts = buf_take(&t);
+    strbuf t = {0};
+    strbuf_puts(&t, "AWS4-HMAC-SHA256\n");
+    strbuf_puts(&t, date);
+    strbuf_puts(&t, "\n");
+    strbuf_puts(&t, scope);
+    strbuf_puts(&t, "\n");
+    strbuf_puts(&t, creq_hash);
+    sts = strbuf_take(&t);
     if (!sts || !creq_hash[0]) goto oom;
 
     unsigned char key[32], sig[32];

@@ -122,8 +122,8 @@ int model_write_json(const char *path, const cJSON *v, char *err, size_t errlen)
     return 0;
 }
 
-static int write_index(const char *dir, const model_tensor_info *list, const int *shard_of, int n, int nshards,
-                       size_t total, char *err, size_t errlen) {
+int model_write_index(const char *dir, const model_tensor_info *list, const int *shard_of, int n, int nshards,
+                      size_t total, char *err, size_t errlen) {
     // As transformers writes it: {"metadata": {"total_size": N}, "weight_map": {sorted names}}.
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = root ? cJSON_AddObjectToObject(root, "metadata") : NULL;
@@ -225,7 +225,7 @@ int model_init_write(const model_config *cfg, const char *dir, uint64_t seed, st
             }
         if (frc) goto done;
     }
-    if (nshards > 1 && write_index(dir, list, shard_of, n, nshards, total, err, errlen)) goto done;
+    if (nshards > 1 && model_write_index(dir, list, shard_of, n, nshards, total, err, errlen)) goto done;
     rc = 0;
 done:
     if (bufs)

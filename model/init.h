@@ -25,6 +25,10 @@ int model_init_write(const model_config *cfg, const char *dir, uint64_t seed, st
 // lays it out (config.json, index.json); fsynced. 0 ok; -1 with a message.
 struct cJSON;
 int model_write_json(const char *path, const struct cJSON *v, char *err, size_t errlen);
+// DIR/model.safetensors.index.json as transformers writes it: {"metadata": {"total_size"},
+// "weight_map": {sorted names → "model-0000i-of-0000n.safetensors"}}; shard_of[i] is 0-based.
+int model_write_index(const char *dir, const model_tensor_info *list, const int *shard_of, int n, int nshards,
+                      size_t total, char *err, size_t errlen);
 
 // config.json text with the top-level "torch_dtype" (and transformers 5's "dtype", when present)
 // set to dtype ("bfloat16", "float16", "float32"), every other byte kept as it was (added before

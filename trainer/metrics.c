@@ -1,9 +1,9 @@
 // trainer/metrics.c — see metrics.h.
 #include "metrics.h"
 #include "../data/fileio.h"
+#include "../data/strbuf.h"
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,25 +56,6 @@ int metrics_log_val(metrics *m, const val_point *p) {
     return fflush(m->val_csv) == 0 ? 0 : -1;
 }
 
-typedef struct { char *buf; size_t len, cap; } sbuf;
-
-__attribute__((format(printf, 2, 3)))
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->buf && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
-        size_t nc = (b->cap + (size_t)n + 1) * 2;
-        char *nb = realloc(b->buf, nc);
-        if (!nb) return;
-        b->buf = nb;
-        b->cap = nc;
-    }
-}
-
 int metrics_write_svg(const metrics *m, char *err, size_t errlen) {
     const double W = 720, H = 400, L = 60, R = 20, T = 30, B = 45;
     double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
@@ -93,43 +74,44 @@ int metrics_write_svg(const metrics *m, char *err, size_t errlen) {
     ymax += pad;
 #define XS(x) (L + (W - L - R) * (double)(x) / xmax)
 #define YS(y) (T + (H - T - B) * (1.0 - ((y) - ymin) / (ymax - ymin)))
-    sbuf b = {0};
-    sb_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    sb_printf(&b, "<text x=\"%.0f\" y=\"18\" font-size=\"14\">loss per step</text>\n", L);
-    sb_printf(&b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, H - B, W - R, H - B);
-    sb_printf(&b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T, L, H - B);
+    strbuf b = {0};
+    strbuf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    strbuf_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    strbuf_printf(&b, "<text x=\"%.0f\" y=\"18\" font-size=\"14\">loss per step</text>\n", L);
+    strbuf_printf(&b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, H - B, W - R, H - B);
+    strbuf_printf(&b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n", L, T, L, H - B);
     for (int i = 0; i <= 4; i++) {
         double y = ymin + (ymax - ymin) * i / 4.0, x = xmax * i / 4.0;
-        sb_printf(&b, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", L - 6, YS(y) + 4, y);
-        sb_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f</text>\n", XS(x), H - B + 16, x);
+        strbuf_printf(&b, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", L - 6, YS(y) + 4, y);
+        strbuf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f</text>\n", XS(x), H - B + 16, x);
     }
-    sb_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step</text>\n", (L + W - R) / 2, H - 8);
+    strbuf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step</text>\n", (L + W - R) / 2, H - 8);
     if (m->ntrain) {
-        sb_printf(&b, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
+        strbuf_printf(&b, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
         for (int i = 0; i < m->ntrain; i++)
-            if (isfinite(m->train[i].loss)) sb_printf(&b, "%.1f,%.1f ", XS(m->train[i].step), YS(m->train[i].loss));
-        sb_printf(&b, "\"/>\n");
+            if (isfinite(m->train[i].loss)) strbuf_printf(&b, "%.1f,%.1f ", XS(m->train[i].step), YS(m->train[i].loss));
+        strbuf_printf(&b, "\"/>\n");
     }
     if (m->nval) {
-        sb_printf(&b, "<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"");
+        strbuf_printf(&b, "<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"");
         for (int i = 0; i < m->nval; i++)
-            if (isfinite(m->val[i].loss)) sb_printf(&b, "%.1f,%.1f ", XS(m->val[i].step), YS(m->val[i].loss));
-        sb_printf(&b, "\"/>\n");
+            if (isfinite(m->val[i].loss)) strbuf_printf(&b, "%.1f,%.1f ", XS(m->val[i].step), YS(m->val[i].loss));
+        strbuf_printf(&b, "\"/>\n");
         for (int i = 0; i < m->nval; i++)
             if (isfinite(m->val[i].loss))
-                sb_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n", XS(m->val[i].step), YS(m->val[i].loss));
+                strbuf_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n", XS(m->val[i].step), YS(m->val[i].loss));
     }
-    sb_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#1f77b4\">training</text>\n", W - R - 140, T + 4);
-    sb_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#d62728\">validation</text>\n", W - R - 70, T + 4);
-    sb_printf(&b, "</svg>\n");
+    strbuf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#1f77b4\">training</text>\n", W - R - 140, T + 4);
+    strbuf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#d62728\">validation</text>\n", W - R - 70, T + 4);
+    strbuf_printf(&b, "</svg>\n");
 #undef XS
 #undef YS
-    if (!b.buf) { snprintf(err, errlen, "out of memory drawing loss.svg"); return -1; }
+    char *svg = strbuf_take(&b);
+    if (!svg) { snprintf(err, errlen, "out of memory drawing loss.svg"); return -1; }
     char path[4200];
     snprintf(path, sizeof path, "%s/loss.svg", m->dir);
-    int rc = fileio_write_atomic(path, b.buf, b.len, err, errlen);
-    free(b.buf);
+    int rc = fileio_write_atomic(path, svg, b.len, err, errlen);
+    free(svg);
     return rc;
 }
 
