@@ -16,7 +16,8 @@ echo "== ctest (Release)"
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
 
 echo "== ASan+UBSan build (clang, CPU backend, fuzzers)"
-CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Asan -DQUARRY_CUDA=OFF -DQUARRY_FUZZ=ON >/dev/null
+CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Asan -DQUARRY_CUDA=OFF -DQUARRY_FUZZ=ON \
+  -DQUARRY_TOKENIZER_CACHE="$PWD/build/tokenizer-cache" >/dev/null
 cmake --build build-asan -j"$jobs"
 echo "== ctest (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -1,6 +1,10 @@
 # Helpers for tests: every test sees where the quarry binary, the shared test data and the
 # Python oracles are, and exit code 77 means "skipped" (never "passed").
+# The HF tokenizer.json files converted from ../shared/testdata (slow: ~2 min) and the oracle's
+# expected ids are cached here; scripts/test.sh points the sanitizer build at the Release build's.
+set(QUARRY_TOKENIZER_CACHE ${CMAKE_BINARY_DIR}/tokenizer-cache CACHE PATH "cache of converted tokenizers and HF ids")
 set(QUARRY_TEST_ENV
+    "QUARRY_TOKENIZER_CACHE=${QUARRY_TOKENIZER_CACHE}"
     "QUARRY_BIN=$<TARGET_FILE:quarry>"
     "QUARRY_TESTDATA=${QUARRY_TESTDATA}"
     "QUARRY_PYTHON=${QUARRY_PYTHON}"

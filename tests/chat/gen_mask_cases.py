@@ -31,7 +31,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"SKIP: tokenizers/transformers not importable: {e}")
         return 77
-    toks = os.path.join(out, "tokenizers")
+    toks = os.environ.get("QUARRY_TOKENIZER_CACHE") or os.path.join(out, "tokenizers")
     if not os.path.isfile(os.path.join(toks, "phi3.json")):
         rc = subprocess.run([sys.executable, maker, testdata, toks]).returncode
         if rc:

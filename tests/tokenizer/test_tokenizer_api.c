@@ -216,7 +216,10 @@ int main(void) {
     // The real files, when the HF comparison test has built them in this build dir.
     char p[1024];
     const char *bld = test_env("QUARRY_BUILD_DIR", "build");
-    snprintf(p, sizeof p, "%s/tokenizer-cache/llama3.json", bld);
+    char fallback[700], cache[700];
+    snprintf(fallback, sizeof fallback, "%s/tokenizer-cache", bld);
+    snprintf(cache, sizeof cache, "%s", test_env("QUARRY_TOKENIZER_CACHE", fallback));
+    snprintf(p, sizeof p, "%s/llama3.json", cache);
     if (access(p, R_OK) == 0) {
         t = tokenizer_load(p, err, sizeof err);
         CHECK(t != NULL, "%s", err);
@@ -227,7 +230,7 @@ int main(void) {
             CHECK(tokenizer_vocab_size(t) == 128256, "llama3 vocab %d", tokenizer_vocab_size(t));
             tokenizer_free(t);
         }
-        snprintf(p, sizeof p, "%s/tokenizer-cache/llama2.json", bld);
+        snprintf(p, sizeof p, "%s/llama2.json", cache);
         t = tokenizer_load(p, err, sizeof err);
         CHECK(t != NULL, "%s", err);
         if (t) {
@@ -235,7 +238,7 @@ int main(void) {
             CHECK(tokenizer_vocab_size(t) == 32000, "llama2 vocab %d", tokenizer_vocab_size(t));
             tokenizer_free(t);
         }
-        snprintf(p, sizeof p, "%s/tokenizer-cache/gpt2.json", bld);
+        snprintf(p, sizeof p, "%s/gpt2.json", cache);
         t = tokenizer_load(p, err, sizeof err);
         if (t) {
             CHECK(tokenizer_adds_bos(t) == 0 && tokenizer_eos_id(t) == 50256, "gpt2: no BOS added, eos <|endoftext|>");

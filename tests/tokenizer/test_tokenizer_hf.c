@@ -278,6 +278,8 @@ int main(void) {
     if (!exists(py)) SKIP(".venv not found (%s); run scripts/setup.sh", py);
     char cache[1024], maker[1024], oracle[1024];
     snprintf(cache, sizeof cache, "%s/tokenizer-cache", bld);
+    if (getenv("QUARRY_TOKENIZER_CACHE") && *getenv("QUARRY_TOKENIZER_CACHE"))
+        snprintf(cache, sizeof cache, "%s", getenv("QUARRY_TOKENIZER_CACHE"));
     snprintf(maker, sizeof maker, "%s/scripts/reference/make_tokenizers.py", src);
     snprintf(oracle, sizeof oracle, "%s/tests/tokenizer/hf_oracle.py", src);
     double scripts_time = mtime(maker) > mtime(oracle) ? mtime(maker) : mtime(oracle);
