@@ -160,7 +160,7 @@ int cmd_eval(int argc, char **argv) {
     tmpl = chat_template_load(ref.base_dir, tmpl_name ? tmpl_name : ref.template_name[0] ? ref.template_name : NULL, err,
                               sizeof err);
     if (!tmpl) goto fail;
-    examples_source src = {data, tok, tmpl, {date, 0, train_on_prompt}, 0};
+    examples_source src = {data, tok, tmpl, {date, 0, train_on_prompt}, 0, ref.base_dir};
     example *ex = NULL;
     int nex = 0;
     if (examples_load(&src, &ex, &nex, err, sizeof err) != 0) goto fail;

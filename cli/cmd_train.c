@@ -322,7 +322,7 @@ int cmd_train(int argc, char **argv) {
     if (!tmpl) goto fail;
     int quiet_rank = s.quiet || rank != 0;
     if (tmpl->note && !quiet_rank) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
-    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank};
+    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir};
     example *ex;
     int nex;
     if (examples_load(&src, &ex, &nex, err, sizeof err)) goto fail;

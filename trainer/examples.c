@@ -1,5 +1,6 @@
 // trainer/examples.c — see examples.h.
 #include "examples.h"
+#include "../data/token_cache.h"
 #include "../data/bedrock.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,12 @@ static void print_diag(void *user, long line, int col, bedrock_severity sev, con
 int examples_load(const examples_source *src, example **out, int *n, char *err, size_t errlen) {
     *out = NULL;
     *n = 0;
+    char key[65];
+    int cached = src->model_dir && token_cache_key(src->path, src->model_dir, src->tmpl, &src->chat, key) == 0;
+    if (cached && token_cache_load(key, out, n)) {
+        if (!src->quiet) fprintf(stderr, "quarry: %d examples of %s from the token cache\n", *n, src->path);
+        return 0;
+    }
     diag_state d = {src->path, 0};
     bedrock_options opts;
     memset(&opts, 0, sizeof opts);
@@ -75,5 +82,6 @@ int examples_load(const examples_source *src, example **out, int *n, char *err, 
     }
     *out = ex;
     *n = count;
+    if (cached) token_cache_store(key, ex, count);
     return 0;
 }

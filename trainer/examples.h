@@ -12,6 +12,7 @@ typedef struct {
     const chat_template *tmpl;
     chat_options chat;
     int quiet;
+    const char *model_dir;     // with it, tokenized examples are cached (data/token_cache.h)
 } examples_source;
 
 // Reads every record. Invalid records are printed as FILE:LINE: error: … (at most 20) and make

@@ -69,5 +69,19 @@ QUARRY_TEST_FAULT=nan-at-steps:3-5 "$Q" train "${base[@]}" --data "$QA" --epochs
 check "three NaN steps: exit 1 with a message" "[ $rc -eq 1 ] && grep -q 'three steps in a row' $W/nan3.log"
 check "three NaN steps: step-2 checkpoint intact, no final" "[ -f $W/nan3/checkpoints/step-2/trainer_state.json ] && [ ! -d $W/nan3/final ]"
 
+# The token cache: a second run over the same data and tokenizer skips tokenization and trains
+# the same; a damaged cache file is a warning and a miss; QUARRY_TOKEN_CACHE=off turns it off.
+export QUARRY_CACHE_DIR=$W/token-cache
+tc=(--data "$QA" --epochs 1 --batch-size 4 --max-seq-len 96 --device cpu)
+"$Q" train --model "$W/model" "${tc[@]}" --out "$W/tc1" 2>"$W/tc1.log"
+"$Q" train --model "$W/model" "${tc[@]}" --out "$W/tc2" 2>"$W/tc2.log"
+check "second run reads the token cache" "! grep -q 'token cache' $W/tc1.log && grep -q 'from the token cache' $W/tc2.log"
+check "cached examples train the same" "diff <(cut -d, -f1-6 $W/tc1/step_wise_training_metrics.csv) <(cut -d, -f1-6 $W/tc2/step_wise_training_metrics.csv) >/dev/null"
+for f in "$W"/token-cache/*.bin; do head -c 100 "$f" > "$f.x" && mv "$f.x" "$f"; done
+"$Q" train --model "$W/model" "${tc[@]}" --out "$W/tc3" 2>"$W/tc3.log"
+check "a damaged cache file is a warning and a miss" "[ -f $W/tc3/final/adapter_model.safetensors ] && grep -q 'damaged' $W/tc3.log"
+QUARRY_TOKEN_CACHE=off "$Q" train --model "$W/model" "${tc[@]}" --out "$W/tc4" 2>"$W/tc4.log"
+check "QUARRY_TOKEN_CACHE=off reads no cache" "! grep -q 'token cache' $W/tc4.log"
+
 [ $fail -eq 0 ] && echo "test_train_cli: all checks passed"
 exit $fail

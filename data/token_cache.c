@@ -1,0 +1,134 @@
+// data/token_cache.c — see token_cache.h. File: "QTOK1\n", n (int64), then per example:
+// line (int64), len (int32), ids (int32 × len), mask (uint8 × len); then the 8-byte n again so
+// a truncated file is caught.
+#include "token_cache.h"
+#include "fileio.h"
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char MAGIC[6] = {'Q', 'T', 'O', 'K', '1', '\n'};
+
+static int cache_dir(char *dir, size_t n) {
+    const char *off = getenv("QUARRY_TOKEN_CACHE");
+    if (off && !strcmp(off, "off")) return -1;
+    const char *d = getenv("QUARRY_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (d && *d) snprintf(dir, n, "%s", d);
+    else if (x && *x) snprintf(dir, n, "%s/quarry/tokens", x);
+    else if (h && *h) snprintf(dir, n, "%s/.cache/quarry/tokens", h);
+    else return -1;
+    return 0;
+}
+
+int token_cache_key(const char *data_path, const char *model_dir, const chat_template *tmpl,
+                    const chat_options *o, char key[65]) {
+    char dir[4096], text[2048], err[256], hex[65];
+    if (cache_dir(dir, sizeof dir)) return -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) { EVP_MD_CTX_free(ctx); return -1; }
+    int rc = 0;
+    // An unpinned date line follows the calendar (Llama 3.2), so today's date is part of the key.
+    char today[32];
+    time_t now = o->now ? o->now : time(NULL);
+    strftime(today, sizeof today, "%Y-%m-%d", gmtime(&now));
+    snprintf(text, sizeof text, "quarry-token-cache-v1\ntemplate=%s\ndate=%s\ntrain_on_prompt=%d\n",
+             tmpl->name, o->date ? o->date : today, o->train_on_prompt);
+    rc |= EVP_DigestUpdate(ctx, text, strlen(text)) != 1;
+    if (fileio_sha256_file(data_path, hex, err, sizeof err)) rc = 1;
+    else rc |= EVP_DigestUpdate(ctx, hex, 64) != 1;
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+                                        "chat_template.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0] && !rc; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", model_dir, files[i]);
+        if (!fileio_exists(path)) continue;
+        if (fileio_sha256_file(path, hex, err, sizeof err)) rc = 1;
+        else rc |= EVP_DigestUpdate(ctx, files[i], strlen(files[i])) != 1 || EVP_DigestUpdate(ctx, hex, 64) != 1;
+    }
+    unsigned char md[32];
+    unsigned int len = 0;
+    rc |= EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32;
+    EVP_MD_CTX_free(ctx);
+    if (rc) return -1;
+    for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static void free_examples(example *ex, int n) {
+    for (int i = 0; i < n; i++) { free(ex[i].ids); free(ex[i].mask); }
+    free(ex);
+}
+
+int token_cache_load(const char *key, example **out, int *n) {
+    char dir[4096], path[4200], err[256];
+    if (cache_dir(dir, sizeof dir)) return 0;
+    snprintf(path, sizeof path, "%s/%s.bin", dir, key);
+    if (!fileio_exists(path)) return 0;
+    char *data;
+    size_t len;
+    if (fileio_read_all(path, &data, &len, err, sizeof err)) return 0;
+    const char *p = data, *end = data + len;
+    int64_t count = -1, count2 = -2;
+    example *ex = NULL;
+    int got = 0;
+#define TAKE(dst, bytes) do { if ((size_t)(end - p) < (size_t)(bytes)) goto bad; memcpy((dst), p, (bytes)); p += (bytes); } while (0)
+    if (len < sizeof MAGIC || memcmp(p, MAGIC, sizeof MAGIC)) goto bad;
+    p += sizeof MAGIC;
+    TAKE(&count, 8);
+    if (count < 0 || count > (int64_t)len) goto bad;
+    ex = calloc(count ? (size_t)count : 1, sizeof *ex);
+    if (!ex) goto bad;
+    for (; got < count; got++) {
+        int64_t line;
+        int32_t l;
+        TAKE(&line, 8);
+        TAKE(&l, 4);
+        if (l < 0 || (size_t)l > len) goto bad;
+        ex[got].line = (long)line;
+        ex[got].len = l;
+        ex[got].ids = malloc(sizeof(int32_t) * (size_t)(l ? l : 1));
+        ex[got].mask = malloc(l ? (size_t)l : 1);
+        if (!ex[got].ids || !ex[got].mask) { got++; goto bad; }
+        TAKE(ex[got].ids, sizeof(int32_t) * (size_t)l);
+        TAKE(ex[got].mask, (size_t)l);
+    }
+    TAKE(&count2, 8);
+    if (count2 != count || p != end) goto bad;
+#undef TAKE
+    free(data);
+    *out = ex;
+    *n = (int)count;
+    return 1;
+bad:
+    fprintf(stderr, "quarry: warning: token cache %s is damaged; tokenizing again\n", path);
+    free_examples(ex, got);
+    free(data);
+    return 0;
+}
+
+void token_cache_store(const char *key, const example *ex, int n) {
+    char dir[4096], path[4200], err[512];
+    if (cache_dir(dir, sizeof dir)) return;
+    size_t bytes = sizeof MAGIC + 16;
+    for (int i = 0; i < n; i++) bytes += 12 + 5 * (size_t)ex[i].len;
+    char *buf = malloc(bytes), *p = buf;
+    if (!buf) return;
+    int64_t count = n;
+    memcpy(p, MAGIC, sizeof MAGIC); p += sizeof MAGIC;
+    memcpy(p, &count, 8); p += 8;
+    for (int i = 0; i < n; i++) {
+        int64_t line = ex[i].line;
+        int32_t l = ex[i].len;
+        memcpy(p, &line, 8); p += 8;
+        memcpy(p, &l, 4); p += 4;
+        memcpy(p, ex[i].ids, 4 * (size_t)l); p += 4 * (size_t)l;
+        memcpy(p, ex[i].mask, (size_t)l); p += l;
+    }
+    memcpy(p, &count, 8);
+    snprintf(path, sizeof path, "%s/%s.bin", dir, key);
+    if (fileio_mkdir_p(dir, err, sizeof err) || fileio_write_atomic(path, buf, bytes, err, sizeof err))
+        fprintf(stderr, "quarry: warning: cannot write the token cache: %s\n", err);
+    free(buf);
+}
