@@ -71,6 +71,7 @@ struct tokenizer {
     char **id_to_tok;   // vocab_size entries (NULL: no token)
     size_t *id_len;
     unsigned char *id_special;
+    unsigned char *id_owned;   // id_to_tok[i] was malloc'ed here (else borrowed from the vocab)
     int vocab_size;
     int32_t bos_id, eos_id;
     int adds_bos;
@@ -758,8 +759,10 @@ void tokenizer_free(tokenizer *t) {
     free(t->decs);
     for (int i = 0; i < t->ntmpl; i++) free(t->tmpl[i].ids);
     free(t->tmpl);
-    if (t->id_to_tok)
-        for (int i = 0; i < t->vocab_size; i++) free(t->id_to_tok[i]);
+    if (t->id_to_tok && t->id_owned)
+        for (int i = 0; i < t->vocab_size; i++)
+            if (t->id_owned[i]) free(t->id_to_tok[i]);
+    free(t->id_owned);
     free(t->id_to_tok);
     free(t->id_len);
     free(t->id_special);
@@ -1238,14 +1241,14 @@ static int build_id_table(tokenizer *t, char *err, size_t errlen) {
     t->id_to_tok = calloc((size_t)n, sizeof *t->id_to_tok);
     t->id_len = calloc((size_t)n, sizeof *t->id_len);
     t->id_special = calloc((size_t)n, 1);
-    if (!t->id_to_tok || !t->id_len || !t->id_special) return fail(err, errlen, t->path, "out of memory", NULL);
+    t->id_owned = calloc((size_t)n, 1);
+    if (!t->id_to_tok || !t->id_len || !t->id_special || !t->id_owned) return fail(err, errlen, t->path, "out of memory", NULL);
     const strmap *v = &t->bpe.vocab;
+    // Vocab strings are borrowed from the vocab map; added tokens' are owned (id_owned).
     for (size_t e = 0; e < v->n; e++) {
         int32_t id = v->vals[e];
         if (id < 0 || id >= t->vocab_size) continue;
-        free(t->id_to_tok[id]);
-        t->id_to_tok[id] = strdup(v->keys[e]);
-        if (!t->id_to_tok[id]) return fail(err, errlen, t->path, "out of memory", NULL);
+        t->id_to_tok[id] = (char *)v->keys[e];
         t->id_len[id] = v->klen[e];
     }
     // Added tokens take precedence, as HF's decode asks the added vocabulary first; a
@@ -1254,8 +1257,9 @@ static int build_id_table(tokenizer *t, char *err, size_t errlen) {
         const added_token *a = &t->added[i];
         const char *s = t->norm_content[i] ? t->norm_content[i] : a->content;
         size_t len = t->norm_content[i] ? t->norm_len[i] : a->len;
-        free(t->id_to_tok[a->id]);
+        if (t->id_owned[a->id]) free(t->id_to_tok[a->id]);
         t->id_to_tok[a->id] = malloc(len + 1);
+        t->id_owned[a->id] = 1;
         if (!t->id_to_tok[a->id]) return fail(err, errlen, t->path, "out of memory", NULL);
         memcpy(t->id_to_tok[a->id], s, len);
         t->id_to_tok[a->id][len] = 0;

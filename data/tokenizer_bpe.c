@@ -40,7 +40,8 @@ int strmap_init(strmap *m, size_t expected) {
 }
 
 void strmap_free(strmap *m) {
-    for (size_t e = 0; e < m->n; e++) free((char *)m->keys[e]);
+    for (int c = 0; c < m->nchunks; c++) free(m->chunks[c]);
+    free(m->chunks);
     free(m->slots);
     free(m->keys);
     free(m->klen);
@@ -100,9 +101,19 @@ int strmap_put(strmap *m, const char *k, size_t klen, int32_t v) {
     int32_t *nv = realloc(m->vals, (m->n + 1) * sizeof *nv);
     if (!nv) return -1;
     m->vals = nv;
-    // Keys are copied into their own allocation so the caller's buffer may go away.
-    char *copy = malloc(klen + 1);
-    if (!copy) return -1;
+    // Keys are copied (into the chunks) so the caller's buffer may go away.
+    if (!m->nchunks || m->chunk_used + klen + 1 > m->chunk_cap) {
+        size_t sz = klen + 1 > (1u << 20) ? klen + 1 : (1u << 20);
+        char **nc = realloc(m->chunks, (size_t)(m->nchunks + 1) * sizeof *nc);
+        if (!nc) return -1;
+        m->chunks = nc;
+        if (!(m->chunks[m->nchunks] = malloc(sz))) return -1;
+        m->nchunks++;
+        m->chunk_used = 0;
+        m->chunk_cap = sz;
+    }
+    char *copy = m->chunks[m->nchunks - 1] + m->chunk_used;
+    m->chunk_used += klen + 1;
     memcpy(copy, k, klen);
     copy[klen] = 0;
     m->keys[m->n] = copy;

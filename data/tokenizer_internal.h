@@ -11,9 +11,12 @@
 typedef struct {
     uint32_t *slots;    // index+1 into keys/vals, 0 = empty; capacity a power of two
     size_t cap, n;
-    const char **keys;  // n entries, each NUL-terminated
+    const char **keys;  // n entries, each NUL-terminated, in `chunks`
     uint32_t *klen;
     int32_t *vals;
+    char **chunks;      // key storage: few large blocks instead of one malloc per key
+    int nchunks;
+    size_t chunk_used, chunk_cap;
 } strmap;
 
 int strmap_init(strmap *m, size_t expected);
