@@ -21,11 +21,6 @@ const command quarry_commands[] = {
 };
 const int quarry_ncommands = (int)(sizeof quarry_commands / sizeof quarry_commands[0]);
 
-int command_not_available(const char *name) {
-    fprintf(stderr, "quarry %s: not available yet\n", name);
-    return 3;
-}
-
 void print_version(void) {
     cuda_report r;
     cuda_query(&r);

@@ -1,5 +1,5 @@
 // cli/commands.h — the subcommands of `quarry`; each lives in cli/cmd_NAME.c and returns the
-// process exit code (0 ok, 1 failure/invalid input, 2 usage, 3 not available yet).
+// process exit code (0 ok, 1 failure/invalid input, 2 usage).
 #pragma once
 
 typedef struct {
@@ -24,9 +24,6 @@ int cmd_preflight(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_cost(int argc, char **argv);
-
-// For commands that are not built yet: says so honestly, exit 3.
-int command_not_available(const char *name);
 
 // The version line: "quarry 0.1.0 (commit abc1234; CUDA 13.0 compiled in; NCCL compiled in)".
 void print_version(void);
