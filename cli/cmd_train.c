@@ -1,7 +1,7 @@
 // cli/cmd_train.c — `quarry train`: fine-tune a Hugging Face checkpoint on Bedrock data.
 #include "args.h"
 #include "commands.h"
-#include "progress.h"
+#include "../data/progress.h"
 #include "version.h"
 #include "../data/fileio.h"
 #include "../kernels/backend.h"

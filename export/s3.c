@@ -1,7 +1,7 @@
 // export/s3.c — see s3.h. S3 API: PutObject, CreateMultipartUpload, UploadPart, ListParts,
 // CompleteMultipartUpload, AbortMultipartUpload, HeadObject (docs.aws.amazon.com/AmazonS3/latest/API).
 #include "s3.h"
-#include "cli/progress.h"
+#include "data/progress.h"
 #include "export/aws_http.h"
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -2,7 +2,7 @@
 #include "train.h"
 #include "metrics.h"
 #include "schedule.h"
-#include "../cli/progress.h"
+#include "../data/progress.h"
 #include "../data/fileio.h"
 #include "../kernels/rng.h"
 #include <math.h>

@@ -1,4 +1,4 @@
-// cli/progress.c — see progress.h.
+// data/progress.c — see progress.h.
 #include "progress.h"
 #include <string.h>
 #include <time.h>

@@ -1,4 +1,4 @@
-// cli/progress.h — one progress display for every long command: a bar with rate and ETA on a
+// data/progress.h — one progress display for every long command: a bar with rate and ETA on a
 // terminal, a plain line every few seconds when stderr is not a terminal, nothing with --quiet.
 #pragma once
 #include <stdio.h>
