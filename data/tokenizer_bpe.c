@@ -36,6 +36,7 @@ int strmap_init(strmap *m, size_t expected) {
     m->vals = malloc((expected + 1) * sizeof *m->vals);
     if (!m->slots || !m->keys || !m->klen || !m->vals) return -1;
     m->cap = cap;
+    m->kcap = expected + 1;
     return 0;
 }
 
@@ -92,15 +93,19 @@ int strmap_put(strmap *m, const char *k, size_t klen, int32_t v) {
         m->cap = ncap;
         i = strmap_find(m, k, klen, &found);
     }
-    const char **nk = realloc(m->keys, (m->n + 1) * sizeof *nk);
-    if (!nk) return -1;
-    m->keys = nk;
-    uint32_t *nl = realloc(m->klen, (m->n + 1) * sizeof *nl);
-    if (!nl) return -1;
-    m->klen = nl;
-    int32_t *nv = realloc(m->vals, (m->n + 1) * sizeof *nv);
-    if (!nv) return -1;
-    m->vals = nv;
+    if (m->n == m->kcap) {
+        size_t ncap = m->kcap ? m->kcap * 2 : 16;
+        const char **nk = realloc(m->keys, ncap * sizeof *nk);
+        if (!nk) return -1;
+        m->keys = nk;
+        uint32_t *nl = realloc(m->klen, ncap * sizeof *nl);
+        if (!nl) return -1;
+        m->klen = nl;
+        int32_t *nv = realloc(m->vals, ncap * sizeof *nv);
+        if (!nv) return -1;
+        m->vals = nv;
+        m->kcap = ncap;
+    }
     // Keys are copied (into the chunks) so the caller's buffer may go away.
     if (!m->nchunks || m->chunk_used + klen + 1 > m->chunk_cap) {
         size_t sz = klen + 1 > (1u << 20) ? klen + 1 : (1u << 20);

@@ -10,7 +10,7 @@
 // Open-addressing table from byte strings to int32 (token → id); keys are copied.
 typedef struct {
     uint32_t *slots;    // index+1 into keys/vals, 0 = empty; capacity a power of two
-    size_t cap, n;
+    size_t cap, n, kcap;   // kcap: room in keys/klen/vals
     const char **keys;  // n entries, each NUL-terminated, in `chunks`
     uint32_t *klen;
     int32_t *vals;
