@@ -374,8 +374,9 @@ int main(void) {
         snprintf(path, sizeof path, "%s/%s.jsonl", out, names[i]);
         run_combo(path, &total);
     }
-    char toks[2100];
-    snprintf(toks, sizeof toks, "%s/tokenizers", out);
+    char toks[2100], fallback[2100];
+    snprintf(fallback, sizeof fallback, "%s/tokenizers", out);   // as gen_mask_cases.py chooses
+    snprintf(toks, sizeof toks, "%s", test_env("QUARRY_TOKENIZER_CACHE", fallback));
     test_mistral_tokens(testdata, toks);
     test_cpt(toks);
     printf("chat mask: %d conversations encoded and compared with HF\n", total);
