@@ -109,6 +109,7 @@ int launch_workers(int n, char **argv, double grace_s) {
     if (n > 256) { fprintf(stderr, "quarry train: error: --gpus %d: at most 256 workers per server\n", n); return 2; }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
     int *done = calloc((size_t)n, sizeof *done);
+    int *statuses = calloc((size_t)n, sizeof *statuses);   // wait status of each rank that exited
     worker_err *werr = calloc((size_t)n, sizeof *werr);
     if (!pids || !done || !werr) {
         free(pids);
@@ -186,6 +187,7 @@ int launch_workers(int n, char **argv, double grace_s) {
                 if (pids[i] != pid) continue;
                 done[i] = 1;
                 running--;
+                if (statuses) statuses[i] = status;
                 int code = exit_code(status);
                 if (code != 0 && result == 0 && !(interrupted && code == 130)) {
                     result = code;
@@ -219,6 +221,18 @@ int launch_workers(int n, char **argv, double grace_s) {
     }
     for (int i = 0; i < started; i++)
         while (werr[i].fd >= 0) pump_all(&werr[i], 1, 100);   // what the workers wrote last
+    if (failed_rank >= 0 && statuses && strstr(werr[failed_rank].last_error, "see its message")) {
+        // The first rank to exit may only report the peer it lost; name the rank that failed by itself.
+        for (int i = 0; i < started; i++) {
+            int code = done[i] ? exit_code(statuses[i]) : 0;
+            if (i != failed_rank && code != 0 && code != 130 && werr[i].last_error[0] &&
+                !strstr(werr[i].last_error, "see its message")) {
+                failed_rank = i;
+                failed_status = statuses[i];
+                break;
+            }
+        }
+    }
     if (failed_rank >= 0) {
         // The failing rank's own words, last, where the user looks.
         if (werr[failed_rank].last_error[0])
@@ -236,6 +250,7 @@ int launch_workers(int n, char **argv, double grace_s) {
         if (werr[i].fd >= 0) close(werr[i].fd);
     free(pids);
     free(done);
+    free(statuses);
     free(werr);
     if (result) return result;
     return interrupted ? 130 : 0;
