@@ -45,7 +45,8 @@ function(quarry_add_script_test name)
                        ENVIRONMENT "${QUARRY_TEST_ENV}" LABELS "${T_LABELS}")
 endfunction()
 
-# quarry_add_fuzzer(NAME SOURCE file.c SECONDS n): a libFuzzer harness, run for n seconds.
+# quarry_add_fuzzer(NAME SOURCE file.c SECONDS n): a libFuzzer harness, run for n seconds with a
+# fixed seed, so that CI runs the same inputs each time (run a harness longer, unseeded, by hand).
 function(quarry_add_fuzzer name)
   cmake_parse_arguments(T "" "SOURCE;SECONDS" "CORPUS" ${ARGN})
   if(NOT QUARRY_FUZZ)
@@ -57,7 +58,7 @@ function(quarry_add_fuzzer name)
   target_link_libraries(${name} PRIVATE libquarry)
   set(corpus ${CMAKE_BINARY_DIR}/fuzz-corpus/${name})
   file(MAKE_DIRECTORY ${corpus})
-  add_test(NAME ${name} COMMAND ${name} -max_total_time=${T_SECONDS} -rss_limit_mb=2048 -timeout=10
+  add_test(NAME ${name} COMMAND ${name} -seed=1 -max_total_time=${T_SECONDS} -rss_limit_mb=2048 -timeout=10
            ${corpus} ${T_CORPUS} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
   math(EXPR limit "${T_SECONDS} + 120")
   set_tests_properties(${name} PROPERTIES TIMEOUT ${limit} ENVIRONMENT "${QUARRY_TEST_ENV}" LABELS fuzz)
