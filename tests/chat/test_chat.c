@@ -8,67 +8,7 @@
 
 #include "data/chat.h"
 #include "test.h"
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    size_t got;
-    while (b && (got = fread(b + n, 1, cap - 1 - n, f)) > 0) {
-        n += got;
-        if (n == cap - 1) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-            }
-            b = nb;
-        }
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        if (len)
-            *len = n;
-    }
-    return b;
-}
-
-// Builds a record from {"system": str|null, "turns": [[role, text], ...]}.
-static int record_from_case(const cJSON *c, record *r) {
-    memset(r, 0, sizeof *r);
-    r->format = FORMAT_MESSAGES;
-    const cJSON *sys = cJSON_GetObjectItemCaseSensitive(c, "system");
-    if (cJSON_IsString(sys)) {
-        r->system = strdup(sys->valuestring);
-        r->system_len = strlen(r->system);
-    }
-    const cJSON *turns = cJSON_GetObjectItemCaseSensitive(c, "turns");
-    int n = cJSON_GetArraySize(turns);
-    r->turns = calloc((size_t)(n > 0 ? n : 1), sizeof *r->turns);
-    if (!r->turns)
-        return -1;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, turns) {
-        const char *role = cJSON_GetArrayItem(t, 0)->valuestring;
-        const char *text = cJSON_GetArrayItem(t, 1)->valuestring;
-        record_turn *rt = &r->turns[r->nturns++];
-        rt->role = strcmp(role, "assistant") == 0 ? ROLE_ASSISTANT : ROLE_USER;
-        rt->text = strdup(text);
-        rt->len = strlen(text);
-    }
-    return 0;
-}
-
-static void free_record(record *r) {
-    free(r->system);
-    for (int i = 0; i < r->nturns; i++)
-        free(r->turns[i].text);
-    free(r->turns);
-    free(r->text);
-}
+#include "chat_case.h"
 
 // Prints a with escapes, at most max bytes from start.
 static void print_escaped(const char *label, const char *s, size_t len, size_t start, size_t max) {
@@ -189,7 +129,7 @@ static int run_cases(const char *path, int *ncases) {
         if (rc == 0)
             chat_rendered_free(&c);
         fails += bad;
-        free_record(&r);
+        record_free(&r);
         cJSON_Delete(j);
     }
     free(line);
@@ -355,7 +295,7 @@ static void test_mistral_samples(const char *testdata) {
         free(want);
         free(tpl);
     }
-    free_record(&r);
+    record_free(&r);
 }
 
 static void test_loader(const char *dir) {

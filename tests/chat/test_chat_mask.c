@@ -11,57 +11,7 @@
 #include "data/chat.h"
 #include "data/tokenizer.h"
 #include "test.h"
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap);
-    while (b && (got = fread(b + n, 1, cap - 1 - n, f)) > 0) {
-        n += got;
-        if (n == cap - 1) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb)
-                free(b);
-            b = nb;
-        }
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        if (len)
-            *len = n;
-    }
-    return b;
-}
-
-static void record_from_json(const cJSON *c, record *r) {
-    memset(r, 0, sizeof *r);
-    r->format = FORMAT_MESSAGES;
-    const cJSON *sys = cJSON_GetObjectItem(c, "system");
-    if (cJSON_IsString(sys)) {
-        r->system = strdup(sys->valuestring);
-        r->system_len = strlen(r->system);
-    }
-    const cJSON *turns = cJSON_GetObjectItem(c, "turns"), *t;
-    r->turns = calloc((size_t)cJSON_GetArraySize(turns) + 1, sizeof *r->turns);
-    cJSON_ArrayForEach(t, turns) {
-        const char *role = cJSON_GetArrayItem(t, 0)->valuestring;
-        const char *text = cJSON_GetArrayItem(t, 1)->valuestring;
-        record_turn *rt = &r->turns[r->nturns++];
-        rt->role = strcmp(role, "assistant") == 0 ? ROLE_ASSISTANT : ROLE_USER;
-        rt->text = strdup(text);
-        rt->len = strlen(text);
-    }
-}
-
-static void free_record(record *r) {
-    free(r->system);
-    for (int i = 0; i < r->nturns; i++)
-        free(r->turns[i].text);
-    free(r->turns);
-}
+#include "chat_case.h"
 
 static void print_ids(const char *label, const int32_t *ids, int n, int from) {
     fprintf(stderr, "  %s (%d ids) from %d: [", label, n, from);
@@ -144,7 +94,11 @@ static void run_combo(const char *path, int *ncases) {
             continue;
         }
         record r;
-        record_from_json(j, &r);
+        if (record_from_case(j, &r) != 0) {
+            CHECK(0, "out of memory");
+            cJSON_Delete(j);
+            continue;
+        }
         const cJSON *want = cJSON_GetObjectItem(j, "ids");
         int nwant = cJSON_GetArraySize(want);
         int32_t *ids;
@@ -154,7 +108,7 @@ static void run_combo(const char *path, int *ncases) {
         (*ncases)++;
         if (n < 0) {
             CHECK(0, "%s case %d: %s", name, lineno, err);
-            free_record(&r);
+            record_free(&r);
             cJSON_Delete(j);
             continue;
         }
@@ -241,7 +195,7 @@ static void run_combo(const char *path, int *ncases) {
         free(w);
         free(ids);
         free(mask);
-        free_record(&r);
+        record_free(&r);
         cJSON_Delete(j);
     }
     free(line);
@@ -308,7 +262,7 @@ static void test_mistral_tokens(const char *testdata, const char *toks) {
         tokenizer_free(tok);
         chat_template_free(t);
     }
-    free_record(&r);
+    record_free(&r);
 }
 
 // Continued pre-training: BOS (when the tokenizer adds one) + text + EOS, every token trained.
