@@ -37,7 +37,11 @@ for method in lora full; do
     QUARRY_TEST_FAULT=$fault train "$out" $method; rc=$?
     [ $rc -eq 137 ] || { echo "FAIL $method $fault: exit $rc, want 137 (SIGKILL)"; fail=1; continue; }
     [ -d "$out/final" ] && { echo "FAIL $method $fault: a killed run must not have final/"; fail=1; }
-    ls "$out/checkpoints" | grep -q '^\.step-.*\.tmp$' && [ "${fault%%:*}" = kill-in-checkpoint ] || true
+    if [ "${fault%%:*}" = kill-in-checkpoint ]; then
+      n=${fault#*:}  # killed mid-write: the half-written checkpoint is left as a temp dir, never as step-N
+      [ -d "$out/checkpoints/.step-$n.tmp" ] && [ ! -d "$out/checkpoints/step-$n" ] ||
+        { echo "FAIL $method $fault: want checkpoints/.step-$n.tmp and no step-$n"; ls -a "$out/checkpoints"; fail=1; }
+    fi
     "$Q" train --resume "$out" --model "$W/model" --data "$DATA" --method $method --epochs 2 --batch-size 4 --micro-batch 2 \
       --max-seq-len 96 --lr 2e-3 --lora-r 4 --lora-dropout 0.1 --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
       --eval-every 3 --device cpu --quiet >/dev/null 2>"$out.resume.log" || { echo "FAIL $method $fault: resume failed"; cat "$out.resume.log"; fail=1; continue; }
