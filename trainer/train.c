@@ -60,11 +60,6 @@ static int host_batch_alloc(host_batch *h, int rows, int T) {
     return 0;
 }
 
-int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
-                   long long *tokens, char *err, size_t errlen) {
-    return train_evaluate_dist(m, set, micro_batch, seed, NULL, loss, tokens, err, errlen);
-}
-
 int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint64_t seed, dist *d, double *loss,
                         long long *tokens, char *err, size_t errlen) {
     packed_epoch e;
@@ -153,12 +148,6 @@ static double global_grad_norm(model *m, backend *be, float *norm_dev) {
 int train_rank_micro_batch(const train_settings *s, int world) {
     int per_rank = (s->batch_size + world - 1) / world;
     return s->micro_batch < per_rank ? s->micro_batch : per_rank;
-}
-
-int train_run(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
-              const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
-              char *err, size_t errlen) {
-    return train_run_dist(s, be, m, train, val, run_dir, resume_checkpoint, peak_flops, NULL, 0, res, err, errlen);
 }
 
 // The flat parameter space of data parallelism: element i of the gradient buffer (trained

@@ -22,10 +22,6 @@ typedef struct {
 // Runs (or resumes, when a checkpoint is given) the loop. The model is allocated for training
 // with micro-batch rows of s->max_seq_len. val may be NULL. 0 ok (also when stopped early or
 // interrupted: see result), -1 with a message.
-int train_run(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
-              const char *run_dir, const char *resume_checkpoint, double peak_flops, train_result *res,
-              char *err, size_t errlen);
-
 // Data parallel: every rank calls this with its own backend and model replica, the same
 // settings and data, and its communicator d (NULL: one rank). Each rank trains a contiguous
 // share of the rows of every global batch (the loss is normalised by the whole batch's trained
@@ -42,11 +38,8 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
 int train_rank_micro_batch(const train_settings *s, int world);
 
 // Loss over every trained token of a set (forward only, micro-batches of the planned size):
-// *loss = Σ −log p / trained tokens. Per-row sums can be collected by the caller through
-// model_read_losses. 0 ok.
-int train_evaluate(model *m, const example_set *set, int micro_batch, uint64_t seed, double *loss,
-                   long long *tokens, char *err, size_t errlen);
-// The same, each rank of d taking every world-th micro-batch; the sums are all-reduced.
+// *loss = Σ −log p / trained tokens. 0 ok. With d, each rank takes every world-th micro-batch
+// and the sums are all-reduced (d NULL: one rank).
 int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint64_t seed, dist *d, double *loss,
                         long long *tokens, char *err, size_t errlen);
 
