@@ -23,8 +23,10 @@ typedef struct {
     linear_layer lin[LORA_NUM_TARGETS];
 } layer_weights;
 
-// What one layer's forward keeps for its backward. With checkpointing every layer shares one
-// set, refilled by recomputing the layer from its input before its backward.
+// What one layer's forward keeps for its backward. With full recomputation every layer shares
+// one set, refilled by recomputing the layer from its input before its backward; with selective
+// recomputation every layer points ln1, ln2 and act at one shared pair of buffers, refilled by
+// the backward just before each is read.
 typedef struct {
     void *ln1, *q, *k, *v, *att, *mid, *ln2, *gate, *up, *act;   // act dtype
     float *rstd1, *rstd2, *lse;
@@ -321,26 +323,33 @@ static void layout_acts(model *m, arena *a) {
     size_t K = (size_t)c->num_kv_heads * (size_t)c->head_dim, F = (size_t)c->intermediate_size;
     size_t V = (size_t)c->vocab_size, r = m->has_lora ? (size_t)m->lora.rank : 0;
     int train = m->opt.train != MODEL_TRAIN_NONE, L = c->num_layers;
-    int nsets = train && !m->opt.checkpoint ? L : 1;
+    int full = train && m->opt.checkpoint == MODEL_RECOMPUTE_FULL;
+    int selective = train && m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE;
+    int nsets = train && !full ? L : 1;
     // Without training each layer keeps its own k and v: the KV cache of greedy decoding.
-    m->kv_per_layer = !(train && m->opt.checkpoint);
+    m->kv_per_layer = !full;
     m->d_ids = arena_take(a, N * 4);
     m->d_targets = arena_take(a, N * 4);
     m->d_pos = arena_take(a, N * 4);
     m->d_doc = arena_take(a, N * 4);
     for (int l = 0; l <= L; l++) m->resid[l] = arena_take(a, N * C * as);
+    // Selective: ln1 and ln2 are never live together (ln2 is written after q, k, v consumed
+    // ln1; the backward recomputes each just before its use), so one (N, C) buffer holds
+    // either; act (N, F) is the other. All layers share the two.
+    void *shared_ln = selective ? arena_take(a, N * C * as) : NULL;
+    void *shared_act = selective ? arena_take(a, N * F * as) : NULL;
     for (int s = 0; s < nsets; s++) {
         layer_acts *x = &m->acts[s];
-        x->ln1 = arena_take(a, N * C * as);
+        x->ln1 = selective ? shared_ln : arena_take(a, N * C * as);
         x->q = arena_take(a, N * Q * as);
         x->k = arena_take(a, N * K * as);
         x->v = arena_take(a, N * K * as);
         x->att = arena_take(a, N * Q * as);
         x->mid = arena_take(a, N * C * as);
-        x->ln2 = arena_take(a, N * C * as);
+        x->ln2 = selective ? shared_ln : arena_take(a, N * C * as);
         x->gate = arena_take(a, N * F * as);
         x->up = arena_take(a, N * F * as);
-        x->act = arena_take(a, N * F * as);
+        x->act = selective ? shared_act : arena_take(a, N * F * as);
         x->rstd1 = arena_take(a, N * 4);
         x->rstd2 = arena_take(a, N * 4);
         x->lse = arena_take(a, N * (size_t)c->num_heads * 4);
@@ -449,6 +458,20 @@ static void print_bytes(FILE *f, const char *what, size_t bytes, const char *not
     fprintf(f, "  %-14s %9.2f %-3s  %s\n", what, v, unit, note);
 }
 
+const char *model_recompute_name(model_recompute r) {
+    return r == MODEL_RECOMPUTE_FULL ? "full" : r == MODEL_RECOMPUTE_SELECTIVE ? "selective" : "none";
+}
+
+int model_recompute_parse(const char *s, model_recompute *out) {
+    static const model_recompute all[] = {MODEL_RECOMPUTE_NONE, MODEL_RECOMPUTE_SELECTIVE, MODEL_RECOMPUTE_FULL};
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, model_recompute_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
 void model_memory_print(const model_memory *p, FILE *f) {
     static const char *modes[] = {"forward only", "full fine-tuning", "LoRA"};
     char note[160], total[32], trained[32];
@@ -467,8 +490,11 @@ void model_memory_print(const model_memory *p, FILE *f) {
     print_bytes(f, "f32 masters", p->masters, "trained tensors");
     print_bytes(f, "gradients", p->grads, "f32");
     print_bytes(f, "AdamW m, v", p->moments, "f32");
-    snprintf(note, sizeof note, "batch %d × %d tokens, checkpointing %s", p->batch_size, p->seq_len,
-             p->checkpoint ? "on" : "off");
+    static const char *recompute[] = {"none: every layer kept", "full: layers rerun in the backward",
+                                      "selective: norms and SwiGLU recomputed"};
+    int rc = p->checkpoint >= 0 && p->checkpoint <= 2 ? p->checkpoint : 0;
+    snprintf(note, sizeof note, "batch %d × %d tokens, recompute %s", p->batch_size, p->seq_len,
+             p->train == MODEL_TRAIN_NONE ? "none: forward only" : recompute[rc]);
     print_bytes(f, "activations", p->activations, note);
     print_bytes(f, "total", p->total, "");
 }
@@ -514,7 +540,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
     size_t limit = be->device_index < 0 ? total_b : free_b;
     if (limit && m->plan.total > limit) {
         set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB %s; try "
-                "--grad-checkpoint, a smaller --micro-batch or --max-seq-len, or --method lora",
+                "--recompute full, a smaller --micro-batch or --max-seq-len, or --method lora",
                 (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
                 be->device_index < 0 ? "in all" : "free");
         return -1;
@@ -735,9 +761,14 @@ static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
     int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     size_t NF = (size_t)N * (size_t)c->intermediate_size;
     uint64_t s = m->fwd_seed;
+    // Selective recomputation: act, ln2 and ln1 are refilled from the kept gate, up, mid and
+    // resid[l] just before each is read (the same op on the same inputs: the same bits).
+    int sel = m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE;
+    if (sel) be->swiglu_forward(be, x->act, x->gate, x->up, NF);
     linear_bwd(m, m->dact, m->dres, x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 0,
                dropout_seed(s, l, LORA_DOWN));
     be->swiglu_backward(be, m->dgate, m->dup, m->dact, x->gate, x->up, NF);
+    if (sel) be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
     linear_bwd(m, m->dln, m->dgate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
                dropout_seed(s, l, LORA_GATE));
     linear_bwd(m, m->dln, m->dup, x->ln2, &lw->lin[LORA_UP], x->lora_h[LORA_UP], N, 1,
@@ -750,6 +781,7 @@ static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
                            m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
     be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
+    if (sel) be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
     linear_bwd(m, m->dln, m->dq, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0,
                dropout_seed(s, l, LORA_Q));
     linear_bwd(m, m->dln, m->dk, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 1,
@@ -851,7 +883,7 @@ int model_backward(model *m) {
                          m->rstdf, N, C);
     for (int l = L - 1; l >= 0; l--) {
         // The shared set still holds the last layer from the forward.
-        if (m->opt.checkpoint && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
+        if (m->opt.checkpoint == MODEL_RECOMPUTE_FULL && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
         layer_backward(m, l, &m->acts[l], B, T);
     }
     if (m->embed->grad) be->embedding_backward(be, m->embed->grad, m->dres, m->d_ids, N, C, c->vocab_size);

@@ -31,11 +31,24 @@ typedef struct model model;
 
 typedef enum { MODEL_TRAIN_NONE = 0, MODEL_TRAIN_FULL, MODEL_TRAIN_LORA } model_train_mode;
 
+// What a training forward keeps for the backward (model_options.checkpoint). The values keep
+// the old boolean's meaning: 0 keeps everything, 1 recomputes whole layers.
+//   NONE: every layer's activations.
+//   FULL: only each layer's input; the backward runs the layer's forward again (~1/3 more
+//         compute: every GEMM twice).
+//   SELECTIVE: the GEMM and attention outputs (q, k, v, att, mid, gate, up, lse, rstd, LoRA h)
+//         per layer; the cheap elementwise ones (the two RMSNorm outputs ln1, ln2 and SwiGLU's
+//         act) live in one shared set and are recomputed in the backward from the kept inputs
+//         (no GEMM runs twice). Bitwise the same results as NONE: same op, same inputs.
+typedef enum { MODEL_RECOMPUTE_NONE = 0, MODEL_RECOMPUTE_FULL = 1, MODEL_RECOMPUTE_SELECTIVE = 2 } model_recompute;
+const char *model_recompute_name(model_recompute r);          // "none", "full", "selective"
+int model_recompute_parse(const char *s, model_recompute *out);  // 0 ok; -1 unknown name
+
 typedef struct {
     int batch_size;           // B: rows per micro-batch (≥ 1)
     int seq_len;              // T: tokens per row, at most (≥ 1)
     model_train_mode train;   // NONE: forward only (eval, generation); LORA needs model_enable_lora
-    int checkpoint;           // 1: keep only each layer's input; recompute the layer in the backward
+    model_recompute checkpoint;   // what the backward recomputes (NONE = 0: nothing)
 } model_options;
 
 // Bytes of each buffer kind, from model_plan.
@@ -48,7 +61,7 @@ typedef struct {
     size_t total;
     size_t params_total;      // number of parameters of the base model
     size_t params_trained;    // number of trained parameters
-    int batch_size, seq_len, checkpoint;
+    int batch_size, seq_len, checkpoint;   // checkpoint: a model_recompute
     model_train_mode train;
     dtype act_dtype;
     char backend_name[32];

@@ -11,7 +11,7 @@ extern "C" void cuda_check(cudaError_t e, const char *call, const char *file, in
     if (e == cudaSuccess) return;
     fprintf(stderr, "quarry: CUDA error at %s:%d: %s: %s\n", file, line, call, cudaGetErrorString(e));
     if (e == cudaErrorMemoryAllocation)
-        fprintf(stderr, "hint: the GPU is out of memory; try --grad-checkpoint, a smaller --micro-batch, or --method lora\n");
+        fprintf(stderr, "hint: the GPU is out of memory; try --recompute full, a smaller --micro-batch, or --method lora\n");
     else if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice)
         fprintf(stderr, "hint: no usable NVIDIA driver/GPU; run `quarry info`, or use --device cpu\n");
     else

@@ -1,6 +1,6 @@
 // tests/model/test_model_fidelity.c — quarry's decoder on the CPU backend against transformers
 // + PEFT (tests/fixtures/<name>/, written by scripts/reference/make_fixtures.py): logits,
-// loss, every gradient (with and without activation checkpointing), 10 AdamW steps of full
+// loss, every gradient (with each --recompute mode: none, selective, full), 10 AdamW steps of full
 // fine-tuning and of LoRA (losses and final weights), and greedy continuation.
 #include "test.h"
 #include "model/llama.h"
@@ -112,7 +112,7 @@ static float *ref_tensor(const fixture *fx, const char *name, size_t n) {
 }
 
 static model *open_model(const char *dir, backend *be, const fixture *fx, model_train_mode mode,
-                         int checkpoint, const lora_config *lc) {
+                         model_recompute checkpoint, const lora_config *lc) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
     if (!m) { fprintf(stderr, "FAIL model_open: %s\n", err); return NULL; }
@@ -182,7 +182,7 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
 }
 
 static void check_forward_backward(const char *dir, const char *name, backend *be, const fixture *fx,
-                                   int checkpoint) {
+                                   model_recompute checkpoint) {
     model *m = open_model(dir, be, fx, MODEL_TRAIN_FULL, checkpoint, NULL);
     CHECK(m != NULL, "%s: open", name);
     if (!m) return;
@@ -208,7 +208,9 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
         free(logits);
     }
     CHECK(model_backward(m) == 0, "%s: backward: %s", name, model_error(m));
-    compare_trained(m, fx, name, "grad", 1, GRAD_TOL);
+    char label[96];
+    snprintf(label, sizeof label, "%s (recompute %s)", name, model_recompute_name(checkpoint));
+    compare_trained(m, fx, label, "grad", 1, GRAD_TOL);
     model_free(m);
 }
 
@@ -322,8 +324,9 @@ int main(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
         fixture fx = {0};
         if (load_fixture(dir, &fx) != 0) { test_failures++; free_fixture(&fx); continue; }
-        check_forward_backward(dir, names[k], be, &fx, 0);
-        check_forward_backward(dir, names[k], be, &fx, 1);
+        check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_NONE);
+        check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_SELECTIVE);
+        check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_FULL);
         check_training(dir, names[k], be, &fx, 0);
         check_training(dir, names[k], be, &fx, 1);
         check_greedy(dir, names[k], be, &fx, 1);

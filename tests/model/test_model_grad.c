@@ -213,10 +213,12 @@ static void check_plan(const char *dir, backend *be) {
     }
     free(list);
     lora_config lc = lora_config_default();
-    model_memory full, ckpt, lora, none;
+    model_memory full, ckpt, lora, none, sel;
     model_options o = {.batch_size = 4, .seq_len = 64, .train = MODEL_TRAIN_FULL};
     CHECK(model_plan(m, &o, &full, err, sizeof err) == 0, "plan full: %s", err);
-    o.checkpoint = 1;
+    o.checkpoint = MODEL_RECOMPUTE_SELECTIVE;
+    CHECK(model_plan(m, &o, &sel, err, sizeof err) == 0, "plan selective: %s", err);
+    o.checkpoint = MODEL_RECOMPUTE_FULL;
     CHECK(model_plan(m, &o, &ckpt, err, sizeof err) == 0, "plan checkpoint: %s", err);
     o.train = MODEL_TRAIN_NONE;
     CHECK(model_plan(m, &o, &none, err, sizeof err) == 0, "plan none: %s", err);
@@ -231,8 +233,9 @@ static void check_plan(const char *dir, backend *be) {
     CHECK(full.grads >= P * 4 && full.moments >= 2 * P * 4 && full.masters >= P * 4, "full buffers");
     CHECK(full.total == full.weights + full.masters + full.grads + full.moments + full.activations,
           "total adds up");
-    CHECK(ckpt.activations < full.activations, "checkpointing saves activations (%zu vs %zu)",
-          ckpt.activations, full.activations);
+    CHECK(ckpt.activations < sel.activations && sel.activations < full.activations,
+          "recomputation saves activations (full %zu < selective %zu < none %zu)", ckpt.activations,
+          sel.activations, full.activations);
     CHECK(none.grads == 0 && none.moments == 0 && none.masters == 0, "forward only: no training buffers");
     size_t lora_params = 0;
     for (int l = 0; l < c->num_layers; l++) {
@@ -288,8 +291,26 @@ static void check_plan_8b(void) {
     CHECK(lora.weights >= 2 * (lora.params_total + lora.params_trained) &&
               lora.weights < 2 * (lora.params_total + lora.params_trained) + (16u << 20),
           "bf16 base weights and adapter copies: %zu bytes", lora.weights);
-    model_memory_print(&lora, stdout);
     model_memory_print(&full, stdout);
+    // LoRA r=16 at seq 2048, micro-batch 1, in the three recompute modes.
+    model_memory lora_none, lora_sel;
+    o.checkpoint = MODEL_RECOMPUTE_NONE;
+    CHECK(model_plan(m, &o, &lora_none, err, sizeof err) == 0, "plan lora none: %s", err);
+    o.checkpoint = MODEL_RECOMPUTE_SELECTIVE;
+    CHECK(model_plan(m, &o, &lora_sel, err, sizeof err) == 0, "plan lora selective: %s", err);
+    model_memory_print(&lora_none, stdout);
+    model_memory_print(&lora_sel, stdout);
+    model_memory_print(&lora, stdout);
+    CHECK(lora_none.activations > lora_sel.activations && lora_sel.activations > lora.activations,
+          "8B LoRA activations: none %zu > selective %zu > full %zu", lora_none.activations, lora_sel.activations,
+          lora.activations);
+    // Selective drops ln1, ln2 (4096 each) and act (14336) per token and layer, bf16, keeping one
+    // shared (4096 + 14336)-wide set.
+    size_t saved = (size_t)2048 * 2 * (32 * (2 * 4096 + 14336) - (4096 + 14336));
+    CHECK(lora_none.activations - lora_sel.activations == saved, "selective saves %zu bytes, want %zu",
+          lora_none.activations - lora_sel.activations, saved);
+    printf("8B LoRA r=16, seq 2048, micro-batch 1: activations none %.2f GiB, selective %.2f GiB, full %.2f GiB\n",
+           lora_none.activations / 1073741824.0, lora_sel.activations / 1073741824.0, lora.activations / 1073741824.0);
     CHECK(model_allocate(m, err, sizeof err) == -1 && strstr(err, "config only"), "allocate refused: %s", err);
     model_free(m);
 }
