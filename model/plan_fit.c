@@ -1,0 +1,111 @@
+// model/plan_fit.c — see plan_fit.h.
+#include "plan_fit.h"
+#include <stdio.h>
+#include <string.h>
+
+static double gib(size_t b) { return (double)b / 1073741824.0; }
+
+size_t plan_fit_budget(size_t free_bytes, size_t total_bytes, int gpu, int sharing) {
+    if (sharing < 1) sharing = 1;
+    if (!gpu) return total_bytes / (size_t)sharing;
+    size_t margin = free_bytes / 20 + ((size_t)256 << 20);
+    return free_bytes > margin ? free_bytes - margin : 0;
+}
+
+// The plan's total at micro-batch b; 0 with err set when model_plan refuses the options.
+static size_t plan_total(model *m, const model_options *opt, int b, char *err, size_t errlen) {
+    model_options o = *opt;
+    o.batch_size = b;
+    model_memory p;
+    if (model_plan(m, &o, &p, err, errlen) != 0) return 0;
+    return p.total;
+}
+
+// Micro-batch 1 does not fit: says which changes would make it fit, measured on the plans.
+static void fit_error(model *m, const model_options *opt, size_t one, size_t budget, char *err, size_t errlen) {
+    model_memory p;
+    model_options o = *opt;
+    o.batch_size = 1;
+    model_plan(m, &o, &p, NULL, 0);   // planned by the caller just before: cannot fail
+    size_t fixed = p.total - p.activations;
+    char fix[3][96];
+    int n = 0;
+    if (opt->checkpoint != MODEL_RECOMPUTE_FULL) {
+        o.checkpoint = MODEL_RECOMPUTE_FULL;
+        size_t t = plan_total(m, &o, 1, NULL, 0);
+        if (t && t <= budget) snprintf(fix[n++], sizeof fix[0], "--recompute full (%.2f GiB)", gib(t));
+        o.checkpoint = opt->checkpoint;
+    }
+    // The longest sequence that fits, in steps of 64 tokens (a plan is monotone in it too).
+    int lo = 0, hi = opt->seq_len / 64;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        o.seq_len = mid * 64;
+        size_t t = plan_total(m, &o, 1, NULL, 0);
+        if (t && t <= budget) lo = mid;
+        else hi = mid - 1;
+    }
+    if (lo > 0 && lo * 64 < opt->seq_len) snprintf(fix[n++], sizeof fix[0], "--max-seq-len %d or less", lo * 64);
+    if (opt->train == MODEL_TRAIN_FULL) snprintf(fix[n++], sizeof fix[0], "--method lora");
+    char hint[320];
+    if (n == 0)
+        snprintf(hint, sizeof hint, "the weights and trained state alone take %.2f GiB: this model needs a device with "
+                 "more memory", gib(fixed));
+    else
+        snprintf(hint, sizeof hint, "try %s%s%s%s%s", fix[0], n > 2 ? ", " : n == 2 ? " or " : "", n > 1 ? fix[1] : "",
+                 n > 2 ? " or " : "", n > 2 ? fix[2] : "");
+    snprintf(err, errlen, "even micro-batch 1 does not fit: its memory plan needs %.2f GiB (%.2f GiB of activations at "
+             "sequence length %d, recompute %s), more than the %.2f GiB this device offers; %s", gib(one),
+             gib(p.activations), opt->seq_len, model_recompute_name(opt->checkpoint), gib(budget), hint);
+}
+
+int plan_fit_micro_batch(model *m, const model_options *opt, int max_micro, size_t budget, plan_fit *out,
+                         char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->max_micro = max_micro;
+    out->budget = budget;
+    if (max_micro < 1) {
+        snprintf(err, errlen, "the batch to split into micro-batches has %d sequences", max_micro);
+        return -1;
+    }
+    size_t one = plan_total(m, opt, 1, err, errlen);
+    if (!one) return -1;
+    if (one > budget) {
+        fit_error(m, opt, one, budget, err, errlen);
+        return -1;
+    }
+    // Binary search for the largest fit in [1, max_micro]: lo fits, hi + 1 does not.
+    int lo = 1, hi = max_micro;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        size_t t = plan_total(m, opt, mid, err, errlen);
+        if (!t) return -1;
+        if (t <= budget) lo = mid;
+        else hi = mid - 1;
+    }
+    out->largest = lo;
+    if (lo < max_micro) {
+        out->next_bytes = plan_total(m, opt, lo + 1, err, errlen);
+        if (!out->next_bytes) return -1;
+    }
+    // The same number of passes with even micro-batches: less memory, no ragged last one.
+    int passes = (max_micro + lo - 1) / lo;
+    out->micro_batch = (max_micro + passes - 1) / passes;
+    out->plan_bytes = plan_total(m, opt, out->micro_batch, err, errlen);   // leaves m planned at it
+    return out->plan_bytes ? 0 : -1;
+}
+
+void plan_fit_describe(const plan_fit *f, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "micro-batch %d: plan %.2f GiB of %.2f GiB usable", f->micro_batch,
+                                gib(f->plan_bytes), gib(f->budget));
+    if (k >= n) return;
+    if (f->micro_batch < f->largest)
+        k += (size_t)snprintf(buf + k, n - k, "; up to %d fit, %d passes of %d split the batch of %d evenly",
+                              f->largest, (f->max_micro + f->micro_batch - 1) / f->micro_batch, f->micro_batch,
+                              f->max_micro);
+    if (k >= n) return;
+    if (f->next_bytes)
+        snprintf(buf + k, n - k, "; %d would need %.2f GiB", f->largest + 1, gib(f->next_bytes));
+    else
+        snprintf(buf + k, n - k, "; the whole batch of %d in one pass", f->max_micro);
+}
