@@ -6,6 +6,7 @@
 #include "../data/fileio.h"
 #include "../kernels/backend.h"
 #include "../model/llama.h"
+#include "../model/plan_fit.h"
 #include "../trainer/dist.h"
 #include "../trainer/examples.h"
 #include "../trainer/launch.h"
@@ -129,7 +130,8 @@ int cmd_train(int argc, char **argv) {
     settings_defaults(&s);
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
-    int rslora = 0, full_flag = 0;
+    int rslora = 0, full_flag = 0, grad_ckpt = 0;
+    const char *micro_arg = NULL, *recompute_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -141,7 +143,8 @@ int cmd_train(int argc, char **argv) {
         {"hyperparameters", ARG_STRING, &f.hp, "FILE", "Bedrock hyperparameters JSON (epochCount, batchSize, learningRate, learningRateWarmupSteps)"},
         {"epochs", ARG_INT, &f.epochs, "N", "passes over the data (default 1)"},
         {"batch-size", ARG_INT, &f.batch_size, "N", "sequences per optimizer step (default 8)"},
-        {"micro-batch", ARG_INT, &f.micro_batch, "N", "sequences per forward pass (default: the batch size)"},
+        {"micro-batch", ARG_STRING, &micro_arg, "N|auto", "sequences per forward pass (default: the batch size); auto: the "
+         "largest whose memory plan fits the device"},
         {"grad-accum", ARG_INT, &f.grad_accum, "N", "micro-batches per step (sets --micro-batch = batch/N)"},
         {"lr", ARG_FLOAT, &f.lr, "LR", "peak learning rate (default 1e-4)"},
         {"warmup-steps", ARG_INT, &f.warmup, "N", "linear warmup steps (default 0)"},
@@ -166,7 +169,9 @@ int cmd_train(int argc, char **argv) {
         {"save-every", ARG_INT, &s.save_every, "N", "checkpoint every N steps (default: each epoch)"},
         {"keep-checkpoints", ARG_INT, &s.keep_checkpoints, "K", "keep the newest K checkpoints (default 2)"},
         {"early-stopping-patience", ARG_INT, &s.early_stopping_patience, "N", "stop after N evaluations without improvement"},
-        {"grad-checkpoint", ARG_FLAG, &s.grad_checkpoint, NULL, "recompute each layer in the backward (less memory)"},
+        {"recompute", ARG_STRING, &recompute_arg, "MODE", "activations the backward recomputes: none | selective (default: "
+         "norms and SwiGLU, same results) | full (whole layers, least memory)"},
+        {"grad-checkpoint", ARG_FLAG, &grad_ckpt, NULL, "same as --recompute full"},
         {"device", ARG_STRING, &s.device, "DEV", "cpu | cuda | cuda:N | auto (default: cuda when a GPU is present)"},
         {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
@@ -198,7 +203,35 @@ int cmd_train(int argc, char **argv) {
     }
     if (f.epochs >= 0) s.epochs = f.epochs;
     if (f.batch_size >= 0) s.batch_size = f.batch_size;
-    if (f.micro_batch >= 0) s.micro_batch = f.micro_batch;
+    if (micro_arg && !strcmp(micro_arg, "auto")) {
+        s.micro_batch_auto = 1;
+        s.micro_batch = 0;
+    } else if (micro_arg) {
+        char *end;
+        long v = strtol(micro_arg, &end, 10);
+        if (end == micro_arg || *end || v < 1 || v > 1 << 20) {
+            fprintf(stderr, "quarry train: error: --micro-batch must be a positive whole number or auto (got '%s')\n", micro_arg);
+            return 2;
+        }
+        s.micro_batch = (int)v;
+    }
+    if (recompute_arg) {
+        model_recompute r;
+        if (model_recompute_parse(recompute_arg, &r)) {
+            fprintf(stderr, "quarry train: error: --recompute must be none, selective or full (got '%s')\n", recompute_arg);
+            return 2;
+        }
+        if (grad_ckpt && r != MODEL_RECOMPUTE_FULL) {
+            fprintf(stderr, "quarry train: error: --grad-checkpoint means --recompute full; give one of them\n");
+            return 2;
+        }
+        s.recompute = r;
+    }
+    if (grad_ckpt) s.recompute = MODEL_RECOMPUTE_FULL;
+    if (s.micro_batch_auto && f.grad_accum > 0) {
+        fprintf(stderr, "quarry train: error: --micro-batch auto picks the micro-batch; drop --grad-accum\n");
+        return 2;
+    }
     if (f.grad_accum > 0) {
         if (s.batch_size % f.grad_accum) {
             fprintf(stderr, "quarry train: error: --batch-size %d is not a multiple of --grad-accum %d\n", s.batch_size, f.grad_accum);
@@ -446,9 +479,55 @@ static void zero_share(const model_memory *plan, int zero, int world, double out
     out[2] = zero >= 1 ? (double)plan->moments / world : (double)plan->moments;
 }
 
+// --micro-batch auto: the largest micro-batch whose memory plan fits this rank's device
+// (model/plan_fit.h), the smallest over the ranks (they split batches alike: the dropout streams
+// follow the split). Sets mo->batch_size, s->micro_batch and s->grad_accum. Every rank takes
+// part in the agreement even when nothing fits it, so none waits for a missing one.
+static int pick_micro_batch(model *m, backend *be, dist *d, int rank, int world, model_options *mo, train_settings *s,
+                            int say, char *err, size_t errlen) {
+    size_t free_b = 0, total_b = 0;
+    be->memory_info(be, &free_b, &total_b);
+    int gpu = be->device_index >= 0, sharing = gpu ? 1 : world;   // CPU ranks share the host
+    int per_rank = mo->batch_size;
+    plan_fit f;
+    int rc = plan_fit_micro_batch(m, mo, per_rank, plan_fit_budget(free_b, total_b, gpu, sharing), &f, err, errlen);
+    int least = rc ? 0 : f.micro_batch, who = rank;
+    if (d) {
+        double *v = calloc((size_t)world, sizeof *v);
+        if (!v) { snprintf(err, errlen, "out of memory"); return -1; }
+        v[rank] = least;
+        if (dist_all_reduce_host(d, v, world)) {
+            snprintf(err, errlen, "agreeing on the micro-batch: %s", dist_error(d));
+            free(v);
+            return -1;
+        }
+        for (int r = 0; r < world; r++)
+            if ((int)v[r] < least) { least = (int)v[r]; who = r; }
+        free(v);
+    }
+    if (rc) return -1;
+    if (least < 1) {
+        snprintf(err, errlen, "--micro-batch auto: rank %d cannot fit even micro-batch 1 (its message says what to change)", who);
+        return -1;
+    }
+    mo->batch_size = least;
+    s->micro_batch = least;
+    s->grad_accum = (per_rank + least - 1) / least;
+    if (say) {
+        char line[320], from[160];
+        plan_fit_describe(&f, line, sizeof line);
+        if (gpu) snprintf(from, sizeof from, "%.2f GiB free on %s, less 5%% + 256 MiB", free_b / 1073741824.0, be->name);
+        else snprintf(from, sizeof from, "the host's %.2f GiB in all%s", total_b / 1073741824.0, sharing > 1 ? ", shared by the ranks" : "");
+        fprintf(stderr, "quarry train: --micro-batch auto: %s (%s)\n", line, from);
+        if (least < f.micro_batch) fprintf(stderr, "quarry train: --micro-batch auto: rank %d fits only %d: every rank uses %d\n", who, least, least);
+    }
+    return 0;
+}
+
 // One rank: its model replica, training, and (rank 0) run.json and final/. Returns the exit code.
 static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
-    const train_settings *sp = c->s;
+    train_settings local = *c->s;   // this rank's own: --micro-batch auto settles micro_batch here
+    const train_settings *sp = &local;
     char err[1024];
     char who[32] = "";
     if (c->world > 1) snprintf(who, sizeof who, "rank %d: ", rank);
@@ -472,7 +551,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     }
     if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
     model_options mo = {train_rank_micro_batch(sp, c->world), sp->max_seq_len, sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
-                        sp->grad_checkpoint};
+                        (model_recompute)sp->recompute};
+    if (sp->micro_batch_auto &&
+        pick_micro_batch(m, be, d, rank, c->world, &mo, &local, lead && !sp->quiet, err, sizeof err))
+        goto fail;
     model_memory plan;
     if (model_plan(m, &mo, &plan, err, sizeof err)) goto fail;
     double share[3];

@@ -24,7 +24,10 @@ typedef struct {
     double validation_split;
     unsigned long long seed;
     // run control
-    int eval_every, save_every, keep_checkpoints, early_stopping_patience, grad_checkpoint, quiet;
+    int eval_every, save_every, keep_checkpoints, early_stopping_patience, quiet;
+    // memory
+    int recompute;             // a model_recompute (model/llama.h): selective by default
+    int micro_batch_auto;      // --micro-batch auto: the planner picks micro_batch per rank (cli/cmd_train.c)
 } train_settings;
 
 void settings_defaults(train_settings *s);

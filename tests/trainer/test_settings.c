@@ -1,6 +1,7 @@
 // Bedrock hyperparameter files as a Bedrock job takes them, their misuse, and schedules.
 #include "trainer/schedule.h"
 #include "trainer/settings.h"
+#include "model/llama.h"
 #include "test.h"
 #include <unistd.h>
 
@@ -36,6 +37,17 @@ int main(void) {
     CHECK(settings_check(&s, err, sizeof err) == -1, "8 is not a multiple of 3");
     s.micro_batch = 2;
     CHECK(settings_check(&s, err, sizeof err) == 0 && s.grad_accum == 4, "grad_accum %d", s.grad_accum);
+
+    // Selective recomputation by default (same results, less memory), recorded by name.
+    settings_defaults(&s);
+    CHECK(s.recompute == MODEL_RECOMPUTE_SELECTIVE && !s.micro_batch_auto, "defaults: recompute %d", s.recompute);
+    s.recompute = MODEL_RECOMPUTE_FULL;
+    s.micro_batch_auto = 1;
+    cJSON *j = settings_to_json(&s);
+    const cJSON *r = cJSON_GetObjectItem(j, "recompute");
+    CHECK(cJSON_IsString(r) && !strcmp(r->valuestring, "full"), "run.json names the mode");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "micro_batch_auto")), "run.json says the micro-batch was picked");
+    cJSON_Delete(j);
 
 
     // transformers: warmup is linear from 0 (lr 0 at the first step), cosine reaches 0 at the end.
