@@ -12,6 +12,7 @@
 #include "../trainer/launch.h"
 #include "../trainer/schedule.h"
 #include "../trainer/train.h"
+#include "../trainer/zero.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
@@ -469,16 +470,6 @@ cleanup:
     return status;
 }
 
-// Bytes of each trained-state buffer one rank holds under ZeRO (what sharding saves; today the
-// model still allocates its buffers whole, so the plan's total is unchanged). With f32
-// activations the masters are the weights the forward reads: every rank keeps them whole.
-static void zero_share(const model_memory *plan, int zero, int world, double out[3]) {
-    int shardable = plan->act_dtype != DTYPE_F32;
-    out[0] = zero >= 1 && shardable ? (double)plan->masters / world : (double)plan->masters;
-    out[1] = zero >= 2 ? (double)plan->grads / world : (double)plan->grads;
-    out[2] = zero >= 1 ? (double)plan->moments / world : (double)plan->moments;
-}
-
 // --micro-batch auto: the largest micro-batch whose memory plan fits this rank's device
 // (model/plan_fit.h), the smallest over the ranks (they split batches alike: the dropout streams
 // follow the split). Sets mo->batch_size, s->micro_batch and s->grad_accum. Every rank takes
@@ -550,21 +541,27 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         goto fail;
     }
     if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
-    model_options mo = {train_rank_micro_batch(sp, c->world), sp->max_seq_len, sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
-                        (model_recompute)sp->recompute};
+    model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
+                        .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
+                        .checkpoint = (model_recompute)sp->recompute};
+    // --micro-batch auto plans what this rank allocates: its ZeRO shard.
+    model_options whole_mo = mo;
+    zero_model_options(&mo, d, c->zero);
     if (sp->micro_batch_auto &&
         pick_micro_batch(m, be, d, rank, c->world, &mo, &local, lead && !sp->quiet, err, sizeof err))
         goto fail;
-    model_memory plan;
+    whole_mo.batch_size = mo.batch_size;
+    // The plan without sharding, for comparison, then this rank's.
+    model_memory whole, plan;
+    if (model_plan(m, &whole_mo, &whole, err, sizeof err)) goto fail;
     if (model_plan(m, &mo, &plan, err, sizeof err)) goto fail;
-    double share[3];
-    zero_share(&plan, d ? c->zero : 0, c->world, share);
     if (!sp->quiet && lead) {
         model_memory_print(&plan, stderr);
         if (d)
-            fprintf(stderr, "  data parallel: %d rank%s (%s), ZeRO-%d; per-rank share: f32 masters %.2f MiB, gradients "
-                    "%.2f MiB, AdamW %.2f MiB (buffers are still allocated whole on each rank)\n", c->world,
-                    c->world > 1 ? "s" : "", c->dist_kind, c->zero, share[0] / 1048576, share[1] / 1048576, share[2] / 1048576);
+            fprintf(stderr, "  data parallel: %d rank%s (%s), ZeRO-%d: each rank holds %.2f of %.2f MiB of masters, "
+                    "gradients and AdamW state\n", c->world, c->world > 1 ? "s" : "", c->dist_kind, c->zero,
+                    (plan.masters + plan.grads + plan.moments) / 1048576.0,
+                    (whole.masters + whole.grads + whole.moments) / 1048576.0);
     }
     if (model_allocate(m, err, sizeof err)) goto fail;
 
@@ -594,10 +591,12 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddStringToObject(dpj, "communicator", c->dist_kind);
         cJSON_AddNumberToObject(dpj, "zero", d ? c->zero : 0);
         cJSON_AddNumberToObject(dpj, "micro_batch_per_rank", mo.batch_size);
-        cJSON *pr = cJSON_AddObjectToObject(dpj, "per_rank_share_bytes");
-        cJSON_AddNumberToObject(pr, "masters", share[0]);
-        cJSON_AddNumberToObject(pr, "grads", share[1]);
-        cJSON_AddNumberToObject(pr, "optimizer", share[2]);
+        // memory_plan_bytes is this rank's; what one rank would hold without sharding:
+        cJSON *pr = cJSON_AddObjectToObject(dpj, "unsharded_bytes");
+        cJSON_AddNumberToObject(pr, "masters", (double)whole.masters);
+        cJSON_AddNumberToObject(pr, "grads", (double)whole.grads);
+        cJSON_AddNumberToObject(pr, "optimizer", (double)whole.moments);
+        cJSON_AddNumberToObject(pr, "total", (double)whole.total);
         cJSON_AddNumberToObject(run, "params_total", (double)plan.params_total);
         cJSON_AddNumberToObject(run, "params_trained", (double)plan.params_trained);
         cJSON_AddNumberToObject(run, "train_examples", c->train->n);
@@ -636,9 +635,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         char final_dir[4300];
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
-        snprintf(path, sizeof path, "%s/%s", final_dir, sp->full ? "model.safetensors" : "adapter_model.safetensors");
-        if (checkpoint_write_trained(path, m, err, sizeof err)) goto fail;
-        if (!sp->full) {
+        if (!sp->full) {   // the trainer wrote the tensors
             cJSON *ac = peft_adapter_config(&c->lc, abs_model);
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);

@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     char err[1024];
     backend *be = backend_cpu(threads);
     if (!be) { fprintf(stderr, "bench_train_step: cannot create the CPU backend\n"); return 1; }
-    model_options opt = {B, T, lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, 0};
+    model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL};
     model *m = model_load(dir, be, &opt, lora ? &lc : NULL, NULL, err, sizeof err);
     if (!m) { fprintf(stderr, "bench_train_step: %s\n", err); be->destroy(be); return 1; }
     int V = model_get_config(m)->vocab_size;

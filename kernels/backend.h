@@ -149,6 +149,8 @@ struct backend {
     void (*sum_squares)(backend *be, float *out, const float *x, size_t n);
     // x *= s, f32 (n).
     void (*scale_f32)(backend *be, float *x, float s, size_t n);
+    // out += x, f32 (n): ZeRO-2 adds each micro-batch's reduced gradient shard to its sum.
+    void (*add_f32)(backend *be, float *out, const float *x, size_t n);
     // Nonzero if any of x: f32 (n) is NaN or ±inf.  Synchronous; returns to the host.
     int (*has_nonfinite)(backend *be, const float *x, size_t n);
 

@@ -65,6 +65,9 @@ struct model {
 
     // The five allocations.
     void *buf_weights, *buf_masters, *buf_grads, *buf_moments, *buf_acts;
+    model_segment *segs;         // L + 1 when training, see model_segment
+    int nsegs;
+    model_grad_hooks hooks;      // hooks.before/after NULL: none
 
     // Activations.
     int32_t *d_ids, *d_targets, *d_pos, *d_doc;  // i32 (N)
@@ -159,11 +162,14 @@ static int build_params(model *m, char *err, size_t errlen) {
         (p)->shape[1] = (nd) == 2 ? (d1) : 1;                            \
         (p)->n = (size_t)(d0) * (size_t)((nd) == 2 ? (d1) : 1);          \
         (p)->weight_decay = (nd) == 2;                                   \
+        (p)->segment = seg;                                              \
     } while (0)
+    int seg = L;   // embeddings, final norm and lm_head: the last segment
     ADD(m->embed, 2, c->vocab_size, c->hidden_size, "model.embed_tokens.weight");
     char mod[96];
     for (int l = 0; l < L; l++) {
         layer_weights *lw = &m->layers[l];
+        seg = l;
         ADD(lw->norm[NORM_IN], 1, c->hidden_size, 0, "model.layers.%d.input_layernorm.weight", l);
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             linear_layer *ll = &lw->lin[t];
@@ -176,6 +182,7 @@ static int build_params(model *m, char *err, size_t errlen) {
                     "model.layers.%d.post_attention_layernorm.weight", l);
         }
     }
+    seg = L;
     ADD(m->final_norm, 1, c->hidden_size, 0, "model.norm.weight");
     if (c->tie_word_embeddings)
         m->lm_head = m->embed;
@@ -187,6 +194,7 @@ static int build_params(model *m, char *err, size_t errlen) {
             for (int t = 0; t < LORA_NUM_TARGETS; t++) {
                 if (!(m->lora.targets & (1u << t))) continue;
                 linear_layer *ll = &m->layers[l].lin[t];
+                seg = l;
                 linear_module_name(mod, sizeof mod, l, t);
                 ADD(ll->la, 2, r, ll->in, "base_model.model.%s.lora_A.weight", mod);
                 ADD(ll->lb, 2, ll->out, r, "base_model.model.%s.lora_B.weight", mod);
@@ -254,6 +262,7 @@ void model_free(model *m) {
     free(m->params);
     free(m->trained);
     free(m->layers);
+    free(m->segs);
     free(m->resid);
     free(m->acts);
     free(m->h_losses);
@@ -290,21 +299,81 @@ static void mark_trained(model *m) {
     }
 }
 
-// Lays out the parameter buffers; with NULL bases only measures. Returns sizes via the arenas.
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+// This rank's shard of n elements: dist_shard's split (trainer/dist.h).
+static void shard_range(size_t n, int world, int rank, size_t *off, size_t *len) {
+    size_t q = n / (size_t)world;
+    *off = q * (size_t)rank;
+    *len = rank == world - 1 ? n - *off : q;
+}
+
+// Lays out the parameter buffers; with NULL bases only measures. Frozen tensors: an act copy in
+// the weights. Trained ones, segment by segment (model_segment): act copies in one flat region
+// (in the masters buffer when the act dtype is f32, where they are the masters), then the owned
+// masters, gradients (whole, or with shard_grads: the last segment whole, two layer slots and
+// the owned accumulators) and moments.
 static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
-    int shared = m->act_dtype == DTYPE_F32;
+    const model_options *o = &m->opt;
+    int f32 = m->act_dtype == DTYPE_F32, L = m->cfg.num_layers;
+    int world = o->shard_world > 1 ? o->shard_world : 1, rank = world > 1 ? o->shard_rank : 0;
+    int staged = world > 1 && o->shard_grads;
     size_t as = act_size(m);
     for (int i = 0; i < m->nparams; i++) {
         model_param *p = &m->params[i];
-        if (p->trained) {
-            p->master = arena_take(ms, p->n * 4);
-            p->grad = arena_take(g, p->n * 4);
-            p->m = arena_take(mo, p->n * 4);
-            p->v = arena_take(mo, p->n * 4);
-            p->act = shared ? (void *)p->master : arena_take(w, p->n * as);
-        } else {
-            p->master = p->grad = p->m = p->v = NULL;
-            p->act = arena_take(w, p->n * as);
+        p->master = p->grad = p->grad_own = p->m = p->v = NULL;
+        p->seg_off = p->own_begin = p->own_len = 0;
+        if (!p->trained) p->act = arena_take(w, p->n * as);
+    }
+    for (int s = 0; s < m->nsegs; s++) {
+        model_segment *sg = &m->segs[s];
+        memset(sg, 0, sizeof *sg);
+        for (int i = 0; i < m->ntrained; i++) {
+            model_param *p = m->trained[i];
+            if (p->segment != s) continue;
+            p->seg_off = sg->n;
+            sg->n += round16(p->n);
+        }
+        shard_range(sg->n, world, rank, &sg->own_off, &sg->own_len);
+        for (int i = 0; i < m->ntrained; i++) {
+            model_param *p = m->trained[i];
+            if (p->segment != s) continue;
+            size_t lo = p->seg_off > sg->own_off ? p->seg_off : sg->own_off;
+            size_t hi = p->seg_off + p->n < sg->own_off + sg->own_len ? p->seg_off + p->n : sg->own_off + sg->own_len;
+            p->own_begin = lo < hi ? lo - p->seg_off : 0;
+            p->own_len = lo < hi ? hi - lo : 0;
+        }
+    }
+    // A layer's staging slot must hold any layer: they all have the same tensors.
+    size_t slot_n = 0;
+    float *slots[2] = {NULL, NULL};
+    if (staged) {
+        for (int s = 0; s < L; s++) slot_n = m->segs[s].n > slot_n ? m->segs[s].n : slot_n;
+        if (slot_n) {
+            slots[0] = arena_take(g, slot_n * 4);
+            slots[1] = arena_take(g, slot_n * 4);
+        }
+    }
+    for (int s = 0; s < m->nsegs; s++) {
+        model_segment *sg = &m->segs[s];
+        if (!sg->n) continue;
+        sg->act = arena_take(f32 ? ms : w, sg->n * as);
+        float *own_master = !f32 ? arena_take(ms, sg->own_len * 4) : sg->act ? (float *)sg->act + sg->own_off : NULL;
+        if (staged && s < L) sg->grad = slots[s % 2];
+        else sg->grad = arena_take(g, sg->n * 4);
+        sg->grad_own = staged ? arena_take(g, sg->own_len * 4) : (sg->grad ? sg->grad + sg->own_off : NULL);
+        float *own_m = arena_take(mo, sg->own_len * 4), *own_v = arena_take(mo, sg->own_len * 4);
+        for (int i = 0; i < m->ntrained; i++) {
+            model_param *p = m->trained[i];
+            if (p->segment != s) continue;
+            size_t k = p->seg_off + p->own_begin - sg->own_off;   // index in the owned arrays
+            p->act = sg->act ? (char *)sg->act + p->seg_off * as : NULL;
+            p->grad = sg->grad ? sg->grad + p->seg_off : NULL;
+            if (!own_master) continue;   // measuring
+            p->master = own_master + k;
+            p->grad_own = sg->grad_own + k;
+            p->m = own_m + k;
+            p->v = own_v + k;
         }
     }
     m->inv_freq = arena_take(w, (size_t)m->cfg.head_dim / 2 * 4);
@@ -410,13 +479,20 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         set_err(err, errlen, "batch %d × sequence %d tokens is too large", opt->batch_size, opt->seq_len);
         return -1;
     }
+    if (opt->shard_world > 1 && (opt->shard_rank < 0 || opt->shard_rank >= opt->shard_world)) {
+        set_err(err, errlen, "shard rank %d is outside a world of %d", opt->shard_rank, opt->shard_world);
+        return -1;
+    }
     m->opt = *opt;
     mark_trained(m);
     free(m->resid);
     free(m->acts);
     m->resid = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->resid);
     m->acts = calloc((size_t)m->cfg.num_layers, sizeof *m->acts);
-    if (!m->resid || !m->acts) {
+    free(m->segs);
+    m->nsegs = opt->train != MODEL_TRAIN_NONE ? m->cfg.num_layers + 1 : 0;
+    m->segs = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->segs);
+    if (!m->resid || !m->acts || !m->segs) {
         set_err(err, errlen, "out of host memory");
         return -1;
     }
@@ -438,6 +514,8 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->batch_size = opt->batch_size;
     p->seq_len = opt->seq_len;
     p->checkpoint = opt->checkpoint;
+    p->shard_world = opt->shard_world > 1 ? opt->shard_world : 1;
+    p->shard_grads = p->shard_world > 1 && opt->shard_grads;
     p->train = opt->train;
     p->act_dtype = m->act_dtype;
     if (m->be)
@@ -487,9 +565,15 @@ void model_memory_print(const model_memory *p, FILE *f) {
             modes[p->train], dtype_name(p->act_dtype), total, trained);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
     print_bytes(f, "weights", p->weights, note);
-    print_bytes(f, "f32 masters", p->masters, "trained tensors");
-    print_bytes(f, "gradients", p->grads, "f32");
-    print_bytes(f, "AdamW m, v", p->moments, "f32");
+    char shard[96] = "";
+    if (p->shard_world > 1) snprintf(shard, sizeof shard, ", this rank's 1/%d (ZeRO)", p->shard_world);
+    snprintf(note, sizeof note, "trained tensors%s", p->act_dtype == DTYPE_F32 ? ", whole: the forward reads them" : shard);
+    print_bytes(f, "f32 masters", p->masters, note);
+    if (p->shard_grads) snprintf(note, sizeof note, "f32, two layers whole, this rank's 1/%d summed (ZeRO-2)", p->shard_world);
+    else snprintf(note, sizeof note, "f32");
+    print_bytes(f, "gradients", p->grads, note);
+    snprintf(note, sizeof note, "f32%s", shard);
+    print_bytes(f, "AdamW m, v", p->moments, note);
     static const char *recompute[] = {"none: every layer kept", "full: layers rerun in the backward",
                                       "selective: norms and SwiGLU recomputed"};
     int rc = p->checkpoint >= 0 && p->checkpoint <= 2 ? p->checkpoint : 0;
@@ -507,18 +591,17 @@ static void *alloc_buf(model *m, size_t bytes, const char *what, char *err, size
     return p;
 }
 
-// Host f32 → the parameter's master and act copy, through a device staging buffer (f32).
+// Host f32 → the parameter's act copy and owned master, through a device staging buffer (f32
+// (n), unused when the act dtype is f32: there the master is the act copy).
 static void upload(model *m, model_param *p, const float *host, float *staging) {
     backend *be = m->be;
-    if (p->master) {
-        be->copy_to_device(be, p->master, host, p->n * 4);
-        if (p->act != (void *)p->master) be->cast_f32_to_act(be, p->act, p->master, p->n);
-    } else if (be->act_dtype == DTYPE_F32) {
+    if (be->act_dtype == DTYPE_F32) {
         be->copy_to_device(be, p->act, host, p->n * 4);
-    } else {
-        be->copy_to_device(be, staging, host, p->n * 4);
-        be->cast_f32_to_act(be, p->act, staging, p->n);
+        return;
     }
+    be->copy_to_device(be, staging, host, p->n * 4);
+    be->cast_f32_to_act(be, p->act, staging, p->n);
+    if (p->trained && p->own_len) be->copy(be, p->master, staging + p->own_begin, p->own_len * 4);
 }
 
 int model_allocate(model *m, char *err, size_t errlen) {
@@ -618,17 +701,26 @@ int model_allocate(model *m, char *err, size_t errlen) {
     return 0;
 }
 
-void model_get_buffers(const model *m, model_buffers *out) {
-    out->weights = m->buf_weights;
-    out->masters = m->buf_masters;
-    out->grads = m->buf_grads;
-    out->moments = m->buf_moments;
-    out->activations = m->buf_acts;
-    out->weights_bytes = m->allocated ? m->plan.weights : 0;
-    out->masters_bytes = m->allocated ? m->plan.masters : 0;
-    out->grads_bytes = m->allocated ? m->plan.grads : 0;
-    out->moments_bytes = m->allocated ? m->plan.moments : 0;
-    out->activations_bytes = m->allocated ? m->plan.activations : 0;
+int model_segment_count(const model *m) { return m->nsegs; }
+const model_segment *model_segment_at(const model *m, int s) { return s >= 0 && s < m->nsegs ? &m->segs[s] : NULL; }
+
+void model_set_grad_hooks(model *m, const model_grad_hooks *h) {
+    if (h) m->hooks = *h;
+    else memset(&m->hooks, 0, sizeof m->hooks);
+}
+
+// The hook around segment s's gradient (when it has one and a hook is set). With shard_grads
+// before() is followed by zeroing the segment's staging. Nonzero: the pass fails.
+static int grad_before(model *m, int s) {
+    const model_segment *sg = &m->segs[s];
+    if (!sg->n) return 0;
+    if (m->hooks.before && m->hooks.before(m->hooks.ctx, s)) return -1;
+    if (m->plan.shard_grads) m->be->memset_zero(m->be, sg->grad, sg->n * 4);
+    return 0;
+}
+
+static int grad_after(model *m, int s) {
+    return m->segs[s].n && m->hooks.after ? m->hooks.after(m->hooks.ctx, s) : 0;
 }
 
 int model_param_count(const model *m) { return m->nparams; }
@@ -645,7 +737,7 @@ model_param *model_param_find(model *m, const char *name) {
 int model_param_write(model *m, model_param *p, const float *host) {
     if (!m->allocated) return -1;
     float *staging = NULL;
-    if (!p->master && m->be->act_dtype != DTYPE_F32) {
+    if (m->be->act_dtype != DTYPE_F32) {
         staging = m->be->alloc(m->be, p->n * 4);
         if (!staging) return -1;
     }
@@ -658,7 +750,7 @@ int model_param_write(model *m, model_param *p, const float *host) {
 int model_param_read(model *m, const model_param *p, float *host) {
     backend *be = m->be;
     if (!m->allocated) return -1;
-    if (p->master) {
+    if (p->trained && p->own_len == p->n) {
         be->copy_to_host(be, host, p->master, p->n * 4);
     } else if (be->act_dtype == DTYPE_F32) {
         be->copy_to_host(be, host, p->act, p->n * 4);
@@ -848,6 +940,10 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T, T);
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[L], m->final_norm->act, N, C, c->rms_norm_eps);
     if (loss) memset(loss, 0, sizeof *loss);
+    if (train && grad_before(m, L)) {   // lm_head's gradient is written here
+        snprintf(m->error, sizeof m->error, "gradient communication failed before the lm_head");
+        return -1;
+    }
     if (b->targets) {
         be->copy_to_device(be, m->d_targets, b->targets, (size_t)N * 4);
         be->lm_head_loss(be, m->losses, train ? m->dln : NULL, train ? m->lm_head->grad : NULL, m->lnf,
@@ -881,15 +977,20 @@ int model_backward(model *m) {
     be->memset_zero(be, m->dres, (size_t)N * (size_t)C * act_size(m));
     be->rmsnorm_backward(be, m->dres, m->final_norm->grad, m->dln, m->resid[L], m->final_norm->act,
                          m->rstdf, N, C);
-    for (int l = L - 1; l >= 0; l--) {
+    int rc = 0;
+    for (int l = L - 1; l >= 0 && !rc; l--) {
         // The shared set still holds the last layer from the forward.
         if (m->opt.checkpoint == MODEL_RECOMPUTE_FULL && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
+        if ((rc = grad_before(m, l)) != 0) break;
         layer_backward(m, l, &m->acts[l], B, T);
+        rc = grad_after(m, l);
     }
-    if (m->embed->grad) be->embedding_backward(be, m->embed->grad, m->dres, m->d_ids, N, C, c->vocab_size);
+    if (!rc && m->embed->grad) be->embedding_backward(be, m->embed->grad, m->dres, m->d_ids, N, C, c->vocab_size);
+    if (!rc) rc = grad_after(m, L);
     be->synchronize(be);
     m->fwd_ready = 0;   // the saved activations were overwritten by recomputation, or are spent
-    return 0;
+    if (rc) snprintf(m->error, sizeof m->error, "gradient communication failed in the backward");
+    return rc;
 }
 
 int model_read_losses(model *m, float *host) {

@@ -14,7 +14,8 @@
 //
 // Memory: ONE allocation per kind of buffer, planned from the config, B×T and the options:
 // weights (act dtype), trained f32 masters, f32 gradients, f32 AdamW m and v, activations.
-// When the backend's act dtype is f32 a trained tensor's act copy is its master.
+// When the backend's act dtype is f32 a trained tensor's act copy is its master (and is counted
+// under masters). Under ZeRO (model_options.shard_*) the plan is this rank's share.
 //
 // Batches are packed: B rows of T tokens, several documents per row. Each row i of the
 // flattened (B*T) batch carries its token, its target (the next token, −1 = not trained), its
@@ -49,6 +50,11 @@ typedef struct {
     int seq_len;              // T: tokens per row, at most (≥ 1)
     model_train_mode train;   // NONE: forward only (eval, generation); LORA needs model_enable_lora
     model_recompute checkpoint;   // what the backward recomputes (NONE = 0: nothing)
+    // ZeRO (trainer/dist): with shard_world ≥ 2 this rank keeps the f32 masters and AdamW moments
+    // of its shard of each segment only (shard r of n elements: n / world each from r·(n / world),
+    // the last rank also taking the remainder, as dist_shard); the act copies stay whole.
+    int shard_world, shard_rank;
+    int shard_grads;          // ZeRO-2: the gradients too (see model_segment)
 } model_options;
 
 // Bytes of each buffer kind, from model_plan.
@@ -62,6 +68,7 @@ typedef struct {
     size_t params_total;      // number of parameters of the base model
     size_t params_trained;    // number of trained parameters
     int batch_size, seq_len, checkpoint;   // checkpoint: a model_recompute
+    int shard_world, shard_grads;
     model_train_mode train;
     dtype act_dtype;
     char backend_name[32];
@@ -74,12 +81,46 @@ typedef struct {
     int ndim;
     int64_t shape[2];
     size_t n;                 // elements
-    int trained;              // 1: master, grad, m and v are set
+    int trained;              // 1: the fields below are set
     int weight_decay;         // 1 for matrices (linear, embedding, LoRA A/B); 0 norms and biases
-    void *act;                // act copy the forward reads; == master when trained and the act
-                              // dtype is f32 (then pass NULL as adamw_update's param_act)
-    float *master, *grad, *m, *v;   // f32 (n) each; NULL when frozen
+    int segment;              // layer l → l; embeddings, final norm, lm_head → num_layers
+    void *act;                // act copy (n) the forward reads
+    // Trained tensors. This rank updates elements [own_begin, own_begin + own_len): all of them
+    // unless the options shard (then possibly none).
+    size_t seg_off;           // offset of element 0 in its segment's flat space
+    size_t own_begin, own_len;
+    float *master, *m, *v;    // f32 (own_len): the owned elements' master and AdamW moments. With
+                              // f32 activations the master IS the act copy's owned part (pass
+                              // NULL as adamw_update's param_act).
+    float *grad;              // f32 (n): where the backward accumulates the tensor's gradient
+    float *grad_own;          // f32 (own_len): the summed gradient of the owned elements once the
+                              // trainer has reduced it (grad + own_begin unless shard_grads)
 } model_param;
+
+// The trained tensors of one layer (segment l < num_layers) or of the rest (segment
+// num_layers: embeddings, final norm, lm_head) share a flat space: tensor p at p->seg_off,
+// 16-element aligned, zero in between. Data parallelism reduces and shards segment by segment,
+// so that a layer's gradient can travel while the backward goes on (model_grad_hooks).
+typedef struct {
+    size_t n;                 // elements of the flat space; 0 when nothing in it is trained
+    size_t own_off, own_len;  // this rank's shard of it ([0, n) without sharding)
+    float *grad;              // f32 (n): the segment's gradient during the backward. With shard_grads
+                              // the layers share two staging slots (layer l uses slot l % 2), zeroed
+                              // by the model before each use; the rest has its own.
+    float *grad_own;          // f32 (own_len): the reduced gradient of the shard: grad + own_off, or
+                              // with shard_grads an accumulator of its own (zeroed by
+                              // model_zero_grads; the trainer adds each micro-batch's shard)
+    void *act;                // act (n): the act copies of its tensors, same layout
+} model_segment;
+
+// Called by a training forward/backward around the gradient of a segment with n > 0: before()
+// just before the first write of its gradient in this micro-batch (segment num_layers: in the
+// forward, at lm_head), after() once it is complete. Nonzero return: the pass fails.
+typedef struct {
+    int (*before)(void *ctx, int segment);
+    int (*after)(void *ctx, int segment);
+    void *ctx;
+} model_grad_hooks;
 
 typedef struct {
     int B, T;                 // B ≤ planned batch_size, T ≤ planned seq_len
@@ -120,14 +161,9 @@ void model_memory_print(const model_memory *plan, FILE *f);
 // Gradients and moments start at zero. 0 ok; -1 + message.
 int model_allocate(model *m, char *err, size_t errlen);
 
-// The five allocations as device pointers and bytes (NULL/0 when empty or not allocated), for
-// collectives over whole buffers (all-reducing the gradients of every trained tensor at once:
-// the padding between tensors stays zero) and for checkpoints of the optimizer state.
-typedef struct {
-    void *weights, *masters, *grads, *moments, *activations;
-    size_t weights_bytes, masters_bytes, grads_bytes, moments_bytes, activations_bytes;
-} model_buffers;
-void model_get_buffers(const model *m, model_buffers *out);
+int model_segment_count(const model *m);   // num_layers + 1 once planned for training, else 0
+const model_segment *model_segment_at(const model *m, int s);
+void model_set_grad_hooks(model *m, const model_grad_hooks *h);   // NULL: none
 
 // Every tensor (base and adapters) and the trained ones, in a stable order.
 int model_param_count(const model *m);
@@ -135,8 +171,8 @@ model_param *model_param_at(model *m, int i);
 int model_trained_count(const model *m);
 model_param *model_trained_at(model *m, int i);
 model_param *model_param_find(model *m, const char *name);   // NULL when absent
-// Host f32 ↔ tensor: writes the master (when trained) and the act copy; reads the master or
-// the act copy. 0 ok; -1 when the model is not allocated.
+// Host f32 (n) ↔ tensor: writes the act copy and the owned part of the master; reads the master
+// when this rank owns all of it, else the act copy. 0 ok; -1 when the model is not allocated.
 int model_param_write(model *m, model_param *p, const float *host);
 int model_param_read(model *m, const model_param *p, float *host);
 
@@ -146,7 +182,8 @@ int model_param_read(model *m, const model_param *p, float *host);
 // 1/(trained tokens of the whole accumulated batch). 0 ok; -1 + message in model_error.
 int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *loss);
 // Backward of the last forward (which had grad_scale > 0): ACCUMULATES into the gradients of
-// the trained tensors, so that micro-batches add up.
+// the trained tensors, so that micro-batches add up (with shard_grads each micro-batch's
+// gradient passes through the staging slots: the trainer reduces it from the hooks).
 int model_backward(model *m);
 void model_zero_grads(model *m);
 // Per-row losses of the last forward, host f32 (B*T); 0 where not trained.

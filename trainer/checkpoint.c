@@ -13,57 +13,36 @@
 
 int checkpoint_test_kill_midway = 0;
 
-// Host copies of one f32 field of every trained tensor; one allocation for all of them.
-typedef enum { FIELD_MASTER, FIELD_M, FIELD_V } field;
+static const char *field_file[] = {"trained.safetensors", "adam_m.safetensors", "adam_v.safetensors"};
 
-static float *gather(model *m, backend *be, field f, char *err, size_t errlen) {
+size_t checkpoint_field_elements(model *m) {
     size_t total = 0;
-    int n = model_trained_count(m);
-    for (int i = 0; i < n; i++) total += model_trained_at(m, i)->n;
+    for (int i = 0; i < model_trained_count(m); i++) total += model_trained_at(m, i)->n;
+    return total;
+}
+
+static float *field_alloc(model *m, char *err, size_t errlen) {
+    size_t total = checkpoint_field_elements(m);
     float *host = malloc(sizeof(float) * (total ? total : 1));
-    if (!host) { snprintf(err, errlen, "out of host memory for a checkpoint (%.2f GiB)", total * 4.0 / 1073741824.0); return NULL; }
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        model_param *p = model_trained_at(m, i);
-        if (f == FIELD_MASTER) {
-            if (model_param_read(m, p, host + off)) { snprintf(err, errlen, "cannot read %s", p->name); free(host); return NULL; }
-        } else {
-            be->copy_to_host(be, host + off, f == FIELD_M ? p->m : p->v, sizeof(float) * p->n);
-        }
-        off += p->n;
-    }
+    if (!host) snprintf(err, errlen, "out of host memory for a checkpoint (%.2f GiB)", total * 4.0 / 1073741824.0);
     return host;
 }
 
-static int write_tensors(const char *path, model *m, const float *host, const char *suffix, char *err, size_t errlen) {
+int checkpoint_write_tensors(const char *path, model *m, const float *host, char *err, size_t errlen) {
     st_writer *w = st_writer_begin();
     if (!w) { snprintf(err, errlen, "out of memory"); return -1; }
-    int n = model_trained_count(m);
     size_t off = 0;
-    char (*names)[192] = malloc(sizeof *names * (n ? n : 1));
-    if (!names) { st_writer_free(w); snprintf(err, errlen, "out of memory"); return -1; }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < model_trained_count(m); i++) {
         model_param *p = model_trained_at(m, i);
-        snprintf(names[i], sizeof names[i], "%s%s", p->name, suffix);
-        if (st_writer_add(w, names[i], ST_F32, p->ndim, p->shape, host + off, sizeof(float) * p->n)) {
-            snprintf(err, errlen, "%s: cannot add tensor %s", path, names[i]);
+        if (st_writer_add(w, p->name, ST_F32, p->ndim, p->shape, host + off, sizeof(float) * p->n)) {
+            snprintf(err, errlen, "%s: cannot add tensor %s", path, p->name);
             st_writer_free(w);
-            free(names);
             return -1;
         }
         off += p->n;
     }
     int rc = st_writer_finish(w, path, NULL, NULL, 0, err, errlen);
     st_writer_free(w);
-    free(names);
-    return rc;
-}
-
-int checkpoint_write_trained(const char *path, model *m, char *err, size_t errlen) {
-    float *host = gather(m, NULL, FIELD_MASTER, err, errlen);
-    if (!host) return -1;
-    int rc = write_tensors(path, m, host, "", err, errlen);
-    free(host);
     return rc;
 }
 
@@ -99,24 +78,24 @@ static int step_of(const char *name) {
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
-int checkpoint_save(const char *run_dir, model *m, backend *be, const train_state *st, int keep, char *err, size_t errlen) {
+int checkpoint_save(const char *run_dir, model *m, checkpoint_gather_fn gather, void *ctx, const train_state *st,
+                    int keep, char *err, size_t errlen) {
     char dir[4096], tmp[4200], final_dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", dir, st->step);
     snprintf(final_dir, sizeof final_dir, "%s/step-%d", dir, st->step);
     if (fileio_mkdir_p(dir, err, errlen) || fileio_remove_tree(tmp, err, errlen) || fileio_mkdir_p(tmp, err, errlen))
         return -1;
-    static const struct { field f; const char *file; } parts[] = {
-        {FIELD_MASTER, "trained.safetensors"}, {FIELD_M, "adam_m.safetensors"}, {FIELD_V, "adam_v.safetensors"},
-    };
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        float *host = gather(m, be, parts[i].f, err, errlen);
-        if (!host) goto fail;
-        snprintf(path, sizeof path, "%s/%s", tmp, parts[i].file);
-        int rc = write_tensors(path, m, host, "", err, errlen);
-        free(host);
-        if (rc) goto fail;
+    float *host = field_alloc(m, err, errlen);
+    if (!host) goto fail;
+    for (int f = CHECKPOINT_MASTER; f <= CHECKPOINT_V; f++) {
+        snprintf(path, sizeof path, "%s/%s", tmp, field_file[f]);
+        if (gather(ctx, (checkpoint_field)f, host, err, errlen) || checkpoint_write_tensors(path, m, host, err, errlen)) {
+            free(host);
+            goto fail;
+        }
     }
+    free(host);
     if (checkpoint_test_kill_midway) raise(SIGKILL);
     snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
     if (write_state(path, st, err, errlen) || fileio_fsync_path(tmp, err, errlen)) goto fail;
@@ -169,10 +148,12 @@ int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen) {
     return 1;
 }
 
-static int load_field(const char *path, model *m, backend *be, field f, char *err, size_t errlen) {
+// Checks a field's file against the model's trained tensors; with host != NULL reads them too.
+static int load_field(const char *path, model *m, float *host, char *err, size_t errlen) {
     st_set *s = st_open(path, err, errlen);
     if (!s) return -1;
     int n = model_trained_count(m), rc = 0;
+    size_t off = 0;
     for (int i = 0; i < n && !rc; i++) {
         model_param *p = model_trained_at(m, i);
         const st_tensor *t = st_find(s, p->name);
@@ -183,12 +164,8 @@ static int load_field(const char *path, model *m, backend *be, field f, char *er
             rc = -1;
             break;
         }
-        float *host = malloc(t->nbytes);
-        if (!host || st_read_f32(t, host)) { snprintf(err, errlen, "%s: cannot read %s", path, p->name); free(host); rc = -1; break; }
-        if (f == FIELD_MASTER) rc = model_param_write(m, p, host);
-        else be->copy_to_device(be, f == FIELD_M ? p->m : p->v, host, t->nbytes);
-        free(host);
-        if (rc) snprintf(err, errlen, "%s: cannot restore %s", path, p->name);
+        if (host && st_read_f32(t, host + off)) { snprintf(err, errlen, "%s: cannot read %s", path, p->name); rc = -1; }
+        off += p->n;
     }
     if (!rc && st_count(s) != n) {
         snprintf(err, errlen, "%s: holds %d tensors, the model trains %d; resume with the same settings", path, st_count(s), n);
@@ -198,6 +175,12 @@ static int load_field(const char *path, model *m, backend *be, field f, char *er
     return rc;
 }
 
+int checkpoint_read_field(const char *ckpt_dir, model *m, checkpoint_field f, float *host, char *err, size_t errlen) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", ckpt_dir, field_file[f]);
+    return load_field(path, m, host, err, errlen);
+}
+
 static int json_int(const cJSON *o, const char *key, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v)) return -1;
@@ -205,15 +188,10 @@ static int json_int(const cJSON *o, const char *key, int *out) {
     return 0;
 }
 
-int checkpoint_load(const char *ckpt_dir, model *m, backend *be, train_state *st, char *err, size_t errlen) {
+int checkpoint_open(const char *ckpt_dir, model *m, train_state *st, char *err, size_t errlen) {
     char path[4400];
-    static const struct { field f; const char *file; } parts[] = {
-        {FIELD_MASTER, "trained.safetensors"}, {FIELD_M, "adam_m.safetensors"}, {FIELD_V, "adam_v.safetensors"},
-    };
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", ckpt_dir, parts[i].file);
-        if (load_field(path, m, be, parts[i].f, err, errlen)) return -1;
-    }
+    for (int f = CHECKPOINT_MASTER; f <= CHECKPOINT_V; f++)
+        if (checkpoint_read_field(ckpt_dir, m, (checkpoint_field)f, NULL, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/trainer_state.json", ckpt_dir);
     char *text;
     size_t len;

@@ -22,12 +22,24 @@ typedef struct {
 // next checkpoint are written, before it is complete.
 extern int checkpoint_test_kill_midway;
 
-// Writes RUN/checkpoints/step-N and removes all but the newest `keep`. 0, or -1 with a message;
-// on failure any previous checkpoint is intact.
-int checkpoint_save(const char *run_dir, model *m, backend *be, const train_state *st, int keep, char *err, size_t errlen);
+// The f32 state of the trained tensors moves through host memory one field at a time: every
+// trained tensor's field back to back in model_trained_at order (checkpoint_field_elements
+// floats). The trainer fills it for saving (gathering ZeRO shards) and spreads it after loading.
+typedef enum { CHECKPOINT_MASTER, CHECKPOINT_M, CHECKPOINT_V } checkpoint_field;
+typedef int (*checkpoint_gather_fn)(void *ctx, checkpoint_field f, float *host, char *err, size_t errlen);
+size_t checkpoint_field_elements(model *m);
+
+// Writes RUN/checkpoints/step-N (calling gather for each field in the order MASTER, M, V) and
+// removes all but the newest `keep`. 0, or -1 with a message; on failure any previous
+// checkpoint is intact.
+int checkpoint_save(const char *run_dir, model *m, checkpoint_gather_fn gather, void *ctx, const train_state *st,
+                    int keep, char *err, size_t errlen);
 // The newest complete checkpoint directory of a run into path. 1 found, 0 none.
 int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen);
-// Restores tensors, moments and counters. 0, or -1 with a message naming the file and tensor.
-int checkpoint_load(const char *ckpt_dir, model *m, backend *be, train_state *st, char *err, size_t errlen);
-// Writes the trained tensors (f32) to DIR/FILE as safetensors, atomically. For final/.
-int checkpoint_write_trained(const char *path, model *m, char *err, size_t errlen);
+// Reads the counters and checks that every file holds exactly the model's trained tensors, with
+// their shapes, before anything is restored. 0, or -1 with a message naming the file and tensor.
+int checkpoint_open(const char *ckpt_dir, model *m, train_state *st, char *err, size_t errlen);
+// One field of a checkpoint that checkpoint_open accepted, into host. 0 or -1.
+int checkpoint_read_field(const char *ckpt_dir, model *m, checkpoint_field f, float *host, char *err, size_t errlen);
+// The trained tensors (host, as above) to path as f32 safetensors, atomically. For final/.
+int checkpoint_write_tensors(const char *path, model *m, const float *host, char *err, size_t errlen);

@@ -28,6 +28,18 @@ int dist_all_gather(dist *d, void *buf, size_t n, dtype dt) {
 }
 int dist_broadcast(dist *d, void *buf, size_t bytes, int root) { return !d ? 0 : d->ops->broadcast(d, buf, bytes, root); }
 int dist_barrier(dist *d) { return !d ? 0 : d->ops->barrier(d); }
+int dist_all_reduce_start(dist *d, float *buf, size_t n) {
+    if (!d) return 0;
+    if (d->ops->all_reduce_start) return d->ops->all_reduce_start(d, buf, n);
+    return d->ops->all_reduce(d, buf, n);
+}
+int dist_reduce_scatter_start(dist *d, float *buf, size_t n) {
+    if (!d) return 0;
+    if (d->ops->reduce_scatter_start) return d->ops->reduce_scatter_start(d, buf, n);
+    return d->ops->reduce_scatter(d, buf, n);
+}
+int dist_wait(dist *d, int ticket) { return d && d->ops->wait ? d->ops->wait(d, ticket) : 0; }
+int dist_finish(dist *d) { return d && d->ops->finish ? d->ops->finish(d) : 0; }
 int dist_all_reduce_host(dist *d, double *v, int n) { return !d ? 0 : d->ops->all_reduce_host(d, v, n); }
 int dist_broadcast_host(dist *d, void *buf, size_t bytes, int root) {
     return !d ? 0 : d->ops->broadcast_host(d, buf, bytes, root);
@@ -306,8 +318,10 @@ static void t_close(dist *d) {
     free(d);
 }
 
-static const dist_ops thread_ops = {"threads", t_all_reduce, t_reduce_scatter, t_all_gather, t_broadcast, t_barrier,
-                                    t_all_reduce_host, t_broadcast, t_abort, t_close};
+static const dist_ops thread_ops = {.kind = "threads", .all_reduce = t_all_reduce, .reduce_scatter = t_reduce_scatter,
+                                    .all_gather = t_all_gather, .broadcast = t_broadcast, .barrier = t_barrier,
+                                    .all_reduce_host = t_all_reduce_host, .broadcast_host = t_broadcast,
+                                    .abort = t_abort, .close = t_close};
 
 dist *dist_group_join(dist_group *g, int rank, backend *be) {
     dist *d = calloc(1, sizeof *d);
@@ -427,8 +441,10 @@ static void tcp_close(dist *d) {
     free(d);
 }
 
-static const dist_ops tcp_ops = {"tcp", tcp_all_reduce, tcp_reduce_scatter, tcp_all_gather, tcp_broadcast, tcp_barrier,
-                                 tcp_all_reduce_host, tcp_broadcast, tcp_abort, tcp_close};
+static const dist_ops tcp_ops = {.kind = "tcp", .all_reduce = tcp_all_reduce, .reduce_scatter = tcp_reduce_scatter,
+                                 .all_gather = tcp_all_gather, .broadcast = tcp_broadcast, .barrier = tcp_barrier,
+                                 .all_reduce_host = tcp_all_reduce_host, .broadcast_host = tcp_broadcast,
+                                 .abort = tcp_abort, .close = tcp_close};
 
 dist *dist_open_tcp(const dist_env *e, backend *be, double timeout_s, char *err, size_t errlen) {
     if (be->device_index >= 0) {

@@ -68,6 +68,17 @@ int dist_reduce_scatter(dist *d, float *buf, size_t n);
 int dist_all_gather(dist *d, void *buf, size_t n, dtype dt);
 int dist_broadcast(dist *d, void *buf, size_t bytes, int root);
 int dist_barrier(dist *d);
+// The same collectives, started so that they overlap the backward: they take the buffer as the
+// backend's work queued so far leaves it and run beside the work queued next (NCCL: on the
+// communicator's stream, ordered by CUDA events; threads and TCP: at once, blocking). Each
+// returns a ticket ≥ 0, or -1. dist_wait(t) returns once the collective t is done (the device
+// meanwhile runs the work queued before; errors and --dist-timeout are watched), so the work
+// queued after it sees the result; dist_finish waits for every started collective and forgets
+// the tickets.
+int dist_all_reduce_start(dist *d, float *buf, size_t n);
+int dist_reduce_scatter_start(dist *d, float *buf, size_t n);
+int dist_wait(dist *d, int ticket);
+int dist_finish(dist *d);
 // Host memory: sums n doubles over the ranks (rank order); copies bytes from root.
 int dist_all_reduce_host(dist *d, double *v, int n);
 int dist_broadcast_host(dist *d, void *buf, size_t bytes, int root);

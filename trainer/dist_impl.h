@@ -14,6 +14,11 @@ typedef struct {
     int (*all_gather)(dist *d, void *buf, size_t n, size_t elem_bytes);
     int (*broadcast)(dist *d, void *buf, size_t bytes, int root);
     int (*barrier)(dist *d);
+    // Optional (NULL: the blocking calls above, tickets all 0, wait and finish no-ops).
+    int (*all_reduce_start)(dist *d, float *buf, size_t n);
+    int (*reduce_scatter_start)(dist *d, float *buf, size_t n);
+    int (*wait)(dist *d, int ticket);
+    int (*finish)(dist *d);
     int (*all_reduce_host)(dist *d, double *v, int n);
     int (*broadcast_host)(dist *d, void *buf, size_t bytes, int root);
     void (*abort)(dist *d, const char *why);

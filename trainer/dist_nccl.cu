@@ -1,12 +1,16 @@
 // trainer/dist_nccl.cu — the NCCL implementation of trainer/dist.h (CUDA builds only).
 // The communicator is non-blocking: every call is followed by polling ncclCommGetAsyncError and
 // the collective's stream, so a dead or stuck rank ends in an error after --dist-timeout (the
-// watchdog aborts the communicator) instead of a hang. Collectives run on their own stream after
-// the backend's queue has drained (be->synchronize): simple and correct; overlapping gradient
-// communication with the backward is not done yet.
+// watchdog aborts the communicator) instead of a hang. Collectives run on the communicator's own
+// stream. The blocking ones start after the backend's queue has drained (be->synchronize). The
+// started ones (dist_*_start) are ordered by events instead: the communicator's stream waits for
+// an event recorded on the backend's stream, the collective's ticket is an event recorded after
+// it, and dist_wait blocks the host until that event (the device still runs the work queued
+// before), so a layer's gradient travels while the backward of the layers below it runs.
 #include "dist_impl.h"
 #include "rendezvous.h"
 #include "../kernels/cuda/check.h"
+#include "../kernels/cuda/cuda_ops.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,9 @@ typedef struct {
     void *scratch;            // device staging for host values (64 doubles) and the barrier
     size_t scratch_bytes;
     int aborted;
+    cudaEvent_t queued;       // recorded on the backend's stream before each started collective
+    cudaEvent_t *done;        // done[t]: recorded on the communicator's stream after ticket t
+    int started, cap;         // tickets handed out since the last dist_finish; events created
 } nccl_impl;
 
 static double now_s(void) {
@@ -39,9 +46,10 @@ static int fail(dist *d, const char *what, const char *why) {
     return -1;
 }
 
-// Waits until the enqueued call has finished on the stream, polling the communicator's
-// asynchronous error; aborts the communicator when the deadline passes.
-static int wait_done(dist *d, ncclResult_t issued, const char *what) {
+// Waits until the enqueued call has finished on the stream (or, with ev, until the event has
+// happened), polling the communicator's asynchronous error; aborts the communicator when the
+// deadline passes, which ends its kernels, so nothing waits forever.
+static int wait_event(dist *d, ncclResult_t issued, const char *what, cudaEvent_t ev) {
     nccl_impl *n = impl(d);
     if (issued != ncclSuccess && issued != ncclInProgress) return fail(d, what, ncclGetErrorString(issued));
     double deadline = now_s() + d->timeout_s;
@@ -51,7 +59,7 @@ static int wait_done(dist *d, ncclResult_t issued, const char *what) {
         if (q != ncclSuccess) return fail(d, what, ncclGetErrorString(q));
         if (st != ncclSuccess && st != ncclInProgress) return fail(d, what, ncclGetErrorString(st));
         if (st == ncclSuccess) {
-            cudaError_t c = cudaStreamQuery(n->stream);
+            cudaError_t c = ev ? cudaEventQuery(ev) : cudaStreamQuery(n->stream);
             if (c == cudaSuccess) return 0;
             if (c != cudaErrorNotReady) return fail(d, what, cudaGetErrorString(c));
         }
@@ -60,6 +68,26 @@ static int wait_done(dist *d, ncclResult_t issued, const char *what) {
             snprintf(why, sizeof why, "not finished after %.0f s (--dist-timeout): a rank is stuck or dead", d->timeout_s);
             return fail(d, what, why);
         }
+        struct timespec t = {0, 50 * 1000};
+        nanosleep(&t, NULL);
+    }
+}
+
+// Waits until NCCL has enqueued the call (a non-blocking communicator may still be launching
+// it when the call returns ncclInProgress), so that an event recorded next comes after it.
+static int wait_done(dist *d, ncclResult_t issued, const char *what) { return wait_event(d, issued, what, NULL); }
+
+static int enqueued(dist *d, ncclResult_t issued, const char *what) {
+    nccl_impl *n = impl(d);
+    if (issued != ncclSuccess && issued != ncclInProgress) return fail(d, what, ncclGetErrorString(issued));
+    double deadline = now_s() + d->timeout_s;
+    for (;;) {
+        ncclResult_t st = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(n->comm, &st);
+        if (q != ncclSuccess) return fail(d, what, ncclGetErrorString(q));
+        if (st == ncclSuccess) return 0;
+        if (st != ncclInProgress) return fail(d, what, ncclGetErrorString(st));
+        if (now_s() > deadline) return fail(d, what, "not enqueued before --dist-timeout");
         struct timespec t = {0, 50 * 1000};
         nanosleep(&t, NULL);
     }
@@ -74,15 +102,13 @@ static int ready(dist *d) {
     return 0;
 }
 
-static int n_all_reduce(dist *d, float *buf, size_t n) {
-    if (ready(d)) return -1;
-    return wait_done(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, impl(d)->comm, impl(d)->stream), "all-reduce");
+static ncclResult_t issue_all_reduce(dist *d, float *buf, size_t n) {
+    return ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, impl(d)->comm, impl(d)->stream);
 }
 
 // Shards as dist_shard: world equal parts of q elements (NCCL's in-place reduce-scatter and
 // all-gather), the remainder going to the last rank by a reduce / broadcast in the same group.
-static int n_reduce_scatter(dist *d, float *buf, size_t n) {
-    if (ready(d)) return -1;
+static ncclResult_t issue_reduce_scatter(dist *d, float *buf, size_t n) {
     nccl_impl *x = impl(d);
     size_t q = n / (size_t)d->world, tail = n - q * (size_t)d->world;
     ncclResult_t r = ncclGroupStart();
@@ -92,7 +118,60 @@ static int n_reduce_scatter(dist *d, float *buf, size_t n) {
         r = ncclReduce(t, t, tail, ncclFloat, ncclSum, d->world - 1, x->comm, x->stream);
     }
     ncclResult_t e = ncclGroupEnd();
-    return wait_done(d, r != ncclSuccess ? r : e, "reduce-scatter");
+    return r != ncclSuccess ? r : e;
+}
+
+static int n_all_reduce(dist *d, float *buf, size_t n) {
+    if (ready(d)) return -1;
+    return wait_done(d, issue_all_reduce(d, buf, n), "all-reduce");
+}
+
+static int n_reduce_scatter(dist *d, float *buf, size_t n) {
+    if (ready(d)) return -1;
+    return wait_done(d, issue_reduce_scatter(d, buf, n), "reduce-scatter");
+}
+
+// A started collective: after the backend's queued work, its ticket an event after it.
+static int start(dist *d, ncclResult_t (*issue)(dist *, float *, size_t), float *buf, size_t n, const char *what) {
+    nccl_impl *x = impl(d);
+    if (x->aborted) return ready(d);
+    if (x->started == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 64;
+        cudaEvent_t *ev = (cudaEvent_t *)realloc(x->done, sizeof *ev * (size_t)cap);
+        if (!ev) return fail(d, what, "out of host memory for events");
+        x->done = ev;
+        for (; x->cap < cap; x->cap++)
+            if (cudaEventCreateWithFlags(&x->done[x->cap], cudaEventDisableTiming) != cudaSuccess)
+                return fail(d, what, "cannot create a CUDA event");
+    }
+    cudaStream_t compute = cuda_state_of(d->be)->stream;
+    if (cudaEventRecord(x->queued, compute) != cudaSuccess || cudaStreamWaitEvent(x->stream, x->queued, 0) != cudaSuccess)
+        return fail(d, what, "cannot order the communicator's stream after the backward");
+    if (enqueued(d, issue(d, buf, n), what)) return -1;
+    if (cudaEventRecord(x->done[x->started], x->stream) != cudaSuccess) return fail(d, what, "cannot record a CUDA event");
+    return x->started++;
+}
+
+static int n_all_reduce_start(dist *d, float *buf, size_t n) { return start(d, issue_all_reduce, buf, n, "all-reduce"); }
+static int n_reduce_scatter_start(dist *d, float *buf, size_t n) {
+    return start(d, issue_reduce_scatter, buf, n, "reduce-scatter");
+}
+
+// The host waits (the device goes on with the work queued before): were the backend's stream
+// made to wait for the event instead, a dead peer would hang its next synchronize.
+static int n_wait(dist *d, int ticket) {
+    nccl_impl *x = impl(d);
+    if (x->aborted) return ready(d);
+    if (ticket < 0 || ticket >= x->started) return fail(d, "wait", "no such collective started");
+    return wait_event(d, ncclSuccess, "gradient reduction", x->done[ticket]);
+}
+
+static int n_finish(dist *d) {
+    nccl_impl *x = impl(d);
+    if (x->aborted) return ready(d);
+    int rc = x->started ? wait_done(d, ncclSuccess, "gradient reduction") : 0;
+    x->started = 0;
+    return rc;
 }
 
 static int n_all_gather(dist *d, void *buf, size_t n, size_t es) {
@@ -169,13 +248,18 @@ static void n_close(dist *d) {
         if (wait_done(d, st, "finalize") == 0) ncclCommDestroy(x->comm);
     }
     if (x->scratch) cudaFree(x->scratch);
+    for (int i = 0; i < x->cap; i++) cudaEventDestroy(x->done[i]);
+    free(x->done);
+    cudaEventDestroy(x->queued);
     cudaStreamDestroy(x->stream);
     free(x);
     free(d);
 }
 
-static const dist_ops nccl_ops = {"nccl", n_all_reduce, n_reduce_scatter, n_all_gather, n_broadcast, n_barrier,
-                                  n_all_reduce_host, n_broadcast_host, n_abort, n_close};
+static const dist_ops nccl_ops = {
+    "nccl", n_all_reduce, n_reduce_scatter, n_all_gather, n_broadcast, n_barrier,
+    n_all_reduce_start, n_reduce_scatter_start, n_wait, n_finish,
+    n_all_reduce_host, n_broadcast_host, n_abort, n_close};
 
 extern "C" dist *dist_open_nccl(const dist_env *e, backend *be, double timeout_s, char *err, size_t errlen) {
     if (be->device_index < 0) {
@@ -208,12 +292,14 @@ extern "C" dist *dist_open_nccl(const dist_env *e, backend *be, double timeout_s
     d->timeout_s = timeout_s;
     d->impl = x;
     CUDA_CHECK(cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&x->queued, cudaEventDisableTiming));
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t r = ncclCommInitRankConfig(&x->comm, e->world, id, e->rank, &config);
     if (r != ncclSuccess && r != ncclInProgress) {
         snprintf(err, errlen, "rank %d: NCCL communicator setup failed: %s (NCCL_DEBUG=INFO tells more)", e->rank,
                  ncclGetErrorString(r));
+        cudaEventDestroy(x->queued);
         cudaStreamDestroy(x->stream);
         free(x);
         free(d);
@@ -228,6 +314,7 @@ extern "C" dist *dist_open_nccl(const dist_env *e, backend *be, double timeout_s
             snprintf(err, errlen, "rank %d: NCCL communicator setup %s: %s", e->rank,
                      st == ncclInProgress ? "timed out (--dist-timeout)" : "failed", ncclGetErrorString(st));
             ncclCommAbort(x->comm);
+            cudaEventDestroy(x->queued);
             cudaStreamDestroy(x->stream);
             free(x);
             free(d);

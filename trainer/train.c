@@ -2,6 +2,7 @@
 #include "train.h"
 #include "metrics.h"
 #include "schedule.h"
+#include "zero.h"
 #include "../data/progress.h"
 #include "../data/fileio.h"
 #include "../kernels/rng.h"
@@ -133,140 +134,62 @@ static void truncate_csv(const char *run_dir, const char *name, int last_step) {
     free(text);
 }
 
-static double global_grad_norm(model *m, backend *be, float *norm_dev) {
-    be->memset_zero(be, norm_dev, sizeof(float));
-    int n = model_trained_count(m);
-    for (int i = 0; i < n; i++) {
-        model_param *p = model_trained_at(m, i);
-        be->sum_squares(be, norm_dev, p->grad, p->n);
-    }
-    float sq = 0;
-    be->copy_to_host(be, &sq, norm_dev, sizeof(float));
-    return sqrt((double)sq);
-}
-
 int train_rank_micro_batch(const train_settings *s, int world) {
     int per_rank = (s->batch_size + world - 1) / world;
     return s->micro_batch < per_rank ? s->micro_batch : per_rank;
 }
 
-// The flat parameter space of data parallelism: element i of the gradient buffer (trained
-// tensors back to back, 64-byte aligned, zero padding between them). The masters buffer has the
-// same layout; each tensor's m and v are at p->m, p->v.
-typedef struct {
-    float *grads, *masters;
-    size_t n;                 // elements of the gradient buffer
-    size_t off, len;          // this rank's shard
-} flat_space;
-
-static size_t flat_offset(const flat_space *f, const model_param *p) { return (size_t)(p->grad - f->grads); }
-
-// The part of tensor p inside this rank's shard: [k, k+cnt) of its elements. 0 when none.
-static size_t shard_part(const flat_space *f, const model_param *p, size_t *k) {
-    size_t lo = flat_offset(f, p), hi = lo + p->n;
-    size_t a = lo > f->off ? lo : f->off, b = hi < f->off + f->len ? hi : f->off + f->len;
-    if (a >= b) return 0;
-    *k = a - lo;
-    return b - a;
-}
-
-// Σ g² over this rank's shard of the (reduce-scattered) gradients, summed over the ranks.
-static int sharded_grad_norm(model *m, backend *be, const flat_space *f, dist *d, float *norm_dev, double *out) {
-    be->memset_zero(be, norm_dev, sizeof(float));
-    int n = model_trained_count(m);
-    for (int i = 0; i < n; i++) {
-        model_param *p = model_trained_at(m, i);
-        size_t k, cnt = shard_part(f, p, &k);
-        if (cnt) be->sum_squares(be, norm_dev, p->grad + k, cnt);
-    }
-    float sq = 0;
-    be->copy_to_host(be, &sq, norm_dev, sizeof(float));
-    double v = sq;
-    if (dist_all_reduce_host(d, &v, 1)) return -1;
-    *out = sqrt(v);
-    return 0;
-}
-
-// ZeRO: makes the AdamW moments complete on rank 0 (each rank updated only its shard), for an
-// unsharded checkpoint. The gradient buffer (consumed by now) carries the all-gather; host
-// staging is one shard, or one tensor, not the model.
-static int gather_moments(model *m, backend *be, const flat_space *f, dist *d, char *err, size_t errlen) {
-    int n = model_trained_count(m), rc = 0;
-    size_t most = f->len;
-    for (int i = 0; i < n; i++)
-        if (model_trained_at(m, i)->n > most) most = model_trained_at(m, i)->n;
-    float *host = malloc(sizeof(float) * (most ? most : 1));
-    if (!host) { snprintf(err, errlen, "out of host memory gathering the optimizer state"); return -1; }
-    for (int which = 0; which < 2 && !rc; which++) {
-        for (int i = 0; i < n; i++) {
-            model_param *p = model_trained_at(m, i);
-            size_t k, cnt = shard_part(f, p, &k);
-            if (cnt)
-                be->copy_to_host(be, host + (flat_offset(f, p) + k - f->off), (which ? p->v : p->m) + k, sizeof(float) * cnt);
-        }
-        be->copy_to_device(be, f->grads + f->off, host, sizeof(float) * f->len);
-        if (dist_all_gather(d, f->grads, f->n, DTYPE_F32)) {
-            snprintf(err, errlen, "gathering the optimizer state: %s", dist_error(d));
-            rc = -1;
-            break;
-        }
-        if (dist_rank(d) != 0) continue;   // only rank 0 writes checkpoints
-        for (int i = 0; i < n; i++) {
-            model_param *p = model_trained_at(m, i);
-            be->copy_to_host(be, host, f->grads + flat_offset(f, p), sizeof(float) * p->n);
-            be->copy_to_device(be, which ? p->v : p->m, host, sizeof(float) * p->n);
-        }
+// Rank 0 checks the checkpoint, reads it a field at a time and spreads it over the ranks.
+// 1 resumed, 0 nothing to resume, -1 (the caller aborts the group).
+static int resume(const char *ckpt, zero_comm *z, dist *d, train_state *st, char *err, size_t errlen) {
+    int32_t status = 0;
+    int lead = dist_rank(d) == 0;
+    if (lead && ckpt) status = checkpoint_open(ckpt, z->m, st, err, errlen) ? -1 : 1;
+    if (dist_broadcast_host(d, &status, sizeof status, 0)) { snprintf(err, errlen, "%s", dist_error(d)); return -1; }
+    if (status < 0 && !lead) snprintf(err, errlen, "rank 0 could not load the checkpoint to resume from");
+    if (status <= 0) return status;
+    float *host = lead ? malloc(sizeof(float) * (checkpoint_field_elements(z->m) + 1)) : NULL;
+    int rc = lead && !host ? -1 : 0;
+    if (rc) snprintf(err, errlen, "out of host memory reading %s", ckpt);
+    for (int f = CHECKPOINT_MASTER; f <= CHECKPOINT_V && !rc; f++) {
+        if (lead && checkpoint_read_field(ckpt, z->m, (checkpoint_field)f, host, err, errlen)) rc = -1;
+        else rc = zero_spread_field(z, (checkpoint_field)f, host, err, errlen);
     }
     free(host);
-    return rc;
+    if (!rc && dist_broadcast_host(d, st, sizeof *st, 0)) { snprintf(err, errlen, "%s", dist_error(d)); rc = -1; }
+    return rc ? -1 : 1;
 }
 
-// The act copies the forward reads, from the (all-gathered) masters, where they are separate.
-static void refresh_act_copies(model *m, backend *be) {
-    if (be->act_dtype == DTYPE_F32) return;
-    int n = model_trained_count(m);
-    for (int i = 0; i < n; i++) {
-        model_param *p = model_trained_at(m, i);
-        be->cast_f32_to_act(be, p->act, p->master, p->n);
-    }
-}
-
-// Rank 0 restores the checkpoint and hands it to the others: trained tensors, moments, counters.
-static int resume_dist(const char *ckpt, model *m, backend *be, dist *d, train_state *st, char *err, size_t errlen) {
-    int32_t status = 0;
-    if (dist_rank(d) == 0) status = ckpt ? (checkpoint_load(ckpt, m, be, st, err, errlen) ? -1 : 1) : 0;
-    if (dist_broadcast_host(d, &status, sizeof status, 0)) { snprintf(err, errlen, "%s", dist_error(d)); return -1; }
-    if (status < 0) {
-        if (dist_rank(d) != 0) snprintf(err, errlen, "rank 0 could not load the checkpoint to resume from");
-        return -1;
-    }
-    if (status == 0 || dist_world(d) == 1) return status;
-    model_buffers b;
-    model_get_buffers(m, &b);
-    if (dist_broadcast_host(d, st, sizeof *st, 0) || dist_broadcast(d, b.masters, b.masters_bytes, 0) ||
-        dist_broadcast(d, b.moments, b.moments_bytes, 0)) {
-        snprintf(err, errlen, "%s", dist_error(d));
-        return -1;
-    }
-    refresh_act_copies(m, be);
-    return 1;
-}
-
-// Every rank calls it: the ZeRO shards of the moments are gathered, rank 0 writes, and all
-// learn whether it worked.
-static int save_checkpoint(const train_settings *s, const char *run_dir, model *m, backend *be, const flat_space *fs,
-                           dist *d, int zero, const train_state *st, const test_faults *faults, char *err, size_t errlen) {
-    if (zero > 0 && gather_moments(m, be, fs, d, err, errlen)) return -1;
+// Every rank calls it: the shards are gathered, rank 0 writes, and all learn whether it worked.
+static int save_checkpoint(const train_settings *s, const char *run_dir, zero_comm *z, dist *d, const train_state *st,
+                           const test_faults *faults, char *err, size_t errlen) {
     int32_t status = 0;
     if (dist_rank(d) == 0) {
         if (st->step == faults->kill_in_checkpoint) checkpoint_test_kill_midway = 1;
-        status = checkpoint_save(run_dir, m, be, st, s->keep_checkpoints, err, errlen) ? -1 : 0;
+        status = checkpoint_save(run_dir, z->m, zero_gather_field, z, st, s->keep_checkpoints, err, errlen) ? -1 : 0;
+    } else {
+        for (int f = CHECKPOINT_MASTER; f <= CHECKPOINT_V && !status; f++)
+            status = zero_gather_field(z, (checkpoint_field)f, NULL, err, errlen);
     }
     if (dist_world(d) > 1) {
         if (dist_broadcast_host(d, &status, sizeof status, 0)) { snprintf(err, errlen, "%s", dist_error(d)); return -1; }
         if (status && dist_rank(d) != 0) snprintf(err, errlen, "rank 0 could not write the checkpoint");
     }
     return status;
+}
+
+// RUN/final/model.safetensors (full) or adapter_model.safetensors (LoRA): the gathered masters.
+static int write_final(const train_settings *s, const char *run_dir, zero_comm *z, dist *d, char *err, size_t errlen) {
+    int lead = dist_rank(d) == 0;
+    float *host = lead ? malloc(sizeof(float) * (checkpoint_field_elements(z->m) + 1)) : NULL;
+    if (lead && !host) { snprintf(err, errlen, "out of host memory for the final weights"); return -1; }
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/final", run_dir);
+    snprintf(path, sizeof path, "%s/%s", dir, s->full ? "model.safetensors" : "adapter_model.safetensors");
+    int rc = zero_gather_field(z, CHECKPOINT_MASTER, host, err, errlen);
+    if (!rc && lead) rc = fileio_mkdir_p(dir, err, errlen) || checkpoint_write_tensors(path, z->m, host, err, errlen) ? -1 : 0;
+    free(host);
+    return rc;
 }
 
 int train_run_dist(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
@@ -286,11 +209,18 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         return -1;
     }
 
+    zero_comm z;
+    if (zero_init(&z, m, be, d, zero, err, errlen)) {
+        dist_abort(d, err);
+        free(steps_per_epoch);
+        return -1;
+    }
     train_state st = {0};
     st.best_val_loss = INFINITY;
-    int resumed = resume_dist(lead ? resume_checkpoint : NULL, m, be, d, &st, err, errlen);
+    int resumed = resume(lead ? resume_checkpoint : NULL, &z, d, &st, err, errlen);
     if (resumed < 0) {
         dist_abort(d, err);
+        zero_free(&z);
         free(steps_per_epoch);
         return -1;
     }
@@ -302,24 +232,21 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     }
     if (lead && metrics_open(&mt, run_dir, resumed, err, errlen)) {
         dist_abort(d, err);
+        zero_free(&z);
         free(steps_per_epoch);
         return -1;
     }
 
     const int T = s->max_seq_len, MB = train_rank_micro_batch(s, W);
     host_batch h;
-    float *norm_dev = be->alloc(be, sizeof(float));
-    if (host_batch_alloc(&h, s->batch_size, T) || !norm_dev) {
+    if (host_batch_alloc(&h, s->batch_size, T)) {
         snprintf(err, errlen, "out of memory for batch buffers");
         dist_abort(d, err);
+        zero_free(&z);
         free(steps_per_epoch);
         if (lead) metrics_close(&mt);
         return -1;
     }
-    model_buffers mbuf;
-    model_get_buffers(m, &mbuf);
-    flat_space fs = {mbuf.grads, mbuf.masters, mbuf.grads_bytes / sizeof(float), 0, 0};
-    dist_shard(fs.n, W, rank, &fs.off, &fs.len);
     // Tokens per second count the whole global batch: MFU against every rank's peak.
     const double peak_all = peak_flops * W;
     const model_config *cfg = model_get_config(m);
@@ -373,14 +300,18 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         double loss_sum = 0;
         long long loss_tokens = 0;
         model_zero_grads(m);
-        for (int mb = 0; mb * MB < mine; mb++) {
+        int nmb = (mine + MB - 1) / MB;
+        for (int mb = 0; mb < nmb; mb++) {
             int r = mine - mb * MB < MB ? mine - mb * MB : MB;
             size_t off = (size_t)(first + mb * MB) * T;
             model_batch b = {r, T, h.ids + off, h.targets + off, h.pos + off, h.doc_start + off,
                              rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)(mb0 + mb)))};
             model_loss l = {0, 0};
-            if (model_forward(m, &b, grad_scale, &l) || model_backward(m)) {
-                snprintf(err, errlen, "step %d: %s", st.step + 1, model_error(m));
+            // ZeRO-2 reduces every micro-batch's gradient; ZeRO-0/1 the sum, after the last.
+            z.active = z.staged || mb == nmb - 1;
+            if (model_forward(m, &b, grad_scale, &l) || model_backward(m) || zero_drain(&z)) {
+                const char *why = d && dist_error(d)[0] ? dist_error(d) : model_error(m);
+                snprintf(err, errlen, "step %d: %s", st.step + 1, why);
                 rc = -1;
                 goto done;
             }
@@ -393,24 +324,16 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             if (faults.vanish) rc = -2;
             goto done;
         }
-        double gnorm;
-        if (d) {
-            // Loss sums and the stop request, agreed by all ranks.
-            double v[3] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0};
-            int crc = dist_all_reduce_host(d, v, 3);
-            // ZeRO-1 and 2 communicate alike (reduce-scatter, then all-gather of the updated
-            // masters: the volume of one all-reduce); they differ in the gradient memory a rank
-            // needs to keep.
-            if (!crc) crc = zero > 0 ? dist_reduce_scatter(d, fs.grads, fs.n) : dist_all_reduce(d, fs.grads, fs.n);
-            if (!crc && zero > 0) crc = sharded_grad_norm(m, be, &fs, d, norm_dev, &gnorm);
-            if (crc) { snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d)); rc = -1; goto done; }
-            if (zero == 0) gnorm = global_grad_norm(m, be, norm_dev);
-            loss_sum = v[0];
-            loss_tokens = (long long)v[1];
-            stopping = v[2] > 0;
-        } else {
-            gnorm = global_grad_norm(m, be, norm_dev);
+        // Loss sums and the stop request, agreed by all ranks.
+        double gnorm, v[3] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0};
+        if (dist_all_reduce_host(d, v, 3) || zero_grad_norm(&z, &gnorm)) {
+            snprintf(err, errlen, "step %d: %s", st.step + 1, d ? dist_error(d) : "gradient norm");
+            rc = -1;
+            goto done;
         }
+        loss_sum = v[0];
+        loss_tokens = (long long)v[1];
+        if (d) stopping = v[2] > 0;
         double loss = loss_tokens ? loss_sum / (double)loss_tokens : NAN;
         if (st.step + 1 >= faults.nan_from && st.step + 1 <= faults.nan_to) loss = NAN;
         double lr = schedule_lr(s->schedule, s->lr, st.step, s->warmup_steps, total_steps, s->min_lr_ratio);
@@ -437,21 +360,17 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             size_t es = dtype_size(be->act_dtype);
             for (int i = 0; i < n; i++) {
                 model_param *p = model_trained_at(m, i);
-                size_t k = 0, cnt = p->n;
-                if (zero > 0 && !(cnt = shard_part(&fs, p, &k))) continue;
-                void *act = p->act ? (char *)p->act + k * es : NULL;
-                be->adamw_update(be, p->master + k, act, p->grad + k, p->m + k, p->v + k, cnt, (float)lr, (float)s->beta1,
+                if (!p->own_len) continue;
+                // With f32 activations the master is the act copy.
+                void *act = be->act_dtype == DTYPE_F32 ? NULL : (char *)p->act + p->own_begin * es;
+                be->adamw_update(be, p->master, act, p->grad_own, p->m, p->v, p->own_len, (float)lr, (float)s->beta1,
                                  (float)s->beta2, (float)s->eps, p->weight_decay ? (float)s->weight_decay : 0.0f,
                                  st.adam_step, clip);
             }
-            if (zero > 0) {
-                // Every rank updated its shard of the masters: gather the whole model.
-                if (dist_all_gather(d, fs.masters, fs.n, DTYPE_F32)) {
-                    snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d));
-                    rc = -1;
-                    goto done;
-                }
-                refresh_act_copies(m, be);
+            if (zero_gather_params(&z)) {
+                snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d));
+                rc = -1;
+                goto done;
             }
         }
         be->synchronize(be);
@@ -495,13 +414,15 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             }
         }
         if (st.step % save_every == 0 || epoch_end || last || stopping || res->stopped_early) {
-            if (save_checkpoint(s, run_dir, m, be, &fs, d, zero, &st, &faults, err, errlen)) { rc = -1; goto done; }
+            if (save_checkpoint(s, run_dir, &z, d, &st, &faults, err, errlen)) { rc = -1; goto done; }
         }
         if (res->stopped_early) break;
     }
     if (stopping || (W == 1 && stop_requested)) {
         res->interrupted = 1;
-        if (save_checkpoint(s, run_dir, m, be, &fs, d, zero, &st, &faults, err, errlen)) rc = -1;
+        if (save_checkpoint(s, run_dir, &z, d, &st, &faults, err, errlen)) rc = -1;
+    } else if (rc == 0 && write_final(s, run_dir, &z, d, err, errlen)) {
+        rc = -1;
     }
 done:
     if (rc == -1) dist_abort(d, err);   // the other ranks stop waiting for this one
@@ -518,7 +439,7 @@ done:
     res->mfu = peak_all > 0 ? res->tokens_per_second * flops_per_token / peak_all : 0;
     if (have_epoch) packed_epoch_free(&e);
     free(h.ids);
-    be->free(be, norm_dev);
+    zero_free(&z);
     free(steps_per_epoch);
     if (lead) metrics_close(&mt);
     return rc;

@@ -25,12 +25,12 @@ typedef struct {
 // Data parallel: every rank calls this with its own backend and model replica, the same
 // settings and data, and its communicator d (NULL: one rank). Each rank trains a contiguous
 // share of the rows of every global batch (the loss is normalised by the whole batch's trained
-// tokens, so any world size gives the result of one rank up to summation order); gradients are
-// all-reduced (zero 0) or reduce-scattered (zero 1, 2); with zero 1|2 each rank runs AdamW on its
-// shard of the flat trained-parameter space (trainer/dist.h's dist_shard over the gradient
-// buffer) and the updated f32 masters are all-gathered. Only rank 0 writes metrics and
-// checkpoints (gathered, unsharded: any world size resumes them); rank 0 alone reads the
-// checkpoint it resumes from (resume_checkpoint is ignored on other ranks) and broadcasts it.
+// tokens, so any world size gives the result of one rank up to summation order). zero 0|1|2 and
+// the model's sharding options (zero_model_options, set before model_plan) select how gradients
+// and state are spread (trainer/zero.h): layer by layer during the backward. Only rank 0 writes
+// metrics, checkpoints (unsharded: any world size resumes them) and final/ (the trained tensors;
+// the caller adds adapter_config.json); rank 0 alone reads the checkpoint it resumes from
+// (resume_checkpoint is ignored on other ranks) and spreads it.
 // Micro-batches are min(s->micro_batch, ceil(batch / world)) rows (train_rank_micro_batch).
 int train_run_dist(const train_settings *s, backend *be, model *m, const example_set *train, const example_set *val,
                    const char *run_dir, const char *resume_checkpoint, double peak_flops, dist *d, int zero,

@@ -56,6 +56,7 @@ void cpu_swiglu_forward(backend *be, void *out, const void *gate, const void *up
 void cpu_swiglu_backward(backend *be, void *dgate, void *dup, const void *dout, const void *gate,
                          const void *up, size_t n);
 void cpu_add(backend *be, void *out, const void *a, const void *b, size_t n);
+void cpu_add_f32(backend *be, float *out, const float *x, size_t n);
 void cpu_dropout_forward(backend *be, void *out, const void *inp, size_t n, float p,
                          uint64_t seed);
 void cpu_dropout_backward(backend *be, void *dinp, const void *dout, size_t n, float p,

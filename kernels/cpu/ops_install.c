@@ -17,6 +17,7 @@ void cpu_ops_install(backend *be) {
     be->swiglu_forward = cpu_swiglu_forward;
     be->swiglu_backward = cpu_swiglu_backward;
     be->add = cpu_add;
+    be->add_f32 = cpu_add_f32;
     be->dropout_forward = cpu_dropout_forward;
     be->dropout_backward = cpu_dropout_backward;
     be->lm_head_loss = cpu_lm_head_loss;

@@ -1,4 +1,5 @@
-// kernels/cuda/add.cu — out = a + b on bf16 (fp32 add, one rounding), 8 elements per thread.
+// kernels/cuda/add.cu — out = a + b on bf16 (fp32 add, one rounding), 8 elements per thread;
+// out += x on f32.
 #include "common.cuh"
 
 // out may alias a or b: each element is read before it is written, by the same thread.
@@ -27,4 +28,17 @@ static void cu_add(backend *be, void *out, const void *a, const void *b, size_t 
     CUDA_CHECK_LAST();
 }
 
-void cuda_add_install(backend *be) { be->add = cu_add; }
+__global__ void add_f32_kernel(float *out, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) out[i] += x[i];
+}
+
+static void cu_add_f32(backend *be, float *out, const float *x, size_t n) {
+    if (!n) return;
+    add_f32_kernel<<<grid_for(be, n, 256), 256, 0, cuda_state_of(be)->stream>>>(out, x, n);
+    CUDA_CHECK_LAST();
+}
+
+void cuda_add_install(backend *be) {
+    be->add = cu_add;
+    be->add_f32 = cu_add_f32;
+}

@@ -19,6 +19,18 @@ for method in lora full; do
     done
   done
   grep -q '"world_size":[[:space:]]*4' "$W/$method-r4-z2/run.json" || { echo "FAIL: run.json lacks the world size"; fail=1; }
+  # The plan is each rank's: ZeRO-1 holds a quarter of the AdamW state, ZeRO-2 also less gradient.
+  "$PY" - "$W/$method-r4-z0/run.json" "$W/$method-r4-z1/run.json" "$W/$method-r4-z2/run.json" <<'PY' || fail=1
+import json, sys
+z0, z1, z2 = (json.load(open(p)) for p in sys.argv[1:])
+whole, p1, p2 = z0["memory_plan_bytes"], z1["memory_plan_bytes"], z2["memory_plan_bytes"]
+ok = (z1["data_parallel"]["unsharded_bytes"]["optimizer"] == whole["optimizer"]
+      and abs(p1["optimizer"] * 4 - whole["optimizer"]) <= 4 * 64 * 8
+      and p1["grads"] == whole["grads"] and p2["grads"] < whole["grads"] and p2["total"] < p1["total"] < whole["total"])
+if not ok:
+    print("FAIL: per-rank memory plans do not shrink with ZeRO:", whole, p1, p2)
+sys.exit(0 if ok else 1)
+PY
   # Worker processes over TCP (the launcher path GPUs use, with CPU workers).
   out="$W/$method-procs2"
   train "$out" $method --gpus 2 --zero 2 || { echo "FAIL $method --gpus 2 (cpu workers): exit $?"; tail -5 "$out.log"; fail=1; continue; }

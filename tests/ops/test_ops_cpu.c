@@ -824,6 +824,12 @@ static void test_reduce(backend *be, rng_state *r) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += y[i] != x[i] * 0.3f;
     CHECK(bad == 0, "scale_f32: %zu elements wrong", bad);
+    float *z = fcopy(x, n);
+    be->add_f32(be, z, y, n);
+    bad = 0;
+    for (size_t i = 0; i < n; i++) bad += z[i] != x[i] + y[i];
+    CHECK(bad == 0, "add_f32: %zu elements wrong", bad);
+    free(z);
 
     CHECK(!be->has_nonfinite(be, x, n), "has_nonfinite on finite data");
     size_t spots[] = {0, 777, n - 1};
@@ -888,7 +894,7 @@ int main(void) {
               be->linear_forward && be->linear_backward && be->rope_forward && be->rope_backward &&
               be->attention_forward && be->attention_backward && be->swiglu_forward && be->swiglu_backward &&
               be->add && be->dropout_forward && be->dropout_backward && be->lm_head_loss && be->adamw_update &&
-              be->sum_squares && be->scale_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32,
+              be->sum_squares && be->scale_f32 && be->add_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32,
           "the CPU backend leaves an op unset");
     rng_state r = {20261126, 0};
     TIMED(test_exp());

@@ -528,6 +528,12 @@ static void test_optim(size_t n) {
     GPU_TWICE("scale_f32", o4, gpu->scale_f32(gpu, sc.g, 0.37f, n));
     compare("scale_f32", &sc, TOL_F32);
 
+    buf ad = mk("added", n, 0, rnd(n, 1.0f));
+    cpu->add_f32(cpu, ad.c, g.c, n);
+    buf *o5[] = {&ad};
+    GPU_TWICE("add_f32", o5, gpu->add_f32(gpu, ad.g, g.g, n));
+    compare("add_f32", &ad, TOL_F32);
+
     CHECK(gpu->has_nonfinite(gpu, g.g, n) == 0, "has_nonfinite: finite data reported non-finite");
     float bad[2] = {INFINITY, NAN};
     for (int j = 0; j < 2; j++) {
@@ -537,7 +543,7 @@ static void test_optim(size_t n) {
         gpu->copy_to_device(gpu, (float *)g.g + at, &g.init[at], sizeof(float));
     }
     CHECK(gpu->has_nonfinite(gpu, g.g, n) == 0, "has_nonfinite: stale flag after restoring the data");
-    drop(&p); drop(&g); drop(&m); drop(&v); drop(&pa); drop(&ss); drop(&ss2); drop(&sc);
+    drop(&p); drop(&g); drop(&m); drop(&v); drop(&pa); drop(&ss); drop(&ss2); drop(&sc); drop(&ad);
 }
 
 // Every op pointer must be set on both backends before anything runs.
@@ -548,7 +554,7 @@ static int check_tables(void) {
         OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
-        OP(scale_f32), OP(has_nonfinite),
+        OP(scale_f32), OP(add_f32), OP(has_nonfinite),
 #undef OP
     };
     int missing = 0;
