@@ -49,8 +49,15 @@ static int run_step(const char *dir, backend *be, int lora, model_recompute rc, 
     lc.targets = LORA_ALL_LINEAR;
     model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
                          .checkpoint = rc};
-    model *m = model_load(dir, be, &opt, lora ? &lc : NULL, NULL, err, sizeof err);
-    if (!m) { fprintf(stderr, "FAIL %s (%s): %s\n", dir, model_recompute_name(rc), err); return -1; }
+    model_memory plan;
+    model *m = model_open(dir, be, err, sizeof err);
+    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &plan, err, sizeof err) ||
+        model_allocate(m, err, sizeof err)) {
+        fprintf(stderr, "FAIL %s (%s): %s\n", dir, model_recompute_name(rc), err);
+        model_free(m);
+        return -1;
+    }
+    out->activations = plan.activations;
     if (lora) {
         // B = 0 would make every A gradient zero: the same random B in every mode.
         rng_state s = {.seed = 5, .counter = 0};
@@ -69,9 +76,6 @@ static int run_step(const char *dir, backend *be, int lora, model_recompute rc, 
     out->losses = malloc(2 * N * sizeof *out->losses);
     for (int i = 0; i < model_trained_count(m); i++) out->ngrad += model_trained_at(m, i)->n;
     out->grads = malloc(out->ngrad * sizeof *out->grads);
-    model_buffers bufs;
-    model_get_buffers(m, &bufs);
-    out->activations = bufs.activations_bytes;
     int rcode = 0;
     model_zero_grads(m);
     for (int k = 0; k < 2 && rcode == 0; k++) {
