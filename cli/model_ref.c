@@ -19,58 +19,11 @@ static cJSON *read_json(const char *path, char *err, size_t errlen) {
     return j;
 }
 
-// PEFT adapter_config.json → lora_config (dropout forced to 0: nothing is trained here).
+// PEFT adapter_config.json → lora_config (dropout 0: nothing is trained here).
 static int read_adapter_config(const char *path, lora_config *lc, char *err, size_t errlen) {
     cJSON *j = read_json(path, err, errlen);
     if (!j) return -1;
-    *lc = lora_config_default();
-    lc->dropout = 0.0f;
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
-    int rc = -1;
-    if (cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA") != 0) {
-        snprintf(err, errlen, "%s: peft_type is %s; quarry loads LORA adapters only", path, pt->valuestring);
-        goto out;
-    }
-    if (!cJSON_IsNumber(r) || !cJSON_IsNumber(a)) {
-        snprintf(err, errlen, "%s: \"r\" and \"lora_alpha\" must be numbers", path);
-        goto out;
-    }
-    lc->rank = r->valueint;
-    lc->alpha = (float)a->valuedouble;
-    lc->rslora = cJSON_IsTrue(rs);
-    if (cJSON_IsString(t)) {
-        if (lora_targets_parse(t->valuestring, &lc->targets, err, errlen) != 0) goto out;
-    } else if (cJSON_IsArray(t)) {
-        char list[512] = "";
-        const cJSON *it;
-        cJSON_ArrayForEach(it, t) {
-            if (!cJSON_IsString(it)) {
-                snprintf(err, errlen, "%s: target_modules must be strings", path);
-                goto out;
-            }
-            size_t l = strlen(list);
-            snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", it->valuestring);
-        }
-        char e2[256];
-        if (lora_targets_parse(list, &lc->targets, e2, sizeof e2) != 0) {
-            snprintf(err, errlen, "%s: %s", path, e2);
-            goto out;
-        }
-    } else {
-        snprintf(err, errlen, "%s: target_modules missing", path);
-        goto out;
-    }
-    char e2[256];
-    if (lora_config_check(lc, e2, sizeof e2) != 0) {
-        snprintf(err, errlen, "%s: %s", path, e2);
-        goto out;
-    }
-    rc = 0;
-out:
+    int rc = lora_config_from_peft(j, path, 1, lc, err, errlen);
     cJSON_Delete(j);
     return rc;
 }

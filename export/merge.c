@@ -1,6 +1,7 @@
 // export/merge.c — see merge.h.
 #include "merge.h"
 #include "../data/fileio.h"
+#include "../model/lora.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,9 +15,6 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && !memcmp(s + n - m, suffix, m);
 }
 
-// A non-empty JSON object or array (rank_pattern and friends).
-static int nonempty(const cJSON *v) { return v && (cJSON_IsObject(v) || cJSON_IsArray(v)) && v->child; }
-
 int merge_adapter_open(merge_adapter *a, const char *dir, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     snprintf(a->dir, sizeof a->dir, "%s", dir);
@@ -27,48 +25,13 @@ int merge_adapter_open(merge_adapter *a, const char *dir, char *err, size_t errl
     if (fileio_read_all(path, &text, &len, err, errlen)) return -1;
     a->config = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!cJSON_IsObject(a->config)) {
-        snprintf(err, errlen, "%s: not a JSON object\nhint: adapter_config.json is written by PEFT's save_pretrained", path);
-        goto fail;
-    }
+    lora_config lc;
+    if (lora_config_from_peft(a->config, path, 0, &lc, err, errlen)) goto fail;
     const cJSON *c = a->config;
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
-    if (pt && !(cJSON_IsString(pt) && !strcmp(pt->valuestring, "LORA"))) {
-        snprintf(err, errlen, "%s: peft_type is not \"LORA\"; only LoRA adapters can be merged", path);
-        goto fail;
-    }
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "r");
-    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
-    if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != floor(r->valuedouble) || r->valuedouble > 1e6) {
-        snprintf(err, errlen, "%s: \"r\" must be a positive integer", path);
-        goto fail;
-    }
-    if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0) || !isfinite(alpha->valuedouble)) {
-        snprintf(err, errlen, "%s: \"lora_alpha\" must be a positive number", path);
-        goto fail;
-    }
-    a->r = (int)r->valuedouble;
-    a->alpha = alpha->valuedouble;
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "use_rslora");
-    a->rslora = cJSON_IsTrue(rs);
+    a->r = lc.rank;
+    a->alpha = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha")->valuedouble;   // as written, not lc's float
+    a->rslora = lc.rslora;
     a->scale = a->rslora ? a->alpha / sqrt((double)a->r) : a->alpha / (double)a->r;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_dora"))) {
-        snprintf(err, errlen, "%s: DoRA adapters (use_dora) are not supported by quarry export", path);
-        goto fail;
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "fan_in_fan_out"))) {
-        snprintf(err, errlen, "%s: fan_in_fan_out adapters (Conv1D models) are not supported", path);
-        goto fail;
-    }
-    if (nonempty(cJSON_GetObjectItemCaseSensitive(c, "rank_pattern")) ||
-        nonempty(cJSON_GetObjectItemCaseSensitive(c, "alpha_pattern"))) {
-        snprintf(err, errlen, "%s: per-module rank_pattern/alpha_pattern are not supported (one r and lora_alpha for all)", path);
-        goto fail;
-    }
-    if (nonempty(cJSON_GetObjectItemCaseSensitive(c, "modules_to_save"))) {
-        snprintf(err, errlen, "%s: modules_to_save is not supported (only lora_A/lora_B are merged)", path);
-        goto fail;
-    }
     const cJSON *bm = cJSON_GetObjectItemCaseSensitive(c, "base_model_name_or_path");
     a->base_model = cJSON_IsString(bm) ? bm->valuestring : "";
 

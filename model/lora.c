@@ -1,6 +1,7 @@
 // model/lora.c — LoRA settings, target lists and PEFT's initialisation of A.
 #include "lora.h"
 #include "../kernels/rng.h"
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,4 +107,85 @@ void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id) {
     float bound = 1.0f / sqrtf((float)in);
     for (size_t i = 0; i < (size_t)r * (size_t)in; i++)
         a[i] = (2.0f * rng_next_uniform(&s) - 1.0f) * bound;
+}
+
+// A non-empty JSON object or array (rank_pattern and friends).
+static int nonempty(const cJSON *v) { return v && (cJSON_IsObject(v) || cJSON_IsArray(v)) && v->child; }
+
+int lora_config_from_peft(const cJSON *c, const char *path, int need_targets, lora_config *lc, char *err,
+                          size_t errlen) {
+    *lc = lora_config_default();
+    lc->dropout = 0.0f;
+    lc->targets = 0;
+    if (!cJSON_IsObject(c)) {
+        snprintf(err, errlen, "%s: not a JSON object\nhint: adapter_config.json is written by PEFT's save_pretrained", path);
+        return -1;
+    }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
+    if (pt && !(cJSON_IsString(pt) && !strcmp(pt->valuestring, "LORA"))) {
+        snprintf(err, errlen, "%s: peft_type is not \"LORA\"; quarry applies and merges LoRA adapters only", path);
+        return -1;
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "r");
+    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
+    if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != floor(r->valuedouble) || r->valuedouble > 1e6) {
+        snprintf(err, errlen, "%s: \"r\" must be a positive integer", path);
+        return -1;
+    }
+    if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0) || !isfinite(alpha->valuedouble)) {
+        snprintf(err, errlen, "%s: \"lora_alpha\" must be a positive number", path);
+        return -1;
+    }
+    lc->rank = (int)r->valuedouble;
+    lc->alpha = (float)alpha->valuedouble;
+    lc->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "use_rslora"));
+    static const struct { const char *key, *why; } refused[] = {
+        {"use_dora", "DoRA adapters (use_dora) are not supported"},
+        {"fan_in_fan_out", "fan_in_fan_out adapters (Conv1D models) are not supported"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, refused[i].key))) {
+            snprintf(err, errlen, "%s: %s", path, refused[i].why);
+            return -1;
+        }
+    if (nonempty(cJSON_GetObjectItemCaseSensitive(c, "rank_pattern")) ||
+        nonempty(cJSON_GetObjectItemCaseSensitive(c, "alpha_pattern"))) {
+        snprintf(err, errlen, "%s: per-module rank_pattern/alpha_pattern are not supported (one r and lora_alpha for all)", path);
+        return -1;
+    }
+    if (nonempty(cJSON_GetObjectItemCaseSensitive(c, "modules_to_save"))) {
+        snprintf(err, errlen, "%s: modules_to_save is not supported (only lora_A/lora_B are applied)", path);
+        return -1;
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
+    char list[512] = "", e2[256];
+    if (cJSON_IsString(t)) {
+        snprintf(list, sizeof list, "%s", t->valuestring);
+    } else if (cJSON_IsArray(t)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, t) {
+            if (!cJSON_IsString(it)) {
+                snprintf(err, errlen, "%s: target_modules must be strings", path);
+                return -1;
+            }
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", it->valuestring);
+        }
+    } else if (need_targets) {
+        snprintf(err, errlen, "%s: target_modules missing", path);
+        return -1;
+    }
+    if (list[0] && lora_targets_parse(list, &lc->targets, e2, sizeof e2) != 0) {
+        if (!need_targets) {   // merging goes by the tensors present
+            lc->targets = 0;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: %s", path, e2);
+        return -1;
+    }
+    if (need_targets && lora_config_check(lc, e2, sizeof e2) != 0) {
+        snprintf(err, errlen, "%s: %s", path, e2);
+        return -1;
+    }
+    return 0;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cJSON;
+
 // The seven linear layers of a block, in the order their weights are laid out per layer.
 typedef enum {
     LORA_Q = 0, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_NUM_TARGETS
@@ -46,3 +48,11 @@ int lora_config_check(const lora_config *c, char *err, size_t errlen);
 // Fills A: f32 (r, in) with U(−1/sqrt(in), 1/sqrt(in)) from the stream (seed, stream_id), so
 // each adapter's draw depends only on its identity, not on the order adapters are built.
 void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id);
+
+// PEFT's adapter_config.json (parsed: config; path for messages) → lora_config with dropout 0
+// (for applying or merging, not training). Refuses what quarry cannot apply: a peft_type other
+// than LORA, DoRA, fan_in_fan_out, rank_pattern/alpha_pattern, modules_to_save; r must be a
+// positive integer and lora_alpha positive. target_modules is parsed when present (*targets 0
+// when absent); need_targets makes it required. 0, or -1 with a message naming the file.
+int lora_config_from_peft(const struct cJSON *config, const char *path, int need_targets, lora_config *lc,
+                          char *err, size_t errlen);

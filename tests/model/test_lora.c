@@ -1,8 +1,52 @@
 // tests/model/test_lora.c — LoRA settings: target lists, scaling, PEFT's initialisation bound.
 #include "test.h"
+#include <cjson/cJSON.h>
 #include "model/lora.h"
 
+// adapter_config.json as PEFT 0.21 writes it (a LoraConfig saved with save_pretrained), and the
+// variants quarry must refuse with a message naming the file.
+static void check_peft_config(void) {
+    const char *good = "{\"peft_type\": \"LORA\", \"r\": 16, \"lora_alpha\": 32, \"lora_dropout\": 0.05, "
+        "\"target_modules\": [\"q_proj\", \"v_proj\", \"down_proj\"], \"use_rslora\": true, \"use_dora\": false, "
+        "\"fan_in_fan_out\": false, \"rank_pattern\": {}, \"alpha_pattern\": {}, \"modules_to_save\": null, "
+        "\"base_model_name_or_path\": \"/models/base\"}";
+    char err[512];
+    lora_config lc;
+    cJSON *j = cJSON_Parse(good);
+    CHECK(lora_config_from_peft(j, "a/adapter_config.json", 1, &lc, err, sizeof err) == 0, "good config: %s", err);
+    CHECK(lc.rank == 16 && lc.alpha == 32.0f && lc.rslora == 1 && lc.dropout == 0.0f &&
+          lc.targets == ((1u << LORA_Q) | (1u << LORA_V) | (1u << LORA_DOWN)), "parsed r %d alpha %g rslora %d targets %x",
+          lc.rank, lc.alpha, lc.rslora, lc.targets);
+    cJSON_Delete(j);
+    static const struct { const char *edit, *value, *want; int need; } bad[] = {
+        {"peft_type", "\"IA3\"", "LORA", 1},           {"r", "0", "positive integer", 1},
+        {"r", "2.5", "positive integer", 1},            {"lora_alpha", "-1", "positive number", 1},
+        {"use_dora", "true", "DoRA", 1},                {"fan_in_fan_out", "true", "fan_in_fan_out", 1},
+        {"rank_pattern", "{\"q_proj\": 4}", "rank_pattern", 1}, {"modules_to_save", "[\"lm_head\"]", "modules_to_save", 0},
+        {"target_modules", "[\"lm_head\"]", "lm_head", 1}, {"target_modules", "[1]", "strings", 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *c = cJSON_Parse(good), *v = cJSON_Parse(bad[i].value);
+        cJSON_ReplaceItemInObjectCaseSensitive(c, bad[i].edit, v);
+        err[0] = 0;
+        int rc = lora_config_from_peft(c, "a/adapter_config.json", bad[i].need, &lc, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, "a/adapter_config.json") && strstr(err, bad[i].want), "%s = %s: rc %d, \"%s\"",
+              bad[i].edit, bad[i].value, rc, err);
+        cJSON_Delete(c);
+    }
+    // Merging goes by the tensors present: targets outside the seven linear layers are no error.
+    cJSON *c = cJSON_Parse(good);
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "target_modules", cJSON_Parse("[\"lm_head\"]"));
+    CHECK(lora_config_from_peft(c, "a/adapter_config.json", 0, &lc, err, sizeof err) == 0 && lc.targets == 0,
+          "merge-style read of unusual targets: %s", err);
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "target_modules");
+    CHECK(lora_config_from_peft(c, "a/adapter_config.json", 1, &lc, err, sizeof err) == -1 && strstr(err, "missing"),
+          "targets required: %s", err);
+    cJSON_Delete(c);
+}
+
 int main(void) {
+    check_peft_config();
     char err[256], buf[64];
     unsigned mask = 0;
     CHECK(lora_targets_parse("all-linear", &mask, err, sizeof err) == 0 && mask == LORA_ALL_LINEAR,
