@@ -319,7 +319,10 @@ int main(int argc, char **argv) {
     if (!be) { fprintf(stderr, "FAIL no backend\n"); return 1; }
     the_backend = be;
     printf("backend %s\n", be->name);
+    // argv[2]: one fixture only (for slow backends such as dev/cuda/emu's).
+    const char *only = argc > 2 ? argv[2] : NULL;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        if (only && strcmp(only, names[k])) continue;
         char dir[900];
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
         fixture fx = {0};
