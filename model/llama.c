@@ -366,10 +366,10 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         for (int i = 0; i < m->ntrained; i++) {
             model_param *p = m->trained[i];
             if (p->segment != s) continue;
-            size_t k = p->seg_off + p->own_begin - sg->own_off;   // index in the owned arrays
             p->act = sg->act ? (char *)sg->act + p->seg_off * as : NULL;
             p->grad = sg->grad ? sg->grad + p->seg_off : NULL;
-            if (!own_master) continue;   // measuring
+            if (!own_master || !p->own_len) continue;   // measuring, or nothing of it is this rank's
+            size_t k = p->seg_off + p->own_begin - sg->own_off;   // index in the owned arrays
             p->master = own_master + k;
             p->grad_own = sg->grad_own + k;
             p->m = own_m + k;

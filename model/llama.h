@@ -89,9 +89,9 @@ typedef struct {
     // unless the options shard (then possibly none).
     size_t seg_off;           // offset of element 0 in its segment's flat space
     size_t own_begin, own_len;
-    float *master, *m, *v;    // f32 (own_len): the owned elements' master and AdamW moments. With
-                              // f32 activations the master IS the act copy's owned part (pass
-                              // NULL as adamw_update's param_act).
+    float *master, *m, *v;    // f32 (own_len), NULL when own_len is 0: the owned elements' master
+                              // and AdamW moments. With f32 activations the master IS the act
+                              // copy's owned part (pass NULL as adamw_update's param_act).
     float *grad;              // f32 (n): where the backward accumulates the tensor's gradient
     float *grad_own;          // f32 (own_len): the summed gradient of the owned elements once the
                               // trainer has reduced it (grad + own_begin unless shard_grads)
