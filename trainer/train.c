@@ -318,6 +318,16 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             loss_sum += l.sum;
             loss_tokens += l.tokens;
         }
+        // The busiest rank has ceil(rows / W) rows; the reductions of its micro-batches (ZeRO-2),
+        // or the one after its last (ZeRO-0/1), need every rank.
+        int busiest = (rows / W + (rows % W > 0) + MB - 1) / MB;
+        for (int mb = nmb; mb < (z.staged ? busiest : nmb == 0 ? 1 : 0) && d; mb++) {
+            if (zero_reduce_idle(&z)) {
+                snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d));
+                rc = -1;
+                goto done;
+            }
+        }
         if (rank == faults.fail_rank && st.step + 1 == faults.fail_step) {
             snprintf(err, errlen, "step %d: test fault on rank %d", st.step + 1, rank);
             rc = -1;

@@ -63,8 +63,9 @@ int zero_init(zero_comm *z, model *m, backend *be, dist *d, int zero, char *err,
     for (int i = 0; i < 3; i++) z->pending_seg[i] = -1;
     int n = model_trained_count(m);
     z->host_off = malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    z->norm_dev = be->alloc(be, sizeof(float));
-    if (!z->host_off || !z->norm_dev) {
+    z->norm_host = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    z->norm_dev = be->alloc(be, sizeof(float) * (size_t)(n ? n : 1));
+    if (!z->host_off || !z->norm_host || !z->norm_dev) {
         snprintf(err, errlen, "out of memory for the data-parallel state");
         zero_free(z);
         return -1;
@@ -85,6 +86,7 @@ void zero_free(zero_comm *z) {
     if (z->m) model_set_grad_hooks(z->m, NULL);
     if (z->norm_dev) z->be->free(z->be, z->norm_dev);
     free(z->host_off);
+    free(z->norm_host);
     memset(z, 0, sizeof *z);
 }
 
@@ -95,16 +97,36 @@ int zero_drain(zero_comm *z) {
     return dist_finish(z->d);
 }
 
+int zero_reduce_idle(zero_comm *z) {
+    if (!z->d) return 0;
+    int L = layers(z);
+    z->active = 1;
+    // The order of the backward's hooks: the layers from the last, then the rest.
+    for (int k = 0; k <= L; k++) {
+        int s = k < L ? L - 1 - k : L;
+        const model_segment *sg = segment(z, s);
+        if (!sg->n) continue;
+        if (hook_before(z, s)) return -1;
+        if (z->staged) z->be->memset_zero(z->be, sg->grad, sg->n * 4);
+        if (hook_after(z, s)) return -1;
+    }
+    return zero_drain(z);
+}
+
+// Σ g² per tensor (one f32 rounding each), summed in double in tensor order: a tensor split
+// between ranks adds one rounding, so the norm hardly depends on the world size (clipping
+// scales every update by it).
 int zero_grad_norm(zero_comm *z, double *norm) {
     backend *be = z->be;
-    be->memset_zero(be, z->norm_dev, sizeof(float));
-    for (int i = 0; i < model_trained_count(z->m); i++) {
+    int n = model_trained_count(z->m);
+    be->memset_zero(be, z->norm_dev, sizeof(float) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
         model_param *p = model_trained_at(z->m, i);
-        if (p->own_len) be->sum_squares(be, z->norm_dev, p->grad_own, p->own_len);
+        if (p->own_len) be->sum_squares(be, z->norm_dev + i, p->grad_own, p->own_len);
     }
-    float sq = 0;
-    be->copy_to_host(be, &sq, z->norm_dev, sizeof(float));
-    double v = sq;
+    be->copy_to_host(be, z->norm_host, z->norm_dev, sizeof(float) * (size_t)n);
+    double v = 0;
+    for (int i = 0; i < n; i++) v += z->norm_host[i];
     if (z->sharded && dist_all_reduce_host(z->d, &v, 1)) return -1;
     *norm = sqrt(v);
     return 0;

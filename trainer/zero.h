@@ -26,7 +26,8 @@ typedef struct {
     int pending_seg[3];       // ZeRO-2: segment whose reduce-scatter is in flight from layer
     int pending_ticket[3];    // slot 0, 1 and the last segment (index 2); -1 none
     size_t *host_off;         // per trained tensor: its offset in a checkpoint field
-    float *norm_dev;          // f32 (1) on the device
+    float *norm_dev;          // f32 (trained tensors): Σ g² of each, on the device
+    float *norm_host;         // the same on the host
 } zero_comm;
 
 // The sharding options of the model of a rank under d and --zero (before model_plan).
@@ -37,6 +38,10 @@ void zero_free(zero_comm *z);
 
 // After each micro-batch's backward: waits for its reductions (adding ZeRO-2's shards). 0 or -1.
 int zero_drain(zero_comm *z);
+// Every rank must take part in every reduction: a rank with fewer micro-batches in a step than
+// the busiest (ZeRO-2), or with none (ZeRO-0/1), calls this for each one it lacks. It
+// contributes zeros (ZeRO-0/1: its gradient sum, zero without rows). 0 or -1.
+int zero_reduce_idle(zero_comm *z);
 // The global gradient norm from the reduced gradients of the owned elements. 0 or -1.
 int zero_grad_norm(zero_comm *z, double *norm);
 // After the owned elements' update: every rank's shards of the act copies to every rank. 0 or -1.

@@ -31,6 +31,15 @@ if not ok:
     print("FAIL: per-rank memory plans do not shrink with ZeRO:", whole, p1, p2)
 sys.exit(0 if ok else 1)
 PY
+  # Uneven shares: 3 rows over 2 ranks (ZeRO-2: one rank has a micro-batch fewer) and over 4
+  # (one rank has none): every rank must still take part in every reduction.
+  train "$W/ref3-$method" $method --batch-size 3 || { echo "FAIL: reference $method batch 3"; fail=1; }
+  for cfg in "2 2" "4 1" "4 2"; do
+    set -- $cfg
+    out="$W/$method-b3-r$1-z$2"
+    train "$out" $method --batch-size 3 --ranks $1 --zero $2 || { echo "FAIL $method batch 3 ranks $1 zero $2: exit $?"; tail -3 "$out.log"; fail=1; continue; }
+    close "$method batch 3 ranks $1 zero $2" "$out" "$W/ref3-$method"
+  done
   # Worker processes over TCP (the launcher path GPUs use, with CPU workers).
   out="$W/$method-procs2"
   train "$out" $method --gpus 2 --zero 2 || { echo "FAIL $method --gpus 2 (cpu workers): exit $?"; tail -5 "$out.log"; fail=1; continue; }
