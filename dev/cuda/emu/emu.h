@@ -15,13 +15,14 @@
 #include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #undef __launch_bounds__
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 using std::min;
 using std::max;
 
@@ -94,7 +95,13 @@ struct accumulator {};
 struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
-template <class Use, int M, int N, int K, class T, class L = void> struct fragment { float x[16][16]; };
+// Every lane holds the whole 16x16 tile: element e is (row e / 16, col e % 16) for every lane, so
+// element-wise code over x[0 .. num_elements) is right here exactly when it does not assume the
+// hardware's element -> (row, col) mapping (calibrate it with a loaded fragment instead).
+template <class Use, int M, int N, int K, class T, class L = void> struct fragment {
+    enum { num_elements = 256 };
+    float x[256];
+};
 template <class Use, class T, class L>
 inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
     __syncwarp();
@@ -103,14 +110,14 @@ inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, uns
         for (int c = 0; c < 16; c++) {
             // matrix_a: (row m, col k); matrix_b: (row k, col n).  row_major: p[r*ldm+c].
             size_t idx = std::is_same<L, row_major>::value ? (size_t)r * ldm + c : (size_t)c * ldm + r;
-            f.x[r][c] = __bfloat162float(p[idx]);
+            f.x[r * 16 + c] = __bfloat162float(p[idx]);
         }
 }
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
     __syncwarp();
     struct after { ~after() { __syncwarp(); } } a_;
     for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) f.x[r][c] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
 }
 inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
     __syncwarp();
@@ -118,12 +125,11 @@ inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, 
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++) {
             float *d = l == mem_row_major ? p + (size_t)r * ldm + c : p + (size_t)c * ldm + r;
-            *d = f.x[r][c];
+            *d = f.x[r * 16 + c];
         }
 }
 template <class F> inline void fill_fragment(F &f, float v) {
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) f.x[r][c] = v;
+    for (int e = 0; e < 256; e++) f.x[e] = v;
 }
 template <class LA, class LB>
 inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
@@ -133,14 +139,44 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
     float t[16][16];
     for (int m = 0; m < 16; m++)
         for (int n = 0; n < 16; n++) {
-            float s = c.x[m][n];
-            for (int k = 0; k < 16; k++) s += a.x[m][k] * b.x[k][n];
+            float s = c.x[m * 16 + n];
+            for (int k = 0; k < 16; k++) s += a.x[m * 16 + k] * b.x[k * 16 + n];
             t[m][n] = s;
         }
     memcpy(d.x, t, sizeof t);
 }
 }  // namespace wmma
 }  // namespace nvcuda
+
+// cp.async through the pipeline primitives (cuda_pipeline_primitives.h): each thread's copies are
+// queued and land only when __pipeline_wait_prior lets their batch complete (the latest moment
+// the hardware may complete them), so a read before the wait or a missing barrier sees the
+// 0xff poison or stale data instead of passing by luck.  zfill: trailing bytes written as 0.
+struct emu_async_copy {
+    void *dst;
+    const void *src;
+    size_t n, zfill;
+};
+inline thread_local std::vector<std::vector<emu_async_copy>> emu_cp_batches;  // committed, oldest first
+inline thread_local std::vector<emu_async_copy> emu_cp_open;                  // not yet committed
+static inline void __pipeline_memcpy_async(void *dst, const void *src, size_t n, size_t zfill = 0) {
+    if (n != 4 && n != 8 && n != 16) { fprintf(stderr, "emu: cp.async of %zu bytes\n", n); abort(); }
+    if (((uintptr_t)dst | (uintptr_t)src) % n) { fprintf(stderr, "emu: misaligned cp.async\n"); abort(); }
+    emu_cp_open.push_back({dst, src, n, zfill});
+}
+static inline void __pipeline_commit() {
+    emu_cp_batches.push_back(emu_cp_open);
+    emu_cp_open.clear();
+}
+static inline void __pipeline_wait_prior(size_t prior) {
+    while (emu_cp_batches.size() > prior) {
+        for (auto &c : emu_cp_batches.front()) {
+            memcpy(c.dst, c.src, c.n - c.zfill);
+            memset((char *)c.dst + (c.n - c.zfill), 0, c.zfill);
+        }
+        emu_cp_batches.erase(emu_cp_batches.begin());
+    }
+}
 
 // Runs kernel body f for every thread of every block.  smem is filled with 0xff (NaN) first.
 void emu_launch(emu_dim grid, emu_dim block, size_t smem_bytes, const std::function<void()> &f);

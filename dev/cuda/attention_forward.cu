@@ -1,0 +1,587 @@
+// dev/cuda/attention_forward.cu — the attention forward kernel lab (llm.c's dev/cuda manner): a
+// CPU reference (the CPU backend's op, fp32), numbered kernel versions, a check of each against
+// the reference, and a benchmark with CUDA events.
+//
+//   attention_forward [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32] [--kv-heads 8]
+//                     [--batch 1] [--docs 1] [--repeats 20] [--no-bench]
+//
+// version 0 (default) runs every version.  --docs N splits each batch row into N documents at
+// uneven boundaries (doc_start masks); --Tk > --T puts the queries at the end of the keys (a KV
+// cache).  Exit status 1 when any checked version fails, 77 without a GPU.
+//
+// Semantics (kernels/backend.h): causal, GQA (query head h reads KV head h / (H / KVH)),
+// documents via doc_start, q/k/v/out bf16 (B·T, heads·hd) rows, lse f32 (B, H, Tq), natural log.
+// The check: inputs uniform bf16 (q, k in ±1.5, v in ±1); the reference is the CPU backend's op on
+// the same bf16 values in fp32.  Outputs are poisoned (0xff bytes: NaN) before every run, so an
+// unwritten element fails.  Bounds (probabilities pass through bf16 before P·V, the output is
+// bf16): out ‖Δ‖/‖ref‖ ≤ 1e-2 and max |Δ| ≤ 3e-2 (|ref| ≤ 1: a convex combination of v);
+// lse max |Δ| ≤ 1e-3 (fp32 sums of bf16 products, only the order differs).
+//
+// Versions
+//  1. the production kernel (kernels/cuda/attention.cu) through the CUDA backend's op table: the
+//     baseline.  64×64 tiles, 4 warps, S and P through shared memory, O kept in shared memory and
+//     re-read/re-scaled through it for every key tile, one K/V buffer (load, barrier, compute).
+//     Measured 2026-11 on an H200: 39 TFLOP/s at hd 128, T 2048 (4% of the 989 dense peak).
+//  2. FlashAttention-2's structure with WMMA (mma.sync on sm_80+; no wgmma yet):
+//     - a block of 8 warps; each warp owns 16 query rows of one head.  When the GQA group is even
+//       a block covers 64 rows of TWO query heads of the same KV group (warps 0-3 head h, 4-7
+//       head h+1), so every K/V tile brought into shared memory feeds 128 query rows; else 128
+//       rows of one head.  Blocks of one KV group are adjacent in the grid (heads on grid.x) and
+//       the longest (last) query tiles are launched first.
+//     - Q fragments in registers for the whole key loop (loaded once).
+//     - K/V tiles of 64 keys double-buffered with cp.async: tile t+1 is in flight while tile t
+//       is computed; two block barriers per tile, nothing else block-wide.
+//     - S = Q·Kᵀ (16 × 64 per warp) goes through a small per-warp shared buffer (4.3 KB) for the
+//       online softmax, done by lane pairs (one row each, 32 columns per lane) in registers; P is
+//       written as bf16 over the same buffer.  No __syncthreads in the softmax.
+//     - O (16 × hd per warp, fp32) stays in accumulator fragments across the whole key loop; its
+//       per-row rescale by exp(m_old − m_new) uses a row map calibrated once per warp by loading
+//       a 16×16 tile of row indices into an accumulator fragment, so it is right for whatever
+//       element→(row, col) mapping the hardware uses (and checkable under the emulator).
+//     - causal and document tile skipping per block (key range [min doc_start, last row]) and
+//       per warp (a warp whose rows cannot see a tile skips its math); masks are evaluated only
+//       on tiles that cross the diagonal or a document start.
+//
+// Prediction for v2 (hd 128, T 2048, H 32, KVH 8, B 1, causal) — to be measured on the next GPU
+// session.  Work: 4·B·H·T²·hd/2 = 34.4 GFLOP; fewest bytes: q, k, v, out once = 16 + 4 + 4 + 16 MB
+// (+ 0.25 MB lse) ≈ 40 MB, 12 µs at 3.3 TB/s against 35 µs of tensor work at the 989 TFLOP/s
+// peak: compute-bound.  The limit of this design is shared-memory bandwidth, not HBM: per warp
+// and 64-key tile it reads K and V (2 × 16 KB of fragments), writes and reads S (2 × 4 KB) and
+// writes and reads P (2 × 2 KB): ≈ 44 KB for 0.52 MFLOP, 12 FLOP/byte, while an SM does ~4096
+// dense bf16 FLOP but moves 128 bytes of shared memory per clock (32 FLOP/byte needed).  Ceiling
+// ≈ 12/32 of peak ≈ 370 TFLOP/s; mma.sync (not wgmma) reaches at most ~2/3 of Hopper's dense
+// rate, barrier stalls at 8 warps per SM and the exp2/mask work of the softmax cost more.
+// Predicted: 120–170 TFLOP/s forward (3–4× v1's 39), ~0.2–0.3 ms.  Against v1 it removes the
+// per-tile O round trip through shared memory (v1 stores and reloads 16 × 128 fp32 per warp per
+// tile and rescales it with scalar code: 32 KB more per warp-tile than v2), the single-buffered
+// load→barrier→compute serialisation, and half the K/V global→shared traffic (128 query rows per
+// K/V tile instead of 64).  Reaching FlashAttention-2's ~330 needs the next version: wgmma
+// (sm_90a) with S and P in registers (no shared round trip), warp specialisation with TMA.
+#include "common.cuh"
+#include "kernels/backend.h"
+#include <mma.h>
+#include <cuda_pipeline_primitives.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <vector>
+
+using namespace nvcuda;
+
+#define V2_LOG2E 1.4426950408889634f
+#define V2_LN2 0.6931471805599453f
+
+// ---------------------------------------------------------------------------------------------
+// Version 2: FlashAttention-2 structure on WMMA.
+
+template <int HD> struct v2_cfg {
+    static constexpr int WARPS = 8, THREADS = 256, BK = 64;
+    static constexpr int KV_LD = HD + 8;  // bf16 K/V tile rows, padded against bank conflicts
+    static constexpr int KV_TILE = BK * KV_LD;  // elements of one K (or V) tile
+    static constexpr int S_LD = BK + 4;   // f32 score rows in the warp buffer
+    static constexpr int P_LD = BK + 8;   // bf16 probability rows, over the same buffer
+    static constexpr int Q_LD = HD + 8;   // bf16 Q staging rows, over the same buffer
+    static constexpr int WBUF = 16 * S_LD * 4 > 16 * Q_LD * 2 ? 16 * S_LD * 4 : 16 * Q_LD * 2;  // bytes
+    static constexpr int KV_BYTES = 2 * 2 * KV_TILE * 2;  // two stages of K and V
+    // K/V stages | per-warp buffers | per-warp alpha[16] and 1/l[16] | block key-range scratch
+    static constexpr int SMEM = KV_BYTES + WARPS * WBUF + WARPS * 32 * 4 + WARPS * 4;
+};
+
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> v2_frag_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> v2_frag_b_row;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> v2_frag_b_col;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> v2_frag_acc;
+
+// Issues the copies of a 64-key tile of K and V (KV head kvh) into one stage; rows at or past Tk
+// are zero (they are never seen, but P·V must not meet NaN there).  One cp.async batch.
+template <int HD>
+__device__ __forceinline__ void v2_load_kv(bf16 *Ks, bf16 *Vs, const bf16 *k, const bf16 *v, int b, int k0, int Tk,
+                                           int KVH, int kvh) {
+    typedef v2_cfg<HD> cfg;
+    constexpr int W = HD / 8;
+    for (int idx = threadIdx.x; idx < cfg::BK * W; idx += cfg::THREADS) {
+        int r = idx / W, c = (idx % W) * 8;
+        bf16 *dk = Ks + r * cfg::KV_LD + c, *dv = Vs + r * cfg::KV_LD + c;
+        if (k0 + r < Tk) {
+            size_t g = (((size_t)b * Tk + k0 + r) * KVH + kvh) * HD + c;
+            __pipeline_memcpy_async(dk, k + g, 16);
+            __pipeline_memcpy_async(dv, v + g, 16);
+        } else {
+            *reinterpret_cast<uint4 *>(dk) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4 *>(dv) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    __pipeline_commit();
+}
+
+// Grid: (H / hpb, ceil(Tq / (128 / hpb)), B); 256 threads.  hpb (query heads per block) is 1 or 2
+// and divides H / KVH.
+template <int HD>
+__global__ void __launch_bounds__(256, 1)
+attention_forward_v2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc_start,
+                     int Tq, int Tk, int H, int KVH, int hpb, float scale_log2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    typedef v2_cfg<HD> cfg;
+    constexpr int NE = v2_frag_acc::num_elements;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    bf16 *kv_s = (bf16 *)smem;
+    unsigned char *wbuf = smem + cfg::KV_BYTES + warp * cfg::WBUF;
+    float *wf = (float *)wbuf;  // S (16 × S_LD f32), O staging
+    bf16 *wp = (bf16 *)wbuf;    // P (16 × P_LD bf16), Q staging (16 × Q_LD)
+    float *alpha_s = (float *)(smem + cfg::KV_BYTES + cfg::WARPS * cfg::WBUF) + warp * 32;
+    float *linv_s = alpha_s + 16;
+    float *range_s = (float *)(smem + cfg::KV_BYTES + cfg::WARPS * cfg::WBUF + cfg::WARPS * 32 * 4);
+
+    const int wpb = cfg::WARPS / hpb;  // warps per head: the block has 16·wpb query rows
+    const int BQ = 16 * wpb;
+    const int qt = gridDim.y - 1 - blockIdx.y;  // the longest query tiles first
+    const int q0 = qt * BQ, b = blockIdx.z;
+    const int h = blockIdx.x * hpb + warp / wpb, kvh = h / (H / KVH), off = Tk - Tq;
+    const int r0 = q0 + (warp % wpb) * 16;  // this warp's first query row
+
+    // Row map of an accumulator fragment: element e of this lane holds row rmap[e].
+    int rmap[NE];
+    {
+        for (int idx = lane; idx < 256; idx += 32) wf[idx] = (float)(idx / 16);
+        __syncwarp();
+        v2_frag_acc f;
+        wmma::load_matrix_sync(f, wf, 16, wmma::mem_row_major);
+#pragma unroll
+        for (int e = 0; e < NE; e++) rmap[e] = (int)f.x[e];
+        __syncwarp();
+    }
+    // Q: 16 rows × HD staged through the warp buffer, then held as HD/16 fragments.
+    v2_frag_a qf[HD / 16];
+    {
+        constexpr int W = HD / 8;
+        for (int idx = lane; idx < 16 * W; idx += 32) {
+            int r = idx / W, c = (idx % W) * 8;
+            uint4 val = make_uint4(0, 0, 0, 0);
+            if (r0 + r < Tq) val = *reinterpret_cast<const uint4 *>(q + (((size_t)b * Tq + r0 + r) * H + h) * HD + c);
+            *reinterpret_cast<uint4 *>(wp + r * cfg::Q_LD + c) = val;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) wmma::load_matrix_sync(qf[kk], wp + kk * 16, cfg::Q_LD);
+        __syncwarp();
+    }
+
+    // Each lane pair owns one row of the warp's 16; half picks 32 of the 64 columns of a tile.
+    const int r = lane >> 1, half = lane & 1;
+    const int i = r0 + r;
+    const bool row_valid = i < Tq;
+    const int p = i + off;
+    const int ds = row_valid ? doc_start[(size_t)b * Tk + p] : 0;
+    // The warp's key range [wlo, whi] and the block's (min doc start, last row's position).
+    float lo = row_valid ? (float)ds : 3.0e38f;  // positions < 2^24: exact in f32
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    const bool warp_valid = r0 < Tq;
+    const int wlo = warp_valid ? (int)lo : 0;
+    const int whi = warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
+    if (lane == 0) range_s[warp] = lo;
+    __syncthreads();
+    float blo = range_s[0];
+    for (int w = 1; w < cfg::WARPS; w++) blo = fminf(blo, range_s[w]);
+    const int kt0 = (int)blo / cfg::BK;  // row q0 is valid, so blo is a real position
+    const int kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / cfg::BK;
+
+    v2_frag_acc o[HD / 16];
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) wmma::fill_fragment(o[j], 0.0f);
+    float m = -INFINITY, l = 0.0f;
+
+    v2_load_kv<HD>(kv_s, kv_s + cfg::KV_TILE, k, v, b, kt0 * cfg::BK, Tk, KVH, kvh);
+    for (int t = kt0; t <= kt1; t++) {
+        const int k0 = t * cfg::BK;
+        const bf16 *Ks = kv_s + ((t - kt0) & 1) * 2 * cfg::KV_TILE, *Vs = Ks + cfg::KV_TILE;
+        if (t < kt1) {
+            // The other stage was last read in iteration t−1, which ended with a barrier.
+            bf16 *nk = kv_s + ((t + 1 - kt0) & 1) * 2 * cfg::KV_TILE;
+            v2_load_kv<HD>(nk, nk + cfg::KV_TILE, k, v, b, k0 + cfg::BK, Tk, KVH, kvh);
+            __pipeline_wait_prior(1);
+        } else {
+            __pipeline_wait_prior(0);
+        }
+        __syncthreads();  // tile t landed for every thread's copies
+        if (warp_valid && k0 <= whi && k0 + cfg::BK - 1 >= wlo) {
+            // S (16 × 64) = Q · Kᵀ into the warp buffer.
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                v2_frag_acc acc;
+                wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++) {
+                    v2_frag_b_col kf;
+                    wmma::load_matrix_sync(kf, Ks + j * 16 * cfg::KV_LD + kk * 16, cfg::KV_LD);
+                    wmma::mma_sync(acc, qf[kk], kf, acc);
+                }
+                wmma::store_matrix_sync(wf + j * 16, acc, cfg::S_LD, wmma::mem_row_major);
+            }
+            __syncwarp();
+            float s[32];
+#pragma unroll
+            for (int c = 0; c < 32; c++) s[c] = wf[r * cfg::S_LD + half * 32 + c];
+            __syncwarp();  // every lane has its scores before P overwrites the buffer
+            float tmax = -INFINITY;
+            if (row_valid && ds <= k0 && k0 + cfg::BK - 1 <= p) {
+#pragma unroll
+                for (int c = 0; c < 32; c++) {
+                    s[c] *= scale_log2;
+                    tmax = fmaxf(tmax, s[c]);
+                }
+            } else {
+#pragma unroll
+                for (int c = 0; c < 32; c++) {
+                    int key = k0 + half * 32 + c;
+                    bool ok = row_valid && key >= ds && key <= p;
+                    s[c] = ok ? s[c] * scale_log2 : -INFINITY;
+                    tmax = fmaxf(tmax, s[c]);
+                }
+            }
+            tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
+            const float m_new = fmaxf(m, tmax);
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // nothing seen yet: every term 0
+            const float alpha = exp2f(m - m_use);
+            float rowsum = 0.0f;
+            __nv_bfloat162 *prow = reinterpret_cast<__nv_bfloat162 *>(wp + r * cfg::P_LD + half * 32);
+#pragma unroll
+            for (int c = 0; c < 32; c += 2) {
+                float e0 = exp2f(s[c] - m_use), e1 = exp2f(s[c + 1] - m_use);
+                rowsum += e0 + e1;
+                prow[c / 2] = __floats2bfloat162_rn(e0, e1);
+            }
+            rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
+            l = l * alpha + rowsum;
+            m = m_new;
+            if (half == 0) alpha_s[r] = alpha;
+            __syncwarp();
+            // O = diag(alpha) · O + P · V.
+            float a[NE];
+#pragma unroll
+            for (int e = 0; e < NE; e++) a[e] = alpha_s[rmap[e]];
+            v2_frag_a pf[4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wmma::load_matrix_sync(pf[kk], wp + kk * 16, cfg::P_LD);
+#pragma unroll
+            for (int j = 0; j < HD / 16; j++) {
+#pragma unroll
+                for (int e = 0; e < NE; e++) o[j].x[e] *= a[e];
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) {
+                    v2_frag_b_row vf;
+                    wmma::load_matrix_sync(vf, Vs + kk * 16 * cfg::KV_LD + j * 16, cfg::KV_LD);
+                    wmma::mma_sync(o[j], pf[kk], vf, o[j]);
+                }
+            }
+            __syncwarp();  // P and alpha read before the next tile overwrites them
+        }
+        __syncthreads();  // every warp is done with this stage before it is refilled
+    }
+
+    if (!warp_valid) return;
+    if (half == 0) {
+        linv_s[r] = l > 0.0f ? 1.0f / l : 0.0f;
+        if (row_valid) lse[((size_t)b * H + h) * Tq + i] = l > 0.0f ? (m + log2f(l)) * V2_LN2 : -INFINITY;
+    }
+    __syncwarp();
+    // O / l to bf16, 64 columns at a time through the warp buffer.
+#pragma unroll
+    for (int cc = 0; cc < HD / 64; cc++) {
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++)
+            wmma::store_matrix_sync(wf + jj * 16, o[cc * 4 + jj], cfg::S_LD, wmma::mem_row_major);
+        __syncwarp();
+        for (int idx = lane; idx < 16 * 8; idx += 32) {
+            int rr = idx / 8, c = (idx % 8) * 8;
+            if (r0 + rr >= Tq) continue;
+            float f[8];
+            float sc = linv_s[rr];
+#pragma unroll
+            for (int t = 0; t < 8; t++) f[t] = wf[rr * cfg::S_LD + c + t] * sc;
+            *reinterpret_cast<uint4 *>(out + (((size_t)b * Tq + r0 + rr) * H + h) * HD + cc * 64 + c) =
+                f32_to_bf16x8(f);
+        }
+        __syncwarp();
+    }
+#endif
+}
+
+template <int HD>
+static void v2_launch(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                      const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, float scale) {
+    typedef v2_cfg<HD> cfg;
+    int hpb = (H / KVH) % 2 == 0 ? 2 : 1;
+    int BQ = 16 * cfg::WARPS / hpb;
+    CUDA_CHECK(cudaFuncSetAttribute(attention_forward_v2<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
+    dim3 grid((unsigned)(H / hpb), (unsigned)((Tq + BQ - 1) / BQ), (unsigned)B);
+    attention_forward_v2<HD><<<grid, cfg::THREADS, cfg::SMEM, cuda_state_of(be)->stream>>>(
+        (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, hpb,
+        scale * V2_LOG2E);
+    CUDA_CHECK_LAST();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver: versions, the reference, the check and the benchmark.
+
+typedef void (*attn_fn)(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                        const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale);
+
+static void run_v1(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                   const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
+    be->attention_forward(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, hd, scale);
+}
+
+static void run_v2(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                   const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
+    if (hd == 64) v2_launch<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    else v2_launch<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+}
+
+struct version {
+    const char *name;
+    attn_fn fn;
+    int (*supports)(int hd);
+};
+static int any_hd(int) { return 1; }
+static int hd_64_128(int hd) { return hd == 64 || hd == 128; }
+static const version versions[] = {
+    {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
+    {"v2 FA2-style WMMA, Q in registers, cp.async K/V", run_v2, hd_64_128},
+};
+static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// n values uniform in [-a, a], rounded to bf16: the same numbers on both sides.
+static std::vector<float> rand_bf(size_t n, float a, unsigned long long seed) {
+    std::vector<float> x(n);
+    unsigned long long s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = bf2f(f2bf(((float)(s >> 40) / 16777216.0f * 2.0f - 1.0f) * a));
+    }
+    return x;
+}
+
+static void *must_alloc(backend *be, size_t bytes) {
+    void *p = be->alloc(be, bytes ? bytes : 4);
+    if (!p) {
+        fprintf(stderr, "attention_forward: %s: %s\n", be->name, be->error);
+        exit(1);
+    }
+    return p;
+}
+
+static int parse_int(const char *opt, const char *val, int lo) {
+    char *end;
+    long x = val ? strtol(val, &end, 10) : 0;
+    if (!val || *end || x < lo || x > (1 << 24)) {
+        fprintf(stderr, "attention_forward: %s needs an integer ≥ %d (got %s)\n", opt, lo, val ? val : "nothing");
+        exit(2);
+    }
+    return (int)x;
+}
+
+int main(int argc, char **argv) {
+    int only = 0, B = 1, T = 2048, Tk = -1, hd = 128, H = 32, KVH = 8, docs = 1, repeats = 20, bench = 1;
+    for (int a = 1; a < argc; a++) {
+        const char *o = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
+        if (!strcmp(o, "--T")) T = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--Tk")) Tk = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--hd")) hd = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--heads")) H = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--kv-heads")) KVH = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--batch")) B = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--docs")) docs = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--repeats")) repeats = parse_int(o, val, 1), a++;
+        else if (!strcmp(o, "--no-bench")) bench = 0;
+        else if (o[0] >= '0' && o[0] <= '9') only = parse_int("version", o, 0);
+        else {
+            fprintf(stderr,
+                    "usage: attention_forward [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32] [--kv-heads 8] "
+                    "[--batch 1] [--docs 1] [--repeats 20] [--no-bench]\n");
+            return 2;
+        }
+    }
+    if (Tk < 0) Tk = T;
+    if (Tk < T || H % KVH || only > n_versions || docs > Tk) {
+        fprintf(stderr, "attention_forward: need --Tk ≥ --T, heads a multiple of kv-heads, docs ≤ Tk, version ≤ %d\n",
+                n_versions);
+        return 2;
+    }
+#ifdef QUARRY_EMU
+    bench = 0;  // the emulator checks logic only
+#endif
+    char err[256] = "";
+    backend *gpu = backend_cuda(0, err, sizeof err);
+    if (!gpu) {
+        printf("SKIP: no CUDA device (%s)\n", err);
+        return 77;
+    }
+    backend *cpu = backend_cpu(0);
+    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
+    double peak = strstr(props.name, "H100") || strstr(props.name, "H200") ? 989e12 : 0.0;
+    printf("attention_forward: %s (%d SMs), B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n",
+           props.name[0] ? props.name : gpu->name, props.multiProcessorCount, B, T, Tk, H, KVH, hd, docs);
+
+    const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
+    std::vector<float> q = rand_bf(nq, 1.5f, 1), k = rand_bf(nk, 1.5f, 2), v = rand_bf(nk, 1.0f, 3);
+    // Documents: boundaries at uneven positions (never on a tile edge when docs > 1).
+    std::vector<int32_t> doc((size_t)B * Tk);
+    for (int bb = 0; bb < B; bb++) {
+        int start = 0, d = 0;
+        for (int t = 0; t < Tk; t++) {
+            long next = (long)Tk * (d + 1) / docs + (d + 1 < docs ? 7 * (d + 1) % 13 - 6 : 0);
+            if (d + 1 < docs && t >= next) start = t, d++;
+            doc[(size_t)bb * Tk + t] = start;
+        }
+    }
+    std::vector<uint16_t> tmp(std::max(nq, nk));
+    auto put_bf = [&](const std::vector<float> &x) {
+        void *p = must_alloc(gpu, x.size() * 2);
+        for (size_t i = 0; i < x.size(); i++) tmp[i] = f2bf(x[i]);
+        gpu->copy_to_device(gpu, p, tmp.data(), x.size() * 2);
+        return p;
+    };
+    void *qg = put_bf(q), *kg = put_bf(k), *vg = put_bf(v);
+    void *outg = must_alloc(gpu, nq * 2);
+    float *lseg = (float *)must_alloc(gpu, nl * 4);
+    int32_t *docg = (int32_t *)must_alloc(gpu, doc.size() * 4);
+    gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
+
+    // The reference: the CPU backend's op in fp32 on the same bf16 values.
+    float *qc = (float *)must_alloc(cpu, nq * 4), *kc = (float *)must_alloc(cpu, nk * 4);
+    float *vc = (float *)must_alloc(cpu, nk * 4), *outc = (float *)must_alloc(cpu, nq * 4);
+    float *lsec = (float *)must_alloc(cpu, nl * 4);
+    int32_t *docc = (int32_t *)must_alloc(cpu, doc.size() * 4);
+    cpu->copy_to_device(cpu, qc, q.data(), nq * 4);
+    cpu->copy_to_device(cpu, kc, k.data(), nk * 4);
+    cpu->copy_to_device(cpu, vc, v.data(), nk * 4);
+    cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
+    const float scale = 1.0f / sqrtf((float)hd);
+    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale);
+    cpu->synchronize(cpu);
+
+    std::vector<uint16_t> out_h(nq);
+    std::vector<float> lse_h(nl);
+    int failed = 0;
+    struct result {
+        int ver;
+        double ms;
+    };
+    std::vector<result> results;
+    for (int vi = 1; vi <= n_versions; vi++) {
+        if (only && vi != only) continue;
+        const version &ver = versions[vi - 1];
+        if (!ver.supports(hd)) {
+            printf("%d %-50s not for hd %d\n", vi, ver.name, hd);
+            continue;
+        }
+        // Poison, run, compare every element.
+        CUDA_CHECK(cudaMemsetAsync(outg, 0xff, nq * 2, cuda_state_of(gpu)->stream));
+        CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, nl * 4, cuda_state_of(gpu)->stream));
+        ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+        gpu->synchronize(gpu);
+        gpu->copy_to_host(gpu, out_h.data(), outg, nq * 2);
+        gpu->copy_to_host(gpu, lse_h.data(), lseg, nl * 4);
+        double se = 0, sr = 0, maxo = 0, maxl = 0;
+        size_t bad = 0;
+        for (size_t x = 0; x < nq; x++) {
+            double g = bf2f(out_h[x]), rf = outc[x], d = fabs(g - rf);
+            if (!(d <= 1e30)) bad++;  // NaN: unwritten or broken
+            else {
+                se += d * d;
+                sr += rf * rf;
+                maxo = std::max(maxo, d);
+            }
+        }
+        for (size_t x = 0; x < nl; x++) {
+            double d = fabs((double)lse_h[x] - lsec[x]);
+            if (!(d <= 1e30)) bad++;
+            else maxl = std::max(maxl, d);
+        }
+        double rel = sr > 0 ? sqrt(se / sr) : sqrt(se);
+        int ok = bad == 0 && rel <= 1e-2 && maxo <= 3e-2 && maxl <= 1e-3;
+        printf("%d %-50s check %s: out rel %.2e max %.2e, lse max %.2e, %zu non-finite\n", vi, ver.name,
+               ok ? "ok" : "FAILED", rel, maxo, maxl, bad);
+        fflush(stdout);
+        if (!ok) {
+            failed = 1;
+            continue;
+        }
+#ifndef QUARRY_EMU
+        if (bench) {
+            cudaStream_t st = cuda_state_of(gpu)->stream;
+            for (int w = 0; w < 3; w++) ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+            cudaEvent_t e0, e1;
+            CUDA_CHECK(cudaEventCreate(&e0));
+            CUDA_CHECK(cudaEventCreate(&e1));
+            std::vector<float> ts;
+            for (int rep = 0; rep < repeats; rep++) {
+                CUDA_CHECK(cudaEventRecord(e0, st));
+                ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+                CUDA_CHECK(cudaEventRecord(e1, st));
+                CUDA_CHECK(cudaEventSynchronize(e1));
+                float ms = 0;
+                CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+                ts.push_back(ms);
+            }
+            CUDA_CHECK(cudaEventDestroy(e0));
+            CUDA_CHECK(cudaEventDestroy(e1));
+            std::sort(ts.begin(), ts.end());
+            results.push_back({vi, ts[ts.size() / 2]});
+        }
+#endif
+    }
+#ifndef QUARRY_EMU
+    if (!results.empty()) {
+        // Causal FLOPs (half the score matrix; with documents the real work is smaller).
+        double flops = 4.0 * B * H * (double)T * Tk * hd / 2.0;
+        cudaFuncAttributes fa;
+        CUDA_CHECK(cudaFuncGetAttributes(&fa, hd == 64 ? (const void *)attention_forward_v2<64>
+                                                        : (const void *)attention_forward_v2<128>));
+        printf("v2 kernel: %d registers, %zu bytes local (spills), %d bytes dynamic shared\n", fa.numRegs,
+               (size_t)fa.localSizeBytes, hd == 64 ? v2_cfg<64>::SMEM : v2_cfg<128>::SMEM);
+        printf("\n| version | ms (median of %d) | TFLOP/s | of 989 dense peak | vs v1 |\n|---|---|---|---|---|\n",
+               repeats);
+        double base = 0;
+        for (const result &r : results)
+            if (r.ver == 1) base = r.ms;
+        for (const result &r : results) {
+            double tf = flops / (r.ms * 1e-3) / 1e12;
+            char pk[32] = "n/a", sp[32] = "";
+            if (peak > 0) snprintf(pk, sizeof pk, "%.1f%%", 100.0 * tf * 1e12 / peak);
+            if (base > 0) snprintf(sp, sizeof sp, "%.2f×", base / r.ms);
+            printf("| %d | %.3f | %.1f | %s | %s |\n", r.ver, r.ms, tf, pk, sp);
+        }
+    }
+#endif
+    printf("attention_forward: %s\n", failed ? "FAILED" : "all checked versions pass");
+    gpu->free(gpu, qg);
+    gpu->free(gpu, kg);
+    gpu->free(gpu, vg);
+    gpu->free(gpu, outg);
+    gpu->free(gpu, lseg);
+    gpu->free(gpu, docg);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    return failed;
+}

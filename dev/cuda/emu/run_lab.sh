@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# dev/cuda/emu/run_lab.sh LAB [lab args...] — builds the kernel lab program dev/cuda/LAB.cu on the
+# CPU emulation (emu.h; QUARRY_EMU defined: checks only, no timing) with the emulated CUDA op files
+# (version 1 is the production kernel through backend_cuda) and the CPU backend (the reference),
+# then runs its check.  With no lab args it runs the lab's standard small cases (below); with args,
+# one run with those.  Slow (every CUDA thread is an OS thread).  Output in build-emu-lab/.
+# EMU_ASAN=1 adds AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+root=$PWD
+lab=${1:?usage: dev/cuda/emu/run_lab.sh LAB [lab args...], e.g. attention_forward}
+shift
+[ -f "dev/cuda/$lab.cu" ] || { echo "run_lab.sh: no dev/cuda/$lab.cu" >&2; exit 2; }
+out=$root/build-emu-lab
+mkdir -p "$out"
+san=()
+[ "${EMU_ASAN:-0}" = 1 ] && san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
+inc=(-I/usr/local/cuda/include -I"$root" -I"$root/kernels/cuda" -I"$root/dev/cuda/emu")
+objs=()
+build() {  # build SRC.cu OBJ: rewrite for the emulator, compile (skipped when up to date)
+    local cpp=${2%.o}.cpp
+    python3 dev/cuda/emu/make_emu.py "$1" "$cpp.new"
+    if [ -f "$2" ] && cmp -s "$cpp.new" "$cpp" && [ "$2" -nt dev/cuda/emu/emu.h ]; then rm "$cpp.new"; return; fi
+    mv "$cpp.new" "$cpp"
+    nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$2"
+}
+for f in kernels/cuda/*.cu; do
+    n=$(basename "$f" .cu)
+    [ "$n" = backend_cuda ] && continue
+    build "$f" "$out/$n.o" &
+    objs+=("$out/$n.o")
+    [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
+done
+build "dev/cuda/$lab.cu" "$out/lab_$lab.o" &
+wait
+nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
+for f in kernels/cpu/*.c kernels/backend.c; do
+    n=cpu_$(basename "$f" .c)
+    nice gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -c "$f" -o "$out/$n.o"
+    objs+=("$out/$n.o")
+done
+g++ "${san[@]}" -o "$out/$lab" "$out/lab_$lab.o" "$out/emu_runtime.o" "${objs[@]}" -fopenmp -pthread -lm
+if [ $# -gt 0 ]; then
+    exec "$out/$lab" "$@"
+fi
+# The standard small cases of each lab: T ≤ 256, a few heads, GQA ratio 4, documents, both hd.
+case $lab in
+attention_forward)
+    cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
+           "--T 192 --hd 128 --heads 8 --kv-heads 2 --docs 2"
+           "--T 77 --Tk 140 --hd 128 --heads 4 --kv-heads 1 --docs 3"
+           "--T 100 --hd 64 --heads 3 --kv-heads 1 --docs 1 --batch 2") ;;
+*) cases=("") ;;
+esac
+rc=0
+for c in "${cases[@]}"; do
+    echo "== $lab $c"
+    # shellcheck disable=SC2086
+    "$out/$lab" 0 $c || rc=1
+done
+exit $rc
