@@ -121,6 +121,21 @@ timeout 240 "$BUILD/dev/cuda/bench_ops" 2>&1 | tee "$LOGS/bench_ops.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -eq 0 ]; then note "bench_ops: ran"; else note "bench_ops: FAILED (exit $rc)"; status=1; fi
 
+# The attention kernel lab (dev/cuda/attention_forward.cu): every version checked against the CPU
+# reference, then timed at hd 128, T 2048, 32 heads, GQA 8 (≤ 60 s; a failed check fails the run).
+echo "== attention lab (dev/cuda/attention_forward)"
+if [ -x "$BUILD/dev/cuda/attention_forward" ]; then
+    timeout 90 "$BUILD/dev/cuda/attention_forward" --T 2048 --hd 128 --heads 32 --kv-heads 8 --repeats 20 2>&1 |
+        tee "$LOGS/attention_lab.log"
+    rc=${PIPESTATUS[0]}
+    tf=$(awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s TFLOP/s; ", $2, $4}' \
+        "$LOGS/attention_lab.log")
+    if [ "$rc" -eq 0 ]; then note "attention lab: checks pass; ${tf:-no timings}"
+    else note "attention lab: FAIL (exit $rc, attention_lab.log) ${tf}"; status=1; fi
+else
+    note "attention lab: $BUILD/dev/cuda/attention_forward not built (skipped)"
+fi
+
 # Sanitizers only while the 8-minute budget allows (each bounded).
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 : >"$LOGS/sanitizer.log"

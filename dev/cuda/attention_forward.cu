@@ -58,7 +58,7 @@
 // K/V tile instead of 64).  Reaching FlashAttention-2's ~330 needs the next version: wgmma
 // (sm_90a) with S and P in registers (no shared round trip), warp specialisation with TMA.
 #include "common.cuh"
-#include "kernels/backend.h"
+#include "lab_common.cuh"
 #include <mma.h>
 #include <cuda_pipeline_primitives.h>
 #include <math.h>
@@ -327,6 +327,251 @@ static void v2_launch(backend *be, void *out, float *lse, const void *q, const v
 }
 
 // ---------------------------------------------------------------------------------------------
+// Version 3: FlashAttention-2's register-resident design with mma.sync.m16n8k16 (PTX) and
+// ldmatrix, whose fragment layouts PTX documents (the emulator implements them from the same
+// documentation, so the layout logic is checked on the CPU): S, P and O never leave registers.
+
+#ifdef QUARRY_EMU
+static inline void v3_ldsm_x4(uint32_t r[4], const bf16 *p) { emu_ldmatrix_x4(r, p, false); }
+static inline void v3_ldsm_x4_t(uint32_t r[4], const bf16 *p) { emu_ldmatrix_x4(r, p, true); }
+static inline void v3_mma(float d[4], const uint32_t a[4], const uint32_t b0, const uint32_t b1) {
+    uint32_t b[2] = {b0, b1};
+    emu_mma_m16n8k16_bf16(d, a, b);
+}
+#else
+__device__ __forceinline__ void v3_ldsm_x4(uint32_t r[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void v3_ldsm_x4_t(uint32_t r[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+// d (16×8 f32) += A (16×16 bf16, row) · B (16×8 bf16, col).
+__device__ __forceinline__ void v3_mma(float d[4], const uint32_t a[4], const uint32_t b0, const uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
+__device__ __forceinline__ uint32_t v3_pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+
+// Grid, block and shared memory as v2 (K/V stages; Q and the output staged through stage 1
+// before and after the key loop).  Lane l of a warp: g = l / 4 owns rows g and g + 8 of the
+// warp's 16; t = l % 4 owns columns 2t, 2t+1 of every 8-column slice.
+template <int HD>
+__global__ void __launch_bounds__(256, 1)
+attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc_start,
+                     int Tq, int Tk, int H, int KVH, int hpb, float scale_log2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    typedef v2_cfg<HD> cfg;
+    constexpr int LD = cfg::KV_LD;  // also the row pitch of the Q / output staging
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    bf16 *kv_s = (bf16 *)smem;
+    bf16 *wst = kv_s + 2 * cfg::KV_TILE + warp * 16 * LD;  // the warp's 16 rows of staging, in stage 1
+    float *range_s = (float *)(smem + cfg::KV_BYTES);
+
+    const int wpb = cfg::WARPS / hpb, BQ = 16 * wpb;
+    const int qt = gridDim.y - 1 - blockIdx.y;
+    const int q0 = qt * BQ, b = blockIdx.z;
+    const int h = blockIdx.x * hpb + warp / wpb, kvh = h / (H / KVH), off = Tk - Tq;
+    const int r0 = q0 + (warp % wpb) * 16;
+    // ldmatrix x4 row address of this lane: matrix mi = lane / 8, its row lane % 8.
+    const int mi = lane >> 3, r8 = lane & 7;
+
+    // Q → staging → A fragments (a0: rows 0-7 cols 0-7, a1: rows 8-15, a2: cols 8-15, a3: both).
+    uint32_t qa[HD / 16][4];
+    {
+        constexpr int W = HD / 8;
+        for (int idx = lane; idx < 16 * W; idx += 32) {
+            int r = idx / W, c = (idx % W) * 8;
+            uint4 val = make_uint4(0, 0, 0, 0);
+            if (r0 + r < Tq) val = *reinterpret_cast<const uint4 *>(q + (((size_t)b * Tq + r0 + r) * H + h) * HD + c);
+            *reinterpret_cast<uint4 *>(wst + r * LD + c) = val;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) v3_ldsm_x4(qa[kk], wst + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
+    }
+
+    int pos[2], dst[2];
+    bool valid[2];
+    float lo = 3.0e38f;
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        int i = r0 + g + 8 * x;
+        valid[x] = i < Tq;
+        pos[x] = i + off;
+        dst[x] = valid[x] ? doc_start[(size_t)b * Tk + pos[x]] : 0;
+        if (valid[x]) lo = fminf(lo, (float)dst[x]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    const bool warp_valid = r0 < Tq;
+    const int wlo = warp_valid ? (int)lo : 0;
+    const int whi = warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
+    if (lane == 0) range_s[warp] = lo;
+    __syncthreads();  // also: every warp has its Q fragments before stage 1 is refilled
+    float blo = range_s[0];
+    for (int w = 1; w < cfg::WARPS; w++) blo = fminf(blo, range_s[w]);
+    const int kt0 = (int)blo / cfg::BK;
+    const int kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / cfg::BK;
+
+    float o[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this lane's partial row sums
+
+    v2_load_kv<HD>(kv_s, kv_s + cfg::KV_TILE, k, v, b, kt0 * cfg::BK, Tk, KVH, kvh);
+    for (int tt = kt0; tt <= kt1; tt++) {
+        const int k0 = tt * cfg::BK;
+        const bf16 *Ks = kv_s + ((tt - kt0) & 1) * 2 * cfg::KV_TILE, *Vs = Ks + cfg::KV_TILE;
+        if (tt < kt1) {
+            bf16 *nk = kv_s + ((tt + 1 - kt0) & 1) * 2 * cfg::KV_TILE;
+            v2_load_kv<HD>(nk, nk + cfg::KV_TILE, k, v, b, k0 + cfg::BK, Tk, KVH, kvh);
+            __pipeline_wait_prior(1);
+        } else {
+            __pipeline_wait_prior(0);
+        }
+        __syncthreads();
+        if (warp_valid && k0 <= whi && k0 + cfg::BK - 1 >= wlo) {
+            // S (16 × 64) = Q · Kᵀ: s[nt] is the 16 × 8 slice of keys k0 + 8nt .. + 7.
+            float s[8][4];
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    // matrices: keys 16np + 0-7 | 8-15 (mi / 2) × head dims 16kk + 0-7 | 8-15 (mi % 2)
+                    uint32_t kb[4];
+                    v3_ldsm_x4(kb, Ks + (np * 16 + (mi >> 1) * 8 + r8) * LD + kk * 16 + (mi & 1) * 8);
+                    v3_mma(s[2 * np], qa[kk], kb[0], kb[1]);
+                    v3_mma(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+                }
+            }
+            // Mask, scale (log2 units), running max over the quad that shares a row.
+            float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+            for (int x = 0; x < 2; x++) {
+                const bool full = valid[x] && dst[x] <= k0 && k0 + cfg::BK - 1 <= pos[x];
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        int key = k0 + nt * 8 + 2 * t + e;
+                        bool ok = full || (valid[x] && key >= dst[x] && key <= pos[x]);
+                        float sv = ok ? s[nt][2 * x + e] * scale_log2 : -INFINITY;
+                        s[nt][2 * x + e] = sv;
+                        tmax[x] = fmaxf(tmax[x], sv);
+                    }
+            }
+            float alpha[2], muse[2];
+#pragma unroll
+            for (int x = 0; x < 2; x++) {
+                tmax[x] = fmaxf(tmax[x], __shfl_xor_sync(0xffffffffu, tmax[x], 1));
+                tmax[x] = fmaxf(tmax[x], __shfl_xor_sync(0xffffffffu, tmax[x], 2));
+                float mn = fmaxf(m[x], tmax[x]);
+                muse[x] = mn == -INFINITY ? 0.0f : mn;  // nothing seen yet: every term 0
+                alpha[x] = exp2f(m[x] - muse[x]);
+                m[x] = mn;
+                l[x] *= alpha[x];
+            }
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                o[n][0] *= alpha[0];
+                o[n][1] *= alpha[0];
+                o[n][2] *= alpha[1];
+                o[n][3] *= alpha[1];
+            }
+            // P = exp2(S − m) as A fragments of P · V (16 keys per k-step: slices 2kk, 2kk+1),
+            // then O += P · V with V read transposed by ldmatrix.
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                uint32_t pa[4];
+#pragma unroll
+                for (int hs = 0; hs < 2; hs++) {
+                    float *sv = s[2 * kk + hs];
+                    float e0 = exp2f(sv[0] - muse[0]), e1 = exp2f(sv[1] - muse[0]);
+                    float e2 = exp2f(sv[2] - muse[1]), e3 = exp2f(sv[3] - muse[1]);
+                    l[0] += e0 + e1;
+                    l[1] += e2 + e3;
+                    pa[2 * hs] = v3_pack(e0, e1);      // row g, keys 16kk + 8hs + 2t, +1
+                    pa[2 * hs + 1] = v3_pack(e2, e3);  // row g + 8
+                }
+#pragma unroll
+                for (int np = 0; np < HD / 16; np++) {
+                    // matrices: keys 16kk + 0-7 | 8-15 (mi % 2) × head dims 16np + 0-7 | 8-15 (mi / 2)
+                    uint32_t vb[4];
+                    v3_ldsm_x4_t(vb, Vs + (kk * 16 + (mi & 1) * 8 + r8) * LD + np * 16 + (mi >> 1) * 8);
+                    v3_mma(o[2 * np], pa, vb[0], vb[1]);
+                    v3_mma(o[2 * np + 1], pa, vb[2], vb[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    if (!warp_valid) return;
+    // Row sums over the quad; O / l to bf16 through the staging rows (stage 1 is free: the loop
+    // ended with a barrier), then 16-byte stores.
+    float inv[2];
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        l[x] += __shfl_xor_sync(0xffffffffu, l[x], 1);
+        l[x] += __shfl_xor_sync(0xffffffffu, l[x], 2);
+        inv[x] = l[x] > 0.0f ? 1.0f / l[x] : 0.0f;
+        if (t == 0 && valid[x])
+            lse[((size_t)b * H + h) * Tq + r0 + g + 8 * x] = l[x] > 0.0f ? (m[x] + log2f(l[x])) * V2_LN2 : -INFINITY;
+    }
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        *reinterpret_cast<__nv_bfloat162 *>(wst + g * LD + n * 8 + 2 * t) =
+            __floats2bfloat162_rn(o[n][0] * inv[0], o[n][1] * inv[0]);
+        *reinterpret_cast<__nv_bfloat162 *>(wst + (g + 8) * LD + n * 8 + 2 * t) =
+            __floats2bfloat162_rn(o[n][2] * inv[1], o[n][3] * inv[1]);
+    }
+    __syncwarp();
+    constexpr int W = HD / 8;
+    for (int idx = lane; idx < 16 * W; idx += 32) {
+        int rr = idx / W, c = (idx % W) * 8;
+        if (r0 + rr < Tq)
+            *reinterpret_cast<uint4 *>(out + (((size_t)b * Tq + r0 + rr) * H + h) * HD + c) =
+                *reinterpret_cast<const uint4 *>(wst + rr * LD + c);
+    }
+#endif
+}
+
+template <int HD>
+static void v3_launch(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                      const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, float scale) {
+    typedef v2_cfg<HD> cfg;
+    int hpb = (H / KVH) % 2 == 0 ? 2 : 1;
+    int BQ = 16 * cfg::WARPS / hpb;
+    int smem = cfg::KV_BYTES + cfg::WARPS * 4;
+    CUDA_CHECK(cudaFuncSetAttribute(attention_forward_v3<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    dim3 grid((unsigned)(H / hpb), (unsigned)((Tq + BQ - 1) / BQ), (unsigned)B);
+    attention_forward_v3<HD><<<grid, cfg::THREADS, smem, cuda_state_of(be)->stream>>>(
+        (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, hpb,
+        scale * V2_LOG2E);
+    CUDA_CHECK_LAST();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The driver: versions, the reference, the check and the benchmark.
 
 typedef void (*attn_fn)(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
@@ -343,6 +588,12 @@ static void run_v2(backend *be, void *out, float *lse, const void *q, const void
     else v2_launch<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
 }
 
+static void run_v3(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                   const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
+    if (hd == 64) v3_launch<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    else v3_launch<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+}
+
 struct version {
     const char *name;
     attn_fn fn;
@@ -353,67 +604,24 @@ static int hd_64_128(int hd) { return hd == 64 || hd == 128; }
 static const version versions[] = {
     {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
     {"v2 FA2-style WMMA, Q in registers, cp.async K/V", run_v2, hd_64_128},
+    {"v3 FA2 mma.sync+ldmatrix, S/P/O in registers", run_v3, hd_64_128},
 };
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-// n values uniform in [-a, a], rounded to bf16: the same numbers on both sides.
-static std::vector<float> rand_bf(size_t n, float a, unsigned long long seed) {
-    std::vector<float> x(n);
-    unsigned long long s = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = bf2f(f2bf(((float)(s >> 40) / 16777216.0f * 2.0f - 1.0f) * a));
-    }
-    return x;
-}
-
-static void *must_alloc(backend *be, size_t bytes) {
-    void *p = be->alloc(be, bytes ? bytes : 4);
-    if (!p) {
-        fprintf(stderr, "attention_forward: %s: %s\n", be->name, be->error);
-        exit(1);
-    }
-    return p;
-}
-
-static int parse_int(const char *opt, const char *val, int lo) {
-    char *end;
-    long x = val ? strtol(val, &end, 10) : 0;
-    if (!val || *end || x < lo || x > (1 << 24)) {
-        fprintf(stderr, "attention_forward: %s needs an integer ≥ %d (got %s)\n", opt, lo, val ? val : "nothing");
-        exit(2);
-    }
-    return (int)x;
-}
 
 int main(int argc, char **argv) {
     int only = 0, B = 1, T = 2048, Tk = -1, hd = 128, H = 32, KVH = 8, docs = 1, repeats = 20, bench = 1;
     for (int a = 1; a < argc; a++) {
         const char *o = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
-        if (!strcmp(o, "--T")) T = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--Tk")) Tk = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--hd")) hd = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--heads")) H = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--kv-heads")) KVH = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--batch")) B = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--docs")) docs = parse_int(o, val, 1), a++;
-        else if (!strcmp(o, "--repeats")) repeats = parse_int(o, val, 1), a++;
+        if (!strcmp(o, "--T")) T = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--Tk")) Tk = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--hd")) hd = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--heads")) H = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--kv-heads")) KVH = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--batch")) B = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--docs")) docs = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--repeats")) repeats = lab_int(o, val, 1), a++;
         else if (!strcmp(o, "--no-bench")) bench = 0;
-        else if (o[0] >= '0' && o[0] <= '9') only = parse_int("version", o, 0);
+        else if (o[0] >= '0' && o[0] <= '9') only = lab_int("version", o, 0);
         else {
             fprintf(stderr,
                     "usage: attention_forward [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32] [--kv-heads 8] "
@@ -423,7 +631,7 @@ int main(int argc, char **argv) {
     }
     if (Tk < 0) Tk = T;
     if (Tk < T || H % KVH || only > n_versions || docs > Tk) {
-        fprintf(stderr, "attention_forward: need --Tk ≥ --T, heads a multiple of kv-heads, docs ≤ Tk, version ≤ %d\n",
+        fprintf(stderr, "attention_forward: need --Tk >= --T, heads a multiple of kv-heads, docs <= Tk, version <= %d\n",
                 n_versions);
         return 2;
     }
@@ -438,56 +646,30 @@ int main(int argc, char **argv) {
     }
     backend *cpu = backend_cpu(0);
     const cudaDeviceProp &props = cuda_state_of(gpu)->props;
-    double peak = strstr(props.name, "H100") || strstr(props.name, "H200") ? 989e12 : 0.0;
     printf("attention_forward: %s (%d SMs), B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n",
            props.name[0] ? props.name : gpu->name, props.multiProcessorCount, B, T, Tk, H, KVH, hd, docs);
 
     const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
-    std::vector<float> q = rand_bf(nq, 1.5f, 1), k = rand_bf(nk, 1.5f, 2), v = rand_bf(nk, 1.0f, 3);
-    // Documents: boundaries at uneven positions (never on a tile edge when docs > 1).
-    std::vector<int32_t> doc((size_t)B * Tk);
-    for (int bb = 0; bb < B; bb++) {
-        int start = 0, d = 0;
-        for (int t = 0; t < Tk; t++) {
-            long next = (long)Tk * (d + 1) / docs + (d + 1 < docs ? 7 * (d + 1) % 13 - 6 : 0);
-            if (d + 1 < docs && t >= next) start = t, d++;
-            doc[(size_t)bb * Tk + t] = start;
-        }
-    }
-    std::vector<uint16_t> tmp(std::max(nq, nk));
-    auto put_bf = [&](const std::vector<float> &x) {
-        void *p = must_alloc(gpu, x.size() * 2);
-        for (size_t i = 0; i < x.size(); i++) tmp[i] = f2bf(x[i]);
-        gpu->copy_to_device(gpu, p, tmp.data(), x.size() * 2);
-        return p;
-    };
-    void *qg = put_bf(q), *kg = put_bf(k), *vg = put_bf(v);
-    void *outg = must_alloc(gpu, nq * 2);
-    float *lseg = (float *)must_alloc(gpu, nl * 4);
-    int32_t *docg = (int32_t *)must_alloc(gpu, doc.size() * 4);
+    std::vector<float> q = lab_rand_bf(nq, 1.5f, 1), k = lab_rand_bf(nk, 1.5f, 2), v = lab_rand_bf(nk, 1.0f, 3);
+    std::vector<int32_t> doc = lab_docs(B, Tk, docs);
+    void *qg = lab_put(gpu, q), *kg = lab_put(gpu, k), *vg = lab_put(gpu, v);
+    void *outg = lab_alloc(gpu, nq * 2);
+    float *lseg = (float *)lab_alloc(gpu, nl * 4);
+    int32_t *docg = (int32_t *)lab_alloc(gpu, doc.size() * 4);
     gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
 
     // The reference: the CPU backend's op in fp32 on the same bf16 values.
-    float *qc = (float *)must_alloc(cpu, nq * 4), *kc = (float *)must_alloc(cpu, nk * 4);
-    float *vc = (float *)must_alloc(cpu, nk * 4), *outc = (float *)must_alloc(cpu, nq * 4);
-    float *lsec = (float *)must_alloc(cpu, nl * 4);
-    int32_t *docc = (int32_t *)must_alloc(cpu, doc.size() * 4);
-    cpu->copy_to_device(cpu, qc, q.data(), nq * 4);
-    cpu->copy_to_device(cpu, kc, k.data(), nk * 4);
-    cpu->copy_to_device(cpu, vc, v.data(), nk * 4);
+    void *qc = lab_put(cpu, q), *kc = lab_put(cpu, k), *vc = lab_put(cpu, v);
+    float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
+    int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
     cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
     const float scale = 1.0f / sqrtf((float)hd);
     cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale);
     cpu->synchronize(cpu);
 
-    std::vector<uint16_t> out_h(nq);
     std::vector<float> lse_h(nl);
     int failed = 0;
-    struct result {
-        int ver;
-        double ms;
-    };
-    std::vector<result> results;
+    std::vector<std::pair<int, double>> results;
     for (int vi = 1; vi <= n_versions; vi++) {
         if (only && vi != only) continue;
         const version &ver = versions[vi - 1];
@@ -500,87 +682,41 @@ int main(int argc, char **argv) {
         CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, nl * 4, cuda_state_of(gpu)->stream));
         ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
         gpu->synchronize(gpu);
-        gpu->copy_to_host(gpu, out_h.data(), outg, nq * 2);
+        std::vector<float> out_h = lab_get_bf16(gpu, outg, nq);
         gpu->copy_to_host(gpu, lse_h.data(), lseg, nl * 4);
-        double se = 0, sr = 0, maxo = 0, maxl = 0;
-        size_t bad = 0;
-        for (size_t x = 0; x < nq; x++) {
-            double g = bf2f(out_h[x]), rf = outc[x], d = fabs(g - rf);
-            if (!(d <= 1e30)) bad++;  // NaN: unwritten or broken
-            else {
-                se += d * d;
-                sr += rf * rf;
-                maxo = std::max(maxo, d);
-            }
-        }
-        for (size_t x = 0; x < nl; x++) {
-            double d = fabs((double)lse_h[x] - lsec[x]);
-            if (!(d <= 1e30)) bad++;
-            else maxl = std::max(maxl, d);
-        }
-        double rel = sr > 0 ? sqrt(se / sr) : sqrt(se);
-        int ok = bad == 0 && rel <= 1e-2 && maxo <= 3e-2 && maxl <= 1e-3;
+        lab_err eo = lab_compare(out_h.data(), outc, nq), el = lab_compare(lse_h.data(), lsec, nl);
+        int ok = eo.bad + el.bad == 0 && eo.rel <= 1e-2 && eo.max <= 3e-2 && el.max <= 1e-3;
         printf("%d %-50s check %s: out rel %.2e max %.2e, lse max %.2e, %zu non-finite\n", vi, ver.name,
-               ok ? "ok" : "FAILED", rel, maxo, maxl, bad);
+               ok ? "ok" : "FAILED", eo.rel, eo.max, el.max, eo.bad + el.bad);
         fflush(stdout);
         if (!ok) {
             failed = 1;
             continue;
         }
 #ifndef QUARRY_EMU
-        if (bench) {
-            cudaStream_t st = cuda_state_of(gpu)->stream;
-            for (int w = 0; w < 3; w++) ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
-            cudaEvent_t e0, e1;
-            CUDA_CHECK(cudaEventCreate(&e0));
-            CUDA_CHECK(cudaEventCreate(&e1));
-            std::vector<float> ts;
-            for (int rep = 0; rep < repeats; rep++) {
-                CUDA_CHECK(cudaEventRecord(e0, st));
-                ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
-                CUDA_CHECK(cudaEventRecord(e1, st));
-                CUDA_CHECK(cudaEventSynchronize(e1));
-                float ms = 0;
-                CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-                ts.push_back(ms);
-            }
-            CUDA_CHECK(cudaEventDestroy(e0));
-            CUDA_CHECK(cudaEventDestroy(e1));
-            std::sort(ts.begin(), ts.end());
-            results.push_back({vi, ts[ts.size() / 2]});
-        }
+        if (bench)
+            results.push_back({vi, lab_median_ms(gpu, repeats, [&] {
+                                   ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+                               })});
 #endif
     }
 #ifndef QUARRY_EMU
     if (!results.empty()) {
-        // Causal FLOPs (half the score matrix; with documents the real work is smaller).
-        double flops = 4.0 * B * H * (double)T * Tk * hd / 2.0;
-        cudaFuncAttributes fa;
-        CUDA_CHECK(cudaFuncGetAttributes(&fa, hd == 64 ? (const void *)attention_forward_v2<64>
-                                                        : (const void *)attention_forward_v2<128>));
-        printf("v2 kernel: %d registers, %zu bytes local (spills), %d bytes dynamic shared\n", fa.numRegs,
-               (size_t)fa.localSizeBytes, hd == 64 ? v2_cfg<64>::SMEM : v2_cfg<128>::SMEM);
-        printf("\n| version | ms (median of %d) | TFLOP/s | of 989 dense peak | vs v1 |\n|---|---|---|---|---|\n",
-               repeats);
-        double base = 0;
-        for (const result &r : results)
-            if (r.ver == 1) base = r.ms;
-        for (const result &r : results) {
-            double tf = flops / (r.ms * 1e-3) / 1e12;
-            char pk[32] = "n/a", sp[32] = "";
-            if (peak > 0) snprintf(pk, sizeof pk, "%.1f%%", 100.0 * tf * 1e12 / peak);
-            if (base > 0) snprintf(sp, sizeof sp, "%.2f×", base / r.ms);
-            printf("| %d | %.3f | %.1f | %s | %s |\n", r.ver, r.ms, tf, pk, sp);
+        const void *kern[2][2] = {{(const void *)attention_forward_v2<64>, (const void *)attention_forward_v2<128>},
+                                  {(const void *)attention_forward_v3<64>, (const void *)attention_forward_v3<128>}};
+        for (int x = 0; x < 2; x++) {
+            cudaFuncAttributes fa;
+            CUDA_CHECK(cudaFuncGetAttributes(&fa, kern[x][hd == 128]));
+            printf("v%d kernel: %d registers, %zu bytes local (spills)\n", x + 2, fa.numRegs, (size_t)fa.localSizeBytes);
         }
+        // Causal FLOPs: 4·B·H·T·Tk·hd/2 (half the score matrix; with documents the real work is smaller).
+        lab_table(gpu, results, 4.0 * B * H * (double)T * Tk * hd / 2.0, repeats);
     }
 #endif
     printf("attention_forward: %s\n", failed ? "FAILED" : "all checked versions pass");
-    gpu->free(gpu, qg);
-    gpu->free(gpu, kg);
-    gpu->free(gpu, vg);
-    gpu->free(gpu, outg);
-    gpu->free(gpu, lseg);
-    gpu->free(gpu, docg);
+    void *gp[] = {qg, kg, vg, outg, lseg, docg}, *cp[] = {qc, kc, vc, outc, lsec, docc};
+    for (void *x : gp) gpu->free(gpu, x);
+    for (void *x : cp) cpu->free(cpu, x);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return failed;

@@ -41,6 +41,8 @@ struct emu_block {
     unsigned char *smem;
     std::mutex mu;
     std::map<int, std::vector<unsigned char>> statics;
+    uint32_t xch[32][32][6];    // per warp and lane: the registers of a warp-wide mma / ldmatrix
+    const void *xptr[32][32];
 };
 extern thread_local emu_dim threadIdx, blockIdx;
 extern emu_dim blockDim, gridDim;
@@ -176,6 +178,59 @@ static inline void __pipeline_wait_prior(size_t prior) {
         }
         emu_cp_batches.erase(emu_cp_batches.begin());
     }
+}
+
+// The warp-wide matrix instructions as PTX documents their register layouts (lane l: group
+// g = l / 4, thread-in-group t = l % 4; the lower-indexed element of a .b16 pair in the low half).
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lanes 8i..8i+7 give the row addresses of
+// matrix i; r[i] gets row g, columns 2t, 2t+1 of matrix i (with .trans: rows 2t, 2t+1 of column g).
+static inline void emu_ldmatrix_x4(uint32_t r[4], const void *row, bool trans) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32, g = l / 4, t = l % 4;
+    if ((uintptr_t)row % 16) { fprintf(stderr, "emu: ldmatrix row address not 16-byte aligned\n"); abort(); }
+    emu_ctx->xptr[w][l] = row;
+    __syncwarp();
+    for (int i = 0; i < 4; i++) {
+        uint16_t lo, hi;
+        if (!trans) {
+            const uint16_t *p = (const uint16_t *)emu_ctx->xptr[w][8 * i + g];
+            lo = p[2 * t];
+            hi = p[2 * t + 1];
+        } else {
+            lo = ((const uint16_t *)emu_ctx->xptr[w][8 * i + 2 * t])[g];
+            hi = ((const uint16_t *)emu_ctx->xptr[w][8 * i + 2 * t + 1])[g];
+        }
+        r[i] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+    __syncwarp();
+}
+static inline float emu_bf16_half(uint32_t u, int half) {
+    uint32_t bits = (half ? u >> 16 : u & 0xffffu) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, d += A·B: A (16×16) a0 (g, 2t..2t+1),
+// a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); B (16×8) b0 (rows 2t..2t+1, col g), b1 (rows
+// 2t+8..2t+9, col g); C/D (16×8) d0, d1 (g, 2t..2t+1), d2, d3 (g+8, 2t..2t+1).
+static inline void emu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    int w = threadIdx.x / 32, l = threadIdx.x % 32, g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) emu_ctx->xch[w][l][i] = a[i];
+    emu_ctx->xch[w][l][4] = b[0];
+    emu_ctx->xch[w][l][5] = b[1];
+    __syncwarp();
+    float out[4];
+    for (int e = 0; e < 4; e++) {
+        int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+        float s = d[e];
+        for (int k = 0; k < 16; k++) {
+            float av = emu_bf16_half(emu_ctx->xch[w][(row % 8) * 4 + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1);
+            float bv = emu_bf16_half(emu_ctx->xch[w][col * 4 + (k % 8) / 2][4 + (k >= 8)], k & 1);
+            s += av * bv;
+        }
+        out[e] = s;
+    }
+    __syncwarp();
+    for (int e = 0; e < 4; e++) d[e] = out[e];
 }
 
 // Runs kernel body f for every thread of every block.  smem is filled with 0xff (NaN) first.

@@ -15,24 +15,34 @@ out=$root/build-emu-lab
 mkdir -p "$out"
 san=()
 [ "${EMU_ASAN:-0}" = 1 ] && san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-inc=(-I/usr/local/cuda/include -I"$root" -I"$root/kernels/cuda" -I"$root/dev/cuda/emu")
+inc=(-I/usr/local/cuda/include -I"$root" -I"$root/kernels/cuda" -I"$root/dev/cuda" -I"$root/dev/cuda/emu")
 objs=()
-build() {  # build SRC.cu OBJ: rewrite for the emulator, compile (skipped when up to date)
-    local cpp=${2%.o}.cpp
-    python3 dev/cuda/emu/make_emu.py "$1" "$cpp.new"
-    if [ -f "$2" ] && cmp -s "$cpp.new" "$cpp" && [ "$2" -nt dev/cuda/emu/emu.h ]; then rm "$cpp.new"; return; fi
+pids=()
+# build SRC.cu OBJ [headers...]: rewrite for the emulator and compile; skipped when the rewrite is
+# unchanged and the object is newer than emu.h and the headers named.
+build() {
+    local src=$1 obj=$2 cpp=${2%.o}.cpp
+    shift 2
+    python3 dev/cuda/emu/make_emu.py "$src" "$cpp.new"
+    local fresh=1
+    [ -f "$obj" ] && cmp -s "$cpp.new" "$cpp" || fresh=0
+    for h in dev/cuda/emu/emu.h "$@"; do [ "$fresh" = 1 ] && [ "$obj" -nt "$h" ] || fresh=0; done
+    if [ "$fresh" = 1 ]; then rm "$cpp.new"; return 0; fi
     mv "$cpp.new" "$cpp"
-    nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$2"
+    rm -f "$obj"
+    nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$obj"
 }
 for f in kernels/cuda/*.cu; do
     n=$(basename "$f" .cu)
     [ "$n" = backend_cuda ] && continue
-    build "$f" "$out/$n.o" &
+    build "$f" "$out/$n.o" kernels/cuda/common.cuh &
+    pids+=($!)
     objs+=("$out/$n.o")
     [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
 done
-build "dev/cuda/$lab.cu" "$out/lab_$lab.o" &
-wait
+build "dev/cuda/$lab.cu" "$out/lab_$lab.o" dev/cuda/lab_common.cuh kernels/cuda/common.cuh &
+pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || { echo "run_lab.sh: an emulator build failed" >&2; exit 1; }; done
 nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
 for f in kernels/cpu/*.c kernels/backend.c; do
     n=cpu_$(basename "$f" .c)
@@ -50,6 +60,10 @@ attention_forward)
            "--T 192 --hd 128 --heads 8 --kv-heads 2 --docs 2"
            "--T 77 --Tk 140 --hd 128 --heads 4 --kv-heads 1 --docs 3"
            "--T 100 --hd 64 --heads 3 --kv-heads 1 --docs 1 --batch 2") ;;
+attention_backward)
+    cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
+           "--T 130 --hd 128 --heads 8 --kv-heads 2 --docs 2"
+           "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3") ;;
 *) cases=("") ;;
 esac
 rc=0
