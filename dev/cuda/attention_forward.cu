@@ -370,8 +370,11 @@ __device__ __forceinline__ uint32_t v3_pack(float lo, float hi) {
 // Grid, block and shared memory as v2 (K/V stages; Q and the output staged through stage 1
 // before and after the key loop).  Lane l of a warp: g = l / 4 owns rows g and g + 8 of the
 // warp's 16; t = l % 4 owns columns 2t, 2t+1 of every 8-column slice.
-template <int HD>
-__global__ void __launch_bounds__(256, 1)
+// QREG: Q fragments held in registers for the whole key loop (v3, 1 block of 8 warps per SM by
+// registers), or re-read from a shared Q tile at every key tile (v4: under 128 registers, so two
+// blocks, 16 warps, per SM; 4 KB more shared-memory reads per warp and tile).
+template <int HD, bool QREG>
+__global__ void __launch_bounds__(256, QREG ? 1 : 2)
 attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc_start,
                      int Tq, int Tk, int H, int KVH, int hpb, float scale_log2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -379,10 +382,14 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
 #else
     typedef v2_cfg<HD> cfg;
     constexpr int LD = cfg::KV_LD;  // also the row pitch of the Q / output staging
+    constexpr int SUB = QREG ? 64 : 32, NT = SUB / 8;
     extern __shared__ __align__(128) unsigned char smem[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     bf16 *kv_s = (bf16 *)smem;
-    bf16 *wst = kv_s + 2 * cfg::KV_TILE + warp * 16 * LD;  // the warp's 16 rows of staging, in stage 1
+    // The warp's 16 rows of Q / output staging: in stage 1 (v3) or a Q tile of their own (v4).
+    bf16 *wst = QREG ? kv_s + 2 * cfg::KV_TILE + warp * 16 * LD
+                     : (bf16 *)(smem + cfg::KV_BYTES + cfg::WARPS * 4 + 124) + warp * 16 * LD;
+    wst = (bf16 *)((uintptr_t)wst & ~(uintptr_t)127);
     float *range_s = (float *)(smem + cfg::KV_BYTES);
 
     const int wpb = cfg::WARPS / hpb, BQ = 16 * wpb;
@@ -394,7 +401,7 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
     const int mi = lane >> 3, r8 = lane & 7;
 
     // Q → staging → A fragments (a0: rows 0-7 cols 0-7, a1: rows 8-15, a2: cols 8-15, a3: both).
-    uint32_t qa[HD / 16][4];
+    uint32_t qa[QREG ? HD / 16 : 1][4];
     {
         constexpr int W = HD / 8;
         for (int idx = lane; idx < 16 * W; idx += 32) {
@@ -405,7 +412,8 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
         }
         __syncwarp();
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) v3_ldsm_x4(qa[kk], wst + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
+        for (int kk = 0; kk < HD / 16; kk++)
+            if (QREG) v3_ldsm_x4(qa[QREG ? kk : 0], wst + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
     }
 
     int pos[2], dst[2];
@@ -448,32 +456,39 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
             __pipeline_wait_prior(0);
         }
         __syncthreads();
-        if (warp_valid && k0 <= whi && k0 + cfg::BK - 1 >= wlo) {
-            // S (16 × 64) = Q · Kᵀ: s[nt] is the 16 × 8 slice of keys k0 + 8nt .. + 7.
-            float s[8][4];
+        // The tile in sub-tiles of SUB keys (one online-softmax step each): 64 for v3, 32 for v4,
+        // whose S fragments must fit beside O in 128 registers.
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        for (int sb = 0; sb < cfg::BK / SUB; sb++) {
+            const int kb0 = k0 + sb * SUB;  // first key of the sub-tile
+            if (!(warp_valid && kb0 <= whi && kb0 + SUB - 1 >= wlo)) continue;
+            const bf16 *Kb = Ks + sb * SUB * LD, *Vb = Vs + sb * SUB * LD;
+            // S (16 × SUB) = Q · Kᵀ: s[nt] is the 16 × 8 slice of keys kb0 + 8nt .. + 7.
+            float s[NT][4];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
+                if (!QREG) v3_ldsm_x4(qa[0], wst + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
 #pragma unroll
-                for (int np = 0; np < 4; np++) {
+                for (int np = 0; np < NT / 2; np++) {
                     // matrices: keys 16np + 0-7 | 8-15 (mi / 2) × head dims 16kk + 0-7 | 8-15 (mi % 2)
                     uint32_t kb[4];
-                    v3_ldsm_x4(kb, Ks + (np * 16 + (mi >> 1) * 8 + r8) * LD + kk * 16 + (mi & 1) * 8);
-                    v3_mma(s[2 * np], qa[kk], kb[0], kb[1]);
-                    v3_mma(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+                    v3_ldsm_x4(kb, Kb + (np * 16 + (mi >> 1) * 8 + r8) * LD + kk * 16 + (mi & 1) * 8);
+                    v3_mma(s[2 * np], qa[QREG ? kk : 0], kb[0], kb[1]);
+                    v3_mma(s[2 * np + 1], qa[QREG ? kk : 0], kb[2], kb[3]);
                 }
             }
             // Mask, scale (log2 units), running max over the quad that shares a row.
             float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int x = 0; x < 2; x++) {
-                const bool full = valid[x] && dst[x] <= k0 && k0 + cfg::BK - 1 <= pos[x];
+                const bool full = valid[x] && dst[x] <= kb0 && kb0 + SUB - 1 <= pos[x];
 #pragma unroll
-                for (int nt = 0; nt < 8; nt++)
+                for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
-                        int key = k0 + nt * 8 + 2 * t + e;
+                        int key = kb0 + nt * 8 + 2 * t + e;
                         bool ok = full || (valid[x] && key >= dst[x] && key <= pos[x]);
                         float sv = ok ? s[nt][2 * x + e] * scale_log2 : -INFINITY;
                         s[nt][2 * x + e] = sv;
@@ -501,7 +516,7 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
             // P = exp2(S − m) as A fragments of P · V (16 keys per k-step: slices 2kk, 2kk+1),
             // then O += P · V with V read transposed by ldmatrix.
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
+            for (int kk = 0; kk < NT / 2; kk++) {
                 uint32_t pa[4];
 #pragma unroll
                 for (int hs = 0; hs < 2; hs++) {
@@ -517,7 +532,7 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
                 for (int np = 0; np < HD / 16; np++) {
                     // matrices: keys 16kk + 0-7 | 8-15 (mi % 2) × head dims 16np + 0-7 | 8-15 (mi / 2)
                     uint32_t vb[4];
-                    v3_ldsm_x4_t(vb, Vs + (kk * 16 + (mi & 1) * 8 + r8) * LD + np * 16 + (mi >> 1) * 8);
+                    v3_ldsm_x4_t(vb, Vb + (kk * 16 + (mi & 1) * 8 + r8) * LD + np * 16 + (mi >> 1) * 8);
                     v3_mma(o[2 * np], pa, vb[0], vb[1]);
                     v3_mma(o[2 * np + 1], pa, vb[2], vb[3]);
                 }
@@ -528,7 +543,7 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
 
     if (!warp_valid) return;
     // Row sums over the quad; O / l to bf16 through the staging rows (stage 1 is free: the loop
-    // ended with a barrier), then 16-byte stores.
+    // ended with a barrier; v4's Q tile is the warp's own), then 16-byte stores.
     float inv[2];
 #pragma unroll
     for (int x = 0; x < 2; x++) {
@@ -556,16 +571,17 @@ attention_forward_v3(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
 #endif
 }
 
-template <int HD>
+template <int HD, bool QREG>
 static void v3_launch(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                       const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, float scale) {
     typedef v2_cfg<HD> cfg;
     int hpb = (H / KVH) % 2 == 0 ? 2 : 1;
     int BQ = 16 * cfg::WARPS / hpb;
-    int smem = cfg::KV_BYTES + cfg::WARPS * 4;
-    CUDA_CHECK(cudaFuncSetAttribute(attention_forward_v3<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    int smem = cfg::KV_BYTES + cfg::WARPS * 4 + (QREG ? 0 : 128 + cfg::WARPS * 16 * cfg::KV_LD * 2);
+    CUDA_CHECK(
+        cudaFuncSetAttribute(attention_forward_v3<HD, QREG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dim3 grid((unsigned)(H / hpb), (unsigned)((Tq + BQ - 1) / BQ), (unsigned)B);
-    attention_forward_v3<HD><<<grid, cfg::THREADS, smem, cuda_state_of(be)->stream>>>(
+    attention_forward_v3<HD, QREG><<<grid, cfg::THREADS, smem, cuda_state_of(be)->stream>>>(
         (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, hpb,
         scale * V2_LOG2E);
     CUDA_CHECK_LAST();
@@ -590,8 +606,14 @@ static void run_v2(backend *be, void *out, float *lse, const void *q, const void
 
 static void run_v3(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                    const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
-    if (hd == 64) v3_launch<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
-    else v3_launch<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    if (hd == 64) v3_launch<64, true>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    else v3_launch<128, true>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+}
+
+static void run_v4(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                   const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
+    if (hd == 64) v3_launch<64, false>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    else v3_launch<128, false>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
 }
 
 struct version {
@@ -605,6 +627,7 @@ static const version versions[] = {
     {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
     {"v2 FA2-style WMMA, Q in registers, cp.async K/V", run_v2, hd_64_128},
     {"v3 FA2 mma.sync+ldmatrix, S/P/O in registers", run_v3, hd_64_128},
+    {"v4 = v3 with Q re-read from smem, 2 blocks/SM", run_v4, hd_64_128},
 };
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
@@ -702,9 +725,11 @@ int main(int argc, char **argv) {
     }
 #ifndef QUARRY_EMU
     if (!results.empty()) {
-        const void *kern[2][2] = {{(const void *)attention_forward_v2<64>, (const void *)attention_forward_v2<128>},
-                                  {(const void *)attention_forward_v3<64>, (const void *)attention_forward_v3<128>}};
-        for (int x = 0; x < 2; x++) {
+        const void *kern[3][2] = {
+            {(const void *)attention_forward_v2<64>, (const void *)attention_forward_v2<128>},
+            {(const void *)attention_forward_v3<64, true>, (const void *)attention_forward_v3<128, true>},
+            {(const void *)attention_forward_v3<64, false>, (const void *)attention_forward_v3<128, false>}};
+        for (int x = 0; x < 3; x++) {
             cudaFuncAttributes fa;
             CUDA_CHECK(cudaFuncGetAttributes(&fa, kern[x][hd == 128]));
             printf("v%d kernel: %d registers, %zu bytes local (spills)\n", x + 2, fa.numRegs, (size_t)fa.localSizeBytes);
