@@ -55,8 +55,41 @@
 // per-tile O round trip through shared memory (v1 stores and reloads 16 × 128 fp32 per warp per
 // tile and rescales it with scalar code: 32 KB more per warp-tile than v2), the single-buffered
 // load→barrier→compute serialisation, and half the K/V global→shared traffic (128 query rows per
-// K/V tile instead of 64).  Reaching FlashAttention-2's ~330 needs the next version: wgmma
-// (sm_90a) with S and P in registers (no shared round trip), warp specialisation with TMA.
+// K/V tile instead of 64).  ptxas (CUDA 13, sm_90): 255 registers at hd 128, 217 at hd 64, no
+// spills: one block (8 warps) per SM.
+//  3. FlashAttention-2's own register design, with the PTX instructions whose fragment layouts
+//     PTX documents: mma.sync.m16n8k16 (bf16 → fp32) and ldmatrix(.trans).  Grid, blocks, GQA
+//     pairing, cp.async double buffering and tile skipping as v2, but S (16 × 64 per warp: 8
+//     m16n8 accumulators, 32 floats per lane), P and O never touch shared memory: a lane holds
+//     rows g = lane/4 and g+8 and columns 2t, 2t+1 (t = lane%4) of every 8-column slice, so the
+//     row max and row sums are two shuffles within the quad, the O rescale is a per-register
+//     multiply, and P's bf16 pairs are packed straight into the A fragments of P·V (the m16n8
+//     accumulator layout of two adjacent slices is the m16n8k16 A layout).  K comes in through
+//     ldmatrix, V through ldmatrix.trans (no transposed copy).  The emulator implements ldmatrix
+//     and mma.sync from the same documented layouts, so a layout slip fails the CPU check (two
+//     deliberate slips were tried: both fail).  ptxas: 217 registers at hd 128 (166 at hd 64),
+//     no spills, 70 KB shared: one block of 8 warps per SM.
+//  4. v3 with Q re-read from a shared Q tile at every key tile (ldmatrix, 4 KB per warp-tile)
+//     and the online softmax in 32-key steps, so it fits 128 registers (hd 128: 20 bytes of
+//     spills; hd 64: none) and two blocks (16 warps) share an SM: more warps to hide the two
+//     barriers per tile and the exp2/shuffle latency, at 12% more shared-memory reads.
+//
+// Predictions (hd 128, T 2048, H 32, KVH 8, B 1, causal; H100/H200; to be measured):
+//  v2: 120–170 TFLOP/s (above).
+//  v3: per warp and 64-key tile it reads only K and V fragments from shared memory (32 KB for
+//      0.52 MFLOP: 16 FLOP/byte, a shared-memory ceiling near 50% of the dense peak) and issues
+//      mma.sync, whose rate on Hopper is about 2/3 of the wgmma peak (~660 TFLOP/s); the 1024
+//      exp2 per warp-tile (MUFU: 16/clock/SM) cost about a third of the MMA time and overlap it
+//      only partly with 2 warps per scheduler.  Predicted 200–280 TFLOP/s (5–7× v1), 0.12–0.17 ms;
+//      FlashAttention-2 reaches ~330 with the same instructions.  If v3 lands under 150, suspect
+//      shared-memory bank conflicts of ldmatrix on the 272-byte K/V rows (pitch 68 words: the 8
+//      row addresses of one 8×8 matrix hit 8 different 16-byte bank groups, so none expected) or
+//      barrier stalls (then v4 wins).
+//  v4: within ±15% of v3; ahead of v3 if v3's 8 warps per SM leave the tensor pipe idle at the
+//      barriers, behind it if shared-memory bandwidth is the limit.
+//  Beyond: wgmma (sm_90a) with K/V by TMA and warp specialisation (FlashAttention-3's design,
+//  ~600 TFLOP/s at hd 128) is the step to the issue's goal; v3's register layout (S in the
+//  accumulators, P re-packed as the A operand from registers) carries over to wgmma's RS form.
 #include "common.cuh"
 #include "lab_common.cuh"
 #include <mma.h>
