@@ -3,7 +3,7 @@
 # CPU emulation (emu.h; QUARRY_EMU defined: checks only, no timing) with the emulated CUDA op files
 # (version 1 is the production kernel through backend_cuda) and the CPU backend (the reference),
 # then runs its check.  With no lab args it runs the lab's standard small cases (below); with args,
-# one run with those.  Slow (every CUDA thread is an OS thread).  Output in build-emu-lab/.
+# one run with those.  Slow (every CUDA thread is an OS thread).  Output in build-emu-lab/ (build-emu-lab-asan/ with EMU_ASAN=1).
 # EMU_ASAN=1 adds AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -12,6 +12,7 @@ lab=${1:?usage: dev/cuda/emu/run_lab.sh LAB [lab args...], e.g. attention_forwar
 shift
 [ -f "dev/cuda/$lab.cu" ] || { echo "run_lab.sh: no dev/cuda/$lab.cu" >&2; exit 2; }
 out=$root/build-emu-lab
+[ "${EMU_ASAN:-0}" = 1 ] && out=$root/build-emu-lab-asan  # objects differ: keep them apart
 mkdir -p "$out"
 san=()
 [ "${EMU_ASAN:-0}" = 1 ] && san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
