@@ -92,6 +92,7 @@
 //  accumulators, P re-packed as the A operand from registers) carries over to wgmma's RS form.
 #include "common.cuh"
 #include "lab_common.cuh"
+#include "mma_ptx.cuh"
 #include <mma.h>
 #include <cuda_pipeline_primitives.h>
 #include <math.h>
@@ -361,44 +362,9 @@ static void v2_launch(backend *be, void *out, float *lse, const void *q, const v
 
 // ---------------------------------------------------------------------------------------------
 // Version 3: FlashAttention-2's register-resident design with mma.sync.m16n8k16 (PTX) and
-// ldmatrix, whose fragment layouts PTX documents (the emulator implements them from the same
-// documentation, so the layout logic is checked on the CPU): S, P and O never leave registers.
-
-#ifdef QUARRY_EMU
-static inline void v3_ldsm_x4(uint32_t r[4], const bf16 *p) { emu_ldmatrix_x4(r, p, false); }
-static inline void v3_ldsm_x4_t(uint32_t r[4], const bf16 *p) { emu_ldmatrix_x4(r, p, true); }
-static inline void v3_mma(float d[4], const uint32_t a[4], const uint32_t b0, const uint32_t b1) {
-    uint32_t b[2] = {b0, b1};
-    emu_mma_m16n8k16_bf16(d, a, b);
-}
-#else
-__device__ __forceinline__ void v3_ldsm_x4(uint32_t r[4], const bf16 *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-__device__ __forceinline__ void v3_ldsm_x4_t(uint32_t r[4], const bf16 *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-// d (16×8 f32) += A (16×16 bf16, row) · B (16×8 bf16, col).
-__device__ __forceinline__ void v3_mma(float d[4], const uint32_t a[4], const uint32_t b0, const uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-#endif
-
-__device__ __forceinline__ uint32_t v3_pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-}
+// ldmatrix (mma_ptx.cuh), whose fragment layouts PTX documents (the emulator implements them from
+// the same documentation, so the layout logic is checked on the CPU): S, P and O never leave
+// registers.
 
 // Grid, block and shared memory as v2 (K/V stages; Q and the output staged through stage 1
 // before and after the key loop).  Lane l of a warp: g = l / 4 owns rows g and g + 8 of the

@@ -41,7 +41,7 @@ for f in kernels/cuda/*.cu; do
     objs+=("$out/$n.o")
     [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
 done
-build "dev/cuda/$lab.cu" "$out/lab_$lab.o" dev/cuda/lab_common.cuh kernels/cuda/common.cuh &
+build "dev/cuda/$lab.cu" "$out/lab_$lab.o" dev/cuda/*.cuh kernels/cuda/common.cuh &
 pids+=($!)
 for p in "${pids[@]}"; do wait "$p" || { echo "run_lab.sh: an emulator build failed" >&2; exit 1; }; done
 nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
@@ -64,7 +64,8 @@ attention_forward)
 attention_backward)
     cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
            "--T 130 --hd 128 --heads 8 --kv-heads 2 --docs 2"
-           "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3") ;;
+           "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3"
+           "--T 100 --hd 128 --heads 3 --kv-heads 1 --docs 2 --batch 2") ;;
 *) cases=("") ;;
 esac
 rc=0
