@@ -15,10 +15,25 @@
 //  1. the production kernels (kernels/cuda/attention.cu) through the op table: Dsum, then one
 //     kernel per 64-key tile for dK/dV (looping over the query heads of its KV group, no atomics),
 //     one per 64-query tile for dQ (recomputes S and dP): 29 TFLOP/s at hd 128, T 2048 on an H200.
-//  Next (not written yet): FlashAttention-2's backward — one kernel per key tile holding dK, dV
-//  in registers (mma.sync with documented fragment layouts, as forward v3), Q/dO tiles
-//  double-buffered with cp.async, dQ accumulated per key tile into an fp32 buffer in a fixed order
-//  (a second pass over key tiles per query tile, or ordered atomics) so it stays deterministic.
+//  2. FlashAttention-2's backward on mma.sync.m16n8k16 + ldmatrix (mma_ptx.cuh, the layouts PTX
+//     documents; the emulator implements the same), deterministic, no atomics: Dsum, then a dK/dV
+//     kernel (a block per 64 keys of a KV head, 4 warps × 16 keys, dK and dV in registers across
+//     every query head of the group and every query tile that sees the keys; Q/dO tiles and their
+//     row statistics double-buffered with cp.async; Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ in registers, Pᵀ and
+//     dSᵀ packed straight into the A operands of dV += Pᵀ·dO and dK += dSᵀ·Q, with dO and Q read
+//     transposed by ldmatrix.trans), then a dQ kernel (forward v3's grid: 8 warps × 16 rows, two
+//     query heads of a KV group per block, K/V double-buffered; S and dP in registers, dS packed
+//     into dQ += dS·K).  It executes 7 products (S and dP twice) where the FLOP count credits 5.
+//     ptxas (CUDA 13, sm_90, hd 128): dK/dV 255 registers (2 blocks of 4 warps per SM), dQ 238
+//     (1 block of 8 warps), no spills.
+//
+// Prediction for v2 (hd 128, T 2048, H 32, KVH 8, B 1; to be measured): dQ kernel 51.5 GFLOP
+// of products at v3-forward-like efficiency (~200 TFLOP/s) ≈ 0.26 ms; dK/dV kernel 68.7 GFLOP,
+// but its 256 blocks are one wave whose longest block (the first key tile: 32 query tiles × 4
+// heads) carries twice the average work, so ≈ 0.3–0.4 ms; Dsum ≈ 0.01 ms.  Total ≈ 0.55–0.7 ms:
+// 120–160 TFLOP/s on the 2.5× count (v1: 29, ~3 ms).  Next: split each key tile's query range
+// over two blocks with a fixed-order sum of the two fp32 partials (balance, still deterministic),
+// and dQ in the same pass (FA2's atomics, optional where determinism is off).
 #include "common.cuh"
 #include "lab_common.cuh"
 #include "mma_ptx.cuh"
