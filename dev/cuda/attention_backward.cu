@@ -31,9 +31,16 @@
 // of products at v3-forward-like efficiency (~200 TFLOP/s) ≈ 0.26 ms; dK/dV kernel 68.7 GFLOP,
 // but its 256 blocks are one wave whose longest block (the first key tile: 32 query tiles × 4
 // heads) carries twice the average work, so ≈ 0.3–0.4 ms; Dsum ≈ 0.01 ms.  Total ≈ 0.55–0.7 ms:
-// 120–160 TFLOP/s on the 2.5× count (v1: 29, ~3 ms).  Next: split each key tile's query range
-// over two blocks with a fixed-order sum of the two fp32 partials (balance, still deterministic),
-// and dQ in the same pass (FA2's atomics, optional where determinism is off).
+// 120–160 TFLOP/s on the 2.5× count (v1: 29, ~3 ms).
+//  3. v2 with the dK/dV work of each key tile split over the query heads of its KV group (4 parts
+//     when the group allows, else 2 or 1): grid (KVH·parts, key tiles, B) so the heaviest (first)
+//     key tiles start first, each part writes fp32 partials (2 × 8 MB × parts at the shape below)
+//     and a small kernel sums them in a fixed order into bf16 dK, dV: still deterministic.
+//     Predicted: the dK/dV kernel's longest block shrinks 4× (32 items instead of 128, the
+//     average being ~64 per slot), so the kernel runs near its average load: ≈ 0.2–0.25 ms plus
+//     ~0.02 ms for the partials; total ≈ 0.45–0.55 ms, 155–190 TFLOP/s.  With MHA (group 1)
+//     it equals v2; splitting the query range instead would cover that case.
+//  Beyond: dQ in the same pass (FA2's atomics where determinism is off), wgmma (sm_90a).
 #include "common.cuh"
 #include "lab_common.cuh"
 #include "mma_ptx.cuh"
@@ -105,11 +112,14 @@ __global__ void bw_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 *out, i
 
 // Grid (ceil(Tk / 64), KVH, B), 128 threads; dynamic smem KV_SMEM + 16 + 4·ceil(Tq / 64) (the
 // count and list of the query tiles that can see the block's keys).
+// nsplit > 1 (v3): grid (KVH·nsplit, ceil(Tk / 64), B) — the heaviest (first) key tiles first —
+// and block part p of nsplit takes the group's query heads [p·group/nsplit, (p+1)·group/nsplit),
+// writing fp32 partials part[p] (dK·scale then dV, each B·Tk·KVH·HD) for bw_sum_parts.
 template <int HD>
 __global__ void __launch_bounds__(128, 2)
-bw_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const float *Dsum, const bf16 *q,
-              const bf16 *k, const bf16 *v, const int32_t *doc_start, int Tq, int Tk, int H, int KVH, float scale,
-              float scale_log2) {
+bw_dkv_kernel(bf16 *dk, bf16 *dv, float *part, int nsplit, const bf16 *dout, const float *lse, const float *Dsum,
+              const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc_start, int Tq, int Tk, int H, int KVH,
+              float scale, float scale_log2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -122,8 +132,9 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const floa
     int *n_rel_s = (int *)(smem + cfg::KV_SMEM), *tiles = n_rel_s + 4;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int mi = lane >> 3, r8 = lane & 7;
-    const int k0 = blockIdx.x * 64, kvh = blockIdx.y, b = blockIdx.z;
-    const int group = H / KVH, off = Tk - Tq, klast = min(Tk - 1, k0 + 63);
+    const int k0 = (nsplit > 1 ? blockIdx.y : blockIdx.x) * 64, b = blockIdx.z;
+    const int kvh = nsplit > 1 ? blockIdx.x / nsplit : blockIdx.y, sp = nsplit > 1 ? blockIdx.x % nsplit : 0;
+    const int group = H / KVH, gp = group / nsplit, off = Tk - Tq, klast = min(Tk - 1, k0 + 63);
     const int kw0 = k0 + warp * 16;  // this warp's first key
 
     // The query tiles that can see a key of this block (any row p ≥ k0 with doc_start[p] ≤ klast).
@@ -149,10 +160,10 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const floa
     bw_tile_async<HD, 128>(Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
     bw_tile_async<HD, 128>(Vs, v, (size_t)b * Tk, k0, Tk, KVH, kvh);
     __syncthreads();
-    const int nrel = *n_rel_s, items = nrel * group;
+    const int nrel = *n_rel_s, items = nrel * gp;
 
-    auto issue = [&](int it) {  // item it: query head it / nrel of the group, tile tiles[it % nrel]
-        const int s = it & 1, h = kvh * group + it / nrel, q0 = tiles[it % nrel] * 64;
+    auto issue = [&](int it) {  // item it: query head sp·gp + it / nrel of the group, tile tiles[it % nrel]
+        const int s = it & 1, h = kvh * group + sp * gp + it / nrel, q0 = tiles[it % nrel] * 64;
         bw_tile_async<HD, 128>(st0 + 2 * s * cfg::TILE, q, (size_t)b * Tq, q0, Tq, H, h);
         bw_tile_async<HD, 128>(st0 + (2 * s + 1) * cfg::TILE, dout, (size_t)b * Tq, q0, Tq, H, h);
         __pipeline_commit();
@@ -255,6 +266,23 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const floa
         }
         __syncthreads();
     }
+    if (part) {  // fp32 partials, 8-byte stores (a lane's two columns)
+        const size_t n = (size_t)gridDim.z * Tk * KVH * HD;
+        float *pk = part + 2 * n * sp, *pv = pk + n;
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            const int key = kw0 + g + 8 * x;
+            if (key >= Tk) continue;
+            const size_t base = (((size_t)b * Tk + key) * KVH + kvh) * HD + 2 * t;
+#pragma unroll
+            for (int n8 = 0; n8 < HD / 8; n8++) {
+                *reinterpret_cast<float2 *>(pk + base + n8 * 8) =
+                    make_float2(dK[n8][2 * x] * scale, dK[n8][2 * x + 1] * scale);
+                *reinterpret_cast<float2 *>(pv + base + n8 * 8) = make_float2(dV[n8][2 * x], dV[n8][2 * x + 1]);
+            }
+        }
+        return;
+    }
     // dK·scale and dV to bf16 over this warp's own 16 rows of the K and V tiles (no other warp
     // reads them), then 16-byte stores.
     bf16 *kst = Ks + warp * 16 * LD, *vst = Vs + warp * 16 * LD;
@@ -278,6 +306,22 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const floa
         *reinterpret_cast<uint4 *>(dv + gi) = *reinterpret_cast<const uint4 *>(vst + rr * LD + c);
     }
 #endif
+}
+
+// dk, dv (bf16, n each) = Σ over the nsplit fp32 partials in a fixed order: deterministic.
+__global__ void bw_sum_parts(bf16 *dk, bf16 *dv, const float *part, int nsplit, size_t n) {
+    size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * 8;
+    if (i >= 2 * n) return;  // n is a multiple of 8
+    float f[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) f[e] = 0.0f;
+    for (int s = 0; s < nsplit; s++) {
+        const float *p = part + 2 * n * s + i;
+#pragma unroll
+        for (int e = 0; e < 8; e++) f[e] += p[e];
+    }
+    bf16 *d = i < n ? dk + i : dv + (i - n);
+    *reinterpret_cast<uint4 *>(d) = f32_to_bf16x8(f);
 }
 
 // Grid (H / hpb, ceil(Tq / (128 / hpb)), B), 256 threads, dynamic smem Q_SMEM.
@@ -435,26 +479,34 @@ bw_dq_kernel(bf16 *dq, const bf16 *dout, const float *lse, const float *Dsum, co
 template <int HD>
 static void bw_launch(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
                       const void *q, const void *k, const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
-                      int H, int KVH, float scale) {
+                      int H, int KVH, float scale, int nsplit) {
     typedef bw_cfg<HD> cfg;
     cudaStream_t st = cuda_state_of(be)->stream;
     const float sl2 = scale * BW_LOG2E;
-    size_t rows = (size_t)B * Tq * H;
-    float *Dsum = (float *)cuda_scratch(be, rows * sizeof(float));
+    size_t rows = (size_t)B * Tq * H, nkv = (size_t)B * Tk * KVH * HD;
+    size_t dsum_bytes = (rows * sizeof(float) + 255) & ~(size_t)255;
+    unsigned char *scratch =
+        (unsigned char *)cuda_scratch(be, dsum_bytes + (nsplit > 1 ? 2 * nkv * nsplit * sizeof(float) : 0));
+    float *Dsum = (float *)scratch, *part = nsplit > 1 ? (float *)(scratch + dsum_bytes) : NULL;
     bw_dsum_kernel<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, st>>>(Dsum, (const bf16 *)dout, (const bf16 *)out,
                                                                          B, Tq, H, HD);
     CUDA_CHECK_LAST();
     int kv_smem = cfg::KV_SMEM + 16 + 4 * ((Tq + 63) / 64);
     if (kv_smem > 227 * 1024) {
-        fprintf(stderr, "attention_backward v2: T %d too long for the tile list\n", Tq);
+        fprintf(stderr, "attention_backward: T %d too long for the tile list\n", Tq);
         exit(1);
     }
     CUDA_CHECK(cudaFuncSetAttribute(bw_dkv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kv_smem));
-    dim3 gkv((unsigned)((Tk + 63) / 64), (unsigned)KVH, (unsigned)B);
-    bw_dkv_kernel<HD><<<gkv, 128, kv_smem, st>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, lse, Dsum,
+    unsigned ntk = (unsigned)((Tk + 63) / 64);
+    dim3 gkv = nsplit > 1 ? dim3((unsigned)(KVH * nsplit), ntk, (unsigned)B) : dim3(ntk, (unsigned)KVH, (unsigned)B);
+    bw_dkv_kernel<HD><<<gkv, 128, kv_smem, st>>>((bf16 *)dk, (bf16 *)dv, part, nsplit, (const bf16 *)dout, lse, Dsum,
                                                   (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk,
                                                   H, KVH, scale, sl2);
     CUDA_CHECK_LAST();
+    if (nsplit > 1) {
+        bw_sum_parts<<<(unsigned)((2 * nkv / 8 + 255) / 256), 256, 0, st>>>((bf16 *)dk, (bf16 *)dv, part, nsplit, nkv);
+        CUDA_CHECK_LAST();
+    }
     int hpb = (H / KVH) % 2 == 0 ? 2 : 1, BQ = 128 / hpb;
     CUDA_CHECK(cudaFuncSetAttribute(bw_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::Q_SMEM));
     dim3 gq((unsigned)(H / hpb), (unsigned)((Tq + BQ - 1) / BQ), (unsigned)B);
@@ -467,8 +519,18 @@ static void bw_launch(backend *be, void *dq, void *dk, void *dv, const void *dou
 static void run_v2(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
                    const void *q, const void *k, const void *v, const int32_t *doc_start, int B, int Tq, int Tk, int H,
                    int KVH, int hd, float scale) {
-    if (hd == 64) bw_launch<64>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
-    else bw_launch<128>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale);
+    if (hd == 64) bw_launch<64>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale, 1);
+    else bw_launch<128>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale, 1);
+}
+
+// v3: v2 with each key tile's work split over the query heads of its KV group (up to 4 blocks,
+// heaviest key tiles first), partials summed in a fixed order.
+static void run_v3(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
+                   const void *q, const void *k, const void *v, const int32_t *doc_start, int B, int Tq, int Tk, int H,
+                   int KVH, int hd, float scale) {
+    int group = H / KVH, nsplit = group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+    if (hd == 64) bw_launch<64>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale, nsplit);
+    else bw_launch<128>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale, nsplit);
 }
 
 struct version {
@@ -481,6 +543,7 @@ static int hd_64_128(int hd) { return hd == 64 || hd == 128; }
 static const version versions[] = {
     {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
     {"v2 FA2 mma.sync, dK/dV and dQ in registers", run_v2, hd_64_128},
+    {"v3 = v2, dK/dV split over the group's heads", run_v3, hd_64_128},
 };
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
