@@ -121,19 +121,26 @@ timeout 240 "$BUILD/dev/cuda/bench_ops" 2>&1 | tee "$LOGS/bench_ops.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -eq 0 ]; then note "bench_ops: ran"; else note "bench_ops: FAILED (exit $rc)"; status=1; fi
 
-# The attention kernel lab (dev/cuda/attention_forward.cu): every version checked against the CPU
-# reference, then timed at hd 128, T 2048, 32 heads, GQA 8 (≤ 60 s; a failed check fails the run).
-echo "== attention lab (dev/cuda/attention_forward)"
-if [ -x "$BUILD/dev/cuda/attention_forward" ]; then
-    timeout 90 "$BUILD/dev/cuda/attention_forward" --T 2048 --hd 128 --heads 32 --kv-heads 8 --repeats 20 2>&1 |
-        tee "$LOGS/attention_lab.log"
-    rc=${PIPESTATUS[0]}
-    tf=$(awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s TFLOP/s; ", $2, $4}' \
-        "$LOGS/attention_lab.log")
-    if [ "$rc" -eq 0 ]; then note "attention lab: checks pass; ${tf:-no timings}"
-    else note "attention lab: FAIL (exit $rc, attention_lab.log) ${tf}"; status=1; fi
+# The attention kernel lab (dev/cuda/attention_{forward,backward}.cu): every version checked
+# against the CPU reference, then timed at hd 128, T 2048, 32 heads, GQA 8 (~30 s; a failed check
+# fails the run).
+echo "== attention lab (dev/cuda/attention_forward, attention_backward)"
+if [ -x "$BUILD/dev/cuda/attention_forward" ] && [ -x "$BUILD/dev/cuda/attention_backward" ]; then
+    : >"$LOGS/attention_lab.log"
+    lab_rc=0
+    for lab in attention_forward attention_backward; do
+        timeout 60 "$BUILD/dev/cuda/$lab" --T 2048 --hd 128 --heads 32 --kv-heads 8 --repeats 10 2>&1 |
+            tee -a "$LOGS/attention_lab.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || lab_rc=1
+    done
+    fwd=$(sed -n '/^attention_forward:/,/^attention_backward:/p' "$LOGS/attention_lab.log" |
+        awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s ", $2, $4}')
+    bwd=$(sed -n '/^attention_backward:/,$p' "$LOGS/attention_lab.log" |
+        awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s ", $2, $4}')
+    if [ "$lab_rc" -eq 0 ]; then note "attention lab: checks pass; TFLOP/s fwd ${fwd:-none}| bwd ${bwd:-none}"
+    else note "attention lab: FAIL (attention_lab.log); TFLOP/s fwd ${fwd:-none}| bwd ${bwd:-none}"; status=1; fi
 else
-    note "attention lab: $BUILD/dev/cuda/attention_forward not built (skipped)"
+    note "attention lab: not built in $BUILD (skipped)"
 fi
 
 # Sanitizers only while the 8-minute budget allows (each bounded).
