@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
 #   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L 'gpu|cuda' → bench_ops
-#   → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
+#   → the attention kernel lab (dev/cuda) → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
 # not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in

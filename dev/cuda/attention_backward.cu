@@ -191,8 +191,13 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, float *part, int nsplit, const bf16 *dout, con
 #pragma unroll
         for (int e = 0; e < 4; e++) dK[n][e] = dV[n][e] = 0.0f;
 
-    if (items > 0) issue(0);
-    else __pipeline_commit();
+    if (items > 0) {
+        issue(0);
+    } else {  // no query sees these keys: dK = dV = 0, but every thread's K/V copies must land
+        __pipeline_commit();  // before the staging below reuses their rows
+        __pipeline_wait_prior(0);
+        __syncthreads();
+    }
     for (int it = 0; it < items; it++) {
         const int s = it & 1, q0 = tiles[it % nrel] * 64;
         if (it + 1 < items) {

@@ -17,6 +17,14 @@ if [ ! -x "$B/dev/cuda/attention_forward" ] || [ ! -x "$B/dev/cuda/attention_bac
         { tail -30 "$LOGS/lab_build.log"; exit 1; }
     grep -E "Compiling entry|spill|Used" "$LOGS/lab_build.log" | grep -A2 attention_forward_v | head -24
 fi
+# Libraries a carried build may miss (as scripts/gpu_check.sh): its gpu-libs, then the CUDA and
+# pip locations of cuBLAS / NCCL.
+[ -d "$B/gpu-libs" ] && export LD_LIBRARY_PATH="$PWD/$B/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+for lib in $(ldd "$B/dev/cuda/attention_forward" 2>/dev/null | awk '/not found/{print $1}'); do
+    found=$(find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3 -name "$lib" 2>/dev/null |
+        head -1)
+    [ -n "$found" ] && export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv,noheader
 status=0
 run() {

@@ -153,7 +153,9 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
 // cp.async through the pipeline primitives (cuda_pipeline_primitives.h): each thread's copies are
 // queued and land only when __pipeline_wait_prior lets their batch complete (the latest moment
 // the hardware may complete them), so a read before the wait or a missing barrier sees the
-// 0xff poison or stale data instead of passing by luck.  zfill: trailing bytes written as 0.
+// 0xff poison or stale data instead of passing by luck.  With EMU_CP_EAGER=1 they land at issue
+// instead (the earliest moment), which exposes the other hazard: a copy into a buffer that other
+// warps may still be reading.  zfill: trailing bytes written as 0.
 struct emu_async_copy {
     void *dst;
     const void *src;
@@ -164,6 +166,12 @@ inline thread_local std::vector<emu_async_copy> emu_cp_open;                  //
 static inline void __pipeline_memcpy_async(void *dst, const void *src, size_t n, size_t zfill = 0) {
     if (n != 4 && n != 8 && n != 16) { fprintf(stderr, "emu: cp.async of %zu bytes\n", n); abort(); }
     if (((uintptr_t)dst | (uintptr_t)src) % n) { fprintf(stderr, "emu: misaligned cp.async\n"); abort(); }
+    static const bool eager = getenv("EMU_CP_EAGER") && getenv("EMU_CP_EAGER")[0] == '1';
+    if (eager) {
+        memcpy(dst, src, n - zfill);
+        memset((char *)dst + (n - zfill), 0, zfill);
+        return;
+    }
     emu_cp_open.push_back({dst, src, n, zfill});
 }
 static inline void __pipeline_commit() {

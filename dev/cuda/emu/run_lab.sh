@@ -65,13 +65,20 @@ attention_backward)
     cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
            "--T 130 --hd 128 --heads 8 --kv-heads 2 --docs 2"
            "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3"
-           "--T 100 --hd 128 --heads 3 --kv-heads 1 --docs 2 --batch 2") ;;
+           "--T 100 --hd 128 --heads 3 --kv-heads 1 --docs 2 --batch 2"
+           "--T 40 --Tk 200 --hd 64 --heads 4 --kv-heads 2 --docs 3") ;;
 *) cases=("") ;;
 esac
+# Each case twice: cp.async copies landing as late as allowed (at the wait), then as early
+# (EMU_CP_EAGER=1, at issue): a missing wait fails the first, a missing barrier before a buffer
+# is refilled the second.
 rc=0
 for c in "${cases[@]}"; do
-    echo "== $lab $c"
-    # shellcheck disable=SC2086
-    "$out/$lab" 0 $c || rc=1
+    for eager in 0 1; do
+        echo "== $lab $c$([ $eager = 1 ] && echo '   (EMU_CP_EAGER=1)')"
+        # shellcheck disable=SC2086
+        EMU_CP_EAGER=$eager "$out/$lab" 0 $c || rc=1
+    done
 done
+echo "run_lab.sh $lab: $([ $rc = 0 ] && echo 'every case passes' || echo FAILED)"
 exit $rc
