@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
 #   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L 'gpu|cuda' → bench_ops
-#   → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
+#   → the attention kernel lab (dev/cuda) → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
 # not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in
@@ -120,6 +120,28 @@ echo "== bench_ops"
 timeout 240 "$BUILD/dev/cuda/bench_ops" 2>&1 | tee "$LOGS/bench_ops.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -eq 0 ]; then note "bench_ops: ran"; else note "bench_ops: FAILED (exit $rc)"; status=1; fi
+
+# The attention kernel lab (dev/cuda/attention_{forward,backward}.cu): every version checked
+# against the CPU reference, then timed at hd 128, T 2048, 32 heads, GQA 8 (~30 s; a failed check
+# fails the run).
+echo "== attention lab (dev/cuda/attention_forward, attention_backward)"
+if [ -x "$BUILD/dev/cuda/attention_forward" ] && [ -x "$BUILD/dev/cuda/attention_backward" ]; then
+    : >"$LOGS/attention_lab.log"
+    lab_rc=0
+    for lab in attention_forward attention_backward; do
+        timeout 60 "$BUILD/dev/cuda/$lab" --T 2048 --hd 128 --heads 32 --kv-heads 8 --repeats 10 2>&1 |
+            tee -a "$LOGS/attention_lab.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || lab_rc=1
+    done
+    fwd=$(sed -n '/^attention_forward:/,/^attention_backward:/p' "$LOGS/attention_lab.log" |
+        awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s ", $2, $4}')
+    bwd=$(sed -n '/^attention_backward:/,$p' "$LOGS/attention_lab.log" |
+        awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $4); printf "v%s %s ", $2, $4}')
+    if [ "$lab_rc" -eq 0 ]; then note "attention lab: checks pass; TFLOP/s fwd ${fwd:-none}| bwd ${bwd:-none}"
+    else note "attention lab: FAIL (attention_lab.log); TFLOP/s fwd ${fwd:-none}| bwd ${bwd:-none}"; status=1; fi
+else
+    note "attention lab: not built in $BUILD (skipped)"
+fi
 
 # Sanitizers only while the 8-minute budget allows (each bounded).
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)

@@ -46,6 +46,13 @@ void emu_launch(emu_dim grid, emu_dim block, size_t smem_bytes, const std::funct
                         blockIdx.z = z;
                         emu_ctx = &ctx;
                         f();
+                        if (!emu_cp_batches.empty() || !emu_cp_open.empty()) {
+                            // Copies still in flight could land in shared memory reused after the
+                            // thread's last wait: a kernel must wait for all its cp.async.
+                            fprintf(stderr, "emu: thread %u of block (%u,%u,%u) exits with cp.async pending\n", t, x,
+                                    y, z);
+                            abort();
+                        }
                         // An exited CUDA thread no longer holds back barriers.
                         ctx.wbar[t / 32]->arrive_and_drop();
                         bar.arrive_and_drop();

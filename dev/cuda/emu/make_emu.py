@@ -7,7 +7,7 @@ import sys
 
 src, out = sys.argv[1], sys.argv[2]
 s = open(src).read()
-s = s.replace('#include <mma.h>\n', '')
+s = s.replace('#include <mma.h>\n', '').replace('#include <cuda_pipeline_primitives.h>\n', '')
 s = s.replace('#include "common.cuh"', '#include "emu.h"\n#include "common.cuh"', 1)
 
 s = re.sub(r'extern __shared__ (?:__align__\(\d+\) )?([\w ]+?)\s+(\w+)\[\];', r'\1 *\2 = (\1 *)emu_smem();', s)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# dev/cuda/emu/run_lab.sh LAB [lab args...] — builds the kernel lab program dev/cuda/LAB.cu on the
+# CPU emulation (emu.h; QUARRY_EMU defined: checks only, no timing) with the emulated CUDA op files
+# (version 1 is the production kernel through backend_cuda) and the CPU backend (the reference),
+# then runs its check.  With no lab args it runs the lab's standard small cases (below); with args,
+# one run with those.  Slow (every CUDA thread is an OS thread).  Output in build-emu-lab/ (build-emu-lab-asan/ with EMU_ASAN=1).
+# EMU_ASAN=1 adds AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+root=$PWD
+lab=${1:?usage: dev/cuda/emu/run_lab.sh LAB [lab args...], e.g. attention_forward}
+shift
+[ -f "dev/cuda/$lab.cu" ] || { echo "run_lab.sh: no dev/cuda/$lab.cu" >&2; exit 2; }
+out=$root/build-emu-lab
+[ "${EMU_ASAN:-0}" = 1 ] && out=$root/build-emu-lab-asan  # objects differ: keep them apart
+mkdir -p "$out"
+san=()
+[ "${EMU_ASAN:-0}" = 1 ] && san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
+inc=(-I/usr/local/cuda/include -I"$root" -I"$root/kernels/cuda" -I"$root/dev/cuda" -I"$root/dev/cuda/emu")
+objs=()
+pids=()
+# build SRC.cu OBJ [headers...]: rewrite for the emulator and compile; skipped when the rewrite is
+# unchanged and the object is newer than emu.h and the headers named.
+build() {
+    local src=$1 obj=$2 cpp=${2%.o}.cpp
+    shift 2
+    python3 dev/cuda/emu/make_emu.py "$src" "$cpp.new"
+    local fresh=1
+    [ -f "$obj" ] && cmp -s "$cpp.new" "$cpp" || fresh=0
+    for h in dev/cuda/emu/emu.h "$@"; do [ "$fresh" = 1 ] && [ "$obj" -nt "$h" ] || fresh=0; done
+    if [ "$fresh" = 1 ]; then rm "$cpp.new"; return 0; fi
+    mv "$cpp.new" "$cpp"
+    rm -f "$obj"
+    nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$obj"
+}
+for f in kernels/cuda/*.cu; do
+    n=$(basename "$f" .cu)
+    [ "$n" = backend_cuda ] && continue
+    build "$f" "$out/$n.o" kernels/cuda/common.cuh &
+    pids+=($!)
+    objs+=("$out/$n.o")
+    [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
+done
+build "dev/cuda/$lab.cu" "$out/lab_$lab.o" dev/cuda/*.cuh kernels/cuda/common.cuh &
+pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || { echo "run_lab.sh: an emulator build failed" >&2; exit 1; }; done
+nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
+for f in kernels/cpu/*.c kernels/backend.c; do
+    n=cpu_$(basename "$f" .c)
+    nice gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -c "$f" -o "$out/$n.o"
+    objs+=("$out/$n.o")
+done
+g++ "${san[@]}" -o "$out/$lab" "$out/lab_$lab.o" "$out/emu_runtime.o" "${objs[@]}" -fopenmp -pthread -lm
+if [ $# -gt 0 ]; then
+    exec "$out/$lab" "$@"
+fi
+# The standard small cases of each lab: T ≤ 256, a few heads, GQA ratio 4, documents, both hd.
+case $lab in
+attention_forward)
+    cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
+           "--T 192 --hd 128 --heads 8 --kv-heads 2 --docs 2"
+           "--T 77 --Tk 140 --hd 128 --heads 4 --kv-heads 1 --docs 3"
+           "--T 100 --hd 64 --heads 3 --kv-heads 1 --docs 1 --batch 2") ;;
+attention_backward)
+    cases=("--T 256 --hd 64 --heads 8 --kv-heads 2 --docs 2"
+           "--T 130 --hd 128 --heads 8 --kv-heads 2 --docs 2"
+           "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3"
+           "--T 100 --hd 128 --heads 3 --kv-heads 1 --docs 2 --batch 2"
+           "--T 40 --Tk 200 --hd 64 --heads 4 --kv-heads 2 --docs 3") ;;
+*) cases=("") ;;
+esac
+# Each case twice: cp.async copies landing as late as allowed (at the wait), then as early
+# (EMU_CP_EAGER=1, at issue): a missing wait fails the first, a missing barrier before a buffer
+# is refilled the second.
+rc=0
+for c in "${cases[@]}"; do
+    for eager in 0 1; do
+        echo "== $lab $c$([ $eager = 1 ] && echo '   (EMU_CP_EAGER=1)')"
+        # shellcheck disable=SC2086
+        EMU_CP_EAGER=$eager "$out/$lab" 0 $c || rc=1
+    done
+done
+echo "run_lab.sh $lab: $([ $rc = 0 ] && echo 'every case passes' || echo FAILED)"
+exit $rc
