@@ -14,43 +14,9 @@ shift
 out=$root/build-emu-lab
 [ "${EMU_ASAN:-0}" = 1 ] && out=$root/build-emu-lab-asan  # objects differ: keep them apart
 mkdir -p "$out"
-san=()
-[ "${EMU_ASAN:-0}" = 1 ] && san=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-inc=(-I/usr/local/cuda/include -I"$root" -I"$root/kernels/cuda" -I"$root/dev/cuda" -I"$root/dev/cuda/emu")
-objs=()
-pids=()
-# build SRC.cu OBJ [headers...]: rewrite for the emulator and compile; skipped when the rewrite is
-# unchanged and the object is newer than emu.h and the headers named.
-build() {
-    local src=$1 obj=$2 cpp=${2%.o}.cpp
-    shift 2
-    python3 dev/cuda/emu/make_emu.py "$src" "$cpp.new"
-    local fresh=1
-    [ -f "$obj" ] && cmp -s "$cpp.new" "$cpp" || fresh=0
-    for h in dev/cuda/emu/emu.h "$@"; do [ "$fresh" = 1 ] && [ "$obj" -nt "$h" ] || fresh=0; done
-    if [ "$fresh" = 1 ]; then rm "$cpp.new"; return 0; fi
-    mv "$cpp.new" "$cpp"
-    rm -f "$obj"
-    nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$obj"
-}
-for f in kernels/cuda/*.cu; do
-    n=$(basename "$f" .cu)
-    [ "$n" = backend_cuda ] && continue
-    build "$f" "$out/$n.o" kernels/cuda/common.cuh &
-    pids+=($!)
-    objs+=("$out/$n.o")
-    [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
-done
-build "dev/cuda/$lab.cu" "$out/lab_$lab.o" dev/cuda/*.cuh kernels/cuda/common.cuh &
-pids+=($!)
-for p in "${pids[@]}"; do wait "$p" || { echo "run_lab.sh: an emulator build failed" >&2; exit 1; }; done
-nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
-for f in kernels/cpu/*.c kernels/backend.c; do
-    n=cpu_$(basename "$f" .c)
-    nice gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -c "$f" -o "$out/$n.o"
-    objs+=("$out/$n.o")
-done
-g++ "${san[@]}" -o "$out/$lab" "$out/lab_$lab.o" "$out/emu_runtime.o" "${objs[@]}" -fopenmp -pthread -lm
+. dev/cuda/emu/emu_build.sh
+emu_build_ops "$out" "dev/cuda/$lab.cu" "$out/lab_$lab.o"
+g++ "${san[@]}" -o "$out/$lab" "$out/lab_$lab.o" "${EMU_OBJS[@]}" -fopenmp -pthread -lm
 if [ $# -gt 0 ]; then
     exec "$out/$lab" "$@"
 fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# dev/cuda/emu/run_model.sh BUILD [FIXTURE] — the model fidelity test (tests/model/
+# test_model_fidelity.c) on the emulated CUDA backend: bf16 activations and weights, f32 masters
+# apart from them, every CUDA op file emulated on the CPU — the layout and the op sequence that
+# otherwise only a GPU runs, against the transformers fixtures under the CUDA bounds. BUILD is a
+# CPU build of quarry (its libquarry.a supplies model/, data/, trainer/). FIXTURE: one of
+# llama3_gqa, llama32_tied, mistral, qwen2 (default llama3_gqa; each takes ~10 minutes on 2 cores).
+# Output in build-emu-model/.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+build=${1:?usage: dev/cuda/emu/run_model.sh BUILD [FIXTURE]}
+fixture=${2:-llama3_gqa}
+out=$PWD/build-emu-model
+. dev/cuda/emu/emu_build.sh
+emu_build_ops "$out"
+nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
+    -c tests/model/test_model_fidelity.c -o "$out/test_model_fidelity.o"
+# shellcheck disable=SC2046
+g++ "${san[@]}" -o "$out/test_model_fidelity_emu" "$out/test_model_fidelity.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
+    -fopenmp -pthread -lm $(pkg-config --libs libcjson oniguruma libcurl libcrypto) -lutf8proc
+QUARRY_SOURCE_DIR=$PWD exec "$out/test_model_fidelity_emu" cuda "$fixture"
