@@ -46,10 +46,14 @@ static int fail(dist *d, const char *what, const char *why) {
     return -1;
 }
 
-// Waits until the enqueued call has finished on the stream (or, with ev, until the event has
-// happened), polling the communicator's asynchronous error; aborts the communicator when the
-// deadline passes, which ends its kernels, so nothing waits forever.
-static int wait_event(dist *d, ncclResult_t issued, const char *what, cudaEvent_t ev) {
+enum { UNTIL_ENQUEUED, UNTIL_DONE };
+
+// Polls the communicator's asynchronous error until NCCL has enqueued the call (a non-blocking
+// communicator may still be launching it after returning ncclInProgress: an event recorded
+// next must come after it) or, UNTIL_DONE, until it has finished on the stream (with ev: until
+// the event has happened). Past --dist-timeout the communicator is aborted, which ends its
+// kernels, so nothing waits forever.
+static int poll_nccl(dist *d, ncclResult_t issued, const char *what, int until, cudaEvent_t ev) {
     nccl_impl *n = impl(d);
     if (issued != ncclSuccess && issued != ncclInProgress) return fail(d, what, ncclGetErrorString(issued));
     double deadline = now_s() + d->timeout_s;
@@ -59,13 +63,15 @@ static int wait_event(dist *d, ncclResult_t issued, const char *what, cudaEvent_
         if (q != ncclSuccess) return fail(d, what, ncclGetErrorString(q));
         if (st != ncclSuccess && st != ncclInProgress) return fail(d, what, ncclGetErrorString(st));
         if (st == ncclSuccess) {
+            if (until == UNTIL_ENQUEUED) return 0;
             cudaError_t c = ev ? cudaEventQuery(ev) : cudaStreamQuery(n->stream);
             if (c == cudaSuccess) return 0;
             if (c != cudaErrorNotReady) return fail(d, what, cudaGetErrorString(c));
         }
         if (now_s() > deadline) {
             char why[160];
-            snprintf(why, sizeof why, "not finished after %.0f s (--dist-timeout): a rank is stuck or dead", d->timeout_s);
+            snprintf(why, sizeof why, "not %s after %.0f s (--dist-timeout): a rank is stuck or dead",
+                     until == UNTIL_ENQUEUED ? "enqueued" : "finished", d->timeout_s);
             return fail(d, what, why);
         }
         struct timespec t = {0, 50 * 1000};
@@ -73,25 +79,7 @@ static int wait_event(dist *d, ncclResult_t issued, const char *what, cudaEvent_
     }
 }
 
-// Waits until NCCL has enqueued the call (a non-blocking communicator may still be launching
-// it when the call returns ncclInProgress), so that an event recorded next comes after it.
-static int wait_done(dist *d, ncclResult_t issued, const char *what) { return wait_event(d, issued, what, NULL); }
-
-static int enqueued(dist *d, ncclResult_t issued, const char *what) {
-    nccl_impl *n = impl(d);
-    if (issued != ncclSuccess && issued != ncclInProgress) return fail(d, what, ncclGetErrorString(issued));
-    double deadline = now_s() + d->timeout_s;
-    for (;;) {
-        ncclResult_t st = ncclSuccess;
-        ncclResult_t q = ncclCommGetAsyncError(n->comm, &st);
-        if (q != ncclSuccess) return fail(d, what, ncclGetErrorString(q));
-        if (st == ncclSuccess) return 0;
-        if (st != ncclInProgress) return fail(d, what, ncclGetErrorString(st));
-        if (now_s() > deadline) return fail(d, what, "not enqueued before --dist-timeout");
-        struct timespec t = {0, 50 * 1000};
-        nanosleep(&t, NULL);
-    }
-}
+static int wait_done(dist *d, ncclResult_t issued, const char *what) { return poll_nccl(d, issued, what, UNTIL_DONE, NULL); }
 
 static int ready(dist *d) {
     if (impl(d)->aborted) {
@@ -147,7 +135,7 @@ static int start(dist *d, ncclResult_t (*issue)(dist *, float *, size_t), float 
     cudaStream_t compute = cuda_state_of(d->be)->stream;
     if (cudaEventRecord(x->queued, compute) != cudaSuccess || cudaStreamWaitEvent(x->stream, x->queued, 0) != cudaSuccess)
         return fail(d, what, "cannot order the communicator's stream after the backward");
-    if (enqueued(d, issue(d, buf, n), what)) return -1;
+    if (poll_nccl(d, issue(d, buf, n), what, UNTIL_ENQUEUED, NULL)) return -1;
     if (cudaEventRecord(x->done[x->started], x->stream) != cudaSuccess) return fail(d, what, "cannot record a CUDA event");
     return x->started++;
 }
@@ -163,7 +151,7 @@ static int n_wait(dist *d, int ticket) {
     nccl_impl *x = impl(d);
     if (x->aborted) return ready(d);
     if (ticket < 0 || ticket >= x->started) return fail(d, "wait", "no such collective started");
-    return wait_event(d, ncclSuccess, "gradient reduction", x->done[ticket]);
+    return poll_nccl(d, ncclSuccess, "gradient reduction", UNTIL_DONE, x->done[ticket]);
 }
 
 static int n_finish(dist *d) {

@@ -4,6 +4,7 @@
 // are checked for correctness by tests/ops_cuda, not here.
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "lab_common.cuh"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,27 +47,7 @@ static float *zeros_f32(size_t n) {
     return p;
 }
 
-template <class F> static double median_ms(F f) {
-    cudaStream_t st = cuda_state_of(be)->stream;
-    for (int i = 0; i < 3; i++) f();
-    cudaEvent_t a, b;
-    CUDA_CHECK(cudaEventCreate(&a));
-    CUDA_CHECK(cudaEventCreate(&b));
-    std::vector<float> t;
-    for (int i = 0; i < reps; i++) {
-        CUDA_CHECK(cudaEventRecord(a, st));
-        f();
-        CUDA_CHECK(cudaEventRecord(b, st));
-        CUDA_CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-        t.push_back(ms);
-    }
-    CUDA_CHECK(cudaEventDestroy(a));
-    CUDA_CHECK(cudaEventDestroy(b));
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
+template <class F> static double median_ms(F f) { return lab_median_ms(be, reps, f); }
 
 struct row {
     char op[48], shape[64], metric[32];

@@ -1,23 +1,15 @@
 // tests/dist/test_zero_plan.c — ZeRO's memory plan on the published Llama-3.1-8B config (no
-// weights: model_open_config), bf16 activations as on a GPU, 8 ranks:
+// weights: tests/config_llama31_8b.h), bf16 activations as on a GPU, 8 ranks:
 //   - the elements each rank owns partition every trained tensor exactly once, and each
 //     segment's shard is dist_shard's (what the collectives reduce and gather);
 //   - ZeRO-1 keeps 1/8 of the f32 masters and AdamW moments, ZeRO-2 also of the gradients, but
 //     for the last segment (embeddings, lm_head) whole and two layers' staging;
 //   - LoRA shards its adapters the same way and has no last segment.
 #include "test.h"
-#include "model/llama.h"
+#include "config_llama31_8b.h"
 #include "trainer/dist.h"
 
 #define WORLD 8
-
-static const char *config_8b =
-    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-    "\"hidden_size\": 4096, \"intermediate_size\": 14336, \"num_hidden_layers\": 32, "
-    "\"num_attention_heads\": 32, \"num_key_value_heads\": 8, \"vocab_size\": 128256, "
-    "\"max_position_embeddings\": 131072, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
-    "\"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\", "
-    "\"bos_token_id\": 128000, \"eos_token_id\": 128001}";
 
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
@@ -91,13 +83,9 @@ static void print_plan(const char *what, const model_memory *p) {
 
 int main(void) {
     char err[512];
-    model_config cfg;
-    CHECK(model_config_parse(&cfg, config_8b, "llama-3.1-8b/config.json", err, sizeof err) == 0, "parse: %s", err);
-    model *m = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
-    if (!m) {
-        CHECK(0, "open config: %s", err);
-        return test_finish("test_zero_plan");
-    }
+    model *m = open_llama31_8b();
+    if (!m) return test_finish("test_zero_plan");
+    const model_config *cfg = model_get_config(m);
     model_options o = {.batch_size = 1, .seq_len = 2048, .train = MODEL_TRAIN_FULL, .checkpoint = 1};
     model_memory z0 = plan_ranks(m, o, 0, "full ZeRO-0");
     model_memory z1 = plan_ranks(m, o, 1, "full ZeRO-1");
@@ -105,7 +93,7 @@ int main(void) {
     print_plan("8B full, one rank", &z0);
     print_plan("8B full, ZeRO-1 of 8", &z1);
     print_plan("8B full, ZeRO-2 of 8", &z2);
-    int L = cfg.num_layers;
+    int L = cfg->num_layers;
     size_t slack = (size_t)WORLD * (L + 1) * 64;   // alignment of each segment's shard
     CHECK(z1.masters * WORLD >= z0.masters - slack && z1.masters * WORLD <= z0.masters + slack,
           "ZeRO-1 masters %zu ≈ %zu / %d", z1.masters, z0.masters, WORLD);

@@ -4,6 +4,8 @@
 // dropout (the recomputed layer draws the same masks); the memory plan adding up; and
 // model_open refusing broken checkpoints with the file and tensor named.
 #include "test.h"
+#include "lora_random_b.h"
+#include "config_llama31_8b.h"
 #include "model/llama.h"
 #include "model/names.h"
 #include "model/safetensors.h"
@@ -33,16 +35,7 @@ static model *open_lora(const char *dir, backend *be, const lora_config *lc, int
     model_options opt = {.batch_size = B, .seq_len = T, .train = MODEL_TRAIN_LORA, .checkpoint = checkpoint};
     model *m = model_load(dir, be, &opt, lc, NULL, err, sizeof err);
     if (!m) { fprintf(stderr, "FAIL LoRA model: %s\n", err); return NULL; }
-    // B = 0 would make every A gradient zero: start from a random B instead.
-    rng_state s = {.seed = 5, .counter = 0};
-    for (int i = 0; i < model_trained_count(m); i++) {
-        model_param *p = model_trained_at(m, i);
-        if (!strstr(p->name, "lora_B")) continue;
-        float *x = malloc(p->n * 4);
-        for (size_t k = 0; k < p->n; k++) x[k] = 0.2f * (2.0f * rng_next_uniform(&s) - 1.0f);
-        model_param_write(m, p, x);
-        free(x);
-    }
+    lora_randomize_b(m);
     return m;
 }
 
@@ -261,19 +254,8 @@ static void check_plan(const char *dir, backend *be) {
 
 // Llama 3.1 8B as published (config.json): the plan of a bf16 LoRA run and of a full one.
 static void check_plan_8b(void) {
-    const char *json = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-        "\"hidden_size\": 4096, \"intermediate_size\": 14336, \"num_hidden_layers\": 32, "
-        "\"num_attention_heads\": 32, \"num_key_value_heads\": 8, \"vocab_size\": 128256, "
-        "\"max_position_embeddings\": 131072, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
-        "\"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
-        "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
-        "\"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\", "
-        "\"bos_token_id\": 128000, \"eos_token_id\": 128001}";
+    model *m = open_llama31_8b();
     char err[512];
-    model_config cfg;
-    CHECK(model_config_parse(&cfg, json, "llama-3.1-8b/config.json", err, sizeof err) == 0, "parse: %s", err);
-    model *m = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
-    CHECK(m != NULL, "open config: %s", err);
     if (!m) return;
     lora_config lc = lora_config_default();
     lc.rank = 16;

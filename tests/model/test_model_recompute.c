@@ -6,6 +6,7 @@
 // none > selective > full activations, selective saving exactly the per-layer ln1, ln2 and act.
 // (Agreement with transformers in each mode is test_model_fidelity's.)
 #include "test.h"
+#include "lora_random_b.h"
 #include "model/llama.h"
 #include "kernels/rng.h"
 
@@ -58,18 +59,7 @@ static int run_step(const char *dir, backend *be, int lora, model_recompute rc, 
         return -1;
     }
     out->activations = plan.activations;
-    if (lora) {
-        // B = 0 would make every A gradient zero: the same random B in every mode.
-        rng_state s = {.seed = 5, .counter = 0};
-        for (int i = 0; i < model_trained_count(m); i++) {
-            model_param *p = model_trained_at(m, i);
-            if (!strstr(p->name, "lora_B")) continue;
-            float *x = malloc(p->n * 4);
-            for (size_t k = 0; k < p->n; k++) x[k] = 0.2f * (2.0f * rng_next_uniform(&s) - 1.0f);
-            model_param_write(m, p, x);
-            free(x);
-        }
-    }
+    if (lora) lora_randomize_b(m);   // the same random B in every mode
     int64_t trained = 0;
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < N; i++) trained += targets[k][i] != -1;

@@ -5,25 +5,9 @@
 // to change. Plus the device budget's margin.
 #include "test.h"
 #include "model/plan_fit.h"
+#include "config_llama31_8b.h"
 
 static const size_t GiB = (size_t)1 << 30;
-
-static model *open_8b(void) {
-    const char *json = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-        "\"hidden_size\": 4096, \"intermediate_size\": 14336, \"num_hidden_layers\": 32, "
-        "\"num_attention_heads\": 32, \"num_key_value_heads\": 8, \"vocab_size\": 128256, "
-        "\"max_position_embeddings\": 131072, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
-        "\"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
-        "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
-        "\"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\", "
-        "\"bos_token_id\": 128000, \"eos_token_id\": 128001}";
-    char err[512];
-    model_config cfg;
-    CHECK(model_config_parse(&cfg, json, "llama-3.1-8b/config.json", err, sizeof err) == 0, "parse: %s", err);
-    model *m = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
-    CHECK(m != NULL, "open config: %s", err);
-    return m;
-}
 
 static size_t total_at(model *m, model_options o, int b) {
     char err[256];
@@ -142,7 +126,7 @@ static void check_budget(void) {
 
 int main(void) {
     check_budget();
-    model *m = open_8b();
+    model *m = open_llama31_8b();
     if (m) {
         char err[256];
         lora_config lc = lora_config_default();
