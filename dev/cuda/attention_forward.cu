@@ -631,35 +631,9 @@ static const version versions[] = {
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
 int main(int argc, char **argv) {
-    int only = 0, B = 1, T = 2048, Tk = -1, hd = 128, H = 32, KVH = 8, docs = 1, repeats = 20, bench = 1;
-    for (int a = 1; a < argc; a++) {
-        const char *o = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
-        if (!strcmp(o, "--T")) T = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--Tk")) Tk = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--hd")) hd = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--heads")) H = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--kv-heads")) KVH = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--batch")) B = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--docs")) docs = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--repeats")) repeats = lab_int(o, val, 1), a++;
-        else if (!strcmp(o, "--no-bench")) bench = 0;
-        else if (o[0] >= '0' && o[0] <= '9') only = lab_int("version", o, 0);
-        else {
-            fprintf(stderr,
-                    "usage: attention_forward [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32] [--kv-heads 8] "
-                    "[--batch 1] [--docs 1] [--repeats 20] [--no-bench]\n");
-            return 2;
-        }
-    }
-    if (Tk < 0) Tk = T;
-    if (Tk < T || H % KVH || only > n_versions || docs > Tk) {
-        fprintf(stderr, "attention_forward: need --Tk >= --T, heads a multiple of kv-heads, docs <= Tk, version <= %d\n",
-                n_versions);
-        return 2;
-    }
-#ifdef QUARRY_EMU
-    bench = 0;  // the emulator checks logic only
-#endif
+    const lab_shape sh = lab_parse_shape(argc, argv, "attention_forward", n_versions);
+    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH, docs = sh.docs,
+              repeats = sh.repeats, bench = sh.bench;
     char err[256] = "";
     backend *gpu = backend_cuda(0, err, sizeof err);
     if (!gpu) {

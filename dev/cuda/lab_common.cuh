@@ -73,6 +73,44 @@ static inline int lab_int(const char *opt, const char *val, int lo) {
     return (int)x;
 }
 
+// The attention labs' command line: [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32]
+// [--kv-heads 8] [--batch 1] [--docs 1] [--repeats 20] [--no-bench]; exits 2 with the usage.
+struct lab_shape {
+    int only = 0, B = 1, T = 2048, Tk = -1, hd = 128, H = 32, KVH = 8, docs = 1, repeats = 20, bench = 1;
+};
+
+static inline lab_shape lab_parse_shape(int argc, char **argv, const char *prog, int n_versions) {
+    lab_shape s;
+    for (int a = 1; a < argc; a++) {
+        const char *o = argv[a], *val = a + 1 < argc ? argv[a + 1] : NULL;
+        if (!strcmp(o, "--T")) s.T = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--Tk")) s.Tk = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--hd")) s.hd = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--heads")) s.H = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--kv-heads")) s.KVH = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--batch")) s.B = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--docs")) s.docs = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--repeats")) s.repeats = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--no-bench")) s.bench = 0;
+        else if (o[0] >= '0' && o[0] <= '9') s.only = lab_int("version", o, 0);
+        else {
+            fprintf(stderr, "usage: %s [version] [--T 2048] [--Tk T] [--hd 128] [--heads 32] [--kv-heads 8] "
+                    "[--batch 1] [--docs 1] [--repeats 20] [--no-bench]\n", prog);
+            exit(2);
+        }
+    }
+    if (s.Tk < 0) s.Tk = s.T;
+    if (s.Tk < s.T || s.H % s.KVH || s.only > n_versions || s.docs > s.Tk) {
+        fprintf(stderr, "%s: need --Tk >= --T, heads a multiple of kv-heads, docs <= Tk, version <= %d\n", prog,
+                n_versions);
+        exit(2);
+    }
+#ifdef QUARRY_EMU
+    s.bench = 0;  // the emulator checks logic only
+#endif
+    return s;
+}
+
 // doc_start (B·Tk) for `docs` documents per batch row, boundaries at uneven positions (never on a
 // tile edge when docs > 1).
 static inline std::vector<int32_t> lab_docs(int B, int Tk, int docs) {
