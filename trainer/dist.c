@@ -163,10 +163,23 @@ struct dist_group {
     void *posted[MAX_THREAD_RANKS];
 };
 
+// Started collectives run on a worker thread per rank, in the order started, so that the
+// backward goes on meanwhile as it does beside NCCL's stream: the same rank-order sums, the same
+// bits. Blocking collectives first wait for the worker's queue (every rank then meets the
+// group's barriers in the same order).
+enum { T_JOBS = 1024 };
+typedef struct { int all_reduce; float *buf; size_t n; } t_job;
+
 typedef struct {
     dist_group *g;
     void *scratch;
     size_t scratch_bytes;
+    pthread_t worker;
+    int worker_started, stop, failed;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    t_job jobs[T_JOBS];
+    int queued, done;         // tickets handed out and finished since the last dist_finish
 } thread_impl;
 
 dist_group *dist_group_create(int world, double timeout_s) {
@@ -270,16 +283,86 @@ static int t_gather_shards(dist *d, void *buf, size_t n, size_t es) {
     return t_barrier(d);   // nobody changes its buffer while others read it
 }
 
-static int t_reduce_scatter(dist *d, float *buf, size_t n) {
+static int t_run_reduce_scatter(dist *d, float *buf, size_t n) {
     if (t_reduce_own_shard(d, buf, n)) return -1;
     return t_barrier(d);
 }
-static int t_all_reduce(dist *d, float *buf, size_t n) {
+static int t_run_all_reduce(dist *d, float *buf, size_t n) {
     if (t_reduce_own_shard(d, buf, n) || t_barrier(d)) return -1;
     return t_gather_shards(d, buf, n, sizeof(float));
 }
-static int t_all_gather(dist *d, void *buf, size_t n, size_t es) { return t_gather_shards(d, buf, n, es); }
+
+static void *t_worker(void *arg) {
+    dist *d = arg;
+    thread_impl *t = d->impl;
+    pthread_mutex_lock(&t->qmu);
+    for (;;) {
+        while (t->done == t->queued && !t->stop) pthread_cond_wait(&t->qcv, &t->qmu);
+        if (t->done == t->queued) break;   // stopping, nothing left
+        t_job j = t->jobs[t->done];
+        pthread_mutex_unlock(&t->qmu);
+        int rc = j.all_reduce ? t_run_all_reduce(d, j.buf, j.n) : t_run_reduce_scatter(d, j.buf, j.n);
+        pthread_mutex_lock(&t->qmu);
+        if (rc) t->failed = 1;
+        t->done++;
+        pthread_cond_broadcast(&t->qcv);
+    }
+    pthread_mutex_unlock(&t->qmu);
+    return NULL;
+}
+
+static int t_start(dist *d, int all_reduce, float *buf, size_t n) {
+    thread_impl *t = d->impl;
+    pthread_mutex_lock(&t->qmu);
+    if (!t->worker_started) {
+        if (pthread_create(&t->worker, NULL, t_worker, d)) {
+            pthread_mutex_unlock(&t->qmu);
+            snprintf(d->error, sizeof d->error, "rank %d: cannot start the communication thread", d->rank);
+            dist_abort(d, d->error);
+            return -1;
+        }
+        t->worker_started = 1;
+    }
+    if (t->queued == T_JOBS) {   // jobs are indexed by ticket: start over once all have run
+        while (t->done < t->queued) pthread_cond_wait(&t->qcv, &t->qmu);
+        t->queued = t->done = 0;
+    }
+    int ticket = t->queued;
+    t->jobs[ticket] = (t_job){all_reduce, buf, n};
+    t->queued++;
+    pthread_cond_broadcast(&t->qcv);
+    pthread_mutex_unlock(&t->qmu);
+    return ticket;
+}
+static int t_all_reduce_start(dist *d, float *buf, size_t n) { return t_start(d, 1, buf, n); }
+static int t_reduce_scatter_start(dist *d, float *buf, size_t n) { return t_start(d, 0, buf, n); }
+
+static int t_wait(dist *d, int ticket) {
+    thread_impl *t = d->impl;
+    pthread_mutex_lock(&t->qmu);
+    while (t->done <= ticket && !t->failed) pthread_cond_wait(&t->qcv, &t->qmu);
+    int rc = t->failed ? -1 : 0;
+    pthread_mutex_unlock(&t->qmu);
+    return rc;
+}
+
+// Waits for the whole queue (also after a failure: the worker must stop touching buffers).
+static int t_finish(dist *d) {
+    thread_impl *t = d->impl;
+    pthread_mutex_lock(&t->qmu);
+    while (t->done < t->queued) pthread_cond_wait(&t->qcv, &t->qmu);
+    int rc = t->failed ? -1 : 0;
+    t->queued = t->done = 0;
+    pthread_mutex_unlock(&t->qmu);
+    return rc;
+}
+
+static int t_reduce_scatter(dist *d, float *buf, size_t n) { return t_finish(d) ? -1 : t_run_reduce_scatter(d, buf, n); }
+static int t_all_reduce(dist *d, float *buf, size_t n) { return t_finish(d) ? -1 : t_run_all_reduce(d, buf, n); }
+static int t_all_gather(dist *d, void *buf, size_t n, size_t es) { return t_finish(d) ? -1 : t_gather_shards(d, buf, n, es); }
+static int t_sync_barrier(dist *d) { return t_finish(d) ? -1 : t_barrier(d); }
 static int t_broadcast(dist *d, void *buf, size_t bytes, int root) {
+    if (t_finish(d)) return -1;
     void **posted = t_posted(d);
     posted[d->rank] = buf;
     if (t_barrier(d)) return -1;
@@ -287,6 +370,7 @@ static int t_broadcast(dist *d, void *buf, size_t bytes, int root) {
     return t_barrier(d);
 }
 static int t_all_reduce_host(dist *d, double *v, int n) {
+    if (t_finish(d)) return -1;
     double *tmp = t_scratch(d, sizeof(double) * (size_t)(n ? n : 1));
     if (!tmp) { snprintf(d->error, sizeof d->error, "out of memory"); dist_abort(d, d->error); return -1; }
     void **posted = t_posted(d);
@@ -313,21 +397,34 @@ static void t_abort(dist *d, const char *why) {
 }
 static void t_close(dist *d) {
     thread_impl *t = d->impl;
+    if (t->worker_started) {
+        pthread_mutex_lock(&t->qmu);
+        t->stop = 1;
+        pthread_cond_broadcast(&t->qcv);
+        pthread_mutex_unlock(&t->qmu);
+        pthread_join(t->worker, NULL);
+    }
+    pthread_mutex_destroy(&t->qmu);
+    pthread_cond_destroy(&t->qcv);
     free(t->scratch);
     free(t);
     free(d);
 }
 
 static const dist_ops thread_ops = {.kind = "threads", .all_reduce = t_all_reduce, .reduce_scatter = t_reduce_scatter,
-                                    .all_gather = t_all_gather, .broadcast = t_broadcast, .barrier = t_barrier,
-                                    .all_reduce_host = t_all_reduce_host, .broadcast_host = t_broadcast,
-                                    .abort = t_abort, .close = t_close};
+                                    .all_gather = t_all_gather, .broadcast = t_broadcast, .barrier = t_sync_barrier,
+                                    .all_reduce_start = t_all_reduce_start,
+                                    .reduce_scatter_start = t_reduce_scatter_start, .wait = t_wait,
+                                    .finish = t_finish, .all_reduce_host = t_all_reduce_host,
+                                    .broadcast_host = t_broadcast, .abort = t_abort, .close = t_close};
 
 dist *dist_group_join(dist_group *g, int rank, backend *be) {
     dist *d = calloc(1, sizeof *d);
     thread_impl *t = calloc(1, sizeof *t);
     if (!d || !t) { free(d); free(t); return NULL; }
     t->g = g;
+    pthread_mutex_init(&t->qmu, NULL);
+    pthread_cond_init(&t->qcv, NULL);
     d->ops = &thread_ops;
     d->rank = rank;
     d->world = g->world;

@@ -83,6 +83,7 @@ int zero_init(zero_comm *z, model *m, backend *be, dist *d, int zero, char *err,
 }
 
 void zero_free(zero_comm *z) {
+    if (z->d) dist_finish(z->d);   // after a failure too: nothing may still read the model's buffers
     if (z->m) model_set_grad_hooks(z->m, NULL);
     if (z->norm_dev) z->be->free(z->be, z->norm_dev);
     free(z->host_off);
