@@ -431,7 +431,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     if (stopping || (W == 1 && stop_requested)) {
         res->interrupted = 1;
         if (save_checkpoint(s, run_dir, &z, d, &st, &faults, err, errlen)) rc = -1;
-    } else if (rc == 0 && write_final(s, run_dir, &z, d, err, errlen)) {
+    } else if (write_final(s, run_dir, &z, d, err, errlen)) {
         rc = -1;
     }
 done:
