@@ -12,6 +12,7 @@ B=${1:-build}
 LOGS=${OUT:-$root/build-gpu-logs}
 mkdir -p "$LOGS"
 W=$(mktemp -d /tmp/quarry-gpu.XXXXXX)
+. scripts/bench/gpu_common.sh
 for d in lib gpu-libs; do [ -d "$B/$d" ] && export LD_LIBRARY_PATH="$root/$B/$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; done
 nccl=$(find / -name 'libnccl.so.2' -not -path '*/proc/*' 2>/dev/null | head -1)
 [ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
@@ -57,31 +58,20 @@ rc=$?; tail -6 "$LOGS/export_tf.log"
 
 echo "== timings: Llama-3.2-1B shape, seq 2048, bf16, random weights"
 $Q init --config examples/configs/Llama-3.2-1B.json --tokenizer examples/tiny-model --out "$W/l1b" --seed 1 --dtype bf16 >"$LOGS/init_1b.log" 2>&1 || tail -3 "$LOGS/init_1b.log"
-$PY - "$W/bench.jsonl" <<'PYEOF'
-import json, sys
-docs = [json.loads(l)["input"] for l in open("examples/data/company_docs.jsonl")]
-with open(sys.argv[1], "w") as f:
-    for i in range(96):
-        f.write(json.dumps({"input": " ".join(docs[i % 7:] + docs[:i % 7])}) + "\n")
-PYEOF
-peak_mem() {  # runs "$@" while sampling the GPU's used memory; prints the peak in GiB
-  local log=$W/mem.$RANDOM; nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$log" & local p=$!
-  "$@"; local rc=$?; kill $p 2>/dev/null; wait $p 2>/dev/null
-  awk 'BEGIN{m=0}{if($1>m)m=$1}END{printf "%.1f", m/1024}' "$log"; return $rc
-}
+bench_data "$W/bench.jsonl" 96
 for method in lora full; do
   for mb in ${MBS:-1 4}; do
     out="$W/q-$method-$mb"
     mem=$(peak_mem timeout 240 $Q train --model "$W/l1b" --data "$W/bench.jsonl" --out "$out" --method $method --lora-r 16 \
           --max-seq-len 2048 --batch-size $mb --micro-batch $mb --max-steps 8 --lr 1e-5 --device cuda --quiet 2>"$LOGS/q_${method}_$mb.log")
-    tps=$($PY -c "import csv,statistics as s;r=list(csv.DictReader(open('$out/step_wise_training_metrics.csv')))[2:];print('%.0f %.3f'%(s.median(float(x['tokens_per_second']) for x in r),s.median(float(x['mfu']) for x in r)))" 2>/dev/null)
+    tps=$(median_metrics "$out/step_wise_training_metrics.csv")
     t=$(peak_mem timeout 240 $PY scripts/bench/gpu_train_torch.py "$W/l1b" $method --batch $mb --seq 2048 --steps 6 2>"$LOGS/t_${method}_$mb.log" | tee -a "$LOGS/torch.log" | grep RESULT)
     tg=$(peak_mem timeout 240 $PY scripts/bench/gpu_train_torch.py "$W/l1b" $method --batch $mb --seq 2048 --steps 6 --grad-checkpoint 2>>"$LOGS/t_${method}_$mb.log" | grep RESULT)
     row "1B $method mb=$mb: quarry tok/s,MFU = ${tps:-FAILED} peak ${mem} GiB | torch: ${t#RESULT } | torch+ckpt: ${tg#RESULT }"
     [ -z "$tps" ] && { tail -5 "$LOGS/q_${method}_$mb.log"; status=1; }
   done
 done
-printf '\n## gpu_train_check — %s — %s\n' "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" "$(date -u +%F)" | tee -a "$LOGS/summary_train.md"
+printf '\n## gpu_train_check — %s — %s\n' "$(gpu_name)" "$(date -u +%F)" | tee -a "$LOGS/summary_train.md"
 printf -- '- %s\n' "${rows[@]}" | tee -a "$LOGS/summary_train.md"
 rm -rf "$W"
 exit $status
