@@ -2,6 +2,7 @@
 // Each renderer follows its official template line by line; tests/chat compares the output with
 // jinja2 on thousands of generated conversations.
 #include "data/chat.h"
+#include "data/fileio.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -279,47 +280,13 @@ chat_template *chat_template_from_text(const char *jinja, const char *force_name
     return t;
 }
 
+// The file's text; *missing (no message) when it does not exist: the template may come from
+// another of the model's files.
 static char *read_whole(const char *path, int *missing, char *err, size_t errlen) {
-    *missing = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        if (errno == ENOENT) {
-            *missing = 1;
-            return NULL;
-        }
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - 1 - n, fp);
-        n += got;
-        if (n < cap - 1) {
-            if (ferror(fp)) {
-                seterr(err, errlen, "%s: read error", path);
-                free(buf);
-                fclose(fp);
-                return NULL;
-            }
-            break;
-        }
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    fclose(fp);
-    if (!buf) {
-        seterr(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
+    *missing = !fileio_exists(path);
+    char *text = NULL;
+    if (!*missing && fileio_read_all(path, &text, NULL, err, errlen)) return NULL;
+    return text;
 }
 
 // tokenizer_config.json's bos_token/eos_token: a string, an AddedToken {"content": ...}, or null.

@@ -2,6 +2,7 @@
 // added tokens split out of the raw text (then out of the normalized text), normalizer,
 // pre-tokenizers, BPE, post-processor; and the decoder chain for decode.
 #include "data/tokenizer.h"
+#include "data/fileio.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1271,41 +1272,6 @@ static int build_id_table(tokenizer *t, char *err, size_t errlen) {
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        snprintf(err, errlen, "%s: cannot read%s", path, bad ? "" : " (out of memory)");
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static int32_t find_named(const tokenizer *t, const char *const *names) {
     for (int i = 0; names[i]; i++) {
         int32_t id = tokenizer_token_to_id(t, names[i]);
@@ -1325,8 +1291,8 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(t->path, sizeof t->path, "%s/tokenizer.json", path);
     else snprintf(t->path, sizeof t->path, "%s", path);
     size_t len;
-    char *text = read_file(t->path, &len, err, errlen);
-    if (!text) {
+    char *text = NULL;
+    if (fileio_read_all(t->path, &text, &len, err, errlen)) {
         tokenizer_free(t);
         return NULL;
     }

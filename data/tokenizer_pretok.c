@@ -350,6 +350,20 @@ static int32_t compose_pair(int32_t a, int32_t b) {
     return r == 1 ? buf[0] : -1;
 }
 
+// Stable sort of the pending non-starters d[run+1 .. n) by combining class (insertion sort: the
+// runs are short).
+static void sort_nonstarters(nfc_item *d, size_t run, int n) {
+    for (int x = (int)run + 1; x < n; x++) {
+        nfc_item t = d[x];
+        int y = x - 1;
+        while (y >= (int)run && d[y].ccc > t.ccc) {
+            d[y + 1] = d[y];
+            y--;
+        }
+        d[y + 1] = t;
+    }
+}
+
 static int items_push(nfc_item **v, int *n, int *cap, nfc_item it) {
     if (*n == *cap) {
         int ncap = *cap ? *cap * 2 : 64;
@@ -392,31 +406,14 @@ static int nfc_piece(tk_work *w, piece *pc) {
         for (utf8proc_ssize_t j = 0; j < k; j++) {
             nfc_item it = {dec[j], ccc_of(dec[j]), j == 0 ? 0 : 1};
             if (it.ccc == 0) {
-                // Stable sort of the pending non-starters by combining class (insertion sort).
-                for (int x = (int)run + 1; x < nd; x++) {
-                    nfc_item t = d[x];
-                    int y = x - 1;
-                    while (y >= (int)run && d[y].ccc > t.ccc) {
-                        d[y + 1] = d[y];
-                        y--;
-                    }
-                    d[y + 1] = t;
-                }
+                sort_nonstarters(d, run, nd);
                 run = (size_t)nd + 1;
             }
             if (items_push(&d, &nd, &dcap, it)) goto out;
         }
         p += (size_t)cl;
     }
-    for (int x = (int)run + 1; x < nd; x++) {
-        nfc_item t = d[x];
-        int y = x - 1;
-        while (y >= (int)run && d[y].ccc > t.ccc) {
-            d[y + 1] = d[y];
-            y--;
-        }
-        d[y + 1] = t;
-    }
+    sort_nonstarters(d, run, nd);
     // Recomposition, as the crate's Recompositions iterator.
     {
         nfc_item comp = {0, 0, 0}, *buf = NULL;

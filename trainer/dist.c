@@ -16,6 +16,16 @@ void dist_shard(size_t n, int world, int rank, size_t *off, size_t *len) {
     *len = rank == world - 1 ? n - *off : q;
 }
 
+void *dist_host_scratch(dist *d, size_t bytes) {
+    if (bytes > d->host_scratch_bytes) {
+        void *p = realloc(d->host_scratch, bytes);
+        if (!p) return NULL;
+        d->host_scratch = p;
+        d->host_scratch_bytes = bytes;
+    }
+    return d->host_scratch;
+}
+
 int dist_rank(const dist *d) { return d ? d->rank : 0; }
 int dist_world(const dist *d) { return d ? d->world : 1; }
 const char *dist_kind(const dist *d) { return d ? d->ops->kind : "single"; }
@@ -48,7 +58,10 @@ void dist_abort(dist *d, const char *why) {
     if (d && d->world > 1) d->ops->abort(d, why);
 }
 void dist_close(dist *d) {
-    if (d) d->ops->close(d);
+    if (!d) return;
+    void *scratch = d->host_scratch;   // the worker of the thread ranks may use it until close
+    d->ops->close(d);
+    free(scratch);
 }
 
 // ---- launcher environments
@@ -172,8 +185,6 @@ typedef struct { int all_reduce; float *buf; size_t n; } t_job;
 
 typedef struct {
     dist_group *g;
-    void *scratch;
-    size_t scratch_bytes;
     pthread_t worker;
     int worker_started, stop, failed;
     pthread_mutex_t qmu;
@@ -237,16 +248,6 @@ static int t_barrier(dist *d) {
     return failed ? t_fail(d, g) : 0;
 }
 
-static void *t_scratch(dist *d, size_t bytes) {
-    thread_impl *t = d->impl;
-    if (bytes > t->scratch_bytes) {
-        void *p = realloc(t->scratch, bytes);
-        if (!p) return NULL;
-        t->scratch = p;
-        t->scratch_bytes = bytes;
-    }
-    return t->scratch;
-}
 
 static void **t_posted(dist *d) { return ((thread_impl *)d->impl)->g->posted; }
 
@@ -254,7 +255,7 @@ static void **t_posted(dist *d) { return ((thread_impl *)d->impl)->g->posted; }
 static int t_reduce_own_shard(dist *d, float *buf, size_t n) {
     size_t off, len;
     dist_shard(n, d->world, d->rank, &off, &len);
-    float *tmp = t_scratch(d, (len ? len : 1) * sizeof(float));
+    float *tmp = dist_host_scratch(d, (len ? len : 1) * sizeof(float));
     if (!tmp) { snprintf(d->error, sizeof d->error, "out of memory in reduce-scatter"); dist_abort(d, d->error); return -1; }
     void **posted = t_posted(d);
     posted[d->rank] = buf;
@@ -371,7 +372,7 @@ static int t_broadcast(dist *d, void *buf, size_t bytes, int root) {
 }
 static int t_all_reduce_host(dist *d, double *v, int n) {
     if (t_finish(d)) return -1;
-    double *tmp = t_scratch(d, sizeof(double) * (size_t)(n ? n : 1));
+    double *tmp = dist_host_scratch(d, sizeof(double) * (size_t)(n ? n : 1));
     if (!tmp) { snprintf(d->error, sizeof d->error, "out of memory"); dist_abort(d, d->error); return -1; }
     void **posted = t_posted(d);
     posted[d->rank] = v;
@@ -406,7 +407,6 @@ static void t_close(dist *d) {
     }
     pthread_mutex_destroy(&t->qmu);
     pthread_cond_destroy(&t->qcv);
-    free(t->scratch);
     free(t);
     free(d);
 }
@@ -438,8 +438,6 @@ dist *dist_group_join(dist_group *g, int rank, backend *be) {
 
 typedef struct {
     rendezvous *rv;
-    void *scratch;
-    size_t scratch_bytes;
 } tcp_impl;
 
 static int tcp_fail(dist *d, const char *msg) {
@@ -459,23 +457,13 @@ static int tcp_io(dist *d, int peer, void *buf, size_t bytes, int sending) {
     return rc ? tcp_fail(d, err) : 0;
 }
 
-static void *tcp_scratch(dist *d, size_t bytes) {
-    tcp_impl *t = d->impl;
-    if (bytes > t->scratch_bytes) {
-        void *p = realloc(t->scratch, bytes);
-        if (!p) return NULL;
-        t->scratch = p;
-        t->scratch_bytes = bytes;
-    }
-    return t->scratch;
-}
 
 // Rank 0 adds every rank's buffer in rank order, then sends the sum back: the same bits as
 // the thread implementation. T = float or double.
 #define TCP_ALL_REDUCE(NAME, T)                                                                    \
     static int NAME(dist *d, T *buf, size_t n) {                                                   \
         if (d->rank != 0) return tcp_io(d, 0, buf, n * sizeof(T), 1) || tcp_io(d, 0, buf, n * sizeof(T), 0) ? -1 : 0; \
-        T *tmp = tcp_scratch(d, (n ? n : 1) * sizeof(T));                                          \
+        T *tmp = dist_host_scratch(d, (n ? n : 1) * sizeof(T));                                          \
         if (!tmp) return tcp_fail(d, "out of memory in all-reduce");                              \
         for (int r = 1; r < d->world; r++) {                                                       \
             if (tcp_io(d, r, tmp, n * sizeof(T), 0)) return -1;                                    \
@@ -533,7 +521,6 @@ static void tcp_abort(dist *d, const char *why) {
 static void tcp_close(dist *d) {
     tcp_impl *t = d->impl;
     rendezvous_close(t->rv);
-    free(t->scratch);
     free(t);
     free(d);
 }

@@ -31,8 +31,13 @@ struct dist {
     backend *be;
     double timeout_s;
     void *impl;
+    void *host_scratch;       // host temporaries of the CPU implementations (dist_host_scratch)
+    size_t host_scratch_bytes;
     char error[512];
 };
+
+// At least bytes of host memory owned by d, valid until the next call; NULL when out of memory.
+void *dist_host_scratch(dist *d, size_t bytes);
 
 #ifdef __cplusplus
 }

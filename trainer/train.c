@@ -321,7 +321,8 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         // The busiest rank has ceil(rows / W) rows; the reductions of its micro-batches (ZeRO-2),
         // or the one after its last (ZeRO-0/1), need every rank.
         int busiest = (rows / W + (rows % W > 0) + MB - 1) / MB;
-        for (int mb = nmb; mb < (z.staged ? busiest : nmb == 0 ? 1 : 0) && d; mb++) {
+        int idle = !d ? 0 : z.staged ? busiest - nmb : nmb == 0;
+        for (int i = 0; i < idle; i++) {
             if (zero_reduce_idle(&z)) {
                 snprintf(err, errlen, "step %d: %s", st.step + 1, dist_error(d));
                 rc = -1;
