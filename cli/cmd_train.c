@@ -10,6 +10,7 @@
 #include "../trainer/dist.h"
 #include "../trainer/examples.h"
 #include "../trainer/launch.h"
+#include "../trainer/run_record.h"
 #include "../trainer/schedule.h"
 #include "../trainer/train.h"
 #include "../trainer/zero.h"
@@ -56,29 +57,6 @@ static int write_json(const char *path, cJSON *o, char *err, size_t errlen) {
     int rc = fileio_write_atomic(path, text, strlen(text), err, errlen);
     free(text);
     return rc;
-}
-
-static int hash_into(cJSON *o, const char *key, const char *path) {
-    char hex[65], err[256];
-    if (fileio_sha256_file(path, hex, err, sizeof err)) return -1;
-    cJSON_AddStringToObject(o, key, hex);
-    return 0;
-}
-
-// Hashes of what the run was made from, so a run can be traced to its inputs.
-static cJSON *input_hashes(const train_settings *s) {
-    cJSON *h = cJSON_CreateObject();
-    char path[4200];
-    hash_into(h, "data_sha256", s->data_path);
-    if (s->validation_path) hash_into(h, "validation_sha256", s->validation_path);
-    snprintf(path, sizeof path, "%s/config.json", s->model_dir);
-    hash_into(h, "model_config_sha256", path);
-    snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
-    hash_into(h, "tokenizer_sha256", path);
-    snprintf(path, sizeof path, "%s/model.safetensors", s->model_dir);
-    if (!fileio_exists(path)) snprintf(path, sizeof path, "%s/model.safetensors.index.json", s->model_dir);
-    hash_into(h, "model_weights_sha256", path);
-    return h;
 }
 
 typedef struct {
@@ -577,7 +555,9 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddStringToObject(run, "device_name", device_name);
         cJSON_AddStringToObject(run, "base_model", abs_model);
         cJSON_AddItemToObject(run, "settings", settings_to_json(sp));
-        cJSON_AddItemToObject(run, "inputs", input_hashes(sp));
+        cJSON *inputs = run_record_inputs(sp->model_dir, sp->data_path, sp->validation_path, err, sizeof err);
+        if (!inputs) goto fail;
+        cJSON_AddItemToObject(run, "inputs", inputs);
         cJSON_AddStringToObject(run, "template", c->template_name);
         cJSON *mem = cJSON_AddObjectToObject(run, "memory_plan_bytes");
         cJSON_AddNumberToObject(mem, "weights", (double)plan.weights);
