@@ -150,6 +150,9 @@ cJSON *settings_to_json(const train_settings *s) {
     NUM("max_steps", s->max_steps);
     NUM("max_seq_len", s->max_seq_len);
     STR("on_long", s->on_long_error ? "error" : "truncate");
+    STR("truncate", s->truncate_left ? "left" : "right");
+    cJSON_AddBoolToObject(o, "truncate_explicit", s->truncate_explicit);
+    cJSON_AddBoolToObject(o, "allow_extra_keys", s->allow_extra_keys);
     cJSON_AddBoolToObject(o, "train_on_prompt", s->train_on_prompt);
     NUM("validation_split", s->validation_split);
     NUM("seed", (double)s->seed);
