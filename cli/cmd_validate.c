@@ -1,6 +1,8 @@
 // cli/cmd_validate.c — `quarry validate FILE... [options]`: reads Bedrock JSONL training data,
 // applies Bedrock's rules (data/bedrock), scans for sensitive values (data/scan), checks the
 // base model's limits (data/limits), and prints a summary with a cost preview (data/prices).
+// With --model and --max-seq-len, each record is rendered and tokenized as `quarry train` does
+// (trainer/examples) and its fate at that length is counted with the same accounting.
 // Exit 0 valid (warnings allowed), 1 invalid records, 2 usage error or unreadable file.
 #include "args.h"
 #include "commands.h"
@@ -9,6 +11,7 @@
 #include "../data/prices.h"
 #include "../data/scan.h"
 #include "../data/tokenizer.h"
+#include "../trainer/examples.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -165,14 +168,32 @@ static cJSON *limits_json(const base_model_limits *l) {
 }
 
 typedef struct {
-    const char *format, *base_model, *scan, *model;
+    const char *format, *base_model, *scan, *model, *truncate;
     int allow_extra, max_errors, json, epochs, max_seq_len;
     long long max_record_bytes;
 } vopts;
 
+// The record's fate at --max-seq-len, as training would see it. 0, or -1 (message in err).
+static int fit_record(const examples_source *src, const truncation *t, const record *r, example_report *rep, char *err,
+                      size_t errlen) {
+    example e;
+    if (examples_encode(src, r, &e, err, errlen)) return -1;
+    example_note note;
+    example_fit(&e, t, &note);
+    free(e.ids);
+    free(e.mask);
+    if (example_report_add(rep, &note)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 // Validates one file; adds its JSON section to files (when --json). Returns 0, 1 or 2.
 static int validate_file(const char *path, const vopts *o, record_format force, scan_mode sm,
-                         const base_model_limits *lim, const tokenizer *tok, cJSON *files) {
+                         const base_model_limits *lim, const tokenizer *tok, const examples_source *fit,
+                         const truncation *trunc, cJSON *files) {
+    example_report fit_rep = {.seq_len = trunc->seq_len, .side = trunc->side};
     vstate v;
     memset(&v, 0, sizeof v);
     v.path = path;
@@ -222,6 +243,12 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                     v.cap_tokens = ncap;
                 }
                 v.tokens[v.ntokens++] = (int32_t)(n > INT32_MAX ? INT32_MAX : n);
+                char ferr[512];
+                if (fit && fit_record(fit, trunc, &r, &fit_rep, ferr, sizeof ferr)) {
+                    char msg[600];
+                    snprintf(msg, sizeof msg, "rendering it as training does: %s", ferr);
+                    emit(&v, r.line, 0, BEDROCK_ERROR, msg);
+                }
                 if (lim && lim->max_tokens > 0 && n > lim->max_tokens) {
                     char msg[256];
                     snprintf(msg, sizeof msg, "the record has %ld tokens, over the %ld tokens per record %s allows", n,
@@ -238,9 +265,15 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         bedrock_close(s);
         free(v.tokens);
         cJSON_Delete(v.diags);
+        example_report_free(&fit_rep);
         return 2;
     }
     const bedrock_stats *st = bedrock_stream_stats(s);
+    if (fit && fit_rep.records) {
+        char why[1024];
+        if (example_report_check(&fit_rep, trunc, "quarry train would refuse this file", why, sizeof why))
+            emit(&v, 0, 0, BEDROCK_WARNING, why);
+    }
     long nrec = st->valid + st->invalid;
     if (nrec == 0) emit(&v, 0, 0, BEDROCK_ERROR, "the file has no records");
     if (lim) {
@@ -314,6 +347,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             printf("  tokens:     per record min %.0f, median %.0f, p95 %.0f, max %.0f; total %.0f", tmin, tmed, tp95, tmax, ttotal);
             if (o->max_seq_len > 0) printf("; %ld over --max-seq-len %d", over_seq, o->max_seq_len);
             printf("\n  training:   %.0f tokens (%d epoch%s)\n", training_tokens, o->epochs, o->epochs == 1 ? "" : "s");
+            if (fit) example_report_print(&fit_rep, path, "  fit", 5, stdout);
         } else
             printf("  tokens:     %s\n", token_note);
         if (sm == SCAN_OFF) printf("  scan:       off\n");
@@ -371,6 +405,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             cJSON_AddNumberToObject(t, "over_max_seq_len", (double)over_seq);
             cJSON_AddNumberToObject(t, "epochs", o->epochs);
             cJSON_AddNumberToObject(t, "training_tokens", training_tokens);
+            if (fit) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
         } else {
             cJSON_AddNullToObject(f, "tokens");
             cJSON_AddStringToObject(f, "tokens_note", token_note);
@@ -405,6 +440,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     bedrock_close(s);
     free(v.tokens);
     cJSON_Delete(v.diags);
+    example_report_free(&fit_rep);
     return valid ? 0 : 1;
 }
 
@@ -421,7 +457,10 @@ int cmd_validate(int argc, char **argv) {
         {"max-errors", ARG_INT, &o.max_errors, "N", "print at most N errors and N warnings (default 50)"},
         {"max-record-bytes", ARG_BYTES, &o.max_record_bytes, "SIZE", "longest record accepted (default 16MiB)"},
         {"model", ARG_STRING, &o.model, "DIR", "a model dir (tokenizer.json) for token statistics"},
-        {"max-seq-len", ARG_INT, &o.max_seq_len, "N", "count records with more tokens than N"},
+        {"max-seq-len", ARG_INT, &o.max_seq_len, "N", "count records with more tokens than N; with --model, what training "
+         "at N does to each record (whole, truncated, dropped)"},
+        {"truncate", ARG_STRING, &o.truncate, "right|left", "which end of a long record goes, as `quarry train --truncate` "
+         "(default right)"},
         {"epochs", ARG_INT, &o.epochs, "N", "epochs for the training-token total and cost preview (default 1)"},
         {"json", ARG_FLAG, &o.json, NULL, "print one JSON document on stdout"},
     };
@@ -469,23 +508,47 @@ int cmd_validate(int argc, char **argv) {
             return 2;
         }
     }
+    truncation trunc = {o.max_seq_len, TRUNCATE_RIGHT, 0, ON_LONG_TRUNCATE};
+    if (o.truncate) {
+        int side = truncate_side_parse(o.truncate);
+        if (side < 0) {
+            fprintf(stderr, "quarry validate: error: --truncate must be right or left (got '%s')\n", o.truncate);
+            return 2;
+        }
+        trunc.side = (truncate_side)side;
+        trunc.side_explicit = 1;
+    }
+    if (o.max_seq_len == 1) {
+        fprintf(stderr, "quarry validate: error: --max-seq-len must be at least 2\n");
+        return 2;
+    }
     tokenizer *tk = NULL;
+    chat_template *tmpl = NULL;
     if (o.model) {
-        char err[256];
+        char err[512];
         tk = tokenizer_load(o.model, err, sizeof err);
         if (!tk) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             return 2;
         }
+        // The template only matters for what training at --max-seq-len does.
+        if (o.max_seq_len > 0 && !(tmpl = chat_template_load(o.model, NULL, err, sizeof err))) {
+            fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
+            tokenizer_free(tk);
+            return 2;
+        }
     }
+    examples_source fit = {NULL, tk, tmpl, {NULL, 0, 0}, 1, NULL, o.allow_extra};
     cJSON *doc = o.json ? cJSON_CreateObject() : NULL;
     cJSON *files = doc ? cJSON_AddArrayToObject(doc, "files") : NULL;
     if (o.json && (!doc || !files)) { fprintf(stderr, "quarry validate: error: out of memory\n"); return 2; }
     int worst = 0;
     for (int i = 0; i < npos; i++) {
-        int r = validate_file(pos[i], &o, force, sm, lim, tk, files);
+        fit.path = pos[i];
+        int r = validate_file(pos[i], &o, force, sm, lim, tk, tmpl ? &fit : NULL, &trunc, files);
         if (r > worst) worst = r;
     }
+    chat_template_free(tmpl);
     tokenizer_free(tk);
     if (doc) {
         cJSON_AddBoolToObject(doc, "valid", worst == 0);
