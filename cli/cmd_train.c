@@ -4,6 +4,7 @@
 #include "../data/progress.h"
 #include "version.h"
 #include "../data/fileio.h"
+#include "../data/scan_data.h"
 #include "../kernels/backend.h"
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
@@ -110,7 +111,7 @@ int cmd_train(int argc, char **argv) {
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
-    const char *micro_arg = NULL, *recompute_arg = NULL;
+    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -159,6 +160,7 @@ int cmd_train(int argc, char **argv) {
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
         {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
+        {"scan", ARG_STRING, &scan_arg, "MODE", "scan the data for secrets and personal data: off, warn (default) or error"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options]",
@@ -312,6 +314,9 @@ int cmd_train(int argc, char **argv) {
     if (dp.zero && world == 1 && !worker && dp.ranks == 0) {
         fprintf(stderr, "quarry train: note: --zero %d has no effect on one rank\n", dp.zero);
     }
+
+    const char *scanned[] = {s.data_path, s.validation_path};
+    if (rank == 0 && (rc = scan_data_check("train", scan_arg, scanned, 2))) return rc;
 
     // A run directory is never overwritten: it must be new or empty, unless resumed. Rank 0
     // alone checks and creates it.

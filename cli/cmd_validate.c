@@ -9,7 +9,7 @@
 #include "../data/bedrock.h"
 #include "../data/limits.h"
 #include "../data/prices.h"
-#include "../data/scan.h"
+#include "../data/scan_data.h"
 #include "../data/tokenizer.h"
 #include "../trainer/examples.h"
 #include <cjson/cJSON.h>
@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-typedef enum { SCAN_OFF, SCAN_WARN, SCAN_ERROR } scan_mode;
 
 typedef struct {
     // options
@@ -38,10 +36,7 @@ typedef struct {
     unsigned long long chars_total;
     long long chars_min, chars_max;
     long scan_by_kind[SCAN_NKINDS];
-    // per record being scanned
-    long line;
-    const char *field;
-    const char *text;
+    long line;                  // of the record being scanned
     // tokens
     int32_t *tokens;            // per valid record
     long ntokens, cap_tokens;
@@ -76,20 +71,14 @@ static void on_diag(void *user, long line, int col, bedrock_severity sev, const 
     emit(user, line, col, sev, msg);
 }
 
-static void on_hit(void *user, const scan_hit *h) {
+static void on_hit(void *user, const char *field, const char *text, const scan_hit *h) {
     vstate *v = user;
     v->scan_by_kind[h->kind]++;
     char masked[64], msg[256];
-    scan_mask(v->text + h->offset, h->len, masked, sizeof masked);
+    scan_mask(text + h->offset, h->len, masked, sizeof masked);
     snprintf(msg, sizeof msg, "possible %s in %s: %s (the model may memorise it; remove or replace it)",
-             scan_kind_name(h->kind), v->field, masked);
+             scan_kind_name(h->kind), field, masked);
     emit(v, v->line, 0, v->scan == SCAN_ERROR ? BEDROCK_ERROR : BEDROCK_WARNING, msg);
-}
-
-static void scan_field(vstate *v, const char *field, const char *text, size_t len) {
-    v->field = field;
-    v->text = text;
-    scan_text(text, len, on_hit, v);
 }
 
 static unsigned long long count_chars(const char *s, size_t n) {
@@ -125,27 +114,19 @@ static int cmp_i32(const void *a, const void *b) {
 static void record_summary(vstate *v, const record *r) {
     v->by_format[r->format]++;
     unsigned long long chars = 0;
-    char field[48];
     v->line = r->line;
     if (r->system) {
         v->systems++;
         chars += count_chars(r->system, r->system_len);
-        if (v->scan != SCAN_OFF) scan_field(v, "system", r->system, r->system_len);
     }
-    if (r->text) {
-        chars += count_chars(r->text, r->text_len);
-        if (v->scan != SCAN_OFF) scan_field(v, "input", r->text, r->text_len);
-    }
+    if (r->text) chars += count_chars(r->text, r->text_len);
     for (int i = 0; i < r->nturns; i++) {
         const record_turn *t = &r->turns[i];
         if (t->role == ROLE_USER) v->user_turns++;
         else v->assistant_turns++;
         chars += count_chars(t->text, t->len);
-        if (v->scan == SCAN_OFF) continue;
-        if (r->format == FORMAT_PROMPT_COMPLETION) snprintf(field, sizeof field, "%s", i == 0 ? "prompt" : "completion");
-        else snprintf(field, sizeof field, "messages[%d].content", i);
-        scan_field(v, field, t->text, t->len);
     }
+    if (v->scan != SCAN_OFF) scan_record(r, on_hit, v);
     v->chars_total += chars;
     if (v->chars_min < 0 || (long long)chars < v->chars_min) v->chars_min = (long long)chars;
     if ((long long)chars > v->chars_max) v->chars_max = (long long)chars;
@@ -485,13 +466,12 @@ int cmd_validate(int argc, char **argv) {
     }
     scan_mode sm = SCAN_WARN;
     if (o.scan) {
-        if (!strcmp(o.scan, "off")) sm = SCAN_OFF;
-        else if (!strcmp(o.scan, "warn")) sm = SCAN_WARN;
-        else if (!strcmp(o.scan, "error")) sm = SCAN_ERROR;
-        else {
+        int m = scan_mode_parse(o.scan);
+        if (m < 0) {
             fprintf(stderr, "quarry validate: error: --scan takes off, warn or error, not '%s'\n", o.scan);
             return 2;
         }
+        sm = (scan_mode)m;
     }
     if (o.max_errors < 0 || o.epochs < 1 || o.max_seq_len < 0 || o.max_record_bytes < 1) {
         fprintf(stderr, "quarry validate: error: --max-errors, --max-seq-len must be >= 0, --epochs >= 1, --max-record-bytes >= 1\n");

@@ -60,9 +60,16 @@ static void parent_dir(const char *path, char *out, size_t n) {
 }
 
 int fileio_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    return fileio_write_atomic_mode(path, data, len, 0644, err, errlen);
+}
+
+int fileio_write_atomic_mode(const char *path, const void *data, size_t len, int mode, char *err, size_t errlen) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // O_EXCL after an unlink: a leftover temp file of a dead process with the same pid (and
+    // perhaps wider permissions) is never reused.
+    if (unlink(tmp) != 0 && errno != ENOENT) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, (mode_t)mode);
     if (fd < 0) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
     const char *p = data;
     size_t left = len;
@@ -96,15 +103,19 @@ int fileio_write_atomic(const char *path, const void *data, size_t len, char *er
 }
 
 int fileio_mkdir_p(const char *path, char *err, size_t errlen) {
+    return fileio_mkdir_p_mode(path, 0755, err, errlen);
+}
+
+int fileio_mkdir_p_mode(const char *path, int mode, char *err, size_t errlen) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+        if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+    if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
     struct stat st;
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: exists and is not a directory", buf); return -1; }
     return 0;

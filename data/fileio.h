@@ -8,8 +8,12 @@
 int fileio_read_all(const char *path, char **data, size_t *len, char *err, size_t errlen);
 // Writes path atomically: path.tmp.PID, fsync, rename over path, fsync of the directory.
 int fileio_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+// The same, the file created with mode (e.g. 0600 for anything derived from training data).
+int fileio_write_atomic_mode(const char *path, const void *data, size_t len, int mode, char *err, size_t errlen);
 int fileio_fsync_path(const char *path, char *err, size_t errlen);   // a file or directory
 int fileio_mkdir_p(const char *path, char *err, size_t errlen);
+// The same, missing directories created with mode (existing ones keep theirs).
+int fileio_mkdir_p_mode(const char *path, int mode, char *err, size_t errlen);
 int fileio_remove_tree(const char *path, char *err, size_t errlen);
 // 1 when path does not exist or is an empty directory, 0 when it has entries or is a file.
 int fileio_is_empty_or_absent(const char *path);
