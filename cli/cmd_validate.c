@@ -9,6 +9,7 @@
 #include "../data/bedrock.h"
 #include "../data/limits.h"
 #include "../data/prices.h"
+#include "../data/redact.h"
 #include "../data/scan_data.h"
 #include "../data/tokenizer.h"
 #include "../trainer/examples.h"
@@ -149,8 +150,8 @@ static cJSON *limits_json(const base_model_limits *l) {
 }
 
 typedef struct {
-    const char *format, *base_model, *scan, *model, *truncate;
-    int allow_extra, max_errors, json, epochs, max_seq_len;
+    const char *format, *base_model, *scan, *model, *truncate, *redact;
+    int allow_extra, max_errors, json, epochs, max_seq_len, force;
     long long max_record_bytes;
 } vopts;
 
@@ -425,6 +426,31 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     return valid ? 0 : 1;
 }
 
+// --redact: writes OUT and says what was replaced. Returns 0, or 1 when nothing was written.
+static int redact_report(const char *in, const char *out, int force, FILE *to) {
+    redact_stats st;
+    char err[4400];
+    if (redact_file(in, out, force, &st, err, sizeof err)) {
+        fprintf(stderr, "quarry validate: error: --redact: %s\n", err);
+        return 1;
+    }
+    long total = 0;
+    for (int k = 0; k < SCAN_NKINDS; k++) total += st.replaced[k];
+    fprintf(to, "%s: wrote %s (mode 0600): %ld line%s, %ld changed; %ld value%s replaced\n", in, out, st.lines,
+            st.lines == 1 ? "" : "s", st.lines_changed, total, total == 1 ? "" : "s");
+    for (int k = 0; k < SCAN_NKINDS; k++)
+        if (st.replaced[k]) {
+            const char *ph = redact_placeholder_prefix((scan_kind)k);
+            fprintf(to, "  %-18s %ld occurrence%s of %ld value%s -> %s1]", scan_kind_name((scan_kind)k), st.replaced[k],
+                    st.replaced[k] == 1 ? "" : "s", st.distinct[k], st.distinct[k] == 1 ? "" : "s", ph);
+            if (st.distinct[k] > 1) fprintf(to, "..%s%ld]", ph, st.distinct[k]);
+            fprintf(to, "\n");
+        }
+    if (st.raw_lines)
+        fprintf(to, "  %ld line%s not JSON: redacted in the raw text\n", st.raw_lines, st.raw_lines == 1 ? "" : "s");
+    return 0;
+}
+
 int cmd_validate(int argc, char **argv) {
     vopts o = {0};
     o.max_errors = 50;
@@ -444,6 +470,8 @@ int cmd_validate(int argc, char **argv) {
          "(default right)"},
         {"epochs", ARG_INT, &o.epochs, "N", "epochs for the training-token total and cost preview (default 1)"},
         {"json", ARG_FLAG, &o.json, NULL, "print one JSON document on stdout"},
+        {"redact", ARG_STRING, &o.redact, "OUT", "write a copy of FILE with each finding replaced by a placeholder ([EMAIL_1], ...)"},
+        {"force", ARG_FLAG, &o.force, NULL, "--redact may replace an existing OUT (never the input)"},
     };
     const arg_parser p = {"validate", "quarry validate FILE... [options]",
                           "Checks Amazon Bedrock JSONL training data (prompt-completion, messages, converse,\n"
@@ -472,6 +500,14 @@ int cmd_validate(int argc, char **argv) {
             return 2;
         }
         sm = (scan_mode)m;
+    }
+    if (o.redact && (npos != 1 || !strcmp(pos[0], "-"))) {
+        fprintf(stderr, "quarry validate: error: --redact OUT takes exactly one input FILE (not stdin)\n");
+        return 2;
+    }
+    if (o.force && !o.redact) {
+        fprintf(stderr, "quarry validate: error: --force only applies to --redact OUT\n");
+        return 2;
     }
     if (o.max_errors < 0 || o.epochs < 1 || o.max_seq_len < 0 || o.max_record_bytes < 1) {
         fprintf(stderr, "quarry validate: error: --max-errors, --max-seq-len must be >= 0, --epochs >= 1, --max-record-bytes >= 1\n");
@@ -530,6 +566,10 @@ int cmd_validate(int argc, char **argv) {
     }
     chat_template_free(tmpl);
     tokenizer_free(tk);
+    if (o.redact) {
+        int r = redact_report(pos[0], o.redact, o.force, o.json ? stderr : stdout);
+        if (r > worst) worst = r;
+    }
     if (doc) {
         cJSON_AddBoolToObject(doc, "valid", worst == 0);
         char *s = cJSON_Print(doc);
