@@ -25,8 +25,10 @@ static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...)
 static int get_int(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
-        return fail(err, errlen, src, "\"%s\" must be an integer", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return fail(err, errlen, src, "\"%s\" must be an integer%s", key, cJSON_IsString(v) ? ", not a string" : "");
+    if (fabs(v->valuedouble) > 2147483647.0)
+        return fail(err, errlen, src, "\"%s\" is %g; too large (at most 2147483647)", key, v->valuedouble);
     *out = (int)v->valuedouble;
     return 1;
 }

@@ -31,5 +31,42 @@ for c in info validate tokenize render init train eval generate export preflight
   "$Q" $c --help >/dev/null 2>&1; rc=$?
   check "$c --help exits 0" "[ $rc -eq 0 ]"
 done
+# `quarry help CMD` is `quarry CMD --help`; an unknown CMD is a usage error with the list.
+out=$("$Q" help train 2>&1); rc=$?
+check "help train exits 0" "[ $rc -eq 0 ]"
+check "help train shows train's usage" "grep -q 'usage: quarry train' <<<\"\$out\" && grep -q -- '--max-steps' <<<\"\$out\""
+out=$("$Q" help 2>&1); check "help alone lists the commands" "grep -q '^  train ' <<<\"\$out\""
+err=$("$Q" help frobnicate 2>&1 >/dev/null); rc=$?
+check "help of an unknown command exits 2" "[ $rc -eq 2 ]"
+check "help of an unknown command lists the commands" "grep -q \"unknown command 'frobnicate'\" <<<\"\$err\" && grep -q '^  train ' <<<\"\$err\""
+
+# Integers: too large is called too large; garbage and negatives keep their own messages.
+err=$("$Q" train --epochs 99999999999 2>&1); rc=$?
+check "--epochs 99999999999 exits 2" "[ $rc -eq 2 ]"
+check "--epochs 99999999999 is called too large" "grep -q 'error: --epochs 99999999999 is too large (at most 2147483647)' <<<\"\$err\""
+err=$("$Q" train --epochs 2147483648 2>&1)
+check "--epochs 2147483648 is called too large" "grep -q 'is too large' <<<\"\$err\""
+err=$("$Q" train --epochs -99999999999999999999999 2>&1)
+check "a huge negative is called too small" "grep -q 'is too small' <<<\"\$err\""
+err=$("$Q" train --epochs 3x 2>&1); rc=$?
+check "--epochs 3x still needs an integer" "[ $rc -eq 2 ] && grep -q \"needs an integer, got '3x'\" <<<\"\$err\""
+
+# upload: a malformed --endpoint-url is a usage error (2), found before credentials or files.
+err=$(AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 \
+      "$Q" upload /nonexistent s3://my-bucket/p/ --endpoint-url ftp://x --quiet 2>&1); rc=$?
+check "upload --endpoint-url ftp://x exits 2 (was $rc)" "[ $rc -eq 2 ] && grep -q 'usage: quarry upload' <<<\"\$err\""
+err=$("$Q" upload /nonexistent s3://my-bucket/p/ --jobs 0 2>&1); rc=$?
+check "upload --jobs 0 exits 2" "[ $rc -eq 2 ]"
+
+# init --out a/b/c creates the missing parents, as train --out does.
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+SRC=${QUARRY_SOURCE_DIR:?}
+err=$("$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" \
+      --out "$T/a/b/c" --seed 3 --dtype fp32 2>&1); rc=$?
+check "init --out a/b/c with no a/b exits 0: $err" "[ $rc -eq 0 ] && [ -f '$T/a/b/c/config.json' ]"
+: >"$T/file"
+err=$("$Q" init --config "$SRC/examples/tiny-model/config.json" --out "$T/file/sub" 2>&1); rc=$?
+check "init --out FILE/sub exits 1 naming the path" "[ $rc -eq 1 ] && grep -q '$T/file' <<<\"\$err\""
+
 [ $fail -eq 0 ] && echo "test_cli: all checks passed"
 exit $fail
