@@ -68,5 +68,14 @@ check "init --out a/b/c with no a/b exits 0: $err" "[ $rc -eq 0 ] && [ -f '$T/a/
 err=$("$Q" init --config "$SRC/examples/tiny-model/config.json" --out "$T/file/sub" 2>&1); rc=$?
 check "init --out FILE/sub exits 1 naming the path" "[ $rc -eq 1 ] && grep -q '$T/file' <<<\"\$err\""
 
+# generate names what ended the answer: --max-new-tokens or the context length.
+M="$T/m"
+"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$M" --seed 3 \
+    --dtype fp32 2>/dev/null || { echo "FAIL: init $M"; fail=1; }
+err=$("$Q" generate --model "$M" --raw --prompt "hello there" --max-new-tokens 3 --device cpu 2>&1 >/dev/null)
+check "generate says it stopped at --max-new-tokens: $err" "grep -q 'stopped at --max-new-tokens 3' <<<\"\$err\""
+err=$("$Q" generate --model "$M" --raw --prompt "hello there" --max-new-tokens 100 --context 8 --device cpu 2>&1 >/dev/null)
+check "generate says it stopped at the context length: $err" "grep -q 'stopped at the context length (8 positions' <<<\"\$err\""
+
 [ $fail -eq 0 ] && echo "test_cli: all checks passed"
 exit $fail
