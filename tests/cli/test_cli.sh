@@ -77,5 +77,10 @@ check "generate says it stopped at --max-new-tokens: $err" "grep -q 'stopped at 
 err=$("$Q" generate --model "$M" --raw --prompt "hello there" --max-new-tokens 100 --context 8 --device cpu 2>&1 >/dev/null)
 check "generate says it stopped at the context length: $err" "grep -q 'stopped at the context length (8 positions' <<<\"\$err\""
 
+# train names a UTF-16 data file as such (validate's cases are in tests/data/test_validate.sh).
+printf '{"prompt":"a","completion":"b"}\n' | "$PY" -c 'import sys; sys.stdout.buffer.write(sys.stdin.read().encode("utf-16"))' >"$T/w.jsonl"
+err=$("$Q" train --model "$M" --data "$T/w.jsonl" --out "$T/run-w" --max-steps 1 --device cpu 2>&1); rc=$?
+check "train of a UTF-16 file exits 1 naming it: $err" "[ $rc -eq 1 ] && grep -q 'w.jsonl: the file looks like UTF-16 (LE); save it as UTF-8' <<<\"\$err\""
+
 [ $fail -eq 0 ] && echo "test_cli: all checks passed"
 exit $fail
