@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "model_ref.h"
 #include "data/chat.h"
 #include "data/fileio.h"
@@ -562,7 +563,7 @@ int cmd_generate(int argc, char **argv) {
 oom:
     snprintf(err, sizeof err, "out of memory");
 fail:
-    fprintf(stderr, "quarry generate: error: %s\n", err);
+    cli_error("generate", "%s", err);
     status = 1;
 done:
     free(ids);

@@ -82,5 +82,22 @@ printf '{"prompt":"a","completion":"b"}\n' | "$PY" -c 'import sys; sys.stdout.bu
 err=$("$Q" train --model "$M" --data "$T/w.jsonl" --out "$T/run-w" --max-steps 1 --device cpu 2>&1); rc=$?
 check "train of a UTF-16 file exits 1 naming it: $err" "[ $rc -eq 1 ] && grep -q 'w.jsonl: the file looks like UTF-16 (LE); save it as UTF-8' <<<\"\$err\""
 
+# One `error:` per message: a located diagnostic from below (config.json, a data line) is not
+# wrapped in a second "quarry CMD: error:".
+mkdir -p "$T/badcfg" && cp "$M"/* "$T/badcfg/" &&
+  sed -i 's/"hidden_size": *[0-9]*/"hidden_size": "64"/' "$T/badcfg/config.json"
+D=$SRC/examples/data/company_qa_train.jsonl
+"$PY" -c 'import json; print(json.dumps({"prompt": "x " * 600, "completion": "y"}))' >"$T/long.jsonl"
+for cmd in "train --model $T/badcfg --data $D --out $T/run-bad --max-steps 1 --device cpu" \
+           "generate --model $T/badcfg --prompt hi --device cpu" \
+           "eval --model $T/badcfg --data $D --device cpu" \
+           "train --model $M --data $T/long.jsonl --out $T/run-long --max-seq-len 64 --on-long error --max-steps 1 --device cpu"; do
+  err=$("$Q" $cmd 2>&1 >/dev/null); rc=$?
+  check "quarry ${cmd%% *} fails (exit $rc)" "[ $rc -ne 0 ] && grep -q 'error:' <<<\"\$err\""
+  check "one error: per line: quarry $cmd: $err" "! grep -q 'error:.*error:' <<<\"\$err\""
+done
+err=$("$Q" train --model "$T/badcfg" --data "$D" --out "$T/run-bad" --max-steps 1 --device cpu 2>&1 >/dev/null)
+check "a config error is in FILE: error: form: $err" "grep -q '^$T/badcfg/config.json: error: \"hidden_size\" must be an integer' <<<\"\$err\""
+
 [ $fail -eq 0 ] && echo "test_cli: all checks passed"
 exit $fail
