@@ -12,6 +12,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "model_ref.h"
 #include "data/chat.h"
 #include "data/dataset.h"
@@ -254,7 +255,7 @@ int cmd_eval(int argc, char **argv) {
     status = 0;
     goto done;
 fail:
-    fprintf(stderr, "quarry eval: error: %s\n", err);
+    cli_error("eval", "%s", err);
 done:
     free(per);
     model_free(m);

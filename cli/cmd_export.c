@@ -4,6 +4,7 @@
 // sha256 of each file), renamed into place, then checked with the CMI preflight (export/cmi.h).
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "version.h"
 #include "../data/fileio.h"
 #include "../export/cmi.h"
@@ -454,7 +455,7 @@ int cmd_export(int argc, char **argv) {
     cJSON_Delete(src.run_json);
     return rc;
 fail:
-    fprintf(stderr, "quarry export: error: %s\n", err);
+    cli_error("export", "%s", err);
     if (tmp[0]) {
         char e2[512];
         if (fileio_remove_tree(tmp, e2, sizeof e2)) fprintf(stderr, "quarry export: warning: %s\n", e2);

@@ -1,6 +1,7 @@
 // cli/cmd_train.c — `quarry train`: fine-tune a Hugging Face checkpoint on Bedrock data.
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "../data/progress.h"
 #include "version.h"
 #include "../data/fileio.h"
@@ -452,7 +453,7 @@ int cmd_train(int argc, char **argv) {
     }
     goto cleanup;
 fail:
-    fprintf(stderr, "quarry train: error: %s\n", err);
+    cli_error("train", "%s", err);
     status = 1;
 cleanup:
     example_set_free(&train);
@@ -658,7 +659,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     }
     goto cleanup;
 fail:
-    fprintf(stderr, "quarry train: error: %s%s\n", who, err);
+    cli_error("train", "%s%s", who, err);
     if (!in_training) dist_abort(d, err);
     status = 1;
 cleanup:

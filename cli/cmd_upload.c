@@ -4,6 +4,7 @@
 #include "args.h"
 #include "commands.h"
 #include "export/aws_credentials.h"
+#include "export/aws_http.h"
 #include "export/s3.h"
 
 int cmd_upload(int argc, char **argv) {
@@ -42,6 +43,11 @@ int cmd_upload(int argc, char **argv) {
     char bucket[64], prefix[1024];
     if (s3_parse_uri(pos[1], bucket, sizeof bucket, prefix, sizeof prefix, err, sizeof err)) {
         fprintf(stderr, "quarry upload: error: %s\n", err);
+        return 2;
+    }
+    aws_url url;  // a malformed --endpoint-url is a usage error, found before credentials or files
+    if (endpoint && aws_url_parse(endpoint, &url, err, sizeof err)) {
+        fprintf(stderr, "quarry upload: error: --endpoint-url: %s\nusage: %s\n", err, p.usage);
         return 2;
     }
     aws_credentials creds;

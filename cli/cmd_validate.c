@@ -171,6 +171,19 @@ static int fit_record(const examples_source *src, const truncation *t, const rec
     return 0;
 }
 
+// A file that cannot be read as JSONL (cannot open, read error, UTF-16): the message, and its JSON section.
+static int unreadable(const char *path, const char *err, cJSON *files) {
+    fprintf(stderr, "%s: error: %s\n", path, err);
+    cJSON *f = files ? cJSON_CreateObject() : NULL;
+    if (f) {
+        cJSON_AddStringToObject(f, "path", path);
+        cJSON_AddBoolToObject(f, "valid", 0);
+        cJSON_AddStringToObject(f, "error", err);
+        cJSON_AddItemToArray(files, f);
+    }
+    return 2;
+}
+
 // Validates one file; adds its JSON section to files (when --json). Returns 0, 1 or 2.
 static int validate_file(const char *path, const vopts *o, record_format force, scan_mode sm,
                          const base_model_limits *lim, const tokenizer *tok, const examples_source *fit,
@@ -192,16 +205,8 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     char err[256];
     bedrock_stream *s = bedrock_open(path, &bo, err, sizeof err);
     if (!s) {
-        fprintf(stderr, "%s: error: %s\n", path, err);
         cJSON_Delete(v.diags);
-        cJSON *f = files ? cJSON_CreateObject() : NULL;
-        if (f) {
-            cJSON_AddStringToObject(f, "path", path);
-            cJSON_AddBoolToObject(f, "valid", 0);
-            cJSON_AddStringToObject(f, "error", err);
-            cJSON_AddItemToArray(files, f);
-        }
-        return 2;
+        return unreadable(path, err, files);
     }
     record r;
     int rc;
@@ -243,12 +248,12 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         record_free(&r);
     }
     if (rc < 0) {
-        fprintf(stderr, "%s: error: %s\n", path, rc == -1 && *bedrock_error(s) ? bedrock_error(s) : "out of memory");
+        rc = unreadable(path, rc == -1 && *bedrock_error(s) ? bedrock_error(s) : "out of memory", files);
         bedrock_close(s);
         free(v.tokens);
         cJSON_Delete(v.diags);
         example_report_free(&fit_rep);
-        return 2;
+        return rc;
     }
     const bedrock_stats *st = bedrock_stream_stats(s);
     if (fit && fit_rep.records) {

@@ -121,6 +121,20 @@ int fileio_mkdir_p_mode(const char *path, int mode, char *err, size_t errlen) {
     return 0;
 }
 
+int fileio_mkdir_parent(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(err, errlen, "%.64s...: path too long", path);
+        return -1;
+    }
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;   // "a/b/" names b, as "a/b" does
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return 0;                // "b" or "/b": the parent exists
+    *slash = 0;
+    return fileio_mkdir_p(buf, err, errlen);
+}
+
 int fileio_remove_tree(const char *path, char *err, size_t errlen) {
     struct stat st;
     if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);

@@ -14,6 +14,9 @@ int fileio_fsync_path(const char *path, char *err, size_t errlen);   // a file o
 int fileio_mkdir_p(const char *path, char *err, size_t errlen);
 // The same, missing directories created with mode (existing ones keep theirs).
 int fileio_mkdir_p_mode(const char *path, int mode, char *err, size_t errlen);
+// Creates the directory that will hold path (mkdir -p of its parent), for outputs built beside
+// their final name; nothing to do when path has no directory part.
+int fileio_mkdir_parent(const char *path, char *err, size_t errlen);
 int fileio_remove_tree(const char *path, char *err, size_t errlen);
 // 1 when path does not exist or is an empty directory, 0 when it has entries or is a file.
 int fileio_is_empty_or_absent(const char *path);

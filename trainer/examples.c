@@ -85,7 +85,7 @@ int examples_load(const examples_source *src, example **out, int *n, char *err, 
         ex[count++] = e;
     }
     if (!ex || oom) { snprintf(err, errlen, "out of memory reading %s", src->path); rc = -1; }
-    else if (!rc && got < 0) { snprintf(err, errlen, "%s", bedrock_error(s)); rc = -1; }
+    else if (!rc && got < 0) { snprintf(err, errlen, "%s: %s", src->path, bedrock_error(s)); rc = -1; }
     const bedrock_stats *st = bedrock_stream_stats(s);
     if (!rc && st->invalid > 0) {
         snprintf(err, errlen, "%s: %ld invalid record%s (shown above%s); fix them before training "
