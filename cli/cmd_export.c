@@ -161,6 +161,7 @@ static int check_out_spares_source(const char *out, const export_source *s, char
     }
     for (int i = 0; i < n; i++) {
         if (fileio_resolve_path(dirs[i], p, sizeof p, err, errlen)) return -1;
+        // final/ is named when --out is it or lies inside it; an --out holding it holds the run.
         const char *how = !strcmp(o, p)                                ? "is"
                           : fileio_path_within(o, p)                 ? "lies inside"
                           : dirs[i] != s->final_dir && fileio_path_within(p, o) ? "contains"
@@ -419,7 +420,7 @@ int cmd_export(int argc, char **argv) {
         {"format", ARG_STRING, &format, "merged|peft",
          "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
-        {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out"},
+        {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out (never the run, its final/ or its base)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
     };
     const arg_parser p = {
