@@ -82,11 +82,14 @@ int aws_url_parse(const char *url, aws_url *out, char *err, size_t errlen) {
     memcpy(out->host, host, hlen);
     out->host[hlen] = 0;
     snprintf(out->base, sizeof out->base, "%.*s%s", (int)(host - url), url, out->host);
-    // Said for loopback too: a local proxy or tunnel may forward it anywhere.
-    if (!strncmp(url, "http://", 7))
-        fprintf(stderr, "quarry: warning: %s is plain HTTP: the access key id, session token, request signatures and the "
-                "data travel unencrypted; use https:// unless this endpoint is on this machine\n", out->base);
     return 0;
+}
+
+void aws_url_warn_plain(const aws_url *u, const char *command) {
+    // Said for loopback too: a local proxy or tunnel may forward it anywhere.
+    if (!strncmp(u->base, "http://", 7))
+        fprintf(stderr, "quarry %s: warning: %s is plain HTTP: the access key id, session token, request signatures and "
+                "the data travel unencrypted; use https:// unless this endpoint is on this machine\n", command, u->base);
 }
 
 void aws_response_free(aws_response *r) {
