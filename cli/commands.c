@@ -13,6 +13,7 @@ const command quarry_commands[] = {
     {"train", cmd_train, "fine-tune (LoRA or all weights) on Bedrock data"},
     {"eval", cmd_eval, "loss and perplexity of a model on Bedrock data"},
     {"generate", cmd_generate, "generate text from a model or a run"},
+    {"leakcheck", cmd_leakcheck, "check that a trained run does not give back secrets of its data"},
     {"export", cmd_export, "package a run for Bedrock Custom Model Import"},
     {"preflight", cmd_preflight, "check a package against Custom Model Import's requirements"},
     {"upload", cmd_upload, "upload a package to S3 (multipart, resumable)"},

@@ -19,6 +19,7 @@ int cmd_init(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_leakcheck(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
