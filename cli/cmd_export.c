@@ -5,6 +5,7 @@
 #include "args.h"
 #include "commands.h"
 #include "diag.h"
+#include "leakcheck_gate.h"
 #include "version.h"
 #include "../data/fileio.h"
 #include "../export/cmi.h"
@@ -31,6 +32,7 @@ typedef struct {
     char method[16];             // "lora", "full" or "none"
     char final_dir[PATH_MAX + 8];
     cJSON *run_json;             // RUN/run.json, or NULL
+    cJSON *leakcheck;            // the leak check's entry for quarry-export.json (counts only), or NULL
 } export_source;
 
 static int is_dir(const char *p) {
@@ -286,6 +288,7 @@ static int write_record(const char *tmp, const export_source *s, const char *for
         cJSON *d = settings ? portable_settings(settings) : cJSON_CreateNull();
         ok = d && cJSON_AddItemToObject(o, "settings", d);
     }
+    if (ok && s->leakcheck) ok = cJSON_AddItemReferenceToObject(o, "leakcheck", s->leakcheck);
     if (ok && a) {
         cJSON *l = cJSON_CreateObject();
         ok = l && cJSON_AddNumberToObject(l, "r", a->r) && cJSON_AddNumberToObject(l, "lora_alpha", a->alpha) &&
@@ -411,7 +414,7 @@ static int check_peft(const char *out, const char *base, char *err, size_t errle
 int cmd_export(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *dtype_s = NULL, *format = "merged";
     long long shard = DEFAULT_SHARD_BYTES;
-    int force = 0, quiet = 0;
+    int force = 0, quiet = 0, accept_leaks = 0, skip_leakcheck = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "DIR",
          "the base Hugging Face checkpoint (default: run.json's base_model); alone, package DIR itself"},
@@ -423,6 +426,8 @@ int cmd_export(int argc, char **argv) {
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
         {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out (never the run, its final/ or its base)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
+        {"accept-leaks", ARG_FLAG, &accept_leaks, NULL, "package a run whose leak check found reproduced secrets"},
+        {"skip-leakcheck", ARG_FLAG, &skip_leakcheck, NULL, "no leak check (recorded in the package; not recommended)"},
     };
     const arg_parser p = {
         "export",
@@ -434,7 +439,9 @@ int cmd_export(int argc, char **argv) {
         "generation_config.json and the base's tokenizer files. peft: adapter_config.json +\n"
         "adapter_model.safetensors as PEFT writes them. The package is built beside --out, fsynced\n"
         "and renamed into place; quarry-export.json records the source, settings and each file's\n"
-        "sha256. A merged package is then checked with `quarry preflight` (exit 1 if it fails).",
+        "sha256. A merged package is then checked with `quarry preflight` (exit 1 if it fails).\n"
+        "A run is first leak-checked (`quarry leakcheck`: its current report is read, or the check runs):\n"
+        "weights that give back secrets of the training data are refused without --accept-leaks.",
         specs, (int)(sizeof specs / sizeof specs[0]), 0, 1};
     const char *pos[1];
     int npos = 0, rc = args_parse(&p, argc, argv, pos, &npos);
@@ -489,6 +496,9 @@ int cmd_export(int argc, char **argv) {
     }
     // Last of the checks: it reads every base weight file (once per process).
     if (src.run_json && run_record_check_base(src.run_json, src.base, err, sizeof err)) goto fail;
+    // Before weights leave: the run's leak check (its current report, or the check itself).
+    if (src.run[0] && leakcheck_gate_export(src.run, accept_leaks, skip_leakcheck, &src.leakcheck, err, sizeof err))
+        goto fail;
     if (!strcmp(src.method, "lora")) {
         if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
         have_adapter = 1;
@@ -566,6 +576,7 @@ int cmd_export(int argc, char **argv) {
     }
     if (have_adapter) merge_adapter_close(&adapter);
     cJSON_Delete(src.run_json);
+    cJSON_Delete(src.leakcheck);
     return rc;
 fail:
     cli_error("export", "%s", err);
@@ -575,5 +586,6 @@ fail:
     }
     if (have_adapter) merge_adapter_close(&adapter);
     cJSON_Delete(src.run_json);
+    cJSON_Delete(src.leakcheck);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include "export/aws_credentials.h"
 #include "export/aws_http.h"
 #include "export/cmi.h"
+#include "export/leakcheck.h"
 #include "export/s3.h"
 
 // What a training run leaves and an export never holds: optimizer states, the run's record.
@@ -111,7 +112,7 @@ static int check_export_dir(const char *dir, char *err, size_t errlen) {
 int cmd_upload(int argc, char **argv) {
     const char *region = NULL, *profile = NULL, *endpoint = NULL;
     long long part_size = 64LL << 20;
-    int jobs = 4, quiet = 0, force = 0;
+    int jobs = 4, quiet = 0, force = 0, accept_leaks = 0;
     const arg_spec specs[] = {
         {"region", ARG_STRING, &region, "R", "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)"},
         {"profile", ARG_STRING, &profile, "P", "profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE)"},
@@ -121,6 +122,7 @@ int cmd_upload(int argc, char **argv) {
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress display"},
         {"force", ARG_FLAG, &force, NULL,
          "upload DIR even if it is not an export that passes preflight (a run directory, any other directory)"},
+        {"accept-leaks", ARG_FLAG, &accept_leaks, NULL, "upload a package whose leak check found secrets or was skipped"},
     };
     const arg_parser p = {
         "upload", "quarry upload DIR s3://bucket/prefix/ [options]",
@@ -165,6 +167,10 @@ int cmd_upload(int argc, char **argv) {
         char *nl = strchr(err, '\n');   // the reason without its hint
         if (nl) *nl = 0;
         fprintf(stderr, "quarry upload: warning: uploading because of --force: %s\n", err);
+    }
+    if (leakcheck_package_gate(pos[0], accept_leaks, err, sizeof err)) {
+        fprintf(stderr, "quarry upload: error: %s\n", err);
+        return 1;
     }
     aws_credentials creds;
     if (aws_credentials_load(&creds, profile, region, err, sizeof err)) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     const char *run;            // the run directory
