@@ -577,11 +577,12 @@ out:
 int leakcheck_exposure(const char *secret, size_t len, int n, uint64_t seed, int batch, leak_score_fn score,
                        void *user, leak_exposure *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    double space = 0;
+    double space = 0, size = 1;   // log2 |R|, and |R| itself while it is exact in a double
     for (size_t i = 0; i < len; i++) {
         char c = secret[i];
-        if (c >= '0' && c <= '9') space += log2(10);
-        else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) space += log2(26);
+        int k = (c >= '0' && c <= '9') ? 10 : ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) ? 26 : 1;
+        space += log2(k);
+        size *= k;
     }
     out->log2_space = space;
     if (n < 1 || batch < 1) {
@@ -589,7 +590,7 @@ int leakcheck_exposure(const char *secret, size_t len, int n, uint64_t seed, int
         return -1;
     }
     // Fewer distinct candidates than asked for: the whole space (less the secret) at most.
-    if (space < 40 && pow(2, space) - 1 < n) n = (int)(pow(2, space) - 1);
+    if (space < 40 && size - 1 < n) n = (int)(size - 1);
     if (n < 1) {
         snprintf(err, errlen, "the canary's secret has no letters or digits to vary");
         return -1;

@@ -78,14 +78,14 @@ void leakcheck_print(const leak_set *s, FILE *f);
 // The report: counts, the settings of the check and each finding masked (file:line, kind, value
 // length, characters reproduced). meta (may be NULL) is merged in (hashes of what was checked).
 cJSON *leakcheck_report_json(const leak_set *s, const cJSON *meta);
-// {"findings", "exact", "partial", "canaries", ..., "reproduced"} of a report: counts only, no
+// {"findings", "findings_exact", ..., "reproduced", "max_exposure_bits"} of a report: counts only, no
 // value, no path (what a package's quarry-export.json carries). NULL when report has no counts.
 cJSON *leakcheck_counts_json(const cJSON *report);
 
 // Canary exposure by sampling. The secret's space R: each character replaced by one of its
 // class (digit 10, lower 26, upper 26; anything else kept), |R| the product. Candidates are
-// `n` random members of R other than the secret; the secret's rank is 1 + the number whose
-// log-perplexity is ≤ the secret's (ties count against the secret, as the paper's ≤). The
+// `n` random members of R other than the secret (drawn with replacement; n at most |R| − 1);
+// the secret's rank is 1 + the number whose log-perplexity is ≤ the secret's (ties count against the secret, as the paper's ≤). The
 // estimate: exposure = log2(n + 1) − log2(rank), i.e. −log2 of the sampled share of R that
 // ranks at least as high; its ceiling log2(n + 1) means no sample ranked as high.
 // score(user, cands, k, out): log-perplexity of each of k candidate secrets (cands[0] is the
