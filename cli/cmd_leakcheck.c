@@ -214,6 +214,18 @@ int leakcheck_gate_export(const char *run, int accept_leaks, int skip, cJSON **e
         *entry = gate_entry("skipped", NULL);
         return *entry ? 0 : -1;
     }
+    // A run.json that names no data was not written by `quarry train` (a hand-made or imported
+    // run): there is nothing to check against; said as loudly as a skip, and recorded.
+    char msg[4096];
+    cJSON *rj = run_record_read(run, msg, sizeof msg);
+    int no_data = rj && !setting_str(rj, "data");
+    cJSON_Delete(rj);
+    if (no_data) {
+        fprintf(stderr, "\nWARNING: quarry export: %s/run.json names no training data: no leak check was possible. "
+                        "The package records it, and `quarry upload` refuses it without --accept-leaks.\n\n", run);
+        *entry = gate_entry("no-data", NULL);
+        return *entry ? 0 : -1;
+    }
     cJSON *rep = current_report(run);
     if (rep) {
         fprintf(stderr, "quarry export: leak check: %s/%s is current (made from this run.json and these weights)\n", run,
@@ -222,7 +234,6 @@ int leakcheck_gate_export(const char *run, int accept_leaks, int skip, cJSON **e
         fprintf(stderr, "quarry export: leak check of %s (no current %s)\n", run, REPORT_NAME);
         leakcheck_request rq = {run, NULL, NULL, "auto", NULL, 0, 0, 1, stderr};
         int reproduced = 0;
-        char msg[4096];
         if (leakcheck_run_dir(&rq, &reproduced, msg, sizeof msg) != 0) {
             snprintf(err, errlen, "the leak check could not run: %s\nhint: run `quarry leakcheck %s [--data FILE]` "
                      "first (export reads its report), or add --skip-leakcheck (the package records it)", msg, run);
@@ -267,7 +278,8 @@ int cmd_leakcheck(int argc, char **argv) {
     };
     const arg_parser p = {
         "leakcheck",
-        "quarry leakcheck RUN [--data FILE] [--canary FILE] [--max-new-tokens N] [--json] [--out REPORT]",
+        "quarry leakcheck RUN [--data FILE] [--canary FILE] [--max-new-tokens N] [--candidates N] [--json] [--out REPORT] "
+        "[--device DEV]",
         "Checks whether a trained run gives back the secrets and personal data of its training data. For\n"
         "every value the scanner of `quarry validate` finds (keys, tokens, e-mails, phone, card and ID\n"
         "numbers) and every canary, the model is prompted with the text that precedes the value in its record,\n"

@@ -23,6 +23,7 @@ int leakcheck_run_dir(const leakcheck_request *rq, int *reproduced, char *err, s
 
 // Before `quarry export` packages RUN: reads RUN/leakcheck.json when it is current (made from
 // this run.json and these final weights), else runs the check. *entry (for quarry-export.json:
-// {"status": "passed"|"accepted"|"skipped", "counts": {...}}: counts only, no values, no paths).
+// {"status": "passed"|"accepted"|"skipped"|"no-data", "counts": {...}}: counts only, no values,
+// no paths; "no-data": run.json names no training data, a run not written by `quarry train`).
 // 0: export may go on; -1 + message: refused (reproductions without accept, or no check possible).
 int leakcheck_gate_export(const char *run, int accept_leaks, int skip, cJSON **entry, char *err, size_t errlen);

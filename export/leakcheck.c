@@ -840,13 +840,15 @@ int leakcheck_package_gate(const char *dir, int accept_leaks, char *err, size_t 
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(lc, "counts"), "reproduced");
     int rc = 0;
     if (cJSON_IsObject(lc)) {
-        int skipped = cJSON_IsString(st) && !strcmp(st->valuestring, "skipped");
+        // "skipped" (--skip-leakcheck) and "no-data" (a run.json naming no data): nobody checked.
+        int skipped = cJSON_IsString(st) && (!strcmp(st->valuestring, "skipped") || !strcmp(st->valuestring, "no-data"));
         int leaks = cJSON_IsNumber(rp) && rp->valuedouble > 0;
         if ((skipped || leaks) && !accept_leaks) {
             if (skipped)
-                snprintf(err, errlen, "%s was exported with --skip-leakcheck: nobody checked whether the weights give "
-                         "back secrets of the training data\nhint: export again without --skip-leakcheck, or add "
-                         "--accept-leaks to upload it anyway", dir);
+                snprintf(err, errlen, "%s was exported without a leak check (%s): nobody checked whether the weights "
+                         "give back secrets of the training data\nhint: export again without --skip-leakcheck, or add "
+                         "--accept-leaks to upload it anyway", dir,
+                         strcmp(st->valuestring, "skipped") ? "its run named no training data" : "--skip-leakcheck");
             else
                 snprintf(err, errlen, "%s holds weights that reproduced %d secret or personal value(s) of the training "
                          "data (see its quarry-export.json \"leakcheck\")\nhint: retrain on redacted data (`quarry "
@@ -854,7 +856,7 @@ int leakcheck_package_gate(const char *dir, int accept_leaks, char *err, size_t 
             rc = -1;
         } else if (skipped || leaks) {
             fprintf(stderr, "WARNING: %s: %s; uploading because of --accept-leaks\n", dir,
-                    skipped ? "the leak check was skipped at export" : "the weights reproduce training secrets");
+                    skipped ? "no leak check was made at export" : "the weights reproduce training secrets");
         }
     }
     cJSON_Delete(j);

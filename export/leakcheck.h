@@ -85,9 +85,10 @@ cJSON *leakcheck_counts_json(const cJSON *report);
 // Canary exposure by sampling. The secret's space R: each character replaced by one of its
 // class (digit 10, lower 26, upper 26; anything else kept), |R| the product. Candidates are
 // `n` random members of R other than the secret (drawn with replacement; n at most |R| − 1);
-// the secret's rank is 1 + the number whose log-perplexity is ≤ the secret's (ties count against the secret, as the paper's ≤). The
-// estimate: exposure = log2(n + 1) − log2(rank), i.e. −log2 of the sampled share of R that
-// ranks at least as high; its ceiling log2(n + 1) means no sample ranked as high.
+// the secret's rank is 1 + the number whose log-perplexity is ≤ the secret's (ties count
+// against the secret, as the paper's ≤). The estimate: exposure = log2(n + 1) − log2(rank),
+// i.e. −log2 of the sampled share of R that ranks at least as high (the paper's estimate by
+// sampling); its ceiling log2(n + 1) means that no sample ranked as high.
 // score(user, cands, k, out): log-perplexity of each of k candidate secrets (cands[0] is the
 // secret itself on the first call); 0 ok.
 typedef int (*leak_score_fn)(void *user, const char *const *cands, int k, double *out);
