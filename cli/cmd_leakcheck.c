@@ -188,10 +188,12 @@ static cJSON *current_report(const char *run) {
         ok = cJSON_IsString(a) && cJSON_IsString(b) && !strcmp(a->valuestring, b->valuestring);
     }
     cJSON_Delete(now);
-    if (!ok || !leakcheck_counts_json(rep)) {
+    cJSON *counts = ok ? leakcheck_counts_json(rep) : NULL;
+    if (!counts) {
         cJSON_Delete(rep);
         return NULL;
     }
+    cJSON_Delete(counts);
     return rep;
 }
 
