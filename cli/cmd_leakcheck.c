@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "leakcheck_gate.h"
 #include "model_ref.h"
 #include "version.h"
@@ -26,11 +27,22 @@ static int add_file_hash(cJSON *o, const char *key, const char *path, char *err,
     return cJSON_AddStringToObject(o, key, hex) ? 0 : -1;
 }
 
-static int run_hashes(const char *run, const model_ref *ref, cJSON *o, char *err, size_t errlen) {
+// The run's final weights (as model_ref finds them, without its check of the base: a report's
+// currency is a matter of run.json and final/ only). 0 found; -1 + message.
+static int final_weights(const char *run, char *path, size_t len, char *err, size_t errlen) {
+    snprintf(path, len, "%s/final/adapter_model.safetensors", run);
+    if (fileio_exists(path)) return 0;
+    snprintf(path, len, "%s/final/model.safetensors", run);
+    if (fileio_exists(path)) return 0;
+    snprintf(err, errlen, "%s/final/ holds no weights: the run has not finished", run);
+    return -1;
+}
+
+static int run_hashes(const char *run, cJSON *o, char *err, size_t errlen) {
     char path[4200];
     snprintf(path, sizeof path, "%s/run.json", run);
     if (add_file_hash(o, "run_json_sha256", path, err, errlen) != 0) return -1;
-    return add_file_hash(o, "weights_sha256", ref->weights, err, errlen);
+    return final_weights(run, path, sizeof path, err, errlen) ? -1 : add_file_hash(o, "weights_sha256", path, err, errlen);
 }
 
 static cJSON *read_json(const char *path) {
@@ -113,8 +125,7 @@ int leakcheck_run_dir(const leakcheck_request *rq, int *reproduced, char *err, s
     src.chat.train_on_prompt = cJSON_IsTrue(top);
     if (!(set = leakcheck_collect(&src, err, errlen))) goto out;
     int batch = rq->canary ? 8 : 1;
-    if (leakcheck_targets(set) > 0) {
-        if (run_record_check_base(run, ref.base_dir, err, errlen) != 0) goto out;
+    if (leakcheck_targets(set) > 0) {   // (model_ref_resolve has checked the base against run.json)
         if (!(be = backend_open(rq->device ? rq->device : "auto", err, errlen))) goto out;
         model *probe = model_open(ref.base_dir, be, err, errlen);
         if (!probe) goto out;
@@ -140,7 +151,7 @@ int leakcheck_run_dir(const leakcheck_request *rq, int *reproduced, char *err, s
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    if (run_hashes(rq->run, &ref, meta, err, errlen) != 0 || add_file_hash(meta, "data_sha256", data, err, errlen) != 0)
+    if (run_hashes(rq->run, meta, err, errlen) != 0 || add_file_hash(meta, "data_sha256", data, err, errlen) != 0)
         goto out;
     if (rq->canary) {
         if (!cJSON_AddStringToObject(meta, "canary_file", rq->canary) ||
@@ -179,10 +190,8 @@ static cJSON *current_report(const char *run) {
     snprintf(path, sizeof path, "%s/%s", run, REPORT_NAME);
     if (!fileio_exists(path)) return NULL;
     cJSON *rep = read_json(path);
-    model_ref ref;
     cJSON *now = cJSON_CreateObject();
-    int ok = rep && now && model_ref_resolve(run, &ref, err, sizeof err) == 0 && ref.weights[0] &&
-             run_hashes(run, &ref, now, err, sizeof err) == 0;
+    int ok = rep && now && run_hashes(run, now, err, sizeof err) == 0;
     for (const char *k = "run_json_sha256"; ok && k; k = strcmp(k, "weights_sha256") ? "weights_sha256" : NULL) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(rep, k), *b = cJSON_GetObjectItemCaseSensitive(now, k);
         ok = cJSON_IsString(a) && cJSON_IsString(b) && !strcmp(a->valuestring, b->valuestring);
@@ -303,8 +312,7 @@ int cmd_leakcheck(int argc, char **argv) {
     leakcheck_request rq = {pos[0], data, canary, device, out, max_new, candidates, quiet, json ? NULL : stdout};
     int reproduced = 0;
     if (leakcheck_run_dir(&rq, &reproduced, err, sizeof err) != 0) {
-        // A FILE:LINE: error: message is already in the house form.
-        fprintf(stderr, "%s%s\n", strstr(err, ": error: ") ? "" : "quarry leakcheck: error: ", err);
+        cli_error("leakcheck", "%s", err);
         return 1;
     }
     if (json) {
