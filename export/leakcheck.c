@@ -285,7 +285,10 @@ leak_set *leakcheck_collect(const leak_source *src, char *err, size_t errlen) {
             if (can[k].found) continue;
             size_t pl = strlen(can[k].prefix), sl = strlen(can[k].secret);
             char *whole = malloc(pl + sl + 1);
-            if (!whole) goto oom_c;
+            if (!whole) {
+                chat_rendered_free(&c);
+                goto oom_c;
+            }
             memcpy(whole, can[k].prefix, pl);
             memcpy(whole + pl, can[k].secret, sl + 1);
             if (memmem(c.text, c.len, whole, pl + sl)) has_canary = 1;

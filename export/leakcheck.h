@@ -1,9 +1,9 @@
 // export/leakcheck.h — does a trained model give back the sensitive values of its training data?
 // Before weights leave the premises: every secret or personal-data finding data/scan makes in
-// the training records (and every user canary) is looked up in its record as training rendered
-// it (data/chat + the tokenizer, token for token), the model is prompted with the tokens that
-// precede the value and decodes greedily, and the value's longest prefix that comes back is
-// measured. For canaries, the exposure of Carlini et al., "The Secret Sharer" (2019) is
+// the training records, scanned as training rendered them (data/chat + the tokenizer, token for
+// token), and every user canary, located in its rendered record: the model is prompted with the
+// tokens that precede the value and decodes greedily, and the value's longest prefix that comes
+// back is measured. For canaries, the exposure of Carlini et al., "The Secret Sharer" (2019) is
 // estimated by sampling. Values are never kept in reports: only their masked form (scan_mask).
 //
 //   leak_set *s = leakcheck_collect(&src, err, errlen);     // data + canaries → targets; no model
