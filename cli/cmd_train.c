@@ -325,7 +325,8 @@ int cmd_train(int argc, char **argv) {
     if (f.max_seq_len >= 0) s.max_seq_len = f.max_seq_len;
     if (f.on_long) {
         if (!strcmp(f.on_long, "error")) s.on_long_error = 1;
-        else if (strcmp(f.on_long, "truncate")) { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
+        else if (!strcmp(f.on_long, "truncate")) s.on_long_error = 0;
+        else { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
     }
     if (f.seed >= 0) s.seed = (unsigned long long)f.seed;
     if (s.validation_path && s.validation_split > 0) {
@@ -401,31 +402,9 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "quarry train: note: --zero %d has no effect on one rank\n", dp.zero);
     }
 
-    // One process per run directory (its lock, taken first), which is never overwritten: it must
-    // be new or empty, unless resumed. Rank 0 alone locks, checks and creates it; under
-    // --gpus N the launcher holds the lock.
-    if (rank == 0) {
-        const char *holder = getenv("QUARRY_RUN_LOCK_HOLDER");
-        if (!holder || atol(holder) != (long)getppid()) {
-            lock_fd = run_lock_acquire(s.out_dir, err, sizeof err);
-            if (lock_fd < 0) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
-        }
-        if (rs) {
-            char ckpt[4300];
-            if (!rs->ckpt[0] && !checkpoint_find_latest(rs->run_dir, ckpt, sizeof ckpt)) {
-                fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", rs->run_dir);
-                goto early_fail;
-            }
-            if (train_resume_check_inputs(rs, &s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto early_fail; }
-        } else if (!run_lock_dir_is_fresh(s.out_dir)) {
-            fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
-                    s.out_dir, s.out_dir);
-            goto early_fail;
-        }
-    }
-
-    // Checks that cost nothing, before the data is tokenized: the architecture, --max-seq-len
-    // against the model's context, the LoRA targets and (one process) the device.
+    // Checks that cost nothing, before the data is tokenized or the inputs hashed: the
+    // architecture, --max-seq-len against the model's context, the LoRA targets and (one
+    // process) the device.
     lora_config lc = lora_config_default();
     backend *be_single = NULL;
     if (train_check_model(&s, rs ? 2 : f.max_seq_len >= 0, err, sizeof err)) goto early_fail_msg;
@@ -440,6 +419,29 @@ int cmd_train(int argc, char **argv) {
     if (!worker && dp.ranks == 0) {
         be_single = backend_open(s.device, err, sizeof err);
         if (!be_single) goto early_fail_msg;
+    }
+
+    // One process per run directory (its lock, taken before anything is written), which is
+    // never overwritten: it must be new or empty, unless resumed. Rank 0 alone locks, checks and
+    // creates it; under --gpus N the launcher holds the lock.
+    if (rank == 0) {
+        const char *holder = getenv("QUARRY_RUN_LOCK_HOLDER");
+        if (!holder || atol(holder) != (long)getppid()) {
+            lock_fd = run_lock_acquire(s.out_dir, err, sizeof err);
+            if (lock_fd < 0) goto early_fail_msg;
+        }
+        if (rs) {
+            char ckpt[4300];
+            if (!rs->ckpt[0] && !checkpoint_find_latest(rs->run_dir, ckpt, sizeof ckpt)) {
+                fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", rs->run_dir);
+                goto early_fail;
+            }
+            if (train_resume_check_inputs(rs, &s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto early_fail; }
+        } else if (!run_lock_dir_is_fresh(s.out_dir)) {
+            fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
+                    s.out_dir, s.out_dir);
+            goto early_fail;
+        }
     }
 
     tokenizer *tok = NULL;
@@ -563,6 +565,7 @@ cleanup:
 early_fail_msg:
     fprintf(stderr, "quarry train: error: %s\n", err);
 early_fail:
+    if (be_single) be_single->destroy(be_single);
     run_lock_release(lock_fd);
     if (rs) train_resume_close(rs);
     return 1;
