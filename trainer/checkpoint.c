@@ -168,7 +168,7 @@ int checkpoint_pick(const char *run_dir, const char *ckpt_dir, model *m, train_s
     for (int i = 0; i < n; i++) {
         snprintf(path, pathlen, "%s/checkpoints/step-%d", run_dir, steps[i]);
         if (checkpoint_open(path, m, st, err, errlen) == 0) return 0;
-        fprintf(stderr, "quarry train: warning: checkpoint step-%d is damaged (%s); %s\n", steps[i], err,
+        fprintf(stderr, "quarry train: warning: checkpoint step-%d is damaged: %s; %s\n", steps[i], err,
                 i + 1 < n ? "trying the one before it" : "no older one");
     }
     if (n) snprintf(err, errlen, "no checkpoint of %s could be read (all %d damaged)", run_dir, n);

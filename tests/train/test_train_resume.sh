@@ -50,18 +50,23 @@ for method in lora full; do
   done
 done
 
-# SIGTERM: a checkpoint, exit 130, and the resumed run still ends where the reference ends.
-out="$W/term"
-"$Q" train --model "$W/model" --data "$DATA" --out "$out" --method full --epochs 40 --batch-size 4 --max-seq-len 96 \
-  --save-every 1 --device cpu --quiet >/dev/null 2>"$out.log" & pid=$!
-for _ in $(seq 1 100); do [ -d "$out/checkpoints/step-2" ] && break; sleep 0.1; done
-kill -TERM $pid; wait $pid; rc=$?
-[ $rc -eq 130 ] || { echo "FAIL sigterm: exit $rc, want 130"; fail=1; }
-grep -q "resume" "$out.log" || { echo "FAIL sigterm: no hint to resume"; fail=1; }
-# The command the message gives is the whole command: it continues the run (a few steps more).
-"$Q" train --resume "$out" --max-steps 4 >/dev/null 2>"$out.resume.log" ||
-  { echo "FAIL sigterm: the suggested --resume failed"; cat "$out.resume.log"; fail=1; }
-grep -q "step [2-9] of 4" "$out.resume.log" || { echo "FAIL sigterm: resume did not continue the run"; cat "$out.resume.log"; fail=1; }
+# SIGTERM and SIGINT: a checkpoint, exit 130, and the command the message gives (`--resume RUN`
+# alone) continues the run.
+for sig in TERM INT; do
+  out="$W/sig$sig"
+  "$Q" train --model "$W/model" --data "$DATA" --out "$out" --method full --epochs 40 --batch-size 4 --max-seq-len 96 \
+    --save-every 1 --device cpu --quiet >/dev/null 2>"$out.log" & pid=$!
+  for _ in $(seq 1 100); do [ -d "$out/checkpoints/step-2" ] && break; sleep 0.1; done
+  kill -$sig $pid; wait $pid; rc=$?
+  [ $rc -eq 130 ] || { echo "FAIL sig$sig: exit $rc, want 130"; fail=1; }
+  grep -q "Continue with --resume $out" "$out.log" || { echo "FAIL sig$sig: no hint to resume"; fail=1; }
+  at=$(ls "$out/checkpoints" | sed -n 's/^step-//p' | sort -n | tail -1)
+  "$Q" train --resume "$out" --max-steps $((at + 2)) >/dev/null 2>"$out.resume.log" ||
+    { echo "FAIL sig$sig: the suggested --resume failed"; cat "$out.resume.log"; fail=1; }
+  grep -q "resuming from .*step-$at (step $at of $((at + 2)))" "$out.resume.log" ||
+    { echo "FAIL sig$sig: resume did not continue the run"; cat "$out.resume.log"; fail=1; }
+  [ -d "$out/final" ] || { echo "FAIL sig$sig: no final/ after the resume"; fail=1; }
+done
 
 [ $fail -eq 0 ] && echo "test_train_resume: all checks passed"
 exit $fail
