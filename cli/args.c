@@ -52,8 +52,13 @@ static int set_value(const arg_parser *p, const arg_spec *s, const char *v) {
     case ARG_INT: {
         errno = 0;
         long x = strtol(v, &end, 10);
-        if (end == v || *end || errno || x < -2147483647L || x > 2147483647L)
+        if (end == v || *end || (errno && errno != ERANGE))
             return usage_error(p, "--%s needs an integer, got '%s'", s->name, v);
+        // A well-formed integer out of int's range is named as such, not as "not an integer".
+        if (x > 2147483647L || (errno == ERANGE && x > 0))
+            return usage_error(p, "--%s %s is too large (at most 2147483647)", s->name, v);
+        if (x < -2147483647L || errno == ERANGE)
+            return usage_error(p, "--%s %s is too small (at least -2147483647)", s->name, v);
         *(int *)s->dest = (int)x;
         return 0;
     }

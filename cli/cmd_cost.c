@@ -34,6 +34,7 @@ typedef struct {
     double model_units, pt_unit_hour, pt_month_usd;
     double copies, cmus, cmu_minute, cmu_storage_month, cmi_billed_minutes, cmi_month_usd, cmi_storage_usd;
     const cmi_price_row *cmi_row;
+    char unfinished[256];          // why the run's figures are not a whole job's; "" when it finished
 } cost;
 
 static double num(const cJSON *o, const char *key) {
@@ -109,6 +110,16 @@ static int read_run(const char *dir, cost *c, char *err, size_t errlen) {
         goto out;
     }
     if (isnan(c->train_seconds)) c->train_seconds = c->wall_seconds;
+    // An interrupted or failed run writes "result" too, but no final/: its figures are a part of the job.
+    snprintf(path, sizeof path, "%s/final", dir);
+    const int interrupted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "interrupted"));
+    const double steps = num(r, "steps");
+    if (interrupted || !fileio_exists(path)) {
+        char after[64] = "";
+        if (!isnan(steps)) snprintf(after, sizeof after, " after %.0f steps", steps);
+        snprintf(c->unfinished, sizeof c->unfinished, "%s%s%s", interrupted ? "interrupted" : "not finished", after,
+                 fileio_exists(path) ? "" : ", no final/");
+    }
     rc = 0;
 out:
     cJSON_Delete(j);
@@ -117,7 +128,8 @@ out:
 
 static void print_table(const cost *c) {
     char a[64], b[64];
-    printf("quarry cost (%s%s%s)\n", c->mode, c->run_dir ? " of " : "", c->run_dir ? c->run_dir : "");
+    printf("quarry cost (%s%s%s%s%s)\n", c->mode, c->run_dir ? " of " : "", c->run_dir ? c->run_dir : "",
+           c->unfinished[0] ? ", " : "", c->unfinished);
     printf("  tokens trained: %.0f", c->tokens_trained);
     if (!isnan(c->data_tokens)) printf(" (%.0f × %d epochs)", c->data_tokens, c->epochs);
     printf("\n");
@@ -201,6 +213,7 @@ static char *to_json(const cost *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "mode", c->mode);
     if (c->run_dir) cJSON_AddStringToObject(o, "run", c->run_dir);
+    if (c->run_dir) cJSON_AddBoolToObject(o, "run_finished", !c->unfinished[0]);
     add_num(o, "tokens_trained", c->tokens_trained);
     add_num(o, "data_tokens", c->data_tokens);
     cJSON_AddNumberToObject(o, "epochs", c->epochs);
@@ -345,6 +358,11 @@ int cmd_cost(int argc, char **argv) {
         }
     } else {
         c.mode = "run";
+        if (c.unfinished[0])
+            fprintf(stderr, "quarry cost: warning: %s has not finished (%s): the figures below price only the "
+                            "%.0f tokens and %.0f s it ran, not the whole job\nhint: finish it with `quarry train "
+                            "--resume %s`, or estimate the whole job with --tokens N\n",
+                    run, c.unfinished, c.tokens_trained, c.train_seconds, run);
         if (!isnan(gpus)) {
             c.gpus = gpus;
             c.gpu_hours = c.train_seconds * gpus / 3600.0;

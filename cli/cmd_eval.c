@@ -12,6 +12,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "model_ref.h"
 #include "data/chat.h"
 #include "data/dataset.h"
@@ -96,13 +97,16 @@ static cJSON *read_run_settings(const char *run_dir) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_arg = NULL, *data = NULL, *device = "auto", *tmpl_name = NULL, *date = NULL;
-    int json = 0, max_seq_len = 0, micro = 1, train_on_prompt = 0;
+    const char *model_arg = NULL, *data = NULL, *device = "auto", *tmpl_name = NULL, *date = NULL, *side_arg = NULL;
+    int json = 0, max_seq_len = 0, micro = 1, train_on_prompt = 0, allow_extra = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_arg, "DIR|RUN", "a Hugging Face checkpoint directory, or a run written by quarry train"},
         {"data", ARG_STRING, &data, "FILE", "Bedrock JSONL data (any of the four formats)"},
         {"json", ARG_FLAG, &json, NULL, "write a JSON document with per-record losses"},
         {"max-seq-len", ARG_INT, &max_seq_len, "T", "sequence length; longer records are truncated (default: the run's, else 2048)"},
+        {"truncate", ARG_STRING, &side_arg, "right|left", "which end of a long record goes (default: the run's, else right; "
+         "refused when right would drop records)"},
+        {"allow-extra-keys", ARG_FLAG, &allow_extra, NULL, "unknown keys in the data are warnings (default: the run's)"},
         {"micro-batch", ARG_INT, &micro, "B", "packed rows per forward (default 1)"},
         {"template", ARG_STRING, &tmpl_name, "NAME", "chat template family (default: the run's, else detected)"},
         {"template-date", ARG_STRING, &date, "DATE", "pin the Llama 3.1+ date line (default: the run's)"},
@@ -124,6 +128,7 @@ int cmd_eval(int argc, char **argv) {
     else if (!data) usage_err = "--data FILE is required";
     else if (max_seq_len < 0 || max_seq_len == 1) usage_err = "--max-seq-len must be ≥ 2";
     else if (micro < 1) usage_err = "--micro-batch must be ≥ 1";
+    else if (side_arg && truncate_side_parse(side_arg) < 0) usage_err = "--truncate must be right or left";
     if (usage_err) {
         fprintf(stderr, "quarry eval: error: %s\nusage: %s\n", usage_err, p.usage);
         return 2;
@@ -140,6 +145,11 @@ int cmd_eval(int argc, char **argv) {
     example_set set = {0};
     int have_set = 0;
     record_loss *per = NULL;
+    truncation trunc = {0, TRUNCATE_RIGHT, 0, ON_LONG_TRUNCATE};
+    if (side_arg) {
+        trunc.side = (truncate_side)truncate_side_parse(side_arg);
+        trunc.side_explicit = 1;
+    }
     if (model_ref_resolve(model_arg, &ref, err, sizeof err) != 0) goto fail;
     // A run's own settings are the defaults, so that its validation data scores as it did.
     char run_date[64] = "";
@@ -148,6 +158,14 @@ int cmd_eval(int argc, char **argv) {
         if (!max_seq_len && cJSON_IsNumber(v)) max_seq_len = v->valueint;
         v = cJSON_GetObjectItemCaseSensitive(settings, "train_on_prompt");
         if (cJSON_IsTrue(v)) train_on_prompt = 1;
+        v = cJSON_GetObjectItemCaseSensitive(settings, "allow_extra_keys");
+        if (cJSON_IsTrue(v)) allow_extra = 1;
+        // The run's truncation stands as chosen: explicitly when its --truncate was given.
+        v = cJSON_GetObjectItemCaseSensitive(settings, "truncate");
+        if (!side_arg && cJSON_IsString(v) && truncate_side_parse(v->valuestring) >= 0) {
+            trunc.side = (truncate_side)truncate_side_parse(v->valuestring);
+            trunc.side_explicit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(settings, "truncate_explicit"));
+        }
         v = cJSON_GetObjectItemCaseSensitive(settings, "template_date");
         if (!date && cJSON_IsString(v) && v->valuestring[0]) {
             snprintf(run_date, sizeof run_date, "%s", v->valuestring);
@@ -160,12 +178,14 @@ int cmd_eval(int argc, char **argv) {
     tmpl = chat_template_load(ref.base_dir, tmpl_name ? tmpl_name : ref.template_name[0] ? ref.template_name : NULL, err,
                               sizeof err);
     if (!tmpl) goto fail;
-    examples_source src = {data, tok, tmpl, {date, 0, train_on_prompt}, 0, ref.base_dir};
+    examples_source src = {data, tok, tmpl, {date, 0, train_on_prompt}, 0, ref.base_dir, allow_extra};
+    trunc.seq_len = max_seq_len;
     example *ex = NULL;
     int nex = 0;
     if (examples_load(&src, &ex, &nex, err, sizeof err) != 0) goto fail;
-    if (example_set_init(&set, ex, nex, max_seq_len, ON_LONG_TRUNCATE, data, err, sizeof err) != 0) goto fail;
+    if (example_set_init(&set, ex, nex, &trunc, data, err, sizeof err) != 0) goto fail;
     have_set = 1;
+    if (set.report.truncated || set.report.dropped) example_report_print(&set.report, data, "quarry eval", 5, stderr);
     if (set.n == 0) {
         snprintf(err, sizeof err, "%s: no records to evaluate", data);
         goto fail;
@@ -194,6 +214,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "max_seq_len", max_seq_len);
         cJSON_AddNumberToObject(o, "records", set.n);
         cJSON_AddNumberToObject(o, "truncated_records", set.truncated);
+        cJSON_AddItemToObject(o, "records_report", example_report_to_json(&set.report, 100));
         cJSON_AddNumberToObject(o, "trained_tokens", (double)tokens);
         cJSON_AddNumberToObject(o, "loss_sum", sum);
         if (tokens) {
@@ -226,13 +247,15 @@ int cmd_eval(int argc, char **argv) {
     } else {
         printf("model       %s\n", desc);
         printf("data        %s: %d records, %lld trained tokens", data, set.n, tokens);
-        if (set.truncated) printf(" (%d records truncated to %d tokens)", set.truncated, max_seq_len);
+        if (set.truncated || set.report.dropped)
+            printf(" (%d records truncated, %ld dropped at %d tokens, --truncate %s)", set.truncated, set.report.dropped,
+                   max_seq_len, truncate_side_name(trunc.side));
         printf("\nloss        %.6f\nperplexity  %.4f\n", loss, exp(loss));
     }
     status = 0;
     goto done;
 fail:
-    fprintf(stderr, "quarry eval: error: %s\n", err);
+    cli_error("eval", "%s", err);
 done:
     free(per);
     model_free(m);

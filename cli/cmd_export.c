@@ -4,11 +4,13 @@
 // sha256 of each file), renamed into place, then checked with the CMI preflight (export/cmi.h).
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "version.h"
 #include "../data/fileio.h"
 #include "../export/cmi.h"
 #include "../export/hf_export.h"
 #include "../export/merge.h"
+#include "../trainer/run_record.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +27,7 @@
 typedef struct {
     char run[PATH_MAX];          // "" when exporting --model alone
     char base[PATH_MAX];
+    char base_name[256];         // the base as the package names it: a hub id or the directory's name
     char method[16];             // "lora", "full" or "none"
     char final_dir[PATH_MAX + 8];
     cJSON *run_json;             // RUN/run.json, or NULL
@@ -142,6 +145,115 @@ static char **list_files(const char *dir, int *n, char *err, size_t errlen) {
     return names;
 }
 
+// --out must not be, contain or lie inside what the package is made from: with --force,
+// put_in_place moves --out aside and deletes it (the run's checkpoints and run.json, its final/
+// weights, the base every other run of it needs). Compared as resolved paths (symlinks followed).
+static int check_out_spares_source(const char *out, const export_source *s, char *err, size_t errlen) {
+    char o[PATH_MAX], p[PATH_MAX];
+    if (fileio_resolve_path(out, o, sizeof o, err, errlen)) return -1;
+    const char *what[3], *dirs[3];
+    int n = 0;
+    if (s->run[0]) {
+        what[n] = "the run's final weights", dirs[n++] = s->final_dir;   // before the run: the closer name
+        what[n] = "the run directory", dirs[n++] = s->run;
+        what[n] = "the run's base model", dirs[n++] = s->base;
+    } else {
+        what[n] = "the checkpoint being packaged", dirs[n++] = s->base;
+    }
+    for (int i = 0; i < n; i++) {
+        if (fileio_resolve_path(dirs[i], p, sizeof p, err, errlen)) return -1;
+        // final/ is named when --out is it or lies inside it; an --out holding it holds the run.
+        const char *how = !strcmp(o, p)                                ? "is"
+                          : fileio_path_within(o, p)                 ? "lies inside"
+                          : dirs[i] != s->final_dir && fileio_path_within(p, o) ? "contains"
+                                                                       : NULL;
+        if (how) {
+            snprintf(err, errlen,
+                     "--out %.1000s %s %s %.1000s; exporting there would destroy it (--force does not change this)\n"
+                     "hint: choose an --out outside %s",
+                     out, how, what[i], dirs[i], s->run[0] ? "the run and its base model" : "the checkpoint");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// A name for the base that means something off this machine: config.json's _name_or_path when
+// it is a hub id ("org/model"), else the directory's own name, never a local path.
+static void base_identifier(const char *base, char *name, size_t n) {
+    char path[PATH_MAX + 16], *text = NULL, e[256];
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/config.json", base);
+    cJSON *c = fileio_read_all(path, &text, &len, e, sizeof e) ? NULL : cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(c, "_name_or_path");
+    const char *id = cJSON_IsString(np) ? np->valuestring : "";
+    int hub = id[0] && id[0] != '.' && id[0] != '/' && id[0] != '~' && strlen(id) < n && !strstr(id, "..");
+    for (const char *q = id, *slash = NULL; hub && *q; q++) {
+        if (*q == '/') {
+            hub = !slash && q[1];   // at most one '/', not trailing
+            slash = q;
+        } else if (!(*q == '-' || *q == '_' || *q == '.' || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
+                     (*q >= 'A' && *q <= 'Z'))) {
+            hub = 0;
+        }
+    }
+    if (hub) {
+        snprintf(name, n, "%s", id);
+    } else {
+        const char *slash = strrchr(base, '/');
+        snprintf(name, n, "%.255s", slash && slash[1] ? slash + 1 : base);
+    }
+    cJSON_Delete(c);
+}
+
+// The run's settings minus what names a local file (the base, the data, the run itself): the
+// package leaves the building, paths stay. The inputs are recorded by hash instead.
+static cJSON *portable_settings(const cJSON *settings) {
+    cJSON *d = cJSON_Duplicate(settings, 1);
+    for (cJSON *it = d ? d->child : NULL, *next; it; it = next) {
+        next = it->next;
+        if (!strcmp(it->string, "model") || !strcmp(it->string, "data") || !strcmp(it->string, "validation") ||
+            !strcmp(it->string, "out") || (cJSON_IsString(it) && strchr(it->valuestring, '/')))
+            cJSON_Delete(cJSON_DetachItemViaPointer(d, it));
+    }
+    return d;
+}
+
+// source.base_model_sha256 and source.data from run.json: what the run was made from, by hash
+// and count only.
+static int add_source_inputs(cJSON *src, const cJSON *run) {
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(run, "inputs");
+    if (!cJSON_IsObject(in)) return 1;
+    cJSON *b = cJSON_AddObjectToObject(src, "base_model_sha256"), *d = cJSON_AddObjectToObject(src, "data");
+    if (!b || !d) return 0;
+    static const char *const base_keys[] = {"model_config_sha256", "tokenizer_sha256", "model_weight_files",
+                                            "model_weights_sha256"};
+    for (size_t i = 0; i < sizeof base_keys / sizeof *base_keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, base_keys[i]);
+        if (v && !cJSON_AddItemToObject(b, base_keys[i], cJSON_Duplicate(v, 1))) return 0;
+    }
+    static const char *const data_keys[][2] = {{"data_sha256", "sha256"}, {"validation_sha256", "validation_sha256"}};
+    for (size_t i = 0; i < sizeof data_keys / sizeof *data_keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, data_keys[i][0]);
+        if (cJSON_IsString(v) && !cJSON_AddStringToObject(d, data_keys[i][1], v->valuestring)) return 0;
+    }
+    static const char *const counts[] = {"train_examples", "validation_examples", "truncated_examples"};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(run, counts[i]);
+        if (cJSON_IsNumber(v) && !cJSON_AddNumberToObject(d, counts[i], v->valuedouble)) return 0;
+    }
+    // run.json "records": {"data": {"records": N, ...}, "validation": {...}}: the counts only,
+    // not the per-record lists (line numbers of the data stay here).
+    const cJSON *recs = cJSON_GetObjectItemCaseSensitive(run, "records");
+    static const char *const rec_keys[][2] = {{"data", "records"}, {"validation", "validation_records"}};
+    for (size_t i = 0; i < sizeof rec_keys / sizeof *rec_keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(recs, rec_keys[i][0]), "records");
+        if (cJSON_IsNumber(v) && !cJSON_AddNumberToObject(d, rec_keys[i][1], v->valuedouble)) return 0;
+    }
+    return 1;
+}
+
 // quarry-export.json: what was exported from what, with which settings, and each file's sha256.
 static int write_record(const char *tmp, const export_source *s, const char *format, st_dtype dtype,
                         long long shard_bytes, const merge_adapter *a, char *err, size_t errlen) {
@@ -160,15 +272,18 @@ static int write_record(const char *tmp, const export_source *s, const char *for
          cJSON_AddStringToObject(o, "dtype", hf_dtype_torch_name(dtype)) &&
          (strcmp(format, "merged") || cJSON_AddNumberToObject(o, "shard_size", (double)shard_bytes));
     if (ok) {
-        ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", s->run) != NULL : cJSON_AddNullToObject(src, "run") != NULL) &&
-             cJSON_AddStringToObject(src, "base_model", s->base) && cJSON_AddStringToObject(src, "method", s->method);
+        const char *run_name = strrchr(s->run, '/');
+        ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", run_name ? run_name + 1 : s->run) != NULL
+                        : cJSON_AddNullToObject(src, "run") != NULL) &&
+             cJSON_AddStringToObject(src, "base_model", s->base_name) && cJSON_AddStringToObject(src, "method", s->method) &&
+             (!s->run_json || add_source_inputs(src, s->run_json));
         if (ok) ok = cJSON_AddItemToObject(o, "source", src);
         else cJSON_Delete(src);
         src = NULL;
     }
     const cJSON *settings = s->run_json ? cJSON_GetObjectItemCaseSensitive(s->run_json, "settings") : NULL;
     if (ok) {
-        cJSON *d = settings ? cJSON_Duplicate(settings, 1) : cJSON_CreateNull();
+        cJSON *d = settings ? portable_settings(settings) : cJSON_CreateNull();
         ok = d && cJSON_AddItemToObject(o, "settings", d);
     }
     if (ok && a) {
@@ -306,7 +421,7 @@ int cmd_export(int argc, char **argv) {
         {"format", ARG_STRING, &format, "merged|peft",
          "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
-        {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out"},
+        {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out (never the run, its final/ or its base)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
     };
     const arg_parser p = {
@@ -348,16 +463,6 @@ int cmd_export(int argc, char **argv) {
     snprintf(out_buf, sizeof out_buf, "%s", out);
     for (size_t l = strlen(out_buf); l > 1 && out_buf[l - 1] == '/'; l--) out_buf[l - 1] = 0;
     out = out_buf;
-    struct stat ost;
-    if (stat(out, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
-        fprintf(stderr, "quarry export: error: %s exists and is not a directory; refusing to replace it\n", out);
-        return 1;
-    }
-    if (!fileio_is_empty_or_absent(out) && !force) {
-        fprintf(stderr, "quarry export: error: %s exists and is not empty; refusing to overwrite it\n"
-                        "hint: choose a new --out, or add --force to replace it\n", out);
-        return 1;
-    }
 
     char err[8192] = "";
     export_source src;
@@ -375,6 +480,15 @@ int cmd_export(int argc, char **argv) {
         }
         snprintf(src.method, sizeof src.method, "none");
     }
+    base_identifier(src.base, src.base_name, sizeof src.base_name);
+    if (check_out_spares_source(out, &src, err, sizeof err) || fileio_check_dir_path(out, err, sizeof err)) goto fail;
+    if (!fileio_is_empty_or_absent(out) && !force) {
+        snprintf(err, sizeof err, "%s exists and is not empty; refusing to overwrite it\n"
+                 "hint: choose a new --out, or add --force to replace it", out);
+        goto fail;
+    }
+    // Last of the checks: it reads every base weight file (once per process).
+    if (src.run_json && run_record_check_base(src.run_json, src.base, err, sizeof err)) goto fail;
     if (!strcmp(src.method, "lora")) {
         if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
         have_adapter = 1;
@@ -410,7 +524,7 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "quarry export: %s %s of %s (%s) in %s\n", peft ? "PEFT adapter" : "merged weights",
                 src.run[0] ? src.run : src.base, src.base, src.method, hf_dtype_torch_name(dtype));
     if (peft) {
-        if (hf_export_peft(&adapter, src.base, dtype, tmp, err, sizeof err)) goto fail;
+        if (hf_export_peft(&adapter, src.base_name, dtype, tmp, err, sizeof err)) goto fail;
     } else {
         char weights[PATH_MAX + 32];
         snprintf(weights, sizeof weights, "%s", src.final_dir);
@@ -454,7 +568,7 @@ int cmd_export(int argc, char **argv) {
     cJSON_Delete(src.run_json);
     return rc;
 fail:
-    fprintf(stderr, "quarry export: error: %s\n", err);
+    cli_error("export", "%s", err);
     if (tmp[0]) {
         char e2[512];
         if (fileio_remove_tree(tmp, e2, sizeof e2)) fprintf(stderr, "quarry export: warning: %s\n", e2);

@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "model_ref.h"
 #include "data/chat.h"
 #include "data/fileio.h"
@@ -336,11 +337,15 @@ static char *read_line(FILE *f) {
     return s;
 }
 
-static void report(const answer *a, int nprompt, double prompt_s) {
-    (void)prompt_s;
+// The last line names what ended the answer: a stop token, --max-new-tokens, or the context
+// (prompt + answer filled the ctx planned positions), so a cut answer is not mistaken for a whole one.
+static void report(const answer *a, int nprompt, int max_new, int ctx) {
+    char why[160];
+    if (a->stopped) snprintf(why, sizeof why, "stopped at end-of-turn/EOS");
+    else if (a->ntok >= max_new) snprintf(why, sizeof why, "stopped at --max-new-tokens %d", max_new);
+    else snprintf(why, sizeof why, "stopped at the context length (%d positions; --context raises it up to the model's)", ctx);
     fprintf(stderr, "\nquarry generate: %d prompt tokens, %d generated in %.2f s (%.1f tokens/s); %s\n", nprompt,
-            a->ntok, a->seconds, a->seconds > 0 ? a->ntok / a->seconds : 0.0,
-            a->stopped ? "stopped at end-of-turn/EOS" : "stopped at --max-new-tokens or the context length");
+            a->ntok, a->seconds, a->seconds > 0 ? a->ntok / a->seconds : 0.0, why);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -512,7 +517,7 @@ int cmd_generate(int argc, char **argv) {
     if (!chat) {
         if (generate(&g, ids, n, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
         if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
-        report(&a, n, 0);
+        report(&a, n, max_new, g.ctx);
         free(a.text);
         status = 0;
         goto done;
@@ -548,7 +553,7 @@ int cmd_generate(int argc, char **argv) {
         if (generate(&g, ids, pn, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
         fputc('\n', stdout);
         fflush(stdout);
-        report(&a, pn, 0);
+        report(&a, pn, max_new, g.ctx);
         arc = add_turn(&conv, ROLE_ASSISTANT, a.text, strlen(a.text));
         free(a.text);
         if (arc != 0) goto oom;
@@ -558,7 +563,7 @@ int cmd_generate(int argc, char **argv) {
 oom:
     snprintf(err, sizeof err, "out of memory");
 fail:
-    fprintf(stderr, "quarry generate: error: %s\n", err);
+    cli_error("generate", "%s", err);
     status = 1;
 done:
     free(ids);

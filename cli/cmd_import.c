@@ -152,6 +152,8 @@ int cmd_import(int argc, char **argv) {
         if (aws_url_parse(url_s, &url, err, sizeof err)) {
             fprintf(stderr, "quarry import: error: %s\n", err);
             rc = 2;
+        } else {
+            aws_url_warn_plain(&url, "import");
         }
     }
     if (!rc && curl_global_init(CURL_GLOBAL_DEFAULT)) {

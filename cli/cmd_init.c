@@ -263,6 +263,13 @@ int cmd_init(int argc, char **argv) {
 
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out);
+    if (fileio_mkdir_parent(out, err, sizeof err)) {
+        fprintf(stderr, "quarry init: error: cannot create the directory that holds %s: %s\n", out, err);
+        cJSON_Delete(gen);
+        cJSON_Delete(cj);
+        free(cfg_text);
+        return 1;
+    }
     if (!mkdtemp(tmp)) {
         fprintf(stderr, "quarry init: error: cannot create a directory beside %s: %s\n", out, strerror(errno));
         cJSON_Delete(gen);

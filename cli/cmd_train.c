@@ -1,10 +1,12 @@
 // cli/cmd_train.c — `quarry train`: fine-tune a Hugging Face checkpoint on Bedrock data.
 #include "args.h"
 #include "commands.h"
+#include "diag.h"
 #include "../data/progress.h"
 #include "version.h"
 #include "train_resume.h"
 #include "../data/fileio.h"
+#include "../data/scan_data.h"
 #include "../kernels/backend.h"
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
@@ -63,7 +65,7 @@ static int write_json(const char *path, cJSON *o, char *err, size_t errlen) {
 }
 
 typedef struct {
-    const char *hp, *method, *schedule, *on_long;
+    const char *hp, *method, *schedule, *on_long, *truncate;
     double lr, lora_alpha, lora_dropout, weight_decay, max_grad_norm, validation_split;
     int epochs, batch_size, micro_batch, grad_accum, warmup, lora_r, seed, max_seq_len;
 } flag_values;
@@ -157,9 +159,9 @@ int cmd_train(int argc, char **argv) {
     train_settings s;
     settings_unset(&s);
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
-    flag_values f = {NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
+    flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
-    const char *micro_arg = NULL, *recompute_arg = NULL;
+    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -189,6 +191,9 @@ int cmd_train(int argc, char **argv) {
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default 2048)"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
+        {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
+         "keeps the answer (default right, refused when it would drop records)"},
+        {"allow-extra-keys", ARG_FLAG, &s.allow_extra_keys, NULL, "unknown keys in the data are warnings, not errors"},
         {"train-on-prompt", ARG_FLAG, &s.train_on_prompt, NULL, "train on every token, not only the answers"},
         {"template", ARG_STRING, &s.template_name, "NAME", "chat template family (default: detected)"},
         {"template-date", ARG_STRING, &s.template_date, "DATE", "pin the Llama 3.1+ date line, e.g. \"26 Jul 2024\""},
@@ -205,6 +210,7 @@ int cmd_train(int argc, char **argv) {
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
         {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
+        {"scan", ARG_STRING, &scan_arg, "MODE", "scan the data for secrets and personal data: off, warn (default) or error"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
@@ -328,6 +334,12 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(f.on_long, "truncate")) s.on_long_error = 0;
         else { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
     }
+    if (f.truncate) {
+        int side = truncate_side_parse(f.truncate);
+        if (side < 0) { fprintf(stderr, "quarry train: error: --truncate must be right or left (got '%s')\n", f.truncate); return 2; }
+        s.truncate_left = side == TRUNCATE_LEFT;
+        s.truncate_explicit = 1;
+    }
     if (f.seed >= 0) s.seed = (unsigned long long)f.seed;
     if (s.validation_path && s.validation_split > 0) {
         fprintf(stderr, "quarry train: error: give --validation FILE or --validation-split, not both\n");
@@ -421,6 +433,11 @@ int cmd_train(int argc, char **argv) {
         if (!be_single) goto early_fail_msg;
     }
 
+    // The scan reads the data: after the checks above, before anything is written.
+    const char *scanned[] = {s.data_path, s.validation_path};
+    if (rank == 0 && (status = scan_data_check("train", scan_arg, scanned, 2))) goto early_fail;
+    status = 1;
+
     // One process per run directory (its lock, taken before anything is written), which is
     // never overwritten: it must be new or empty, unless resumed. Rank 0 alone locks, checks and
     // creates it; under --gpus N the launcher holds the lock.
@@ -436,7 +453,7 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", rs->run_dir);
                 goto early_fail;
             }
-            if (train_resume_check_inputs(rs, &s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto early_fail; }
+            if (train_resume_check_inputs(rs, &s, err, sizeof err)) goto early_fail_msg;
         } else if (!run_lock_dir_is_fresh(s.out_dir)) {
             fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
                     s.out_dir, s.out_dir);
@@ -456,20 +473,22 @@ int cmd_train(int argc, char **argv) {
     if (!tmpl) goto fail;
     int quiet_rank = s.quiet || rank != 0;
     if (tmpl->note && !quiet_rank) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
-    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir};
+    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir,
+                           s.allow_extra_keys};
+    truncation trunc = {s.max_seq_len, s.truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s.truncate_explicit,
+                        s.on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE};
     example *ex;
     int nex;
     if (examples_load(&src, &ex, &nex, err, sizeof err)) goto fail;
-    if (example_set_init(&train, ex, nex, s.max_seq_len, s.on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE,
-                         s.data_path, err, sizeof err))
-        goto fail;
+    if (example_set_init(&train, ex, nex, &trunc, s.data_path, err, sizeof err)) goto fail;
+    if (rank == 0) example_report_print(&train.report, s.data_path, "quarry train", 5, stderr);
     if (s.validation_path) {
         src.path = s.validation_path;
         if (examples_load(&src, &ex, &nex, err, sizeof err) ||
-            example_set_init(&val, ex, nex, s.max_seq_len, s.on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE,
-                             s.validation_path, err, sizeof err))
+            example_set_init(&val, ex, nex, &trunc, s.validation_path, err, sizeof err))
             goto fail;
         have_val = 1;
+        if (rank == 0) example_report_print(&val.report, s.validation_path, "quarry train", 5, stderr);
     } else if (s.validation_split > 0) {
         if (example_set_split(&train, &val, s.validation_split, s.seed, err, sizeof err)) goto fail;
         have_val = 1;
@@ -478,8 +497,6 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "quarry train: %d training examples (%ld tokens, %ld trained)%s", train.n, train.total_tokens,
                 train.trained_tokens, have_val ? "" : "\n");
         if (have_val) fprintf(stderr, ", %d validation examples\n", val.n);
-        if (train.truncated) fprintf(stderr, "quarry train: warning: %d records truncated to %d tokens (--on-long error refuses them)\n",
-                                     train.truncated, s.max_seq_len);
     }
 
     run_ctx c = {&s, lc, &train, have_val ? &val : NULL, tmpl->name, rs, dp.zero, world, "single", t_start, NULL, 0};
@@ -551,7 +568,7 @@ int cmd_train(int argc, char **argv) {
     }
     goto cleanup;
 fail:
-    fprintf(stderr, "quarry train: error: %s\n", err);
+    cli_error("train", "%s", err);
     status = 1;
 cleanup:
     example_set_free(&train);
@@ -563,12 +580,12 @@ cleanup:
     if (rs) train_resume_close(rs);
     return status;
 early_fail_msg:
-    fprintf(stderr, "quarry train: error: %s\n", err);
+    cli_error("train", "%s", err);
 early_fail:
     if (be_single) be_single->destroy(be_single);
     run_lock_release(lock_fd);
     if (rs) train_resume_close(rs);
-    return 1;
+    return status;
 usage_fail:
     if (rs) train_resume_close(rs);
     return 2;
@@ -729,6 +746,11 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddNumberToObject(run, "train_examples", c->train->n);
         cJSON_AddNumberToObject(run, "validation_examples", c->val ? c->val->n : 0);
         cJSON_AddNumberToObject(run, "truncated_examples", c->train->truncated);
+        // What happened to every record at --max-seq-len (dropped ones by line, at most 100 listed).
+        cJSON *recs = cJSON_AddObjectToObject(run, "records");
+        cJSON_AddItemToObject(recs, "data", example_report_to_json(&c->train->report, 100));
+        if (c->val && c->val->report.records)
+            cJSON_AddItemToObject(recs, "validation", example_report_to_json(&c->val->report, 100));
         snprintf(path, sizeof path, "%s/run.json", sp->out_dir);
         if (write_json(path, run, err, sizeof err)) goto fail;
     }
@@ -788,7 +810,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     }
     goto cleanup;
 fail:
-    fprintf(stderr, "quarry train: error: %s%s\n", who, err);
+    cli_error("train", "%s%s", who, err);
     if (!in_training) dist_abort(d, err);
     status = 1;
 cleanup:

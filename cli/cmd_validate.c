@@ -1,14 +1,18 @@
 // cli/cmd_validate.c — `quarry validate FILE... [options]`: reads Bedrock JSONL training data,
 // applies Bedrock's rules (data/bedrock), scans for sensitive values (data/scan), checks the
 // base model's limits (data/limits), and prints a summary with a cost preview (data/prices).
+// With --model and --max-seq-len, each record is rendered and tokenized as `quarry train` does
+// (trainer/examples) and its fate at that length is counted with the same accounting.
 // Exit 0 valid (warnings allowed), 1 invalid records, 2 usage error or unreadable file.
 #include "args.h"
 #include "commands.h"
 #include "../data/bedrock.h"
 #include "../data/limits.h"
 #include "../data/prices.h"
-#include "../data/scan.h"
+#include "../data/redact.h"
+#include "../data/scan_data.h"
 #include "../data/tokenizer.h"
+#include "../trainer/examples.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -16,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-typedef enum { SCAN_OFF, SCAN_WARN, SCAN_ERROR } scan_mode;
 
 typedef struct {
     // options
@@ -35,10 +37,7 @@ typedef struct {
     unsigned long long chars_total;
     long long chars_min, chars_max;
     long scan_by_kind[SCAN_NKINDS];
-    // per record being scanned
-    long line;
-    const char *field;
-    const char *text;
+    long line;                  // of the record being scanned
     // tokens
     int32_t *tokens;            // per valid record
     long ntokens, cap_tokens;
@@ -73,20 +72,14 @@ static void on_diag(void *user, long line, int col, bedrock_severity sev, const 
     emit(user, line, col, sev, msg);
 }
 
-static void on_hit(void *user, const scan_hit *h) {
+static void on_hit(void *user, const char *field, const char *text, const scan_hit *h) {
     vstate *v = user;
     v->scan_by_kind[h->kind]++;
     char masked[64], msg[256];
-    scan_mask(v->text + h->offset, h->len, masked, sizeof masked);
+    scan_mask(text + h->offset, h->len, masked, sizeof masked);
     snprintf(msg, sizeof msg, "possible %s in %s: %s (the model may memorise it; remove or replace it)",
-             scan_kind_name(h->kind), v->field, masked);
+             scan_kind_name(h->kind), field, masked);
     emit(v, v->line, 0, v->scan == SCAN_ERROR ? BEDROCK_ERROR : BEDROCK_WARNING, msg);
-}
-
-static void scan_field(vstate *v, const char *field, const char *text, size_t len) {
-    v->field = field;
-    v->text = text;
-    scan_text(text, len, on_hit, v);
 }
 
 static unsigned long long count_chars(const char *s, size_t n) {
@@ -122,27 +115,19 @@ static int cmp_i32(const void *a, const void *b) {
 static void record_summary(vstate *v, const record *r) {
     v->by_format[r->format]++;
     unsigned long long chars = 0;
-    char field[48];
     v->line = r->line;
     if (r->system) {
         v->systems++;
         chars += count_chars(r->system, r->system_len);
-        if (v->scan != SCAN_OFF) scan_field(v, "system", r->system, r->system_len);
     }
-    if (r->text) {
-        chars += count_chars(r->text, r->text_len);
-        if (v->scan != SCAN_OFF) scan_field(v, "input", r->text, r->text_len);
-    }
+    if (r->text) chars += count_chars(r->text, r->text_len);
     for (int i = 0; i < r->nturns; i++) {
         const record_turn *t = &r->turns[i];
         if (t->role == ROLE_USER) v->user_turns++;
         else v->assistant_turns++;
         chars += count_chars(t->text, t->len);
-        if (v->scan == SCAN_OFF) continue;
-        if (r->format == FORMAT_PROMPT_COMPLETION) snprintf(field, sizeof field, "%s", i == 0 ? "prompt" : "completion");
-        else snprintf(field, sizeof field, "messages[%d].content", i);
-        scan_field(v, field, t->text, t->len);
     }
+    if (v->scan != SCAN_OFF) scan_record(r, on_hit, v);
     v->chars_total += chars;
     if (v->chars_min < 0 || (long long)chars < v->chars_min) v->chars_min = (long long)chars;
     if ((long long)chars > v->chars_max) v->chars_max = (long long)chars;
@@ -165,14 +150,45 @@ static cJSON *limits_json(const base_model_limits *l) {
 }
 
 typedef struct {
-    const char *format, *base_model, *scan, *model;
-    int allow_extra, max_errors, json, epochs, max_seq_len;
+    const char *format, *base_model, *scan, *model, *truncate, *redact;
+    int allow_extra, max_errors, json, epochs, max_seq_len, force;
     long long max_record_bytes;
 } vopts;
 
+// The record's fate at --max-seq-len, as training would see it. 0, or -1 (message in err).
+static int fit_record(const examples_source *src, const truncation *t, const record *r, example_report *rep, char *err,
+                      size_t errlen) {
+    example e;
+    if (examples_encode(src, r, &e, err, errlen)) return -1;
+    example_note note;
+    example_fit(&e, t, &note);
+    free(e.ids);
+    free(e.mask);
+    if (example_report_add(rep, &note)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+// A file that cannot be read as JSONL (cannot open, read error, UTF-16): the message, and its JSON section.
+static int unreadable(const char *path, const char *err, cJSON *files) {
+    fprintf(stderr, "%s: error: %s\n", path, err);
+    cJSON *f = files ? cJSON_CreateObject() : NULL;
+    if (f) {
+        cJSON_AddStringToObject(f, "path", path);
+        cJSON_AddBoolToObject(f, "valid", 0);
+        cJSON_AddStringToObject(f, "error", err);
+        cJSON_AddItemToArray(files, f);
+    }
+    return 2;
+}
+
 // Validates one file; adds its JSON section to files (when --json). Returns 0, 1 or 2.
 static int validate_file(const char *path, const vopts *o, record_format force, scan_mode sm,
-                         const base_model_limits *lim, const tokenizer *tok, cJSON *files) {
+                         const base_model_limits *lim, const tokenizer *tok, const examples_source *fit,
+                         const truncation *trunc, cJSON *files) {
+    example_report fit_rep = {.seq_len = trunc->seq_len, .side = trunc->side};
     vstate v;
     memset(&v, 0, sizeof v);
     v.path = path;
@@ -189,16 +205,8 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     char err[256];
     bedrock_stream *s = bedrock_open(path, &bo, err, sizeof err);
     if (!s) {
-        fprintf(stderr, "%s: error: %s\n", path, err);
         cJSON_Delete(v.diags);
-        cJSON *f = files ? cJSON_CreateObject() : NULL;
-        if (f) {
-            cJSON_AddStringToObject(f, "path", path);
-            cJSON_AddBoolToObject(f, "valid", 0);
-            cJSON_AddStringToObject(f, "error", err);
-            cJSON_AddItemToArray(files, f);
-        }
-        return 2;
+        return unreadable(path, err, files);
     }
     record r;
     int rc;
@@ -222,6 +230,12 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                     v.cap_tokens = ncap;
                 }
                 v.tokens[v.ntokens++] = (int32_t)(n > INT32_MAX ? INT32_MAX : n);
+                char ferr[512];
+                if (fit && fit_record(fit, trunc, &r, &fit_rep, ferr, sizeof ferr)) {
+                    char msg[600];
+                    snprintf(msg, sizeof msg, "rendering it as training does: %s", ferr);
+                    emit(&v, r.line, 0, BEDROCK_ERROR, msg);
+                }
                 if (lim && lim->max_tokens > 0 && n > lim->max_tokens) {
                     char msg[256];
                     snprintf(msg, sizeof msg, "the record has %ld tokens, over the %ld tokens per record %s allows", n,
@@ -234,13 +248,19 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         record_free(&r);
     }
     if (rc < 0) {
-        fprintf(stderr, "%s: error: %s\n", path, rc == -1 && *bedrock_error(s) ? bedrock_error(s) : "out of memory");
+        rc = unreadable(path, rc == -1 && *bedrock_error(s) ? bedrock_error(s) : "out of memory", files);
         bedrock_close(s);
         free(v.tokens);
         cJSON_Delete(v.diags);
-        return 2;
+        example_report_free(&fit_rep);
+        return rc;
     }
     const bedrock_stats *st = bedrock_stream_stats(s);
+    if (fit && fit_rep.records) {
+        char why[1024];
+        if (example_report_check(&fit_rep, trunc, "quarry train would refuse this file", why, sizeof why))
+            emit(&v, 0, 0, BEDROCK_WARNING, why);
+    }
     long nrec = st->valid + st->invalid;
     if (nrec == 0) emit(&v, 0, 0, BEDROCK_ERROR, "the file has no records");
     if (lim) {
@@ -314,6 +334,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             printf("  tokens:     per record min %.0f, median %.0f, p95 %.0f, max %.0f; total %.0f", tmin, tmed, tp95, tmax, ttotal);
             if (o->max_seq_len > 0) printf("; %ld over --max-seq-len %d", over_seq, o->max_seq_len);
             printf("\n  training:   %.0f tokens (%d epoch%s)\n", training_tokens, o->epochs, o->epochs == 1 ? "" : "s");
+            if (fit) example_report_print(&fit_rep, path, "  fit", 5, stdout);
         } else
             printf("  tokens:     %s\n", token_note);
         if (sm == SCAN_OFF) printf("  scan:       off\n");
@@ -371,6 +392,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             cJSON_AddNumberToObject(t, "over_max_seq_len", (double)over_seq);
             cJSON_AddNumberToObject(t, "epochs", o->epochs);
             cJSON_AddNumberToObject(t, "training_tokens", training_tokens);
+            if (fit) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
         } else {
             cJSON_AddNullToObject(f, "tokens");
             cJSON_AddStringToObject(f, "tokens_note", token_note);
@@ -405,7 +427,33 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     bedrock_close(s);
     free(v.tokens);
     cJSON_Delete(v.diags);
+    example_report_free(&fit_rep);
     return valid ? 0 : 1;
+}
+
+// --redact: writes OUT and says what was replaced. Returns 0, or 1 when nothing was written.
+static int redact_report(const char *in, const char *out, int force, FILE *to) {
+    redact_stats st;
+    char err[4400];
+    if (redact_file(in, out, force, &st, err, sizeof err)) {
+        fprintf(stderr, "quarry validate: error: --redact: %s\n", err);
+        return 1;
+    }
+    long total = 0;
+    for (int k = 0; k < SCAN_NKINDS; k++) total += st.replaced[k];
+    fprintf(to, "%s: wrote %s (mode 0600): %ld line%s, %ld changed; %ld value%s replaced\n", in, out, st.lines,
+            st.lines == 1 ? "" : "s", st.lines_changed, total, total == 1 ? "" : "s");
+    for (int k = 0; k < SCAN_NKINDS; k++)
+        if (st.replaced[k]) {
+            const char *ph = redact_placeholder_prefix((scan_kind)k);
+            fprintf(to, "  %-18s %ld occurrence%s of %ld value%s -> %s1]", scan_kind_name((scan_kind)k), st.replaced[k],
+                    st.replaced[k] == 1 ? "" : "s", st.distinct[k], st.distinct[k] == 1 ? "" : "s", ph);
+            if (st.distinct[k] > 1) fprintf(to, "..%s%ld]", ph, st.distinct[k]);
+            fprintf(to, "\n");
+        }
+    if (st.raw_lines)
+        fprintf(to, "  %ld line%s not JSON: redacted in the raw text\n", st.raw_lines, st.raw_lines == 1 ? "" : "s");
+    return 0;
 }
 
 int cmd_validate(int argc, char **argv) {
@@ -421,9 +469,14 @@ int cmd_validate(int argc, char **argv) {
         {"max-errors", ARG_INT, &o.max_errors, "N", "print at most N errors and N warnings (default 50)"},
         {"max-record-bytes", ARG_BYTES, &o.max_record_bytes, "SIZE", "longest record accepted (default 16MiB)"},
         {"model", ARG_STRING, &o.model, "DIR", "a model dir (tokenizer.json) for token statistics"},
-        {"max-seq-len", ARG_INT, &o.max_seq_len, "N", "count records with more tokens than N"},
+        {"max-seq-len", ARG_INT, &o.max_seq_len, "N", "count records with more tokens than N; with --model, what training "
+         "at N does to each record (whole, truncated, dropped)"},
+        {"truncate", ARG_STRING, &o.truncate, "right|left", "which end of a long record goes, as `quarry train --truncate` "
+         "(default right)"},
         {"epochs", ARG_INT, &o.epochs, "N", "epochs for the training-token total and cost preview (default 1)"},
         {"json", ARG_FLAG, &o.json, NULL, "print one JSON document on stdout"},
+        {"redact", ARG_STRING, &o.redact, "OUT", "write a copy of FILE with each finding replaced by a placeholder ([EMAIL_1], ...)"},
+        {"force", ARG_FLAG, &o.force, NULL, "--redact may replace an existing OUT (never the input)"},
     };
     const arg_parser p = {"validate", "quarry validate FILE... [options]",
                           "Checks Amazon Bedrock JSONL training data (prompt-completion, messages, converse,\n"
@@ -446,13 +499,20 @@ int cmd_validate(int argc, char **argv) {
     }
     scan_mode sm = SCAN_WARN;
     if (o.scan) {
-        if (!strcmp(o.scan, "off")) sm = SCAN_OFF;
-        else if (!strcmp(o.scan, "warn")) sm = SCAN_WARN;
-        else if (!strcmp(o.scan, "error")) sm = SCAN_ERROR;
-        else {
+        int m = scan_mode_parse(o.scan);
+        if (m < 0) {
             fprintf(stderr, "quarry validate: error: --scan takes off, warn or error, not '%s'\n", o.scan);
             return 2;
         }
+        sm = (scan_mode)m;
+    }
+    if (o.redact && (npos != 1 || !strcmp(pos[0], "-"))) {
+        fprintf(stderr, "quarry validate: error: --redact OUT takes exactly one input FILE (not stdin)\n");
+        return 2;
+    }
+    if (o.force && !o.redact) {
+        fprintf(stderr, "quarry validate: error: --force only applies to --redact OUT\n");
+        return 2;
     }
     if (o.max_errors < 0 || o.epochs < 1 || o.max_seq_len < 0 || o.max_record_bytes < 1) {
         fprintf(stderr, "quarry validate: error: --max-errors, --max-seq-len must be >= 0, --epochs >= 1, --max-record-bytes >= 1\n");
@@ -469,24 +529,52 @@ int cmd_validate(int argc, char **argv) {
             return 2;
         }
     }
+    truncation trunc = {o.max_seq_len, TRUNCATE_RIGHT, 0, ON_LONG_TRUNCATE};
+    if (o.truncate) {
+        int side = truncate_side_parse(o.truncate);
+        if (side < 0) {
+            fprintf(stderr, "quarry validate: error: --truncate must be right or left (got '%s')\n", o.truncate);
+            return 2;
+        }
+        trunc.side = (truncate_side)side;
+        trunc.side_explicit = 1;
+    }
+    if (o.max_seq_len == 1) {
+        fprintf(stderr, "quarry validate: error: --max-seq-len must be at least 2\n");
+        return 2;
+    }
     tokenizer *tk = NULL;
+    chat_template *tmpl = NULL;
     if (o.model) {
-        char err[256];
+        char err[512];
         tk = tokenizer_load(o.model, err, sizeof err);
         if (!tk) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             return 2;
         }
+        // The template only matters for what training at --max-seq-len does.
+        if (o.max_seq_len > 0 && !(tmpl = chat_template_load(o.model, NULL, err, sizeof err))) {
+            fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
+            tokenizer_free(tk);
+            return 2;
+        }
     }
+    examples_source fit = {NULL, tk, tmpl, {NULL, 0, 0}, 1, NULL, o.allow_extra};
     cJSON *doc = o.json ? cJSON_CreateObject() : NULL;
     cJSON *files = doc ? cJSON_AddArrayToObject(doc, "files") : NULL;
     if (o.json && (!doc || !files)) { fprintf(stderr, "quarry validate: error: out of memory\n"); return 2; }
     int worst = 0;
     for (int i = 0; i < npos; i++) {
-        int r = validate_file(pos[i], &o, force, sm, lim, tk, files);
+        fit.path = pos[i];
+        int r = validate_file(pos[i], &o, force, sm, lim, tk, tmpl ? &fit : NULL, &trunc, files);
         if (r > worst) worst = r;
     }
+    chat_template_free(tmpl);
     tokenizer_free(tk);
+    if (o.redact) {
+        int r = redact_report(pos[0], o.redact, o.force, o.json ? stderr : stdout);
+        if (r > worst) worst = r;
+    }
     if (doc) {
         cJSON_AddBoolToObject(doc, "valid", worst == 0);
         char *s = cJSON_Print(doc);

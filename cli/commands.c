@@ -17,6 +17,7 @@ const command quarry_commands[] = {
     {"preflight", cmd_preflight, "check a package against Custom Model Import's requirements"},
     {"upload", cmd_upload, "upload a package to S3 (multipart, resumable)"},
     {"import", cmd_import, "start a Bedrock Custom Model Import job"},
+    {"cache", cmd_cache, "where the token cache is, what it holds; clear it"},
     {"cost", cmd_cost, "compare the cost of training here with Bedrock's managed jobs"},
 };
 const int quarry_ncommands = (int)(sizeof quarry_commands / sizeof quarry_commands[0]);

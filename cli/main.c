@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *name = argv[1];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || (!strcmp(name, "help") && argc < 3)) {
         print_usage(stdout);
         return 0;
     }
@@ -26,8 +26,15 @@ int main(int argc, char **argv) {
         print_version();
         return 0;
     }
-    for (int i = 0; i < quarry_ncommands; i++)
-        if (!strcmp(quarry_commands[i].name, name)) return quarry_commands[i].run(argc - 2, argv + 2);
+    // `quarry help CMD` is `quarry CMD --help`.
+    int help = !strcmp(name, "help");
+    if (help) name = argv[2];
+    for (int i = 0; i < quarry_ncommands; i++) {
+        if (strcmp(quarry_commands[i].name, name)) continue;
+        if (!help) return quarry_commands[i].run(argc - 2, argv + 2);
+        char *help_argv[] = {"--help", NULL};
+        return quarry_commands[i].run(1, help_argv);
+    }
     fprintf(stderr, "quarry: error: unknown command '%s'\n", name);
     print_usage(stderr);
     return 2;

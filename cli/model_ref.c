@@ -8,6 +8,7 @@
 
 #include "../data/fileio.h"
 #include "../model/safetensors.h"
+#include "../trainer/run_record.h"
 
 static cJSON *read_json(const char *path, char *err, size_t errlen) {
     char *text = NULL;
@@ -48,23 +49,27 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
     }
     snprintf(out->base_dir, sizeof out->base_dir, "%s", base->valuestring);
     if (cJSON_IsString(tmpl)) snprintf(out->template_name, sizeof out->template_name, "%s", tmpl->valuestring);
-    cJSON_Delete(run);
     char adapter[4200], full[4200], cfg[4200];
     snprintf(adapter, sizeof adapter, "%s/final/adapter_model.safetensors", arg);
     snprintf(full, sizeof full, "%s/final/model.safetensors", arg);
     snprintf(cfg, sizeof cfg, "%s/final/adapter_config.json", arg);
+    int rc = 0;
     if (fileio_exists(adapter)) {
         out->lora = 1;
         snprintf(out->weights, sizeof out->weights, "%s", adapter);
-        return read_adapter_config(cfg, &out->lc, err, errlen);
-    }
-    if (fileio_exists(full)) {
+        rc = read_adapter_config(cfg, &out->lc, err, errlen);
+    } else if (fileio_exists(full)) {
         snprintf(out->weights, sizeof out->weights, "%s", full);
-        return 0;
+    } else {
+        snprintf(err, errlen, "%s/final/ has neither adapter_model.safetensors nor model.safetensors; the run did not "
+                 "finish (resume it with `quarry train --resume %s`)", arg, arg);
+        rc = -1;
     }
-    snprintf(err, errlen, "%s/final/ has neither adapter_model.safetensors nor model.safetensors; the run did not "
-             "finish (resume it with `quarry train --resume %s`)", arg, arg);
-    return -1;
+    // The run's weights mean something only on the base they were trained on (an adapter on a
+    // base that already has it merged in applies it twice, silently).
+    if (!rc) rc = run_record_check_base(run, out->base_dir, err, errlen);
+    cJSON_Delete(run);
+    return rc;
 }
 
 static int write_tensors(model *m, const char *path, char *err, size_t errlen) {

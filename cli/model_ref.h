@@ -15,7 +15,8 @@ typedef struct {
     char weights[4200];       // RUN/final/adapter_model.safetensors or model.safetensors; "" none
 } model_ref;
 
-// Resolves arg. A directory holding run.json is a run: its final/ must exist. 0 ok; -1 + message.
+// Resolves arg. A directory holding run.json is a run: its final/ must exist and its base must be
+// the one run.json records (config, tokenizer and weight hashes). 0 ok; -1 + message.
 int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen);
 // Opens the base, enables the adapter (dropout 0: inference), plans opt, allocates and writes
 // the run's tensors by name (every one must be a tensor of the model, of its shape).

@@ -12,41 +12,232 @@ static void example_free(example *e) {
     e->mask = NULL;
 }
 
-int example_set_init(example_set *s, example *ex, int n, int seq_len, on_long_policy policy,
-                     const char *source_name, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
-    s->seq_len = seq_len;
-    if (seq_len < 2) {
-        snprintf(err, errlen, "max sequence length %d is too small (need at least 2)", seq_len);
-        for (int i = 0; i < n; i++) example_free(&ex[i]);
-        free(ex);
+int truncate_side_parse(const char *name) {
+    if (!strcmp(name, "right")) return TRUNCATE_RIGHT;
+    if (!strcmp(name, "left")) return TRUNCATE_LEFT;
+    return -1;
+}
+
+const char *truncate_side_name(truncate_side side) { return side == TRUNCATE_LEFT ? "left" : "right"; }
+
+const char *example_fate_name(example_fate f) {
+    static const char *const names[] = {"whole", "truncated", "empty", "no_answer", "answer_cut"};
+    return (unsigned)f < sizeof names / sizeof names[0] ? names[f] : "?";
+}
+
+static int answer_tokens(const example *e) {
+    int n = 0;
+    for (int t = 1; t < e->len; t++) n += e->mask[t] != 0;
+    return n;
+}
+
+example_fate example_fit(example *e, const truncation *t, example_note *note) {
+    memset(note, 0, sizeof *note);
+    note->line = e->line;
+    note->tokens = e->len;
+    note->answer = answer_tokens(e);
+    if (e->len > t->seq_len) {
+        if (t->side == TRUNCATE_LEFT) {
+            int head = e->keep_head > 0 && e->keep_head < t->seq_len ? e->keep_head : 0;
+            int tail = t->seq_len - head, from = e->len - tail;
+            memmove(e->ids + head, e->ids + from, sizeof *e->ids * (size_t)tail);
+            memmove(e->mask + head, e->mask + from, (size_t)tail);
+        }
+        e->len = t->seq_len;
+    }
+    note->kept_tokens = e->len;
+    note->kept_answer = answer_tokens(e);
+    if (note->tokens < 2) note->fate = FATE_DROPPED_EMPTY;
+    else if (note->answer == 0) note->fate = FATE_DROPPED_NO_ANSWER;
+    else if (note->kept_answer == 0) note->fate = FATE_DROPPED_CUT;
+    else note->fate = note->kept_tokens < note->tokens ? FATE_TRUNCATED : FATE_WHOLE;
+    return note->fate;
+}
+
+int example_report_add(example_report *r, const example_note *note) {
+    r->records++;
+    r->by_fate[note->fate]++;
+    if (note->fate == FATE_WHOLE) r->whole++;
+    else if (note->fate == FATE_TRUNCATED) r->truncated++;
+    else r->dropped++;
+    r->answer_tokens += note->answer;
+    if (note->fate == FATE_WHOLE || note->fate == FATE_TRUNCATED) r->kept_answer_tokens += note->kept_answer;
+    if (note->fate == FATE_WHOLE) return 0;
+    if (r->nnotes == r->cap) {
+        long cap = r->cap ? 2 * r->cap : 64;
+        example_note *n = realloc(r->notes, sizeof *n * (size_t)cap);
+        if (!n) return -1;
+        r->notes = n;
+        r->cap = cap;
+    }
+    r->notes[r->nnotes++] = *note;
+    return 0;
+}
+
+void example_report_free(example_report *r) {
+    free(r->notes);
+    memset(r, 0, sizeof *r);
+}
+
+// "12, 40, 41, ..." : the lines of the first `max` notes with fate f.
+static void lines_of(const example_report *r, example_fate f, int max, char *out, size_t outlen) {
+    size_t at = 0;
+    int listed = 0;
+    out[0] = 0;
+    for (long i = 0; i < r->nnotes && at < outlen; i++) {
+        if (r->notes[i].fate != f) continue;
+        if (listed == max) { snprintf(out + at, outlen - at, ", ..."); return; }
+        int w = snprintf(out + at, outlen - at, "%s%ld", listed ? ", " : "", r->notes[i].line);
+        if (w < 0) return;
+        at += (size_t)w;
+        listed++;
+    }
+}
+
+int example_report_check(const example_report *r, const truncation *t, const char *source, char *err, size_t errlen) {
+    long cut = r->by_fate[FATE_DROPPED_CUT];
+    char lines[160];
+    if (cut > 0 && !t->side_explicit && t->side == TRUNCATE_RIGHT) {
+        lines_of(r, FATE_DROPPED_CUT, 5, lines, sizeof lines);
+        snprintf(err, errlen, "%s: %ld of %ld records would be dropped: --max-seq-len %d cuts off every answer token "
+                 "(line%s %s)\nhint: --truncate left keeps the answers (cuts the prompt's start), --truncate right "
+                 "drops those records, or raise --max-seq-len", source, cut, r->records, r->seq_len, cut == 1 ? "" : "s",
+                 lines);
         return -1;
     }
-    int kept = 0;
-    for (int i = 0; i < n; i++) {
-        example *e = &ex[i];
-        if (e->len > seq_len) {
-            if (policy == ON_LONG_ERROR) {
-                snprintf(err, errlen, "%s:%ld: error: record has %d tokens, more than --max-seq-len %d\n"
-                         "hint: raise --max-seq-len, shorten the record, or use --on-long truncate",
-                         source_name, e->line, e->len, seq_len);
-                for (int j = i; j < n; j++) example_free(&ex[j]);
-                for (int j = 0; j < kept; j++) example_free(&ex[j]);
-                free(ex);
-                return -1;
-            }
-            e->len = seq_len;
-            s->truncated++;
+    if (r->records > 0 && r->whole + r->truncated == 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%ld empty, %ld without an answer token, %ld with every answer token cut by --truncate %s "
+                 "at --max-seq-len %d", r->by_fate[FATE_DROPPED_EMPTY], r->by_fate[FATE_DROPPED_NO_ANSWER], cut,
+                 truncate_side_name(r->side), r->seq_len);
+        snprintf(err, errlen, "%s: no record left to train on: all %ld were dropped (%s)%s", source, r->records, why,
+                 cut ? "\nhint: --truncate left keeps the answers, or raise --max-seq-len" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static void note_describe(const example_note *n, const example_report *r, char *out, size_t outlen) {
+    switch (n->fate) {
+    case FATE_TRUNCATED:
+        snprintf(out, outlen, "truncated (%s) from %d to %d tokens; %d of %d answer tokens kept", truncate_side_name(r->side),
+                 n->tokens, n->kept_tokens, n->kept_answer, n->answer);
+        break;
+    case FATE_DROPPED_CUT:
+        snprintf(out, outlen, "dropped: %d tokens, all %d answer tokens cut off by --truncate %s at %d", n->tokens, n->answer,
+                 truncate_side_name(r->side), r->seq_len);
+        break;
+    case FATE_DROPPED_EMPTY:
+        snprintf(out, outlen, "dropped: %d token%s, nothing to predict", n->tokens, n->tokens == 1 ? "" : "s");
+        break;
+    case FATE_DROPPED_NO_ANSWER:
+        snprintf(out, outlen, "dropped: no answer token among its %d tokens", n->tokens);
+        break;
+    default:
+        snprintf(out, outlen, "trained whole");
+    }
+}
+
+void example_report_print(const example_report *r, const char *source, const char *prefix, int max_listed, FILE *out) {
+    fprintf(out, "%s: %s: %ld record%s at --max-seq-len %d (--truncate %s): %ld whole, %ld truncated (%lld of %lld answer "
+            "tokens kept), %ld dropped", prefix, source, r->records, r->records == 1 ? "" : "s", r->seq_len,
+            truncate_side_name(r->side), r->whole, r->truncated, r->kept_answer_tokens, r->answer_tokens, r->dropped);
+    if (r->dropped)
+        fprintf(out, " (%ld empty, %ld without an answer, %ld with the answer cut off)", r->by_fate[FATE_DROPPED_EMPTY],
+                r->by_fate[FATE_DROPPED_NO_ANSWER], r->by_fate[FATE_DROPPED_CUT]);
+    fputc('\n', out);
+    char what[200];
+    for (long i = 0; i < r->nnotes && i < max_listed; i++) {
+        note_describe(&r->notes[i], r, what, sizeof what);
+        fprintf(out, "  %s:%ld: %s\n", source, r->notes[i].line, what);
+    }
+    if (r->nnotes > max_listed)
+        fprintf(out, "  ... and %ld more truncated or dropped record%s\n", r->nnotes - max_listed,
+                r->nnotes - max_listed == 1 ? "" : "s");
+}
+
+cJSON *example_report_to_json(const example_report *r, int max_listed) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "max_seq_len", r->seq_len);
+    cJSON_AddStringToObject(o, "truncate", truncate_side_name(r->side));
+    cJSON_AddNumberToObject(o, "records", (double)r->records);
+    cJSON_AddNumberToObject(o, "whole", (double)r->whole);
+    cJSON_AddNumberToObject(o, "truncated", (double)r->truncated);
+    cJSON_AddNumberToObject(o, "dropped", (double)r->dropped);
+    cJSON *why = cJSON_AddObjectToObject(o, "dropped_by_reason");
+    for (int f = FATE_DROPPED_EMPTY; f <= FATE_DROPPED_CUT; f++)
+        cJSON_AddNumberToObject(why, example_fate_name((example_fate)f), (double)r->by_fate[f]);
+    cJSON_AddNumberToObject(o, "answer_tokens", (double)r->answer_tokens);
+    cJSON_AddNumberToObject(o, "answer_tokens_kept", (double)r->kept_answer_tokens);
+    static const char *const lists[2] = {"dropped_records", "truncated_records"};
+    for (int k = 0; k < 2; k++) {
+        cJSON *a = cJSON_AddArrayToObject(o, lists[k]);
+        long listed = 0, all = k ? r->truncated : r->dropped;
+        for (long i = 0; a && i < r->nnotes && listed < max_listed; i++) {
+            const example_note *n = &r->notes[i];
+            if ((n->fate == FATE_TRUNCATED) != (k == 1)) continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "line", (double)n->line);
+            if (!k) cJSON_AddStringToObject(e, "reason", example_fate_name(n->fate));
+            cJSON_AddNumberToObject(e, "tokens", n->tokens);
+            if (k) cJSON_AddNumberToObject(e, "kept_tokens", n->kept_tokens);
+            cJSON_AddNumberToObject(e, "answer_tokens", n->answer);
+            if (k) cJSON_AddNumberToObject(e, "answer_tokens_kept", n->kept_answer);
+            cJSON_AddItemToArray(a, e);
+            listed++;
         }
-        long trained = 0;
-        for (int t = 1; t < e->len; t++) trained += e->mask[t] != 0;
-        if (e->len < 2 || trained == 0) {  // nothing to learn from: no target inside the sequence
+        char key[40];
+        snprintf(key, sizeof key, "%s_not_listed", lists[k]);
+        cJSON_AddNumberToObject(o, key, (double)(all - listed));
+    }
+    return o;
+}
+
+int example_set_init(example_set *s, example *ex, int n, const truncation *t, const char *source_name,
+                     char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->seq_len = t->seq_len;
+    s->report.seq_len = t->seq_len;
+    s->report.side = t->side;
+    int kept = 0, i = 0, rc = 0;
+    if (t->seq_len < 2) {
+        snprintf(err, errlen, "max sequence length %d is too small (need at least 2)", t->seq_len);
+        rc = -1;
+    }
+    for (; !rc && i < n; i++) {
+        example *e = &ex[i];
+        if (e->len > t->seq_len && t->on_long == ON_LONG_ERROR) {
+            snprintf(err, errlen, "%s:%ld: record has %d tokens, more than --max-seq-len %d\n"
+                     "hint: raise --max-seq-len, shorten the record, or use --on-long truncate",
+                     source_name, e->line, e->len, t->seq_len);
+            rc = -1;
+            break;
+        }
+        example_note note;
+        example_fate f = example_fit(e, t, &note);
+        if (example_report_add(&s->report, &note)) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        if (f != FATE_WHOLE && f != FATE_TRUNCATED) {   // nothing to learn from: no target inside the sequence
             example_free(e);
             continue;
         }
+        s->truncated += f == FATE_TRUNCATED;
         s->total_tokens += e->len;
-        s->trained_tokens += trained;
+        s->trained_tokens += note.kept_answer;
         ex[kept++] = *e;
+    }
+    if (!rc) rc = example_report_check(&s->report, t, source_name, err, errlen);
+    if (rc) {
+        for (int j = i; j < n; j++) example_free(&ex[j]);
+        for (int j = 0; j < kept; j++) example_free(&ex[j]);
+        free(ex);
+        example_report_free(&s->report);
+        memset(s, 0, sizeof *s);
+        return -1;
     }
     s->examples = ex;
     s->n = kept;
@@ -56,6 +247,7 @@ int example_set_init(example_set *s, example *ex, int n, int seq_len, on_long_po
 void example_set_free(example_set *s) {
     for (int i = 0; i < s->n; i++) example_free(&s->examples[i]);
     free(s->examples);
+    example_report_free(&s->report);
     memset(s, 0, sizeof *s);
 }
 
@@ -82,8 +274,13 @@ int example_set_split(example_set *s, example_set *val, double fraction, uint64_
     memset(val, 0, sizeof *val);
     int nval = (int)(s->n * fraction + 0.5);
     if (fraction <= 0 || fraction >= 1 || nval < 1 || nval >= s->n) {
-        snprintf(err, errlen, "--validation-split %.3g of %d records leaves an empty side; use a fraction that "
-                 "gives at least one record to each, or --validation FILE", fraction, s->n);
+        char dropped[160] = "";
+        if (s->report.dropped)
+            snprintf(dropped, sizeof dropped, " (%ld of the %ld records were dropped at --max-seq-len %d, listed above)",
+                     s->report.dropped, s->report.records, s->report.seq_len);
+        snprintf(err, errlen, "--validation-split %.3g of %d records gives %d for validation and %d for training%s; use "
+                 "a fraction that gives at least one record to each, or --validation FILE", fraction, s->n, nval,
+                 s->n - nval, dropped);
         return -1;
     }
     int *idx = malloc(sizeof(int) * s->n);

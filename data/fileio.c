@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -60,9 +61,16 @@ static void parent_dir(const char *path, char *out, size_t n) {
 }
 
 int fileio_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    return fileio_write_atomic_mode(path, data, len, 0644, err, errlen);
+}
+
+int fileio_write_atomic_mode(const char *path, const void *data, size_t len, int mode, char *err, size_t errlen) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // O_EXCL after an unlink: a leftover temp file of a dead process with the same pid (and
+    // perhaps wider permissions) is never reused.
+    if (unlink(tmp) != 0 && errno != ENOENT) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, (mode_t)mode);
     if (fd < 0) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
     const char *p = data;
     size_t left = len;
@@ -95,19 +103,66 @@ int fileio_write_atomic(const char *path, const void *data, size_t len, char *er
     return fileio_fsync_path(dir, err, errlen);
 }
 
+int fileio_check_dir_path(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        if (buf[i - 1] == '/') continue;   // "a//b"
+        char c = buf[i];
+        buf[i] = 0;
+        struct stat st;
+        int rc = stat(buf, &st);
+        int e = errno;
+        if (rc == 0 && !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, S_ISREG(st.st_mode) ? "%s is a file, not a directory" : "%s exists and is not a directory",
+                     buf);
+            return -1;
+        }
+        buf[i] = c;
+        if (rc != 0) {
+            if (e == ENOENT) return 0;   // the rest can be created
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int fileio_mkdir_p(const char *path, char *err, size_t errlen) {
+    return fileio_mkdir_p_mode(path, 0755, err, errlen);
+}
+
+int fileio_mkdir_p_mode(const char *path, int mode, char *err, size_t errlen) {
+    // A component that is a file would surface as ENOTDIR on the next one: name it instead.
+    if (fileio_check_dir_path(path, err, errlen)) return -1;
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+        if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
+    if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) { snprintf(err, errlen, "%s: %s", buf, strerror(errno)); return -1; }
     struct stat st;
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: exists and is not a directory", buf); return -1; }
     return 0;
+}
+
+int fileio_mkdir_parent(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(err, errlen, "%.64s...: path too long", path);
+        return -1;
+    }
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;   // "a/b/" names b, as "a/b" does
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return 0;                // "b" or "/b": the parent exists
+    *slash = 0;
+    return fileio_mkdir_p(buf, err, errlen);
 }
 
 int fileio_remove_tree(const char *path, char *err, size_t errlen) {
@@ -133,7 +188,7 @@ int fileio_remove_tree(const char *path, char *err, size_t errlen) {
 
 int fileio_is_empty_or_absent(const char *path) {
     struct stat st;
-    if (stat(path, &st) != 0) return errno == ENOENT;
+    if (stat(path, &st) != 0) return errno == ENOENT || errno == ENOTDIR;   // ENOTDIR: under a file, cannot exist
     if (!S_ISDIR(st.st_mode)) return 0;
     DIR *d = opendir(path);
     if (!d) return 0;
@@ -232,4 +287,58 @@ int fileio_copy_file(const char *src, const char *dst, char *err, size_t errlen)
     int rc = fileio_write_atomic(dst, data, len, err, errlen);
     free(data);
     return rc;
+}
+
+int fileio_resolve_path(const char *path, char *out, size_t outlen, char *err, size_t errlen) {
+    char buf[4096], real[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t cut = strlen(buf);   // path + cut: the components that do not exist (yet)
+    for (;;) {
+        if (realpath(buf[0] ? buf : ".", real)) break;
+        if ((errno != ENOENT && errno != ENOTDIR) || !buf[0]) {
+            snprintf(err, errlen, "%s: %s", buf[0] ? buf : path, strerror(errno));
+            return -1;
+        }
+        char *slash = strrchr(buf, '/');
+        if (!slash) buf[0] = 0;          // a relative name: from the working directory
+        else if (slash == buf) buf[1] = 0;
+        else *slash = 0;
+        cut = strlen(buf);
+    }
+    // What does not exist has no symlinks to follow: "." and ".." are taken lexically.
+    size_t len = strlen(real);
+    for (const char *t = path + cut; *t;) {
+        while (*t == '/') t++;
+        const char *e = t;
+        while (*e && *e != '/') e++;
+        size_t cl = (size_t)(e - t);
+        if (cl == 2 && t[0] == '.' && t[1] == '.') {
+            char *s = strrchr(real, '/');
+            if (s == real) real[1] = 0;
+            else if (s) *s = 0;
+            len = strlen(real);
+        } else if (cl && !(cl == 1 && t[0] == '.')) {
+            if (len + cl + 2 > sizeof real) {
+                snprintf(err, errlen, "%s: path too long", path);
+                return -1;
+            }
+            if (len > 1) real[len++] = '/';
+            memcpy(real + len, t, cl);
+            len += cl;
+            real[len] = 0;
+        }
+        t = e;
+    }
+    if (len + 1 > outlen) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    memcpy(out, real, len + 1);
+    return 0;
+}
+
+int fileio_path_within(const char *inner, const char *outer) {
+    size_t n = strlen(outer);
+    if (n == 1 && outer[0] == '/') return 1;
+    return !strncmp(inner, outer, n) && (inner[n] == 0 || inner[n] == '/');
 }

@@ -97,10 +97,31 @@ static void emit(jsonl_reader *r, jsonl_line *out, size_t len_in_buf) {
     out->oversized = 0;
 }
 
+// "UTF-16 (LE)" etc. when the first bytes are a UTF-16/32 byte order mark or ASCII widened with NULs
+// (Windows tools export JSONL as UTF-16); NULL otherwise. A UTF-8 JSONL file never holds a NUL byte.
+static const char *wide_encoding(const unsigned char *b, size_t n) {
+    if (n >= 4 && !memcmp(b, "\xFF\xFE\0\0", 4)) return "UTF-32 (LE)";
+    if (n >= 4 && !memcmp(b, "\0\0\xFE\xFF", 4)) return "UTF-32 (BE)";
+    if (n >= 2 && b[0] == 0xFF && b[1] == 0xFE) return "UTF-16 (LE)";
+    if (n >= 2 && b[0] == 0xFE && b[1] == 0xFF) return "UTF-16 (BE)";
+    if (n >= 4 && b[0] && !b[1] && !b[2] && !b[3]) return "UTF-32 (LE)";
+    if (n >= 4 && !b[0] && !b[1] && !b[2] && b[3]) return "UTF-32 (BE)";
+    if (n >= 2 && b[0] && !b[1]) return "UTF-16 (LE)";
+    if (n >= 2 && !b[0] && b[1]) return "UTF-16 (BE)";
+    return NULL;
+}
+
 int jsonl_next(jsonl_reader *r, jsonl_line *out) {
     for (;;) {
-        if (r->first && (r->end - r->start >= 3 || r->eof)) {
+        if (r->first && (r->end - r->start >= 4 || r->eof)) {
             r->first = 0;
+            const char *enc = wide_encoding((const unsigned char *)r->buf + r->start, r->end - r->start);
+            if (enc) {
+                snprintf(r->err, sizeof r->err, "the file looks like %s; save it as UTF-8 (e.g. `iconv -f %s -t UTF-8`)",
+                         enc, !strncmp(enc, "UTF-32", 6) ? "UTF-32" : "UTF-16");
+                r->first = 1;   // every later call fails the same way
+                return -1;
+            }
             if (r->end - r->start >= 3 && !memcmp(r->buf + r->start, "\xEF\xBB\xBF", 3)) {
                 r->start += 3;
                 if (r->scan < r->start) r->scan = r->start;

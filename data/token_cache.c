@@ -3,15 +3,19 @@
 // a truncated file is caught.
 #include "token_cache.h"
 #include "fileio.h"
+#include <dirent.h>
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char MAGIC[6] = {'Q', 'T', 'O', 'K', '1', '\n'};
 
-static int cache_dir(char *dir, size_t n) {
+int token_cache_dir(char *dir, size_t n) {
     const char *off = getenv("QUARRY_TOKEN_CACHE");
     if (off && !strcmp(off, "off")) return -1;
     const char *d = getenv("QUARRY_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
@@ -22,10 +26,41 @@ static int cache_dir(char *dir, size_t n) {
     return 0;
 }
 
+// A cache file is a name for a file: only these are the cache's (QUARRY_CACHE_DIR may be shared).
+static int is_cache_file(const char *name) {
+    size_t n = strlen(name);
+    if (n < 64 + 4 || strspn(name, "0123456789abcdef") != 64) return 0;
+    return !strcmp(name + 64, ".bin") || !strncmp(name + 64, ".bin.tmp.", 9);
+}
+
+// The cache holds the training text as token ids: it is the owner's only (0700, files 0600).
+// A directory left more open (by an older quarry, or umask 0) is closed with a note.
+static void make_private(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || !(st.st_mode & 077)) return;
+    if (chmod(dir, 0700) != 0) {
+        fprintf(stderr, "quarry: warning: the token cache %s is readable by others (mode %03o) and chmod failed: %s\n"
+                "hint: chmod 700 %s, or `quarry cache clear`\n", dir, (unsigned)(st.st_mode & 0777), strerror(errno), dir);
+        return;
+    }
+    fprintf(stderr, "quarry: note: the token cache %s was readable by others (mode %03o); made it 0700\n", dir,
+            (unsigned)(st.st_mode & 0777));
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[4400];
+        if (!is_cache_file(e->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (chmod(path, 0600) != 0) fprintf(stderr, "quarry: warning: chmod 600 %s: %s\n", path, strerror(errno));
+    }
+    closedir(d);
+}
+
 int token_cache_key(const char *data_path, const char *model_dir, const chat_template *tmpl,
                     const chat_options *o, char key[65]) {
     char dir[4096], text[2048], err[256], hex[65];
-    if (cache_dir(dir, sizeof dir)) return -1;
+    if (token_cache_dir(dir, sizeof dir)) return -1;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) { EVP_MD_CTX_free(ctx); return -1; }
     int rc = 0;
@@ -63,7 +98,8 @@ static void free_examples(example *ex, int n) {
 
 int token_cache_load(const char *key, example **out, int *n) {
     char dir[4096], path[4200], err[256];
-    if (cache_dir(dir, sizeof dir)) return 0;
+    if (token_cache_dir(dir, sizeof dir)) return 0;
+    make_private(dir);
     snprintf(path, sizeof path, "%s/%s.bin", dir, key);
     if (!fileio_exists(path)) return 0;
     char *data;
@@ -110,7 +146,7 @@ bad:
 
 void token_cache_store(const char *key, const example *ex, int n) {
     char dir[4096], path[4200], err[512];
-    if (cache_dir(dir, sizeof dir)) return;
+    if (token_cache_dir(dir, sizeof dir)) return;
     size_t bytes = sizeof MAGIC + 16;
     for (int i = 0; i < n; i++) bytes += 12 + 5 * (size_t)ex[i].len;
     char *buf = malloc(bytes), *p = buf;
@@ -128,7 +164,63 @@ void token_cache_store(const char *key, const example *ex, int n) {
     }
     memcpy(p, &count, 8);
     snprintf(path, sizeof path, "%s/%s.bin", dir, key);
-    if (fileio_mkdir_p(dir, err, sizeof err) || fileio_write_atomic(path, buf, bytes, err, sizeof err))
+    int bad = fileio_mkdir_p_mode(dir, 0700, err, sizeof err);
+    if (!bad) make_private(dir);
+    if (bad || fileio_write_atomic_mode(path, buf, bytes, 0600, err, sizeof err))
         fprintf(stderr, "quarry: warning: cannot write the token cache: %s\n", err);
     free(buf);
+}
+
+// Calls fn on each cache file of dir; returns -1 when dir cannot be read (absent: 0).
+static int each_file(const char *dir, int (*fn)(const char *path, const struct stat *st, void *user), void *user,
+                     char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        char path[4400];
+        struct stat st;
+        if (!is_cache_file(e->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        rc = fn(path, &st, user);
+        if (rc) snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+static int count_one(const char *path, const struct stat *st, void *user) {
+    (void)path;
+    token_cache_usage *u = user;
+    u->entries++;
+    u->bytes += (unsigned long long)st->st_size;
+    return 0;
+}
+
+static int remove_one(const char *path, const struct stat *st, void *user) {
+    if (unlink(path) != 0) return -1;
+    return count_one(path, st, user);
+}
+
+int token_cache_usage_get(token_cache_usage *u, char *err, size_t errlen) {
+    memset(u, 0, sizeof *u);
+    if (token_cache_dir(u->dir, sizeof u->dir)) { snprintf(err, errlen, "the token cache is off"); return -1; }
+    struct stat st;
+    if (stat(u->dir, &st) == 0) {
+        u->exists = 1;
+        u->mode = (int)(st.st_mode & 0777);
+    }
+    return each_file(u->dir, count_one, u, err, errlen);
+}
+
+int token_cache_clear(token_cache_usage *removed, char *err, size_t errlen) {
+    memset(removed, 0, sizeof *removed);
+    if (token_cache_dir(removed->dir, sizeof removed->dir)) { snprintf(err, errlen, "the token cache is off"); return -1; }
+    return each_file(removed->dir, remove_one, removed, err, errlen);
 }

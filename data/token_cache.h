@@ -3,6 +3,8 @@
 // and the masking rule), so a second run over the same data skips tokenization. Files live in
 // $QUARRY_CACHE_DIR, else $XDG_CACHE_HOME/quarry/tokens, else ~/.cache/quarry/tokens;
 // QUARRY_TOKEN_CACHE=off turns the cache off. A damaged file is a miss, never an error.
+// The files hold the training text as ids: the directory is 0700 and each file 0600 (a directory
+// found more open is chmod'ed, with a note).
 #pragma once
 #include "chat.h"
 #include "dataset.h"
@@ -14,3 +16,17 @@ int token_cache_key(const char *data_path, const char *model_dir, const chat_tem
 int token_cache_load(const char *key, example **out, int *n);
 // Best effort: a failure to write is reported as a warning and otherwise ignored.
 void token_cache_store(const char *key, const example *ex, int n);
+
+// The cache directory into dir; -1 when the cache is off (or no HOME).
+int token_cache_dir(char *dir, size_t n);
+
+typedef struct {
+    char dir[4096];
+    int exists, mode;             // the directory's permission bits when it exists
+    long entries;                 // cache files (<sha256>.bin, and temp files of interrupted writes)
+    unsigned long long bytes;
+} token_cache_usage;
+// What the cache holds; -1 with err when it is off or unreadable.
+int token_cache_usage_get(token_cache_usage *u, char *err, size_t errlen);
+// Deletes the cache's own files (nothing else in the directory); *removed says what went.
+int token_cache_clear(token_cache_usage *removed, char *err, size_t errlen);

@@ -85,6 +85,13 @@ int aws_url_parse(const char *url, aws_url *out, char *err, size_t errlen) {
     return 0;
 }
 
+void aws_url_warn_plain(const aws_url *u, const char *command) {
+    // Said for loopback too: a local proxy or tunnel may forward it anywhere.
+    if (!strncmp(u->base, "http://", 7))
+        fprintf(stderr, "quarry %s: warning: %s is plain HTTP: the access key id, session token, request signatures and "
+                "the data travel unencrypted; use https:// unless this endpoint is on this machine\n", command, u->base);
+}
+
 void aws_response_free(aws_response *r) {
     free(r->body);
     free(r->headers);
@@ -196,6 +203,71 @@ static void parse_error(aws_response *r) {
     }
 }
 
+// memmem (a GNU extension, outside the project's feature set).
+static const char *find_bytes(const char *hay, size_t hlen, const char *needle, size_t n) {
+    for (const char *p = hay; hlen >= n && (p = memchr(p, needle[0], hlen - n + 1 - (size_t)(p - hay))); p++)
+        if (!memcmp(p, needle, n)) return p;
+    return NULL;
+}
+
+// Replaces every occurrence of secret (n bytes) in the text *s (*len bytes, NUL-terminated,
+// malloc'ed) with "[REDACTED]". -1 when out of memory (*s then freed and NULL).
+static int replace_secret(char **s, size_t *len, const char *secret, size_t n) {
+    static const char mark[] = "[REDACTED]";
+    if (!*s || n < 8) return 0;   // shorter "secrets" would hit ordinary text
+    size_t count = 0;
+    for (const char *p = *s; (p = find_bytes(p, *len - (size_t)(p - *s), secret, n)); p += n) count++;
+    if (!count) return 0;
+    size_t m = sizeof mark - 1, nlen = *len - count * n + count * m;
+    char *out = malloc(nlen + 1), *o = out;
+    if (!out) { OPENSSL_cleanse(*s, *len); free(*s); *s = NULL; return -1; }
+    const char *p = *s, *end = *s + *len;
+    for (const char *q; (q = find_bytes(p, (size_t)(end - p), secret, n)); p = q + n) {
+        memcpy(o, p, (size_t)(q - p)); o += q - p;
+        memcpy(o, mark, m); o += m;
+    }
+    memcpy(o, p, (size_t)(end - p)); o += end - p;
+    *o = 0;
+    OPENSSL_cleanse(*s, *len);
+    free(*s);
+    *s = out;
+    *len = nlen;
+    return 0;
+}
+
+// Servers and proxies may echo the request (an error page quoting its headers): everything that
+// comes back — body and headers, hence the code and message parsed from them and any text a
+// caller prints — is cleared of the request's secrets, as sent, JSON-escaped ('/' as "\/") and
+// URI-encoded: the secret key, the session token, the Authorization signature and the access key id.
+static int redact_response(const sigv4_signer *sg, const char *signature, aws_response *r) {
+    const char *secrets[] = {sg->secret_key, sg->session_token, signature, sg->access_key};
+    size_t hlen = r->headers ? strlen(r->headers) : 0;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        if (!secrets[i] || !*secrets[i]) continue;
+        size_t n = strlen(secrets[i]);
+        char *forms[3] = {NULL, malloc(2 * n + 1), sigv4_uri_encode(secrets[i], n, 0)};
+        if (forms[1]) {   // JSON may escape '/'
+            char *o = forms[1];
+            for (size_t k = 0; k < n; k++) {
+                if (secrets[i][k] == '/') *o++ = '\\';
+                *o++ = secrets[i][k];
+            }
+            *o = 0;
+        }
+        for (int f = 0; f < 3; f++) {
+            const char *form = f == 0 ? secrets[i] : forms[f];
+            if (!form) { rc = -1; continue; }
+            if (f && !strcmp(form, secrets[i])) continue;
+            rc |= replace_secret(&r->body, &r->body_len, form, strlen(form));
+            rc |= replace_secret(&r->headers, &hlen, form, strlen(form));
+        }
+        for (int f = 1; f < 3; f++)
+            if (forms[f]) { OPENSSL_cleanse(forms[f], strlen(forms[f])); free(forms[f]); }
+    }
+    return rc;
+}
+
 static void backoff_sleep(int attempt) {
     // Full jitter: uniform in [0, min(cap, base·2^attempt)) — spreads retries of parallel parts.
     double cap = 20.0, base = 0.25, limit = base;
@@ -246,6 +318,10 @@ int aws_http_request(aws_http *h, const char *method, const char *path, const ch
             sigv4_headers_free(&hs);
             break;
         }
+        // The signature, to clear it from whatever the server sends back.
+        char signature[128] = "";
+        const char *auth = sigv4_headers_get(&hs, "Authorization"), *sig = auth ? strstr(auth, "Signature=") : NULL;
+        if (sig) snprintf(signature, sizeof signature, "%s", sig + 10);
         struct curl_slist *list = NULL, *l;
         int ok = 1;
         for (int i = 0; i < hs.n && ok; i++) {
@@ -301,7 +377,9 @@ int aws_http_request(aws_http *h, const char *method, const char *path, const ch
         r->body = gb.s ? gb.s : calloc(1, 1);
         r->body_len = gb.s ? gb.len : 0;
         r->headers = gh.s;
-        if (gb.oom || gh.oom || !r->body) {
+        int redact_failed = r->body && redact_response(h->signer, signature, r);
+        OPENSSL_cleanse(signature, sizeof signature);
+        if (gb.oom || gh.oom || !r->body || redact_failed) {
             snprintf(r->message, sizeof r->message, "out of memory reading the response");
             break;
         }

@@ -14,6 +14,8 @@ typedef struct {
 // "https://s3.us-east-1.amazonaws.com" or "http://127.0.0.1:5000/" → aws_url. A path other than
 // "/" is refused. 0, or -1 with err.
 int aws_url_parse(const char *url, aws_url *out, char *err, size_t errlen);
+// Warns on stderr that a plain http:// endpoint carries credentials and data in clear.
+void aws_url_warn_plain(const aws_url *u, const char *command);
 
 typedef struct {
     long status;          // HTTP status, 0 when no response came back

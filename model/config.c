@@ -21,12 +21,18 @@ static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...)
     return -1;
 }
 
+// A config transformers would load but whose model quarry does not implement (another
+// architecture, a rope type, an activation...): the same message, and -2 instead of -1.
+#define unsupported(...) (fail(__VA_ARGS__), -2)
+
 // Reads an integer-valued key. 1 = found, 0 = absent or null, -1 = wrong type (message set).
 static int get_int(const cJSON *o, const char *key, int *out, const char *src, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
-        return fail(err, errlen, src, "\"%s\" must be an integer", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return fail(err, errlen, src, "\"%s\" must be an integer%s", key, cJSON_IsString(v) ? ", not a string" : "");
+    if (fabs(v->valuedouble) > 2147483647.0)
+        return fail(err, errlen, src, "\"%s\" is %g; too large (at most 2147483647)", key, v->valuedouble);
     *out = (int)v->valuedouble;
     return 1;
 }
@@ -104,7 +110,7 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
         double prf = 1.0;
         if (get_double(rs, "partial_rotary_factor", &prf, src, err, errlen) < 0) return -1;
         if (prf != 1.0)
-            return fail(err, errlen, src, "partial_rotary_factor %g is not supported; quarry rotates the whole head (1.0)", prf);
+            return unsupported(err, errlen, src, "partial_rotary_factor %g is not supported; quarry rotates the whole head (1.0)", prf);
         if (!strcmp(type, "default")) {
             cfg->rope_scaling = ROPE_SCALING_NONE;
         } else if (!strcmp(type, "linear") || !strcmp(type, "llama3")) {
@@ -136,7 +142,7 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
                 cfg->rope_original_max_position = omp;
             }
         } else {
-            return fail(err, errlen, src,
+            return unsupported(err, errlen, src,
                         "rope scaling type \"%s\" is not supported; supported: none (default), linear, llama3", type);
         }
     }
@@ -188,7 +194,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     const char *arch = NULL;
     if (cJSON_IsArray(archs) && cJSON_GetArraySize(archs) > 0) {
         if (cJSON_GetArraySize(archs) > 1) {
-            fail(err, errlen, src, "\"architectures\" lists %d classes; quarry needs exactly one of %s",
+            rc = unsupported(err, errlen, src, "\"architectures\" lists %d classes; quarry needs exactly one of %s",
                  cJSON_GetArraySize(archs), SUPPORTED_ARCHS);
             goto done;
         }
@@ -206,7 +212,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         else if (!strcmp(mt->valuestring, "mistral")) arch = "MistralForCausalLM";
         else if (!strcmp(mt->valuestring, "qwen2")) arch = "Qwen2ForCausalLM";
         else {
-            fail(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2 (%s)",
+            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2 (%s)",
                  mt->valuestring, SUPPORTED_ARCHS);
             goto done;
         }
@@ -219,7 +225,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     else if (!strcmp(arch, "MistralForCausalLM")) cfg->arch = ARCH_MISTRAL;
     else if (!strcmp(arch, "Qwen2ForCausalLM")) cfg->arch = ARCH_QWEN2;
     else {
-        fail(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
+        rc = unsupported(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
         goto done;
     }
     snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
@@ -280,12 +286,15 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (!act) act = cJSON_GetObjectItemCaseSensitive(root, "hidden_activation");
     if (act && !cJSON_IsNull(act) && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu"))) {
-        fail(err, errlen, src, "hidden_act \"%s\" is not supported; supported: silu (SwiGLU MLP)",
+        rc = unsupported(err, errlen, src, "hidden_act \"%s\" is not supported; supported: silu (SwiGLU MLP)",
              cJSON_IsString(act) ? act->valuestring : "(not a string)");
         goto done;
     }
 
-    if (parse_rope(cfg, root, src, err, errlen)) goto done;
+    if ((r = parse_rope(cfg, root, src, err, errlen)) != 0) {
+        rc = r;
+        goto done;
+    }
 
     cfg->tie_word_embeddings = 0;
     if (get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err, errlen) < 0) goto done;
@@ -296,13 +305,13 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     cfg->mlp_bias = 0;
     if (get_bool(root, "mlp_bias", &cfg->mlp_bias, src, err, errlen) < 0) goto done;
     if (cfg->mlp_bias) {
-        fail(err, errlen, src, "mlp_bias true is not supported (no supported model uses MLP biases); supported: false");
+        rc = unsupported(err, errlen, src, "mlp_bias true is not supported (no supported model uses MLP biases); supported: false");
         goto done;
     }
     double adrop = 0;
     if (get_double(root, "attention_dropout", &adrop, src, err, errlen) < 0) goto done;
     if (adrop != 0) {
-        fail(err, errlen, src, "attention_dropout %g is not supported; supported: 0.0", adrop);
+        rc = unsupported(err, errlen, src, "attention_dropout %g is not supported; supported: 0.0", adrop);
         goto done;
     }
 
@@ -320,7 +329,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         int usw = 0;
         if (get_bool(root, "use_sliding_window", &usw, src, err, errlen) < 0) goto done;
         if (usw) {
-            fail(err, errlen, src, "use_sliding_window true is not supported for Qwen2 (per-layer windows); supported: false");
+            rc = unsupported(err, errlen, src, "use_sliding_window true is not supported for Qwen2 (per-layer windows); supported: false");
             goto done;
         }
     }
@@ -340,7 +349,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     if (dt && !cJSON_IsNull(dt)) {
         if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "bfloat16") && strcmp(dt->valuestring, "float16") &&
                                     strcmp(dt->valuestring, "float32"))) {
-            fail(err, errlen, src, "torch_dtype \"%s\" is not supported; supported: bfloat16, float16, float32",
+            rc = unsupported(err, errlen, src, "torch_dtype \"%s\" is not supported; supported: bfloat16, float16, float32",
                  cJSON_IsString(dt) ? dt->valuestring : "(not a string)");
             goto done;
         }

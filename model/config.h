@@ -34,7 +34,10 @@ typedef struct {
     float initializer_range;     // for `quarry init`
 } model_config;
 
-// Reads DIR/config.json (or a config.json path). 0 on success; -1 with a message in err.
+// Reads DIR/config.json (or a config.json path). 0 on success; with a message in err, -1 when the
+// config cannot describe a decoder (unreadable, not JSON, a size missing, mistyped, too large or
+// inconsistent), -2 when it is well formed but asks for what quarry does not implement (another
+// architecture, rope type, activation, biases, sliding window, dtype).
 int model_config_load(model_config *cfg, const char *path, char *err, size_t errlen);
 
 // The same from JSON text (for tests and `quarry init`).

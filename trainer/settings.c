@@ -152,6 +152,9 @@ cJSON *settings_to_json(const train_settings *s) {
     NUM("max_steps", s->max_steps);
     NUM("max_seq_len", s->max_seq_len);
     STR("on_long", s->on_long_error ? "error" : "truncate");
+    STR("truncate", s->truncate_left ? "left" : "right");
+    cJSON_AddBoolToObject(o, "truncate_explicit", s->truncate_explicit);
+    cJSON_AddBoolToObject(o, "allow_extra_keys", s->allow_extra_keys);
     cJSON_AddBoolToObject(o, "train_on_prompt", s->train_on_prompt);
     NUM("validation_split", s->validation_split);
     NUM("seed", (double)s->seed);
@@ -167,7 +170,7 @@ cJSON *settings_to_json(const train_settings *s) {
 }
 
 // Every setting run.json records, by key: how it is read back, and what a resume may do with it.
-typedef enum { K_STR, K_OPTSTR, K_INT, K_DBL, K_BOOL, K_SEED, K_METHOD, K_SCHEDULE, K_ON_LONG, K_RECOMPUTE } key_type;
+typedef enum { K_STR, K_OPTSTR, K_INT, K_DBL, K_BOOL, K_SEED, K_METHOD, K_SCHEDULE, K_ON_LONG, K_TRUNCATE, K_RECOMPUTE } key_type;
 typedef enum {
     R_REFUSE,      // changes the trajectory
     R_SAFE,        // run control only
@@ -213,6 +216,10 @@ static const setting_key keys[] = {
     {"max_steps", "--max-steps", K_INT, F(max_steps), R_SAFE},
     {"max_seq_len", "--max-seq-len", K_INT, F(max_seq_len), R_REFUSE},
     {"on_long", "--on-long", K_ON_LONG, F(on_long_error), R_REFUSE},
+    {"truncate", "--truncate", K_TRUNCATE, F(truncate_left), R_REFUSE},
+    // Both only refuse data that would otherwise load alike: a run that started loads the same.
+    {"truncate_explicit", "--truncate", K_BOOL, F(truncate_explicit), R_SAFE},
+    {"allow_extra_keys", "--allow-extra-keys", K_BOOL, F(allow_extra_keys), R_SAFE},
     {"train_on_prompt", "--train-on-prompt", K_BOOL, F(train_on_prompt), R_REFUSE},
     {"validation_split", "--validation-split", K_DBL, F(validation_split), R_REFUSE},
     {"seed", "--seed", K_SEED, F(seed), R_REFUSE},
@@ -267,6 +274,10 @@ int settings_from_json(const cJSON *o, train_settings *s, char *err, size_t errl
         case K_ON_LONG:
             ok = cJSON_IsString(v) && (!strcmp(v->valuestring, "error") || !strcmp(v->valuestring, "truncate"));
             if (ok) s->on_long_error = !strcmp(v->valuestring, "error");
+            break;
+        case K_TRUNCATE:
+            ok = cJSON_IsString(v) && (!strcmp(v->valuestring, "left") || !strcmp(v->valuestring, "right"));
+            if (ok) s->truncate_left = !strcmp(v->valuestring, "left");
             break;
         case K_RECOMPUTE: {
             model_recompute r;

@@ -21,6 +21,9 @@ typedef struct {
     int warmup_steps, schedule, max_steps;
     // data
     int max_seq_len, on_long_error, train_on_prompt;
+    int truncate_left;         // --truncate left: long records lose the prompt's start, not the answer
+    int truncate_explicit;     // --truncate was given: records it leaves without an answer may be dropped
+    int allow_extra_keys;      // --allow-extra-keys: unknown keys in the data are warnings
     double validation_split;
     unsigned long long seed;
     // run control

@@ -51,7 +51,7 @@ def body(q, moto, home):
     s3.create_bucket(Bucket="quarry-bkt")
     creds = dict(AWS_ACCESS_KEY_ID=moto.key_id, AWS_SECRET_ACCESS_KEY=moto.secret, AWS_REGION="us-east-1")
     env = clean_env(home, **creds)
-    base = [q, "upload"]
+    base = [q, "upload", "--force"]   # raw directories, not exports (the refusal: tests/export)
     ep = ["--endpoint-url", moto.url, "--quiet"]
 
     # 1. small + empty + multipart (2 full parts and a short one), read back byte for byte.

@@ -43,7 +43,7 @@ def main():
     q, work = sys.argv[1:3]
     os.makedirs(work, exist_ok=True)
     run = os.path.join(work, "run")
-    os.makedirs(run, exist_ok=True)
+    os.makedirs(os.path.join(run, "final"), exist_ok=True)
     json.dump({"settings": {"epochs": 2},
                "result": {"steps": 100, "tokens_trained": 2000000, "train_seconds": 3600, "wall_seconds": 4000,
                           "tokens_per_second": 555.5, "gpus": 1, "gpu_hours": 1.0}},
@@ -126,6 +126,23 @@ def main():
     r = cost(q, "--run", bad)
     if r.returncode != 1 or "result" not in r.stderr.decode():
         fail(f"unfinished run: exit {r.returncode}: {r.stderr.decode()}")
+    # A run with "result" but interrupted, or without final/, is priced for what it ran, and says so.
+    for name, res, final in (("interrupted", {"interrupted": True}, True), ("no-final", {}, False)):
+        part = os.path.join(work, name)
+        os.makedirs(os.path.join(part, "final") if final else part, exist_ok=True)
+        json.dump({"result": dict({"steps": 10, "tokens_trained": 5000, "train_seconds": 60, "wall_seconds": 70,
+                                   "gpus": 1, "gpu_hours": 60 / 3600}, **res)},
+                  open(os.path.join(part, "run.json"), "w"))
+        r = cost(q, "--run", part)
+        err = r.stderr.decode()
+        if r.returncode != 0 or "has not finished" not in err or "after 10 steps" not in err or "5000 tokens" not in err:
+            fail(f"{name} run: exit {r.returncode}, no warning naming it unfinished: {err}")
+        j = cost_json(q, "--run", part)
+        if j and j.get("run_finished") is not False:
+            fail(f"{name} run: run_finished {j.get('run_finished')}, want false")
+    j = cost_json(q, "--run", run)
+    if j and j.get("run_finished") is not True:
+        fail(f"finished run: run_finished {j.get('run_finished')}, want true")
     r = cost(q, "--run", os.path.join(work, "absent"))
     if r.returncode != 1:
         fail(f"absent run: exit {r.returncode}")

@@ -70,6 +70,15 @@ rec no_final_newline_ok 0 "2 valid, 0 invalid" "$PC\n$PC"
 rec two_final_newlines_bad 1 ":2: error: empty line" "$PC\n\n"
 rec crlf_ok 0 "2 valid, 0 invalid" "$PC\r\n$PC\r\n"
 rec bom_warn 0 "bom_warn.jsonl:1: warning: the file starts with a UTF-8 byte order mark" "\xef\xbb\xbf$PC\n"
+# UTF-16/32 (Windows tools export JSONL so) is named, once, instead of a JSON error per line.
+for enc in utf-16-le utf-16 utf-16-be utf-32; do
+  "$PY" -c 'import sys; open(sys.argv[1], "wb").write((sys.argv[3] + "\n" + sys.argv[3] + "\n").encode(sys.argv[2]))' \
+    "$T/wide_$enc.jsonl" "$enc" "$PC"
+done
+expect utf16le_bad 2 "wide_utf-16-le.jsonl: error: the file looks like UTF-16 \(LE\); save it as UTF-8" "$T/wide_utf-16-le.jsonl"
+expect utf16bom_bad 2 "wide_utf-16.jsonl: error: the file looks like UTF-16 \(LE\); save it as UTF-8" "$T/wide_utf-16.jsonl"
+expect utf16be_bad 2 "wide_utf-16-be.jsonl: error: the file looks like UTF-16 \(BE\)" "$T/wide_utf-16-be.jsonl"
+expect utf32_bad 2 "error: the file looks like UTF-32 \(LE\)" "$T/wide_utf-32.jsonl"
 rec empty_file_bad 1 "error: the file has no records" ""
 rec oversized_bad 1 "oversized_bad.jsonl:2: error: the record is 1[0-9]{3} bytes, over the 200-byte limit" "$PC\n{\"prompt\": \"$(printf 'x%.0s' $(seq 1000))\", \"completion\": \"b\"}\n$PC\n" --max-record-bytes 200
 expect oversized_continues 1 "2 valid, 1 invalid" "$T/oversized_bad.jsonl" --max-record-bytes 200

@@ -165,7 +165,8 @@ def check_peft(run_dir, out):
     src = json.load(open(J(run_dir, "final", "adapter_config.json")))
     for key in ("r", "lora_alpha", "target_modules", "use_rslora", "peft_type"):
         check(a.get(key) == src.get(key), f"{out}: adapter_config {key} = {a.get(key)!r}, run has {src.get(key)!r}")
-    check(a.get("base_model_name_or_path") == json.load(open(J(run_dir, "run.json")))["base_model"],
+    # The package names the base without a local path: here the base directory's own name.
+    check(a.get("base_model_name_or_path") == os.path.basename(json.load(open(J(run_dir, "run.json")))["base_model"]),
           f"{out}: base_model_name_or_path {a.get('base_model_name_or_path')}")
     got = load(J(out, "adapter_model.safetensors"))
     want = load(J(run_dir, "final", "adapter_model.safetensors"))
@@ -260,7 +261,7 @@ shutil.copytree(runs[0][1], moved)
 export(runs[0][0], J(work, "override"), "--dtype", "fp32", model=moved)
 check(open(J(work, "override", "model.safetensors"), "rb").read() ==
       open(runs[0][0] + "-m32/model.safetensors", "rb").read(), "RUN --model BASE differs from RUN alone")
-check(json.load(open(J(work, "override", "quarry-export.json")))["source"]["base_model"] == os.path.realpath(moved),
+check(json.load(open(J(work, "override", "quarry-export.json")))["source"]["base_model"] == os.path.basename(moved),
       "quarry-export.json does not name the --model base")
 
 # 5. --out: a non-empty directory is refused without --force, replaced with it.

@@ -1,6 +1,9 @@
 // Packing: every example lands exactly once per epoch, in one row, with positions restarting at
 // its start, doc_start pointing at its start, and targets = the next token where it is trained.
 // The same (seed, epoch) gives the same rows; another epoch another order; splits partition.
+// Every record's fate at max_seq_len is counted (whole, truncated with answer tokens kept,
+// dropped and why); the default right truncation refuses to drop records silently; left
+// truncation keeps BOS and the last T−1 tokens (token-level expectations).
 #include "data/dataset.h"
 #include "kernels/rng.h"
 #include "test.h"
@@ -22,16 +25,110 @@ static example *make_examples(int n, int maxlen, uint64_t seed) {
     return ex;
 }
 
+// One example of len tokens, ids 100*line + t, trained from answer_from on (len: no answer);
+// keep_head 1 (a BOS) when bos.
+static example one(long line, int len, int answer_from, int bos) {
+    example e = {malloc(sizeof(int32_t) * (len ? len : 1)), malloc(len ? len : 1), len, line, bos};
+    for (int t = 0; t < len; t++) {
+        e.ids[t] = (int32_t)(100 * line + t);
+        e.mask[t] = t >= answer_from;
+    }
+    return e;
+}
+
+// Five records at T = 12: 1 fits; 2 has its 4 answer tokens past 12; 3 keeps 2 of 4 answer
+// tokens on the right; 4 is one token; 5 has no answer.
+static example *five(int bos) {
+    example *ex = malloc(sizeof *ex * 5);
+    ex[0] = one(1, 10, 6, bos);
+    ex[1] = one(2, 20, 16, bos);
+    ex[2] = one(3, 14, 10, bos);
+    ex[3] = one(4, 1, 0, bos);
+    ex[4] = one(5, 5, 5, bos);
+    return ex;
+}
+
+static void test_accounting(void) {
+    char err[512];
+    const int T = 12;
+    example_set s;
+    truncation right = {T, TRUNCATE_RIGHT, 0, ON_LONG_TRUNCATE};
+    CHECK(example_set_init(&s, five(1), 5, &right, "d.jsonl", err, sizeof err) == -1,
+          "the default right truncation must refuse to drop record 2");
+    CHECK(strstr(err, "d.jsonl: 1 of 5 records would be dropped") && strstr(err, "line 2)") &&
+          strstr(err, "--truncate left") && strstr(err, "--truncate right") && strstr(err, "raise --max-seq-len"),
+          "refusal counts, names the line and the three ways out: %s", err);
+
+    right.side_explicit = 1;
+    CHECK(example_set_init(&s, five(1), 5, &right, "d.jsonl", err, sizeof err) == 0, "%s", err);
+    const example_report *r = &s.report;
+    CHECK(s.n == 2 && s.examples[0].line == 1 && s.examples[1].line == 3, "kept records 1 and 3 (n %d)", s.n);
+    CHECK(r->records == 5 && r->whole == 1 && r->truncated == 1 && r->dropped == 3, "counts %ld/%ld/%ld/%ld", r->records,
+          r->whole, r->truncated, r->dropped);
+    CHECK(r->by_fate[FATE_DROPPED_CUT] == 1 && r->by_fate[FATE_DROPPED_EMPTY] == 1 && r->by_fate[FATE_DROPPED_NO_ANSWER] == 1,
+          "reasons cut %ld empty %ld no-answer %ld", r->by_fate[FATE_DROPPED_CUT], r->by_fate[FATE_DROPPED_EMPTY],
+          r->by_fate[FATE_DROPPED_NO_ANSWER]);
+    CHECK(r->answer_tokens == 4 + 4 + 4 && r->kept_answer_tokens == 4 + 2, "answer tokens %lld kept %lld", r->answer_tokens,
+          r->kept_answer_tokens);
+    CHECK(s.trained_tokens == 6 && s.truncated == 1, "trained %ld truncated %d", s.trained_tokens, s.truncated);
+    CHECK(r->nnotes == 4 && r->notes[0].line == 2 && r->notes[0].fate == FATE_DROPPED_CUT && r->notes[1].line == 3 &&
+          r->notes[1].kept_answer == 2 && r->notes[1].answer == 4 && r->notes[1].kept_tokens == 12 && r->notes[1].tokens == 14,
+          "notes in file order with tokens and answer tokens");
+    for (int t = 0; t < 12; t++) CHECK(s.examples[1].ids[t] == 300 + t, "right keeps the start: t %d id %d", t, s.examples[1].ids[t]);
+    cJSON *j = example_report_to_json(r, 1);
+    cJSON *dl = cJSON_GetObjectItem(j, "dropped_records");
+    CHECK(cJSON_GetArraySize(dl) == 1 && cJSON_GetObjectItem(cJSON_GetArrayItem(dl, 0), "line")->valueint == 2 &&
+          !strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(dl, 0), "reason")->valuestring, "answer_cut") &&
+          cJSON_GetObjectItem(j, "dropped_records_not_listed")->valueint == 2 &&
+          cJSON_GetObjectItem(j, "dropped")->valueint == 3 &&
+          cJSON_GetObjectItem(cJSON_GetObjectItem(j, "dropped_by_reason"), "empty")->valueint == 1,
+          "JSON: counts, reasons, listing bounded by max_listed");
+    cJSON_Delete(j);
+    example_set val;
+    CHECK(example_set_split(&s, &val, 0.1, 1, err, sizeof err) == -1 && strstr(err, "3 of the 5 records were dropped"),
+          "an empty split names the drops: %s", err);
+    example_set_free(&s);
+
+    // Left: BOS, then the last T−1 tokens; every answer kept.
+    truncation left = {T, TRUNCATE_LEFT, 1, ON_LONG_TRUNCATE};
+    CHECK(example_set_init(&s, five(1), 5, &left, "d.jsonl", err, sizeof err) == 0, "%s", err);
+    CHECK(s.n == 3 && s.report.truncated == 2 && s.report.dropped == 2 && s.report.kept_answer_tokens == 12,
+          "left: 3 kept, 2 truncated, all 12 answer tokens (n %d, kept %lld)", s.n, s.report.kept_answer_tokens);
+    const example *b = &s.examples[1];
+    CHECK(b->line == 2 && b->len == 12 && b->ids[0] == 200 && b->mask[0] == 0, "record 2 keeps its BOS");
+    for (int t = 1; t < 12; t++)
+        CHECK(b->ids[t] == 200 + 8 + t && b->mask[t] == (8 + t >= 16), "left: t %d id %d mask %d, want id %d mask %d", t,
+              b->ids[t], b->mask[t], 208 + t, 8 + t >= 16);
+    CHECK(s.examples[2].ids[0] == 300 && s.examples[2].ids[1] == 303 && s.examples[2].ids[11] == 313, "record 3: BOS, 303..313");
+    example_set_free(&s);
+
+    // Left without a BOS: the last T tokens.
+    CHECK(example_set_init(&s, five(0), 5, &left, "d.jsonl", err, sizeof err) == 0, "%s", err);
+    for (int t = 0; t < 12; t++) CHECK(s.examples[1].ids[t] == 208 + t, "no BOS: t %d id %d", t, s.examples[1].ids[t]);
+    example_set_free(&s);
+
+    // Nothing left: an error with the reasons, even when dropping was chosen.
+    example *two = malloc(sizeof *two * 2);
+    two[0] = one(7, 20, 16, 1);
+    two[1] = one(8, 1, 0, 1);
+    CHECK(example_set_init(&s, two, 2, &right, "v.jsonl", err, sizeof err) == -1 &&
+          strstr(err, "v.jsonl: no record left to train on: all 2 were dropped") && strstr(err, "1 empty") &&
+          strstr(err, "1 with every answer token cut"), "all dropped: %s", err);
+}
+
 int main(void) {
     char err[512];
     const int T = 64, N = 200;
+    test_accounting();
     example_set s;
-    CHECK(example_set_init(&s, make_examples(N, 80, 7), N, T, ON_LONG_TRUNCATE, "gen", err, sizeof err) == 0, "%s", err);
+    truncation tr = {T, TRUNCATE_RIGHT, 0, ON_LONG_TRUNCATE};
+    CHECK(example_set_init(&s, make_examples(N, 80, 7), N, &tr, "gen", err, sizeof err) == 0, "%s", err);
     CHECK(s.n == N, "kept %d of %d", s.n, N);
     CHECK(s.truncated > 0, "some examples longer than T must be truncated (got %d)", s.truncated);
 
     example_set refuse;
-    CHECK(example_set_init(&refuse, make_examples(N, 80, 7), N, T, ON_LONG_ERROR, "gen.jsonl", err, sizeof err) == -1,
+    truncation refuse_long = {T, TRUNCATE_RIGHT, 0, ON_LONG_ERROR};
+    CHECK(example_set_init(&refuse, make_examples(N, 80, 7), N, &refuse_long, "gen.jsonl", err, sizeof err) == -1,
           "--on-long error must refuse");
     CHECK(strstr(err, "gen.jsonl:") && strstr(err, "--max-seq-len"), "message names file and flag: %s", err);
 

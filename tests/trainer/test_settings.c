@@ -56,7 +56,7 @@ int main(void) {
     s.epochs = 3; s.batch_size = 6; s.micro_batch = 2; s.lr = 2e-3; s.warmup_steps = 7; s.schedule = SCHEDULE_COSINE;
     s.weight_decay = 0.01; s.max_steps = 11; s.max_seq_len = 96; s.on_long_error = 1; s.train_on_prompt = 1;
     s.validation_split = 0.2; s.seed = 1234567; s.eval_every = 3; s.save_every = 2; s.keep_checkpoints = 5;
-    s.early_stopping_patience = 2; s.recompute = MODEL_RECOMPUTE_NONE;
+    s.early_stopping_patience = 2; s.recompute = MODEL_RECOMPUTE_NONE; s.truncate_left = 1; s.allow_extra_keys = 1;
     CHECK(settings_check(&s, err, sizeof err) == 0, "%s", err);
     j = settings_to_json(&s);
     train_settings back;
