@@ -167,7 +167,9 @@ int cmd_train(int argc, char **argv) {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
         {"data", ARG_STRING, &s.data_path, "FILE", "training data, Bedrock JSONL (any of the four formats)"},
         {"out", ARG_STRING, &s.out_dir, "RUN", "run directory to create (must be new or empty)"},
-        {"resume", ARG_STRING, &s.resume_dir, "RUN", "continue a run from its newest checkpoint"},
+        {"resume", ARG_STRING, &s.resume_dir, "RUN", "continue RUN (or from RUN/checkpoints/step-N) with the settings of its "
+         "run.json; flags may change only --max-steps, --eval-every, --save-every, --keep-checkpoints, the device and "
+         "the ranks"},
         {"validation", ARG_STRING, &s.validation_path, "FILE", "validation data (Bedrock JSONL)"},
         {"validation-split", ARG_FLOAT, &f.validation_split, "F", "hold out this share of --data for validation (e.g. 0.05)"},
         {"hyperparameters", ARG_STRING, &f.hp, "FILE", "Bedrock hyperparameters JSON (epochCount, batchSize, learningRate, learningRateWarmupSteps)"},
@@ -189,7 +191,7 @@ int cmd_train(int argc, char **argv) {
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
         {"lora-targets", ARG_STRING, &s.lora_targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
-        {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default 2048)"},
+        {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
         {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
          "keeps the answer (default right, refused when it would drop records)"},
