@@ -114,7 +114,7 @@ static int train_check_model(train_settings *s, int seq_len, char *err, size_t e
 // Flags that cannot all hold: -1 with a message naming them. recorded_full: a resumed run's
 // method (-1 when starting), which LoRA flags contradict as --full does.
 static int train_flags_contradict(const train_settings *given, const flag_values *f, int full_flag, int rslora,
-                                  const char *micro_arg, int recorded_full, char *err, size_t errlen) {
+                                  int recorded_full, char *err, size_t errlen) {
     if (f->method && full_flag && strcmp(f->method, "full")) {
         snprintf(err, errlen, "--method %s and --full contradict each other; give one", f->method);
         return -1;
@@ -128,7 +128,6 @@ static int train_flags_contradict(const train_settings *given, const flag_values
                  f->method || full_flag ? "--method full" : "this run (method full)", lora_flag);
         return -1;
     }
-    (void)micro_arg;
     return 0;
 }
 
@@ -255,7 +254,7 @@ int cmd_train(int argc, char **argv) {
     }
     settings_overlay(&s, &given);
     if (rs) s.out_dir = rs->run_dir;
-    if (train_flags_contradict(&given, &f, full_flag, rslora, micro_arg, rs ? rs->recorded.full : -1, err, sizeof err)) {
+    if (train_flags_contradict(&given, &f, full_flag, rslora, rs ? rs->recorded.full : -1, err, sizeof err)) {
         fprintf(stderr, "quarry train: error: %s\n", err);
         goto usage_fail;
     }

@@ -64,7 +64,7 @@ int train_resume_open(train_resume *r, const char *target, char *err, size_t err
 int train_resume_finished(const train_resume *r, int max_steps) {
     char done[64] = "";
     if (r->steps_done >= 0) snprintf(done, sizeof done, " after %d steps", r->steps_done);
-    if (max_steps != SETTINGS_UNSET_INT && (max_steps == 0 || max_steps > r->steps_done)) {
+    if (max_steps != SETTINGS_UNSET_INT && max_steps != r->recorded.max_steps && (max_steps == 0 || max_steps > r->steps_done)) {
         // Training on would rewrite final/, which exports and evaluations may already stand on.
         fprintf(stderr, "quarry train: error: %s is finished%s (final/ is written); --max-steps %d cannot extend it\n"
                 "hint: train on from the result in a new run: `quarry export %s --out DIR`, then `quarry train --model DIR "

@@ -298,7 +298,6 @@ void settings_unset(train_settings *s) {
         if (k->type == K_INT) *AT(s, k, int) = SETTINGS_UNSET_INT;
         else if (k->type == K_DBL) *AT(s, k, double) = NAN;
     }
-    s->resume_dir = NULL;
 }
 
 void settings_overlay(train_settings *s, const train_settings *given) {

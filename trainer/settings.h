@@ -1,6 +1,7 @@
 // trainer/settings.h — every setting of a training run, resolved from defaults, Bedrock's
 // hyperparameters file (`--hyperparameters hp.json`, string values as a Bedrock job takes them:
-// epochCount, batchSize, learningRate, learningRateWarmupSteps) and flags, in that order.
+// epochCount, batchSize, learningRate, learningRateWarmupSteps) and flags, in that order; or,
+// for a resumed run, read back from its run.json, with only the changes a resume may make.
 #pragma once
 #include <cjson/cJSON.h>
 #include <stddef.h>
