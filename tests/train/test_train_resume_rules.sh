@@ -103,6 +103,18 @@ kill -9 $pid; wait $pid 2>/dev/null
 n=$(ls "$W/busy/checkpoints" | sed -n 's/^step-//p' | sort -n | tail -1)
 "$Q" train --resume "$W/busy" --max-steps $((n + 1)) >/dev/null 2>"$W/after.log" || { echo "FAIL lock: resume after kill -9"; cat "$W/after.log"; fail=1; }
 
+# --gpus N: the launcher holds the lock for its worker processes (which must not wait on it).
+"$Q" train --model "$W/model" --data "$DATA" --out "$W/busy2" --epochs 200 --batch-size 4 --max-seq-len 64 --save-every 1 \
+  --device cpu --gpus 2 --quiet >/dev/null 2>"$W/busy2.log" & pid=$!
+for _ in $(seq 1 300); do [ -d "$W/busy2/checkpoints/step-1" ] && break; sleep 0.1; done
+"$Q" train --resume "$W/busy2" >/dev/null 2>"$W/second3.log"; rc=$?
+[ $rc -eq 1 ] && grep -q "process $pid" "$W/second3.log" || { echo "FAIL lock --gpus 2: second resume exit $rc"; cat "$W/second3.log"; fail=1; }
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 130 ] || { echo "FAIL lock --gpus 2: SIGTERM gave exit $rc, want 130"; tail -3 "$W/busy2.log"; fail=1; }
+n=$(ls "$W/busy2/checkpoints" | sed -n 's/^step-//p' | sort -n | tail -1)
+timeout 120 "$Q" train --resume "$W/busy2" --gpus 2 --max-steps $((n + 1)) >/dev/null 2>"$W/after2.log" ||
+  { echo "FAIL lock --gpus 2: resume with worker processes"; tail -5 "$W/after2.log"; fail=1; }
+
 # 7. Contradictions and cheap checks, before the data is tokenized.
 bad() {  # bad NAME WANT_RC PATTERN flags...
   local name=$1 want=$2 pat=$3; shift 3
