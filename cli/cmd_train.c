@@ -4,6 +4,7 @@
 #include "diag.h"
 #include "../data/progress.h"
 #include "version.h"
+#include "train_resume.h"
 #include "../data/fileio.h"
 #include "../data/scan_data.h"
 #include "../kernels/backend.h"
@@ -12,6 +13,7 @@
 #include "../trainer/dist.h"
 #include "../trainer/examples.h"
 #include "../trainer/launch.h"
+#include "../trainer/run_lock.h"
 #include "../trainer/run_record.h"
 #include "../trainer/schedule.h"
 #include "../trainer/train.h"
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 // Dense bf16 tensor-core peak of known cards (datasheet figures), for MFU; 0 = unknown.
 static double gpu_peak_flops(const char *name) {
@@ -75,7 +78,7 @@ typedef struct {
     lora_config lc;
     const example_set *train, *val;
     const char *template_name;
-    const char *resume_ckpt;      // rank 0's; NULL when starting
+    train_resume *resume;         // rank 0's; NULL when starting
     int zero, world;
     const char *dist_kind;
     double t_start;
@@ -84,6 +87,49 @@ typedef struct {
 } run_ctx;
 
 static int train_rank(const run_ctx *c, int rank, backend *be, dist *d);
+
+// What the model's config.json allows, read before anything costly: the architecture, and
+// --max-seq-len within its context (default: min(2048, max_position_embeddings)) and, with a
+// sliding window, within the window (quarry implements full attention only). 0 or -1.
+// seq_len: 0 default, 1 given, 2 recorded by a resumed run (kept as it trained).
+static int train_check_model(train_settings *s, int seq_len, char *err, size_t errlen) {
+    model_config cfg;
+    if (model_config_load(&cfg, s->model_dir, err, errlen)) return -1;
+    int ctx = cfg.max_position_embeddings;
+    if (seq_len == 0 && ctx > 0 && ctx < s->max_seq_len) s->max_seq_len = ctx;
+    if (seq_len == 1 && ctx > 0 && s->max_seq_len > ctx) {
+        snprintf(err, errlen, "--max-seq-len %d is longer than this model's context (max_position_embeddings %d in "
+                 "%s/config.json); positions past it were never trained\nhint: use --max-seq-len %d or less", s->max_seq_len,
+                 ctx, s->model_dir, ctx);
+        return -1;
+    }
+    if (cfg.sliding_window > 0 && s->max_seq_len > cfg.sliding_window) {
+        snprintf(err, errlen, "this model's sliding_window is %d, shorter than --max-seq-len %d; quarry implements full "
+                 "attention only, so use --max-seq-len %d or less", cfg.sliding_window, s->max_seq_len, cfg.sliding_window);
+        return -1;
+    }
+    return 0;
+}
+
+// Flags that cannot all hold: -1 with a message naming them. recorded_full: a resumed run's
+// method (-1 when starting), which LoRA flags contradict as --full does.
+static int train_flags_contradict(const train_settings *given, const flag_values *f, int full_flag, int rslora,
+                                  int recorded_full, char *err, size_t errlen) {
+    if (f->method && full_flag && strcmp(f->method, "full")) {
+        snprintf(err, errlen, "--method %s and --full contradict each other; give one", f->method);
+        return -1;
+    }
+    int full = full_flag || (f->method ? !strcmp(f->method, "full") : recorded_full == 1);
+    const char *lora_flag = f->lora_r >= 0 ? "--lora-r" : !isnan(f->lora_alpha) ? "--lora-alpha"
+                          : !isnan(f->lora_dropout) ? "--lora-dropout" : given->lora_targets ? "--lora-targets"
+                          : rslora ? "--rslora" : NULL;
+    if (full && lora_flag) {
+        snprintf(err, errlen, "%s shapes LoRA adapters, but %s trains all weights; drop %s or use --method lora", lora_flag,
+                 f->method || full_flag ? "--method full" : "this run (method full)", lora_flag);
+        return -1;
+    }
+    return 0;
+}
 
 typedef struct {
     const run_ctx *c;
@@ -107,8 +153,10 @@ static void *rank_thread_main(void *arg) {
 }
 
 int cmd_train(int argc, char **argv) {
+    // Flags land in s with every field unset; the run's settings are then the defaults (or the
+    // resumed run's record) with the given flags over them.
     train_settings s;
-    settings_defaults(&s);
+    settings_unset(&s);
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
@@ -118,7 +166,9 @@ int cmd_train(int argc, char **argv) {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
         {"data", ARG_STRING, &s.data_path, "FILE", "training data, Bedrock JSONL (any of the four formats)"},
         {"out", ARG_STRING, &s.out_dir, "RUN", "run directory to create (must be new or empty)"},
-        {"resume", ARG_STRING, &s.resume_dir, "RUN", "continue a run from its newest checkpoint"},
+        {"resume", ARG_STRING, &s.resume_dir, "RUN", "continue RUN (or from RUN/checkpoints/step-N) with the settings of its "
+         "run.json; flags may change only --max-steps, --eval-every, --save-every, --keep-checkpoints, the device and "
+         "the ranks"},
         {"validation", ARG_STRING, &s.validation_path, "FILE", "validation data (Bedrock JSONL)"},
         {"validation-split", ARG_FLOAT, &f.validation_split, "F", "hold out this share of --data for validation (e.g. 0.05)"},
         {"hyperparameters", ARG_STRING, &f.hp, "FILE", "Bedrock hyperparameters JSON (epochCount, batchSize, learningRate, learningRateWarmupSteps)"},
@@ -140,7 +190,7 @@ int cmd_train(int argc, char **argv) {
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
         {"lora-targets", ARG_STRING, &s.lora_targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
-        {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default 2048)"},
+        {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
         {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
          "keeps the answer (default right, refused when it would drop records)"},
@@ -164,7 +214,7 @@ int cmd_train(int argc, char **argv) {
         {"scan", ARG_STRING, &scan_arg, "MODE", "scan the data for secrets and personal data: off, warn (default) or error"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
-    const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options]",
+    const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
                           "Fine-tunes a Hugging Face Llama-family checkpoint (LoRA or all weights) on Bedrock\n"
                           "JSONL data and writes RUN/: run.json, step_wise_training_metrics.csv,\n"
                           "validation_metrics.csv, loss.svg, checkpoints/step-N/ and final/.\n"
@@ -176,11 +226,41 @@ int cmd_train(int argc, char **argv) {
     int npos = 0, rc = args_parse(&p, argc, argv, pos, &npos);
     if (rc) return rc == 1 ? 0 : rc;
 
-    char err[1024];
-    if (s.resume_dir && !s.out_dir) s.out_dir = s.resume_dir;
+    char err[4096];
+    train_settings given = s;
+    train_resume rs_store, *rs = NULL;
+    int status = 1, lock_fd = -1;
+    if (given.resume_dir) {
+        rs = &rs_store;
+        if (train_resume_open(rs, given.resume_dir, err, sizeof err)) {
+            fprintf(stderr, "quarry train: error: %s\n", err);
+            train_resume_close(rs);
+            return 1;
+        }
+        if (rs->finished) {
+            status = train_resume_finished(rs, given.max_steps);
+            train_resume_close(rs);
+            return status;
+        }
+        if (given.out_dir && strcmp(given.out_dir, rs->run_dir) && strcmp(given.out_dir, given.resume_dir)) {
+            fprintf(stderr, "quarry train: error: --resume %s continues that run in place; drop --out %s\n", given.resume_dir,
+                    given.out_dir);
+            train_resume_close(rs);
+            return 2;
+        }
+        s = rs->recorded;
+    } else {
+        settings_defaults(&s);
+    }
+    settings_overlay(&s, &given);
+    if (rs) s.out_dir = rs->run_dir;
+    if (train_flags_contradict(&given, &f, full_flag, rslora, rs ? rs->recorded.full : -1, err, sizeof err)) {
+        fprintf(stderr, "quarry train: error: %s\n", err);
+        goto usage_fail;
+    }
     if (!s.model_dir || !s.data_path || !s.out_dir) {
         fprintf(stderr, "quarry train: error: --model, --data and --out are required\nusage: %s\n", p.usage);
-        return 2;
+        goto usage_fail;
     }
     if (f.hp && settings_load_hyperparameters(&s, f.hp, err, sizeof err)) {
         fprintf(stderr, "quarry train: error: %s\n", err);
@@ -222,6 +302,11 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "quarry train: error: --batch-size %d is not a multiple of --grad-accum %d\n", s.batch_size, f.grad_accum);
             return 2;
         }
+        if (micro_arg && s.micro_batch != s.batch_size / f.grad_accum) {
+            fprintf(stderr, "quarry train: error: --micro-batch %d and --grad-accum %d contradict each other (--batch-size %d "
+                    "is micro-batch × grad-accum); give one of them\n", s.micro_batch, f.grad_accum, s.batch_size);
+            goto usage_fail;
+        }
         s.micro_batch = s.batch_size / f.grad_accum;
     }
     if (!isnan(f.lr)) s.lr = f.lr;
@@ -243,11 +328,12 @@ int cmd_train(int argc, char **argv) {
     if (f.lora_r >= 0) s.lora_r = f.lora_r;
     if (!isnan(f.lora_alpha)) s.lora_alpha = f.lora_alpha;
     if (!isnan(f.lora_dropout)) s.lora_dropout = f.lora_dropout;
-    s.rslora = rslora;
+    if (rslora) s.rslora = 1;
     if (f.max_seq_len >= 0) s.max_seq_len = f.max_seq_len;
     if (f.on_long) {
         if (!strcmp(f.on_long, "error")) s.on_long_error = 1;
-        else if (strcmp(f.on_long, "truncate")) { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
+        else if (!strcmp(f.on_long, "truncate")) s.on_long_error = 0;
+        else { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
     }
     if (f.truncate) {
         int side = truncate_side_parse(f.truncate);
@@ -260,7 +346,13 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "quarry train: error: give --validation FILE or --validation-split, not both\n");
         return 2;
     }
-    if (settings_check(&s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 2; }
+    if (settings_check(&s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto usage_fail; }
+    if (rs) {
+        if (train_resume_check_settings(rs, &s, err, sizeof err)) {
+            fprintf(stderr, "quarry train: error: %s\n", err);
+            goto usage_fail;
+        }
+    }
 
     if (dp.zero < 0 || dp.zero > 2) { fprintf(stderr, "quarry train: error: --zero must be 0, 1 or 2\n"); return 2; }
     if (!(dp.timeout_s > 0)) { fprintf(stderr, "quarry train: error: --dist-timeout must be a positive number of seconds\n"); return 2; }
@@ -291,13 +383,20 @@ int cmd_train(int argc, char **argv) {
                 return 2;
             }
         }
+        // The launcher holds the run's lock for its workers; they know it by its PID.
+        lock_fd = run_lock_acquire(s.out_dir, err, sizeof err);
+        if (lock_fd < 0) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
+        char holder[32];
+        snprintf(holder, sizeof holder, "%ld", (long)getpid());
+        if (setenv("QUARRY_RUN_LOCK_HOLDER", holder, 1)) { run_lock_release(lock_fd); return 1; }
         char **wargv = calloc((size_t)argc + 3, sizeof *wargv);   // NULL-terminated
-        if (!wargv) return 1;
+        if (!wargv) { run_lock_release(lock_fd); return 1; }
         wargv[0] = "quarry";
         wargv[1] = "train";
         for (int i = 0; i < argc; i++) wargv[i + 2] = argv[i];
         int wrc = launch_workers(dp.gpus, wargv, 30.0);
         free(wargv);
+        run_lock_release(lock_fd);
         return wrc;
     }
     if (dp.ranks > 0 && worker) {
@@ -316,27 +415,53 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "quarry train: note: --zero %d has no effect on one rank\n", dp.zero);
     }
 
-    const char *scanned[] = {s.data_path, s.validation_path};
-    if (rank == 0 && (rc = scan_data_check("train", scan_arg, scanned, 2))) return rc;
-
-    // A run directory is never overwritten: it must be new or empty, unless resumed. Rank 0
-    // alone checks and creates it.
-    char resume_ckpt[4300] = "";
-    if (rank == 0) {
-        if (s.resume_dir) {
-            if (!checkpoint_find_latest(s.resume_dir, resume_ckpt, sizeof resume_ckpt)) {
-                fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", s.resume_dir);
-                return 1;
-            }
-        } else if (!fileio_is_empty_or_absent(s.out_dir)) {
-            fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
-                    s.out_dir, s.out_dir);
-            return 1;
-        }
-        if (fileio_mkdir_p(s.out_dir, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
+    // Checks that cost nothing, before the data is tokenized or the inputs hashed: the
+    // architecture, --max-seq-len against the model's context, the LoRA targets and (one
+    // process) the device.
+    lora_config lc = lora_config_default();
+    backend *be_single = NULL;
+    if (train_check_model(&s, rs ? 2 : f.max_seq_len >= 0, err, sizeof err)) goto early_fail_msg;
+    if (!s.full) {
+        lc.rank = s.lora_r;
+        lc.alpha = (float)s.lora_alpha;
+        lc.dropout = (float)s.lora_dropout;
+        lc.rslora = s.rslora;
+        lc.seed = s.seed;
+        if (lora_targets_parse(s.lora_targets, &lc.targets, err, sizeof err)) goto early_fail_msg;
+    }
+    if (!worker && dp.ranks == 0) {
+        be_single = backend_open(s.device, err, sizeof err);
+        if (!be_single) goto early_fail_msg;
     }
 
-    int status = 1;
+    // The scan reads the data: after the checks above, before anything is written.
+    const char *scanned[] = {s.data_path, s.validation_path};
+    if (rank == 0 && (status = scan_data_check("train", scan_arg, scanned, 2))) goto early_fail;
+    status = 1;
+
+    // One process per run directory (its lock, taken before anything is written), which is
+    // never overwritten: it must be new or empty, unless resumed. Rank 0 alone locks, checks and
+    // creates it; under --gpus N the launcher holds the lock.
+    if (rank == 0) {
+        const char *holder = getenv("QUARRY_RUN_LOCK_HOLDER");
+        if (!holder || atol(holder) != (long)getppid()) {
+            lock_fd = run_lock_acquire(s.out_dir, err, sizeof err);
+            if (lock_fd < 0) goto early_fail_msg;
+        }
+        if (rs) {
+            char ckpt[4300];
+            if (!rs->ckpt[0] && !checkpoint_find_latest(rs->run_dir, ckpt, sizeof ckpt)) {
+                fprintf(stderr, "quarry train: error: %s has no complete checkpoint to resume from\n", rs->run_dir);
+                goto early_fail;
+            }
+            if (train_resume_check_inputs(rs, &s, err, sizeof err)) goto early_fail_msg;
+        } else if (!run_lock_dir_is_fresh(s.out_dir)) {
+            fprintf(stderr, "quarry train: error: %s exists and is not empty; choose a new --out, or --resume %s to continue it\n",
+                    s.out_dir, s.out_dir);
+            goto early_fail;
+        }
+    }
+
     tokenizer *tok = NULL;
     chat_template *tmpl = NULL;
     example_set train = {0}, val = {0};
@@ -375,16 +500,7 @@ int cmd_train(int argc, char **argv) {
         if (have_val) fprintf(stderr, ", %d validation examples\n", val.n);
     }
 
-    run_ctx c = {&s, lora_config_default(), &train, have_val ? &val : NULL, tmpl->name,
-                 resume_ckpt[0] ? resume_ckpt : NULL, dp.zero, world, "single", t_start, NULL, 0};
-    if (!s.full) {
-        c.lc.rank = s.lora_r;
-        c.lc.alpha = (float)s.lora_alpha;
-        c.lc.dropout = (float)s.lora_dropout;
-        c.lc.rslora = s.rslora;
-        c.lc.seed = s.seed;
-        if (lora_targets_parse(s.lora_targets, &c.lc.targets, err, sizeof err)) goto fail;
-    }
+    run_ctx c = {&s, lc, &train, have_val ? &val : NULL, tmpl->name, rs, dp.zero, world, "single", t_start, NULL, 0};
     train_install_signal_handlers();
     if (dp.ranks > 0) {
         c.dist_kind = "threads";
@@ -444,8 +560,8 @@ int cmd_train(int argc, char **argv) {
                     : dist_open_nccl(&env, be, dp.timeout_s, err, sizeof err);
             if (!d) { be->destroy(be); goto fail; }
         } else {
-            be = backend_open(s.device, err, sizeof err);
-            if (!be) goto fail;
+            be = be_single;
+            be_single = NULL;
         }
         status = train_rank(&c, rank, be, d);
         dist_close(d);
@@ -460,7 +576,20 @@ cleanup:
     if (have_val) example_set_free(&val);
     chat_template_free(tmpl);
     tokenizer_free(tok);
+    if (be_single) be_single->destroy(be_single);
+    run_lock_release(lock_fd);
+    if (rs) train_resume_close(rs);
     return status;
+early_fail_msg:
+    cli_error("train", "%s", err);
+early_fail:
+    if (be_single) be_single->destroy(be_single);
+    run_lock_release(lock_fd);
+    if (rs) train_resume_close(rs);
+    return status;
+usage_fail:
+    if (rs) train_resume_close(rs);
+    return 2;
 }
 
 // --micro-batch auto: the largest micro-batch whose memory plan fits this rank's device
@@ -508,6 +637,19 @@ static int pick_micro_batch(model *m, backend *be, dist *d, int rank, int world,
     return 0;
 }
 
+// settings_to_json with the input paths made absolute, so that `--resume RUN` alone finds them
+// from any working directory.
+static cJSON *settings_record(const train_settings *s) {
+    cJSON *o = settings_to_json(s);
+    const char *keys[] = {"model", "data", "validation"};
+    const char *paths[] = {s->model_dir, s->data_path, s->validation_path};
+    for (int i = 0; i < 3; i++) {
+        char abs[4096];
+        if (paths[i] && realpath(paths[i], abs)) cJSON_ReplaceItemInObjectCaseSensitive(o, keys[i], cJSON_CreateString(abs));
+    }
+    return o;
+}
+
 // One rank: its model replica, training, and (rank 0) run.json and final/. Returns the exit code.
 static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     train_settings local = *c->s;   // this rank's own: --micro-batch auto settles micro_batch here
@@ -527,12 +669,6 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON *run = NULL;
     model *m = model_open(sp->model_dir, be, err, sizeof err);
     if (!m) goto fail;
-    const model_config *cfg = model_get_config(m);
-    if (cfg->sliding_window > 0 && sp->max_seq_len > cfg->sliding_window) {
-        snprintf(err, sizeof err, "this model's sliding_window is %d, shorter than --max-seq-len %d; quarry implements full "
-                 "attention only, so use --max-seq-len %d or less", cfg->sliding_window, sp->max_seq_len, cfg->sliding_window);
-        goto fail;
-    }
     if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
                         .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
@@ -559,17 +695,31 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     if (model_allocate(m, err, sizeof err)) goto fail;
 
     // run.json first, so even an interrupted run says what it was.
-    char path[4400];
+    char path[4400], resume_ckpt[4300] = "";
     char abs_model[4096];
     if (!realpath(sp->model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", sp->model_dir);
-    if (lead) {
+    if (lead && c->resume) {
+        // The checkpoint is verified before anything in the run is written.
+        train_state st;
+        if (checkpoint_pick(c->resume->run_dir, c->resume->ckpt[0] ? c->resume->ckpt : NULL, m, &st, resume_ckpt,
+                            sizeof resume_ckpt, err, sizeof err))
+            goto fail;
+        if (sp->max_steps > 0 && sp->max_steps <= st.step) {
+            snprintf(err, sizeof err, "--max-steps %d: the run is already at step %d (%s); give a larger --max-steps, or "
+                     "none", sp->max_steps, st.step, resume_ckpt);
+            goto fail;
+        }
+        run = train_resume_record(c->resume, settings_record(sp), st.step, be->name, c->world);
+        snprintf(path, sizeof path, "%s/run.json", sp->out_dir);
+        if (!run || write_json(path, run, err, sizeof err)) goto fail;
+    } else if (lead) {
         run = cJSON_CreateObject();
         cJSON_AddStringToObject(run, "quarry_version", QUARRY_VERSION);
         cJSON_AddStringToObject(run, "quarry_commit", QUARRY_GIT_COMMIT);
         cJSON_AddStringToObject(run, "device", be->name);
         cJSON_AddStringToObject(run, "device_name", device_name);
         cJSON_AddStringToObject(run, "base_model", abs_model);
-        cJSON_AddItemToObject(run, "settings", settings_to_json(sp));
+        cJSON_AddItemToObject(run, "settings", settings_record(sp));
         cJSON *inputs = run_record_inputs(sp->model_dir, sp->data_path, sp->validation_path, err, sizeof err);
         if (!inputs) goto fail;
         cJSON_AddItemToObject(run, "inputs", inputs);
@@ -603,12 +753,12 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         if (c->val && c->val->report.records)
             cJSON_AddItemToObject(recs, "validation", example_report_to_json(&c->val->report, 100));
         snprintf(path, sizeof path, "%s/run.json", sp->out_dir);
-        if (!sp->resume_dir && write_json(path, run, err, sizeof err)) goto fail;
+        if (write_json(path, run, err, sizeof err)) goto fail;
     }
 
     train_result res;
     in_training = 1;   // from here the trainer tells the other ranks itself
-    int trc = train_run_dist(sp, be, m, c->train, c->val, sp->out_dir, lead ? c->resume_ckpt : NULL, peak, d, c->zero,
+    int trc = train_run_dist(sp, be, m, c->train, c->val, sp->out_dir, resume_ckpt[0] ? resume_ckpt : NULL, peak, d, c->zero,
                              &res, err, sizeof err);
     if (!lead) {
         if (trc) goto fail;
@@ -653,7 +803,9 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     } else {
         fprintf(stderr, "quarry train: done: %d steps, %lld tokens in %.1f s (%.0f tok/s)", res.steps_done,
                 res.tokens_seen, res.train_seconds, res.tokens_per_second);
-        if (isfinite(res.last_val_loss)) fprintf(stderr, ", validation loss %.4f → %.4f", res.first_val_loss, res.last_val_loss);
+        if (isfinite(res.first_val_loss) && isfinite(res.last_val_loss))
+            fprintf(stderr, ", validation loss %.4f → %.4f", res.first_val_loss, res.last_val_loss);
+        else if (isfinite(res.last_val_loss)) fprintf(stderr, ", validation loss %.4f", res.last_val_loss);
         fprintf(stderr, "\nquarry train: wrote %s/final\n", sp->out_dir);
         status = 0;
     }

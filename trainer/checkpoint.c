@@ -4,6 +4,7 @@
 #include "../model/safetensors.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,10 +122,58 @@ int checkpoint_save(const char *run_dir, model *m, checkpoint_gather_fn gather, 
     }
     return 0;
 fail: {
+        int full = errno == ENOSPC || strstr(err, strerror(ENOSPC));
         char ignore[256];
         fileio_remove_tree(tmp, ignore, sizeof ignore);
+        if (full) {
+            char prev[4300], note[9000];
+            int have = checkpoint_find_latest(run_dir, prev, sizeof prev);
+            snprintf(note, sizeof note, "\nhint: the disk is full; step %d was not saved, %s%s is intact. Free space, or keep "
+                     "fewer checkpoints (--keep-checkpoints 1), and continue with --resume %s", st->step,
+                     have ? prev : "no earlier checkpoint", have ? "" : " exists, the run directory", run_dir);
+            size_t used = strlen(err);
+            if (used < errlen) snprintf(err + used, errlen - used, "%s", note);
+        }
         return -1;
     }
+}
+
+// Steps of the complete checkpoints of run_dir, newest first. Their count (at most max).
+static int list_steps(const char *run_dir, int *steps, int max) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        int s = step_of(e->d_name);
+        char state[4400];
+        snprintf(state, sizeof state, "%s/%s/trainer_state.json", dir, e->d_name);
+        if (s >= 0 && fileio_exists(state)) steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, n, sizeof(int), cmp_int);
+    for (int i = 0; i < n / 2; i++) { int t = steps[i]; steps[i] = steps[n - 1 - i]; steps[n - 1 - i] = t; }
+    return n;
+}
+
+int checkpoint_pick(const char *run_dir, const char *ckpt_dir, model *m, train_state *st, char *path, size_t pathlen,
+                    char *err, size_t errlen) {
+    if (ckpt_dir) {
+        snprintf(path, pathlen, "%s", ckpt_dir);
+        return checkpoint_open(ckpt_dir, m, st, err, errlen);
+    }
+    int steps[4096], n = list_steps(run_dir, steps, 4096);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, pathlen, "%s/checkpoints/step-%d", run_dir, steps[i]);
+        if (checkpoint_open(path, m, st, err, errlen) == 0) return 0;
+        fprintf(stderr, "quarry train: warning: checkpoint step-%d is damaged: %s; %s\n", steps[i], err,
+                i + 1 < n ? "trying the one before it" : "no older one");
+    }
+    if (n) snprintf(err, errlen, "no checkpoint of %s could be read (all %d damaged)", run_dir, n);
+    else snprintf(err, errlen, "%s has no complete checkpoint to resume from", run_dir);
+    return -1;
 }
 
 int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen) {

@@ -31,11 +31,17 @@ size_t checkpoint_field_elements(model *m);
 
 // Writes RUN/checkpoints/step-N (calling gather for each field in the order MASTER, M, V) and
 // removes all but the newest `keep`. 0, or -1 with a message; on failure any previous
-// checkpoint is intact.
+// checkpoint is intact (a full disk's message says which one and suggests --keep-checkpoints).
 int checkpoint_save(const char *run_dir, model *m, checkpoint_gather_fn gather, void *ctx, const train_state *st,
                     int keep, char *err, size_t errlen);
 // The newest complete checkpoint directory of a run into path. 1 found, 0 none.
 int checkpoint_find_latest(const char *run_dir, char *path, size_t pathlen);
+// The checkpoint a resume starts from, into path and st: ckpt_dir itself when the user named
+// one (RUN/checkpoints/step-N), else the newest complete checkpoint of run_dir that
+// checkpoint_open accepts; each damaged newer one is named on stderr as it is passed over.
+// 0, or -1 with a message (no checkpoint, or the named one is damaged).
+int checkpoint_pick(const char *run_dir, const char *ckpt_dir, model *m, train_state *st, char *path, size_t pathlen,
+                    char *err, size_t errlen);
 // Reads the counters and checks that every file holds exactly the model's trained tensors, with
 // their shapes, before anything is restored. 0, or -1 with a message naming the file and tensor.
 int checkpoint_open(const char *ckpt_dir, model *m, train_state *st, char *err, size_t errlen);

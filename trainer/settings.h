@@ -1,6 +1,7 @@
 // trainer/settings.h — every setting of a training run, resolved from defaults, Bedrock's
 // hyperparameters file (`--hyperparameters hp.json`, string values as a Bedrock job takes them:
-// epochCount, batchSize, learningRate, learningRateWarmupSteps) and flags, in that order.
+// epochCount, batchSize, learningRate, learningRateWarmupSteps) and flags, in that order; or,
+// for a resumed run, read back from its run.json, with only the changes a resume may make.
 #pragma once
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -40,3 +41,22 @@ int settings_load_hyperparameters(train_settings *s, const char *path, char *err
 int settings_check(train_settings *s, char *err, size_t errlen);
 // Every resolved setting as a JSON object (for run.json).
 cJSON *settings_to_json(const train_settings *s);
+// The inverse: o (a "settings" object of run.json) over the defaults. Strings point into o,
+// which must outlive s. 0, or -1 with a message naming the key.
+int settings_from_json(const cJSON *o, train_settings *s, char *err, size_t errlen);
+
+// Flags land in a train_settings whose every field starts "unset" (NULL, SETTINGS_UNSET_INT,
+// NAN, or 0 for on/off flags), so that the caller knows which the user gave; overlay copies the
+// given ones onto resolved settings (defaults, or a resumed run's record).
+#define SETTINGS_UNSET_INT (-2147483647 - 1)
+void settings_unset(train_settings *s);
+void settings_overlay(train_settings *s, const train_settings *given);
+
+// What a resume may change. Every setting that differs between the run's record and now is
+// either safe (run control: --max-steps, --eval-every, --save-every, --keep-checkpoints,
+// --device, --recompute; --micro-batch when no dropout stream depends on it; a data or model
+// path whose recorded file is gone, its content being verified by hash) and listed in
+// *changed as {"key": {"from": recorded, "to": now}}, or it changes the trajectory and is
+// refused: -1 with a message naming every such difference, recorded value against given.
+int settings_resume_changes(const train_settings *recorded, const train_settings *now, cJSON **changed, char *err,
+                            size_t errlen);

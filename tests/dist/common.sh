@@ -11,9 +11,10 @@ DATA="$SRC/examples/data/company_qa_train.jsonl"
 # train OUT METHOD [extra...]: 6 steps of 4 sequences (micro-batch 1: the same micro-batches at any world
 # size up to 4, so only the order of the sums differs), validation and checkpoints every 3 steps.
 train() {
-  local out=$1 method=$2; shift 2
+  local out=$1 method=$2 lora=(); shift 2
+  [ "$method" = lora ] && lora=(--lora-r 4)
   "$Q" train --model "$W/model" --data "$DATA" --out "$out" --method "$method" --epochs 1 --batch-size 4 \
-    --micro-batch 1 --max-seq-len 64 --lr 2e-3 --lora-r 4 --validation-split 0.2 --eval-every 3 --save-every 3 \
+    --micro-batch 1 --max-seq-len 64 --lr 2e-3 "${lora[@]}" --validation-split 0.2 --eval-every 3 --save-every 3 \
     --max-steps 6 --device cpu --quiet "$@" >/dev/null 2>"$out.log"
 }
 

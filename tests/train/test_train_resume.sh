@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A run killed with SIGKILL at any point and resumed ends with weights and losses bitwise equal
 # to the uninterrupted run (CPU backend): after a step before its checkpoint, in the middle of
-# writing a checkpoint, and at a random moment; LoRA and full fine-tuning.
+# writing a checkpoint, and at a random moment; LoRA and full fine-tuning. The resume is
+# `--resume RUN` alone: every setting comes from run.json.
 set -u
 Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}
 W=$(mktemp -d /tmp/quarry-resume.XXXXXX); trap 'rm -rf "$W"' EXIT
@@ -10,9 +11,10 @@ fail=0
 DATA="$SRC/examples/data/company_qa_train.jsonl"
 
 train() {  # train OUT METHOD [extra...]
-  local out=$1 method=$2; shift 2
+  local out=$1 method=$2 lora=(); shift 2
+  [ "$method" = lora ] && lora=(--lora-r 4 --lora-dropout 0.1)
   "$Q" train --model "$W/model" --data "$DATA" --out "$out" --method "$method" --epochs 2 --batch-size 4 --micro-batch 2 \
-    --max-seq-len 96 --lr 2e-3 --lora-r 4 --lora-dropout 0.1 --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
+    --max-seq-len 96 --lr 2e-3 "${lora[@]}" --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
     --eval-every 3 --device cpu --quiet "$@" >/dev/null 2>"$out.log"
 }
 
@@ -42,21 +44,29 @@ for method in lora full; do
       [ -d "$out/checkpoints/.step-$n.tmp" ] && [ ! -d "$out/checkpoints/step-$n" ] ||
         { echo "FAIL $method $fault: want checkpoints/.step-$n.tmp and no step-$n"; ls -a "$out/checkpoints"; fail=1; }
     fi
-    "$Q" train --resume "$out" --model "$W/model" --data "$DATA" --method $method --epochs 2 --batch-size 4 --micro-batch 2 \
-      --max-seq-len 96 --lr 2e-3 --lora-r 4 --lora-dropout 0.1 --validation-split 0.2 --save-every 1 --keep-checkpoints 3 \
-      --eval-every 3 --device cpu --quiet >/dev/null 2>"$out.resume.log" || { echo "FAIL $method $fault: resume failed"; cat "$out.resume.log"; fail=1; continue; }
+    # The run alone says what to train: no flag but --resume.
+    "$Q" train --resume "$out" >/dev/null 2>"$out.resume.log" || { echo "FAIL $method $fault: resume failed"; cat "$out.resume.log"; fail=1; continue; }
     same "$method $fault" "$W/ref-$method" "$out"
   done
 done
 
-# SIGTERM: a checkpoint, exit 130, and the resumed run still ends where the reference ends.
-out="$W/term"
-"$Q" train --model "$W/model" --data "$DATA" --out "$out" --method full --epochs 40 --batch-size 4 --max-seq-len 96 \
-  --save-every 1 --device cpu --quiet >/dev/null 2>"$out.log" & pid=$!
-for _ in $(seq 1 100); do [ -d "$out/checkpoints/step-2" ] && break; sleep 0.1; done
-kill -TERM $pid; wait $pid; rc=$?
-[ $rc -eq 130 ] || { echo "FAIL sigterm: exit $rc, want 130"; fail=1; }
-grep -q "resume" "$out.log" || { echo "FAIL sigterm: no hint to resume"; fail=1; }
+# SIGTERM and SIGINT: a checkpoint, exit 130, and the command the message gives (`--resume RUN`
+# alone) continues the run.
+for sig in TERM INT; do
+  out="$W/sig$sig"
+  "$Q" train --model "$W/model" --data "$DATA" --out "$out" --method full --epochs 40 --batch-size 4 --max-seq-len 96 \
+    --save-every 1 --device cpu --quiet >/dev/null 2>"$out.log" & pid=$!
+  for _ in $(seq 1 100); do [ -d "$out/checkpoints/step-2" ] && break; sleep 0.1; done
+  kill -$sig $pid; wait $pid; rc=$?
+  [ $rc -eq 130 ] || { echo "FAIL sig$sig: exit $rc, want 130"; fail=1; }
+  grep -q "Continue with --resume $out" "$out.log" || { echo "FAIL sig$sig: no hint to resume"; fail=1; }
+  at=$(ls "$out/checkpoints" | sed -n 's/^step-//p' | sort -n | tail -1)
+  "$Q" train --resume "$out" --max-steps $((at + 2)) >/dev/null 2>"$out.resume.log" ||
+    { echo "FAIL sig$sig: the suggested --resume failed"; cat "$out.resume.log"; fail=1; }
+  grep -q "resuming from .*step-$at (step $at of $((at + 2)))" "$out.resume.log" ||
+    { echo "FAIL sig$sig: resume did not continue the run"; cat "$out.resume.log"; fail=1; }
+  [ -d "$out/final" ] || { echo "FAIL sig$sig: no final/ after the resume"; fail=1; }
+done
 
 [ $fail -eq 0 ] && echo "test_train_resume: all checks passed"
 exit $fail
