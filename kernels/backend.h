@@ -154,6 +154,47 @@ struct backend {
     // Nonzero if any of x: f32 (n) is NaN or ±inf.  Synchronous; returns to the host.
     int (*has_nonfinite)(backend *be, const float *x, size_t n);
 
+    // Mixture of experts (model/moe/: router → dispatch → experts → combine), dropless: each
+    // of the N rows goes to k of E experts, M = N·k assignments; assignment a = n·k + j is row
+    // n's j-th choice. The grouping by expert (a counting sort, stable in a) is made on the host
+    // from idx; the experts' GEMMs are linear ops over each expert's contiguous rows.
+    //
+    // Router, as transformers' Qwen3-MoE and Mixtral: probs = softmax(logits) in f32 over all
+    // E; idx = the k most probable experts by descending prob (ties: the lower index first);
+    // weights = their probs, divided by their sum when renorm.  logits: act (N, E);
+    // probs: f32 (N, E); idx: i32 (N, k); weights: f32 (N, k).
+    void (*moe_router_forward)(backend *be, int32_t *idx, float *weights, float *probs,
+                               const void *logits, int N, int E, int k, int renorm);
+    // dlogits (act (N, E), overwritten) = ∂/∂logits of Σ_{n,j} dweights[n,j]·weights[n,j]
+    // + Σ_{n,e} dprob[e]·probs[n,e], through the renormalisation and the softmax.
+    // dweights: f32 (N, k); dprob: f32 (E), the load-balancing loss's gradient per expert (the
+    // same for every row), or NULL.
+    void (*moe_router_backward)(backend *be, void *dlogits, const float *dweights,
+                                const float *dprob, const float *probs, const int32_t *idx,
+                                const float *weights, int N, int E, int k, int renorm);
+    // Load-balancing statistics (transformers' load_balancing_loss_func): prob_sum[e] +=
+    // Σ_n probs[n,e] and count[e] += #{(n, j): idx[n,j] = e}, over rows with mask[n] != 0
+    // (mask: i32 (N), or NULL for every row).  prob_sum, count: f32 (E).  Deterministic.
+    void (*moe_router_stats)(backend *be, float *prob_sum, float *count, const float *probs,
+                             const int32_t *idx, const int32_t *mask, int N, int E, int k);
+    // Dispatch: out[i,:] = x[src[i] / k, :] for the M permuted rows.  src: i32 (M), the
+    // assignment each permuted row carries; out: act (M, C); x: act (N, C).
+    void (*moe_permute)(backend *be, void *out, const void *x, const int32_t *src, int M, int k,
+                        int C);
+    // dx[n,:] = (accumulate ? dx[n,:] : 0) + Σ_j dout[pos[n·k + j], :], j in order, f32 sums.
+    // pos: i32 (N·k), the permuted row of each assignment (src's inverse); dout: act (M, C).
+    void (*moe_permute_backward)(backend *be, void *dx, const void *dout, const int32_t *pos,
+                                 int N, int k, int C, int accumulate);
+    // Combine: y[n,:] = Σ_j weights[n,j] · eo[pos[n·k + j], :], j in order, f32 sums.
+    // eo: act (M, C) the experts' outputs; y: act (N, C) overwritten.
+    void (*moe_unpermute)(backend *be, void *y, const void *eo, const float *weights,
+                          const int32_t *pos, int N, int k, int C);
+    // deo[pos[a],:] = weights[a] · dy[a / k,:] (act (M, C), overwritten);
+    // dweights[a] = Σ_c dy[a / k, c] · eo[pos[a], c] (f32 (N, k), overwritten).
+    void (*moe_unpermute_backward)(backend *be, void *deo, float *dweights, const void *dy,
+                                   const void *eo, const float *weights, const int32_t *pos,
+                                   int N, int k, int C);
+
     char error[256];  // last failure of alloc, for the caller's message
 };
 
