@@ -264,7 +264,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (f.hp && settings_load_hyperparameters(&s, f.hp, err, sizeof err)) {
         fprintf(stderr, "quarry train: error: %s\n", err);
-        return 2;
+        goto usage_fail;
     }
     if (f.epochs >= 0) s.epochs = f.epochs;
     if (f.batch_size >= 0) s.batch_size = f.batch_size;
@@ -276,7 +276,7 @@ int cmd_train(int argc, char **argv) {
         long v = strtol(micro_arg, &end, 10);
         if (end == micro_arg || *end || v < 1 || v > 1 << 20) {
             fprintf(stderr, "quarry train: error: --micro-batch must be a positive whole number or auto (got '%s')\n", micro_arg);
-            return 2;
+            goto usage_fail;
         }
         s.micro_batch = (int)v;
     }
@@ -284,23 +284,23 @@ int cmd_train(int argc, char **argv) {
         model_recompute r;
         if (model_recompute_parse(recompute_arg, &r)) {
             fprintf(stderr, "quarry train: error: --recompute must be none, selective or full (got '%s')\n", recompute_arg);
-            return 2;
+            goto usage_fail;
         }
         if (grad_ckpt && r != MODEL_RECOMPUTE_FULL) {
             fprintf(stderr, "quarry train: error: --grad-checkpoint means --recompute full; give one of them\n");
-            return 2;
+            goto usage_fail;
         }
         s.recompute = r;
     }
     if (grad_ckpt) s.recompute = MODEL_RECOMPUTE_FULL;
     if (s.micro_batch_auto && f.grad_accum > 0) {
         fprintf(stderr, "quarry train: error: --micro-batch auto picks the micro-batch; drop --grad-accum\n");
-        return 2;
+        goto usage_fail;
     }
     if (f.grad_accum > 0) {
         if (s.batch_size % f.grad_accum) {
             fprintf(stderr, "quarry train: error: --batch-size %d is not a multiple of --grad-accum %d\n", s.batch_size, f.grad_accum);
-            return 2;
+            goto usage_fail;
         }
         if (micro_arg && s.micro_batch != s.batch_size / f.grad_accum) {
             fprintf(stderr, "quarry train: error: --micro-batch %d and --grad-accum %d contradict each other (--batch-size %d "
@@ -313,7 +313,7 @@ int cmd_train(int argc, char **argv) {
     if (f.warmup >= 0) s.warmup_steps = f.warmup;
     if (f.schedule) {
         int k = schedule_parse(f.schedule);
-        if (k < 0) { fprintf(stderr, "quarry train: error: --schedule must be cosine, linear or constant\n"); return 2; }
+        if (k < 0) { fprintf(stderr, "quarry train: error: --schedule must be cosine, linear or constant\n"); goto usage_fail; }
         s.schedule = k;
     }
     if (!isnan(f.weight_decay)) s.weight_decay = f.weight_decay;
@@ -322,7 +322,7 @@ int cmd_train(int argc, char **argv) {
     if (f.method) {
         if (!strcmp(f.method, "full")) s.full = 1;
         else if (!strcmp(f.method, "lora")) s.full = 0;
-        else { fprintf(stderr, "quarry train: error: --method must be lora or full\n"); return 2; }
+        else { fprintf(stderr, "quarry train: error: --method must be lora or full\n"); goto usage_fail; }
     }
     if (full_flag) s.full = 1;
     if (f.lora_r >= 0) s.lora_r = f.lora_r;
@@ -333,18 +333,18 @@ int cmd_train(int argc, char **argv) {
     if (f.on_long) {
         if (!strcmp(f.on_long, "error")) s.on_long_error = 1;
         else if (!strcmp(f.on_long, "truncate")) s.on_long_error = 0;
-        else { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); return 2; }
+        else { fprintf(stderr, "quarry train: error: --on-long must be truncate or error\n"); goto usage_fail; }
     }
     if (f.truncate) {
         int side = truncate_side_parse(f.truncate);
-        if (side < 0) { fprintf(stderr, "quarry train: error: --truncate must be right or left (got '%s')\n", f.truncate); return 2; }
+        if (side < 0) { fprintf(stderr, "quarry train: error: --truncate must be right or left (got '%s')\n", f.truncate); goto usage_fail; }
         s.truncate_left = side == TRUNCATE_LEFT;
         s.truncate_explicit = 1;
     }
     if (f.seed >= 0) s.seed = (unsigned long long)f.seed;
     if (s.validation_path && s.validation_split > 0) {
         fprintf(stderr, "quarry train: error: give --validation FILE or --validation-split, not both\n");
-        return 2;
+        goto usage_fail;
     }
     if (settings_check(&s, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto usage_fail; }
     if (rs) {
@@ -354,14 +354,14 @@ int cmd_train(int argc, char **argv) {
         }
     }
 
-    if (dp.zero < 0 || dp.zero > 2) { fprintf(stderr, "quarry train: error: --zero must be 0, 1 or 2\n"); return 2; }
-    if (!(dp.timeout_s > 0)) { fprintf(stderr, "quarry train: error: --dist-timeout must be a positive number of seconds\n"); return 2; }
+    if (dp.zero < 0 || dp.zero > 2) { fprintf(stderr, "quarry train: error: --zero must be 0, 1 or 2\n"); goto usage_fail; }
+    if (!(dp.timeout_s > 0)) { fprintf(stderr, "quarry train: error: --dist-timeout must be a positive number of seconds\n"); goto usage_fail; }
     if (dp.gpus < 0 || dp.ranks < 0 || (dp.gpus && dp.ranks)) {
         fprintf(stderr, "quarry train: error: give --gpus N (processes) or --ranks N (threads, --device cpu), not both\n");
-        return 2;
+        goto usage_fail;
     }
     dist_env env;
-    if (dist_env_detect(&env, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); return 2; }
+    if (dist_env_detect(&env, err, sizeof err)) { fprintf(stderr, "quarry train: error: %s\n", err); goto usage_fail; }
     int worker = strcmp(env.source, "single") != 0;
     if (dp.gpus > 0 && !worker) {
         // The launcher: this process only starts, watches and stops the workers.
@@ -369,7 +369,7 @@ int cmd_train(int argc, char **argv) {
         if (strcmp(dev, "cpu") && strcmp(dev, "auto") && strcmp(dev, "cuda")) {
             fprintf(stderr, "quarry train: error: --gpus N uses GPUs 0..N-1 (cuda:LOCAL_RANK); drop --device %s or use "
                     "CUDA_VISIBLE_DEVICES\n", dev);
-            return 2;
+            goto usage_fail;
         }
         if (strcmp(dev, "cpu")) {
             cuda_report cr;
@@ -380,35 +380,35 @@ int cmd_train(int argc, char **argv) {
                 else snprintf(fix, sizeof fix, "without GPUs, --device cpu --ranks N tries data parallel on threads");
                 fprintf(stderr, "quarry train: error: --gpus %d, but %d GPU%s visible%s%s%s; %s\n", dp.gpus, cr.device_count,
                         cr.device_count == 1 ? " is" : "s are", cr.message[0] ? " (" : "", cr.message, cr.message[0] ? ")" : "", fix);
-                return 2;
+                goto usage_fail;
             }
         }
         // The launcher holds the run's lock for its workers; they know it by its PID.
         lock_fd = run_lock_acquire(s.out_dir, err, sizeof err);
-        if (lock_fd < 0) { fprintf(stderr, "quarry train: error: %s\n", err); return 1; }
+        if (lock_fd < 0) { fprintf(stderr, "quarry train: error: %s\n", err); goto done_early; }
         char holder[32];
         snprintf(holder, sizeof holder, "%ld", (long)getpid());
-        if (setenv("QUARRY_RUN_LOCK_HOLDER", holder, 1)) { run_lock_release(lock_fd); return 1; }
+        if (setenv("QUARRY_RUN_LOCK_HOLDER", holder, 1)) goto done_early;
         char **wargv = calloc((size_t)argc + 3, sizeof *wargv);   // NULL-terminated
-        if (!wargv) { run_lock_release(lock_fd); return 1; }
+        if (!wargv) goto done_early;
         wargv[0] = "quarry";
         wargv[1] = "train";
         for (int i = 0; i < argc; i++) wargv[i + 2] = argv[i];
         int wrc = launch_workers(dp.gpus, wargv, 30.0);
         free(wargv);
-        run_lock_release(lock_fd);
-        return wrc;
+        status = wrc;
+        goto done_early;
     }
     if (dp.ranks > 0 && worker) {
         fprintf(stderr, "quarry train: error: --ranks runs threads in one process, but this process is rank %d of %d (%s "
                 "environment); drop --ranks\n", env.rank, env.world, env.source);
-        return 2;
+        goto usage_fail;
     }
     int world = worker ? env.world : dp.ranks > 0 ? dp.ranks : 1;
     int rank = worker ? env.rank : 0;
     if (dp.ranks > 0 && s.device && strcmp(s.device, "cpu")) {
         fprintf(stderr, "quarry train: error: --ranks runs CPU threads; with GPUs use --gpus N\n");
-        return 2;
+        goto usage_fail;
     }
     if (dp.ranks > 0) s.device = "cpu";
     if (dp.zero && world == 1 && !worker && dp.ranks == 0) {
@@ -588,8 +588,11 @@ early_fail:
     if (rs) train_resume_close(rs);
     return status;
 usage_fail:
+    status = 2;
+done_early:
+    run_lock_release(lock_fd);
     if (rs) train_resume_close(rs);
-    return 2;
+    return status;
 }
 
 // --micro-batch auto: the largest micro-batch whose memory plan fits this rank's device
