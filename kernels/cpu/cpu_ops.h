@@ -73,8 +73,9 @@ int cpu_has_nonfinite(backend *be, const float *x, size_t n);
 void cpu_moe_router_forward(backend *be, int32_t *idx, float *weights, float *probs,
                             const void *logits, int N, int E, int k, int renorm);
 void cpu_moe_router_backward(backend *be, void *dlogits, const float *dweights,
-                             const float *dprob, const float *probs, const int32_t *idx,
-                             const float *weights, int N, int E, int k, int renorm);
+                             const float *dprob, const int32_t *mask, const float *probs,
+                             const int32_t *idx, const float *weights, int N, int E, int k,
+                             int renorm);
 void cpu_moe_router_stats(backend *be, float *prob_sum, float *count, const float *probs,
                           const int32_t *idx, const int32_t *mask, int N, int E, int k);
 void cpu_moe_permute(backend *be, void *out, const void *x, const int32_t *src, int M, int k,

@@ -48,12 +48,13 @@ void cpu_moe_router_forward(backend *be, int32_t *idx, float *weights, float *pr
     }
 }
 
-// g[e] = ∂L/∂probs[n,e] = dprob[e] + (renorm ? (dw_j − Σ_l dw_l w_l) / S : dw_j) at e = idx_j,
+// g[e] = ∂L/∂probs[n,e] = dprob[e] (rows in the mask) + (renorm ? (dw_j − Σ_l dw_l w_l) / S : dw_j) at e = idx_j,
 // S = Σ_j probs[idx_j] (so w_j = probs[idx_j] / S); then the softmax backward
 // dlogits[e] = p[e] (g[e] − Σ_f p[f] g[f]).  The dot products run in double.
 void cpu_moe_router_backward(backend *be, void *dlogits_, const float *dweights,
-                             const float *dprob, const float *probs, const int32_t *idx,
-                             const float *weights, int N, int E, int k, int renorm) {
+                             const float *dprob, const int32_t *mask, const float *probs,
+                             const int32_t *idx, const float *weights, int N, int E, int k,
+                             int renorm) {
     (void)be;
     float *dlogits = dlogits_;
 #pragma omp parallel for schedule(static) if ((long)N * E > MOE_PAR_MIN)
@@ -62,7 +63,8 @@ void cpu_moe_router_backward(backend *be, void *dlogits_, const float *dweights,
         const int32_t *ix = idx + (size_t)n * k;
         const float *w = weights + (size_t)n * k, *dw = dweights + (size_t)n * k;
         float *g = dlogits + (size_t)n * E;  // holds ∂L/∂probs first, then ∂L/∂logits
-        for (int e = 0; e < E; e++) g[e] = dprob ? dprob[e] : 0.0f;
+        int with_prob = dprob && (!mask || mask[n]);
+        for (int e = 0; e < E; e++) g[e] = with_prob ? dprob[e] : 0.0f;
         if (renorm) {
             double s = 0, wdw = 0;
             for (int j = 0; j < k; j++) {

@@ -864,7 +864,8 @@ static void topk_ref(const double *p, int E, int k, int32_t *ix) {
 typedef struct {
     int N, E, k, renorm;
     const int32_t *idx;              // the choices held fixed (the forward's), for the loss
-    const double *dw, *dprob;        // L = Σ dw·weights + Σ dprob·probs
+    const int32_t *mask;             // rows of the dprob term (NULL: all)
+    const double *dw, *dprob;        // L = Σ dw·weights + Σ_{mask} dprob·probs
     double *probs, *weights;         // filled when not NULL
 } router_ctx;
 
@@ -879,7 +880,7 @@ static double router_loss(void *c_, double *const *in) {
         for (int e = 0; e < c->E; e++) {
             p[e] /= s;
             if (c->probs) c->probs[(size_t)n * c->E + e] = p[e];
-            if (c->dprob) L += c->dprob[e] * p[e];
+            if (c->dprob && (!c->mask || c->mask[n])) L += c->dprob[e] * p[e];
         }
         const int32_t *ix = c->idx + (size_t)n * c->k;
         for (int j = 0; j < c->k; j++) ws += p[ix[j]];
@@ -907,7 +908,7 @@ static void test_moe_router(backend *be, rng_state *r) {
         be->moe_router_forward(be, idx, w, probs, logits, N, E, k, renorm);
         double *ld = to_double(logits, nl), *pd = xmalloc(nl * 8), *wd = xmalloc(nk * 8);
         // The reference choices from double probabilities of the same logits.
-        router_ctx ctx = {N, E, k, renorm, idx, NULL, NULL, pd, NULL};
+        router_ctx ctx = {N, E, k, renorm, idx, NULL, NULL, NULL, pd, NULL};
         double *zero = calloc(nk, sizeof(double));
         ctx.dw = zero;
         double *in[] = {ld};
@@ -929,16 +930,20 @@ static void test_moe_router(backend *be, rng_state *r) {
         double *dwd = to_double(dw, nk), *dpd = to_double(dprob, E);
         ctx.probs = ctx.weights = NULL;
         ctx.dw = dwd;
-        for (int with_prob = 0; with_prob <= 1; with_prob++) {
+        int32_t *mask = xmalloc((size_t)N * sizeof(int32_t));
+        for (int n = 0; n < N; n++) mask[n] = rand_int(r, 4) != 0;
+        for (int with_prob = 0; with_prob <= 2; with_prob++) {  // none, every row, masked rows
             ctx.dprob = with_prob ? dpd : NULL;
+            ctx.mask = with_prob == 2 ? mask : NULL;
             float *dl = frand(r, nl, -9, 9);
-            be->moe_router_backward(be, dl, dw, with_prob ? dprob : NULL, probs, idx, w, N, E, k, renorm);
-            snprintf(what, sizeof what, "moe router backward (renorm %d, dprob %d)", renorm, with_prob);
+            be->moe_router_backward(be, dl, dw, with_prob ? dprob : NULL, ctx.mask, probs, idx, w, N, E, k, renorm);
+            snprintf(what, sizeof what, "moe router backward (renorm %d, dprob %s)", renorm,
+                     with_prob == 0 ? "NULL" : with_prob == 1 ? "all rows" : "masked");
             check_grad(what, router_loss, &ctx, in, 0, nl, dl, 100000, r);
             free(dl);
         }
         free(logits); free(probs); free(w); free(idx); free(idx_ref); free(ld); free(pd); free(wd);
-        free(zero); free(dw); free(dprob); free(dwd); free(dpd);
+        free(zero); free(dw); free(dprob); free(dwd); free(dpd); free(mask);
     }
 }
 
@@ -1077,7 +1082,7 @@ static void test_moe_determinism(backend *be, rng_state *r) {
         for (int i = 0; i < NOUT; i++) o[i] = calloc(len[i], sizeof(float));
         int32_t *idx = xmalloc(nk * sizeof(int32_t));
         be->moe_router_forward(be, idx, o[1], o[0], logits, N, E, k, 1);
-        be->moe_router_backward(be, o[2], dwin, dprob, o[0], idx, o[1], N, E, k, 1);
+        be->moe_router_backward(be, o[2], dwin, dprob, NULL, o[0], idx, o[1], N, E, k, 1);
         be->moe_router_stats(be, o[3], o[4], o[0], idx, NULL, N, E, k);
         be->moe_permute(be, o[5], x, src, M, k, C);
         be->moe_permute_backward(be, o[6], dout, pos, N, k, C, 0);
