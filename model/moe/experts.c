@@ -1,0 +1,63 @@
+// model/moe/experts.c — see experts.h.
+#include "experts.h"
+
+// Element index·elems of an act buffer: row `index` of a matrix of `elems` columns, or expert
+// `index`'s matrix of `elems` elements.
+static void *act_at(const backend *be, const void *base, size_t index, size_t elems) {
+    return (char *)base + index * elems * dtype_size(be->act_dtype);
+}
+
+static float *f32_at(float *base, int e, size_t elems) {
+    return base ? base + (size_t)e * elems : NULL;
+}
+
+void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
+                         const moe_expert_weights *w, const void *xp, void *gate, void *up,
+                         void *h, void *eo) {
+    int C = d->hidden, I = d->intermediate, E = d->n_experts;
+    size_t wsz = (size_t)I * C;
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        const void *x_e = act_at(be, xp, r0, C);
+        be->linear_forward(be, act_at(be, gate, r0, I), x_e, act_at(be, w->gate, e, wsz), NULL,
+                           rows, C, I, 1.0f, 0);
+        be->linear_forward(be, act_at(be, up, r0, I), x_e, act_at(be, w->up, e, wsz), NULL, rows,
+                           C, I, 1.0f, 0);
+    }
+    size_t M = (size_t)offsets[E];
+    be->swiglu_forward(be, h, gate, up, M * I);
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        be->linear_forward(be, act_at(be, eo, r0, C), act_at(be, h, r0, I),
+                           act_at(be, w->down, e, wsz), NULL, rows, I, C, 1.0f, 0);
+    }
+}
+
+void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
+                          const moe_expert_weights *w, moe_expert_grads *g, const void *xp,
+                          const void *gate, const void *up, const void *deo, void *dxp, void *h,
+                          void *dh, void *dup) {
+    int C = d->hidden, I = d->intermediate, E = d->n_experts;
+    size_t wsz = (size_t)I * C, M = (size_t)offsets[E];
+    be->swiglu_forward(be, h, gate, up, M * I);
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        be->linear_backward(be, act_at(be, dh, r0, I), f32_at(g->down, e, wsz), NULL,
+                            act_at(be, deo, r0, C), act_at(be, h, r0, I),
+                            act_at(be, w->down, e, wsz), rows, I, C, 1.0f, 0);
+    }
+    be->swiglu_backward(be, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        const void *x_e = act_at(be, xp, r0, C);
+        void *dx_e = act_at(be, dxp, r0, C);
+        be->linear_backward(be, dx_e, f32_at(g->gate, e, wsz), NULL, act_at(be, dh, r0, I), x_e,
+                            act_at(be, w->gate, e, wsz), rows, C, I, 1.0f, 0);
+        be->linear_backward(be, dx_e, f32_at(g->up, e, wsz), NULL, act_at(be, dup, r0, I), x_e,
+                            act_at(be, w->up, e, wsz), rows, C, I, 1.0f, 1);
+    }
+}

@@ -1,0 +1,32 @@
+// model/moe/experts.h — the grouped SwiGLU experts of one MoE layer (Megatron-Core's
+// "experts"): for each expert e with rows, the linear op over its contiguous permuted rows
+// [offsets[e], offsets[e+1]) of xp:  gate = xp·Wg[e]ᵀ, up = xp·Wu[e]ᵀ, h = silu(gate)·up,
+// eo = h·Wd[e]ᵀ.  Experts without rows cost nothing.  Weights are expert-major: Wg, Wu act
+// (E, I, C), Wd act (E, C, I), expert e's matrix contiguous at e·I·C (the published per-expert
+// tensors stacked, transformers 5's gate_up_proj split in its gate and up halves).
+#pragma once
+#include "../../kernels/backend.h"
+#include "router.h"
+
+typedef struct {
+    const void *gate, *up, *down;   // act (E, I, C), (E, I, C), (E, C, I)
+} moe_expert_weights;
+
+typedef struct {
+    float *gate, *up, *down;        // f32, the same shapes; NULL: that projection is frozen
+} moe_expert_grads;
+
+// xp: act (M, C) routed rows; gate, up: act (M, I) kept for the backward; h: act (M, I)
+// scratch (the backward recomputes it); eo: act (M, C) out.  offsets: host (E + 1).
+void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
+                         const moe_expert_weights *w, const void *xp, void *gate, void *up,
+                         void *h, void *eo);
+
+// In: deo act (M, C) (∂/∂eo).  Out: dxp act (M, C) overwritten (may be the same buffer as
+// deo: each expert's deo rows are consumed before its dxp rows are written); g += the weight
+// gradients (those not NULL).  Scratch act (M, I) each: h (silu(gate)·up recomputed), dh (then
+// ∂/∂gate in place), dup.
+void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
+                          const moe_expert_weights *w, moe_expert_grads *g, const void *xp,
+                          const void *gate, const void *up, const void *deo, void *dxp, void *h,
+                          void *dh, void *dup);
