@@ -212,6 +212,12 @@ static void test_spans(void) {
                 "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
                 "Bye<|im_end|>\n<|im_start|>assistant\nCiao<|im_end|>\n",
                 "Hello!  <|im_end|>|Ciao<|im_end|>");
+    // Qwen3: the last assistant turn gets the empty think block, trained with the answer; earlier
+    // turns have none; role headers and the newline after <|im_end|> stay masked.
+    check_spans("qwen3", FORMAT_MESSAGES, NULL,
+                "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
+                "Bye<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nCiao<|im_end|>\n",
+                "Hello!  <|im_end|>|<think>\n\n</think>\n\nCiao<|im_end|>");
     check_spans("mistral-v3-spm", FORMAT_MESSAGES, "S",
                 "<s>[INST]   Hi\n[/INST] Hello!  </s>[INST] S\n\nBye[/INST] Ciao</s>", " Hello!  </s>| Ciao</s>");
     check_spans("phi3.5", FORMAT_MESSAGES, "",
@@ -310,6 +316,8 @@ static void test_loader(const char *dir) {
         {"list", "mistral-v3", "<s>", "</s>", 0},
         {"json", "llama2", "<s>", "</s>", 0},
         {"base", "raw", "<s>", "</s>", 0},
+        {"qwen3", "qwen3", "", "<|im_end|>", 0},
+        {"mixtral", "raw", "<s>", "</s>", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(path, sizeof path, "%s/models/%s", dir, cases[i].model);
@@ -365,7 +373,7 @@ int main(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_chat_cases.py failed (%d)", rc);
     if (test_failures)
         return test_finish("test_chat");
-    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "phi3.5",
+    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "qwen3", "phi3.5",
                                   "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
                                   "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
                                   "mistral-legacy"};
