@@ -49,6 +49,11 @@ check norm-topk      moe fail '"norm_topk_prob" must be true or false' "$QWEN; c
 check jitter         moe fail '"router_jitter_noise" must be a number >= 0' "$MIX; c['router_jitter_noise'] = -0.1"
 check no-experts     moe warn 'no "num_experts"; transformers will use its default 128' "$QWEN; c.pop('num_experts')"
 check step-2         moe pass '2 of 4 layers sparse' "$QWEN; c['mlp_only_layers'] = []; c['decoder_sparse_step'] = 2"
+# The published configs in examples/configs pass the MoE check with their real figures.
+for f in "Qwen3-30B-A3B:128 experts, 8 per token, moe_intermediate_size 768; 48 of 48 layers sparse" \
+         "Mixtral-8x7B-v0.1:8 experts, 2 per token, intermediate_size 14336; 32 of 32 layers sparse"; do
+  check "published-${f%%:*}" moe pass "${f#*:}" "c.clear(); c.update(json.load(open('$SRC/examples/configs/${f%%:*}.json')))"
+done
 # The text report names the check and the key.
 out=$("$Q" preflight "$T/topk-too-many")
 grep -q '^FAIL  moe  *config.json "num_experts_per_tok" is 9' <<<"$out" || { echo "FAIL text report:"; echo "$out"; fail=1; }
