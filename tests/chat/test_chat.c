@@ -229,6 +229,43 @@ static void test_spans(void) {
     check_spans("llama3", FORMAT_CPT, NULL, "Once upon a time<|eot_id|>", "Once upon a time<|eot_id|>");
 }
 
+// Mixtral-8x7B-Instruct's HF template (mistral-legacy) is Mistral v1 (what mistral-common uses for
+// Mixtral) for alternating conversations without a system prompt: same bytes, same trained spans.
+// With a system prompt v1 folds it into the first user turn and the HF template raises.
+static void test_mixtral_is_v1(void) {
+    char err[512];
+    chat_template *v1 = chat_template_from_text(NULL, "mistral-v1", NULL, NULL, err, sizeof err);
+    chat_template *hf = chat_template_from_text(NULL, "mistral-legacy", NULL, NULL, err, sizeof err);
+    record_turn turns[4] = {{ROLE_USER, "  Hi\n", 5}, {ROLE_ASSISTANT, "Hello!  ", 8}, {ROLE_USER, "Bye", 3},
+                            {ROLE_ASSISTANT, "Ciao", 4}};
+    record r = {0};
+    r.format = FORMAT_MESSAGES;
+    r.turns = turns;
+    r.nturns = 4;
+    chat_rendered a, b;
+    int ra = v1 ? chat_render(v1, &r, NULL, &a, err, sizeof err) : -1;
+    int rb = hf ? chat_render(hf, &r, NULL, &b, err, sizeof err) : -1;
+    CHECK(ra == 0 && rb == 0, "mistral-v1 / mistral-legacy render: %s", err);
+    if (ra == 0 && rb == 0) {
+        char *ta = trained_text(&a), *tb = trained_text(&b);
+        CHECK(a.len == b.len && memcmp(a.text, b.text, a.len) == 0 && strcmp(ta, tb) == 0,
+              "Mixtral's HF template and mistral-v1 differ:\n  v1     \"%s\" [%s]\n  legacy \"%s\" [%s]", a.text, ta,
+              b.text, tb);
+        free(ta);
+        free(tb);
+    }
+    if (ra == 0)
+        chat_rendered_free(&a);
+    if (rb == 0)
+        chat_rendered_free(&b);
+    r.system = "S";
+    r.system_len = 1;
+    CHECK(hf && chat_render(hf, &r, NULL, &b, err, sizeof err) == -1 && strstr(err, "alternate"),
+          "mistral-legacy with a system prompt raises as the template does");
+    chat_template_free(v1);
+    chat_template_free(hf);
+}
+
 // Mistral's reference library rendered samples/no_tools (text_vN.txt: pieces joined, ▁ for a space);
 // the SentencePiece variants of the templates must give the same text.
 static void test_mistral_samples(const char *testdata) {
@@ -354,6 +391,7 @@ int main(void) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     const char *build = test_env("QUARRY_BUILD_DIR", ".");
     test_spans();
+    test_mixtral_is_v1();
     struct stat st;
     char path[8192];
     snprintf(path, sizeof path, "%s/chat_templates", testdata);
