@@ -204,9 +204,10 @@ static const fingerprint fingerprints[] = {
      {"'[INST] ' + message['content'] + ' [/INST]'", "{{ message['content'] + eos_token}}",
       "Only user and assistant roles are supported!", "{{ bos_token }}"},
      {"system_message"}},
+    // Qwen3's hybrid template; the Thinking-2507 one (generation prompt "<think>\n" always) differs.
     {"qwen3", CHAT_QWEN3,
-     {"<|im_start|>", "reasoning_content", "'\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n'",
-      "ns.last_query_index"},
+     {"<|im_start|>", "'\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n'",
+      "ns.last_query_index", "enable_thinking is defined and enable_thinking is false"},
      {"bos_token"}},
     {"chatml", CHAT_CHATML, {"<|im_start|>", "+ '<|im_end|>' + '\\n'"}, {"<think>", "reasoning_content", "bos_token"}},
     {"phi3.5", CHAT_PHI3,

@@ -135,7 +135,13 @@ def main():
                    "tokenizer_config.json": {"bos_token": "<s>", "eos_token": "</s>"}})
     model("base", {"tokenizer_config.json": {"bos_token": "<s>", "eos_token": "</s>"}})
     with open(os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), encoding="utf-8") as f:
-        model("qwen3", {"tokenizer_config.json": {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": f.read()}})
+        q3 = f.read()
+    model("qwen3", {"tokenizer_config.json": {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": q3}})
+    # Qwen3-*-Thinking-2507's generation prompt always opens <think>: not the qwen3 family.
+    gen = "{{- '<|im_start|>assistant\\n' }}\n    {%- if enable_thinking is defined and enable_thinking is false %}"
+    assert gen in q3
+    model("qwen3-thinking", {"tokenizer_config.json": {"eos_token": "<|im_end|>", "chat_template": q3.replace(
+        gen, "{{- '<|im_start|>assistant\\n<think>\\n' }}\n    {%- if false %}")}})
     # Mixtral-8x7B-v0.1 (a base model): its real tokenizer_config.json has no template.
     with open(os.path.join(testdata, "tokenizers", "mixtral", "tokenizer_config.json"), encoding="utf-8") as f:
         model("mixtral", {"tokenizer_config.json": f.read()})

@@ -373,6 +373,11 @@ static void test_loader(const char *dir) {
     chat_template *t = chat_template_load(path, NULL, err, sizeof err);
     CHECK(t && t->default_system && strstr(t->default_system, "You are Qwen"), "qwen default system prompt");
     chat_template_free(t);
+    snprintf(path, sizeof path, "%s/models/qwen3-thinking", dir);
+    t = chat_template_load(path, NULL, err, sizeof err);
+    CHECK(t == NULL && strstr(err, "--template NAME"), "a Thinking-2507 template is not taken for qwen3: %s",
+          t ? t->name : err);
+    chat_template_free(t);
     snprintf(path, sizeof path, "%s/models/unknown", dir);
     t = chat_template_load(path, NULL, err, sizeof err);
     CHECK(t == NULL && strstr(err, "--template NAME"), "an unknown template names --template: %s", err);
