@@ -214,7 +214,7 @@ static int cfg_int(const cJSON *cfg, const char *key, long lo, long *v) {
 }
 
 // A present key that is not an integer ≥ lo FAILs; an absent one WARNs with transformers' default
-// (4.51.3's Qwen3MoeConfig / MixtralConfig), which then has to match the expert tensors.
+// (the defaults of its Qwen3MoeConfig / MixtralConfig), which then has to match the expert tensors.
 static int moe_int(cmi_report *r, const cJSON *cfg, const char *key, long lo, long dflt, long *v) {
     int rc = cfg_int(cfg, key, lo, v);
     if (rc < 0) {
