@@ -521,6 +521,17 @@ int cmd_validate(int argc, char **argv) {
     const base_model_limits *lim = NULL;
     if (o.base_model) {
         lim = limits_find(o.base_model);
+        const char *family = lim ? NULL : limits_import_only_family(o.base_model);
+        if (family) {
+            fprintf(stderr,
+                    "quarry validate: error: --base-model '%s': Bedrock has no fine-tuning for %s models (its "
+                    "customization jobs take Nova, Titan, Claude 3 Haiku and Llama 3.x), so there are no Bedrock "
+                    "limits to check\nhint: %s is trained with `quarry train` and imported with Custom Model Import: "
+                    "validate without --base-model (add --model DIR for token counts), then run `quarry preflight` "
+                    "on the export\n",
+                    o.base_model, family, family);
+            return 2;
+        }
         if (!lim) {
             int n;
             const base_model_limits *t = limits_table(&n);

@@ -35,6 +35,7 @@ static const struct {
     {"qwen2.5", CHAT_CHATML},
     {"phi3", CHAT_PHI3},
     {"phi3.5", CHAT_PHI3},
+    {"qwen3", CHAT_QWEN3},
 };
 #define NFAMILY_NAMES ((int)(sizeof family_names / sizeof family_names[0]))
 
@@ -44,7 +45,7 @@ static const char QWEN25_SYSTEM[] = "You are Qwen, created by Alibaba Cloud. You
 const char *chat_family_names(void) {
     return "raw, llama2, llama3, llama3.1, llama3.2, llama3.3, mistral-v1, mistral-v1-spm, mistral-v2-spm, "
            "mistral-v3, mistral-v3-spm, mistral-nemo, mistral-hf, mistral-hf-lastuser, mistral-legacy, chatml, "
-           "qwen2, qwen2.5, phi3, phi3.5";
+           "qwen2, qwen2.5, qwen3, phi3, phi3.5";
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -87,6 +88,7 @@ static void family_default_tokens(chat_family f, const char **bos, const char **
         *eos = "<|eot_id|>";
         break;
     case CHAT_CHATML:
+    case CHAT_QWEN3:
         *bos = "";
         *eos = "<|im_end|>";
         break;
@@ -202,6 +204,11 @@ static const fingerprint fingerprints[] = {
      {"'[INST] ' + message['content'] + ' [/INST]'", "{{ message['content'] + eos_token}}",
       "Only user and assistant roles are supported!", "{{ bos_token }}"},
      {"system_message"}},
+    // Qwen3's hybrid template; the Thinking-2507 one (generation prompt "<think>\n" always) differs.
+    {"qwen3", CHAT_QWEN3,
+     {"<|im_start|>", "'\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n'",
+      "ns.last_query_index", "enable_thinking is defined and enable_thinking is false"},
+     {"bos_token"}},
     {"chatml", CHAT_CHATML, {"<|im_start|>", "+ '<|im_end|>' + '\\n'"}, {"<think>", "reasoning_content", "bos_token"}},
     {"phi3.5", CHAT_PHI3,
      {"<|assistant|>", "<|end|>", "{{ eos_token }}", "message['role'] == 'system' and message['content']"},
@@ -794,6 +801,89 @@ static void render_chatml(builder *b, const chat_template *t, const record *r, i
         puts_(b, "<|im_start|>assistant\n", 0);
 }
 
+// Python's s.lstrip('\n') / rstrip('\n') on [*a, *b).
+static void lstrip_nl(const char *s, size_t *a, size_t b) {
+    while (*a < b && s[*a] == '\n')
+        (*a)++;
+}
+static void rstrip_nl(const char *s, size_t a, size_t *b) {
+    while (*b > a && s[*b - 1] == '\n')
+        (*b)--;
+}
+
+// First (last = 0) or last occurrence of needle in s[a, b), or (size_t)-1.
+static size_t find_in(const char *s, size_t a, size_t b, const char *needle, int last) {
+    size_t n = strlen(needle), at = (size_t)-1;
+    for (size_t i = a; i + n <= b; i++)
+        if (memcmp(s + i, needle, n) == 0) {
+            at = i;
+            if (!last)
+                break;
+        }
+    return at;
+}
+
+static int has_affixes(const char *s, size_t n, const char *pre, const char *suf) {
+    size_t p = strlen(pre), q = strlen(suf);
+    return n >= p && n >= q && memcmp(s, pre, p) == 0 && memcmp(s + n - q, suf, q) == 0;
+}
+
+// Qwen3 (Qwen/Qwen3-*): ChatML without a default system prompt. The last query is the last user
+// turn that is not a <tool_response>; an assistant turn after it gets a <think> block (empty
+// unless its content carries "…</think>" reasoning) when it is the last message or has
+// reasoning; earlier turns keep only the text after their last </think>.
+static void render_qwen3(builder *b, const record *r, int gen) {
+    int off = r->system ? 1 : 0;
+    int last_query = r->nturns - 1 + off;   // messages|length - 1, the system message counted
+    for (int i = r->nturns - 1; i >= 0; i--) {
+        const record_turn *m = &r->turns[i];
+        if (m->role == ROLE_USER && !has_affixes(m->text, m->len, "<tool_response>", "</tool_response>")) {
+            last_query = i + off;
+            break;
+        }
+    }
+    if (r->system) {
+        puts_(b, "<|im_start|>system\n", 0);
+        put(b, r->system, r->system_len, 0);
+        puts_(b, "<|im_end|>\n", 0);
+    }
+    for (int i = 0; i < r->nturns; i++) {
+        const record_turn *m = &r->turns[i];
+        if (m->role == ROLE_USER) {
+            puts_(b, "<|im_start|>user\n", 0);
+            put(b, m->text, m->len, 0);
+            puts_(b, "<|im_end|>\n", 0);
+            continue;
+        }
+        const char *s = m->text;
+        size_t ca = 0, ce = m->len, ra = 0, re = 0;   // content [ca, ce), reasoning [ra, re)
+        size_t close = find_in(s, 0, m->len, "</think>", 0);
+        if (close != (size_t)-1) {
+            ca = find_in(s, 0, m->len, "</think>", 1) + strlen("</think>");
+            lstrip_nl(s, &ca, ce);
+            re = close;
+            rstrip_nl(s, 0, &re);
+            size_t open = find_in(s, 0, re, "<think>", 1);
+            ra = open == (size_t)-1 ? 0 : open + strlen("<think>");
+            lstrip_nl(s, &ra, re);
+        }
+        puts_(b, "<|im_start|>assistant\n", 0);
+        if (i + off > last_query && (i == r->nturns - 1 || re > ra)) {
+            lstrip_nl(s, &ra, re);   // reasoning_content.strip('\n')
+            rstrip_nl(s, ra, &re);
+            puts_(b, "<think>\n", 1);
+            put(b, s + ra, re - ra, 1);
+            puts_(b, "\n</think>\n\n", 1);
+            lstrip_nl(s, &ca, ce);
+        }
+        put(b, s + ca, ce - ca, 1);
+        puts_(b, "<|im_end|>", 1);
+        puts_(b, "\n", 0);
+    }
+    if (gen)
+        puts_(b, "<|im_start|>assistant\n", 0);
+}
+
 static void render_phi3(builder *b, const chat_template *t, const record *r, int gen) {
     if (r->system && (r->system_len > 0 || !t->system_if_nonempty)) {
         puts_(b, "<|system|>\n", 0);
@@ -870,6 +960,7 @@ static int render(const chat_template *t, const record *r, const chat_options *o
         case CHAT_MISTRAL_LEGACY: rc = render_mistral_legacy(&b, t, r, err, errlen); break;
         case CHAT_CHATML: render_chatml(&b, t, r, gen); break;
         case CHAT_PHI3: render_phi3(&b, t, r, gen); break;
+        case CHAT_QWEN3: render_qwen3(&b, r, gen); break;
         }
     }
     if (rc != 0 || b.oom) {

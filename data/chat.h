@@ -8,6 +8,10 @@
 // Trained: what the model generates after the prompt: each assistant turn's content, the blank
 // the template puts before it where the prompt ends at "[/INST]" (Llama 2, Mistral SentencePiece
 // variants), and its end-of-turn token (<|eot_id|>, </s>, <|im_end|>, <|end|>); a final EOS.
+// Qwen3: the "<think>\n…\n</think>\n\n" block the template writes into the last assistant turn
+// (empty unless the data has reasoning) is trained with the answer: the generation prompt ends at
+// "<|im_start|>assistant\n" and the model writes the block itself (TRL's {% generation %} for
+// Qwen3 marks it too).
 // Masked: BOS, system, user turns, role headers (what add_generation_prompt would add).
 // train_on_prompt trains everything. CPT records: all trained.
 #pragma once
@@ -33,6 +37,7 @@ typedef enum {
     CHAT_MISTRAL_LEGACY,   // Mixtral-8x7B / first Mistral-7B-Instruct HF template: no system role
     CHAT_CHATML,           // ChatML (Qwen2/2.5: a default system prompt when none is given)
     CHAT_PHI3,             // Phi-3 / Phi-3.5: <|user|>\n…<|end|>\n, EOS at the end
+    CHAT_QWEN3,            // Qwen3: ChatML, no default system, <think>…</think> on the turns after the last query
 } chat_family;
 
 typedef struct {

@@ -6,6 +6,7 @@
 // against the Amazon Nova user guide's "Preparing data for fine-tuning Understanding models"
 // page, which also says schemaVersion may be any string value. Dates: when the row was written.
 #include "limits.h"
+#include <ctype.h>
 #include <string.h>
 
 #define F(x) (1u << (x))
@@ -49,5 +50,32 @@ const base_model_limits *limits_find(const char *id) {
         // "meta.llama3-1-8b-instruct-v1:0:128k" is the customization variant of the same model.
         if (!strncmp(id, table[i].id, l) && (id[l] == '\0' || id[l] == ':')) return &table[i];
     }
+    return NULL;
+}
+
+// Bedrock's list of fine-tunable models (custom-model-supported.html, read for
+// ../shared/reference/bedrock_prices.md §1b) has no Qwen, Mistral or Mixtral model; CMI's list of
+// architectures has them all. Matched as a case-insensitive substring, most specific first.
+static const struct {
+    const char *needle, *family;
+} import_only[] = {
+    {"qwen3-moe", "Qwen3-MoE"}, {"qwen3-30b-a3b", "Qwen3-MoE"}, {"qwen3-235b-a22b", "Qwen3-MoE"},
+    {"qwen3", "Qwen3"}, {"qwen", "Qwen"}, {"mixtral", "Mixtral"}, {"mistral", "Mistral"},
+};
+
+static int contains_nocase(const char *s, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *s; s++) {
+        size_t i = 0;
+        while (i < n && s[i] && tolower((unsigned char)s[i]) == needle[i]) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+const char *limits_import_only_family(const char *id) {
+    if (!id || limits_find(id)) return NULL;
+    for (size_t i = 0; i < sizeof import_only / sizeof import_only[0]; i++)
+        if (contains_nocase(id, import_only[i].needle)) return import_only[i].family;
     return NULL;
 }

@@ -20,5 +20,9 @@ typedef struct {
 // Exact id, or the id with a customization suffix such as ":128k". NULL when not in the table.
 const base_model_limits *limits_find(const char *id);
 const base_model_limits *limits_table(int *n);
+// For an id not in the table that names a family Bedrock does not fine-tune but Custom Model
+// Import imports (Qwen2/2.5/3, Qwen3-MoE, Mistral, Mixtral: "qwen.qwen3-32b-v1:0", "Qwen/Qwen3-8B",
+// "mistral.mixtral-8x7b-instruct-v0:1"): the family's name, else NULL.
+const char *limits_import_only_family(const char *id);
 // Nova's reserved words, NULL-terminated.
 extern const char *const limits_reserved_words[];

@@ -202,6 +202,108 @@ static const char *config_reason(const char *msg) {
     return e ? e + 9 : msg;
 }
 
+// A config integer: 0 in *v, 1 absent (or null), -1 present but not an integer in [lo, 1e9].
+static int cfg_int(const cJSON *cfg, const char *key, long lo, long *v) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!j || cJSON_IsNull(j)) return 1;
+    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) || j->valuedouble < (double)lo ||
+        j->valuedouble > 1e9)
+        return -1;
+    *v = (long)j->valuedouble;
+    return 0;
+}
+
+// A present key that is not an integer ≥ lo FAILs; an absent one WARNs with transformers' default
+// (the defaults of its Qwen3MoeConfig / MixtralConfig), which then has to match the expert tensors.
+static int moe_int(cmi_report *r, const cJSON *cfg, const char *key, long lo, long dflt, long *v) {
+    int rc = cfg_int(cfg, key, lo, v);
+    if (rc < 0) {
+        add(r, "moe", CMI_FAIL, "config.json \"%s\" must be an integer >= %ld\nhint: copy it from the base model's "
+                                "published config.json", key, lo);
+        return -1;
+    }
+    if (rc == 1) {
+        add(r, "moe", CMI_WARN, "config.json has no \"%s\"; transformers will use its default %ld, which must match "
+                                "the expert tensors", key, dflt);
+        *v = dflt;
+    }
+    return 0;
+}
+
+// The mixture-of-experts keys of Qwen3MoeForCausalLM and MixtralForCausalLM. Checked here whatever
+// model/config makes of the config (it may not build these models): a wrong count of experts or
+// an out-of-range layer index makes transformers build a model the weights do not fit.
+static void check_moe(const cJSON *cfg, const char *architecture, cmi_report *r) {
+    int qwen = !strcmp(architecture, "Qwen3MoeForCausalLM");
+    if (!qwen && strcmp(architecture, "MixtralForCausalLM")) return;
+    int before = r->failed;
+    const char *nkey = qwen ? "num_experts" : "num_local_experts";
+    const char *ffn = qwen ? "moe_intermediate_size" : "intermediate_size";
+    long nexp = 0, topk = 0, inter = 0, step = 1, layers = 0;
+    if (moe_int(r, cfg, nkey, 1, qwen ? 128 : 8, &nexp) || moe_int(r, cfg, "num_experts_per_tok", 1, qwen ? 8 : 2, &topk) ||
+        moe_int(r, cfg, ffn, 1, qwen ? 768 : 14336, &inter))
+        return;
+    if (topk > nexp) {
+        add(r, "moe", CMI_FAIL, "config.json \"num_experts_per_tok\" is %ld but \"%s\" is %ld: a token cannot be routed "
+                                "to more experts than a layer has\nhint: set num_experts_per_tok to at most %ld",
+            topk, nkey, nexp, nexp);
+        return;
+    }
+    int nsparse = 0;
+    if (cfg_int(cfg, "num_hidden_layers", 1, &layers) != 0) layers = 0;   // the config check says why
+    if (qwen) {
+        if (moe_int(r, cfg, "decoder_sparse_step", 1, 1, &step)) return;
+        const cJSON *only = cJSON_GetObjectItemCaseSensitive(cfg, "mlp_only_layers");
+        if (only && !cJSON_IsNull(only) && !cJSON_IsArray(only)) {
+            add(r, "moe", CMI_FAIL, "config.json \"mlp_only_layers\" must be a list of layer indices");
+            return;
+        }
+        char *dense = calloc((size_t)layers + 1, 1);
+        if (!dense) {
+            r->oom = 1;
+            return;
+        }
+        int i = 0, bad = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, only) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+                (layers > 0 && it->valuedouble >= (double)layers)) {
+                char what[64];
+                if (cJSON_IsNumber(it)) snprintf(what, sizeof what, "%g", it->valuedouble);
+                else snprintf(what, sizeof what, "not a number");
+                add(r, "moe", CMI_FAIL, "config.json \"mlp_only_layers\"[%d] is %s, not a layer index of this model "
+                                        "(num_hidden_layers %ld: 0 to %ld)\nhint: list only existing layers",
+                    i, what, layers, layers - 1);
+                bad = 1;
+                break;
+            }
+            if (layers > 0) dense[(long)it->valuedouble] = 1;
+            i++;
+        }
+        for (long l = 0; l < layers; l++) nsparse += !dense[l] && (l + 1) % step == 0;
+        free(dense);
+        if (bad) return;
+    } else {
+        nsparse = (int)layers;
+    }
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(cfg, "norm_topk_prob");
+    if (norm && !cJSON_IsBool(norm) && !cJSON_IsNull(norm)) {
+        add(r, "moe", CMI_FAIL, "config.json \"norm_topk_prob\" must be true or false");
+        return;
+    }
+    const char *nums[] = {"router_aux_loss_coef", "router_jitter_noise"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, nums[k]);
+        if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || !(v->valuedouble >= 0))) {
+            add(r, "moe", CMI_FAIL, "config.json \"%s\" must be a number >= 0", nums[k]);
+            return;
+        }
+    }
+    if (r->failed == before)
+        add(r, "moe", CMI_PASS, "%ld experts, %ld per token, %s %ld; %d of %ld layers sparse", nexp, topk, ffn, inter,
+            nsparse, layers);
+}
+
 int cmi_preflight(const char *dir, cmi_report *r) {
     memset(r, 0, sizeof *r);
     char err[8192], mc_err[1024];
@@ -248,6 +350,7 @@ int cmi_preflight(const char *dir, cmi_report *r) {
                 a0->valuestring, CMI_TABLE_DATE, list);
         } else {
             add(r, "architecture", CMI_PASS, "%s (%s) is supported", arch->architecture, arch->family);
+            check_moe(cfg, arch->architecture, r);
         }
     }
 

@@ -9,7 +9,11 @@ with transformers' own converters, into OUT_DIR (a cache under the build dir; ne
   llama3.json    Llama 3 tiktoken .model via TikTokenConverter + Meta's 256 special tokens
   gpt2.json      GPT-2 vocab.json + merges.txt via GPT2Converter (+ <|endoftext|>)
   qwen2.json     Qwen2Converter's pipeline (NFC, Qwen regex) over the GPT-2 vocabulary
-  phi3.json      the real Phi-3 tokenizer.json as is
+  qwen3.json     the same pipeline with Qwen3's 26 added tokens (QWEN3_ADDED: <think>, </think>,
+                 <tool_call>, <tool_response> ... with their special flags; the published
+                 Qwen3 tokenizer.json is not available here, only its vocabulary's pipeline)
+  mixtral.json   the real Mixtral-8x7B-v0.1 tokenizer.json as is
+  phi3.json      the real Phi-3 tokenizer.json as is (written last: the cache is complete)
 
 usage: make_tokenizers.py TESTDATA OUT_DIR
 """
@@ -42,6 +46,21 @@ class Gpt2Shim:
         merges = [tuple(l.split()) for l in lines[1:] if l and not l.startswith("#version")]
         self.bpe_ranks = {m: i for i, m in enumerate(merges)}
         self.add_prefix_space = False
+
+
+# Qwen3's added tokens in id order (151643..151668) with their "special" flag, as the
+# added_tokens_decoder of Qwen3's tokenizer_config.json lists them (every Qwen3 checkpoint has
+# the same 26; copied from a public quote of it, akougkas/warpio-cli
+# warpio-docs/ai-docs/model_cards/qwen3:4b.md). All are normalized false, no lstrip/rstrip.
+QWEN3_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
+               ("<|object_ref_start|>", True), ("<|object_ref_end|>", True), ("<|box_start|>", True),
+               ("<|box_end|>", True), ("<|quad_start|>", True), ("<|quad_end|>", True),
+               ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
+               ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False),
+               ("</tool_call>", False), ("<|fim_prefix|>", False), ("<|fim_middle|>", False),
+               ("<|fim_suffix|>", False), ("<|fim_pad|>", False), ("<|repo_name|>", False),
+               ("<|file_sep|>", False), ("<tool_response>", False), ("</tool_response>", False),
+               ("<think>", False), ("</think>", False)]
 
 
 def bos_template(tok, bos):
@@ -231,6 +250,11 @@ def main():
             tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                     for t in ("<|im_start|>", "<|im_end|>")])
         tok.save(os.path.join(out, name + ".json"))
+    tok = Qwen2Converter(g).converted()
+    tok.add_tokens([AddedToken(t, special=sp, normalized=False) for t, sp in QWEN3_ADDED])
+    assert [tok.id_to_token(tok.token_to_id("<|endoftext|>") + i) for i in range(26)] == [t for t, _ in QWEN3_ADDED]
+    tok.save(os.path.join(out, "qwen3.json"))
+    shutil.copyfile(os.path.join(td, "mixtral/tokenizer.json"), os.path.join(out, "mixtral.json"))
     variants(out)
     shutil.copyfile(os.path.join(td, "phi3/tokenizer.json"), os.path.join(out, "phi3.json"))
 

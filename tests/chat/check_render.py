@@ -25,6 +25,7 @@ def main():
         "llama3.0": (os.path.join(ref, "meta-llama-Meta-Llama-3-8B-Instruct.jinja"), L3),
         "llama2": (os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), ("<s>", "</s>")),
         "qwen2.5": (os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), (None, "<|im_end|>")),
+        "qwen3": (os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), (None, "<|im_end|>")),
         "mistral-v3-spm": (os.path.join(ct, "mistral", "v3_spm.jinja"), ("<s>", "</s>")),
         "mistral-v1": (os.path.join(ct, "mistral", "v1.jinja"), ("<s>", "</s>")),
         "mistral-hf": (os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), ("<s>", "</s>")),

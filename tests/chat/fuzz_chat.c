@@ -8,7 +8,7 @@
 
 static const char *families[] = {"raw", "llama2", "llama3", "llama3.1", "llama3.2", "mistral-v1", "mistral-v1-spm",
                                  "mistral-v3", "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
-                                 "mistral-legacy", "chatml", "qwen2.5", "phi3", "phi3.5"};
+                                 "mistral-legacy", "chatml", "qwen2.5", "qwen3", "phi3", "phi3.5"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2)

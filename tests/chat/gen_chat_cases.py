@@ -55,6 +55,7 @@ def main():
         ("llama2", os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), S, "llama2"),
         ("qwen2.5", os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), ("", "<|im_end|>"), "chatml"),
         ("qwen2", os.path.join(ref, "Qwen-Qwen2-7B-Instruct.jinja"), ("", "<|im_end|>"), "chatml"),
+        ("qwen3", os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), ("", "<|im_end|>"), "qwen3"),
         ("phi3.5", os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>"), "phi3.5"),
         ("phi3", None, ("<s>", "<|endoftext|>"), "phi3"),
         ("mistral-v1", os.path.join(mis, "v1.jinja"), S, "mistral-v1"),
@@ -89,6 +90,8 @@ def main():
                                 "family": family}) + "\n")
             for _ in range(n):
                 system, turns = conversation(rng)
+                if family == "qwen3":
+                    thinking(rng, turns)
                 date = rng.choice([None, None, "02 Feb 2025", " 7 Oct 2031"])
                 pinned["ts"] = rng.randrange(0, 4_000_000_000)
                 msgs = ([{"role": "system", "content": system}] if system is not None else [])
@@ -131,6 +134,17 @@ def main():
     model("json", {"chat_template.json": {"chat_template": open(os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja")).read()},
                    "tokenizer_config.json": {"bos_token": "<s>", "eos_token": "</s>"}})
     model("base", {"tokenizer_config.json": {"bos_token": "<s>", "eos_token": "</s>"}})
+    with open(os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), encoding="utf-8") as f:
+        q3 = f.read()
+    model("qwen3", {"tokenizer_config.json": {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": q3}})
+    # Qwen3-*-Thinking-2507's generation prompt always opens <think>: not the qwen3 family.
+    gen = "{{- '<|im_start|>assistant\\n' }}\n    {%- if enable_thinking is defined and enable_thinking is false %}"
+    assert gen in q3
+    model("qwen3-thinking", {"tokenizer_config.json": {"eos_token": "<|im_end|>", "chat_template": q3.replace(
+        gen, "{{- '<|im_start|>assistant\\n<think>\\n' }}\n    {%- if false %}")}})
+    # Mixtral-8x7B-v0.1 (a base model): its real tokenizer_config.json has no template.
+    with open(os.path.join(testdata, "tokenizers", "mixtral", "tokenizer_config.json"), encoding="utf-8") as f:
+        model("mixtral", {"tokenizer_config.json": f.read()})
     model("unknown", {"tokenizer_config.json": {"eos_token": "</s>",
                                                 "chat_template": "{% for m in messages %}### {{ m.role }}: {{ m.content }}\n{% endfor %}"}})
     print(f"wrote {len(templates)} x {n} cases to {out}")
@@ -176,6 +190,28 @@ def conversation(rng):
     if len(users) > 1 and rng.random() < 0.1:   # a repeated user turn
         rng.choice(users[:-1])[1] = users[-1][1]
     return system, turns
+
+
+def thinking(rng, turns):
+    """Qwen3's template splits assistant content at <think>/</think> and skips user turns that are
+    <tool_response>s when it looks for the last query: put those shapes into some turns."""
+    nl = ["", "", "\n", "\n\n", " ", "\n \n"]
+    for t in turns:
+        k = rng.random()
+        if t[0] == "user":
+            if k < 0.12:
+                t[1] = "<tool_response>" + rng.choice(nl) + t[1] + rng.choice(nl) + "</tool_response>"
+            elif k < 0.16:
+                t[1] = "<tool_response>" + t[1]
+            continue
+        if k < 0.3:
+            t[1] = rng.choice(["<think>", "", "x<think>"]) + rng.choice(nl) + content(rng) + rng.choice(nl) + \
+                "</think>" + rng.choice(nl) + t[1]
+        elif k < 0.38:
+            t[1] = "<think>" + rng.choice(nl) + "</think>" + rng.choice(nl) + t[1]
+        elif k < 0.45:
+            t[1] = t[1] + rng.choice(["</think>", "<think>a</think>b</think>\n", "<think>\n\n<think>\nr\n</think>"]) + \
+                rng.choice(nl) + content(rng)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,6 @@ def main():
         print(f"SKIP: tokenizers/transformers not importable: {e}")
         return 77
     toks = os.environ.get("QUARRY_TOKENIZER_CACHE") or os.path.join(out, "tokenizers")
-    if not os.path.isfile(os.path.join(toks, "phi3.json")):
-        rc = subprocess.run([sys.executable, maker, testdata, toks]).returncode
-        if rc:
-            return rc
     ct = os.path.join(testdata, "chat_templates")
     ref = os.path.join(source, "scripts", "reference", "chat_templates")
     L3 = ("<|begin_of_text|>", "<|eot_id|>")
@@ -50,7 +46,15 @@ def main():
         ("mistral-hf", os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), S, "mistral-hf", "mistral3"),
         ("phi3.5", os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>"), "phi3.5",
          "phi3"),
+        ("qwen3", os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), ("", "<|im_end|>"), "qwen3", "qwen3"),
     ]
+    # make_tokenizers.py rebuilds a cache older than itself; a cache missing a file is rebuilt too.
+    done = os.path.join(toks, "phi3.json")
+    if (not os.path.isfile(done) or os.path.getmtime(done) < os.path.getmtime(maker) or
+            any(not os.path.isfile(os.path.join(toks, c[4] + ".json")) for c in combos)):
+        rc = subprocess.run([sys.executable, maker, testdata, toks]).returncode
+        if rc:
+            return rc
     os.makedirs(out, exist_ok=True)
     for name, path, (bos, eos), family, tokname in combos:
         tpl = open(path, encoding="utf-8").read()

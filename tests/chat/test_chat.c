@@ -212,6 +212,12 @@ static void test_spans(void) {
                 "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
                 "Bye<|im_end|>\n<|im_start|>assistant\nCiao<|im_end|>\n",
                 "Hello!  <|im_end|>|Ciao<|im_end|>");
+    // Qwen3: the last assistant turn gets the empty think block, trained with the answer; earlier
+    // turns have none; role headers and the newline after <|im_end|> stay masked.
+    check_spans("qwen3", FORMAT_MESSAGES, NULL,
+                "<|im_start|>user\n  Hi\n<|im_end|>\n<|im_start|>assistant\nHello!  <|im_end|>\n<|im_start|>user\n"
+                "Bye<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nCiao<|im_end|>\n",
+                "Hello!  <|im_end|>|<think>\n\n</think>\n\nCiao<|im_end|>");
     check_spans("mistral-v3-spm", FORMAT_MESSAGES, "S",
                 "<s>[INST]   Hi\n[/INST] Hello!  </s>[INST] S\n\nBye[/INST] Ciao</s>", " Hello!  </s>| Ciao</s>");
     check_spans("phi3.5", FORMAT_MESSAGES, "",
@@ -221,6 +227,43 @@ static void test_spans(void) {
     check_spans("raw", FORMAT_PROMPT_COMPLETION, NULL, "  Hi\nHello!  ByeCiao", "Hello!  |Ciao");
     check_spans("raw", FORMAT_MESSAGES, "S", "S\n  Hi\n\nHello!  \nBye\nCiao", "\nHello!  |\nCiao");
     check_spans("llama3", FORMAT_CPT, NULL, "Once upon a time<|eot_id|>", "Once upon a time<|eot_id|>");
+}
+
+// Mixtral-8x7B-Instruct's HF template (mistral-legacy) is Mistral v1 (what mistral-common uses for
+// Mixtral) for alternating conversations without a system prompt: same bytes, same trained spans.
+// With a system prompt v1 folds it into the first user turn and the HF template raises.
+static void test_mixtral_is_v1(void) {
+    char err[512];
+    chat_template *v1 = chat_template_from_text(NULL, "mistral-v1", NULL, NULL, err, sizeof err);
+    chat_template *hf = chat_template_from_text(NULL, "mistral-legacy", NULL, NULL, err, sizeof err);
+    record_turn turns[4] = {{ROLE_USER, "  Hi\n", 5}, {ROLE_ASSISTANT, "Hello!  ", 8}, {ROLE_USER, "Bye", 3},
+                            {ROLE_ASSISTANT, "Ciao", 4}};
+    record r = {0};
+    r.format = FORMAT_MESSAGES;
+    r.turns = turns;
+    r.nturns = 4;
+    chat_rendered a, b;
+    int ra = v1 ? chat_render(v1, &r, NULL, &a, err, sizeof err) : -1;
+    int rb = hf ? chat_render(hf, &r, NULL, &b, err, sizeof err) : -1;
+    CHECK(ra == 0 && rb == 0, "mistral-v1 / mistral-legacy render: %s", err);
+    if (ra == 0 && rb == 0) {
+        char *ta = trained_text(&a), *tb = trained_text(&b);
+        CHECK(a.len == b.len && memcmp(a.text, b.text, a.len) == 0 && strcmp(ta, tb) == 0,
+              "Mixtral's HF template and mistral-v1 differ:\n  v1     \"%s\" [%s]\n  legacy \"%s\" [%s]", a.text, ta,
+              b.text, tb);
+        free(ta);
+        free(tb);
+    }
+    if (ra == 0)
+        chat_rendered_free(&a);
+    if (rb == 0)
+        chat_rendered_free(&b);
+    r.system = "S";
+    r.system_len = 1;
+    CHECK(hf && chat_render(hf, &r, NULL, &b, err, sizeof err) == -1 && strstr(err, "alternate"),
+          "mistral-legacy with a system prompt raises as the template does");
+    chat_template_free(v1);
+    chat_template_free(hf);
 }
 
 // Mistral's reference library rendered samples/no_tools (text_vN.txt: pieces joined, ▁ for a space);
@@ -310,6 +353,8 @@ static void test_loader(const char *dir) {
         {"list", "mistral-v3", "<s>", "</s>", 0},
         {"json", "llama2", "<s>", "</s>", 0},
         {"base", "raw", "<s>", "</s>", 0},
+        {"qwen3", "qwen3", "", "<|im_end|>", 0},
+        {"mixtral", "raw", "<s>", "</s>", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(path, sizeof path, "%s/models/%s", dir, cases[i].model);
@@ -327,6 +372,11 @@ static void test_loader(const char *dir) {
     snprintf(path, sizeof path, "%s/models/qwen", dir);
     chat_template *t = chat_template_load(path, NULL, err, sizeof err);
     CHECK(t && t->default_system && strstr(t->default_system, "You are Qwen"), "qwen default system prompt");
+    chat_template_free(t);
+    snprintf(path, sizeof path, "%s/models/qwen3-thinking", dir);
+    t = chat_template_load(path, NULL, err, sizeof err);
+    CHECK(t == NULL && strstr(err, "--template NAME"), "a Thinking-2507 template is not taken for qwen3: %s",
+          t ? t->name : err);
     chat_template_free(t);
     snprintf(path, sizeof path, "%s/models/unknown", dir);
     t = chat_template_load(path, NULL, err, sizeof err);
@@ -346,6 +396,7 @@ int main(void) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     const char *build = test_env("QUARRY_BUILD_DIR", ".");
     test_spans();
+    test_mixtral_is_v1();
     struct stat st;
     char path[8192];
     snprintf(path, sizeof path, "%s/chat_templates", testdata);
@@ -365,7 +416,7 @@ int main(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_chat_cases.py failed (%d)", rc);
     if (test_failures)
         return test_finish("test_chat");
-    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "phi3.5",
+    static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "qwen3", "phi3.5",
                                   "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
                                   "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
                                   "mistral-legacy"};

@@ -56,7 +56,7 @@ static void run_combo(const char *path, int *ncases) {
     chat_template *t = NULL;
     tokenizer *tok = NULL;
     char name[64] = "?";
-    int eot_id = -1, final_eos_id = -1, tag_ids[16], ntag_ids = 0;
+    int eot_id = -1, final_eos_id = -1, think_id = -1, think_end_id = -1, tag_ids[16], ntag_ids = 0;
     while (getline(&line, &cap, f) > 0) {
         lineno++;
         cJSON *j = cJSON_Parse(line);
@@ -76,7 +76,7 @@ static void run_combo(const char *path, int *ncases) {
                 break;
             int l3 = t->family == CHAT_LLAMA3 || t->family == CHAT_LLAMA31 || t->family == CHAT_LLAMA32;
             const char *eot = l3 ? "<|eot_id|>"
-                              : t->family == CHAT_CHATML                          ? "<|im_end|>"
+                              : t->family == CHAT_CHATML || t->family == CHAT_QWEN3 ? "<|im_end|>"
                               : t->family == CHAT_PHI3                            ? "<|end|>"
                                                                                   : "</s>";
             eot_id = tokenizer_token_to_id(tok, eot);
@@ -90,6 +90,10 @@ static void run_combo(const char *path, int *ncases) {
                     tag_ids[ntag_ids++] = id;
             }
             final_eos_id = t->family == CHAT_PHI3 ? tokenizer_token_to_id(tok, "<|endoftext|>") : -1;
+            // Qwen3: the empty think block of the last assistant turn is trained, never masked.
+            think_id = t->family == CHAT_QWEN3 ? tokenizer_token_to_id(tok, "<think>") : -1;
+            think_end_id = t->family == CHAT_QWEN3 ? tokenizer_token_to_id(tok, "</think>") : -1;
+            CHECK(t->family != CHAT_QWEN3 || (think_id >= 0 && think_end_id >= 0), "%s: no ids for the think tags", name);
             CHECK(eot_id >= 0, "%s: no id for %s", name, eot);
             continue;
         }
@@ -132,7 +136,7 @@ static void run_combo(const char *path, int *ncases) {
             int rc = chat_render(t, &r, &o, &c, err, sizeof err);
             int m = rc == 0 ? tokenizer_encode(tok, c.text, c.len, 0, &tid, &off, err, sizeof err) : -1;
             int lead = n - m;   // a BOS the encoder prepended
-            int nassist = 0, trained_eot = 0, why = 0, at = -1;
+            int nassist = 0, trained_eot = 0, trained_think = 0, why = 0, at = -1;
             for (int i = 0; i < r.nturns; i++)
                 nassist += r.turns[i].role == ROLE_ASSISTANT;
             if (m < 0 || lead < 0 || lead > 1) {
@@ -151,12 +155,16 @@ static void run_combo(const char *path, int *ncases) {
                         trained_eot++;
                     if (tid[i] == final_eos_id && !mi)
                         why = 5, at = i + lead;
+                    if (think_id >= 0 && (tid[i] == think_id || tid[i] == think_end_id))
+                        mi ? trained_think++ : (why = 8, at = i + lead);
                     for (int q = 0; q < ntag_ids; q++)
                         if (tid[i] == tag_ids[q] && mi)
                             why = 7, at = i + lead;
                 }
                 if (!why && trained_eot != nassist)
                     why = 6;
+                if (!why && think_id >= 0 && trained_think != 2)
+                    why = 8;
             }
             if (why) {
                 bad_mask++;
@@ -164,7 +172,8 @@ static void run_combo(const char *path, int *ncases) {
                     static const char *whys[] = {"", "re-encoding failed", "BOS trained",
                                                  "an assistant token is masked", "a user/system token is trained",
                                                  "the final EOS is masked", "trained end-of-turn tokens != assistant turns",
-                                                 "a role tag or BOS is trained"};
+                                                 "a role tag or BOS is trained",
+                                                 "the think block is not trained once"};
                     fprintf(stderr, "FAIL chat mask %s (case line %d): %s (token %d, %d trained eot, %d turns)\n",
                             name, lineno, whys[why], at, trained_eot, nassist);
                 }
@@ -322,7 +331,7 @@ int main(void) {
     if (test_failures)
         return test_finish("test_chat_mask");
     static const char *names[] = {"llama3.1", "llama3.0", "llama2", "qwen2.5", "mistral-v1-spm", "mistral-v3-spm",
-                                  "mistral-hf", "phi3.5"};
+                                  "mistral-hf", "phi3.5", "qwen3"};
     int total = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.jsonl", out, names[i]);

@@ -129,6 +129,10 @@ expect nova_reserved_assistant_ok 0 "8 valid" "$T/nova_assistant.jsonl" --base-m
 expect reserved_not_enforced 0 "" "$T/nova_reserved.jsonl"
 expect format_mismatch_warn 0 "warning: Bedrock's Anthropic Claude 3 Haiku jobs do not take prompt-completion records" "$T/hundred.jsonl" --base-model anthropic.claude-3-haiku-20240307-v1:0
 expect unknown_model 2 "unknown --base-model 'gpt-4'" "$T/hundred.jsonl" --base-model gpt-4
+# Families Bedrock does not fine-tune but CMI imports: told so by name, with the way to go.
+expect qwen3_no_customization 2 "--base-model 'qwen.qwen3-32b-v1:0': Bedrock has no fine-tuning for Qwen3 models" "$T/hundred.jsonl" --base-model qwen.qwen3-32b-v1:0
+expect qwen3moe_no_customization 2 "Bedrock has no fine-tuning for Qwen3-MoE models" "$T/hundred.jsonl" --base-model Qwen/Qwen3-30B-A3B
+expect mixtral_no_customization 2 "hint: Mixtral is trained with .quarry train. and imported with Custom Model Import" "$T/hundred.jsonl" --base-model mistral.mixtral-8x7b-instruct-v0:1
 expect cost_unknown 0 "cost: .*price per 1K training tokens unknown" "$T/hundred.jsonl" --base-model meta.llama3-1-8b-instruct-v1:0
 expect cost_needs_model 0 "cost: +pass --base-model ID" "$T/hundred.jsonl"
 

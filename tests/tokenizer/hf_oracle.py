@@ -30,6 +30,7 @@ FRAGMENTS = [
     # special-token text, in and out of words
     "<|eot_id|>", "abc<|eot_id|>def", "<s>", "</s>", "x<s>y", "a</s>b", "[INST]", "[/INST]",
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>",
+    "<think>\n\n</think>\n\n", "a<think>b</think>c", "<tool_call>\n{}", "<tool_response>x</tool_response>", "<|fim_pad|>",
     "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>", "<|eot_id", "<<s>>", "<unk>",
     "▁", "▁▁hello", "<0x41>", "<|reserved_special_token_5|>", " <|end|> ", "[control_8]",
     # added-token flags (tests' variants): single_word, lstrip/rstrip, normalized
