@@ -1,5 +1,5 @@
 // model/config.c — see config.h. Defaults are those of transformers' LlamaConfig,
-// MistralConfig and Qwen2Config for keys a config.json leaves out.
+// MistralConfig, Qwen2Config and Qwen3Config for keys a config.json leaves out.
 #include "config.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUPPORTED_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"
+#define SUPPORTED_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"
 
 static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...) {
     char msg[768];
@@ -211,8 +211,9 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         if (!strcmp(mt->valuestring, "llama")) arch = "LlamaForCausalLM";
         else if (!strcmp(mt->valuestring, "mistral")) arch = "MistralForCausalLM";
         else if (!strcmp(mt->valuestring, "qwen2")) arch = "Qwen2ForCausalLM";
+        else if (!strcmp(mt->valuestring, "qwen3")) arch = "Qwen3ForCausalLM";
         else {
-            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2 (%s)",
+            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2, qwen3 (%s)",
                  mt->valuestring, SUPPORTED_ARCHS);
             goto done;
         }
@@ -224,6 +225,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     if (!strcmp(arch, "LlamaForCausalLM")) cfg->arch = ARCH_LLAMA;
     else if (!strcmp(arch, "MistralForCausalLM")) cfg->arch = ARCH_MISTRAL;
     else if (!strcmp(arch, "Qwen2ForCausalLM")) cfg->arch = ARCH_QWEN2;
+    else if (!strcmp(arch, "Qwen3ForCausalLM")) cfg->arch = ARCH_QWEN3;
     else {
         rc = unsupported(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
         goto done;
@@ -247,7 +249,9 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     }
     r = get_int(root, "head_dim", &cfg->head_dim, src, err, errlen);
     if (r < 0) goto done;
-    if (r == 0) {
+    if (r == 0 && cfg->arch == ARCH_QWEN3) {
+        cfg->head_dim = 128;   // Qwen3Config's default, whatever hidden_size / heads is
+    } else if (r == 0) {
         if (cfg->hidden_size % cfg->num_heads) {
             fail(err, errlen, src, "hidden_size (%d) is not a multiple of num_attention_heads (%d) and no head_dim is given",
                  cfg->hidden_size, cfg->num_heads);
@@ -300,8 +304,15 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     if (get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err, errlen) < 0) goto done;
 
     cfg->attention_bias = cfg->arch == ARCH_QWEN2;
-    if (cfg->arch == ARCH_LLAMA && get_bool(root, "attention_bias", &cfg->attention_bias, src, err, errlen) < 0)
+    if ((cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_QWEN3) &&
+        get_bool(root, "attention_bias", &cfg->attention_bias, src, err, errlen) < 0)
         goto done;
+    if (cfg->arch == ARCH_QWEN3 && cfg->attention_bias) {
+        // Qwen3 would put a bias on o_proj too, which no published Qwen3 has.
+        rc = unsupported(err, errlen, src, "attention_bias true is not supported for Qwen3 (q/k/v/o biases); supported: false");
+        goto done;
+    }
+    cfg->qk_norm = cfg->arch == ARCH_QWEN3;
     cfg->mlp_bias = 0;
     if (get_bool(root, "mlp_bias", &cfg->mlp_bias, src, err, errlen) < 0) goto done;
     if (cfg->mlp_bias) {
@@ -325,17 +336,40 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
             fail(err, errlen, src, "sliding_window must be positive or null");
             goto done;
         }
-    } else if (cfg->arch == ARCH_QWEN2) {
+    } else if (cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3) {
+        const char *family = cfg->arch == ARCH_QWEN2 ? "Qwen2" : "Qwen3";
         int usw = 0;
         if (get_bool(root, "use_sliding_window", &usw, src, err, errlen) < 0) goto done;
         if (usw) {
-            rc = unsupported(err, errlen, src, "use_sliding_window true is not supported for Qwen2 (per-layer windows); supported: false");
+            rc = unsupported(err, errlen, src, "use_sliding_window true is not supported for %s (per-layer windows); supported: false",
+                             family);
             goto done;
+        }
+        // An explicit layer_types overrides use_sliding_window in transformers.
+        const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+        if (lt && !cJSON_IsNull(lt)) {
+            if (!cJSON_IsArray(lt)) {
+                fail(err, errlen, src, "\"layer_types\" must be a list of strings");
+                goto done;
+            }
+            int i = 0;
+            for (const cJSON *e = lt->child; e; e = e->next, i++) {
+                if (!cJSON_IsString(e)) {
+                    fail(err, errlen, src, "\"layer_types\" must be a list of strings");
+                    goto done;
+                }
+                if (strcmp(e->valuestring, "full_attention")) {
+                    rc = unsupported(err, errlen, src, "layer_types[%d] is \"%s\"; quarry implements %s with full_attention layers only",
+                                     i, e->valuestring, family);
+                    goto done;
+                }
+            }
         }
     }
 
-    cfg->bos_token_id = cfg->arch == ARCH_QWEN2 ? -1 : 1;
-    cfg->eos_token_id = cfg->arch == ARCH_QWEN2 ? -1 : 2;
+    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+    cfg->bos_token_id = qwen ? -1 : 1;
+    cfg->eos_token_id = qwen ? -1 : 2;
     if (cJSON_GetObjectItemCaseSensitive(root, "bos_token_id")) cfg->bos_token_id = -1;
     if (cJSON_GetObjectItemCaseSensitive(root, "eos_token_id")) cfg->eos_token_id = -1;
     if (get_token_id(root, "bos_token_id", &cfg->bos_token_id, src, err, errlen) < 0 ||
@@ -463,6 +497,7 @@ size_t model_config_num_params(const model_config *cfg) {
                    + 3 * C * F                  // gate, up, down
                    + 2 * C;                     // input and post-attention norms
     if (cfg->attention_bias) layer += q + 2 * kv;
+    if (cfg->qk_norm) layer += 2 * (size_t)cfg->head_dim;
     size_t n = V * C + (size_t)cfg->num_layers * layer + C;
     if (!cfg->tie_word_embeddings) n += V * C;
     return n;

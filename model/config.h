@@ -1,10 +1,12 @@
 // model/config.h — a Hugging Face config.json read into the shape of a Llama-family decoder:
-// LlamaForCausalLM (Llama 2, 3, 3.1–3.3), MistralForCausalLM, Qwen2ForCausalLM. Anything
+// LlamaForCausalLM (Llama 2, 3, 3.1–3.3), MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
+// The architecture only chooses defaults and settings: the decoder reads the properties below
+// (biases, q/k norm, window), never the architecture (model/llama.c's block kinds). Anything
 // else, or a setting this code does not implement, is refused with what is supported.
 #pragma once
 #include <stddef.h>
 
-typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2 } model_arch;
+typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3 } model_arch;
 typedef enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling_type;
 
 typedef struct {
@@ -16,7 +18,7 @@ typedef struct {
     int num_layers;
     int num_heads;
     int num_kv_heads;
-    int head_dim;                // hidden_size / num_heads unless config.json says otherwise
+    int head_dim;                // config.json's, else hidden_size / num_heads (Qwen3: 128)
     int max_position_embeddings;
     float rms_norm_eps;
     float rope_theta;
@@ -27,6 +29,7 @@ typedef struct {
     int rope_original_max_position;       // llama3
     int tie_word_embeddings;
     int attention_bias;          // q/k/v biases (Qwen2: always; Llama: attention_bias)
+    int qk_norm;                 // per-head RMSNorm of q and k (weight (head_dim)) before RoPE: Qwen3
     int mlp_bias;                // refused when set (no supported model uses it)
     int sliding_window;          // Mistral; 0 = none
     int bos_token_id, eos_token_id;      // -1 when absent (eos may be a list: the first)

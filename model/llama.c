@@ -1,5 +1,15 @@
 // model/llama.c — the Llama-family decoder over the op table: no #ifdef, no device code;
 // every tensor operation goes through be->... (kernels/backend.h).
+//
+// The decoder is written once over block kinds. A layer is
+//     mid = x + attention(rmsnorm(x)),  out = mid + mlp(rmsnorm(mid))
+// and what differs between families is a property of the kind, chosen from the config once
+// (block_kinds_of), never a test of the architecture:
+//   attention kind: q/k/v biases (Qwen2, Llama's attention_bias), per-head RMSNorm of q and k
+//                   before RoPE (Qwen3), a sliding window (Mistral: sequences longer than it are
+//                   refused by the plan, so the window never masks anything).
+//   MLP kind:       dense SwiGLU (gate, up, down); a sparse mixture of experts slots in beside
+//                   it in mlp_forward / mlp_backward and the kind's weights and activations.
 #include "llama.h"
 #include "names.h"
 #include "safetensors.h"
@@ -11,6 +21,24 @@
 
 enum { NORM_IN = 0, NORM_POST = 1 };
 
+typedef struct {
+    int qkv_bias;                // q, k, v projections carry biases
+    int qk_norm;                 // per-head RMSNorm (weight (hd)) of q and k before RoPE
+    int window;                  // sliding window in tokens; 0 = none
+} attn_kind;
+
+typedef enum { MLP_DENSE_SWIGLU = 0 } mlp_kind;
+
+typedef struct {
+    attn_kind attn;
+    mlp_kind mlp;
+} block_kinds;
+
+static block_kinds block_kinds_of(const model_config *c) {
+    block_kinds k = {{c->attention_bias, c->qk_norm, c->sliding_window}, MLP_DENSE_SWIGLU};
+    return k;
+}
+
 // A linear layer y = x·Wᵀ (+ b) (+ scale·(dropout(x)·Aᵀ)·Bᵀ), W (out, in).
 typedef struct {
     int in, out;
@@ -20,7 +48,8 @@ typedef struct {
 
 typedef struct {
     model_param *norm[2];        // input_layernorm, post_attention_layernorm (C)
-    linear_layer lin[LORA_NUM_TARGETS];
+    linear_layer lin[LORA_NUM_TARGETS];   // attention's q, k, v, o; the dense MLP's gate, up, down
+    model_param *qk_norm[2];     // attention with qk_norm: q_norm, k_norm (hd); else NULL
 } layer_weights;
 
 // What one layer's forward keeps for its backward. With full recomputation every layer shares
@@ -30,6 +59,8 @@ typedef struct {
 typedef struct {
     void *ln1, *q, *k, *v, *att, *mid, *ln2, *gate, *up, *act;   // act dtype
     float *rstd1, *rstd2, *lse;
+    void *q_raw, *k_raw;         // qk_norm: q, k before their norm (then q, k are normed, roped)
+    float *rstd_q, *rstd_k;      // qk_norm: (N·H), (N·KV)
     void *lora_h[LORA_NUM_TARGETS];                               // (N, r): dropout(x)·Aᵀ
 } layer_acts;
 
@@ -42,6 +73,7 @@ struct model {
     backend *be;                 // NULL for a model opened from a config only (planning)
     dtype act_dtype;
     model_config cfg;
+    block_kinds kinds;           // every layer's: no supported family mixes kinds yet
     char path[512];
     st_set *st;                  // open from model_open until the weights are read
 
@@ -139,7 +171,8 @@ static void linear_dims(const model_config *c, int t, int *in, int *out) {
 static int build_params(model *m, char *err, size_t errlen) {
     const model_config *c = &m->cfg;
     int L = c->num_layers;
-    int per_layer = 2 + LORA_NUM_TARGETS + (c->attention_bias ? 3 : 0) +
+    const attn_kind *ak = &m->kinds.attn;
+    int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) +
                     (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
     int cap = 3 + L * per_layer;
     free(m->params);
@@ -176,10 +209,13 @@ static int build_params(model *m, char *err, size_t errlen) {
             linear_dims(c, t, &ll->in, &ll->out);
             linear_module_name(mod, sizeof mod, l, t);
             ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
-            if (c->attention_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
-            if (t == LORA_O)
-                ADD(lw->norm[NORM_POST], 1, c->hidden_size, 0,
-                    "model.layers.%d.post_attention_layernorm.weight", l);
+            if (ak->qkv_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
+            if (t != LORA_O) continue;
+            if (ak->qk_norm) {
+                ADD(lw->qk_norm[0], 1, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+                ADD(lw->qk_norm[1], 1, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+            }
+            ADD(lw->norm[NORM_POST], 1, c->hidden_size, 0, "model.layers.%d.post_attention_layernorm.weight", l);
         }
     }
     seg = L;
@@ -227,6 +263,7 @@ static model *model_new(const model_config *cfg, backend *be, dtype act, const c
     m->be = be;
     m->act_dtype = act;
     m->cfg = *cfg;
+    m->kinds = block_kinds_of(cfg);
     snprintf(m->path, sizeof m->path, "%s", source);
     if (build_params(m, err, errlen) != 0) {
         model_free(m);
@@ -422,6 +459,12 @@ static void layout_acts(model *m, arena *a) {
         x->rstd1 = arena_take(a, N * 4);
         x->rstd2 = arena_take(a, N * 4);
         x->lse = arena_take(a, N * (size_t)c->num_heads * 4);
+        if (m->kinds.attn.qk_norm) {
+            x->q_raw = arena_take(a, N * Q * as);
+            x->k_raw = arena_take(a, N * K * as);
+            x->rstd_q = arena_take(a, N * (size_t)c->num_heads * 4);
+            x->rstd_k = arena_take(a, N * (size_t)c->num_kv_heads * 4);
+        }
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
     }
@@ -469,10 +512,11 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         set_err(err, errlen, "LoRA training needs adapters: call model_enable_lora first");
         return -1;
     }
-    if (m->cfg.sliding_window > 0 && opt->seq_len > m->cfg.sliding_window) {
+    int window = m->kinds.attn.window;
+    if (window > 0 && opt->seq_len > window) {
         set_err(err, errlen, "%s: sequence length %d exceeds the model's sliding_window %d, which "
                 "quarry does not implement; use --max-seq-len %d or less", m->path, opt->seq_len,
-                m->cfg.sliding_window, m->cfg.sliding_window);
+                window, window);
         return -1;
     }
     if ((size_t)opt->batch_size * (size_t)opt->seq_len > (size_t)INT32_MAX / 4) {
@@ -812,21 +856,30 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
     }
 }
 
-// Layer l from resid[l] to resid[l+1], keeping what the backward needs in x. T query rows per
+// Attention block: mid = resid[l] + o(attention(rope(q), rope(k), v)) with q, k, v projections of
+// ln1 = rmsnorm(resid[l]), q and k normed per head first when the kind says so. T query rows per
 // batch; Tk > T only when decoding (B = 1): the new keys and values go to rows Tk − T.. of the
 // layer's cache x->k, x->v and attention reads all Tk of them.
-static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
+static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     const layer_weights *lw = &m->layers[l];
+    const attn_kind *ak = &m->kinds.attn;
     int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     size_t K = (size_t)KV * (size_t)hd;
     void *k = act_row(m, x->k, (size_t)(Tk - T), K), *v = act_row(m, x->v, (size_t)(Tk - T), K);
     uint64_t s = m->fwd_seed;
     be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
-    linear_fwd(m, x->q, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0, dropout_seed(s, l, LORA_Q));
-    linear_fwd(m, k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0, dropout_seed(s, l, LORA_K));
+    linear_fwd(m, ak->qk_norm ? x->q_raw : x->q, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0,
+               dropout_seed(s, l, LORA_Q));
+    linear_fwd(m, ak->qk_norm ? x->k_raw : k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0,
+               dropout_seed(s, l, LORA_K));
     linear_fwd(m, v, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 0, dropout_seed(s, l, LORA_V));
+    if (ak->qk_norm) {
+        // q is (N, H·hd) contiguous: (N·H) rows of hd, each normed on its own.
+        be->rmsnorm_forward(be, x->q, x->rstd_q, x->q_raw, lw->qk_norm[0]->act, N * H, hd, c->rms_norm_eps);
+        be->rmsnorm_forward(be, k, x->rstd_k, x->k_raw, lw->qk_norm[1]->act, N * KV, hd, c->rms_norm_eps);
+    }
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
@@ -834,6 +887,55 @@ static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) 
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
+}
+
+// dres holds ∂loss/∂mid on entry and ∂loss/∂resid[l] on return.
+static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    const attn_kind *ak = &m->kinds.attn;
+    int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    uint64_t s = m->fwd_seed;
+    linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
+               dropout_seed(s, l, LORA_O));
+    be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
+    be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
+    be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
+    if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
+        be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
+    // Through the q/k norms: datt is free once attention's backward has read it and holds
+    // ∂loss/∂q_raw, then ∂loss/∂k_raw (rmsnorm_backward adds to its dx: zeroed first).
+    size_t as = act_size(m);
+    const void *dq = m->dq, *dk = m->dk;
+    if (ak->qk_norm) {
+        be->memset_zero(be, m->datt, (size_t)N * (size_t)H * (size_t)hd * as);
+        be->rmsnorm_backward(be, m->datt, lw->qk_norm[0]->grad, m->dq, x->q_raw, lw->qk_norm[0]->act, x->rstd_q,
+                             N * H, hd);
+        dq = m->datt;
+    }
+    linear_bwd(m, m->dln, dq, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0, dropout_seed(s, l, LORA_Q));
+    if (ak->qk_norm) {
+        be->memset_zero(be, m->datt, (size_t)N * (size_t)KV * (size_t)hd * as);
+        be->rmsnorm_backward(be, m->datt, lw->qk_norm[1]->grad, m->dk, x->k_raw, lw->qk_norm[1]->act, x->rstd_k,
+                             N * KV, hd);
+        dk = m->datt;
+    }
+    linear_bwd(m, m->dln, dk, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 1, dropout_seed(s, l, LORA_K));
+    linear_bwd(m, m->dln, m->dv, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 1,
+               dropout_seed(s, l, LORA_V));
+    be->rmsnorm_backward(be, m->dres, lw->norm[NORM_IN]->grad, m->dln, m->resid[l],
+                         lw->norm[NORM_IN]->act, x->rstd1, N, C);
+}
+
+// Dense SwiGLU MLP block: resid[l+1] = mid + down(silu(gate(ln2)) · up(ln2)), ln2 = rmsnorm(mid).
+static void mlp_dense_forward(model *m, int l, layer_acts *x, int N) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    int C = c->hidden_size;
+    uint64_t s = m->fwd_seed;
     be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
     linear_fwd(m, x->gate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
                dropout_seed(s, l, LORA_GATE));
@@ -845,16 +947,17 @@ static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) 
                dropout_seed(s, l, LORA_DOWN));
 }
 
-// dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂resid[l] on return.
-static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
+// dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂mid on return.
+static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     const layer_weights *lw = &m->layers[l];
-    int N = B * T, C = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    int C = c->hidden_size;
     size_t NF = (size_t)N * (size_t)c->intermediate_size;
     uint64_t s = m->fwd_seed;
-    // Selective recomputation: act, ln2 and ln1 are refilled from the kept gate, up, mid and
-    // resid[l] just before each is read (the same op on the same inputs: the same bits).
+    // Selective recomputation: act, ln2 (and ln1 in attn_backward) are refilled from the kept
+    // gate, up, mid and resid[l] just before each is read (the same op on the same inputs: the
+    // same bits).
     int sel = m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE;
     if (sel) be->swiglu_forward(be, x->act, x->gate, x->up, NF);
     linear_bwd(m, m->dact, m->dres, x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 0,
@@ -867,21 +970,32 @@ static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
                dropout_seed(s, l, LORA_UP));
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
-    linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
-               dropout_seed(s, l, LORA_O));
-    be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
-    be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
-    be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
-    if (sel) be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
-    linear_bwd(m, m->dln, m->dq, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0,
-               dropout_seed(s, l, LORA_Q));
-    linear_bwd(m, m->dln, m->dk, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 1,
-               dropout_seed(s, l, LORA_K));
-    linear_bwd(m, m->dln, m->dv, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 1,
-               dropout_seed(s, l, LORA_V));
-    be->rmsnorm_backward(be, m->dres, lw->norm[NORM_IN]->grad, m->dln, m->resid[l],
-                         lw->norm[NORM_IN]->act, x->rstd1, N, C);
+}
+
+// The MLP kind's block, mid → resid[l+1] and back: the one place an MLP kind is chosen.
+static void mlp_forward(model *m, int l, layer_acts *x, int N) {
+    switch (m->kinds.mlp) {
+    case MLP_DENSE_SWIGLU: mlp_dense_forward(m, l, x, N); break;
+    }
+}
+
+static void mlp_backward(model *m, int l, layer_acts *x, int N) {
+    switch (m->kinds.mlp) {
+    case MLP_DENSE_SWIGLU: mlp_dense_backward(m, l, x, N); break;
+    }
+}
+
+// Layer l from resid[l] to resid[l+1], keeping what the backward needs in x (see attn_forward
+// for T and Tk).
+static void layer_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
+    attn_forward(m, l, x, B, T, Tk);
+    mlp_forward(m, l, x, B * T);
+}
+
+// dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂resid[l] on return.
+static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
+    mlp_backward(m, l, x, B * T);
+    attn_backward(m, l, x, B, T);
 }
 
 static int check_batch(model *m, const model_batch *b) {

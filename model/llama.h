@@ -1,6 +1,8 @@
 // model/llama.h — the Llama-family decoder (Llama 2/3/3.x with GQA, tied or untied
-// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases), forward and backward written
-// once over the op table of kernels/backend.h, with optional LoRA adapters (model/lora.h).
+// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases; Qwen3 with per-head q/k RMSNorm),
+// forward and backward written once over the op table of kernels/backend.h and over block kinds
+// (an attention kind and an MLP kind chosen from the config: see llama.c), with optional LoRA
+// adapters (model/lora.h).
 //
 // Life of a model:
 //   model *m = model_open(dir, be, err, errlen);        // config.json + safetensors headers
@@ -37,7 +39,8 @@ typedef enum { MODEL_TRAIN_NONE = 0, MODEL_TRAIN_FULL, MODEL_TRAIN_LORA } model_
 //   NONE: every layer's activations.
 //   FULL: only each layer's input; the backward runs the layer's forward again (~1/3 more
 //         compute: every GEMM twice).
-//   SELECTIVE: the GEMM and attention outputs (q, k, v, att, mid, gate, up, lse, rstd, LoRA h)
+//   SELECTIVE: the GEMM and attention outputs (q, k, v, att, mid, gate, up, lse, rstd, LoRA h;
+//         with q/k norms also q and k before them)
 //         per layer; the cheap elementwise ones (the two RMSNorm outputs ln1, ln2 and SwiGLU's
 //         act) live in one shared set and are recomputed in the backward from the kept inputs
 //         (no GEMM runs twice). Bitwise the same results as NONE: same op, same inputs.

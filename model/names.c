@@ -13,6 +13,8 @@ static const char *const layer_suffix[] = {
     [TENSOR_V] = "self_attn.v_proj.weight",
     [TENSOR_V_BIAS] = "self_attn.v_proj.bias",
     [TENSOR_O] = "self_attn.o_proj.weight",
+    [TENSOR_Q_NORM] = "self_attn.q_norm.weight",
+    [TENSOR_K_NORM] = "self_attn.k_norm.weight",
     [TENSOR_MLP_NORM] = "post_attention_layernorm.weight",
     [TENSOR_GATE] = "mlp.gate_proj.weight",
     [TENSOR_UP] = "mlp.up_proj.weight",
@@ -29,7 +31,7 @@ void model_tensor_name(tensor_role role, int layer, char *buf, size_t n) {
 }
 
 int model_tensor_count(const model_config *cfg) {
-    int per_layer = 9 + (cfg->attention_bias ? 3 : 0);
+    int per_layer = 9 + (cfg->attention_bias ? 3 : 0) + (cfg->qk_norm ? 2 : 0);
     return 1 + cfg->num_layers * per_layer + 1 + (cfg->tie_word_embeddings ? 0 : 1);
 }
 
@@ -41,7 +43,9 @@ static void put(model_tensor_info *t, tensor_role role, int layer, int ndim, int
     t->ndim = ndim;
     t->shape[0] = d0;
     t->shape[1] = ndim > 1 ? d1 : 0;
-    t->init = (role == TENSOR_ATTN_NORM || role == TENSOR_MLP_NORM || role == TENSOR_FINAL_NORM) ? TENSOR_INIT_ONES
+    int norm = role == TENSOR_ATTN_NORM || role == TENSOR_MLP_NORM || role == TENSOR_FINAL_NORM ||
+               role == TENSOR_Q_NORM || role == TENSOR_K_NORM;
+    t->init = norm ? TENSOR_INIT_ONES
               : (role == TENSOR_Q_BIAS || role == TENSOR_K_BIAS || role == TENSOR_V_BIAS) ? TENSOR_INIT_ZEROS
                                                                                           : TENSOR_INIT_NORMAL;
 }
@@ -60,6 +64,10 @@ int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
         put(&out[n++], TENSOR_V, l, 2, kv, C);
         if (cfg->attention_bias) put(&out[n++], TENSOR_V_BIAS, l, 1, kv, 0);
         put(&out[n++], TENSOR_O, l, 2, C, q);
+        if (cfg->qk_norm) {
+            put(&out[n++], TENSOR_Q_NORM, l, 1, cfg->head_dim, 0);
+            put(&out[n++], TENSOR_K_NORM, l, 1, cfg->head_dim, 0);
+        }
         put(&out[n++], TENSOR_MLP_NORM, l, 1, C, 0);
         put(&out[n++], TENSOR_GATE, l, 2, F, C);
         put(&out[n++], TENSOR_UP, l, 2, F, C);
@@ -95,9 +103,9 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
         char want[64], got[64];
         shape_str(want, sizeof want, list[i].ndim, list[i].shape);
         if (!t) {
-            snprintf(err, errlen, "%s: tensor \"%s\" %s is missing; the config (%s, %d layers%s) implies it", source,
+            snprintf(err, errlen, "%s: tensor \"%s\" %s is missing; the config (%s, %d layers%s%s) implies it", source,
                      list[i].name, want, cfg->architecture, cfg->num_layers,
-                     cfg->attention_bias ? ", attention_bias" : "");
+                     cfg->attention_bias ? ", attention_bias" : "", cfg->qk_norm ? ", q/k norms" : "");
             goto done;
         }
         int same = t->ndim == list[i].ndim;

@@ -6,6 +6,8 @@
 //   model.layers.N.self_attn.k_proj.weight          [KV*hd, C]  (+ .bias [KV*hd])
 //   model.layers.N.self_attn.v_proj.weight          [KV*hd, C]  (+ .bias [KV*hd])
 //   model.layers.N.self_attn.o_proj.weight          [C, H*hd]
+//   model.layers.N.self_attn.q_norm.weight          [hd]        (qk_norm: Qwen3)
+//   model.layers.N.self_attn.k_norm.weight          [hd]        (qk_norm)
 //   model.layers.N.post_attention_layernorm.weight  [C]
 //   model.layers.N.mlp.gate_proj.weight             [F, C]
 //   model.layers.N.mlp.up_proj.weight               [F, C]
@@ -34,6 +36,8 @@ typedef enum {
     TENSOR_DOWN,
     TENSOR_FINAL_NORM,
     TENSOR_LM_HEAD,
+    TENSOR_Q_NORM,
+    TENSOR_K_NORM,
 } tensor_role;
 
 // How transformers initialises each kind (for `quarry init`).

@@ -5,7 +5,8 @@ full fine-tuning, greedy continuation), written to tests/fixtures/<name>/.
 
 Needs torch, transformers and peft (scripts/requirements-reference.txt), not the test .venv:
     python3 -m venv .venv-ref && .venv-ref/bin/pip install -r scripts/requirements-reference.txt
-    .venv-ref/bin/python scripts/reference/make_fixtures.py [--out tests/fixtures]
+    .venv-ref/bin/python scripts/reference/make_fixtures.py [--out tests/fixtures] [--only NAME ...]
+(--only regenerates the named fixtures alone; each keeps its seed.)
 
 Each fixture directory holds:
   config.json, model.safetensors   save_pretrained in float32
@@ -63,6 +64,10 @@ def configs():
         # θ 1e4, not Qwen2's 1e6: at 1e6 the slowest pairs barely rotate over 32 positions, the
         # k bias's gradient there is rounding noise, and AdamW's sign of it is arbitrary.
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    # Qwen3: q_norm/k_norm per head before RoPE, head_dim 24 ≠ hidden/heads, tied, θ 1e6.
+    out["qwen3"] = transformers.Qwen3Config(
+        **common, num_key_value_heads=2, head_dim=24, tie_word_embeddings=True, attention_bias=False,
+        use_sliding_window=False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     return out
 
 
@@ -238,10 +243,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "fixtures"))
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these fixtures")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    for i, (name, cfg) in enumerate(configs().items()):
+    all_cfgs = configs()
+    unknown = set(args.only or []) - set(all_cfgs)
+    if unknown:
+        ap.error(f"unknown fixture(s) {sorted(unknown)}; known: {list(all_cfgs)}")
+    for i, (name, cfg) in enumerate(all_cfgs.items()):
+        if args.only and name not in args.only:
+            continue
         build(name, cfg, os.path.abspath(args.out), seed=1234 + i)
 
 

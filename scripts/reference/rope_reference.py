@@ -21,6 +21,7 @@ CONFIG_CLASSES = {
     "LlamaForCausalLM": ("transformers.models.llama", "LlamaConfig", "modeling_llama", "LlamaRotaryEmbedding"),
     "MistralForCausalLM": ("transformers.models.mistral", "MistralConfig", "modeling_mistral", "MistralRotaryEmbedding"),
     "Qwen2ForCausalLM": ("transformers.models.qwen2", "Qwen2Config", "modeling_qwen2", "Qwen2RotaryEmbedding"),
+    "Qwen3ForCausalLM": ("transformers.models.qwen3", "Qwen3Config", "modeling_qwen3", "Qwen3RotaryEmbedding"),
 }
 
 

@@ -2,7 +2,9 @@
 PEFT loading the adapter export onto the base gives the merged export's logits
 (scripts/check_export_transformers.py does the work, under the reference Python).
 
-usage: check_export_torch.py QUARRY_BIN EXPORT_LOGITS TINY_MODEL_DIR TRAIN_JSONL WORKDIR
+usage: check_export_torch.py QUARRY_BIN EXPORT_LOGITS TINY_MODEL_DIR TRAIN_JSONL WORKDIR [CONFIG]
+CONFIG: the base's config.json instead of TINY_MODEL_DIR's (another architecture on the same
+tokenizer, e.g. tests/export/qwen3-tiny.json).
 The reference Python: $QUARRY_REF_PYTHON, else <source>/.venv-ref/bin/python (torch, transformers,
 peft: scripts/requirements-reference.txt); SKIP when neither has torch.
 """
@@ -15,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_common import make_lora_run, make_full_run, run, skip  # noqa: E402
 
 quarry, tool, tiny, train_data, work = sys.argv[1:6]
+config = sys.argv[6] if len(sys.argv) > 6 else os.path.join(tiny, "config.json")
 src = os.environ.get("QUARRY_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 ref = os.environ.get("QUARRY_REF_PYTHON") or os.path.join(src, ".venv-ref", "bin", "python")
 if not os.path.exists(ref) or subprocess.run([ref, "-c", "import torch, transformers, peft"],
@@ -25,10 +28,11 @@ if not os.path.isdir(tiny):
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 base = os.path.join(work, "base")
-run([quarry, "init", "--config", os.path.join(tiny, "config.json"), "--tokenizer", tiny, "--dtype", "fp32",
+run([quarry, "init", "--config", config, "--tokenizer", tiny, "--dtype", "fp32",
      "--seed", "5", "--out", base])
 runs = []
-for name, r, alpha, rs in (("lora", 4, 8, False), ("rslora", 8, 16, True)):
+# Another architecture (CONFIG) checks what differs there; rsLoRA's scale is the same code path.
+for name, r, alpha, rs in (("lora", 4, 8, False), ("rslora", 8, 16, True))[:1 if len(sys.argv) > 6 else 2]:
     rd = os.path.join(work, "run-" + name)
     make_lora_run(rd, base, r, alpha, rs, seed=11 + r)
     runs.append(rd)

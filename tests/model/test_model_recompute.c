@@ -178,7 +178,7 @@ static void check_names(void) {
 
 int main(void) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2"};
+    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3"};
     backend *be = backend_cpu(0);
     if (!be) { fprintf(stderr, "FAIL no backend\n"); return 1; }
     check_names();

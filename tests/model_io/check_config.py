@@ -38,6 +38,13 @@ for hd in (32, 64, 80, 128, 256):
                 base, head_dim=hd, rope_theta=theta,
                 rope_scaling={"rope_type": "llama3", "factor": factor, "low_freq_factor": lo,
                               "high_freq_factor": hi, "original_max_position_embeddings": old})))
+# Qwen3: head_dim given (≠ hidden/heads), and absent (Qwen3Config's default is 128, not hidden/heads).
+qwen3 = {"architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072,
+         "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
+         "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": True,
+         "attention_bias": False, "use_sliding_window": False, "sliding_window": None, "max_window_layers": 28}
+configs.append(("Qwen3-0.6B-like", qwen3))
+configs.append(("Qwen3 without head_dim", {k: v for k, v in qwen3.items() if k not in ("head_dim", "rms_norm_eps")}))
 configs.append(("rope_parameters spelling", dict(base, rope_parameters={
     "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position_embeddings": 8192})))

@@ -1,5 +1,5 @@
 """`quarry init`: the checkpoint loads with the safetensors library, holds exactly the tensors
-transformers' Llama/Qwen2 modules have (names and shapes derived here from the config), initialised
+transformers' Llama/Qwen2/Qwen3 modules have (names and shapes derived here from the config), initialised
 as transformers does (normal(0, initializer_range), RMSNorm ones, biases zero, pad row zero),
 deterministic in the seed, bf16 = fp32 rounded to nearest even; config.json loads with
 transformers with torch_dtype set; sharding and the index; refusals leave nothing behind.
@@ -39,11 +39,12 @@ def run(*args):
 
 
 def expected_tensors(c):
-    """Names and shapes from the config, as LlamaForCausalLM / Qwen2ForCausalLM define them."""
+    """Names and shapes from the config, as LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM define them."""
     C, V, F = c["hidden_size"], c["vocab_size"], c["intermediate_size"]
     H = c["num_attention_heads"]
     KV = c.get("num_key_value_heads", H)
-    hd = c.get("head_dim") or C // H
+    qwen3 = c["architectures"][0] == "Qwen3ForCausalLM"
+    hd = c.get("head_dim") or (128 if qwen3 else C // H)
     bias = c.get("attention_bias", False) or c["architectures"][0] == "Qwen2ForCausalLM"
     t = {"model.embed_tokens.weight": (V, C), "model.norm.weight": (C,)}
     for i in range(c["num_hidden_layers"]):
@@ -53,6 +54,8 @@ def expected_tensors(c):
                   p + "self_attn.v_proj.weight": (KV * hd, C), p + "self_attn.o_proj.weight": (C, H * hd),
                   p + "mlp.gate_proj.weight": (F, C), p + "mlp.up_proj.weight": (F, C),
                   p + "mlp.down_proj.weight": (C, F)})
+        if qwen3:
+            t.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})
         if bias:
             t.update({p + "self_attn.q_proj.bias": (H * hd,), p + "self_attn.k_proj.bias": (KV * hd,),
                       p + "self_attn.v_proj.bias": (KV * hd,)})
@@ -92,17 +95,21 @@ llama = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_si
 qwen = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 500, "hidden_size": 64,
         "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 1,
         "tie_word_embeddings": True, "initializer_range": 0.05, "use_sliding_window": False}
+qwen3 = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 500, "hidden_size": 64,
+         "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "head_dim": 24, "tie_word_embeddings": True, "attention_bias": False, "use_sliding_window": False}
 
 with tempfile.TemporaryDirectory() as tmp:
     P = lambda *a: os.path.join(tmp, *a)  # noqa: E731
-    for name, c in (("llama", llama), ("qwen", qwen)):
+    for name, c in (("llama", llama), ("qwen", qwen), ("qwen3", qwen3)):
         with open(P(name + ".json"), "w") as f:
             json.dump(c, f)
     # fp32 and bf16 of the same seed; a second fp32 run; another seed.
     for out, extra in (("l32", ["--dtype", "fp32", "--seed", "11"]), ("l32b", ["--dtype", "fp32", "--seed", "11"]),
                        ("l16", ["--dtype", "bf16", "--seed", "11"]), ("lseed", ["--dtype", "fp32", "--seed", "12"]),
-                       ("q", ["--seed", "5"])):
-        r = run("--config", P("llama.json" if out != "q" else "qwen.json"), "--out", P(out), *extra)
+                       ("q", ["--seed", "5"]), ("q3", ["--dtype", "fp32", "--seed", "5"])):
+        cfg = {"q": "qwen.json", "q3": "qwen3.json"}.get(out, "llama.json")
+        r = run("--config", P(cfg), "--out", P(out), *extra)
         check(r.returncode == 0, f"init {out}: {r.stderr}")
     t32 = load_file(P("l32", "model.safetensors"))
     exp = expected_tensors(llama)
@@ -168,6 +175,15 @@ with tempfile.TemporaryDirectory() as tmp:
     check(qj == dict(qwen, torch_dtype="bfloat16"), f"qwen config.json: {qj}")
     e = tq["model.embed_tokens.weight"].astype(np.float64)
     check(abs(e.std() / 0.05 - 1) < 0.02, f"qwen embedding std {e.std():.4f}, initializer_range 0.05")
+
+    # Qwen3: q_norm/k_norm [head_dim] of ones, head_dim 24 ≠ 64/4; transformers reads it as Qwen3Config.
+    t3 = load_file(P("q3", "model.safetensors"))
+    e3 = expected_tensors(qwen3)
+    check(sorted(t3) == sorted(e3) and all(t3[n].shape == e3[n] for n in e3), f"qwen3 names {sorted(set(t3) ^ set(e3))}")
+    check(all(np.all(t3[f"model.layers.{i}.self_attn.{k}_norm.weight"] == 1.0) for i in range(2) for k in "qk"),
+          "qwen3 q_norm/k_norm are not all ones")
+    h3 = transformers.AutoConfig.from_pretrained(P("q3"))
+    check(type(h3).__name__ == "Qwen3Config" and h3.head_dim == 24, f"transformers reads {type(h3).__name__}")
 
     # Sharding: shards ≤ --shard-size, an index covering each tensor once, same values.
     r = run("--config", P("llama.json"), "--out", P("sh"), "--dtype", "fp32", "--seed", "11", "--shard-size", "400KB")

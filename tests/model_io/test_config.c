@@ -122,8 +122,35 @@ static void check_variants(void) {
     CHECK(c.arch == ARCH_QWEN2 && c.attention_bias == 1 && c.sliding_window == 0 && c.eos_token_id == -1,
           "qwen2 via model_type: bias %d window %d", c.attention_bias, c.sliding_window);
     CHECK(!strcmp(c.architecture, "Qwen2ForCausalLM"), "architecture %s", c.architecture);
+    // Qwen3 (0.6B's published shape): q/k norms, head_dim 128 ≠ 1024/16, tied, no biases; and
+    // Qwen3Config's head_dim default of 128 when the key is absent.
+#define QWEN3 "\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":151936,\"hidden_size\":1024," \
+              "\"intermediate_size\":3072,\"num_hidden_layers\":28,\"num_attention_heads\":16,\"num_key_value_heads\":8"
+    c = accepted("{" QWEN3 ",\"head_dim\":128,\"rope_theta\":1000000,\"tie_word_embeddings\":true,\"attention_bias\":false,"
+                 "\"use_sliding_window\":false,\"sliding_window\":null,\"max_window_layers\":28,\"bos_token_id\":151643,"
+                 "\"eos_token_id\":151645,\"layer_types\":[\"full_attention\",\"full_attention\"]}");
+    CHECK(c.arch == ARCH_QWEN3 && c.qk_norm == 1 && c.head_dim == 128 && !c.attention_bias && c.sliding_window == 0 &&
+              c.tie_word_embeddings && c.eos_token_id == 151645 && c.rope_theta == 1e6f &&
+              model_config_num_params(&c) == 596049920u,
+          "qwen3: qk_norm %d hd %d bias %d window %d params %zu", c.qk_norm, c.head_dim, c.attention_bias,
+          c.sliding_window, model_config_num_params(&c));
+    c = accepted("{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48,"
+                 "\"num_hidden_layers\":2,\"num_attention_heads\":4}");
+    CHECK(c.head_dim == 128 && c.bos_token_id == -1 && c.max_position_embeddings == 32768, "qwen3 defaults: hd %d bos %d",
+          c.head_dim, c.bos_token_id);
+    c = accepted("{\"model_type\":\"qwen3\",\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48,"
+                 "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"head_dim\":16}");
+    CHECK(c.arch == ARCH_QWEN3 && c.qk_norm && !strcmp(c.architecture, "Qwen3ForCausalLM"), "qwen3 via model_type");
+    refused("{" QWEN3 ",\"use_sliding_window\":true}", "use_sliding_window true is not supported for Qwen3");
+    refused("{" QWEN3 ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
+            "layer_types[1] is \"sliding_attention\"; quarry implements Qwen3 with full_attention layers only");
+    refused("{" QWEN3 ",\"attention_bias\":true}", "attention_bias true is not supported for Qwen3");
+    refused("{" QWEN3 ",\"layer_types\":\"full_attention\"}", "\"layer_types\" must be a list of strings");
+    refused("{" QWEN3 ",\"attention_dropout\":0.1}", "attention_dropout");
+    c = accepted("{" BASE "}");
+    CHECK(!c.qk_norm, "llama has no q/k norm");
 
-    refused("{\"architectures\":[\"GPT2LMHeadModel\"]}", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM");
+    refused("{\"architectures\":[\"GPT2LMHeadModel\"]}", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
     refused("{\"model_type\":\"gemma\"}", "not supported");
     refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}}", "supported: none (default), linear, llama3");
     refused("{" BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}", "\"dynamic\" is not supported");

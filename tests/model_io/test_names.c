@@ -11,6 +11,10 @@ static const char *tiny =
     "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
 
+static const char *qwen3_tiny =
+    "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6}";
+
 // Writes the config's tensors (zeros, F32) to path with one change: without `drop`, with one row
 // fewer in `reshape`, or with an `extra` F32 [2] tensor.
 static int write_variant(const model_config *c, const char *path, const char *drop, const char *reshape,
@@ -121,6 +125,37 @@ int main(void) {
     c.tie_word_embeddings = 0;
     write_variant(&c, path, "lm_head.weight", NULL, NULL);
     expect(&c, path, "\"lm_head.weight\" [40, 16] is missing");
+
+    // Qwen3: per-head q/k norms [head_dim] beside o_proj, initialised to ones by `quarry init`.
+    model_config q3;
+    CHECK(model_config_parse(&q3, qwen3_tiny, "qwen3", err, sizeof err) == 0, "%s", err);
+    int n3 = model_tensor_count(&q3);
+    CHECK(n3 == 1 + 2 * 11 + 2, "qwen3 tiny: %d tensors", n3);   // embed, 2 × 11, norm, lm_head
+    model_tensor_info *l3 = malloc(sizeof *l3 * (size_t)n3);
+    if (!l3) return 1;
+    model_tensor_list(&q3, l3);
+    int found = 0;
+    size_t total3 = 0;
+    for (int k = 0; k < n3; k++) {
+        total3 += (size_t)l3[k].shape[0] * (l3[k].ndim > 1 ? (size_t)l3[k].shape[1] : 1);
+        if (!strcmp(l3[k].name, "model.layers.1.self_attn.q_norm.weight") ||
+            !strcmp(l3[k].name, "model.layers.1.self_attn.k_norm.weight"))
+            found += l3[k].ndim == 1 && l3[k].shape[0] == 6 && l3[k].init == TENSOR_INIT_ONES;
+    }
+    CHECK(found == 2, "qwen3 q_norm/k_norm [6] with ones: %d of 2", found);
+    CHECK(total3 == model_config_num_params(&q3), "qwen3 list sums to %zu, num_params %zu", total3,
+          model_config_num_params(&q3));
+    free(l3);
+    model_tensor_name(TENSOR_K_NORM, 2, name, sizeof name);
+    CHECK(!strcmp(name, "model.layers.2.self_attn.k_norm.weight"), "name %s", name);
+    write_variant(&q3, path, NULL, NULL, NULL);
+    expect(&q3, path, NULL);
+    write_variant(&q3, path, "model.layers.0.self_attn.k_norm.weight", NULL, NULL);
+    expect(&q3, path, "\"model.layers.0.self_attn.k_norm.weight\" [6] is missing; the config (Qwen3ForCausalLM, 2 layers, q/k norms)");
+    write_variant(&q3, path, NULL, "model.layers.1.self_attn.q_norm.weight", NULL);
+    expect(&q3, path, "\"model.layers.1.self_attn.q_norm.weight\" has shape [5]; the config implies [6]");
+    write_variant(&c, path, NULL, NULL, "model.layers.0.self_attn.q_norm.weight");
+    expect(&c, path, "unexpected tensor \"model.layers.0.self_attn.q_norm.weight\" for LlamaForCausalLM");
 
     snprintf(path, sizeof path, "rm -rf '%s'", dir);
     if (system(path) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
