@@ -71,12 +71,12 @@ __global__ void moe_router_forward_kernel(int32_t *idx, float *weights, float *p
         p[i] = e < E ? expf(p[i] - m) : 0.0f;
         s += p[i];
     }
-    s = warp_sum(s);
+    float inv = 1.0f / warp_sum(s);
 #pragma unroll
     for (int i = 0; i < MOE_SLOTS; i++) {
         int e = lane + 32 * i;
         if (e < E) {
-            p[i] /= s;
+            p[i] *= inv;
             pr[e] = p[i];
         }
     }
@@ -206,7 +206,7 @@ __global__ void moe_permute_kernel(bf16 *out, const bf16 *x, const int32_t *src,
 
 // The gather-sum both the combine and the dispatch's backward are:
 //   out[n,:] = (accumulate ? out[n,:] : 0) + Σ_j scale_j · rows[pos[n·k + j], :]
-// with scale_j = w[n·k + j] (w NULL: 1), j in order, in f32.  One thread per output word of 8
+// with scale_j = w[n·k + j] (w NULL: 1), added left to right (j in order) in f32.  One thread per output word of 8
 // columns (or 1 column without vec), so each sum has one order and there is nothing to race.
 __global__ void moe_gather_sum_kernel(bf16 *out, const bf16 *rows, const int32_t *pos, const float *w, int N, int k,
                                       int C, int accumulate, int vec) {
@@ -217,6 +217,7 @@ __global__ void moe_gather_sum_kernel(bf16 *out, const bf16 *rows, const int32_t
         bf16 *orow = out + n * (size_t)C;
         if (vec) {
             float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, f[8];
+            if (accumulate) bf16x8_to_f32(reinterpret_cast<const uint4 *>(orow)[wd], acc);
             for (int j = 0; j < k; j++) {
                 size_t a = n * k + j;
                 float s = w ? w[a] : 1.0f;
@@ -224,19 +225,13 @@ __global__ void moe_gather_sum_kernel(bf16 *out, const bf16 *rows, const int32_t
 #pragma unroll
                 for (int q = 0; q < 8; q++) acc[q] += s * f[q];
             }
-            if (accumulate) {
-                bf16x8_to_f32(reinterpret_cast<const uint4 *>(orow)[wd], f);
-#pragma unroll
-                for (int q = 0; q < 8; q++) acc[q] = f[q] + acc[q];
-            }
             reinterpret_cast<uint4 *>(orow)[wd] = f32_to_bf16x8(acc);
         } else {
-            float acc = 0.0f;
+            float acc = accumulate ? __bfloat162float(orow[wd]) : 0.0f;
             for (int j = 0; j < k; j++) {
                 size_t a = n * k + j;
                 acc += (w ? w[a] : 1.0f) * __bfloat162float(rows[(size_t)pos[a] * C + wd]);
             }
-            if (accumulate) acc = __bfloat162float(orow[wd]) + acc;
             orow[wd] = __float2bfloat16_rn(acc);
         }
     }
@@ -244,7 +239,8 @@ __global__ void moe_gather_sum_kernel(bf16 *out, const bf16 *rows, const int32_t
 
 // One warp per assignment a (row n = a / k, permuted row p = pos[a]):
 //   deo[p,:] = weights[a] · dy[n,:];  dweights[a] = Σ_c dy[n,c] · eo[p,c]
-// (each lane its fixed columns in increasing order, then the butterfly).
+// (each lane its fixed columns in increasing order, then the butterfly).  Each element of eo is
+// read by the thread that then writes that element of deo, so deo may alias eo.
 __global__ void moe_unpermute_backward_kernel(bf16 *deo, float *dweights, const bf16 *dy, const bf16 *eo,
                                               const float *weights, const int32_t *pos, int M, int k, int C,
                                               int vec) {
