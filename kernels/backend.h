@@ -165,13 +165,16 @@ struct backend {
     // probs: f32 (N, E); idx: i32 (N, k); weights: f32 (N, k).
     void (*moe_router_forward)(backend *be, int32_t *idx, float *weights, float *probs,
                                const void *logits, int N, int E, int k, int renorm);
-    // dlogits (act (N, E), overwritten) = ∂/∂logits of Σ_{n,j} dweights[n,j]·weights[n,j]
-    // + Σ_{n,e} dprob[e]·probs[n,e], through the renormalisation and the softmax.
+    // dlogits (act (N, E), overwritten) = ∂/∂logits, through the renormalisation and the
+    // softmax, of Σ_{n,j} dweights[n,j]·weights[n,j]
+    // + Σ_{n: mask[n] != 0} Σ_e dprob[e]·probs[n,e]: the dprob term skips the rows that
+    // moe_router_stats skips (padding), so padding rows get only their dweights' gradient.
     // dweights: f32 (N, k); dprob: f32 (E), the load-balancing loss's gradient per expert (the
-    // same for every row), or NULL.
+    // same for every row), or NULL; mask: i32 (N), or NULL for every row.
     void (*moe_router_backward)(backend *be, void *dlogits, const float *dweights,
-                                const float *dprob, const float *probs, const int32_t *idx,
-                                const float *weights, int N, int E, int k, int renorm);
+                                const float *dprob, const int32_t *mask, const float *probs,
+                                const int32_t *idx, const float *weights, int N, int E, int k,
+                                int renorm);
     // Load-balancing statistics (transformers' load_balancing_loss_func): prob_sum[e] +=
     // Σ_n probs[n,e] and count[e] += #{(n, j): idx[n,j] = e}, over rows with mask[n] != 0
     // (mask: i32 (N), or NULL for every row).  prob_sum, count: f32 (E).  Deterministic.

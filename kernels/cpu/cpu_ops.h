@@ -70,3 +70,20 @@ void cpu_adamw_update(backend *be, float *param, void *param_act, const float *g
 void cpu_sum_squares(backend *be, float *out, const float *x, size_t n);
 void cpu_scale_f32(backend *be, float *x, float s, size_t n);
 int cpu_has_nonfinite(backend *be, const float *x, size_t n);
+void cpu_moe_router_forward(backend *be, int32_t *idx, float *weights, float *probs,
+                            const void *logits, int N, int E, int k, int renorm);
+void cpu_moe_router_backward(backend *be, void *dlogits, const float *dweights,
+                             const float *dprob, const int32_t *mask, const float *probs,
+                             const int32_t *idx, const float *weights, int N, int E, int k,
+                             int renorm);
+void cpu_moe_router_stats(backend *be, float *prob_sum, float *count, const float *probs,
+                          const int32_t *idx, const int32_t *mask, int N, int E, int k);
+void cpu_moe_permute(backend *be, void *out, const void *x, const int32_t *src, int M, int k,
+                     int C);
+void cpu_moe_permute_backward(backend *be, void *dx, const void *dout, const int32_t *pos, int N,
+                              int k, int C, int accumulate);
+void cpu_moe_unpermute(backend *be, void *y, const void *eo, const float *weights,
+                       const int32_t *pos, int N, int k, int C);
+void cpu_moe_unpermute_backward(backend *be, void *deo, float *dweights, const void *dy,
+                                const void *eo, const float *weights, const int32_t *pos, int N,
+                                int k, int C);

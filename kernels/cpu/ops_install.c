@@ -25,4 +25,11 @@ void cpu_ops_install(backend *be) {
     be->sum_squares = cpu_sum_squares;
     be->scale_f32 = cpu_scale_f32;
     be->has_nonfinite = cpu_has_nonfinite;
+    be->moe_router_forward = cpu_moe_router_forward;
+    be->moe_router_backward = cpu_moe_router_backward;
+    be->moe_router_stats = cpu_moe_router_stats;
+    be->moe_permute = cpu_moe_permute;
+    be->moe_permute_backward = cpu_moe_permute_backward;
+    be->moe_unpermute = cpu_moe_unpermute;
+    be->moe_unpermute_backward = cpu_moe_unpermute_backward;
 }

@@ -845,6 +845,266 @@ static void test_reduce(backend *be, rng_state *r) {
     free(x); free(y);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Mixture of experts: router softmax/top-k, load-balancing statistics, permute, unpermute
+
+// Top-k in double by the contract's rule: descending, ties to the lower index.
+static void topk_ref(const double *p, int E, int k, int32_t *ix) {
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int t = 0; t < j; t++) taken |= ix[t] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        }
+        ix[j] = best;
+    }
+}
+
+typedef struct {
+    int N, E, k, renorm;
+    const int32_t *idx;              // the choices held fixed (the forward's), for the loss
+    const int32_t *mask;             // rows of the dprob term (NULL: all)
+    const double *dw, *dprob;        // L = Σ dw·weights + Σ_{mask} dprob·probs
+    double *probs, *weights;         // filled when not NULL
+} router_ctx;
+
+static double router_loss(void *c_, double *const *in) {
+    router_ctx *c = c_;
+    double L = 0, *p = xmalloc((size_t)c->E * sizeof(double));
+    for (int n = 0; n < c->N; n++) {
+        const double *l = in[0] + (size_t)n * c->E;
+        double mx = l[0], s = 0, ws = 0;
+        for (int e = 1; e < c->E; e++) mx = l[e] > mx ? l[e] : mx;
+        for (int e = 0; e < c->E; e++) s += p[e] = exp(l[e] - mx);
+        for (int e = 0; e < c->E; e++) {
+            p[e] /= s;
+            if (c->probs) c->probs[(size_t)n * c->E + e] = p[e];
+            if (c->dprob && (!c->mask || c->mask[n])) L += c->dprob[e] * p[e];
+        }
+        const int32_t *ix = c->idx + (size_t)n * c->k;
+        for (int j = 0; j < c->k; j++) ws += p[ix[j]];
+        for (int j = 0; j < c->k; j++) {
+            double w = c->renorm ? p[ix[j]] / ws : p[ix[j]];
+            if (c->weights) c->weights[(size_t)n * c->k + j] = w;
+            L += c->dw[(size_t)n * c->k + j] * w;
+        }
+    }
+    free(p);
+    return L;
+}
+
+static void test_moe_router(backend *be, rng_state *r) {
+    int N = 37, E = 9, k = 3;
+    size_t nl = (size_t)N * E, nk = (size_t)N * k;
+    for (int renorm = 0; renorm <= 1; renorm++) {
+        float *logits = frand(r, nl, -3, 3);
+        // Ties: row 0 all equal (choices 0, 1, 2); row 1 with its maximum at 5 and 2 (2 first).
+        for (int e = 0; e < E; e++) logits[e] = 0.5f;
+        for (int e = 0; e < E; e++) logits[E + e] = -1.0f + 0.1f * (float)e;
+        logits[E + 2] = logits[E + 5] = 4.0f;
+        float *probs = frand(r, nl, -1, 1), *w = frand(r, nk, -1, 1);
+        int32_t *idx = xmalloc(nk * sizeof(int32_t)), *idx_ref = xmalloc(nk * sizeof(int32_t));
+        be->moe_router_forward(be, idx, w, probs, logits, N, E, k, renorm);
+        double *ld = to_double(logits, nl), *pd = xmalloc(nl * 8), *wd = xmalloc(nk * 8);
+        // The reference choices from double probabilities of the same logits.
+        router_ctx ctx = {N, E, k, renorm, idx, NULL, NULL, NULL, pd, NULL};
+        double *zero = calloc(nk, sizeof(double));
+        ctx.dw = zero;
+        double *in[] = {ld};
+        router_loss(&ctx, in);
+        for (int n = 0; n < N; n++) topk_ref(pd + (size_t)n * E, E, k, idx_ref + (size_t)n * k);
+        CHECK(!memcmp(idx, idx_ref, nk * sizeof(int32_t)), "moe router renorm %d: top-k choices differ from the reference", renorm);
+        CHECK(idx[0] == 0 && idx[1] == 1 && idx[2] == 2, "moe router: equal logits must choose 0 1 2, got %d %d %d", idx[0], idx[1], idx[2]);
+        CHECK(idx[k] == 2 && idx[k + 1] == 5, "moe router: tied maximum at 2 and 5 must choose 2 then 5, got %d %d", idx[k], idx[k + 1]);
+        ctx.weights = wd;
+        router_loss(&ctx, in);
+        char what[96];
+        snprintf(what, sizeof what, "moe router forward probs (renorm %d)", renorm);
+        check_fwd(what, probs, pd, nl);
+        snprintf(what, sizeof what, "moe router forward weights (renorm %d)", renorm);
+        check_fwd(what, w, wd, nk);
+
+        // Backward, with and without the load-balancing gradient; dlogits is overwritten.
+        float *dw = frand(r, nk, -1, 1), *dprob = frand(r, E, -1, 1);
+        double *dwd = to_double(dw, nk), *dpd = to_double(dprob, E);
+        ctx.probs = ctx.weights = NULL;
+        ctx.dw = dwd;
+        int32_t *mask = xmalloc((size_t)N * sizeof(int32_t));
+        for (int n = 0; n < N; n++) mask[n] = rand_int(r, 4) != 0;
+        for (int with_prob = 0; with_prob <= 2; with_prob++) {  // none, every row, masked rows
+            ctx.dprob = with_prob ? dpd : NULL;
+            ctx.mask = with_prob == 2 ? mask : NULL;
+            float *dl = frand(r, nl, -9, 9);
+            be->moe_router_backward(be, dl, dw, with_prob ? dprob : NULL, ctx.mask, probs, idx, w, N, E, k, renorm);
+            snprintf(what, sizeof what, "moe router backward (renorm %d, dprob %s)", renorm,
+                     with_prob == 0 ? "NULL" : with_prob == 1 ? "all rows" : "masked");
+            check_grad(what, router_loss, &ctx, in, 0, nl, dl, 100000, r);
+            free(dl);
+        }
+        free(logits); free(probs); free(w); free(idx); free(idx_ref); free(ld); free(pd); free(wd);
+        free(zero); free(dw); free(dprob); free(dwd); free(dpd); free(mask);
+    }
+}
+
+static void test_moe_router_stats(backend *be, rng_state *r) {
+    int N = 41, E = 7, k = 2;
+    float *probs = frand(r, (size_t)N * E, 0, 1);
+    int32_t *idx = xmalloc((size_t)N * k * sizeof(int32_t)), *mask = xmalloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N * k; i++) idx[i] = rand_int(r, E);
+    for (int n = 0; n < N; n++) mask[n] = rand_int(r, 3) != 0;
+    for (int use_mask = 0; use_mask <= 1; use_mask++) {
+        float *ps = frand(r, E, 0, 1), *cnt = xmalloc(E * sizeof(float));
+        double *want_ps = xmalloc(E * 8), want_cnt[64];
+        for (int e = 0; e < E; e++) {
+            cnt[e] = (float)e;  // both accumulate
+            want_ps[e] = ps[e];
+            want_cnt[e] = e;
+        }
+        for (int n = 0; n < N; n++) {
+            if (use_mask && !mask[n]) continue;
+            for (int e = 0; e < E; e++) want_ps[e] += probs[(size_t)n * E + e];
+            for (int j = 0; j < k; j++) want_cnt[idx[(size_t)n * k + j]] += 1;
+        }
+        be->moe_router_stats(be, ps, cnt, probs, idx, use_mask ? mask : NULL, N, E, k);
+        check_fwd("moe router stats prob_sum", ps, want_ps, E);
+        int bad = 0;
+        for (int e = 0; e < E; e++) bad += cnt[e] != (float)want_cnt[e];
+        CHECK(bad == 0, "moe router stats (mask %d): %d expert counts wrong", use_mask, bad);
+        free(ps); free(cnt); free(want_ps);
+    }
+    free(probs); free(idx); free(mask);
+}
+
+// A random dispatch: src a random permutation of the M = N·k assignments, pos its inverse.
+static void moe_random_perm(rng_state *r, int M, int32_t *src, int32_t *pos) {
+    for (int i = 0; i < M; i++) src[i] = i;
+    for (int i = M - 1; i > 0; i--) {
+        int j = rand_int(r, i + 1);
+        int32_t t = src[i];
+        src[i] = src[j];
+        src[j] = t;
+    }
+    for (int i = 0; i < M; i++) pos[src[i]] = i;
+}
+
+typedef struct {
+    int N, k, C;
+    const int32_t *src, *pos;
+    const double *R;
+    double *out;
+} perm_ctx;
+
+// L = Σ permute(x) ⊙ R.
+static double perm_loss(void *c_, double *const *in) {
+    perm_ctx *c = c_;
+    double L = 0;
+    for (int i = 0; i < c->N * c->k; i++)
+        for (int ch = 0; ch < c->C; ch++) L += in[0][(size_t)(c->src[i] / c->k) * c->C + ch] * c->R[(size_t)i * c->C + ch];
+    return L;
+}
+
+// L = Σ unpermute(eo, weights) ⊙ R.
+static double unperm_loss(void *c_, double *const *in) {
+    perm_ctx *c = c_;
+    double L = 0;
+    for (int n = 0; n < c->N; n++)
+        for (int ch = 0; ch < c->C; ch++) {
+            double y = 0;
+            for (int j = 0; j < c->k; j++) {
+                size_t a = (size_t)n * c->k + j;
+                y += in[1][a] * in[0][(size_t)c->pos[a] * c->C + ch];
+            }
+            if (c->out) c->out[(size_t)n * c->C + ch] = y;
+            L += y * c->R[(size_t)n * c->C + ch];
+        }
+    return L;
+}
+
+static void test_moe_permute(backend *be, rng_state *r) {
+    int N = 29, k = 3, C = 19, M = N * k;
+    size_t nx = (size_t)N * C, nm = (size_t)M * C;
+    int32_t *src = xmalloc(M * sizeof(int32_t)), *pos = xmalloc(M * sizeof(int32_t));
+    moe_random_perm(r, M, src, pos);
+    float *x = frand(r, nx, -1, 1), *out = frand(r, nm, -1, 1);
+    be->moe_permute(be, out, x, src, M, k, C);
+    int bad = 0;
+    for (int i = 0; i < M; i++) bad += memcmp(out + (size_t)i * C, x + (size_t)(src[i] / k) * C, C * 4) != 0;
+    CHECK(bad == 0, "moe permute: %d rows differ from their source", bad);
+    float *R = frand(r, nm, -1, 1);
+    double *Rd = to_double(R, nm), *xd = to_double(x, nx);
+    perm_ctx ctx = {N, k, C, src, pos, Rd, NULL};
+    double *in[] = {xd};
+    for (int accumulate = 0; accumulate <= 1; accumulate++) {
+        float *dx0 = frand(r, nx, -1, 1), *dx = fcopy(dx0, nx);
+        be->moe_permute_backward(be, dx, R, pos, N, k, C, accumulate);
+        float *g = accumulate ? added(dx, dx0, nx) : fcopy(dx, nx);
+        check_grad(accumulate ? "moe permute backward (accumulate)" : "moe permute backward", perm_loss, &ctx, in, 0, nx, g, 100000, r);
+        free(dx0); free(dx); free(g);
+    }
+    free(R); free(Rd); free(xd);
+
+    // Unpermute and its backward (deo and dweights overwritten).
+    float *eo = frand(r, nm, -1, 1), *w = frand(r, M, 0, 1), *y = frand(r, nx, -1, 1);
+    float *Ry = frand(r, nx, -1, 1);
+    double *eod = to_double(eo, nm), *wd = to_double(w, M), *Ryd = to_double(Ry, nx);
+    perm_ctx uc = {N, k, C, src, pos, Ryd, xmalloc(nx * 8)};
+    double *uin[] = {eod, wd};
+    unperm_loss(&uc, uin);
+    be->moe_unpermute(be, y, eo, w, pos, N, k, C);
+    check_fwd("moe unpermute", y, uc.out, nx);
+    free(uc.out);
+    uc.out = NULL;
+    float *deo = frand(r, nm, -9, 9), *dw = frand(r, M, -9, 9);
+    be->moe_unpermute_backward(be, deo, dw, Ry, eo, w, pos, N, k, C);
+    check_grad("moe unpermute backward deo", unperm_loss, &uc, uin, 0, nm, deo, 100000, r);
+    check_grad("moe unpermute backward dweights", unperm_loss, &uc, uin, 1, M, dw, 100000, r);
+    free(src); free(pos); free(x); free(out); free(eo); free(w); free(y); free(Ry); free(eod); free(wd); free(Ryd);
+    free(deo); free(dw);
+}
+
+// Same bits for 1, 2 and 3 threads, at sizes where every MoE op runs in parallel.
+static void test_moe_determinism(backend *be, rng_state *r) {
+    int N = 3001, E = 16, k = 4, C = 67, M = N * k;
+    size_t nl = (size_t)N * E, nk = (size_t)M, nx = (size_t)N * C, nm = (size_t)M * C;
+    float *logits = frand(r, nl, -4, 4), *dwin = frand(r, nk, -1, 1), *dprob = frand(r, E, -1, 1);
+    float *x = frand(r, nx, -1, 1), *eo = frand(r, nm, -1, 1), *dy = frand(r, nx, -1, 1), *dout = frand(r, nm, -1, 1);
+    int32_t *src = xmalloc(M * sizeof(int32_t)), *pos = xmalloc(M * sizeof(int32_t));
+    moe_random_perm(r, M, src, pos);
+    enum { NOUT = 9 };
+    float *ref[NOUT] = {0};
+    size_t len[NOUT] = {nl, nk, nl, E, E, nm, nx, nx, nm};
+    const char *names[NOUT] = {"router probs", "router weights", "router dlogits", "stats prob_sum", "stats count",
+                               "permute", "permute backward", "unpermute", "unpermute backward deo"};
+    for (int th = 1; th <= 3; th++) {
+        omp_set_num_threads(th);
+        float *o[NOUT];
+        for (int i = 0; i < NOUT; i++) o[i] = calloc(len[i], sizeof(float));
+        int32_t *idx = xmalloc(nk * sizeof(int32_t));
+        be->moe_router_forward(be, idx, o[1], o[0], logits, N, E, k, 1);
+        be->moe_router_backward(be, o[2], dwin, dprob, NULL, o[0], idx, o[1], N, E, k, 1);
+        be->moe_router_stats(be, o[3], o[4], o[0], idx, NULL, N, E, k);
+        be->moe_permute(be, o[5], x, src, M, k, C);
+        be->moe_permute_backward(be, o[6], dout, pos, N, k, C, 0);
+        be->moe_unpermute(be, o[7], eo, o[1], pos, N, k, C);
+        float *dwts = xmalloc(nk * sizeof(float));
+        be->moe_unpermute_backward(be, o[8], dwts, dy, eo, o[1], pos, N, k, C);
+        free(idx);
+        free(dwts);
+        for (int i = 0; i < NOUT; i++) {
+            if (th == 1) {
+                ref[i] = o[i];
+            } else {
+                check_same_bits(names[i], o[i], ref[i], len[i]);
+                free(o[i]);
+            }
+        }
+    }
+    omp_set_num_threads(2);
+    for (int i = 0; i < NOUT; i++) free(ref[i]);
+    free(logits); free(dwin); free(dprob); free(x); free(eo); free(dy); free(dout); free(src); free(pos);
+}
+
 // The vectorized exp of the softmax loops: ≤ 2 ulp over its range, 0 below −87, NaN kept.
 static void test_exp(void) {
     double worst = 0;
@@ -894,7 +1154,9 @@ int main(void) {
               be->linear_forward && be->linear_backward && be->rope_forward && be->rope_backward &&
               be->attention_forward && be->attention_backward && be->swiglu_forward && be->swiglu_backward &&
               be->add && be->dropout_forward && be->dropout_backward && be->lm_head_loss && be->adamw_update &&
-              be->sum_squares && be->scale_f32 && be->add_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32,
+              be->sum_squares && be->scale_f32 && be->add_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32 &&
+              be->moe_router_forward && be->moe_router_backward && be->moe_router_stats && be->moe_permute &&
+              be->moe_permute_backward && be->moe_unpermute && be->moe_unpermute_backward,
           "the CPU backend leaves an op unset");
     rng_state r = {20261126, 0};
     TIMED(test_exp());
@@ -911,6 +1173,10 @@ int main(void) {
     TIMED(test_lm_head(be, &r));
     TIMED(test_adamw(be, &r));
     TIMED(test_reduce(be, &r));
+    TIMED(test_moe_router(be, &r));
+    TIMED(test_moe_router_stats(be, &r));
+    TIMED(test_moe_permute(be, &r));
+    TIMED(test_moe_determinism(be, &r));
     be->destroy(be);
     return test_finish("test_ops_cpu");
 }
