@@ -116,17 +116,19 @@ __global__ void moe_router_forward_kernel(int32_t *idx, float *weights, float *p
     }
 }
 
-// One warp per row.  The gradient reaching the probs: g[e] = dprob[e] + (for e = idx[j]) the
+// One warp per row.  The gradient reaching the probs: g[e] = dprob[e] (rows with mask[n] != 0;
+// mask NULL: every row) + (for e = idx[j]) the
 // weights' part, dweights[j] without renormalisation, (dweights[j] − Σ_l dweights[l]·weights[l]) / S
 // with it (S = Σ_l probs[idx[l]], l in order); then the softmax: dlogits = p · (g − Σ_e g·p).
 __global__ void moe_router_backward_kernel(bf16 *dlogits, const float *dweights, const float *dprob,
-                                           const float *probs, const int32_t *idx, const float *weights, int N, int E,
+                                           const int32_t *mask, const float *probs, const int32_t *idx, const float *weights, int N, int E,
                                            int k, int renorm) {
     int row = blockIdx.x * MOE_ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *pr = probs + (size_t)row * E, *dw = dweights + (size_t)row * k, *w = weights + (size_t)row * k;
     const int32_t *ir = idx + (size_t)row * k;
+    if (mask && !mask[row]) dprob = NULL;  // padding: the load-balancing term skips it
     float S = 0.0f, dot_w = 0.0f;
     if (renorm)
         for (int j = 0; j < k; j++) {
@@ -284,12 +286,12 @@ static void cu_moe_router_forward(backend *be, int32_t *idx, float *weights, flo
 }
 
 static void cu_moe_router_backward(backend *be, void *dlogits, const float *dweights, const float *dprob,
-                                   const float *probs, const int32_t *idx, const float *weights, int N, int E, int k,
+                                   const int32_t *mask, const float *probs, const int32_t *idx, const float *weights, int N, int E, int k,
                                    int renorm) {
     if (N <= 0) return;
     moe_check_router("moe_router_backward", E, k);
     moe_router_backward_kernel<<<moe_row_blocks(N), MOE_ROW_THREADS, 0, cuda_state_of(be)->stream>>>(
-        (bf16 *)dlogits, dweights, dprob, probs, idx, weights, N, E, k, renorm);
+        (bf16 *)dlogits, dweights, dprob, mask, probs, idx, weights, N, E, k, renorm);
     CUDA_CHECK_LAST();
 }
 

@@ -609,17 +609,20 @@ static void test_moe(int N, int E, int k, int C, int renorm) {
     cpu->copy_to_host(cpu, ih, idx.c, (size_t)M * 4);
     ibuf ix = mk_ids(ih, (size_t)M);
     buf dw = mk("dweights", (size_t)M, 0, rnd((size_t)M, 1.0f)), dprob = mk("dprob", (size_t)E, 0, rnd((size_t)E, 0.1f));
-    for (int with_dprob = 0; with_dprob < 2; with_dprob++) {
-        const float *dpc = with_dprob ? dprob.c : NULL, *dpg = with_dprob ? dprob.g : NULL;
-        buf dl = mk(with_dprob ? "dlogits(dprob)" : "dlogits", (size_t)N * E, 1, NULL);
-        cpu->moe_router_backward(cpu, dl.c, dw.c, dpc, pr.c, ix.c, wi.c, N, E, k, renorm);
+    int32_t *mask_h = rand_ids((size_t)N, 0, 4);  // a quarter of the rows masked out (padding)
+    ibuf mask = mk_ids(mask_h, (size_t)N);
+    // No dprob; dprob on every row; dprob on the unmasked rows.
+    for (int variant = 0; variant < 3; variant++) {
+        const float *dpc = variant ? dprob.c : NULL, *dpg = variant ? dprob.g : NULL;
+        const int32_t *mc = variant == 2 ? mask.c : NULL, *mg = variant == 2 ? mask.g : NULL;
+        buf dl = mk(variant == 0 ? "dlogits" : variant == 1 ? "dlogits(dprob)" : "dlogits(dprob,mask)", (size_t)N * E,
+                    1, NULL);
+        cpu->moe_router_backward(cpu, dl.c, dw.c, dpc, mc, pr.c, ix.c, wi.c, N, E, k, renorm);
         buf *o2[] = {&dl};
-        GPU_TWICE(op, o2, gpu->moe_router_backward(gpu, dl.g, dw.g, dpg, pr.g, ix.g, wi.g, N, E, k, renorm));
+        GPU_TWICE(op, o2, gpu->moe_router_backward(gpu, dl.g, dw.g, dpg, mg, pr.g, ix.g, wi.g, N, E, k, renorm));
         compare("moe_router_backward", &dl, TOL_BF16);
         drop(&dl);
     }
-    int32_t *mask_h = rand_ids((size_t)N, 0, 4);  // a quarter of the rows masked out
-    ibuf mask = mk_ids(mask_h, (size_t)N);
     for (int with_mask = 0; with_mask < 2; with_mask++) {
         float *cnt0 = malloc((size_t)E * sizeof(float) + 4);
         for (int e = 0; e < E; e++) cnt0[e] = (float)(e % 5);
