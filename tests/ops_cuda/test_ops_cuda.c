@@ -668,9 +668,16 @@ static void test_moe(int N, int E, int k, int C, int renorm) {
     GPU_TWICE(op, o7, gpu->moe_unpermute_backward(gpu, deo.g, dwo.g, dy.g, eo.g, wi.g, pos.g, N, k, C));
     compare("moe_unpermute_backward", &deo, TOL_BF16);
     compare("moe_unpermute_backward", &dwo, TOL_F32_SUM);
+    // In place (deo = eo, as kernels/cpu/moe.c allows): the same results.
+    buf eo2 = mk("deo(in place)", (size_t)M * C, 1, get(cpu, eo.c, (size_t)M * C, 1));
+    buf *o8[] = {&eo2, &dwo};
+    GPU_TWICE(op, o8, gpu->moe_unpermute_backward(gpu, eo2.g, dwo.g, dy.g, eo2.g, wi.g, pos.g, N, k, C));
+    cpu->copy(cpu, eo2.c, deo.c, (size_t)M * C * esize(cpu, 1));
+    compare("moe_unpermute_backward", &eo2, TOL_BF16);
+    compare("moe_unpermute_backward", &dwo, TOL_F32_SUM);
 
     drop(&logits); drop(&idx); drop(&w); drop(&probs); drop(&pr); drop(&wi); drop(&dw); drop(&dprob);
-    drop(&x); drop(&xp); drop(&dout); drop(&eo); drop(&y); drop(&dy); drop(&deo); drop(&dwo);
+    drop(&x); drop(&xp); drop(&dout); drop(&eo); drop(&y); drop(&dy); drop(&deo); drop(&dwo); drop(&eo2);
     drop_ids(&ix); drop_ids(&mask); drop_ids(&src); drop_ids(&pos);
     free(idx_h); free(ih); free(mask_h); free(src_h); free(pos_h);
 }
