@@ -7,12 +7,13 @@
 // Predicted cost on an H100 (memory-bound: bytes moved / ~3.3 TB/s; NOT measured — no GPU was
 // available when this was written).  Shape: Qwen3-30B-A3B, N = 8192 token rows, C = 2048,
 // E = 128, k = 8, so M = N·k = 65536 routed rows.
-//   router_forward    reads logits N·E·2, writes probs N·E·4 + idx/weights N·k·8: 6.8 MB ≈ 2 µs
-//                     (launch-bound: ~5 µs in practice; 1 M expf are nothing).
+//   router_forward    reads logits N·E·2, writes probs N·E·4 + idx/weights N·k·8: 6.8 MB ≈ 2 µs;
+//                     the k rounds of 5 dependent shuffle pairs per warp make it latency-bound:
+//                     ~5–10 µs predicted.
 //   router_backward   reads probs N·E·4 + idx/weights/dweights N·k·12, writes dlogits N·E·2:
-//                     7.1 MB ≈ 2 µs (launch-bound).
-//   router_stats      reads probs N·E·4 + idx N·k·4 + mask N·4: 4.5 MB ≈ 1.4 µs, plus a second
-//                     tiny launch for the fixed-order sum of the per-block partials: ~8 µs total.
+//                     7.1 MB ≈ 2 µs (launch-bound: ~5 µs).
+//   router_stats      reads probs N·E·4 + idx N·k·4 + mask N·4: 4.5 MB ≈ 1.4 µs; two launches
+//                     (per-block partials, 1 MB; then one block per expert): ~10 µs predicted.
 //   permute           reads x M·C·2 (each row k times; 256 MB worst case, 32 MB if L2 keeps x),
 //                     writes M·C·2 = 256 MB: 290–540 MB ≈ 90–160 µs.
 //   permute_backward  reads dout M·C·2 = 256 MB (whole 4 KB rows, gathered), writes dx N·C·2
@@ -31,6 +32,7 @@
 #define MOE_ROW_THREADS 256          // warp-per-row kernels: 8 rows per block
 #define MOE_ROWS_PER_BLOCK (MOE_ROW_THREADS / 32)
 #define MOE_COPY_THREADS 256
+#define MOE_STATS_SUM_THREADS 128
 
 static void moe_check_router(const char *op, int E, int k) {
     if (E < 1 || E > MOE_MAX_E || k < 1 || k > MOE_MAX_K || k > E) {
@@ -178,17 +180,22 @@ __global__ void moe_router_stats_partial_kernel(float *partial, const float *pro
     partial[(size_t)(gridDim.x + blockIdx.x) * E + e] = cnt;
 }
 
-// prob_sum[e] += Σ_b partial[b, e]; count[e] += Σ_b partial[nparts + b, e]; b in increasing order.
+// Block e: prob_sum[e] += Σ_b partial[b, e], count[e] += Σ_b partial[nparts + b, e], each thread
+// summing b ≡ t (mod blockDim) in increasing order, then the fixed tree of block_sum.
 __global__ void moe_router_stats_sum_kernel(float *prob_sum, float *count, const float *partial, int nparts, int E) {
-    int e = blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= E) return;
+    __shared__ float red[32];
+    int e = blockIdx.x;
     float ps = 0.0f, cnt = 0.0f;
-    for (int b = 0; b < nparts; b++) {
+    for (int b = threadIdx.x; b < nparts; b += blockDim.x) {
         ps += partial[(size_t)b * E + e];
         cnt += partial[(size_t)(nparts + b) * E + e];
     }
-    prob_sum[e] += ps;
-    count[e] += cnt;
+    ps = block_sum(ps, red);
+    cnt = block_sum(cnt, red);
+    if (threadIdx.x == 0) {
+        prob_sum[e] += ps;
+        count[e] += cnt;
+    }
 }
 
 // out[i,:] = x[src[i] / k, :], as 16-byte words when C allows.  One thread per word.
@@ -300,7 +307,9 @@ static void cu_moe_router_stats(backend *be, float *prob_sum, float *count, cons
     if (N <= 0) return;
     moe_check_router("moe_router_stats", E, k);
     cuda_state *s = cuda_state_of(be);
-    int blocks = s->props.multiProcessorCount * 2;
+    // Many short row ranges (8 per SM) keep the per-thread row loops short; the second pass is one
+    // block per expert, so neither pass walks thousands of dependent adds.
+    int blocks = s->props.multiProcessorCount * 8;
     if (blocks > N) blocks = N;
     int rows_per_block = (N + blocks - 1) / blocks;
     blocks = (N + rows_per_block - 1) / rows_per_block;
@@ -309,7 +318,7 @@ static void cu_moe_router_stats(backend *be, float *prob_sum, float *count, cons
     moe_router_stats_partial_kernel<<<blocks, threads, 0, s->stream>>>(partial, probs, idx, mask, N, E, k,
                                                                        rows_per_block);
     CUDA_CHECK_LAST();
-    moe_router_stats_sum_kernel<<<1, threads, 0, s->stream>>>(prob_sum, count, partial, blocks, E);
+    moe_router_stats_sum_kernel<<<E, MOE_STATS_SUM_THREADS, 0, s->stream>>>(prob_sum, count, partial, blocks, E);
     CUDA_CHECK_LAST();
 }
 
