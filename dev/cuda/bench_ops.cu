@@ -149,6 +149,50 @@ static void bench_elementwise(size_t n) {
     be->free(be, p); be->free(be, g); be->free(be, m); be->free(be, v); be->free(be, ss);
 }
 
+// The MoE ops at a model's shape: the router on random logits, then the dispatch ops over the
+// grouping its idx gives (a stable counting sort by expert, as the model makes on the host).
+// GB/s counts the bytes each op must move at least (kernels/cuda/moe.cu states the prediction).
+static void bench_moe(int N, int E, int k, int C) {
+    int M = N * k;
+    void *logits = rand_act((size_t)N * E, 2.0f), *dlogits = dev_alloc((size_t)N * E * 2);
+    float *probs = (float *)dev_alloc((size_t)N * E * sizeof(float)), *wts = (float *)dev_alloc((size_t)M * sizeof(float));
+    float *dw = zeros_f32((size_t)M), *ps = zeros_f32((size_t)E), *cnt = zeros_f32((size_t)E);
+    int32_t *idx = (int32_t *)dev_alloc((size_t)M * sizeof(int32_t));
+    be->moe_router_forward(be, idx, wts, probs, logits, N, E, k, 1);
+    std::vector<int32_t> ih((size_t)M), src((size_t)M), pos((size_t)M);
+    be->copy_to_host(be, ih.data(), idx, (size_t)M * sizeof(int32_t));
+    int i = 0;
+    for (int e = 0; e < E; e++)
+        for (int a = 0; a < M; a++)
+            if (ih[a] == e) { src[i] = a; pos[a] = i++; }
+    int32_t *srcd = (int32_t *)dev_alloc((size_t)M * sizeof(int32_t)), *posd = (int32_t *)dev_alloc((size_t)M * sizeof(int32_t));
+    be->copy_to_device(be, srcd, src.data(), (size_t)M * sizeof(int32_t));
+    be->copy_to_device(be, posd, pos.data(), (size_t)M * sizeof(int32_t));
+    void *x = rand_act((size_t)N * C, 1.0f), *dx = dev_alloc((size_t)N * C * 2), *xp = dev_alloc((size_t)M * C * 2);
+    void *eo = rand_act((size_t)M * C, 1.0f), *deo = dev_alloc((size_t)M * C * 2);
+    char shape[64];
+    snprintf(shape, sizeof shape, "N=%d E=%d k=%d C=%d", N, E, k, C);
+    double ne = (double)N * E, mc = (double)M * C, nc = (double)N * C;
+    report("moe_router fwd", shape, median_ms([&] { be->moe_router_forward(be, idx, wts, probs, logits, N, E, k, 1); }),
+           0, 6 * ne + 8.0 * M);
+    report("moe_router bwd", shape, median_ms([&] {
+               be->moe_router_backward(be, dlogits, dw, ps, NULL, probs, idx, wts, N, E, k, 1);
+           }), 0, 6 * ne + 12.0 * M);
+    report("moe_router_stats", shape, median_ms([&] { be->moe_router_stats(be, ps, cnt, probs, idx, NULL, N, E, k); }),
+           0, 4 * ne + 4.0 * M);
+    report("moe_permute", shape, median_ms([&] { be->moe_permute(be, xp, x, srcd, M, k, C); }), 0, 4 * mc);
+    report("moe_permute bwd", shape, median_ms([&] { be->moe_permute_backward(be, dx, xp, posd, N, k, C, 0); }), 0,
+           2 * mc + 2 * nc);
+    report("moe_unpermute", shape, median_ms([&] { be->moe_unpermute(be, dx, eo, wts, posd, N, k, C); }), 0,
+           2 * mc + 2 * nc);
+    report("moe_unpermute bwd", shape, median_ms([&] {
+               be->moe_unpermute_backward(be, deo, dw, dx, eo, wts, posd, N, k, C);
+           }), 0, 4 * mc + 2 * nc);
+    be->free(be, logits); be->free(be, dlogits); be->free(be, probs); be->free(be, wts); be->free(be, dw);
+    be->free(be, ps); be->free(be, cnt); be->free(be, idx); be->free(be, srcd); be->free(be, posd);
+    be->free(be, x); be->free(be, dx); be->free(be, xp); be->free(be, eo); be->free(be, deo);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     if (quick) reps = 5;
@@ -168,6 +212,8 @@ int main(int argc, char **argv) {
     bench_rmsnorm(8192, 4096);
     bench_lm_head(4096, 2048, 128256);
     bench_elementwise((size_t)64 << 20);
+    bench_moe(8192, 128, 8, 2048);  // Qwen3-30B-A3B
+    bench_moe(8192, 8, 2, 4096);    // Mixtral-8x7B
 
     printf("\n| op | shape | median ms | rate |\n|---|---|---:|---:|\n");
     for (const row &r : rows) printf("| %s | %s | %.3f | %s |\n", r.op, r.shape, r.ms, r.metric);

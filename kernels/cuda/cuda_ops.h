@@ -55,4 +55,5 @@ void cuda_dropout_install(backend *be);
 void cuda_lm_head_loss_install(backend *be);
 void cuda_adamw_install(backend *be);
 void cuda_reduce_install(backend *be);
+void cuda_moe_install(backend *be);
 #endif

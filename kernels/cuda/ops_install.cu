@@ -14,4 +14,5 @@ extern "C" void cuda_ops_install(backend *be) {
     cuda_lm_head_loss_install(be);
     cuda_adamw_install(be);
     cuda_reduce_install(be);
+    cuda_moe_install(be);
 }

@@ -546,6 +546,142 @@ static void test_optim(size_t n) {
     drop(&p); drop(&g); drop(&m); drop(&v); drop(&pa); drop(&ss); drop(&ss2); drop(&sc); drop(&ad);
 }
 
+// i32 results (the router's idx) must agree exactly, with no poison (-1) left.
+static void compare_i32(const char *op, const buf *b) {
+    int32_t *c = malloc(b->n * 4 + 4), *g = malloc(b->n * 4 + 4);
+    cpu->copy_to_host(cpu, c, b->c, b->n * 4);
+    gpu->synchronize(gpu);
+    gpu->copy_to_host(gpu, g, b->g, b->n * 4);
+    size_t diff = 0, first = 0;
+    for (size_t i = b->n; i-- > 0;)
+        if (c[i] != g[i]) { diff++; first = i; }
+    CHECK(diff == 0, "%s: %s: %zu of %zu differ, first at %zu: cuda %d cpu %d", op, b->name, diff, b->n, first,
+          (int)g[first], (int)c[first]);
+    free(c);
+    free(g);
+}
+
+// The grouping by expert the host makes from idx (a counting sort, stable in the assignment a):
+// src[i] = the assignment of permuted row i, pos[a] = its inverse.
+static void moe_group(const int32_t *idx, int M, int E, int32_t *src, int32_t *pos) {
+    int i = 0;
+    for (int e = 0; e < E; e++)
+        for (int a = 0; a < M; a++)
+            if (idx[a] == e) { src[i] = a; pos[a] = i++; }
+}
+
+// The seven MoE ops at one shape: the router on logits with planted ties (row 0: all equal;
+// row 1: equal pairs, the highest pair at E−2, E−1; row 2: three equal maxima in different lanes
+// and slots), then the dispatch ops on the CPU router's grouping.
+static void test_moe(int N, int E, int k, int C, int renorm) {
+    char op[96];
+    snprintf(op, sizeof op, "moe(N=%d,E=%d,k=%d,C=%d,renorm=%d)", N, E, k, C, renorm);
+    int M = N * k;
+    float *lh = rnd((size_t)N * E, 3.0f);
+    for (int e = 0; e < E; e++) {
+        lh[e] = 0.5f;
+        if (N > 1) lh[E + e] = round_bf(0.25f * (float)(e / 2));
+        if (N > 2) lh[2 * E + e] = e == E - 1 || e == (E - 1) / 2 || e == (E - 1) % 32 ? 2.0f : -1.0f;
+    }
+    buf logits = mk("logits", (size_t)N * E, 1, lh);
+    buf idx = mk("idx", (size_t)M, 0, NULL), w = mk("weights", (size_t)M, 0, NULL);
+    buf probs = mk("probs", (size_t)N * E, 0, NULL);
+    cpu->moe_router_forward(cpu, idx.c, w.c, probs.c, logits.c, N, E, k, renorm);
+    buf *o1[] = {&idx, &w, &probs};
+    GPU_TWICE(op, o1, gpu->moe_router_forward(gpu, idx.g, w.g, probs.g, logits.g, N, E, k, renorm));
+    compare_i32("moe_router_forward", &idx);
+    compare("moe_router_forward", &w, TOL_F32_SUM);
+    compare("moe_router_forward", &probs, TOL_F32_SUM);
+    int32_t *idx_h = malloc((size_t)M * 4 + 4);
+    gpu->copy_to_host(gpu, idx_h, idx.g, (size_t)M * 4);
+    for (int j = 0; j < k; j++) {
+        CHECK(idx_h[j] == j, "moe_router_forward: all-equal row: choice %d is expert %d", j, idx_h[j]);
+        int want = (E / 2 - 1 - j / 2) * 2 + (j % 2);  // equal pairs: the lower index of each first
+        if (N > 1 && E % 2 == 0)
+            CHECK(idx_h[k + j] == want, "moe_router_forward: paired row: choice %d is expert %d, not %d", j,
+                  idx_h[k + j], want);
+    }
+
+    // The backward and the statistics read the CPU's forward results on both sides.
+    buf pr = mk("probs_in", (size_t)N * E, 0, get(cpu, probs.c, (size_t)N * E, 0));
+    buf wi = mk("weights_in", (size_t)M, 0, get(cpu, w.c, (size_t)M, 0));
+    int32_t *ih = malloc((size_t)M * 4 + 4);
+    cpu->copy_to_host(cpu, ih, idx.c, (size_t)M * 4);
+    ibuf ix = mk_ids(ih, (size_t)M);
+    buf dw = mk("dweights", (size_t)M, 0, rnd((size_t)M, 1.0f)), dprob = mk("dprob", (size_t)E, 0, rnd((size_t)E, 0.1f));
+    int32_t *mask_h = rand_ids((size_t)N, 0, 4);  // a quarter of the rows masked out (padding)
+    ibuf mask = mk_ids(mask_h, (size_t)N);
+    // No dprob; dprob on every row; dprob on the unmasked rows.
+    for (int variant = 0; variant < 3; variant++) {
+        const float *dpc = variant ? dprob.c : NULL, *dpg = variant ? dprob.g : NULL;
+        const int32_t *mc = variant == 2 ? mask.c : NULL, *mg = variant == 2 ? mask.g : NULL;
+        buf dl = mk(variant == 0 ? "dlogits" : variant == 1 ? "dlogits(dprob)" : "dlogits(dprob,mask)", (size_t)N * E,
+                    1, NULL);
+        cpu->moe_router_backward(cpu, dl.c, dw.c, dpc, mc, pr.c, ix.c, wi.c, N, E, k, renorm);
+        buf *o2[] = {&dl};
+        GPU_TWICE(op, o2, gpu->moe_router_backward(gpu, dl.g, dw.g, dpg, mg, pr.g, ix.g, wi.g, N, E, k, renorm));
+        compare("moe_router_backward", &dl, TOL_BF16);
+        drop(&dl);
+    }
+    for (int with_mask = 0; with_mask < 2; with_mask++) {
+        float *cnt0 = malloc((size_t)E * sizeof(float) + 4);
+        for (int e = 0; e < E; e++) cnt0[e] = (float)(e % 5);
+        buf ps = mk("prob_sum", (size_t)E, 0, rnd((size_t)E, 1.0f)), cnt = mk("count", (size_t)E, 0, cnt0);
+        const int32_t *mc = with_mask ? mask.c : NULL, *mg = with_mask ? mask.g : NULL;
+        cpu->moe_router_stats(cpu, ps.c, cnt.c, pr.c, ix.c, mc, N, E, k);
+        buf *o3[] = {&ps, &cnt};
+        GPU_TWICE(op, o3, gpu->moe_router_stats(gpu, ps.g, cnt.g, pr.g, ix.g, mg, N, E, k));
+        compare("moe_router_stats", &ps, TOL_F32_SUM);
+        compare("moe_router_stats", &cnt, 0.0);  // whole numbers: exact
+        drop(&ps);
+        drop(&cnt);
+    }
+
+    int32_t *src_h = malloc((size_t)M * 4 + 4), *pos_h = malloc((size_t)M * 4 + 4);
+    moe_group(ih, M, E, src_h, pos_h);
+    ibuf src = mk_ids(src_h, (size_t)M), pos = mk_ids(pos_h, (size_t)M);
+    buf x = mk("x", (size_t)N * C, 1, rnd((size_t)N * C, 1.0f));
+    buf xp = mk("permuted", (size_t)M * C, 1, NULL);
+    cpu->moe_permute(cpu, xp.c, x.c, src.c, M, k, C);
+    buf *o4[] = {&xp};
+    GPU_TWICE(op, o4, gpu->moe_permute(gpu, xp.g, x.g, src.g, M, k, C));
+    compare("moe_permute", &xp, 0.0);  // a copy: exact
+    buf dout = mk("dpermuted", (size_t)M * C, 1, rnd((size_t)M * C, 1.0f));
+    for (int acc = 0; acc < 2; acc++) {
+        buf dx = mk(acc ? "dx(accumulate)" : "dx", (size_t)N * C, 1, acc ? rnd((size_t)N * C, 1.0f) : NULL);
+        cpu->moe_permute_backward(cpu, dx.c, dout.c, pos.c, N, k, C, acc);
+        buf *o5[] = {&dx};
+        GPU_TWICE(op, o5, gpu->moe_permute_backward(gpu, dx.g, dout.g, pos.g, N, k, C, acc));
+        compare("moe_permute_backward", &dx, TOL_BF16);
+        drop(&dx);
+    }
+    buf eo = mk("eo", (size_t)M * C, 1, rnd((size_t)M * C, 1.0f));
+    buf y = mk("y", (size_t)N * C, 1, NULL);
+    cpu->moe_unpermute(cpu, y.c, eo.c, wi.c, pos.c, N, k, C);
+    buf *o6[] = {&y};
+    GPU_TWICE(op, o6, gpu->moe_unpermute(gpu, y.g, eo.g, wi.g, pos.g, N, k, C));
+    compare("moe_unpermute", &y, TOL_BF16);
+    buf dy = mk("dy", (size_t)N * C, 1, rnd((size_t)N * C, 1.0f));
+    buf deo = mk("deo", (size_t)M * C, 1, NULL), dwo = mk("dweights_out", (size_t)M, 0, NULL);
+    cpu->moe_unpermute_backward(cpu, deo.c, dwo.c, dy.c, eo.c, wi.c, pos.c, N, k, C);
+    buf *o7[] = {&deo, &dwo};
+    GPU_TWICE(op, o7, gpu->moe_unpermute_backward(gpu, deo.g, dwo.g, dy.g, eo.g, wi.g, pos.g, N, k, C));
+    compare("moe_unpermute_backward", &deo, TOL_BF16);
+    compare("moe_unpermute_backward", &dwo, TOL_F32_SUM);
+    // In place (deo = eo, as kernels/cpu/moe.c allows): the same results.
+    buf eo2 = mk("deo(in place)", (size_t)M * C, 1, get(cpu, eo.c, (size_t)M * C, 1));
+    buf *o8[] = {&eo2, &dwo};
+    GPU_TWICE(op, o8, gpu->moe_unpermute_backward(gpu, eo2.g, dwo.g, dy.g, eo2.g, wi.g, pos.g, N, k, C));
+    cpu->copy(cpu, eo2.c, deo.c, (size_t)M * C * esize(cpu, 1));
+    compare("moe_unpermute_backward", &eo2, TOL_BF16);
+    compare("moe_unpermute_backward", &dwo, TOL_F32_SUM);
+
+    drop(&logits); drop(&idx); drop(&w); drop(&probs); drop(&pr); drop(&wi); drop(&dw); drop(&dprob);
+    drop(&x); drop(&xp); drop(&dout); drop(&eo); drop(&y); drop(&dy); drop(&deo); drop(&dwo); drop(&eo2);
+    drop_ids(&ix); drop_ids(&mask); drop_ids(&src); drop_ids(&pos);
+    free(idx_h); free(ih); free(mask_h); free(src_h); free(pos_h);
+}
+
 // Every op pointer must be set on both backends before anything runs.
 static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
@@ -554,7 +690,9 @@ static int check_tables(void) {
         OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
-        OP(scale_f32), OP(add_f32), OP(has_nonfinite),
+        OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
+        OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
+        OP(moe_unpermute_backward),
 #undef OP
     };
     int missing = 0;
@@ -620,6 +758,13 @@ int main(int argc, char **argv) {
         test_lm_head(40, 64, 517, NULL);  // one chunk
     }
     if (want("optim adamw sum_squares scale has_nonfinite")) test_optim(100003);
+    if (want("moe router permute")) {
+        test_moe(67, 8, 2, 72, 1);    // Mixtral: 8 experts, top-2, renormalised; 16-byte path
+        test_moe(45, 128, 8, 264, 1); // Qwen3-MoE: 128 experts, top-8
+        test_moe(33, 60, 4, 27, 0);   // E not a multiple of 32, no renormalisation, odd C: plain path
+        test_moe(20, 256, 8, 40, 0);  // the most experts the kernels take
+        test_moe(3, 32, 4, 64, 1);    // gpt-oss-20b's router, fewer rows than a block
+    }
     // Model-sized shapes: real cuBLASLt tensor-core kernels, many tiles per attention block,
     // RMSNorm's dw past 48 KB of shared memory, several full lm_head chunks.
     if (want("large")) {
@@ -629,6 +774,7 @@ int main(int argc, char **argv) {
         test_attention(2, 600, 600, 8, 8, 64, 5000);
         test_rmsnorm(256, 16384);
         test_lm_head(300, 512, 32003, "128");
+        test_moe(1024, 128, 8, 2048, 1);
     }
 
     gpu->destroy(gpu);
