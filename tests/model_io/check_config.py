@@ -49,6 +49,10 @@ configs.append(("rope_parameters spelling", dict(base, rope_parameters={
     "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position_embeddings": 8192})))
 
+# Published configs of families quarry reads for preflight but does not build yet (issue 17's
+# MoE step): the config reader must refuse them as unsupported (-2), naming the architecture.
+NOT_BUILT = {"MixtralForCausalLM", "Qwen3MoeForCausalLM"}
+
 failures = 0
 how = set()
 with tempfile.TemporaryDirectory() as tmp:
@@ -57,6 +61,12 @@ with tempfile.TemporaryDirectory() as tmp:
         with open(path, "w") as fh:
             json.dump(d, fh)
         r = subprocess.run([tool, "config", path], capture_output=True, text=True)
+        arch = (d.get("architectures") or [""])[0]
+        if arch in NOT_BUILT:
+            if r.returncode == 0 or f'"{arch}" is not supported' not in r.stderr:
+                print(f"FAIL {name}: {arch} is not built yet and must be refused as unsupported: {r.stderr.strip()}")
+                failures += 1
+            continue
         if r.returncode:
             print(f"FAIL {name}: quarry refused it: {r.stderr.strip()}")
             failures += 1
