@@ -10,6 +10,7 @@ const command quarry_commands[] = {
     {"tokenize", cmd_tokenize, "encode or decode text with a model's tokenizer.json"},
     {"render", cmd_render, "render records with the model's chat template (and loss mask)"},
     {"init", cmd_init, "write a randomly initialised Hugging Face checkpoint from a config"},
+    {"plan", cmd_plan, "memory plan of a fine-tune from a config alone; what fits which GPU"},
     {"train", cmd_train, "fine-tune (LoRA or all weights) on Bedrock data"},
     {"eval", cmd_eval, "loss and perplexity of a model on Bedrock data"},
     {"generate", cmd_generate, "generate text from a model or a run"},

@@ -9,7 +9,7 @@ check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
 
 out=$("$Q" --help); rc=$?
 check "--help exits 0" "[ $rc -eq 0 ]"
-for c in info validate tokenize render init train eval generate export preflight upload import cost; do
+for c in info validate tokenize render init plan train eval generate export preflight upload import cost; do
   check "--help lists $c" "grep -q '^  $c ' <<<\"\$out\""
 done
 "$Q" >/dev/null 2>&1; check "no command exits 2" "[ $? -eq 2 ]"
@@ -27,7 +27,7 @@ check "info --bogus prints usage" "grep -q 'usage: quarry info' <<<\"\$err\""
 json=$("$Q" info --json)
 check "info --json parses with the fields" "$PY -c 'import json,sys; d=json.loads(sys.argv[1]); assert {\"version\",\"commit\",\"backends\",\"cuda_compiled\",\"nccl_compiled\",\"cuda_runtime\",\"cuda_driver\",\"nccl\",\"gpus\",\"message\"} <= set(d); assert \"cpu\" in d[\"backends\"]; assert d[\"gpus\"] or d[\"message\"]' \"\$json\""
 
-for c in info validate tokenize render init train eval generate export preflight upload import cost; do
+for c in info validate tokenize render init plan train eval generate export preflight upload import cost; do
   "$Q" $c --help >/dev/null 2>&1; rc=$?
   check "$c --help exits 0" "[ $rc -eq 0 ]"
 done
@@ -98,6 +98,24 @@ for cmd in "train --model $T/badcfg --data $D --out $T/run-bad --max-steps 1 --d
 done
 err=$("$Q" train --model "$T/badcfg" --data "$D" --out "$T/run-bad" --max-steps 1 --device cpu 2>&1 >/dev/null)
 check "a config error is in FILE: error: form: $err" "grep -q '^$T/badcfg/config.json: error: \"hidden_size\" must be an integer' <<<\"\$err\""
+
+# quarry plan: the memory of a fine-tune from a published config alone. The parameter counts are
+# the published models' (Llama-3.1-8B: 8,030,261,248; Qwen3-8B: 8,190,735,360 from its config).
+for cp in Llama-3.1-8B:8030261248 Qwen3-8B:8190735360; do
+  c=${cp%%:*}; n=${cp#*:}
+  j=$("$Q" plan "$SRC/examples/configs/$c.json" --json 2>&1); rc=$?
+  check "plan $c exits 0" "[ $rc -eq 0 ]"
+  check "plan $c counts the published parameters and fits an H100 80GB and an H200" "$PY -c '
+import json, sys; d = json.loads(sys.argv[1]); p = d[\"plan\"]
+assert p[\"params_total\"] == $n, p
+assert p[\"total\"] == p[\"weights\"] + p[\"masters\"] + p[\"grads\"] + p[\"optimizer\"] + p[\"activations\"], p
+f = d[\"fits\"]; assert len(f) == 2 and 1 <= f[0][\"largest_micro_batch\"] < f[1][\"largest_micro_batch\"], f
+' \"\$j\""
+done
+out=$("$Q" plan "$SRC/examples/configs/Llama-3.1-8B.json" --method full --recompute full --gpu-memory 24GiB 2>&1); rc=$?
+check "plan: a card too small says so and what would change: $out" "[ $rc -eq 0 ] && grep -q '24.00 GiB: does not fit' <<<\"\$out\""
+err=$("$Q" plan "$SRC/examples/configs/Llama-3.1-8B.json" --max-seq-len 1000000 2>&1 >/dev/null); rc=$?
+check "plan: a sequence beyond the context is refused" "[ $rc -eq 1 ] && grep -q 'context' <<<\"\$err\""
 
 [ $fail -eq 0 ] && echo "test_cli: all checks passed"
 exit $fail
