@@ -69,6 +69,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=24)
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
+    print(f"oracle: transformers {transformers.__version__}, torch {torch.__version__}")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     tool = a.logits_tool or os.path.join(os.path.dirname(os.path.abspath(a.quarry)), "tests", "export", "export_logits")
