@@ -321,9 +321,10 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                  price->train_per_1k.date);
     // Serving the tuned weights through Custom Model Import, where the model can be imported.
     const cmi_price_row *cmi = prices_cmi(NULL);
-    price_fig cmus = price ? price->cmus : prices_cmu_estimate(NAN);
-    if (price && price->importable && isnan(cmus.usd)) cmus = prices_cmu_estimate(price->params_b);
-    if (price && price->importable && cmi && !isnan(cmus.usd))
+    price_fig cmus = {NAN, NULL, NULL, 0};
+    if (price && price->importable)
+        cmus = prices_known(price->cmus.usd) ? price->cmus : prices_cmu_estimate(price->params_b);
+    if (cmi && prices_known(cmus.usd))
         snprintf(cmi_line, sizeof cmi_line, "CMI serving %.3g CMU%s x $%.4g per CMU-minute = $%.4g per active hour, "
                  "storage $%.2f per month (%s, %s; CMUs %s)", cmus.usd, cmus.usd == 1 ? "" : "s", cmi->per_cmu_minute.usd,
                  cmus.usd * cmi->per_cmu_minute.usd * 60, cmus.usd * cmi->storage_per_cmu_month.usd,

@@ -81,14 +81,15 @@ static const gpu_price_row gpu_table[] = {
       "2026-08-26", 1}},
 };
 
-static int contains_nocase(const char *s, const char *needle) {
+// Where the lower-case needle first occurs in s, ignoring case; NULL if nowhere.
+static const char *find_nocase(const char *s, const char *needle) {
     size_t n = strlen(needle);
     for (; *s; s++) {
         size_t i = 0;
         while (i < n && s[i] && tolower((unsigned char)s[i]) == needle[i]) i++;
-        if (i == n) return 1;
+        if (i == n) return s;
     }
-    return 0;
+    return NULL;
 }
 
 const price_row *prices_table(int *n) {
@@ -103,15 +104,10 @@ const price_row *prices_find(const char *model_id) {
         size_t l = strlen(id);
         if (table[i].bedrock_finetune) {
             if (!strncmp(model_id, id, l) && (model_id[l] == '\0' || model_id[l] == ':')) return &table[i];
-        } else if (contains_nocase(model_id, id)) {
-            // "qwen3-8b" must not take "qwen3-8b0"-like longer sizes: the size ends the token.
-            const char *at = model_id;
-            for (; *at; at++) {
-                size_t k = 0;
-                while (k < l && at[k] && tolower((unsigned char)at[k]) == id[k]) k++;
-                if (k == l) break;
-            }
-            if (!isalnum((unsigned char)at[l]) && at[l] != '.') return &table[i];
+        } else {
+            // The size ends the name: "qwen3-8b" is not the start of a "qwen3-8b5".
+            const char *at = find_nocase(model_id, id);
+            if (at && !isalnum((unsigned char)at[l]) && at[l] != '.') return &table[i];
         }
     }
     return NULL;
@@ -121,7 +117,7 @@ const char *prices_import_only_family(const char *model_id) {
     if (!model_id) return NULL;
     const price_row *r = prices_find(model_id);
     if (r && r->bedrock_finetune) return NULL;
-    if (contains_nocase(model_id, "gpt-oss")) return "GPT-OSS";
+    if (find_nocase(model_id, "gpt-oss")) return "GPT-OSS";
     return limits_import_only_family(model_id);
 }
 
