@@ -27,12 +27,18 @@ typedef struct {
     double energy_kwh;             // measured (run.json) or gpu_watts × GPU-hours
     const char *energy_from;       // "measured", "--gpu-watts", NULL
     double power_price, energy_usd, onprem_usd;
+    double capital_hour;           // --gpu-price amortised per GPU-hour; NAN without it
+    double gpu_price, amortize_years, utilization;
     const char *base_model;
     const price_row *row;
-    double per_1k, managed_train_usd, managed_storage_month;
+    const char *import_only;       // family Bedrock cannot fine-tune (CMI is the road), else NULL
+    price_fig per_1k, storage, pt_hour, cmu_minute, cmu_store, cmus_fig;   // each with its source
+    double per_1k_usd, managed_train_usd, managed_storage_month;
     double hours_per_day, days;
     double model_units, pt_unit_hour, pt_month_usd;
-    double copies, cmus, cmu_minute, cmu_storage_month, cmi_billed_minutes, cmi_month_usd, cmi_storage_usd;
+    double copies, cmus, cmu_minute_usd, cmu_storage_month, cmi_billed_minutes, cmi_month_usd, cmi_storage_usd;
+    int cmus_estimated;            // cmus_fig is prices_cmu_estimate's (its source states the rule)
+    double params_b;
     const cmi_price_row *cmi_row;
     char unfinished[256];          // why the run's figures are not a whole job's; "" when it finished
 } cost;
@@ -69,6 +75,28 @@ static void row(const char *label, const char *onprem, const char *managed) {
         printf("%s%*s", cells[i], n < width[i] ? width[i] - n : 1, "");
     }
     printf("%s\n", managed);
+}
+
+// A price: the flag's value when given, else the table's figure (NAN: not published).
+static price_fig pick(double flag_value, const char *flag, price_fig table) {
+    if (isnan(flag_value)) return table;
+    price_fig f = {flag_value, flag, "given", 0};
+    return f;
+}
+
+// {"usd": x|null (value_key), "source": ..., "date": ..., "third_party": bool}: every price with its origin.
+static cJSON *add_fig(cJSON *o, const char *key, const price_fig *f, const char *value_key) {
+    cJSON *v = cJSON_AddObjectToObject(o, key);
+    add_num(v, value_key, f->usd);
+    if (f->source) {
+        cJSON_AddStringToObject(v, "source", f->source);
+        cJSON_AddStringToObject(v, "date", f->date);
+        cJSON_AddBoolToObject(v, "third_party", f->third_party);
+    } else {
+        cJSON_AddNullToObject(v, "source");
+        cJSON_AddStringToObject(v, "note", "not published");
+    }
+    return v;
 }
 
 static double sum_known(double a, double b) { return isnan(a) || isnan(b) ? NAN : a + b; }
@@ -144,7 +172,8 @@ static void print_table(const cost *c) {
     row("", "on-prem (quarry)", "managed (Bedrock)");
     money(a, sizeof a, c->onprem_usd);
     money(b, sizeof b, c->managed_train_usd);
-    row("training", a, b);
+    const char *no_job = "no Bedrock fine-tuning (below)";
+    row("training", a, c->import_only ? no_job : b);
     char gh[64], pk[64];
     if (isnan(c->gpu_hours))
         snprintf(gh, sizeof gh, "unknown GPU-h");
@@ -153,9 +182,9 @@ static void print_table(const cost *c) {
     money(pk, sizeof pk, c->gpu_hour_price);
     char detail_a[192], detail_b[192];
     snprintf(detail_a, sizeof detail_a, "%s × %s/GPU-h", gh, pk);
-    money(pk, sizeof pk, c->per_1k);
+    money(pk, sizeof pk, c->per_1k_usd);
     snprintf(detail_b, sizeof detail_b, "%.0f tokens × %s/1K", c->tokens_trained, pk);
-    row("", detail_a, detail_b);
+    row("", detail_a, c->import_only ? "" : detail_b);
     if (!isnan(c->power_price)) {
         money(a, sizeof a, c->energy_usd);
         char e[192];
@@ -167,46 +196,86 @@ static void print_table(const cost *c) {
     }
     money(a, sizeof a, c->cmi_storage_usd);
     money(b, sizeof b, c->managed_storage_month);
-    row("model storage / month", a, b);
+    row("model storage / month", a, c->import_only ? "" : b);
     char sv[64];
     snprintf(sv, sizeof sv, "serving / month (%.3gh/day)", c->hours_per_day);
     money(a, sizeof a, c->cmi_month_usd);
     money(b, sizeof b, c->pt_month_usd);
-    row(sv, a, b);
+    row(sv, a, c->import_only ? "" : b);
     char cmu[64], cm[64], mu[64];
     if (isnan(c->cmus))
         snprintf(cmu, sizeof cmu, "? CMUs");
     else
         snprintf(cmu, sizeof cmu, "%.3g CMU", c->cmus);
-    money(cm, sizeof cm, c->cmu_minute);
+    if (isnan(c->cmu_minute_usd))
+        snprintf(cm, sizeof cm, "unknown");
+    else
+        snprintf(cm, sizeof cm, "$%.4g", c->cmu_minute_usd);
     money(mu, sizeof mu, c->pt_unit_hour);
     snprintf(detail_a, sizeof detail_a, "CMI: %.3g × %s × %.0f min × %s", c->copies, cmu, c->cmi_billed_minutes, cm);
     snprintf(detail_b, sizeof detail_b, "PT: %.3g MU × %.0f h × %s", c->model_units, 24 * c->days, mu);
-    row("", detail_a, detail_b);
+    row("", detail_a, c->import_only ? "" : detail_b);
     double t1 = sum_known(sum_known(c->onprem_usd, c->cmi_storage_usd), c->cmi_month_usd);
     double t2 = sum_known(sum_known(c->managed_train_usd, c->managed_storage_month), c->pt_month_usd);
     money(a, sizeof a, t1);
     money(b, sizeof b, t2);
-    row("first month", a, b);
+    row("first month", a, c->import_only ? "" : b);
     printf("\n  Bedrock bills the tokens of its own rendering of the data; quarry's count is close, not equal.\n");
     printf("  PT bills every provisioned hour (%.0f days); CMI bills active model copies in 5-minute windows.\n",
            c->days);
-    if (c->row)
-        printf("  price table (%s): %s, read %s\n", c->row->region, c->row->source, c->row->date);
-    int unknown = isnan(c->gpu_hour_price) || isnan(c->per_1k) || isnan(c->managed_storage_month) ||
-                  isnan(c->pt_unit_hour) || isnan(c->cmu_minute) || isnan(c->cmu_storage_month) || isnan(c->cmus);
-    if (unknown) {
-        printf("  unknown prices: give");
-        if (isnan(c->gpu_hour_price)) printf(" --gpu-hour-price");
-        if (!c->base_model) printf(" --base-model");
-        if (isnan(c->per_1k)) printf(" --price-per-1k-tokens");
-        if (isnan(c->managed_storage_month)) printf(" --storage-month-price");
-        if (isnan(c->pt_unit_hour)) printf(" --pt-hour-price");
-        if (isnan(c->cmus)) printf(" --cmus");
-        if (isnan(c->cmu_minute)) printf(" --cmu-minute-price");
-        if (isnan(c->cmu_storage_month)) printf(" --cmu-storage-month-price");
-        printf(" (see https://aws.amazon.com/bedrock/pricing/)\n");
+    if (c->import_only)
+        printf("  Bedrock cannot fine-tune %s models (its customization jobs take Llama 3.x in us-west-2, Nova, Claude 3 "
+               "Haiku, Titan): Custom Model Import after an on-prem run is the only road into Bedrock for %s.\n",
+               c->import_only, c->base_model);
+    if (!isnan(c->capital_hour))
+        printf("  on-prem GPU-hour: $%.0f ÷ (%.3g years × 8766 h × %.3g utilisation) = $%.4f capital\n", c->gpu_price,
+               c->amortize_years, c->utilization, c->capital_hour);
+    int ng;
+    const gpu_price_row *g = prices_gpus(&ng);
+    for (int i = 0; i < ng && !isnan(c->gpu_hours); i++) {
+        money(a, sizeof a, c->gpu_hours * g[i].per_gpu_hour.usd);
+        printf("  cloud reference: %.4g GPU-h × $%.4g/%s-hour = %s (AWS %s, %s; %s, %s%s)\n", c->gpu_hours,
+               g[i].per_gpu_hour.usd, g[i].gpu, a, g[i].instance, g[i].region, g[i].per_gpu_hour.source,
+               g[i].per_gpu_hour.date, g[i].per_gpu_hour.third_party ? ", third-party" : "");
     }
+    printf("  prices:\n");
+    const struct {
+        const char *what;
+        const price_fig *f;
+        int applies;
+    } figs[] = {
+        {"Bedrock training per 1K tokens", &c->per_1k, !c->import_only},
+        {"Bedrock custom model storage / month", &c->storage, !c->import_only},
+        {"Provisioned Throughput per model unit-hour", &c->pt_hour, !c->import_only},
+        {"CMUs per model copy", &c->cmus_fig, !c->row || c->row->importable},
+        {"CMI per CMU-minute", &c->cmu_minute, 1},
+        {"CMI storage per CMU-month", &c->cmu_store, 1},
+    };
+    const char *flags[] = {"--price-per-1k-tokens", "--storage-month-price", "--pt-hour-price", "--cmus",
+                           "--cmu-minute-price", "--cmu-storage-month-price"};
+    for (size_t i = 0; i < sizeof figs / sizeof figs[0]; i++) {
+        const price_fig *f = figs[i].f;
+        if (!figs[i].applies) {
+            if (i == 0) printf("    Bedrock training, storage, Provisioned Throughput: no Bedrock job for %s\n", c->import_only);
+            continue;
+        }
+        if (isnan(f->usd) && i == 3 && c->row && !c->row->importable)
+            continue;
+        if (isnan(f->usd))
+            printf("    %s: not published%s (give %s%s)\n", figs[i].what, c->base_model || i >= 4 ? "" : " without --base-model",
+                   flags[i], i == 3 ? ", or --params B for an estimate" : "");
+        else if (i == 3)
+            printf("    %s: %.3g — %s%s (%s%s)\n", figs[i].what, f->usd, c->cmus_estimated ? "" : "as AWS lists: ",
+                   f->source, f->third_party ? ", third-party" : "", f->date);
+        else
+            printf("    %s: $%.5g — %s (%s%s)\n", figs[i].what, f->usd, f->source, f->date,
+                   f->third_party ? ", third-party" : "");
+    }
+    if (c->row && !c->row->importable)
+        printf("    CMI: %s's weights are not published, so it cannot be imported\n", c->row->name);
+    if (!strcmp(c->cmu_minute.source ? c->cmu_minute.source : "", c->cmi_row ? c->cmi_row->per_cmu_minute.source : "-"))
+        printf("    note: %s\n", prices_cmi_newer_rate_note);
+    if (isnan(c->gpu_hour_price)) printf("    on-prem GPU-hour: not given (give --gpu-hour-price, or --gpu-price with --amortize-years and --utilization)\n");
 }
 
 static char *to_json(const cost *c) {
@@ -233,33 +302,51 @@ static char *to_json(const cost *c) {
     add_num(p, "power_price", c->power_price);
     add_num(p, "energy_usd", c->energy_usd);
     add_num(p, "training_usd", c->onprem_usd);
+    add_num(p, "gpu_price", c->gpu_price);
+    add_num(p, "amortize_years", c->amortize_years);
+    add_num(p, "utilization", c->utilization);
+    add_num(p, "capital_per_gpu_hour", c->capital_hour);
+    cJSON *refs = cJSON_AddArrayToObject(p, "cloud_reference");
+    int ng;
+    const gpu_price_row *g = prices_gpus(&ng);
+    for (int i = 0; i < ng; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddItemToArray(refs, r);
+        cJSON_AddStringToObject(r, "gpu", g[i].gpu);
+        cJSON_AddStringToObject(r, "instance", g[i].instance);
+        cJSON_AddStringToObject(r, "region", g[i].region);
+        add_fig(r, "price_per_gpu_hour", &g[i].per_gpu_hour, "usd");
+        add_num(r, "usd", c->gpu_hours * g[i].per_gpu_hour.usd);
+    }
     cJSON *m = cJSON_AddObjectToObject(o, "managed");
     if (c->base_model)
         cJSON_AddStringToObject(m, "base_model", c->base_model);
     else
         cJSON_AddNullToObject(m, "base_model");
-    add_num(m, "price_per_1k_tokens", c->per_1k);
+    add_fig(m, "price_per_1k_tokens", &c->per_1k, "usd");
     add_num(m, "training_usd", c->managed_train_usd);
     add_num(m, "storage_per_month_usd", c->managed_storage_month);
-    if (c->row) {
-        cJSON_AddStringToObject(m, "price_region", c->row->region);
-        cJSON_AddStringToObject(m, "price_source", c->row->source);
-        cJSON_AddStringToObject(m, "price_date", c->row->date);
-    }
+    add_fig(m, "storage_per_month_price", &c->storage, "usd");
+    cJSON_AddBoolToObject(m, "bedrock_can_fine_tune", !c->import_only && (!c->row || c->row->bedrock_finetune));
+    if (c->import_only)
+        cJSON_AddStringToObject(m, "note", "Bedrock cannot fine-tune this model: Custom Model Import after an on-prem "
+                                           "run is the only road into Bedrock");
+    if (c->row) cJSON_AddStringToObject(m, "region", c->row->region);
     cJSON *s = cJSON_AddObjectToObject(o, "serving");
     add_num(s, "hours_per_day", c->hours_per_day);
     add_num(s, "days", c->days);
     cJSON *cmi = cJSON_AddObjectToObject(s, "custom_model_import");
     add_num(cmi, "model_copies", c->copies);
-    add_num(cmi, "cmus_per_copy", c->cmus);
-    add_num(cmi, "price_per_cmu_minute", c->cmu_minute);
+    cJSON_AddBoolToObject(add_fig(cmi, "cmus_per_copy", &c->cmus_fig, "count"), "estimate", c->cmus_estimated);
+    add_fig(cmi, "price_per_cmu_minute", &c->cmu_minute, "usd");
     add_num(cmi, "billed_minutes", c->cmi_billed_minutes);
     add_num(cmi, "usd_per_month", c->cmi_month_usd);
-    add_num(cmi, "storage_per_cmu_month", c->cmu_storage_month);
+    add_fig(cmi, "storage_per_cmu_month", &c->cmu_store, "usd");
     add_num(cmi, "storage_usd_per_month", c->cmi_storage_usd);
+    if (c->cmi_row) cJSON_AddStringToObject(cmi, "cmu_version", c->cmi_row->cmu_version);
     cJSON *pt = cJSON_AddObjectToObject(s, "provisioned_throughput");
     add_num(pt, "model_units", c->model_units);
-    add_num(pt, "price_per_unit_hour", c->pt_unit_hour);
+    add_fig(pt, "price_per_unit_hour", &c->pt_hour, "usd");
     add_num(pt, "hours", 24 * c->days);
     add_num(pt, "usd_per_month", c->pt_month_usd);
     cJSON *t = cJSON_AddObjectToObject(o, "first_month");
@@ -274,7 +361,7 @@ int cmd_cost(int argc, char **argv) {
     const char *run = NULL, *base = NULL, *region = NULL;
     double tokens = NAN, tps = NAN, gpu_price = NAN, gpus = NAN, power = NAN, watts = NAN, per_1k = NAN;
     double storage = NAN, pt_hour = NAN, cmu_min = NAN, cmu_store = NAN, cmus = NAN, hours = 8, days = 30;
-    double units = 1, copies = 1;
+    double units = 1, copies = 1, gpu_cost = NAN, years = NAN, util = NAN, params = NAN;
     int epochs = 0, json = 0;
     const arg_spec specs[] = {
         {"run", ARG_STRING, &run, "RUN", "a run written by quarry train (run.json \"result\")"},
@@ -283,6 +370,9 @@ int cmd_cost(int argc, char **argv) {
         {"tokens-per-second", ARG_FLOAT, &tps, "R", "training throughput for an estimate (default: the run's)"},
         {"gpus", ARG_FLOAT, &gpus, "N", "GPUs billed (default: the run's; for an estimate 1)"},
         {"gpu-hour-price", ARG_FLOAT, &gpu_price, "USD", "what one GPU-hour costs you on-prem (amortised hardware, hosting)"},
+        {"gpu-price", ARG_FLOAT, &gpu_cost, "USD", "what one GPU cost to buy, amortised per GPU-hour (with --amortize-years, --utilization)"},
+        {"amortize-years", ARG_FLOAT, &years, "Y", "years over which --gpu-price is written off"},
+        {"utilization", ARG_FLOAT, &util, "U", "share of the hours the GPU does paid work, in (0, 1]"},
         {"power-price", ARG_FLOAT, &power, "USD", "electricity per kWh, added to on-prem training"},
         {"gpu-watts", ARG_FLOAT, &watts, "W", "power per GPU when the run recorded no energy"},
         {"base-model", ARG_STRING, &base, "ID", "Bedrock base model id for the managed price, e.g. meta.llama3-1-8b-instruct-v1:0"},
@@ -290,6 +380,7 @@ int cmd_cost(int argc, char **argv) {
         {"storage-month-price", ARG_FLOAT, &storage, "USD", "Bedrock custom model storage per month (overrides the table)"},
         {"pt-hour-price", ARG_FLOAT, &pt_hour, "USD", "Provisioned Throughput per model unit per hour, no commitment"},
         {"model-units", ARG_FLOAT, &units, "N", "Provisioned Throughput model units (default 1)"},
+        {"params", ARG_FLOAT, &params, "B", "parameters in billions, for the CMU estimate of a model AWS lists no CMUs for"},
         {"cmus", ARG_FLOAT, &cmus, "N", "Custom Model Units per model copy (GetImportedModel's customModelUnitsPerModelCopy)"},
         {"model-copies", ARG_FLOAT, &copies, "N", "active CMI model copies (default 1)"},
         {"cmu-minute-price", ARG_FLOAT, &cmu_min, "USD", "Custom Model Import price per CMU per minute"},
@@ -302,7 +393,8 @@ int cmd_cost(int argc, char **argv) {
     const arg_parser p = {
         "cost",
         "quarry cost (--run RUN | --tokens N [--epochs E] [--tokens-per-second R]) [--base-model ID] "
-        "[--gpu-hour-price USD] [--gpus N] [--power-price USD/kWh] [--gpu-watts W] [--json]",
+        "[--gpu-hour-price USD | --gpu-price USD --amortize-years Y --utilization U] [--gpus N] "
+        "[--power-price USD/kWh] [--gpu-watts W] [--params B] [--json]",
         "On-prem training cost (GPU-hours × price, + energy × power price) from a run's measured figures or\n"
         "an estimate from tokens ÷ tokens/s, against Bedrock's managed customization (price per 1K tokens ×\n"
         "tokens × epochs, + storage), and a month of serving: Custom Model Import (CMUs × price per CMU-minute\n"
@@ -321,7 +413,11 @@ int cmd_cost(int argc, char **argv) {
     else if (!(hours >= 0 && hours <= 24)) usage_err = "--hours-per-day must be in [0, 24]";
     else if (!(days > 0 && days <= 31)) usage_err = "--days must be in (0, 31]";
     else if (!(units >= 1) || !(copies >= 0)) usage_err = "--model-units must be ≥ 1 and --model-copies ≥ 0";
-    double prices[] = {gpu_price, power, watts, per_1k, storage, pt_hour, cmu_min, cmu_store, cmus};
+    else if (!isnan(gpu_cost) && !isnan(gpu_price)) usage_err = "give --gpu-price (amortised) or --gpu-hour-price, not both";
+    else if (!isnan(gpu_cost) && (!(years > 0) || !(util > 0 && util <= 1)))
+        usage_err = "--gpu-price needs --amortize-years Y > 0 and --utilization U in (0, 1] (e.g. 4 and 0.6)";
+    else if (!isnan(params) && !(params > 0)) usage_err = "--params must be > 0 (billions)";
+    double prices[] = {gpu_price, gpu_cost, power, watts, per_1k, storage, pt_hour, cmu_min, cmu_store, cmus};
     for (size_t i = 0; !usage_err && i < sizeof prices / sizeof prices[0]; i++)
         if (!isnan(prices[i]) && !(prices[i] >= 0 && isfinite(prices[i]))) usage_err = "prices, watts and --cmus must be ≥ 0";
     if (usage_err) {
@@ -371,8 +467,12 @@ int cmd_cost(int argc, char **argv) {
             c.gpu_hours = c.train_seconds * c.gpus / 3600.0;
         }
     }
-    c.gpu_hour_price = gpu_price;
-    c.onprem_gpu_usd = c.gpu_hours == 0 ? 0 : c.gpu_hours * gpu_price;   // a CPU run uses no GPU-hour
+    c.gpu_price = gpu_cost;
+    c.amortize_years = years;
+    c.utilization = util;
+    c.capital_hour = isnan(gpu_cost) ? NAN : prices_amortised_gpu_hour(gpu_cost, years, util);
+    c.gpu_hour_price = !isnan(gpu_price) ? gpu_price : c.capital_hour;
+    c.onprem_gpu_usd = c.gpu_hours == 0 ? 0 : c.gpu_hours * c.gpu_hour_price;   // a CPU run uses no GPU-hour
     if (!c.energy_from && !isnan(watts) && !isnan(c.gpu_hours)) {
         c.energy_kwh = watts * c.gpu_hours / 1000.0;
         c.energy_from = "--gpu-watts";
@@ -383,27 +483,48 @@ int cmd_cost(int argc, char **argv) {
 
     c.base_model = base;
     c.row = base ? prices_find(base) : NULL;
-    if (base && !c.row)
+    c.import_only = prices_import_only_family(base);
+    if (base && !c.row && !c.import_only)
         fprintf(stderr, "quarry cost: note: %s is not in the price table (data/prices.c); give its prices by flag\n",
                 base);
-    c.per_1k = !isnan(per_1k) ? per_1k : c.row ? c.row->train_per_1k_tokens : NAN;
-    c.managed_train_usd = c.tokens_trained / 1000.0 * c.per_1k;
-    c.managed_storage_month = !isnan(storage) ? storage : c.row ? c.row->storage_per_month : NAN;
+    const price_fig none = {NAN, NULL, NULL, 0};
+    c.per_1k = pick(per_1k, "--price-per-1k-tokens", c.row ? c.row->train_per_1k : none);
+    c.storage = pick(storage, "--storage-month-price", c.row ? c.row->storage_month : none);
+    c.pt_hour = pick(pt_hour, "--pt-hour-price", c.row ? c.row->pt_unit_hour : none);
+    if (c.import_only) {   // Bedrock has no job and no Provisioned Throughput for it: nothing to price
+        c.per_1k = pick(per_1k, "--price-per-1k-tokens", none);
+        c.storage = pick(storage, "--storage-month-price", none);
+        c.pt_hour = pick(pt_hour, "--pt-hour-price", none);
+    }
+    c.per_1k_usd = c.per_1k.usd;
+    c.managed_train_usd = c.tokens_trained / 1000.0 * c.per_1k_usd;
+    c.managed_storage_month = c.storage.usd;
     c.hours_per_day = hours;
     c.days = days;
     c.model_units = units;
-    c.pt_unit_hour = !isnan(pt_hour) ? pt_hour : c.row ? c.row->pt_per_unit_hour : NAN;
+    c.pt_unit_hour = c.pt_hour.usd;
     c.pt_month_usd = units * 24.0 * days * c.pt_unit_hour;
     c.cmi_row = prices_cmi(region);
-    if (region && !c.cmi_row) fprintf(stderr, "quarry cost: note: no Custom Model Import prices for %s\n", region);
+    if (region && !c.cmi_row)
+        fprintf(stderr, "quarry cost: note: no citable Custom Model Import price for %s (the table has us-east-1 "
+                        "and us-west-2); give --cmu-minute-price and --cmu-storage-month-price\n", region);
     c.copies = copies;
-    c.cmus = cmus;
-    c.cmu_minute = !isnan(cmu_min) ? cmu_min : c.cmi_row ? c.cmi_row->per_cmu_minute : NAN;
-    c.cmu_storage_month = !isnan(cmu_store) ? cmu_store : c.cmi_row ? c.cmi_row->storage_per_cmu_month : NAN;
+    // CMUs per copy: the flag, else AWS's list, else the estimate from the parameter count.
+    c.params_b = !isnan(params) ? params : c.row ? c.row->params_b : prices_params_from_name(base);
+    c.cmus_fig = pick(cmus, "--cmus", c.row ? c.row->cmus : none);
+    if (isnan(c.cmus_fig.usd) && (!c.row || c.row->importable) && !isnan(c.params_b)) {
+        c.cmus_fig = prices_cmu_estimate(c.params_b);
+        c.cmus_estimated = 1;
+    }
+    c.cmus = c.cmus_fig.usd;
+    c.cmu_minute = pick(cmu_min, "--cmu-minute-price", c.cmi_row ? c.cmi_row->per_cmu_minute : none);
+    c.cmu_store = pick(cmu_store, "--cmu-storage-month-price", c.cmi_row ? c.cmi_row->storage_per_cmu_month : none);
+    c.cmu_minute_usd = c.cmu_minute.usd;
+    c.cmu_storage_month = c.cmu_store.usd;
     // One stretch of traffic a day: whole 5-minute windows from the first call.
     c.cmi_billed_minutes = days * prices_cmi_billed_minutes(hours * 60.0);
-    c.cmi_month_usd = copies == 0 ? 0 : copies * cmus * c.cmu_minute * c.cmi_billed_minutes;
-    c.cmi_storage_usd = cmus * c.cmu_storage_month;
+    c.cmi_month_usd = copies == 0 ? 0 : copies * c.cmus * c.cmu_minute_usd * c.cmi_billed_minutes;
+    c.cmi_storage_usd = c.cmus * c.cmu_storage_month;
 
     if (json) {
         char *text = to_json(&c);

@@ -307,17 +307,29 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     const price_row *price = lim ? prices_find(lim->id) : NULL;
     double training_tokens = v.ntokens ? ttotal * o->epochs : NAN;
     double usd = price && v.ntokens ? prices_training_cost(price, ttotal, o->epochs) : NAN;
-    char cost_line[400];
+    char cost_line[400], cmi_line[1200] = "";
     if (!lim) snprintf(cost_line, sizeof cost_line, "pass --base-model ID for a Bedrock cost preview");
-    else if (!price || !prices_known(price->train_per_1k_tokens))
-        snprintf(cost_line, sizeof cost_line, "%s: price per 1K training tokens unknown (not in quarry's price table%s%s)",
-                 lim->id, price ? ", dated " : "", price ? price->date : "");
+    else if (!price || !prices_known(price->train_per_1k.usd))
+        snprintf(cost_line, sizeof cost_line, "%s: Bedrock's price per 1K training tokens is not published in any source "
+                 "quarry's table cites (give it to `quarry cost --price-per-1k-tokens USD`)", lim->id);
     else if (!v.ntokens)
         snprintf(cost_line, sizeof cost_line, "%s: $%.6g per 1K training tokens (%s, %s); the total needs token counts (--model DIR)",
-                 lim->id, price->train_per_1k_tokens, price->region, price->date);
+                 lim->id, price->train_per_1k.usd, price->train_per_1k.source, price->train_per_1k.date);
     else
         snprintf(cost_line, sizeof cost_line, "%s: %.0f tokens x %d epoch%s x $%.6g per 1K = $%.2f (%s, %s)", lim->id, ttotal,
-                 o->epochs, o->epochs == 1 ? "" : "s", price->train_per_1k_tokens, usd, price->region, price->date);
+                 o->epochs, o->epochs == 1 ? "" : "s", price->train_per_1k.usd, usd, price->train_per_1k.source,
+                 price->train_per_1k.date);
+    // Serving the tuned weights through Custom Model Import, where the model can be imported.
+    const cmi_price_row *cmi = prices_cmi(NULL);
+    price_fig cmus = {NAN, NULL, NULL, 0};
+    if (price && price->importable)
+        cmus = prices_known(price->cmus.usd) ? price->cmus : prices_cmu_estimate(price->params_b);
+    if (cmi && prices_known(cmus.usd))
+        snprintf(cmi_line, sizeof cmi_line, "CMI serving %.3g CMU%s x $%.4g per CMU-minute = $%.4g per active hour, "
+                 "storage $%.2f per month (%s, %s; CMUs %s)", cmus.usd, cmus.usd == 1 ? "" : "s", cmi->per_cmu_minute.usd,
+                 cmus.usd * cmi->per_cmu_minute.usd * 60, cmus.usd * cmi->storage_per_cmu_month.usd,
+                 cmi->per_cmu_minute.source, cmi->per_cmu_minute.date,
+                 prices_known(price->cmus.usd) ? "as AWS lists them" : "an estimate from the parameter count");
 
     if (!o->json) {
         printf("%s: %s\n", path, valid ? "valid" : "INVALID");
@@ -358,6 +370,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         } else
             printf("  base model: none given (--base-model ID enforces Bedrock's counts and limits)\n");
         printf("  cost:       %s\n", cost_line);
+        if (cmi_line[0]) printf("              %s\n", cmi_line);
         printf("  %ld error%s, %ld warning%s\n", v.errors, v.errors == 1 ? "" : "s", v.warnings, v.warnings == 1 ? "" : "s");
     } else {
         cJSON *f = cJSON_CreateObject();
@@ -405,17 +418,18 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         if (lim) cJSON_AddItemToObject(f, "base_model", limits_json(lim));
         else cJSON_AddNullToObject(f, "base_model");
         cJSON *co = cJSON_AddObjectToObject(f, "cost");
-        if (price && prices_known(price->train_per_1k_tokens))
-            cJSON_AddNumberToObject(co, "price_per_1k_tokens_usd", price->train_per_1k_tokens);
+        if (price && prices_known(price->train_per_1k.usd))
+            cJSON_AddNumberToObject(co, "price_per_1k_tokens_usd", price->train_per_1k.usd);
         else cJSON_AddNullToObject(co, "price_per_1k_tokens_usd");
         if (v.ntokens) cJSON_AddNumberToObject(co, "training_tokens", training_tokens);
         else cJSON_AddNullToObject(co, "training_tokens");
         if (!isnan(usd)) cJSON_AddNumberToObject(co, "usd", usd);
         else cJSON_AddNullToObject(co, "usd");
-        if (price) {
-            cJSON_AddStringToObject(co, "source", price->source);
-            cJSON_AddStringToObject(co, "date", price->date);
+        if (price && price->train_per_1k.source) {
+            cJSON_AddStringToObject(co, "source", price->train_per_1k.source);
+            cJSON_AddStringToObject(co, "date", price->train_per_1k.date);
         }
+        if (cmi_line[0]) cJSON_AddStringToObject(co, "serving", cmi_line);
         cJSON_AddStringToObject(co, "note", cost_line);
         cJSON_AddNumberToObject(f, "errors", (double)v.errors);
         cJSON_AddNumberToObject(f, "warnings", (double)v.warnings);

@@ -32,11 +32,14 @@ int main(void) {
 
     const price_row *p = prices_table(&n);
     for (int i = 0; i < n; i++) {
-        CHECK(is_date(p[i].date) && p[i].source && *p[i].source && p[i].region, "price row %s", p[i].model_id);
-        CHECK(!prices_known(p[i].train_per_1k_tokens) || p[i].train_per_1k_tokens > 0, "price %s", p[i].model_id);
+        const price_fig *f[] = {&p[i].train_per_1k, &p[i].storage_month, &p[i].pt_unit_hour, &p[i].cmus};
+        for (int k = 0; k < 4; k++)   // a figure has its source and date; a missing one has neither
+            CHECK(prices_known(f[k]->usd) ? f[k]->usd > 0 && f[k]->source && is_date(f[k]->date) : !f[k]->source,
+                  "price %s figure %d", p[i].model_id, k);
+        CHECK(p[i].region && p[i].name, "price row %s", p[i].model_id);
         double c = prices_training_cost(&p[i], 1e6, 2);
-        if (prices_known(p[i].train_per_1k_tokens))
-            CHECK(fabs(c - 2000 * p[i].train_per_1k_tokens) < 1e-9, "cost %s", p[i].model_id);
+        if (prices_known(p[i].train_per_1k.usd))
+            CHECK(fabs(c - 2000 * p[i].train_per_1k.usd) < 1e-9, "cost %s", p[i].model_id);
         else
             CHECK(!prices_known(c), "unknown price gives an unknown cost for %s", p[i].model_id);
     }

@@ -133,7 +133,11 @@ expect unknown_model 2 "unknown --base-model 'gpt-4'" "$T/hundred.jsonl" --base-
 expect qwen3_no_customization 2 "--base-model 'qwen.qwen3-32b-v1:0': Bedrock has no fine-tuning for Qwen3 models" "$T/hundred.jsonl" --base-model qwen.qwen3-32b-v1:0
 expect qwen3moe_no_customization 2 "Bedrock has no fine-tuning for Qwen3-MoE models" "$T/hundred.jsonl" --base-model Qwen/Qwen3-30B-A3B
 expect mixtral_no_customization 2 "hint: Mixtral is trained with .quarry train. and imported with Custom Model Import" "$T/hundred.jsonl" --base-model mistral.mixtral-8x7b-instruct-v0:1
-expect cost_unknown 0 "cost: .*price per 1K training tokens unknown" "$T/hundred.jsonl" --base-model meta.llama3-1-8b-instruct-v1:0
+expect cost_unknown 0 "cost: .*price per 1K training tokens is not published.*--price-per-1k-tokens" "$T/hundred.jsonl" --base-model meta.llama3-1-8b-instruct-v1:0
+# The CMI preview: AWS's pricing page lists 2 CMUs for Llama 3.1 8B at 0.0785 USD per CMU-minute,
+# 1.95 USD per CMU-month (../shared/reference/bedrock_prices.md): 9.42 USD an active hour, 3.90 a month.
+expect cost_cmi 0 "CMI serving 2 CMUs x \\\$0.0785 per CMU-minute = \\\$9.42 per active hour, storage \\\$3.90 per month \(AWS .*2025-03-06; CMUs as AWS lists them\)" "$T/hundred.jsonl" --base-model meta.llama3-1-8b-instruct-v1:0
+expect cost_cmi_estimate 0 "CMI serving 1 CMU x .*an estimate from the parameter count" "$T/hundred.jsonl" --base-model meta.llama3-2-1b-instruct-v1:0
 expect cost_needs_model 0 "cost: +pass --base-model ID" "$T/hundred.jsonl"
 
 # scan
