@@ -303,6 +303,36 @@ s3 =
     finally:
         portal.stop()
 
+    # 5b. quarry upload with keys from a credential_process that expire within the refresh margin:
+    #     they are fetched again before each file and part (the upload outlives them), and the
+    #     endpoint comes from AWS_ENDPOINT_URL_S3 alone.
+    q = os.environ.get("QUARRY_BIN")
+    if q and os.access(q, os.X_OK):
+        moto.s3.create_bucket(Bucket="chain-bkt")
+        mhelper = os.path.join(home, "moto-helper")
+        write(mhelper, "#!/bin/sh\n"
+              f"echo call >> '{home}/upload-calls'\n"
+              f"echo '{{\"Version\": 1, \"AccessKeyId\": \"{moto.key_id}\", \"SecretAccessKey\": \"{moto.secret}\", "
+              f"\"Expiration\": \"{iso(int(time.time()) + 120)}\"}}'\n", 0o700)
+        with open(conf, "a") as f:
+            f.write(f"[profile upload]\ncredential_process = {mhelper}\nregion = us-east-1\n")
+        src = os.path.join(home, "export")
+        data = {"a.json": b"{}", "b.bin": os.urandom(11 * 1024 * 1024)}
+        for rel, blob in data.items():
+            write(os.path.join(src, rel), "")
+            with open(os.path.join(src, rel), "wb") as f:
+                f.write(blob)
+        uenv = clean_env(home, AWS_ENDPOINT_URL_S3=moto.url, AWS_PROFILE="upload", **files)
+        p = subprocess.run([q, "upload", "--force", "--quiet", "--part-size", "5MiB", "--jobs", "2", src,
+                            "s3://chain-bkt/run/"], env=uenv, capture_output=True, text=True, timeout=60)
+        calls = open(os.path.join(home, "upload-calls")).read().count("call")
+        got = {rel: moto.s3.get_object(Bucket="chain-bkt", Key="run/" + rel)["Body"].read() for rel in data} \
+            if p.returncode == 0 else {}
+        check(p.returncode == 0 and got == data and calls >= 5,
+              f"an upload refreshes expiring keys ({calls} credential_process runs for 2 files, 3 parts)",
+              p.stdout + p.stderr)
+        check(moto.secret not in p.stdout + p.stderr, "the upload prints no secret")
+
     # 6. Endpoints: per-service variable, global variable, the profile's services section and endpoint_url.
     cases = [
         ("S3", "s3", dict(AWS_ENDPOINT_URL_S3="http://svc:1", AWS_ENDPOINT_URL="http://glob:2"), ""),

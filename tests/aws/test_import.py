@@ -182,6 +182,13 @@ def body(q, url, state, home):
                                 "modelDataSource": {"s3DataSource": {"s3Uri": "s3://quarry-bkt/exports/llama-ft/"}},
                                 "clientRequestToken": "tok123"}], "the body holds the given parameters", str(state["created"]))
 
+    # 1b. the endpoint from AWS_ENDPOINT_URL_BEDROCK (a VPC endpoint or proxy), as the SDKs take it.
+    reset(state)
+    eenv = dict(env, AWS_ENDPOINT_URL_BEDROCK=url, AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    rc, out, err = run([q] + common[:-2] + ["--name", "my-llama_ft", "--job-name", "job-1", "--client-token", "tok123"],
+                       eenv)
+    check(rc == 0 and JOB_ARN in out and state["created"], "AWS_ENDPOINT_URL_BEDROCK is the endpoint", out + err)
+
     # 2. every optional member (tags, VPC, KMS), a session token, the default job name and a random
     #    client token; --wait through a throttling answer to Completed.
     reset(state)
