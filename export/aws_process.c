@@ -29,15 +29,18 @@ int aws_shell_split(const char *s, char ***argv_out, char *err, size_t errlen) {
         while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
         if (i >= n) break;
         size_t w = 0;
+        int quoted = 0;   // '' and "" are words of their own, empty
         while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) {
             char c = s[i++];
             if (c == '\\') {
                 if (i < n) word[w++] = s[i++];   // shlex: a trailing backslash is an error
                 else { snprintf(err, errlen, "credential_process ends in a lone backslash"); goto fail; }
             } else if (c == '\'') {
+                quoted = 1;
                 while (i < n && s[i] != '\'') word[w++] = s[i++];
                 if (i++ >= n) { snprintf(err, errlen, "credential_process has an unclosed ' quote"); goto fail; }
             } else if (c == '"') {
+                quoted = 1;
                 // Inside double quotes a backslash escapes only '"' and '\' (shlex's POSIX mode).
                 while (i < n && s[i] != '"') {
                     if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\')) i++;
@@ -49,7 +52,7 @@ int aws_shell_split(const char *s, char ***argv_out, char *err, size_t errlen) {
             }
         }
         word[w] = 0;
-        if (!(argv[argc++] = strdup(word))) goto oom;
+        if ((w || quoted) && !(argv[argc++] = strdup(word))) goto oom;
     }
     free(word);
     if (!argc) {

@@ -4,8 +4,11 @@
 //   aws_creds_probe creds [PROFILE|-] [REGION|-]
 //   aws_creds_probe endpoint SERVICE_ENV service_key [PROFILE|-] [FLAG|-]
 //   aws_creds_probe refresh MARGIN_S [PROFILE|-]   (loads, then refreshes once)
+//   aws_creds_probe split CMDLINE      (credential_process's split: one hex-encoded word a line)
+//   aws_creds_probe time ISO8601       (seconds since the epoch, -1 when malformed)
 #include "export/aws_config.h"
 #include "export/aws_credentials.h"
+#include "export/aws_process.h"
 #include "export/sigv4.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +57,24 @@ int main(int argc, char **argv) {
         int r = aws_endpoint_resolve(arg(argc, argv, 5), arg(argc, argv, 4), argv[2], argv[3], out, sizeof out);
         printf("{\"endpoint\": \"%s\"}\n", r > 0 ? out : "");
         return r < 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "split")) {
+        char **words;
+        if (aws_shell_split(argv[2], &words, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            return 1;
+        }
+        for (int i = 0; words[i]; i++) {
+            printf("w:");
+            for (const unsigned char *c = (const unsigned char *)words[i]; *c; c++) printf("%02x", *c);
+            printf("\n");
+        }
+        aws_argv_free(words);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "time")) {
+        printf("%lld\n", (long long)aws_parse_time(argv[2]));
+        return 0;
     }
     fprintf(stderr, "usage: aws_creds_probe creds|endpoint|refresh ...\n");
     return 2;

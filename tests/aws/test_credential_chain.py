@@ -333,6 +333,28 @@ s3 =
               p.stdout + p.stderr)
         check(moto.secret not in p.stdout + p.stderr, "the upload prints no secret")
 
+    # 5c. credential_process's command line is split as shlex.split (botocore's compat_shell_split)
+    #     splits it; malformed lines are errors in both. Expiration times as Python reads them.
+    import shlex
+    for line in ["/opt/aws_signing_helper credential-process --certificate /etc/pki/c.pem --role-arn arn:x",
+                 "'/path with space/helper' a\\ b \"q \\\" d\" 'it''s' \"\" x#y",
+                 "  tabs\tand   spaces  ", "\"a\\b\" 'c\\d' e\\f", "unclosed 'quote", "trailing \\"]:
+        try:
+            want = shlex.split(line)
+        except ValueError:
+            want = None
+        p = subprocess.run([probe, "split", line], capture_output=True, text=True, timeout=10)
+        got = [bytes.fromhex(w[2:]).decode() for w in p.stdout.splitlines()] if p.returncode == 0 else None
+        check(got == want, f"split {line!r} like shlex: {want}", f"quarry {got} {p.stderr}")
+    for t in ["2026-12-06T01:02:03Z", "2026-12-06T01:02:03.250+02:00", "2024-02-29T23:59:59-05:30",
+              "1999-01-01T00:00:00UTC", "2026-13-01T00:00:00Z", "yesterday"]:
+        try:
+            want = int(datetime.fromisoformat(t.replace("UTC", "+00:00").replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            want = -1
+        p = subprocess.run([probe, "time", t], capture_output=True, text=True, timeout=10)
+        check(p.stdout.strip() == str(want), f"time {t} = {want}", p.stdout + p.stderr)
+
     # 6. Endpoints: per-service variable, global variable, the profile's services section and endpoint_url.
     cases = [
         ("S3", "s3", dict(AWS_ENDPOINT_URL_S3="http://svc:1", AWS_ENDPOINT_URL="http://glob:2"), ""),
