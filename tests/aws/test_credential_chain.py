@@ -21,28 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from awstest import Moto, TempHome, clean_env, skip  # noqa: E402
 
-PY = os.environ.get("QUARRY_PYTHON", sys.executable)
 failures = []
 
-BOTO = r"""
-import hashlib, json, sys, botocore.session
-profile = sys.argv[1] or None
-s = botocore.session.Session(profile=profile)
-if sys.argv[2] == "endpoint":
-    url = s.create_client(sys.argv[3], region_name="us-east-1").meta.endpoint_url
-    print(json.dumps({"endpoint": "" if url.endswith("amazonaws.com") else url}))
-    sys.exit(0)
-try:
-    c = s.get_credentials()
-    f = c.get_frozen_credentials()
-except Exception as e:
-    print(json.dumps({"error": type(e).__name__ + ": " + str(e)}))
-    sys.exit(0)
-h = lambda v: hashlib.sha256(v.encode()).hexdigest() if v else ""
-exp = getattr(c, "_expiry_time", None)
-print(json.dumps({"method": c.method, "access_key": f.access_key, "secret_sha256": h(f.secret_key),
-                  "token_sha256": h(f.token), "expiration": int(exp.timestamp()) if exp else 0}))
-"""
 
 
 def check(cond, what, evidence=""):
@@ -62,12 +42,34 @@ def quarry(probe, env, *args):
     return p.returncode, lines, p.stderr
 
 
-def boto(env, profile="", *extra):
-    p = subprocess.run([PY, "-c", BOTO, profile, *(extra or ("creds",))], env=env, capture_output=True, text=True,
-                       timeout=60)
-    if p.returncode:
-        return {"error": p.stderr[-2000:]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+def boto(env, profile="", what="creds", service=None):
+    """botocore's answer in this process, with os.environ swapped for env while it resolves."""
+    import botocore.credentials
+    import botocore.session
+    import botocore.tokens
+    # botocore fixes the SSO cache directory from ~ when it is imported: point it at env's HOME.
+    cache = os.path.join(env["HOME"], ".aws", "sso", "cache")
+    botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR = cache
+    botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR = cache
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        s = botocore.session.Session(profile=profile or None)
+        if what == "endpoint":
+            url = s.create_client(service, region_name="us-east-1").meta.endpoint_url
+            return {"endpoint": "" if url.endswith("amazonaws.com") else url}
+        c = s.get_credentials()
+        f = c.get_frozen_credentials()
+        exp = getattr(c, "_expiry_time", None)
+        h = lambda v: hashlib.sha256(v.encode()).hexdigest() if v else ""  # noqa: E731
+        return {"method": c.method, "access_key": f.access_key, "secret_sha256": h(f.secret_key),
+                "token_sha256": h(f.token), "expiration": int(exp.timestamp()) if exp else 0}
+    except Exception as e:  # the comparison shows it
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def same(probe, env, what, profile="", temporary=False, exact=True):
