@@ -186,7 +186,14 @@ int cmd_import(int argc, char **argv) {
             char last[32] = "";
             while (wait) {
                 bedrock_job job;
-                if (bedrock_get_import_job(h, job_arn, &job, err, sizeof err)) {
+                // A job can run for hours: temporary keys are fetched again 5 minutes before they expire.
+                int fresh = aws_credentials_refresh(&creds, 300, err, sizeof err);
+                if (fresh > 0) {
+                    signer.access_key = creds.access_key;
+                    signer.secret_key = creds.secret_key;
+                    signer.session_token = creds.session_token;
+                }
+                if (fresh < 0 || bedrock_get_import_job(h, job_arn, &job, err, sizeof err)) {
                     fprintf(stderr, "quarry import: error: %s\n(the job may still be running: %s)\n", err, job_arn);
                     rc = 1;
                     break;

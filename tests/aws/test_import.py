@@ -213,6 +213,25 @@ def body(q, url, state, home):
               and c.get("importedModelKmsKeyId") == "alias/quarry-models", "optional members sent", str(c))
     check("FQoGZXIvYXdzEXAMPLE" not in out + err and SECRET not in out + err, "no secret printed")
 
+    # 2b. keys from a credential_process that expire within the refresh margin: fetched again
+    #     before each poll of --wait (a job runs for hours), every request still botocore's.
+    reset(state)
+    helper = os.path.join(home, "helper")
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(helper, "w") as f:
+        f.write(f"#!/bin/sh\necho call >> '{home}/calls'\necho '{{\"Version\": 1, \"AccessKeyId\": \"{KEY_ID}\", "
+                f"\"SecretAccessKey\": \"{SECRET}\", \"SessionToken\": \"FQoGZXIvYXdzEXAMPLE/session+token==\", "
+                f"\"Expiration\": \"{soon}\"}}'\n")
+    os.chmod(helper, 0o700)
+    with open(os.path.join(home, "config"), "w") as f:
+        f.write(f"[profile proc]\ncredential_process = {helper}\nregion = {REGION}\n")
+    penv = clean_env(home, AWS_CONFIG_FILE=os.path.join(home, "config"), QUARRY_TEST_FIXED_TIME=FIXED)
+    rc, out, err = run([q] + common + ["--name", "llama-ft-2", "--job-name", "job-2", "--wait", "--poll-interval",
+                                       "0.05", "--quiet", "--profile", "proc"], penv)
+    calls = open(os.path.join(home, "calls")).read().count("call") if os.path.exists(os.path.join(home, "calls")) else 0
+    check(rc == 0 and MODEL_ARN in out and calls >= 4 and all(not d for _, d in state["log"]),
+          f"--wait refreshes expiring keys ({calls} credential_process runs)", f"rc={rc}\n{out}{err}")
+
     # 3. --wait on a job that fails: the failure message, exit 1.
     reset(state)
     rc, out, err = run([q] + common + ["--name", "llama-ft-3", "--job-name", "will-fail", "--wait",
