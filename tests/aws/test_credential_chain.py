@@ -334,6 +334,11 @@ s3 =
               f"an upload refreshes expiring keys ({calls} credential_process runs for 2 files, 3 parts)",
               p.stdout + p.stderr)
         check(moto.secret not in p.stdout + p.stderr, "the upload prints no secret")
+        p = subprocess.run([q, "upload", "--force", "--quiet", src, "s3://chain-bkt/run/"],
+                           env=clean_env(home, AWS_ENDPOINT_URL_S3="ftp://x", **files), capture_output=True, text=True,
+                           timeout=30)
+        check(p.returncode == 2 and "AWS_ENDPOINT_URL" in p.stderr, "a malformed AWS_ENDPOINT_URL_S3 is named, exit 2",
+              p.stderr)
 
     # 5c. credential_process's command line is split as shlex.split (botocore's compat_shell_split)
     #     splits it; malformed lines are errors in both. Expiration times as Python reads them.
