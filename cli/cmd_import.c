@@ -7,6 +7,7 @@
 #include <time.h>
 #include "args.h"
 #include "commands.h"
+#include "export/aws_config.h"
 #include "export/aws_credentials.h"
 #include "export/bedrock_import.h"
 
@@ -55,7 +56,7 @@ int cmd_import(int argc, char **argv) {
         {"job-name", ARG_STRING, &job_name, "N", "import job name (default: NAME-import-YYYYMMDD-HHMMSS)"},
         {"region", ARG_STRING, &region, "R", "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)"},
         {"profile", ARG_STRING, &profile, "P", "profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE)"},
-        {"endpoint-url", ARG_STRING, &endpoint, "URL", "Bedrock endpoint (default: https://bedrock.REGION.amazonaws.com)"},
+        {"endpoint-url", ARG_STRING, &endpoint, "URL", "Bedrock endpoint (default: AWS_ENDPOINT_URL_BEDROCK, AWS_ENDPOINT_URL, the profile's endpoint_url, else https://bedrock.REGION.amazonaws.com)"},
         {"wait", ARG_FLAG, &wait, NULL, "poll until the job completes or fails; print the imported model ARN"},
         {"poll-interval", ARG_FLOAT, &poll, "S", "seconds between status polls with --wait (default 30)"},
         {"tags", ARG_STRING, &tags_s, "K=V,...", "tags for the imported model"},
@@ -137,6 +138,14 @@ int cmd_import(int argc, char **argv) {
             have_creds = 1;
         }
     }
+    // The endpoint as the SDKs choose it: the flag, AWS_ENDPOINT_URL_BEDROCK, AWS_ENDPOINT_URL, the profile.
+    char ep_buf[600];
+    int ep = rc ? 0 : aws_endpoint_resolve(endpoint, profile, "BEDROCK", "bedrock", ep_buf, sizeof ep_buf);
+    if (ep > 0) endpoint = ep_buf;
+    if (ep < 0) {
+        fprintf(stderr, "quarry import: error: the configured Bedrock endpoint is too long\n");
+        rc = 2;
+    }
     const char *use_region = have_creds ? creds.region : NULL;
     if (!rc && !use_region && !endpoint) {
         fprintf(stderr, "quarry import: error: no AWS region: pass --region, set AWS_REGION, or set region in ~/.aws/config "
@@ -177,7 +186,14 @@ int cmd_import(int argc, char **argv) {
             char last[32] = "";
             while (wait) {
                 bedrock_job job;
-                if (bedrock_get_import_job(h, job_arn, &job, err, sizeof err)) {
+                // A job can run for hours: temporary keys are fetched again 5 minutes before they expire.
+                int fresh = aws_credentials_refresh(&creds, 300, err, sizeof err);
+                if (fresh > 0) {
+                    signer.access_key = creds.access_key;
+                    signer.secret_key = creds.secret_key;
+                    signer.session_token = creds.session_token;
+                }
+                if (fresh < 0 || bedrock_get_import_job(h, job_arn, &job, err, sizeof err)) {
                     fprintf(stderr, "quarry import: error: %s\n(the job may still be running: %s)\n", err, job_arn);
                     rc = 1;
                     break;

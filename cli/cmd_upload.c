@@ -12,6 +12,7 @@
 #include "args.h"
 #include "commands.h"
 #include "data/fileio.h"
+#include "export/aws_config.h"
 #include "export/aws_credentials.h"
 #include "export/aws_http.h"
 #include "export/cmi.h"
@@ -116,7 +117,7 @@ int cmd_upload(int argc, char **argv) {
     const arg_spec specs[] = {
         {"region", ARG_STRING, &region, "R", "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)"},
         {"profile", ARG_STRING, &profile, "P", "profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE)"},
-        {"endpoint-url", ARG_STRING, &endpoint, "URL", "S3-compatible endpoint, path-style addressing (e.g. http://127.0.0.1:5000)"},
+        {"endpoint-url", ARG_STRING, &endpoint, "URL", "S3-compatible endpoint, path-style addressing (e.g. http://127.0.0.1:5000); default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url"},
         {"part-size", ARG_BYTES, &part_size, "SIZE", "multipart part size, 5MiB..5GiB (default 64MiB)"},
         {"jobs", ARG_INT, &jobs, "N", "parts uploaded in parallel (default 4)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress display"},
@@ -130,8 +131,9 @@ int cmd_upload(int argc, char **argv) {
         "anything else, a run directory above all, is refused without --force) to S3 under the prefix: one PutObject per small file, "
         "a parallel multipart upload above --part-size, SHA-256 checksums on every request, retries with "
         "backoff. An interrupted upload resumes when the same command is run again. At the end each "
-        "object's size and checksum are verified against S3. Credentials: AWS_ACCESS_KEY_ID/"
-        "AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN] or a profile in ~/.aws/credentials.",
+        "object's size and checksum are verified against S3. Credentials: the AWS CLI's chain "
+        "(environment, role_arn, web identity, SSO, the profile's keys, credential_process); temporary keys are "
+        "refreshed before they expire.",
         specs, (int)(sizeof specs / sizeof specs[0]), 2, 2};
     const char *pos[2];
     int npos = 0;
@@ -151,9 +153,14 @@ int cmd_upload(int argc, char **argv) {
         fprintf(stderr, "quarry upload: error: %s\n", err);
         return 2;
     }
-    aws_url url;  // a malformed --endpoint-url is a usage error, found before credentials or files
-    if (endpoint && aws_url_parse(endpoint, &url, err, sizeof err)) {
-        fprintf(stderr, "quarry upload: error: --endpoint-url: %s\nusage: %s\n", err, p.usage);
+    // The endpoint as the SDKs choose it: the flag, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile.
+    const char *origin = endpoint ? "--endpoint-url" : "the endpoint set by AWS_ENDPOINT_URL[_S3] or the profile";
+    char ep_buf[2048];
+    int ep = aws_endpoint_resolve(endpoint, profile, "S3", "s3", ep_buf, sizeof ep_buf);
+    if (ep > 0) endpoint = ep_buf;
+    aws_url url;  // a malformed endpoint is a usage error, found before credentials or files
+    if (ep < 0 || (endpoint && aws_url_parse(endpoint, &url, err, sizeof err))) {
+        fprintf(stderr, "quarry upload: error: %s: %s\nusage: %s\n", origin, ep < 0 ? "too long" : err, p.usage);
         return 2;
     }
     if (endpoint) aws_url_warn_plain(&url, "upload");

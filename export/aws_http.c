@@ -156,8 +156,7 @@ static int curl_retryable(CURLcode c) {
            c == CURLE_HTTP2_STREAM;
 }
 
-// Copies the text between <tag> and </tag> (first occurrence) into out.
-static void xml_tag(const char *xml, const char *tag, char *out, size_t outlen) {
+void aws_xml_tag(const char *xml, const char *tag, char *out, size_t outlen) {
     char open[64], close[64];
     snprintf(open, sizeof open, "<%s>", tag);
     snprintf(close, sizeof close, "</%s>", tag);
@@ -190,8 +189,8 @@ static void parse_error(aws_response *r) {
     }
     if (r->body && r->body_len) {
         if (r->body[0] == '<' || strstr(r->body, "<Error>")) {
-            xml_tag(r->body, "Code", r->code, sizeof r->code);
-            xml_tag(r->body, "Message", r->message, sizeof r->message);
+            aws_xml_tag(r->body, "Code", r->code, sizeof r->code);
+            aws_xml_tag(r->body, "Message", r->message, sizeof r->message);
         } else {
             if (!r->code[0]) json_member(r->body, "__type", r->code, sizeof r->code);
             if (!r->code[0]) json_member(r->body, "code", r->code, sizeof r->code);
@@ -313,7 +312,9 @@ int aws_http_request(aws_http *h, const char *method, const char *path, const ch
         sigv4_amz_date(amz_date);
         int bad = sigv4_headers_add(&hs, "Host", h->url.host);
         for (int i = 0; extra && i < extra->n && !bad; i++) bad = sigv4_headers_add(&hs, extra->h[i].name, extra->h[i].value);
-        if (bad || sigv4_sign(h->signer, method, path, query, &hs, payload_hash, amz_date, NULL, serr, sizeof serr)) {
+        // A signer without keys sends the request unsigned (STS web identity, the SSO portal).
+        if (bad || (h->signer->access_key &&
+                    sigv4_sign(h->signer, method, path, query, &hs, payload_hash, amz_date, NULL, serr, sizeof serr))) {
             snprintf(r->message, sizeof r->message, "cannot sign the request: %s", bad ? "too many headers" : serr);
             sigv4_headers_free(&hs);
             break;

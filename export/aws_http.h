@@ -33,7 +33,8 @@ int aws_response_header(const aws_response *r, const char *name, char *out, size
 
 typedef struct aws_http aws_http;
 
-// signer: credentials, region, service (copied by pointer: must outlive the client).
+// signer: credentials, region, service (copied by pointer: must outlive the client). A signer
+// whose access_key is NULL sends requests unsigned (calls authenticated by a token instead).
 aws_http *aws_http_new(const aws_url *url, const sigv4_signer *signer, int max_attempts);
 void aws_http_free(aws_http *h);
 
@@ -47,3 +48,7 @@ int aws_http_request(aws_http *h, const char *method, const char *path, const ch
 
 // 1 for statuses/codes worth retrying (429, 500, 502, 503, 504, SlowDown, Throttling…).
 int aws_http_retryable(long status, const char *code);
+
+// Copies the text between <tag> and </tag> (first occurrence) into out; out is left as it was
+// when the tag is absent.
+void aws_xml_tag(const char *xml, const char *tag, char *out, size_t outlen);

@@ -32,6 +32,22 @@ typedef struct {
     const char *source;   // where the credentials came from, for error hints
 } s3_ctx;
 
+// Temporary keys are fetched again this long before they expire: an upload of hundreds of GB
+// outlives an hour's session, and a request signed just before the end may still be in flight.
+#define REFRESH_MARGIN_S 300
+
+// Points sg (the main signer, or a part worker's own copy) at keys valid for the next minutes.
+// Callers serialise: the main thread between files, workers under their job mutex. Replaced keys
+// stay allocated until the upload ends, so another thread's copy never dangles.
+static int fresh_signer(const s3_ctx *s, sigv4_signer *sg, char *err, size_t errlen) {
+    aws_credentials *c = s->o->creds;
+    if (aws_credentials_refresh(c, REFRESH_MARGIN_S, err, errlen) < 0) return -1;
+    sg->access_key = c->access_key;
+    sg->secret_key = c->secret_key;
+    sg->session_token = c->session_token;
+    return 0;
+}
+
 long long s3_choose_part_size(long long file_size, long long part_size) {
     if (file_size > S3_MAX_OBJECT_SIZE) return -1;
     long long ps = part_size;
@@ -400,7 +416,8 @@ static void progress_tick(part_job *pj, long long add) {
 
 static void *part_worker(void *arg) {
     part_job *pj = arg;
-    aws_http *h = aws_http_new(&pj->s->url, &pj->s->signer, MAX_ATTEMPTS);
+    sigv4_signer sg = pj->s->signer;   // this thread's own, refreshed below
+    aws_http *h = aws_http_new(&pj->s->url, &sg, MAX_ATTEMPTS);
     long long maxlen = 0;
     for (int i = 0; i < pj->nparts; i++) if (pj->parts[i].len > maxlen) maxlen = pj->parts[i].len;
     unsigned char *buf = h ? malloc((size_t)maxlen + 1) : NULL;
@@ -414,6 +431,12 @@ static void *part_worker(void *arg) {
         pthread_mutex_lock(&pj->mu);
         while (pj->next < pj->nparts && pj->parts[pj->next].done) pj->next++;
         int i = pj->failed || pj->next >= pj->nparts ? -1 : pj->next++;
+        char rerr[2048];
+        if (i >= 0 && fresh_signer(pj->s, &sg, rerr, sizeof rerr)) {
+            snprintf(pj->err, sizeof pj->err, "%s", rerr);
+            pj->failed = 1;
+            i = -1;
+        }
         pthread_mutex_unlock(&pj->mu);
         if (i < 0) break;
         part *p = &pj->parts[i];
@@ -638,7 +661,7 @@ typedef struct {
 // Sends one large file in parts. checksum receives the composite "base64(SHA-256 of the part
 // digests)-N". Returns 0, or -1 with err (the upload is aborted unless S3 was unreachable: then
 // the journal keeps it for a rerun).
-static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const src_file *f, const char *path,
+static int multipart_object(aws_http *h, s3_ctx *s, const char *dir, const src_file *f, const char *path,
                             long long part_size, run_state *rs, char *checksum, char *err, size_t errlen) {
     char full[PATH_MAX * 2];
     snprintf(full, sizeof full, "%s/%s", dir, f->rel);
@@ -734,6 +757,10 @@ static int multipart_object(aws_http *h, const s3_ctx *s, const char *dir, const
     }
 
     // CompleteMultipartUpload with every part's ETag and checksum.
+    if (fresh_signer(s, &s->signer, err, errlen)) {
+        reachable = 0;   // the parts stay in S3 for a rerun with working credentials
+        goto out_keep;
+    }
     size_t cap = (size_t)nparts * 256 + 128, len = 0;
     char *xml = malloc(cap);
     unsigned char *cat = malloc((size_t)nparts * 32);
@@ -941,6 +968,10 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
     int rc = 0;
     for (int i = 0; i < fl.n && !rc; i++) {
         src_file *f = &fl.v[i];
+        if (fresh_signer(&s, &s.signer, err, errlen)) {
+            rc = 1;
+            break;
+        }
         checksums[i] = calloc(1, 64);
         char *path = object_path(&s, f->key);
         if (!checksums[i] || !path) {
@@ -984,6 +1015,7 @@ int s3_upload_dir(const char *dir, const char *s3_uri, const s3_upload_options *
         free(path);
     }
     progress_finish(&prog);
+    if (!rc && fresh_signer(&s, &s.signer, err, errlen)) rc = 1;
     for (int i = 0; i < fl.n && !rc; i++) {
         char *path = object_path(&s, fl.v[i].key);
         if (!path || verify_object(h, &s, &fl.v[i], path, checksums[i], err, errlen)) {

@@ -24,7 +24,7 @@
 long long s3_choose_part_size(long long file_size, long long part_size);
 
 typedef struct {
-    const aws_credentials *creds;
+    aws_credentials *creds;      // temporary keys are refreshed in place before they expire
     const char *region;          // signing region; required without endpoint_url
     const char *endpoint_url;    // e.g. "http://127.0.0.1:5000": path-style addressing; NULL for AWS
     long long part_size;         // bytes, ≥ S3_MIN_PART_SIZE

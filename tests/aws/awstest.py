@@ -46,9 +46,11 @@ def run(args, env, timeout=50):
 class Moto:
     """moto_server on a free loopback port. The first 3 requests are unauthenticated: they create
     an IAM user with an allow-all policy and an access key; every later request must be signed with
-    that key (moto then checks SigV4 signatures, answering 403 SignatureDoesNotMatch)."""
+    that key (moto then checks SigV4 signatures, answering 403 SignatureDoesNotMatch).
+    auth=False: no checks at all (moto cannot authenticate unsigned calls such as
+    AssumeRoleWithWebIdentity while it checks signatures)."""
 
-    def __init__(self):
+    def __init__(self, auth=True):
         venv_bin = os.path.dirname(os.environ.get("QUARRY_PYTHON", sys.executable))
         server = os.path.join(venv_bin, "moto_server")
         if not os.access(server, os.X_OK):
@@ -59,7 +61,7 @@ class Moto:
             skip("boto3 not installed in the .venv")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3") if auth else dict(os.environ)
         self.proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
@@ -72,6 +74,8 @@ class Moto:
                     self.stop()
                     raise RuntimeError("moto_server did not start")
                 time.sleep(0.1)
+        if not auth:
+            return
         import boto3
         iam = boto3.client("iam", endpoint_url=self.url, region_name="us-east-1",
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")

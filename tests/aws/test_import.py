@@ -182,6 +182,13 @@ def body(q, url, state, home):
                                 "modelDataSource": {"s3DataSource": {"s3Uri": "s3://quarry-bkt/exports/llama-ft/"}},
                                 "clientRequestToken": "tok123"}], "the body holds the given parameters", str(state["created"]))
 
+    # 1b. the endpoint from AWS_ENDPOINT_URL_BEDROCK (a VPC endpoint or proxy), as the SDKs take it.
+    reset(state)
+    eenv = dict(env, AWS_ENDPOINT_URL_BEDROCK=url, AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    rc, out, err = run([q] + common[:-2] + ["--name", "my-llama_ft", "--job-name", "job-1", "--client-token", "tok123"],
+                       eenv)
+    check(rc == 0 and JOB_ARN in out and state["created"], "AWS_ENDPOINT_URL_BEDROCK is the endpoint", out + err)
+
     # 2. every optional member (tags, VPC, KMS), a session token, the default job name and a random
     #    client token; --wait through a throttling answer to Completed.
     reset(state)
@@ -205,6 +212,25 @@ def body(q, url, state, home):
               and c.get("jobTags") == [{"key": "run", "value": "42"}]
               and c.get("importedModelKmsKeyId") == "alias/quarry-models", "optional members sent", str(c))
     check("FQoGZXIvYXdzEXAMPLE" not in out + err and SECRET not in out + err, "no secret printed")
+
+    # 2b. keys from a credential_process that expire within the refresh margin: fetched again
+    #     before each poll of --wait (a job runs for hours), every request still botocore's.
+    reset(state)
+    helper = os.path.join(home, "helper")
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(helper, "w") as f:
+        f.write(f"#!/bin/sh\necho call >> '{home}/calls'\necho '{{\"Version\": 1, \"AccessKeyId\": \"{KEY_ID}\", "
+                f"\"SecretAccessKey\": \"{SECRET}\", \"SessionToken\": \"FQoGZXIvYXdzEXAMPLE/session+token==\", "
+                f"\"Expiration\": \"{soon}\"}}'\n")
+    os.chmod(helper, 0o700)
+    with open(os.path.join(home, "config"), "w") as f:
+        f.write(f"[profile proc]\ncredential_process = {helper}\nregion = {REGION}\n")
+    penv = clean_env(home, AWS_CONFIG_FILE=os.path.join(home, "config"), QUARRY_TEST_FIXED_TIME=FIXED)
+    rc, out, err = run([q] + common + ["--name", "llama-ft-2", "--job-name", "job-2", "--wait", "--poll-interval",
+                                       "0.05", "--quiet", "--profile", "proc"], penv)
+    calls = open(os.path.join(home, "calls")).read().count("call") if os.path.exists(os.path.join(home, "calls")) else 0
+    check(rc == 0 and MODEL_ARN in out and calls >= 4 and all(not d for _, d in state["log"]),
+          f"--wait refreshes expiring keys ({calls} credential_process runs)", f"rc={rc}\n{out}{err}")
 
     # 3. --wait on a job that fails: the failure message, exit 1.
     reset(state)
