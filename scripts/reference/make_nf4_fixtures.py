@@ -56,6 +56,8 @@ def inputs():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "../../tests/fixtures/nf4"))
+    ap.add_argument("--random", type=int, default=0,
+                    help="add N cases of random shapes and scales (a wider check, not committed)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t = {"code": F.get_4bit_type("nf4", device="cpu").float().contiguous(),
@@ -63,6 +65,11 @@ def main():
     meta = {"bitsandbytes": bitsandbytes.__version__, "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     cases = inputs()
+    g = torch.Generator().manual_seed(1919)
+    for j in range(args.random):
+        r, c = (int(v) for v in torch.randint(1, 300, (2,), generator=g))
+        x = torch.randn(r, c, generator=g) * torch.exp(torch.randn(r, 1, generator=g) * 2)
+        cases.append((f"random{j}", x, (torch.float32, torch.bfloat16)[j % 2], j % 3 != 0))
     for i, (name, x, dt, dq) in enumerate(cases):
         x = x.to(dt).contiguous()
         packed, st = F.quantize_4bit(x, blocksize=64, compress_statistics=dq, quant_type="nf4")
