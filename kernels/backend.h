@@ -36,6 +36,7 @@ typedef struct {
 } rope_table;
 
 typedef struct backend backend;
+struct nf4_tensor;   // kernels/nf4_format.h: a 4-bit NF4 weight (codes, absmax, double quant)
 
 struct backend {
     const char *name;       // "cpu" or "cuda:0"
@@ -197,6 +198,26 @@ struct backend {
     void (*moe_unpermute_backward)(backend *be, void *deo, float *dweights, const void *dy,
                                    const void *eo, const float *weights, const int32_t *pos,
                                    int N, int k, int C);
+
+    // QLoRA's frozen 4-bit weights.  w: an NF4 tensor of OC·IC weights (kernels/nf4_format.h:
+    // blocks of 64 over the flat row-major (OC, IC) matrix, absmax plain or double-quantised),
+    // its pointers device memory of this backend, the struct itself on the host.
+    // out: act (OC, IC) = the weights, each the f32 product code·absmax rounded once to act
+    // (bitsandbytes' dequantize_4bit bit for bit).
+    void (*nf4_dequantize)(backend *be, void *out, const struct nf4_tensor *w, int OC, int IC);
+    // linear_forward with the NF4 weight w (OC, IC) in place of an act one:
+    // out = (accumulate ? out : 0) + scale * (inp·Wᵀ + bias).  out: act (N, OC); inp: act
+    // (N, IC); bias: act (OC) or NULL.  workspace: act (OC, IC) where the backend dequantises
+    // the whole weight before its GEMM (cuda; contents undefined after); the cpu backend
+    // dequantises 256 rows at a time into its own scratch and takes NULL.
+    void (*nf4_linear_forward)(backend *be, void *out, const void *inp,
+                               const struct nf4_tensor *w, const void *bias, int N, int IC,
+                               int OC, float scale, int accumulate, void *workspace);
+    // dinp = (accumulate ? dinp : 0) + scale * dout·W; dout: act (N, OC), dinp: act (N, IC).
+    // The weight is frozen (no dw) and dequantised again rather than kept from the forward.
+    void (*nf4_linear_backward)(backend *be, void *dinp, const void *dout,
+                                const struct nf4_tensor *w, int N, int IC, int OC, float scale,
+                                int accumulate, void *workspace);
 
     char error[256];  // last failure of alloc, for the caller's message
 };

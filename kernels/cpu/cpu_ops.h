@@ -87,3 +87,10 @@ void cpu_moe_unpermute(backend *be, void *y, const void *eo, const float *weight
 void cpu_moe_unpermute_backward(backend *be, void *deo, float *dweights, const void *dy,
                                 const void *eo, const float *weights, const int32_t *pos, int N,
                                 int k, int C);
+void cpu_nf4_dequantize(backend *be, void *out, const struct nf4_tensor *w, int OC, int IC);
+void cpu_nf4_linear_forward(backend *be, void *out, const void *inp, const struct nf4_tensor *w,
+                            const void *bias, int N, int IC, int OC, float scale, int accumulate,
+                            void *workspace);
+void cpu_nf4_linear_backward(backend *be, void *dinp, const void *dout,
+                             const struct nf4_tensor *w, int N, int IC, int OC, float scale,
+                             int accumulate, void *workspace);

@@ -56,4 +56,5 @@ void cuda_lm_head_loss_install(backend *be);
 void cuda_adamw_install(backend *be);
 void cuda_reduce_install(backend *be);
 void cuda_moe_install(backend *be);
+void cuda_nf4_install(backend *be);
 #endif

@@ -7,6 +7,7 @@
 // a multiple of anything, lm_head chunks with a ragged last chunk, GQA ratios 1/4/8, head dims
 // 64/128 (tensor-core path) and 8/32 (plain path).
 #include "kernels/backend.h"
+#include "kernels/nf4_format.h"
 #include "kernels/rng.h"
 #include "test.h"
 #include <stdint.h>
@@ -682,6 +683,94 @@ static void test_moe(int N, int E, int k, int C, int renorm) {
     free(idx_h); free(ih); free(mask_h); free(src_h); free(pos_h);
 }
 
+// An NF4 weight of n values with random codes and scales (any bytes are a valid weight), on the
+// host; double quantised when dq.  Scales stay within [0, 0.2] so the linear's sums stay O(1).
+static nf4_tensor nf4_random(size_t n, int dq) {
+    nf4_tensor t = {0};
+    t.packed_bytes = nf4_packed_bytes(n);
+    t.packed = malloc(t.packed_bytes);
+    for (size_t i = 0; i < t.packed_bytes; i++) t.packed[i] = (uint8_t)rng_next_u64(&rng);
+    size_t nb = nf4_n_blocks(n);
+    if (dq) {
+        t.n_qabsmax = nb, t.qabsmax = malloc(nb);
+        for (size_t i = 0; i < nb; i++) t.qabsmax[i] = (uint8_t)rng_next_u64(&rng);
+        t.n_nested = nf4_n_nested(n), t.nested_absmax = malloc(t.n_nested * 4);
+        for (size_t i = 0; i < t.n_nested; i++) t.nested_absmax[i] = 0.01f + 0.09f * rng_next_uniform(&rng);
+        t.offset = 0.1f;
+    } else {
+        t.n_absmax = nb, t.absmax = malloc(nb * 4);
+        for (size_t i = 0; i < nb; i++) t.absmax[i] = 0.01f + 0.19f * rng_next_uniform(&rng);
+    }
+    return t;
+}
+
+static void *dev_copy(backend *be, const void *src, size_t bytes) {
+    if (!src) return NULL;
+    void *p = must_alloc(be, bytes);
+    be->copy_to_device(be, p, src, bytes);
+    return p;
+}
+
+// The same tensor with its buffers on be (the struct stays on the host).
+static nf4_tensor nf4_on(backend *be, const nf4_tensor *h) {
+    nf4_tensor t = *h;
+    t.packed = dev_copy(be, h->packed, h->packed_bytes);
+    t.absmax = dev_copy(be, h->absmax, h->n_absmax * 4);
+    t.qabsmax = dev_copy(be, h->qabsmax, h->n_qabsmax);
+    t.nested_absmax = dev_copy(be, h->nested_absmax, h->n_nested * 4);
+    return t;
+}
+
+static void nf4_drop(backend *be, nf4_tensor *t) {
+    void *p[] = {t->packed, t->absmax, t->qabsmax, t->nested_absmax};
+    for (int i = 0; i < 4; i++)
+        if (p[i]) be ? be->free(be, p[i]) : free(p[i]);
+}
+
+// nf4_dequantize: the CUDA bf16 weights are the CPU's f32 ones rounded once (bit-exact); the
+// NF4 linear forward/backward against the CPU's, which multiplies the unrounded f32 weights
+// (the bf16 rounding of the weight is inside TOL_BF16).  OC·IC odd, IC not a multiple of 64
+// (blocks straddle rows), several nested blocks.
+static void test_nf4(int N, int IC, int OC, int dq, int with_bias, float scale, int accumulate) {
+    char op[112];
+    snprintf(op, sizeof op, "nf4(N=%d,IC=%d,OC=%d,dq=%d,bias=%d,scale=%g,acc=%d)", N, IC, OC, dq, with_bias, scale,
+             accumulate);
+    size_t n = (size_t)OC * IC;
+    nf4_tensor h = nf4_random(n, dq), wc = nf4_on(cpu, &h), wg = nf4_on(gpu, &h);
+    buf w = mk("w", n, 1, NULL);
+    cpu->nf4_dequantize(cpu, w.c, &wc, OC, IC);
+    buf *o1[] = {&w};
+    GPU_TWICE(op, o1, gpu->nf4_dequantize(gpu, w.g, &wg, OC, IC));
+    float *c = get(cpu, w.c, n, 1), *g = get(gpu, w.g, n, 1);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&g[i], &(float){round_bf(c[i])}, 4) && !bad++) first = i;
+    CHECK(bad == 0, "%s: nf4_dequantize: %zu of %zu weights are not the CPU's rounded to bf16 (first at %zu: cuda %g, cpu %g)",
+          op, bad, n, first, g[first], c[first]);
+    free(c);
+    free(g);
+
+    buf inp = mk("inp", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf bias = mk("bias", (size_t)OC, 1, rnd((size_t)OC, 1.0f));
+    const void *bc = with_bias ? bias.c : NULL, *bg = with_bias ? bias.g : NULL;
+    buf out = mk("out", (size_t)N * OC, 1, accumulate ? rnd((size_t)N * OC, 1.0f) : NULL);
+    buf ws = mk("workspace", n, 1, NULL);
+    cpu->nf4_linear_forward(cpu, out.c, inp.c, &wc, bc, N, IC, OC, scale, accumulate, NULL);
+    buf *o2[] = {&out};
+    GPU_TWICE(op, o2, gpu->nf4_linear_forward(gpu, out.g, inp.g, &wg, bg, N, IC, OC, scale, accumulate, ws.g));
+    compare(op, &out, TOL_BF16);
+    buf dout = mk("dout", (size_t)N * OC, 1, rnd((size_t)N * OC, 1.0f));
+    buf dinp = mk("dinp", (size_t)N * IC, 1, accumulate ? rnd((size_t)N * IC, 1.0f) : NULL);
+    cpu->nf4_linear_backward(cpu, dinp.c, dout.c, &wc, N, IC, OC, scale, accumulate, NULL);
+    buf *o3[] = {&dinp};
+    GPU_TWICE(op, o3, gpu->nf4_linear_backward(gpu, dinp.g, dout.g, &wg, N, IC, OC, scale, accumulate, ws.g));
+    compare(op, &dinp, TOL_BF16);
+    drop(&w); drop(&inp); drop(&bias); drop(&out); drop(&ws); drop(&dout); drop(&dinp);
+    nf4_drop(cpu, &wc);
+    nf4_drop(gpu, &wg);
+    nf4_drop(NULL, &h);
+}
+
 // Every op pointer must be set on both backends before anything runs.
 static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
@@ -692,7 +781,7 @@ static int check_tables(void) {
         OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
         OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
-        OP(moe_unpermute_backward),
+        OP(moe_unpermute_backward), OP(nf4_dequantize), OP(nf4_linear_forward), OP(nf4_linear_backward),
 #undef OP
     };
     int missing = 0;
@@ -764,6 +853,11 @@ int main(int argc, char **argv) {
         test_moe(33, 60, 4, 27, 0);   // E not a multiple of 32, no renormalisation, odd C: plain path
         test_moe(20, 256, 8, 40, 0);  // the most experts the kernels take
         test_moe(3, 32, 4, 64, 1);    // gpt-oss-20b's router, fewer rows than a block
+    }
+    if (want("nf4")) {
+        test_nf4(37, 131, 67, 1, 1, 1.0f, 0);  // double quant, odd OC·IC, blocks across rows
+        test_nf4(20, 96, 300, 0, 0, 0.5f, 1);  // plain absmax; rows a multiple of 16, not of 64
+        test_nf4(9, 520, 300, 1, 0, 2.0f, 1);  // 2438 blocks: 10 nested blocks, the last ragged
     }
     // Model-sized shapes: real cuBLASLt tensor-core kernels, many tiles per attention block,
     // RMSNorm's dw past 48 KB of shared memory, several full lm_head chunks.

@@ -79,6 +79,9 @@ static inline unsigned __ballot_sync(unsigned, int p) {
 }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+// Separately rounded f32 steps (never fused): the host compiles without FMA contraction.
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline void __trap() { abort(); }
 // A `__shared__ T name[N]` of the kernel source: the same bytes for every thread of the block.
 static inline void *emu_static_shared(int id, size_t bytes) {
