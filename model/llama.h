@@ -139,6 +139,10 @@ typedef struct {
 typedef struct {
     double sum;               // Σ −log p(target) over trained rows
     int64_t tokens;           // trained rows (targets ≠ −1)
+    // Sparse MoE with the load-balancing loss in the objective (model_config_aux_coef > 0):
+    // aux is this forward's (transformers' aux_loss, padding rows excluded) and aux_coef its
+    // coefficient: the objective is sum/tokens + aux_coef·aux. Both 0 otherwise.
+    double aux, aux_coef;
 } model_loss;
 
 // Reads config.json (model/config.h) and checks the safetensors (model/safetensors.h): every

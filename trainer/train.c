@@ -75,7 +75,7 @@ int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint6
         int rows = e.nrows - r < micro_batch ? e.nrows - r : micro_batch;
         dataset_fill_batch(&e, r, rows, h.ids, h.targets, h.pos, h.doc_start);
         model_batch b = {rows, e.seq_len, h.ids, h.targets, h.pos, h.doc_start, 0};
-        model_loss l = {0, 0};
+        model_loss l = {0};
         if (model_forward(m, &b, 0.0f, &l)) {
             snprintf(err, errlen, "evaluation: %s", model_error(m));
             rc = -1;
@@ -306,7 +306,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             size_t off = (size_t)(first + mb * MB) * T;
             model_batch b = {r, T, h.ids + off, h.targets + off, h.pos + off, h.doc_start + off,
                              rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)(mb0 + mb)))};
-            model_loss l = {0, 0};
+            model_loss l = {0};
             // ZeRO-2 reduces every micro-batch's gradient; ZeRO-0/1 the sum, after the last.
             z.active = z.staged || mb == nmb - 1;
             if (model_forward(m, &b, grad_scale, &l) || model_backward(m) || zero_drain(&z)) {

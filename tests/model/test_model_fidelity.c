@@ -21,6 +21,8 @@ typedef struct {
     int B, T;
     int32_t *ids[2], *targets[2], *pos[2], *doc[2];
     double loss, full_losses[10], lora_losses[10];
+    double aux;               // sparse MoE: transformers' aux_loss of batch 0 (−1 when none)
+    unsigned lora_targets;    // what the LoRA run adapts (all-linear; the MoE fixtures: q,k,v,o)
     int prompt[16], nprompt, greedy[16], ngreedy;
     st_set *ref;
 } fixture;
@@ -78,6 +80,12 @@ static int load_fixture(const char *dir, fixture *fx) {
                read_ints(cJSON_GetObjectItem(bj, "doc_start"), fx->doc[b], N);
     }
     fx->loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
+    const cJSON *aux = cJSON_GetObjectItem(j, "aux_loss");
+    const cJSON *coef = cJSON_GetObjectItem(j, "aux_coef");   // aux_loss is in the loss when > 0
+    fx->aux = cJSON_IsNumber(aux) && cJSON_IsNumber(coef) && coef->valuedouble > 0 ? aux->valuedouble : -1;
+    const cJSON *lt = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "lora"), "targets");
+    char terr[256];
+    bad |= !cJSON_IsString(lt) || lora_targets_parse(lt->valuestring, &fx->lora_targets, terr, sizeof terr) != 0;
     bad |= read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
     bad |= read_doubles(cJSON_GetObjectItem(j, "lora_losses"), fx->lora_losses, 10);
     const cJSON *g = cJSON_GetObjectItem(j, "greedy");
@@ -192,8 +200,15 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
     int64_t n = trained_tokens(fx, 0);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "%s: forward: %s", name, model_error(m));
     CHECK(loss.tokens == n, "%s: %lld trained tokens, want %lld", name, (long long)loss.tokens, (long long)n);
-    double l = loss.sum / (double)loss.tokens;
+    double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
     CHECK(rel_scalar(l, fx->loss) <= LOSS_TOL, "%s: loss %.9g, transformers %.9g", name, l, fx->loss);
+    if (fx->aux < 0) {
+        CHECK(loss.aux_coef == 0, "%s: aux loss in the objective (coef %g); transformers has none", name, loss.aux_coef);
+    } else {
+        CHECK(loss.aux_coef > 0 && rel_scalar(loss.aux, fx->aux) <= LOSS_TOL, "%s: aux loss %.9g (coef %g), "
+              "transformers %.9g", name, loss.aux, loss.aux_coef, fx->aux);
+        if (!checkpoint) printf("%s: aux loss %.7f (ref %.7f)\n", name, loss.aux, fx->aux);
+    }
     if (!checkpoint) {
         size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
         float *logits = malloc(N * V * 4);
@@ -228,7 +243,7 @@ static void check_training(const char *dir, const char *name, backend *be, const
     lc.rank = 8;
     lc.alpha = 16.0f;
     lc.dropout = 0.0f;
-    lc.targets = LORA_ALL_LINEAR;
+    lc.targets = fx->lora_targets;
     model *m = open_model(dir, be, fx, lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, lora, lora ? &lc : NULL);
     CHECK(m != NULL, "%s: open", name);
     if (!m) return;
@@ -261,7 +276,7 @@ static void check_training(const char *dir, const char *name, backend *be, const
             CHECK(0, "%s %s step %d: %s", name, what, step, model_error(m));
             break;
         }
-        double l = loss.sum / (double)loss.tokens;
+        double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
         CHECK(rel_scalar(l, want[step]) <= STEP_TOL, "%s %s step %d: loss %.8g, reference %.8g", name,
               what, step, l, want[step]);
         if (step == 0) first = l;
@@ -301,7 +316,7 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
 
 int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3"};
+    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];
