@@ -789,7 +789,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
         if (!sp->full) {   // the trainer wrote the tensors
-            cJSON *ac = peft_adapter_config(&c->lc, abs_model);
+            cJSON *ac = peft_adapter_config(model_get_lora(m), abs_model);   // MoE: attention only
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);

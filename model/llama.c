@@ -395,6 +395,17 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
     }
     if (lora_config_check(lc, err, errlen) != 0) return -1;
     m->lora = *lc;
+    if (m->cfg.n_experts > 0) {
+        // MoE models: adapters on the attention only. The experts stay frozen, and so do the
+        // dense MLPs of mlp_only layers: PEFT on transformers 5 maps gate_proj/up_proj/down_proj
+        // to the fused experts, so an adapter naming them would not load as trained.
+        m->lora.targets &= LORA_ATTENTION;
+        if (!m->lora.targets) {
+            set_err(err, errlen, "%s: quarry adapts the attention of MoE models (%s); the LoRA targets name "
+                    "only MLP projections; use --lora-targets attention", m->path, m->cfg.architecture);
+            return -1;
+        }
+    }
     m->has_lora = 1;
     m->lora_s = lora_scale(lc);
     m->planned = 0;

@@ -156,6 +156,8 @@ void model_free(model *m);
 const model_config *model_get_config(const model *m);
 
 // Adds LoRA adapters (before model_plan); the base is then frozen when training with LORA.
+// On a sparse MoE model only the attention targets are kept (model_get_lora gives the effective
+// ones; refused when none is left).
 int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen);
 const lora_config *model_get_lora(const model *m);   // NULL when none
 
