@@ -1207,7 +1207,7 @@ static int moe_aux_after_forward(model *m, int N, float grad_scale, int64_t toke
     be->copy_to_host(be, h, m->d_prob_sum, (size_t)E * 4);
     be->copy_to_host(be, h + E, m->d_count, (size_t)E * 4);
     be->synchronize(be);
-    int train = grad_scale > 0.0f;
+    int train = grad_scale > 0.0f && model_config_aux_coef(&m->cfg) > 0;
     *aux = moe_aux_loss(h, h + E, E, (double)m->n_moe_layers * (double)real, model_config_aux_coef(&m->cfg),
                         (double)grad_scale * (double)tokens, train ? h + 2 * E : NULL);
     if (train) {
@@ -1287,7 +1287,7 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, N, C);
     // Sparse MoE: the padding mask, and the load-balancing statistics when the loss has them.
     moe_mask_of(m, b);
-    m->moe_stats = m->n_moe_layers > 0 && b->targets && model_config_aux_coef(c) > 0;
+    m->moe_stats = m->n_moe_layers > 0 && b->targets != NULL;   // aux is reported even when not trained on
     m->use_aux = 0;
     m->moe_failed = 0;
     if (m->moe_stats) {

@@ -139,9 +139,9 @@ typedef struct {
 typedef struct {
     double sum;               // Σ −log p(target) over trained rows
     int64_t tokens;           // trained rows (targets ≠ −1)
-    // Sparse MoE with the load-balancing loss in the objective (model_config_aux_coef > 0):
-    // aux is this forward's (transformers' aux_loss, padding rows excluded) and aux_coef its
-    // coefficient: the objective is sum/tokens + aux_coef·aux. Both 0 otherwise.
+    // Sparse MoE (with targets): aux is this forward's router load-balancing loss (transformers'
+    // aux_loss, padding rows excluded); aux_coef its weight in the objective, sum/tokens +
+    // aux_coef·aux (model_config_aux_coef: 0 unless output_router_logits). 0 without MoE.
     double aux, aux_coef;
 } model_loss;
 
