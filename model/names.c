@@ -120,6 +120,8 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 int model_tensor_check(const model_config *cfg, const st_set *s, const char *source, char *err, size_t errlen) {
     int n = model_tensor_count(cfg);
     model_tensor_info *list = malloc(sizeof *list * (size_t)n);
@@ -129,6 +131,7 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
     }
     model_tensor_list(cfg, list);
     int rc = -1;
+    const char **sorted = NULL;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_find(s, list[i].name);
         char want[64], got[64];
@@ -157,13 +160,21 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
             goto done;
         }
     }
-    // Nothing unexpected: every tensor of the file must be one of the list.
+    // Nothing unexpected: every tensor of the file must be one of the list (sorted names and a
+    // binary search: an MoE checkpoint has tens of thousands of tensors).
+    sorted = malloc(sizeof *sorted * (size_t)n);
+    if (!sorted) {
+        snprintf(err, errlen, "%s: out of memory", source);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) sorted[i] = list[i].name;
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
     for (int i = 0; i < st_count(s); i++) {
         const st_tensor *t = st_get(s, i);
         if (ends_with(t->name, ".rotary_emb.inv_freq")) continue;
         if (cfg->tie_word_embeddings && !strcmp(t->name, "lm_head.weight")) continue;
-        int found = 0;
-        for (int k = 0; k < n && !found; k++) found = !strcmp(list[k].name, t->name);
+        const char *key = t->name;
+        int found = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_name) != NULL;
         if (!found) {
             snprintf(err, errlen, "%s: unexpected tensor \"%s\" for %s with %d layers%s", source, t->name,
                      cfg->architecture, cfg->num_layers,
@@ -173,6 +184,7 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
     }
     rc = 0;
 done:
+    free(sorted);
     free(list);
     return rc;
 }
