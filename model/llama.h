@@ -1,5 +1,6 @@
 // model/llama.h — the Llama-family decoder (Llama 2/3/3.x with GQA, tied or untied
-// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases; Qwen3 with per-head q/k RMSNorm),
+// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases; Qwen3 with per-head q/k RMSNorm;
+// the sparse mixture-of-experts Qwen3-MoE and Mixtral),
 // forward and backward written once over the op table of kernels/backend.h and over block kinds
 // (an attention kind and an MLP kind chosen from the config: see llama.c), with optional LoRA
 // adapters (model/lora.h).
