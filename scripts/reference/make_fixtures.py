@@ -38,6 +38,9 @@ STEPS = 10
 LR, WD = 1e-3, 0.01
 DOCS = [[10, 14, 8], [20, 12]]   # document lengths per row (sum = T)
 PROMPT = 3                       # first tokens of each document not trained
+# Seeds other than 1234 + index: mixtral's default draw has a routing near-tie that fp32 rounding
+# flips during the 10 full fine-tuning steps (final weights 8.9e-5 off, the bound being 1e-4).
+SEEDS = {"mixtral": 4242}
 
 
 def configs():
@@ -358,7 +361,7 @@ def main():
     for i, (name, cfg) in enumerate(all_cfgs.items()):
         if args.only and name not in args.only:
             continue
-        build(name, cfg, os.path.abspath(args.out), seed=1234 + i)
+        build(name, cfg, os.path.abspath(args.out), seed=SEEDS.get(name, 1234 + i))
 
 
 if __name__ == "__main__":
