@@ -21,7 +21,8 @@
 //     (data/dataset.c pads so; a real document has at least two tokens: one with nothing to
 //     train is dropped). Padding rows are excluded from the load-balancing statistics, as
 //     transformers' attention_mask excludes them; without targets (generation) every row counts.
-//   aux loss: with model_config_aux_coef(c) = coef > 0, each training forward zeroes the summed
+//   aux loss: with a coefficient coef > 0 (model_config_aux_coef, or model_set_aux_coef: quarry
+//     train --router-aux-loss-coef), each training forward zeroes the summed
 //     statistics, every MoE layer adds to them, and after the forward aux (transformers'
 //     load_balancing_loss_func over this micro-batch) and its gradient dprob are computed on the
 //     host (moe_aux_loss) and uploaded for the backward. The trained objective of a micro-batch
@@ -145,6 +146,7 @@ struct model {
     int use_mask;                // the last forward's rows: d_mask (1 real, 0 padding), else all real
     int moe_stats;               // the layers add to prob_sum / count (a forward with the aux loss)
     int use_aux;                 // the last forward computed dprob for the backward
+    double aux_coef;             // the aux loss's weight in the objective (model_set_aux_coef)
     int moe_failed;              // a layer's routing failed (message in error)
     void *lnf;                   // act (N, C)
     float *rstdf;                // f32 (N)
@@ -339,6 +341,7 @@ static model *model_new(const model_config *cfg, backend *be, dtype act, const c
     m->cfg = *cfg;
     m->kinds = block_kinds_of(cfg);
     for (int l = 0; l < cfg->num_layers; l++) m->n_moe_layers += model_config_layer_is_moe(cfg, l);
+    m->aux_coef = model_config_aux_coef(cfg);
     snprintf(m->path, sizeof m->path, "%s", source);
     if (build_params(m, err, errlen) != 0) {
         model_free(m);
@@ -387,6 +390,22 @@ void model_free(model *m) {
 const model_config *model_get_config(const model *m) { return &m->cfg; }
 const lora_config *model_get_lora(const model *m) { return m->has_lora ? &m->lora : NULL; }
 const char *model_error(const model *m) { return m->error; }
+
+int model_set_aux_coef(model *m, double coef, char *err, size_t errlen) {
+    if (m->n_moe_layers == 0) {
+        set_err(err, errlen, "%s: --router-aux-loss-coef applies to mixture-of-experts models; %s has no MoE layer",
+                m->path, m->cfg.architecture);
+        return -1;
+    }
+    if (!(coef >= 0)) {
+        set_err(err, errlen, "the router aux loss coefficient %g must be ≥ 0", coef);
+        return -1;
+    }
+    m->aux_coef = coef;
+    return 0;
+}
+
+double model_aux_coef(const model *m) { return m->aux_coef; }
 
 int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen) {
     if (m->allocated) {
@@ -1207,8 +1226,8 @@ static int moe_aux_after_forward(model *m, int N, float grad_scale, int64_t toke
     be->copy_to_host(be, h, m->d_prob_sum, (size_t)E * 4);
     be->copy_to_host(be, h + E, m->d_count, (size_t)E * 4);
     be->synchronize(be);
-    int train = grad_scale > 0.0f && model_config_aux_coef(&m->cfg) > 0;
-    *aux = moe_aux_loss(h, h + E, E, (double)m->n_moe_layers * (double)real, model_config_aux_coef(&m->cfg),
+    int train = grad_scale > 0.0f && m->aux_coef > 0;
+    *aux = moe_aux_loss(h, h + E, E, (double)m->n_moe_layers * (double)real, m->aux_coef,
                         (double)grad_scale * (double)tokens, train ? h + 2 * E : NULL);
     if (train) {
         be->copy_to_device(be, m->d_dprob, h + 2 * E, (size_t)E * 4);
@@ -1327,7 +1346,7 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
         if (moe_aux_after_forward(m, N, train ? grad_scale : 0.0f, tokens, &aux) != 0) return -1;
         if (loss) {
             loss->aux = aux;
-            loss->aux_coef = model_config_aux_coef(c);
+            loss->aux_coef = m->aux_coef;
         }
     }
     m->fwd_ready = 1;

@@ -161,6 +161,10 @@ const model_config *model_get_config(const model *m);
 // ones; refused when none is left).
 int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen);
 const lora_config *model_get_lora(const model *m);   // NULL when none
+// Sparse MoE: the weight of the router load-balancing loss in the objective, instead of the
+// config's (model_config_aux_coef). -1 with a message for a model without MoE layers.
+int model_set_aux_coef(model *m, double coef, char *err, size_t errlen);
+double model_aux_coef(const model *m);
 
 // Computes the size of every buffer for the options; allocates nothing. 0 ok; -1 + message.
 int model_plan(model *m, const model_options *opt, model_memory *plan, char *err, size_t errlen);

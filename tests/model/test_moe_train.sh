@@ -35,6 +35,25 @@ PYEOF"
     --device cpu >"$W/$fam-gen.out" 2>"$W/$fam-gen.log"; rc=$?
   check "$fam generate on the LoRA run exits 0 ($(tail -2 "$W/$fam-gen.log"))" "[ $rc -eq 0 ] && [ -s $W/$fam-gen.out ]"
 done
+# --router-aux-loss-coef (base: the last family's, Mixtral): Mixtral's config leaves the aux loss
+# out of the objective (output_router_logits false); with the flag it is in: the first step's
+# cross-entropy is the same, its gradient is not.
+"$Q" train "${base[@]}" --method full --router-aux-loss-coef 1.0 \
+  --out "$W/mixtral-aux" >"$W/mixtral-aux.log" 2>&1; rc=$?
+check "--router-aux-loss-coef run exits 0 ($(tail -2 "$W/mixtral-aux.log"))" "[ $rc -eq 0 ]"
+check "the aux loss moves the gradient, not the cross-entropy" "$PY - $W/mixtral-full $W/mixtral-aux <<'PYEOF'
+import csv, json, sys
+a, b = (list(csv.DictReader(open(d + '/step_wise_training_metrics.csv')))[0] for d in sys.argv[1:3])
+assert a['training_loss'] == b['training_loss'], (a, b)
+assert abs(float(a['grad_norm']) - float(b['grad_norm'])) > 1e-4, (a['grad_norm'], b['grad_norm'])
+assert json.load(open(sys.argv[2] + '/run.json'))['settings']['router_aux_loss_coef'] == 1.0
+PYEOF"
+"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/dense" \
+  --seed 5 --dtype fp32 >/dev/null 2>&1
+"$Q" train --model "$W/dense" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --router-aux-loss-coef 0.1 \
+  --out "$W/dense-aux" >"$W/dense-aux.log" 2>&1; rc=$?
+check "--router-aux-loss-coef on a dense model refused ($(tail -1 "$W/dense-aux.log"))" \
+  "[ $rc -eq 1 ] && grep -q 'applies to mixture-of-experts models' $W/dense-aux.log"
 "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets gate,up \
   --out "$W/bad" >"$W/bad.log" 2>&1; rc=$?
 check "MLP-only LoRA targets on an MoE model refused ($(tail -1 "$W/bad.log"))" \
