@@ -66,7 +66,7 @@ static int write_json(const char *path, cJSON *o, char *err, size_t errlen) {
 
 typedef struct {
     const char *hp, *method, *schedule, *on_long, *truncate;
-    double lr, lora_alpha, lora_dropout, weight_decay, max_grad_norm, validation_split;
+    double lr, lora_alpha, lora_dropout, weight_decay, max_grad_norm, validation_split, router_aux;
     int epochs, batch_size, micro_batch, grad_accum, warmup, lora_r, seed, max_seq_len;
 } flag_values;
 
@@ -158,7 +158,7 @@ int cmd_train(int argc, char **argv) {
     train_settings s;
     settings_unset(&s);
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
-    flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
+    flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
     const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
@@ -182,6 +182,8 @@ int cmd_train(int argc, char **argv) {
         {"schedule", ARG_STRING, &f.schedule, "NAME", "cosine | linear | constant (default linear)"},
         {"weight-decay", ARG_FLOAT, &f.weight_decay, "WD", "AdamW weight decay, not on norms and biases (default 0)"},
         {"max-grad-norm", ARG_FLOAT, &f.max_grad_norm, "N", "clip the global gradient norm (default 1; 0 = off)"},
+        {"router-aux-loss-coef", ARG_FLOAT, &f.router_aux, "C",
+         "MoE models: weight of the router load-balancing loss (default: the config's when output_router_logits, else 0)"},
         {"max-steps", ARG_INT, &s.max_steps, "N", "stop after N optimizer steps"},
         {"method", ARG_STRING, &f.method, "lora|full", "LoRA adapters (default) or all weights"},
         {"full", ARG_FLAG, &full_flag, NULL, "same as --method full"},
@@ -318,6 +320,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!isnan(f.weight_decay)) s.weight_decay = f.weight_decay;
     if (!isnan(f.max_grad_norm)) s.max_grad_norm = f.max_grad_norm;
+    if (!isnan(f.router_aux)) s.router_aux_loss_coef = f.router_aux;
     if (!isnan(f.validation_split)) s.validation_split = f.validation_split;
     if (f.method) {
         if (!strcmp(f.method, "full")) s.full = 1;
@@ -673,6 +676,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     model *m = model_open(sp->model_dir, be, err, sizeof err);
     if (!m) goto fail;
     if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
+    if (sp->router_aux_loss_coef >= 0 && model_set_aux_coef(m, sp->router_aux_loss_coef, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
                         .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
                         .checkpoint = (model_recompute)sp->recompute};
@@ -789,7 +793,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
         if (!sp->full) {   // the trainer wrote the tensors
-            cJSON *ac = peft_adapter_config(&c->lc, abs_model);
+            cJSON *ac = peft_adapter_config(model_get_lora(m), abs_model);   // MoE: attention only
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);

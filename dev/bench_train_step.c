@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
         double w0 = clock_ms(CLOCK_MONOTONIC), c0 = clock_ms(CLOCK_PROCESS_CPUTIME_ID);
         model_zero_grads(m);
         model_batch b = {B, T, ids, tg, pos, ds, rng_mix64(99 + (uint64_t)step)};
-        model_loss l = {0, 0};
+        model_loss l = {0};
         if (model_forward(m, &b, grad_scale, &l)) { fprintf(stderr, "bench_train_step: %s\n", model_error(m)); return 1; }
         be->synchronize(be);
         double w1 = clock_ms(CLOCK_MONOTONIC);

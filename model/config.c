@@ -1,6 +1,7 @@
 // model/config.c — see config.h. Defaults are those of transformers' LlamaConfig,
-// MistralConfig, Qwen2Config and Qwen3Config for keys a config.json leaves out.
+// MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig and MixtralConfig for keys a config.json leaves out.
 #include "config.h"
+#include "moe/router.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -9,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUPPORTED_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"
+#define SUPPORTED_ARCHS \
+    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, " \
+    "MixtralForCausalLM"
 
 static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...) {
     char msg[768];
@@ -82,7 +85,7 @@ static int get_token_id(const cJSON *o, const char *key, int *out, const char *s
 
 // rope_scaling (legacy key) or rope_parameters (transformers 5): type, factor and llama3 fields.
 static int parse_rope(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
-    double theta = 10000.0;
+    double theta = cfg->arch == ARCH_MIXTRAL ? 1000000.0 : 10000.0;   // MixtralConfig.default_theta
     if (get_double(root, "rope_theta", &theta, src, err, errlen) < 0) return -1;
     cfg->rope_scaling = ROPE_SCALING_NONE;
     cfg->rope_factor = 1.0f;
@@ -151,6 +154,78 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
     return 0;
 }
 
+// The sparse MoE settings of Qwen3MoeConfig / MixtralConfig (defaults as theirs).
+static int parse_moe(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
+    cfg->n_experts = 0;
+    if (cfg->arch != ARCH_QWEN3_MOE && cfg->arch != ARCH_MIXTRAL) return 0;
+    int mixtral = cfg->arch == ARCH_MIXTRAL;
+    const char *ekey = mixtral ? "num_local_experts" : "num_experts";
+    double coef = 0.001, jitter = 0;
+    cfg->n_experts = mixtral ? 8 : 128;
+    cfg->top_k = mixtral ? 2 : 8;
+    cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : 768;
+    cfg->norm_topk_prob = mixtral;
+    cfg->decoder_sparse_step = 1;
+    cfg->output_router_logits = 0;
+    // transformers 5 saves Qwen3-MoE's num_experts under its attribute_map's num_local_experts.
+    int got = get_int(root, ekey, &cfg->n_experts, src, err, errlen);
+    if (got == 0 && !mixtral) {
+        ekey = "num_local_experts";
+        got = get_int(root, ekey, &cfg->n_experts, src, err, errlen);
+    }
+    if (got < 0 || get_int(root, "num_experts_per_tok", &cfg->top_k, src, err, errlen) < 0 ||
+        get_bool(root, "output_router_logits", &cfg->output_router_logits, src, err, errlen) < 0 ||
+        get_double(root, "router_aux_loss_coef", &coef, src, err, errlen) < 0)
+        return -1;
+    if (!mixtral && (get_int(root, "moe_intermediate_size", &cfg->moe_intermediate_size, src, err, errlen) < 0 ||
+                     get_bool(root, "norm_topk_prob", &cfg->norm_topk_prob, src, err, errlen) < 0 ||
+                     get_int(root, "decoder_sparse_step", &cfg->decoder_sparse_step, src, err, errlen) < 0))
+        return -1;
+    if (cfg->n_experts < 1 || cfg->n_experts > 4096)
+        return fail(err, errlen, src, "\"%s\" is %d; it must lie in [1, 4096]", ekey, cfg->n_experts);
+    if (cfg->top_k < 1 || cfg->top_k > cfg->n_experts)
+        return fail(err, errlen, src, "\"num_experts_per_tok\" is %d; it must lie in [1, %s = %d]", cfg->top_k, ekey,
+                    cfg->n_experts);
+    if (cfg->moe_intermediate_size < 1 || (long long)cfg->moe_intermediate_size * cfg->hidden_size > (1LL << 40))
+        return fail(err, errlen, src, "\"moe_intermediate_size\" is %d; it must be positive", cfg->moe_intermediate_size);
+    if (cfg->decoder_sparse_step < 1)
+        return fail(err, errlen, src, "\"decoder_sparse_step\" is %d; it must be at least 1", cfg->decoder_sparse_step);
+    if (!(coef >= 0)) return fail(err, errlen, src, "\"router_aux_loss_coef\" is %g; it must be at least 0", coef);
+    cfg->router_aux_loss_coef = (float)coef;
+    if (mixtral) {
+        if (get_double(root, "router_jitter_noise", &jitter, src, err, errlen) < 0) return -1;
+        if (moe_check_router_jitter(jitter, src, err, errlen)) return -2;
+    }
+    cfg->n_mlp_only = 0;
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (!mixtral && mo && !cJSON_IsNull(mo)) {
+        if (!cJSON_IsArray(mo)) return fail(err, errlen, src, "\"mlp_only_layers\" must be a list of layer indices");
+        int i = 0;
+        for (const cJSON *e = mo->child; e; e = e->next, i++) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble))
+                return fail(err, errlen, src, "\"mlp_only_layers\"[%d] must be an integer layer index", i);
+            if (e->valuedouble < 0 || e->valuedouble >= cfg->num_layers)
+                return fail(err, errlen, src, "\"mlp_only_layers\"[%d] is %g; the model has layers 0..%d "
+                            "(num_hidden_layers %d)", i, e->valuedouble, cfg->num_layers - 1, cfg->num_layers);
+            if (i >= MODEL_MAX_MLP_ONLY)
+                return fail(err, errlen, src, "\"mlp_only_layers\" lists more than %d layers", MODEL_MAX_MLP_ONLY);
+            cfg->mlp_only_layers[cfg->n_mlp_only++] = (int)e->valuedouble;
+        }
+    }
+    return 0;
+}
+
+int model_config_layer_is_moe(const model_config *cfg, int l) {
+    if (cfg->n_experts <= 0) return 0;
+    for (int i = 0; i < cfg->n_mlp_only; i++)
+        if (cfg->mlp_only_layers[i] == l) return 0;
+    return (l + 1) % cfg->decoder_sparse_step == 0;
+}
+
+double model_config_aux_coef(const model_config *cfg) {
+    return cfg->n_experts > 0 && cfg->output_router_logits ? cfg->router_aux_loss_coef : 0.0;
+}
+
 int model_config_parse(model_config *cfg, const char *json, const char *src, char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
     if (!src) src = "config.json";
@@ -212,8 +287,10 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         else if (!strcmp(mt->valuestring, "mistral")) arch = "MistralForCausalLM";
         else if (!strcmp(mt->valuestring, "qwen2")) arch = "Qwen2ForCausalLM";
         else if (!strcmp(mt->valuestring, "qwen3")) arch = "Qwen3ForCausalLM";
+        else if (!strcmp(mt->valuestring, "qwen3_moe")) arch = "Qwen3MoeForCausalLM";
+        else if (!strcmp(mt->valuestring, "mixtral")) arch = "MixtralForCausalLM";
         else {
-            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2, qwen3 (%s)",
+            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral (%s)",
                  mt->valuestring, SUPPORTED_ARCHS);
             goto done;
         }
@@ -226,6 +303,8 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     else if (!strcmp(arch, "MistralForCausalLM")) cfg->arch = ARCH_MISTRAL;
     else if (!strcmp(arch, "Qwen2ForCausalLM")) cfg->arch = ARCH_QWEN2;
     else if (!strcmp(arch, "Qwen3ForCausalLM")) cfg->arch = ARCH_QWEN3;
+    else if (!strcmp(arch, "Qwen3MoeForCausalLM")) cfg->arch = ARCH_QWEN3_MOE;
+    else if (!strcmp(arch, "MixtralForCausalLM")) cfg->arch = ARCH_MIXTRAL;
     else {
         rc = unsupported(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
         goto done;
@@ -241,7 +320,9 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
 
     int r = get_int(root, "num_key_value_heads", &cfg->num_kv_heads, src, err, errlen);
     if (r < 0) goto done;
-    if (r == 0) cfg->num_kv_heads = cfg->arch == ARCH_MISTRAL ? 8 : cfg->num_heads;
+    if (r == 0) cfg->num_kv_heads = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL ? 8
+                                    : cfg->arch == ARCH_QWEN3_MOE                     ? 4
+                                                                                      : cfg->num_heads;
     if (cfg->num_kv_heads <= 0 || cfg->num_heads % cfg->num_kv_heads) {
         fail(err, errlen, src, "num_key_value_heads (%d) must be positive and divide num_attention_heads (%d)",
              cfg->num_kv_heads, cfg->num_heads);
@@ -272,14 +353,16 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         goto done;
     }
 
-    cfg->max_position_embeddings = cfg->arch == ARCH_LLAMA ? 2048 : cfg->arch == ARCH_MISTRAL ? 4096 * 32 : 32768;
+    cfg->max_position_embeddings = cfg->arch == ARCH_LLAMA                                  ? 2048
+                                   : cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL ? 4096 * 32
+                                                                                            : 32768;
     if (get_int(root, "max_position_embeddings", &cfg->max_position_embeddings, src, err, errlen) < 0) goto done;
     if (cfg->max_position_embeddings <= 0) {
         fail(err, errlen, src, "max_position_embeddings must be positive");
         goto done;
     }
 
-    double eps = 1e-6;
+    double eps = cfg->arch == ARCH_MIXTRAL ? 1e-5 : 1e-6;
     if (get_double(root, "rms_norm_eps", &eps, src, err, errlen) < 0) goto done;
     if (!((float)eps > 0)) {
         fail(err, errlen, src, "rms_norm_eps %g must be positive", eps);
@@ -304,15 +387,16 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     if (get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err, errlen) < 0) goto done;
 
     cfg->attention_bias = cfg->arch == ARCH_QWEN2;
-    if ((cfg->arch == ARCH_LLAMA || cfg->arch == ARCH_QWEN3) &&
+    int qwen3 = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE;
+    if ((cfg->arch == ARCH_LLAMA || qwen3) &&
         get_bool(root, "attention_bias", &cfg->attention_bias, src, err, errlen) < 0)
         goto done;
-    if (cfg->arch == ARCH_QWEN3 && cfg->attention_bias) {
+    if (qwen3 && cfg->attention_bias) {
         // Qwen3 would put a bias on o_proj too, which no published Qwen3 has.
         rc = unsupported(err, errlen, src, "attention_bias true is not supported for Qwen3 (q/k/v/o biases); supported: false");
         goto done;
     }
-    cfg->qk_norm = cfg->arch == ARCH_QWEN3;
+    cfg->qk_norm = qwen3;
     cfg->mlp_bias = 0;
     if (get_bool(root, "mlp_bias", &cfg->mlp_bias, src, err, errlen) < 0) goto done;
     if (cfg->mlp_bias) {
@@ -327,17 +411,18 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     }
 
     cfg->sliding_window = 0;
-    if (cfg->arch == ARCH_MISTRAL) {
-        // MistralConfig's default is 4096 when the key is absent; null means full attention.
+    if (cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL) {
+        // MistralConfig's default is 4096 when the key is absent (MixtralConfig's: none); null
+        // means full attention.
         const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-        if (!sw) cfg->sliding_window = 4096;
+        if (!sw) cfg->sliding_window = cfg->arch == ARCH_MISTRAL ? 4096 : 0;
         else if (get_int(root, "sliding_window", &cfg->sliding_window, src, err, errlen) < 0) goto done;
         if (cfg->sliding_window < 0) {
             fail(err, errlen, src, "sliding_window must be positive or null");
             goto done;
         }
-    } else if (cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3) {
-        const char *family = cfg->arch == ARCH_QWEN2 ? "Qwen2" : "Qwen3";
+    } else if (cfg->arch == ARCH_QWEN2 || qwen3) {
+        const char *family = cfg->arch == ARCH_QWEN2 ? "Qwen2" : cfg->arch == ARCH_QWEN3 ? "Qwen3" : "Qwen3-MoE";
         int usw = 0;
         if (get_bool(root, "use_sliding_window", &usw, src, err, errlen) < 0) goto done;
         if (usw) {
@@ -367,7 +452,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         }
     }
 
-    int qwen = cfg->arch == ARCH_QWEN2 || cfg->arch == ARCH_QWEN3;
+    int qwen = cfg->arch == ARCH_QWEN2 || qwen3;
     cfg->bos_token_id = qwen ? -1 : 1;
     cfg->eos_token_id = qwen ? -1 : 2;
     if (cJSON_GetObjectItemCaseSensitive(root, "bos_token_id")) cfg->bos_token_id = -1;
@@ -397,6 +482,10 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         goto done;
     }
     cfg->initializer_range = (float)ir;
+    if ((r = parse_moe(cfg, root, src, err, errlen)) != 0) {
+        rc = r;
+        goto done;
+    }
     rc = 0;
 done:
     cJSON_Delete(root);
@@ -494,11 +583,14 @@ size_t model_config_num_params(const model_config *cfg) {
     const size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size, F = (size_t)cfg->intermediate_size;
     const size_t q = (size_t)cfg->num_heads * cfg->head_dim, kv = (size_t)cfg->num_kv_heads * cfg->head_dim;
     size_t layer = C * q + 2 * C * kv + q * C   // q, k, v, o
-                   + 3 * C * F                  // gate, up, down
                    + 2 * C;                     // input and post-attention norms
     if (cfg->attention_bias) layer += q + 2 * kv;
     if (cfg->qk_norm) layer += 2 * (size_t)cfg->head_dim;
     size_t n = V * C + (size_t)cfg->num_layers * layer + C;
+    for (int l = 0; l < cfg->num_layers; l++)   // gate, up, down: dense, or router + experts
+        n += model_config_layer_is_moe(cfg, l)
+                 ? (size_t)cfg->n_experts * (C + 3 * C * (size_t)cfg->moe_intermediate_size)
+                 : 3 * C * F;
     if (!cfg->tie_word_embeddings) n += V * C;
     return n;
 }

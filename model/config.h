@@ -1,12 +1,15 @@
 // model/config.h — a Hugging Face config.json read into the shape of a Llama-family decoder:
-// LlamaForCausalLM (Llama 2, 3, 3.1–3.3), MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
+// LlamaForCausalLM (Llama 2, 3, 3.1–3.3), MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+// and the sparse mixture-of-experts Qwen3MoeForCausalLM and MixtralForCausalLM.
 // The architecture only chooses defaults and settings: the decoder reads the properties below
 // (biases, q/k norm, window), never the architecture (model/llama.c's block kinds). Anything
 // else, or a setting this code does not implement, is refused with what is supported.
 #pragma once
 #include <stddef.h>
 
-typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3 } model_arch;
+typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN3_MOE, ARCH_MIXTRAL } model_arch;
+
+#define MODEL_MAX_MLP_ONLY 256
 typedef enum { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } rope_scaling_type;
 
 typedef struct {
@@ -14,7 +17,7 @@ typedef struct {
     char architecture[64];       // "LlamaForCausalLM", ...
     int vocab_size;
     int hidden_size;             // C
-    int intermediate_size;       // F
+    int intermediate_size;       // F: the dense MLP's (Mixtral: each expert's)
     int num_layers;
     int num_heads;
     int num_kv_heads;
@@ -35,7 +38,24 @@ typedef struct {
     int bos_token_id, eos_token_id;      // -1 when absent (eos may be a list: the first)
     char torch_dtype[16];        // "bfloat16", "float16", "float32" (recorded for export)
     float initializer_range;     // for `quarry init`
+    // Sparse MoE (Qwen3-MoE, Mixtral); n_experts 0: every layer's MLP is dense. Which layers
+    // are sparse: model_config_layer_is_moe.
+    int n_experts;               // num_experts (Qwen3-MoE) / num_local_experts (Mixtral)
+    int top_k;                   // num_experts_per_tok (≤ n_experts)
+    int moe_intermediate_size;   // each expert's I (Mixtral: intermediate_size)
+    int norm_topk_prob;          // renormalise the top-k weights (Mixtral: always)
+    int decoder_sparse_step;     // Qwen3-MoE: layer l is sparse when (l + 1) % step == 0 ...
+    int n_mlp_only;              // ... and l is not one of mlp_only_layers[0 .. n_mlp_only)
+    int mlp_only_layers[MODEL_MAX_MLP_ONLY];
+    float router_aux_loss_coef;  // config.json's
+    int output_router_logits;    // transformers adds coef·aux to the loss only when this is true
 } model_config;
+
+// 1 when layer l's MLP is a sparse MoE block, 0 when dense.
+int model_config_layer_is_moe(const model_config *cfg, int l);
+// The coefficient of the load-balancing loss in the trained objective: router_aux_loss_coef
+// when output_router_logits is true (as transformers' *ForCausalLM.forward), else 0.
+double model_config_aux_coef(const model_config *cfg);
 
 // Reads DIR/config.json (or a config.json path). 0 on success; with a message in err, -1 when the
 // config cannot describe a decoder (unreadable, not JSON, a size missing, mistyped, too large or

@@ -8,9 +8,29 @@
 //   attention kind: q/k/v biases (Qwen2, Llama's attention_bias), per-head RMSNorm of q and k
 //                   before RoPE (Qwen3), a sliding window (Mistral: sequences longer than it are
 //                   refused by the plan, so the window never masks anything).
-//   MLP kind:       dense SwiGLU (gate, up, down); a sparse mixture of experts slots in beside
-//                   it in mlp_forward / mlp_backward and the kind's weights and activations.
+//   MLP kind:       dense SwiGLU (gate, up, down), or a sparse mixture of experts (Qwen3-MoE,
+//                   Mixtral: router, dispatch, experts over model/moe's block API), chosen per
+//                   layer (Qwen3-MoE's mlp_only_layers / decoder_sparse_step keep some dense).
+//
+// The sparse MoE kind:
+//   weights: the router (E, C) and every expert's gate, up (I, C) and down (C, I) are separate
+//     parameters under their published names, laid out consecutively (all gates, all ups, all
+//     downs of a layer), so that each projection's E matrices form the (E, I, C) / (E, C, I)
+//     stack model/moe reads (model_new refuses shapes whose rounding would break contiguity).
+//   padding: a row of a packed batch is padding when it is a one-token document with target −1
+//     (data/dataset.c pads so; a real document has at least two tokens: one with nothing to
+//     train is dropped). Padding rows are excluded from the load-balancing statistics, as
+//     transformers' attention_mask excludes them; without targets (generation) every row counts.
+//   aux loss: with a coefficient coef > 0 (model_config_aux_coef, or model_set_aux_coef: quarry
+//     train --router-aux-loss-coef), each training forward zeroes the summed
+//     statistics, every MoE layer adds to them, and after the forward aux (transformers'
+//     load_balancing_loss_func over this micro-batch) and its gradient dprob are computed on the
+//     host (moe_aux_loss) and uploaded for the backward. The trained objective of a micro-batch
+//     is CE_sum·grad_scale + coef·aux·(grad_scale·trained tokens): with one micro-batch exactly
+//     transformers' mean CE + coef·aux; with gradient accumulation the aux terms of the
+//     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
+#include "moe/block.h"
 #include "names.h"
 #include "safetensors.h"
 #include "../kernels/rng.h"
@@ -27,15 +47,18 @@ typedef struct {
     int window;                  // sliding window in tokens; 0 = none
 } attn_kind;
 
-typedef enum { MLP_DENSE_SWIGLU = 0 } mlp_kind;
+typedef enum { MLP_DENSE_SWIGLU = 0, MLP_SPARSE_MOE } mlp_kind;
 
 typedef struct {
     attn_kind attn;
-    mlp_kind mlp;
+    mlp_kind mlp;                // the sparse layers' kind when the model has any
+    moe_dims moe;                // sparse MoE: its shape (every sparse layer has the same)
 } block_kinds;
 
 static block_kinds block_kinds_of(const model_config *c) {
-    block_kinds k = {{c->attention_bias, c->qk_norm, c->sliding_window}, MLP_DENSE_SWIGLU};
+    block_kinds k = {{c->attention_bias, c->qk_norm, c->sliding_window},
+                     c->n_experts > 0 ? MLP_SPARSE_MOE : MLP_DENSE_SWIGLU,
+                     {c->hidden_size, c->moe_intermediate_size, c->n_experts, c->top_k, c->norm_topk_prob}};
     return k;
 }
 
@@ -50,6 +73,11 @@ typedef struct {
     model_param *norm[2];        // input_layernorm, post_attention_layernorm (C)
     linear_layer lin[LORA_NUM_TARGETS];   // attention's q, k, v, o; the dense MLP's gate, up, down
     model_param *qk_norm[2];     // attention with qk_norm: q_norm, k_norm (hd); else NULL
+    // Sparse MoE layers (lin[GATE..DOWN] unused): the router (E, C) and the first expert's
+    // gate, up, down: expert e's is experts[j] + e, its memory contiguous after expert e − 1's.
+    mlp_kind mlp;
+    model_param *router;
+    model_param *experts[3];
 } layer_weights;
 
 // What one layer's forward keeps for its backward. With full recomputation every layer shares
@@ -62,6 +90,7 @@ typedef struct {
     void *q_raw, *k_raw;         // qk_norm: q, k before their norm (then q, k are normed, roped)
     float *rstd_q, *rstd_k;      // qk_norm: (N·H), (N·KV)
     void *lora_h[LORA_NUM_TARGETS];                               // (N, r): dropout(x)·Aᵀ
+    moe_saved moe;               // sparse MoE layers (sets that serve one)
 } layer_acts;
 
 typedef struct {
@@ -105,6 +134,20 @@ struct model {
     int32_t *d_ids, *d_targets, *d_pos, *d_doc;  // i32 (N)
     void **resid;                // L+1 of act (N, C): the input of each layer, then the last output
     layer_acts *acts;            // L sets, or 1 with checkpointing / without training
+    // Sparse MoE: scratch shared by the layers, the load-balancing statistics (device f32 (E)
+    // each: prob_sum, count, then dprob) and the padding mask (device i32 (N)); host memory for
+    // the routing (moe_block_sizes' host parts), the aux loss of the last forward.
+    int n_moe_layers;
+    moe_scratch moe_t;
+    float *d_prob_sum, *d_count, *d_dprob;
+    int32_t *d_mask, *h_mask;
+    void *moe_host;
+    size_t moe_host_bytes;
+    int use_mask;                // the last forward's rows: d_mask (1 real, 0 padding), else all real
+    int moe_stats;               // the layers add to prob_sum / count (a forward with the aux loss)
+    int use_aux;                 // the last forward computed dprob for the backward
+    double aux_coef;             // the aux loss's weight in the objective (model_set_aux_coef)
+    int moe_failed;              // a layer's routing failed (message in error)
     void *lnf;                   // act (N, C)
     float *rstdf;                // f32 (N)
     float *losses;               // f32 (N)
@@ -175,6 +218,8 @@ static int build_params(model *m, char *err, size_t errlen) {
     int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) +
                     (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
     int cap = 3 + L * per_layer;
+    for (int l = 0; l < L; l++)
+        if (model_config_layer_is_moe(c, l)) cap += 1 + 3 * c->n_experts;
     free(m->params);
     free(m->layers);
     free(m->trained);
@@ -204,8 +249,10 @@ static int build_params(model *m, char *err, size_t errlen) {
         layer_weights *lw = &m->layers[l];
         seg = l;
         ADD(lw->norm[NORM_IN], 1, c->hidden_size, 0, "model.layers.%d.input_layernorm.weight", l);
+        lw->mlp = model_config_layer_is_moe(c, l) ? MLP_SPARSE_MOE : MLP_DENSE_SWIGLU;
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             linear_layer *ll = &lw->lin[t];
+            if (lw->mlp == MLP_SPARSE_MOE && t >= LORA_GATE) break;
             linear_dims(c, t, &ll->in, &ll->out);
             linear_module_name(mod, sizeof mod, l, t);
             ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
@@ -216,6 +263,19 @@ static int build_params(model *m, char *err, size_t errlen) {
                 ADD(lw->qk_norm[1], 1, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
             }
             ADD(lw->norm[NORM_POST], 1, c->hidden_size, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        }
+        if (lw->mlp == MLP_SPARSE_MOE) {
+            const int E = c->n_experts, I = c->moe_intermediate_size, C = c->hidden_size;
+            static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
+            model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
+            ADD(lw->router, 2, E, C, "%s", mod);
+            for (int j = 0; j < 3; j++)
+                for (int e = 0; e < E; e++) {
+                    model_param *p;
+                    model_tensor_name_of(c, roles[j], l, e, mod, sizeof mod);
+                    ADD(p, 2, j == 2 ? C : I, j == 2 ? I : C, "%s", mod);
+                    if (e == 0) lw->experts[j] = p;
+                }
         }
     }
     seg = L;
@@ -229,6 +289,7 @@ static int build_params(model *m, char *err, size_t errlen) {
         for (int l = 0; l < L; l++)
             for (int t = 0; t < LORA_NUM_TARGETS; t++) {
                 if (!(m->lora.targets & (1u << t))) continue;
+                if (m->layers[l].mlp == MLP_SPARSE_MOE && t >= LORA_GATE) continue;   // experts: frozen
                 linear_layer *ll = &m->layers[l].lin[t];
                 seg = l;
                 linear_module_name(mod, sizeof mod, l, t);
@@ -255,6 +316,21 @@ static model *model_new(const model_config *cfg, backend *be, dtype act, const c
                 "and head_dim %d even", source, cfg->num_heads, cfg->num_kv_heads, cfg->head_dim);
         return NULL;
     }
+    if (cfg->n_experts > 0) {
+        // Each expert matrix must end where the next begins (see the MoE kind above): I·C a
+        // multiple of 32 elements keeps the 64-byte and 16-element roundings of the layout exact.
+        char why[256];
+        block_kinds k = block_kinds_of(cfg);
+        if (moe_dims_check(&k.moe, why, sizeof why) != 0) {
+            set_err(err, errlen, "%s: error: %s", source, why);
+            return NULL;
+        }
+        if ((size_t)cfg->moe_intermediate_size * (size_t)cfg->hidden_size % 32 != 0) {
+            set_err(err, errlen, "%s: moe_intermediate_size %d × hidden_size %d is not a multiple of 32, "
+                    "which quarry's expert layout needs", source, cfg->moe_intermediate_size, cfg->hidden_size);
+            return NULL;
+        }
+    }
     model *m = calloc(1, sizeof *m);
     if (!m) {
         set_err(err, errlen, "out of host memory");
@@ -264,6 +340,8 @@ static model *model_new(const model_config *cfg, backend *be, dtype act, const c
     m->act_dtype = act;
     m->cfg = *cfg;
     m->kinds = block_kinds_of(cfg);
+    for (int l = 0; l < cfg->num_layers; l++) m->n_moe_layers += model_config_layer_is_moe(cfg, l);
+    m->aux_coef = model_config_aux_coef(cfg);
     snprintf(m->path, sizeof m->path, "%s", source);
     if (build_params(m, err, errlen) != 0) {
         model_free(m);
@@ -304,12 +382,30 @@ void model_free(model *m) {
     free(m->acts);
     free(m->h_losses);
     free(m->dec_ids);
+    free(m->moe_host);
+    free(m->h_mask);
     free(m);
 }
 
 const model_config *model_get_config(const model *m) { return &m->cfg; }
 const lora_config *model_get_lora(const model *m) { return m->has_lora ? &m->lora : NULL; }
 const char *model_error(const model *m) { return m->error; }
+
+int model_set_aux_coef(model *m, double coef, char *err, size_t errlen) {
+    if (m->n_moe_layers == 0) {
+        set_err(err, errlen, "%s: --router-aux-loss-coef applies to mixture-of-experts models; %s has no MoE layer",
+                m->path, m->cfg.architecture);
+        return -1;
+    }
+    if (!(coef >= 0)) {
+        set_err(err, errlen, "the router aux loss coefficient %g must be ≥ 0", coef);
+        return -1;
+    }
+    m->aux_coef = coef;
+    return 0;
+}
+
+double model_aux_coef(const model *m) { return m->aux_coef; }
 
 int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen) {
     if (m->allocated) {
@@ -318,6 +414,17 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
     }
     if (lora_config_check(lc, err, errlen) != 0) return -1;
     m->lora = *lc;
+    if (m->cfg.n_experts > 0) {
+        // MoE models: adapters on the attention only. The experts stay frozen, and so do the
+        // dense MLPs of mlp_only layers: PEFT on transformers 5 maps gate_proj/up_proj/down_proj
+        // to the fused experts, so an adapter naming them would not load as trained.
+        m->lora.targets &= LORA_ATTENTION;
+        if (!m->lora.targets) {
+            set_err(err, errlen, "%s: quarry adapts the attention of MoE models (%s); the LoRA targets name "
+                    "only MLP projections; use --lora-targets attention", m->path, m->cfg.architecture);
+            return -1;
+        }
+    }
     m->has_lora = 1;
     m->lora_s = lora_scale(lc);
     m->planned = 0;
@@ -442,10 +549,27 @@ static void layout_acts(model *m, arena *a) {
     // Selective: ln1 and ln2 are never live together (ln2 is written after q, k, v consumed
     // ln1; the backward recomputes each just before its use), so one (N, C) buffer holds
     // either; act (N, F) is the other. All layers share the two.
+    int dense_any = 0, moe_any = 0;
+    for (int l = 0; l < L; l++) {
+        dense_any |= m->layers[l].mlp == MLP_DENSE_SWIGLU;
+        moe_any |= m->layers[l].mlp == MLP_SPARSE_MOE;
+    }
     void *shared_ln = selective ? arena_take(a, N * C * as) : NULL;
-    void *shared_act = selective ? arena_take(a, N * F * as) : NULL;
+    void *shared_act = selective && dense_any ? arena_take(a, N * F * as) : NULL;
+    // Sparse MoE: the routing's host memory (offsets per set, the sort's scratch) in moe_host.
+    moe_sizes ms = {0};
+    arena host = {m->moe_host, 0};
+    if (moe_any) moe_block_sizes(&m->kinds.moe, (int)N, m->act_dtype, &ms);
     for (int s = 0; s < nsets; s++) {
         layer_acts *x = &m->acts[s];
+        // A set serves its own layer, or every layer when shared.
+        int dense = nsets == L ? m->layers[s].mlp == MLP_DENSE_SWIGLU : dense_any;
+        int sparse = nsets == L ? m->layers[s].mlp == MLP_SPARSE_MOE : moe_any;
+        memset(&x->moe, 0, sizeof x->moe);
+        if (sparse) {
+            void *dev = arena_take(a, ms.saved_device), *h = arena_take(&host, ms.saved_host);
+            moe_saved_carve(&m->kinds.moe, (int)N, m->act_dtype, dev, h, &x->moe);
+        }
         x->ln1 = selective ? shared_ln : arena_take(a, N * C * as);
         x->q = arena_take(a, N * Q * as);
         x->k = arena_take(a, N * K * as);
@@ -453,9 +577,9 @@ static void layout_acts(model *m, arena *a) {
         x->att = arena_take(a, N * Q * as);
         x->mid = arena_take(a, N * C * as);
         x->ln2 = selective ? shared_ln : arena_take(a, N * C * as);
-        x->gate = arena_take(a, N * F * as);
-        x->up = arena_take(a, N * F * as);
-        x->act = selective ? shared_act : arena_take(a, N * F * as);
+        x->gate = dense ? arena_take(a, N * F * as) : NULL;
+        x->up = dense ? arena_take(a, N * F * as) : NULL;
+        x->act = !dense ? NULL : selective ? shared_act : arena_take(a, N * F * as);
         x->rstd1 = arena_take(a, N * 4);
         x->rstd2 = arena_take(a, N * 4);
         x->lse = arena_take(a, N * (size_t)c->num_heads * 4);
@@ -475,6 +599,18 @@ static void layout_acts(model *m, arena *a) {
             m->acts[s].v = arena_take(a, N * K * as);
         }
     }
+    memset(&m->moe_t, 0, sizeof m->moe_t);
+    m->d_prob_sum = m->d_count = m->d_dprob = NULL;
+    m->d_mask = NULL;
+    if (moe_any) {
+        void *dev = arena_take(a, ms.scratch_device), *h = arena_take(&host, ms.scratch_host);
+        moe_scratch_carve(&m->kinds.moe, (int)N, m->act_dtype, dev, h, &m->moe_t);
+        m->d_prob_sum = arena_take(a, (size_t)c->n_experts * 4);
+        m->d_count = arena_take(a, (size_t)c->n_experts * 4);
+        m->d_dprob = arena_take(a, (size_t)c->n_experts * 4);
+        m->d_mask = arena_take(a, N * 4);
+    }
+    m->moe_host_bytes = host.off;
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -490,9 +626,9 @@ static void layout_acts(model *m, arena *a) {
         m->dk = arena_take(a, N * K * as);
         m->dv = arena_take(a, N * K * as);
         m->datt = arena_take(a, N * Q * as);
-        m->dgate = arena_take(a, N * F * as);
-        m->dup = arena_take(a, N * F * as);
-        m->dact = arena_take(a, N * F * as);
+        m->dgate = dense_any ? arena_take(a, N * F * as) : NULL;
+        m->dup = dense_any ? arena_take(a, N * F * as) : NULL;
+        m->dact = dense_any ? arena_take(a, N * F * as) : NULL;
         m->dlh = r ? arena_take(a, N * r * as) : NULL;
         m->dxdrop = dropout ? arena_take(a, N * in * as) : NULL;
     }
@@ -648,6 +784,27 @@ static void upload(model *m, model_param *p, const float *host, float *staging) 
     if (p->trained && p->own_len) be->copy(be, p->master, staging + p->own_begin, p->own_len * 4);
 }
 
+// Each expert's matrices must follow the previous expert's (the stacks model/moe reads).
+static int check_expert_layout(const model *m, char *err, size_t errlen) {
+    size_t as = act_size(m);
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const layer_weights *lw = &m->layers[l];
+        if (lw->mlp != MLP_SPARSE_MOE) continue;
+        for (int j = 0; j < 3; j++)
+            for (int e = 1; e < m->cfg.n_experts; e++) {
+                const model_param *p0 = lw->experts[j], *p = p0 + e;
+                int ok = (char *)p->act == (char *)p0->act + (size_t)e * p0->n * as &&
+                         (!p0->grad || p->grad == p0->grad + (size_t)e * p0->n);
+                if (!ok) {
+                    set_err(err, errlen, "%s: internal error: expert %d of layer %d is not laid out after "
+                            "expert %d", m->path, e, l, e - 1);
+                    return -1;
+                }
+            }
+    }
+    return 0;
+}
+
 int model_allocate(model *m, char *err, size_t errlen) {
     backend *be = m->be;
     if (!m->planned) {
@@ -686,10 +843,20 @@ int model_allocate(model *m, char *err, size_t errlen) {
             return -1;
         }
     }
+    size_t Nrows = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
+    if (m->moe_host_bytes) {
+        m->moe_host = malloc(m->moe_host_bytes);
+        m->h_mask = malloc(Nrows * sizeof *m->h_mask);
+        if (!m->moe_host || !m->h_mask) {
+            set_err(err, errlen, "out of host memory for the MoE routing (%zu bytes)", m->moe_host_bytes);
+            return -1;
+        }
+    }
     arena w = {m->buf_weights, 0}, ms = {m->buf_masters, 0}, g = {m->buf_grads, 0};
     arena mo = {m->buf_moments, 0}, a = {m->buf_acts, 0};
     layout_params(m, &w, &ms, &g, &mo);
     layout_acts(m, &a);
+    if (check_expert_layout(m, err, errlen) != 0) return -1;
     if (m->buf_grads) be->memset_zero(be, m->buf_grads, m->plan.grads);
     if (m->buf_moments) be->memset_zero(be, m->buf_moments, m->plan.moments);
 
@@ -972,17 +1139,103 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
 
+static moe_weights moe_weights_of(const layer_weights *lw) {
+    moe_weights w = {lw->router->act, {lw->experts[0]->act, lw->experts[1]->act, lw->experts[2]->act}};
+    return w;
+}
+
+// Sparse MoE block: resid[l+1] = mid + moe(ln2), ln2 = rmsnorm(mid) (model/moe/block.h).
+static void mlp_moe_forward(model *m, int l, layer_acts *x, int N) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    int C = c->hidden_size;
+    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    moe_weights w = moe_weights_of(lw);
+    char why[160];
+    if (moe_block_forward(be, &m->kinds.moe, &w, &x->moe, &m->moe_t, x->ln2, m->resid[l + 1],
+                          m->use_mask ? m->d_mask : NULL, m->moe_stats ? m->d_prob_sum : NULL,
+                          m->moe_stats ? m->d_count : NULL, N, why, sizeof why) != 0) {
+        snprintf(m->error, sizeof m->error, "layer %d: %s", l, why);
+        m->moe_failed = 1;
+    }
+    be->add(be, m->resid[l + 1], m->resid[l + 1], x->mid, (size_t)N * (size_t)C);
+}
+
+// dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂mid on return.
+static void mlp_moe_backward(model *m, int l, layer_acts *x, int N) {
+    backend *be = m->be;
+    const model_config *c = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    int C = c->hidden_size;
+    if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
+        be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    moe_weights w = moe_weights_of(lw);
+    moe_grads g = {lw->router->grad, {lw->experts[0]->grad, lw->experts[1]->grad, lw->experts[2]->grad}};
+    moe_block_backward(be, &m->kinds.moe, &w, &g, &x->moe, &m->moe_t, x->ln2, m->dres, m->dln,
+                       m->use_aux ? m->d_dprob : NULL, m->use_mask ? m->d_mask : NULL, N, 0);
+    be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,
+                         lw->norm[NORM_POST]->act, x->rstd2, N, C);
+}
+
 // The MLP kind's block, mid → resid[l+1] and back: the one place an MLP kind is chosen.
 static void mlp_forward(model *m, int l, layer_acts *x, int N) {
-    switch (m->kinds.mlp) {
+    switch (m->layers[l].mlp) {
     case MLP_DENSE_SWIGLU: mlp_dense_forward(m, l, x, N); break;
+    case MLP_SPARSE_MOE: mlp_moe_forward(m, l, x, N); break;
     }
 }
 
 static void mlp_backward(model *m, int l, layer_acts *x, int N) {
-    switch (m->kinds.mlp) {
+    switch (m->layers[l].mlp) {
     case MLP_DENSE_SWIGLU: mlp_dense_backward(m, l, x, N); break;
+    case MLP_SPARSE_MOE: mlp_moe_backward(m, l, x, N); break;
     }
+}
+
+// The padding rows of a packed batch (see the MoE kind above) → m->d_mask; m->use_mask.
+static void moe_mask_of(model *m, const model_batch *b) {
+    int N = b->B * b->T, pad = 0;
+    m->use_mask = 0;
+    if (!m->d_mask || !b->targets) return;
+    for (int i = 0; i < N; i++) {
+        int t = i % b->T;
+        int alone = b->doc_start[i] == t && (t + 1 == b->T || b->doc_start[i + 1] != t);
+        m->h_mask[i] = !(alone && b->targets[i] == -1);
+        pad += !m->h_mask[i];
+    }
+    if (!pad) return;   // every row real: the same as no mask
+    m->be->copy_to_device(m->be, m->d_mask, m->h_mask, (size_t)N * 4);
+    m->use_mask = 1;
+}
+
+// After a forward with the statistics: aux (and dprob uploaded for the backward when
+// training). grad_scale·tokens weighs this micro-batch's aux as its CE (see the MoE kind).
+static int moe_aux_after_forward(model *m, int N, float grad_scale, int64_t tokens, double *aux) {
+    backend *be = m->be;
+    int E = m->cfg.n_experts, real = N;
+    if (m->use_mask) {
+        real = 0;
+        for (int i = 0; i < N; i++) real += m->h_mask[i] != 0;
+    }
+    float *h = malloc((size_t)E * 3 * sizeof *h);
+    if (!h) {
+        snprintf(m->error, sizeof m->error, "out of host memory");
+        return -1;
+    }
+    be->copy_to_host(be, h, m->d_prob_sum, (size_t)E * 4);
+    be->copy_to_host(be, h + E, m->d_count, (size_t)E * 4);
+    be->synchronize(be);
+    int train = grad_scale > 0.0f && m->aux_coef > 0;
+    *aux = moe_aux_loss(h, h + E, E, (double)m->n_moe_layers * (double)real, m->aux_coef,
+                        (double)grad_scale * (double)tokens, train ? h + 2 * E : NULL);
+    if (train) {
+        be->copy_to_device(be, m->d_dprob, h + 2 * E, (size_t)E * 4);
+        be->synchronize(be);
+    }
+    free(h);
+    m->use_aux = train;
+    return 0;
 }
 
 // Layer l from resid[l] to resid[l+1], keeping what the backward needs in x (see attn_forward
@@ -1051,7 +1304,19 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     be->copy_to_device(be, m->d_pos, b->pos, (size_t)N * 4);
     be->copy_to_device(be, m->d_doc, b->doc_start, (size_t)N * 4);
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, N, C);
+    // Sparse MoE: the padding mask, and the load-balancing statistics when the loss has them.
+    moe_mask_of(m, b);
+    m->moe_stats = m->n_moe_layers > 0 && b->targets != NULL;   // aux is reported even when not trained on
+    m->use_aux = 0;
+    m->moe_failed = 0;
+    if (m->moe_stats) {
+        be->memset_zero(be, m->d_prob_sum, (size_t)c->n_experts * 4);
+        be->memset_zero(be, m->d_count, (size_t)c->n_experts * 4);
+    }
     for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T, T);
+    int stats = m->moe_stats;
+    m->moe_stats = 0;   // a recomputing backward must not count its layers again
+    if (m->moe_failed) return -1;
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[L], m->final_norm->act, N, C, c->rms_norm_eps);
     if (loss) memset(loss, 0, sizeof *loss);
     if (train && grad_before(m, L)) {   // lm_head's gradient is written here
@@ -1073,6 +1338,16 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     } else {
         memset(m->h_losses, 0, (size_t)N * sizeof *m->h_losses);
         be->synchronize(be);
+    }
+    if (stats) {
+        int64_t tokens = 0;
+        for (int i = 0; i < N; i++) tokens += b->targets[i] != -1;
+        double aux = 0;
+        if (moe_aux_after_forward(m, N, train ? grad_scale : 0.0f, tokens, &aux) != 0) return -1;
+        if (loss) {
+            loss->aux = aux;
+            loss->aux_coef = m->aux_coef;
+        }
     }
     m->fwd_ready = 1;
     return 0;
@@ -1160,6 +1435,7 @@ static void decode_step(model *m, int32_t token, int pos) {
     be->copy_to_device(be, m->d_ids, &token, 4);
     be->copy_to_device(be, m->d_pos, &p, 4);
     m->fwd_train = 0;   // no dropout while decoding
+    m->use_mask = 0;
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, 1, c->hidden_size);
     for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, 1, pos + 1);
     be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, 1,
@@ -1250,6 +1526,7 @@ int model_decode(model *m, const int32_t *ids, int n, float *host) {
         const model_config *c = &m->cfg;
         be->copy_to_device(be, m->d_ids, ids + k, (size_t)T * 4);
         be->copy_to_device(be, m->d_pos, pos, (size_t)T * 4);
+        m->use_mask = 0;
         be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, T, c->hidden_size);
         for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &m->acts[l], 1, T, n);
         be->rmsnorm_forward(be, m->lnf, m->rstdf, m->resid[c->num_layers], m->final_norm->act, T,

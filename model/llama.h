@@ -1,5 +1,6 @@
 // model/llama.h — the Llama-family decoder (Llama 2/3/3.x with GQA, tied or untied
-// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases; Qwen3 with per-head q/k RMSNorm),
+// embeddings, rope scaling; Mistral; Qwen2 with q/k/v biases; Qwen3 with per-head q/k RMSNorm;
+// the sparse mixture-of-experts Qwen3-MoE and Mixtral),
 // forward and backward written once over the op table of kernels/backend.h and over block kinds
 // (an attention kind and an MLP kind chosen from the config: see llama.c), with optional LoRA
 // adapters (model/lora.h).
@@ -139,6 +140,10 @@ typedef struct {
 typedef struct {
     double sum;               // Σ −log p(target) over trained rows
     int64_t tokens;           // trained rows (targets ≠ −1)
+    // Sparse MoE (with targets): aux is this forward's router load-balancing loss (transformers'
+    // aux_loss, padding rows excluded); aux_coef its weight in the objective, sum/tokens +
+    // aux_coef·aux (model_config_aux_coef: 0 unless output_router_logits). 0 without MoE.
+    double aux, aux_coef;
 } model_loss;
 
 // Reads config.json (model/config.h) and checks the safetensors (model/safetensors.h): every
@@ -152,8 +157,14 @@ void model_free(model *m);
 const model_config *model_get_config(const model *m);
 
 // Adds LoRA adapters (before model_plan); the base is then frozen when training with LORA.
+// On a sparse MoE model only the attention targets are kept (model_get_lora gives the effective
+// ones; refused when none is left).
 int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen);
 const lora_config *model_get_lora(const model *m);   // NULL when none
+// Sparse MoE: the weight of the router load-balancing loss in the objective, instead of the
+// config's (model_config_aux_coef). -1 with a message for a model without MoE layers.
+int model_set_aux_coef(model *m, double coef, char *err, size_t errlen);
+double model_aux_coef(const model *m);
 
 // Computes the size of every buffer for the options; allocates nothing. 0 ok; -1 + message.
 int model_plan(model *m, const model_options *opt, model_memory *plan, char *err, size_t errlen);

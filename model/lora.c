@@ -34,6 +34,15 @@ int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errle
         *mask = LORA_ALL_LINEAR;
         return 0;
     }
+    if (strcmp(text, "attention") == 0) {
+        *mask = LORA_ATTENTION;
+        return 0;
+    }
+    if (strcmp(text, "experts") == 0) {
+        snprintf(err, errlen, "LoRA on MoE experts (\"experts\") is not implemented yet; use attention "
+                 "(q,k,v,o), which is what quarry adapts on Qwen3-MoE and Mixtral");
+        return -1;
+    }
     unsigned m = 0;
     const char *p = text;
     while (*p) {

@@ -15,6 +15,7 @@ typedef enum {
 } lora_target;
 
 #define LORA_ALL_LINEAR ((1u << LORA_NUM_TARGETS) - 1u)
+#define LORA_ATTENTION ((1u << LORA_GATE) - 1u)   // q, k, v, o
 
 typedef struct {
     int rank;             // r ≥ 1
@@ -35,8 +36,9 @@ float lora_scale(const lora_config *c);
 // HF module name of a target: "q_proj", "k_proj", ..., "down_proj".
 const char *lora_target_name(lora_target t);
 
-// Parses a target list: "all-linear", or a comma-separated list of q,k,v,o,gate,up,down
-// (the HF names q_proj, ... are accepted too). 0 with *mask set; -1 with a message.
+// Parses a target list: "all-linear", "attention" (q,k,v,o), or a comma-separated list of
+// q,k,v,o,gate,up,down (the HF names q_proj, ... are accepted too). "experts" is refused (not
+// implemented). 0 with *mask set; -1 with a message.
 int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errlen);
 
 // Writes the mask back as text ("all-linear" or "q,k,v"); returns buf.

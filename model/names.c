@@ -30,16 +30,35 @@ void model_tensor_name(tensor_role role, int layer, char *buf, size_t n) {
     }
 }
 
-int model_tensor_count(const model_config *cfg) {
-    int per_layer = 9 + (cfg->attention_bias ? 3 : 0) + (cfg->qk_norm ? 2 : 0);
-    return 1 + cfg->num_layers * per_layer + 1 + (cfg->tie_word_embeddings ? 0 : 1);
+void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, int expert, char *buf, size_t n) {
+    int mixtral = cfg->arch == ARCH_MIXTRAL;
+    const char *block = mixtral ? "block_sparse_moe" : "mlp";
+    // gate, up, down: Mixtral's w1, w3, w2.
+    const char *proj = role == TENSOR_EXPERT_GATE ? (mixtral ? "w1" : "gate_proj")
+                       : role == TENSOR_EXPERT_UP ? (mixtral ? "w3" : "up_proj")
+                                                  : (mixtral ? "w2" : "down_proj");
+    if (role == TENSOR_ROUTER)
+        snprintf(buf, n, "model.layers.%d.%s.gate.weight", layer, block);
+    else if (role == TENSOR_EXPERT_GATE || role == TENSOR_EXPERT_UP || role == TENSOR_EXPERT_DOWN)
+        snprintf(buf, n, "model.layers.%d.%s.experts.%d.%s.weight", layer, block, expert, proj);
+    else
+        model_tensor_name(role, layer, buf, n);
 }
 
-static void put(model_tensor_info *t, tensor_role role, int layer, int ndim, int64_t d0, int64_t d1) {
+int model_tensor_count(const model_config *cfg) {
+    int attn = 6 + (cfg->attention_bias ? 3 : 0) + (cfg->qk_norm ? 2 : 0);
+    int n = 1 + cfg->num_layers * attn + 1 + (cfg->tie_word_embeddings ? 0 : 1);
+    for (int l = 0; l < cfg->num_layers; l++) n += model_config_layer_is_moe(cfg, l) ? 1 + 3 * cfg->n_experts : 3;
+    return n;
+}
+
+static void put_x(const model_config *cfg, model_tensor_info *t, tensor_role role, int layer, int expert, int ndim,
+                  int64_t d0, int64_t d1) {
     memset(t, 0, sizeof *t);
-    model_tensor_name(role, layer, t->name, sizeof t->name);
+    model_tensor_name_of(cfg, role, layer, expert, t->name, sizeof t->name);
     t->role = role;
     t->layer = layer;
+    t->expert = expert;
     t->ndim = ndim;
     t->shape[0] = d0;
     t->shape[1] = ndim > 1 ? d1 : 0;
@@ -49,6 +68,8 @@ static void put(model_tensor_info *t, tensor_role role, int layer, int ndim, int
               : (role == TENSOR_Q_BIAS || role == TENSOR_K_BIAS || role == TENSOR_V_BIAS) ? TENSOR_INIT_ZEROS
                                                                                           : TENSOR_INIT_NORMAL;
 }
+
+#define put(t, role, layer, ndim, d0, d1) put_x(cfg, t, role, layer, -1, ndim, d0, d1)
 
 int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
     const int64_t C = cfg->hidden_size, V = cfg->vocab_size, F = cfg->intermediate_size;
@@ -69,6 +90,16 @@ int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
             put(&out[n++], TENSOR_K_NORM, l, 1, cfg->head_dim, 0);
         }
         put(&out[n++], TENSOR_MLP_NORM, l, 1, C, 0);
+        if (model_config_layer_is_moe(cfg, l)) {
+            const int64_t I = cfg->moe_intermediate_size;
+            put(&out[n++], TENSOR_ROUTER, l, 2, cfg->n_experts, C);
+            for (int e = 0; e < cfg->n_experts; e++) {   // the published order: expert by expert
+                put_x(cfg, &out[n++], TENSOR_EXPERT_GATE, l, e, 2, I, C);
+                put_x(cfg, &out[n++], TENSOR_EXPERT_UP, l, e, 2, I, C);
+                put_x(cfg, &out[n++], TENSOR_EXPERT_DOWN, l, e, 2, C, I);
+            }
+            continue;
+        }
         put(&out[n++], TENSOR_GATE, l, 2, F, C);
         put(&out[n++], TENSOR_UP, l, 2, F, C);
         put(&out[n++], TENSOR_DOWN, l, 2, C, F);
@@ -89,6 +120,8 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 int model_tensor_check(const model_config *cfg, const st_set *s, const char *source, char *err, size_t errlen) {
     int n = model_tensor_count(cfg);
     model_tensor_info *list = malloc(sizeof *list * (size_t)n);
@@ -98,21 +131,27 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
     }
     model_tensor_list(cfg, list);
     int rc = -1;
+    const char **sorted = NULL;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_find(s, list[i].name);
         char want[64], got[64];
         shape_str(want, sizeof want, list[i].ndim, list[i].shape);
         if (!t) {
-            snprintf(err, errlen, "%s: tensor \"%s\" %s is missing; the config (%s, %d layers%s%s) implies it", source,
+            char moe[96] = "";
+            if (cfg->n_experts > 0)
+                snprintf(moe, sizeof moe, ", %d experts in layer %d", cfg->n_experts, list[i].layer);
+            snprintf(err, errlen, "%s: tensor \"%s\" %s is missing; the config (%s, %d layers%s%s%s) implies it", source,
                      list[i].name, want, cfg->architecture, cfg->num_layers,
-                     cfg->attention_bias ? ", attention_bias" : "", cfg->qk_norm ? ", q/k norms" : "");
+                     cfg->attention_bias ? ", attention_bias" : "", cfg->qk_norm ? ", q/k norms" : "",
+                     list[i].layer >= 0 && model_config_layer_is_moe(cfg, list[i].layer) ? moe : "");
             goto done;
         }
         int same = t->ndim == list[i].ndim;
         for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == list[i].shape[d];
         if (!same) {
             shape_str(got, sizeof got, t->ndim, t->shape);
-            snprintf(err, errlen, "%s: tensor \"%s\" has shape %s; the config implies %s", source, list[i].name, got, want);
+            snprintf(err, errlen, "%s: tensor \"%s\" has shape %s; the config implies %s%s", source, list[i].name, got, want,
+                     list[i].role == TENSOR_ROUTER ? " (the router: num_experts × hidden_size)" : "");
             goto done;
         }
         if (t->dtype == ST_OTHER) {
@@ -121,13 +160,21 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
             goto done;
         }
     }
-    // Nothing unexpected: every tensor of the file must be one of the list.
+    // Nothing unexpected: every tensor of the file must be one of the list (sorted names and a
+    // binary search: an MoE checkpoint has tens of thousands of tensors).
+    sorted = malloc(sizeof *sorted * (size_t)n);
+    if (!sorted) {
+        snprintf(err, errlen, "%s: out of memory", source);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) sorted[i] = list[i].name;
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
     for (int i = 0; i < st_count(s); i++) {
         const st_tensor *t = st_get(s, i);
         if (ends_with(t->name, ".rotary_emb.inv_freq")) continue;
         if (cfg->tie_word_embeddings && !strcmp(t->name, "lm_head.weight")) continue;
-        int found = 0;
-        for (int k = 0; k < n && !found; k++) found = !strcmp(list[k].name, t->name);
+        const char *key = t->name;
+        int found = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_name) != NULL;
         if (!found) {
             snprintf(err, errlen, "%s: unexpected tensor \"%s\" for %s with %d layers%s", source, t->name,
                      cfg->architecture, cfg->num_layers,
@@ -137,6 +184,7 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
     }
     rc = 0;
 done:
+    free(sorted);
     free(list);
     return rc;
 }

@@ -12,6 +12,13 @@
 //   model.layers.N.mlp.gate_proj.weight             [F, C]
 //   model.layers.N.mlp.up_proj.weight               [F, C]
 //   model.layers.N.mlp.down_proj.weight             [C, F]
+//   sparse MoE layers instead (model_config_layer_is_moe), Qwen3-MoE:
+//   model.layers.N.mlp.gate.weight                  [E, C]      router
+//   model.layers.N.mlp.experts.X.gate_proj.weight   [I, C]      expert X = 0 .. E-1
+//   model.layers.N.mlp.experts.X.up_proj.weight     [I, C]
+//   model.layers.N.mlp.experts.X.down_proj.weight   [C, I]
+//   Mixtral: model.layers.N.block_sparse_moe.gate.weight, ...block_sparse_moe.experts.X.{w1,w3,w2}
+//   (w1 gate, w3 up, w2 down), the shapes as above with I = intermediate_size.
 //   model.norm.weight                               [C]
 //   lm_head.weight                                  [V, C]      (absent when embeddings are tied)
 #pragma once
@@ -38,6 +45,10 @@ typedef enum {
     TENSOR_LM_HEAD,
     TENSOR_Q_NORM,
     TENSOR_K_NORM,
+    TENSOR_ROUTER,
+    TENSOR_EXPERT_GATE,
+    TENSOR_EXPERT_UP,
+    TENSOR_EXPERT_DOWN,
 } tensor_role;
 
 // How transformers initialises each kind (for `quarry init`).
@@ -47,6 +58,7 @@ typedef struct {
     char name[96];
     tensor_role role;
     int layer;              // -1 outside the decoder layers
+    int expert;             // the expert of TENSOR_EXPERT_*, else -1
     int ndim;               // 1 or 2
     int64_t shape[2];
     tensor_init init;
@@ -59,8 +71,10 @@ int model_tensor_count(const model_config *cfg);
 // lm_head). Returns the count.
 int model_tensor_list(const model_config *cfg, model_tensor_info *out);
 
-// The HF name of one tensor (layer ignored outside the layers).
+// The HF name of one tensor (layer ignored outside the layers) of a dense layer.
 void model_tensor_name(tensor_role role, int layer, char *buf, size_t n);
+// Any tensor's name, the MoE ones included (expert ignored unless TENSOR_EXPERT_*).
+void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, int expert, char *buf, size_t n);
 
 // Checks a checkpoint against the config: every expected tensor present with its shape and a
 // float dtype (F32/F16/BF16), nothing unexpected. Tolerated as transformers does: rotary

@@ -18,11 +18,15 @@ static FILE *open_csv(const char *dir, const char *name, const char *header, int
     return f;
 }
 
-int metrics_open(metrics *m, const char *run_dir, int resume, char *err, size_t errlen) {
+int metrics_open(metrics *m, const char *run_dir, int resume, int aux_column, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     snprintf(m->dir, sizeof m->dir, "%s", run_dir);
+    m->aux_column = aux_column;
     m->train_csv = open_csv(run_dir, "step_wise_training_metrics.csv",
-                            "step_number,epoch_number,training_loss,perplexity,learning_rate,grad_norm,tokens_per_second,mfu",
+                            aux_column ? "step_number,epoch_number,training_loss,perplexity,learning_rate,grad_norm,"
+                                         "tokens_per_second,mfu,aux_loss"
+                                       : "step_number,epoch_number,training_loss,perplexity,learning_rate,grad_norm,"
+                                         "tokens_per_second,mfu",
                             resume, err, errlen);
     if (!m->train_csv) return -1;
     m->val_csv = open_csv(run_dir, "validation_metrics.csv", "step_number,epoch_number,validation_loss,perplexity",
@@ -44,8 +48,10 @@ static int grow(void **p, int *cap, int n, size_t size) {
 int metrics_log_train(metrics *m, const train_point *p) {
     if (grow((void **)&m->train, &m->cap_train, m->ntrain, sizeof *p)) return -1;
     m->train[m->ntrain++] = *p;
-    fprintf(m->train_csv, "%d,%d,%.6f,%.6f,%.6g,%.6f,%.1f,%.4f\n", p->step, p->epoch, p->loss, exp(p->loss), p->lr,
+    fprintf(m->train_csv, "%d,%d,%.6f,%.6f,%.6g,%.6f,%.1f,%.4f", p->step, p->epoch, p->loss, exp(p->loss), p->lr,
             p->grad_norm, p->tokens_per_second, p->mfu);
+    if (m->aux_column) fprintf(m->train_csv, ",%.6f", p->aux_loss);
+    fputc('\n', m->train_csv);
     return fflush(m->train_csv) == 0 ? 0 : -1;
 }
 

@@ -7,6 +7,7 @@
 typedef struct {
     int step, epoch;
     double loss, lr, grad_norm, tokens_per_second, mfu;
+    double aux_loss;          // sparse MoE: the router load-balancing loss (the aux_loss column)
 } train_point;
 
 typedef struct {
@@ -17,6 +18,7 @@ typedef struct {
 typedef struct {
     char dir[4096];
     FILE *train_csv, *val_csv;
+    int aux_column;           // step_wise_training_metrics.csv ends with aux_loss (MoE models)
     train_point *train;
     int ntrain, cap_train;
     val_point *val;
@@ -24,7 +26,9 @@ typedef struct {
 } metrics;
 
 // Opens (appending when resuming) the two CSV files in run_dir; writes headers when new.
-int metrics_open(metrics *m, const char *run_dir, int resume, char *err, size_t errlen);
+// aux_column: the training CSV gets a last column aux_loss (models with sparse MoE layers: the
+// router load-balancing loss, transformers' aux_loss, whether or not the objective includes it).
+int metrics_open(metrics *m, const char *run_dir, int resume, int aux_column, char *err, size_t errlen);
 int metrics_log_train(metrics *m, const train_point *p);
 int metrics_log_val(metrics *m, const val_point *p);
 // Rewrites run_dir/loss.svg atomically from every point logged so far.

@@ -24,6 +24,7 @@ void settings_defaults(train_settings *s) {
     s->lr = 1e-4;
     s->min_lr_ratio = 0.0;
     s->weight_decay = 0.0;
+    s->router_aux_loss_coef = -1.0;   // the config's (router_aux_loss_coef when output_router_logits)
     s->beta1 = 0.9;
     s->beta2 = 0.999;
     s->eps = 1e-8;
@@ -106,6 +107,7 @@ int settings_check(train_settings *s, char *err, size_t errlen) {
     REQUIRE(s->lora_alpha > 0, "--lora-alpha must be positive");
     REQUIRE(s->lora_dropout >= 0 && s->lora_dropout < 1, "--lora-dropout must be in [0, 1)");
     REQUIRE(s->weight_decay >= 0, "--weight-decay must be ≥ 0");
+    REQUIRE(s->router_aux_loss_coef >= 0 || s->router_aux_loss_coef == -1.0, "--router-aux-loss-coef must be ≥ 0");
     REQUIRE(s->max_grad_norm >= 0, "--max-grad-norm must be ≥ 0 (0 disables clipping)");
     REQUIRE(s->validation_split >= 0 && s->validation_split < 1, "--validation-split must be in [0, 1)");
     REQUIRE(s->keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
@@ -145,6 +147,7 @@ cJSON *settings_to_json(const train_settings *s) {
     STR("schedule", schedule_name(s->schedule));
     NUM("min_lr_ratio", s->min_lr_ratio);
     NUM("weight_decay", s->weight_decay);
+    NUM("router_aux_loss_coef", s->router_aux_loss_coef);
     NUM("beta1", s->beta1);
     NUM("beta2", s->beta2);
     NUM("eps", s->eps);
@@ -209,6 +212,7 @@ static const setting_key keys[] = {
     {"schedule", "--schedule", K_SCHEDULE, F(schedule), R_REFUSE},
     {"min_lr_ratio", "min_lr_ratio", K_DBL, F(min_lr_ratio), R_REFUSE},
     {"weight_decay", "--weight-decay", K_DBL, F(weight_decay), R_REFUSE},
+    {"router_aux_loss_coef", "--router-aux-loss-coef", K_DBL, F(router_aux_loss_coef), R_REFUSE},
     {"beta1", "beta1", K_DBL, F(beta1), R_REFUSE},
     {"beta2", "beta2", K_DBL, F(beta2), R_REFUSE},
     {"eps", "eps", K_DBL, F(eps), R_REFUSE},

@@ -20,6 +20,7 @@ typedef struct {
     int epochs, batch_size, micro_batch, grad_accum;   // batch_size = sequences per optimizer step
     double lr, min_lr_ratio, weight_decay, beta1, beta2, eps, max_grad_norm;
     int warmup_steps, schedule, max_steps;
+    double router_aux_loss_coef;   // MoE: the load-balancing loss's weight; < 0: the model config's
     // data
     int max_seq_len, on_long_error, train_on_prompt;
     int truncate_left;         // --truncate left: long records lose the prompt's start, not the answer

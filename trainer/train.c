@@ -75,7 +75,7 @@ int train_evaluate_dist(model *m, const example_set *set, int micro_batch, uint6
         int rows = e.nrows - r < micro_batch ? e.nrows - r : micro_batch;
         dataset_fill_batch(&e, r, rows, h.ids, h.targets, h.pos, h.doc_start);
         model_batch b = {rows, e.seq_len, h.ids, h.targets, h.pos, h.doc_start, 0};
-        model_loss l = {0, 0};
+        model_loss l = {0};
         if (model_forward(m, &b, 0.0f, &l)) {
             snprintf(err, errlen, "evaluation: %s", model_error(m));
             rc = -1;
@@ -230,7 +230,9 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         truncate_csv(run_dir, "step_wise_training_metrics.csv", st.step);
         truncate_csv(run_dir, "validation_metrics.csv", st.step);
     }
-    if (lead && metrics_open(&mt, run_dir, resumed, err, errlen)) {
+    const model_config *mcfg = model_get_config(m);
+    int moe = mcfg->n_experts > 0;
+    if (lead && metrics_open(&mt, run_dir, resumed, moe, err, errlen)) {
         dist_abort(d, err);
         zero_free(&z);
         free(steps_per_epoch);
@@ -297,7 +299,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             if (q < rank) { first += cnt; mb0 += (cnt + MB - 1) / MB; }
             else mine = cnt;
         }
-        double loss_sum = 0;
+        double loss_sum = 0, aux_sum = 0;   // aux_sum: Σ aux·tokens (as the objective weighs it)
         long long loss_tokens = 0;
         model_zero_grads(m);
         int nmb = (mine + MB - 1) / MB;
@@ -306,7 +308,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             size_t off = (size_t)(first + mb * MB) * T;
             model_batch b = {r, T, h.ids + off, h.targets + off, h.pos + off, h.doc_start + off,
                              rng_mix64(s->seed ^ rng_mix64(((uint64_t)st.step << 20) + (uint64_t)(mb0 + mb)))};
-            model_loss l = {0, 0};
+            model_loss l = {0};
             // ZeRO-2 reduces every micro-batch's gradient; ZeRO-0/1 the sum, after the last.
             z.active = z.staged || mb == nmb - 1;
             if (model_forward(m, &b, grad_scale, &l) || model_backward(m) || zero_drain(&z)) {
@@ -317,6 +319,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             }
             loss_sum += l.sum;
             loss_tokens += l.tokens;
+            aux_sum += l.aux * (double)l.tokens;
         }
         // The busiest rank has ceil(rows / W) rows; the reductions of its micro-batches (ZeRO-2),
         // or the one after its last (ZeRO-0/1), need every rank.
@@ -336,14 +339,15 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
             goto done;
         }
         // Loss sums and the stop request, agreed by all ranks.
-        double gnorm, v[3] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0};
-        if (dist_all_reduce_host(d, v, 3) || zero_grad_norm(&z, &gnorm)) {
+        double gnorm, v[4] = {loss_sum, (double)loss_tokens, stop_requested ? 1.0 : 0.0, aux_sum};
+        if (dist_all_reduce_host(d, v, 4) || zero_grad_norm(&z, &gnorm)) {
             snprintf(err, errlen, "step %d: %s", st.step + 1, d ? dist_error(d) : "gradient norm");
             rc = -1;
             goto done;
         }
         loss_sum = v[0];
         loss_tokens = (long long)v[1];
+        aux_sum = v[3];
         if (d) stopping = v[2] > 0;
         double loss = loss_tokens ? loss_sum / (double)loss_tokens : NAN;
         if (st.step + 1 >= faults.nan_from && st.step + 1 <= faults.nan_to) loss = NAN;
@@ -395,7 +399,8 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         res->last_train_loss = loss;
         double tps = dt > 0 ? real_tokens / dt : 0;
         train_point tp = {st.step, epoch + 1, loss, lr, gnorm, tps,
-                          peak_all > 0 ? tps * flops_per_token / peak_all : 0};
+                          peak_all > 0 ? tps * flops_per_token / peak_all : 0,
+                          loss_tokens ? aux_sum / (double)loss_tokens : 0};
         if (lead) metrics_log_train(&mt, &tp);
         char extra[160];
         if (peak_flops > 0) snprintf(extra, sizeof extra, "loss %.4f lr %.2e tok/s %.0f MFU %.1f%%", loss, lr, tps, 100 * tp.mfu);

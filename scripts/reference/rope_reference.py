@@ -22,6 +22,9 @@ CONFIG_CLASSES = {
     "MistralForCausalLM": ("transformers.models.mistral", "MistralConfig", "modeling_mistral", "MistralRotaryEmbedding"),
     "Qwen2ForCausalLM": ("transformers.models.qwen2", "Qwen2Config", "modeling_qwen2", "Qwen2RotaryEmbedding"),
     "Qwen3ForCausalLM": ("transformers.models.qwen3", "Qwen3Config", "modeling_qwen3", "Qwen3RotaryEmbedding"),
+    "Qwen3MoeForCausalLM": ("transformers.models.qwen3_moe", "Qwen3MoeConfig", "modeling_qwen3_moe",
+                            "Qwen3MoeRotaryEmbedding"),
+    "MixtralForCausalLM": ("transformers.models.mixtral", "MixtralConfig", "modeling_mixtral", "MixtralRotaryEmbedding"),
 }
 
 

@@ -102,16 +102,22 @@ def make_lora_run(run_dir, base_dir, r, alpha, rslora, seed, targets=LINEAR):
     base = load_dir(base_dir)
     cfg = json.load(open(os.path.join(base_dir, "config.json")))
     os.makedirs(os.path.join(run_dir, "final"))
+    if cfg.get("num_experts") or cfg.get("num_local_experts"):
+        targets = [t for t in targets if t.startswith("self_attn.")]   # quarry adapts MoE attention only
     tensors = {}
+    adapted = set()
     for layer in range(cfg["num_hidden_layers"]):
         for t in targets:
+            if f"model.layers.{layer}.{t}.weight" not in base:
+                continue   # a sparse MoE layer has no dense MLP (quarry adapts no expert)
+            adapted.add(t)
             w = base[f"model.layers.{layer}.{t}.weight"][1]
             out_f, in_f = w.shape
             p = f"base_model.model.model.layers.{layer}.{t}"
             tensors[p + ".lora_A.weight"] = (rng.uniform(-1, 1, (r, in_f)) / np.sqrt(in_f)).astype(np.float32)
             tensors[p + ".lora_B.weight"] = rng.normal(0, 0.02, (out_f, r)).astype(np.float32)
     save_file(tensors, os.path.join(run_dir, "final", "adapter_model.safetensors"), metadata={"format": "pt"})
-    modules = sorted({t.split(".")[1] for t in targets})
+    modules = sorted({t.split(".")[1] for t in adapted})
     acfg = {"alpha_pattern": {}, "base_model_name_or_path": os.path.abspath(base_dir), "bias": "none",
             "fan_in_fan_out": False, "inference_mode": False, "init_lora_weights": True, "lora_alpha": alpha,
             "lora_dropout": 0.0, "modules_to_save": None, "peft_type": "LORA", "r": r, "rank_pattern": {},

@@ -152,9 +152,13 @@ def check_fixtures(q, src, work):
         rank, alpha = 4, 8.0
         adapters, merged = {}, {}
         zero = {}
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        moe = cfg.get("num_experts") or cfg.get("num_local_experts")
         for key, t in w.items():
             if not key.endswith("proj.weight") or ".layers." not in key:
                 continue
+            if moe and ".self_attn." not in key:
+                continue   # quarry adapts the attention of MoE models only (README: LoRA on MoE)
             mod = key[:-len(".weight")]
             out_f, in_f = t.shape
             A = rng.normal(0, 0.15, (rank, in_f)).astype(np.float32)

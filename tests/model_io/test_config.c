@@ -63,6 +63,13 @@ static void check_published(const char *src_dir) {
 #define BASE "\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32,\"intermediate_size\":48," \
              "\"num_hidden_layers\":2,\"num_attention_heads\":4"
 
+#define MOE_BASE "\"architectures\":[\"Qwen3MoeForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32," \
+                 "\"intermediate_size\":48,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_experts\":8," \
+                 "\"moe_intermediate_size\":16"
+#define MIXTRAL_BASE "\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32," \
+                     "\"intermediate_size\":48,\"num_hidden_layers\":2,\"num_attention_heads\":4," \
+                     "\"num_key_value_heads\":2"
+
 // A config that must be refused, with a message containing want.
 static void refused(const char *json, const char *want) {
     model_config c;
@@ -184,7 +191,11 @@ static void check_variants(void) {
         {"{" BASE ",\"num_key_value_heads\":3}", -1},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":64,\"hidden_size\":30,\"intermediate_size\":48,"
          "\"num_hidden_layers\":2,\"num_attention_heads\":4}", -1},
-        {"{\"architectures\":[\"MixtralForCausalLM\"]}", -2},
+        {"{\"architectures\":[\"DeepseekV3ForCausalLM\"]}", -2},
+        {"{\"architectures\":[\"MixtralForCausalLM\"]}", -1},
+        {"{" MOE_BASE ",\"num_experts_per_tok\":9}", -1},
+        {"{" MOE_BASE ",\"mlp_only_layers\":[2]}", -1},
+        {"{" MIXTRAL_BASE ",\"router_jitter_noise\":0.01}", -2},
         {"{" BASE ",\"hidden_act\":\"gelu\"}", -2},
         {"{" BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}", -2},
     };
@@ -195,6 +206,26 @@ static void check_variants(void) {
         CHECK(krc == kinds[i].rc, "%s: rc %d, want %d (%s)", kinds[i].json, krc, kinds[i].rc, kerr);
     }
     refused("{" BASE ",\"x\":\"a\x01" "b\"}", "control byte 0x01");
+    // Sparse MoE: what each bad setting's message names, and what a good one reads.
+    refused("{" MOE_BASE ",\"num_experts_per_tok\":9}", "\"num_experts_per_tok\" is 9; it must lie in [1, num_experts = 8]");
+    refused("{" MOE_BASE ",\"mlp_only_layers\":[0,2]}", "\"mlp_only_layers\"[1] is 2; the model has layers 0..1");
+    refused("{" MOE_BASE ",\"mlp_only_layers\":\"1\"}", "\"mlp_only_layers\" must be a list");
+    refused("{" MIXTRAL_BASE ",\"router_jitter_noise\":0.01}", "router_jitter_noise = 0.01 is not supported");
+    refused("{" MIXTRAL_BASE ",\"num_local_experts\":0}", "\"num_local_experts\" is 0");
+    {
+        model_config q = accepted("{" MOE_BASE ",\"mlp_only_layers\":[0],\"num_experts_per_tok\":2,"
+                                  "\"output_router_logits\":true,\"router_aux_loss_coef\":0.01}");
+        CHECK(q.n_experts == 8 && q.top_k == 2 && q.moe_intermediate_size == 16 && !q.norm_topk_prob && q.qk_norm,
+              "qwen3_moe: E %d k %d I %d renorm %d qk_norm %d", q.n_experts, q.top_k, q.moe_intermediate_size,
+              q.norm_topk_prob, q.qk_norm);
+        CHECK(!model_config_layer_is_moe(&q, 0) && model_config_layer_is_moe(&q, 1), "qwen3_moe: layer kinds");
+        CHECK(fabs(model_config_aux_coef(&q) - 0.01) < 1e-7, "qwen3_moe: aux coef %g", model_config_aux_coef(&q));
+        model_config x = accepted("{" MIXTRAL_BASE "}");
+        CHECK(x.n_experts == 8 && x.top_k == 2 && x.moe_intermediate_size == 48 && x.norm_topk_prob &&
+              x.sliding_window == 0 && model_config_aux_coef(&x) == 0 && model_config_layer_is_moe(&x, 0),
+              "mixtral defaults: E %d k %d I %d renorm %d window %d", x.n_experts, x.top_k, x.moe_intermediate_size,
+              x.norm_topk_prob, x.sliding_window);
+    }
 
     model_config missing;
     char err[1024];

@@ -11,6 +11,15 @@ static const char *tiny =
     "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
 
+static const char *qwen3_moe_tiny =
+    "{\"architectures\":[\"Qwen3MoeForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6,\"num_experts\":4,"
+    "\"num_experts_per_tok\":2,\"moe_intermediate_size\":8,\"mlp_only_layers\":[1]}";
+
+static const char *mixtral_tiny =
+    "{\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":8,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"num_local_experts\":4}";
+
 static const char *qwen3_tiny =
     "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6}";
@@ -79,6 +88,8 @@ int main(void) {
     static const struct { const char *file; int count; } pub[] = {
         {"Llama-3.1-8B.json", 291}, {"Llama-3.2-1B.json", 146}, {"Llama-2-7b.json", 291},
         {"Mistral-7B-v0.3.json", 291}, {"Qwen2.5-0.5B.json", 290},
+        // 48 × (8 + router + 128 × 3) + 3 and 32 × (6 + router + 8 × 3) + 3: the published indexes'.
+        {"Qwen3-30B-A3B.json", 18867}, {"Mixtral-8x7B-v0.1.json", 995},
     };
     for (size_t i = 0; i < sizeof pub / sizeof pub[0]; i++) {
         char path[4096], err[1024];
@@ -156,6 +167,44 @@ int main(void) {
     expect(&q3, path, "\"model.layers.1.self_attn.q_norm.weight\" has shape [5]; the config implies [6]");
     write_variant(&c, path, NULL, NULL, "model.layers.0.self_attn.q_norm.weight");
     expect(&c, path, "unexpected tensor \"model.layers.0.self_attn.q_norm.weight\" for LlamaForCausalLM");
+
+    // Sparse MoE: routers and per-expert names (Mixtral's w1/w3/w2), a dense mlp_only layer; a
+    // missing expert and a router of the wrong shape are refused by name.
+    model_config qm, mx;
+    CHECK(model_config_parse(&qm, qwen3_moe_tiny, "qwen3_moe", err, sizeof err) == 0, "%s", err);
+    CHECK(model_config_parse(&mx, mixtral_tiny, "mixtral", err, sizeof err) == 0, "%s", err);
+    CHECK(model_tensor_count(&qm) == 1 + 2 * 8 + (1 + 4 * 3) + 3 + 2, "qwen3_moe tiny: %d tensors", model_tensor_count(&qm));
+    CHECK(model_tensor_count(&mx) == 1 + 2 * (6 + 1 + 4 * 3) + 2, "mixtral tiny: %d tensors", model_tensor_count(&mx));
+    model_tensor_name_of(&mx, TENSOR_EXPERT_UP, 1, 3, name, sizeof name);
+    CHECK(!strcmp(name, "model.layers.1.block_sparse_moe.experts.3.w3.weight"), "name %s", name);
+    model_tensor_name_of(&qm, TENSOR_EXPERT_DOWN, 0, 2, name, sizeof name);
+    CHECK(!strcmp(name, "model.layers.0.mlp.experts.2.down_proj.weight"), "name %s", name);
+    const model_config *moes[2] = {&qm, &mx};
+    for (int i = 0; i < 2; i++) {
+        const model_config *mc = moes[i];
+        int nm = model_tensor_count(mc);
+        model_tensor_info *lm = malloc(sizeof *lm * (size_t)nm);
+        if (!lm) return 1;
+        model_tensor_list(mc, lm);
+        size_t tm = 0;
+        for (int k = 0; k < nm; k++) tm += (size_t)lm[k].shape[0] * (lm[k].ndim > 1 ? (size_t)lm[k].shape[1] : 1);
+        CHECK(tm == model_config_num_params(mc), "%s list sums to %zu, num_params %zu", mc->architecture, tm,
+              model_config_num_params(mc));
+        free(lm);
+    }
+    write_variant(&qm, path, NULL, NULL, NULL);
+    expect(&qm, path, NULL);
+    write_variant(&qm, path, "model.layers.0.mlp.experts.3.up_proj.weight", NULL, NULL);
+    expect(&qm, path, "\"model.layers.0.mlp.experts.3.up_proj.weight\" [8, 16] is missing; the config "
+                      "(Qwen3MoeForCausalLM, 2 layers, q/k norms, 4 experts in layer 0)");
+    write_variant(&qm, path, NULL, "model.layers.0.mlp.gate.weight", NULL);
+    expect(&qm, path, "\"model.layers.0.mlp.gate.weight\" has shape [3, 16]; the config implies [4, 16] (the router");
+    write_variant(&mx, path, NULL, NULL, NULL);
+    expect(&mx, path, NULL);
+    write_variant(&mx, path, "model.layers.1.block_sparse_moe.experts.0.w2.weight", NULL, NULL);
+    expect(&mx, path, "\"model.layers.1.block_sparse_moe.experts.0.w2.weight\" [16, 8] is missing");
+    write_variant(&mx, path, NULL, NULL, "model.layers.0.mlp.gate_proj.weight");
+    expect(&mx, path, "unexpected tensor \"model.layers.0.mlp.gate_proj.weight\" for MixtralForCausalLM");
 
     snprintf(path, sizeof path, "rm -rf '%s'", dir);
     if (system(path) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
