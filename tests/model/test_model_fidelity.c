@@ -16,12 +16,10 @@
 // (a lora_B), full fine-tuning 3.0e-2, while every loss tracked the reference within 1e-3.
 static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
 static int on_cuda = 0;
-// Sparse MoE under bf16: the fixtures' routers have near ties (top-k probability margins down to
-// 2.5e-4, scripts: the margin of the k-th and (k+1)-th expert per row), which bf16 logits flip, so a
-// few rows reach another expert: per-tensor gradients and weights of the experts concerned (and of
-// the router, ln2) then differ by tens of percent while the loss holds. On CUDA the MoE fixtures'
-// tensors are reported, not failed; the losses, logits and greedy checks still apply.
-static int tensors_report_only = 0;
+// The MoE fixtures under bf16 are not yet verified: on the emulator a few expert, router and
+// ln2 gradients differ by 9-26% (routing near-ties flipped by bf16 logits is the suspected cause,
+// not proven); they fail here until fixtures with wider routing margins or fp32 router logits say
+// which it is.
 
 typedef struct {
     int B, T;
@@ -189,11 +187,8 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         size_t worst = 0;
         for (size_t k = 1; k < p->n; k++)
             if (fabsf(got[k] - want[k]) > fabsf(got[worst] - want[worst])) worst = k;
-        if (tensors_report_only && e > t)
-            printf("%s %s: relative error %.3g > %.0e (bf16 routing flips: reported)\n", name, key, e, t);
-        else
-            CHECK(e <= t, "%s %s: relative error %.3g > %.0e (worst [%zu]: quarry %.8g, reference %.8g)",
-                  name, key, e, t, worst, (double)got[worst], (double)want[worst]);
+        CHECK(e <= t, "%s %s: relative error %.3g > %.0e (worst [%zu]: quarry %.8g, reference %.8g)",
+              name, key, e, t, worst, (double)got[worst], (double)want[worst]);
         free(want);
         free(got);
     }
@@ -353,7 +348,6 @@ int main(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
         fixture fx = {0};
         if (load_fixture(dir, &fx) != 0) { test_failures++; free_fixture(&fx); continue; }
-        tensors_report_only = on_cuda && fx.aux >= 0;   // the MoE fixtures record aux_loss
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_NONE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_SELECTIVE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_FULL);
