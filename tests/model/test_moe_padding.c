@@ -8,9 +8,9 @@
 
 enum { T = 32 };
 
-static model *open_fixture(const char *dir, int B, int T_) {
+static model *open_fixture(const char *dir, backend *be, int B, int T_) {
     char err[512];
-    model *m = model_open(dir, backend_cpu(0), err, sizeof err);
+    model *m = model_open(dir, be, err, sizeof err);
     if (!m) { fprintf(stderr, "FAIL model_open: %s\n", err); return NULL; }
     model_options o = {.batch_size = B, .seq_len = T_, .train = MODEL_TRAIN_FULL};
     model_memory p;
@@ -53,10 +53,13 @@ int main(void) {
     fill(b[0] + T, b[1] + T, b[2] + T, b[3] + T, 0);
     double aux[3] = {0};
     model_loss l[3];
+    backend *be = backend_cpu(0);
+    CHECK(be != NULL, "the CPU backend");
+    if (!be) return 1;
     for (int k = 0; k < 3; k++) {
         int B = k == 2 ? 2 : 1, TT = k == 0 ? 24 : T;
-        model *m = open_fixture(dir, B, TT);
-        if (!m) return 1;
+        model *m = open_fixture(dir, be, B, TT);
+        if (!m) { be->destroy(be); return 1; }
         int32_t (*x)[2 * T] = b;
         model_batch mb = {.B = B, .T = TT, .ids = k == 2 ? x[0] : a[0], .targets = k == 2 ? x[1] : a[1],
                           .pos = k == 2 ? x[2] : a[2], .doc_start = k == 2 ? x[3] : a[3]};
@@ -64,6 +67,7 @@ int main(void) {
         aux[k] = l[k].aux;
         model_free(m);
     }
+    be->destroy(be);
     printf("aux: real rows alone %.9f, with an 8-row padding tail %.9f, and a padding row %.9f\n", aux[0], aux[1],
            aux[2]);
     CHECK(aux[0] > 0 && fabs(aux[1] - aux[0]) <= 1e-6 * aux[0], "padding tail changed the aux loss: %.9g vs %.9g",
