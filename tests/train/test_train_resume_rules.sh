@@ -92,7 +92,9 @@ before=$(sums "$W/ref")
 [ "$(sums "$W/ref")" = "$before" ] || { echo "FAIL finished: the run directory was written"; fail=1; }
 
 # 6. One process per run: a second train is refused naming the holder; kill -9 leaves no stale lock.
-"$Q" train --model "$W/model" --data "$DATA" --out "$W/busy" --method full --epochs 200 --batch-size 4 --max-seq-len 96 \
+# The held runs are far longer than the test (20000 epochs: minutes even on a fast machine; 200 finished
+# before the second train looked, on an idle CI machine); they are killed once checked.
+"$Q" train --model "$W/model" --data "$DATA" --out "$W/busy" --method full --epochs 20000 --batch-size 4 --max-seq-len 96 \
   --save-every 1 --device cpu --quiet >/dev/null 2>"$W/busy.log" & pid=$!
 for _ in $(seq 1 150); do [ -d "$W/busy/checkpoints/step-1" ] && break; sleep 0.1; done
 "$Q" train --resume "$W/busy" >/dev/null 2>"$W/second.log"; rc=$?
@@ -104,7 +106,7 @@ n=$(ls "$W/busy/checkpoints" | sed -n 's/^step-//p' | sort -n | tail -1)
 "$Q" train --resume "$W/busy" --max-steps $((n + 1)) >/dev/null 2>"$W/after.log" || { echo "FAIL lock: resume after kill -9"; cat "$W/after.log"; fail=1; }
 
 # --gpus N: the launcher holds the lock for its worker processes (which must not wait on it).
-"$Q" train --model "$W/model" --data "$DATA" --out "$W/busy2" --epochs 200 --batch-size 4 --max-seq-len 64 --save-every 1 \
+"$Q" train --model "$W/model" --data "$DATA" --out "$W/busy2" --epochs 20000 --batch-size 4 --max-seq-len 64 --save-every 1 \
   --device cpu --gpus 2 --quiet >/dev/null 2>"$W/busy2.log" & pid=$!
 for _ in $(seq 1 300); do [ -d "$W/busy2/checkpoints/step-1" ] && break; sleep 0.1; done
 "$Q" train --resume "$W/busy2" >/dev/null 2>"$W/second3.log"; rc=$?
