@@ -818,7 +818,8 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     }
     goto cleanup;
 fail:
-    cli_error("train", "%s%s", who, err);
+    // Errors from the communicator already name their rank.
+    cli_error("train", "%s%s", strncmp(err, "rank ", 5) == 0 ? "" : who, err);
     if (!in_training) dist_abort(d, err);
     status = 1;
 cleanup:
