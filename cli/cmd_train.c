@@ -179,7 +179,7 @@ int cmd_train(int argc, char **argv) {
         {"grad-accum", ARG_INT, &f.grad_accum, "N", "micro-batches per step (sets --micro-batch = batch/N)"},
         {"lr", ARG_FLOAT, &f.lr, "LR", "peak learning rate (default 1e-4)"},
         {"warmup-steps", ARG_INT, &f.warmup, "N", "linear warmup steps (default 0)"},
-        {"schedule", ARG_STRING, &f.schedule, "NAME", "cosine | linear | constant (default linear)"},
+        {"schedule", ARG_STRING, &f.schedule, "cosine|linear|constant", "learning-rate schedule after warmup (default linear)"},
         {"weight-decay", ARG_FLOAT, &f.weight_decay, "WD", "AdamW weight decay, not on norms and biases (default 0)"},
         {"max-grad-norm", ARG_FLOAT, &f.max_grad_norm, "N", "clip the global gradient norm (default 1; 0 = off)"},
         {"router-aux-loss-coef", ARG_FLOAT, &f.router_aux, "C",
@@ -205,15 +205,15 @@ int cmd_train(int argc, char **argv) {
         {"save-every", ARG_INT, &s.save_every, "N", "checkpoint every N steps (default: each epoch)"},
         {"keep-checkpoints", ARG_INT, &s.keep_checkpoints, "K", "keep the newest K checkpoints (default 2)"},
         {"early-stopping-patience", ARG_INT, &s.early_stopping_patience, "N", "stop after N evaluations without improvement"},
-        {"recompute", ARG_STRING, &recompute_arg, "MODE", "activations the backward recomputes: none | selective (default: "
-         "norms and SwiGLU, same results) | full (whole layers, least memory)"},
+        {"recompute", ARG_STRING, &recompute_arg, "none|selective|full", "activations the backward recomputes: none, selective (the "
+         "default: norms and SwiGLU, same results) or full (whole layers, least memory)"},
         {"grad-checkpoint", ARG_FLAG, &grad_ckpt, NULL, "same as --recompute full"},
-        {"device", ARG_STRING, &s.device, "DEV", "cpu | cuda | cuda:N | auto (default: cuda when a GPU is present)"},
+        {"device", ARG_STRING, &s.device, "cpu|cuda|cuda:N|auto", "the device (default: cuda when a GPU is present)"},
         {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
         {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
-        {"scan", ARG_STRING, &scan_arg, "MODE", "scan the data for secrets and personal data: off, warn (default) or error"},
+        {"scan", ARG_STRING, &scan_arg, "off|warn|error", "scan the data for secrets and personal data (default warn)"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
