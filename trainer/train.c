@@ -232,7 +232,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     }
     const model_config *mcfg = model_get_config(m);
     int moe = mcfg->n_experts > 0;
-    if (lead && metrics_open(&mt, run_dir, resumed, moe, err, errlen)) {
+    if (lead && metrics_open(&mt, run_dir, resumed ? st.step : -1, moe, err, errlen)) {
         dist_abort(d, err);
         zero_free(&z);
         free(steps_per_epoch);
