@@ -219,7 +219,8 @@ int cmd_train(int argc, char **argv) {
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
                           "Fine-tunes a Hugging Face Llama-family checkpoint (LoRA or all weights) on Bedrock\n"
                           "JSONL data and writes RUN/: run.json, step_wise_training_metrics.csv,\n"
-                          "validation_metrics.csv, loss.svg, checkpoints/step-N/ and final/.\n"
+                          "validation_metrics.csv, loss.svg, TensorBoard's events.out.tfevents.*,\n"
+                          "checkpoints/step-N/ and final/.\n"
                           "Flags override --hyperparameters. SIGINT/SIGTERM save a checkpoint and exit 130.\n"
                           "Data parallel: --gpus N (one process per GPU), or under torchrun, srun or mpirun\n"
                           "(their environment names the ranks); --device cpu --ranks N runs N ranks as threads.",
