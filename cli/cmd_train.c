@@ -784,6 +784,12 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON_AddNumberToObject(out, "mfu", res.mfu);
     cJSON_AddNumberToObject(out, "gpus", gpus);
     cJSON_AddNumberToObject(out, "gpu_hours", gpus * res.train_seconds / 3600.0);
+    // Measured over this session: a resumed run's earlier sessions are not in it, so it would
+    // undercount the run (`quarry cost` then uses --gpu-watts × GPU-hours).
+    if (res.energy_joules >= 0 && !c->resume) {
+        cJSON_AddNumberToObject(out, "energy_joules", res.energy_joules);
+        cJSON_AddStringToObject(out, "energy_source", "nvml");
+    }
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);
     if (isfinite(res.first_val_loss)) cJSON_AddNumberToObject(out, "initial_validation_loss", res.first_val_loss);
     if (isfinite(res.last_val_loss)) cJSON_AddNumberToObject(out, "final_validation_loss", res.last_val_loss);
