@@ -789,6 +789,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     if (res.energy_joules >= 0 && !c->resume) {
         cJSON_AddNumberToObject(out, "energy_joules", res.energy_joules);
         cJSON_AddStringToObject(out, "energy_source", "nvml");
+    } else if (res.energy_joules >= 0) {
+        fprintf(stderr, "quarry train: note: this session used %.0f J on the GPUs; run.json records no energy for a "
+                "resumed run (earlier sessions were not metered together): `quarry cost` will use --gpu-watts\n",
+                res.energy_joules);
     }
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);
     if (isfinite(res.first_val_loss)) cJSON_AddNumberToObject(out, "initial_validation_loss", res.first_val_loss);

@@ -36,6 +36,7 @@ static test_faults read_faults(void) {
     if (sscanf(v, "nan-at-steps:%d-%d", &f.nan_from, &f.nan_to) == 2) return f;
     return f;
 }
+
 // The PCI bus id of this rank's GPU ("" on the CPU). QUARRY_TEST_PCI_BUS_ID ("BUS[,BUS...]", one
 // per rank) stands in for it in the tests, which meter CPU runs against a fake NVML.
 static void rank_bus_id(const backend *be, int rank, char *out, size_t outlen) {

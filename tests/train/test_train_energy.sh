@@ -58,5 +58,12 @@ check "$W/unknown" none --gpu-watts --gpu-watts 300
 n=$(grep -c "GPU energy not measured (GPU 0000:42:00.0: Not Found); \`quarry cost\` will use --gpu-watts" "$W/unknown.log")
 [ "$n" = 1 ] || { echo "FAIL: the fallback note appears $n times, want once"; cat "$W/unknown.log"; fail=1; }
 
+# A resumed run: the counter saw only the last session, so run.json records no energy (and says so).
+f=$fail; QUARRY_TEST_FAULT=kill-after-step:2 train "$W/resumed" 0000:01:00.0 --save-every 1 >/dev/null; fail=$f   # killed: exit 137
+LD_LIBRARY_PATH="$B/fake-nvml" QUARRY_TEST_PCI_BUS_ID=0000:01:00.0 "$Q" train --resume "$W/resumed" >/dev/null \
+  2>"$W/resumed.resume.log" || { echo "FAIL: resume"; cat "$W/resumed.resume.log"; fail=1; }
+check "$W/resumed" none --gpu-watts --gpu-watts 300
+grep -q "run.json records no energy for a resumed run" "$W/resumed.resume.log" || { echo "FAIL: no note on the resumed run"; fail=1; }
+
 [ $fail -eq 0 ] && echo "test_train_energy: all checks passed"
 exit $fail
