@@ -219,7 +219,8 @@ int cmd_train(int argc, char **argv) {
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
                           "Fine-tunes a Hugging Face Llama-family checkpoint (LoRA or all weights) on Bedrock\n"
                           "JSONL data and writes RUN/: run.json, step_wise_training_metrics.csv,\n"
-                          "validation_metrics.csv, loss.svg, checkpoints/step-N/ and final/.\n"
+                          "validation_metrics.csv, loss.svg, TensorBoard's events.out.tfevents.*,\n"
+                          "checkpoints/step-N/ and final/.\n"
                           "Flags override --hyperparameters. SIGINT/SIGTERM save a checkpoint and exit 130.\n"
                           "Data parallel: --gpus N (one process per GPU), or under torchrun, srun or mpirun\n"
                           "(their environment names the ranks); --device cpu --ranks N runs N ranks as threads.",
@@ -783,6 +784,16 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON_AddNumberToObject(out, "mfu", res.mfu);
     cJSON_AddNumberToObject(out, "gpus", gpus);
     cJSON_AddNumberToObject(out, "gpu_hours", gpus * res.train_seconds / 3600.0);
+    // Measured over this session: a resumed run's earlier sessions are not in it, so it would
+    // undercount the run (`quarry cost` then uses --gpu-watts × GPU-hours).
+    if (res.energy_joules >= 0 && !c->resume) {
+        cJSON_AddNumberToObject(out, "energy_joules", res.energy_joules);
+        cJSON_AddStringToObject(out, "energy_source", "nvml");
+    } else if (res.energy_joules >= 0) {
+        fprintf(stderr, "quarry train: note: this session used %.0f J on the GPUs; run.json records no energy for a "
+                "resumed run (earlier sessions were not metered together): `quarry cost` will use --gpu-watts\n",
+                res.energy_joules);
+    }
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);
     if (isfinite(res.first_val_loss)) cJSON_AddNumberToObject(out, "initial_validation_loss", res.first_val_loss);
     if (isfinite(res.last_val_loss)) cJSON_AddNumberToObject(out, "final_validation_loss", res.last_val_loss);
