@@ -100,7 +100,7 @@ void chat_rendered_free(chat_rendered *c);
 
 // The prompt a model answers: r (its last turn a user turn; a CPT record as its text) rendered
 // as the template renders it with add_generation_prompt=True — the assistant header where the
-// template has one (Llama 3, ChatML, Phi-3), nothing after [/INST] (Llama 2, Mistral) — and
+// template has one (Llama 3, ChatML, Phi-3; gpt-oss: "<|start|>assistant", the model picks the channel), nothing after [/INST] (Llama 2, Mistral) — and
 // without the final EOS. For CHAT_RAW: the turns joined, then the separator the answer follows.
 int chat_render_prompt(const chat_template *t, const record *r, const chat_options *o, chat_rendered *out,
                        char *err, size_t errlen);
