@@ -231,7 +231,7 @@ static void check_generation_config(const char *dir, const char *architecture, c
         add(r, "generation", CMI_PASS, "generation_config.json eos_token_id %s (gpt-oss)", shown ? shown : "");
     } else {
         add(r, "generation", CMI_FAIL, "generation_config.json eos_token_id is %s; CMI needs gpt-oss's updated EOS ids "
-                                      "[200002, 199999, 200012], or the imported model does not stop\n%s",
+                                      "[200002, 199999, 200012] (<|return|>, <|endoftext|>, <|call|>), or generation does not stop at them\n%s",
             shown ? shown : "absent", fix);
     }
     free(shown);

@@ -43,9 +43,10 @@ extern const int cmi_narchitectures;
 const cmi_arch *cmi_arch_find(const char *architecture);
 
 // gpt-oss (GptOssForCausalLM): CMI needs generation_config.json's eos_token_id to be the updated
-// list [200002, 199999, 200012] (<|return|>, <|endoftext|>, <|call|>; the first published file
-// named fewer, and the imported model then runs past the end of its answer). Source: AWS Machine
-// Learning Blog, "Deploy GPT-OSS models with Amazon Bedrock Custom Model Import" (2025-11).
+// list [200002, 199999, 200012] (<|return|>, <|endoftext|>, <|call|>; transformers'
+// convert_gpt_oss_weights_to_hf.py writes [200002, 199999], without <|call|>, so a tool call would
+// not stop generation). Source: AWS Machine Learning Blog, "Deploy GPT-OSS models with Amazon
+// Bedrock Custom Model Import" (2025-11-25), as issue 18 quotes it.
 // Export writes it (cmi_generation_eos_fix); preflight fails a file without it.
 #define CMI_GPTOSS_ARCH "GptOssForCausalLM"
 struct cJSON;
