@@ -199,7 +199,7 @@ int cmd_train(int argc, char **argv) {
         {"allow-extra-keys", ARG_FLAG, &s.allow_extra_keys, NULL, "unknown keys in the data are warnings, not errors"},
         {"train-on-prompt", ARG_FLAG, &s.train_on_prompt, NULL, "train on every token, not only the answers"},
         {"template", ARG_STRING, &s.template_name, "NAME", "chat template family (default: detected)"},
-        {"template-date", ARG_STRING, &s.template_date, "DATE", "pin the Llama 3.1+ date line, e.g. \"26 Jul 2024\""},
+        {"template-date", ARG_STRING, &s.template_date, "DATE", "pin the Llama 3.1+ date line, e.g. \"26 Jul 2024\" (gpt-oss: \"2025-08-05\"; default: the run's day)"},
         {"seed", ARG_INT, &f.seed, "S", "seed for shuffling, LoRA init and dropout (default 42)"},
         {"eval-every", ARG_INT, &s.eval_every, "N", "evaluate every N steps (default: each epoch)"},
         {"save-every", ARG_INT, &s.save_every, "N", "checkpoint every N steps (default: each epoch)"},
@@ -478,6 +478,14 @@ int cmd_train(int argc, char **argv) {
     if (!tmpl) goto fail;
     int quiet_rank = s.quiet || rank != 0;
     if (tmpl->note && !quiet_rank) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
+    // gpt-oss's system message carries strftime_now's date: pinned to the run's first day, so
+    // run.json records it and a resume, eval or leakcheck renders the same tokens.
+    static char run_date[16];
+    if (!s.template_date && tmpl->family == CHAT_HARMONY) {
+        time_t now = time(NULL);
+        struct tm tm;
+        if (localtime_r(&now, &tm) && strftime(run_date, sizeof run_date, "%Y-%m-%d", &tm)) s.template_date = run_date;
+    }
     examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir,
                            s.allow_extra_keys};
     truncation trunc = {s.max_seq_len, s.truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s.truncate_explicit,

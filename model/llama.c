@@ -31,6 +31,7 @@
 //     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
 #include "moe/block.h"
+#include "mxfp4_load.h"
 #include "names.h"
 #include "safetensors.h"
 #include "../kernels/rng.h"
@@ -871,13 +872,11 @@ int model_allocate(model *m, char *err, size_t errlen) {
         if (staging) be->free(be, staging);
         return -1;
     }
-    int rc = 0;
+    int rc = 0, mxfp4 = mxfp4_checkpoint(m->path);   // experts stored as *_blocks/*_scales
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
         if (is_base_param(m, p)) {
-            const st_tensor *t = st_find(m->st, p->name);
-            if (!t || st_read_f32(t, host) != 0) {
-                set_err(err, errlen, "%s: cannot read tensor %s as float32", m->path, p->name);
+            if (mxfp4_read_tensor_f32(m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
                 break;
             }
