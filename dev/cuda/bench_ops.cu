@@ -95,9 +95,9 @@ static void bench_attention(int B, int H, int KVH, int T, int hd) {
     snprintf(shape, sizeof shape, "B=%d H=%d KVH=%d T=%d hd=%d", B, H, KVH, T, hd);
     double f = 4.0 * B * H * (double)T * T * hd / 2.0;  // causal: half the score matrix
     report("attention fwd", shape,
-           median_ms([&] { be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale); }), f, 0);
+           median_ms([&] { be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, 0, NULL); }), f, 0);
     report("attention bwd", shape, median_ms([&] {
-               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale);
+               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, 0, NULL, NULL);
            }), 2.5 * f, 0);
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dout); be->free(be, out);
     be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, lse); be->free(be, doc);

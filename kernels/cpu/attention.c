@@ -9,6 +9,7 @@
 #include "cpu_ops.h"
 #include "cpu_math.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -69,8 +70,13 @@ static att_scratch scratch_at(float *base, int hd) {
 
 void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, const void *k_,
                            const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
-                           int n_heads, int n_kv_heads, int hd, float scale) {
+                           int n_heads, int n_kv_heads, int hd, float scale, int window,
+                           const float *sinks) {
     (void)be;
+    if (window != 0 || sinks) {  // the contract lands first; the kernels follow (issue 18)
+        fprintf(stderr, "quarry: attention: windows and sinks are not implemented yet on cpu\n");
+        exit(1);
+    }
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0 || Tq <= 0) return;
@@ -158,8 +164,13 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
 void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const void *dout_,
                             const void *out_, const float *lse, const void *q_, const void *k_,
                             const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
-                            int n_heads, int n_kv_heads, int hd, float scale) {
+                            int n_heads, int n_kv_heads, int hd, float scale, int window,
+                            const float *sinks, float *dsinks) {
     (void)be;
+    if (window != 0 || sinks || dsinks) {  // the contract lands first; the kernels follow (issue 18)
+        fprintf(stderr, "quarry: attention: windows and sinks are not implemented yet on cpu\n");
+        exit(1);
+    }
     float *dq = dq_, *dk = dk_, *dv = dv_;
     const float *dout = dout_, *out = out_, *q = q_, *k = k_, *v = v_;
     if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0) return;

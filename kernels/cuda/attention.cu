@@ -605,8 +605,12 @@ static void forward_mma(backend *be, void *out, float *lse, const void *q, const
 
 static void cu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
-                                 float scale) {
+                                 float scale, int window, const float *sinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
+    if (window != 0 || sinks) {  // the contract lands first; the kernels follow (issue 18)
+        fprintf(stderr, "quarry: attention: windows and sinks are not implemented yet on cuda\n");
+        exit(1);
+    }
     float scale_log2 = scale * LOG2E_F;
     if (use_mma(be, hd, out, q, k, v)) {
         if (hd == 64) forward_mma<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, scale_log2);
@@ -643,8 +647,12 @@ static void backward_mma(backend *be, void *dq, void *dk, void *dv, const void *
 static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                   const float *lse, const void *q, const void *k, const void *v,
                                   const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
-                                  float scale) {
+                                  float scale, int window, const float *sinks, float *dsinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
+    if (window != 0 || sinks || dsinks) {  // the contract lands first; the kernels follow (issue 18)
+        fprintf(stderr, "quarry: attention: windows and sinks are not implemented yet on cuda\n");
+        exit(1);
+    }
     cudaStream_t st = cuda_state_of(be)->stream;
     float scale_log2 = scale * LOG2E_F;
     size_t rows = (size_t)B * Tq * n_heads;

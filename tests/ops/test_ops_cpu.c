@@ -530,7 +530,7 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
     att_ctx ctx = {B, Tq, Tk, H, KVH, hd, scale, doc, Rd, xmalloc(nq * 8), xmalloc(nl * 8)};
     double *in[] = {qd, kd, vd};
     att_loss(&ctx, in);
-    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, 0, NULL);
     char what[160];
     snprintf(what, sizeof what, "attention B%d Tq%d Tk%d H%d KVH%d hd%d", B, Tq, Tk, H, KVH, hd);
     char w2[220];
@@ -544,7 +544,7 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
 
     // Garbage in dq, dk, dv: the backward overwrites them.
     float *dq = frand(r, nq, -9, 9), *dk = frand(r, nk, -9, 9), *dv = frand(r, nk, -9, 9);
-    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, 0, NULL, NULL);
     snprintf(w2, sizeof w2, "%s: dq", what);
     check_grad(w2, att_loss, &ctx, in, 0, nq, dq, max_check, r);
     snprintf(w2, sizeof w2, "%s: dk", what);
@@ -556,8 +556,8 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
     for (int th = 1; th <= 3; th += 2) {
         omp_set_num_threads(th);
         float *o2 = xmalloc(nq * 4), *l2 = xmalloc(nl * 4), *q2 = xmalloc(nq * 4), *k2 = xmalloc(nk * 4), *v2 = xmalloc(nk * 4);
-        be->attention_forward(be, o2, l2, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
-        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+        be->attention_forward(be, o2, l2, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, 0, NULL);
+        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, 0, NULL, NULL);
         snprintf(w2, sizeof w2, "%s: determinism of out", what);
         check_same_bits(w2, o2, out, nq);
         snprintf(w2, sizeof w2, "%s: determinism of dq/dk/dv", what);

@@ -379,9 +379,9 @@ static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int ma
     int32_t *docs_h = make_docs(B, Tk, max_doc);
     ibuf docs = mk_ids(docs_h, (size_t)B * Tk);
     buf out = mk("out", nq, 1, NULL), lse = mk("lse", nl, 0, NULL);
-    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale);
+    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale, 0, NULL);
     buf *o1[] = {&out, &lse};
-    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale));
+    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale, 0, NULL));
     compare(op, &out, TOL_BF16);
     compare(op, &lse, TOL_F32_SUM);
     // The backward gets the CPU's forward results (rounded to bf16) on both sides.
@@ -397,10 +397,10 @@ static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int ma
     buf dout = mk("dout", nq, 1, rnd(nq, 1.0f));
     buf dq = mk("dq", nq, 1, NULL), dk = mk("dk", nk, 1, NULL), dv = mk("dv", nk, 1, NULL);
     cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, o_in.c, l_in.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH,
-                            hd, scale);
+                            hd, scale, 0, NULL, NULL);
     buf *o2[] = {&dq, &dk, &dv};
     GPU_TWICE(op, o2, gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, o_in.g, l_in.g, q.g, k.g, v.g, docs.g, B, Tq,
-                                              Tk, H, KVH, hd, scale));
+                                              Tk, H, KVH, hd, scale, 0, NULL, NULL));
     compare(op, &dq, TOL_BF16);
     compare(op, &dk, TOL_BF16);
     compare(op, &dv, TOL_BF16);
