@@ -1049,7 +1049,7 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
-                          1.0f / sqrtf((float)hd));
+                          1.0f / sqrtf((float)hd), 0, NULL);
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
@@ -1066,7 +1066,7 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
     linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
                dropout_seed(s, l, LORA_O));
     be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd), 0, NULL, NULL);
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
     be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
