@@ -41,6 +41,29 @@ check "only the SVG namespace is a URL" "[ \$(grep -oE 'https?://[^\"]+' $W/run-
   || { echo "FAIL: quarry cost --json"; fail=1; }
 cp "$W/run-a/report.html" "$W/first.html"
 
+# The prompts are the run's validation records: with every one asked for, their records scored by
+# `quarry eval` give the run's final validation loss exactly.
+"$Q" report "$W/run-a" --device cpu --prompts 100 --max-new-tokens 1 --out "$W/all.html" >/dev/null 2>"$W/err" \
+  || { cat "$W/err"; echo "FAIL: report --prompts 100"; fail=1; }
+lines=$(grep -o '<tr><td>[0-9]*</td>' "$W/all.html" | grep -o '[0-9]*')
+: >"$W/val.jsonl"; for l in $lines; do sed -n "${l}p" "$W/data.jsonl" >>"$W/val.jsonl"; done
+"$Q" eval --model "$W/run-a" --data "$W/val.jsonl" --device cpu --json >"$W/eval.json" 2>/dev/null
+check "the answered prompts are the validation split (4 records; eval loss = final validation loss)" "$PY - $W/eval.json $W/run-a/run.json <<'PYEOF'
+import json, sys
+e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert e['records'] == r['validation_examples'] == 4, (e['records'], r['validation_examples'])
+assert abs(e['loss'] - r['result']['final_validation_loss']) < 1e-6, (e['loss'], r['result']['final_validation_loss'])
+PYEOF"
+
+# Energy measured during training (result.energy_joules) is shown, and priced as quarry cost does.
+cp -r "$W/run-a" "$W/run-e"
+"$PY" -c "
+import json, sys; p = sys.argv[1]; r = json.load(open(p)); r['result']['energy_joules'] = 7.2e6; json.dump(r, open(p, 'w'))" \
+  "$W/run-e/run.json"
+"$Q" report "$W/run-e" --no-generate --power-price 0.25 >/dev/null 2>"$W/err"; rc=$?
+check "measured energy on the page: 2 kWh, in the result and the cost" \
+  "[ $rc -eq 0 ] && grep -q 'GPU energy (measured)</th><td>2 kWh' $W/run-e/report.html && grep -q '2 kWh (measured)' $W/run-e/report.html"
+
 # --out: a new file is written; an existing one is not replaced without --force; a directory never.
 echo keep >"$W/mine.html"
 "$Q" report "$W/run-a" --no-generate --out "$W/mine.html" >/dev/null 2>"$W/err"; rc=$?
@@ -72,12 +95,17 @@ flags=(--headless --disable-gpu --no-first-run --no-default-browser-check --disa
        --user-data-dir="$W/chrome")
 [ "$(id -u)" -eq 0 ] && flags+=(--no-sandbox)
 t0=$(date +%s.%N)
-"$CH" "${flags[@]}" --window-size=1200,2400 --screenshot="$W/report.png" "file://$W/first.html" >/dev/null 2>"$W/chrome.err"
+# Bounded: a page that ran a script (alert()) would keep headless Chromium waiting forever.
+timeout -k 5 30 "$CH" "${flags[@]}" --window-size=1200,2400 --screenshot="$W/report.png" "file://$W/first.html" \
+  >/dev/null 2>"$W/chrome.err"
 t1=$(date +%s.%N)
-"$CH" "${flags[@]}" --dump-dom "file://$W/first.html" >"$W/dom.html" 2>>"$W/chrome.err"
+timeout -k 5 30 "$CH" "${flags[@]}" --dump-dom "file://$W/first.html" >"$W/dom.html" 2>>"$W/chrome.err"
 t2=$(date +%s.%N)
 echo "chromium: screenshot $(echo "$t1 - $t0" | bc) s, dump-dom $(echo "$t2 - $t1" | bc) s"
-check "chromium wrote the screenshot and the DOM" "[ -s $W/report.png ] && [ -s $W/dom.html ] || tail -5 $W/chrome.err"
-"$PY" "$SRC/tests/report/check_report.py" "$W/report.png" "$W/dom.html" "$W/run-a" "$W/cost.json" || fail=1
+if [ -s "$W/report.png" ] && [ -s "$W/dom.html" ]; then
+  "$PY" "$SRC/tests/report/check_report.py" "$W/report.png" "$W/dom.html" "$W/run-a" "$W/cost.json" || fail=1
+else
+  echo "FAIL: chromium wrote no screenshot or no DOM within 30 s"; tail -5 "$W/chrome.err"; fail=1
+fi
 [ $fail -eq 0 ] && echo "PASS: quarry report"
 exit $fail
