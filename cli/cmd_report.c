@@ -5,8 +5,9 @@
 // (cli/generator; the base checked against run.json first, as generate does).
 //
 // Where it writes: RUN/report.html by default, replaced on every call (the name is the
-// report's own in a run directory); --out FILE must not exist unless --force. The page holds
-// records of the training data, so it is written 0600, atomically.
+// report's own in a run directory); --out FILE must not exist unless --force, nor lie in the
+// run's final/ or checkpoints/. The page holds records of the training data, so it is written
+// 0600, atomically.
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -258,6 +259,24 @@ out:
     return rc;
 }
 
+// --out must not go where quarry keeps what it wrote: the run's final/ and checkpoints/ are
+// hashed, exported and resumed from as they are. Compared as resolved paths. 0 ok; -1 + message.
+static int check_out_place(const char *out, const char *run_dir, char *err, size_t errlen) {
+    char o[4200], d[4300], p[4200];
+    if (fileio_resolve_path(out, o, sizeof o, err, errlen)) return -1;
+    const char *kept[] = {"final", "checkpoints"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(d, sizeof d, "%s/%s", run_dir, kept[i]);
+        if (fileio_resolve_path(d, p, sizeof p, err, errlen)) return -1;
+        if (fileio_path_within(o, p)) {
+            snprintf(err, errlen, "--out %.1000s lies inside the run's %s/, which only quarry train writes\n"
+                     "hint: write the report elsewhere (the default is %.1000s/report.html)", out, kept[i], run_dir);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_report(int argc, char **argv) {
     const char *out = NULL, *device = "auto", *base_model = NULL, *region = NULL;
     int prompts = 3, max_new = 48, no_generate = 0, force = 0;
@@ -310,6 +329,10 @@ int cmd_report(int argc, char **argv) {
     char *html = NULL, *cost_cmd = NULL;
     if (out) {
         snprintf(path, sizeof path, "%s", out);
+        if (check_out_place(out, run_dir, err, sizeof err) != 0) {
+            cli_error("report", "%s", err);
+            goto done;
+        }
         struct stat st;
         if (stat(path, &st) == 0 && (S_ISDIR(st.st_mode) || !force)) {
             cli_error("report", "%s exists%s\nhint: choose another --out%s", path,

@@ -73,6 +73,8 @@ check "--out FILE that exists is refused (exit 1), the file kept" \
 check "--force replaces it" "[ $rc -eq 0 ] && grep -q 'No answers: written with --no-generate' $W/mine.html"
 "$Q" report "$W/run-a" --no-generate --out "$W" >/dev/null 2>"$W/err"; rc=$?
 check "--out DIR is refused" "[ $rc -eq 1 ] && grep -q 'is a directory' $W/err"
+"$Q" report "$W/run-a" --no-generate --out "$W/run-a/final/report.html" >/dev/null 2>"$W/err"; rc=$?
+check "--out inside the run's final/ is refused" "[ $rc -eq 1 ] && grep -q 'lies inside the run.s final/' $W/err && [ ! -e $W/run-a/final/report.html ]"
 "$Q" report "$W/model" >/dev/null 2>"$W/err"; rc=$?
 check "a directory without run.json is refused with the reason" "[ $rc -eq 1 ] && grep -q 'run.json' $W/err && [ ! -e $W/model/report.html ]"
 "$Q" report "$W/run-a" --prompts -1 >/dev/null 2>"$W/err"; rc=$?
