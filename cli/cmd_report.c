@@ -287,7 +287,7 @@ int cmd_report(int argc, char **argv) {
         {"prompts", ARG_INT, &prompts, "N", "answer the first N validation records' prompts (default 3; 0 = none)"},
         {"max-new-tokens", ARG_INT, &max_new, "N", "at most N tokens per answer (default 48)"},
         {"no-generate", ARG_FLAG, &no_generate, NULL, "no answers: the page from the run's files alone (no model is loaded)"},
-        {"device", ARG_STRING, &device, "DEV", "cpu | cuda | cuda:N | auto (default) for the answers"},
+        {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device of the answers (default auto)"},
         {"base-model", ARG_STRING, &base_model, "ID", "Bedrock base model id for the managed prices (as quarry cost)"},
         {"gpu-hour-price", ARG_FLOAT, &gpu_hour_price, "USD", "what one GPU-hour costs you on-prem (as quarry cost)"},
         {"power-price", ARG_FLOAT, &power_price, "USD", "electricity per kWh (as quarry cost)"},
@@ -296,7 +296,7 @@ int cmd_report(int argc, char **argv) {
     const arg_parser p = {
         "report",
         "quarry report RUN [--out FILE [--force]] [--prompts N] [--max-new-tokens N] [--no-generate] [--device DEV] "
-        "[--base-model ID] [--gpu-hour-price USD] [--power-price USD]",
+        "[--base-model ID] [--gpu-hour-price USD] [--power-price USD] [--region R]",
         "Writes one self-contained HTML page about a run (no network, no script: it opens offline): loss and\n"
         "validation curves, throughput and learning rate per step, the result, the memory plan, the record\n"
         "accounting, the cost comparison (the figures of quarry cost --run RUN with the same price flags),\n"
