@@ -27,6 +27,7 @@ int cmd_upload(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_cost(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_completion(int argc, char **argv);
 int cmd_manpage(int argc, char **argv);
 
