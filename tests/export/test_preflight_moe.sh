@@ -3,15 +3,7 @@
 # architectures CMI lists pass the architecture check, others are refused by name, and the MoE
 # keys are checked whatever model/config makes of them: a "moe" FAIL naming the key for a bad one.
 set -u
-Q=${QUARRY_BIN:?}
-SRC=${QUARRY_SOURCE_DIR:?}
-PY=${QUARRY_PYTHON:-python3}
-[ -x "$PY" ] || PY=python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
-"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$T/good" \
-    --seed 3 --dtype fp32 2>/dev/null || { echo "FAIL: quarry init"; exit 1; }
+. "$(dirname "$0")/preflight_common.sh"
 QWEN='c["architectures"] = ["Qwen3MoeForCausalLM"]; c["model_type"] = "qwen3_moe"; c.update(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=16, decoder_sparse_step=1, mlp_only_layers=[0], norm_topk_prob=True)'
 MIX='c["architectures"] = ["MixtralForCausalLM"]; c["model_type"] = "mixtral"; c.update(num_local_experts=4, num_experts_per_tok=2)'
 
