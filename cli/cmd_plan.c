@@ -28,6 +28,7 @@ static cJSON *plan_json(const model_memory *p) {
     cJSON_AddNumberToObject(o, "total", (double)p->total);
     cJSON_AddNumberToObject(o, "params_total", (double)p->params_total);
     cJSON_AddNumberToObject(o, "params_trained", (double)p->params_trained);
+    cJSON_AddNumberToObject(o, "params_trained_experts", (double)p->params_trained_experts);
     return o;
 }
 

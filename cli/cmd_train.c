@@ -36,7 +36,10 @@ static double gpu_peak_flops(const char *name) {
     return 0;
 }
 
-static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
+// target_modules: the module names of the adapters the model has (PEFT matches them as suffixes:
+// on an MoE model "gate" is the router, gate_proj/w1... the experts' and dense MLPs' projections).
+static cJSON *peft_adapter_config(model *m, const char *base) {
+    const lora_config *lc = model_get_lora(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "base_model_name_or_path", base);
     cJSON_AddStringToObject(o, "bias", "none");
@@ -48,8 +51,18 @@ static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->rank);
     cJSON *t = cJSON_AddArrayToObject(o, "target_modules");
-    for (int i = 0; i < LORA_NUM_TARGETS; i++)
-        if (lc->targets & (1u << i)) cJSON_AddItemToArray(t, cJSON_CreateString(lora_target_name((lora_target)i)));
+    for (int i = 0; i < model_param_count(m); i++) {
+        const char *name = model_param_at(m, i)->name, *end = strstr(name, ".lora_A.");
+        if (strncmp(name, "base_model.", 11) || !end) continue;
+        const char *leaf = end;
+        while (leaf > name && leaf[-1] != '.') leaf--;
+        char mod[64];
+        snprintf(mod, sizeof mod, "%.*s", (int)(end - leaf), leaf);
+        int seen = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, t) seen |= !strcmp(it->valuestring, mod);
+        if (!seen) cJSON_AddItemToArray(t, cJSON_CreateString(mod));
+    }
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(o, "use_rslora", lc->rslora);
     cJSON_AddBoolToObject(o, "use_dora", 0);
@@ -793,7 +806,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
         if (!sp->full) {   // the trainer wrote the tensors
-            cJSON *ac = peft_adapter_config(model_get_lora(m), abs_model);   // MoE: attention only
+            cJSON *ac = peft_adapter_config(m, abs_model);
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);

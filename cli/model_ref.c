@@ -29,6 +29,18 @@ static int read_adapter_config(const char *path, lora_config *lc, char *err, siz
     return rc;
 }
 
+// The targets the adapter's tensors adapt: target_modules cannot tell an MoE model's experts
+// from its dense MLPs (PEFT matches gate_proj on both), the tensors can.
+static int adapter_targets(const char *path, lora_config *lc, char *err, size_t errlen) {
+    st_set *st = st_open(path, err, errlen);
+    if (!st) return -1;
+    unsigned mask = 0;
+    for (int i = 0; i < st_count(st); i++) mask |= lora_target_of_module(st_get(st, i)->name);
+    st_close(st);
+    if (mask) lc->targets = mask;
+    return 0;
+}
+
 int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     char path[4200];
@@ -58,6 +70,7 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
         out->lora = 1;
         snprintf(out->weights, sizeof out->weights, "%s", adapter);
         rc = read_adapter_config(cfg, &out->lc, err, errlen);
+        if (!rc) rc = adapter_targets(adapter, &out->lc, err, errlen);
     } else if (fileio_exists(full)) {
         snprintf(out->weights, sizeof out->weights, "%s", full);
     } else {

@@ -61,8 +61,28 @@ int main(void) {
           "unknown target named: %s", err);
     CHECK(lora_targets_parse("attention", &mask, err, sizeof err) == 0 &&
               mask == ((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O)), "attention preset");
-    CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == -1 && strstr(err, "not implemented"),
-          "experts preset refused: %s", err);
+    // The MoE presets: experts alone, all-linear = attention + dense MLPs + experts (no router),
+    // explicit lists mixing presets and names, written back as parsed.
+    CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == 0 && mask == LORA_EXPERTS_BIT,
+          "experts preset → %#x (%s)", mask, err);
+    CHECK((LORA_ALL_LINEAR & LORA_EXPERTS_BIT) && !(LORA_ALL_LINEAR & LORA_ROUTER_BIT), "all-linear has experts, not router");
+    CHECK(lora_targets_parse("attention,experts,router", &mask, err, sizeof err) == 0 &&
+              mask == (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT), "attention,experts,router → %#x", mask);
+    CHECK(strcmp(lora_targets_format(mask, buf, sizeof buf), "q,k,v,o,experts,router") == 0, "format: %s", buf);
+    CHECK(lora_targets_parse("all-linear,router", &mask, err, sizeof err) == 0 &&
+              mask == (LORA_ALL_LINEAR | LORA_ROUTER_BIT), "all-linear,router → %#x", mask);
+    CHECK(strcmp(lora_targets_format(mask, buf, sizeof buf), "all-linear,router") == 0, "format: %s", buf);
+    CHECK(lora_targets_parse("q,expert", &mask, err, sizeof err) == -1 && strstr(err, "\"expert\"") &&
+              strstr(err, "router"), "unknown target lists the names: %s", err);
+    // PEFT's module names: the router is "gate", Mixtral's experts w1/w2/w3, expert tensors by path.
+    CHECK(lora_target_of_module("gate") == LORA_ROUTER_BIT &&
+              lora_target_of_module("model.layers.0.block_sparse_moe.gate") == LORA_ROUTER_BIT &&
+              lora_target_of_module("w2") == LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.experts.7.gate_proj.lora_B.weight") ==
+                  LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.gate_proj.lora_A.weight") == 1u << LORA_GATE &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.gate.lora_A.weight") == LORA_ROUTER_BIT &&
+              lora_target_of_module("lm_head") == 0, "PEFT module names");
     CHECK(lora_targets_parse("", &mask, err, sizeof err) == -1, "empty list refused");
     CHECK(lora_targets_parse(",", &mask, err, sizeof err) == -1, "no target refused");
 
