@@ -77,5 +77,21 @@ check "router adapter in target_modules" "$PY -c \"import json;c=json.load(open(
 "$Q" generate --model "$W/router" --prompt "Who founded the company?" --max-new-tokens 2 --temperature 0 \
   --device cpu >"$W/router-gen.out" 2>"$W/router-gen.log"; rc=$?
 check "generate on the router-adapter run exits 0 ($(tail -2 "$W/router-gen.log"))" "[ $rc -eq 0 ]"
+# Expert adapters in checkpoints: a run killed after step 2 and resumed with --resume alone ends
+# with the uninterrupted run's adapter (every expert's A and B) and losses, bit for bit (dropout on).
+mres() {  # mres OUT
+  "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 96 --device cpu --max-steps 4 --batch-size 4 \
+    --micro-batch 2 --lora-r 4 --lora-dropout 0.1 --lr 2e-3 --lora-targets experts,router --save-every 1 \
+    --quiet --out "$1" >/dev/null 2>"$1.log"
+}
+mres "$W/mref"; rc=$?
+check "experts,router reference run exits 0 ($(tail -2 "$W/mref.log"))" "[ $rc -eq 0 ]"
+check "checkpoint holds the expert adapters" "$PY -c \"import json,struct;f=open('$W/mref/checkpoints/step-4/trained.safetensors','rb');n=struct.unpack('<Q',f.read(8))[0];h=json.loads(f.read(n));assert any('experts.3.w2.lora_B' in k for k in h) and any('block_sparse_moe.gate.lora_A' in k for k in h), sorted(h)[:4]\""
+QUARRY_TEST_FAULT=kill-after-step:2 mres "$W/mkill"; rc=$?
+check "killed run exits 137" "[ $rc -eq 137 ]"
+"$Q" train --resume "$W/mkill" >/dev/null 2>"$W/mkill.resume.log"; rc=$?
+check "resume exits 0 ($(tail -2 "$W/mkill.resume.log"))" "[ $rc -eq 0 ]"
+check "resumed adapter equals the uninterrupted run's" "cmp -s $W/mref/final/adapter_model.safetensors $W/mkill/final/adapter_model.safetensors"
+check "resumed losses equal" "diff <(cut -d, -f1-6 $W/mref/step_wise_training_metrics.csv) <(cut -d, -f1-6 $W/mkill/step_wise_training_metrics.csv) >/dev/null"
 [ $fail -eq 0 ] && echo "test_moe_train: all checks passed"
 exit $fail
