@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tokens", type=int, default=24)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--run-logits", action="store_true",
+                    help="also compare PEFT's logits with quarry's on the run itself (adapter unmerged)")
     a = ap.parse_args()
     print(f"oracle: transformers {transformers.__version__}, torch {torch.__version__}")
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -130,6 +132,10 @@ def main():
             e = rel(hf32, hfp)
             check(e <= TOL_FP32, f"PEFT adapter on the base vs merged export (transformers), relative error {e:.2e} "
                                  f"(≤ {TOL_FP32:.0e})")
+            if a.run_logits:
+                e = rel(quarry_logits(tool, a.path, ids, cfg["vocab_size"]), hfp)
+                check(e <= TOL_FP32, f"PEFT adapter on the base vs quarry on the run (adapter unmerged), relative "
+                                     f"error {e:.2e} (≤ {TOL_FP32:.0e})")
             hfb = hf_logits(base, ids, a.device)
             print(f"note: the adapter moves the logits by {rel(hfp, hfb):.2e} relative to the base's")
         hf16 = hf_logits(m16, ids, a.device)

@@ -41,13 +41,13 @@ if "router" in targets and not any(k.endswith(".gate.lora_A.weight") for k in na
     print("FAIL: --lora-targets names the router but the adapter has no router tensors")
     fail = 1
 p = subprocess.run([ref, os.path.join(src, "scripts", "check_export_transformers.py"), rd, "--quarry", quarry,
-                    "--logits-tool", tool, "--device", "cpu", "--work", os.path.join(work, "exports")],
+                    "--logits-tool", tool, "--device", "cpu", "--work", os.path.join(work, "exports"), "--run-logits"],
                    capture_output=True, text=True)
 print(p.stdout[-4000:])
 if p.returncode != 0:
     print(p.stderr[-4000:])
     fail = 1
-if "PASS PEFT adapter" not in p.stdout:
+if "PASS PEFT adapter on the base vs quarry on the run" not in p.stdout:
     print("FAIL: the PEFT adapter was not checked")
     fail = 1
 sys.exit(fail)
