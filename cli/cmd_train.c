@@ -36,8 +36,8 @@ static double gpu_peak_flops(const char *name) {
     return 0;
 }
 
-// target_modules: the module names of the adapters the model has (PEFT matches them as suffixes:
-// on an MoE model "gate" is the router, gate_proj/w1... the experts' and dense MLPs' projections).
+// target_modules: the modules the model's adapters are on (lora_peft_target_modules: their last
+// names, or a regex where those names would also select a module quarry did not adapt).
 static cJSON *peft_adapter_config(model *m, const char *base) {
     const lora_config *lc = model_get_lora(m);
     cJSON *o = cJSON_CreateObject();
@@ -50,19 +50,30 @@ static cJSON *peft_adapter_config(model *m, const char *base) {
     cJSON_AddNumberToObject(o, "lora_dropout", lc->dropout);
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->rank);
-    cJSON *t = cJSON_AddArrayToObject(o, "target_modules");
-    for (int i = 0; i < model_param_count(m); i++) {
-        const char *name = model_param_at(m, i)->name, *end = strstr(name, ".lora_A.");
-        if (strncmp(name, "base_model.", 11) || !end) continue;
-        const char *leaf = end;
-        while (leaf > name && leaf[-1] != '.') leaf--;
-        char mod[64];
-        snprintf(mod, sizeof mod, "%.*s", (int)(end - leaf), leaf);
-        int seen = 0;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, t) seen |= !strcmp(it->valuestring, mod);
-        if (!seen) cJSON_AddItemToArray(t, cJSON_CreateString(mod));
+    int n = model_param_count(m), na = 0, nl = 0;
+    char (*paths)[128] = calloc((size_t)n, sizeof *paths);
+    const char **adapted = calloc((size_t)n, sizeof *adapted), **linear = calloc((size_t)n, sizeof *linear);
+    for (int i = 0; paths && adapted && linear && i < n; i++) {
+        const model_param *p = model_param_at(m, i);
+        const char *end = strstr(p->name, ".lora_A.");
+        size_t len = strlen(p->name);
+        if (!strncmp(p->name, "base_model.model.", 17) && end) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(end - p->name - 17), p->name + 17);
+            adapted[na++] = paths[i];
+        } else if (strncmp(p->name, "base_model.", 11) && p->ndim == 2 && len > 7 && !strcmp(p->name + len - 7, ".weight")) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(len - 7), p->name);
+            linear[nl++] = paths[i];
+        }
     }
+    cJSON *t = paths && adapted && linear ? lora_peft_target_modules(adapted, na, linear, nl) : NULL;
+    free(paths);
+    free(adapted);
+    free(linear);
+    if (!t) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToObject(o, "target_modules", t);
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(o, "use_rslora", lc->rslora);
     cJSON_AddBoolToObject(o, "use_dora", 0);

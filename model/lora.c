@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const target_names[LORA_NUM_TARGETS] = {
@@ -132,6 +133,81 @@ unsigned lora_target_of_module(const char *name) {
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
         if (!strcmp(leaf, target_names[t])) return 1u << t;
     return 0;
+}
+
+static const char *leaf_of(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+// path → regex, layer and expert indices as \d+ ("model\.layers\.\d+\.mlp\.experts\.\d+\.w1").
+static void path_pattern(const char *path, char *out, size_t outlen) {
+    size_t o = 0;
+    for (const char *p = path; *p && o + 8 < outlen; p++) {
+        int after_index = (p - path >= 7 && !strncmp(p - 7, "layers.", 7)) ||
+                          (p - path >= 8 && !strncmp(p - 8, "experts.", 8));
+        if (after_index && *p >= '0' && *p <= '9') {
+            while (p[1] >= '0' && p[1] <= '9') p++;
+            o += (size_t)snprintf(out + o, outlen - o, "\\d+");
+        } else if (*p == '.') {
+            o += (size_t)snprintf(out + o, outlen - o, "\\.");
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+// Adds s to the set (n strings of width w) unless present; returns the new count.
+static int set_add(char *set, int n, int cap, size_t w, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(set + (size_t)i * w, s)) return n;
+    if (n == cap) return n;
+    snprintf(set + (size_t)n * w, w, "%s", s);
+    return n + 1;
+}
+
+cJSON *lora_peft_target_modules(const char *const *adapted, int n_adapted, const char *const *linear,
+                                int n_linear) {
+    enum { CAP = 64, W = 256 };
+    char *pats = calloc(CAP, W), *leaves = calloc(CAP, W), pat[W];
+    cJSON *out = NULL;
+    if (!pats || !leaves) goto done;
+    int np = 0, nl = 0, ambiguous = 0;
+    for (int i = 0; i < n_adapted; i++) {
+        path_pattern(adapted[i], pat, sizeof pat);
+        np = set_add(pats, np, CAP, W, pat);
+        nl = set_add(leaves, nl, CAP, W, leaf_of(adapted[i]));
+    }
+    // A linear module with an adapted module's last name whose pattern is not adapted: PEFT's
+    // suffix match would give it an adapter quarry never trained.
+    for (int i = 0; i < n_linear && !ambiguous; i++) {
+        int named = 0;
+        for (int k = 0; k < nl && !named; k++) named = !strcmp(leaves + (size_t)k * W, leaf_of(linear[i]));
+        if (!named) continue;
+        path_pattern(linear[i], pat, sizeof pat);
+        int found = 0;
+        for (int k = 0; k < np && !found; k++) found = !strcmp(pats + (size_t)k * W, pat);
+        ambiguous = !found;
+    }
+    if (!ambiguous) {
+        out = cJSON_CreateArray();
+        for (int k = 0; out && k < nl; k++) cJSON_AddItemToArray(out, cJSON_CreateString(leaves + (size_t)k * W));
+    } else {
+        size_t len = 1;
+        for (int k = 0; k < np; k++) len += strlen(pats + (size_t)k * W) + 1;
+        char *re = malloc(len + 2);
+        if (re) {
+            size_t o = 0;
+            for (int k = 0; k < np; k++) o += (size_t)sprintf(re + o, "%s%s", k ? "|" : "", pats + (size_t)k * W);
+            out = cJSON_CreateString(re);
+            free(re);
+        }
+    }
+done:
+    free(pats);
+    free(leaves);
+    return out;
 }
 
 // A non-empty JSON object or array (rank_pattern and friends).

@@ -62,6 +62,15 @@ void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id);
 // ("...mlp.gate", "...block_sparse_moe.gate", or "gate" alone) → LORA_ROUTER_BIT; 0 otherwise.
 unsigned lora_target_of_module(const char *name);
 
+// PEFT's target_modules for adapters on the modules `adapted` (module paths, "model.layers.0.
+// self_attn.q_proj"), among the model's linear modules `linear`: the list of their last names
+// ("q_proj", "gate") when PEFT's suffix match selects exactly those; else (an MoE model whose
+// experts are adapted and dense MLPs are not, both named gate_proj...) a regex PEFT fullmatches,
+// one alternative per path with its layer and expert indices as \d+. A new cJSON item, or NULL
+// when out of memory.
+struct cJSON *lora_peft_target_modules(const char *const *adapted, int n_adapted, const char *const *linear,
+                                       int n_linear);
+
 // PEFT's adapter_config.json (parsed: config; path for messages) → lora_config with dropout 0
 // (for applying or merging, not training). Refuses what quarry cannot apply: a peft_type other
 // than LORA, DoRA, fan_in_fan_out, rank_pattern/alpha_pattern, modules_to_save; r must be a

@@ -83,6 +83,28 @@ int main(void) {
               lora_target_of_module("base_model.model.model.layers.3.mlp.gate_proj.lora_A.weight") == 1u << LORA_GATE &&
               lora_target_of_module("base_model.model.model.layers.3.mlp.gate.lora_A.weight") == LORA_ROUTER_BIT &&
               lora_target_of_module("lm_head") == 0, "PEFT module names");
+    // PEFT's target_modules: last names when PEFT's suffix match selects exactly the adapted
+    // modules; a regex when the experts' gate_proj is adapted and a dense MLP's is not.
+    {
+        const char *linear[] = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.gate",
+                                "model.layers.0.mlp.experts.0.gate_proj", "model.layers.0.mlp.experts.1.gate_proj",
+                                "model.layers.1.self_attn.q_proj", "model.layers.1.mlp.gate_proj", "lm_head"};
+        const char *both[] = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.experts.0.gate_proj",
+                              "model.layers.0.mlp.experts.1.gate_proj", "model.layers.1.self_attn.q_proj",
+                              "model.layers.1.mlp.gate_proj", "model.layers.0.mlp.gate"};
+        cJSON *t = lora_peft_target_modules(both, 6, linear, 7);
+        char *txt = t ? cJSON_PrintUnformatted(t) : NULL;
+        CHECK(txt && !strcmp(txt, "[\"q_proj\",\"gate_proj\",\"gate\"]"), "suffix list: %s", txt ? txt : "NULL");
+        free(txt);
+        cJSON_Delete(t);
+        t = lora_peft_target_modules(both, 3, linear, 7);   // q of layer 0 and the experts: not layer 1's MLP
+        txt = t ? cJSON_PrintUnformatted(t) : NULL;
+        CHECK(txt && !strcmp(txt, "\"model\\\\.layers\\\\.\\\\d+\\\\.self_attn\\\\.q_proj|"
+                                  "model\\\\.layers\\\\.\\\\d+\\\\.mlp\\\\.experts\\\\.\\\\d+\\\\.gate_proj\""),
+              "regex: %s", txt ? txt : "NULL");
+        free(txt);
+        cJSON_Delete(t);
+    }
     CHECK(lora_targets_parse("", &mask, err, sizeof err) == -1, "empty list refused");
     CHECK(lora_targets_parse(",", &mask, err, sizeof err) == -1, "no target refused");
 

@@ -77,6 +77,14 @@ check "router adapter in target_modules" "$PY -c \"import json;c=json.load(open(
 "$Q" generate --model "$W/router" --prompt "Who founded the company?" --max-new-tokens 2 --temperature 0 \
   --device cpu >"$W/router-gen.out" 2>"$W/router-gen.log"; rc=$?
 check "generate on the router-adapter run exits 0 ($(tail -2 "$W/router-gen.log"))" "[ $rc -eq 0 ]"
+# Experts only on Qwen3-MoE (a dense mlp_only layer): PEFT's suffix match on gate_proj would
+# also take the dense MLP, so target_modules is a regex of the adapted paths; generate reads it.
+"$Q" train --model "$W/qwen3-moe" --data "$QA" --max-seq-len 96 --device cpu --max-steps 1 --batch-size 4 \
+  --lora-targets experts --out "$W/q3x" >"$W/q3x.log" 2>&1; rc=$?
+check "qwen3-moe experts-only run exits 0 ($(tail -2 "$W/q3x.log"))" "[ $rc -eq 0 ]"
+check "experts-only target_modules is the experts' regex" "$PY -c \"import json,re;t=json.load(open('$W/q3x/final/adapter_config.json'))['target_modules'];assert isinstance(t,str) and re.fullmatch(t,'model.layers.0.mlp.experts.3.up_proj') and not re.fullmatch(t,'model.layers.1.mlp.up_proj'), t\""
+"$Q" generate --model "$W/q3x" --prompt "Who" --max-new-tokens 2 --temperature 0 --device cpu >/dev/null 2>"$W/q3x-gen.log"; rc=$?
+check "generate on the experts-only run exits 0 ($(tail -1 "$W/q3x-gen.log"))" "[ $rc -eq 0 ]"
 # Expert adapters in checkpoints: a run killed after step 2 and resumed with --resume alone ends
 # with the uninterrupted run's adapter (every expert's A and B) and losses, bit for bit (dropout on).
 mres() {  # mres OUT
