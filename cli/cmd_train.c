@@ -60,7 +60,8 @@ static cJSON *peft_adapter_config(model *m, const char *base) {
         if (!strncmp(p->name, "base_model.model.", 17) && end) {
             snprintf(paths[i], sizeof paths[i], "%.*s", (int)(end - p->name - 17), p->name + 17);
             adapted[na++] = paths[i];
-        } else if (strncmp(p->name, "base_model.", 11) && p->ndim == 2 && len > 7 && !strcmp(p->name + len - 7, ".weight")) {
+        } else if (strncmp(p->name, "base_model.", 11) && p->ndim == 2 && len > 7 &&
+                   !strcmp(p->name + len - 7, ".weight")) {
             snprintf(paths[i], sizeof paths[i], "%.*s", (int)(len - 7), p->name);
             linear[nl++] = paths[i];
         }
@@ -214,7 +215,8 @@ int cmd_train(int argc, char **argv) {
         {"lora-r", ARG_INT, &f.lora_r, "R", "LoRA rank (default 16)"},
         {"lora-alpha", ARG_FLOAT, &f.lora_alpha, "A", "LoRA alpha (default 32)"},
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
-        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST", "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
+        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},

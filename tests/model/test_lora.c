@@ -65,7 +65,8 @@ int main(void) {
     // explicit lists mixing presets and names, written back as parsed.
     CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == 0 && mask == LORA_EXPERTS_BIT,
           "experts preset → %#x (%s)", mask, err);
-    CHECK((LORA_ALL_LINEAR & LORA_EXPERTS_BIT) && !(LORA_ALL_LINEAR & LORA_ROUTER_BIT), "all-linear has experts, not router");
+    CHECK((LORA_ALL_LINEAR & LORA_EXPERTS_BIT) && !(LORA_ALL_LINEAR & LORA_ROUTER_BIT),
+          "all-linear has experts, not router");
     CHECK(lora_targets_parse("attention,experts,router", &mask, err, sizeof err) == 0 &&
               mask == (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT), "attention,experts,router → %#x", mask);
     CHECK(strcmp(lora_targets_format(mask, buf, sizeof buf), "q,k,v,o,experts,router") == 0, "format: %s", buf);
