@@ -28,6 +28,7 @@ static cJSON *plan_json(const model_memory *p) {
     cJSON_AddNumberToObject(o, "total", (double)p->total);
     cJSON_AddNumberToObject(o, "params_total", (double)p->params_total);
     cJSON_AddNumberToObject(o, "params_trained", (double)p->params_trained);
+    cJSON_AddNumberToObject(o, "params_trained_experts", (double)p->params_trained_experts);
     return o;
 }
 
@@ -38,7 +39,8 @@ int cmd_plan(int argc, char **argv) {
     const arg_spec specs[] = {
         {"method", ARG_STRING, &method, "lora|full", "LoRA adapters (default) or all weights"},
         {"lora-r", ARG_INT, &lora_r, "R", "LoRA rank (default 16)"},
-        {"lora-targets", ARG_STRING, &targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
+        {"lora-targets", ARG_STRING, &targets, "LIST",
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
         {"max-seq-len", ARG_INT, &seq_len, "T", "tokens per sequence (default 2048)"},
         {"micro-batch", ARG_INT, &micro, "N", "sequences per forward pass for the plan printed (default 1)"},
         {"batch-size", ARG_INT, &batch, "N", "upper end of the micro-batch search per card (default 64)"},

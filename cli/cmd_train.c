@@ -36,7 +36,10 @@ static double gpu_peak_flops(const char *name) {
     return 0;
 }
 
-static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
+// target_modules: the modules the model's adapters are on (lora_peft_target_modules: their last
+// names, or a regex where those names would also select a module quarry did not adapt).
+static cJSON *peft_adapter_config(model *m, const char *base) {
+    const lora_config *lc = model_get_lora(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "base_model_name_or_path", base);
     cJSON_AddStringToObject(o, "bias", "none");
@@ -47,9 +50,31 @@ static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
     cJSON_AddNumberToObject(o, "lora_dropout", lc->dropout);
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->rank);
-    cJSON *t = cJSON_AddArrayToObject(o, "target_modules");
-    for (int i = 0; i < LORA_NUM_TARGETS; i++)
-        if (lc->targets & (1u << i)) cJSON_AddItemToArray(t, cJSON_CreateString(lora_target_name((lora_target)i)));
+    int n = model_param_count(m), na = 0, nl = 0;
+    char (*paths)[128] = calloc((size_t)n, sizeof *paths);
+    const char **adapted = calloc((size_t)n, sizeof *adapted), **linear = calloc((size_t)n, sizeof *linear);
+    for (int i = 0; paths && adapted && linear && i < n; i++) {
+        const model_param *p = model_param_at(m, i);
+        const char *end = strstr(p->name, ".lora_A.");
+        size_t len = strlen(p->name);
+        if (!strncmp(p->name, "base_model.model.", 17) && end) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(end - p->name - 17), p->name + 17);
+            adapted[na++] = paths[i];
+        } else if (strncmp(p->name, "base_model.", 11) && p->ndim == 2 && len > 7 &&
+                   !strcmp(p->name + len - 7, ".weight")) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(len - 7), p->name);
+            linear[nl++] = paths[i];
+        }
+    }
+    cJSON *t = paths && adapted && linear ? lora_peft_target_modules(adapted, na, linear, nl) : NULL;
+    free(paths);
+    free(adapted);
+    free(linear);
+    if (!t) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToObject(o, "target_modules", t);
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(o, "use_rslora", lc->rslora);
     cJSON_AddBoolToObject(o, "use_dora", 0);
@@ -190,7 +215,8 @@ int cmd_train(int argc, char **argv) {
         {"lora-r", ARG_INT, &f.lora_r, "R", "LoRA rank (default 16)"},
         {"lora-alpha", ARG_FLOAT, &f.lora_alpha, "A", "LoRA alpha (default 32)"},
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
-        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
+        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
@@ -812,7 +838,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
         if (!sp->full) {   // the trainer wrote the tensors
-            cJSON *ac = peft_adapter_config(model_get_lora(m), abs_model);   // MoE: attention only
+            cJSON *ac = peft_adapter_config(m, abs_model);
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);

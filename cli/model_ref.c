@@ -24,9 +24,26 @@ static cJSON *read_json(const char *path, char *err, size_t errlen) {
 static int read_adapter_config(const char *path, lora_config *lc, char *err, size_t errlen) {
     cJSON *j = read_json(path, err, errlen);
     if (!j) return -1;
-    int rc = lora_config_from_peft(j, path, 1, lc, err, errlen);
+    int rc = lora_config_from_peft(j, path, 0, lc, err, errlen);   // targets: from the tensors
     cJSON_Delete(j);
     return rc;
+}
+
+// The targets the adapter's tensors adapt: target_modules may be a regex, or cannot tell an MoE
+// model's experts from its dense MLPs (PEFT matches gate_proj on both); the tensors can.
+static int adapter_targets(const char *path, lora_config *lc, char *err, size_t errlen) {
+    st_set *st = st_open(path, err, errlen);
+    if (!st) return -1;
+    unsigned mask = 0;
+    for (int i = 0; i < st_count(st); i++) mask |= lora_target_of_module(st_get(st, i)->name);
+    st_close(st);
+    lc->targets = mask;
+    if (!mask) {
+        snprintf(err, errlen, "%s: no LoRA tensor of a module quarry adapts (q,k,v,o,gate,up,down, experts, router)",
+                 path);
+        return -1;
+    }
+    return 0;
 }
 
 int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen) {
@@ -58,6 +75,7 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
         out->lora = 1;
         snprintf(out->weights, sizeof out->weights, "%s", adapter);
         rc = read_adapter_config(cfg, &out->lc, err, errlen);
+        if (!rc) rc = adapter_targets(adapter, &out->lc, err, errlen);
     } else if (fileio_exists(full)) {
         snprintf(out->weights, sizeof out->weights, "%s", full);
     } else {

@@ -79,6 +79,10 @@ typedef struct {
     mlp_kind mlp;
     model_param *router;
     model_param *experts[3];
+    // LoRA of a sparse layer: elora[j] is expert 0's A of projection j (gate, up, down), expert
+    // e's A and B at elora[j][2e], [2e + 1]; NULL when the experts are not adapted. The router's
+    // A and B: router_lora[0], [1], or NULL.
+    model_param *elora[3], *router_lora[2];
 } layer_weights;
 
 // What one layer's forward keeps for its backward. With full recomputation every layer shares
@@ -92,6 +96,7 @@ typedef struct {
     float *rstd_q, *rstd_k;      // qk_norm: (N·H), (N·KV)
     void *lora_h[LORA_NUM_TARGETS];                               // (N, r): dropout(x)·Aᵀ
     moe_saved moe;               // sparse MoE layers (sets that serve one)
+    void *elora_h[MOE_LORA_SLOTS];   // sparse MoE LoRA: (N·k, r) per expert projection, (N, r) router
 } layer_acts;
 
 typedef struct {
@@ -149,6 +154,10 @@ struct model {
     int use_aux;                 // the last forward computed dprob for the backward
     double aux_coef;             // the aux loss's weight in the objective (model_set_aux_coef)
     int moe_failed;              // a layer's routing failed (message in error)
+    // LoRA inside the MoE blocks (model/moe/adapters.h): host pairs (3·E + 1) refilled per layer,
+    // the shared scratch dh act (N·k, r) and, with dropout, xdrop/dxdrop act (N·k, max(C, I)).
+    moe_lora_pair *elora_pairs;
+    void *elora_dh, *elora_xdrop, *elora_dxdrop;
     void *lnf;                   // act (N, C)
     float *rstdf;                // f32 (N)
     float *losses;               // f32 (N)
@@ -220,7 +229,7 @@ static int build_params(model *m, char *err, size_t errlen) {
                     (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
     int cap = 3 + L * per_layer;
     for (int l = 0; l < L; l++)
-        if (model_config_layer_is_moe(c, l)) cap += 1 + 3 * c->n_experts;
+        if (model_config_layer_is_moe(c, l)) cap += 1 + 3 * c->n_experts + (m->has_lora ? 6 * c->n_experts + 2 : 0);
     free(m->params);
     free(m->layers);
     free(m->trained);
@@ -297,6 +306,31 @@ static int build_params(model *m, char *err, size_t errlen) {
                 ADD(ll->la, 2, r, ll->in, "base_model.model.%s.lora_A.weight", mod);
                 ADD(ll->lb, 2, ll->out, r, "base_model.model.%s.lora_B.weight", mod);
             }
+        // Sparse layers: an adapter per expert and projection, named after the published
+        // per-expert module (PEFT's names on transformers 4.x), and the router's.
+        const int E = c->n_experts, I = c->moe_intermediate_size, C = c->hidden_size;
+        static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
+        for (int l = 0; l < L; l++) {
+            layer_weights *lw = &m->layers[l];
+            if (lw->mlp != MLP_SPARSE_MOE) continue;
+            seg = l;
+            for (int j = 0; m->lora.targets & LORA_EXPERTS_BIT && j < 3; j++)
+                for (int e = 0; e < E; e++) {
+                    model_param *pa, *pb;
+                    int in = j == 2 ? I : C, out = j == 2 ? C : I;
+                    model_tensor_name_of(c, roles[j], l, e, mod, sizeof mod);
+                    mod[strlen(mod) - strlen(".weight")] = '\0';
+                    ADD(pa, 2, r, in, "base_model.model.%s.lora_A.weight", mod);
+                    ADD(pb, 2, out, r, "base_model.model.%s.lora_B.weight", mod);
+                    if (e == 0) lw->elora[j] = pa;
+                }
+            if (m->lora.targets & LORA_ROUTER_BIT) {
+                model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
+                mod[strlen(mod) - strlen(".weight")] = '\0';
+                ADD(lw->router_lora[0], 2, r, C, "base_model.model.%s.lora_A.weight", mod);
+                ADD(lw->router_lora[1], 2, E, r, "base_model.model.%s.lora_B.weight", mod);
+            }
+        }
     }
 #undef ADD
     return 0;
@@ -385,6 +419,7 @@ void model_free(model *m) {
     free(m->dec_ids);
     free(m->moe_host);
     free(m->h_mask);
+    free(m->elora_pairs);
     free(m);
 }
 
@@ -415,14 +450,28 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
     }
     if (lora_config_check(lc, err, errlen) != 0) return -1;
     m->lora = *lc;
-    if (m->cfg.n_experts > 0) {
-        // MoE models: adapters on the attention only. The experts stay frozen, and so do the
-        // dense MLPs of mlp_only layers: PEFT on transformers 5 maps gate_proj/up_proj/down_proj
-        // to the fused experts, so an adapter naming them would not load as trained.
-        m->lora.targets &= LORA_ATTENTION;
-        if (!m->lora.targets) {
-            set_err(err, errlen, "%s: quarry adapts the attention of MoE models (%s); the LoRA targets name "
-                    "only MLP projections; use --lora-targets attention", m->path, m->cfg.architecture);
+    char list[160];
+    if (m->n_moe_layers == 0) {
+        // Dense models: all-linear's experts mean nothing; naming experts or the router is an error.
+        int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
+        if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
+            set_err(err, errlen, "%s: --lora-targets %s names %s, but %s has no mixture-of-experts layer\n"
+                    "hint: use all-linear, attention or a list of q,k,v,o,gate,up,down", m->path,
+                    lora_targets_format(lc->targets, list, sizeof list),
+                    lc->targets & LORA_ROUTER_BIT ? "the MoE router" : "the MoE experts", m->cfg.architecture);
+            return -1;
+        }
+        m->lora.targets &= ~LORA_EXPERTS_BIT;
+    } else {
+        // MoE models: q..o on every layer, gate/up/down on the dense MLPs of mlp_only layers
+        // only, the experts' and the router's adapters on the sparse layers.
+        int dense_mlp = m->n_moe_layers < m->cfg.num_layers;
+        unsigned used = m->lora.targets & (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT |
+                                           (dense_mlp ? LORA_ALL_LINEAR & ~LORA_ATTENTION & ~LORA_EXPERTS_BIT : 0));
+        if (!used) {
+            set_err(err, errlen, "%s: --lora-targets %s adapts no layer of %s: its MLPs are mixtures of experts\n"
+                    "hint: use experts, attention, all-linear or a list with q,k,v,o,experts,router", m->path,
+                    lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture);
             return -1;
         }
     }
@@ -592,6 +641,11 @@ static void layout_acts(model *m, arena *a) {
         }
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
+        for (int j = 0; j < MOE_LORA_SLOTS; j++) {
+            unsigned bit = j == MOE_LORA_ROUTER ? LORA_ROUTER_BIT : LORA_EXPERTS_BIT;
+            size_t rows = j == MOE_LORA_ROUTER ? N : N * (size_t)c->top_k;
+            x->elora_h[j] = sparse && m->has_lora && (m->lora.targets & bit) ? arena_take(a, rows * r * as) : NULL;
+        }
     }
     for (int s = nsets; s < L; s++) {
         m->acts[s] = m->acts[0];
@@ -612,6 +666,14 @@ static void layout_acts(model *m, arena *a) {
         m->d_mask = arena_take(a, N * 4);
     }
     m->moe_host_bytes = host.off;
+    // LoRA inside the MoE blocks: the scratch every sparse layer shares (see struct model).
+    int lora_in_moe = moe_any && m->has_lora && (m->lora.targets & (LORA_EXPERTS_BIT | LORA_ROUTER_BIT));
+    size_t Mk = N * (size_t)(c->top_k > 0 ? c->top_k : 1);
+    size_t ein = (size_t)(c->moe_intermediate_size > c->hidden_size ? c->moe_intermediate_size : c->hidden_size);
+    int moe_drop = lora_in_moe && m->lora.dropout > 0.0f;
+    m->elora_dh = lora_in_moe && train ? arena_take(a, Mk * r * as) : NULL;
+    m->elora_xdrop = moe_drop ? arena_take(a, Mk * ein * as) : NULL;
+    m->elora_dxdrop = moe_drop && train ? arena_take(a, Mk * ein * as) : NULL;
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -691,6 +753,8 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     for (int i = 0; i < m->nparams; i++) {
         if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
         if (m->params[i].trained) p->params_trained += m->params[i].n;
+        if (m->params[i].trained && !is_base_param(m, &m->params[i]) && strstr(m->params[i].name, ".experts."))
+            p->params_trained_experts += m->params[i].n;
     }
     p->batch_size = opt->batch_size;
     p->seq_len = opt->seq_len;
@@ -762,6 +826,17 @@ void model_memory_print(const model_memory *p, FILE *f) {
              p->train == MODEL_TRAIN_NONE ? "none: forward only" : recompute[rc]);
     print_bytes(f, "activations", p->activations, note);
     print_bytes(f, "total", p->total, "");
+    if (p->params_trained_experts) {
+        // Expert adapters: layers × experts × 3 pairs, each costing its f32 master, gradient
+        // and moments (and an act copy): the count a MoE LoRA plan is dominated by.
+        char ex[32];
+        double c = (double)p->params_trained_experts;
+        snprintf(ex, sizeof ex, c >= 1e6 ? "%.2fM" : "%.1fK", c >= 1e6 ? c / 1e6 : c / 1e3);
+        double mib = (double)(p->masters + p->grads + p->moments) / 1048576.0;
+        fprintf(f, "  trained %s parameters, of which expert adapters %s (%.1f%%): %.2f %s in masters, "
+                "gradients and moments\n", trained, ex, 100.0 * c / (double)(p->params_trained ? p->params_trained : 1),
+                mib >= 1024 ? mib / 1024 : mib, mib >= 1024 ? "GiB" : "MiB");
+    }
 }
 
 static void *alloc_buf(model *m, size_t bytes, const char *what, char *err, size_t errlen) {
@@ -845,6 +920,14 @@ int model_allocate(model *m, char *err, size_t errlen) {
         }
     }
     size_t Nrows = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
+    if (m->moe_host_bytes && m->has_lora) {
+        free(m->elora_pairs);
+        m->elora_pairs = calloc((size_t)MOE_LORA_SLOTS * (size_t)m->cfg.n_experts, sizeof *m->elora_pairs);
+        if (!m->elora_pairs) {
+            set_err(err, errlen, "out of host memory for the MoE adapters");
+            return -1;
+        }
+    }
     if (m->moe_host_bytes) {
         m->moe_host = malloc(m->moe_host_bytes);
         m->h_mask = malloc(Nrows * sizeof *m->h_mask);
@@ -1138,8 +1221,36 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
 
-static moe_weights moe_weights_of(const layer_weights *lw) {
-    moe_weights w = {lw->router->act, {lw->experts[0]->act, lw->experts[1]->act, lw->experts[2]->act}};
+// The MoE layer's weights; with LoRA in its block, lo is filled (pairs in m->elora_pairs, h in
+// x) and w.experts.lora points at it.
+static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) {
+    const layer_weights *lw = &m->layers[l];
+    moe_weights w = {lw->router->act, {lw->experts[0]->act, lw->experts[1]->act, lw->experts[2]->act, NULL}};
+    if (!lw->elora[0] && !lw->router_lora[0]) return w;
+    int E = m->cfg.n_experts;
+    memset(lo, 0, sizeof *lo);
+    lo->rank = m->lora.rank;
+    lo->scale = m->lora_s;
+    lo->dropout = m->lora.dropout;
+    lo->train = m->fwd_train;
+    lo->dh = m->elora_dh;
+    lo->xdrop = m->elora_xdrop;
+    lo->dxdrop = m->elora_dxdrop;
+    for (int j = 0; j < MOE_LORA_SLOTS; j++) {
+        moe_lora_pair *pairs = m->elora_pairs + (size_t)j * E;
+        const model_param *p = j == MOE_LORA_ROUTER ? lw->router_lora[0] : lw->elora[j];
+        if (!p) continue;
+        int n = j == MOE_LORA_ROUTER ? 1 : E;
+        for (int e = 0; e < n; e++) {
+            const model_param *pa = j == MOE_LORA_ROUTER ? lw->router_lora[0] : p + 2 * e;
+            const model_param *pb = j == MOE_LORA_ROUTER ? lw->router_lora[1] : p + 2 * e + 1;
+            pairs[e] = (moe_lora_pair){pa->act, pb->act, pa->grad, pb->grad};
+        }
+        lo->pair[j] = pairs;
+        lo->h[j] = x->elora_h[j];
+        lo->seed[j] = dropout_seed(m->fwd_seed, l, LORA_NUM_TARGETS + 1 + j);
+    }
+    w.experts.lora = lo;
     return w;
 }
 
@@ -1150,7 +1261,8 @@ static void mlp_moe_forward(model *m, int l, layer_acts *x, int N) {
     const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
     be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    moe_weights w = moe_weights_of(lw);
+    moe_lora lo;
+    moe_weights w = moe_weights_of(m, l, x, &lo);
     char why[160];
     if (moe_block_forward(be, &m->kinds.moe, &w, &x->moe, &m->moe_t, x->ln2, m->resid[l + 1],
                           m->use_mask ? m->d_mask : NULL, m->moe_stats ? m->d_prob_sum : NULL,
@@ -1169,7 +1281,8 @@ static void mlp_moe_backward(model *m, int l, layer_acts *x, int N) {
     int C = c->hidden_size;
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
         be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    moe_weights w = moe_weights_of(lw);
+    moe_lora lo;
+    moe_weights w = moe_weights_of(m, l, x, &lo);
     moe_grads g = {lw->router->grad, {lw->experts[0]->grad, lw->experts[1]->grad, lw->experts[2]->grad}};
     moe_block_backward(be, &m->kinds.moe, &w, &g, &x->moe, &m->moe_t, x->ln2, m->dres, m->dln,
                        m->use_aux ? m->d_dprob : NULL, m->use_mask ? m->d_mask : NULL, N, 0);

@@ -71,6 +71,7 @@ typedef struct {
     size_t total;
     size_t params_total;      // number of parameters of the base model
     size_t params_trained;    // number of trained parameters
+    size_t params_trained_experts;   // of which in the MoE experts' LoRA adapters (grows with E)
     int batch_size, seq_len, checkpoint;   // checkpoint: a model_recompute
     int shard_world, shard_grads;
     model_train_mode train;

@@ -25,6 +25,10 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
         be->linear_forward(be, act_at(be, up, r0, I), x_e, act_at(be, w->up, e, wsz), NULL, rows,
                            C, I, 1.0f, 0);
     }
+    if (w->lora) {   // per-expert LoRA of gate and up (adapters.h)
+        moe_lora_forward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, gate, C, I);
+        moe_lora_forward(be, w->lora, MOE_LORA_UP, offsets, E, xp, up, C, I);
+    }
     size_t M = (size_t)offsets[E];
     be->swiglu_forward(be, h, gate, up, M * I);
     for (int e = 0; e < E; e++) {
@@ -33,6 +37,7 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
         be->linear_forward(be, act_at(be, eo, r0, C), act_at(be, h, r0, I),
                            act_at(be, w->down, e, wsz), NULL, rows, I, C, 1.0f, 0);
     }
+    if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
 }
 
 void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
@@ -49,6 +54,8 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
                             act_at(be, deo, r0, C), act_at(be, h, r0, I),
                             act_at(be, w->down, e, wsz), rows, I, C, 1.0f, 0);
     }
+    // The down adapters read deo before dxp (possibly the same buffer) is written below.
+    if (w->lora) moe_lora_backward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, deo, dh, I, C);
     be->swiglu_backward(be, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
     for (int e = 0; e < E; e++) {
         int r0 = offsets[e], rows = offsets[e + 1] - r0;
@@ -59,5 +66,9 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
                             act_at(be, w->gate, e, wsz), rows, C, I, 1.0f, 0);
         be->linear_backward(be, dx_e, f32_at(g->up, e, wsz), NULL, act_at(be, dup, r0, I), x_e,
                             act_at(be, w->up, e, wsz), rows, C, I, 1.0f, 1);
+    }
+    if (w->lora) {
+        moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
+        moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }
 }

@@ -6,10 +6,12 @@
 // tensors stacked, transformers 5's gate_up_proj split in its gate and up halves).
 #pragma once
 #include "../../kernels/backend.h"
+#include "adapters.h"
 #include "router.h"
 
 typedef struct {
     const void *gate, *up, *down;   // act (E, I, C), (E, I, C), (E, C, I)
+    const moe_lora *lora;           // LoRA adapters (experts, router), NULL: none (adapters.h)
 } moe_expert_weights;
 
 typedef struct {

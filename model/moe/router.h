@@ -20,6 +20,7 @@
 // copy dprob to the device; every layer's backward passes it to moe_route_backward.
 #pragma once
 #include "../../kernels/backend.h"
+#include "adapters.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,18 +50,21 @@ typedef struct {
 
 // logits (act (N, E), scratch) = x·gateᵀ; r filled; when prob_sum and count are not NULL the
 // rows with mask ≠ 0 (mask: device i32 (N), NULL = every row) are added to them.
-// x: act (N, C); gate: act (E, C).
+// x: act (N, C); gate: act (E, C). lora: the router's LoRA (lora->pair[MOE_LORA_ROUTER]) is
+// added to the logits when both are set.
 void moe_route_forward(backend *be, const moe_dims *d, moe_route *r, void *logits,
                        const void *x, const void *gate, const int32_t *mask, float *prob_sum,
-                       float *count, int N);
+                       float *count, int N, const moe_lora *lora);
 
 // From the combine's dweights (f32 (N, k)) and the aux loss's dprob (device f32 (E) or NULL):
 // dlogits (act (N, E), scratch, overwritten); dgate += dlogitsᵀ·x (f32 (E, C), NULL when the
 // router is frozen); dx += dlogits·gate (act (N, C), accumulated: the router's share of x's
-// gradient, present even with a frozen router).
+// gradient, present even with a frozen router); the router's LoRA (as the forward) adds its
+// gradients and its share of dx.
 void moe_route_backward(backend *be, const moe_dims *d, const moe_route *r, void *dlogits,
                         const float *dweights, const float *dprob, const int32_t *mask,
-                        const void *x, const void *gate, float *dgate, void *dx, int N);
+                        const void *x, const void *gate, float *dgate, void *dx, int N,
+                        const moe_lora *lora);
 
 // The aux loss from the summed statistics (host f32 (E) each; rows = R above, > 0) and, when
 // dprob is not NULL, dprob[e] = grad_scale · coef · E · count[e] / rows² (host f32 (E)).

@@ -28,6 +28,8 @@ typedef struct {
     double aux;               // sparse MoE: transformers' aux_loss of batch 0 (−1 when none)
     double aux_coef;          // its weight in the loss (0: reported, not trained on)
     unsigned lora_targets;    // what the LoRA run adapts (all-linear; the MoE fixtures: q,k,v,o)
+    char base[64];            // LoRA-only fixtures (reference.json "base"): the base fixture's name;
+                              // their logits, loss and gradients are of the LoRA model at lora_init
     int prompt[16], nprompt, greedy[16], ngreedy;
     st_set *ref;
 } fixture;
@@ -92,14 +94,16 @@ static int load_fixture(const char *dir, fixture *fx) {
     const cJSON *lt = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "lora"), "targets");
     char terr[256];
     bad |= !cJSON_IsString(lt) || lora_targets_parse(lt->valuestring, &fx->lora_targets, terr, sizeof terr) != 0;
-    bad |= read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
+    const cJSON *base = cJSON_GetObjectItem(j, "base");
+    if (cJSON_IsString(base)) snprintf(fx->base, sizeof fx->base, "%s", base->valuestring);
+    bad |= !fx->base[0] && read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
     bad |= read_doubles(cJSON_GetObjectItem(j, "lora_losses"), fx->lora_losses, 10);
     const cJSON *g = cJSON_GetObjectItem(j, "greedy");
     const cJSON *pr = cJSON_GetObjectItem(g, "prompt"), *nt = cJSON_GetObjectItem(g, "new_tokens");
     fx->nprompt = cJSON_GetArraySize(pr);
     fx->ngreedy = cJSON_GetArraySize(nt);
-    bad |= fx->nprompt > 16 || fx->ngreedy > 16 || read_ints(pr, fx->prompt, fx->nprompt) ||
-           read_ints(nt, fx->greedy, fx->ngreedy);
+    bad |= fx->nprompt > 16 || fx->ngreedy > 16 || (!fx->base[0] && (read_ints(pr, fx->prompt, fx->nprompt) ||
+                                                                   read_ints(nt, fx->greedy, fx->ngreedy)));
     cJSON_Delete(j);
     if (bad) { fprintf(stderr, "FAIL %s: malformed fixture\n", path); return -1; }
     snprintf(path, sizeof path, "%s/reference.safetensors", dir);
@@ -195,11 +199,44 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
     printf("%s %s: worst relative error %.2e (%s)\n", name, prefix, worst_e, worst_name);
 }
 
+static lora_config fixture_lora(const fixture *fx) {
+    lora_config lc = lora_config_default();
+    lc.rank = 8;
+    lc.alpha = 16.0f;
+    lc.dropout = 0.0f;
+    lc.targets = fx->lora_targets;
+    return lc;
+}
+
+// PEFT's A (and, in the LoRA-only fixtures, B) are drawn by torch's generator: start from the
+// same values. Every PEFT tensor must have its quarry twin.
+static void write_lora_init(model *m, const fixture *fx, const char *name) {
+    int count = 0;
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "lora_init/%s", p->name);
+        float *x = ref_tensor(fx, key, p->n);
+        CHECK(x != NULL, "%s: %s", name, key);
+        if (x) { model_param_write(m, p, x); count++; }
+        free(x);
+    }
+    int refs = 0;
+    for (int i = 0; i < st_count(fx->ref); i++)
+        refs += strncmp(st_get(fx->ref, i)->name, "lora_init/", 10) == 0;
+    CHECK(count == refs, "%s: quarry has %d LoRA tensors, PEFT %d", name, count, refs);
+}
+
+// Full fine-tuning's gradients of every parameter; for a LoRA-only fixture (fx->base) those of
+// every adapter, from lora_init.
 static void check_forward_backward(const char *dir, const char *name, backend *be, const fixture *fx,
                                    model_recompute checkpoint) {
-    model *m = open_model(dir, be, fx, MODEL_TRAIN_FULL, checkpoint, NULL);
+    lora_config lc = fixture_lora(fx);
+    model *m = open_model(dir, be, fx, fx->base[0] ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, checkpoint,
+                          fx->base[0] ? &lc : NULL);
     CHECK(m != NULL, "%s: open", name);
     if (!m) return;
+    if (fx->base[0]) write_lora_init(m, fx, name);
     const model_config *c = model_get_config(m);
     model_batch b = batch_of(fx, 0);
     model_loss loss;
@@ -245,32 +282,12 @@ static void adamw_step(model *m, backend *be, int step) {
 }
 
 static void check_training(const char *dir, const char *name, backend *be, const fixture *fx, int lora) {
-    lora_config lc = lora_config_default();
-    lc.rank = 8;
-    lc.alpha = 16.0f;
-    lc.dropout = 0.0f;
-    lc.targets = fx->lora_targets;
+    lora_config lc = fixture_lora(fx);
     model *m = open_model(dir, be, fx, lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, lora, lora ? &lc : NULL);
     CHECK(m != NULL, "%s: open", name);
     if (!m) return;
     const char *what = lora ? "lora" : "full";
-    if (lora) {
-        // PEFT's A is drawn by torch's generator: start from the same A (and B = 0).
-        int count = 0;
-        for (int i = 0; i < model_trained_count(m); i++) {
-            model_param *p = model_trained_at(m, i);
-            char key[256];
-            snprintf(key, sizeof key, "lora_init/%s", p->name);
-            float *x = ref_tensor(fx, key, p->n);
-            CHECK(x != NULL, "%s: %s", name, key);
-            if (x) { model_param_write(m, p, x); count++; }
-            free(x);
-        }
-        int refs = 0;
-        for (int i = 0; i < st_count(fx->ref); i++)
-            refs += strncmp(st_get(fx->ref, i)->name, "lora_init/", 10) == 0;
-        CHECK(count == refs, "%s: quarry has %d LoRA tensors, PEFT %d", name, count, refs);
-    }
+    if (lora) write_lora_init(m, fx, name);
     const double *want = lora ? fx->lora_losses : fx->full_losses;
     double first = 0;
     for (int step = 0; step < 10; step++) {
@@ -322,7 +339,10 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
 
 int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral"};
+    // *_lora_experts: LoRA on the experts (and mixtral's router) against transformers 4.51.3 + PEFT,
+    // over the base fixture their reference.json names.
+    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral",
+                           "qwen3_moe_lora_experts", "mixtral_lora_experts"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];
@@ -348,13 +368,16 @@ int main(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
         fixture fx = {0};
         if (load_fixture(dir, &fx) != 0) { test_failures++; free_fixture(&fx); continue; }
+        if (fx.base[0]) snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, fx.base);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_NONE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_SELECTIVE);
         check_forward_backward(dir, names[k], be, &fx, MODEL_RECOMPUTE_FULL);
-        check_training(dir, names[k], be, &fx, 0);
+        if (!fx.base[0]) check_training(dir, names[k], be, &fx, 0);
         check_training(dir, names[k], be, &fx, 1);
-        check_greedy(dir, names[k], be, &fx, 1);
-        check_greedy(dir, names[k], be, &fx, 0);
+        if (!fx.base[0]) {
+            check_greedy(dir, names[k], be, &fx, 1);
+            check_greedy(dir, names[k], be, &fx, 0);
+        }
         free_fixture(&fx);
     }
     be->destroy(be);

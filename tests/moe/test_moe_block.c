@@ -129,7 +129,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
     float *prob_sum = dev_alloc(be, E * 4), *count = dev_alloc(be, E * 4);
 
     moe_saved s[MAXL];
-    moe_weights w[MAXL];
+    moe_weights w[MAXL] = {0};   // no adapters (experts.lora NULL)
     void *x[MAXL], *saved_dev[MAXL], *saved_host[MAXL];
     for (int l = 0; l < L; l++) {
         char n1[64];
