@@ -7,7 +7,8 @@
 #  2. a longer run at a higher learning rate: both dtypes keep it;
 #  3. a weight fp16 cannot hold: auto falls back to bf16 and says why, with the counts;
 #  4. a full fine-tune is measured the same way; --format peft states 100% by construction;
-#  5. preflight shows the retained fraction; bad flags and a missing --check-data are refused.
+#  5. preflight shows the retained fraction; bad flags and a missing --check-data are refused; a
+#     run whose check data is gone exports bf16 with a warning.
 set -u
 Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}; PY=${QUARRY_PYTHON:?}
 W=$(mktemp -d /tmp/quarry-exportprec.XXXXXX); trap 'rm -rf "$W"' EXIT
@@ -106,5 +107,11 @@ grep -q "auto, bf16, fp16 or fp32" "$W/err" || bad "--dtype message lacks auto"
 "$Q" export "$W/low" --out "$W/x3" --skip-leakcheck --check-data "$W/nope.jsonl" >/dev/null 2>"$W/err" && bad "missing --check-data accepted"
 grep -q "error: --check-data $W/nope.jsonl" "$W/err" || { bad "missing --check-data not named"; cat "$W/err"; }
 [ -e "$W/x3" ] && bad "a refused export left $W/x3"
+# The run's validation file gone: a warning, auto keeps the base's bf16, the record says so.
+mv "$W/check.jsonl" "$W/check.moved"
+"$Q" export "$W/low" --out "$W/pgone" --skip-leakcheck >"$W/out" 2>"$W/err" || bad "export without its check data failed"
+grep -q "warning: cannot measure what the package keeps" "$W/err" || bad "no warning when the check data is gone"
+[ "$(j "$W/pgone/quarry-export.json" "(d['dtype'], d['retention']['measured'])")" = "('bfloat16', False)" ] ||
+  bad "without check data: not bf16 with retention.measured false"
 [ $fail -eq 0 ] && echo "PASS export precision"
 exit $fail
