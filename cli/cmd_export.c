@@ -503,7 +503,7 @@ int cmd_export(int argc, char **argv) {
     };
     const arg_parser p = {
         "export",
-        "quarry export RUN|--model DIR --out DIR [--dtype bf16|fp16|fp32] [--format merged|peft] [--shard-size 5GB] "
+        "quarry export RUN|--model DIR --out DIR [--dtype auto|bf16|fp16|fp32] [--format merged|peft] [--shard-size 5GB] "
         "[--check-data FILE] [--check-records N] [--force]",
         "Packages a finished run (or a Hugging Face checkpoint) for Amazon Bedrock Custom Model Import.\n"
         "merged: LoRA folded into the base weights in fp32 and rounded once to --dtype; safetensors\n"
