@@ -535,3 +535,50 @@ done:
     free(plan);
     return rc;
 }
+
+int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen) {
+    model_config cfg;
+    if (model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    st_set *base = st_open(o->base_dir, err, errlen);
+    if (!base) return -1;
+    st_set *ft = NULL;
+    model_tensor_info *list = NULL;
+    float *buf = NULL, *scratch = NULL;
+    size_t scratch_n = 0, largest = 0;
+    int rc = -1, merged = 0;
+    if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
+    if (o->weights) {
+        ft = st_open(o->weights, err, errlen);
+        if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
+    }
+    int n = model_tensor_count(&cfg);
+    list = malloc(sizeof *list * (size_t)n);
+    if (!list) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    model_tensor_list(&cfg, list);
+    if (o->adapter && check_adapter_targets(o->adapter, list, n, err, errlen)) goto done;
+    for (int i = 0; i < n; i++)
+        if (numel(&list[i]) > largest) largest = numel(&list[i]);
+    if (!(buf = malloc(largest * sizeof(float) + 16))) {
+        snprintf(err, errlen, "out of memory: the largest tensor needs %.1f MB", (double)largest * 4 / 1e6);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (produce_tensor(o, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+        int r = fn(ctx, list[i].name, buf, numel(&list[i]));
+        if (r) {
+            rc = r;
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(buf);
+    free(scratch);
+    free(list);
+    if (ft) st_close(ft);
+    st_close(base);
+    return rc;
+}

@@ -31,6 +31,12 @@ extern const char *const hf_tokenizer_files[];
 
 int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err, size_t errlen);
 
+// The merged package's tensors in f32, before the one rounding to o->dtype (which is ignored),
+// in package order: fn(ctx, name, values, element count) for each, the buffer valid only during
+// the call. A nonzero return of fn stops the walk and is returned; -1 + message otherwise.
+typedef int (*hf_tensor_fn)(void *ctx, const char *name, const float *v, size_t n);
+int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen);
+
 // adapter_model.safetensors in dtype (the adapter's values rounded once) and adapter_config.json
 // (the adapter's, with base_model_name_or_path set to base_name and inference_mode true).
 int hf_export_peft(const merge_adapter *a, const char *base_name, st_dtype dtype, const char *out_dir, char *err,
