@@ -13,6 +13,16 @@ static const char *const layer_suffix[] = {
     [TENSOR_V] = "self_attn.v_proj.weight",
     [TENSOR_V_BIAS] = "self_attn.v_proj.bias",
     [TENSOR_O] = "self_attn.o_proj.weight",
+    [TENSOR_O_BIAS] = "self_attn.o_proj.bias",
+    [TENSOR_SINKS] = "self_attn.sinks",
+    [TENSOR_ROUTER_BIAS] = "mlp.router.bias",
+    [TENSOR_EXPERTS_GATE_UP] = "mlp.experts.gate_up_proj",
+    [TENSOR_EXPERTS_GATE_UP_BIAS] = "mlp.experts.gate_up_proj_bias",
+    [TENSOR_EXPERTS_DOWN] = "mlp.experts.down_proj",
+    [TENSOR_EXPERTS_DOWN_BIAS] = "mlp.experts.down_proj_bias",
+    [TENSOR_EXPERT_GATE_BIAS] = "mlp.experts.gate_bias",
+    [TENSOR_EXPERT_UP_BIAS] = "mlp.experts.up_bias",
+    [TENSOR_EXPERT_DOWN_BIAS] = "mlp.experts.down_bias",
     [TENSOR_Q_NORM] = "self_attn.q_norm.weight",
     [TENSOR_K_NORM] = "self_attn.k_norm.weight",
     [TENSOR_MLP_NORM] = "post_attention_layernorm.weight",
@@ -37,7 +47,9 @@ void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, 
     const char *proj = role == TENSOR_EXPERT_GATE ? (mixtral ? "w1" : "gate_proj")
                        : role == TENSOR_EXPERT_UP ? (mixtral ? "w3" : "up_proj")
                                                   : (mixtral ? "w2" : "down_proj");
-    if (role == TENSOR_ROUTER)
+    if (role == TENSOR_ROUTER && cfg->arch == ARCH_GPT_OSS)
+        snprintf(buf, n, "model.layers.%d.mlp.router.weight", layer);
+    else if (role == TENSOR_ROUTER)
         snprintf(buf, n, "model.layers.%d.%s.gate.weight", layer, block);
     else if (role == TENSOR_EXPERT_GATE || role == TENSOR_EXPERT_UP || role == TENSOR_EXPERT_DOWN)
         snprintf(buf, n, "model.layers.%d.%s.experts.%d.%s.weight", layer, block, expert, proj);
@@ -46,14 +58,16 @@ void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, 
 }
 
 int model_tensor_count(const model_config *cfg) {
-    int attn = 6 + (cfg->attention_bias ? 3 : 0) + (cfg->qk_norm ? 2 : 0);
+    int attn = 6 + (cfg->attention_bias ? 3 : 0) + (cfg->qk_norm ? 2 : 0) + cfg->o_bias + cfg->attention_sinks;
     int n = 1 + cfg->num_layers * attn + 1 + (cfg->tie_word_embeddings ? 0 : 1);
-    for (int l = 0; l < cfg->num_layers; l++) n += model_config_layer_is_moe(cfg, l) ? 1 + 3 * cfg->n_experts : 3;
+    int fused = cfg->arch == ARCH_GPT_OSS;   // router, its bias and the four fused expert tensors
+    for (int l = 0; l < cfg->num_layers; l++)
+        n += !model_config_layer_is_moe(cfg, l) ? 3 : fused ? 6 : 1 + 3 * cfg->n_experts;
     return n;
 }
 
 static void put_x(const model_config *cfg, model_tensor_info *t, tensor_role role, int layer, int expert, int ndim,
-                  int64_t d0, int64_t d1) {
+                  int64_t d0, int64_t d1, int64_t d2) {
     memset(t, 0, sizeof *t);
     model_tensor_name_of(cfg, role, layer, expert, t->name, sizeof t->name);
     t->role = role;
@@ -62,14 +76,17 @@ static void put_x(const model_config *cfg, model_tensor_info *t, tensor_role rol
     t->ndim = ndim;
     t->shape[0] = d0;
     t->shape[1] = ndim > 1 ? d1 : 0;
+    t->shape[2] = ndim > 2 ? d2 : 0;
     int norm = role == TENSOR_ATTN_NORM || role == TENSOR_MLP_NORM || role == TENSOR_FINAL_NORM ||
                role == TENSOR_Q_NORM || role == TENSOR_K_NORM;
     t->init = norm ? TENSOR_INIT_ONES
-              : (role == TENSOR_Q_BIAS || role == TENSOR_K_BIAS || role == TENSOR_V_BIAS) ? TENSOR_INIT_ZEROS
-                                                                                          : TENSOR_INIT_NORMAL;
+              : (role == TENSOR_Q_BIAS || role == TENSOR_K_BIAS || role == TENSOR_V_BIAS || role == TENSOR_O_BIAS ||
+                 role == TENSOR_EXPERTS_GATE_UP_BIAS || role == TENSOR_EXPERTS_DOWN_BIAS)
+                  ? TENSOR_INIT_ZEROS
+                  : TENSOR_INIT_NORMAL;
 }
 
-#define put(t, role, layer, ndim, d0, d1) put_x(cfg, t, role, layer, -1, ndim, d0, d1)
+#define put(t, role, layer, ndim, d0, d1) put_x(cfg, t, role, layer, -1, ndim, d0, d1, 0)
 
 int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
     const int64_t C = cfg->hidden_size, V = cfg->vocab_size, F = cfg->intermediate_size;
@@ -85,18 +102,28 @@ int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
         put(&out[n++], TENSOR_V, l, 2, kv, C);
         if (cfg->attention_bias) put(&out[n++], TENSOR_V_BIAS, l, 1, kv, 0);
         put(&out[n++], TENSOR_O, l, 2, C, q);
+        if (cfg->o_bias) put(&out[n++], TENSOR_O_BIAS, l, 1, C, 0);
+        if (cfg->attention_sinks) put(&out[n++], TENSOR_SINKS, l, 1, cfg->num_heads, 0);
         if (cfg->qk_norm) {
             put(&out[n++], TENSOR_Q_NORM, l, 1, cfg->head_dim, 0);
             put(&out[n++], TENSOR_K_NORM, l, 1, cfg->head_dim, 0);
         }
         put(&out[n++], TENSOR_MLP_NORM, l, 1, C, 0);
         if (model_config_layer_is_moe(cfg, l)) {
-            const int64_t I = cfg->moe_intermediate_size;
+            const int64_t I = cfg->moe_intermediate_size, E = cfg->n_experts;
             put(&out[n++], TENSOR_ROUTER, l, 2, cfg->n_experts, C);
+            if (cfg->arch == ARCH_GPT_OSS) {
+                put(&out[n++], TENSOR_ROUTER_BIAS, l, 1, E, 0);
+                put_x(cfg, &out[n++], TENSOR_EXPERTS_GATE_UP, l, -1, 3, E, C, 2 * I);
+                put(&out[n++], TENSOR_EXPERTS_GATE_UP_BIAS, l, 2, E, 2 * I);
+                put_x(cfg, &out[n++], TENSOR_EXPERTS_DOWN, l, -1, 3, E, I, C);
+                put(&out[n++], TENSOR_EXPERTS_DOWN_BIAS, l, 2, E, C);
+                continue;
+            }
             for (int e = 0; e < cfg->n_experts; e++) {   // the published order: expert by expert
-                put_x(cfg, &out[n++], TENSOR_EXPERT_GATE, l, e, 2, I, C);
-                put_x(cfg, &out[n++], TENSOR_EXPERT_UP, l, e, 2, I, C);
-                put_x(cfg, &out[n++], TENSOR_EXPERT_DOWN, l, e, 2, C, I);
+                put_x(cfg, &out[n++], TENSOR_EXPERT_GATE, l, e, 2, I, C, 0);
+                put_x(cfg, &out[n++], TENSOR_EXPERT_UP, l, e, 2, I, C, 0);
+                put_x(cfg, &out[n++], TENSOR_EXPERT_DOWN, l, e, 2, C, I, 0);
             }
             continue;
         }
@@ -107,6 +134,79 @@ int model_tensor_list(const model_config *cfg, model_tensor_info *out) {
     put(&out[n++], TENSOR_FINAL_NORM, -1, 1, C, 0);
     if (!cfg->tie_word_embeddings) put(&out[n++], TENSOR_LM_HEAD, -1, 2, V, C);
     return n;
+}
+
+// Element i of a float tensor as f32 (the data may be unaligned).
+static float st_elem(const st_tensor *t, size_t i) {
+    const unsigned char *p = t->data;
+    if (t->dtype == ST_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+// gpt-oss: expert e's gate (I, C) = gate_up_proj[e, :, 0::2]ᵀ, up = [e, :, 1::2]ᵀ, down (C, I) =
+// down_proj[e]ᵀ; the bias stacks gate (E, I) = gate_up_proj_bias[:, 0::2], up = [:, 1::2],
+// down (E, C) = down_proj_bias. 1: not one of these names.
+static int read_fused_expert(const model_config *cfg, const st_set *s, const char *name, float *dst, size_t n,
+                             char *err, size_t errlen) {
+    int l = -1, e = -1, used = 0;
+    char what[16] = "";
+    const size_t C = (size_t)cfg->hidden_size, I = (size_t)cfg->moe_intermediate_size, E = (size_t)cfg->n_experts;
+    int weight = sscanf(name, "model.layers.%d.mlp.experts.%d.%15[a-z_].weight%n", &l, &e, what, &used) == 3 &&
+                 name[used] == 0;
+    int bias = !weight && sscanf(name, "model.layers.%d.mlp.experts.%15[a-z_]%n", &l, what, &used) == 2 &&
+               name[used] == 0 && strstr(what, "_bias");
+    if (!weight && !bias) return 1;
+    int down = !strncmp(what, "down", 4), up = !strncmp(what, "up", 2);
+    char src[96];
+    snprintf(src, sizeof src, "model.layers.%d.mlp.experts.%s%s", l, down ? "down_proj" : "gate_up_proj",
+             bias ? "_bias" : "");
+    const st_tensor *t = st_find(s, src);
+    if (!t || t->dtype == ST_OTHER) {
+        snprintf(err, errlen, "tensor \"%s\" is missing or not F32/F16/BF16 (it holds %s)", src, name);
+        return -1;
+    }
+    size_t want = weight ? E * C * (down ? I : 2 * I) : E * (down ? C : 2 * I), have = 1;
+    for (int d = 0; d < t->ndim; d++) have *= (size_t)t->shape[d];
+    if (have != want || (weight && (e < 0 || (size_t)e >= E)) || n != (weight ? I * C : E * (down ? C : I))) {
+        snprintf(err, errlen, "tensor \"%s\" has %zu elements; the config implies %zu", src, have, want);
+        return -1;
+    }
+    if (weight && down) {          // dst (C, I) ← down_proj[e] (I, C)
+        for (size_t c = 0; c < C; c++)
+            for (size_t i = 0; i < I; i++) dst[c * I + i] = st_elem(t, ((size_t)e * I + i) * C + c);
+    } else if (weight) {           // dst (I, C) ← gate_up_proj[e] (C, 2I), column 2i (+1: up)
+        for (size_t i = 0; i < I; i++)
+            for (size_t c = 0; c < C; c++)
+                dst[i * C + c] = st_elem(t, ((size_t)e * C + c) * 2 * I + 2 * i + (size_t)up);
+    } else if (down) {
+        for (size_t k = 0; k < E * C; k++) dst[k] = st_elem(t, k);
+    } else {
+        for (size_t x = 0; x < E; x++)
+            for (size_t i = 0; i < I; i++) dst[x * I + i] = st_elem(t, x * 2 * I + 2 * i + (size_t)up);
+    }
+    return 0;
+}
+
+int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, float *dst, size_t n,
+                      char *err, size_t errlen) {
+    if (cfg->arch == ARCH_GPT_OSS) {
+        int r = read_fused_expert(cfg, s, name, dst, n, err, errlen);
+        if (r <= 0) return r;
+    }
+    const st_tensor *t = st_find(s, name);
+    size_t have = 1;
+    for (int d = 0; t && d < t->ndim; d++) have *= (size_t)t->shape[d];
+    if (!t || have != n || st_read_f32(t, dst) != 0) {
+        snprintf(err, errlen, "cannot read tensor %s as float32", name);
+        return -1;
+    }
+    return 0;
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -134,7 +234,7 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
     const char **sorted = NULL;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_find(s, list[i].name);
-        char want[64], got[64];
+        char want[80], got[80];
         shape_str(want, sizeof want, list[i].ndim, list[i].shape);
         if (!t) {
             char moe[96] = "";

@@ -159,7 +159,7 @@ static void check_variants(void) {
 
     refused("{\"architectures\":[\"GPT2LMHeadModel\"]}", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
     refused("{\"model_type\":\"gemma\"}", "not supported");
-    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}}", "supported: none (default), linear, llama3");
+    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"longrope\",\"factor\":4.0}}", "supported: none (default), linear, llama3, yarn");
     refused("{" BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}", "\"dynamic\" is not supported");
     refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"linear\"}}", "needs \"factor\"");
     refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}", "low_freq_factor");
