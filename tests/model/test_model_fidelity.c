@@ -322,7 +322,7 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
 
 int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral"};
+    const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "gpt_oss"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];
