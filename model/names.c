@@ -209,6 +209,66 @@ int model_tensor_read(const model_config *cfg, const st_set *s, const char *name
     return 0;
 }
 
+// The inverse of read_fused_expert: gpt-oss's fused tensor t from the decoder's expert-major
+// tensors in s. 1: t is not one of the fused tensors.
+static int pack_fused_expert(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst,
+                             char *err, size_t errlen) {
+    if (t->role != TENSOR_EXPERTS_GATE_UP && t->role != TENSOR_EXPERTS_GATE_UP_BIAS && t->role != TENSOR_EXPERTS_DOWN &&
+        t->role != TENSOR_EXPERTS_DOWN_BIAS)
+        return 1;
+    const size_t C = (size_t)cfg->hidden_size, I = (size_t)cfg->moe_intermediate_size, E = (size_t)cfg->n_experts;
+    int nparts = t->role == TENSOR_EXPERTS_GATE_UP ? (int)(2 * E) : t->role == TENSOR_EXPERTS_DOWN ? (int)E
+                 : t->role == TENSOR_EXPERTS_GATE_UP_BIAS ? 2 : 1;
+    for (int k = 0; k < nparts; k++) {
+        char name[128];
+        int e = t->role == TENSOR_EXPERTS_GATE_UP ? k / 2 : k, up = t->role == TENSOR_EXPERTS_GATE_UP ? k % 2 : k;
+        if (t->role == TENSOR_EXPERTS_GATE_UP)
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s_proj.weight", t->layer, e, up ? "up" : "gate");
+        else if (t->role == TENSOR_EXPERTS_DOWN)
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.down_proj.weight", t->layer, e);
+        else if (t->role == TENSOR_EXPERTS_GATE_UP_BIAS)
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_bias", t->layer, up ? "up" : "gate");
+        else
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.down_bias", t->layer);
+        const st_tensor *p = st_find(s, name);
+        size_t want = t->role == TENSOR_EXPERTS_GATE_UP || t->role == TENSOR_EXPERTS_DOWN ? I * C
+                      : t->role == TENSOR_EXPERTS_GATE_UP_BIAS ? E * I : E * C, have = 1;
+        for (int d = 0; p && d < p->ndim; d++) have *= (size_t)p->shape[d];
+        if (!p || p->dtype == ST_OTHER || have != want) {
+            snprintf(err, errlen, "tensor %s (part of %s) is missing, not F32/F16/BF16 or not of %zu elements", name,
+                     t->name, want);
+            return -1;
+        }
+        if (t->role == TENSOR_EXPERTS_GATE_UP) {   // (C, 2I)[c][2i + up] ← (I, C)[i][c]
+            for (size_t i = 0; i < I; i++)
+                for (size_t c = 0; c < C; c++) dst[((size_t)e * C + c) * 2 * I + 2 * i + (size_t)up] = st_elem(p, i * C + c);
+        } else if (t->role == TENSOR_EXPERTS_DOWN) {   // (I, C)[i][c] ← (C, I)[c][i]
+            for (size_t c = 0; c < C; c++)
+                for (size_t i = 0; i < I; i++) dst[((size_t)e * I + i) * C + c] = st_elem(p, c * I + i);
+        } else if (t->role == TENSOR_EXPERTS_GATE_UP_BIAS) {
+            for (size_t x = 0; x < E; x++)
+                for (size_t i = 0; i < I; i++) dst[x * 2 * I + 2 * i + (size_t)up] = st_elem(p, x * I + i);
+        } else {
+            for (size_t k2 = 0; k2 < E * C; k2++) dst[k2] = st_elem(p, k2);
+        }
+    }
+    return 0;
+}
+
+int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst, char *err,
+                      size_t errlen) {
+    const st_tensor *st = st_find(s, t->name);
+    if (cfg->arch == ARCH_GPT_OSS && !st) {
+        int r = pack_fused_expert(cfg, s, t, dst, err, errlen);
+        if (r <= 0) return r;
+    }
+    if (!st || st_read_f32(st, dst) != 0) {
+        snprintf(err, errlen, "tensor %s is missing or not F32/F16/BF16", t->name);
+        return -1;
+    }
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
