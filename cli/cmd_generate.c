@@ -367,7 +367,7 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", ARG_FLOAT, &top_p, "P", "nucleus: keep the most likely tokens up to mass P (default: generation_config.json's, else 1)"},
         {"seed", ARG_INT, &seed, "S", "sampling seed (default 0)"},
         {"context", ARG_INT, &ctx_flag, "N", "positions to plan (default: prompt + max-new-tokens; --chat: 4096), at most the model's"},
-        {"device", ARG_STRING, &device, "DEV", "cpu | cuda | cuda:N | auto (default)"},
+        {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
         {"print-prompt", ARG_FLAG, &print_prompt, NULL, "print the rendered prompt and exit (no weights are read)"},
     };
     const arg_parser p = {

@@ -1,5 +1,6 @@
 // export/hf_export.c — see hf_export.h.
 #include "hf_export.h"
+#include "cmi.h"
 #include "../data/fileio.h"
 #include "../model/config.h"
 #include "../model/init.h"
@@ -252,8 +253,29 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     char from[4400];
     snprintf(from, sizeof from, "%s/generation_config.json", base_dir);
     snprintf(path, sizeof path, "%s/generation_config.json", out_dir);
-    if (!rc && fileio_exists(from)) {
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cj, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    const char *arch = cJSON_IsString(a0) ? a0->valuestring : "";
+    if (!rc && fileio_exists(from) && strcmp(arch, CMI_GPTOSS_ARCH)) {
         rc = fileio_copy_file(from, path, err, errlen);
+    } else if (!rc && fileio_exists(from)) {
+        // gpt-oss: the base's file with the EOS ids CMI needs (cmi.h).
+        char *gtext = NULL;
+        size_t glen = 0;
+        cJSON *gen = NULL;
+        if (fileio_read_all(from, &gtext, &glen, err, errlen)) {
+            rc = -1;
+        } else if (!(gen = cJSON_ParseWithLength(gtext, glen)) || !cJSON_IsObject(gen)) {
+            snprintf(err, errlen, "%s: not a JSON object", from);
+            rc = -1;
+        } else if (cmi_generation_eos_fix(gen, arch)) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = -1;
+        } else {
+            rc = model_write_json(path, gen, err, errlen);
+        }
+        free(gtext);
+        cJSON_Delete(gen);
     } else if (!rc) {
         // As save_pretrained derives it from the model config.
         cJSON *gen = cJSON_CreateObject();
@@ -266,6 +288,7 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
                 ok = d && cJSON_AddItemToObject(gen, keys[i], d);
             }
         }
+        if (ok) ok = cmi_generation_eos_fix(gen, arch) == 0;
         if (!ok) {
             snprintf(err, errlen, "%s: out of memory", path);
             rc = -1;

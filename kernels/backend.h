@@ -42,6 +42,7 @@ struct backend {
     const char *name;       // "cpu" or "cuda:0"
     dtype act_dtype;        // storage dtype of activations and frozen weights
     int device_index;       // -1 for cpu
+    char pci_bus_id[32];    // "0000:65:00.0": how NVML finds the same GPU (trainer/gpu_energy); "" on cpu
     void *impl;             // backend-private state (cuBLAS handles, stream, workspace)
 
     // Memory. alloc returns NULL (and sets be->error) when out of memory; never aborts.

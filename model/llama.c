@@ -34,6 +34,7 @@
 //     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
 #include "moe/block.h"
+#include "mxfp4_load.h"
 #include "names.h"
 #include "safetensors.h"
 #include "../kernels/rng.h"
@@ -898,13 +899,11 @@ int model_allocate(model *m, char *err, size_t errlen) {
         if (staging) be->free(be, staging);
         return -1;
     }
-    int rc = 0;
+    int rc = 0, mxfp4 = mxfp4_checkpoint(m->path);   // experts stored as *_blocks/*_scales
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
         if (is_base_param(m, p)) {
-            char why[256];
-            if (model_tensor_read(&m->cfg, m->st, p->name, host, p->n, why, sizeof why) != 0) {
-                set_err(err, errlen, "%s: %s", m->path, why);
+            if (model_tensor_read(&m->cfg, m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
                 break;
             }

@@ -1,5 +1,6 @@
 // model/names.c — see names.h.
 #include "names.h"
+#include "mxfp4_load.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,11 +150,43 @@ static float st_elem(const st_tensor *t, size_t i) {
     return t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
 }
 
+// Expert e's matrix (rows, cols) of gpt-oss's fused tensor src as f32 in x: from the stored
+// tensor, or (mxfp4) dequantised from src_blocks/src_scales, that expert's part alone (the
+// packed pair is expert-major: blocks (E, R, G, B), scales (E, R, G)).
+static int fused_expert_f32(const st_set *s, const char *src, int e, size_t E, size_t rows, size_t cols, int mxfp4,
+                            float *x, const char *source, char *err, size_t errlen) {
+    const st_tensor *t = st_find(s, src);
+    size_t have = 1;
+    for (int d = 0; t && d < t->ndim; d++) have *= (size_t)t->shape[d];
+    if (t && t->dtype != ST_OTHER && have == E * rows * cols) {
+        for (size_t k = 0; k < rows * cols; k++) x[k] = st_elem(t, (size_t)e * rows * cols + k);
+        return 0;
+    }
+    mxfp4_pair p;
+    int r = !t && mxfp4 ? mxfp4_pair_find(s, src, &p, source, err, errlen) : 0;
+    if (r < 0) return -1;
+    if (r == 0 || (size_t)p.shape.e != E || mxfp4_numel(&p.shape) != E * rows * cols) {
+        snprintf(err, errlen, "%s: tensor \"%s\" %s; the config implies %zu × %zu × %zu values", source, src,
+                 t ? "has another size or dtype" : r ? "(MXFP4) has another shape" : "is missing", E, rows, cols);
+        return -1;
+    }
+    mxfp4_shape one = p.shape;
+    one.e = 1;
+    const uint8_t *blocks = (const uint8_t *)p.blocks->data + (size_t)e * (size_t)(p.shape.r * p.shape.g * p.shape.b);
+    const uint8_t *scales = (const uint8_t *)p.scales->data + (size_t)e * (size_t)(p.shape.r * p.shape.g);
+    char why[256];
+    if (mxfp4_dequantize_host(x, DTYPE_F32, blocks, scales, &one, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s: %s", source, src, why);
+        return -1;
+    }
+    return 0;
+}
+
 // gpt-oss: expert e's gate (I, C) = gate_up_proj[e, :, 0::2]ᵀ, up = [e, :, 1::2]ᵀ, down (C, I) =
 // down_proj[e]ᵀ; the bias stacks gate (E, I) = gate_up_proj_bias[:, 0::2], up = [:, 1::2],
 // down (E, C) = down_proj_bias. 1: not one of these names.
-static int read_fused_expert(const model_config *cfg, const st_set *s, const char *name, float *dst, size_t n,
-                             char *err, size_t errlen) {
+static int read_fused_expert(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst,
+                             size_t n, const char *source, char *err, size_t errlen) {
     int l = -1, e = -1, used = 0;
     char what[16] = "";
     const size_t C = (size_t)cfg->hidden_size, I = (size_t)cfg->moe_intermediate_size, E = (size_t)cfg->n_experts;
@@ -166,25 +199,38 @@ static int read_fused_expert(const model_config *cfg, const st_set *s, const cha
     char src[96];
     snprintf(src, sizeof src, "model.layers.%d.mlp.experts.%s%s", l, down ? "down_proj" : "gate_up_proj",
              bias ? "_bias" : "");
-    const st_tensor *t = st_find(s, src);
-    if (!t || t->dtype == ST_OTHER) {
-        snprintf(err, errlen, "tensor \"%s\" is missing or not F32/F16/BF16 (it holds %s)", src, name);
+    if (n != (weight ? I * C : E * (down ? C : I)) || (weight && (e < 0 || (size_t)e >= E))) {
+        snprintf(err, errlen, "%s: %s: %zu values asked for, the config implies %zu", source, name, n,
+                 weight ? I * C : E * (down ? C : I));
         return -1;
     }
-    size_t want = weight ? E * C * (down ? I : 2 * I) : E * (down ? C : 2 * I), have = 1;
-    for (int d = 0; d < t->ndim; d++) have *= (size_t)t->shape[d];
-    if (have != want || (weight && (e < 0 || (size_t)e >= E)) || n != (weight ? I * C : E * (down ? C : I))) {
-        snprintf(err, errlen, "tensor \"%s\" has %zu elements; the config implies %zu", src, have, want);
-        return -1;
-    }
-    if (weight && down) {          // dst (C, I) ← down_proj[e] (I, C)
-        for (size_t c = 0; c < C; c++)
-            for (size_t i = 0; i < I; i++) dst[c * I + i] = st_elem(t, ((size_t)e * I + i) * C + c);
-    } else if (weight) {           // dst (I, C) ← gate_up_proj[e] (C, 2I), column 2i (+1: up)
-        for (size_t i = 0; i < I; i++)
+    if (weight) {
+        size_t rows = down ? I : C, cols = down ? C : 2 * I;   // gate_up_proj[e] (C, 2I), down_proj[e] (I, C)
+        float *x = malloc(rows * cols * sizeof *x);
+        if (!x) {
+            snprintf(err, errlen, "%s: out of memory reading %s", source, src);
+            return -1;
+        }
+        int rc = fused_expert_f32(s, src, e, E, rows, cols, mxfp4, x, source, err, errlen);
+        if (rc == 0 && down) {          // dst (C, I) ← down_proj[e]ᵀ
             for (size_t c = 0; c < C; c++)
-                dst[i * C + c] = st_elem(t, ((size_t)e * C + c) * 2 * I + 2 * i + (size_t)up);
-    } else if (down) {
+                for (size_t i = 0; i < I; i++) dst[c * I + i] = x[i * C + c];
+        } else if (rc == 0) {           // dst (I, C) ← gate_up_proj[e][:, 2i (+1: up)]ᵀ
+            for (size_t i = 0; i < I; i++)
+                for (size_t c = 0; c < C; c++) dst[i * C + c] = x[c * 2 * I + 2 * i + (size_t)up];
+        }
+        free(x);
+        return rc;
+    }
+    const st_tensor *t = st_find(s, src);
+    size_t have = 1, want = E * (down ? C : 2 * I);
+    for (int d = 0; t && d < t->ndim; d++) have *= (size_t)t->shape[d];
+    if (!t || t->dtype == ST_OTHER || have != want) {
+        snprintf(err, errlen, "%s: tensor \"%s\" %s (it holds %s; the config implies %zu values)", source, src,
+                 t ? "has another size or dtype" : "is missing", name, want);
+        return -1;
+    }
+    if (down) {
         for (size_t k = 0; k < E * C; k++) dst[k] = st_elem(t, k);
     } else {
         for (size_t x = 0; x < E; x++)
@@ -193,20 +239,13 @@ static int read_fused_expert(const model_config *cfg, const st_set *s, const cha
     return 0;
 }
 
-int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, float *dst, size_t n,
-                      char *err, size_t errlen) {
+int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst, size_t n,
+                      const char *source, char *err, size_t errlen) {
     if (cfg->arch == ARCH_GPT_OSS) {
-        int r = read_fused_expert(cfg, s, name, dst, n, err, errlen);
+        int r = read_fused_expert(cfg, s, name, mxfp4, dst, n, source, err, errlen);
         if (r <= 0) return r;
     }
-    const st_tensor *t = st_find(s, name);
-    size_t have = 1;
-    for (int d = 0; t && d < t->ndim; d++) have *= (size_t)t->shape[d];
-    if (!t || have != n || st_read_f32(t, dst) != 0) {
-        snprintf(err, errlen, "cannot read tensor %s as float32", name);
-        return -1;
-    }
-    return 0;
+    return mxfp4_read_tensor_f32(s, name, mxfp4, dst, n, source, err, errlen);
 }
 
 // The inverse of read_fused_expert: gpt-oss's fused tensor t from the decoder's expert-major
@@ -290,12 +329,28 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
         return -1;
     }
     model_tensor_list(cfg, list);
-    int rc = -1;
+    int rc = -1, mxfp4 = mxfp4_checkpoint(source);
     const char **sorted = NULL;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_find(s, list[i].name);
         char want[80], got[80];
         shape_str(want, sizeof want, list[i].ndim, list[i].shape);
+        if (!t && mxfp4) {   // stored as NAME_blocks + NAME_scales: check the dequantised shape
+            mxfp4_pair pair;
+            int r = mxfp4_pair_find(s, list[i].name, &pair, source, err, errlen);
+            if (r < 0) goto done;
+            if (r > 0) {
+                int same = pair.ndim == list[i].ndim;
+                for (int d = 0; same && d < pair.ndim; d++) same = pair.dq_shape[d] == list[i].shape[d];
+                if (!same) {
+                    shape_str(got, sizeof got, pair.ndim, pair.dq_shape);
+                    snprintf(err, errlen, "%s: tensor \"%s\" dequantised from MXFP4 has shape %s; the config implies %s",
+                             source, list[i].name, got, want);
+                    goto done;
+                }
+                continue;
+            }
+        }
         if (!t) {
             char moe[96] = "";
             if (cfg->n_experts > 0)
@@ -333,7 +388,8 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
         const st_tensor *t = st_get(s, i);
         if (ends_with(t->name, ".rotary_emb.inv_freq")) continue;
         if (cfg->tie_word_embeddings && !strcmp(t->name, "lm_head.weight")) continue;
-        const char *key = t->name;
+        char stem[512];
+        const char *key = mxfp4 && mxfp4_pair_part(t->name, stem, sizeof stem) ? stem : t->name;
         int found = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_name) != NULL;
         if (!found) {
             snprintf(err, errlen, "%s: unexpected tensor \"%s\" for %s with %d layers%s", source, t->name,

@@ -98,10 +98,12 @@ void model_tensor_name(tensor_role role, int layer, char *buf, size_t n);
 void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, int expert, char *buf, size_t n);
 
 // Reads the decoder's parameter `name` (n elements) from the checkpoint as f32: the tensor of
-// that name, or for gpt-oss's experts the expert's gate/up/down (de-interleaved, transposed) or
-// bias stack cut from the fused tensors. 0 ok; -1 with a message naming the tensor.
-int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, float *dst, size_t n,
-                      char *err, size_t errlen);
+// that name (mxfp4 set: or its dequantised _blocks/_scales pair, model/mxfp4_load.h), or for
+// gpt-oss's experts the expert's gate/up/down (de-interleaved, transposed) or bias stack cut from
+// the fused tensors, an MXFP4 pair dequantised one expert at a time. 0 ok; -1 with a message
+// naming source and the tensor.
+int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst, size_t n,
+                      const char *source, char *err, size_t errlen);
 
 // The checkpoint tensor t (as model_tensor_list gives it) as f32 in dst: the tensor of that name
 // in s, or for gpt-oss's fused experts, when s holds the decoder's expert-major tensors instead

@@ -123,15 +123,15 @@ static void check_gpt_oss(const char *src, const char *path) {
     st_writer_free(w);
     st_set *s = st_open(path, err, sizeof err);
     float got[4096], back[4096];
-    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.2.up_proj.weight", got, I * C, err, sizeof err) == 0,
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.2.up_proj.weight", 0, got, I * C, "ckpt", err, sizeof err) == 0,
           "%s", err);
     CHECK(got[3 * C + 5] == v[0][(2 * C + 5) * 2 * I + 2 * 3 + 1], "up[e=2][i=3][c=5] = %g", (double)got[3 * C + 5]);
-    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.1.down_proj.weight", got, C * I, err, sizeof err) == 0,
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.1.down_proj.weight", 0, got, C * I, "ckpt", err, sizeof err) == 0,
           "%s", err);
     CHECK(got[7 * I + 2] == v[2][(1 * I + 2) * C + 7], "down[e=1][c=7][i=2] = %g", (double)got[7 * I + 2]);
-    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", got, E * I, err, sizeof err) == 0, "%s", err);
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", 0, got, E * I, "ckpt", err, sizeof err) == 0, "%s", err);
     CHECK(got[3 * I + 4] == v[1][3 * 2 * I + 8], "gate_bias[3][4] = %g", (double)got[3 * I + 4]);
-    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", got, E * I + 1, err, sizeof err) == -1,
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", 0, got, E * I + 1, "ckpt", err, sizeof err) == -1,
           "a wrong element count is refused");
     if (s) st_close(s);
 
@@ -146,7 +146,7 @@ static void check_gpt_oss(const char *src, const char *path) {
             snprintf(names[np], sizeof names[np], "model.layers.0.mlp.experts.%d.%s_proj.weight", e,
                      j == 0 ? "gate" : j == 1 ? "up" : "down");
             int64_t sh[2] = {j == 2 ? (int64_t)C : (int64_t)I, j == 2 ? (int64_t)I : (int64_t)C};
-            model_tensor_read(&g, s, names[np], parts[np], I * C, err, sizeof err);
+            model_tensor_read(&g, s, names[np], 0, parts[np], I * C, "ckpt", err, sizeof err);
             st_writer_add(w, names[np], ST_F32, 2, sh, parts[np], I * C * 4);
             np++;
         }
@@ -154,7 +154,7 @@ static void check_gpt_oss(const char *src, const char *path) {
         snprintf(names[np], sizeof names[np], "model.layers.0.mlp.experts.%s_bias", j == 0 ? "gate" : j == 1 ? "up" : "down");
         size_t cols = j == 2 ? C : I;
         int64_t sh[2] = {(int64_t)E, (int64_t)cols};
-        model_tensor_read(&g, s, names[np], parts[np], E * cols, err, sizeof err);
+        model_tensor_read(&g, s, names[np], 0, parts[np], E * cols, "ckpt", err, sizeof err);
         st_writer_add(w, names[np], ST_F32, 2, sh, parts[np], E * cols * 4);
         np++;
     }
