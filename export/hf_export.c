@@ -240,7 +240,15 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     snprintf(path, sizeof path, "%s/config.json", base_dir);
     if (fileio_read_all(path, &text, &len, err, errlen)) return -1;
     cJSON *cj = cJSON_ParseWithLength(text, len);
-    char *cfg_text = cj ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
+    if (cj && cJSON_GetObjectItemCaseSensitive(cj, "quantization_config")) {
+        // The package is dense (an MXFP4 base's experts are written dequantised): a
+        // quantization_config left in would make transformers expect the packed pairs.
+        cJSON_DeleteItemFromObjectCaseSensitive(cj, "quantization_config");
+        char *dense = cJSON_Print(cj);
+        free(text);
+        text = dense;
+    }
+    char *cfg_text = cj && text ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
     if (!cfg_text) {
         snprintf(err, errlen, "%s: not a JSON object (or out of memory)", path);
@@ -316,12 +324,9 @@ static int copy_tokenizer_files(const char *base_dir, const char *out_dir, char 
 static int produce_tensor(const hf_export_options *o, const model_config *cfg, const st_set *base, const st_set *ft,
                           const model_tensor_info *t,
                           float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
-    // A run's weights hold gpt-oss's experts expert-major: model_tensor_pack fuses them back.
-    char why[320];
-    if (model_tensor_pack(cfg, ft ? ft : base, t, buf, why, sizeof why)) {
-        snprintf(err, errlen, "%s: %s", ft ? o->weights : o->base_dir, why);
-        return -1;
-    }
+    // A run's weights hold gpt-oss's experts expert-major, a published base MXFP4 pairs:
+    // model_tensor_pack gives the fused dense tensor either way.
+    if (model_tensor_pack(cfg, ft ? ft : base, t, buf, ft ? o->weights : o->base_dir, err, errlen)) return -1;
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);

@@ -294,15 +294,23 @@ static int pack_fused_expert(const model_config *cfg, const st_set *s, const mod
     return 0;
 }
 
-int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst, char *err,
-                      size_t errlen) {
+int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst,
+                      const char *source, char *err, size_t errlen) {
     const st_tensor *st = st_find(s, t->name);
     if (cfg->arch == ARCH_GPT_OSS && !st) {
-        int r = pack_fused_expert(cfg, s, t, dst, err, errlen);
+        // A published checkpoint: the fused tensor as its MXFP4 pair, dequantised whole.
+        mxfp4_pair p;
+        int r = mxfp4_pair_find(s, t->name, &p, source, err, errlen);
+        if (r < 0) return -1;
+        size_t n = (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1) * (t->ndim > 2 ? (size_t)t->shape[2] : 1);
+        if (r == 1) return mxfp4_read_tensor_f32(s, t->name, 1, dst, n, source, err, errlen);
+        char why[300];
+        r = pack_fused_expert(cfg, s, t, dst, why, sizeof why);
+        if (r < 0) snprintf(err, errlen, "%s: %s", source, why);
         if (r <= 0) return r;
     }
     if (!st || st_read_f32(st, dst) != 0) {
-        snprintf(err, errlen, "tensor %s is missing or not F32/F16/BF16", t->name);
+        snprintf(err, errlen, "%s: tensor %s is missing or not F32/F16/BF16", source, t->name);
         return -1;
     }
     return 0;

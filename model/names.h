@@ -106,10 +106,11 @@ int model_tensor_read(const model_config *cfg, const st_set *s, const char *name
                       const char *source, char *err, size_t errlen);
 
 // The checkpoint tensor t (as model_tensor_list gives it) as f32 in dst: the tensor of that name
-// in s, or for gpt-oss's fused experts, when s holds the decoder's expert-major tensors instead
-// (a run's weights), packed back from them (model_tensor_read's inverse). 0 ok; -1 + message.
-int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst, char *err,
-                      size_t errlen);
+// in s, or for gpt-oss's fused experts its MXFP4 pair dequantised (a published checkpoint), or,
+// when s holds the decoder's expert-major tensors instead (a run's weights), packed back from
+// them (model_tensor_read's inverse). 0 ok; -1 + message naming source.
+int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst,
+                      const char *source, char *err, size_t errlen);
 
 // Checks a checkpoint against the config: every expected tensor present with its shape and a
 // float dtype (F32/F16/BF16), nothing unexpected. Tolerated as transformers does: rotary

@@ -167,7 +167,7 @@ static void check_gpt_oss(const char *src, const char *path) {
     for (int k = 0; k < n && s; k++) {
         for (int f = 0; f < 4; f++) {
             if (strcmp(list[k].name, fused[f])) continue;
-            int rc = model_tensor_pack(&g, s, &list[k], back, err, sizeof err);
+            int rc = model_tensor_pack(&g, s, &list[k], back, "ckpt", err, sizeof err);
             CHECK(rc == 0 && !memcmp(back, v[f], ne[f] * 4), "%s packed back: rc %d %s", fused[f], rc, rc ? err : "");
         }
     }
