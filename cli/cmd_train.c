@@ -128,7 +128,8 @@ static int train_check_model(train_settings *s, int seq_len, char *err, size_t e
                  ctx, s->model_dir, ctx);
         return -1;
     }
-    if (cfg.sliding_window > 0 && s->max_seq_len > cfg.sliding_window) {
+    // Per-layer windows (gpt-oss's layer_types) are masked by the attention op: no limit.
+    if (cfg.sliding_window > 0 && cfg.n_layer_types == 0 && s->max_seq_len > cfg.sliding_window) {
         snprintf(err, errlen, "this model's sliding_window is %d, shorter than --max-seq-len %d; quarry implements full "
                  "attention only, so use --max-seq-len %d or less", cfg.sliding_window, s->max_seq_len, cfg.sliding_window);
         return -1;

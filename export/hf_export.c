@@ -71,7 +71,7 @@ typedef struct {
     const char *name;
     st_dtype dtype;
     int ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     size_t nbytes;
 } st_entry_plan;
 
@@ -228,7 +228,7 @@ static int stream_finish(st_stream *s, char *err, size_t errlen) {
 }
 
 static size_t numel(const model_tensor_info *t) {
-    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1);
+    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1) * (t->ndim > 2 ? (size_t)t->shape[2] : 1);
 }
 
 // {"metadata": {"total_size": N}, "weight_map": {name: file, ...}} with sorted names, as
@@ -240,7 +240,15 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     snprintf(path, sizeof path, "%s/config.json", base_dir);
     if (fileio_read_all(path, &text, &len, err, errlen)) return -1;
     cJSON *cj = cJSON_ParseWithLength(text, len);
-    char *cfg_text = cj ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
+    if (cj && cJSON_GetObjectItemCaseSensitive(cj, "quantization_config")) {
+        // The package is dense (an MXFP4 base's experts are written dequantised): a
+        // quantization_config left in would make transformers expect the packed pairs.
+        cJSON_DeleteItemFromObjectCaseSensitive(cj, "quantization_config");
+        char *dense = cJSON_Print(cj);
+        free(text);
+        text = dense;
+    }
+    char *cfg_text = cj && text ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
     if (!cfg_text) {
         snprintf(err, errlen, "%s: not a JSON object (or out of memory)", path);
@@ -313,19 +321,12 @@ static int copy_tokenizer_files(const char *base_dir, const char *out_dir, char 
 }
 
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
-static int produce_tensor(const hf_export_options *o, const st_set *base, const st_set *ft, const model_tensor_info *t,
+static int produce_tensor(const hf_export_options *o, const model_config *cfg, const st_set *base, const st_set *ft,
+                          const model_tensor_info *t,
                           float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
-    const st_set *src = ft ? ft : base;
-    const st_tensor *st = st_find(src, t->name);
-    if (!st) {
-        snprintf(err, errlen, "%s: tensor %s is missing", ft ? o->weights : o->base_dir, t->name);
-        return -1;
-    }
-    if (st_read_f32(st, buf)) {
-        snprintf(err, errlen, "%s: tensor %s has dtype %s; only F32/F16/BF16 can be exported",
-                 ft ? o->weights : o->base_dir, t->name, st->dtype_name);
-        return -1;
-    }
+    // A run's weights hold gpt-oss's experts expert-major, a published base MXFP4 pairs:
+    // model_tensor_pack gives the fused dense tensor either way.
+    if (model_tensor_pack(cfg, ft ? ft : base, t, buf, ft ? o->weights : o->base_dir, err, errlen)) return -1;
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);
@@ -395,7 +396,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
     if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
     if (o->weights) {
         ft = st_open(o->weights, err, errlen);
-        if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
+        // gpt-oss's run weights keep the experts expert-major (packed back tensor by tensor).
+        int unfused = cfg.arch == ARCH_GPT_OSS && ft && !st_find(ft, "model.layers.0.mlp.experts.gate_up_proj");
+        if (!ft || (!unfused && model_tensor_check(&cfg, ft, o->weights, err, errlen))) goto done;
     }
     int n = model_tensor_count(&cfg);
     list = malloc(sizeof *list * (size_t)n);
@@ -422,7 +425,8 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         in_shard += b;
         total += b;
         if (numel(&list[i]) > largest) largest = numel(&list[i]);
-        plan[i] = (st_entry_plan){list[i].name, o->dtype, list[i].ndim, {list[i].shape[0], list[i].shape[1]}, b};
+        plan[i] = (st_entry_plan){list[i].name, o->dtype, list[i].ndim,
+                                  {list[i].shape[0], list[i].shape[1], list[i].shape[2]}, b};
     }
     buf = malloc(largest * sizeof(float) + 16);
     conv = o->dtype == ST_F32 ? (void *)buf : malloc(largest * es + 16);
@@ -440,7 +444,7 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
             fprintf(stderr, "quarry export: writing %s (%d tensors)\n", strrchr(path, '/') + 1, last - first);
         if (stream_begin(&s, path, plan + first, last - first, err, errlen)) goto done;
         for (int i = first; i < last; i++) {
-            if (produce_tensor(o, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+            if (produce_tensor(o, &cfg, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
             merge_convert(buf, numel(&list[i]), o->dtype, conv);
             if (stream_write(&s, conv, plan[i].nbytes, err, errlen)) goto done;
         }
@@ -488,7 +492,7 @@ int hf_export_peft(const merge_adapter *a, const char *base_name, st_dtype dtype
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_get(a->weights, i);
         size_t ne = (size_t)t->shape[0] * (size_t)t->shape[1];
-        plan[i] = (st_entry_plan){t->name, dtype, 2, {t->shape[0], t->shape[1]}, ne * es};
+        plan[i] = (st_entry_plan){t->name, dtype, 2, {t->shape[0], t->shape[1], 0}, ne * es};
         if (ne > largest) largest = ne;
     }
     buf = malloc(largest * sizeof(float) + 16);
@@ -566,7 +570,7 @@ int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        if (produce_tensor(o, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+        if (produce_tensor(o, &cfg, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
         int r = fn(ctx, list[i].name, buf, numel(&list[i]));
         if (r) {
             rc = r;

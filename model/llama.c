@@ -5,12 +5,15 @@
 //     mid = x + attention(rmsnorm(x)),  out = mid + mlp(rmsnorm(mid))
 // and what differs between families is a property of the kind, chosen from the config once
 // (block_kinds_of), never a test of the architecture:
-//   attention kind: q/k/v biases (Qwen2, Llama's attention_bias), per-head RMSNorm of q and k
-//                   before RoPE (Qwen3), a sliding window (Mistral: sequences longer than it are
-//                   refused by the plan, so the window never masks anything).
+//   attention kind: q/k/v biases (Qwen2, Llama's attention_bias; gpt-oss also o), per-head
+//                   RMSNorm of q and k before RoPE (Qwen3), a sliding window (Mistral: sequences
+//                   longer than it are refused by the plan, so the window never masks anything),
+//                   learned sinks and per-layer windows masked inside the attention op (gpt-oss's
+//                   alternating sliding_attention / full_attention layers).
 //   MLP kind:       dense SwiGLU (gate, up, down), or a sparse mixture of experts (Qwen3-MoE,
 //                   Mixtral: router, dispatch, experts over model/moe's block API), chosen per
-//                   layer (Qwen3-MoE's mlp_only_layers / decoder_sparse_step keep some dense).
+//                   layer (Qwen3-MoE's mlp_only_layers / decoder_sparse_step keep some dense);
+//                   gpt-oss's variant: router bias, expert biases, clamped SwiGLU (moe_dims).
 //
 // The sparse MoE kind:
 //   weights: the router (E, C) and every expert's gate, up (I, C) and down (C, I) are separate
@@ -45,7 +48,10 @@ enum { NORM_IN = 0, NORM_POST = 1 };
 typedef struct {
     int qkv_bias;                // q, k, v projections carry biases
     int qk_norm;                 // per-head RMSNorm (weight (hd)) of q and k before RoPE
-    int window;                  // sliding window in tokens; 0 = none
+    int window;                  // a sliding window every layer has (Mistral); 0 = none
+    int o_bias;                  // o_proj carries a bias (gpt-oss)
+    int sinks;                   // a learned logit per head joins the softmax (gpt-oss)
+    int layer_windows;           // per-layer windows (model_config_layer_window), masked by the op
 } attn_kind;
 
 typedef enum { MLP_DENSE_SWIGLU = 0, MLP_SPARSE_MOE } mlp_kind;
@@ -57,9 +63,12 @@ typedef struct {
 } block_kinds;
 
 static block_kinds block_kinds_of(const model_config *c) {
-    block_kinds k = {{c->attention_bias, c->qk_norm, c->sliding_window},
+    int per_layer = c->n_layer_types > 0;
+    block_kinds k = {{c->attention_bias, c->qk_norm, per_layer ? 0 : c->sliding_window, c->o_bias,
+                      c->attention_sinks, per_layer},
                      c->n_experts > 0 ? MLP_SPARSE_MOE : MLP_DENSE_SWIGLU,
-                     {c->hidden_size, c->moe_intermediate_size, c->n_experts, c->top_k, c->norm_topk_prob}};
+                     {c->hidden_size, c->moe_intermediate_size, c->n_experts, c->top_k, c->norm_topk_prob,
+                      c->router_bias, c->expert_bias, c->swiglu_alpha, c->swiglu_limit}};
     return k;
 }
 
@@ -83,6 +92,9 @@ typedef struct {
     // e's A and B at elora[j][2e], [2e + 1]; NULL when the experts are not adapted. The router's
     // A and B: router_lora[0], [1], or NULL.
     model_param *elora[3], *router_lora[2];
+    model_param *router_bias;    // gpt-oss's variant: router bias (E); bias stacks of gate, up
+    model_param *expert_bias[3]; // (E, I) and down (E, C); else NULL
+    model_param *sinks;          // attention sinks (H), or NULL
 } layer_weights;
 
 // What one layer's forward keeps for its backward. With full recomputation every layer shares
@@ -128,6 +140,7 @@ struct model {
     model_param *embed, *final_norm, *lm_head;   // lm_head == embed when tied
     layer_weights *layers;
     float *inv_freq;             // f32 (hd/2) on the device
+    float *sinks_f32;            // f32 (H): the layer's sinks as the attention op reads them
     rope_table rope;
 
     // The five allocations.
@@ -225,7 +238,7 @@ static int build_params(model *m, char *err, size_t errlen) {
     const model_config *c = &m->cfg;
     int L = c->num_layers;
     const attn_kind *ak = &m->kinds.attn;
-    int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) +
+    int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) + ak->o_bias + ak->sinks + 4 +
                     (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
     int cap = 3 + L * per_layer;
     for (int l = 0; l < L; l++)
@@ -266,8 +279,9 @@ static int build_params(model *m, char *err, size_t errlen) {
             linear_dims(c, t, &ll->in, &ll->out);
             linear_module_name(mod, sizeof mod, l, t);
             ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
-            if (ak->qkv_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
+            if ((ak->qkv_bias && t <= LORA_V) || (ak->o_bias && t == LORA_O)) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
             if (t != LORA_O) continue;
+            if (ak->sinks) ADD(lw->sinks, 1, c->num_heads, 0, "model.layers.%d.self_attn.sinks", l);
             if (ak->qk_norm) {
                 ADD(lw->qk_norm[0], 1, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
                 ADD(lw->qk_norm[1], 1, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
@@ -279,6 +293,18 @@ static int build_params(model *m, char *err, size_t errlen) {
             static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
             model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
             ADD(lw->router, 2, E, C, "%s", mod);
+            if (c->router_bias) {
+                model_tensor_name(TENSOR_ROUTER_BIAS, l, mod, sizeof mod);
+                ADD(lw->router_bias, 1, E, 0, "%s", mod);
+            }
+            if (c->expert_bias) {
+                static const tensor_role broles[3] = {TENSOR_EXPERT_GATE_BIAS, TENSOR_EXPERT_UP_BIAS,
+                                                      TENSOR_EXPERT_DOWN_BIAS};
+                for (int j = 0; j < 3; j++) {
+                    model_tensor_name(broles[j], l, mod, sizeof mod);
+                    ADD(lw->expert_bias[j], 2, E, j == 2 ? C : I, "%s", mod);
+                }
+            }
             for (int j = 0; j < 3; j++)
                 for (int e = 0; e < E; e++) {
                     model_param *p;
@@ -571,6 +597,7 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         }
     }
     m->inv_freq = arena_take(w, (size_t)m->cfg.head_dim / 2 * 4);
+    m->sinks_f32 = m->kinds.attn.sinks ? arena_take(w, (size_t)m->cfg.num_heads * 4) : NULL;
 }
 
 static int max_lin_in(const model_config *c) {
@@ -959,7 +986,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
         if (is_base_param(m, p)) {
-            if (mxfp4_read_tensor_f32(m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
+            if (model_tensor_read(&m->cfg, m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
                 break;
             }
@@ -976,7 +1003,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
         be->copy_to_device(be, m->inv_freq, host, (size_t)m->cfg.head_dim / 2 * 4);
         m->rope.inv_freq = m->inv_freq;
         m->rope.head_dim = m->cfg.head_dim;
-        m->rope.attention_scaling = 1.0f;
+        m->rope.attention_scaling = m->cfg.rope_attention_factor;
     }
     be->synchronize(be);
     free(host);
@@ -1131,8 +1158,10 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     }
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
+    if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
-                          1.0f / sqrtf((float)hd), 0, NULL);
+                          1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
+                          ak->sinks ? m->sinks_f32 : NULL);
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
@@ -1148,8 +1177,11 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
     uint64_t s = m->fwd_seed;
     linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
                dropout_seed(s, l, LORA_O));
+    if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd), 0, NULL, NULL);
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd),
+                           ak->layer_windows ? model_config_layer_window(c, l) : 0, ak->sinks ? m->sinks_f32 : NULL,
+                           ak->sinks ? lw->sinks->grad : NULL);
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
     be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
@@ -1221,11 +1253,19 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
 
-// The MoE layer's weights; with LoRA in its block, lo is filled (pairs in m->elora_pairs, h in
-// x) and w.experts.lora points at it.
+static const void *act_of(const model_param *p) { return p ? p->act : NULL; }
+static float *grad_of(const model_param *p) { return p ? p->grad : NULL; }
+
+// The MoE layer's weights (biases: gpt-oss's variant, else NULL); with LoRA in its block, lo is
+// filled (pairs in m->elora_pairs, h in x) and w.experts.lora points at it.
 static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) {
     const layer_weights *lw = &m->layers[l];
-    moe_weights w = {lw->router->act, {lw->experts[0]->act, lw->experts[1]->act, lw->experts[2]->act, NULL}};
+    moe_weights w = {.router = lw->router->act,
+                     .experts = {.gate = lw->experts[0]->act, .up = lw->experts[1]->act,
+                                 .down = lw->experts[2]->act, .lora = NULL,
+                                 .gate_bias = act_of(lw->expert_bias[0]), .up_bias = act_of(lw->expert_bias[1]),
+                                 .down_bias = act_of(lw->expert_bias[2])},
+                     .router_bias = act_of(lw->router_bias)};
     if (!lw->elora[0] && !lw->router_lora[0]) return w;
     int E = m->cfg.n_experts;
     memset(lo, 0, sizeof *lo);
@@ -1283,7 +1323,11 @@ static void mlp_moe_backward(model *m, int l, layer_acts *x, int N) {
         be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
     moe_lora lo;
     moe_weights w = moe_weights_of(m, l, x, &lo);
-    moe_grads g = {lw->router->grad, {lw->experts[0]->grad, lw->experts[1]->grad, lw->experts[2]->grad}};
+    moe_grads g = {.router = lw->router->grad,
+                   .experts = {.gate = lw->experts[0]->grad, .up = lw->experts[1]->grad, .down = lw->experts[2]->grad,
+                               .gate_bias = grad_of(lw->expert_bias[0]), .up_bias = grad_of(lw->expert_bias[1]),
+                               .down_bias = grad_of(lw->expert_bias[2])},
+                   .router_bias = grad_of(lw->router_bias)};
     moe_block_backward(be, &m->kinds.moe, &w, &g, &x->moe, &m->moe_t, x->ln2, m->dres, m->dln,
                        m->use_aux ? m->d_dprob : NULL, m->use_mask ? m->d_mask : NULL, N, 0);
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,

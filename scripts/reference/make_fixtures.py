@@ -85,6 +85,17 @@ def configs():
         sliding_window=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         num_local_experts=4, num_experts_per_tok=2, router_aux_loss_coef=0.02, output_router_logits=False,
         router_jitter_noise=0.0)
+    # gpt-oss: learned sinks, alternating sliding (window 6, shorter than every document) and full
+    # layers, q/k/v/o biases, YaRN (factor 32 over 4096: head_dim 16 puts the ramp mid-head), 4
+    # experts top-2 with router and expert biases, the clamped SwiGLU at a limit the random
+    # activations cross (0.5), the aux loss in the objective.
+    out["gpt_oss"] = transformers.GptOssConfig(
+        **dict(common, intermediate_size=32), num_key_value_heads=2, head_dim=16, tie_word_embeddings=False,
+        sliding_window=6, layer_types=["sliding_attention", "full_attention"], attention_bias=True,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0,
+                         "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 4096},
+        num_local_experts=4, num_experts_per_tok=2, swiglu_limit=0.5, router_aux_loss_coef=0.02,
+        output_router_logits=True)
     return out
 
 
@@ -107,12 +118,14 @@ def make_batch(gen, V):
     return dict(ids=ids, targets=targets, pos=pos, doc_start=doc_start)
 
 
-def mask4d(batch, dtype):
-    # allowed[b, i, j] = doc_start[b, i] <= j <= i
+def mask4d(batch, dtype, window=None):
+    # allowed[b, i, j] = doc_start[b, i] <= j <= i (and i − j < window: sliding_window_overlay)
     ds = torch.tensor(batch["doc_start"])
     i = torch.arange(T).view(1, T, 1)
     j = torch.arange(T).view(1, 1, T)
     allowed = (j <= i) & (j >= ds.view(B, T, 1))
+    if window:
+        allowed = allowed & (j > i - window)
     m = torch.zeros(B, 1, T, T, dtype=dtype)
     m.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
     return m
@@ -123,7 +136,7 @@ ROUTER_HOOKED = False
 
 
 def is_router(mod):
-    return type(mod).__name__ in ("Qwen3MoeTopKRouter", "MixtralTopKRouter")
+    return type(mod).__name__ in ("Qwen3MoeTopKRouter", "MixtralTopKRouter", "GptOssTopKRouter")
 
 
 def hook_routers(model):
@@ -144,7 +157,12 @@ def forward(model, batch):
     # the router logits are caught by hooks and the aux loss computed over every row (no padding
     # in these batches), as transformers' forward does without an attention_mask.
     ROUTER_LOGITS.clear()
-    out = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask4d(batch, torch.float32),
+    mask = mask4d(batch, torch.float32)
+    cfg = model.config
+    if getattr(cfg, "layer_types", None) and "sliding_attention" in cfg.layer_types:
+        # Per layer type, as GptOssModel builds its causal_mask_mapping.
+        mask = {"full_attention": mask, "sliding_attention": mask4d(batch, torch.float32, cfg.sliding_window)}
+    out = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask,
                 position_ids=torch.tensor(batch["pos"]), use_cache=False,
                 **({"output_router_logits": False} if ROUTER_HOOKED else {}))
     return out.logits
@@ -172,6 +190,9 @@ def published(name, t, cfg):
     """transformers 5 keeps experts fused (experts.gate_up_proj (E, 2I, C), experts.down_proj
     (E, C, I)) under .mlp.; checkpoints (and CMI's transformers 4.51.3) name each expert's
     matrices: yield the published (name, tensor) pairs."""
+    if cfg.model_type == "gpt_oss":
+        yield from published_gpt_oss(name, t)
+        return
     mixtral = cfg.model_type == "mixtral"
     if mixtral:
         name = name.replace(".mlp.gate.", ".block_sparse_moe.gate.").replace(".mlp.experts.", ".block_sparse_moe.experts.")
@@ -186,6 +207,27 @@ def published(name, t, cfg):
         pre = name[:-len("down_proj")]
         for e in range(t.shape[0]):
             yield f"{pre}{e}.{d}.weight", t[e].contiguous()
+    else:
+        yield name, t
+
+
+def published_gpt_oss(name, t):
+    """gpt-oss checkpoints keep transformers' fused experts; quarry's decoder holds them expert-major:
+    expert e's gate/up (I, C) = gate_up_proj[e, :, 0::2]ᵀ / [e, :, 1::2]ᵀ, down (C, I) = down_proj[e]ᵀ,
+    and the bias stacks gate_bias/up_bias (E, I), down_bias (E, C) (model/names.h)."""
+    pre = name.rsplit(".", 1)[0] + "."
+    if name.endswith(".experts.gate_up_proj"):
+        for e in range(t.shape[0]):
+            yield f"{pre}{e}.gate_proj.weight", t[e, :, 0::2].t().contiguous()
+            yield f"{pre}{e}.up_proj.weight", t[e, :, 1::2].t().contiguous()
+    elif name.endswith(".experts.down_proj"):
+        for e in range(t.shape[0]):
+            yield f"{pre}{e}.down_proj.weight", t[e].t().contiguous()
+    elif name.endswith(".experts.gate_up_proj_bias"):
+        yield pre + "gate_bias", t[:, 0::2].contiguous()
+        yield pre + "up_bias", t[:, 1::2].contiguous()
+    elif name.endswith(".experts.down_proj_bias"):
+        yield pre + "down_bias", t
     else:
         yield name, t
 
@@ -248,11 +290,13 @@ def build(name, cfg, out_dir, seed):
                 p.add_(0.2 * torch.randn_like(p))
             elif n.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
+            elif n.endswith(".sinks"):
+                p.copy_(torch.randn_like(p))
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     model.save_pretrained(d, safe_serialization=True)
     moe = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
-    if moe:
+    if moe and cfg.model_type != "gpt_oss":   # gpt-oss publishes its experts fused
         # The published per-expert names, whatever this transformers' save_pretrained writes.
         sd = {}
         for n, p in model.state_dict().items():
@@ -304,7 +348,7 @@ def build(name, cfg, out_dir, seed):
     # attention projections, quarry's --lora-targets attention.
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if moe else "all-linear"
     all_linear = None
-    if moe:
+    if moe and cfg.model_type != "gpt_oss":
         probe = peft.get_peft_model(load(cls, d), peft.LoraConfig(r=8, target_modules="all-linear",
                                                                    task_type="CAUSAL_LM"))
         all_linear = sorted({n.split(".lora_")[0].replace("base_model.model.", "")

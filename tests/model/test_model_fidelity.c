@@ -342,7 +342,7 @@ int main(int argc, char **argv) {
     // *_lora_experts: LoRA on the experts (and mixtral's router) against transformers 4.51.3 + PEFT,
     // over the base fixture their reference.json names.
     const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral",
-                           "qwen3_moe_lora_experts", "mixtral_lora_experts"};
+                           "qwen3_moe_lora_experts", "mixtral_lora_experts", "gpt_oss"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];
