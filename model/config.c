@@ -259,6 +259,7 @@ static int parse_moe(model_config *cfg, const cJSON *root, const char *src, char
         cfg->swiglu_alpha = (float)alpha;
         cfg->swiglu_limit = (float)limit;
         cfg->router_bias = cfg->expert_bias = 1;
+        cfg->experts_fused = 1;
     } else if (mixtral) {
         if (get_double(root, "router_jitter_noise", &jitter, src, err, errlen) < 0) return -1;
         if (moe_check_router_jitter(jitter, src, err, errlen)) return -2;

@@ -65,6 +65,9 @@ typedef struct {
     int router_bias;
     int expert_bias;
     float swiglu_alpha, swiglu_limit;   // swiglu_limit 0: the plain SwiGLU
+    // The published checkpoint stores the experts fused (gpt-oss: gate_up_proj (E, C, 2I)) and
+    // the router as a module PEFT cannot wrap: no per-expert or router adapter has a name there.
+    int experts_fused;
 } model_config;
 
 // The sliding window of layer l in tokens (0: full attention).

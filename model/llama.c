@@ -489,6 +489,19 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
         }
         m->lora.targets &= ~LORA_EXPERTS_BIT;
     } else {
+        if (m->cfg.experts_fused) {
+            // gpt-oss: all-linear adapts the attention; experts or router named is an error.
+            int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
+            if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
+                set_err(err, errlen, "%s: --lora-targets %s: LoRA on %s's %s is not implemented (its published "
+                        "checkpoint fuses the experts, so an adapter per expert has no name there)\n"
+                        "hint: use attention (all-linear adapts the attention of %s)", m->path,
+                        lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture,
+                        lc->targets & LORA_ROUTER_BIT ? "router" : "experts", m->cfg.architecture);
+                return -1;
+            }
+            m->lora.targets &= ~LORA_EXPERTS_BIT;
+        }
         // MoE models: q..o on every layer, gate/up/down on the dense MLPs of mlp_only layers
         // only, the experts' and the router's adapters on the sparse layers.
         int dense_mlp = m->n_moe_layers < m->cfg.num_layers;

@@ -69,6 +69,20 @@ for t in router experts q,experts; do
   check "--lora-targets $t on a dense model refused ($(tail -2 "$W/bad-$t.log" | head -1))" \
     "[ $rc -eq 1 ] && grep -q 'error: .*--lora-targets $t names the MoE .* has no mixture-of-experts layer' $W/bad-$t.log && grep -q 'hint:' $W/bad-$t.log && [ ! -e $W/bad-$t/final ]"
 done
+# gpt-oss's published checkpoint fuses its experts: all-linear adapts the attention there, and
+# experts or router named is refused (no per-expert adapter would have a name in its layout).
+"$Q" init --config "$SRC/tests/export/gpt-oss-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/gptoss" \
+  --seed 5 --dtype fp32 >/dev/null 2>&1 || { echo "FAIL: gpt-oss init"; exit 1; }
+"$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --out "$W/gptoss-lora" \
+  >"$W/gptoss-lora.log" 2>&1; rc=$?
+check "gpt-oss all-linear LoRA run exits 0 ($(tail -2 "$W/gptoss-lora.log"))" "[ $rc -eq 0 ]"
+check "gpt-oss all-linear adapts the attention only" "$PY -c \"import json;c=json.load(open('$W/gptoss-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==['k_proj','o_proj','q_proj','v_proj'], c['target_modules']\""
+for t in experts router; do
+  "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets attention,$t \
+    --out "$W/gptoss-$t" >"$W/gptoss-$t.log" 2>&1; rc=$?
+  check "--lora-targets attention,$t on gpt-oss refused ($(tail -2 "$W/gptoss-$t.log" | head -1))" \
+    "[ $rc -eq 1 ] && grep -q \"LoRA on GptOssForCausalLM's $t is not implemented\" $W/gptoss-$t.log && grep -q 'hint:' $W/gptoss-$t.log"
+done
 # The router adapter and the experts' ones in a PEFT config, read back by generate.
 "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 2 --batch-size 4 \
   --lora-targets attention,router --out "$W/router" >"$W/router.log" 2>&1; rc=$?
