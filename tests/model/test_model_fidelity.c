@@ -277,7 +277,8 @@ static void adamw_step(model *m, backend *be, int step) {
     }
 }
 
-static void check_training(const char *dir, const char *name, backend *be, const fixture *fx, int lora) {
+// A model for the 10-step run (LoRA: PEFT's initial A, B = 0), NULL after a failed CHECK.
+static model *open_training(const char *dir, const char *name, backend *be, const fixture *fx, int lora) {
     lora_config lc = lora_config_default();
     lc.rank = 8;
     lc.alpha = 16.0f;
@@ -285,35 +286,62 @@ static void check_training(const char *dir, const char *name, backend *be, const
     lc.targets = fx->lora_targets;
     model *m = open_model(dir, be, fx, lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL, lora, lora ? &lc : NULL);
     CHECK(m != NULL, "%s: open", name);
+    if (!m || !lora) return m;
+    // PEFT's A is drawn by torch's generator: start from the same A (and B = 0).
+    int count = 0;
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "lora_init/%s", p->name);
+        float *x = ref_tensor(fx, key, p->n);
+        CHECK(x != NULL, "%s: %s", name, key);
+        if (x) { model_param_write(m, p, x); count++; }
+        free(x);
+    }
+    int refs = 0;
+    for (int i = 0; i < st_count(fx->ref); i++)
+        refs += strncmp(st_get(fx->ref, i)->name, "lora_init/", 10) == 0;
+    CHECK(count == refs, "%s: quarry has %d LoRA tensors, PEFT %d", name, count, refs);
+    return m;
+}
+
+static void check_training(const char *dir, const char *name, backend *be, const fixture *fx, int lora) {
+    model *m = open_training(dir, name, be, fx, lora);
     if (!m) return;
     const char *what = lora ? "lora" : "full";
-    if (lora) {
-        // PEFT's A is drawn by torch's generator: start from the same A (and B = 0).
-        int count = 0;
-        for (int i = 0; i < model_trained_count(m); i++) {
-            model_param *p = model_trained_at(m, i);
-            char key[256];
-            snprintf(key, sizeof key, "lora_init/%s", p->name);
-            float *x = ref_tensor(fx, key, p->n);
-            CHECK(x != NULL, "%s: %s", name, key);
-            if (x) { model_param_write(m, p, x); count++; }
-            free(x);
-        }
-        int refs = 0;
-        for (int i = 0; i < st_count(fx->ref); i++)
-            refs += strncmp(st_get(fx->ref, i)->name, "lora_init/", 10) == 0;
-        CHECK(count == refs, "%s: quarry has %d LoRA tensors, PEFT %d", name, count, refs);
-    }
+    // On CUDA a sparse model trains beside its fp32 CPU twin, whose routing of each step pins the
+    // bf16 path's near-ties (route_pin.h).
+    model *twin = on_cuda && model_get_config(m)->n_experts > 0 ? open_training(dir, name, cpu_reference, fx, lora)
+                                                                 : NULL;
+    long rows = 0, pinned = 0, clear_flips = 0;
     const double *want = lora ? fx->lora_losses : fx->full_losses;
     double first = 0;
     for (int step = 0; step < 10; step++) {
         int bi = step % 2;
         model_batch b = batch_of(fx, bi);
-        model_loss loss;
+        model_loss loss, twin_loss;
+        float scale = 1.0f / (float)trained_tokens(fx, bi);
+        if (twin) {
+            route_pin_reset();
+            model_zero_grads(twin);
+            route_pin.recording = 1;
+            CHECK(model_forward(twin, &b, scale, &twin_loss) == 0, "%s %s twin: %s", name, what, model_error(twin));
+            route_pin.recording = 0;
+            route_pin.ref = route_pin.calls;
+            route_pin.nref = route_pin.n;
+        }
         model_zero_grads(m);
-        if (model_forward(m, &b, 1.0f / (float)trained_tokens(fx, bi), &loss) != 0 || model_backward(m) != 0) {
+        if (model_forward(m, &b, scale, &loss) != 0 || model_backward(m) != 0) {
             CHECK(0, "%s %s step %d: %s", name, what, step, model_error(m));
             break;
+        }
+        if (twin) {
+            rows += route_pin.rows;
+            pinned += route_pin.pinned;
+            clear_flips += route_pin.clear_flips;
+            route_pin_reset();
+            CHECK(model_backward(twin) == 0, "%s %s twin: %s", name, what, model_error(twin));
+            adamw_step(twin, cpu_reference, step + 1);
         }
         double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
         CHECK(rel_scalar(l, want[step]) <= STEP_TOL, "%s %s step %d: loss %.8g, reference %.8g", name,
@@ -322,6 +350,13 @@ static void check_training(const char *dir, const char *name, backend *be, const
         if (step == 9) printf("%s %s: loss %.6f -> %.6f (ref %.6f -> %.6f)\n", name, what, first, l,
                               want[0], want[9]);
         adamw_step(m, be, step + 1);
+    }
+    if (twin) {
+        CHECK(clear_flips == 0, "%s %s: %ld routing choices differ from fp32 at margins bf16 rounding cannot "
+              "bridge", name, what, clear_flips);
+        printf("%s %s: routing over 10 steps: %ld rows, %ld near-ties pinned to fp32's choice, %ld clear flips\n",
+               name, what, rows, pinned, clear_flips);
+        model_free(twin);
     }
     compare_trained(m, fx, name, lora ? "lora_final" : "full", 0, WEIGHT_TOL);
     model_free(m);
