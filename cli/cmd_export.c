@@ -30,6 +30,8 @@ typedef struct {
     char base[PATH_MAX];
     char base_name[256];         // the base as the package names it: a hub id or the directory's name
     char method[16];             // "lora", "full" or "none"
+    int quant;                   // run.json's settings.quantize (QLoRA): an HF_NF4_*, 0 none
+    int into_dequantized;        // --merge-into dequantized: the adapter folded into the NF4 base
     char final_dir[PATH_MAX + 8];
     cJSON *run_json;             // RUN/run.json, or NULL
     cJSON *leakcheck;            // the leak check's entry for quarry-export.json (counts only), or NULL
@@ -80,6 +82,15 @@ static int read_run(export_source *s, const char *run, const char *model_overrid
         return -1;
     }
     snprintf(s->method, sizeof s->method, "%s", m->valuestring);
+    const cJSON *qz = cJSON_GetObjectItemCaseSensitive(st, "quantize");
+    if (cJSON_IsString(qz) && qz->valuestring[0]) {
+        if (strcmp(qz->valuestring, "nf4")) {
+            snprintf(err, errlen, "%s: settings.quantize is \"%s\"; this quarry knows nf4", path, qz->valuestring);
+            return -1;
+        }
+        s->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? HF_NF4_PLAIN
+                                                                                          : HF_NF4_DOUBLE_QUANT;
+    }
     snprintf(s->final_dir, sizeof s->final_dir, "%s/final", s->run);
     if (!is_dir(s->final_dir)) {
         snprintf(err, errlen, "%s: no final/ directory: the run has not finished\nhint: wait for `quarry train` to end",
@@ -278,6 +289,8 @@ static int write_record(const char *tmp, const export_source *s, const char *for
         ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", run_name ? run_name + 1 : s->run) != NULL
                         : cJSON_AddNullToObject(src, "run") != NULL) &&
              cJSON_AddStringToObject(src, "base_model", s->base_name) && cJSON_AddStringToObject(src, "method", s->method) &&
+             (!s->quant || cJSON_AddStringToObject(src, "merged_into", s->into_dequantized ? "dequantized nf4 base"
+                                                                                             : "original base") != NULL) &&
              (!s->run_json || add_source_inputs(src, s->run_json));
         if (ok) ok = cJSON_AddItemToObject(o, "source", src);
         else cJSON_Delete(src);
@@ -415,6 +428,7 @@ int cmd_export(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *dtype_s = NULL, *format = "merged";
     long long shard = DEFAULT_SHARD_BYTES;
     int force = 0, quiet = 0, accept_leaks = 0, skip_leakcheck = 0;
+    const char *merge_into = NULL;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "DIR",
          "the base Hugging Face checkpoint (default: run.json's base_model); alone, package DIR itself"},
@@ -423,6 +437,9 @@ int cmd_export(int argc, char **argv) {
          "weight dtype (default: the base checkpoint's; a PEFT adapter keeps its own)"},
         {"format", ARG_STRING, &format, "merged|peft",
          "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
+        {"merge-into", ARG_STRING, &merge_into, "original|dequantized",
+         "a QLoRA run (--quantize nf4): fold the adapter into the base's original 16-bit weights (default), or into "
+         "the NF4-dequantised weights it was trained against"},
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
         {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out (never the run, its final/ or its base)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
@@ -455,6 +472,11 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "quarry export: error: --format must be merged or peft, got '%s'\n", format);
         return 2;
     }
+    if (merge_into && strcmp(merge_into, "original") && strcmp(merge_into, "dequantized")) {
+        fprintf(stderr, "quarry export: error: --merge-into must be original or dequantized, got '%s'\n", merge_into);
+        return 2;
+    }
+    int into_dequantized = merge_into && !strcmp(merge_into, "dequantized");
     st_dtype dtype = ST_OTHER;
     if (dtype_s && hf_dtype_parse(dtype_s, &dtype)) {
         fprintf(stderr, "quarry export: error: --dtype must be bf16, fp16 or fp32 (CMI accepts nothing else), got '%s'\n",
@@ -499,6 +521,13 @@ int cmd_export(int argc, char **argv) {
     // Before weights leave: the run's leak check (its current report, or the check itself).
     if (src.run[0] && leakcheck_gate_export(src.run, accept_leaks, skip_leakcheck, &src.leakcheck, err, sizeof err))
         goto fail;
+    src.into_dequantized = into_dequantized;
+    if (into_dequantized && (!src.quant || peft)) {
+        snprintf(err, sizeof err, "--merge-into dequantized applies to a merged export of a QLoRA run (trained with "
+                 "--quantize nf4); %s %s", src.run[0] ? src.run : src.base,
+                 peft ? "is exported as an adapter (--format peft)" : "has a 16-bit base");
+        goto fail;
+    }
     if (!strcmp(src.method, "lora")) {
         if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
         have_adapter = 1;
@@ -539,7 +568,7 @@ int cmd_export(int argc, char **argv) {
         char weights[PATH_MAX + 32];
         snprintf(weights, sizeof weights, "%s", src.final_dir);
         hf_export_options o = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? weights : NULL,
-                               dtype, (size_t)shard, quiet};
+                               dtype, (size_t)shard, quiet, into_dequantized ? src.quant : 0};
         if (hf_export_merged(&o, tmp, err, sizeof err)) goto fail;
     }
     if (write_record(tmp, &src, peft ? "peft" : "merged", dtype, shard, have_adapter ? &adapter : NULL, err,

@@ -740,6 +740,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddNumberToObject(mem, "grads", (double)plan.grads);
         cJSON_AddNumberToObject(mem, "optimizer", (double)plan.moments);
         cJSON_AddNumberToObject(mem, "activations", (double)plan.activations);
+        if (plan.quant != MODEL_QUANT_NONE) {   // parts of weights and activations (QLoRA)
+            cJSON_AddNumberToObject(mem, "nf4", (double)plan.nf4);
+            cJSON_AddNumberToObject(mem, "nf4_workspace", (double)plan.nf4_workspace);
+        }
         cJSON_AddNumberToObject(mem, "total", (double)plan.total);
         cJSON *dpj = cJSON_AddObjectToObject(run, "data_parallel");
         cJSON_AddNumberToObject(dpj, "world_size", c->world);

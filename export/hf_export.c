@@ -1,6 +1,7 @@
 // export/hf_export.c — see hf_export.h.
 #include "hf_export.h"
 #include "../data/fileio.h"
+#include "nf4_base.h"
 #include "../model/config.h"
 #include "../model/init.h"
 #include "../model/names.h"
@@ -289,6 +290,11 @@ static int copy_tokenizer_files(const char *base_dir, const char *out_dir, char 
     return 0;
 }
 
+static int is_decoder_linear(tensor_role r) {
+    return r == TENSOR_Q || r == TENSOR_K || r == TENSOR_V || r == TENSOR_O || r == TENSOR_GATE || r == TENSOR_UP ||
+           r == TENSOR_DOWN;
+}
+
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
 static int produce_tensor(const hf_export_options *o, const st_set *base, const st_set *ft, const model_tensor_info *t,
                           float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
@@ -303,6 +309,8 @@ static int produce_tensor(const hf_export_options *o, const st_set *base, const 
                  ft ? o->weights : o->base_dir, t->name, st->dtype_name);
         return -1;
     }
+    if (o->nf4_base && is_decoder_linear(t->role) && nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
+        return -1;
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);
