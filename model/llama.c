@@ -814,7 +814,8 @@ void model_memory_print(const model_memory *p, FILE *f) {
         else snprintf(bufs[i], 32, "%.1fK", c / 1e3);
     }
     fprintf(f, "memory plan on %s (%s, %s activations): %s parameters, %s trained\n", p->backend_name,
-            modes[p->train], dtype_name(p->act_dtype), total, trained);
+            p->quant != MODEL_QUANT_NONE && p->train == MODEL_TRAIN_LORA ? "QLoRA" : modes[p->train],
+            dtype_name(p->act_dtype), total, trained);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
     print_bytes(f, "weights", p->weights, note);
     if (p->quant != MODEL_QUANT_NONE) {
