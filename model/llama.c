@@ -30,6 +30,7 @@
 //     transformers' mean CE + coef·aux; with gradient accumulation the aux terms of the
 //     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
+#include "bnb4.h"
 #include "moe/block.h"
 #include "names.h"
 #include "safetensors.h"
@@ -107,6 +108,8 @@ struct model {
     block_kinds kinds;           // every layer's: no supported family mixes kinds yet
     char path[512];
     st_set *st;                  // open from model_open until the weights are read
+    int bnb4, bnb4_double;       // the checkpoint is in bitsandbytes' 4-bit layout (model/bnb4.h):
+                                 // its linears load as NF4 as they are (double-quantised or not)
 
     int has_lora;
     lora_config lora;
@@ -361,8 +364,10 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     if (model_config_load(&cfg, dir, err, errlen) != 0) return NULL;
     model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
     if (!m) return NULL;
-    m->st = st_open(dir, err, errlen);
-    if (!m->st || model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) {
+    m->bnb4 = bnb4_detect(dir, &m->bnb4_double, err, errlen);
+    m->st = m->bnb4 < 0 ? NULL : st_open(dir, err, errlen);
+    if (!m->st || (m->bnb4 ? bnb4_check(&m->cfg, m->st, dir, m->bnb4_double, err, errlen)
+                           : model_tensor_check(&m->cfg, m->st, dir, err, errlen)) != 0) {
         model_free(m);
         return NULL;
     }
@@ -715,17 +720,20 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         set_err(err, errlen, "shard rank %d is outside a world of %d", opt->shard_rank, opt->shard_world);
         return -1;
     }
-    if (opt->quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
+    // A 4-bit checkpoint loads in its own layout whatever the options say.
+    model_quant quant = !m->bnb4 ? opt->quant : m->bnb4_double ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
+    if (quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
         set_err(err, errlen, "%s: a 4-bit NF4 base is frozen: --quantize nf4 trains LoRA adapters (QLoRA), not all "
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
         return -1;
     }
-    if (opt->quant != MODEL_QUANT_NONE && m->n_moe_layers > 0) {
+    if (quant != MODEL_QUANT_NONE && m->n_moe_layers > 0) {
         set_err(err, errlen, "%s: --quantize nf4 is not implemented for mixture-of-experts models (%s) yet: the "
                 "experts would stay 16-bit; drop --quantize", m->path, m->cfg.architecture);
         return -1;
     }
     m->opt = *opt;
+    m->opt.quant = quant;
     mark_trained(m);
     free(m->nf4q);
     m->nf4q = calloc((size_t)m->nparams, sizeof *m->nf4q);
@@ -757,7 +765,7 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->activations = a.off;
     p->nf4 = m->nf4_bytes;
     p->nf4_workspace = m->nf4_ws_bytes;
-    p->quant = opt->quant;
+    p->quant = quant;
     p->total = w.off + ms.off + g.off + mo.off + a.off;
     for (int i = 0; i < m->nparams; i++) {
         if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
@@ -864,11 +872,23 @@ static void upload(model *m, model_param *p, const float *host, float *staging) 
     if (p->trained && p->own_len) be->copy(be, p->master, staging + p->own_begin, p->own_len * 4);
 }
 
+// Host NF4 h → the device buffers of d (laid out by layout_params for the same length and kind).
+static void copy_nf4(model *m, nf4_tensor *d, const nf4_tensor *h) {
+    backend *be = m->be;
+    be->copy_to_device(be, d->packed, h->packed, d->packed_bytes);
+    if (d->qabsmax) {
+        be->copy_to_device(be, d->qabsmax, h->qabsmax, d->n_qabsmax);
+        be->copy_to_device(be, d->nested_absmax, h->nested_absmax, d->n_nested * 4);
+        d->offset = h->offset;   // a host field of the struct the ops read
+    } else {
+        be->copy_to_device(be, d->absmax, h->absmax, d->n_absmax * 4);
+    }
+}
+
 // Host f32 (n) → the NF4 tensor d (device buffers laid out by layout_params), quantised on the
 // host into h (buffers for the largest weight) as bitsandbytes' quantize_4bit. 0, or -1 + why.
 static int upload_nf4(model *m, nf4_tensor *d, nf4_tensor *h, const float *host, size_t n, char *why,
                       size_t whylen) {
-    backend *be = m->be;
     nf4_tensor t = *h;
     t.packed_bytes = d->packed_bytes;
     t.n_absmax = d->n_absmax;
@@ -877,14 +897,7 @@ static int upload_nf4(model *m, nf4_tensor *d, nf4_tensor *h, const float *host,
     if (!d->qabsmax) t.qabsmax = NULL, t.nested_absmax = NULL;
     else t.absmax = NULL;
     if (nf4_quantize(&t, host, DTYPE_F32, n, why, whylen) != 0) return -1;
-    be->copy_to_device(be, d->packed, t.packed, t.packed_bytes);
-    if (d->qabsmax) {
-        be->copy_to_device(be, d->qabsmax, t.qabsmax, t.n_qabsmax);
-        be->copy_to_device(be, d->nested_absmax, t.nested_absmax, t.n_nested * 4);
-        d->offset = t.offset;   // a host field of the struct the ops read
-    } else {
-        be->copy_to_device(be, d->absmax, t.absmax, t.n_absmax * 4);
-    }
+    copy_nf4(m, d, &t);
     return 0;
 }
 
@@ -992,6 +1005,12 @@ int model_allocate(model *m, char *err, size_t errlen) {
     }
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
+        if (p->nf4 && m->bnb4) {   // already 4-bit: the checkpoint's codes and scales as they are
+            nf4_tensor v;
+            rc = bnb4_tensor(m->st, m->path, p->name, p->shape[0], p->shape[1], m->bnb4_double, &v, err, errlen);
+            if (rc == 0) copy_nf4(m, &m->nf4q[i], &v);
+            continue;
+        }
         if (is_base_param(m, p)) {
             const st_tensor *t = st_find(m->st, p->name);
             if (!t || st_read_f32(t, host) != 0) {

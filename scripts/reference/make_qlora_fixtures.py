@@ -3,7 +3,10 @@
 bitsandbytes' 4-bit NF4 (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
 bnb_4bit_use_double_quant=True), compute dtype fp32 so that the CPU comparison measures compute
 order, not bf16), LoRA r 8 all-linear by PEFT on top: logits, loss, LoRA gradients, 10 AdamW steps.
-Written to tests/fixtures/qlora_llama/.
+Written to tests/fixtures/qlora_llama/; and the same model as transformers' save_pretrained writes
+it once loaded in 4 bits (bitsandbytes' layout: U8 codes, .absmax, .quant_map, .nested_absmax,
+.nested_quant_map, .quant_state.bitsandbytes__nf4; config.json's quantization_config) to
+tests/fixtures/qlora_llama_bnb4/ (config.json and model.safetensors only).
 
 Needs bitsandbytes >= 0.48 (NF4 on the CPU), torch, transformers, peft, e.g.
     python3 -m venv /tmp/bnbvenv && /tmp/bnbvenv/bin/pip install bitsandbytes==0.50.2 \\
@@ -84,6 +87,12 @@ def main():
     tensors = {}
 
     model = load_4bit(d)
+    bnb_dir = os.path.join(args.out, NAME + "_bnb4")
+    os.makedirs(bnb_dir, exist_ok=True)
+    model.save_pretrained(bnb_dir, safe_serialization=True)
+    for f in os.listdir(bnb_dir):
+        if f not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(bnb_dir, f))
     for n, mod in model.named_modules():
         if isinstance(mod, bitsandbytes.nn.Linear4bit):
             qs = mod.weight.quant_state

@@ -7,7 +7,10 @@
 // differ only in summation order (quarry's blocked GEMM against torch's), as the dense fixtures
 // of test_model_fidelity do, so the same bounds hold: logits and loss 1e-5, gradients, the
 // 10-step losses and the final adapters 1e-4 (relative).
-// Also: what QLoRA refuses (full training, MoE models) and the plan's NF4 lines.
+// Also: what QLoRA refuses (full training, MoE models) and the plan's NF4 lines; the same model
+// saved by transformers in bitsandbytes' 4-bit layout (tests/fixtures/qlora_llama_bnb4) read as
+// it is — the same weights, logits and gradients — and such checkpoints with a tensor missing or
+// of the wrong shape refused by name.
 #include "test.h"
 #include "model/config.h"
 #include "model/llama.h"
@@ -216,6 +219,123 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx) {
     model_free(m);
 }
 
+// The 4-bit checkpoint: loaded in NF4 without --quantize, the weights bnb dequantises, the same
+// forward and backward as the 16-bit checkpoint quantised at load.
+static void check_bnb4(const char *dir, backend *be, const fixture *fx) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open the 4-bit checkpoint: %s", err);
+    if (!m) return;
+    lora_config lc = fixture_lora();
+    model_options opt = {.batch_size = fx->B, .seq_len = fx->T, .train = MODEL_TRAIN_LORA};   // quant from the file
+    model_memory plan;
+    if (model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, &plan, err, sizeof err) ||
+        model_allocate(m, err, sizeof err)) {
+        CHECK(0, "4-bit checkpoint: %s", err);
+        model_free(m);
+        return;
+    }
+    CHECK(plan.quant == MODEL_QUANT_NF4, "a double-quantised 4-bit checkpoint plans as NF4 (%d)", plan.quant);
+    int exact = 0, nq = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        model_param *p = model_param_at(m, i);
+        if (!p->nf4) continue;
+        char key[256];
+        snprintf(key, sizeof key, "dequant/%s", p->name);
+        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        nq++;
+        exact += want && got && model_param_read(m, p, got) == 0 && memcmp(got, want, p->n * 4) == 0;
+        free(want);
+        free(got);
+    }
+    CHECK(nq == 14 && exact == nq, "4-bit checkpoint: %d of %d weights as bitsandbytes dequantises them", exact, nq);
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "lora_init/%s", p->name);
+        float *x = ref_tensor(fx, key, p->n);
+        if (x) model_param_write(m, p, x);
+        free(x);
+    }
+    model_batch b = batch_of(fx, 0);
+    model_loss loss;
+    int64_t n = trained_tokens(fx, 0);
+    CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0 && model_backward(m) == 0, "4-bit: %s", model_error(m));
+    double l = loss.sum / (double)loss.tokens;
+    CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "4-bit checkpoint: loss %.9g, reference %.9g", l, fx->loss);
+    printf("qlora (bnb 4-bit checkpoint): %d weights bit-exact, loss %.7f (ref %.7f)\n", exact, l, fx->loss);
+    compare_trained(m, be, fx, "grad", 1, GRAD_TOL);
+    model_free(m);
+}
+
+// A copy of the 4-bit checkpoint in out with tensor `drop` left out, or `shrink` one element
+// shorter (its first dimension). Written by hand: st_writer writes float tensors only, and the
+// layout has U8 ones. 0 ok.
+static int write_variant(const char *dir, const char *out, const char *drop, const char *shrink) {
+    char path[1200], err[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_set *s = st_open(path, err, sizeof err);
+    if (!s) return -1;
+    cJSON *h = cJSON_CreateObject();
+    size_t off = 0;
+    for (int i = 0; i < st_count(s); i++) {
+        const st_tensor *t = st_get(s, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        int small = shrink && !strcmp(t->name, shrink);
+        size_t nb = small ? t->nbytes - t->nbytes / (size_t)t->shape[0] : t->nbytes;
+        cJSON *e = cJSON_AddObjectToObject(h, t->name), *sh = cJSON_AddArrayToObject(e, "shape");
+        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddStringToObject(e, "dtype", t->dtype_name);
+        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)(t->shape[d] - (small && !d))));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + nb)));
+        off += nb;
+    }
+    char *json = cJSON_PrintUnformatted(h);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    FILE *f = fopen(path, "wb");
+    uint64_t hl = strlen(json);
+    int rc = !f || fwrite(&hl, 8, 1, f) != 1 || fwrite(json, 1, hl, f) != hl;
+    for (int i = 0; !rc && i < st_count(s); i++) {
+        const st_tensor *t = st_get(s, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        size_t nb = shrink && !strcmp(t->name, shrink) ? t->nbytes - t->nbytes / (size_t)t->shape[0] : t->nbytes;
+        rc = fwrite(t->data, 1, nb, f) != nb;
+    }
+    if (f && fclose(f)) rc = 1;
+    free(json);
+    cJSON_Delete(h);
+    st_close(s);
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/config.json'", dir, out);
+    return rc || system(cmd) != 0 ? -1 : 0;
+}
+
+static void check_bnb4_bad(const char *dir, backend *be) {
+    static const struct { const char *drop, *shrink, *want; } cases[] = {
+        {"model.layers.1.mlp.up_proj.weight.absmax", NULL, "\"model.layers.1.mlp.up_proj.weight.absmax\" is missing"},
+        {NULL, "model.layers.0.self_attn.k_proj.weight.absmax", "is U8 with 31 elements"},
+        {NULL, "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.down_proj.weight\" is U8 with 10239"},
+        {"model.layers.0.self_attn.o_proj.weight.quant_state.bitsandbytes__nf4", NULL, "quant state"},
+        {"model.layers.0.self_attn.q_proj.weight.nested_absmax", NULL, "nested_absmax\" is missing"},
+    };
+    char tmpl[] = "/tmp/quarry-qlora-bad.XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL, "mkdtemp");
+    if (!tmp) return;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[1024] = "";
+        CHECK(write_variant(dir, tmp, cases[i].drop, cases[i].shrink) == 0, "variant %zu", i);
+        model *m = model_open(tmp, be, err, sizeof err);
+        CHECK(!m && strstr(err, cases[i].want) && strstr(err, tmp), "variant %zu refused by name: \"%s\"", i, err);
+        if (i == 0) printf("a 4-bit checkpoint without an absmax: %s\n", err);
+        model_free(m);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 // What QLoRA refuses, by name.
 static void check_refusals(const char *dir, backend *be) {
     char err[512] = "";
@@ -260,6 +380,10 @@ int main(void) {
     }
     check_qlora(dir, be, &fx);
     check_refusals(dir, be);
+    char bnb[1000];
+    snprintf(bnb, sizeof bnb, "%s_bnb4", dir);
+    check_bnb4(bnb, be, &fx);
+    check_bnb4_bad(bnb, be);
     for (int b = 0; b < 2; b++) free(fx.ids[b]);
     st_close(fx.ref);
     be->destroy(be);
