@@ -2,6 +2,7 @@
 #include "hf_export.h"
 #include "../data/fileio.h"
 #include "nf4_base.h"
+#include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/init.h"
 #include "../model/names.h"
@@ -242,6 +243,16 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     cJSON *cj = cJSON_ParseWithLength(text, len);
     char *cfg_text = cj ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
+    if (cfg_text && cJSON_GetObjectItemCaseSensitive(cj, "quantization_config")) {
+        // A 4-bit base exported dequantised: the package's weights are not quantised (and CMI
+        // refuses a quantization_config), so it goes; the rest as the base has it.
+        cJSON *c2 = cJSON_Parse(cfg_text);
+        cJSON_DeleteItemFromObjectCaseSensitive(c2, "quantization_config");
+        char *t2 = c2 ? cJSON_Print(c2) : NULL;
+        cJSON_Delete(c2);
+        free(cfg_text);
+        cfg_text = t2;
+    }
     if (!cfg_text) {
         snprintf(err, errlen, "%s: not a JSON object (or out of memory)", path);
         cJSON_Delete(cj);
@@ -296,20 +307,28 @@ static int is_decoder_linear(tensor_role r) {
 }
 
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
+// bnb4: the base is a bitsandbytes 4-bit checkpoint (1 + double quant: 2), whose linears are
+// dequantised; 0 for a float one.
 static int produce_tensor(const hf_export_options *o, const st_set *base, const st_set *ft, const model_tensor_info *t,
-                          float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
+                          int bnb4, float *buf, float **scratch, size_t *scratch_n, int *merged, char *err,
+                          size_t errlen) {
     const st_set *src = ft ? ft : base;
     const st_tensor *st = st_find(src, t->name);
     if (!st) {
         snprintf(err, errlen, "%s: tensor %s is missing", ft ? o->weights : o->base_dir, t->name);
         return -1;
     }
-    if (st_read_f32(st, buf)) {
+    int four = !ft && bnb4 && is_decoder_linear(t->role);
+    if (four) {
+        if (nf4_base_dequantize(base, o->base_dir, t->name, t->shape[0], t->shape[1], bnb4 == 2, buf, err, errlen))
+            return -1;
+    } else if (st_read_f32(st, buf)) {
         snprintf(err, errlen, "%s: tensor %s has dtype %s; only F32/F16/BF16 can be exported",
                  ft ? o->weights : o->base_dir, t->name, st->dtype_name);
         return -1;
     }
-    if (o->nf4_base && is_decoder_linear(t->role) && nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
+    // Already the dequantised NF4 weights when the base is 4-bit: no round trip.
+    if (o->nf4_base && !four && is_decoder_linear(t->role) && nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
         return -1;
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
@@ -365,7 +384,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         return -1;
     }
     model_config cfg;
-    if (model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    bnb4 = bnb4 ? 1 + dq : 0;
     st_set *base = st_open(o->base_dir, err, errlen);
     if (!base) return -1;
     st_set *ft = NULL;
@@ -377,7 +398,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
     size_t scratch_n = 0;
     int rc = -1, merged = 0;
     st_stream s = {.fd = -1};
-    if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
+    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
+             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
+        goto done;
     if (o->weights) {
         ft = st_open(o->weights, err, errlen);
         if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
@@ -425,7 +448,7 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
             fprintf(stderr, "quarry export: writing %s (%d tensors)\n", strrchr(path, '/') + 1, last - first);
         if (stream_begin(&s, path, plan + first, last - first, err, errlen)) goto done;
         for (int i = first; i < last; i++) {
-            if (produce_tensor(o, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+            if (produce_tensor(o, base, ft, &list[i], bnb4, buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
             merge_convert(buf, numel(&list[i]), o->dtype, conv);
             if (stream_write(&s, conv, plan[i].nbytes, err, errlen)) goto done;
         }

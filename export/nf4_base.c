@@ -1,6 +1,7 @@
 // export/nf4_base.c — see nf4_base.h.
 #include "nf4_base.h"
 #include "../kernels/nf4_format.h"
+#include "../model/bnb4.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,4 +33,16 @@ int nf4_base_round_trip(float *w, size_t n, int double_quant, const char *name, 
     free(q.qabsmax);
     free(q.nested_absmax);
     return rc;
+}
+
+int nf4_base_dequantize(const st_set *s, const char *source, const char *name, int64_t out, int64_t in,
+                        int double_quant, float *w, char *err, size_t errlen) {
+    nf4_tensor t;
+    if (bnb4_tensor(s, source, name, out, in, double_quant, &t, err, errlen)) return -1;
+    char why[256];
+    if (nf4_dequantize_host(w, DTYPE_F32, &t, (size_t)out * (size_t)in, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s: %s", source, name, why);
+        return -1;
+    }
+    return 0;
 }

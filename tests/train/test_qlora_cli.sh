@@ -5,6 +5,7 @@
 # merges into the original weights (default) or, with --merge-into dequantized, into the NF4 base
 # the adapter was trained against, both passing the CMI preflight. The logits of each export
 # against the trained function (the run's QLoRA forward) say which differs, by how much (README).
+# A base that exists only in bitsandbytes' 4-bit layout exports dequantised and passes preflight.
 # usage: test_qlora_cli.sh EXPORT_LOGITS
 set -u
 Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}; PY=${QUARRY_PYTHON:-python3}
@@ -34,7 +35,7 @@ train "$W/nodq" --no-double-quant; rc=$?
 # QLoRA: the plan shows the 4-bit weights; run.json records the setting.
 # Killed after step 2 (before its checkpoint), so that the run is resumed below.
 (QUARRY_TEST_FAULT=kill-after-step:2 "$Q" train --model "$W/model" --data "$DATA" --out "$W/run" --batch-size 4 \
-  --max-seq-len 96 --lr 2e-2 --lora-r 4 --device cpu --quantize nf4 --max-steps 4 --save-every 1 >/dev/null 2>"$W/run.log") 2>/dev/null
+  --max-seq-len 96 --lr 2e-2 --lora-r 4 --device cpu --quantize nf4 --max-steps 4 --save-every 1 >/dev/null 2>"$W/run.log"; true) 2>/dev/null
 [ -d "$W/run/checkpoints" ] || { cat "$W/run.log"; echo "FAIL: QLoRA train"; exit 1; }
 grep -q "NF4 .*4-bit codes + 8-bit absmax" "$W/run.log" || bad "the plan has no NF4 line: $(cat "$W/run.log")"
 [ "$(json "$W/run/run.json" 'd["settings"]["quantize"]')" = nf4 ] || bad "run.json lacks settings.quantize nf4"
@@ -94,5 +95,25 @@ if not ok:
     print("FAIL: the dequantised export should track the trained function far closer than the original")
 sys.exit(0 if ok else 1)
 EOF
+# A base that exists only in bitsandbytes' 4-bit layout exports dequantised: the weights
+# dequantize_4bit gives (the fixture's dequant/ references), no quantization_config, preflight passes.
+FX="$SRC/tests/fixtures/qlora_llama_bnb4"
+mkdir -p "$W/b4" && cp "$FX/config.json" "$FX/model.safetensors" "$W/b4/" &&
+  cp "$SRC/examples/tiny-model/tokenizer.json" "$SRC/examples/tiny-model/tokenizer_config.json" "$W/b4/"
+"$Q" export --model "$W/b4" --out "$W/b4-exp" --dtype fp32 --quiet >"$W/exp4.out" 2>"$W/exp4.log" ||
+  bad "export of a 4-bit base: $(cat "$W/exp4.out" "$W/exp4.log" | grep -E 'FAIL|error' | head -3)"
+"$PY" - "$W/b4-exp" "$SRC/tests/fixtures/qlora_llama/reference.safetensors" <<'EOF' || fail=1
+import json, sys
+from safetensors.numpy import load_file
+out, ref = load_file(sys.argv[1] + "/model.safetensors"), load_file(sys.argv[2])
+cfg = json.load(open(sys.argv[1] + "/config.json"))
+deq = {k[len("dequant/"):]: v for k, v in ref.items() if k.startswith("dequant/")}
+bad = [k for k, v in deq.items() if k not in out or out[k].shape != v.shape or (out[k] != v).any()]
+if bad or len(deq) != 14 or "quantization_config" in cfg:
+    print(f"FAIL: 4-bit base export: {len(bad)} of {len(deq)} linears differ from dequantize_4bit; "
+          f"quantization_config kept: {'quantization_config' in cfg}")
+    sys.exit(1)
+EOF
+
 [ $fail -eq 0 ] && echo "test_qlora_cli: all checks passed"
 exit $fail
