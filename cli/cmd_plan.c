@@ -4,6 +4,8 @@
 // asked about — the answer to "will it fit on my card?" before anything is downloaded.
 #include "args.h"
 #include "commands.h"
+#include "../data/fileio.h"
+#include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
@@ -93,6 +95,12 @@ int cmd_plan(int argc, char **argv) {
     }
 
     char err[1024];
+    // A checkpoint in bitsandbytes' 4-bit layout loads as QLoRA whatever the flags say.
+    char cj[4200];
+    snprintf(cj, sizeof cj, "%s/config.json", pos[0]);
+    int dq = 0, four = fileio_exists(cj) ? bnb4_detect(pos[0], &dq, err, sizeof err) : 0;
+    if (four < 0) { fprintf(stderr, "quarry plan: error: %s\n", err); return 1; }
+    if (four) o.quant = dq ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
     model_config cfg;
     if (model_config_load(&cfg, pos[0], err, sizeof err)) { fprintf(stderr, "quarry plan: error: %s\n", err); return 1; }
     if (seq_len > cfg.max_position_embeddings) {
