@@ -11,6 +11,7 @@
 #include "../export/cmi.h"
 #include "../export/hf_export.h"
 #include "../export/merge.h"
+#include "../model/bnb4.h"
 #include "../trainer/run_record.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -522,6 +523,9 @@ int cmd_export(int argc, char **argv) {
     if (src.run[0] && leakcheck_gate_export(src.run, accept_leaks, skip_leakcheck, &src.leakcheck, err, sizeof err))
         goto fail;
     src.into_dequantized = into_dequantized;
+    int dq = 0;   // a base only in bitsandbytes' 4-bit layout is exported dequantised either way
+    if (into_dequantized && !src.quant && bnb4_detect(src.base, &dq, err, sizeof err) == 1)
+        src.quant = dq ? HF_NF4_DOUBLE_QUANT : HF_NF4_PLAIN;
     if (into_dequantized && (!src.quant || peft)) {
         snprintf(err, sizeof err, "--merge-into dequantized applies to a merged export of a QLoRA run (trained with "
                  "--quantize nf4); %s %s", src.run[0] ? src.run : src.base,

@@ -722,6 +722,13 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     }
     // A 4-bit checkpoint loads in its own layout whatever the options say.
     model_quant quant = !m->bnb4 ? opt->quant : m->bnb4_double ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
+    if (m->bnb4 && opt->quant != MODEL_QUANT_NONE && opt->quant != quant) {
+        set_err(err, errlen, "%s: the checkpoint is already 4-bit NF4 %s double quantisation; %s", m->path,
+                m->bnb4_double ? "with" : "without",
+                m->bnb4_double ? "drop --no-double-quant" : "add --no-double-quant, or drop --quantize (a 4-bit "
+                "checkpoint loads in its own layout)");
+        return -1;
+    }
     if (quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
         set_err(err, errlen, "%s: a 4-bit NF4 base is frozen: --quantize nf4 trains LoRA adapters (QLoRA), not all "
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
