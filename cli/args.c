@@ -33,9 +33,19 @@ void args_print_help(const arg_parser *p) {
         char left[64];
         if (s->kind == ARG_FLAG) snprintf(left, sizeof left, "--%s", s->name);
         else snprintf(left, sizeof left, "--%s %s", s->name, s->metavar ? s->metavar : "VALUE");
-        printf("  %-28s %s\n", left, s->help ? s->help : "");
+        // A long option and value get a line of their own, the help below, aligned.
+        if (strlen(left) > 28) printf("  %s\n  %-28s %s\n", left, "", s->help ? s->help : "");
+        else printf("  %-28s %s\n", left, s->help ? s->help : "");
     }
     printf("  %-28s %s\n", "--help", "show this help");
+}
+
+static args_help_hook help_hook;
+static void *help_hook_ctx;
+
+void args_set_help_hook(args_help_hook hook, void *ctx) {
+    help_hook = hook;
+    help_hook_ctx = ctx;
 }
 
 static int usage_error(const arg_parser *p, const char *fmt, const char *a, const char *b) {
@@ -85,7 +95,11 @@ int args_parse(const arg_parser *p, int argc, char **argv, const char **position
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!only_positional && !strcmp(a, "--")) { only_positional = 1; continue; }
-        if (!only_positional && (!strcmp(a, "--help") || !strcmp(a, "-h"))) { args_print_help(p); return 1; }
+        if (!only_positional && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            if (help_hook) help_hook(p, help_hook_ctx);
+            else args_print_help(p);
+            return 1;
+        }
         if (!only_positional && a[0] == '-' && a[1] == '-' && a[2]) {
             const char *name = a + 2, *eq = strchr(name, '=');
             size_t len = eq ? (size_t)(eq - name) : strlen(name);

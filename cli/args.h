@@ -27,5 +27,11 @@ typedef struct {
 int args_parse(const arg_parser *p, int argc, char **argv, const char **positional, int *npositional);
 void args_print_help(const arg_parser *p);
 
+// While a hook is set, `--help` hands the parser to it instead of printing (args_parse still
+// returns 1, so the command exits without doing anything): how `quarry completion` and
+// `quarry manpage` read every command's own table, so they cannot drift from it.
+typedef void (*args_help_hook)(const arg_parser *p, void *ctx);
+void args_set_help_hook(args_help_hook hook, void *ctx);
+
 // "64MiB", "5GB", "1024" → bytes; -1 on a malformed value.
 long long args_parse_bytes(const char *s);

@@ -2,7 +2,7 @@
 // tokens) or would cost (tokens ÷ tokens/s), against Bedrock's managed customization, and a month
 // of serving: Custom Model Import (what `quarry import` leads to) vs Provisioned Throughput
 // (how a model customized in Bedrock is served). Prices come from data/prices (dated, sourced)
-// or flags; an unknown price makes its figure "unknown", never a guess.
+// or flags, the arithmetic from data/cost; an unknown price makes its figure "unknown", never a guess.
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,42 +11,8 @@
 
 #include "args.h"
 #include "commands.h"
-#include "data/fileio.h"
+#include "data/cost.h"
 #include "data/prices.h"
-
-// Everything the table and the JSON show; NAN = unknown.
-typedef struct {
-    const char *mode;              // "run" or "estimate"
-    const char *run_dir;
-    double tokens_trained;         // tokens processed in training (data tokens × epochs)
-    double data_tokens;            // --tokens (estimate), NAN from a run
-    int epochs;
-    double tokens_per_second;
-    double wall_seconds, train_seconds;
-    double gpus, gpu_hours, gpu_hour_price, onprem_gpu_usd;
-    double energy_kwh;             // measured (run.json) or gpu_watts × GPU-hours
-    const char *energy_from;       // "measured", "--gpu-watts", NULL
-    double power_price, energy_usd, onprem_usd;
-    double capital_hour;           // --gpu-price amortised per GPU-hour; NAN without it
-    double gpu_price, amortize_years, utilization;
-    const char *base_model;
-    const price_row *row;
-    const char *import_only;       // family Bedrock cannot fine-tune (CMI is the road), else NULL
-    price_fig per_1k, storage, pt_hour, cmu_minute, cmu_store, cmus_fig;   // each with its source
-    double per_1k_usd, managed_train_usd, managed_storage_month;
-    double hours_per_day, days;
-    double model_units, pt_unit_hour, pt_month_usd;
-    double copies, cmus, cmu_minute_usd, cmu_storage_month, cmi_billed_minutes, cmi_month_usd, cmi_storage_usd;
-    int cmus_estimated;            // cmus_fig is prices_cmu_estimate's (its source states the rule)
-    double params_b;
-    const cmi_price_row *cmi_row;
-    char unfinished[256];          // why the run's figures are not a whole job's; "" when it finished
-} cost;
-
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
 
 static void money(char *buf, size_t len, double usd) {
     if (isnan(usd))
@@ -77,13 +43,6 @@ static void row(const char *label, const char *onprem, const char *managed) {
     printf("%s\n", managed);
 }
 
-// A price: the flag's value when given, else the table's figure (NAN: not published).
-static price_fig pick(double flag_value, const char *flag, price_fig table) {
-    if (isnan(flag_value)) return table;
-    price_fig f = {flag_value, flag, "given", 0};
-    return f;
-}
-
 // {"usd": x|null (value_key), "source": ..., "date": ..., "third_party": bool}: every price with its origin.
 static cJSON *add_fig(cJSON *o, const char *key, const price_fig *f, const char *value_key) {
     cJSON *v = cJSON_AddObjectToObject(o, key);
@@ -97,61 +56,6 @@ static cJSON *add_fig(cJSON *o, const char *key, const price_fig *f, const char 
         cJSON_AddStringToObject(v, "note", "not published");
     }
     return v;
-}
-
-static double sum_known(double a, double b) { return isnan(a) || isnan(b) ? NAN : a + b; }
-
-// Reads RUN/run.json's "result" (and settings.epochs). 0 ok; -1 + message.
-static int read_run(const char *dir, cost *c, char *err, size_t errlen) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/run.json", dir);
-    char *text = NULL;
-    size_t len = 0;
-    if (fileio_read_all(path, &text, &len, err, errlen) != 0) return -1;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!j) {
-        snprintf(err, errlen, "%s: not valid JSON", path);
-        return -1;
-    }
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "result");
-    int rc = -1;
-    if (!cJSON_IsObject(r)) {
-        snprintf(err, errlen, "%s: no \"result\": the run has not finished (or was not written by quarry train)", path);
-        goto out;
-    }
-    c->tokens_trained = num(r, "tokens_trained");
-    c->wall_seconds = num(r, "wall_seconds");
-    c->train_seconds = num(r, "train_seconds");
-    c->tokens_per_second = num(r, "tokens_per_second");
-    c->gpus = num(r, "gpus");
-    c->gpu_hours = num(r, "gpu_hours");
-    double joules = num(r, "energy_joules");
-    if (!isnan(joules)) {
-        c->energy_kwh = joules / 3.6e6;
-        c->energy_from = "measured";
-    }
-    double ep = num(cJSON_GetObjectItemCaseSensitive(j, "settings"), "epochs");
-    if (!isnan(ep)) c->epochs = (int)ep;
-    if (isnan(c->tokens_trained) || isnan(c->wall_seconds)) {
-        snprintf(err, errlen, "%s: \"result\" lacks tokens_trained or wall_seconds", path);
-        goto out;
-    }
-    if (isnan(c->train_seconds)) c->train_seconds = c->wall_seconds;
-    // An interrupted or failed run writes "result" too, but no final/: its figures are a part of the job.
-    snprintf(path, sizeof path, "%s/final", dir);
-    const int interrupted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "interrupted"));
-    const double steps = num(r, "steps");
-    if (interrupted || !fileio_exists(path)) {
-        char after[64] = "";
-        if (!isnan(steps)) snprintf(after, sizeof after, " after %.0f steps", steps);
-        snprintf(c->unfinished, sizeof c->unfinished, "%s%s%s", interrupted ? "interrupted" : "not finished", after,
-                 fileio_exists(path) ? "" : ", no final/");
-    }
-    rc = 0;
-out:
-    cJSON_Delete(j);
-    return rc;
 }
 
 static void print_table(const cost *c) {
@@ -215,8 +119,8 @@ static void print_table(const cost *c) {
     snprintf(detail_a, sizeof detail_a, "CMI: %.3g × %s × %.0f min × %s", c->copies, cmu, c->cmi_billed_minutes, cm);
     snprintf(detail_b, sizeof detail_b, "PT: %.3g MU × %.0f h × %s", c->model_units, 24 * c->days, mu);
     row("", detail_a, c->import_only ? "" : detail_b);
-    double t1 = sum_known(sum_known(c->onprem_usd, c->cmi_storage_usd), c->cmi_month_usd);
-    double t2 = sum_known(sum_known(c->managed_train_usd, c->managed_storage_month), c->pt_month_usd);
+    double t1 = cost_first_month_onprem(c);
+    double t2 = cost_first_month_managed(c);
     money(a, sizeof a, t1);
     money(b, sizeof b, t2);
     row("first month", a, c->import_only ? "" : b);
@@ -350,8 +254,8 @@ static char *to_json(const cost *c) {
     add_num(pt, "hours", 24 * c->days);
     add_num(pt, "usd_per_month", c->pt_month_usd);
     cJSON *t = cJSON_AddObjectToObject(o, "first_month");
-    add_num(t, "on_prem_usd", sum_known(sum_known(c->onprem_usd, c->cmi_storage_usd), c->cmi_month_usd));
-    add_num(t, "managed_usd", sum_known(sum_known(c->managed_train_usd, c->managed_storage_month), c->pt_month_usd));
+    add_num(t, "on_prem_usd", cost_first_month_onprem(c));
+    add_num(t, "managed_usd", cost_first_month_managed(c));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     return text;
@@ -425,106 +329,49 @@ int cmd_cost(int argc, char **argv) {
         return 2;
     }
 
+    cost_inputs in;
+    cost_inputs_default(&in);
+    in.run = run;
+    in.tokens = tokens;
+    in.epochs = epochs;
+    in.tokens_per_second = tps;
+    in.gpus = gpus;
+    in.gpu_hour_price = gpu_price;
+    in.gpu_price = gpu_cost;
+    in.amortize_years = years;
+    in.utilization = util;
+    in.power_price = power;
+    in.gpu_watts = watts;
+    in.base_model = base;
+    in.region = region;
+    in.per_1k = per_1k;
+    in.storage_month = storage;
+    in.pt_hour = pt_hour;
+    in.model_units = units;
+    in.params_b = params;
+    in.cmus = cmus;
+    in.copies = copies;
+    in.cmu_minute = cmu_min;
+    in.cmu_storage_month = cmu_store;
+    in.hours_per_day = hours;
+    in.days = days;
     char err[4600];
     cost c;
-    memset(&c, 0, sizeof c);
-    c.wall_seconds = c.train_seconds = c.tokens_per_second = c.gpus = c.gpu_hours = c.energy_kwh = NAN;
-    c.data_tokens = NAN;
-    c.epochs = 1;
-    c.run_dir = run;
-    if (run && read_run(run, &c, err, sizeof err) != 0) {
+    if (cost_compute(&in, &c, err, sizeof err) != 0) {
         fprintf(stderr, "quarry cost: error: %s\n", err);
         return 1;
     }
-    if (epochs > 0) c.epochs = epochs;
-    if (!isnan(tokens)) {
-        // An estimate: the run (if any) gives only its throughput and GPU count.
-        c.mode = "estimate";
-        c.data_tokens = tokens;
-        c.tokens_trained = tokens * c.epochs;
-        if (!isnan(tps)) c.tokens_per_second = tps;
-        if (!isnan(gpus)) c.gpus = gpus;
-        if (isnan(c.gpus) || (c.gpus == 0 && !run)) c.gpus = 1;
-        c.wall_seconds = NAN;
-        c.train_seconds = c.tokens_per_second > 0 ? c.tokens_trained / c.tokens_per_second : NAN;
-        c.gpu_hours = c.train_seconds * c.gpus / 3600.0;
-        if (c.energy_from) {   // a run's measured energy does not describe another job
-            c.energy_kwh = NAN;
-            c.energy_from = NULL;
-        }
-    } else {
-        c.mode = "run";
-        if (c.unfinished[0])
-            fprintf(stderr, "quarry cost: warning: %s has not finished (%s): the figures below price only the "
-                            "%.0f tokens and %.0f s it ran, not the whole job\nhint: finish it with `quarry train "
-                            "--resume %s`, or estimate the whole job with --tokens N\n",
-                    run, c.unfinished, c.tokens_trained, c.train_seconds, run);
-        if (!isnan(gpus)) {
-            c.gpus = gpus;
-            c.gpu_hours = c.train_seconds * gpus / 3600.0;
-        } else if (isnan(c.gpu_hours)) {
-            if (isnan(c.gpus)) c.gpus = 0;
-            c.gpu_hours = c.train_seconds * c.gpus / 3600.0;
-        }
-    }
-    c.gpu_price = gpu_cost;
-    c.amortize_years = years;
-    c.utilization = util;
-    c.capital_hour = isnan(gpu_cost) ? NAN : prices_amortised_gpu_hour(gpu_cost, years, util);
-    c.gpu_hour_price = !isnan(gpu_price) ? gpu_price : c.capital_hour;
-    c.onprem_gpu_usd = c.gpu_hours == 0 ? 0 : c.gpu_hours * c.gpu_hour_price;   // a CPU run uses no GPU-hour
-    if (!c.energy_from && !isnan(watts) && !isnan(c.gpu_hours)) {
-        c.energy_kwh = watts * c.gpu_hours / 1000.0;
-        c.energy_from = "--gpu-watts";
-    }
-    c.power_price = power;
-    c.energy_usd = isnan(power) ? NAN : c.energy_kwh * power;
-    c.onprem_usd = isnan(power) ? c.onprem_gpu_usd : sum_known(c.onprem_gpu_usd, c.energy_usd);
-
-    c.base_model = base;
-    c.row = base ? prices_find(base) : NULL;
-    c.import_only = prices_import_only_family(base);
+    if (!strcmp(c.mode, "run") && c.unfinished[0])
+        fprintf(stderr, "quarry cost: warning: %s has not finished (%s): the figures below price only the "
+                        "%.0f tokens and %.0f s it ran, not the whole job\nhint: finish it with `quarry train "
+                        "--resume %s`, or estimate the whole job with --tokens N\n",
+                run, c.unfinished, c.tokens_trained, c.train_seconds, run);
     if (base && !c.row && !c.import_only)
         fprintf(stderr, "quarry cost: note: %s is not in the price table (data/prices.c); give its prices by flag\n",
                 base);
-    const price_fig none = {NAN, NULL, NULL, 0};
-    c.per_1k = pick(per_1k, "--price-per-1k-tokens", c.row ? c.row->train_per_1k : none);
-    c.storage = pick(storage, "--storage-month-price", c.row ? c.row->storage_month : none);
-    c.pt_hour = pick(pt_hour, "--pt-hour-price", c.row ? c.row->pt_unit_hour : none);
-    if (c.import_only) {   // Bedrock has no job and no Provisioned Throughput for it: nothing to price
-        c.per_1k = pick(per_1k, "--price-per-1k-tokens", none);
-        c.storage = pick(storage, "--storage-month-price", none);
-        c.pt_hour = pick(pt_hour, "--pt-hour-price", none);
-    }
-    c.per_1k_usd = c.per_1k.usd;
-    c.managed_train_usd = c.tokens_trained / 1000.0 * c.per_1k_usd;
-    c.managed_storage_month = c.storage.usd;
-    c.hours_per_day = hours;
-    c.days = days;
-    c.model_units = units;
-    c.pt_unit_hour = c.pt_hour.usd;
-    c.pt_month_usd = units * 24.0 * days * c.pt_unit_hour;
-    c.cmi_row = prices_cmi(region);
     if (region && !c.cmi_row)
         fprintf(stderr, "quarry cost: note: no citable Custom Model Import price for %s (the table has us-east-1 "
                         "and us-west-2); give --cmu-minute-price and --cmu-storage-month-price\n", region);
-    c.copies = copies;
-    // CMUs per copy: the flag, else AWS's list, else the estimate from the parameter count.
-    c.params_b = !isnan(params) ? params : c.row ? c.row->params_b : prices_params_from_name(base);
-    c.cmus_fig = pick(cmus, "--cmus", c.row ? c.row->cmus : none);
-    if (isnan(c.cmus_fig.usd) && (!c.row || c.row->importable) && !isnan(c.params_b)) {
-        c.cmus_fig = prices_cmu_estimate(c.params_b);
-        c.cmus_estimated = 1;
-    }
-    c.cmus = c.cmus_fig.usd;
-    c.cmu_minute = pick(cmu_min, "--cmu-minute-price", c.cmi_row ? c.cmi_row->per_cmu_minute : none);
-    c.cmu_store = pick(cmu_store, "--cmu-storage-month-price", c.cmi_row ? c.cmi_row->storage_per_cmu_month : none);
-    c.cmu_minute_usd = c.cmu_minute.usd;
-    c.cmu_storage_month = c.cmu_store.usd;
-    // One stretch of traffic a day: whole 5-minute windows from the first call.
-    c.cmi_billed_minutes = days * prices_cmi_billed_minutes(hours * 60.0);
-    c.cmi_month_usd = copies == 0 ? 0 : copies * c.cmus * c.cmu_minute_usd * c.cmi_billed_minutes;
-    c.cmi_storage_usd = c.cmus * c.cmu_storage_month;
 
     if (json) {
         char *text = to_json(&c);

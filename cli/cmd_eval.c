@@ -111,7 +111,7 @@ int cmd_eval(int argc, char **argv) {
         {"template", ARG_STRING, &tmpl_name, "NAME", "chat template family (default: the run's, else detected)"},
         {"template-date", ARG_STRING, &date, "DATE", "pin the Llama 3.1+ date line (default: the run's)"},
         {"train-on-prompt", ARG_FLAG, &train_on_prompt, NULL, "score every token, not only the answers (default: the run's)"},
-        {"device", ARG_STRING, &device, "DEV", "cpu | cuda | cuda:N | auto (default)"},
+        {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
     };
     const arg_parser p = {
         "eval",

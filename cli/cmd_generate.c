@@ -1,6 +1,6 @@
 // cli/cmd_generate.c — `quarry generate`: talk to a checkpoint or a trained run. The prompt goes
-// through the model's chat template (or as raw text), tokens are sampled (model/sample.h) with a
-// KV cache (model_decode) and streamed to stdout as soon as they decode to whole characters;
+// through the model's chat template (or as raw text), tokens are sampled (cli/generator:
+// model/sample.h with a KV cache) and streamed to stdout as soon as they decode to whole characters;
 // everything else (settings, timing) goes to stderr.
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -15,134 +15,13 @@
 #include "args.h"
 #include "commands.h"
 #include "diag.h"
+#include "generator.h"
 #include "model_ref.h"
 #include "data/chat.h"
 #include "data/fileio.h"
 #include "data/record.h"
 #include "data/tokenizer.h"
 #include "model/sample.h"
-
-enum { MAX_STOP = 16 };
-
-typedef struct {
-    model *m;
-    tokenizer *tok;
-    sampler *smp;
-    int vocab;                // the model's
-    int tok_vocab;            // the tokenizer's (≤ vocab: ids past it are never sampled)
-    int ctx;                  // planned sequence length: prompt + answer must fit
-    int stop[MAX_STOP];       // token ids that end the answer
-    int nstop;
-    float *logits;            // (vocab)
-} generator;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void add_stop(generator *g, int id) {
-    if (id < 0 || id >= g->vocab) return;
-    for (int i = 0; i < g->nstop; i++)
-        if (g->stop[i] == id) return;
-    if (g->nstop < MAX_STOP) g->stop[g->nstop++] = id;
-}
-
-static int is_stop(const generator *g, int id) {
-    for (int i = 0; i < g->nstop; i++)
-        if (g->stop[i] == id) return 1;
-    return 0;
-}
-
-static cJSON *read_json_opt(const char *dir, const char *name) {
-    char path[4200], err[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!fileio_exists(path)) return NULL;
-    char *text = NULL;
-    size_t len = 0;
-    if (fileio_read_all(path, &text, &len, err, sizeof err) != 0) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
-// eos_token_id as an int or a list of ints.
-static void add_stops_from(generator *g, const cJSON *j) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
-    if (cJSON_IsNumber(e)) add_stop(g, e->valueint);
-    const cJSON *it;
-    if (cJSON_IsArray(e)) cJSON_ArrayForEach(it, e) if (cJSON_IsNumber(it)) add_stop(g, it->valueint);
-}
-
-// Bytes of s[0..n) that form whole characters: a trailing incomplete UTF-8 sequence, or the
-// U+FFFD a byte-fallback decoder shows for one, is held back until the next token completes it.
-static size_t complete_prefix(const char *s, size_t n) {
-    size_t k = n;
-    if (k >= 3 && (unsigned char)s[k - 3] == 0xEF && (unsigned char)s[k - 2] == 0xBF && (unsigned char)s[k - 1] == 0xBD)
-        return k - 3;
-    size_t i = k;
-    while (i > 0 && k - i < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
-    if (i == 0) return k;
-    unsigned char c = (unsigned char)s[i - 1];
-    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return k - (i - 1) < need ? i - 1 : k;
-}
-
-typedef struct {
-    int ntok;                 // answer tokens generated (the stop token not counted)
-    int stopped;              // 1: a stop token ended it
-    double seconds;
-    char *text;               // the whole answer decoded (skip special tokens), malloc'ed
-} answer;
-
-// Generates after ids[0..n) (ids has room for g->ctx), streaming to out. 0 ok; -1 + message.
-static int generate(generator *g, int32_t *ids, int n, int max_new, FILE *out, answer *a, char *err, size_t errlen) {
-    memset(a, 0, sizeof *a);
-    size_t printed = 0;
-    double t0 = now_s();
-    int first = n;
-    // The token sampled at the last position still counts; it just cannot be fed back.
-    while (a->ntok < max_new && n <= g->ctx) {
-        if (model_decode(g->m, ids, n, g->logits) != 0) {
-            snprintf(err, errlen, "%s", model_error(g->m));
-            return -1;
-        }
-        // Rows past the tokenizer's vocabulary (padding of the embedding) cannot be written out.
-        for (int i = g->tok_vocab; i < g->vocab; i++) g->logits[i] = -INFINITY;
-        int next = sampler_next(g->smp, g->logits);
-        if (is_stop(g, next)) {
-            a->stopped = 1;
-            break;
-        }
-        ids[n++] = next;
-        a->ntok++;
-        size_t len = 0;
-        char *text = tokenizer_decode(g->tok, ids + first, n - first, 1, &len);
-        if (!text) {
-            snprintf(err, errlen, "the tokenizer cannot decode token %d", next);
-            return -1;
-        }
-        size_t ok = complete_prefix(text, len);
-        if (ok > printed) {
-            fwrite(text + printed, 1, ok - printed, out);
-            fflush(out);
-            printed = ok;
-        }
-        free(a->text);
-        a->text = text;
-    }
-    if (!a->text) a->text = calloc(1, 1);
-    if (!a->text) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t len = strlen(a->text);
-    if (len > printed) fwrite(a->text + printed, 1, len - printed, out);
-    fflush(out);
-    a->seconds = now_s() - t0;
-    return 0;
-}
 
 static char *dup_n(const char *s, size_t n) {
     char *d = malloc(n + 1);
@@ -285,34 +164,6 @@ out:
     return rc;
 }
 
-// The prompt's ids as training encodes them (chat_encode): the tokenizer's BOS in front only
-// when the template emitted none. tmpl NULL: the text as the tokenizer encodes it with its
-// special tokens (--raw).
-static int encode_prompt(const chat_template *tmpl, const tokenizer *tok, const record *r, const char *raw,
-                         int32_t **ids, char *err, size_t errlen) {
-    if (!tmpl) return tokenizer_encode(tok, raw, strlen(raw), 1, ids, NULL, err, errlen);
-    chat_rendered c;
-    chat_options o = {0};
-    if (chat_render_prompt(tmpl, r, &o, &c, err, errlen) != 0) return -1;
-    int32_t *t = NULL;
-    int n = tokenizer_encode(tok, c.text, c.len, 0, &t, NULL, err, errlen);
-    int bos = tokenizer_bos_id(tok);
-    int add_bos = n >= 0 && !c.has_bos && tokenizer_adds_bos(tok) && bos >= 0;
-    chat_rendered_free(&c);
-    if (n < 0) return -1;
-    int32_t *o2 = malloc((size_t)(n + add_bos + 1) * sizeof *o2);
-    if (!o2) {
-        free(t);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (add_bos) o2[0] = bos;
-    if (n) memcpy(o2 + add_bos, t, (size_t)n * sizeof *t);
-    free(t);
-    *ids = o2;
-    return n + add_bos;
-}
-
 static char *read_line(FILE *f) {
     size_t cap = 256, n = 0;
     char *s = malloc(cap);
@@ -367,7 +218,7 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", ARG_FLOAT, &top_p, "P", "nucleus: keep the most likely tokens up to mass P (default: generation_config.json's, else 1)"},
         {"seed", ARG_INT, &seed, "S", "sampling seed (default 0)"},
         {"context", ARG_INT, &ctx_flag, "N", "positions to plan (default: prompt + max-new-tokens; --chat: 4096), at most the model's"},
-        {"device", ARG_STRING, &device, "DEV", "cpu | cuda | cuda:N | auto (default)"},
+        {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
         {"print-prompt", ARG_FLAG, &print_prompt, NULL, "print the rendered prompt and exit (no weights are read)"},
     };
     const arg_parser p = {
@@ -399,13 +250,14 @@ int cmd_generate(int argc, char **argv) {
     model_ref ref;
     chat_template *tmpl = NULL;
     generator g = {0};
+    tokenizer *tok = NULL;
     backend *be = NULL;
     record conv = {0};
     int32_t *ids = NULL;
     cJSON *gen_cfg = NULL, *cfg = NULL;
     if (model_ref_resolve(model_arg, &ref, err, sizeof err) != 0) goto fail;
-    g.tok = tokenizer_load(ref.base_dir, err, sizeof err);
-    if (!g.tok) goto fail;
+    tok = tokenizer_load(ref.base_dir, err, sizeof err);
+    if (!tok) goto fail;
     if (!raw) {
         const char *force = tmpl_name ? tmpl_name : ref.template_name[0] ? ref.template_name : NULL;
         tmpl = chat_template_load(ref.base_dir, force, err, sizeof err);
@@ -446,7 +298,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int n = 0;
     if (!chat) {
-        n = encode_prompt(tmpl, g.tok, &conv, prompt, &ids, err, sizeof err);
+        n = generator_encode_prompt(tmpl, tok, &conv, prompt, &ids, err, sizeof err);
         if (n < 0) goto fail;
         if (n == 0) {
             snprintf(err, sizeof err, "the prompt is empty and the tokenizer adds no BOS: nothing to continue from");
@@ -454,8 +306,8 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     // Sampling settings: flags, else generation_config.json, else transformers' defaults.
-    gen_cfg = read_json_opt(ref.base_dir, "generation_config.json");
-    cfg = read_json_opt(ref.base_dir, "config.json");
+    gen_cfg = generator_read_json(ref.base_dir, "generation_config.json");
+    cfg = generator_read_json(ref.base_dir, "config.json");
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(gen_cfg, "do_sample");
     const cJSON *gt = cJSON_GetObjectItemCaseSensitive(gen_cfg, "temperature");
     const cJSON *gk = cJSON_GetObjectItemCaseSensitive(gen_cfg, "top_k");
@@ -475,38 +327,19 @@ int cmd_generate(int argc, char **argv) {
 
     be = backend_open(device, err, sizeof err);
     if (!be) goto fail;
-    // Open once for the config (context bound), then load with the plan.
-    model *probe = model_open(ref.base_dir, be, err, sizeof err);
-    if (!probe) goto fail;
-    const model_config *mc = model_get_config(probe);
-    int max_pos = mc->max_position_embeddings > 0 ? mc->max_position_embeddings : 1 << 30;
-    g.vocab = mc->vocab_size;
-    g.tok_vocab = tokenizer_vocab_size(g.tok) < g.vocab ? tokenizer_vocab_size(g.tok) : g.vocab;
-    model_free(probe);
-    g.ctx = ctx_flag ? ctx_flag : chat ? 4096 : n + max_new;
-    if (g.ctx > max_pos) g.ctx = max_pos;
+    if (generator_open(&g, &ref, be, tok, tmpl, &sp, ctx_flag ? ctx_flag : chat ? 4096 : n + max_new, err,
+                       sizeof err) != 0)
+        goto fail;
     if (!chat && n > g.ctx) {
         snprintf(err, sizeof err, "the prompt has %d tokens; the model's context is %d", n, g.ctx);
         goto fail;
     }
-    if (g.ctx < 1) g.ctx = 1;
-    model_options mo = {.batch_size = 1, .seq_len = g.ctx, .train = MODEL_TRAIN_NONE};
-    double t_load = now_s();
-    g.m = model_ref_load(&ref, be, &mo, err, sizeof err);
-    if (!g.m) goto fail;
-    // Stops: the template's end-of-turn, the tokenizer's EOS, config.json's and generation_config.json's.
-    if (tmpl && tmpl->eos[0]) add_stop(&g, tokenizer_token_to_id(g.tok, tmpl->eos));
-    add_stop(&g, tokenizer_eos_id(g.tok));
-    add_stops_from(&g, cfg);
-    add_stops_from(&g, gen_cfg);
-    g.smp = sampler_new(&sp, g.vocab);
-    g.logits = malloc((size_t)g.vocab * sizeof *g.logits);
     int32_t *buf = realloc(ids, (size_t)(g.ctx + 1) * sizeof *buf);
-    if (!g.smp || !g.logits || !buf) goto oom;
+    if (!buf) goto oom;
     ids = buf;
     char desc[8400];
     model_ref_describe(&ref, desc, sizeof desc);
-    fprintf(stderr, "quarry generate: %s on %s, loaded in %.2f s; template %s; ", desc, be->name, now_s() - t_load,
+    fprintf(stderr, "quarry generate: %s on %s, loaded in %.2f s; template %s; ", desc, be->name, g.load_seconds,
             tmpl ? tmpl->name : "none (raw)");
     if (sp.temperature <= 0)
         fprintf(stderr, "greedy\n");
@@ -515,7 +348,7 @@ int cmd_generate(int argc, char **argv) {
 
     answer a;
     if (!chat) {
-        if (generate(&g, ids, n, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
+        if (generator_run(&g, ids, n, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
         if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
         report(&a, n, max_new, g.ctx);
         free(a.text);
@@ -535,7 +368,7 @@ int cmd_generate(int argc, char **argv) {
         free(line);
         if (arc != 0) goto oom;
         int32_t *pids = NULL;
-        int pn = encode_prompt(tmpl, g.tok, &conv, NULL, &pids, err, sizeof err);
+        int pn = generator_encode_prompt(tmpl, tok, &conv, NULL, &pids, err, sizeof err);
         if (pn < 0) goto fail;
         if (pn >= g.ctx) {
             free(pids);
@@ -547,10 +380,7 @@ int cmd_generate(int argc, char **argv) {
         free(pids);
         // Each answer draws from --seed's stream afresh: a turn answers as --messages would for
         // the same conversation.
-        sampler_free(g.smp);
-        g.smp = sampler_new(&sp, g.vocab);
-        if (!g.smp) goto oom;
-        if (generate(&g, ids, pn, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
+        if (generator_run(&g, ids, pn, max_new, stdout, &a, err, sizeof err) != 0) goto fail;
         fputc('\n', stdout);
         fflush(stdout);
         report(&a, pn, max_new, g.ctx);
@@ -567,11 +397,9 @@ fail:
     status = 1;
 done:
     free(ids);
-    free(g.logits);
-    sampler_free(g.smp);
-    model_free(g.m);
+    generator_free(&g);
     if (be) be->destroy(be);
-    tokenizer_free(g.tok);
+    tokenizer_free(tok);
     chat_template_free(tmpl);
     record_free(&conv);
     cJSON_Delete(gen_cfg);

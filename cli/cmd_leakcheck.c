@@ -284,7 +284,7 @@ int cmd_leakcheck(int argc, char **argv) {
         {"candidates", ARG_INT, &candidates, "N", "random candidates per canary for the exposure estimate (default 1000)"},
         {"json", ARG_FLAG, &json, NULL, "print the report (JSON) on stdout instead of the table"},
         {"out", ARG_STRING, &out, "FILE", "write the report to FILE (default: RUN/leakcheck.json)"},
-        {"device", ARG_STRING, &device, "DEV", "cpu | cuda | cuda:N | auto (default)"},
+        {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress line"},
     };
     const arg_parser p = {

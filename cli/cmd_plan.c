@@ -51,7 +51,7 @@ int cmd_plan(int argc, char **argv) {
         {"max-seq-len", ARG_INT, &seq_len, "T", "tokens per sequence (default 2048)"},
         {"micro-batch", ARG_INT, &micro, "N", "sequences per forward pass for the plan printed (default 1)"},
         {"batch-size", ARG_INT, &batch, "N", "upper end of the micro-batch search per card (default 64)"},
-        {"recompute", ARG_STRING, &recompute, "MODE", "none | selective (default) | full"},
+        {"recompute", ARG_STRING, &recompute, "none|selective|full", "activations the backward recomputes (default selective)"},
         {"dtype", ARG_STRING, &dtype_s, "bf16|fp32", "activation dtype: bf16 as on GPUs (default), fp32 as on the CPU"},
         {"gpu-memory", ARG_BYTES, &gpu_memory, "SIZE", "the card's memory (e.g. 48GiB); default: an H100 80GB and an H200"},
         {"json", ARG_FLAG, &json, NULL, "the plan and the fits as JSON"},

@@ -49,7 +49,7 @@ int cmd_render(int argc, char **argv) {
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "DIR", "model directory (tokenizer_config.json, chat_template.jinja, tokenizer.json)"},
         {"template", ARG_STRING, &name, "NAME", "force the template family (listed above) instead of detecting it"},
-        {"template-date", ARG_STRING, &date, "DATE", "Llama 3.1+ date line, e.g. \"26 Jul 2024\" (default: the template's)"},
+        {"template-date", ARG_STRING, &date, "DATE", "Llama 3.1+ date line, e.g. \"26 Jul 2024\"; gpt-oss: \"2025-08-05\" (default: the template's, today for Llama 3.2 and gpt-oss)"},
         {"mask", ARG_FLAG, &want_mask, NULL, "write {\"ids\": [...], \"mask\": [...]} (1 = trained) instead of text"},
         {"train-on-prompt", ARG_FLAG, &train_on_prompt, NULL, "train on every token, not only the assistant's"},
     };

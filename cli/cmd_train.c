@@ -179,7 +179,7 @@ int cmd_train(int argc, char **argv) {
         {"grad-accum", ARG_INT, &f.grad_accum, "N", "micro-batches per step (sets --micro-batch = batch/N)"},
         {"lr", ARG_FLOAT, &f.lr, "LR", "peak learning rate (default 1e-4)"},
         {"warmup-steps", ARG_INT, &f.warmup, "N", "linear warmup steps (default 0)"},
-        {"schedule", ARG_STRING, &f.schedule, "NAME", "cosine | linear | constant (default linear)"},
+        {"schedule", ARG_STRING, &f.schedule, "cosine|linear|constant", "learning-rate schedule after warmup (default linear)"},
         {"weight-decay", ARG_FLOAT, &f.weight_decay, "WD", "AdamW weight decay, not on norms and biases (default 0)"},
         {"max-grad-norm", ARG_FLOAT, &f.max_grad_norm, "N", "clip the global gradient norm (default 1; 0 = off)"},
         {"router-aux-loss-coef", ARG_FLOAT, &f.router_aux, "C",
@@ -202,27 +202,28 @@ int cmd_train(int argc, char **argv) {
         {"allow-extra-keys", ARG_FLAG, &s.allow_extra_keys, NULL, "unknown keys in the data are warnings, not errors"},
         {"train-on-prompt", ARG_FLAG, &s.train_on_prompt, NULL, "train on every token, not only the answers"},
         {"template", ARG_STRING, &s.template_name, "NAME", "chat template family (default: detected)"},
-        {"template-date", ARG_STRING, &s.template_date, "DATE", "pin the Llama 3.1+ date line, e.g. \"26 Jul 2024\""},
+        {"template-date", ARG_STRING, &s.template_date, "DATE", "pin the Llama 3.1+ date line, e.g. \"26 Jul 2024\" (gpt-oss: \"2025-08-05\"; default: the run's day)"},
         {"seed", ARG_INT, &f.seed, "S", "seed for shuffling, LoRA init and dropout (default 42)"},
         {"eval-every", ARG_INT, &s.eval_every, "N", "evaluate every N steps (default: each epoch)"},
         {"save-every", ARG_INT, &s.save_every, "N", "checkpoint every N steps (default: each epoch)"},
         {"keep-checkpoints", ARG_INT, &s.keep_checkpoints, "K", "keep the newest K checkpoints (default 2)"},
         {"early-stopping-patience", ARG_INT, &s.early_stopping_patience, "N", "stop after N evaluations without improvement"},
-        {"recompute", ARG_STRING, &recompute_arg, "MODE", "activations the backward recomputes: none | selective (default: "
-         "norms and SwiGLU, same results) | full (whole layers, least memory)"},
+        {"recompute", ARG_STRING, &recompute_arg, "none|selective|full", "activations the backward recomputes: none, selective (the "
+         "default: norms and SwiGLU, same results) or full (whole layers, least memory)"},
         {"grad-checkpoint", ARG_FLAG, &grad_ckpt, NULL, "same as --recompute full"},
-        {"device", ARG_STRING, &s.device, "DEV", "cpu | cuda | cuda:N | auto (default: cuda when a GPU is present)"},
+        {"device", ARG_STRING, &s.device, "cpu|cuda|cuda:N|auto", "the device (default: cuda when a GPU is present)"},
         {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
         {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
-        {"scan", ARG_STRING, &scan_arg, "MODE", "scan the data for secrets and personal data: off, warn (default) or error"},
+        {"scan", ARG_STRING, &scan_arg, "off|warn|error", "scan the data for secrets and personal data (default warn)"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
                           "Fine-tunes a Hugging Face Llama-family checkpoint (LoRA or all weights) on Bedrock\n"
                           "JSONL data and writes RUN/: run.json, step_wise_training_metrics.csv,\n"
-                          "validation_metrics.csv, loss.svg, checkpoints/step-N/ and final/.\n"
+                          "validation_metrics.csv, loss.svg, TensorBoard's events.out.tfevents.*,\n"
+                          "checkpoints/step-N/ and final/.\n"
                           "Flags override --hyperparameters. SIGINT/SIGTERM save a checkpoint and exit 130.\n"
                           "Data parallel: --gpus N (one process per GPU), or under torchrun, srun or mpirun\n"
                           "(their environment names the ranks); --device cpu --ranks N runs N ranks as threads.",
@@ -480,6 +481,14 @@ int cmd_train(int argc, char **argv) {
     if (!tmpl) goto fail;
     int quiet_rank = s.quiet || rank != 0;
     if (tmpl->note && !quiet_rank) fprintf(stderr, "quarry train: note: %s\n", tmpl->note);
+    // gpt-oss's system message carries strftime_now's date: pinned to the run's first day, so
+    // run.json records it and a resume, eval or leakcheck renders the same tokens.
+    static char run_date[16];
+    if (!s.template_date && tmpl->family == CHAT_HARMONY) {
+        time_t now = time(NULL);
+        struct tm tm;
+        if (localtime_r(&now, &tm) && strftime(run_date, sizeof run_date, "%Y-%m-%d", &tm)) s.template_date = run_date;
+    }
     examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir,
                            s.allow_extra_keys};
     truncation trunc = {s.max_seq_len, s.truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s.truncate_explicit,
@@ -790,6 +799,16 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON_AddNumberToObject(out, "mfu", res.mfu);
     cJSON_AddNumberToObject(out, "gpus", gpus);
     cJSON_AddNumberToObject(out, "gpu_hours", gpus * res.train_seconds / 3600.0);
+    // Measured over this session: a resumed run's earlier sessions are not in it, so it would
+    // undercount the run (`quarry cost` then uses --gpu-watts × GPU-hours).
+    if (res.energy_joules >= 0 && !c->resume) {
+        cJSON_AddNumberToObject(out, "energy_joules", res.energy_joules);
+        cJSON_AddStringToObject(out, "energy_source", "nvml");
+    } else if (res.energy_joules >= 0) {
+        fprintf(stderr, "quarry train: note: this session used %.0f J on the GPUs; run.json records no energy for a "
+                "resumed run (earlier sessions were not metered together): `quarry cost` will use --gpu-watts\n",
+                res.energy_joules);
+    }
     if (isfinite(res.last_train_loss)) cJSON_AddNumberToObject(out, "final_training_loss", res.last_train_loss);
     if (isfinite(res.first_val_loss)) cJSON_AddNumberToObject(out, "initial_validation_loss", res.first_val_loss);
     if (isfinite(res.last_val_loss)) cJSON_AddNumberToObject(out, "final_validation_loss", res.last_val_loss);
@@ -825,7 +844,8 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     }
     goto cleanup;
 fail:
-    cli_error("train", "%s%s", who, err);
+    // Errors from the communicator already name their rank.
+    cli_error("train", "%s%s", strncmp(err, "rank ", 5) == 0 ? "" : who, err);
     if (!in_training) dist_abort(d, err);
     status = 1;
 cleanup:

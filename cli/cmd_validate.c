@@ -479,7 +479,7 @@ int cmd_validate(int argc, char **argv) {
         {"format", ARG_STRING, &o.format, "NAME", "force one format: prompt-completion, messages, converse, continued-pretraining"},
         {"allow-extra-keys", ARG_FLAG, &o.allow_extra, NULL, "unknown keys are warnings, not errors"},
         {"base-model", ARG_STRING, &o.base_model, "ID", "enforce this Bedrock base model's limits (e.g. meta.llama3-1-8b-instruct-v1:0)"},
-        {"scan", ARG_STRING, &o.scan, "MODE", "sensitive data scan: off, warn (default) or error"},
+        {"scan", ARG_STRING, &o.scan, "off|warn|error", "sensitive data scan (default warn)"},
         {"max-errors", ARG_INT, &o.max_errors, "N", "print at most N errors and N warnings (default 50)"},
         {"max-record-bytes", ARG_BYTES, &o.max_record_bytes, "SIZE", "longest record accepted (default 16MiB)"},
         {"model", ARG_STRING, &o.model, "DIR", "a model dir (tokenizer.json) for token statistics"},

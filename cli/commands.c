@@ -21,6 +21,9 @@ const command quarry_commands[] = {
     {"import", cmd_import, "start a Bedrock Custom Model Import job"},
     {"cache", cmd_cache, "where the token cache is, what it holds; clear it"},
     {"cost", cmd_cost, "compare the cost of training here with Bedrock's managed jobs"},
+    {"report", cmd_report, "write a run's self-contained HTML report: curves, data, cost, answers"},
+    {"completion", cmd_completion, "print a bash completion script (generated from these commands)"},
+    {"manpage", cmd_manpage, "print the man page quarry(1) in roff"},
 };
 const int quarry_ncommands = (int)(sizeof quarry_commands / sizeof quarry_commands[0]);
 

@@ -27,6 +27,9 @@ int cmd_upload(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_cost(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_completion(int argc, char **argv);
+int cmd_manpage(int argc, char **argv);
 
 // The version line: "quarry 0.1.0 (commit abc1234; CUDA 13.0 compiled in; NCCL compiled in)".
 void print_version(void);

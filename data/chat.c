@@ -36,6 +36,8 @@ static const struct {
     {"phi3", CHAT_PHI3},
     {"phi3.5", CHAT_PHI3},
     {"qwen3", CHAT_QWEN3},
+    {"harmony", CHAT_HARMONY},
+    {"gpt-oss", CHAT_HARMONY},
 };
 #define NFAMILY_NAMES ((int)(sizeof family_names / sizeof family_names[0]))
 
@@ -45,7 +47,7 @@ static const char QWEN25_SYSTEM[] = "You are Qwen, created by Alibaba Cloud. You
 const char *chat_family_names(void) {
     return "raw, llama2, llama3, llama3.1, llama3.2, llama3.3, mistral-v1, mistral-v1-spm, mistral-v2-spm, "
            "mistral-v3, mistral-v3-spm, mistral-nemo, mistral-hf, mistral-hf-lastuser, mistral-legacy, chatml, "
-           "qwen2, qwen2.5, qwen3, phi3, phi3.5";
+           "qwen2, qwen2.5, qwen3, phi3, phi3.5, harmony, gpt-oss";
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -95,6 +97,10 @@ static void family_default_tokens(chat_family f, const char **bos, const char **
     case CHAT_PHI3:
         *bos = "<s>";
         *eos = "<|endoftext|>";
+        break;
+    case CHAT_HARMONY:   // gpt-oss's tokenizer_config.json; the template writes neither
+        *bos = "<|startoftext|>";
+        *eos = "<|return|>";
         break;
     case CHAT_RAW:
         *bos = "";
@@ -209,6 +215,11 @@ static const fingerprint fingerprints[] = {
      {"<|im_start|>", "'\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n'",
       "ns.last_query_index", "enable_thinking is defined and enable_thinking is false"},
      {"bos_token"}},
+    // gpt-oss (openai/gpt-oss-20b, -120b): the harmony format.
+    {"harmony", CHAT_HARMONY,
+     {"<|start|>system<|message|>", "<|start|>assistant<|channel|>final<|message|>",
+      "strftime_now(\"%Y-%m-%d\")", "<|return|>"},
+     {NULL}},
     {"chatml", CHAT_CHATML, {"<|im_start|>", "+ '<|im_end|>' + '\\n'"}, {"<think>", "reasoning_content", "bos_token"}},
     {"phi3.5", CHAT_PHI3,
      {"<|assistant|>", "<|end|>", "{{ eos_token }}", "message['role'] == 'system' and message['content']"},
@@ -904,6 +915,58 @@ static void render_phi3(builder *b, const chat_template *t, const record *r, int
         puts_(b, t->eos, 1);
 }
 
+// gpt-oss's harmony template (openai/gpt-oss-120b chat_template) for Bedrock records: its
+// system message (model identity, knowledge cutoff, strftime_now's date, reasoning effort
+// "medium", the valid channels; no tools), the record's system text as the developer message's
+// "# Instructions" (messages[0] with role "system"; an empty one is left out, as the template
+// does), user turns, and each answer in the final channel. Bedrock records carry no reasoning
+// ("thinking"), so no analysis channel is rendered: the template writes one only from a message's
+// thinking field.
+static int render_harmony(builder *b, const record *r, const chat_options *o, int gen, char *err, size_t errlen) {
+    char date[64];
+    if (o && o->date) {
+        snprintf(date, sizeof date, "%s", o->date);
+    } else {
+        time_t now = o && o->now ? o->now : time(NULL);
+        struct tm tm;
+        if (!localtime_r(&now, &tm) || strftime(date, sizeof date, "%Y-%m-%d", &tm) == 0)
+            snprintf(date, sizeof date, "1970-01-01");
+    }
+    puts_(b, "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
+             "Knowledge cutoff: 2024-06\nCurrent date: ", 0);
+    puts_(b, date, 0);
+    puts_(b, "\n\nReasoning: medium\n\n# Valid channels: analysis, commentary, final. Channel must be included for "
+             "every message.<|end|>", 0);
+    if (r->system && r->system_len > 0) {
+        puts_(b, "<|start|>developer<|message|># Instructions\n\n", 0);
+        put(b, r->system, r->system_len, 0);
+        puts_(b, "\n\n<|end|>", 0);
+    }
+    for (int i = 0; i < r->nturns; i++) {
+        const record_turn *m = &r->turns[i];
+        if (m->role == ROLE_USER) {
+            puts_(b, "<|start|>user<|message|>", 0);
+            put(b, m->text, m->len, 0);
+            puts_(b, "<|end|>", 0);
+            continue;
+        }
+        if (find_in(m->text, 0, m->len, "<|channel|>analysis<|message|>", 0) != (size_t)-1 ||
+            find_in(m->text, 0, m->len, "<|channel|>final<|message|>", 0) != (size_t)-1)
+            return raise_(err, errlen,
+                          "You have passed a message containing <|channel|> tags in the content field. Instead of "
+                          "doing this, you should pass analysis messages (the string between '<|message|>' and "
+                          "'<|end|>') in the 'thinking' field, and final messages (the string between '<|message|>' "
+                          "and '<|end|>') in the 'content' field.");
+        puts_(b, "<|start|>assistant<|channel|>final<|message|>", 0);
+        put(b, m->text, m->len, 1);
+        // <|return|> ends generation: only the last turn of a training rendering has it.
+        puts_(b, i == r->nturns - 1 && !gen ? "<|return|>" : "<|end|>", 1);
+    }
+    if (gen)
+        puts_(b, "<|start|>assistant", 0);
+    return 0;
+}
+
 // No template: prompt + completion as they are, or the system and turns one per line; EOS last.
 // For generation: no EOS, and the separator the answer would follow.
 static void render_raw(builder *b, const chat_template *t, const record *r, int gen) {
@@ -961,6 +1024,7 @@ static int render(const chat_template *t, const record *r, const chat_options *o
         case CHAT_CHATML: render_chatml(&b, t, r, gen); break;
         case CHAT_PHI3: render_phi3(&b, t, r, gen); break;
         case CHAT_QWEN3: render_qwen3(&b, r, gen); break;
+        case CHAT_HARMONY: rc = render_harmony(&b, r, o, gen, err, errlen); break;
         }
     }
     if (rc != 0 || b.oom) {

@@ -12,6 +12,10 @@
 // (empty unless the data has reasoning) is trained with the answer: the generation prompt ends at
 // "<|im_start|>assistant\n" and the model writes the block itself (TRL's {% generation %} for
 // Qwen3 marks it too).
+// gpt-oss (harmony): each answer's text and its <|end|>/<|return|>; the header
+// "<|start|>assistant<|channel|>final<|message|>" is masked (the generation prompt is
+// "<|start|>assistant": the model picks the channel, and Bedrock data, having no reasoning, would
+// otherwise teach it to skip the analysis channel, which the template leaves out of these turns).
 // Masked: BOS, system, user turns, role headers (what add_generation_prompt would add).
 // train_on_prompt trains everything. CPT records: all trained.
 #pragma once
@@ -38,6 +42,8 @@ typedef enum {
     CHAT_CHATML,           // ChatML (Qwen2/2.5: a default system prompt when none is given)
     CHAT_PHI3,             // Phi-3 / Phi-3.5: <|user|>\n…<|end|>\n, EOS at the end
     CHAT_QWEN3,            // Qwen3: ChatML, no default system, <think>…</think> on the turns after the last query
+    CHAT_HARMONY,          // gpt-oss harmony: system message with a date, Bedrock's system as the developer message,
+                           // answers in the final channel (<|return|> ends the last, <|end|> earlier ones)
 } chat_family;
 
 typedef struct {
@@ -53,8 +59,9 @@ typedef struct {
 } chat_template;
 
 typedef struct {
-    const char *date;      // Llama 3.1+: pins date_string ("26 Jul 2024"); NULL = template default
-    time_t now;            // Llama 3.2 without date: strftime_now's clock; 0 = the current time
+    const char *date;      // Llama 3.1+: pins date_string ("26 Jul 2024"); gpt-oss: the "Current date:"
+                           // ("2025-08-05"); NULL = template default
+    time_t now;            // Llama 3.2, gpt-oss without date: strftime_now's clock; 0 = the current time
     int train_on_prompt;   // 1: every byte trained
 } chat_options;
 
@@ -93,7 +100,7 @@ void chat_rendered_free(chat_rendered *c);
 
 // The prompt a model answers: r (its last turn a user turn; a CPT record as its text) rendered
 // as the template renders it with add_generation_prompt=True — the assistant header where the
-// template has one (Llama 3, ChatML, Phi-3), nothing after [/INST] (Llama 2, Mistral) — and
+// template has one (Llama 3, ChatML, Phi-3; gpt-oss: "<|start|>assistant", the model picks the channel), nothing after [/INST] (Llama 2, Mistral) — and
 // without the final EOS. For CHAT_RAW: the turns joined, then the separator the answer follows.
 int chat_render_prompt(const chat_template *t, const record *r, const chat_options *o, chat_rendered *out,
                        char *err, size_t errlen);

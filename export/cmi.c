@@ -192,6 +192,52 @@ static void check_chat_template(const char *dir, cmi_report *r, const cJSON *tok
     }
 }
 
+const int cmi_gptoss_eos[3] = {200002, 199999, 200012};
+
+int cmi_generation_eos_fix(cJSON *gen, const char *architecture) {
+    if (!architecture || strcmp(architecture, CMI_GPTOSS_ARCH)) return 0;
+    cJSON *eos = cJSON_CreateIntArray(cmi_gptoss_eos, 3);
+    if (!eos) return -1;
+    if (cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"))
+        return cJSON_ReplaceItemInObjectCaseSensitive(gen, "eos_token_id", eos) ? 0 : (cJSON_Delete(eos), -1);
+    return cJSON_AddItemToObject(gen, "eos_token_id", eos) ? 0 : (cJSON_Delete(eos), -1);
+}
+
+// gpt-oss: generation_config.json's eos_token_id holds every id of cmi_gptoss_eos.
+static void check_generation_config(const char *dir, const char *architecture, cmi_report *r) {
+    if (strcmp(architecture, CMI_GPTOSS_ARCH)) return;
+    const char *fix = "hint: set \"eos_token_id\": [200002, 199999, 200012] in generation_config.json (the updated "
+                      "list CMI needs for gpt-oss; `quarry export` writes it)";
+    cJSON *gen = NULL;
+    char err[1024];
+    int rc = read_json(dir, "generation_config.json", &gen, err, sizeof err);
+    if (rc != 0) {
+        add(r, "generation", CMI_FAIL, "%s\n%s", rc > 0 ? "generation_config.json is missing; CMI needs it for gpt-oss" : err,
+            fix);
+        cJSON_Delete(gen);
+        return;
+    }
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id");
+    int have[3] = {0, 0, 0};
+    const cJSON *it;
+    if (cJSON_IsNumber(eos)) {
+        for (int k = 0; k < 3; k++) have[k] |= eos->valuedouble == cmi_gptoss_eos[k];
+    } else if (cJSON_IsArray(eos)) {
+        cJSON_ArrayForEach(it, eos)
+            for (int k = 0; k < 3; k++) have[k] |= cJSON_IsNumber(it) && it->valuedouble == cmi_gptoss_eos[k];
+    }
+    char *shown = eos ? cJSON_PrintUnformatted(eos) : NULL;
+    if (have[0] && have[1] && have[2]) {
+        add(r, "generation", CMI_PASS, "generation_config.json eos_token_id %s (gpt-oss)", shown ? shown : "");
+    } else {
+        add(r, "generation", CMI_FAIL, "generation_config.json eos_token_id is %s; CMI needs gpt-oss's updated EOS ids "
+                                      "[200002, 199999, 200012] (<|return|>, <|endoftext|>, <|call|>), or generation does not stop at them\n%s",
+            shown ? shown : "absent", fix);
+    }
+    free(shown);
+    cJSON_Delete(gen);
+}
+
 static int dtype_name_ok(const char *s) {
     return !strcmp(s, "float32") || !strcmp(s, "float16") || !strcmp(s, "bfloat16");
 }
@@ -351,6 +397,7 @@ int cmi_preflight(const char *dir, cmi_report *r) {
         } else {
             add(r, "architecture", CMI_PASS, "%s (%s) is supported", arch->architecture, arch->family);
             check_moe(cfg, arch->architecture, r);
+            check_generation_config(dir, arch->architecture, r);
         }
     }
 

@@ -42,6 +42,19 @@ extern const int cmi_narchitectures;
 // NULL when CMI does not import the architecture.
 const cmi_arch *cmi_arch_find(const char *architecture);
 
+// gpt-oss (GptOssForCausalLM): CMI needs generation_config.json's eos_token_id to be the updated
+// list [200002, 199999, 200012] (<|return|>, <|endoftext|>, <|call|>; transformers'
+// convert_gpt_oss_weights_to_hf.py writes [200002, 199999], without <|call|>, so a tool call would
+// not stop generation). Source: AWS Machine Learning Blog, "Deploy GPT-OSS models with Amazon
+// Bedrock Custom Model Import" (2025-11-25), as issue 18 quotes it.
+// Export writes it (cmi_generation_eos_fix); preflight fails a file without it.
+#define CMI_GPTOSS_ARCH "GptOssForCausalLM"
+struct cJSON;
+extern const int cmi_gptoss_eos[3];
+// For gpt-oss, sets gen's eos_token_id to the list CMI needs; other architectures: nothing.
+// 0, or -1 when out of memory.
+int cmi_generation_eos_fix(struct cJSON *gen, const char *architecture);
+
 // Runs every check on the package in dir. 0 when the checks ran (see r->failed), -1 only when out
 // of memory. The report is freed with cmi_report_free.
 int cmi_preflight(const char *dir, cmi_report *r);

@@ -1,5 +1,6 @@
 // export/hf_export.c — see hf_export.h.
 #include "hf_export.h"
+#include "cmi.h"
 #include "../data/fileio.h"
 #include "nf4_base.h"
 #include "../model/bnb4.h"
@@ -243,9 +244,11 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     cJSON *cj = cJSON_ParseWithLength(text, len);
     char *cfg_text = cj ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
-    if (cfg_text && cJSON_GetObjectItemCaseSensitive(cj, "quantization_config")) {
-        // A 4-bit base exported dequantised: the package's weights are not quantised (and CMI
-        // refuses a quantization_config), so it goes; the rest as the base has it.
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cj, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    if (cfg_text && cJSON_IsString(qm) && !strcmp(qm->valuestring, "bitsandbytes")) {
+        // A 4-bit base exported dequantised (model/bnb4): the package's weights are not quantised
+        // (and CMI refuses a quantization_config), so it goes; the rest as the base has it.
         cJSON *c2 = cJSON_Parse(cfg_text);
         cJSON_DeleteItemFromObjectCaseSensitive(c2, "quantization_config");
         char *t2 = c2 ? cJSON_Print(c2) : NULL;
@@ -264,8 +267,29 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     char from[4400];
     snprintf(from, sizeof from, "%s/generation_config.json", base_dir);
     snprintf(path, sizeof path, "%s/generation_config.json", out_dir);
-    if (!rc && fileio_exists(from)) {
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cj, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    const char *arch = cJSON_IsString(a0) ? a0->valuestring : "";
+    if (!rc && fileio_exists(from) && strcmp(arch, CMI_GPTOSS_ARCH)) {
         rc = fileio_copy_file(from, path, err, errlen);
+    } else if (!rc && fileio_exists(from)) {
+        // gpt-oss: the base's file with the EOS ids CMI needs (cmi.h).
+        char *gtext = NULL;
+        size_t glen = 0;
+        cJSON *gen = NULL;
+        if (fileio_read_all(from, &gtext, &glen, err, errlen)) {
+            rc = -1;
+        } else if (!(gen = cJSON_ParseWithLength(gtext, glen)) || !cJSON_IsObject(gen)) {
+            snprintf(err, errlen, "%s: not a JSON object", from);
+            rc = -1;
+        } else if (cmi_generation_eos_fix(gen, arch)) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = -1;
+        } else {
+            rc = model_write_json(path, gen, err, errlen);
+        }
+        free(gtext);
+        cJSON_Delete(gen);
     } else if (!rc) {
         // As save_pretrained derives it from the model config.
         cJSON *gen = cJSON_CreateObject();
@@ -278,6 +302,7 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
                 ok = d && cJSON_AddItemToObject(gen, keys[i], d);
             }
         }
+        if (ok) ok = cmi_generation_eos_fix(gen, arch) == 0;
         if (!ok) {
             snprintf(err, errlen, "%s: out of memory", path);
             rc = -1;

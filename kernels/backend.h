@@ -42,6 +42,7 @@ struct backend {
     const char *name;       // "cpu" or "cuda:0"
     dtype act_dtype;        // storage dtype of activations and frozen weights
     int device_index;       // -1 for cpu
+    char pci_bus_id[32];    // "0000:65:00.0": how NVML finds the same GPU (trainer/gpu_energy); "" on cpu
     void *impl;             // backend-private state (cuBLAS handles, stream, workspace)
 
     // Memory. alloc returns NULL (and sets be->error) when out of memory; never aborts.
@@ -94,21 +95,32 @@ struct backend {
     void (*rope_backward)(backend *be, void *dx, const int32_t *pos, const rope_table *rope,
                           int N, int n_heads);
 
-    // Causal attention with GQA and document masks, never materialising a (T × T) matrix.
+    // Causal attention with GQA, document masks, an optional sliding window and optional learned
+    // sinks (gpt-oss), never materialising a (T × T) matrix.
     // Rows are grouped B batches of Tq query rows and Tk key rows (Tk ≥ Tq; query row i of a batch
     // sits at key position i + Tk − Tq, which lets decoding append to a KV cache).
     // q, out: act (B*Tq, n_heads*hd); k, v: act (B*Tk, n_kv_heads*hd); query head h reads kv
     // head h / (n_heads / n_kv_heads).  doc_start: i32 (B*Tk): for key position t, the position
     // where t's document begins; query at position p sees keys j with doc_start[p] ≤ j ≤ p.
-    // lse: f32 (B, n_heads, Tq) logsumexp of the scaled scores, kept for the backward.
+    // window > 0 further limits that to p − j < window (the query and window − 1 keys before
+    // it), as transformers' sliding_window_overlay does (kv_idx > q_idx − sliding_window);
+    // window = 0: no window.
+    // sinks: f32 (n_heads) logits, NULL = none: per head one extra logit joins the softmax's
+    // denominator and takes no value (modeling_gpt_oss.py's eager_attention_forward), so
+    // out = Σ_j e^{s_j} v_j / (Σ_j e^{s_j} + e^{sink_h}).
+    // lse: f32 (B, n_heads, Tq) logsumexp of the scaled scores and the sink, kept for the backward.
     void (*attention_forward)(backend *be, void *out, float *lse, const void *q, const void *k,
                               const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
-                              int n_heads, int n_kv_heads, int hd, float scale);
-    // dq, dk, dv overwritten (not accumulated).  Shapes as the forward.
+                              int n_heads, int n_kv_heads, int hd, float scale, int window,
+                              const float *sinks);
+    // dq, dk, dv overwritten (not accumulated).  Shapes, window and sinks as the forward.
+    // dsinks: f32 (n_heads), accumulated (+=) ∂loss/∂sinks, NULL when not wanted (or no sinks):
+    // dsinks[h] = −Σ_rows p_sink · (dout·out), p_sink = e^{sink_h − lse}.
     void (*attention_backward)(backend *be, void *dq, void *dk, void *dv, const void *dout,
                                const void *out, const float *lse, const void *q, const void *k,
                                const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
-                               int n_heads, int n_kv_heads, int hd, float scale);
+                               int n_heads, int n_kv_heads, int hd, float scale, int window,
+                               const float *sinks, float *dsinks);
 
     // out = silu(gate) * up.  All act (n).
     void (*swiglu_forward)(backend *be, void *out, const void *gate, const void *up, size_t n);

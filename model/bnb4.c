@@ -19,16 +19,15 @@ int bnb4_detect(const char *dir, int *double_quant, char *err, size_t errlen) {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "quantization_config");
     int rc = 0;
     *double_quant = 0;
-    if (q) {
-        const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    // Other methods are other readers' (mxfp4: model/mxfp4_load) or refused by them.
+    if (q && cJSON_IsString(method) && !strcmp(method->valuestring, "bitsandbytes")) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_type");
-        int bnb = cJSON_IsString(method) && !strcmp(method->valuestring, "bitsandbytes");
         int four = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_4bit"));
-        if (!bnb || !four || !cJSON_IsString(type) || strcmp(type->valuestring, "nf4")) {
-            snprintf(err, errlen, "%s: quantization_config is %s%s%s; quarry reads bitsandbytes 4-bit NF4 checkpoints "
-                     "only\nhint: use the 16-bit checkpoint (quarry train --quantize nf4 quantises it at load)", path,
-                     cJSON_IsString(method) ? method->valuestring : "(no quant_method)", four ? " 4-bit " : " ",
-                     cJSON_IsString(type) ? type->valuestring : four ? "" : "(not load_in_4bit)");
+        if (!four || !cJSON_IsString(type) || strcmp(type->valuestring, "nf4")) {
+            snprintf(err, errlen, "%s: quantization_config is bitsandbytes %s; quarry reads bitsandbytes 4-bit NF4 "
+                     "checkpoints only\nhint: use the 16-bit checkpoint (quarry train --quantize nf4 quantises it at "
+                     "load)", path, !four ? "8-bit" : cJSON_IsString(type) ? type->valuestring : "4-bit without a type");
             rc = -1;
         } else {
             *double_quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_use_double_quant"));

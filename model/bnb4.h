@@ -19,8 +19,8 @@
 struct nf4_tensor;
 
 // dir/config.json's quantization_config: 1 for a bitsandbytes NF4 checkpoint (*double_quant set
-// from bnb_4bit_use_double_quant), 0 for none, -1 with a message for one quarry cannot read
-// (8-bit, FP4, another method).
+// from bnb_4bit_use_double_quant), 0 for none or another method (mxfp4 is model/mxfp4_load's),
+// -1 with a message for a bitsandbytes one quarry cannot read (8-bit, FP4).
 int bnb4_detect(const char *dir, int *double_quant, char *err, size_t errlen);
 
 // The tensors of linear weight `name` ("model.layers.0.self_attn.q_proj.weight", shape out × in)

@@ -32,6 +32,7 @@
 #include "llama.h"
 #include "bnb4.h"
 #include "moe/block.h"
+#include "mxfp4_load.h"
 #include "names.h"
 #include "safetensors.h"
 #include "../kernels/nf4_format.h"
@@ -999,7 +1000,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
     }
     // Host NF4 buffers for the largest weight, when any is quantised.
     nf4_tensor hq = {0};
-    int rc = 0;
+    int rc = 0, mxfp4 = mxfp4_checkpoint(m->path);   // experts stored as *_blocks/*_scales
     if (m->nf4_bytes) {
         hq.packed = malloc(nf4_packed_bytes(maxn));
         hq.absmax = malloc(nf4_n_blocks(maxn) * 4);
@@ -1019,9 +1020,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
             continue;
         }
         if (is_base_param(m, p)) {
-            const st_tensor *t = st_find(m->st, p->name);
-            if (!t || st_read_f32(t, host) != 0) {
-                set_err(err, errlen, "%s: cannot read tensor %s as float32", m->path, p->name);
+            if (mxfp4_read_tensor_f32(m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
                 break;
             }
@@ -1224,7 +1223,7 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
-                          1.0f / sqrtf((float)hd));
+                          1.0f / sqrtf((float)hd), 0, NULL);
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
@@ -1241,7 +1240,7 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
     linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
                dropout_seed(s, l, LORA_O));
     be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd));
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd), 0, NULL, NULL);
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
     be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)

@@ -1,5 +1,6 @@
 // model/names.c — see names.h.
 #include "names.h"
+#include "mxfp4_load.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,12 +131,28 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
         return -1;
     }
     model_tensor_list(cfg, list);
-    int rc = -1;
+    int rc = -1, mxfp4 = mxfp4_checkpoint(source);
     const char **sorted = NULL;
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_find(s, list[i].name);
         char want[64], got[64];
         shape_str(want, sizeof want, list[i].ndim, list[i].shape);
+        if (!t && mxfp4) {   // stored as NAME_blocks + NAME_scales: check the dequantised shape
+            mxfp4_pair pair;
+            int r = mxfp4_pair_find(s, list[i].name, &pair, source, err, errlen);
+            if (r < 0) goto done;
+            if (r > 0) {
+                int same = pair.ndim == list[i].ndim;
+                for (int d = 0; same && d < pair.ndim; d++) same = pair.dq_shape[d] == list[i].shape[d];
+                if (!same) {
+                    shape_str(got, sizeof got, pair.ndim, pair.dq_shape);
+                    snprintf(err, errlen, "%s: tensor \"%s\" dequantised from MXFP4 has shape %s; the config implies %s",
+                             source, list[i].name, got, want);
+                    goto done;
+                }
+                continue;
+            }
+        }
         if (!t) {
             char moe[96] = "";
             if (cfg->n_experts > 0)
@@ -173,7 +190,8 @@ int model_tensor_check(const model_config *cfg, const st_set *s, const char *sou
         const st_tensor *t = st_get(s, i);
         if (ends_with(t->name, ".rotary_emb.inv_freq")) continue;
         if (cfg->tie_word_embeddings && !strcmp(t->name, "lm_head.weight")) continue;
-        const char *key = t->name;
+        char stem[512];
+        const char *key = mxfp4 && mxfp4_pair_part(t->name, stem, sizeof stem) ? stem : t->name;
         int found = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_name) != NULL;
         if (!found) {
             snprintf(err, errlen, "%s: unexpected tensor \"%s\" for %s with %d layers%s", source, t->name,

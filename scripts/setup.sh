@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git libcjson-dev libcurl4-openssl-dev libssl-dev
-          libonig-dev libutf8proc-dev libomp-dev clang libclang-rt-14-dev jq python3-venv)
+          libonig-dev libutf8proc-dev libomp-dev clang libclang-rt-14-dev jq python3-venv
+          dpkg-dev lintian man-db groff-base bsdextrautils
+          chromium)   # chromium: tests/report renders quarry report headless
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

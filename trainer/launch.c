@@ -235,9 +235,14 @@ int launch_workers(int n, char **argv, double grace_s) {
     }
     if (failed_rank >= 0) {
         // The failing rank's own words, last, where the user looks.
-        if (werr[failed_rank].last_error[0])
-            fprintf(stderr, "quarry train: error: the run failed on rank %d: %s\n", failed_rank, werr[failed_rank].last_error);
-        else if (WIFSIGNALED(failed_status))
+        if (werr[failed_rank].last_error[0]) {
+            // The worker's words already begin "rank N: "; the launcher names the rank once.
+            const char *words = werr[failed_rank].last_error;
+            char prefix[32];
+            int np = snprintf(prefix, sizeof prefix, "rank %d: ", failed_rank);
+            if (np > 0 && strncmp(words, prefix, (size_t)np) == 0) words += np;
+            fprintf(stderr, "quarry train: error: the run failed on rank %d: %s\n", failed_rank, words);
+        } else if (WIFSIGNALED(failed_status))
             fprintf(stderr, "quarry train: error: the run failed: rank %d was killed by signal %d (out of memory? see dmesg)\n",
                     failed_rank, WTERMSIG(failed_status));
         else

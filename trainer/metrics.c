@@ -1,5 +1,6 @@
 // trainer/metrics.c — see metrics.h.
 #include "metrics.h"
+#include "tfevents.h"
 #include "../data/fileio.h"
 #include "../data/strbuf.h"
 #include <errno.h>
@@ -18,8 +19,9 @@ static FILE *open_csv(const char *dir, const char *name, const char *header, int
     return f;
 }
 
-int metrics_open(metrics *m, const char *run_dir, int resume, int aux_column, char *err, size_t errlen) {
+int metrics_open(metrics *m, const char *run_dir, int resumed_step, int aux_column, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
+    int resume = resumed_step >= 0;
     snprintf(m->dir, sizeof m->dir, "%s", run_dir);
     m->aux_column = aux_column;
     m->train_csv = open_csv(run_dir, "step_wise_training_metrics.csv",
@@ -32,6 +34,19 @@ int metrics_open(metrics *m, const char *run_dir, int resume, int aux_column, ch
     m->val_csv = open_csv(run_dir, "validation_metrics.csv", "step_number,epoch_number,validation_loss,perplexity",
                           resume, err, errlen);
     if (!m->val_csv) { fclose(m->train_csv); return -1; }
+    m->events = tfevents_open(run_dir, err, errlen);
+    // The steps after the checkpoint are computed again: TensorBoard drops what earlier files
+    // logged from resumed_step + 1 on, as the CSVs were cut after resumed_step.
+    if (m->events && resume && tfevents_write_restart(m->events, resumed_step + 1)) {
+        snprintf(err, errlen, "%s: %s", tfevents_path(m->events), strerror(errno));
+        tfevents_close(m->events);
+        m->events = NULL;
+    }
+    if (!m->events) {
+        fclose(m->train_csv);
+        fclose(m->val_csv);
+        return -1;
+    }
     return 0;
 }
 
@@ -45,21 +60,47 @@ static int grow(void **p, int *cap, int n, size_t size) {
     return 0;
 }
 
+// A figure is formatted once: the CSV gets the text and TensorBoard the number it reads as, so
+// both show the same values.
+typedef struct {
+    char text[64];
+    double value;
+} figure;
+
+static figure fig(const char *fmt, double v) {
+    figure f;
+    snprintf(f.text, sizeof f.text, fmt, v);
+    f.value = strtod(f.text, NULL);
+    return f;
+}
+
 int metrics_log_train(metrics *m, const train_point *p) {
     if (grow((void **)&m->train, &m->cap_train, m->ntrain, sizeof *p)) return -1;
     m->train[m->ntrain++] = *p;
-    fprintf(m->train_csv, "%d,%d,%.6f,%.6f,%.6g,%.6f,%.1f,%.4f", p->step, p->epoch, p->loss, exp(p->loss), p->lr,
-            p->grad_norm, p->tokens_per_second, p->mfu);
-    if (m->aux_column) fprintf(m->train_csv, ",%.6f", p->aux_loss);
+    figure loss = fig("%.6f", p->loss), ppl = fig("%.6f", exp(p->loss)), lr = fig("%.6g", p->lr),
+           gn = fig("%.6f", p->grad_norm), tps = fig("%.1f", p->tokens_per_second), mfu = fig("%.4f", p->mfu),
+           aux = fig("%.6f", p->aux_loss);
+    fprintf(m->train_csv, "%d,%d,%s,%s,%s,%s,%s,%s", p->step, p->epoch, loss.text, ppl.text, lr.text, gn.text, tps.text,
+            mfu.text);
+    if (m->aux_column) fprintf(m->train_csv, ",%s", aux.text);
     fputc('\n', m->train_csv);
-    return fflush(m->train_csv) == 0 ? 0 : -1;
+    int rc = fflush(m->train_csv) == 0 ? 0 : -1;
+    tfevents_scalar v[] = {{"train/loss", loss.value},       {"train/learning_rate", lr.value},
+                           {"train/grad_norm", gn.value},    {"train/tokens_per_second", tps.value},
+                           {"train/mfu", mfu.value},         {"train/aux_loss", aux.value}};
+    if (tfevents_write_scalars(m->events, p->step, v, m->aux_column ? 6 : 5)) rc = -1;
+    return rc;
 }
 
 int metrics_log_val(metrics *m, const val_point *p) {
     if (grow((void **)&m->val, &m->cap_val, m->nval, sizeof *p)) return -1;
     m->val[m->nval++] = *p;
-    fprintf(m->val_csv, "%d,%d,%.6f,%.6f\n", p->step, p->epoch, p->loss, exp(p->loss));
-    return fflush(m->val_csv) == 0 ? 0 : -1;
+    figure loss = fig("%.6f", p->loss), ppl = fig("%.6f", exp(p->loss));
+    fprintf(m->val_csv, "%d,%d,%s,%s\n", p->step, p->epoch, loss.text, ppl.text);
+    int rc = fflush(m->val_csv) == 0 ? 0 : -1;
+    tfevents_scalar v = {"validation/loss", loss.value};
+    if (tfevents_write_scalars(m->events, p->step, &v, 1)) rc = -1;
+    return rc;
 }
 
 int metrics_write_svg(const metrics *m, char *err, size_t errlen) {
@@ -124,6 +165,7 @@ int metrics_write_svg(const metrics *m, char *err, size_t errlen) {
 void metrics_close(metrics *m) {
     if (m->train_csv) fclose(m->train_csv);
     if (m->val_csv) fclose(m->val_csv);
+    tfevents_close(m->events);
     free(m->train);
     free(m->val);
     memset(m, 0, sizeof *m);

@@ -1,5 +1,6 @@
 // trainer/train.c — see train.h.
 #include "train.h"
+#include "gpu_energy.h"
 #include "metrics.h"
 #include "schedule.h"
 #include "zero.h"
@@ -35,6 +36,19 @@ static test_faults read_faults(void) {
     if (sscanf(v, "nan-at-steps:%d-%d", &f.nan_from, &f.nan_to) == 2) return f;
     return f;
 }
+
+// The PCI bus id of this rank's GPU ("" on the CPU). QUARRY_TEST_PCI_BUS_ID ("BUS[,BUS...]", one
+// per rank) stands in for it in the tests, which meter CPU runs against a fake NVML.
+static void rank_bus_id(const backend *be, int rank, char *out, size_t outlen) {
+    const char *v = getenv("QUARRY_TEST_PCI_BUS_ID");
+    snprintf(out, outlen, "%s", be->pci_bus_id);
+    for (int r = 0; v && r <= rank; r++) {
+        size_t n = strcspn(v, ",");
+        if (r == rank) snprintf(out, outlen, "%.*s", (int)n, v);
+        v = v[n] ? v + n + 1 : NULL;
+    }
+}
+
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 void train_install_signal_handlers(void) {
@@ -197,6 +211,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
                    train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     res->first_val_loss = res->last_val_loss = NAN;
+    res->energy_joules = -1;
     const int W = dist_world(d), rank = dist_rank(d), lead = rank == 0;
     if (!d) zero = 0;
     int *steps_per_epoch = calloc(s->epochs, sizeof(int));
@@ -232,7 +247,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     }
     const model_config *mcfg = model_get_config(m);
     int moe = mcfg->n_experts > 0;
-    if (lead && metrics_open(&mt, run_dir, resumed, moe, err, errlen)) {
+    if (lead && metrics_open(&mt, run_dir, resumed ? st.step : -1, moe, err, errlen)) {
         dist_abort(d, err);
         zero_free(&z);
         free(steps_per_epoch);
@@ -255,6 +270,11 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
     // 6·N per token for full training; LoRA skips dW of the frozen base: about 4·N.
     double flops_per_token = (double)model_config_num_params(cfg) * (s->full ? 6.0 : 4.0) +
                              12.0 * cfg->num_layers * cfg->num_heads * cfg->head_dim * (double)T / 2;
+
+    char bus[64], energy_why[320] = "";
+    rank_bus_id(be, rank, bus, sizeof bus);
+    gpu_energy meter;
+    int metering = bus[0] && !gpu_energy_start(&meter, NULL, bus, energy_why, sizeof energy_why);
 
     test_faults faults = read_faults();
     int rc = 0, epoch = st.epoch, row = st.next_row, stopping = 0;
@@ -434,6 +454,14 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         }
         if (res->stopped_early) break;
     }
+    if (gpu_energy_total(&meter, metering, energy_why, sizeof energy_why, d, &res->energy_joules, &res->energy_gpu)) {
+        snprintf(err, errlen, "summing the GPUs' energy: %s", dist_error(d));
+        rc = -1;
+        goto done;
+    }
+    metering = 0;
+    if (lead && res->energy_gpu && res->energy_joules < 0)
+        fprintf(stderr, "quarry train: note: GPU energy not measured (%s); `quarry cost` will use --gpu-watts\n", energy_why);
     if (stopping || (W == 1 && stop_requested)) {
         res->interrupted = 1;
         if (save_checkpoint(s, run_dir, &z, d, &st, &faults, err, errlen)) rc = -1;
@@ -441,6 +469,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         rc = -1;
     }
 done:
+    if (metering) gpu_energy_close(&meter);
     if (rc == -1) dist_abort(d, err);   // the other ranks stop waiting for this one
     if (rc == -2) rc = -1;              // test fault: a rank that vanished without a word
     progress_finish(&pg);

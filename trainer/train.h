@@ -17,6 +17,8 @@ typedef struct {
     double first_val_loss, last_val_loss, last_train_loss;
     double train_seconds, tokens_per_second, mfu;
     long long tokens_seen;
+    double energy_joules;     // the GPUs' energy over this session's training (NVML), -1 unknown
+    int energy_gpu;           // some rank trained on a GPU (an unknown energy is worth a note)
 } train_result;
 
 // Runs (or resumes, when a checkpoint is given) the loop. The model is allocated for training

@@ -594,7 +594,7 @@ typedef void (*attn_fn)(backend *be, void *out, float *lse, const void *q, const
 
 static void run_v1(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                    const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd, float scale) {
-    be->attention_forward(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, hd, scale);
+    be->attention_forward(be, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, hd, scale, 0, NULL);
 }
 
 static void run_v2(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
@@ -660,7 +660,7 @@ int main(int argc, char **argv) {
     int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
     cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
     const float scale = 1.0f / sqrtf((float)hd);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale);
+    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale, 0, NULL);
     cpu->synchronize(cpu);
 
     std::vector<float> lse_h(nl);

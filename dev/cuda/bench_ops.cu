@@ -82,7 +82,8 @@ static void bench_linear(int N, int IC, int OC) {
     be->free(be, x); be->free(be, w); be->free(be, y); be->free(be, dy); be->free(be, dx); be->free(be, dw);
 }
 
-static void bench_attention(int B, int H, int KVH, int T, int hd) {
+// window > 0: gpt-oss' sliding layer (window and sinks; the flops count only the visible band).
+static void bench_attention(int B, int H, int KVH, int T, int hd, int window) {
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KVH * hd;
     void *q = rand_act(nq, 1.0f), *k = rand_act(nk, 1.0f), *v = rand_act(nk, 1.0f), *dout = rand_act(nq, 1.0f);
     void *out = dev_alloc(nq * 2), *dq = dev_alloc(nq * 2), *dk = dev_alloc(nk * 2), *dv = dev_alloc(nk * 2);
@@ -91,14 +92,24 @@ static void bench_attention(int B, int H, int KVH, int T, int hd) {
     int32_t *doc = (int32_t *)dev_alloc(docs.size() * sizeof(int32_t));
     be->copy_to_device(be, doc, docs.data(), docs.size() * sizeof(int32_t));
     float scale = 1.0f / sqrtf((float)hd);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B=%d H=%d KVH=%d T=%d hd=%d", B, H, KVH, T, hd);
-    double f = 4.0 * B * H * (double)T * T * hd / 2.0;  // causal: half the score matrix
-    report("attention fwd", shape,
-           median_ms([&] { be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale); }), f, 0);
+    float *sinks = window > 0 ? zeros_f32((size_t)H) : NULL, *dsinks = window > 0 ? zeros_f32((size_t)H) : NULL;
+    char shape[96];
+    snprintf(shape, sizeof shape, "B=%d H=%d KVH=%d T=%d hd=%d%s", B, H, KVH, T, hd, window > 0 ? " W+sinks" : "");
+    // Visible (query, key) pairs: causal half, or the band of the window.
+    double pairs = window > 0 && window < T ? (double)T * window - (double)window * (window - 1) / 2.0
+                                             : (double)T * T / 2.0;
+    double f = 4.0 * B * H * pairs * hd;
+    report("attention fwd", shape, median_ms([&] {
+               be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, window, sinks);
+           }), f, 0);
     report("attention bwd", shape, median_ms([&] {
-               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale);
+               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, window,
+                                      sinks, dsinks);
            }), 2.5 * f, 0);
+    if (sinks) {
+        be->free(be, sinks);
+        be->free(be, dsinks);
+    }
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, dout); be->free(be, out);
     be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, lse); be->free(be, doc);
 }
@@ -207,8 +218,10 @@ int main(int argc, char **argv) {
            p.multiProcessorCount, p.totalGlobalMem / 1073741824.0, reps);
     bench_linear(8192, 4096, 4096);
     bench_linear(8192, 2048, 8192);
-    bench_attention(1, 32, 8, 2048, 128);
-    bench_attention(1, 32, 8, 2048, 64);
+    bench_attention(1, 32, 8, 2048, 128, 0);
+    bench_attention(1, 32, 8, 2048, 64, 0);
+    bench_attention(1, 64, 8, 2048, 64, 0);    // gpt-oss-20b's full layer (with no sinks)
+    bench_attention(1, 64, 8, 2048, 64, 128);  // gpt-oss-20b's sliding layer: window 128, sinks
     bench_rmsnorm(8192, 4096);
     bench_lm_head(4096, 2048, 128256);
     bench_elementwise((size_t)64 << 20);

@@ -1,14 +1,19 @@
-// kernels/cpu/attention.c — causal attention with GQA and document masks, flash-style: tiles
-// of TQ query rows run an online softmax over tiles of TK keys, so no (T × T) matrix exists;
-// the backward recomputes the probabilities from the saved logsumexp.
-// Layout: q, out (B*Tq, H, hd); k, v (B*Tk, KVH, hd); lse (B, H, Tq).  Query row i of a batch
-// sits at key position p = i + Tk − Tq and sees keys j with doc_start[p] ≤ j ≤ p.
+// kernels/cpu/attention.c — causal attention with GQA, document masks, sliding windows and
+// learned sinks, flash-style: tiles of TQ query rows run an online softmax over tiles of TK
+// keys, so no (T × T) matrix exists; the backward recomputes the probabilities from the saved
+// logsumexp.
+// Layout: q, out (B*Tq, H, hd); k, v (B*Tk, KVH, hd); lse (B, H, Tq); sinks (H).  Query row i
+// of a batch sits at key position p = i + Tk − Tq and sees keys j with doc_start[p] ≤ j ≤ p and,
+// with a window W > 0, p − j < W.  A sink joins each row's softmax denominator after the keys
+// (the order does not matter: the online softmax is exact) and lse includes it, so the
+// backward's P = exp(S − lse) are the probabilities the forward used.
 // The tile products (S = Q·Kᵀ, O += P·V, ...) run through the packed single-thread gemm of
 // linear.c; OpenMP hands whole tiles to threads, so every output element is summed by one
 // thread in a fixed order: results do not depend on the thread count.
 #include "cpu_ops.h"
 #include "cpu_math.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -39,8 +44,12 @@ static void fill_nan(float *x, size_t n) {
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
-// The first key a query at position p may see (doc_start clipped at 0).
-static inline int first_key(const int32_t *doc, int p) { return doc[p] < 0 ? 0 : doc[p]; }
+// The first key a query at position p may see: its document's start (clipped at 0) and, with a
+// window, p − window + 1 (transformers' sliding_window_overlay: kv_idx > q_idx − window).
+static inline int first_key(const int32_t *doc, int p, int window) {
+    int lo = doc[p] < 0 ? 0 : doc[p];
+    return window > 0 && p - window + 1 > lo ? p - window + 1 : lo;
+}
 
 // Per-thread scratch: two TK × TK tiles, two TK × hd accumulators, 3·TK small vectors and the
 // gemm's packing space.
@@ -69,7 +78,8 @@ static att_scratch scratch_at(float *base, int hd) {
 
 void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, const void *k_,
                            const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
-                           int n_heads, int n_kv_heads, int hd, float scale) {
+                           int n_heads, int n_kv_heads, int hd, float scale, int window,
+                           const float *sinks) {
     (void)be;
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
@@ -97,7 +107,7 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
                     int i0 = qb * TQ, nq = imin(TQ, Tq - i0), p0 = i0 + off;
                     int jlo = Tk, jhi = p0 + nq - 1;
                     for (int r = 0; r < nq; r++) {
-                        jlo = imin(jlo, first_key(doc, p0 + r));
+                        jlo = imin(jlo, first_key(doc, p0 + r, window));
                         w.m[r] = -INFINITY;
                         w.l[r] = 0.0f;
                     }
@@ -108,7 +118,7 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
                         cpu_gemm_serial(nq, nk, hd, scale, q0, qs, 1, kb + (long)jb * ks, 1, ks, 0.0f,
                                         w.s, TK, w.gemm);
                         for (int r = 0; r < nq; r++) {
-                            int p = p0 + r, lo = first_key(doc, p);
+                            int p = p0 + r, lo = first_key(doc, p, window);
                             float *sr = w.s + r * TK, bm = -INFINITY;
                             for (int t = 0; t < nk; t++) {
                                 int j = jb + t;
@@ -133,16 +143,26 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
                         cpu_gemm_serial(nq, hd, nk, 1.0f, w.s, TK, 1, vb + (long)jb * ks, ks, 1, 1.0f,
                                         w.acc_a, hd, w.gemm);
                     }
+                    const float sink = sinks ? sinks[h] : -INFINITY;
                     for (int r = 0; r < nq; r++) {
                         float *o = out + ((long)b * Tq + i0 + r) * qs + (long)h * hd;
                         float *lse_r = lse + ((long)b * H + h) * Tq + i0 + r;
                         if (w.l[r] > 0.0f) {
-                            float inv = 1.0f / w.l[r];
+                            // The sink: max over keys and sink, its e^{sink − m} in the
+                            // denominator only (eager_attention_forward's combined_logits).
+                            float m = w.m[r], l = w.l[r], corr = 1.0f;
+                            if (sink > m) {
+                                corr = expf(m - sink);
+                                l *= corr;
+                                m = sink;
+                            }
+                            l += expf(sink - m);  // 0 without sinks
+                            float inv = corr / l;
                             for (int d = 0; d < hd; d++) o[d] = w.acc_a[(size_t)r * hd + d] * inv;
-                            *lse_r = w.m[r] + logf(w.l[r]);
+                            *lse_r = m + logf(l);
                         } else {  // no visible key (a malformed doc_start): zero output
                             memset(o, 0, (size_t)hd * sizeof(float));
-                            *lse_r = -INFINITY;
+                            *lse_r = sink;  // all weight on the sink (−inf without)
                         }
                     }
                 }
@@ -155,10 +175,14 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
 // Two passes, each recomputing P, so that every output row is summed by one thread in a fixed
 // order (deterministic) while keeping parallelism over tiles: dQ over query tiles, then dK and
 // dV over key tiles (the query heads of a KV group in order).
+// Sinks: the sink takes probability p_sink = exp(sink − lse) and no value, so O = Σ_j P_j V_j
+// still holds and dS = P ∘ (dP − D) is unchanged; ∂loss/∂sink = p_sink · (0 − D), summed over
+// the head's rows (b, i) in order by one thread.
 void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const void *dout_,
                             const void *out_, const float *lse, const void *q_, const void *k_,
                             const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
-                            int n_heads, int n_kv_heads, int hd, float scale) {
+                            int n_heads, int n_kv_heads, int hd, float scale, int window,
+                            const float *sinks, float *dsinks) {
     (void)be;
     float *dq = dq_, *dk = dk_, *dv = dv_;
     const float *dout = dout_, *out = out_, *q = q_, *k = k_, *v = v_;
@@ -188,6 +212,18 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                     for (int d = 0; d < hd; d++) sum += dout[row + d] * out[row + d];
                     D[((long)b * H + h) * Tq + i] = sum;
                 }
+        if (sinks && dsinks) {
+#pragma omp for schedule(static)
+            for (int h = 0; h < H; h++) {
+                double acc = 0;
+                for (int b = 0; b < B; b++)
+                    for (int i = 0; i < Tq; i++) {
+                        long at = ((long)b * H + h) * Tq + i;
+                        acc -= (double)expf(sinks[h] - lse[at]) * D[at];
+                    }
+                dsinks[h] += (float)acc;
+            }
+        }
 
         // Pass 1: dQ over query tiles, keys in tiles of TK.
 #pragma omp for collapse(3) schedule(dynamic, 1)
@@ -202,7 +238,7 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                     const float *Db = D + ((long)b * H + h) * Tq + qb * TQ;
                     int i0 = qb * TQ, nq = imin(TQ, Tq - i0), p0 = i0 + off;
                     int jlo = Tk, jhi = p0 + nq - 1;
-                    for (int r = 0; r < nq; r++) jlo = imin(jlo, first_key(doc, p0 + r));
+                    for (int r = 0; r < nq; r++) jlo = imin(jlo, first_key(doc, p0 + r, window));
                     memset(w.acc_a, 0, (size_t)nq * hd * sizeof(float));
                     for (int jb = jlo; jb <= jhi; jb += TK) {
                         int nk = imin(TK, jhi - jb + 1);
@@ -211,7 +247,7 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                         cpu_gemm_serial(nq, nk, hd, 1.0f, dout + row0, qs, 1, vb + (long)jb * ks, 1, ks, 0.0f,
                                         w.dp, TK, w.gemm);
                         for (int r = 0; r < nq; r++) {
-                            int p = p0 + r, lo = first_key(doc, p);
+                            int p = p0 + r, lo = first_key(doc, p, window);
                             float *sr = w.s + r * TK, *dpr = w.dp + r * TK;
                             for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
                             cpu_exp_array(sr, sr, nk);
@@ -241,13 +277,16 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                     long krow0 = ((long)b * Tk + j0) * ks + (long)g * hd;
                     memset(w.acc_a, 0, (size_t)nk * hd * sizeof(float));
                     memset(w.acc_b, 0, (size_t)nk * hd * sizeof(float));
-                    int ifirst = j0 - off > 0 ? j0 - off : 0;
+                    // Query rows that can see the tile: from its first key on and, with a
+                    // window, before its last key + window.
+                    int ifirst = j0 - off > 0 ? j0 - off : 0, iend = Tq;
+                    if (window > 0) iend = imin(Tq, j0 + nk - 1 + window - off);
                     for (int h = g * group; h < (g + 1) * group; h++)
-                        for (int ib = ifirst; ib < Tq; ib += TK) {
-                            int nq = imin(TK, Tq - ib), any = 0;
+                        for (int ib = ifirst; ib < iend; ib += TK) {
+                            int nq = imin(TK, iend - ib), any = 0;
                             for (int r = 0; r < nq; r++) {  // rows whose visible keys meet the tile
                                 int p = ib + r + off;
-                                w.ok[r] = p >= j0 && first_key(doc, p) <= j0 + nk - 1;
+                                w.ok[r] = p >= j0 && first_key(doc, p, window) <= j0 + nk - 1;
                                 any |= w.ok[r];
                             }
                             if (!any) continue;
@@ -260,7 +299,7 @@ void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const 
                             cpu_gemm_serial(nq, nk, hd, 1.0f, dout + row0, qs, 1, v + krow0, 1, ks, 0.0f,
                                             w.dp, TQ, w.gemm);
                             for (int r = 0; r < nq; r++) {
-                                int p = ib + r + off, lo = first_key(doc, p);
+                                int p = ib + r + off, lo = first_key(doc, p, window);
                                 float *sr = w.s + r * TQ, *dpr = w.dp + r * TQ;
                                 for (int t = 0; t < nk; t++) sr[t] -= Lb[r];
                                 cpu_exp_array(sr, sr, nk);

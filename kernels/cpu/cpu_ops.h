@@ -47,11 +47,13 @@ void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_tab
                        int n_heads);
 void cpu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k,
                            const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
-                           int n_heads, int n_kv_heads, int hd, float scale);
+                           int n_heads, int n_kv_heads, int hd, float scale, int window,
+                           const float *sinks);
 void cpu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout,
                             const void *out, const float *lse, const void *q, const void *k,
                             const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
-                            int n_heads, int n_kv_heads, int hd, float scale);
+                            int n_heads, int n_kv_heads, int hd, float scale, int window,
+                            const float *sinks, float *dsinks);
 void cpu_swiglu_forward(backend *be, void *out, const void *gate, const void *up, size_t n);
 void cpu_swiglu_backward(backend *be, void *dgate, void *dup, const void *dout, const void *gate,
                          const void *up, size_t n);

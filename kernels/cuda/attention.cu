@@ -1,8 +1,17 @@
-// kernels/cuda/attention.cu — causal attention with GQA and document masks, flash-style: tiles of
-// 64 queries × 64 keys in shared memory, bf16 tensor-core products (WMMA, sm_80+), online
-// softmax in fp32, never a T × T matrix.  Backward recomputes the probabilities from the saved
-// logsumexp: one kernel per key tile writes dK/dV (looping over every query head of its KV
-// group, so GQA needs no atomics), another per query tile writes dQ — deterministic.
+// kernels/cuda/attention.cu — causal attention with GQA, document masks, sliding windows and
+// learned sinks (gpt-oss), flash-style: tiles of 64 queries × 64 keys in shared memory, bf16
+// tensor-core products (WMMA, sm_80+), online softmax in fp32, never a T × T matrix.  Backward
+// recomputes the probabilities from the saved logsumexp: one kernel per key tile writes dK/dV
+// (looping over every query head of its KV group, so GQA needs no atomics), another per query
+// tile writes dQ — deterministic.
+// Window W: key j visible from position p when p − j < W (kernels/backend.h); key tiles wholly
+// before a query tile's window are never visited (the loops start at the first tile that the
+// tile's first row can see), so a sliding layer costs O(T·W), not O(T²): with W = 128 a query
+// tile reads 3 key tiles (4 when Tk − Tq is not a multiple of 64) whatever T is — at T = 2048,
+// 93 tile pairs instead of the causal 528.  The sink joins each row's online softmax after
+// its keys (a logit with no value: only the denominator and lse change), so the backward's
+// P = exp(S − lse) already carry it; dsinks[h] −= Σ_rows exp(sink − lse)·D comes from one block
+// per head summing a fixed row partition in a fixed tree: deterministic, no atomics.
 // Head dims 64 and 128 take the tensor-core path; other sizes (tiny test models) a plain one.
 #include "common.cuh"
 #include <mma.h>
@@ -28,6 +37,33 @@ template <int HD> struct attn_cfg {
     static constexpr int WORK_BYTES = 2 * S_BYTES > O_BYTES ? 2 * S_BYTES : O_BYTES;
     static constexpr int BWD_BYTES = 4 * TILE_BYTES + WORK_BYTES + 2 * P_BYTES + 4 * 64 * 4;
 };
+
+// The first key position p sees: its document's start (≥ 0) and, with a window, p − W + 1.
+__device__ __forceinline__ int first_visible(const int32_t *doc_start, size_t doc_row, int p, int window) {
+    int lo = max(0, doc_start[doc_row + p]);
+    return window > 0 ? max(lo, p - window + 1) : lo;
+}
+
+// The first key tile (a multiple of 64) a query tile whose first position is p0 may see: with a
+// window, nothing before p0 − W + 1 (documents only narrow it further, row by row).
+__device__ __forceinline__ int first_key_tile(int p0, int window) {
+    return window > 0 ? (max(0, p0 - window + 1) / 64) * 64 : 0;
+}
+
+// Folds a sink logit (log2 domain) into a finished online softmax (running max m, sum l, both
+// log2 domain): returns the factor that rescales the accumulated P·V into the output, and sets
+// the natural-log lse.  Without a sink (sink2 = −inf) it is 1/l and m + log2 l.
+__device__ __forceinline__ float fold_sink(float m, float l, float sink2, float *lse_out) {
+    if (sink2 == -INFINITY) {
+        *lse_out = l > 0.0f ? (m + log2f(l)) * LN2_F : -INFINITY;
+        return l > 0.0f ? 1.0f / l : 0.0f;
+    }
+    float mf = fmaxf(m, sink2);             // eager_attention_forward's max over scores and sink
+    float corr = exp2f(m - mf);             // 0 when no key was seen (m = −inf)
+    float lf = l * corr + exp2f(sink2 - mf);
+    *lse_out = (mf + log2f(lf)) * LN2_F;
+    return corr / lf;
+}
 
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> frag_a_row;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> frag_a_col;
@@ -73,7 +109,7 @@ __device__ __forceinline__ void tile_abt(float *out, const bf16 *a, const bf16 *
 template <int HD>
 __global__ void __launch_bounds__(128)
 attention_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc_start,
-                         int Tq, int Tk, int H, int KVH, float scale_log2) {
+                         int Tq, int Tk, int H, int KVH, float scale_log2, int window, const float *sinks) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -98,12 +134,12 @@ attention_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, co
     const int i = q0 + r;
     const bool row_valid = i < Tq;
     const int p = i + off;
-    const int ds = row_valid ? doc_start[(size_t)b * Tk + p] : 0;
+    const int ds = row_valid ? first_visible(doc_start, (size_t)b * Tk, p, window) : 0;
     float m = -INFINITY, l = 0.0f;
 
     const int last_q = min(Tq - 1, q0 + 63);
     const int kend = last_q + off + 1;  // keys past the last query position are never seen
-    for (int k0 = 0; k0 < kend; k0 += 64) {
+    for (int k0 = first_key_tile(q0 + off, window); k0 < kend; k0 += 64) {
         int sees = row_valid && half == 0 && ds <= k0 + 63 && p >= k0;
         // Also the barrier that ends every warp's reads of the previous K/V tile.
         if (!__syncthreads_or(sees)) continue;
@@ -160,8 +196,9 @@ attention_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, co
     }
     __syncthreads();  // Os was zeroed with another thread mapping; rows with no tile still read it
     if (half == 0) {
-        rinv[r] = l > 0.0f ? 1.0f / l : 0.0f;
-        if (row_valid) lse[((size_t)b * H + h) * Tq + i] = l > 0.0f ? (m + log2f(l)) * LN2_F : -INFINITY;
+        float row_lse;
+        rinv[r] = fold_sink(m, l, sinks ? sinks[h] * LOG2E_F : -INFINITY, &row_lse);
+        if (row_valid) lse[((size_t)b * H + h) * Tq + i] = row_lse;
     }
     __syncwarp();
     constexpr int W = HD / 8;
@@ -195,11 +232,33 @@ __global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 
     }
 }
 
+// dsinks[h] += −Σ_{b,i} exp(sink_h − lse[b,h,i]) · D[b,h,i] (the sink's probability times
+// 0 − D): one block of 256 threads per head; thread t sums rows t, t + 256, ... in order, then a
+// fixed tree adds the 256 partial sums — the same bits on every run, no atomics.
+__global__ void attention_dsinks_kernel(float *dsinks, const float *sinks, const float *lse, const float *Dsum, int B,
+                                        int Tq, int H) {
+    __shared__ float part[256];
+    const int h = blockIdx.x;
+    const float sink = sinks[h];
+    float acc = 0.0f;
+    for (size_t r = threadIdx.x; r < (size_t)B * Tq; r += 256) {
+        size_t si = ((r / Tq) * H + h) * Tq + r % Tq;
+        acc += expf(sink - lse[si]) * Dsum[si];
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = 128; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) dsinks[h] -= part[0];
+}
+
 // Row statistics of a query tile for the backward kernels, in shared memory (threads < 64).
 template <int HD>
 __device__ __forceinline__ void load_row_stats(float *lse2_s, float *D_s, int *pos_s, int *ds_s, const float *lse,
                                                const float *Dsum, const int32_t *doc_start, int b, int h, int H,
-                                               int q0, int Tq, int Tk) {
+                                               int q0, int Tq, int Tk, int window) {
     int r = threadIdx.x;
     if (r < 64) {
         int i = q0 + r;
@@ -208,7 +267,7 @@ __device__ __forceinline__ void load_row_stats(float *lse2_s, float *D_s, int *p
             lse2_s[r] = lse[si] * LOG2E_F;
             D_s[r] = Dsum[si];
             pos_s[r] = i + Tk - Tq;
-            ds_s[r] = doc_start[(size_t)b * Tk + i + Tk - Tq];
+            ds_s[r] = first_visible(doc_start, (size_t)b * Tk, i + Tk - Tq, window);
         } else {
             lse2_s[r] = 0.0f;
             D_s[r] = 0.0f;
@@ -261,7 +320,7 @@ template <int HD>
 __global__ void __launch_bounds__(128)
 attention_backward_kv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const float *Dsum, const bf16 *q,
                              const bf16 *k, const bf16 *v, const int32_t *doc_start, int Tq, int Tk, int H, int KVH,
-                             float scale, float scale_log2) {
+                             float scale, float scale_log2, int window) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -293,19 +352,21 @@ attention_backward_kv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *
     }
     const int klast = min(Tk - 1, k0 + 63);
     const int i_start = max(0, k0 - off);  // query rows before this cannot reach key k0
+    // With a window, rows at positions ≥ klast + W cannot reach the tile's last key.
+    const int i_end = window > 0 ? min(Tq, klast + window - off) : Tq;
     for (int hq = 0; hq < group; hq++) {
         const int h = kvh * group + hq;
-        for (int q0 = (i_start / 64) * 64; q0 < Tq; q0 += 64) {
+        for (int q0 = (i_start / 64) * 64; q0 < i_end; q0 += 64) {
             int sees = 0;
             if (threadIdx.x < 64 && q0 + (int)threadIdx.x < Tq) {
                 int p = q0 + threadIdx.x + off;
-                sees = doc_start[(size_t)b * Tk + p] <= klast && p >= k0;
+                sees = first_visible(doc_start, (size_t)b * Tk, p, window) <= klast && p >= k0;
             }
             // Also the barrier that ends every warp's reads of the previous query tile.
             if (!__syncthreads_or(sees)) continue;
             load_tile<HD>(Qs, q, (size_t)b * Tq, q0, Tq, H, h);
             load_tile<HD>(dOs, dout, (size_t)b * Tq, q0, Tq, H, h);
-            load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk);
+            load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
             __syncthreads();
             tile_abt<HD>(Ss + warp * 16 * cfg::S_LD, Qs + warp * 16 * cfg::QK_LD, Ks);
             tile_abt<HD>(dPs + warp * 16 * cfg::S_LD, dOs + warp * 16 * cfg::QK_LD, Vs);
@@ -350,7 +411,7 @@ template <int HD>
 __global__ void __launch_bounds__(128)
 attention_backward_q_kernel(bf16 *dq, const bf16 *dout, const float *lse, const float *Dsum, const bf16 *q,
                             const bf16 *k, const bf16 *v, const int32_t *doc_start, int Tq, int Tk, int H, int KVH,
-                            float scale, float scale_log2) {
+                            float scale, float scale_log2, int window) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -373,16 +434,16 @@ attention_backward_q_kernel(bf16 *dq, const bf16 *dout, const float *lse, const 
     const int warp = threadIdx.x >> 5;
     load_tile<HD>(Qs, q, (size_t)b * Tq, q0, Tq, H, h);
     load_tile<HD>(dOs, dout, (size_t)b * Tq, q0, Tq, H, h);
-    load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk);
+    load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
     frag_acc dQ[HD / 16];
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) wmma::fill_fragment(dQ[j], 0.0f);
     const int kend = min(Tq - 1, q0 + 63) + off + 1;
-    for (int k0 = 0; k0 < kend; k0 += 64) {
+    for (int k0 = first_key_tile(q0 + off, window); k0 < kend; k0 += 64) {
         int sees = 0;
         if (threadIdx.x < 64 && q0 + (int)threadIdx.x < Tq) {
             int p = q0 + threadIdx.x + off;
-            sees = doc_start[(size_t)b * Tk + p] <= k0 + 63 && p >= k0;
+            sees = first_visible(doc_start, (size_t)b * Tk, p, window) <= k0 + 63 && p >= k0;
         }
         if (!__syncthreads_or(sees)) continue;
         load_tile<HD>(Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
@@ -420,7 +481,7 @@ attention_backward_q_kernel(bf16 *dq, const bf16 *dout, const float *lse, const 
 #define GEN_MAX 8
 __global__ void attention_forward_generic_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                                                  const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH,
-                                                 int hd, float scale_log2) {
+                                                 int hd, float scale_log2, int window, const float *sinks) {
     size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (gw >= (size_t)B * Tq * H) return;
@@ -428,7 +489,7 @@ __global__ void attention_forward_generic_kernel(bf16 *out, float *lse, const bf
     size_t row = gw / H;
     int b = (int)(row / Tq), i = (int)(row % Tq);
     int kvh = h / (H / KVH), p = i + Tk - Tq;
-    int ds = max(0, doc_start[(size_t)b * Tk + p]);
+    int ds = first_visible(doc_start, (size_t)b * Tk, p, window);
     const bf16 *qr = q + (row * H + h) * hd;
     float qv[GEN_MAX], o[GEN_MAX];
 #pragma unroll
@@ -458,14 +519,15 @@ __global__ void attention_forward_generic_kernel(bf16 *out, float *lse, const bf
         }
         m = m_new;
     }
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float row_lse;
+    float inv = fold_sink(m, l, sinks ? sinks[h] * LOG2E_F : -INFINITY, &row_lse);
     bf16 *orow = out + (row * H + h) * hd;
 #pragma unroll
     for (int t = 0; t < GEN_MAX; t++) {
         int d = lane + 32 * t;
         if (d < hd) orow[d] = __float2bfloat16_rn(o[t] * inv);
     }
-    if (lane == 0) lse[((size_t)b * H + h) * Tq + i] = l > 0.0f ? (m + log2f(l)) * LN2_F : -INFINITY;
+    if (lane == 0) lse[((size_t)b * H + h) * Tq + i] = row_lse;
 }
 
 __device__ __forceinline__ float dot_lanes(const float *a, const bf16 *b, int lane, int hd) {
@@ -489,7 +551,7 @@ __device__ __forceinline__ void load_lanes(float *dst, const bf16 *src, int lane
 __global__ void attention_backward_q_generic_kernel(bf16 *dq, const bf16 *dout, const float *lse, const float *Dsum,
                                                     const bf16 *q, const bf16 *k, const bf16 *v,
                                                     const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH,
-                                                    int hd, float scale, float scale_log2) {
+                                                    int hd, float scale, float scale_log2, int window) {
     size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (gw >= (size_t)B * Tq * H) return;
@@ -497,7 +559,7 @@ __global__ void attention_backward_q_generic_kernel(bf16 *dq, const bf16 *dout, 
     size_t row = gw / H;
     int b = (int)(row / Tq), i = (int)(row % Tq);
     int kvh = h / (H / KVH), p = i + Tk - Tq;
-    int ds = max(0, doc_start[(size_t)b * Tk + p]);
+    int ds = first_visible(doc_start, (size_t)b * Tk, p, window);
     size_t si = ((size_t)b * H + h) * Tq + i;
     float lse2 = lse[si] * LOG2E_F, D = Dsum[si];
     float qv[GEN_MAX], gv[GEN_MAX], acc[GEN_MAX];
@@ -528,7 +590,7 @@ __global__ void attention_backward_q_generic_kernel(bf16 *dq, const bf16 *dout, 
 __global__ void attention_backward_kv_generic_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse,
                                                      const float *Dsum, const bf16 *q, const bf16 *k, const bf16 *v,
                                                      const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH,
-                                                     int hd, float scale, float scale_log2) {
+                                                     int hd, float scale, float scale_log2, int window) {
     size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (gw >= (size_t)B * Tk * KVH) return;
@@ -543,8 +605,9 @@ __global__ void attention_backward_kv_generic_kernel(bf16 *dk, bf16 *dv, const b
     for (int t = 0; t < GEN_MAX; t++) ak[t] = av[t] = 0.0f;
     for (int hq = 0; hq < group; hq++) {
         int h = kvh * group + hq;
-        for (int i = max(0, j - off); i < Tq; i++) {
-            if (doc_start[(size_t)b * Tk + i + off] > j) continue;
+        int i_end = window > 0 ? min(Tq, j + window - off) : Tq;  // p − j < W
+        for (int i = max(0, j - off); i < i_end; i++) {
+            if (first_visible(doc_start, (size_t)b * Tk, i + off, window) > j) continue;
             size_t qrow = (size_t)b * Tq + i, si = ((size_t)b * H + h) * Tq + i;
             const bf16 *qr = q + (qrow * H + h) * hd, *gr = dout + (qrow * H + h) * hd;
             float P = exp2f(dot_lanes(kv, qr, lane, hd) * scale_log2 - lse[si] * LOG2E_F);
@@ -594,36 +657,42 @@ static int use_mma(backend *be, int hd, const void *a, const void *b, const void
 
 template <int HD>
 static void forward_mma(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                        const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, float scale_log2) {
+                        const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, float scale_log2,
+                        int window, const float *sinks) {
     int smem = attn_cfg<HD>::FWD_BYTES;
     CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     dim3 grid((unsigned)((Tq + 63) / 64), (unsigned)H, (unsigned)B);
     attention_forward_kernel<HD><<<grid, attn_cfg<HD>::THREADS, smem, cuda_state_of(be)->stream>>>(
-        (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, scale_log2);
+        (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, scale_log2,
+        window, sinks);
     CUDA_CHECK_LAST();
 }
 
 static void cu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
-                                 float scale) {
+                                 float scale, int window, const float *sinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
     float scale_log2 = scale * LOG2E_F;
+    if (window < 0) window = 0;
     if (use_mma(be, hd, out, q, k, v)) {
-        if (hd == 64) forward_mma<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, scale_log2);
-        else forward_mma<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, scale_log2);
+        if (hd == 64)
+            forward_mma<64>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, scale_log2, window, sinks);
+        else
+            forward_mma<128>(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, scale_log2, window,
+                             sinks);
         return;
     }
     size_t threads = (size_t)B * Tq * n_heads * 32;
     attention_forward_generic_kernel<<<(unsigned)((threads + 127) / 128), 128, 0, cuda_state_of(be)->stream>>>(
         (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, B, Tq, Tk, n_heads,
-        n_kv_heads, hd, scale_log2);
+        n_kv_heads, hd, scale_log2, window, sinks);
     CUDA_CHECK_LAST();
 }
 
 template <int HD>
 static void backward_mma(backend *be, void *dq, void *dk, void *dv, const void *dout, const float *lse,
                          const float *Dsum, const void *q, const void *k, const void *v, const int32_t *doc_start, int B,
-                         int Tq, int Tk, int H, int KVH, float scale, float scale_log2) {
+                         int Tq, int Tk, int H, int KVH, float scale, float scale_log2, int window) {
     cudaStream_t st = cuda_state_of(be)->stream;
     int smem = attn_cfg<HD>::BWD_BYTES;
     CUDA_CHECK(cudaFuncSetAttribute(attention_backward_kv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -631,20 +700,21 @@ static void backward_mma(backend *be, void *dq, void *dk, void *dv, const void *
     dim3 gkv((unsigned)((Tk + 63) / 64), (unsigned)KVH, (unsigned)B);
     attention_backward_kv_kernel<HD><<<gkv, attn_cfg<HD>::THREADS, smem, st>>>(
         (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, lse, Dsum, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-        doc_start, Tq, Tk, H, KVH, scale, scale_log2);
+        doc_start, Tq, Tk, H, KVH, scale, scale_log2, window);
     CUDA_CHECK_LAST();
     dim3 gq((unsigned)((Tq + 63) / 64), (unsigned)H, (unsigned)B);
     attention_backward_q_kernel<HD><<<gq, attn_cfg<HD>::THREADS, smem, st>>>(
         (bf16 *)dq, (const bf16 *)dout, lse, Dsum, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq,
-        Tk, H, KVH, scale, scale_log2);
+        Tk, H, KVH, scale, scale_log2, window);
     CUDA_CHECK_LAST();
 }
 
 static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                   const float *lse, const void *q, const void *k, const void *v,
                                   const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
-                                  float scale) {
+                                  float scale, int window, const float *sinks, float *dsinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
+    if (window < 0) window = 0;
     cudaStream_t st = cuda_state_of(be)->stream;
     float scale_log2 = scale * LOG2E_F;
     size_t rows = (size_t)B * Tq * n_heads;
@@ -652,23 +722,27 @@ static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, con
     attention_dsum_kernel<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, st>>>(Dsum, (const bf16 *)dout,
                                                                                 (const bf16 *)out, B, Tq, n_heads, hd);
     CUDA_CHECK_LAST();
+    if (sinks && dsinks) {
+        attention_dsinks_kernel<<<(unsigned)n_heads, 256, 0, st>>>(dsinks, sinks, lse, Dsum, B, Tq, n_heads);
+        CUDA_CHECK_LAST();
+    }
     if (use_mma(be, hd, dq, dk, dv, dout) && aligned16(q) && aligned16(k) && aligned16(v)) {
         if (hd == 64)
             backward_mma<64>(be, dq, dk, dv, dout, lse, Dsum, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads,
-                             scale, scale_log2);
+                             scale, scale_log2, window);
         else
             backward_mma<128>(be, dq, dk, dv, dout, lse, Dsum, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads,
-                              scale, scale_log2);
+                              scale, scale_log2, window);
         return;
     }
     attention_backward_q_generic_kernel<<<(unsigned)((rows * 32 + 127) / 128), 128, 0, st>>>(
         (bf16 *)dq, (const bf16 *)dout, lse, Dsum, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, B, Tq,
-        Tk, n_heads, n_kv_heads, hd, scale, scale_log2);
+        Tk, n_heads, n_kv_heads, hd, scale, scale_log2, window);
     CUDA_CHECK_LAST();
     size_t krows = (size_t)B * Tk * n_kv_heads;
     attention_backward_kv_generic_kernel<<<(unsigned)((krows * 32 + 127) / 128), 128, 0, st>>>(
         (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, lse, Dsum, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-        doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, scale, scale_log2);
+        doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, scale, scale_log2, window);
     CUDA_CHECK_LAST();
 }
 

@@ -124,6 +124,7 @@ extern "C" backend *backend_cuda(int device_index, char *err, size_t errlen) {
     be->act_dtype = DTYPE_BF16;
     be->device_index = device_index;
     CUDA_CHECK(cudaGetDeviceProperties(&s->props, device_index));
+    CUDA_CHECK(cudaDeviceGetPCIBusId(be->pci_bus_id, (int)sizeof be->pci_bus_id, device_index));
     CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&s->cublas));
     CUBLAS_CHECK(cublasSetStream(s->cublas, s->stream));

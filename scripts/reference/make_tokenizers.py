@@ -12,6 +12,10 @@ with transformers' own converters, into OUT_DIR (a cache under the build dir; ne
   qwen3.json     the same pipeline with Qwen3's 26 added tokens (QWEN3_ADDED: <think>, </think>,
                  <tool_call>, <tool_response> ... with their special flags; the published
                  Qwen3 tokenizer.json is not available here, only its vocabulary's pipeline)
+  gptoss.json    gpt-oss's o200k_harmony pipeline (the published file is not available here):
+                 TikTokenConverter with o200k's pattern over the Llama 3 ranks, padded with
+                 unreachable ranks to o200k's 199998 so that harmony's 21 special tokens get
+                 their ids 199998..200018, as transformers' GptOssConverter adds them
   mixtral.json   the real Mixtral-8x7B-v0.1 tokenizer.json as is
   phi3.json      the real Phi-3 tokenizer.json as is (written last: the cache is complete)
 
@@ -136,6 +140,55 @@ def llama3(path):
     return tok
 
 
+# o200k_base's pre-tokenizer pattern (tiktoken_ext/openai_public.py, o200k_base's pat_str; the
+# o200k_harmony encoding of gpt-oss reuses it): case-insensitive contractions glued to the word,
+# upper/title/modifier/other letters and marks as separate classes, "/" kept after punctuation.
+O200K_PATTERN = "|".join([
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"\p{N}{1,3}",
+    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"\s*[\r\n]+",
+    r"\s+(?!\S)",
+    r"\s+",
+])
+
+# harmony's special tokens in HF's gpt-oss tokenizer (transformers'
+# convert_gpt_oss_weights_to_hf.py GptOssConverter; ids from tiktoken's o200k_harmony): the named
+# ones, and <|reserved_N|> for every other id in 199999..200017.
+HARMONY_SPECIAL = {"<|startoftext|>": 199998, "<|endoftext|>": 199999, "<|return|>": 200002,
+                   "<|constrain|>": 200003, "<|channel|>": 200005, "<|start|>": 200006, "<|end|>": 200007,
+                   "<|message|>": 200008, "<|call|>": 200012, "<|endofprompt|>": 200018}
+O200K_RANKS = 199998   # o200k_base's mergeable ranks: 0..199997
+
+
+def gptoss(path, tmp):
+    """o200k_harmony's pipeline over the Llama 3 ranks. Ranks 128000..199997 are filled with
+    6-byte tokens \\xf8\\xf9\\xfa + 3 bytes: no split of one into two vocabulary tokens exists, so
+    the converter derives no merge for them and BPE never produces them (and no UTF-8 text holds
+    \\xf8); they only move the special tokens to harmony's ids."""
+    import base64
+    specials = dict(HARMONY_SPECIAL)
+    for k in range(199999, 200018):
+        if k not in specials.values():
+            specials[f"<|reserved_{k}|>"] = k
+    names = [t for t, _ in sorted(specials.items(), key=lambda x: x[1])]
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    n = len(lines)
+    for r in range(n, O200K_RANKS):
+        filler = b"\xf8\xf9\xfa" + r.to_bytes(3, "big")
+        lines.append(base64.b64encode(filler) + b" " + str(r).encode())
+    os.makedirs(tmp, exist_ok=True)
+    ranks = os.path.join(tmp, "o200k_padded.tiktoken")
+    with open(ranks, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    tok = TikTokenConverter(vocab_file=ranks, pattern=O200K_PATTERN, extra_special_tokens=names).converted()
+    for t, i in specials.items():
+        assert tok.token_to_id(t) == i, (t, tok.token_to_id(t), i)
+    return tok
+
+
 def variants(out):
     """Test-only variants of the real files above, so that every component and flag quarry
     implements runs against HF on the same corpus (HF loads each one; the C test compares)."""
@@ -254,6 +307,7 @@ def main():
     tok.add_tokens([AddedToken(t, special=sp, normalized=False) for t, sp in QWEN3_ADDED])
     assert [tok.id_to_token(tok.token_to_id("<|endoftext|>") + i) for i in range(26)] == [t for t, _ in QWEN3_ADDED]
     tok.save(os.path.join(out, "qwen3.json"))
+    gptoss(os.path.join(td, "llama3/tokenizer.model"), tmp).save(os.path.join(out, "gptoss.json"))
     shutil.copyfile(os.path.join(td, "mixtral/tokenizer.json"), os.path.join(out, "mixtral.json"))
     variants(out)
     shutil.copyfile(os.path.join(td, "phi3/tokenizer.json"), os.path.join(out, "phi3.json"))

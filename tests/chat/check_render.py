@@ -147,8 +147,95 @@ def main():
     if p.returncode != 0 or special["<|assistant|>"] in trained or special["<|end|>"] not in trained:
         print(f"FAIL render --mask phi3 leading blank: exit {p.returncode}, {g}")
         fails += 1
+    h_fails, h_total = check_harmony(quarry, testdata, work, files, ctu)
+    fails += h_fails
+    total += h_total
     print(f"render: {total} Bedrock records compared with jinja2, {fails} failure(s)")
     return 1 if fails else 0
+
+
+def check_harmony(quarry, testdata, work, files, ctu):
+    """gpt-oss: `--template-date 2025-03-05` equals jinja2 with strftime_now on that day (the
+    template has no date variable); with the o200k_harmony pipeline built by
+    scripts/reference/make_tokenizers.py (when the tokenizer cache has it), `--mask` gives HF's ids
+    and trains exactly each answer's text and its <|end|>/<|return|>: never a header, <|channel|>
+    or <|message|>."""
+    import datetime as dt
+    tpl = open(os.path.join(testdata, "chat_templates", "openai-gpt-oss-120b.jinja"), encoding="utf-8").read()
+
+    class Day(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2025, 3, 5, 12, 0, 0, tzinfo=tz)
+
+    saved, ctu.datetime = ctu.datetime, Day
+    d = os.path.join(work, "harmony")
+    os.makedirs(d, exist_ok=True)
+    cfg = {"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "chat_template": tpl}
+    with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+    fails = total = 0
+    recs_of = {}
+    try:
+        for fn in files:
+            path = os.path.join(testdata, "bedrock", fn)
+            p = subprocess.run([quarry, "render", "--model", d, "--template-date", "2025-03-05", path],
+                               capture_output=True)
+            recs = [json.loads(x) for x in open(path, encoding="utf-8") if x.strip()]
+            recs_of[path] = recs
+            want = [ctu.render_jinja_template(conversations=[messages(r)], chat_template=tpl,
+                                              add_generation_prompt=False)[0][0] for r in recs]
+            got = [json.loads(x) for x in p.stdout.decode("utf-8").splitlines()]
+            total += len(want)
+            if p.returncode != 0 or got != want:
+                i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+                print(f"FAIL render harmony {fn}: exit {p.returncode}, first difference in record {i + 1}: "
+                      f"{p.stderr.decode()[:300]}")
+                fails += 1
+        cache = os.environ.get("QUARRY_TOKENIZER_CACHE", "")
+        tj = os.path.join(cache, "gptoss.json")
+        if not os.path.exists(tj):
+            print(f"note: {tj} not built (tests/tokenizer builds it); harmony --mask not checked")
+            return fails, total
+        import shutil
+        from tokenizers import Tokenizer
+        shutil.copyfile(tj, os.path.join(d, "tokenizer.json"))
+        tok = Tokenizer.from_file(tj)
+        end, ret = tok.token_to_id("<|end|>"), tok.token_to_id("<|return|>")
+        never = {tok.token_to_id(t) for t in ("<|start|>", "<|channel|>", "<|message|>")}
+        path = os.path.join(testdata, "bedrock", "tooluse_test_system_messages.jsonl")
+        p = subprocess.run([quarry, "render", "--model", d, "--template-date", "2025-03-05", "--mask", path],
+                           capture_output=True)
+        got = [json.loads(x) for x in p.stdout.decode().splitlines()]
+        if p.returncode != 0 or len(got) != len(recs_of[path]):
+            print(f"FAIL render --mask harmony: exit {p.returncode}: {p.stderr.decode()[:300]}")
+            return fails + 1, total
+        for i, (g, rec) in enumerate(zip(got, recs_of[path])):
+            msgs = messages(rec)
+            text = ctu.render_jinja_template(conversations=[msgs], chat_template=tpl)[0][0]
+            ids = tok.encode(text, add_special_tokens=False).ids
+            # What must be trained: each answer's text tokens and its end token, from HF's own
+            # encoding of the pieces between "final<|message|>" and the end token.
+            want_trained = []
+            answers = [m["content"] for m in msgs if m["role"] == "assistant"]
+            for k, a in enumerate(answers):
+                want_trained += tok.encode(a, add_special_tokens=False).ids
+                want_trained.append(ret if k == len(answers) - 1 else end)
+            trained = [t for t, m in zip(g["ids"], g["mask"]) if m]
+            problem = None
+            if g["ids"] != ids:
+                problem = "ids differ from HF"
+            elif trained != want_trained:
+                problem = f"trained tokens {trained[:20]} are not the answers' and their end tokens {want_trained[:20]}"
+            elif never & set(trained):
+                problem = "a header token is trained"
+            if problem:
+                print(f"FAIL render --mask harmony {os.path.basename(path)}:{i + 1}: {problem}")
+                return fails + 1, total
+        total += len(got)
+    finally:
+        ctu.datetime = saved
+    return fails, total
 
 
 def messages(rec):

@@ -67,6 +67,7 @@ def main():
         ("mistral-hf", os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), S, "mistral-hf"),
         ("mistral-hf-lastuser", None, S, "mistral-hf-lastuser"),
         ("mistral-legacy", os.path.join(ref, "mistralai-Mixtral-8x7B-Instruct-v0.1.jinja"), S, "mistral-legacy"),
+        ("harmony", os.path.join(ct, "openai-gpt-oss-120b.jinja"), ("<|startoftext|>", "<|return|>"), "harmony"),
     ]
     os.makedirs(os.path.join(out, "cases"), exist_ok=True)
     for name, path, (bos, eos), family in templates:
@@ -92,8 +93,15 @@ def main():
                 system, turns = conversation(rng)
                 if family == "qwen3":
                     thinking(rng, turns)
+                if family == "harmony":
+                    channel_tags(rng, turns)
                 date = rng.choice([None, None, "02 Feb 2025", " 7 Oct 2031"])
                 pinned["ts"] = rng.randrange(0, 4_000_000_000)
+                if family == "harmony":
+                    # The template has no date variable, only strftime_now("%Y-%m-%d"): quarry's
+                    # pinned date (--template-date) is given here as the same day of the clock.
+                    local = _dt.datetime.fromtimestamp(pinned["ts"]).strftime("%Y-%m-%d")
+                    date = rng.choice([None, local])
                 msgs = ([{"role": "system", "content": system}] if system is not None else [])
                 msgs += [{"role": r, "content": t} for r, t in turns]
                 kw = {"bos_token": bos, "eos_token": eos, "unk_token": "<unk>"}
@@ -190,6 +198,13 @@ def conversation(rng):
     if len(users) > 1 and rng.random() < 0.1:   # a repeated user turn
         rng.choice(users[:-1])[1] = users[-1][1]
     return system, turns
+
+
+def channel_tags(rng, turns):
+    """gpt-oss's template raises when an assistant turn carries harmony channel tags."""
+    for t in turns:
+        if rng.random() < 0.02:
+            t[1] += rng.choice(["<|channel|>final<|message|>", "<|channel|>analysis<|message|>", "<|channel|>"])
 
 
 def thinking(rng, turns):

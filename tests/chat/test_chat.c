@@ -224,9 +224,52 @@ static void test_spans(void) {
                 "<|user|>\n  Hi\n<|end|>\n<|assistant|>\nHello!  <|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n"
                 "Ciao<|end|>\n<|endoftext|>",
                 "Hello!  <|end|>|Ciao<|end|>|<|endoftext|>");
+    // gpt-oss: Bedrock's system text is the developer message; trained: each answer's text and its
+    // end token (<|end|> earlier, <|return|> last), not the final-channel header.
+    check_spans("harmony", FORMAT_MESSAGES, "Be brief.",
+                "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge "
+                "cutoff: 2024-06\nCurrent date: 01 Jan 2025\n\nReasoning: medium\n\n# Valid channels: analysis, "
+                "commentary, final. Channel must be included for every message.<|end|><|start|>developer<|message|>"
+                "# Instructions\n\nBe brief.\n\n<|end|><|start|>user<|message|>  Hi\n<|end|><|start|>assistant"
+                "<|channel|>final<|message|>Hello!  <|end|><|start|>user<|message|>Bye<|end|><|start|>assistant"
+                "<|channel|>final<|message|>Ciao<|return|>",
+                "Hello!  <|end|>|Ciao<|return|>");
     check_spans("raw", FORMAT_PROMPT_COMPLETION, NULL, "  Hi\nHello!  ByeCiao", "Hello!  |Ciao");
     check_spans("raw", FORMAT_MESSAGES, "S", "S\n  Hi\n\nHello!  \nBye\nCiao", "\nHello!  |\nCiao");
     check_spans("llama3", FORMAT_CPT, NULL, "Once upon a time<|eot_id|>", "Once upon a time<|eot_id|>");
+}
+
+// gpt-oss's generation prompt (add_generation_prompt): "<|start|>assistant", the model picks the
+// channel; the date from the clock when none is pinned (strftime_now("%Y-%m-%d"), local time).
+static void test_harmony_prompt(void) {
+    char err[512];
+    chat_template *t = chat_template_from_text(NULL, "gpt-oss", NULL, NULL, err, sizeof err);
+    CHECK(t && t->family == CHAT_HARMONY && !strcmp(t->eos, "<|return|>"), "--template gpt-oss: %s", err);
+    if (!t)
+        return;
+    record_turn turns[3] = {{ROLE_USER, "Hi", 2}, {ROLE_ASSISTANT, "Hello", 5}, {ROLE_USER, "Bye", 3}};
+    record r = {0};
+    r.format = FORMAT_MESSAGES;
+    r.turns = turns;
+    r.nturns = 3;
+    time_t now = 1754352000;   // 2025-08-05 00:00 UTC: the 4th or 5th in local time
+    struct tm tm;
+    char day[32], want[64];
+    localtime_r(&now, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    snprintf(want, sizeof want, "Current date: %s\n", day);
+    chat_options o = {NULL, now, 0};
+    chat_rendered c;
+    int rc = chat_render_prompt(t, &r, &o, &c, err, sizeof err);
+    CHECK(rc == 0, "harmony prompt: %s", err);
+    if (rc == 0) {
+        const char *tail = "<|start|>assistant<|channel|>final<|message|>Hello<|end|><|start|>user<|message|>Bye<|end|>"
+                           "<|start|>assistant";
+        CHECK(c.len >= strlen(tail) && !strcmp(c.text + c.len - strlen(tail), tail), "harmony prompt ends: %s", c.text);
+        CHECK(strstr(c.text, want) != NULL, "harmony prompt dated %s: %s", day, c.text);
+        chat_rendered_free(&c);
+    }
+    chat_template_free(t);
 }
 
 // Mixtral-8x7B-Instruct's HF template (mistral-legacy) is Mistral v1 (what mistral-common uses for
@@ -419,7 +462,7 @@ int main(void) {
     static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "qwen3", "phi3.5",
                                   "phi3", "mistral-v1", "mistral-v1-spm", "mistral-v2-spm", "mistral-v3",
                                   "mistral-v3-spm", "mistral-nemo", "mistral-hf", "mistral-hf-lastuser",
-                                  "mistral-legacy"};
+                                  "mistral-legacy", "harmony"};
     int total = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/cases/%s.jsonl", out, names[i]);
@@ -429,6 +472,7 @@ int main(void) {
         total += n;
     }
     test_mistral_samples(testdata);
+    test_harmony_prompt();
     test_loader(out);
     printf("chat: %d rendered conversations compared with jinja2\n", total);
     return test_finish("test_chat");

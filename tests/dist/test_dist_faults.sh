@@ -26,7 +26,7 @@ QUARRY_TEST_FAULT=kill-rank-after-step:1:2 expect_fail "killed worker process" 3
   "$W/kill.log" train "$W/kill" full --gpus 2 --device cpu --zero 2 --dist-timeout 20
 [ -d "$W/kill/final" ] && { echo "FAIL killed worker: the run wrote final/"; fail=1; }
 QUARRY_TEST_FAULT=fail-rank-at-step:1:2 expect_fail "failing worker process" 30 \
-  "the run failed on rank 1: rank 1: step 2: test fault on rank 1" "$W/procfail.log" train "$W/procfail" lora --gpus 2 --device cpu
+  "the run failed on rank 1: step 2: test fault on rank 1" "$W/procfail.log" train "$W/procfail" lora --gpus 2 --device cpu
 
 # A port nobody listens on: bind one, note it, close it.
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')

@@ -460,7 +460,8 @@ static void test_rope(backend *be, rng_state *r) {
 // Attention
 
 typedef struct {
-    int B, Tq, Tk, H, KVH, hd;
+    int B, Tq, Tk, H, KVH, hd, window;  // window 0 = none
+    int sinks;                          // in[3] holds the sinks (H) when set
     double scale;
     const int32_t *doc;
     const double *R;
@@ -477,17 +478,18 @@ static double att_loss(void *c_, double *const *in) {
             for (int i = 0; i < c->Tq; i++) {
                 int p = i + off, g = h / (H / KVH);
                 const double *qi = q + (((size_t)b * c->Tq + i) * H + h) * hd;
-                double mx = -INFINITY;
+                // The sink: one more logit in the softmax, with no value.
+                double sink = c->sinks ? in[3][h] : -INFINITY, mx = sink;
                 for (int j = 0; j <= p; j++) {
                     s[j] = -INFINITY;
-                    if (j < c->doc[(size_t)b * c->Tk + p]) continue;
+                    if (j < c->doc[(size_t)b * c->Tk + p] || (c->window > 0 && p - j >= c->window)) continue;
                     const double *kj = k + (((size_t)b * c->Tk + j) * KVH + g) * hd;
                     double d = 0;
                     for (int t = 0; t < hd; t++) d += qi[t] * kj[t];
                     s[j] = d * c->scale;
                     if (s[j] > mx) mx = s[j];
                 }
-                double sum = 0;
+                double sum = c->sinks ? exp(sink - mx) : 0;
                 for (int j = 0; j <= p; j++) {
                     s[j] = s[j] == -INFINITY ? 0 : exp(s[j] - mx);  // now unnormalised probabilities
                     sum += s[j];
@@ -520,19 +522,22 @@ static int32_t *make_docs(rng_state *r, int B, int T, int mean_len) {
 }
 
 static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk, int H, int KVH,
-                                int hd, int mean_doc, size_t max_check) {
+                                int hd, int mean_doc, size_t max_check, int window, int with_sinks) {
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * Tq;
     float scale = 1.0f / sqrtf((float)hd);
     int32_t *doc = make_docs(r, B, Tk, mean_doc);
     float *q = frand(r, nq, -2, 2), *k = frand(r, nk, -2, 2), *v = frand(r, nk, -1, 1), *R = frand(r, nq, -1, 1);
+    float *sinks = with_sinks ? frand(r, (size_t)H, -1, 2) : NULL;
     float *out = xmalloc(nq * 4), *lse = xmalloc(nl * 4);
     double *qd = to_double(q, nq), *kd = to_double(k, nk), *vd = to_double(v, nk), *Rd = to_double(R, nq);
-    att_ctx ctx = {B, Tq, Tk, H, KVH, hd, scale, doc, Rd, xmalloc(nq * 8), xmalloc(nl * 8)};
-    double *in[] = {qd, kd, vd};
+    double *sd = with_sinks ? to_double(sinks, (size_t)H) : NULL;
+    att_ctx ctx = {B, Tq, Tk, H, KVH, hd, window, with_sinks, scale, doc, Rd, xmalloc(nq * 8), xmalloc(nl * 8)};
+    double *in[] = {qd, kd, vd, sd};
     att_loss(&ctx, in);
-    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks);
     char what[160];
-    snprintf(what, sizeof what, "attention B%d Tq%d Tk%d H%d KVH%d hd%d", B, Tq, Tk, H, KVH, hd);
+    snprintf(what, sizeof what, "attention B%d Tq%d Tk%d H%d KVH%d hd%d window%d%s", B, Tq, Tk, H, KVH, hd,
+             window, with_sinks ? " sinks" : "");
     char w2[220];
     snprintf(w2, sizeof w2, "%s: out", what);
     check_fwd(w2, out, ctx.out, nq);
@@ -542,43 +547,63 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
     free(ctx.lse);
     ctx.out = ctx.lse = NULL;
 
-    // Garbage in dq, dk, dv: the backward overwrites them.
+    // Garbage in dq, dk, dv: the backward overwrites them; dsinks accumulates onto its start.
     float *dq = frand(r, nq, -9, 9), *dk = frand(r, nk, -9, 9), *dv = frand(r, nk, -9, 9);
-    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+    float *ds0 = frand(r, (size_t)H, -9, 9), *ds = fcopy(ds0, (size_t)H);
+    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks,
+                           with_sinks ? ds : NULL);
     snprintf(w2, sizeof w2, "%s: dq", what);
     check_grad(w2, att_loss, &ctx, in, 0, nq, dq, max_check, r);
     snprintf(w2, sizeof w2, "%s: dk", what);
     check_grad(w2, att_loss, &ctx, in, 1, nk, dk, max_check, r);
     snprintf(w2, sizeof w2, "%s: dv", what);
     check_grad(w2, att_loss, &ctx, in, 2, nk, dv, max_check, r);
+    if (with_sinks) {
+        float *dsg = xmalloc((size_t)H * 4);
+        for (int h = 0; h < H; h++) dsg[h] = ds[h] - ds0[h];
+        snprintf(w2, sizeof w2, "%s: dsinks", what);
+        check_grad(w2, att_loss, &ctx, in, 3, (size_t)H, dsg, max_check, r);
+        free(dsg);
+    }
 
     // Same bits with 1 and 3 threads.
     for (int th = 1; th <= 3; th += 2) {
         omp_set_num_threads(th);
         float *o2 = xmalloc(nq * 4), *l2 = xmalloc(nl * 4), *q2 = xmalloc(nq * 4), *k2 = xmalloc(nk * 4), *v2 = xmalloc(nk * 4);
-        be->attention_forward(be, o2, l2, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
-        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale);
+        float *s2 = fcopy(ds0, (size_t)H);
+        be->attention_forward(be, o2, l2, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks);
+        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks,
+                               with_sinks ? s2 : NULL);
         snprintf(w2, sizeof w2, "%s: determinism of out", what);
         check_same_bits(w2, o2, out, nq);
-        snprintf(w2, sizeof w2, "%s: determinism of dq/dk/dv", what);
+        snprintf(w2, sizeof w2, "%s: determinism of dq/dk/dv/dsinks", what);
         check_same_bits(w2, q2, dq, nq);
         check_same_bits(w2, k2, dk, nk);
         check_same_bits(w2, v2, dv, nk);
-        free(o2); free(l2); free(q2); free(k2); free(v2);
+        check_same_bits(w2, s2, ds, (size_t)H);
+        free(o2); free(l2); free(q2); free(k2); free(v2); free(s2);
     }
     omp_set_num_threads(2);
     free(doc); free(q); free(k); free(v); free(R); free(out); free(lse); free(qd); free(kd); free(vd); free(Rd);
-    free(dq); free(dk); free(dv);
+    free(dq); free(dk); free(dv); free(sinks); free(sd); free(ds0); free(ds);
 }
 
 static void test_attention(backend *be, rng_state *r) {
-    test_attention_case(be, r, 2, 13, 13, 4, 4, 12, 5, 100000);   // MHA, several docs per row
-    test_attention_case(be, r, 2, 11, 11, 4, 2, 8, 4, 100000);    // GQA 2
-    test_attention_case(be, r, 1, 17, 17, 8, 2, 6, 6, 100000);    // GQA 4, odd-ish hd
-    test_attention_case(be, r, 2, 5, 13, 4, 2, 8, 5, 100000);     // Tq < Tk (KV-cache offset)
-    test_attention_case(be, r, 1, 1, 9, 2, 1, 8, 100, 100000);    // one query row
-    test_attention_case(be, r, 1, 150, 150, 2, 1, 16, 60, 60);   // several tiles of queries and keys
-    test_attention_case(be, r, 2, 70, 130, 4, 2, 8, 25, 40);     // tiles, Tq < Tk, many documents
+    test_attention_case(be, r, 2, 13, 13, 4, 4, 12, 5, 100000, 0, 0);   // MHA, several docs per row
+    test_attention_case(be, r, 2, 11, 11, 4, 2, 8, 4, 100000, 0, 0);    // GQA 2
+    test_attention_case(be, r, 1, 17, 17, 8, 2, 6, 6, 100000, 0, 0);    // GQA 4, odd-ish hd
+    test_attention_case(be, r, 2, 5, 13, 4, 2, 8, 5, 100000, 0, 0);     // Tq < Tk (KV-cache offset)
+    test_attention_case(be, r, 1, 1, 9, 2, 1, 8, 100, 100000, 0, 0);    // one query row
+    test_attention_case(be, r, 1, 150, 150, 2, 1, 16, 60, 60, 0, 0);   // several tiles of queries and keys
+    test_attention_case(be, r, 2, 70, 130, 4, 2, 8, 25, 40, 0, 0);     // tiles, Tq < Tk, many documents
+    // gpt-oss: sinks and sliding windows shorter than the sequence, with documents and GQA.
+    test_attention_case(be, r, 2, 13, 13, 4, 2, 8, 100, 100000, 0, 1);  // sinks only, one document
+    test_attention_case(be, r, 2, 17, 17, 4, 2, 8, 100, 100000, 5, 0);  // window only
+    test_attention_case(be, r, 2, 19, 19, 4, 2, 8, 8, 100000, 4, 1);    // both, packed documents
+    test_attention_case(be, r, 2, 6, 15, 4, 1, 8, 7, 100000, 3, 1);     // Tq < Tk, window 3
+    test_attention_case(be, r, 1, 1, 9, 2, 1, 8, 100, 100000, 1, 1);    // window 1: only itself
+    test_attention_case(be, r, 1, 150, 150, 2, 1, 16, 90, 60, 37, 1);  // tiles skipped by the window
+    test_attention_case(be, r, 2, 70, 130, 4, 2, 8, 40, 40, 50, 1);    // tiles, Tq < Tk, window
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -370,18 +370,24 @@ static int32_t *make_docs(int B, int Tk, int max_doc) {
     return d;
 }
 
-static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int max_doc) {
-    char op[96];
-    snprintf(op, sizeof op, "attention(B=%d,Tq=%d,Tk=%d,H=%d,KVH=%d,hd=%d,doc<=%d)", B, Tq, Tk, H, KVH, hd, max_doc);
+// window 0: none; with_sinks: gpt-oss' learned sinks (f32 (H)), and dsinks accumulated onto
+// random starting values.
+static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int max_doc, int window, int with_sinks) {
+    char op[128];
+    snprintf(op, sizeof op, "attention(B=%d,Tq=%d,Tk=%d,H=%d,KVH=%d,hd=%d,doc<=%d,window=%d%s)", B, Tq, Tk, H, KVH, hd,
+             max_doc, window, with_sinks ? ",sinks" : "");
     float scale = 1.0f / sqrtf((float)hd);
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * Tq;
     buf q = mk("q", nq, 1, rnd(nq, 1.5f)), k = mk("k", nk, 1, rnd(nk, 1.5f)), v = mk("v", nk, 1, rnd(nk, 1.0f));
     int32_t *docs_h = make_docs(B, Tk, max_doc);
     ibuf docs = mk_ids(docs_h, (size_t)B * Tk);
     buf out = mk("out", nq, 1, NULL), lse = mk("lse", nl, 0, NULL);
-    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale);
+    buf sinks = mk("sinks", (size_t)H, 0, rnd((size_t)H, 2.0f));
+    const float *sc = with_sinks ? sinks.c : NULL, *sg = with_sinks ? sinks.g : NULL;
+    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale, window, sc);
     buf *o1[] = {&out, &lse};
-    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale));
+    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale,
+                                             window, sg));
     compare(op, &out, TOL_BF16);
     compare(op, &lse, TOL_F32_SUM);
     // The backward gets the CPU's forward results (rounded to bf16) on both sides.
@@ -396,16 +402,19 @@ static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int ma
     put(cpu, l_in.c, l_in.init, nl, 0);
     buf dout = mk("dout", nq, 1, rnd(nq, 1.0f));
     buf dq = mk("dq", nq, 1, NULL), dk = mk("dk", nk, 1, NULL), dv = mk("dv", nk, 1, NULL);
+    buf dsinks = mk("dsinks", (size_t)H, 0, rnd((size_t)H, 0.05f));  // small: the sum dominates
+    float *dsc = with_sinks ? dsinks.c : NULL, *dsg = with_sinks ? dsinks.g : NULL;
     cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, o_in.c, l_in.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH,
-                            hd, scale);
-    buf *o2[] = {&dq, &dk, &dv};
+                            hd, scale, window, sc, dsc);
+    buf *o2[] = {&dq, &dk, &dv, &dsinks};
     GPU_TWICE(op, o2, gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, o_in.g, l_in.g, q.g, k.g, v.g, docs.g, B, Tq,
-                                              Tk, H, KVH, hd, scale));
+                                              Tk, H, KVH, hd, scale, window, sg, dsg));
     compare(op, &dq, TOL_BF16);
     compare(op, &dk, TOL_BF16);
     compare(op, &dv, TOL_BF16);
+    if (with_sinks) compare(op, &dsinks, TOL_F32_SUM);
     drop(&q); drop(&k); drop(&v); drop(&out); drop(&lse); drop(&o_in); drop(&l_in); drop(&dout);
-    drop(&dq); drop(&dk); drop(&dv); drop_ids(&docs);
+    drop(&dq); drop(&dk); drop(&dv); drop(&sinks); drop(&dsinks); drop_ids(&docs);
     free(docs_h);
 }
 
@@ -831,15 +840,26 @@ int main(int argc, char **argv) {
         test_rope(20, 2, 10, 0.9f);
     }
     if (want("attention")) {
-        test_attention(2, 77, 77, 8, 2, 64, 30);     // GQA 4, documents, T not a multiple of 64
-        test_attention(1, 130, 130, 8, 1, 128, 200); // GQA 8, one document
-        test_attention(1, 65, 65, 4, 4, 128, 20);    // GQA 1, many short documents
-        test_attention(2, 19, 83, 4, 2, 64, 50);     // Tq < Tk (decoding with a KV cache)
-        test_attention(1, 150, 150, 4, 1, 64, 1000); // several key tiles per query tile
-        test_attention(2, 33, 33, 4, 2, 8, 12);      // tiny head dim: plain path
-        test_attention(1, 21, 40, 2, 2, 32, 15);     // plain path, Tq < Tk
-        test_attention(2, 1, 100, 8, 2, 64, 1000);   // decoding one token against a KV cache
-        test_attention(1, 3, 70, 4, 1, 128, 25);     // a short prefill continuing documents
+        test_attention(2, 77, 77, 8, 2, 64, 30, 0, 0);     // GQA 4, documents, T not a multiple of 64
+        test_attention(1, 130, 130, 8, 1, 128, 200, 0, 0); // GQA 8, one document
+        test_attention(1, 65, 65, 4, 4, 128, 20, 0, 0);    // GQA 1, many short documents
+        test_attention(2, 19, 83, 4, 2, 64, 50, 0, 0);     // Tq < Tk (decoding with a KV cache)
+        test_attention(1, 150, 150, 4, 1, 64, 1000, 0, 0); // several key tiles per query tile
+        test_attention(2, 33, 33, 4, 2, 8, 12, 0, 0);      // tiny head dim: plain path
+        test_attention(1, 21, 40, 2, 2, 32, 15, 0, 0);     // plain path, Tq < Tk
+        test_attention(2, 1, 100, 8, 2, 64, 1000, 0, 0);   // decoding one token against a KV cache
+        test_attention(1, 3, 70, 4, 1, 128, 25, 0, 0);     // a short prefill continuing documents
+    }
+    // gpt-oss: sliding windows shorter than the sequence (key tiles skipped) and learned sinks.
+    if (want("attention sinks window")) {
+        test_attention(2, 150, 150, 4, 2, 64, 60, 37, 1);     // window crosses tiles, tile 0 skipped late
+        test_attention(1, 200, 200, 4, 1, 128, 1000, 50, 1);  // hd 128, two key tiles skipped by row 192
+        test_attention(2, 19, 83, 4, 2, 64, 50, 30, 1);       // Tq < Tk with a window
+        test_attention(1, 77, 77, 8, 2, 64, 1000, 0, 1);      // sinks only (full-attention layers)
+        test_attention(1, 70, 70, 4, 2, 64, 30, 16, 0);       // window only, packed documents
+        test_attention(2, 33, 33, 4, 2, 8, 12, 5, 1);         // plain path, window and sinks
+        test_attention(1, 21, 40, 2, 2, 32, 15, 0, 1);        // plain path, Tq < Tk, sinks only
+        test_attention(2, 1, 100, 8, 2, 64, 1000, 16, 1);     // decoding one token, window 16
     }
     if (want("elementwise swiglu add dropout")) test_elementwise(1000 + 5);
     if (want("lm_head")) {
@@ -864,8 +884,9 @@ int main(int argc, char **argv) {
     if (want("large")) {
         test_linear(512, 1024, 3072, 1, 1.0f, 0);
         test_linear(300, 2048, 512, 0, 0.5f, 1);
-        test_attention(1, 1024, 1024, 8, 2, 128, 700);
-        test_attention(2, 600, 600, 8, 8, 64, 5000);
+        test_attention(1, 1024, 1024, 8, 2, 128, 700, 0, 0);
+        test_attention(2, 600, 600, 8, 8, 64, 5000, 0, 0);
+        test_attention(1, 1024, 1024, 8, 2, 64, 5000, 128, 1);  // gpt-oss sliding layer
         test_rmsnorm(256, 16384);
         test_lm_head(300, 512, 32003, "128");
         test_moe(1024, 128, 8, 2048, 1);

@@ -33,6 +33,13 @@ FRAGMENTS = [
     "<think>\n\n</think>\n\n", "a<think>b</think>c", "<tool_call>\n{}", "<tool_response>x</tool_response>", "<|fim_pad|>",
     "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>", "<|eot_id", "<<s>>", "<unk>",
     "▁", "▁▁hello", "<0x41>", "<|reserved_special_token_5|>", " <|end|> ", "[control_8]",
+    # harmony (gpt-oss) tokens, and what o200k's pattern treats apart: case-insensitive
+    # contractions (with Unicode case folding: long s, Kelvin sign), title-case and modifier
+    # letters, upper runs before lower, "/" after punctuation
+    "<|start|>assistant<|channel|>final<|message|>Hi<|return|>", "<|start|>user<|message|>x<|end|>",
+    "<|call|>", "<|constrain|>json", "<|endofprompt|>", "<|reserved_200000|>", "<|startoftext|>",
+    "DOESN'T IT'S", "WE'RE'VE", "it'ſ", "x'K", "ǅemal ǈubav ǲ", "ʰʲʷ mod",
+    "HTTPServer XMLHttpRequest", "a/b//c", "!!/\n//", "x.../\r\n", "İstanbul ı", "ΣΑΣ σας",
     # added-token flags (tests' variants): single_word, lstrip/rstrip, normalized
     "hello", "sayhello", "hello_x", "hello!", " <mask> ", "a  <mask>b", "x\t[SEP] y", "world", "worldwide",
     "don't stop", "idon't", "<|im_end|>\n\n", "12345678 and 1234",

@@ -28,7 +28,7 @@
 #define CORPUS_STRIDE 1
 #endif
 
-static const char *NAMES[] = {"llama3", "llama2", "mistral1", "mistral3", "gpt2", "qwen2", "qwen3", "mixtral", "phi3",
+static const char *NAMES[] = {"llama3", "llama2", "mistral1", "mistral3", "gpt2", "qwen2", "qwen3", "gptoss", "mixtral", "phi3",
                               "gpt2-flags", "gpt2-split", "mistral1-split"};
 
 static int exists(const char *p) {
