@@ -221,7 +221,9 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx) {
         if (step == STEPS - 1) printf("qlora: step 10 loss %.6f (ref %.6f)\n", sl, fx->losses[step]);
         for (int i = 0; i < model_trained_count(m); i++) {
             model_param *p = model_trained_at(m, i);
-            be->adamw_update(be, p->master, NULL, p->grad, p->m, p->v, p->n, 1e-3f, 0.9f, 0.999f, 1e-8f,
+            // The act copy is the master in f32; on CUDA its bf16 copy is refreshed from the master.
+            be->adamw_update(be, p->master, p->act == (void *)p->master ? NULL : p->act, p->grad, p->m, p->v, p->n,
+                             1e-3f, 0.9f, 0.999f, 1e-8f,
                              p->weight_decay ? 0.01f : 0.0f, step + 1, 1.0f);
         }
     }
