@@ -14,6 +14,7 @@
 #include "../export/cmi.h"
 #include "../export/hf_export.h"
 #include "../export/merge.h"
+#include "../model/bnb4.h"
 #include "../trainer/run_record.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -33,6 +34,8 @@ typedef struct {
     char base[PATH_MAX];
     char base_name[256];         // the base as the package names it: a hub id or the directory's name
     char method[16];             // "lora", "full" or "none"
+    int quant;                   // run.json's settings.quantize (QLoRA): an HF_NF4_*, 0 none
+    int into_dequantized;        // --merge-into dequantized: the adapter folded into the NF4 base
     char final_dir[PATH_MAX + 8];
     cJSON *run_json;             // RUN/run.json, or NULL
     cJSON *leakcheck;            // the leak check's entry for quarry-export.json (counts only), or NULL
@@ -84,6 +87,15 @@ static int read_run(export_source *s, const char *run, const char *model_overrid
         return -1;
     }
     snprintf(s->method, sizeof s->method, "%s", m->valuestring);
+    const cJSON *qz = cJSON_GetObjectItemCaseSensitive(st, "quantize");
+    if (cJSON_IsString(qz) && qz->valuestring[0]) {
+        if (strcmp(qz->valuestring, "nf4")) {
+            snprintf(err, errlen, "%s: settings.quantize is \"%s\"; this quarry knows nf4", path, qz->valuestring);
+            return -1;
+        }
+        s->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? HF_NF4_PLAIN
+                                                                                          : HF_NF4_DOUBLE_QUANT;
+    }
     snprintf(s->final_dir, sizeof s->final_dir, "%s/final", s->run);
     if (!is_dir(s->final_dir)) {
         snprintf(err, errlen, "%s: no final/ directory: the run has not finished\nhint: wait for `quarry train` to end",
@@ -282,6 +294,8 @@ static int write_record(const char *tmp, const export_source *s, const char *for
         ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", run_name ? run_name + 1 : s->run) != NULL
                         : cJSON_AddNullToObject(src, "run") != NULL) &&
              cJSON_AddStringToObject(src, "base_model", s->base_name) && cJSON_AddStringToObject(src, "method", s->method) &&
+             (!s->quant || cJSON_AddStringToObject(src, "merged_into", s->into_dequantized ? "dequantized nf4 base"
+                                                                                             : "original base") != NULL) &&
              (!s->run_json || add_source_inputs(src, s->run_json));
         if (ok) ok = cJSON_AddItemToObject(o, "source", src);
         else cJSON_Delete(src);
@@ -481,6 +495,7 @@ int cmd_export(int argc, char **argv) {
     long long shard = DEFAULT_SHARD_BYTES;
     int check_records = EXPORT_CHECK_DEFAULT_RECORDS;
     int force = 0, quiet = 0, accept_leaks = 0, skip_leakcheck = 0;
+    const char *merge_into = NULL;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "DIR",
          "the base Hugging Face checkpoint (default: run.json's base_model); alone, package DIR itself"},
@@ -490,6 +505,9 @@ int cmd_export(int argc, char **argv) {
          "auto: fp16 where it measured safe, else bf16"},
         {"format", ARG_STRING, &format, "merged|peft",
          "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
+        {"merge-into", ARG_STRING, &merge_into, "original|dequantized",
+         "a QLoRA run (--quantize nf4): fold the adapter into the base's original 16-bit weights (default), or into "
+         "the NF4-dequantised weights it was trained against"},
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
         {"check-data", ARG_STRING, &check_data, "FILE",
          "Bedrock JSONL over which the package's loss is compared with the run's (default: the run's validation "
@@ -530,6 +548,11 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "quarry export: error: --format must be merged or peft, got '%s'\n", format);
         return 2;
     }
+    if (merge_into && strcmp(merge_into, "original") && strcmp(merge_into, "dequantized")) {
+        fprintf(stderr, "quarry export: error: --merge-into must be original or dequantized, got '%s'\n", merge_into);
+        return 2;
+    }
+    int into_dequantized = merge_into && !strcmp(merge_into, "dequantized");
     st_dtype dtype = ST_OTHER;
     int dtype_auto = dtype_s && !strcmp(dtype_s, "auto");
     if (dtype_s && !dtype_auto && hf_dtype_parse(dtype_s, &dtype)) {
@@ -580,6 +603,16 @@ int cmd_export(int argc, char **argv) {
     // Before weights leave: the run's leak check (its current report, or the check itself).
     if (src.run[0] && leakcheck_gate_export(src.run, accept_leaks, skip_leakcheck, &src.leakcheck, err, sizeof err))
         goto fail;
+    src.into_dequantized = into_dequantized;
+    int dq = 0;   // a base only in bitsandbytes' 4-bit layout is exported dequantised either way
+    if (into_dequantized && !src.quant && bnb4_detect(src.base, &dq, err, sizeof err) == 1)
+        src.quant = dq ? HF_NF4_DOUBLE_QUANT : HF_NF4_PLAIN;
+    if (into_dequantized && (!src.quant || peft)) {
+        snprintf(err, sizeof err, "--merge-into dequantized applies to a merged export of a QLoRA run (trained with "
+                 "--quantize nf4); %s %s", src.run[0] ? src.run : src.base,
+                 peft ? "is exported as an adapter (--format peft)" : "has a 16-bit base");
+        goto fail;
+    }
     if (!strcmp(src.method, "lora")) {
         if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
         have_adapter = 1;
@@ -600,8 +633,9 @@ int cmd_export(int argc, char **argv) {
     }
     int fine_tuned = strcmp(src.method, "none") != 0;
     if (!peft && fine_tuned && check_records > 0) {
+        // The package as it will be written: a QLoRA run's --merge-into included.
         hf_export_options ho = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? src.final_dir : NULL,
-                                dtype, (size_t)shard, quiet};
+                                dtype, (size_t)shard, quiet, into_dequantized ? src.quant : 0};
         if (check_retention(&src, &ho, check_data, check_records, dtype_auto, &dtype, quiet, err, sizeof err)) goto fail;
     } else if (peft) {
         // The adapter stays apart from the base: nothing of the update is rounded into it.
@@ -647,7 +681,7 @@ int cmd_export(int argc, char **argv) {
         char weights[PATH_MAX + 32];
         snprintf(weights, sizeof weights, "%s", src.final_dir);
         hf_export_options o = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? weights : NULL,
-                               dtype, (size_t)shard, quiet};
+                               dtype, (size_t)shard, quiet, into_dequantized ? src.quant : 0};
         if (hf_export_merged(&o, tmp, err, sizeof err)) goto fail;
     }
     if (write_record(tmp, &src, peft ? "peft" : "merged", dtype, shard, have_adapter ? &adapter : NULL, err,

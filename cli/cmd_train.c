@@ -219,6 +219,9 @@ int cmd_train(int argc, char **argv) {
         {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
          "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
+        {"quantize", ARG_STRING, &s.quantize, "nf4", "QLoRA: the base's decoder linears frozen in 4-bit NF4, quantised at "
+         "load as bitsandbytes does (double quant); LoRA only"},
+        {"no-double-quant", ARG_FLAG, &s.no_double_quant, NULL, "with --quantize nf4: plain f32 absmax per 64 weights"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
         {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
@@ -715,7 +718,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     if (sp->router_aux_loss_coef >= 0 && model_set_aux_coef(m, sp->router_aux_loss_coef, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
                         .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
-                        .checkpoint = (model_recompute)sp->recompute};
+                        .checkpoint = (model_recompute)sp->recompute, .quant = (model_quant)settings_quant(sp)};
     // --micro-batch auto plans what this rank allocates: its ZeRO shard.
     model_options whole_mo = mo;
     zero_model_options(&mo, d, c->zero);
@@ -773,6 +776,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddNumberToObject(mem, "grads", (double)plan.grads);
         cJSON_AddNumberToObject(mem, "optimizer", (double)plan.moments);
         cJSON_AddNumberToObject(mem, "activations", (double)plan.activations);
+        if (plan.quant != MODEL_QUANT_NONE) {   // parts of weights and activations (QLoRA)
+            cJSON_AddNumberToObject(mem, "nf4", (double)plan.nf4);
+            cJSON_AddNumberToObject(mem, "nf4_workspace", (double)plan.nf4_workspace);
+        }
         cJSON_AddNumberToObject(mem, "total", (double)plan.total);
         cJSON *dpj = cJSON_AddObjectToObject(run, "data_parallel");
         cJSON_AddNumberToObject(dpj, "world_size", c->world);

@@ -66,6 +66,18 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
     }
     snprintf(out->base_dir, sizeof out->base_dir, "%s", base->valuestring);
     if (cJSON_IsString(tmpl)) snprintf(out->template_name, sizeof out->template_name, "%s", tmpl->valuestring);
+    // A QLoRA adapter was trained against the 4-bit base: load that, as training did.
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(run, "settings");
+    const cJSON *qz = cJSON_GetObjectItemCaseSensitive(st, "quantize");
+    if (cJSON_IsString(qz) && qz->valuestring[0]) {
+        if (strcmp(qz->valuestring, "nf4") != 0) {
+            snprintf(err, errlen, "%s: settings.quantize is \"%s\"; this quarry knows nf4", path, qz->valuestring);
+            cJSON_Delete(run);
+            return -1;
+        }
+        out->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? MODEL_QUANT_NF4_PLAIN
+                                                                                             : MODEL_QUANT_NF4;
+    }
     char adapter[4200], full[4200], cfg[4200];
     snprintf(adapter, sizeof adapter, "%s/final/adapter_model.safetensors", arg);
     snprintf(full, sizeof full, "%s/final/model.safetensors", arg);
@@ -143,7 +155,9 @@ model *model_ref_load(const model_ref *r, backend *be, const model_options *opt,
     model *m = model_open(r->base_dir, be, err, errlen);
     if (!m) return NULL;
     model_memory plan;
-    if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, opt, &plan, err, errlen) != 0 ||
+    model_options o = *opt;
+    o.quant = r->quant;
+    if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, &o, &plan, err, errlen) != 0 ||
         model_allocate(m, err, errlen) != 0 || (r->weights[0] && write_tensors(m, r->weights, err, errlen) != 0)) {
         model_free(m);
         return NULL;
@@ -155,7 +169,8 @@ void model_ref_describe(const model_ref *r, char *buf, size_t len) {
     if (!r->run_dir[0])
         snprintf(buf, len, "%s", r->base_dir);
     else if (r->lora)
-        snprintf(buf, len, "%s (LoRA r %d on %s)", r->run_dir, r->lc.rank, r->base_dir);
+        snprintf(buf, len, "%s (%s r %d on %s)", r->run_dir, r->quant ? "QLoRA, NF4 base," : "LoRA", r->lc.rank,
+                 r->base_dir);
     else
         snprintf(buf, len, "%s (full fine-tune of %s)", r->run_dir, r->base_dir);
 }

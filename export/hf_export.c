@@ -2,6 +2,8 @@
 #include "hf_export.h"
 #include "cmi.h"
 #include "../data/fileio.h"
+#include "nf4_base.h"
+#include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/init.h"
 #include "../model/names.h"
@@ -250,6 +252,18 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     }
     char *cfg_text = cj && text ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cj, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    if (cfg_text && cJSON_IsString(qm) && !strcmp(qm->valuestring, "bitsandbytes")) {
+        // A 4-bit base exported dequantised (model/bnb4): the package's weights are not quantised
+        // (and CMI refuses a quantization_config), so it goes; the rest as the base has it.
+        cJSON *c2 = cJSON_Parse(cfg_text);
+        cJSON_DeleteItemFromObjectCaseSensitive(c2, "quantization_config");
+        char *t2 = c2 ? cJSON_Print(c2) : NULL;
+        cJSON_Delete(c2);
+        free(cfg_text);
+        cfg_text = t2;
+    }
     if (!cfg_text) {
         snprintf(err, errlen, "%s: not a JSON object (or out of memory)", path);
         cJSON_Delete(cj);
@@ -320,13 +334,30 @@ static int copy_tokenizer_files(const char *base_dir, const char *out_dir, char 
     return 0;
 }
 
+static int is_decoder_linear(tensor_role r) {
+    return r == TENSOR_Q || r == TENSOR_K || r == TENSOR_V || r == TENSOR_O || r == TENSOR_GATE || r == TENSOR_UP ||
+           r == TENSOR_DOWN;
+}
+
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
+// bnb4: the base is a bitsandbytes 4-bit checkpoint (1 + double quant: 2), whose linears are
+// dequantised; 0 for a float one.
 static int produce_tensor(const hf_export_options *o, const model_config *cfg, const st_set *base, const st_set *ft,
-                          const model_tensor_info *t,
+                          const model_tensor_info *t, int bnb4,
                           float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
-    // A run's weights hold gpt-oss's experts expert-major, a published base MXFP4 pairs:
-    // model_tensor_pack gives the fused dense tensor either way.
-    if (model_tensor_pack(cfg, ft ? ft : base, t, buf, ft ? o->weights : o->base_dir, err, errlen)) return -1;
+    int four = !ft && bnb4 && is_decoder_linear(t->role);
+    if (four) {
+        if (nf4_base_dequantize(base, o->base_dir, t->name, t->shape[0], t->shape[1], bnb4 == 2, buf, err, errlen))
+            return -1;
+    } else if (model_tensor_pack(cfg, ft ? ft : base, t, buf, ft ? o->weights : o->base_dir, err, errlen)) {
+        // A run's weights hold gpt-oss's experts expert-major, a published base MXFP4 pairs:
+        // model_tensor_pack gives the fused dense tensor either way.
+        return -1;
+    }
+    // Already the dequantised NF4 weights when the base is 4-bit: no round trip.
+    if (o->nf4_base && !four && is_decoder_linear(t->role) &&
+        nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
+        return -1;
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);
@@ -381,7 +412,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         return -1;
     }
     model_config cfg;
-    if (model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    bnb4 = bnb4 ? 1 + dq : 0;
     st_set *base = st_open(o->base_dir, err, errlen);
     if (!base) return -1;
     st_set *ft = NULL;
@@ -393,7 +426,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
     size_t scratch_n = 0;
     int rc = -1, merged = 0;
     st_stream s = {.fd = -1};
-    if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
+    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
+             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
+        goto done;
     if (o->weights) {
         ft = st_open(o->weights, err, errlen);
         // gpt-oss's run weights keep the experts expert-major (packed back tensor by tensor).
@@ -444,7 +479,7 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
             fprintf(stderr, "quarry export: writing %s (%d tensors)\n", strrchr(path, '/') + 1, last - first);
         if (stream_begin(&s, path, plan + first, last - first, err, errlen)) goto done;
         for (int i = first; i < last; i++) {
-            if (produce_tensor(o, &cfg, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+            if (produce_tensor(o, &cfg, base, ft, &list[i], bnb4, buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
             merge_convert(buf, numel(&list[i]), o->dtype, conv);
             if (stream_write(&s, conv, plan[i].nbytes, err, errlen)) goto done;
         }
@@ -542,7 +577,9 @@ done:
 
 int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen) {
     model_config cfg;
-    if (model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    bnb4 = bnb4 ? 1 + dq : 0;
     st_set *base = st_open(o->base_dir, err, errlen);
     if (!base) return -1;
     st_set *ft = NULL;
@@ -550,7 +587,9 @@ int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx
     float *buf = NULL, *scratch = NULL;
     size_t scratch_n = 0, largest = 0;
     int rc = -1, merged = 0;
-    if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
+    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
+             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
+        goto done;
     if (o->weights) {
         ft = st_open(o->weights, err, errlen);
         if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
@@ -570,7 +609,7 @@ int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        if (produce_tensor(o, &cfg, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+        if (produce_tensor(o, &cfg, base, ft, &list[i], bnb4, buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
         int r = fn(ctx, list[i].name, buf, numel(&list[i]));
         if (r) {
             rc = r;

@@ -16,6 +16,8 @@
 #include "../model/safetensors.h"
 #include <stddef.h>
 
+enum { HF_NF4_NONE = 0, HF_NF4_DOUBLE_QUANT = 1, HF_NF4_PLAIN = 2 };   // the values of model_quant
+
 typedef struct {
     const char *base_dir;          // HF checkpoint: config.json, safetensors, tokenizer files
     const merge_adapter *adapter;  // LoRA folded in, or NULL
@@ -24,6 +26,10 @@ typedef struct {
     st_dtype dtype;                // ST_F32, ST_F16 or ST_BF16
     size_t shard_bytes;            // largest shard (a larger tensor gets a shard of its own)
     int quiet;                     // 0: one progress line per shard on stderr
+    int nf4_base;                  // HF_NF4_*: with NONE (0) the base as it is; else the decoder's linear weights
+                                   // (q, k, v, o, gate, up, down) replaced by their NF4 round trip
+                                   // (quantised and dequantised in f32 as bitsandbytes does) before
+                                   // the adapter: the base a QLoRA adapter was trained against
 } hf_export_options;
 
 // The tokenizer files copied when present (NULL-terminated).

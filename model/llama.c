@@ -33,10 +33,12 @@
 //     transformers' mean CE + coef·aux; with gradient accumulation the aux terms of the
 //     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
+#include "bnb4.h"
 #include "moe/block.h"
 #include "mxfp4_load.h"
 #include "names.h"
 #include "safetensors.h"
+#include "../kernels/nf4_format.h"
 #include "../kernels/rng.h"
 #include <math.h>
 #include <stdarg.h>
@@ -77,6 +79,7 @@ typedef struct {
     int in, out;
     model_param *w, *b;          // b NULL without bias
     model_param *la, *lb;        // LoRA A (r, in) and B (out, r), NULL without adapter
+    const nf4_tensor *q;         // QLoRA: W frozen in 4-bit NF4 (w->nf4; w->act NULL), else NULL
 } linear_layer;
 
 typedef struct {
@@ -123,6 +126,8 @@ struct model {
     block_kinds kinds;           // every layer's: no supported family mixes kinds yet
     char path[512];
     st_set *st;                  // open from model_open until the weights are read
+    int bnb4, bnb4_double;       // the checkpoint is in bitsandbytes' 4-bit layout (model/bnb4.h):
+                                 // its linears load as NF4 as they are (double-quantised or not)
 
     int has_lora;
     lora_config lora;
@@ -138,6 +143,10 @@ struct model {
     model_param **trained;
     int ntrained;
     model_param *embed, *final_norm, *lm_head;   // lm_head == embed when tied
+    nf4_tensor *nf4q;            // (nparams) QLoRA: the NF4 buffers of param i when params[i].nf4
+    size_t nf4_bytes;            // their total (the plan's nf4)
+    void *nf4_ws;                // act (OC, IC) of the largest NF4 linear, or NULL (see layout_acts)
+    size_t nf4_ws_bytes;
     layer_weights *layers;
     float *inv_freq;             // f32 (hd/2) on the device
     float *sinks_f32;            // f32 (H): the layer's sinks as the attention op reads them
@@ -416,8 +425,10 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     if (model_config_load(&cfg, dir, err, errlen) != 0) return NULL;
     model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
     if (!m) return NULL;
-    m->st = st_open(dir, err, errlen);
-    if (!m->st || model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) {
+    m->bnb4 = bnb4_detect(dir, &m->bnb4_double, err, errlen);
+    m->st = m->bnb4 < 0 ? NULL : st_open(dir, err, errlen);
+    if (!m->st || (m->bnb4 ? bnb4_check(&m->cfg, m->st, dir, m->bnb4_double, err, errlen)
+                           : model_tensor_check(&m->cfg, m->st, dir, err, errlen)) != 0) {
         model_free(m);
         return NULL;
     }
@@ -438,6 +449,7 @@ void model_free(model *m) {
     free(m->params);
     free(m->trained);
     free(m->layers);
+    free(m->nf4q);
     free(m->segs);
     free(m->resid);
     free(m->acts);
@@ -532,6 +544,24 @@ static void mark_trained(model *m) {
     }
 }
 
+// Which tensors are held in NF4 under the options: every decoder linear weight (the linear
+// layers read them through ll->q).
+static void mark_nf4(model *m) {
+    for (int i = 0; i < m->nparams; i++) m->params[i].nf4 = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            linear_layer *ll = &m->layers[l].lin[t];
+            ll->q = NULL;
+            if (!ll->w || m->opt.quant == MODEL_QUANT_NONE) continue;
+            ll->w->nf4 = 1;
+            ll->q = &m->nf4q[ll->w - m->params];
+        }
+}
+
+const char *model_quant_name(model_quant q) {
+    return q == MODEL_QUANT_NF4 ? "nf4" : q == MODEL_QUANT_NF4_PLAIN ? "nf4 (plain absmax)" : "none";
+}
+
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // This rank's shard of n elements: dist_shard's split (trainer/dist.h).
@@ -556,8 +586,28 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         model_param *p = &m->params[i];
         p->master = p->grad = p->grad_own = p->m = p->v = NULL;
         p->seg_off = p->own_begin = p->own_len = 0;
-        if (!p->trained) p->act = arena_take(w, p->n * as);
+        if (!p->trained) p->act = p->nf4 ? NULL : arena_take(w, p->n * as);
     }
+    // NF4 tensors: codes, then absmax (f32) or its 8-bit codes and the nested f32 absmax.
+    size_t nf4_from = w->off;
+    for (int i = 0; i < m->nparams; i++) {
+        if (!m->params[i].nf4) continue;
+        nf4_tensor *q = &m->nf4q[i];
+        size_t n = m->params[i].n;
+        memset(q, 0, sizeof *q);
+        q->packed_bytes = nf4_packed_bytes(n);
+        q->packed = arena_take(w, q->packed_bytes);
+        if (o->quant == MODEL_QUANT_NF4) {
+            q->n_qabsmax = nf4_n_blocks(n);
+            q->qabsmax = arena_take(w, q->n_qabsmax);
+            q->n_nested = nf4_n_nested(n);
+            q->nested_absmax = arena_take(w, q->n_nested * 4);
+        } else {
+            q->n_absmax = nf4_n_blocks(n);
+            q->absmax = arena_take(w, q->n_absmax * 4);
+        }
+    }
+    m->nf4_bytes = w->off - nf4_from;
     for (int s = 0; s < m->nsegs; s++) {
         model_segment *sg = &m->segs[s];
         memset(sg, 0, sizeof *sg);
@@ -714,6 +764,13 @@ static void layout_acts(model *m, arena *a) {
     m->elora_dh = lora_in_moe && train ? arena_take(a, Mk * r * as) : NULL;
     m->elora_xdrop = moe_drop ? arena_take(a, Mk * ein * as) : NULL;
     m->elora_dxdrop = moe_drop && train ? arena_take(a, Mk * ein * as) : NULL;
+    // NF4 linears on a bf16 device (cuda) dequantise the whole weight into this workspace before
+    // the GEMM; the f32 cpu backend dequantises 256 rows at a time into its own scratch.
+    size_t ws = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].nf4 && m->params[i].n > ws) ws = m->params[i].n;
+    m->nf4_ws_bytes = m->act_dtype != DTYPE_F32 ? round64(ws * as) : 0;
+    m->nf4_ws = m->nf4_ws_bytes ? arena_take(a, ws * as) : NULL;
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -766,8 +823,35 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         set_err(err, errlen, "shard rank %d is outside a world of %d", opt->shard_rank, opt->shard_world);
         return -1;
     }
+    // A 4-bit checkpoint loads in its own layout whatever the options say.
+    model_quant quant = !m->bnb4 ? opt->quant : m->bnb4_double ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
+    if (m->bnb4 && opt->quant != MODEL_QUANT_NONE && opt->quant != quant) {
+        set_err(err, errlen, "%s: the checkpoint is already 4-bit NF4 %s double quantisation; %s", m->path,
+                m->bnb4_double ? "with" : "without",
+                m->bnb4_double ? "drop --no-double-quant" : "add --no-double-quant, or drop --quantize (a 4-bit "
+                "checkpoint loads in its own layout)");
+        return -1;
+    }
+    if (quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
+        set_err(err, errlen, "%s: a 4-bit NF4 base is frozen: --quantize nf4 trains LoRA adapters (QLoRA), not all "
+                "weights; use --method lora, or drop --quantize for --method full", m->path);
+        return -1;
+    }
+    if (quant != MODEL_QUANT_NONE && m->n_moe_layers > 0) {
+        set_err(err, errlen, "%s: --quantize nf4 is not implemented for mixture-of-experts models (%s) yet: the "
+                "experts would stay 16-bit; drop --quantize", m->path, m->cfg.architecture);
+        return -1;
+    }
     m->opt = *opt;
+    m->opt.quant = quant;
     mark_trained(m);
+    free(m->nf4q);
+    m->nf4q = calloc((size_t)m->nparams, sizeof *m->nf4q);
+    if (!m->nf4q) {
+        set_err(err, errlen, "out of host memory");
+        return -1;
+    }
+    mark_nf4(m);
     free(m->resid);
     free(m->acts);
     m->resid = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->resid);
@@ -789,6 +873,9 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->grads = g.off;
     p->moments = mo.off;
     p->activations = a.off;
+    p->nf4 = m->nf4_bytes;
+    p->nf4_workspace = m->nf4_ws_bytes;
+    p->quant = quant;
     p->total = w.off + ms.off + g.off + mo.off + a.off;
     for (int i = 0; i < m->nparams; i++) {
         if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
@@ -847,9 +934,15 @@ void model_memory_print(const model_memory *p, FILE *f) {
         else snprintf(bufs[i], 32, "%.1fK", c / 1e3);
     }
     fprintf(f, "memory plan on %s (%s, %s activations): %s parameters, %s trained\n", p->backend_name,
-            modes[p->train], dtype_name(p->act_dtype), total, trained);
+            p->quant != MODEL_QUANT_NONE && p->train == MODEL_TRAIN_LORA ? "QLoRA" : modes[p->train],
+            dtype_name(p->act_dtype), total, trained);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
     print_bytes(f, "weights", p->weights, note);
+    if (p->quant != MODEL_QUANT_NONE) {
+        snprintf(note, sizeof note, "of the weights: 4-bit codes + %s of the frozen linears",
+                 p->quant == MODEL_QUANT_NF4 ? "8-bit absmax + nested f32 absmax (double quant)" : "f32 absmax");
+        print_bytes(f, "  NF4", p->nf4, note);
+    }
     char shard[96] = "";
     if (p->shard_world > 1) snprintf(shard, sizeof shard, ", this rank's 1/%d (ZeRO)", p->shard_world);
     snprintf(note, sizeof note, "trained tensors%s", p->act_dtype == DTYPE_F32 ? ", whole: the forward reads them" : shard);
@@ -865,6 +958,8 @@ void model_memory_print(const model_memory *p, FILE *f) {
     snprintf(note, sizeof note, "batch %d × %d tokens, recompute %s", p->batch_size, p->seq_len,
              p->train == MODEL_TRAIN_NONE ? "none: forward only" : recompute[rc]);
     print_bytes(f, "activations", p->activations, note);
+    if (p->nf4_workspace)
+        print_bytes(f, "  NF4 workspace", p->nf4_workspace, "of the activations: the largest linear dequantised");
     print_bytes(f, "total", p->total, "");
     if (p->params_trained_experts) {
         // Expert adapters: layers × experts × 3 pairs, each costing its f32 master, gradient
@@ -898,6 +993,35 @@ static void upload(model *m, model_param *p, const float *host, float *staging) 
     be->copy_to_device(be, staging, host, p->n * 4);
     be->cast_f32_to_act(be, p->act, staging, p->n);
     if (p->trained && p->own_len) be->copy(be, p->master, staging + p->own_begin, p->own_len * 4);
+}
+
+// Host NF4 h → the device buffers of d (laid out by layout_params for the same length and kind).
+static void copy_nf4(model *m, nf4_tensor *d, const nf4_tensor *h) {
+    backend *be = m->be;
+    be->copy_to_device(be, d->packed, h->packed, d->packed_bytes);
+    if (d->qabsmax) {
+        be->copy_to_device(be, d->qabsmax, h->qabsmax, d->n_qabsmax);
+        be->copy_to_device(be, d->nested_absmax, h->nested_absmax, d->n_nested * 4);
+        d->offset = h->offset;   // a host field of the struct the ops read
+    } else {
+        be->copy_to_device(be, d->absmax, h->absmax, d->n_absmax * 4);
+    }
+}
+
+// Host f32 (n) → the NF4 tensor d (device buffers laid out by layout_params), quantised on the
+// host into h (buffers for the largest weight) as bitsandbytes' quantize_4bit. 0, or -1 + why.
+static int upload_nf4(model *m, nf4_tensor *d, nf4_tensor *h, const float *host, size_t n, char *why,
+                      size_t whylen) {
+    nf4_tensor t = *h;
+    t.packed_bytes = d->packed_bytes;
+    t.n_absmax = d->n_absmax;
+    t.n_qabsmax = d->n_qabsmax;
+    t.n_nested = d->n_nested;
+    if (!d->qabsmax) t.qabsmax = NULL, t.nested_absmax = NULL;
+    else t.absmax = NULL;
+    if (nf4_quantize(&t, host, DTYPE_F32, n, why, whylen) != 0) return -1;
+    copy_nf4(m, d, &t);
+    return 0;
 }
 
 // Each expert's matrices must follow the previous expert's (the stacks model/moe reads).
@@ -940,9 +1064,11 @@ int model_allocate(model *m, char *err, size_t errlen) {
     size_t limit = be->device_index < 0 ? total_b : free_b;
     if (limit && m->plan.total > limit) {
         set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB %s; try "
-                "--recompute full, a smaller --micro-batch or --max-seq-len, or --method lora",
+                "--recompute full, a smaller --micro-batch or --max-seq-len, or %s",
                 (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
-                be->device_index < 0 ? "in all" : "free");
+                be->device_index < 0 ? "in all" : "free",
+                m->opt.train == MODEL_TRAIN_FULL ? "--method lora"
+                : m->opt.quant == MODEL_QUANT_NONE ? "--quantize nf4 (a 4-bit base: QLoRA)" : "more devices");
         return -1;
     }
     const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
@@ -995,9 +1121,27 @@ int model_allocate(model *m, char *err, size_t errlen) {
         if (staging) be->free(be, staging);
         return -1;
     }
+    // Host NF4 buffers for the largest weight, when any is quantised.
+    nf4_tensor hq = {0};
     int rc = 0, mxfp4 = mxfp4_checkpoint(m->path);   // experts stored as *_blocks/*_scales
+    if (m->nf4_bytes) {
+        hq.packed = malloc(nf4_packed_bytes(maxn));
+        hq.absmax = malloc(nf4_n_blocks(maxn) * 4);
+        hq.qabsmax = malloc(nf4_n_blocks(maxn));
+        hq.nested_absmax = malloc(nf4_n_nested(maxn) * 4);
+        if (!hq.packed || !hq.absmax || !hq.qabsmax || !hq.nested_absmax) {
+            set_err(err, errlen, "out of host memory quantising weights of %zu elements", maxn);
+            rc = -1;
+        }
+    }
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
+        if (p->nf4 && m->bnb4) {   // already 4-bit: the checkpoint's codes and scales as they are
+            nf4_tensor v;
+            rc = bnb4_tensor(m->st, m->path, p->name, p->shape[0], p->shape[1], m->bnb4_double, &v, err, errlen);
+            if (rc == 0) copy_nf4(m, &m->nf4q[i], &v);
+            continue;
+        }
         if (is_base_param(m, p)) {
             if (model_tensor_read(&m->cfg, m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
@@ -1009,7 +1153,13 @@ int model_allocate(model *m, char *err, size_t errlen) {
         } else {
             memset(host, 0, p->n * 4);   // B = 0: the adapted model starts as the base
         }
-        upload(m, p, host, staging);
+        char why[256];
+        if (!p->nf4) {
+            upload(m, p, host, staging);
+        } else if (upload_nf4(m, &m->nf4q[i], &hq, host, p->n, why, sizeof why) != 0) {
+            set_err(err, errlen, "%s: quantising %s to NF4: %s", m->path, p->name, why);
+            rc = -1;
+        }
     }
     if (rc == 0) {
         model_config_rope_inv_freq(&m->cfg, host);
@@ -1019,6 +1169,10 @@ int model_allocate(model *m, char *err, size_t errlen) {
         m->rope.attention_scaling = m->cfg.rope_attention_factor;
     }
     be->synchronize(be);
+    free(hq.packed);
+    free(hq.absmax);
+    free(hq.qabsmax);
+    free(hq.nested_absmax);
     free(host);
     if (staging) be->free(be, staging);
     if (rc != 0) return -1;
@@ -1068,7 +1222,7 @@ model_param *model_param_find(model *m, const char *name) {
 }
 
 int model_param_write(model *m, model_param *p, const float *host) {
-    if (!m->allocated) return -1;
+    if (!m->allocated || p->nf4) return -1;
     float *staging = NULL;
     if (m->be->act_dtype != DTYPE_F32) {
         staging = m->be->alloc(m->be, p->n * 4);
@@ -1083,6 +1237,22 @@ int model_param_write(model *m, model_param *p, const float *host) {
 int model_param_read(model *m, const model_param *p, float *host) {
     backend *be = m->be;
     if (!m->allocated) return -1;
+    if (p->nf4) {
+        // The weights the forward multiplies by: dequantised to the act dtype, then widened.
+        void *w = be->alloc(be, p->n * act_size(m));
+        float *staging = be->act_dtype == DTYPE_F32 ? w : be->alloc(be, p->n * 4);
+        if (!w || !staging) {
+            if (w) be->free(be, w);
+            return -1;
+        }
+        be->nf4_dequantize(be, w, &m->nf4q[p - m->params], (int)p->shape[0], (int)p->shape[1]);
+        if (staging != w) be->cast_act_to_f32(be, staging, w, p->n);
+        be->copy_to_host(be, host, staging, p->n * 4);
+        be->synchronize(be);
+        if (staging != w) be->free(be, staging);
+        be->free(be, w);
+        return 0;
+    }
     if (p->trained && p->own_len == p->n) {
         be->copy_to_host(be, host, p->master, p->n * 4);
     } else if (be->act_dtype == DTYPE_F32) {
@@ -1110,8 +1280,9 @@ static uint64_t dropout_seed(uint64_t seed, int l, int t) {
 static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N,
                        int accumulate, uint64_t seed) {
     backend *be = m->be;
-    be->linear_forward(be, y, x, ll->w->act, ll->b ? ll->b->act : NULL, N, ll->in, ll->out, 1.0f,
-                       accumulate);
+    const void *bias = ll->b ? ll->b->act : NULL;
+    if (ll->q) be->nf4_linear_forward(be, y, x, ll->q, bias, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
+    else be->linear_forward(be, y, x, ll->w->act, bias, N, ll->in, ll->out, 1.0f, accumulate);
     if (!ll->la) return;
     const void *xin = x;
     if (m->fwd_train && m->lora.dropout > 0.0f) {   // as PEFT: dropout only while training
@@ -1127,8 +1298,11 @@ static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll,
 static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
                        const void *h, int N, int accumulate, uint64_t seed) {
     backend *be = m->be;
-    be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
-                        ll->in, ll->out, 1.0f, accumulate);
+    if (!ll->q)
+        be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
+                            ll->in, ll->out, 1.0f, accumulate);
+    else if (dx)   // frozen (model_plan refuses full training): the input's gradient only
+        be->nf4_linear_backward(be, dx, dy, ll->q, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
     if (!ll->la) return;
     int r = m->lora.rank;
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.

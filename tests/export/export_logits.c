@@ -3,7 +3,9 @@
 // usage: export_logits MODEL_DIR|RUN OUT.f32 ID [ID ...]
 // (RUN: a `quarry train` run, its LoRA adapter applied unmerged, as generate and eval do.)
 // Writes (n_ids × vocab) float32 logits (row i: the prediction after ids[0..i]) to OUT.f32, computed
-// with the CPU backend in fp32 over the ids as one document.
+// with the CPU backend in fp32 over the ids as one document. A RUN is loaded as eval and generate
+// load it (cli/model_ref: its adapter over the base, a QLoRA run's base in NF4): the trained function.
+#include "../../cli/model_ref.h"
 #include "../../kernels/backend.h"
 #include "../../cli/model_ref.h"
 #include "../../model/llama.h"
