@@ -164,11 +164,22 @@ static void check_keys(bedrock_checker *c, const jv *obj, const char *const *all
         for (int a = 0; allowed[a]; a++)
             if (strlen(allowed[a]) == m->key_len && !memcmp(allowed[a], m->key, m->key_len)) ok = 1;
         if (ok) continue;
+        const base_model_limits *l = c->o.limits;
         if (c->o.allow_extra_keys)
             diag(c, 0, BEDROCK_WARNING, "unknown key \"%s\" in %s (ignored: --allow-extra-keys)", k, where);
+        else if (l && !l->strict_keys)
+            // AWS's Llama schema says "additionalProperties": true; its Nova script's pydantic
+            // models ignore extra fields: the key is dropped, not refused.
+            diag(c, 0, BEDROCK_WARNING, "unknown key \"%s\" in %s; %s's format does not use it and %s accepts it: ignored",
+                 k, where, l->name, l->rules);
+        else if (l)
+            diag(c, 0, BEDROCK_ERROR,
+                 "unknown key \"%s\" in %s; %s's format has no such key, per %s: remove it, or pass --allow-extra-keys",
+                 k, where, l->name, l->rules);
         else
             diag(c, 0, BEDROCK_ERROR,
-                 "unknown key \"%s\" in %s; Bedrock refuses extra keys (remove it, or pass --allow-extra-keys)", k, where);
+                 "unknown key \"%s\" in %s; no Bedrock format has it (remove it, pass --allow-extra-keys, or give "
+                 "--base-model ID for that model's rule)", k, where);
     }
     if (prev != small) free(prev);
 }
@@ -190,6 +201,19 @@ static void check_reserved(bedrock_checker *c, const char *s, size_t n, const ch
             diag(c, 0, BEDROCK_ERROR, "%s contains \"%s\", a reserved word for %s fine-tuning; rephrase it", where, word,
                  c->o.limits->name);
     }
+}
+
+// Claude's prompt format starts a turn with "\n\nHuman:" / "\n\nAssistant:"; AWS's Claude 3 Haiku
+// validator refuses text holding "\nHuman:" or "\nAssistant:" anywhere (system or either role).
+static void check_markers(bedrock_checker *c, const char *s, size_t n, const char *where) {
+    if (!c->o.limits || !c->o.limits->turn_markers) return;
+    static const char *const markers[] = {"\nHuman:", "\nAssistant:"};
+    for (int w = 0; w < 2; w++)
+        if (contains(s, n, markers[w], strlen(markers[w])))
+            diag(c, 0, BEDROCK_ERROR,
+                 "%s contains \"\\n%s\" (a line break, then \"%s\"), Claude's turn marker, refused for %s "
+                 "per %s: rephrase it or drop the line break",
+                 where, markers[w] + 1, markers[w] + 1, c->o.limits->name, c->o.limits->rules);
 }
 
 // A required non-empty string member. Returns it or NULL (after reporting).
@@ -313,10 +337,23 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
     check_keys(c, root, f == FORMAT_CONVERSE ? keys_conv : keys_msg, "the record");
     if (f == FORMAT_CONVERSE) {
         const jv *sv = jv_get(root, "schemaVersion");
-        // Bedrock's documentation: schemaVersion may be any string value.
+        // Nova's documentation: schemaVersion may be any string value; AWS's Llama schema takes
+        // only its const (limits->schema_version).
+        const char *want = c->o.limits ? c->o.limits->schema_version : NULL;
         if (sv && sv->type != JV_STRING)
             diag(c, 0, BEDROCK_ERROR, "\"schemaVersion\" is %s; it must be a string such as \"bedrock-conversation-2024\"",
                  jv_type_name(sv->type));
+        else if (sv && want && (sv->len != strlen(want) || memcmp(sv->str, want, sv->len))) {
+            char k[64];
+            show_key(sv->str, sv->len, k, sizeof k);
+            diag(c, 0, BEDROCK_ERROR, "\"schemaVersion\" is \"%s\"; %s takes only \"%s\", per %s: set it so, or drop the key",
+                 k, c->o.limits->name, want, c->o.limits->rules);
+        }
+        const jv *sys = jv_get(root, "system");
+        int max = c->o.limits ? c->o.limits->max_system_blocks : 0;
+        if (max && sys && sys->type == JV_ARRAY && sys->count > max)
+            diag(c, 0, BEDROCK_ERROR, "\"system\" has %d blocks; %s takes at most %d, per %s: join them into one {\"text\"} block",
+                 sys->count, c->o.limits->name, max, c->o.limits->rules);
     }
     const jv *sys = jv_get(root, "system");
     char *sys_text = NULL;
@@ -329,6 +366,7 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
                 diag(c, 0, BEDROCK_ERROR, "\"system\" is empty or only whitespace; remove it or give it text");
             else {
                 check_reserved(c, sys->str, sys->len, "\"system\"");
+                check_markers(c, sys->str, sys->len, "\"system\"");
                 if (out && !(sys_text = dup_text(sys->str, sys->len))) c->oom = 1;
                 sys_len = sys->len;
             }
@@ -399,6 +437,7 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
                 continue;
             }
             if (r == ROLE_USER) check_reserved(c, content->str, content->len, cw);
+            check_markers(c, content->str, content->len, cw);
             if (turns && !(text = dup_text(content->str, content->len))) c->oom = 1;
             tlen = content->len;
         } else {
@@ -551,7 +590,11 @@ int bedrock_next(bedrock_stream *s, record *out) {
         if (!s->bom_reported && jsonl_had_bom(s->r)) {
             s->bom_reported = 1;
             c->line = l.line;
-            diag(c, 0, BEDROCK_WARNING, "the file starts with a UTF-8 byte order mark; it is ignored");
+            // Python's json.loads refuses "\ufeff{...}", so AWS's validators fail the first line.
+            diag(c, 0, BEDROCK_WARNING,
+                 "the file starts with a UTF-8 byte order mark; quarry ignores it, but AWS's own dataset validators "
+                 "reject the file (invalid JSON on line 1): save it as UTF-8 without BOM, e.g. "
+                 "sed -i '1s/^\\xEF\\xBB\\xBF//' FILE");
         }
         if (l.oversized) {
             c->line = l.line;
