@@ -275,6 +275,12 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                      lim->max_records, lim->date);
             emit(&v, 0, 0, BEDROCK_ERROR, msg);
         }
+        if (st->media_records) {
+            snprintf(msg, sizeof msg, "%ld record%s hold%s images or videos: valid for Bedrock's %s job, but `quarry train` "
+                     "refuses them (the open models quarry trains are text-only)", st->media_records,
+                     st->media_records == 1 ? "" : "s", st->media_records == 1 ? "s" : "", lim->name);
+            emit(&v, 0, 0, BEDROCK_WARNING, msg);
+        }
         if (st->format != FORMAT_UNKNOWN && !(lim->formats & (1u << st->format))) {
             // Bedrock refuses the job, so this is an error under --base-model (issue 22).
             char takes[96] = "";

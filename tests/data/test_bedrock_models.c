@@ -27,12 +27,26 @@ static const char *const nova[] = {"amazon.nova-micro-v1:0", "amazon.nova-lite-v
 static const char *const llama31[] = {"meta.llama3-1-8b-instruct-v1:0", "meta.llama3-1-70b-instruct-v1:0", NULL};
 static const char *const haiku[] = {"anthropic.claude-3-haiku-20240307-v1:0", NULL};
 static const char *const none[] = {"", NULL};   // no --base-model
+// Media (issue 22): images and videos for Nova Lite/Pro, images for Llama 3.2 11B/90B Vision.
+static const char *const nova_media[] = {"amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0", NULL};
+static const char *const images_ok[] = {"amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0", "meta.llama3-2-11b-instruct-v1:0",
+                                        "meta.llama3-2-90b-instruct-v1:0", NULL};
+static const char *const vision[] = {"meta.llama3-2-11b-instruct-v1:0", "meta.llama3-2-90b-instruct-v1:0", NULL};
+static const char *const text_only[] = {"amazon.nova-micro-v1:0", "meta.llama3-2-1b-instruct-v1:0",
+                                        "meta.llama3-2-3b-instruct-v1:0", "meta.llama3-3-70b-instruct-v1:0", NULL};
 
 #define CV_TURNS "\"messages\": [{\"role\": \"user\", \"content\": [{\"text\": \"a\"}]}, " \
                  "{\"role\": \"assistant\", \"content\": [{\"text\": \"b\"}]}]"
 #define CV(schema) "{\"schemaVersion\": \"" schema "\", " CV_TURNS "}"
 #define MS(user) "{\"system\": \"s\", \"messages\": [{\"role\": \"user\", \"content\": \"" user "\"}, " \
                  "{\"role\": \"assistant\", \"content\": \"b\"}]}"
+
+#define IMG(fmt, uri) "{\"image\": {\"format\": \"" fmt "\", \"source\": {\"s3Location\": {\"uri\": \"" uri "\"}}}}"
+#define VID(fmt, uri) "{\"video\": {\"format\": \"" fmt "\", \"source\": {\"s3Location\": {\"uri\": \"" uri "\"}}}}"
+#define PNG IMG("png", "s3://b/i.png")
+#define MP4 VID("mp4", "s3://b/v.mp4")
+#define USER_MEDIA(blocks) "{\"messages\": [{\"role\": \"user\", \"content\": [{\"text\": \"Describe it.\"}, " blocks "]}, " \
+                           "{\"role\": \"assistant\", \"content\": [{\"text\": \"b\"}]}]}"
 
 typedef struct {
     const char *const *models;
@@ -80,9 +94,54 @@ static const model_case cases[] = {
      "unknown key \"note\""},
     {llama32, "{\"messages\": [{\"role\": \"user\", \"content\": [{}]}, "
               "{\"role\": \"assistant\", \"content\": [{\"text\": \"b\"}]}]}", 0, "has no \"text\"", NULL},
+    // Media: valid user-turn media accepted where the model takes them (Nova script's rules).
+    {images_ok, USER_MEDIA(PNG), 1, NULL, NULL},
+    {images_ok, USER_MEDIA(IMG("JPEG", "s3://b/dir_1/i-2.jpg")), 1, NULL, NULL},
+    {images_ok, USER_MEDIA(PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG), 1, NULL, NULL},
+    {images_ok, "{\"messages\": [{\"role\": \"user\", \"content\": [" PNG "]}, "
+                "{\"role\": \"assistant\", \"content\": [{\"text\": \"b\"}]}]}", 1, NULL, NULL},
+    {nova_media, USER_MEDIA(MP4), 1, NULL, NULL},
+    {nova_media, USER_MEDIA(VID("WebM", "s3://b/v.webm")), 1, NULL, NULL},
+    {images_ok, USER_MEDIA(PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG "," PNG), 0,
+     "messages[0].content has 11 images; a turn takes at most 10", NULL},
+    {images_ok, USER_MEDIA(IMG("bmp", "s3://b/i.bmp")), 0, "messages[0].content[1].image.format is \"bmp\"", NULL},
+    {images_ok, USER_MEDIA(IMG("png", "https://b/i.png")), 0, "uri does not start with \"s3://\"", NULL},
+    {images_ok, USER_MEDIA(IMG("png", "s3://b/my cat.png")), 0, "uri has the character ' '", NULL},
+    {images_ok, USER_MEDIA("{\"image\": {\"format\": \"png\"}}"), 0, "has no source.s3Location.uri", NULL},
+    {images_ok, "{\"messages\": [{\"role\": \"user\", \"content\": [{\"text\": \"a\"}]}, "
+                "{\"role\": \"assistant\", \"content\": [{\"text\": \"b\"}, " PNG "]}]}", 0,
+     "messages[1].content[1] is an image block in an assistant turn; media go in user turns only", NULL},
+    {images_ok, "{\"system\": [" PNG "], " CV_TURNS "}", 0, "system[0] is an image block in the system prompt", NULL},
+    {nova_media, USER_MEDIA(MP4 "," VID("mov", "s3://b/v2.mov")), 0, "has 2 videos; a turn takes one video", NULL},
+    {nova_media, USER_MEDIA(PNG "," MP4), 0, "mixes images and a video", NULL},
+    {vision, USER_MEDIA(MP4), 0, "is a video block, which Meta Llama 3.2", NULL},
+    {text_only, USER_MEDIA(PNG), 0, "is an image block, which ", NULL},
+    {none, USER_MEDIA(PNG), 0, "is an image block; quarry trains text-only models", NULL},
+    {none, USER_MEDIA(MP4), 0, "is a video block; quarry trains text-only models", NULL},
 };
 
+// File-level media rules of the Nova guide: one bucket, one modality per dataset.
+static void check_file_rules(void) {
+    const char *bad[][3] = {
+        {USER_MEDIA(IMG("png", "s3://b/i.png")), USER_MEDIA(IMG("png", "s3://other/i.png")), "is in bucket \"other\", but line 1's media are in \"b\""},
+        {USER_MEDIA(PNG), USER_MEDIA(MP4), "messages[0].content has a video, but line 1 has images; a dataset holds images or videos, not both"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (const char *const *m = images_ok; *m; m++) {
+            if (i == 1 && !strstr(*m, "nova")) continue;   // Llama takes no video at all
+            diags d = {0};
+            bedrock_options o = {FORMAT_UNKNOWN, 0, limits_find(*m), 0, on_diag, &d};
+            bedrock_checker *c = bedrock_checker_new(&o);
+            CHECK(bedrock_check(c, bad[i][0], strlen(bad[i][0]), 1, NULL) == 1, "file %zu %s: line 1 valid", i, *m);
+            CHECK(bedrock_check(c, bad[i][0], strlen(bad[i][0]), 2, NULL) == 1, "file %zu %s: line 2 valid", i, *m);
+            CHECK(bedrock_check(c, bad[i][1], strlen(bad[i][1]), 3, NULL) == 0 && strstr(d.err, bad[i][2]),
+                  "file %zu %s: line 3 refused: '%s'", i, *m, d.err);
+            bedrock_checker_free(c);
+        }
+}
+
 int main(void) {
+    check_file_rules();
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const model_case *k = &cases[i];
