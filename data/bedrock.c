@@ -314,14 +314,15 @@ static int check_media(bedrock_checker *c, const jv *b, unsigned kind, const cha
         return 0;
     }
     if (uri->len <= 5 || strncmp(uri->str, "s3://", 5)) {
-        diag(c, 0, BEDROCK_ERROR, "%s.source.s3Location.uri does not start with \"s3://\"; upload the file to S3 and give its s3:// URI", w);
+        diag(c, 0, BEDROCK_ERROR,
+             "%s.source.s3Location.uri does not start with \"s3://\"; upload the file to S3 and give its s3:// URI", w);
         return 0;
     }
     // The script's is_valid_path: ^[\w\-/\.]+$ after "s3://" (\w: letters, digits, '_';
     // non-ASCII bytes are let through as letters).
     for (size_t i = 5; i < uri->len; i++) {
         unsigned char ch = (unsigned char)uri->str[i];
-        if (!(ch >= 0x80 || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') || strchr("_-/.", ch))) {
+        if (!(ch >= 0x80 || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') || (ch && strchr("_-/.", ch)))) {
             diag(c, 0, BEDROCK_ERROR, "%s.source.s3Location.uri has the character '%c'; only letters, digits, '_', '-', '/' and "
                  "'.' are allowed (%s): rename the object", w, ch >= 0x20 && ch < 0x7F ? ch : '?', c->o.limits->rules);
             return 0;
@@ -343,7 +344,7 @@ static int check_media(bedrock_checker *c, const jv *b, unsigned kind, const cha
 
 // Joins the {"text"} blocks of a converse content or system array into *out (malloc'ed).
 // where: "messages[1].content" or "system".
-// role: the turn's role, -1 for system. Image and video blocks are checked and left out of the
+// role: the turn's role (-1 when invalid), -2 for the system prompt. Image and video blocks are checked and left out of the
 // text where the base model takes them (user turns only); elsewhere they are refused.
 static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int role, char **out, size_t *outlen) {
     if (arr->type != JV_ARRAY) {
@@ -378,9 +379,11 @@ static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int
             else if (!(l->media & media[m].bit))
                 diag(c, 0, BEDROCK_ERROR, "%s is %s, which %s's jobs do not take (%s): remove it or use a text block", bw,
                      media[m].what, l->name, l->media ? l->rules : l->source);
-            else if (role != ROLE_USER)
-                diag(c, 0, BEDROCK_ERROR, "%s is %s in %s; media go in user turns only (%s)", bw, media[m].what,
-                     role < 0 ? "the system prompt" : "an assistant turn", l->rules);
+            else if (role != ROLE_USER) {
+                const char *in = role == -2 ? "the system prompt"
+                                 : role == ROLE_ASSISTANT ? "an assistant turn" : "a turn without a valid role";
+                diag(c, 0, BEDROCK_ERROR, "%s is %s in %s; media go in user turns only (%s)", bw, media[m].what, in, l->rules);
+            }
             else if (check_media(c, b, media[m].bit, bw)) {
                 if (media[m].bit == LIMITS_MEDIA_IMAGE) images++;
                 else videos++;
@@ -494,7 +497,7 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
                 if (out && !(sys_text = dup_text(sys->str, sys->len))) c->oom = 1;
                 sys_len = sys->len;
             }
-        } else if (join_blocks(c, sys, "system", -1, &sys_text, &sys_len)) {
+        } else if (join_blocks(c, sys, "system", -2, &sys_text, &sys_len)) {
             check_reserved(c, sys_text, sys_len, "\"system\"");
             if (!out) { free(sys_text); sys_text = NULL; }
         }
