@@ -4,6 +4,7 @@
 #include "../model/bnb4.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int nf4_base_round_trip(float *w, size_t n, int double_quant, const char *name, char *err, size_t errlen) {
     nf4_tensor q = {0};
@@ -39,10 +40,20 @@ int nf4_base_dequantize(const st_set *s, const char *source, const char *name, i
                         int double_quant, float *w, char *err, size_t errlen) {
     nf4_tensor t;
     if (bnb4_tensor(s, source, name, out, in, double_quant, &t, err, errlen)) return -1;
+    // The f32 scales point into the file's mapping, where they need not be aligned: aligned copies.
+    float *absmax = NULL, *nested = NULL;
+    if (t.absmax && !(absmax = malloc(t.n_absmax * sizeof(float)))) goto oom;
+    if (t.nested_absmax && !(nested = malloc(t.n_nested * sizeof(float)))) goto oom;
+    if (absmax) t.absmax = memcpy(absmax, t.absmax, t.n_absmax * sizeof(float));
+    if (nested) t.nested_absmax = memcpy(nested, t.nested_absmax, t.n_nested * sizeof(float));
     char why[256];
-    if (nf4_dequantize_host(w, DTYPE_F32, &t, (size_t)out * (size_t)in, why, sizeof why)) {
-        snprintf(err, errlen, "%s: %s: %s", source, name, why);
-        return -1;
-    }
-    return 0;
+    int rc = nf4_dequantize_host(w, DTYPE_F32, &t, (size_t)out * (size_t)in, why, sizeof why);
+    if (rc) snprintf(err, errlen, "%s: %s: %s", source, name, why);
+    free(absmax);
+    free(nested);
+    return rc ? -1 : 0;
+oom:
+    free(absmax);
+    snprintf(err, errlen, "%s: %s: out of memory for its scales", source, name);
+    return -1;
 }

@@ -76,7 +76,10 @@ int bnb4_tensor(const st_set *s, const char *source, const char *name, int64_t o
         snprintf(err, errlen, "%s: tensor \"%s\" (U8, bitsandbytes' quant state as JSON) is missing", source, full);
         return -1;
     }
-    const float *map = qm->data;
+    // Tensor data in a safetensors file need not be 4-byte aligned (U8 tensors come before):
+    // f32 values are read with memcpy.
+    float map[16];
+    memcpy(map, qm->data, sizeof map);
     for (int i = 0; i < 16; i++)
         if (map[i] != nf4_code(i)) {
             snprintf(err, errlen, "%s: \"%s.quant_map\" is not NF4's code (value %d is %g, NF4's %g): FP4 or another "
@@ -112,7 +115,8 @@ int bnb4_tensor(const st_set *s, const char *source, const char *name, int64_t o
     const st_tensor *na = part(s, source, name, ".nested_absmax", "F32", nf4_n_nested(n), err, errlen);
     const st_tensor *nm = na ? part(s, source, name, ".nested_quant_map", "F32", 256, err, errlen) : NULL;
     if (!nm) return -1;
-    const float *dyn = nm->data;
+    float dyn[256];
+    memcpy(dyn, nm->data, sizeof dyn);
     for (int i = 0; i < 256; i++)
         if (dyn[i] != nf4_dynamic_code(i)) {
             snprintf(err, errlen, "%s: \"%s.nested_quant_map\" is not bitsandbytes' dynamic map (value %d)", source, name, i);

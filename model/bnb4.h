@@ -25,7 +25,8 @@ int bnb4_detect(const char *dir, int *double_quant, char *err, size_t errlen);
 
 // The tensors of linear weight `name` ("model.layers.0.self_attn.q_proj.weight", shape out × in)
 // checked and described in t: its pointers point into s's mmap (valid while s is open; never
-// written), lengths and offset set. 0, or -1 with a message naming the file, tensor and fix.
+// written; the f32 ones need not be 4-byte aligned: memcpy them before reading them as floats),
+// lengths and offset set. 0, or -1 with a message naming the file, tensor and fix.
 int bnb4_tensor(const st_set *s, const char *source, const char *name, int64_t out, int64_t in, int double_quant,
                 struct nf4_tensor *t, char *err, size_t errlen);
 
