@@ -36,6 +36,9 @@ void *cudnn_dlhandle = nullptr;   // read by the frontend's dlsym shim
 }
 namespace fe = cudnn_frontend;
 
+// Workspace a cuDNN plan may use: memory outside quarry's plan (model_plan), kept small.
+#define CUDNN_WORKSPACE_CAP (256 << 20)
+
 enum { UID_Q = 1, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE, UID_DO, UID_DQ, UID_DK, UID_DV };
 
 struct sdpa_graph {
@@ -76,6 +79,9 @@ static void set_view(const std::shared_ptr<fe::graph::Tensor_attributes> &t, int
 // Builds the forward (bwd = 0) or backward graph of a shape; 0 with the failing step and cuDNN's
 // message in why.
 static int build_graph(cudnn_attn *st, sdpa_graph *e, char *why, size_t whylen) {
+    char cap[32];
+    snprintf(cap, sizeof cap, "%zu", (size_t)CUDNN_WORKSPACE_CAP);
+    if (e->bwd) setenv("CUDNN_FRONTEND_ATTN_DP_WORKSPACE_LIMIT", cap, 0);
     auto g = std::make_shared<fe::graph::Graph>();
     g->set_io_data_type(fe::DataType_t::BFLOAT16)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -109,7 +115,10 @@ static int build_graph(cudnn_attn *st, sdpa_graph *e, char *why, size_t whylen) 
                                    .set_data_type(fe::DataType_t::FLOAT));
         // quarry's training is bitwise repeatable; cuDNN's default backward adds dQ with atomics,
         // so the deterministic algorithm is asked for (a shape where cuDNN has none keeps
-        // quarry's backward kernel).
+        // quarry's backward kernel).  On Hopper that algorithm keeps the whole dP (B·H·T·T bf16)
+        // in the workspace unless the frontend may take its ordered-dQ route (cuDNN ≥ 9.25),
+        // which it does above CUDNN_FRONTEND_ATTN_DP_WORKSPACE_LIMIT bytes: set to quarry's cap
+        // unless the user set it.  A workspace still above the cap is declined (below).
         auto opt = fe::graph::SDPA_backward_attributes().set_name("sdpa_bwd").set_causal_mask(true)
                        .set_attn_scale(scale).set_deterministic_algorithm(true);
         auto [dQ, dK, dV] = g->sdpa_backward(Q, K, V, O, dO, stats, opt);
@@ -132,6 +141,11 @@ static int build_graph(cudnn_attn *st, sdpa_graph *e, char *why, size_t whylen) 
     }
     if (!r.is_good()) {
         snprintf(why, whylen, "cudnn-frontend %s: %s", step, r.get_message().c_str());
+        return 0;
+    }
+    if (e->workspace > (int64_t)CUDNN_WORKSPACE_CAP) {
+        snprintf(why, whylen, "its plan needs %.0f MiB of workspace, over quarry's %d MiB cap (the deterministic "
+                 "backward keeps dP there before cuDNN 9.25)", e->workspace / 1048576.0, CUDNN_WORKSPACE_CAP >> 20);
         return 0;
     }
     e->g = g;
