@@ -27,6 +27,8 @@
 
 #if QUARRY_HAVE_CUDNN_FRONTEND
 #include <cudnn_frontend.h>
+#include <dlfcn.h>
+#include <stdint.h>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -188,8 +190,12 @@ static int one_document_per_row(backend *be, cudnn_attn *st, const int32_t *doc_
     return *s->host_flag == 0;
 }
 
-// The checks both directions share; the graph to run, or NULL for quarry's kernel.
-static sdpa_graph *take(backend *be, int bwd, const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd,
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// The checks both directions share (out: out or dout's buffers, lse as given); the graph to run,
+// or NULL for quarry's kernel.
+static sdpa_graph *take(backend *be, int bwd, const void *q, const void *k, const void *v, const void *out,
+                        const float *lse, const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd,
                         int window, const float *sinks) {
     cudnn_attn *st = attn_state(be);
     if (!st || !st->handle || st->mode == ATTENTION_QUARRY) return NULL;
@@ -199,6 +205,7 @@ static sdpa_graph *take(backend *be, int bwd, const int32_t *doc_start, int B, i
             fprintf(stderr, "quarry: attention: %s: quarry's kernel runs these calls (cuDNN the others)\n", why);
         return NULL;
     }
+    if (!aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) || !aligned16(lse)) return NULL;
     if (!one_document_per_row(be, st, doc_start, (size_t)B * Tk)) {
         if (!st->said_packed++)
             fprintf(stderr, "quarry: attention: rows packing several documents run quarry's kernel (cuDNN takes rows "
@@ -229,7 +236,7 @@ static void run(backend *be, sdpa_graph *e, std::unordered_map<int64_t, void *> 
 int cuda_attention_cudnn_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                  float scale, int window, const float *sinks) {
-    sdpa_graph *e = take(be, 0, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
+    sdpa_graph *e = take(be, 0, q, k, v, out, lse, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
     if (!e) return 0;
     std::unordered_map<int64_t, void *> pack = {{UID_Q, (void *)q},   {UID_K, (void *)k},     {UID_V, (void *)v},
                                                 {UID_O, out},         {UID_STATS, (void *)lse}, {UID_SCALE, &scale}};
@@ -241,7 +248,8 @@ int cuda_attention_cudnn_backward(backend *be, void *dq, void *dk, void *dv, con
                                   const float *lse, const void *q, const void *k, const void *v,
                                   const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                   float scale, int window, const float *sinks) {
-    sdpa_graph *e = take(be, 1, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
+    if (!aligned16(dq) || !aligned16(dk) || !aligned16(dv) || !aligned16(dout)) return 0;
+    sdpa_graph *e = take(be, 1, q, k, v, out, lse, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
     if (!e) return 0;
     std::unordered_map<int64_t, void *> pack = {
         {UID_Q, (void *)q},   {UID_K, (void *)k},     {UID_V, (void *)v},     {UID_O, (void *)out},
@@ -249,6 +257,25 @@ int cuda_attention_cudnn_backward(backend *be, void *dq, void *dk, void *dv, con
         {UID_DK, dk},         {UID_DV, dv}};
     run(be, e, pack);
     return 1;
+}
+
+// The frontend (dynamic loading) queries the device through a shared libcudart it dlopens by
+// soname; quarry links cudart statically, and a bare CUDA image may not have it on the loader's
+// path.  Tell the frontend where one is (unless the user did: CUDNN_FRONTEND_CUDART_LIB_NAME);
+// none found: graph builds throw, are caught, and quarry's kernel runs (said once per shape).
+static void point_frontend_at_cudart(void) {
+    const char *user = getenv("CUDNN_FRONTEND_CUDART_LIB_NAME");
+    if (user && *user) return;
+    const char *candidates[] = {"libcudart.so.13", "/usr/local/cuda/lib64/libcudart.so.13",
+                                "/usr/local/cuda/targets/x86_64-linux/lib/libcudart.so.13"};
+    for (const char *c : candidates) {
+        void *h = dlopen(c, RTLD_NOW | RTLD_LOCAL);
+        if (h) {
+            dlclose(h);
+            setenv("CUDNN_FRONTEND_CUDART_LIB_NAME", c, 0);
+            return;
+        }
+    }
 }
 
 // Opens cuDNN and a handle on the backend's stream; 0 with the failing call named in err.
@@ -270,6 +297,7 @@ static int open_cudnn(backend *be, cudnn_attn *st, char *err, size_t errlen) {
         return 0;
     }
     fe::cudnn_dlhandle = st->lib.dl;
+    point_frontend_at_cudart();
     CUDA_CHECK(cudaMalloc((void **)&st->flag, sizeof(int)));
     return 1;
 }
