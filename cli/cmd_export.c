@@ -1,16 +1,20 @@
-// cli/cmd_export.c — `quarry export RUN|--model DIR --out DIR [--dtype bf16|fp16|fp32]
-// [--format merged|peft] [--shard-size 5GB] [--force]`: the package that leaves the building.
+// cli/cmd_export.c — `quarry export RUN|--model DIR --out DIR [--dtype auto|bf16|fp16|fp32]
+// [--format merged|peft] [--shard-size 5GB] [--check-data FILE] [--check-records N] [--force]`:
+// the package that leaves the building. Before writing a run's merged package it measures how much
+// of the fine-tuning survives the rounding to the package dtype (cli/export_check.h).
 // Built in OUT.tmp-XXXXXX beside --out (every file fsynced, then quarry-export.json with the
 // sha256 of each file), renamed into place, then checked with the CMI preflight (export/cmi.h).
 #include "args.h"
 #include "commands.h"
 #include "diag.h"
+#include "export_check.h"
 #include "leakcheck_gate.h"
 #include "version.h"
 #include "../data/fileio.h"
 #include "../export/cmi.h"
 #include "../export/hf_export.h"
 #include "../export/merge.h"
+#include "../model/bnb4.h"
 #include "../trainer/run_record.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -30,9 +34,12 @@ typedef struct {
     char base[PATH_MAX];
     char base_name[256];         // the base as the package names it: a hub id or the directory's name
     char method[16];             // "lora", "full" or "none"
+    int quant;                   // run.json's settings.quantize (QLoRA): an HF_NF4_*, 0 none
+    int into_dequantized;        // --merge-into dequantized: the adapter folded into the NF4 base
     char final_dir[PATH_MAX + 8];
     cJSON *run_json;             // RUN/run.json, or NULL
     cJSON *leakcheck;            // the leak check's entry for quarry-export.json (counts only), or NULL
+    cJSON *retention;            // what the package keeps of the fine-tuning (export_check), or NULL
 } export_source;
 
 static int is_dir(const char *p) {
@@ -80,6 +87,15 @@ static int read_run(export_source *s, const char *run, const char *model_overrid
         return -1;
     }
     snprintf(s->method, sizeof s->method, "%s", m->valuestring);
+    const cJSON *qz = cJSON_GetObjectItemCaseSensitive(st, "quantize");
+    if (cJSON_IsString(qz) && qz->valuestring[0]) {
+        if (strcmp(qz->valuestring, "nf4")) {
+            snprintf(err, errlen, "%s: settings.quantize is \"%s\"; this quarry knows nf4", path, qz->valuestring);
+            return -1;
+        }
+        s->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? HF_NF4_PLAIN
+                                                                                          : HF_NF4_DOUBLE_QUANT;
+    }
     snprintf(s->final_dir, sizeof s->final_dir, "%s/final", s->run);
     if (!is_dir(s->final_dir)) {
         snprintf(err, errlen, "%s: no final/ directory: the run has not finished\nhint: wait for `quarry train` to end",
@@ -278,6 +294,8 @@ static int write_record(const char *tmp, const export_source *s, const char *for
         ok = (s->run[0] ? cJSON_AddStringToObject(src, "run", run_name ? run_name + 1 : s->run) != NULL
                         : cJSON_AddNullToObject(src, "run") != NULL) &&
              cJSON_AddStringToObject(src, "base_model", s->base_name) && cJSON_AddStringToObject(src, "method", s->method) &&
+             (!s->quant || cJSON_AddStringToObject(src, "merged_into", s->into_dequantized ? "dequantized nf4 base"
+                                                                                             : "original base") != NULL) &&
              (!s->run_json || add_source_inputs(src, s->run_json));
         if (ok) ok = cJSON_AddItemToObject(o, "source", src);
         else cJSON_Delete(src);
@@ -289,6 +307,7 @@ static int write_record(const char *tmp, const export_source *s, const char *for
         ok = d && cJSON_AddItemToObject(o, "settings", d);
     }
     if (ok && s->leakcheck) ok = cJSON_AddItemReferenceToObject(o, "leakcheck", s->leakcheck);
+    if (ok && s->retention) ok = cJSON_AddItemReferenceToObject(o, "retention", s->retention);
     if (ok && a) {
         cJSON *l = cJSON_CreateObject();
         ok = l && cJSON_AddNumberToObject(l, "r", a->r) && cJSON_AddNumberToObject(l, "lora_alpha", a->alpha) &&
@@ -411,19 +430,90 @@ static int check_peft(const char *out, const char *base, char *err, size_t errle
     return rc;
 }
 
+// The check records: --check-data, else the run's validation file, else a sample of its training
+// data (settings.validation / settings.data of run.json).
+static const char *check_data_path(const export_source *s, const char *flag, const char **kind) {
+    if (flag) {
+        *kind = "check-data";
+        return flag;
+    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(s->run_json, "settings");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, "validation"), *d = cJSON_GetObjectItemCaseSensitive(st, "data");
+    if (cJSON_IsString(v) && v->valuestring[0]) {
+        *kind = "validation";
+        return v->valuestring;
+    }
+    *kind = "training-sample";
+    return cJSON_IsString(d) ? d->valuestring : NULL;
+}
+
+// What the merged package keeps of the run (export_check): measured for *dtype, or for fp16 and
+// bf16 with auto (which then sets *dtype). A check that cannot run is an error only when
+// --check-data named its file; else a warning, and auto keeps the base's dtype. 0 ok; -1 + message.
+static int check_retention(export_source *s, const hf_export_options *ho, const char *flag, int records, int is_auto,
+                           st_dtype *dtype, int quiet, char *err, size_t errlen) {
+    const char *kind, *data = check_data_path(s, flag, &kind);
+    st_dtype both[2] = {ST_F16, ST_BF16};
+    export_check_options co = {s->run, ho, data, kind, records, is_auto ? both : dtype, is_auto ? 2 : 1, quiet};
+    export_check r;
+    char e[4096] = "";
+    if (!quiet) fprintf(stderr, "quarry export: measuring what the package keeps over %d records of %s\n", records,
+                        data ? data : "(none)");
+    if (!data) snprintf(e, sizeof e, "run.json names no data file");
+    if (e[0] || export_check_measure(&co, &r, e, sizeof e)) {
+        if (flag) {
+            snprintf(err, errlen, "--check-data %s: %s", flag, e);
+            return -1;
+        }
+        fprintf(stderr, "quarry export: warning: cannot measure what the package keeps of the run: %s\n"
+                        "hint: name the check records with --check-data FILE%s\n", e,
+                is_auto ? "; --dtype auto keeps the base's dtype" : "");
+        s->retention = cJSON_CreateObject();
+        if (s->retention && (!cJSON_AddBoolToObject(s->retention, "measured", 0) ||
+                             !cJSON_AddStringToObject(s->retention, "reason", "the check records could not be read"))) {
+            cJSON_Delete(s->retention);
+            s->retention = NULL;
+        }
+        return 0;
+    }
+    if (is_auto) {
+        char why[256];
+        *dtype = export_check_choose(&r, why, sizeof why);
+        printf("dtype       %s (--dtype auto: %s)\n", hf_dtype_torch_name(*dtype), why);
+    }
+    export_check_print(&r, *dtype, is_auto, stdout);
+    fflush(stdout);   // before the warnings and progress lines on stderr
+    if (!(s->retention = export_check_to_json(&r, *dtype, is_auto))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_export(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *dtype_s = NULL, *format = "merged";
+    const char *model = NULL, *out = NULL, *dtype_s = NULL, *format = "merged", *check_data = NULL;
     long long shard = DEFAULT_SHARD_BYTES;
+    int check_records = EXPORT_CHECK_DEFAULT_RECORDS;
     int force = 0, quiet = 0, accept_leaks = 0, skip_leakcheck = 0;
+    const char *merge_into = NULL;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "DIR",
          "the base Hugging Face checkpoint (default: run.json's base_model); alone, package DIR itself"},
         {"out", ARG_STRING, &out, "DIR", "the package directory to create (must be absent or empty without --force)"},
-        {"dtype", ARG_STRING, &dtype_s, "bf16|fp16|fp32",
-         "weight dtype (default: the base checkpoint's; a PEFT adapter keeps its own)"},
+        {"dtype", ARG_STRING, &dtype_s, "auto|bf16|fp16|fp32",
+         "weight dtype (default: auto for a run on a bf16 base, else the base's; a PEFT adapter keeps its own). "
+         "auto: fp16 where it measured safe, else bf16"},
         {"format", ARG_STRING, &format, "merged|peft",
          "merged: full weights with the LoRA folded in (what Bedrock imports); peft: the adapter alone"},
+        {"merge-into", ARG_STRING, &merge_into, "original|dequantized",
+         "a QLoRA run (--quantize nf4): fold the adapter into the base's original 16-bit weights (default), or into "
+         "the NF4-dequantised weights it was trained against"},
         {"shard-size", ARG_BYTES, &shard, "SIZE", "largest safetensors shard (default 5GB)"},
+        {"check-data", ARG_STRING, &check_data, "FILE",
+         "Bedrock JSONL over which the package's loss is compared with the run's (default: the run's validation "
+         "file, else its training data)"},
+        {"check-records", ARG_INT, &check_records, "N",
+         "records of the check data, evenly spaced (default 4; 0: no check)"},
         {"force", ARG_FLAG, &force, NULL, "replace a non-empty --out (never the run, its final/ or its base)"},
         {"quiet", ARG_FLAG, &quiet, NULL, "no progress lines"},
         {"accept-leaks", ARG_FLAG, &accept_leaks, NULL, "package a run whose leak check found reproduced secrets"},
@@ -431,8 +521,8 @@ int cmd_export(int argc, char **argv) {
     };
     const arg_parser p = {
         "export",
-        "quarry export RUN|--model DIR --out DIR [--dtype bf16|fp16|fp32] [--format merged|peft] [--shard-size 5GB] "
-        "[--force]",
+        "quarry export RUN|--model DIR --out DIR [--dtype auto|bf16|fp16|fp32] [--format merged|peft] [--shard-size 5GB] "
+        "[--check-data FILE] [--check-records N] [--force]",
         "Packages a finished run (or a Hugging Face checkpoint) for Amazon Bedrock Custom Model Import.\n"
         "merged: LoRA folded into the base weights in fp32 and rounded once to --dtype; safetensors\n"
         "shards with model.safetensors.index.json, config.json (only torch_dtype changed),\n"
@@ -440,6 +530,9 @@ int cmd_export(int argc, char **argv) {
         "adapter_model.safetensors as PEFT writes them. The package is built beside --out, fsynced\n"
         "and renamed into place; quarry-export.json records the source, settings and each file's\n"
         "sha256. A merged package is then checked with `quarry preflight` (exit 1 if it fails).\n"
+        "A run's merged package is first measured: the loss of the run, of the base and of the package as\n"
+        "written (fp32 compute on the CPU) over a few check records, and the share of the run's improvement\n"
+        "over the base the package retains, per dtype (printed, and recorded in quarry-export.json).\n"
         "A run is first leak-checked (`quarry leakcheck`: its current report is read, or the check runs):\n"
         "weights that give back secrets of the training data are refused without --accept-leaks.",
         specs, (int)(sizeof specs / sizeof specs[0]), 0, 1};
@@ -455,10 +548,21 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "quarry export: error: --format must be merged or peft, got '%s'\n", format);
         return 2;
     }
+    if (merge_into && strcmp(merge_into, "original") && strcmp(merge_into, "dequantized")) {
+        fprintf(stderr, "quarry export: error: --merge-into must be original or dequantized, got '%s'\n", merge_into);
+        return 2;
+    }
+    int into_dequantized = merge_into && !strcmp(merge_into, "dequantized");
     st_dtype dtype = ST_OTHER;
-    if (dtype_s && hf_dtype_parse(dtype_s, &dtype)) {
-        fprintf(stderr, "quarry export: error: --dtype must be bf16, fp16 or fp32 (CMI accepts nothing else), got '%s'\n",
+    int dtype_auto = dtype_s && !strcmp(dtype_s, "auto");
+    if (dtype_s && !dtype_auto && hf_dtype_parse(dtype_s, &dtype)) {
+        fprintf(stderr,
+                "quarry export: error: --dtype must be auto, bf16, fp16 or fp32 (CMI accepts nothing else), got '%s'\n",
                 dtype_s);
+        return 2;
+    }
+    if (check_records < 0 || (check_data && check_records == 0)) {
+        fprintf(stderr, "quarry export: error: --check-records must be ≥ 1 (or 0, no check, without --check-data)\n");
         return 2;
     }
     if (shard < 1) {
@@ -499,6 +603,16 @@ int cmd_export(int argc, char **argv) {
     // Before weights leave: the run's leak check (its current report, or the check itself).
     if (src.run[0] && leakcheck_gate_export(src.run, accept_leaks, skip_leakcheck, &src.leakcheck, err, sizeof err))
         goto fail;
+    src.into_dequantized = into_dequantized;
+    int dq = 0;   // a base only in bitsandbytes' 4-bit layout is exported dequantised either way
+    if (into_dequantized && !src.quant && bnb4_detect(src.base, &dq, err, sizeof err) == 1)
+        src.quant = dq ? HF_NF4_DOUBLE_QUANT : HF_NF4_PLAIN;
+    if (into_dequantized && (!src.quant || peft)) {
+        snprintf(err, sizeof err, "--merge-into dequantized applies to a merged export of a QLoRA run (trained with "
+                 "--quantize nf4); %s %s", src.run[0] ? src.run : src.base,
+                 peft ? "is exported as an adapter (--format peft)" : "has a 16-bit base");
+        goto fail;
+    }
     if (!strcmp(src.method, "lora")) {
         if (merge_adapter_open(&adapter, src.final_dir, err, sizeof err)) goto fail;
         have_adapter = 1;
@@ -514,6 +628,34 @@ int cmd_export(int argc, char **argv) {
         } else if (hf_base_dtype(src.base, &dtype, err, sizeof err)) {
             goto fail;
         }
+        // A run on a bf16 base: fp16 keeps 3 more mantissa bits of the update where it fits.
+        if (!dtype_s && dtype == ST_BF16 && !peft && strcmp(src.method, "none")) dtype_auto = 1;
+    }
+    int fine_tuned = strcmp(src.method, "none") != 0;
+    if (!peft && fine_tuned && check_records > 0) {
+        // The package as it will be written: a QLoRA run's --merge-into included.
+        hf_export_options ho = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? src.final_dir : NULL,
+                                dtype, (size_t)shard, quiet, into_dequantized ? src.quant : 0};
+        if (check_retention(&src, &ho, check_data, check_records, dtype_auto, &dtype, quiet, err, sizeof err)) goto fail;
+    } else if (peft) {
+        // The adapter stays apart from the base: nothing of the update is rounded into it.
+        int own = dtype == st_get(adapter.weights, 0)->dtype;
+        src.retention = cJSON_CreateObject();
+        if (!src.retention || !cJSON_AddBoolToObject(src.retention, "measured", 0) ||
+            !(own ? cJSON_AddNumberToObject(src.retention, "retained", 1.0)
+                  : cJSON_AddNullToObject(src.retention, "retained")) ||
+            !cJSON_AddStringToObject(src.retention, "why",
+                                     own ? "by construction: the adapter is kept apart from the base, in its own dtype"
+                                         : "the adapter was rounded to another dtype than its own; not measured")) {
+            snprintf(err, sizeof err, "out of memory");
+            goto fail;
+        }
+        printf("retention   %s\n", own ? "100% by construction (the adapter stays apart from the base, in its own dtype)"
+                                       : "not measured: --dtype rounds the adapter to another dtype than its own");
+    } else if (check_data) {
+        snprintf(err, sizeof err, "--check-data needs a run: %s is a checkpoint with no fine-tuning to measure",
+                 src.base);
+        goto fail;
     }
 
     snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out);
@@ -539,7 +681,7 @@ int cmd_export(int argc, char **argv) {
         char weights[PATH_MAX + 32];
         snprintf(weights, sizeof weights, "%s", src.final_dir);
         hf_export_options o = {src.base, have_adapter ? &adapter : NULL, !strcmp(src.method, "full") ? weights : NULL,
-                               dtype, (size_t)shard, quiet};
+                               dtype, (size_t)shard, quiet, into_dequantized ? src.quant : 0};
         if (hf_export_merged(&o, tmp, err, sizeof err)) goto fail;
     }
     if (write_record(tmp, &src, peft ? "peft" : "merged", dtype, shard, have_adapter ? &adapter : NULL, err,
@@ -577,6 +719,7 @@ int cmd_export(int argc, char **argv) {
     if (have_adapter) merge_adapter_close(&adapter);
     cJSON_Delete(src.run_json);
     cJSON_Delete(src.leakcheck);
+    cJSON_Delete(src.retention);
     return rc;
 fail:
     cli_error("export", "%s", err);
@@ -587,5 +730,6 @@ fail:
     if (have_adapter) merge_adapter_close(&adapter);
     cJSON_Delete(src.run_json);
     cJSON_Delete(src.leakcheck);
+    cJSON_Delete(src.retention);
     return 1;
 }

@@ -4,6 +4,8 @@
 // asked about — the answer to "will it fit on my card?" before anything is downloaded.
 #include "args.h"
 #include "commands.h"
+#include "../data/fileio.h"
+#include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
@@ -26,19 +28,28 @@ static cJSON *plan_json(const model_memory *p) {
     cJSON_AddNumberToObject(o, "optimizer", (double)p->moments);
     cJSON_AddNumberToObject(o, "activations", (double)p->activations);
     cJSON_AddNumberToObject(o, "total", (double)p->total);
+    if (p->quant != MODEL_QUANT_NONE) {   // parts of weights and activations
+        cJSON_AddNumberToObject(o, "nf4", (double)p->nf4);
+        cJSON_AddNumberToObject(o, "nf4_workspace", (double)p->nf4_workspace);
+    }
     cJSON_AddNumberToObject(o, "params_total", (double)p->params_total);
     cJSON_AddNumberToObject(o, "params_trained", (double)p->params_trained);
+    cJSON_AddNumberToObject(o, "params_trained_experts", (double)p->params_trained_experts);
     return o;
 }
 
 int cmd_plan(int argc, char **argv) {
     const char *method = "lora", *targets = "all-linear", *recompute = "selective", *dtype_s = "bf16";
-    int lora_r = 16, seq_len = 2048, micro = 1, batch = 64, json = 0;
+    const char *quantize = NULL;
+    int lora_r = 16, seq_len = 2048, micro = 1, batch = 64, json = 0, no_double_quant = 0;
     long long gpu_memory = 0;
     const arg_spec specs[] = {
         {"method", ARG_STRING, &method, "lora|full", "LoRA adapters (default) or all weights"},
         {"lora-r", ARG_INT, &lora_r, "R", "LoRA rank (default 16)"},
-        {"lora-targets", ARG_STRING, &targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
+        {"lora-targets", ARG_STRING, &targets, "LIST",
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
+        {"quantize", ARG_STRING, &quantize, "nf4", "QLoRA: the frozen decoder linears in 4-bit NF4 (double quant)"},
+        {"no-double-quant", ARG_FLAG, &no_double_quant, NULL, "with --quantize nf4: plain f32 absmax"},
         {"max-seq-len", ARG_INT, &seq_len, "T", "tokens per sequence (default 2048)"},
         {"micro-batch", ARG_INT, &micro, "N", "sequences per forward pass for the plan printed (default 1)"},
         {"batch-size", ARG_INT, &batch, "N", "upper end of the micro-batch search per card (default 64)"},
@@ -62,6 +73,15 @@ int cmd_plan(int argc, char **argv) {
     if (!strcmp(method, "lora")) o.train = MODEL_TRAIN_LORA;
     else if (!strcmp(method, "full")) o.train = MODEL_TRAIN_FULL;
     else { fprintf(stderr, "quarry plan: error: --method must be lora or full (got '%s')\n", method); return 2; }
+    if (quantize && strcmp(quantize, "nf4")) {
+        fprintf(stderr, "quarry plan: error: --quantize must be nf4 (got '%s')\n", quantize);
+        return 2;
+    }
+    if (no_double_quant && !quantize) {
+        fprintf(stderr, "quarry plan: error: --no-double-quant applies to --quantize nf4\n");
+        return 2;
+    }
+    o.quant = !quantize ? MODEL_QUANT_NONE : no_double_quant ? MODEL_QUANT_NF4_PLAIN : MODEL_QUANT_NF4;
     model_recompute r;
     if (model_recompute_parse(recompute, &r)) {
         fprintf(stderr, "quarry plan: error: --recompute must be none, selective or full (got '%s')\n", recompute);
@@ -77,6 +97,12 @@ int cmd_plan(int argc, char **argv) {
     }
 
     char err[1024];
+    // A checkpoint in bitsandbytes' 4-bit layout loads as QLoRA whatever the flags say.
+    char cj[4200];
+    snprintf(cj, sizeof cj, "%s/config.json", pos[0]);
+    int dq = 0, four = fileio_exists(cj) ? bnb4_detect(pos[0], &dq, err, sizeof err) : 0;
+    if (four < 0) { fprintf(stderr, "quarry plan: error: %s\n", err); return 1; }
+    if (four) o.quant = dq ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
     model_config cfg;
     if (model_config_load(&cfg, pos[0], err, sizeof err)) { fprintf(stderr, "quarry plan: error: %s\n", err); return 1; }
     if (seq_len > cfg.max_position_embeddings) {
@@ -99,7 +125,7 @@ int cmd_plan(int argc, char **argv) {
     if (json) cJSON_AddItemToObject(out, "plan", plan_json(&plan));
     else {
         printf("%s, %s, seq %d, micro-batch %d, recompute %s, %s activations\n", cfg.architecture,
-               o.train == MODEL_TRAIN_LORA ? "LoRA" : "full fine-tune", seq_len, micro, recompute, dtype_s);
+               o.train != MODEL_TRAIN_LORA ? "full fine-tune" : o.quant ? "QLoRA (NF4 base)" : "LoRA", seq_len, micro, recompute, dtype_s);
         model_memory_print(&plan, stdout);
     }
     cJSON *fits = cJSON_AddArrayToObject(out, "fits");

@@ -37,7 +37,10 @@ static double gpu_peak_flops(const char *name) {
     return 0;
 }
 
-static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
+// target_modules: the modules the model's adapters are on (lora_peft_target_modules: their last
+// names, or a regex where those names would also select a module quarry did not adapt).
+static cJSON *peft_adapter_config(model *m, const char *base) {
+    const lora_config *lc = model_get_lora(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "base_model_name_or_path", base);
     cJSON_AddStringToObject(o, "bias", "none");
@@ -48,9 +51,31 @@ static cJSON *peft_adapter_config(const lora_config *lc, const char *base) {
     cJSON_AddNumberToObject(o, "lora_dropout", lc->dropout);
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->rank);
-    cJSON *t = cJSON_AddArrayToObject(o, "target_modules");
-    for (int i = 0; i < LORA_NUM_TARGETS; i++)
-        if (lc->targets & (1u << i)) cJSON_AddItemToArray(t, cJSON_CreateString(lora_target_name((lora_target)i)));
+    int n = model_param_count(m), na = 0, nl = 0;
+    char (*paths)[128] = calloc((size_t)n, sizeof *paths);
+    const char **adapted = calloc((size_t)n, sizeof *adapted), **linear = calloc((size_t)n, sizeof *linear);
+    for (int i = 0; paths && adapted && linear && i < n; i++) {
+        const model_param *p = model_param_at(m, i);
+        const char *end = strstr(p->name, ".lora_A.");
+        size_t len = strlen(p->name);
+        if (!strncmp(p->name, "base_model.model.", 17) && end) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(end - p->name - 17), p->name + 17);
+            adapted[na++] = paths[i];
+        } else if (strncmp(p->name, "base_model.", 11) && p->ndim == 2 && len > 7 &&
+                   !strcmp(p->name + len - 7, ".weight")) {
+            snprintf(paths[i], sizeof paths[i], "%.*s", (int)(len - 7), p->name);
+            linear[nl++] = paths[i];
+        }
+    }
+    cJSON *t = paths && adapted && linear ? lora_peft_target_modules(adapted, na, linear, nl) : NULL;
+    free(paths);
+    free(adapted);
+    free(linear);
+    if (!t) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToObject(o, "target_modules", t);
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(o, "use_rslora", lc->rslora);
     cJSON_AddBoolToObject(o, "use_dora", 0);
@@ -105,7 +130,8 @@ static int train_check_model(train_settings *s, int seq_len, char *err, size_t e
                  ctx, s->model_dir, ctx);
         return -1;
     }
-    if (cfg.sliding_window > 0 && s->max_seq_len > cfg.sliding_window) {
+    // Per-layer windows (gpt-oss's layer_types) are masked by the attention op: no limit.
+    if (cfg.sliding_window > 0 && cfg.n_layer_types == 0 && s->max_seq_len > cfg.sliding_window) {
         snprintf(err, errlen, "this model's sliding_window is %d, shorter than --max-seq-len %d; quarry implements full "
                  "attention only, so use --max-seq-len %d or less", cfg.sliding_window, s->max_seq_len, cfg.sliding_window);
         return -1;
@@ -192,8 +218,12 @@ int cmd_train(int argc, char **argv) {
         {"lora-r", ARG_INT, &f.lora_r, "R", "LoRA rank (default 16)"},
         {"lora-alpha", ARG_FLOAT, &f.lora_alpha, "A", "LoRA alpha (default 32)"},
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
-        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST", "all-linear (default) or q,k,v,o,gate,up,down"},
+        {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
+        {"quantize", ARG_STRING, &s.quantize, "nf4", "QLoRA: the base's decoder linears frozen in 4-bit NF4, quantised at "
+         "load as bitsandbytes does (double quant); LoRA only"},
+        {"no-double-quant", ARG_FLAG, &s.no_double_quant, NULL, "with --quantize nf4: plain f32 absmax per 64 weights"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
         {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
@@ -702,7 +732,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     if (sp->router_aux_loss_coef >= 0 && model_set_aux_coef(m, sp->router_aux_loss_coef, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
                         .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
-                        .checkpoint = (model_recompute)sp->recompute};
+                        .checkpoint = (model_recompute)sp->recompute, .quant = (model_quant)settings_quant(sp)};
     // --micro-batch auto plans what this rank allocates: its ZeRO shard.
     model_options whole_mo = mo;
     zero_model_options(&mo, d, c->zero);
@@ -761,6 +791,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddNumberToObject(mem, "grads", (double)plan.grads);
         cJSON_AddNumberToObject(mem, "optimizer", (double)plan.moments);
         cJSON_AddNumberToObject(mem, "activations", (double)plan.activations);
+        if (plan.quant != MODEL_QUANT_NONE) {   // parts of weights and activations (QLoRA)
+            cJSON_AddNumberToObject(mem, "nf4", (double)plan.nf4);
+            cJSON_AddNumberToObject(mem, "nf4_workspace", (double)plan.nf4_workspace);
+        }
         cJSON_AddNumberToObject(mem, "total", (double)plan.total);
         cJSON *dpj = cJSON_AddObjectToObject(run, "data_parallel");
         cJSON_AddNumberToObject(dpj, "world_size", c->world);
@@ -827,7 +861,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         snprintf(final_dir, sizeof final_dir, "%s/final", sp->out_dir);
         if (fileio_mkdir_p(final_dir, err, sizeof err)) goto fail;
         if (!sp->full) {   // the trainer wrote the tensors
-            cJSON *ac = peft_adapter_config(model_get_lora(m), abs_model);   // MoE: attention only
+            cJSON *ac = peft_adapter_config(m, abs_model);
             snprintf(path, sizeof path, "%s/adapter_config.json", final_dir);
             int wrc = write_json(path, ac, err, sizeof err);
             cJSON_Delete(ac);

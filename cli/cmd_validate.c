@@ -275,10 +275,24 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                      lim->max_records, lim->date);
             emit(&v, 0, 0, BEDROCK_ERROR, msg);
         }
-        if (st->format != FORMAT_UNKNOWN && !(lim->formats & (1u << st->format))) {
-            snprintf(msg, sizeof msg, "Bedrock's %s jobs do not take %s records; quarry can train them, Bedrock would refuse them",
-                     lim->name, record_format_name(st->format));
+        if (st->media_records) {
+            snprintf(msg, sizeof msg, "%ld record%s hold%s images or videos: valid for Bedrock's %s job, but `quarry train` "
+                     "refuses them (the open models quarry trains are text-only)", st->media_records,
+                     st->media_records == 1 ? "" : "s", st->media_records == 1 ? "s" : "", lim->name);
             emit(&v, 0, 0, BEDROCK_WARNING, msg);
+        }
+        if (st->format != FORMAT_UNKNOWN && !(lim->formats & (1u << st->format))) {
+            // Bedrock refuses the job, so this is an error under --base-model (issue 22).
+            char takes[96] = "";
+            for (int k = 1; k <= 4; k++)
+                if (lim->formats & (1u << k))
+                    snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s", *takes ? ", " : "",
+                             record_format_name((record_format)k));
+            char fmsg[640];
+            snprintf(fmsg, sizeof fmsg, "the file is %s records, but Bedrock's %s jobs take only %s (%s); Bedrock would "
+                     "refuse the job\nhint: rewrite the records as %s, or drop --base-model to validate for `quarry train` "
+                     "only (it trains any format)", record_format_name(st->format), lim->name, takes, lim->source, takes);
+            emit(&v, 0, 0, BEDROCK_ERROR, fmsg);
         }
     }
     int valid = v.errors == 0 && st->invalid == 0;

@@ -24,9 +24,26 @@ static cJSON *read_json(const char *path, char *err, size_t errlen) {
 static int read_adapter_config(const char *path, lora_config *lc, char *err, size_t errlen) {
     cJSON *j = read_json(path, err, errlen);
     if (!j) return -1;
-    int rc = lora_config_from_peft(j, path, 1, lc, err, errlen);
+    int rc = lora_config_from_peft(j, path, 0, lc, err, errlen);   // targets: from the tensors
     cJSON_Delete(j);
     return rc;
+}
+
+// The targets the adapter's tensors adapt: target_modules may be a regex, or cannot tell an MoE
+// model's experts from its dense MLPs (PEFT matches gate_proj on both); the tensors can.
+static int adapter_targets(const char *path, lora_config *lc, char *err, size_t errlen) {
+    st_set *st = st_open(path, err, errlen);
+    if (!st) return -1;
+    unsigned mask = 0;
+    for (int i = 0; i < st_count(st); i++) mask |= lora_target_of_module(st_get(st, i)->name);
+    st_close(st);
+    lc->targets = mask;
+    if (!mask) {
+        snprintf(err, errlen, "%s: no LoRA tensor of a module quarry adapts (q,k,v,o,gate,up,down, experts, router)",
+                 path);
+        return -1;
+    }
+    return 0;
 }
 
 int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen) {
@@ -49,6 +66,18 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
     }
     snprintf(out->base_dir, sizeof out->base_dir, "%s", base->valuestring);
     if (cJSON_IsString(tmpl)) snprintf(out->template_name, sizeof out->template_name, "%s", tmpl->valuestring);
+    // A QLoRA adapter was trained against the 4-bit base: load that, as training did.
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(run, "settings");
+    const cJSON *qz = cJSON_GetObjectItemCaseSensitive(st, "quantize");
+    if (cJSON_IsString(qz) && qz->valuestring[0]) {
+        if (strcmp(qz->valuestring, "nf4") != 0) {
+            snprintf(err, errlen, "%s: settings.quantize is \"%s\"; this quarry knows nf4", path, qz->valuestring);
+            cJSON_Delete(run);
+            return -1;
+        }
+        out->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? MODEL_QUANT_NF4_PLAIN
+                                                                                             : MODEL_QUANT_NF4;
+    }
     char adapter[4200], full[4200], cfg[4200];
     snprintf(adapter, sizeof adapter, "%s/final/adapter_model.safetensors", arg);
     snprintf(full, sizeof full, "%s/final/model.safetensors", arg);
@@ -58,6 +87,7 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
         out->lora = 1;
         snprintf(out->weights, sizeof out->weights, "%s", adapter);
         rc = read_adapter_config(cfg, &out->lc, err, errlen);
+        if (!rc) rc = adapter_targets(adapter, &out->lc, err, errlen);
     } else if (fileio_exists(full)) {
         snprintf(out->weights, sizeof out->weights, "%s", full);
     } else {
@@ -125,7 +155,9 @@ model *model_ref_load(const model_ref *r, backend *be, const model_options *opt,
     model *m = model_open(r->base_dir, be, err, errlen);
     if (!m) return NULL;
     model_memory plan;
-    if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, opt, &plan, err, errlen) != 0 ||
+    model_options o = *opt;
+    o.quant = r->quant;
+    if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, &o, &plan, err, errlen) != 0 ||
         model_allocate(m, err, errlen) != 0 || (r->weights[0] && write_tensors(m, r->weights, err, errlen) != 0)) {
         model_free(m);
         return NULL;
@@ -137,7 +169,8 @@ void model_ref_describe(const model_ref *r, char *buf, size_t len) {
     if (!r->run_dir[0])
         snprintf(buf, len, "%s", r->base_dir);
     else if (r->lora)
-        snprintf(buf, len, "%s (LoRA r %d on %s)", r->run_dir, r->lc.rank, r->base_dir);
+        snprintf(buf, len, "%s (%s r %d on %s)", r->run_dir, r->quant ? "QLoRA, NF4 base," : "LoRA", r->lc.rank,
+                 r->base_dir);
     else
         snprintf(buf, len, "%s (full fine-tune of %s)", r->run_dir, r->base_dir);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <utf8proc.h>
 
 struct bedrock_checker {
@@ -12,7 +13,13 @@ struct bedrock_checker {
     bedrock_stats st;
     long line;
     int rec_errors;     // errors in the record being checked
+    int rec_media;      // valid media blocks in it
     int oom;
+    // Media blocks seen in the file (base models that take them): their modality and bucket.
+    unsigned media_kind;
+    long media_line;
+    char bucket[64];
+    long bucket_line;
 };
 
 struct bedrock_stream {
@@ -164,11 +171,22 @@ static void check_keys(bedrock_checker *c, const jv *obj, const char *const *all
         for (int a = 0; allowed[a]; a++)
             if (strlen(allowed[a]) == m->key_len && !memcmp(allowed[a], m->key, m->key_len)) ok = 1;
         if (ok) continue;
+        const base_model_limits *l = c->o.limits;
         if (c->o.allow_extra_keys)
             diag(c, 0, BEDROCK_WARNING, "unknown key \"%s\" in %s (ignored: --allow-extra-keys)", k, where);
+        else if (l && !l->strict_keys)
+            // AWS's Llama schema says "additionalProperties": true; its Nova script's pydantic
+            // models ignore extra fields: the key is dropped, not refused.
+            diag(c, 0, BEDROCK_WARNING, "unknown key \"%s\" in %s; %s's format does not use it and %s accepts it: ignored",
+                 k, where, l->name, l->rules);
+        else if (l)
+            diag(c, 0, BEDROCK_ERROR,
+                 "unknown key \"%s\" in %s; %s's format has no such key, per %s: remove it, or pass --allow-extra-keys",
+                 k, where, l->name, l->rules);
         else
             diag(c, 0, BEDROCK_ERROR,
-                 "unknown key \"%s\" in %s; Bedrock refuses extra keys (remove it, or pass --allow-extra-keys)", k, where);
+                 "unknown key \"%s\" in %s; no Bedrock format has it (remove it, pass --allow-extra-keys, or give "
+                 "--base-model ID for that model's rule)", k, where);
     }
     if (prev != small) free(prev);
 }
@@ -190,6 +208,19 @@ static void check_reserved(bedrock_checker *c, const char *s, size_t n, const ch
             diag(c, 0, BEDROCK_ERROR, "%s contains \"%s\", a reserved word for %s fine-tuning; rephrase it", where, word,
                  c->o.limits->name);
     }
+}
+
+// Claude's prompt format starts a turn with "\n\nHuman:" / "\n\nAssistant:"; AWS's Claude 3 Haiku
+// validator refuses text holding "\nHuman:" or "\nAssistant:" anywhere (system or either role).
+static void check_markers(bedrock_checker *c, const char *s, size_t n, const char *where) {
+    if (!c->o.limits || !c->o.limits->turn_markers) return;
+    static const char *const markers[] = {"\nHuman:", "\nAssistant:"};
+    for (int w = 0; w < 2; w++)
+        if (contains(s, n, markers[w], strlen(markers[w])))
+            diag(c, 0, BEDROCK_ERROR,
+                 "%s contains \"\\n%s\" (a line break, then \"%s\"), Claude's turn marker, refused for %s "
+                 "per %s: rephrase it or drop the line break",
+                 where, markers[w] + 1, markers[w] + 1, c->o.limits->name, c->o.limits->rules);
 }
 
 // A required non-empty string member. Returns it or NULL (after reporting).
@@ -238,9 +269,84 @@ static record_format detect(const jv *root) {
     return FORMAT_UNKNOWN;
 }
 
+// One image or video block a base model takes (limits->media): the Nova media rules of AWS's
+// Nova validator (nova_ft_dataset_validator.py @85fba9d9: format list, "s3://" uri of
+// [\w\-/.] characters) and of the Nova user guide (fine-tune-prepare-data-understanding.html:
+// one modality per dataset, media in the dataset's bucket). Returns 1 when it is valid.
+static int check_media(bedrock_checker *c, const jv *b, unsigned kind, const char *bw) {
+    static const char *const image_formats[] = {"png", "jpeg", "gif", "webp", NULL};
+    static const char *const video_formats[] = {"mov", "mkv", "mp4", "webm", NULL};
+    static const char *const media_keys[] = {"format", "source", NULL}, *const source_keys[] = {"s3Location", NULL},
+                             *const loc_keys[] = {"uri", "bucketOwner", NULL};
+    const char *key = kind == LIMITS_MEDIA_IMAGE ? "image" : "video";
+    const char *const *formats = kind == LIMITS_MEDIA_IMAGE ? image_formats : video_formats;
+    const jv *m = jv_get(b, key);
+    int before = c->rec_errors;
+    if (m->type != JV_OBJECT) {
+        diag(c, 0, BEDROCK_ERROR, "%s.%s is %s; it must be {\"format\", \"source\": {\"s3Location\": {\"uri\"}}}", bw, key,
+             jv_type_name(m->type));
+        return 0;
+    }
+    char w[128];
+    snprintf(w, sizeof w, "%s.%s", bw, key);
+    check_keys(c, m, media_keys, w);
+    const jv *f = jv_get(m, "format");
+    if (!f || f->type != JV_STRING) {
+        diag(c, 0, BEDROCK_ERROR, "%s.format is missing or not a string; give one of %s, %s, %s, %s", w, formats[0], formats[1],
+             formats[2], formats[3]);
+    } else {
+        int ok = 0;   // the script compares format.lower()
+        for (int i = 0; formats[i]; i++)
+            if (strlen(formats[i]) == f->len && !strncasecmp(formats[i], f->str, f->len)) ok = 1;
+        if (!ok) {
+            char k[64];
+            show_key(f->str, f->len, k, sizeof k);
+            diag(c, 0, BEDROCK_ERROR, "%s.format is \"%s\"; %s takes %s, %s, %s or %s (%s)", w, k, c->o.limits->name, formats[0],
+                 formats[1], formats[2], formats[3], c->o.limits->rules);
+        }
+    }
+    const jv *src = jv_get(m, "source"), *loc = src && src->type == JV_OBJECT ? jv_get(src, "s3Location") : NULL;
+    const jv *uri = loc && loc->type == JV_OBJECT ? jv_get(loc, "uri") : NULL;
+    if (src && src->type == JV_OBJECT) check_keys(c, src, source_keys, w);
+    if (loc && loc->type == JV_OBJECT) check_keys(c, loc, loc_keys, w);
+    if (!uri || uri->type != JV_STRING) {
+        diag(c, 0, BEDROCK_ERROR, "%s has no source.s3Location.uri string; media are read from S3: give \"s3://BUCKET/KEY\"", w);
+        return 0;
+    }
+    if (uri->len <= 5 || strncmp(uri->str, "s3://", 5)) {
+        diag(c, 0, BEDROCK_ERROR,
+             "%s.source.s3Location.uri does not start with \"s3://\"; upload the file to S3 and give its s3:// URI", w);
+        return 0;
+    }
+    // The script's is_valid_path: ^[\w\-/\.]+$ after "s3://" (\w: letters, digits, '_';
+    // non-ASCII bytes are let through as letters).
+    for (size_t i = 5; i < uri->len; i++) {
+        unsigned char ch = (unsigned char)uri->str[i];
+        if (!(ch >= 0x80 || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') || (ch && strchr("_-/.", ch)))) {
+            diag(c, 0, BEDROCK_ERROR, "%s.source.s3Location.uri has the character '%c'; only letters, digits, '_', '-', '/' and "
+                 "'.' are allowed (%s): rename the object", w, ch >= 0x20 && ch < 0x7F ? ch : '?', c->o.limits->rules);
+            return 0;
+        }
+    }
+    // All media of the file in one bucket: the guide wants them in the dataset's own bucket.
+    const char *bk = uri->str + 5, *slash = memchr(bk, '/', uri->len - 5);
+    size_t bl = slash ? (size_t)(slash - bk) : uri->len - 5;
+    if (!c->bucket[0] && bl < sizeof c->bucket) {
+        memcpy(c->bucket, bk, bl);
+        c->bucket[bl] = '\0';
+        c->bucket_line = c->line;
+    } else if (c->bucket[0] && (strlen(c->bucket) != bl || memcmp(c->bucket, bk, bl)))
+        diag(c, 0, BEDROCK_ERROR, "%s is in bucket \"%.*s\", but line %ld's media are in \"%s\"; %s reads media only from the "
+             "bucket the dataset is in (%s): move them there", w, (int)(bl < 63 ? bl : 63), bk, c->bucket_line, c->bucket,
+             c->o.limits->name, c->o.limits->source);
+    return c->rec_errors == before;
+}
+
 // Joins the {"text"} blocks of a converse content or system array into *out (malloc'ed).
 // where: "messages[1].content" or "system".
-static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int want, char **out, size_t *outlen) {
+// role: the turn's role (-1 when invalid), -2 for the system prompt. Image and video blocks are checked and left out of the
+// text where the base model takes them (user turns only); elsewhere they are refused.
+static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int role, char **out, size_t *outlen) {
     if (arr->type != JV_ARRAY) {
         diag(c, 0, BEDROCK_ERROR, "%s is %s; in this format it must be an array of {\"text\": ...} blocks", where,
              jv_type_name(arr->type));
@@ -249,7 +355,7 @@ static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int
     if (arr->count == 0) { diag(c, 0, BEDROCK_ERROR, "%s is an empty array; give it a {\"text\": ...} block", where); return 0; }
     static const char *const block_keys[] = {"text", NULL};
     size_t total = 0;
-    int ok = 1, i = 0;
+    int ok = 1, i = 0, images = 0, videos = 0, nmedia = 0;
     char bw[96];
     for (const jv *b = arr->child; b; b = b->next, i++) {
         snprintf(bw, sizeof bw, "%s[%d]", where, i);
@@ -258,18 +364,37 @@ static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int
             ok = 0;
             continue;
         }
-        static const struct { const char *key, *what; } media[] = {
-            {"image", "an image block"}, {"video", "a video block"}, {"document", "a document block"},
-            {"toolUse", "a toolUse block"}, {"toolResult", "a toolResult block"},
-            {"reasoningContent", "a reasoningContent block"}};
+        static const struct { const char *key, *what; unsigned bit; } media[] = {
+            {"image", "an image block", LIMITS_MEDIA_IMAGE}, {"video", "a video block", LIMITS_MEDIA_VIDEO},
+            {"document", "a document block", 0}, {"toolUse", "a toolUse block", 0},
+            {"toolResult", "a toolResult block", 0}, {"reasoningContent", "a reasoningContent block", 0}};
         int is_media = 0;
-        for (size_t m = 0; m < sizeof media / sizeof media[0]; m++)
-            if (jv_get(b, media[m].key)) {
+        const base_model_limits *l = c->o.limits;
+        for (size_t m = 0; m < sizeof media / sizeof media[0] && !is_media; m++) {
+            if (!jv_get(b, media[m].key)) continue;
+            is_media = 1;
+            if (!l)
                 diag(c, 0, BEDROCK_ERROR, "%s is %s; quarry trains text-only models: remove it or use a text block", bw,
                      media[m].what);
-                is_media = 1;
-                break;
+            else if (!(l->media & media[m].bit))
+                diag(c, 0, BEDROCK_ERROR, "%s is %s, which %s's jobs do not take (%s): remove it or use a text block", bw,
+                     media[m].what, l->name, l->media ? l->rules : l->source);
+            else if (role != ROLE_USER) {
+                const char *in = role == -2 ? "the system prompt"
+                                 : role == ROLE_ASSISTANT ? "an assistant turn" : "a turn without a valid role";
+                diag(c, 0, BEDROCK_ERROR, "%s is %s in %s; media go in user turns only (%s)", bw, media[m].what, in, l->rules);
             }
+            else if (check_media(c, b, media[m].bit, bw)) {
+                if (media[m].bit == LIMITS_MEDIA_IMAGE) images++;
+                else videos++;
+                is_media = 2;   // valid: counted, not text
+            }
+        }
+        if (is_media == 2) {
+            nmedia++;
+            c->rec_media++;
+            continue;
+        }
         if (is_media) { ok = 0; continue; }
         int before = c->rec_errors;
         check_keys(c, b, block_keys, bw);
@@ -283,20 +408,46 @@ static int join_blocks(bedrock_checker *c, const jv *arr, const char *where, int
         }
         total += t->len;
     }
+    // Per turn, as AWS's Nova validator counts them (MAX_NUM_IMAGES 10, one video, not both).
+    if (videos > 1) {
+        diag(c, 0, BEDROCK_ERROR, "%s has %d videos; a turn takes one video (%s)", where, videos, c->o.limits->rules);
+        ok = 0;
+    }
+    if (videos && images) {
+        diag(c, 0, BEDROCK_ERROR, "%s mixes images and a video; a turn takes one kind (%s)", where, c->o.limits->rules);
+        ok = 0;
+    }
+    if (images > 10) {
+        diag(c, 0, BEDROCK_ERROR, "%s has %d images; a turn takes at most 10 (%s)", where, images, c->o.limits->rules);
+        ok = 0;
+    }
+    if (ok && (images || videos)) {   // the dataset's one modality (Nova user guide)
+        unsigned kind = images ? LIMITS_MEDIA_IMAGE : LIMITS_MEDIA_VIDEO;
+        if (c->media_kind && c->media_kind != kind) {
+            diag(c, 0, BEDROCK_ERROR, "%s has %s, but line %ld has %s; a dataset holds images or videos, not both (%s)", where,
+                 images ? "images" : "a video", c->media_line, c->media_kind == LIMITS_MEDIA_IMAGE ? "images" : "a video",
+                 c->o.limits->source);
+            ok = 0;
+        } else if (!c->media_kind) {
+            c->media_kind = kind;
+            c->media_line = c->line;
+        }
+    }
     if (!ok) return 0;
-    // Blank as a whole: every block only whitespace.
-    int blank = 1;
+    // Blank as a whole: every text block only whitespace (a turn of media alone is not blank).
+    int blank = !nmedia;
     for (const jv *b = arr->child; b && blank; b = b->next) {
         const jv *t = jv_get(b, "text");
-        if (!is_blank(t->str, t->len)) blank = 0;
+        if (t && !is_blank(t->str, t->len)) blank = 0;
     }
     if (blank) { diag(c, 0, BEDROCK_ERROR, "%s is empty or only whitespace; give it text or drop the record", where); return 0; }
-    if (!want) return 1;
+    if (!out) return 1;
     char *d = malloc(total + 1);
     if (!d) { c->oom = 1; return 0; }
     size_t w = 0;
     for (const jv *b = arr->child; b; b = b->next) {
         const jv *t = jv_get(b, "text");
+        if (!t) continue;   // a media block
         memcpy(d + w, t->str, t->len);
         w += t->len;
     }
@@ -313,10 +464,23 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
     check_keys(c, root, f == FORMAT_CONVERSE ? keys_conv : keys_msg, "the record");
     if (f == FORMAT_CONVERSE) {
         const jv *sv = jv_get(root, "schemaVersion");
-        // Bedrock's documentation: schemaVersion may be any string value.
+        // Nova's documentation: schemaVersion may be any string value; AWS's Llama schema takes
+        // only its const (limits->schema_version).
+        const char *want = c->o.limits ? c->o.limits->schema_version : NULL;
         if (sv && sv->type != JV_STRING)
             diag(c, 0, BEDROCK_ERROR, "\"schemaVersion\" is %s; it must be a string such as \"bedrock-conversation-2024\"",
                  jv_type_name(sv->type));
+        else if (sv && want && (sv->len != strlen(want) || memcmp(sv->str, want, sv->len))) {
+            char k[64];
+            show_key(sv->str, sv->len, k, sizeof k);
+            diag(c, 0, BEDROCK_ERROR, "\"schemaVersion\" is \"%s\"; %s takes only \"%s\", per %s: set it so, or drop the key",
+                 k, c->o.limits->name, want, c->o.limits->rules);
+        }
+        const jv *sys = jv_get(root, "system");
+        int max = c->o.limits ? c->o.limits->max_system_blocks : 0;
+        if (max && sys && sys->type == JV_ARRAY && sys->count > max)
+            diag(c, 0, BEDROCK_ERROR, "\"system\" has %d blocks; %s takes at most %d, per %s: join them into one {\"text\"} block",
+                 sys->count, c->o.limits->name, max, c->o.limits->rules);
     }
     const jv *sys = jv_get(root, "system");
     char *sys_text = NULL;
@@ -329,10 +493,11 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
                 diag(c, 0, BEDROCK_ERROR, "\"system\" is empty or only whitespace; remove it or give it text");
             else {
                 check_reserved(c, sys->str, sys->len, "\"system\"");
+                check_markers(c, sys->str, sys->len, "\"system\"");
                 if (out && !(sys_text = dup_text(sys->str, sys->len))) c->oom = 1;
                 sys_len = sys->len;
             }
-        } else if (join_blocks(c, sys, "system", 1, &sys_text, &sys_len)) {
+        } else if (join_blocks(c, sys, "system", -2, &sys_text, &sys_len)) {
             check_reserved(c, sys_text, sys_len, "\"system\"");
             if (!out) { free(sys_text); sys_text = NULL; }
         }
@@ -399,10 +564,11 @@ static int check_messages(bedrock_checker *c, const jv *root, record_format f, r
                 continue;
             }
             if (r == ROLE_USER) check_reserved(c, content->str, content->len, cw);
+            check_markers(c, content->str, content->len, cw);
             if (turns && !(text = dup_text(content->str, content->len))) c->oom = 1;
             tlen = content->len;
         } else {
-            if (!join_blocks(c, content, cw, 1, &text, &tlen)) continue;
+            if (!join_blocks(c, content, cw, r, &text, &tlen)) continue;
             if (r == ROLE_USER) check_reserved(c, text, tlen, cw);
             if (!turns) { free(text); text = NULL; }
         }
@@ -469,6 +635,7 @@ static void list_keys(const jv *root, char *out, size_t outlen) {
 int bedrock_check(bedrock_checker *c, const char *text, size_t len, long line, record *out) {
     c->line = line;
     c->rec_errors = 0;
+    c->rec_media = 0;
     c->oom = 0;
     if (out) memset(out, 0, sizeof *out);
     if (is_blank(text, len)) {
@@ -526,6 +693,7 @@ int bedrock_check(bedrock_checker *c, const char *text, size_t len, long line, r
         c->st.format_line = line;
     }
     c->st.valid++;
+    if (c->rec_media) c->st.media_records++;
     return 1;
 }
 
@@ -551,7 +719,11 @@ int bedrock_next(bedrock_stream *s, record *out) {
         if (!s->bom_reported && jsonl_had_bom(s->r)) {
             s->bom_reported = 1;
             c->line = l.line;
-            diag(c, 0, BEDROCK_WARNING, "the file starts with a UTF-8 byte order mark; it is ignored");
+            // Python's json.loads refuses "\ufeff{...}", so AWS's validators fail the first line.
+            diag(c, 0, BEDROCK_WARNING,
+                 "the file starts with a UTF-8 byte order mark; quarry ignores it, but AWS's own dataset validators "
+                 "reject the file (invalid JSON on line 1): save it as UTF-8 without BOM, e.g. "
+                 "sed -i '1s/^\\xEF\\xBB\\xBF//' FILE");
         }
         if (l.oversized) {
             c->line = l.line;

@@ -10,6 +10,9 @@
 // record in another format is an error (unless opts.force names one). Diagnostics go to a
 // callback with the 1-based line (and column for JSON syntax errors); nothing is printed here.
 // Several text blocks of one converse turn are concatenated in order, with no separator.
+// Image and video blocks are refused unless opts.limits names a base model whose jobs take them
+// (then they are checked by AWS's media rules and left out of the record's text: quarry itself
+// trains text only, so `train`, which passes no limits, refuses them).
 #pragma once
 #include "jsonl.h"
 #include "limits.h"
@@ -44,6 +47,7 @@ typedef struct {
     long lines;              // lines read (including empty and oversized ones)
     long valid, invalid;     // records
     long errors, warnings;   // diagnostics sent
+    long media_records;      // valid records with image/video blocks (only where limits->media allows them)
     record_format format;    // the file's format (first valid record), FORMAT_UNKNOWN when none
     long format_line;        // line that fixed it
     unsigned long long bytes;

@@ -2,6 +2,8 @@
 #include "hf_export.h"
 #include "cmi.h"
 #include "../data/fileio.h"
+#include "nf4_base.h"
+#include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/init.h"
 #include "../model/names.h"
@@ -71,7 +73,7 @@ typedef struct {
     const char *name;
     st_dtype dtype;
     int ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     size_t nbytes;
 } st_entry_plan;
 
@@ -228,7 +230,7 @@ static int stream_finish(st_stream *s, char *err, size_t errlen) {
 }
 
 static size_t numel(const model_tensor_info *t) {
-    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1);
+    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1) * (t->ndim > 2 ? (size_t)t->shape[2] : 1);
 }
 
 // {"metadata": {"total_size": N}, "weight_map": {name: file, ...}} with sorted names, as
@@ -240,8 +242,28 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
     snprintf(path, sizeof path, "%s/config.json", base_dir);
     if (fileio_read_all(path, &text, &len, err, errlen)) return -1;
     cJSON *cj = cJSON_ParseWithLength(text, len);
-    char *cfg_text = cj ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
+    if (cj && cJSON_GetObjectItemCaseSensitive(cj, "quantization_config")) {
+        // The package is dense (an MXFP4 base's experts are written dequantised): a
+        // quantization_config left in would make transformers expect the packed pairs.
+        cJSON_DeleteItemFromObjectCaseSensitive(cj, "quantization_config");
+        char *dense = cJSON_Print(cj);
+        free(text);
+        text = dense;
+    }
+    char *cfg_text = cj && text ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
     free(text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cj, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    if (cfg_text && cJSON_IsString(qm) && !strcmp(qm->valuestring, "bitsandbytes")) {
+        // A 4-bit base exported dequantised (model/bnb4): the package's weights are not quantised
+        // (and CMI refuses a quantization_config), so it goes; the rest as the base has it.
+        cJSON *c2 = cJSON_Parse(cfg_text);
+        cJSON_DeleteItemFromObjectCaseSensitive(c2, "quantization_config");
+        char *t2 = c2 ? cJSON_Print(c2) : NULL;
+        cJSON_Delete(c2);
+        free(cfg_text);
+        cfg_text = t2;
+    }
     if (!cfg_text) {
         snprintf(err, errlen, "%s: not a JSON object (or out of memory)", path);
         cJSON_Delete(cj);
@@ -312,20 +334,30 @@ static int copy_tokenizer_files(const char *base_dir, const char *out_dir, char 
     return 0;
 }
 
+static int is_decoder_linear(tensor_role r) {
+    return r == TENSOR_Q || r == TENSOR_K || r == TENSOR_V || r == TENSOR_O || r == TENSOR_GATE || r == TENSOR_UP ||
+           r == TENSOR_DOWN;
+}
+
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
-static int produce_tensor(const hf_export_options *o, const st_set *base, const st_set *ft, const model_tensor_info *t,
+// bnb4: the base is a bitsandbytes 4-bit checkpoint (1 + double quant: 2), whose linears are
+// dequantised; 0 for a float one.
+static int produce_tensor(const hf_export_options *o, const model_config *cfg, const st_set *base, const st_set *ft,
+                          const model_tensor_info *t, int bnb4,
                           float *buf, float **scratch, size_t *scratch_n, int *merged, char *err, size_t errlen) {
-    const st_set *src = ft ? ft : base;
-    const st_tensor *st = st_find(src, t->name);
-    if (!st) {
-        snprintf(err, errlen, "%s: tensor %s is missing", ft ? o->weights : o->base_dir, t->name);
+    int four = !ft && bnb4 && is_decoder_linear(t->role);
+    if (four) {
+        if (nf4_base_dequantize(base, o->base_dir, t->name, t->shape[0], t->shape[1], bnb4 == 2, buf, err, errlen))
+            return -1;
+    } else if (model_tensor_pack(cfg, ft ? ft : base, t, buf, ft ? o->weights : o->base_dir, err, errlen)) {
+        // A run's weights hold gpt-oss's experts expert-major, a published base MXFP4 pairs:
+        // model_tensor_pack gives the fused dense tensor either way.
         return -1;
     }
-    if (st_read_f32(st, buf)) {
-        snprintf(err, errlen, "%s: tensor %s has dtype %s; only F32/F16/BF16 can be exported",
-                 ft ? o->weights : o->base_dir, t->name, st->dtype_name);
+    // Already the dequantised NF4 weights when the base is 4-bit: no round trip.
+    if (o->nf4_base && !four && is_decoder_linear(t->role) &&
+        nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
         return -1;
-    }
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);
@@ -380,7 +412,9 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         return -1;
     }
     model_config cfg;
-    if (model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    bnb4 = bnb4 ? 1 + dq : 0;
     st_set *base = st_open(o->base_dir, err, errlen);
     if (!base) return -1;
     st_set *ft = NULL;
@@ -392,10 +426,14 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
     size_t scratch_n = 0;
     int rc = -1, merged = 0;
     st_stream s = {.fd = -1};
-    if (model_tensor_check(&cfg, base, o->base_dir, err, errlen)) goto done;
+    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
+             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
+        goto done;
     if (o->weights) {
         ft = st_open(o->weights, err, errlen);
-        if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
+        // gpt-oss's run weights keep the experts expert-major (packed back tensor by tensor).
+        int unfused = cfg.arch == ARCH_GPT_OSS && ft && !st_find(ft, "model.layers.0.mlp.experts.gate_up_proj");
+        if (!ft || (!unfused && model_tensor_check(&cfg, ft, o->weights, err, errlen))) goto done;
     }
     int n = model_tensor_count(&cfg);
     list = malloc(sizeof *list * (size_t)n);
@@ -422,7 +460,8 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
         in_shard += b;
         total += b;
         if (numel(&list[i]) > largest) largest = numel(&list[i]);
-        plan[i] = (st_entry_plan){list[i].name, o->dtype, list[i].ndim, {list[i].shape[0], list[i].shape[1]}, b};
+        plan[i] = (st_entry_plan){list[i].name, o->dtype, list[i].ndim,
+                                  {list[i].shape[0], list[i].shape[1], list[i].shape[2]}, b};
     }
     buf = malloc(largest * sizeof(float) + 16);
     conv = o->dtype == ST_F32 ? (void *)buf : malloc(largest * es + 16);
@@ -440,7 +479,7 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
             fprintf(stderr, "quarry export: writing %s (%d tensors)\n", strrchr(path, '/') + 1, last - first);
         if (stream_begin(&s, path, plan + first, last - first, err, errlen)) goto done;
         for (int i = first; i < last; i++) {
-            if (produce_tensor(o, base, ft, &list[i], buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+            if (produce_tensor(o, &cfg, base, ft, &list[i], bnb4, buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
             merge_convert(buf, numel(&list[i]), o->dtype, conv);
             if (stream_write(&s, conv, plan[i].nbytes, err, errlen)) goto done;
         }
@@ -488,7 +527,7 @@ int hf_export_peft(const merge_adapter *a, const char *base_name, st_dtype dtype
     for (int i = 0; i < n; i++) {
         const st_tensor *t = st_get(a->weights, i);
         size_t ne = (size_t)t->shape[0] * (size_t)t->shape[1];
-        plan[i] = (st_entry_plan){t->name, dtype, 2, {t->shape[0], t->shape[1]}, ne * es};
+        plan[i] = (st_entry_plan){t->name, dtype, 2, {t->shape[0], t->shape[1], 0}, ne * es};
         if (ne > largest) largest = ne;
     }
     buf = malloc(largest * sizeof(float) + 16);
@@ -533,5 +572,56 @@ done:
     if (conv != (void *)buf) free(conv);
     free(buf);
     free(plan);
+    return rc;
+}
+
+int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen) {
+    model_config cfg;
+    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
+    bnb4 = bnb4 ? 1 + dq : 0;
+    st_set *base = st_open(o->base_dir, err, errlen);
+    if (!base) return -1;
+    st_set *ft = NULL;
+    model_tensor_info *list = NULL;
+    float *buf = NULL, *scratch = NULL;
+    size_t scratch_n = 0, largest = 0;
+    int rc = -1, merged = 0;
+    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
+             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
+        goto done;
+    if (o->weights) {
+        ft = st_open(o->weights, err, errlen);
+        if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
+    }
+    int n = model_tensor_count(&cfg);
+    list = malloc(sizeof *list * (size_t)n);
+    if (!list) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    model_tensor_list(&cfg, list);
+    if (o->adapter && check_adapter_targets(o->adapter, list, n, err, errlen)) goto done;
+    for (int i = 0; i < n; i++)
+        if (numel(&list[i]) > largest) largest = numel(&list[i]);
+    if (!(buf = malloc(largest * sizeof(float) + 16))) {
+        snprintf(err, errlen, "out of memory: the largest tensor needs %.1f MB", (double)largest * 4 / 1e6);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (produce_tensor(o, &cfg, base, ft, &list[i], bnb4, buf, &scratch, &scratch_n, &merged, err, errlen)) goto done;
+        int r = fn(ctx, list[i].name, buf, numel(&list[i]));
+        if (r) {
+            rc = r;
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(buf);
+    free(scratch);
+    free(list);
+    if (ft) st_close(ft);
+    st_close(base);
     return rc;
 }

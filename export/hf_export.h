@@ -16,6 +16,8 @@
 #include "../model/safetensors.h"
 #include <stddef.h>
 
+enum { HF_NF4_NONE = 0, HF_NF4_DOUBLE_QUANT = 1, HF_NF4_PLAIN = 2 };   // the values of model_quant
+
 typedef struct {
     const char *base_dir;          // HF checkpoint: config.json, safetensors, tokenizer files
     const merge_adapter *adapter;  // LoRA folded in, or NULL
@@ -24,12 +26,22 @@ typedef struct {
     st_dtype dtype;                // ST_F32, ST_F16 or ST_BF16
     size_t shard_bytes;            // largest shard (a larger tensor gets a shard of its own)
     int quiet;                     // 0: one progress line per shard on stderr
+    int nf4_base;                  // HF_NF4_*: with NONE (0) the base as it is; else the decoder's linear weights
+                                   // (q, k, v, o, gate, up, down) replaced by their NF4 round trip
+                                   // (quantised and dequantised in f32 as bitsandbytes does) before
+                                   // the adapter: the base a QLoRA adapter was trained against
 } hf_export_options;
 
 // The tokenizer files copied when present (NULL-terminated).
 extern const char *const hf_tokenizer_files[];
 
 int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err, size_t errlen);
+
+// The merged package's tensors in f32, before the one rounding to o->dtype (which is ignored),
+// in package order: fn(ctx, name, values, element count) for each, the buffer valid only during
+// the call. A nonzero return of fn stops the walk and is returned; -1 + message otherwise.
+typedef int (*hf_tensor_fn)(void *ctx, const char *name, const float *v, size_t n);
+int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen);
 
 // adapter_model.safetensors in dtype (the adapter's values rounded once) and adapter_config.json
 // (the adapter's, with base_model_name_or_path set to base_name and inference_mode true).

@@ -128,6 +128,14 @@ struct backend {
     void (*swiglu_backward)(backend *be, void *dgate, void *dup, const void *dout,
                             const void *gate, const void *up, size_t n);
 
+    // gpt-oss's clamped SwiGLU (the experts' activation): g = min(gate, limit),
+    // u = clamp(up, −limit, limit), out = (u + 1) · g · σ(alpha · g).  All act (n).
+    void (*swiglu_clamped_forward)(backend *be, void *out, const void *gate, const void *up, size_t n,
+                                   float alpha, float limit);
+    // dgate, dup overwritten (zero where the clamp cut the input; may alias dout).
+    void (*swiglu_clamped_backward)(backend *be, void *dgate, void *dup, const void *dout,
+                                    const void *gate, const void *up, size_t n, float alpha, float limit);
+
     // out = a + b (out may alias a or b).  All act (n).
     void (*add)(backend *be, void *out, const void *a, const void *b, size_t n);
 

@@ -1,5 +1,6 @@
 // model/config.c — see config.h. Defaults are those of transformers' LlamaConfig,
-// MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig and MixtralConfig for keys a config.json leaves out.
+// MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig, MixtralConfig and GptOssConfig for keys a
+// config.json leaves out.
 #include "config.h"
 #include "moe/router.h"
 #include <cjson/cJSON.h>
@@ -12,7 +13,7 @@
 
 #define SUPPORTED_ARCHS \
     "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, " \
-    "MixtralForCausalLM"
+    "MixtralForCausalLM, GptOssForCausalLM"
 
 static int fail(char *err, size_t errlen, const char *src, const char *fmt, ...) {
     char msg[768];
@@ -83,15 +84,56 @@ static int get_token_id(const cJSON *o, const char *key, int *out, const char *s
     return 1;
 }
 
+// YaRN (transformers' _compute_yarn_parameters): factor (null: max_position_embeddings /
+// original_max_position_embeddings), beta_fast (32) and beta_slow (1) where absent or 0,
+// original_max_position_embeddings (default max_position_embeddings), truncate (default true),
+// attention_factor (default 0.1·ln(factor) + 1 when factor > 1). DeepSeek's mscale pair is refused.
+static int parse_yarn(model_config *cfg, const cJSON *rs, const char *rkey, const char *src, char *err, size_t errlen) {
+    int omp = cfg->max_position_embeddings;
+    double factor = 0, bf = 0, bs = 0, af = 0;
+    int truncate = 1;
+    if (get_int(rs, "original_max_position_embeddings", &omp, src, err, errlen) < 0) return -1;
+    if (omp <= 0) return fail(err, errlen, src, "\"%s.original_max_position_embeddings\" must be positive", rkey);
+    int hf = get_double(rs, "factor", &factor, src, err, errlen);
+    if (hf < 0) return -1;
+    if (hf == 0) factor = (double)cfg->max_position_embeddings / omp;
+    if (!(factor > 0)) return fail(err, errlen, src, "\"%s.factor\" is %g; it must be positive", rkey, factor);
+    if (get_double(rs, "beta_fast", &bf, src, err, errlen) < 0 || get_double(rs, "beta_slow", &bs, src, err, errlen) < 0 ||
+        get_bool(rs, "truncate", &truncate, src, err, errlen) < 0)
+        return -1;
+    static const char *const refused[] = {"mscale", "mscale_all_dim"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(rs, refused[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 0))
+            return unsupported(err, errlen, src, "\"%s.%s\" is not supported (DeepSeek's YaRN variant); "
+                               "supported yarn keys: factor, beta_fast, beta_slow, original_max_position_embeddings, "
+                               "truncate, attention_factor", rkey, refused[i]);
+    }
+    int ha = get_double(rs, "attention_factor", &af, src, err, errlen);
+    if (ha < 0) return -1;
+    if (ha == 0) af = factor <= 1 ? 1.0 : 0.1 * log(factor) + 1.0;
+    if (!(af > 0)) return fail(err, errlen, src, "\"%s.attention_factor\" is %g; it must be positive", rkey, af);
+    cfg->rope_scaling = ROPE_SCALING_YARN;
+    cfg->rope_factor = (float)factor;
+    cfg->rope_beta_fast = (float)(bf != 0 ? bf : 32.0);
+    cfg->rope_beta_slow = (float)(bs != 0 ? bs : 1.0);
+    cfg->rope_truncate = truncate;
+    cfg->rope_original_max_position = omp;
+    cfg->rope_attention_factor = (float)af;
+    return 0;
+}
+
 // rope_scaling (legacy key) or rope_parameters (transformers 5): type, factor and llama3 fields.
 static int parse_rope(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
-    double theta = cfg->arch == ARCH_MIXTRAL ? 1000000.0 : 10000.0;   // MixtralConfig.default_theta
+    // MixtralConfig / GptOssConfig.default_theta
+    double theta = cfg->arch == ARCH_MIXTRAL ? 1000000.0 : cfg->arch == ARCH_GPT_OSS ? 150000.0 : 10000.0;
     if (get_double(root, "rope_theta", &theta, src, err, errlen) < 0) return -1;
     cfg->rope_scaling = ROPE_SCALING_NONE;
     cfg->rope_factor = 1.0f;
     cfg->rope_low_freq_factor = 0.0f;
     cfg->rope_high_freq_factor = 0.0f;
     cfg->rope_original_max_position = 0;
+    cfg->rope_attention_factor = 1.0f;
 
     // transformers gives rope_scaling priority over rope_parameters.
     const char *rkey = "rope_scaling";
@@ -99,6 +141,16 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
     if (!rs || cJSON_IsNull(rs) || (cJSON_IsObject(rs) && !rs->child)) {
         rkey = "rope_parameters";
         rs = cJSON_GetObjectItemCaseSensitive(root, rkey);
+    }
+    if ((!rs || cJSON_IsNull(rs)) && cfg->arch == ARCH_GPT_OSS) {
+        // GptOssConfig.__post_init__'s rope_parameters when none is given.
+        cfg->rope_scaling = ROPE_SCALING_YARN;
+        cfg->rope_factor = 32.0f;
+        cfg->rope_beta_fast = 32.0f;
+        cfg->rope_beta_slow = 1.0f;
+        cfg->rope_truncate = 0;
+        cfg->rope_original_max_position = 4096;
+        cfg->rope_attention_factor = (float)(0.1 * log(32.0) + 1.0);
     }
     if (rs && !cJSON_IsNull(rs)) {
         if (!cJSON_IsObject(rs)) return fail(err, errlen, src, "\"%s\" must be an object or null", rkey);
@@ -144,9 +196,12 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
                 cfg->rope_high_freq_factor = (float)hi;
                 cfg->rope_original_max_position = omp;
             }
+        } else if (!strcmp(type, "yarn")) {
+            int r = parse_yarn(cfg, rs, rkey, src, err, errlen);
+            if (r) return r;
         } else {
             return unsupported(err, errlen, src,
-                        "rope scaling type \"%s\" is not supported; supported: none (default), linear, llama3", type);
+                        "rope scaling type \"%s\" is not supported; supported: none (default), linear, llama3, yarn", type);
         }
     }
     if (!(theta > 0)) return fail(err, errlen, src, "\"rope_theta\" is %g; it must be positive", theta);
@@ -157,12 +212,13 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
 // The sparse MoE settings of Qwen3MoeConfig / MixtralConfig (defaults as theirs).
 static int parse_moe(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
     cfg->n_experts = 0;
-    if (cfg->arch != ARCH_QWEN3_MOE && cfg->arch != ARCH_MIXTRAL) return 0;
-    int mixtral = cfg->arch == ARCH_MIXTRAL;
+    if (cfg->arch != ARCH_QWEN3_MOE && cfg->arch != ARCH_MIXTRAL && cfg->arch != ARCH_GPT_OSS) return 0;
+    int gptoss = cfg->arch == ARCH_GPT_OSS;
+    int mixtral = cfg->arch == ARCH_MIXTRAL || gptoss;   // every layer sparse, I = intermediate_size
     const char *ekey = mixtral ? "num_local_experts" : "num_experts";
     double coef = 0.001, jitter = 0;
-    cfg->n_experts = mixtral ? 8 : 128;
-    cfg->top_k = mixtral ? 2 : 8;
+    cfg->n_experts = gptoss ? 128 : mixtral ? 8 : 128;
+    cfg->top_k = gptoss ? 4 : mixtral ? 2 : 8;
     cfg->moe_intermediate_size = mixtral ? cfg->intermediate_size : 768;
     cfg->norm_topk_prob = mixtral;
     cfg->decoder_sparse_step = 1;
@@ -192,7 +248,19 @@ static int parse_moe(model_config *cfg, const cJSON *root, const char *src, char
         return fail(err, errlen, src, "\"decoder_sparse_step\" is %d; it must be at least 1", cfg->decoder_sparse_step);
     if (!(coef >= 0)) return fail(err, errlen, src, "\"router_aux_loss_coef\" is %g; it must be at least 0", coef);
     cfg->router_aux_loss_coef = (float)coef;
-    if (mixtral) {
+    if (gptoss) {
+        // GptOssTopKRouter / GptOssExperts: biases everywhere, top-k then softmax over the chosen
+        // (the same weights as a softmax over all E renormalised over the chosen), clamped SwiGLU.
+        double alpha = 1.702, limit = 7.0;
+        if (get_double(root, "swiglu_alpha", &alpha, src, err, errlen) < 0 ||
+            get_double(root, "swiglu_limit", &limit, src, err, errlen) < 0)
+            return -1;
+        if (!(limit > 0)) return fail(err, errlen, src, "\"swiglu_limit\" is %g; it must be positive", limit);
+        cfg->swiglu_alpha = (float)alpha;
+        cfg->swiglu_limit = (float)limit;
+        cfg->router_bias = cfg->expert_bias = 1;
+        cfg->experts_fused = 1;
+    } else if (mixtral) {
         if (get_double(root, "router_jitter_noise", &jitter, src, err, errlen) < 0) return -1;
         if (moe_check_router_jitter(jitter, src, err, errlen)) return -2;
     }
@@ -211,6 +279,40 @@ static int parse_moe(model_config *cfg, const cJSON *root, const char *src, char
                 return fail(err, errlen, src, "\"mlp_only_layers\" lists more than %d layers", MODEL_MAX_MLP_ONLY);
             cfg->mlp_only_layers[cfg->n_mlp_only++] = (int)e->valuedouble;
         }
+    }
+    return 0;
+}
+
+int model_config_layer_window(const model_config *cfg, int l) {
+    if (cfg->n_layer_types == 0) return cfg->sliding_window;
+    return l >= 0 && l < cfg->n_layer_types && cfg->layer_sliding[l] ? cfg->sliding_window : 0;
+}
+
+// gpt-oss's layer_types: one of sliding_attention / full_attention per layer (default:
+// sliding for even layers, as GptOssConfig.__post_init__).
+static int parse_layer_types(model_config *cfg, const cJSON *root, const char *src, char *err, size_t errlen) {
+    if (cfg->num_layers > MODEL_MAX_LAYER_TYPES)
+        return fail(err, errlen, src, "num_hidden_layers %d: quarry reads layer_types of at most %d layers",
+                    cfg->num_layers, MODEL_MAX_LAYER_TYPES);
+    cfg->n_layer_types = cfg->num_layers;
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    if (!lt || cJSON_IsNull(lt)) {
+        for (int l = 0; l < cfg->num_layers; l++) cfg->layer_sliding[l] = (l + 1) % 2 != 0;
+        return 0;
+    }
+    if (!cJSON_IsArray(lt)) return fail(err, errlen, src, "\"layer_types\" must be a list of strings");
+    if (cJSON_GetArraySize(lt) != cfg->num_layers)
+        return fail(err, errlen, src, "\"layer_types\" lists %d layers but \"num_hidden_layers\" is %d\n"
+                    "hint: give one of \"sliding_attention\" / \"full_attention\" per layer",
+                    cJSON_GetArraySize(lt), cfg->num_layers);
+    int i = 0;
+    for (const cJSON *e = lt->child; e; e = e->next, i++) {
+        if (cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention")) cfg->layer_sliding[i] = 1;
+        else if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) cfg->layer_sliding[i] = 0;
+        else
+            return fail(err, errlen, src, "\"layer_types\"[%d] is %s%s%s; supported: \"sliding_attention\", \"full_attention\"",
+                        i, cJSON_IsString(e) ? "\"" : "", cJSON_IsString(e) ? e->valuestring : "not a string",
+                        cJSON_IsString(e) ? "\"" : "");
     }
     return 0;
 }
@@ -289,8 +391,9 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         else if (!strcmp(mt->valuestring, "qwen3")) arch = "Qwen3ForCausalLM";
         else if (!strcmp(mt->valuestring, "qwen3_moe")) arch = "Qwen3MoeForCausalLM";
         else if (!strcmp(mt->valuestring, "mixtral")) arch = "MixtralForCausalLM";
+        else if (!strcmp(mt->valuestring, "gpt_oss")) arch = "GptOssForCausalLM";
         else {
-            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral (%s)",
+            rc = unsupported(err, errlen, src, "model_type \"%s\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gpt_oss (%s)",
                  mt->valuestring, SUPPORTED_ARCHS);
             goto done;
         }
@@ -305,6 +408,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     else if (!strcmp(arch, "Qwen3ForCausalLM")) cfg->arch = ARCH_QWEN3;
     else if (!strcmp(arch, "Qwen3MoeForCausalLM")) cfg->arch = ARCH_QWEN3_MOE;
     else if (!strcmp(arch, "MixtralForCausalLM")) cfg->arch = ARCH_MIXTRAL;
+    else if (!strcmp(arch, "GptOssForCausalLM")) cfg->arch = ARCH_GPT_OSS;
     else {
         rc = unsupported(err, errlen, src, "architecture \"%s\" is not supported; supported: %s", arch, SUPPORTED_ARCHS);
         goto done;
@@ -320,7 +424,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
 
     int r = get_int(root, "num_key_value_heads", &cfg->num_kv_heads, src, err, errlen);
     if (r < 0) goto done;
-    if (r == 0) cfg->num_kv_heads = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL ? 8
+    if (r == 0) cfg->num_kv_heads = cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_GPT_OSS ? 8
                                     : cfg->arch == ARCH_QWEN3_MOE                     ? 4
                                                                                       : cfg->num_heads;
     if (cfg->num_kv_heads <= 0 || cfg->num_heads % cfg->num_kv_heads) {
@@ -330,8 +434,8 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     }
     r = get_int(root, "head_dim", &cfg->head_dim, src, err, errlen);
     if (r < 0) goto done;
-    if (r == 0 && cfg->arch == ARCH_QWEN3) {
-        cfg->head_dim = 128;   // Qwen3Config's default, whatever hidden_size / heads is
+    if (r == 0 && (cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_GPT_OSS)) {
+        cfg->head_dim = cfg->arch == ARCH_QWEN3 ? 128 : 64;   // Qwen3Config's / GptOssConfig's default
     } else if (r == 0) {
         if (cfg->hidden_size % cfg->num_heads) {
             fail(err, errlen, src, "hidden_size (%d) is not a multiple of num_attention_heads (%d) and no head_dim is given",
@@ -354,7 +458,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     }
 
     cfg->max_position_embeddings = cfg->arch == ARCH_LLAMA                                  ? 2048
-                                   : cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL ? 4096 * 32
+                                   : cfg->arch == ARCH_MISTRAL || cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_GPT_OSS ? 4096 * 32
                                                                                             : 32768;
     if (get_int(root, "max_position_embeddings", &cfg->max_position_embeddings, src, err, errlen) < 0) goto done;
     if (cfg->max_position_embeddings <= 0) {
@@ -362,7 +466,7 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         goto done;
     }
 
-    double eps = cfg->arch == ARCH_MIXTRAL ? 1e-5 : 1e-6;
+    double eps = cfg->arch == ARCH_MIXTRAL || cfg->arch == ARCH_GPT_OSS ? 1e-5 : 1e-6;
     if (get_double(root, "rms_norm_eps", &eps, src, err, errlen) < 0) goto done;
     if (!((float)eps > 0)) {
         fail(err, errlen, src, "rms_norm_eps %g must be positive", eps);
@@ -386,9 +490,10 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
     cfg->tie_word_embeddings = 0;
     if (get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err, errlen) < 0) goto done;
 
-    cfg->attention_bias = cfg->arch == ARCH_QWEN2;
+    int gptoss = cfg->arch == ARCH_GPT_OSS;
+    cfg->attention_bias = cfg->arch == ARCH_QWEN2 || gptoss;
     int qwen3 = cfg->arch == ARCH_QWEN3 || cfg->arch == ARCH_QWEN3_MOE;
-    if ((cfg->arch == ARCH_LLAMA || qwen3) &&
+    if ((cfg->arch == ARCH_LLAMA || qwen3 || gptoss) &&
         get_bool(root, "attention_bias", &cfg->attention_bias, src, err, errlen) < 0)
         goto done;
     if (qwen3 && cfg->attention_bias) {
@@ -397,6 +502,8 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
         goto done;
     }
     cfg->qk_norm = qwen3;
+    cfg->o_bias = gptoss && cfg->attention_bias;
+    cfg->attention_sinks = gptoss;
     cfg->mlp_bias = 0;
     if (get_bool(root, "mlp_bias", &cfg->mlp_bias, src, err, errlen) < 0) goto done;
     if (cfg->mlp_bias) {
@@ -421,6 +528,16 @@ int model_config_parse(model_config *cfg, const char *json, const char *src, cha
             fail(err, errlen, src, "sliding_window must be positive or null");
             goto done;
         }
+    } else if (gptoss) {
+        const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+        cfg->sliding_window = 128;   // GptOssConfig's default; null: every layer full
+        if (sw && get_int(root, "sliding_window", &cfg->sliding_window, src, err, errlen) < 0) goto done;
+        if (sw && cJSON_IsNull(sw)) cfg->sliding_window = 0;
+        if (cfg->sliding_window < 0) {
+            fail(err, errlen, src, "sliding_window must be positive or null");
+            goto done;
+        }
+        if (parse_layer_types(cfg, root, src, err, errlen) != 0) goto done;
     } else if (cfg->arch == ARCH_QWEN2 || qwen3) {
         const char *family = cfg->arch == ARCH_QWEN2 ? "Qwen2" : cfg->arch == ARCH_QWEN3 ? "Qwen3" : "Qwen3-MoE";
         int usw = 0;
@@ -549,6 +666,35 @@ void model_config_rope_inv_freq(const model_config *cfg, float *inv_freq) {
     }
     if (cfg->rope_scaling == ROPE_SCALING_LINEAR) {
         for (int i = 0; i < half; i++) inv_freq[i] = inv_freq[i] / cfg->rope_factor;
+    } else if (cfg->rope_scaling == ROPE_SCALING_YARN) {
+        // _compute_yarn_parameters: the correction range in Python doubles, the ramp and the
+        // blend of inv_freq / (factor·pos_freqs) and inv_freq in float32 tensors.
+        const double two_pi = 2.0 * 3.14159265358979323846, base_d = (double)cfg->rope_theta;
+        const double omp = (double)cfg->rope_original_max_position;
+        double lo = (cfg->head_dim * log(omp / ((double)cfg->rope_beta_fast * two_pi))) / (2 * log(base_d));
+        double hi = (cfg->head_dim * log(omp / ((double)cfg->rope_beta_slow * two_pi))) / (2 * log(base_d));
+        if (cfg->rope_truncate) {
+            lo = floor(lo);
+            hi = ceil(hi);
+        }
+        if (lo < 0) lo = 0;
+        if (hi > cfg->head_dim - 1) hi = cfg->head_dim - 1;
+        if (lo == hi) hi += 0.001;
+        const float lo_f = (float)lo, span = (float)(hi - lo);
+        for (int i = 0; i < half; i++) {
+            volatile float e = (float)(2 * i) / dim;
+            float pos_freq = (float)pow((double)base, (double)e);
+            volatile float ext = 1.0f / pos_freq;
+            volatile float scaled = cfg->rope_factor * pos_freq;
+            volatile float inter = 1.0f / scaled;
+            volatile float t = ((float)i - lo_f) / span;
+            float ramp = t < 0 ? 0.0f : t > 1 ? 1.0f : t;
+            volatile float ext_factor = 1.0f - ramp;
+            volatile float keep = 1.0f - ext_factor;
+            volatile float a = inter * keep;
+            volatile float b = ext * ext_factor;
+            inv_freq[i] = a + b;
+        }
     } else if (cfg->rope_scaling == ROPE_SCALING_LLAMA3) {
         const float factor = cfg->rope_factor;
         const float lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
@@ -585,11 +731,15 @@ size_t model_config_num_params(const model_config *cfg) {
     size_t layer = C * q + 2 * C * kv + q * C   // q, k, v, o
                    + 2 * C;                     // input and post-attention norms
     if (cfg->attention_bias) layer += q + 2 * kv;
+    if (cfg->o_bias) layer += C;
+    if (cfg->attention_sinks) layer += (size_t)cfg->num_heads;
     if (cfg->qk_norm) layer += 2 * (size_t)cfg->head_dim;
     size_t n = V * C + (size_t)cfg->num_layers * layer + C;
     for (int l = 0; l < cfg->num_layers; l++)   // gate, up, down: dense, or router + experts
         n += model_config_layer_is_moe(cfg, l)
-                 ? (size_t)cfg->n_experts * (C + 3 * C * (size_t)cfg->moe_intermediate_size)
+                 ? (size_t)cfg->n_experts * (C + 3 * C * (size_t)cfg->moe_intermediate_size) +
+                       (cfg->router_bias ? (size_t)cfg->n_experts : 0) +
+                       (cfg->expert_bias ? (size_t)cfg->n_experts * (2 * (size_t)cfg->moe_intermediate_size + C) : 0)
                  : 3 * C * F;
     if (!cfg->tie_word_embeddings) n += V * C;
     return n;

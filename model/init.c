@@ -49,7 +49,7 @@ void model_init_fill(const model_tensor_info *t, uint64_t seed, float std, int p
 }
 
 static size_t numel(const model_tensor_info *t) {
-    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1);
+    return (size_t)t->shape[0] * (t->ndim > 1 ? (size_t)t->shape[1] : 1) * (t->ndim > 2 ? (size_t)t->shape[2] : 1);
 }
 
 static int esize(st_dtype d) { return d == ST_F32 ? 4 : 2; }

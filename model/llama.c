@@ -5,12 +5,15 @@
 //     mid = x + attention(rmsnorm(x)),  out = mid + mlp(rmsnorm(mid))
 // and what differs between families is a property of the kind, chosen from the config once
 // (block_kinds_of), never a test of the architecture:
-//   attention kind: q/k/v biases (Qwen2, Llama's attention_bias), per-head RMSNorm of q and k
-//                   before RoPE (Qwen3), a sliding window (Mistral: sequences longer than it are
-//                   refused by the plan, so the window never masks anything).
+//   attention kind: q/k/v biases (Qwen2, Llama's attention_bias; gpt-oss also o), per-head
+//                   RMSNorm of q and k before RoPE (Qwen3), a sliding window (Mistral: sequences
+//                   longer than it are refused by the plan, so the window never masks anything),
+//                   learned sinks and per-layer windows masked inside the attention op (gpt-oss's
+//                   alternating sliding_attention / full_attention layers).
 //   MLP kind:       dense SwiGLU (gate, up, down), or a sparse mixture of experts (Qwen3-MoE,
 //                   Mixtral: router, dispatch, experts over model/moe's block API), chosen per
-//                   layer (Qwen3-MoE's mlp_only_layers / decoder_sparse_step keep some dense).
+//                   layer (Qwen3-MoE's mlp_only_layers / decoder_sparse_step keep some dense);
+//                   gpt-oss's variant: router bias, expert biases, clamped SwiGLU (moe_dims).
 //
 // The sparse MoE kind:
 //   weights: the router (E, C) and every expert's gate, up (I, C) and down (C, I) are separate
@@ -30,10 +33,12 @@
 //     transformers' mean CE + coef·aux; with gradient accumulation the aux terms of the
 //     micro-batches are averaged weighted by their trained tokens, as the CE terms are.
 #include "llama.h"
+#include "bnb4.h"
 #include "moe/block.h"
 #include "mxfp4_load.h"
 #include "names.h"
 #include "safetensors.h"
+#include "../kernels/nf4_format.h"
 #include "../kernels/rng.h"
 #include <math.h>
 #include <stdarg.h>
@@ -45,7 +50,10 @@ enum { NORM_IN = 0, NORM_POST = 1 };
 typedef struct {
     int qkv_bias;                // q, k, v projections carry biases
     int qk_norm;                 // per-head RMSNorm (weight (hd)) of q and k before RoPE
-    int window;                  // sliding window in tokens; 0 = none
+    int window;                  // a sliding window every layer has (Mistral); 0 = none
+    int o_bias;                  // o_proj carries a bias (gpt-oss)
+    int sinks;                   // a learned logit per head joins the softmax (gpt-oss)
+    int layer_windows;           // per-layer windows (model_config_layer_window), masked by the op
 } attn_kind;
 
 typedef enum { MLP_DENSE_SWIGLU = 0, MLP_SPARSE_MOE } mlp_kind;
@@ -57,9 +65,12 @@ typedef struct {
 } block_kinds;
 
 static block_kinds block_kinds_of(const model_config *c) {
-    block_kinds k = {{c->attention_bias, c->qk_norm, c->sliding_window},
+    int per_layer = c->n_layer_types > 0;
+    block_kinds k = {{c->attention_bias, c->qk_norm, per_layer ? 0 : c->sliding_window, c->o_bias,
+                      c->attention_sinks, per_layer},
                      c->n_experts > 0 ? MLP_SPARSE_MOE : MLP_DENSE_SWIGLU,
-                     {c->hidden_size, c->moe_intermediate_size, c->n_experts, c->top_k, c->norm_topk_prob}};
+                     {c->hidden_size, c->moe_intermediate_size, c->n_experts, c->top_k, c->norm_topk_prob,
+                      c->router_bias, c->expert_bias, c->swiglu_alpha, c->swiglu_limit}};
     return k;
 }
 
@@ -68,6 +79,7 @@ typedef struct {
     int in, out;
     model_param *w, *b;          // b NULL without bias
     model_param *la, *lb;        // LoRA A (r, in) and B (out, r), NULL without adapter
+    const nf4_tensor *q;         // QLoRA: W frozen in 4-bit NF4 (w->nf4; w->act NULL), else NULL
 } linear_layer;
 
 typedef struct {
@@ -79,6 +91,13 @@ typedef struct {
     mlp_kind mlp;
     model_param *router;
     model_param *experts[3];
+    // LoRA of a sparse layer: elora[j] is expert 0's A of projection j (gate, up, down), expert
+    // e's A and B at elora[j][2e], [2e + 1]; NULL when the experts are not adapted. The router's
+    // A and B: router_lora[0], [1], or NULL.
+    model_param *elora[3], *router_lora[2];
+    model_param *router_bias;    // gpt-oss's variant: router bias (E); bias stacks of gate, up
+    model_param *expert_bias[3]; // (E, I) and down (E, C); else NULL
+    model_param *sinks;          // attention sinks (H), or NULL
 } layer_weights;
 
 // What one layer's forward keeps for its backward. With full recomputation every layer shares
@@ -92,6 +111,7 @@ typedef struct {
     float *rstd_q, *rstd_k;      // qk_norm: (N·H), (N·KV)
     void *lora_h[LORA_NUM_TARGETS];                               // (N, r): dropout(x)·Aᵀ
     moe_saved moe;               // sparse MoE layers (sets that serve one)
+    void *elora_h[MOE_LORA_SLOTS];   // sparse MoE LoRA: (N·k, r) per expert projection, (N, r) router
 } layer_acts;
 
 typedef struct {
@@ -106,6 +126,8 @@ struct model {
     block_kinds kinds;           // every layer's: no supported family mixes kinds yet
     char path[512];
     st_set *st;                  // open from model_open until the weights are read
+    int bnb4, bnb4_double;       // the checkpoint is in bitsandbytes' 4-bit layout (model/bnb4.h):
+                                 // its linears load as NF4 as they are (double-quantised or not)
 
     int has_lora;
     lora_config lora;
@@ -121,8 +143,13 @@ struct model {
     model_param **trained;
     int ntrained;
     model_param *embed, *final_norm, *lm_head;   // lm_head == embed when tied
+    nf4_tensor *nf4q;            // (nparams) QLoRA: the NF4 buffers of param i when params[i].nf4
+    size_t nf4_bytes;            // their total (the plan's nf4)
+    void *nf4_ws;                // act (OC, IC) of the largest NF4 linear, or NULL (see layout_acts)
+    size_t nf4_ws_bytes;
     layer_weights *layers;
     float *inv_freq;             // f32 (hd/2) on the device
+    float *sinks_f32;            // f32 (H): the layer's sinks as the attention op reads them
     rope_table rope;
 
     // The five allocations.
@@ -149,6 +176,10 @@ struct model {
     int use_aux;                 // the last forward computed dprob for the backward
     double aux_coef;             // the aux loss's weight in the objective (model_set_aux_coef)
     int moe_failed;              // a layer's routing failed (message in error)
+    // LoRA inside the MoE blocks (model/moe/adapters.h): host pairs (3·E + 1) refilled per layer,
+    // the shared scratch dh act (N·k, r) and, with dropout, xdrop/dxdrop act (N·k, max(C, I)).
+    moe_lora_pair *elora_pairs;
+    void *elora_dh, *elora_xdrop, *elora_dxdrop;
     void *lnf;                   // act (N, C)
     float *rstdf;                // f32 (N)
     float *losses;               // f32 (N)
@@ -216,11 +247,11 @@ static int build_params(model *m, char *err, size_t errlen) {
     const model_config *c = &m->cfg;
     int L = c->num_layers;
     const attn_kind *ak = &m->kinds.attn;
-    int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) +
+    int per_layer = 2 + LORA_NUM_TARGETS + (ak->qkv_bias ? 3 : 0) + (ak->qk_norm ? 2 : 0) + ak->o_bias + ak->sinks + 4 +
                     (m->has_lora ? 2 * LORA_NUM_TARGETS : 0);
     int cap = 3 + L * per_layer;
     for (int l = 0; l < L; l++)
-        if (model_config_layer_is_moe(c, l)) cap += 1 + 3 * c->n_experts;
+        if (model_config_layer_is_moe(c, l)) cap += 1 + 3 * c->n_experts + (m->has_lora ? 6 * c->n_experts + 2 : 0);
     free(m->params);
     free(m->layers);
     free(m->trained);
@@ -257,8 +288,9 @@ static int build_params(model *m, char *err, size_t errlen) {
             linear_dims(c, t, &ll->in, &ll->out);
             linear_module_name(mod, sizeof mod, l, t);
             ADD(ll->w, 2, ll->out, ll->in, "%s.weight", mod);
-            if (ak->qkv_bias && t <= LORA_V) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
+            if ((ak->qkv_bias && t <= LORA_V) || (ak->o_bias && t == LORA_O)) ADD(ll->b, 1, ll->out, 0, "%s.bias", mod);
             if (t != LORA_O) continue;
+            if (ak->sinks) ADD(lw->sinks, 1, c->num_heads, 0, "model.layers.%d.self_attn.sinks", l);
             if (ak->qk_norm) {
                 ADD(lw->qk_norm[0], 1, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
                 ADD(lw->qk_norm[1], 1, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
@@ -270,6 +302,18 @@ static int build_params(model *m, char *err, size_t errlen) {
             static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
             model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
             ADD(lw->router, 2, E, C, "%s", mod);
+            if (c->router_bias) {
+                model_tensor_name(TENSOR_ROUTER_BIAS, l, mod, sizeof mod);
+                ADD(lw->router_bias, 1, E, 0, "%s", mod);
+            }
+            if (c->expert_bias) {
+                static const tensor_role broles[3] = {TENSOR_EXPERT_GATE_BIAS, TENSOR_EXPERT_UP_BIAS,
+                                                      TENSOR_EXPERT_DOWN_BIAS};
+                for (int j = 0; j < 3; j++) {
+                    model_tensor_name(broles[j], l, mod, sizeof mod);
+                    ADD(lw->expert_bias[j], 2, E, j == 2 ? C : I, "%s", mod);
+                }
+            }
             for (int j = 0; j < 3; j++)
                 for (int e = 0; e < E; e++) {
                     model_param *p;
@@ -297,6 +341,31 @@ static int build_params(model *m, char *err, size_t errlen) {
                 ADD(ll->la, 2, r, ll->in, "base_model.model.%s.lora_A.weight", mod);
                 ADD(ll->lb, 2, ll->out, r, "base_model.model.%s.lora_B.weight", mod);
             }
+        // Sparse layers: an adapter per expert and projection, named after the published
+        // per-expert module (PEFT's names on transformers 4.x), and the router's.
+        const int E = c->n_experts, I = c->moe_intermediate_size, C = c->hidden_size;
+        static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
+        for (int l = 0; l < L; l++) {
+            layer_weights *lw = &m->layers[l];
+            if (lw->mlp != MLP_SPARSE_MOE) continue;
+            seg = l;
+            for (int j = 0; m->lora.targets & LORA_EXPERTS_BIT && j < 3; j++)
+                for (int e = 0; e < E; e++) {
+                    model_param *pa, *pb;
+                    int in = j == 2 ? I : C, out = j == 2 ? C : I;
+                    model_tensor_name_of(c, roles[j], l, e, mod, sizeof mod);
+                    mod[strlen(mod) - strlen(".weight")] = '\0';
+                    ADD(pa, 2, r, in, "base_model.model.%s.lora_A.weight", mod);
+                    ADD(pb, 2, out, r, "base_model.model.%s.lora_B.weight", mod);
+                    if (e == 0) lw->elora[j] = pa;
+                }
+            if (m->lora.targets & LORA_ROUTER_BIT) {
+                model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
+                mod[strlen(mod) - strlen(".weight")] = '\0';
+                ADD(lw->router_lora[0], 2, r, C, "base_model.model.%s.lora_A.weight", mod);
+                ADD(lw->router_lora[1], 2, E, r, "base_model.model.%s.lora_B.weight", mod);
+            }
+        }
     }
 #undef ADD
     return 0;
@@ -356,8 +425,10 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     if (model_config_load(&cfg, dir, err, errlen) != 0) return NULL;
     model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
     if (!m) return NULL;
-    m->st = st_open(dir, err, errlen);
-    if (!m->st || model_tensor_check(&m->cfg, m->st, dir, err, errlen) != 0) {
+    m->bnb4 = bnb4_detect(dir, &m->bnb4_double, err, errlen);
+    m->st = m->bnb4 < 0 ? NULL : st_open(dir, err, errlen);
+    if (!m->st || (m->bnb4 ? bnb4_check(&m->cfg, m->st, dir, m->bnb4_double, err, errlen)
+                           : model_tensor_check(&m->cfg, m->st, dir, err, errlen)) != 0) {
         model_free(m);
         return NULL;
     }
@@ -378,6 +449,7 @@ void model_free(model *m) {
     free(m->params);
     free(m->trained);
     free(m->layers);
+    free(m->nf4q);
     free(m->segs);
     free(m->resid);
     free(m->acts);
@@ -385,6 +457,7 @@ void model_free(model *m) {
     free(m->dec_ids);
     free(m->moe_host);
     free(m->h_mask);
+    free(m->elora_pairs);
     free(m);
 }
 
@@ -415,14 +488,41 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
     }
     if (lora_config_check(lc, err, errlen) != 0) return -1;
     m->lora = *lc;
-    if (m->cfg.n_experts > 0) {
-        // MoE models: adapters on the attention only. The experts stay frozen, and so do the
-        // dense MLPs of mlp_only layers: PEFT on transformers 5 maps gate_proj/up_proj/down_proj
-        // to the fused experts, so an adapter naming them would not load as trained.
-        m->lora.targets &= LORA_ATTENTION;
-        if (!m->lora.targets) {
-            set_err(err, errlen, "%s: quarry adapts the attention of MoE models (%s); the LoRA targets name "
-                    "only MLP projections; use --lora-targets attention", m->path, m->cfg.architecture);
+    char list[160];
+    if (m->n_moe_layers == 0) {
+        // Dense models: all-linear's experts mean nothing; naming experts or the router is an error.
+        int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
+        if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
+            set_err(err, errlen, "%s: --lora-targets %s names %s, but %s has no mixture-of-experts layer\n"
+                    "hint: use all-linear, attention or a list of q,k,v,o,gate,up,down", m->path,
+                    lora_targets_format(lc->targets, list, sizeof list),
+                    lc->targets & LORA_ROUTER_BIT ? "the MoE router" : "the MoE experts", m->cfg.architecture);
+            return -1;
+        }
+        m->lora.targets &= ~LORA_EXPERTS_BIT;
+    } else {
+        if (m->cfg.experts_fused) {
+            // gpt-oss: all-linear adapts the attention; experts or router named is an error.
+            int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
+            if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
+                set_err(err, errlen, "%s: --lora-targets %s: LoRA on %s's %s is not implemented (its published "
+                        "checkpoint fuses the experts, so an adapter per expert has no name there)\n"
+                        "hint: use attention (all-linear adapts the attention of %s)", m->path,
+                        lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture,
+                        lc->targets & LORA_ROUTER_BIT ? "router" : "experts", m->cfg.architecture);
+                return -1;
+            }
+            m->lora.targets &= ~LORA_EXPERTS_BIT;
+        }
+        // MoE models: q..o on every layer, gate/up/down on the dense MLPs of mlp_only layers
+        // only, the experts' and the router's adapters on the sparse layers.
+        int dense_mlp = m->n_moe_layers < m->cfg.num_layers;
+        unsigned used = m->lora.targets & (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT |
+                                           (dense_mlp ? LORA_ALL_LINEAR & ~LORA_ATTENTION & ~LORA_EXPERTS_BIT : 0));
+        if (!used) {
+            set_err(err, errlen, "%s: --lora-targets %s adapts no layer of %s: its MLPs are mixtures of experts\n"
+                    "hint: use experts, attention, all-linear or a list with q,k,v,o,experts,router", m->path,
+                    lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture);
             return -1;
         }
     }
@@ -442,6 +542,24 @@ static void mark_trained(model *m) {
                      (m->opt.train == MODEL_TRAIN_LORA && lora);
         if (p->trained) m->trained[m->ntrained++] = p;
     }
+}
+
+// Which tensors are held in NF4 under the options: every decoder linear weight (the linear
+// layers read them through ll->q).
+static void mark_nf4(model *m) {
+    for (int i = 0; i < m->nparams; i++) m->params[i].nf4 = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            linear_layer *ll = &m->layers[l].lin[t];
+            ll->q = NULL;
+            if (!ll->w || m->opt.quant == MODEL_QUANT_NONE) continue;
+            ll->w->nf4 = 1;
+            ll->q = &m->nf4q[ll->w - m->params];
+        }
+}
+
+const char *model_quant_name(model_quant q) {
+    return q == MODEL_QUANT_NF4 ? "nf4" : q == MODEL_QUANT_NF4_PLAIN ? "nf4 (plain absmax)" : "none";
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -468,8 +586,28 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         model_param *p = &m->params[i];
         p->master = p->grad = p->grad_own = p->m = p->v = NULL;
         p->seg_off = p->own_begin = p->own_len = 0;
-        if (!p->trained) p->act = arena_take(w, p->n * as);
+        if (!p->trained) p->act = p->nf4 ? NULL : arena_take(w, p->n * as);
     }
+    // NF4 tensors: codes, then absmax (f32) or its 8-bit codes and the nested f32 absmax.
+    size_t nf4_from = w->off;
+    for (int i = 0; i < m->nparams; i++) {
+        if (!m->params[i].nf4) continue;
+        nf4_tensor *q = &m->nf4q[i];
+        size_t n = m->params[i].n;
+        memset(q, 0, sizeof *q);
+        q->packed_bytes = nf4_packed_bytes(n);
+        q->packed = arena_take(w, q->packed_bytes);
+        if (o->quant == MODEL_QUANT_NF4) {
+            q->n_qabsmax = nf4_n_blocks(n);
+            q->qabsmax = arena_take(w, q->n_qabsmax);
+            q->n_nested = nf4_n_nested(n);
+            q->nested_absmax = arena_take(w, q->n_nested * 4);
+        } else {
+            q->n_absmax = nf4_n_blocks(n);
+            q->absmax = arena_take(w, q->n_absmax * 4);
+        }
+    }
+    m->nf4_bytes = w->off - nf4_from;
     for (int s = 0; s < m->nsegs; s++) {
         model_segment *sg = &m->segs[s];
         memset(sg, 0, sizeof *sg);
@@ -522,6 +660,7 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         }
     }
     m->inv_freq = arena_take(w, (size_t)m->cfg.head_dim / 2 * 4);
+    m->sinks_f32 = m->kinds.attn.sinks ? arena_take(w, (size_t)m->cfg.num_heads * 4) : NULL;
 }
 
 static int max_lin_in(const model_config *c) {
@@ -592,6 +731,11 @@ static void layout_acts(model *m, arena *a) {
         }
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
+        for (int j = 0; j < MOE_LORA_SLOTS; j++) {
+            unsigned bit = j == MOE_LORA_ROUTER ? LORA_ROUTER_BIT : LORA_EXPERTS_BIT;
+            size_t rows = j == MOE_LORA_ROUTER ? N : N * (size_t)c->top_k;
+            x->elora_h[j] = sparse && m->has_lora && (m->lora.targets & bit) ? arena_take(a, rows * r * as) : NULL;
+        }
     }
     for (int s = nsets; s < L; s++) {
         m->acts[s] = m->acts[0];
@@ -612,6 +756,21 @@ static void layout_acts(model *m, arena *a) {
         m->d_mask = arena_take(a, N * 4);
     }
     m->moe_host_bytes = host.off;
+    // LoRA inside the MoE blocks: the scratch every sparse layer shares (see struct model).
+    int lora_in_moe = moe_any && m->has_lora && (m->lora.targets & (LORA_EXPERTS_BIT | LORA_ROUTER_BIT));
+    size_t Mk = N * (size_t)(c->top_k > 0 ? c->top_k : 1);
+    size_t ein = (size_t)(c->moe_intermediate_size > c->hidden_size ? c->moe_intermediate_size : c->hidden_size);
+    int moe_drop = lora_in_moe && m->lora.dropout > 0.0f;
+    m->elora_dh = lora_in_moe && train ? arena_take(a, Mk * r * as) : NULL;
+    m->elora_xdrop = moe_drop ? arena_take(a, Mk * ein * as) : NULL;
+    m->elora_dxdrop = moe_drop && train ? arena_take(a, Mk * ein * as) : NULL;
+    // NF4 linears on a bf16 device (cuda) dequantise the whole weight into this workspace before
+    // the GEMM; the f32 cpu backend dequantises 256 rows at a time into its own scratch.
+    size_t ws = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].nf4 && m->params[i].n > ws) ws = m->params[i].n;
+    m->nf4_ws_bytes = m->act_dtype != DTYPE_F32 ? round64(ws * as) : 0;
+    m->nf4_ws = m->nf4_ws_bytes ? arena_take(a, ws * as) : NULL;
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -664,8 +823,35 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         set_err(err, errlen, "shard rank %d is outside a world of %d", opt->shard_rank, opt->shard_world);
         return -1;
     }
+    // A 4-bit checkpoint loads in its own layout whatever the options say.
+    model_quant quant = !m->bnb4 ? opt->quant : m->bnb4_double ? MODEL_QUANT_NF4 : MODEL_QUANT_NF4_PLAIN;
+    if (m->bnb4 && opt->quant != MODEL_QUANT_NONE && opt->quant != quant) {
+        set_err(err, errlen, "%s: the checkpoint is already 4-bit NF4 %s double quantisation; %s", m->path,
+                m->bnb4_double ? "with" : "without",
+                m->bnb4_double ? "drop --no-double-quant" : "add --no-double-quant, or drop --quantize (a 4-bit "
+                "checkpoint loads in its own layout)");
+        return -1;
+    }
+    if (quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
+        set_err(err, errlen, "%s: a 4-bit NF4 base is frozen: --quantize nf4 trains LoRA adapters (QLoRA), not all "
+                "weights; use --method lora, or drop --quantize for --method full", m->path);
+        return -1;
+    }
+    if (quant != MODEL_QUANT_NONE && m->n_moe_layers > 0) {
+        set_err(err, errlen, "%s: --quantize nf4 is not implemented for mixture-of-experts models (%s) yet: the "
+                "experts would stay 16-bit; drop --quantize", m->path, m->cfg.architecture);
+        return -1;
+    }
     m->opt = *opt;
+    m->opt.quant = quant;
     mark_trained(m);
+    free(m->nf4q);
+    m->nf4q = calloc((size_t)m->nparams, sizeof *m->nf4q);
+    if (!m->nf4q) {
+        set_err(err, errlen, "out of host memory");
+        return -1;
+    }
+    mark_nf4(m);
     free(m->resid);
     free(m->acts);
     m->resid = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->resid);
@@ -687,10 +873,15 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->grads = g.off;
     p->moments = mo.off;
     p->activations = a.off;
+    p->nf4 = m->nf4_bytes;
+    p->nf4_workspace = m->nf4_ws_bytes;
+    p->quant = quant;
     p->total = w.off + ms.off + g.off + mo.off + a.off;
     for (int i = 0; i < m->nparams; i++) {
         if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
         if (m->params[i].trained) p->params_trained += m->params[i].n;
+        if (m->params[i].trained && !is_base_param(m, &m->params[i]) && strstr(m->params[i].name, ".experts."))
+            p->params_trained_experts += m->params[i].n;
     }
     p->batch_size = opt->batch_size;
     p->seq_len = opt->seq_len;
@@ -743,9 +934,15 @@ void model_memory_print(const model_memory *p, FILE *f) {
         else snprintf(bufs[i], 32, "%.1fK", c / 1e3);
     }
     fprintf(f, "memory plan on %s (%s, %s activations): %s parameters, %s trained\n", p->backend_name,
-            modes[p->train], dtype_name(p->act_dtype), total, trained);
+            p->quant != MODEL_QUANT_NONE && p->train == MODEL_TRAIN_LORA ? "QLoRA" : modes[p->train],
+            dtype_name(p->act_dtype), total, trained);
     snprintf(note, sizeof note, "%s weights the forward reads", dtype_name(p->act_dtype));
     print_bytes(f, "weights", p->weights, note);
+    if (p->quant != MODEL_QUANT_NONE) {
+        snprintf(note, sizeof note, "of the weights: 4-bit codes + %s of the frozen linears",
+                 p->quant == MODEL_QUANT_NF4 ? "8-bit absmax + nested f32 absmax (double quant)" : "f32 absmax");
+        print_bytes(f, "  NF4", p->nf4, note);
+    }
     char shard[96] = "";
     if (p->shard_world > 1) snprintf(shard, sizeof shard, ", this rank's 1/%d (ZeRO)", p->shard_world);
     snprintf(note, sizeof note, "trained tensors%s", p->act_dtype == DTYPE_F32 ? ", whole: the forward reads them" : shard);
@@ -761,7 +958,20 @@ void model_memory_print(const model_memory *p, FILE *f) {
     snprintf(note, sizeof note, "batch %d × %d tokens, recompute %s", p->batch_size, p->seq_len,
              p->train == MODEL_TRAIN_NONE ? "none: forward only" : recompute[rc]);
     print_bytes(f, "activations", p->activations, note);
+    if (p->nf4_workspace)
+        print_bytes(f, "  NF4 workspace", p->nf4_workspace, "of the activations: the largest linear dequantised");
     print_bytes(f, "total", p->total, "");
+    if (p->params_trained_experts) {
+        // Expert adapters: layers × experts × 3 pairs, each costing its f32 master, gradient
+        // and moments (and an act copy): the count a MoE LoRA plan is dominated by.
+        char ex[32];
+        double c = (double)p->params_trained_experts;
+        snprintf(ex, sizeof ex, c >= 1e6 ? "%.2fM" : "%.1fK", c >= 1e6 ? c / 1e6 : c / 1e3);
+        double mib = (double)(p->masters + p->grads + p->moments) / 1048576.0;
+        fprintf(f, "  trained %s parameters, of which expert adapters %s (%.1f%%): %.2f %s in masters, "
+                "gradients and moments\n", trained, ex, 100.0 * c / (double)(p->params_trained ? p->params_trained : 1),
+                mib >= 1024 ? mib / 1024 : mib, mib >= 1024 ? "GiB" : "MiB");
+    }
 }
 
 static void *alloc_buf(model *m, size_t bytes, const char *what, char *err, size_t errlen) {
@@ -783,6 +993,35 @@ static void upload(model *m, model_param *p, const float *host, float *staging) 
     be->copy_to_device(be, staging, host, p->n * 4);
     be->cast_f32_to_act(be, p->act, staging, p->n);
     if (p->trained && p->own_len) be->copy(be, p->master, staging + p->own_begin, p->own_len * 4);
+}
+
+// Host NF4 h → the device buffers of d (laid out by layout_params for the same length and kind).
+static void copy_nf4(model *m, nf4_tensor *d, const nf4_tensor *h) {
+    backend *be = m->be;
+    be->copy_to_device(be, d->packed, h->packed, d->packed_bytes);
+    if (d->qabsmax) {
+        be->copy_to_device(be, d->qabsmax, h->qabsmax, d->n_qabsmax);
+        be->copy_to_device(be, d->nested_absmax, h->nested_absmax, d->n_nested * 4);
+        d->offset = h->offset;   // a host field of the struct the ops read
+    } else {
+        be->copy_to_device(be, d->absmax, h->absmax, d->n_absmax * 4);
+    }
+}
+
+// Host f32 (n) → the NF4 tensor d (device buffers laid out by layout_params), quantised on the
+// host into h (buffers for the largest weight) as bitsandbytes' quantize_4bit. 0, or -1 + why.
+static int upload_nf4(model *m, nf4_tensor *d, nf4_tensor *h, const float *host, size_t n, char *why,
+                      size_t whylen) {
+    nf4_tensor t = *h;
+    t.packed_bytes = d->packed_bytes;
+    t.n_absmax = d->n_absmax;
+    t.n_qabsmax = d->n_qabsmax;
+    t.n_nested = d->n_nested;
+    if (!d->qabsmax) t.qabsmax = NULL, t.nested_absmax = NULL;
+    else t.absmax = NULL;
+    if (nf4_quantize(&t, host, DTYPE_F32, n, why, whylen) != 0) return -1;
+    copy_nf4(m, d, &t);
+    return 0;
 }
 
 // Each expert's matrices must follow the previous expert's (the stacks model/moe reads).
@@ -825,9 +1064,11 @@ int model_allocate(model *m, char *err, size_t errlen) {
     size_t limit = be->device_index < 0 ? total_b : free_b;
     if (limit && m->plan.total > limit) {
         set_err(err, errlen, "the memory plan needs %.2f GiB, %s has %.2f GiB %s; try "
-                "--recompute full, a smaller --micro-batch or --max-seq-len, or --method lora",
+                "--recompute full, a smaller --micro-batch or --max-seq-len, or %s",
                 (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
-                be->device_index < 0 ? "in all" : "free");
+                be->device_index < 0 ? "in all" : "free",
+                m->opt.train == MODEL_TRAIN_FULL ? "--method lora"
+                : m->opt.quant == MODEL_QUANT_NONE ? "--quantize nf4 (a 4-bit base: QLoRA)" : "more devices");
         return -1;
     }
     const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
@@ -845,6 +1086,14 @@ int model_allocate(model *m, char *err, size_t errlen) {
         }
     }
     size_t Nrows = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
+    if (m->moe_host_bytes && m->has_lora) {
+        free(m->elora_pairs);
+        m->elora_pairs = calloc((size_t)MOE_LORA_SLOTS * (size_t)m->cfg.n_experts, sizeof *m->elora_pairs);
+        if (!m->elora_pairs) {
+            set_err(err, errlen, "out of host memory for the MoE adapters");
+            return -1;
+        }
+    }
     if (m->moe_host_bytes) {
         m->moe_host = malloc(m->moe_host_bytes);
         m->h_mask = malloc(Nrows * sizeof *m->h_mask);
@@ -872,11 +1121,29 @@ int model_allocate(model *m, char *err, size_t errlen) {
         if (staging) be->free(be, staging);
         return -1;
     }
+    // Host NF4 buffers for the largest weight, when any is quantised.
+    nf4_tensor hq = {0};
     int rc = 0, mxfp4 = mxfp4_checkpoint(m->path);   // experts stored as *_blocks/*_scales
+    if (m->nf4_bytes) {
+        hq.packed = malloc(nf4_packed_bytes(maxn));
+        hq.absmax = malloc(nf4_n_blocks(maxn) * 4);
+        hq.qabsmax = malloc(nf4_n_blocks(maxn));
+        hq.nested_absmax = malloc(nf4_n_nested(maxn) * 4);
+        if (!hq.packed || !hq.absmax || !hq.qabsmax || !hq.nested_absmax) {
+            set_err(err, errlen, "out of host memory quantising weights of %zu elements", maxn);
+            rc = -1;
+        }
+    }
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
+        if (p->nf4 && m->bnb4) {   // already 4-bit: the checkpoint's codes and scales as they are
+            nf4_tensor v;
+            rc = bnb4_tensor(m->st, m->path, p->name, p->shape[0], p->shape[1], m->bnb4_double, &v, err, errlen);
+            if (rc == 0) copy_nf4(m, &m->nf4q[i], &v);
+            continue;
+        }
         if (is_base_param(m, p)) {
-            if (mxfp4_read_tensor_f32(m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
+            if (model_tensor_read(&m->cfg, m->st, p->name, mxfp4, host, p->n, m->path, err, errlen) != 0) {
                 rc = -1;
                 break;
             }
@@ -886,16 +1153,26 @@ int model_allocate(model *m, char *err, size_t errlen) {
         } else {
             memset(host, 0, p->n * 4);   // B = 0: the adapted model starts as the base
         }
-        upload(m, p, host, staging);
+        char why[256];
+        if (!p->nf4) {
+            upload(m, p, host, staging);
+        } else if (upload_nf4(m, &m->nf4q[i], &hq, host, p->n, why, sizeof why) != 0) {
+            set_err(err, errlen, "%s: quantising %s to NF4: %s", m->path, p->name, why);
+            rc = -1;
+        }
     }
     if (rc == 0) {
         model_config_rope_inv_freq(&m->cfg, host);
         be->copy_to_device(be, m->inv_freq, host, (size_t)m->cfg.head_dim / 2 * 4);
         m->rope.inv_freq = m->inv_freq;
         m->rope.head_dim = m->cfg.head_dim;
-        m->rope.attention_scaling = 1.0f;
+        m->rope.attention_scaling = m->cfg.rope_attention_factor;
     }
     be->synchronize(be);
+    free(hq.packed);
+    free(hq.absmax);
+    free(hq.qabsmax);
+    free(hq.nested_absmax);
     free(host);
     if (staging) be->free(be, staging);
     if (rc != 0) return -1;
@@ -945,7 +1222,7 @@ model_param *model_param_find(model *m, const char *name) {
 }
 
 int model_param_write(model *m, model_param *p, const float *host) {
-    if (!m->allocated) return -1;
+    if (!m->allocated || p->nf4) return -1;
     float *staging = NULL;
     if (m->be->act_dtype != DTYPE_F32) {
         staging = m->be->alloc(m->be, p->n * 4);
@@ -960,6 +1237,22 @@ int model_param_write(model *m, model_param *p, const float *host) {
 int model_param_read(model *m, const model_param *p, float *host) {
     backend *be = m->be;
     if (!m->allocated) return -1;
+    if (p->nf4) {
+        // The weights the forward multiplies by: dequantised to the act dtype, then widened.
+        void *w = be->alloc(be, p->n * act_size(m));
+        float *staging = be->act_dtype == DTYPE_F32 ? w : be->alloc(be, p->n * 4);
+        if (!w || !staging) {
+            if (w) be->free(be, w);
+            return -1;
+        }
+        be->nf4_dequantize(be, w, &m->nf4q[p - m->params], (int)p->shape[0], (int)p->shape[1]);
+        if (staging != w) be->cast_act_to_f32(be, staging, w, p->n);
+        be->copy_to_host(be, host, staging, p->n * 4);
+        be->synchronize(be);
+        if (staging != w) be->free(be, staging);
+        be->free(be, w);
+        return 0;
+    }
     if (p->trained && p->own_len == p->n) {
         be->copy_to_host(be, host, p->master, p->n * 4);
     } else if (be->act_dtype == DTYPE_F32) {
@@ -987,8 +1280,9 @@ static uint64_t dropout_seed(uint64_t seed, int l, int t) {
 static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N,
                        int accumulate, uint64_t seed) {
     backend *be = m->be;
-    be->linear_forward(be, y, x, ll->w->act, ll->b ? ll->b->act : NULL, N, ll->in, ll->out, 1.0f,
-                       accumulate);
+    const void *bias = ll->b ? ll->b->act : NULL;
+    if (ll->q) be->nf4_linear_forward(be, y, x, ll->q, bias, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
+    else be->linear_forward(be, y, x, ll->w->act, bias, N, ll->in, ll->out, 1.0f, accumulate);
     if (!ll->la) return;
     const void *xin = x;
     if (m->fwd_train && m->lora.dropout > 0.0f) {   // as PEFT: dropout only while training
@@ -1004,8 +1298,11 @@ static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll,
 static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
                        const void *h, int N, int accumulate, uint64_t seed) {
     backend *be = m->be;
-    be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
-                        ll->in, ll->out, 1.0f, accumulate);
+    if (!ll->q)
+        be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
+                            ll->in, ll->out, 1.0f, accumulate);
+    else if (dx)   // frozen (model_plan refuses full training): the input's gradient only
+        be->nf4_linear_backward(be, dx, dy, ll->q, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
     if (!ll->la) return;
     int r = m->lora.rank;
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
@@ -1048,8 +1345,10 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     }
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
+    if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
-                          1.0f / sqrtf((float)hd), 0, NULL);
+                          1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
+                          ak->sinks ? m->sinks_f32 : NULL);
     // mid = resid + o(att)
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
@@ -1065,8 +1364,11 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
     uint64_t s = m->fwd_seed;
     linear_bwd(m, m->datt, m->dres, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0,
                dropout_seed(s, l, LORA_O));
+    if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd), 0, NULL, NULL);
+                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd),
+                           ak->layer_windows ? model_config_layer_window(c, l) : 0, ak->sinks ? m->sinks_f32 : NULL,
+                           ak->sinks ? lw->sinks->grad : NULL);
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
     be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
@@ -1138,8 +1440,44 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
 
-static moe_weights moe_weights_of(const layer_weights *lw) {
-    moe_weights w = {lw->router->act, {lw->experts[0]->act, lw->experts[1]->act, lw->experts[2]->act}};
+static const void *act_of(const model_param *p) { return p ? p->act : NULL; }
+static float *grad_of(const model_param *p) { return p ? p->grad : NULL; }
+
+// The MoE layer's weights (biases: gpt-oss's variant, else NULL); with LoRA in its block, lo is
+// filled (pairs in m->elora_pairs, h in x) and w.experts.lora points at it.
+static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) {
+    const layer_weights *lw = &m->layers[l];
+    moe_weights w = {.router = lw->router->act,
+                     .experts = {.gate = lw->experts[0]->act, .up = lw->experts[1]->act,
+                                 .down = lw->experts[2]->act, .lora = NULL,
+                                 .gate_bias = act_of(lw->expert_bias[0]), .up_bias = act_of(lw->expert_bias[1]),
+                                 .down_bias = act_of(lw->expert_bias[2])},
+                     .router_bias = act_of(lw->router_bias)};
+    if (!lw->elora[0] && !lw->router_lora[0]) return w;
+    int E = m->cfg.n_experts;
+    memset(lo, 0, sizeof *lo);
+    lo->rank = m->lora.rank;
+    lo->scale = m->lora_s;
+    lo->dropout = m->lora.dropout;
+    lo->train = m->fwd_train;
+    lo->dh = m->elora_dh;
+    lo->xdrop = m->elora_xdrop;
+    lo->dxdrop = m->elora_dxdrop;
+    for (int j = 0; j < MOE_LORA_SLOTS; j++) {
+        moe_lora_pair *pairs = m->elora_pairs + (size_t)j * E;
+        const model_param *p = j == MOE_LORA_ROUTER ? lw->router_lora[0] : lw->elora[j];
+        if (!p) continue;
+        int n = j == MOE_LORA_ROUTER ? 1 : E;
+        for (int e = 0; e < n; e++) {
+            const model_param *pa = j == MOE_LORA_ROUTER ? lw->router_lora[0] : p + 2 * e;
+            const model_param *pb = j == MOE_LORA_ROUTER ? lw->router_lora[1] : p + 2 * e + 1;
+            pairs[e] = (moe_lora_pair){pa->act, pb->act, pa->grad, pb->grad};
+        }
+        lo->pair[j] = pairs;
+        lo->h[j] = x->elora_h[j];
+        lo->seed[j] = dropout_seed(m->fwd_seed, l, LORA_NUM_TARGETS + 1 + j);
+    }
+    w.experts.lora = lo;
     return w;
 }
 
@@ -1150,7 +1488,8 @@ static void mlp_moe_forward(model *m, int l, layer_acts *x, int N) {
     const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
     be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    moe_weights w = moe_weights_of(lw);
+    moe_lora lo;
+    moe_weights w = moe_weights_of(m, l, x, &lo);
     char why[160];
     if (moe_block_forward(be, &m->kinds.moe, &w, &x->moe, &m->moe_t, x->ln2, m->resid[l + 1],
                           m->use_mask ? m->d_mask : NULL, m->moe_stats ? m->d_prob_sum : NULL,
@@ -1169,8 +1508,13 @@ static void mlp_moe_backward(model *m, int l, layer_acts *x, int N) {
     int C = c->hidden_size;
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
         be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    moe_weights w = moe_weights_of(lw);
-    moe_grads g = {lw->router->grad, {lw->experts[0]->grad, lw->experts[1]->grad, lw->experts[2]->grad}};
+    moe_lora lo;
+    moe_weights w = moe_weights_of(m, l, x, &lo);
+    moe_grads g = {.router = lw->router->grad,
+                   .experts = {.gate = lw->experts[0]->grad, .up = lw->experts[1]->grad, .down = lw->experts[2]->grad,
+                               .gate_bias = grad_of(lw->expert_bias[0]), .up_bias = grad_of(lw->expert_bias[1]),
+                               .down_bias = grad_of(lw->expert_bias[2])},
+                   .router_bias = grad_of(lw->router_bias)};
     moe_block_backward(be, &m->kinds.moe, &w, &g, &x->moe, &m->moe_t, x->ln2, m->dres, m->dln,
                        m->use_aux ? m->d_dprob : NULL, m->use_mask ? m->d_mask : NULL, N, 0);
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,

@@ -49,6 +49,14 @@ typedef enum { MODEL_RECOMPUTE_NONE = 0, MODEL_RECOMPUTE_FULL = 1, MODEL_RECOMPU
 const char *model_recompute_name(model_recompute r);          // "none", "full", "selective"
 int model_recompute_parse(const char *s, model_recompute *out);  // 0 ok; -1 unknown name
 
+// QLoRA (model_options.quant): the decoder's frozen linear weights (q, k, v, o, gate, up, down)
+// held in 4-bit NF4 (kernels/nf4_format.h), quantised at allocation from the checkpoint as
+// bitsandbytes' quantize_4bit does (blocks of 64; NF4 double-quantises the absmax as
+// bnb_4bit_use_double_quant, NF4_PLAIN keeps f32 absmax). Embeddings, norms and lm_head stay in
+// the act dtype. Only for forward-only and LoRA models of dense (non-MoE) families.
+typedef enum { MODEL_QUANT_NONE = 0, MODEL_QUANT_NF4 = 1, MODEL_QUANT_NF4_PLAIN = 2 } model_quant;
+const char *model_quant_name(model_quant q);   // "none", "nf4", "nf4 (plain absmax)"
+
 typedef struct {
     int batch_size;           // B: rows per micro-batch (≥ 1)
     int seq_len;              // T: tokens per row, at most (≥ 1)
@@ -59,6 +67,7 @@ typedef struct {
     // the last rank also taking the remainder, as dist_shard); the act copies stay whole.
     int shard_world, shard_rank;
     int shard_grads;          // ZeRO-2: the gradients too (see model_segment)
+    model_quant quant;        // QLoRA's 4-bit frozen linears (NONE = 0: the act dtype)
 } model_options;
 
 // Bytes of each buffer kind, from model_plan.
@@ -68,11 +77,17 @@ typedef struct {
     size_t grads;             // f32 gradients of trained tensors
     size_t moments;           // f32 AdamW m and v together
     size_t activations;       // saved activations, backward scratch, batch indices
+    size_t nf4;               // of weights: the NF4 codes, absmax (and nested absmax) of the
+                              // quantised linears (model_options.quant)
+    size_t nf4_workspace;     // of activations: act (OC, IC) of the largest quantised linear,
+                              // where a backend dequantises a weight before its GEMM
     size_t total;
     size_t params_total;      // number of parameters of the base model
     size_t params_trained;    // number of trained parameters
+    size_t params_trained_experts;   // of which in the MoE experts' LoRA adapters (grows with E)
     int batch_size, seq_len, checkpoint;   // checkpoint: a model_recompute
     int shard_world, shard_grads;
+    model_quant quant;
     model_train_mode train;
     dtype act_dtype;
     char backend_name[32];
@@ -86,6 +101,8 @@ typedef struct {
     int64_t shape[2];
     size_t n;                 // elements
     int trained;              // 1: the fields below are set
+    int nf4;                  // 1: frozen and held in 4-bit NF4 (model_options.quant): act is NULL;
+                              // model_param_read gives the dequantised weights
     int weight_decay;         // 1 for matrices (linear, embedding, LoRA A/B); 0 norms and biases
     int segment;              // layer l → l; embeddings, final norm, lm_head → num_layers
     void *act;                // act copy (n) the forward reads
@@ -186,7 +203,8 @@ int model_trained_count(const model *m);
 model_param *model_trained_at(model *m, int i);
 model_param *model_param_find(model *m, const char *name);   // NULL when absent
 // Host f32 (n) ↔ tensor: writes the act copy and the owned part of the master; reads the master
-// when this rank owns all of it, else the act copy. 0 ok; -1 when the model is not allocated.
+// when this rank owns all of it, else the act copy (an NF4 tensor: its dequantised weights; it
+// cannot be written). 0 ok; -1 when the model is not allocated.
 int model_param_write(model *m, model_param *p, const float *host);
 int model_param_read(model *m, const model_param *p, float *host);
 

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const target_names[LORA_NUM_TARGETS] = {
@@ -25,22 +26,16 @@ const char *lora_target_name(lora_target t) {
     return (unsigned)t < LORA_NUM_TARGETS ? target_names[t] : "?";
 }
 
+static const struct { const char *name; unsigned mask; } presets[] = {
+    {"all-linear", LORA_ALL_LINEAR}, {"all", LORA_ALL_LINEAR}, {"attention", LORA_ATTENTION},
+    {"experts", LORA_EXPERTS_BIT}, {"router", LORA_ROUTER_BIT},
+};
+
 int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errlen) {
+    static const char known[] = "all-linear, attention, experts, or a comma-separated list of "
+                                "q,k,v,o,gate,up,down,experts,router";
     if (!text || !*text) {
-        snprintf(err, errlen, "empty LoRA target list; use all-linear or a list of q,k,v,o,gate,up,down");
-        return -1;
-    }
-    if (strcmp(text, "all-linear") == 0 || strcmp(text, "all") == 0) {
-        *mask = LORA_ALL_LINEAR;
-        return 0;
-    }
-    if (strcmp(text, "attention") == 0) {
-        *mask = LORA_ATTENTION;
-        return 0;
-    }
-    if (strcmp(text, "experts") == 0) {
-        snprintf(err, errlen, "LoRA on MoE experts (\"experts\") is not implemented yet; use attention "
-                 "(q,k,v,o), which is what quarry adapts on Qwen3-MoE and Mixtral");
+        snprintf(err, errlen, "empty LoRA target list; use %s", known);
         return -1;
     }
     unsigned m = 0;
@@ -50,23 +45,24 @@ int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errle
         size_t len = e ? (size_t)(e - p) : strlen(p);
         while (len && *p == ' ') { p++; len--; }
         while (len && p[len - 1] == ' ') len--;
-        int found = -1;
-        for (int t = 0; t < LORA_NUM_TARGETS && found < 0; t++) {
+        unsigned found = 0;
+        for (int t = 0; t < LORA_NUM_TARGETS && !found; t++) {
             if ((strlen(target_short[t]) == len && strncmp(p, target_short[t], len) == 0) ||
                 (strlen(target_names[t]) == len && strncmp(p, target_names[t], len) == 0))
-                found = t;
+                found = 1u << t;
         }
-        if (found < 0) {
-            snprintf(err, errlen, "unknown LoRA target \"%.*s\" in \"%s\"; targets are all-linear or "
-                     "a comma-separated list of q,k,v,o,gate,up,down", (int)len, p, text);
+        for (size_t i = 0; i < sizeof presets / sizeof presets[0] && !found; i++)
+            if (strlen(presets[i].name) == len && strncmp(p, presets[i].name, len) == 0) found = presets[i].mask;
+        if (!found) {
+            snprintf(err, errlen, "unknown LoRA target \"%.*s\" in \"%s\"; targets are %s", (int)len, p, text, known);
             return -1;
         }
-        m |= 1u << found;
+        m |= found;
         if (!e) break;
         p = e + 1;
     }
     if (!m) {
-        snprintf(err, errlen, "no LoRA target in \"%s\"; use all-linear or q,k,v,o,gate,up,down", text);
+        snprintf(err, errlen, "no LoRA target in \"%s\"; use %s", text, known);
         return -1;
     }
     *mask = m;
@@ -76,16 +72,21 @@ int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errle
 char *lora_targets_format(unsigned mask, char *buf, size_t buflen) {
     if (!buflen) return buf;
     buf[0] = '\0';
-    if ((mask & LORA_ALL_LINEAR) == LORA_ALL_LINEAR) {
-        snprintf(buf, buflen, "all-linear");
-        return buf;
-    }
     size_t used = 0;
-    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-        if (!(mask & (1u << t))) continue;
-        int n = snprintf(buf + used, buflen - used, "%s%s", used ? "," : "", target_short[t]);
-        if (n < 0 || (size_t)n >= buflen - used) break;
-        used += (size_t)n;
+    const char *names[LORA_NUM_TARGETS + 3];
+    int n = 0;
+    if ((mask & LORA_ALL_LINEAR) == LORA_ALL_LINEAR) {
+        names[n++] = "all-linear";
+    } else {
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (mask & (1u << t)) names[n++] = target_short[t];
+        if (mask & LORA_EXPERTS_BIT) names[n++] = "experts";
+    }
+    if (mask & LORA_ROUTER_BIT) names[n++] = "router";
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(buf + used, buflen - used, "%s%s", used ? "," : "", names[i]);
+        if (w < 0 || (size_t)w >= buflen - used) break;
+        used += (size_t)w;
     }
     return buf;
 }
@@ -103,8 +104,8 @@ int lora_config_check(const lora_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "LoRA dropout %g must be in [0, 1) (typical: 0.05)", (double)c->dropout);
         return -1;
     }
-    if (!(c->targets & LORA_ALL_LINEAR)) {
-        snprintf(err, errlen, "no LoRA target; use all-linear or a list of q,k,v,o,gate,up,down");
+    if (!(c->targets & (LORA_ALL_LINEAR | LORA_ROUTER_BIT))) {
+        snprintf(err, errlen, "no LoRA target; use all-linear, attention, experts or a list of q,k,v,o,gate,up,down");
         return -1;
     }
     return 0;
@@ -116,6 +117,97 @@ void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id) {
     float bound = 1.0f / sqrtf((float)in);
     for (size_t i = 0; i < (size_t)r * (size_t)in; i++)
         a[i] = (2.0f * rng_next_uniform(&s) - 1.0f) * bound;
+}
+
+unsigned lora_target_of_module(const char *name) {
+    char mod[256];
+    const char *cut = strstr(name, ".lora_");
+    size_t len = cut ? (size_t)(cut - name) : strlen(name);
+    if (len >= sizeof mod) return 0;
+    memcpy(mod, name, len);
+    mod[len] = '\0';
+    if (strstr(mod, "experts.") == mod || strstr(mod, ".experts.")) return LORA_EXPERTS_BIT;
+    const char *dot = strrchr(mod, '.'), *leaf = dot ? dot + 1 : mod;
+    if (!strcmp(leaf, "gate")) return LORA_ROUTER_BIT;   // Qwen3-MoE's mlp.gate, Mixtral's block_sparse_moe.gate
+    if (!strcmp(leaf, "w1") || !strcmp(leaf, "w2") || !strcmp(leaf, "w3")) return LORA_EXPERTS_BIT;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        if (!strcmp(leaf, target_names[t])) return 1u << t;
+    return 0;
+}
+
+static const char *leaf_of(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+// path → regex, layer and expert indices as \d+ ("model\.layers\.\d+\.mlp\.experts\.\d+\.w1").
+static void path_pattern(const char *path, char *out, size_t outlen) {
+    size_t o = 0;
+    for (const char *p = path; *p && o + 8 < outlen; p++) {
+        int after_index = (p - path >= 7 && !strncmp(p - 7, "layers.", 7)) ||
+                          (p - path >= 8 && !strncmp(p - 8, "experts.", 8));
+        if (after_index && *p >= '0' && *p <= '9') {
+            while (p[1] >= '0' && p[1] <= '9') p++;
+            o += (size_t)snprintf(out + o, outlen - o, "\\d+");
+        } else if (*p == '.') {
+            o += (size_t)snprintf(out + o, outlen - o, "\\.");
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+// Adds s to the set (n strings of width w) unless present; returns the new count.
+static int set_add(char *set, int n, int cap, size_t w, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(set + (size_t)i * w, s)) return n;
+    if (n == cap) return n;
+    snprintf(set + (size_t)n * w, w, "%s", s);
+    return n + 1;
+}
+
+cJSON *lora_peft_target_modules(const char *const *adapted, int n_adapted, const char *const *linear,
+                                int n_linear) {
+    enum { CAP = 64, W = 256 };
+    char *pats = calloc(CAP, W), *leaves = calloc(CAP, W), pat[W];
+    cJSON *out = NULL;
+    if (!pats || !leaves) goto done;
+    int np = 0, nl = 0, ambiguous = 0;
+    for (int i = 0; i < n_adapted; i++) {
+        path_pattern(adapted[i], pat, sizeof pat);
+        np = set_add(pats, np, CAP, W, pat);
+        nl = set_add(leaves, nl, CAP, W, leaf_of(adapted[i]));
+    }
+    // A linear module with an adapted module's last name whose pattern is not adapted: PEFT's
+    // suffix match would give it an adapter quarry never trained.
+    for (int i = 0; i < n_linear && !ambiguous; i++) {
+        int named = 0;
+        for (int k = 0; k < nl && !named; k++) named = !strcmp(leaves + (size_t)k * W, leaf_of(linear[i]));
+        if (!named) continue;
+        path_pattern(linear[i], pat, sizeof pat);
+        int found = 0;
+        for (int k = 0; k < np && !found; k++) found = !strcmp(pats + (size_t)k * W, pat);
+        ambiguous = !found;
+    }
+    if (!ambiguous) {
+        out = cJSON_CreateArray();
+        for (int k = 0; out && k < nl; k++) cJSON_AddItemToArray(out, cJSON_CreateString(leaves + (size_t)k * W));
+    } else {
+        size_t len = 1;
+        for (int k = 0; k < np; k++) len += strlen(pats + (size_t)k * W) + 1;
+        char *re = malloc(len + 2);
+        if (re) {
+            size_t o = 0;
+            for (int k = 0; k < np; k++) o += (size_t)sprintf(re + o, "%s%s", k ? "|" : "", pats + (size_t)k * W);
+            out = cJSON_CreateString(re);
+            free(re);
+        }
+    }
+done:
+    free(pats);
+    free(leaves);
+    return out;
 }
 
 // A non-empty JSON object or array (rank_pattern and friends).
@@ -177,8 +269,12 @@ int lora_config_from_peft(const cJSON *c, const char *path, int need_targets, lo
                 snprintf(err, errlen, "%s: target_modules must be strings", path);
                 return -1;
             }
+            // PEFT's module names: the router "gate", Mixtral's experts w1/w2/w3 (the names
+            // quarry's lists spell router, experts).
+            unsigned bit = lora_target_of_module(it->valuestring);
+            const char *as = bit == LORA_ROUTER_BIT ? "router" : bit == LORA_EXPERTS_BIT ? "experts" : it->valuestring;
             size_t l = strlen(list);
-            snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", it->valuestring);
+            snprintf(list + l, sizeof list - l, "%s%s", l ? "," : "", as);
         }
     } else if (need_targets) {
         snprintf(err, errlen, "%s: target_modules missing", path);

@@ -14,7 +14,13 @@ typedef enum {
     LORA_Q = 0, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_NUM_TARGETS
 } lora_target;
 
-#define LORA_ALL_LINEAR ((1u << LORA_NUM_TARGETS) - 1u)
+// Sparse MoE models (model/moe/adapters.h): bits past the seven. EXPERTS: an adapter per expert
+// on each of its gate, up and down projections; ROUTER: the router's linear. gate/up/down name
+// the dense MLPs only (on an MoE model, those of mlp_only layers).
+#define LORA_EXPERTS_BIT (1u << LORA_NUM_TARGETS)
+#define LORA_ROUTER_BIT (1u << (LORA_NUM_TARGETS + 1))
+// all-linear: every linear of a block (on MoE models the experts, not the router).
+#define LORA_ALL_LINEAR (((1u << LORA_NUM_TARGETS) - 1u) | LORA_EXPERTS_BIT)
 #define LORA_ATTENTION ((1u << LORA_GATE) - 1u)   // q, k, v, o
 
 typedef struct {
@@ -36,12 +42,12 @@ float lora_scale(const lora_config *c);
 // HF module name of a target: "q_proj", "k_proj", ..., "down_proj".
 const char *lora_target_name(lora_target t);
 
-// Parses a target list: "all-linear", "attention" (q,k,v,o), or a comma-separated list of
-// q,k,v,o,gate,up,down (the HF names q_proj, ... are accepted too). "experts" is refused (not
-// implemented). 0 with *mask set; -1 with a message.
+// Parses a target list: a comma-separated list of presets — "all-linear" (attention, dense
+// MLPs, experts), "attention" (q,k,v,o), "experts" — and names: q,k,v,o,gate,up,down (the HF
+// names q_proj, ... are accepted too), router. 0 with *mask set; -1 with a message.
 int lora_targets_parse(const char *text, unsigned *mask, char *err, size_t errlen);
 
-// Writes the mask back as text ("all-linear" or "q,k,v"); returns buf.
+// Writes the mask back as text ("all-linear", "all-linear,router", "q,k,v,experts"); returns buf.
 char *lora_targets_format(unsigned mask, char *buf, size_t buflen);
 
 // Checks ranges (rank ≥ 1, alpha > 0, 0 ≤ dropout < 1, at least one target). 0 ok; -1 + message.
@@ -50,6 +56,20 @@ int lora_config_check(const lora_config *c, char *err, size_t errlen);
 // Fills A: f32 (r, in) with U(−1/sqrt(in), 1/sqrt(in)) from the stream (seed, stream_id), so
 // each adapter's draw depends only on its identity, not on the order adapters are built.
 void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id);
+
+// The target bit of a PEFT module or adapter tensor name: "...self_attn.q_proj" → q, an expert's
+// projection ("...experts.3.gate_proj", "...experts.3.w1") → LORA_EXPERTS_BIT, the router
+// ("...mlp.gate", "...block_sparse_moe.gate", or "gate" alone) → LORA_ROUTER_BIT; 0 otherwise.
+unsigned lora_target_of_module(const char *name);
+
+// PEFT's target_modules for adapters on the modules `adapted` (module paths, "model.layers.0.
+// self_attn.q_proj"), among the model's linear modules `linear`: the list of their last names
+// ("q_proj", "gate") when PEFT's suffix match selects exactly those; else (an MoE model whose
+// experts are adapted and dense MLPs are not, both named gate_proj...) a regex PEFT fullmatches,
+// one alternative per path with its layer and expert indices as \d+. A new cJSON item, or NULL
+// when out of memory.
+struct cJSON *lora_peft_target_modules(const char *const *adapted, int n_adapted, const char *const *linear,
+                                       int n_linear);
 
 // PEFT's adapter_config.json (parsed: config; path for messages) → lora_config with dropout 0
 // (for applying or merging, not training). Refuses what quarry cannot apply: a peft_type other

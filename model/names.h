@@ -19,6 +19,17 @@
 //   model.layers.N.mlp.experts.X.down_proj.weight   [C, I]
 //   Mixtral: model.layers.N.block_sparse_moe.gate.weight, ...block_sparse_moe.experts.X.{w1,w3,w2}
 //   (w1 gate, w3 up, w2 down), the shapes as above with I = intermediate_size.
+//   gpt-oss (GptOssForCausalLM) instead, as transformers' modules name them (fused experts):
+//   model.layers.N.self_attn.o_proj.bias            [C]         (attention_bias: q/k/v/o)
+//   model.layers.N.self_attn.sinks                  [H]
+//   model.layers.N.mlp.router.weight / .bias        [E, C] / [E]
+//   model.layers.N.mlp.experts.gate_up_proj         [E, C, 2I]  gate and up interleaved in the last dim
+//   model.layers.N.mlp.experts.gate_up_proj_bias    [E, 2I]     (gate at even, up at odd indices)
+//   model.layers.N.mlp.experts.down_proj            [E, I, C]
+//   model.layers.N.mlp.experts.down_proj_bias       [E, C]
+//   The decoder keeps the experts expert-major (model_tensor_read unpacks them): per expert the
+//   Qwen3-MoE names above, and per layer the bias stacks mlp.experts.{gate,up,down}_bias
+//   [E, I] / [E, I] / [E, C].
 //   model.norm.weight                               [C]
 //   lm_head.weight                                  [V, C]      (absent when embeddings are tied)
 #pragma once
@@ -49,6 +60,16 @@ typedef enum {
     TENSOR_EXPERT_GATE,
     TENSOR_EXPERT_UP,
     TENSOR_EXPERT_DOWN,
+    TENSOR_O_BIAS,
+    TENSOR_SINKS,
+    TENSOR_ROUTER_BIAS,
+    TENSOR_EXPERTS_GATE_UP,        // gpt-oss's fused checkpoint tensors
+    TENSOR_EXPERTS_GATE_UP_BIAS,
+    TENSOR_EXPERTS_DOWN,
+    TENSOR_EXPERTS_DOWN_BIAS,
+    TENSOR_EXPERT_GATE_BIAS,       // the decoder's bias stacks (E, I), (E, I), (E, C)
+    TENSOR_EXPERT_UP_BIAS,
+    TENSOR_EXPERT_DOWN_BIAS,
 } tensor_role;
 
 // How transformers initialises each kind (for `quarry init`).
@@ -59,8 +80,8 @@ typedef struct {
     tensor_role role;
     int layer;              // -1 outside the decoder layers
     int expert;             // the expert of TENSOR_EXPERT_*, else -1
-    int ndim;               // 1 or 2
-    int64_t shape[2];
+    int ndim;               // 1, 2 or 3 (gpt-oss's fused experts)
+    int64_t shape[3];
     tensor_init init;
 } model_tensor_info;
 
@@ -75,6 +96,21 @@ int model_tensor_list(const model_config *cfg, model_tensor_info *out);
 void model_tensor_name(tensor_role role, int layer, char *buf, size_t n);
 // Any tensor's name, the MoE ones included (expert ignored unless TENSOR_EXPERT_*).
 void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, int expert, char *buf, size_t n);
+
+// Reads the decoder's parameter `name` (n elements) from the checkpoint as f32: the tensor of
+// that name (mxfp4 set: or its dequantised _blocks/_scales pair, model/mxfp4_load.h), or for
+// gpt-oss's experts the expert's gate/up/down (de-interleaved, transposed) or bias stack cut from
+// the fused tensors, an MXFP4 pair dequantised one expert at a time. 0 ok; -1 with a message
+// naming source and the tensor.
+int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst, size_t n,
+                      const char *source, char *err, size_t errlen);
+
+// The checkpoint tensor t (as model_tensor_list gives it) as f32 in dst: the tensor of that name
+// in s, or for gpt-oss's fused experts its MXFP4 pair dequantised (a published checkpoint), or,
+// when s holds the decoder's expert-major tensors instead (a run's weights), packed back from
+// them (model_tensor_read's inverse). 0 ok; -1 + message naming source.
+int model_tensor_pack(const model_config *cfg, const st_set *s, const model_tensor_info *t, float *dst,
+                      const char *source, char *err, size_t errlen);
 
 // Checks a checkpoint against the config: every expected tensor present with its shape and a
 // float dtype (F32/F16/BF16), nothing unexpected. Tolerated as transformers does: rotary

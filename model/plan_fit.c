@@ -46,7 +46,15 @@ static void fit_error(model *m, const model_options *opt, size_t one, size_t bud
         else hi = mid - 1;
     }
     if (lo > 0 && lo * 64 < opt->seq_len) snprintf(fix[n++], sizeof fix[0], "--max-seq-len %d or less", lo * 64);
+    o.seq_len = opt->seq_len;
     if (opt->train == MODEL_TRAIN_FULL) snprintf(fix[n++], sizeof fix[0], "--method lora");
+    if (opt->train == MODEL_TRAIN_LORA && opt->quant == MODEL_QUANT_NONE) {
+        // QLoRA: the frozen linears in 4 bits (0 when the model cannot: MoE).
+        o.quant = MODEL_QUANT_NF4;
+        size_t t = plan_total(m, &o, 1, NULL, 0);
+        if (t && t <= budget) snprintf(fix[n++], sizeof fix[0], "--quantize nf4 (%.2f GiB)", gib(t));
+        o.quant = opt->quant;
+    }
     char hint[320];
     if (n == 0)
         snprintf(hint, sizeof hint, "the weights and trained state alone take %.2f GiB: this model needs a device with "

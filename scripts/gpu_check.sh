@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
 #   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L 'gpu|cuda' → bench_ops
-#   → the attention kernel lab (dev/cuda) → cuDNN attention vs quarry's → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
+#   → the attention and expert GEMM kernel labs (dev/cuda) → cuDNN attention vs quarry's → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
 # not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in
@@ -167,6 +167,32 @@ if [ -x "$BUILD/dev/cuda/attention_cudnn_check" ]; then
     esac
 else
     note "cuDNN attention: not built in $BUILD (skipped)"
+fi
+
+# The grouped expert GEMM lab (dev/cuda/expert_gemm.cu): the per-expert loop (v1, production)
+# against cublasGemmGroupedBatchedEx (v2), checked, then timed at Qwen3-30B-A3B shapes (2048 and
+# 8192 tokens) and Mixtral-8x7B's (2048 tokens) (~60 s, most of it the CPU reference; a failed
+# check fails the run).  The predictions to set these against: dev/cuda/README.md ("Grouped
+# expert GEMM").
+echo "== expert GEMM lab (dev/cuda/expert_gemm)"
+if [ -x "$BUILD/dev/cuda/expert_gemm" ]; then
+    : >"$LOGS/expert_gemm.log"
+    eg_rc=0
+    eg=""
+    for shape in "qwen3-30b-a3b 2048:--tokens 2048" "qwen3-30b-a3b 8192:--tokens 8192" \
+                 "mixtral-8x7b 2048:--tokens 2048 --experts 8 --topk 2 --C 4096 --I 14336"; do
+        # shellcheck disable=SC2086
+        timeout 90 "$BUILD/dev/cuda/expert_gemm" ${shape#*:} --repeats 10 2>&1 | tee -a "$LOGS/expert_gemm.log" |
+            tee "$LOGS/expert_gemm_one.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || eg_rc=1
+        eg+="${shape%%:*}: $(awk -F'|' '/^\| [0-9]+ \|/ {gsub(/ /, "", $2); gsub(/ /, "", $3); printf "v%s %s ms ", $2, $3}' \
+            "$LOGS/expert_gemm_one.log")| "
+    done
+    rm -f "$LOGS/expert_gemm_one.log"
+    if [ "$eg_rc" -eq 0 ]; then note "expert GEMM lab: checks pass; $eg"
+    else note "expert GEMM lab: FAIL (expert_gemm.log); $eg"; status=1; fi
+else
+    note "expert GEMM lab: not built in $BUILD (skipped)"
 fi
 
 # Sanitizers only while the 8-minute budget allows (each bounded).

@@ -110,6 +110,10 @@ int settings_check(train_settings *s, char *err, size_t errlen) {
     REQUIRE(s->router_aux_loss_coef >= 0 || s->router_aux_loss_coef == -1.0, "--router-aux-loss-coef must be ≥ 0");
     REQUIRE(s->max_grad_norm >= 0, "--max-grad-norm must be ≥ 0 (0 disables clipping)");
     REQUIRE(s->validation_split >= 0 && s->validation_split < 1, "--validation-split must be in [0, 1)");
+    REQUIRE(!s->quantize || !strcmp(s->quantize, "nf4"), "--quantize must be nf4 (got '%s')", s->quantize);
+    REQUIRE(!s->quantize || !s->full, "--quantize nf4 freezes the base in 4 bits and trains LoRA adapters over it "
+            "(QLoRA); it cannot train all weights (--method full): use --method lora, or drop --quantize");
+    REQUIRE(!s->no_double_quant || s->quantize, "--no-double-quant applies to --quantize nf4");
     REQUIRE(s->keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
     if (s->micro_batch <= 0 || s->micro_batch > s->batch_size) s->micro_batch = s->batch_size;
     REQUIRE(s->batch_size % s->micro_batch == 0, "--batch-size %d is not a multiple of --micro-batch %d",
@@ -117,6 +121,11 @@ int settings_check(train_settings *s, char *err, size_t errlen) {
     s->grad_accum = s->batch_size / s->micro_batch;
     return 0;
 #undef REQUIRE
+}
+
+int settings_quant(const train_settings *s) {
+    if (!s->quantize) return MODEL_QUANT_NONE;
+    return s->no_double_quant ? MODEL_QUANT_NF4_PLAIN : MODEL_QUANT_NF4;
 }
 
 cJSON *settings_to_json(const train_settings *s) {
@@ -138,6 +147,8 @@ cJSON *settings_to_json(const train_settings *s) {
         STR("lora_targets", s->lora_targets);
         cJSON_AddBoolToObject(o, "rslora", s->rslora);
     }
+    STR("quantize", s->quantize);
+    cJSON_AddBoolToObject(o, "no_double_quant", s->no_double_quant);
     NUM("epochs", s->epochs);
     NUM("batch_size", s->batch_size);
     NUM("micro_batch", s->micro_batch);
@@ -203,6 +214,8 @@ static const setting_key keys[] = {
     {"lora_dropout", "--lora-dropout", K_DBL, F(lora_dropout), R_REFUSE},
     {"lora_targets", "--lora-targets", K_STR, F(lora_targets), R_REFUSE},
     {"rslora", "--rslora", K_BOOL, F(rslora), R_REFUSE},
+    {"quantize", "--quantize", K_OPTSTR, F(quantize), R_REFUSE},
+    {"no_double_quant", "--no-double-quant", K_BOOL, F(no_double_quant), R_REFUSE},
     {"epochs", "--epochs", K_INT, F(epochs), R_REFUSE},
     {"batch_size", "--batch-size", K_INT, F(batch_size), R_REFUSE},
     {"micro_batch", "--micro-batch", K_INT, F(micro_batch), R_NO_DROPOUT},

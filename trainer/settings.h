@@ -16,6 +16,8 @@ typedef struct {
     double lora_alpha, lora_dropout;
     const char *lora_targets;  // "all-linear" or q,k,v,o,gate,up,down (model/lora.h parses it)
     int rslora;
+    const char *quantize;      // NULL, or "nf4": the frozen base's linears in 4-bit (QLoRA)
+    int no_double_quant;       // --no-double-quant: NF4 with plain f32 absmax
     // optimisation
     int epochs, batch_size, micro_batch, grad_accum;   // batch_size = sequences per optimizer step
     double lr, min_lr_ratio, weight_decay, beta1, beta2, eps, max_grad_norm;
@@ -40,6 +42,8 @@ void settings_defaults(train_settings *s);
 int settings_load_hyperparameters(train_settings *s, const char *path, char *err, size_t errlen);
 // Checks ranges and derives grad_accum. 0, or -1 with a message naming the flag.
 int settings_check(train_settings *s, char *err, size_t errlen);
+// The model_quant (model/llama.h) the settings ask for.
+int settings_quant(const train_settings *s);
 // Every resolved setting as a JSON object (for run.json).
 cJSON *settings_to_json(const train_settings *s);
 // The inverse: o (a "settings" object of run.json) over the defaults. Strings point into o,

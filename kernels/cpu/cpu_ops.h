@@ -54,6 +54,10 @@ void cpu_attention_backward(backend *be, void *dq, void *dk, void *dv, const voi
                             const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
                             int n_heads, int n_kv_heads, int hd, float scale, int window,
                             const float *sinks, float *dsinks);
+void cpu_swiglu_clamped_forward(backend *be, void *out, const void *gate, const void *up, size_t n,
+                                float alpha, float limit);
+void cpu_swiglu_clamped_backward(backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                                 const void *up, size_t n, float alpha, float limit);
 void cpu_swiglu_forward(backend *be, void *out, const void *gate, const void *up, size_t n);
 void cpu_swiglu_backward(backend *be, void *dgate, void *dup, const void *dout, const void *gate,
                          const void *up, size_t n);

@@ -16,6 +16,8 @@ void cpu_ops_install(backend *be) {
     be->attention_backward = cpu_attention_backward;
     be->swiglu_forward = cpu_swiglu_forward;
     be->swiglu_backward = cpu_swiglu_backward;
+    be->swiglu_clamped_forward = cpu_swiglu_clamped_forward;
+    be->swiglu_clamped_backward = cpu_swiglu_clamped_backward;
     be->add = cpu_add;
     be->add_f32 = cpu_add_f32;
     be->dropout_forward = cpu_dropout_forward;

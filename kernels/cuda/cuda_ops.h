@@ -51,6 +51,7 @@ void cuda_linear_install(backend *be);
 void cuda_rope_install(backend *be);
 void cuda_attention_install(backend *be);
 void cuda_swiglu_install(backend *be);
+void cuda_swiglu_clamped_install(backend *be);
 void cuda_add_install(backend *be);
 void cuda_dropout_install(backend *be);
 void cuda_lm_head_loss_install(backend *be);

@@ -9,6 +9,7 @@ extern "C" void cuda_ops_install(backend *be) {
     cuda_rope_install(be);
     cuda_attention_install(be);
     cuda_swiglu_install(be);
+    cuda_swiglu_clamped_install(be);
     cuda_add_install(be);
     cuda_dropout_install(be);
     cuda_lm_head_loss_install(be);

@@ -72,7 +72,8 @@ int moe_block_forward(backend *be, const moe_dims *d, const moe_weights *w, moe_
                       moe_scratch *t, const void *x, void *y, const int32_t *mask,
                       float *prob_sum, float *count, int N, char *err, size_t errlen) {
     int k = d->top_k, C = d->hidden;
-    moe_route_forward(be, d, &s->route, t->logits, x, w->router, mask, prob_sum, count, N);
+    moe_route_forward(be, d, &s->route, t->logits, x, w->router, w->router_bias, mask, prob_sum, count, N,
+                      w->experts.lora);
     if (moe_dispatch_route(be, &s->routing, &t->host, s->route.idx, N, k, d->n_experts)) {
         snprintf(err, errlen, "MoE router chose an expert outside [0, %d)", d->n_experts);
         return -1;
@@ -95,5 +96,5 @@ void moe_block_backward(backend *be, const moe_dims *d, const moe_weights *w, mo
                          s->up, t->deo, t->deo, t->h, t->dh, t->dup);
     moe_dispatch_backward(be, &s->routing, dx, t->deo, N, k, C, accumulate);
     moe_route_backward(be, d, &s->route, t->dlogits, t->dweights, dprob, mask, x, w->router,
-                       g->router, dx, N);
+                       g->router, g->router_bias, dx, N, w->experts.lora);
 }

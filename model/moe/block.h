@@ -22,11 +22,13 @@
 typedef struct {
     const void *router;             // act (E, C)
     moe_expert_weights experts;
+    const void *router_bias;        // act (E), gpt-oss's variant; else NULL
 } moe_weights;
 
 typedef struct {
     float *router;                  // f32 (E, C), NULL: frozen (the default under LoRA)
     moe_expert_grads experts;
+    float *router_bias;             // f32 (E), NULL: frozen or none
 } moe_grads;
 
 // What one layer keeps from its forward for its backward.

@@ -11,6 +11,24 @@ static float *f32_at(float *base, int e, size_t elems) {
     return base ? base + (size_t)e * elems : NULL;
 }
 
+// Expert e's bias (gpt-oss's variant), or NULL.
+static const void *bias_at(const backend *be, const void *base, int e, size_t elems) {
+    return base ? act_at(be, base, (size_t)e, elems) : NULL;
+}
+
+// h = the experts' activation of (gate, up): SwiGLU, or gpt-oss's clamped SwiGLU.
+static void act_forward(backend *be, const moe_dims *d, void *h, const void *gate, const void *up, size_t n) {
+    if (d->swiglu_limit > 0) be->swiglu_clamped_forward(be, h, gate, up, n, d->swiglu_alpha, d->swiglu_limit);
+    else be->swiglu_forward(be, h, gate, up, n);
+}
+
+static void act_backward(backend *be, const moe_dims *d, void *dgate, void *dup, const void *dh, const void *gate,
+                         const void *up, size_t n) {
+    if (d->swiglu_limit > 0)
+        be->swiglu_clamped_backward(be, dgate, dup, dh, gate, up, n, d->swiglu_alpha, d->swiglu_limit);
+    else be->swiglu_backward(be, dgate, dup, dh, gate, up, n);
+}
+
 void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
                          const moe_expert_weights *w, const void *xp, void *gate, void *up,
                          void *h, void *eo) {
@@ -20,19 +38,24 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
         int r0 = offsets[e], rows = offsets[e + 1] - r0;
         if (rows == 0) continue;
         const void *x_e = act_at(be, xp, r0, C);
-        be->linear_forward(be, act_at(be, gate, r0, I), x_e, act_at(be, w->gate, e, wsz), NULL,
-                           rows, C, I, 1.0f, 0);
-        be->linear_forward(be, act_at(be, up, r0, I), x_e, act_at(be, w->up, e, wsz), NULL, rows,
-                           C, I, 1.0f, 0);
+        be->linear_forward(be, act_at(be, gate, r0, I), x_e, act_at(be, w->gate, e, wsz),
+                           bias_at(be, w->gate_bias, e, I), rows, C, I, 1.0f, 0);
+        be->linear_forward(be, act_at(be, up, r0, I), x_e, act_at(be, w->up, e, wsz),
+                           bias_at(be, w->up_bias, e, I), rows, C, I, 1.0f, 0);
+    }
+    if (w->lora) {   // per-expert LoRA of gate and up (adapters.h)
+        moe_lora_forward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, gate, C, I);
+        moe_lora_forward(be, w->lora, MOE_LORA_UP, offsets, E, xp, up, C, I);
     }
     size_t M = (size_t)offsets[E];
-    be->swiglu_forward(be, h, gate, up, M * I);
+    act_forward(be, d, h, gate, up, M * I);
     for (int e = 0; e < E; e++) {
         int r0 = offsets[e], rows = offsets[e + 1] - r0;
         if (rows == 0) continue;
         be->linear_forward(be, act_at(be, eo, r0, C), act_at(be, h, r0, I),
-                           act_at(be, w->down, e, wsz), NULL, rows, I, C, 1.0f, 0);
+                           act_at(be, w->down, e, wsz), bias_at(be, w->down_bias, e, C), rows, I, C, 1.0f, 0);
     }
+    if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
 }
 
 void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
@@ -41,23 +64,29 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
                           void *dh, void *dup) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
     size_t wsz = (size_t)I * C, M = (size_t)offsets[E];
-    be->swiglu_forward(be, h, gate, up, M * I);
+    act_forward(be, d, h, gate, up, M * I);
     for (int e = 0; e < E; e++) {
         int r0 = offsets[e], rows = offsets[e + 1] - r0;
         if (rows == 0) continue;
-        be->linear_backward(be, act_at(be, dh, r0, I), f32_at(g->down, e, wsz), NULL,
+        be->linear_backward(be, act_at(be, dh, r0, I), f32_at(g->down, e, wsz), f32_at(g->down_bias, e, C),
                             act_at(be, deo, r0, C), act_at(be, h, r0, I),
                             act_at(be, w->down, e, wsz), rows, I, C, 1.0f, 0);
     }
-    be->swiglu_backward(be, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
+    // The down adapters read deo before dxp (possibly the same buffer) is written below.
+    if (w->lora) moe_lora_backward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, deo, dh, I, C);
+    act_backward(be, d, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
     for (int e = 0; e < E; e++) {
         int r0 = offsets[e], rows = offsets[e + 1] - r0;
         if (rows == 0) continue;
         const void *x_e = act_at(be, xp, r0, C);
         void *dx_e = act_at(be, dxp, r0, C);
-        be->linear_backward(be, dx_e, f32_at(g->gate, e, wsz), NULL, act_at(be, dh, r0, I), x_e,
+        be->linear_backward(be, dx_e, f32_at(g->gate, e, wsz), f32_at(g->gate_bias, e, I), act_at(be, dh, r0, I), x_e,
                             act_at(be, w->gate, e, wsz), rows, C, I, 1.0f, 0);
-        be->linear_backward(be, dx_e, f32_at(g->up, e, wsz), NULL, act_at(be, dup, r0, I), x_e,
+        be->linear_backward(be, dx_e, f32_at(g->up, e, wsz), f32_at(g->up_bias, e, I), act_at(be, dup, r0, I), x_e,
                             act_at(be, w->up, e, wsz), rows, C, I, 1.0f, 1);
+    }
+    if (w->lora) {
+        moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
+        moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }
 }

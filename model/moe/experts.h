@@ -6,14 +6,19 @@
 // tensors stacked, transformers 5's gate_up_proj split in its gate and up halves).
 #pragma once
 #include "../../kernels/backend.h"
+#include "adapters.h"
 #include "router.h"
 
 typedef struct {
     const void *gate, *up, *down;   // act (E, I, C), (E, I, C), (E, C, I)
+    const moe_lora *lora;           // LoRA adapters (experts, router), NULL: none (adapters.h)
+    // gpt-oss's variant (d->expert_bias): act (E, I), (E, I), (E, C); else NULL.
+    const void *gate_bias, *up_bias, *down_bias;
 } moe_expert_weights;
 
 typedef struct {
     float *gate, *up, *down;        // f32, the same shapes; NULL: that projection is frozen
+    float *gate_bias, *up_bias, *down_bias;   // f32 (E, I), (E, I), (E, C); NULL: frozen or none
 } moe_expert_grads;
 
 // xp: act (M, C) routed rows; gate, up: act (M, I) kept for the backward; h: act (M, I)

@@ -26,21 +26,26 @@ int moe_check_router_jitter(double jitter, const char *config_file, char *err, s
 }
 
 void moe_route_forward(backend *be, const moe_dims *d, moe_route *r, void *logits,
-                       const void *x, const void *gate, const int32_t *mask, float *prob_sum,
-                       float *count, int N) {
+                       const void *x, const void *gate, const void *bias, const int32_t *mask,
+                       float *prob_sum, float *count, int N, const moe_lora *lora) {
     int E = d->n_experts, k = d->top_k;
-    be->linear_forward(be, logits, x, gate, NULL, N, d->hidden, E, 1.0f, 0);
+    be->linear_forward(be, logits, x, gate, bias, N, d->hidden, E, 1.0f, 0);
+    int rows[2] = {0, N};
+    if (lora) moe_lora_forward(be, lora, MOE_LORA_ROUTER, rows, 1, x, logits, d->hidden, E);
     be->moe_router_forward(be, r->idx, r->weights, r->probs, logits, N, E, k, d->renorm);
     if (prob_sum && count) be->moe_router_stats(be, prob_sum, count, r->probs, r->idx, mask, N, E, k);
 }
 
 void moe_route_backward(backend *be, const moe_dims *d, const moe_route *r, void *dlogits,
                         const float *dweights, const float *dprob, const int32_t *mask,
-                        const void *x, const void *gate, float *dgate, void *dx, int N) {
+                        const void *x, const void *gate, float *dgate, float *dbias, void *dx, int N,
+                        const moe_lora *lora) {
     int E = d->n_experts, k = d->top_k;
     be->moe_router_backward(be, dlogits, dweights, dprob, mask, r->probs, r->idx, r->weights, N, E,
                             k, d->renorm);
-    be->linear_backward(be, dx, dgate, NULL, dlogits, x, gate, N, d->hidden, E, 1.0f, 1);
+    int rows[2] = {0, N};
+    if (lora) moe_lora_backward(be, lora, MOE_LORA_ROUTER, rows, 1, x, dlogits, dx, d->hidden, E);
+    be->linear_backward(be, dx, dgate, dbias, dlogits, x, gate, N, d->hidden, E, 1.0f, 1);
 }
 
 double moe_aux_loss(const float *prob_sum, const float *count, int E, double rows, double coef,

@@ -85,6 +85,17 @@ def configs():
         sliding_window=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         num_local_experts=4, num_experts_per_tok=2, router_aux_loss_coef=0.02, output_router_logits=False,
         router_jitter_noise=0.0)
+    # gpt-oss: learned sinks, alternating sliding (window 6, shorter than every document) and full
+    # layers, q/k/v/o biases, YaRN (factor 32 over 4096: head_dim 16 puts the ramp mid-head), 4
+    # experts top-2 with router and expert biases, the clamped SwiGLU at a limit the random
+    # activations cross (0.5), the aux loss in the objective.
+    out["gpt_oss"] = transformers.GptOssConfig(
+        **dict(common, intermediate_size=32), num_key_value_heads=2, head_dim=16, tie_word_embeddings=False,
+        sliding_window=6, layer_types=["sliding_attention", "full_attention"], attention_bias=True,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0,
+                         "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 4096},
+        num_local_experts=4, num_experts_per_tok=2, swiglu_limit=0.5, router_aux_loss_coef=0.02,
+        output_router_logits=True)
     return out
 
 
@@ -107,12 +118,14 @@ def make_batch(gen, V):
     return dict(ids=ids, targets=targets, pos=pos, doc_start=doc_start)
 
 
-def mask4d(batch, dtype):
-    # allowed[b, i, j] = doc_start[b, i] <= j <= i
+def mask4d(batch, dtype, window=None):
+    # allowed[b, i, j] = doc_start[b, i] <= j <= i (and i − j < window: sliding_window_overlay)
     ds = torch.tensor(batch["doc_start"])
     i = torch.arange(T).view(1, T, 1)
     j = torch.arange(T).view(1, 1, T)
     allowed = (j <= i) & (j >= ds.view(B, T, 1))
+    if window:
+        allowed = allowed & (j > i - window)
     m = torch.zeros(B, 1, T, T, dtype=dtype)
     m.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
     return m
@@ -123,7 +136,7 @@ ROUTER_HOOKED = False
 
 
 def is_router(mod):
-    return type(mod).__name__ in ("Qwen3MoeTopKRouter", "MixtralTopKRouter")
+    return type(mod).__name__ in ("Qwen3MoeTopKRouter", "MixtralTopKRouter", "GptOssTopKRouter")
 
 
 def hook_routers(model):
@@ -144,7 +157,12 @@ def forward(model, batch):
     # the router logits are caught by hooks and the aux loss computed over every row (no padding
     # in these batches), as transformers' forward does without an attention_mask.
     ROUTER_LOGITS.clear()
-    out = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask4d(batch, torch.float32),
+    mask = mask4d(batch, torch.float32)
+    cfg = model.config
+    if getattr(cfg, "layer_types", None) and "sliding_attention" in cfg.layer_types:
+        # Per layer type, as GptOssModel builds its causal_mask_mapping.
+        mask = {"full_attention": mask, "sliding_attention": mask4d(batch, torch.float32, cfg.sliding_window)}
+    out = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask,
                 position_ids=torch.tensor(batch["pos"]), use_cache=False,
                 **({"output_router_logits": False} if ROUTER_HOOKED else {}))
     return out.logits
@@ -172,6 +190,9 @@ def published(name, t, cfg):
     """transformers 5 keeps experts fused (experts.gate_up_proj (E, 2I, C), experts.down_proj
     (E, C, I)) under .mlp.; checkpoints (and CMI's transformers 4.51.3) name each expert's
     matrices: yield the published (name, tensor) pairs."""
+    if cfg.model_type == "gpt_oss":
+        yield from published_gpt_oss(name, t)
+        return
     mixtral = cfg.model_type == "mixtral"
     if mixtral:
         name = name.replace(".mlp.gate.", ".block_sparse_moe.gate.").replace(".mlp.experts.", ".block_sparse_moe.experts.")
@@ -186,6 +207,27 @@ def published(name, t, cfg):
         pre = name[:-len("down_proj")]
         for e in range(t.shape[0]):
             yield f"{pre}{e}.{d}.weight", t[e].contiguous()
+    else:
+        yield name, t
+
+
+def published_gpt_oss(name, t):
+    """gpt-oss checkpoints keep transformers' fused experts; quarry's decoder holds them expert-major:
+    expert e's gate/up (I, C) = gate_up_proj[e, :, 0::2]ᵀ / [e, :, 1::2]ᵀ, down (C, I) = down_proj[e]ᵀ,
+    and the bias stacks gate_bias/up_bias (E, I), down_bias (E, C) (model/names.h)."""
+    pre = name.rsplit(".", 1)[0] + "."
+    if name.endswith(".experts.gate_up_proj"):
+        for e in range(t.shape[0]):
+            yield f"{pre}{e}.gate_proj.weight", t[e, :, 0::2].t().contiguous()
+            yield f"{pre}{e}.up_proj.weight", t[e, :, 1::2].t().contiguous()
+    elif name.endswith(".experts.down_proj"):
+        for e in range(t.shape[0]):
+            yield f"{pre}{e}.down_proj.weight", t[e].t().contiguous()
+    elif name.endswith(".experts.gate_up_proj_bias"):
+        yield pre + "gate_bias", t[:, 0::2].contiguous()
+        yield pre + "up_bias", t[:, 1::2].contiguous()
+    elif name.endswith(".experts.down_proj_bias"):
+        yield pre + "down_bias", t
     else:
         yield name, t
 
@@ -248,11 +290,13 @@ def build(name, cfg, out_dir, seed):
                 p.add_(0.2 * torch.randn_like(p))
             elif n.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
+            elif n.endswith(".sinks"):
+                p.copy_(torch.randn_like(p))
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     model.save_pretrained(d, safe_serialization=True)
     moe = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
-    if moe:
+    if moe and cfg.model_type != "gpt_oss":   # gpt-oss publishes its experts fused
         # The published per-expert names, whatever this transformers' save_pretrained writes.
         sd = {}
         for n, p in model.state_dict().items():
@@ -304,7 +348,7 @@ def build(name, cfg, out_dir, seed):
     # attention projections, quarry's --lora-targets attention.
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if moe else "all-linear"
     all_linear = None
-    if moe:
+    if moe and cfg.model_type != "gpt_oss":
         probe = peft.get_peft_model(load(cls, d), peft.LoraConfig(r=8, target_modules="all-linear",
                                                                    task_type="CAUSAL_LM"))
         all_linear = sorted({n.split(".lora_")[0].replace("base_model.model.", "")
@@ -346,6 +390,135 @@ def build(name, cfg, out_dir, seed):
           f"lora {lora_losses[0]:.4f}->{lora_losses[-1]:.4f}, greedy {greedy}, {size // 1024} KiB")
 
 
+# LoRA on the experts (and the router), checked against transformers 4.x + PEFT, where each
+# expert is an nn.Linear module under its published name (transformers 5 fuses them). These
+# fixtures need transformers 4.51.3 (the version CMI names) and peft 0.15.2:
+#     /tmp/v451/bin/python scripts/reference/make_fixtures.py --only qwen3_moe_lora_experts mixtral_lora_experts
+# They reuse a base fixture's config.json and model.safetensors (reference.json "base") and hold
+# reference.json + reference.safetensors: logits and loss (with the aux loss) of batch 0 under
+# the adapters' initial values, grad/<name> of every LoRA tensor, lora_init/ and lora_final/
+# after 10 AdamW steps. B starts random (small), not PEFT's zero, so that A's gradients are
+# tested too. "targets" is quarry's --lora-targets; "peft_targets" the regex PEFT is given.
+LORA_FIXTURES = {
+    # all-linear: attention, the experts, the dense MLP of mlp_only layer 1; not the router.
+    "qwen3_moe_lora_experts": dict(
+        base="qwen3_moe", seed=77, targets="all-linear",
+        peft_targets=r".*\.(self_attn\.(q|k|v|o)_proj|mlp\.experts\.\d+\.(gate|up|down)_proj|mlp\.(gate|up|down)_proj)"),
+    # attention, the experts and the router (Mixtral's block_sparse_moe.gate).
+    "mixtral_lora_experts": dict(
+        base="mixtral", seed=78, targets="attention,experts,router",
+        peft_targets=r".*\.(self_attn\.(q|k|v|o)_proj|block_sparse_moe\.experts\.\d+\.w[123]|block_sparse_moe\.gate)"),
+}
+
+
+def load_v4(base_dir):
+    """The base fixture (written by transformers 5) in transformers 4.x terms."""
+    with open(os.path.join(base_dir, "config.json")) as f:
+        c = json.load(f)
+    c["rope_theta"] = c.get("rope_parameters", {}).get("rope_theta", 10000.0)
+    if c["model_type"] == "qwen3_moe":
+        c["num_experts"] = c.get("num_local_experts", c.get("num_experts"))
+    c["torch_dtype"] = "float32"
+    cfg = transformers.AutoConfig.for_model(**{k: v for k, v in c.items() if k not in ("rope_parameters", "dtype")})
+    cfg._attn_implementation = "eager"
+    m = transformers.AutoModelForCausalLM.from_pretrained(base_dir, config=cfg, torch_dtype=torch.float32,
+                                                         attn_implementation="eager")
+    m.train()
+    return m, cfg
+
+
+def hook_gates(model):
+    # The router linear (a PEFT wrapper when adapted): its output is the router logits.
+    for n, mod in model.named_modules():
+        if n.endswith("mlp.gate") or n.endswith("block_sparse_moe.gate"):
+            mod.register_forward_hook(lambda m, i, o: ROUTER_LOGITS.append(o))
+
+
+def aux_of_v4(cfg):
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+    E = getattr(cfg, "num_experts", None) if cfg.model_type == "qwen3_moe" else cfg.num_local_experts
+    return load_balancing_loss_func(tuple(ROUTER_LOGITS), E, cfg.num_experts_per_tok, None)
+
+
+def loss_v4(model, batch, cfg):
+    ROUTER_LOGITS.clear()
+    logits = model(input_ids=torch.tensor(batch["ids"]), attention_mask=mask4d(batch, torch.float32),
+                   position_ids=torch.tensor(batch["pos"]), use_cache=False, output_router_logits=False).logits
+    loss = loss_of(logits, batch)
+    aux = aux_of_v4(cfg)
+    if aux_coef(cfg) > 0:
+        loss = loss + aux_coef(cfg) * aux
+    return logits, loss, aux
+
+
+def build_lora_experts(name, spec, out_dir):
+    assert transformers.__version__.startswith("4."), "the expert LoRA fixtures need transformers 4.x (per-expert nn.Linear)"
+    d = os.path.join(out_dir, name)
+    base_dir = os.path.join(out_dir, spec["base"])
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(spec["seed"])
+    model, cfg = load_v4(base_dir)
+    # The base fixture's logits under transformers 4.x: the two versions must agree.
+    ref = __import__("safetensors.torch", fromlist=["load_file"]).load_file(os.path.join(base_dir, "reference.safetensors"))
+    with open(os.path.join(base_dir, "reference.json")) as f:
+        base_ref = json.load(f)
+    b0 = {k: np.array(v).reshape(B, T) for k, v in base_ref["batches"][0].items()}
+    with torch.no_grad():
+        ROUTER_LOGITS.clear()
+        lg = model(input_ids=torch.tensor(b0["ids"]), attention_mask=mask4d(b0, torch.float32),
+                   position_ids=torch.tensor(b0["pos"]), use_cache=False, output_router_logits=False).logits
+    err = (lg.reshape(B * T, -1) - ref["logits"]).abs().max().item()
+    assert err < 1e-5, f"transformers {transformers.__version__} vs the base fixture's logits: {err}"
+    lcfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=spec["peft_targets"],
+                           bias="none", task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(model, lcfg)
+    hook_gates(pm)
+    trainable = [(n, p) for n, p in pm.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        for n, p in trainable:
+            if "lora_B" in n:
+                p.copy_(0.05 * torch.randn_like(p))
+    tensors = {}
+    for n, p in trainable:
+        tensors["lora_init/" + peft_name(n)] = p.detach().clone().contiguous()
+    gen = np.random.default_rng(spec["seed"])
+    batches = [make_batch(gen, cfg.vocab_size), make_batch(gen, cfg.vocab_size)]
+    logits, loss, aux = loss_v4(pm, batches[0], cfg)
+    loss.backward()
+    tensors["logits"] = logits.detach().reshape(B * T, -1).contiguous()
+    for n, p in trainable:
+        tensors["grad/" + peft_name(n)] = p.grad.detach().clone().contiguous()
+    first = (loss.item(), aux.item())
+    opt = adamw(trainable)
+    losses = []
+    for step in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        _, l, _ = loss_v4(pm, batches[step % 2], cfg)
+        l.backward()
+        opt.step()
+        losses.append(l.item())
+    for n, p in trainable:
+        tensors["lora_final/" + peft_name(n)] = p.detach().clone().contiguous()
+    save_file(tensors, os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+    out = {
+        "base": spec["base"],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "python": sys.version.split()[0]},
+        "B": B, "T": T,
+        "batches": [{k: v.reshape(-1).tolist() for k, v in b.items()} for b in batches],
+        "loss": first[0], "aux_loss": first[1], "aux_coef": aux_coef(cfg),
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "targets": spec["targets"],
+                 "peft_targets": spec["peft_targets"], "rslora": False, "B_init": "0.05 * randn"},
+        "lora_losses": losses,
+        "trainable": len(trainable),
+    }
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print(f"{name}: {len(trainable)} LoRA tensors, loss {first[0]:.6f} (aux {first[1]:.6f}), "
+          f"lora {losses[0]:.4f}->{losses[-1]:.4f}, base logits vs transformers 5: {err:.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -354,10 +527,15 @@ def main():
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
+    for name, spec in LORA_FIXTURES.items():
+        if args.only and name in args.only:
+            build_lora_experts(name, spec, os.path.abspath(args.out))
+    if args.only and set(args.only) <= set(LORA_FIXTURES):
+        return
     all_cfgs = configs()
-    unknown = set(args.only or []) - set(all_cfgs)
+    unknown = set(args.only or []) - set(all_cfgs) - set(LORA_FIXTURES)
     if unknown:
-        ap.error(f"unknown fixture(s) {sorted(unknown)}; known: {list(all_cfgs)}")
+        ap.error(f"unknown fixture(s) {sorted(unknown)}; known: {list(all_cfgs) + list(LORA_FIXTURES)}")
     for i, (name, cfg) in enumerate(all_cfgs.items()):
         if args.only and name not in args.only:
             continue

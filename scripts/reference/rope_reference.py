@@ -8,6 +8,10 @@ the order torch runs them:
   llama3   wavelen = reciprocal(inv) * f32(2*pi); the smoothing formula of
            transformers.modeling_rope_utils._compute_llama3_parameters, every Python scalar cast
            to float32 where it meets the tensor.
+  yarn     _compute_yarn_parameters: the correction range in Python floats, the ramp
+           (arange − low) / (high − low) clamped to [0, 1] and the blend
+           (1/(factor·pos))·(1 − (1 − ramp)) + (1/pos)·(1 − ramp) in float32; the attention factor
+           (0.1·ln(factor) + 1 unless given) multiplies cos and sin.
 The one step numpy cannot replay is torch's float32 pow (SLEEF, within 1 ulp): here it is the
 double-precision pow rounded once to float32, which is what quarry does too.
 
@@ -25,6 +29,7 @@ CONFIG_CLASSES = {
     "Qwen3MoeForCausalLM": ("transformers.models.qwen3_moe", "Qwen3MoeConfig", "modeling_qwen3_moe",
                             "Qwen3MoeRotaryEmbedding"),
     "MixtralForCausalLM": ("transformers.models.mixtral", "MixtralConfig", "modeling_mixtral", "MixtralRotaryEmbedding"),
+    "GptOssForCausalLM": ("transformers.models.gpt_oss", "GptOssConfig", "modeling_gpt_oss", "GptOssRotaryEmbedding"),
 }
 
 
@@ -61,6 +66,24 @@ def _numpy_inv_freq(d):
     rt = rp.get("rope_type", "default")
     if rt == "default":
         return inv
+    if rt == "yarn":
+        factor, omp = rp["factor"], rp["original_max_position_embeddings"]
+        theta = rp["rope_theta"]
+
+        def corr(rot):
+            return (dim * math.log(omp / (rot * 2 * math.pi))) / (2 * math.log(theta))
+
+        low, high = corr(rp.get("beta_fast") or 32), corr(rp.get("beta_slow") or 1)
+        if rp.get("truncate", True):
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, dim - 1)
+        if low == high:
+            high += 0.001
+        ramp = np.clip((np.arange(dim // 2, dtype=f32) - f32(low)) / f32(high - low), f32(0), f32(1)).astype(f32)
+        ext = (f32(1.0) - ramp).astype(f32)
+        inv_ext = (f32(1.0) / powed).astype(f32)
+        inv_int = (f32(1.0) / (f32(factor) * powed)).astype(f32)
+        return (inv_int * (f32(1.0) - ext) + inv_ext * ext).astype(f32)
     if rt == "linear":
         return (inv / f32(rp["factor"])).astype(f32)
     if rt != "llama3":
@@ -76,6 +99,17 @@ def _numpy_inv_freq(d):
     smoothed = ((f32(1.0) - smooth) * inv_llama) / f32(factor) + smooth * inv_llama
     medium = ~(wavelen < f32(high_wl)) & ~(wavelen > f32(low_wl))
     return np.where(medium, smoothed, inv_llama).astype(f32)
+
+
+def attention_factor(d):
+    """The factor transformers multiplies cos and sin by (1.0 but for yarn)."""
+    rp = hf_config(d).rope_parameters
+    if rp.get("rope_type") != "yarn":
+        return 1.0
+    if rp.get("attention_factor") is not None:
+        return float(rp["attention_factor"])
+    f = rp["factor"]
+    return 1.0 if f <= 1 else 0.1 * math.log(f) + 1.0
 
 
 def inv_freq(d):

@@ -16,7 +16,9 @@ int main(void) {
         CHECK(strchr(t[i].id, '.') && strchr(t[i].id, ':'), "row %d id %s", i, t[i].id);
         CHECK(t[i].source && !strncmp(t[i].source, "https://docs.aws.amazon.com/", 28), "row %s source", t[i].id);
         CHECK(is_date(t[i].date), "row %s date", t[i].id);
-        CHECK(t[i].formats != 0, "row %s formats", t[i].id);
+        // One format per model: Bedrock's "Prepare data" page lists each model once (issue 22).
+        CHECK(t[i].formats != 0 && !(t[i].formats & (t[i].formats - 1)), "row %s formats %#x", t[i].id, t[i].formats);
+        CHECK(t[i].rules && strstr(t[i].rules, "amazon-bedrock-samples"), "row %s names its validator", t[i].id);
         CHECK(t[i].min_records < 0 || t[i].max_records < 0 || t[i].min_records <= t[i].max_records, "row %s counts", t[i].id);
         CHECK(limits_find(t[i].id) == &t[i], "find %s", t[i].id);
         CHECK(prices_find(t[i].id) != NULL, "price row for %s", t[i].id);

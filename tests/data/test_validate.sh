@@ -58,7 +58,7 @@ rec surrogate_bad 1 "lone UTF-16 high surrogate" '{"prompt": "\\ud83d", "complet
 rec not_object_bad 1 ":1: error: the record is an array; each line must be a JSON object" '[1, 2]\n'
 rec dup_same_warn 0 ":1: warning: duplicate key \"prompt\" in the record \(same value\)" '{"prompt": "a", "prompt": "a", "completion": "b"}\n'
 rec dup_diff_bad 1 ":1: error: duplicate key \"prompt\" in the record with a different value" '{"prompt": "a", "prompt": "z", "completion": "b"}\n'
-rec extra_key_bad 1 ":1: error: unknown key \"id\" in the record; Bedrock refuses extra keys" '{"id": 7, "prompt": "a", "completion": "b"}\n'
+rec extra_key_bad 1 ":1: error: unknown key \"id\" in the record; no Bedrock format has it" '{"id": 7, "prompt": "a", "completion": "b"}\n'
 rec extra_key_allowed 0 ":1: warning: unknown key \"id\" in the record \(ignored: --allow-extra-keys\)" '{"id": 7, "prompt": "a", "completion": "b"}\n' --allow-extra-keys
 rec extra_turn_key_bad 1 ":1: error: unknown key \"name\" in messages\[0\]" '{"messages": [{"role": "user", "content": "a", "name": "x"}, {"role": "assistant", "content": "b"}]}\n'
 
@@ -69,7 +69,7 @@ rec trailing_newline_ok 0 "1 valid, 0 invalid" "$PC\n"
 rec no_final_newline_ok 0 "2 valid, 0 invalid" "$PC\n$PC"
 rec two_final_newlines_bad 1 ":2: error: empty line" "$PC\n\n"
 rec crlf_ok 0 "2 valid, 0 invalid" "$PC\r\n$PC\r\n"
-rec bom_warn 0 "bom_warn.jsonl:1: warning: the file starts with a UTF-8 byte order mark" "\xef\xbb\xbf$PC\n"
+rec bom_warn 0 "bom_warn.jsonl:1: warning: the file starts with a UTF-8 byte order mark; quarry ignores it, but AWS's own dataset validators reject the file .*save it as UTF-8 without BOM" "\xef\xbb\xbf$PC\n"
 # UTF-16/32 (Windows tools export JSONL so) is named, once, instead of a JSON error per line.
 for enc in utf-16-le utf-16 utf-16-be utf-32; do
   "$PY" -c 'import sys; open(sys.argv[1], "wb").write((sys.argv[3] + "\n" + sys.argv[3] + "\n").encode(sys.argv[2]))' \
@@ -127,7 +127,46 @@ expect nova_reserved_bad 1 "nova_reserved.jsonl:8: error: messages\[0\].content 
 { for i in $(seq 7); do echo "$CV"; done; echo '{"schemaVersion": "bedrock-conversation-2024", "messages": [{"role": "user", "content": [{"text": "hi"}]}, {"role": "assistant", "content": [{"text": "Bot: hello"}]}]}'; } > "$T/nova_assistant.jsonl"
 expect nova_reserved_assistant_ok 0 "8 valid" "$T/nova_assistant.jsonl" --base-model amazon.nova-lite-v1:0
 expect reserved_not_enforced 0 "" "$T/nova_reserved.jsonl"
-expect format_mismatch_warn 0 "warning: Bedrock's Anthropic Claude 3 Haiku jobs do not take prompt-completion records" "$T/hundred.jsonl" --base-model anthropic.claude-3-haiku-20240307-v1:0
+# Formats per base model (issue 22): Bedrock's "Prepare data" page lists Llama 3.1 as
+# prompt-completion, Llama 3.2/3.3 as converse, Claude 3 Haiku as its messages format; Nova takes
+# converse. Any other format is an error under --base-model (Bedrock refuses the job).
+for i in $(seq 100); do echo "$MS"; done > "$T/f_messages.jsonl"
+for i in $(seq 100); do echo "$CV"; done > "$T/f_converse.jsonl"
+for i in $(seq 100); do echo "$CP"; done > "$T/f_cpt.jsonl"
+cp "$T/hundred.jsonl" "$T/f_pc.jsonl"
+for row in "meta.llama3-1-8b-instruct-v1:0 pc" "meta.llama3-1-70b-instruct-v1:0 pc" \
+           "meta.llama3-2-1b-instruct-v1:0 converse" "meta.llama3-2-3b-instruct-v1:0 converse" \
+           "meta.llama3-2-11b-instruct-v1:0 converse" "meta.llama3-2-90b-instruct-v1:0 converse" \
+           "meta.llama3-3-70b-instruct-v1:0 converse" "anthropic.claude-3-haiku-20240307-v1:0 messages" \
+           "amazon.nova-micro-v1:0 converse" "amazon.nova-lite-v1:0 converse" "amazon.nova-pro-v1:0 converse"; do
+  set -- $row
+  for f in pc messages converse cpt; do
+    if [ "$f" = "$2" ]; then expect "format_${1}_$f" 0 "" "$T/f_$f.jsonl" --base-model "$1"
+    else expect "format_${1}_$f" 1 "f_$f.jsonl: error: the file is .* records, but Bedrock's .* jobs take only .*Bedrock would refuse the job" "$T/f_$f.jsonl" --base-model "$1"; fi
+  done
+done
+expect format_mismatch_hint 1 "hint: rewrite the records as messages, or drop --base-model" "$T/hundred.jsonl" --base-model anthropic.claude-3-haiku-20240307-v1:0
+# Media (issue 22): valid user-turn images for Nova Lite/Pro and Llama 3.2 11B/90B Vision, videos
+# for Nova Lite/Pro; refused for the text models; `quarry train` refuses them (text-only models).
+IM='{"schemaVersion": "bedrock-conversation-2024", "messages": [{"role": "user", "content": [{"text": "Describe it."}, {"image": {"format": "png", "source": {"s3Location": {"uri": "s3://my-bucket/img/cat.png"}}}}]}, {"role": "assistant", "content": [{"text": "A cat."}]}]}'
+VI='{"messages": [{"role": "user", "content": [{"text": "Describe it."}, {"video": {"format": "mp4", "source": {"s3Location": {"uri": "s3://my-bucket/vid/clip.mp4"}}}}]}, {"role": "assistant", "content": [{"text": "A clip."}]}]}'
+for i in $(seq 100); do echo "$IM"; done > "$T/media_image.jsonl"
+for i in $(seq 100); do echo "$VI"; done > "$T/media_video.jsonl"
+for m in amazon.nova-lite-v1:0 amazon.nova-pro-v1:0 meta.llama3-2-11b-instruct-v1:0 meta.llama3-2-90b-instruct-v1:0; do
+  expect "media_image_$m" 0 "warning: 100 records hold images or videos: valid for Bedrock's .* job, but .quarry train. refuses them \(the open models quarry trains are text-only\)" "$T/media_image.jsonl" --base-model "$m"
+done
+for m in amazon.nova-lite-v1:0 amazon.nova-pro-v1:0; do expect "media_video_$m" 0 "100 records hold images or videos" "$T/media_video.jsonl" --base-model "$m"; done
+expect media_video_llama 1 ":1: error: messages\[0\].content\[1\] is a video block, which Meta Llama 3.2 11B Instruct's jobs do not take" "$T/media_video.jsonl" --base-model meta.llama3-2-11b-instruct-v1:0
+for m in amazon.nova-micro-v1:0 meta.llama3-2-1b-instruct-v1:0 meta.llama3-2-3b-instruct-v1:0 meta.llama3-3-70b-instruct-v1:0; do
+  expect "media_text_model_$m" 1 ":1: error: messages\[0\].content\[1\] is an image block, which .* jobs do not take" "$T/media_image.jsonl" --base-model "$m"
+done
+expect media_no_base 1 ":1: error: messages\[0\].content\[1\] is an image block; quarry trains text-only models" "$T/media_image.jsonl"
+if "$Q" init --config "$QUARRY_SOURCE_DIR/examples/tiny-model/config.json" --tokenizer "$QUARRY_SOURCE_DIR/examples/tiny-model" --out "$T/tiny" --seed 1 --dtype fp32 >/dev/null 2>&1; then
+  out=$("$Q" train --model "$T/tiny" --data "$T/media_image.jsonl" --out "$T/run_media" --device cpu --quiet --max-seq-len 64 2>&1); r=$?
+  n=$((n + 1))
+  if [ $r = 0 ] || ! grep -q "media_image.jsonl:1: error: .*is an image block; quarry trains text-only models" <<<"$out"; then
+    echo "FAIL media_train: exit $r"; echo "$out" | head -3 | sed 's/^/    /'; fail=1; fi
+else echo "FAIL media_train: quarry init"; fail=1; fi
 expect unknown_model 2 "unknown --base-model 'gpt-4'" "$T/hundred.jsonl" --base-model gpt-4
 # Families Bedrock does not fine-tune but CMI imports: told so by name, with the way to go.
 expect qwen3_no_customization 2 "--base-model 'qwen.qwen3-32b-v1:0': Bedrock has no fine-tuning for Qwen3 models" "$T/hundred.jsonl" --base-model qwen.qwen3-32b-v1:0
@@ -137,7 +176,7 @@ expect cost_unknown 0 "cost: .*price per 1K training tokens is not published.*--
 # The CMI preview: AWS's pricing page lists 2 CMUs for Llama 3.1 8B at 0.0785 USD per CMU-minute,
 # 1.95 USD per CMU-month (../shared/reference/bedrock_prices.md): 9.42 USD an active hour, 3.90 a month.
 expect cost_cmi 0 "CMI serving 2 CMUs x \\\$0.0785 per CMU-minute = \\\$9.42 per active hour, storage \\\$3.90 per month \(AWS .*2025-03-06; CMUs as AWS lists them\)" "$T/hundred.jsonl" --base-model meta.llama3-1-8b-instruct-v1:0
-expect cost_cmi_estimate 0 "CMI serving 1 CMU x .*an estimate from the parameter count" "$T/hundred.jsonl" --base-model meta.llama3-2-1b-instruct-v1:0
+expect cost_cmi_estimate 0 "CMI serving 1 CMU x .*an estimate from the parameter count" "$T/f_converse.jsonl" --base-model meta.llama3-2-1b-instruct-v1:0
 expect cost_needs_model 0 "cost: +pass --base-model ID" "$T/hundred.jsonl"
 
 # scan
@@ -194,6 +233,8 @@ done
 # content blocks with schemaVersion "tooluse-dataset-2024": Bedrock's documentation says
 # schemaVersion may be any string, so this file is valid converse data.
 expect sample_schema_version 0 "converse: 120 records" "$TD/bedrock/tooluse_test_content_blocks.jsonl"
+# ... but AWS's Llama schema takes only "bedrock-conversation-2024": the same file fails for Llama 3.2.
+expect sample_schema_llama 1 ":1: error: \"schemaVersion\" is \"tooluse-dataset-2024\"; Meta Llama 3.2 1B Instruct takes only \"bedrock-conversation-2024\"" "$TD/bedrock/tooluse_test_content_blocks.jsonl" --base-model meta.llama3-2-1b-instruct-v1:0
 "$Q" validate "$TD"/bedrock/*.jsonl --json > "$T/all.json" 2>/dev/null; r=$?
 n=$((n + 1))
 [ $r = 0 ] || { echo "FAIL samples --json: exit $r"; fail=1; }

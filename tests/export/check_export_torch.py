@@ -49,6 +49,12 @@ elif p.returncode == 3:
 else:
     print(f"FAIL: quarry train exited {p.returncode}:\n{p.stderr[-2000:]}")
     sys.exit(1)
+if "GptOssForCausalLM" in open(config).read():
+    # A real full fine-tune too: the trainer keeps gpt-oss's experts expert-major, export fuses them.
+    real_full = os.path.join(work, "run-real-full")
+    run([quarry, "train", "--model", base, "--data", train_data, "--method", "full", "--max-seq-len", "64",
+         "--max-steps", "3", "--device", "cpu", "--out", real_full])
+    runs.append(real_full)
 script = os.path.join(src, "scripts", "check_export_transformers.py")
 bad = 0
 for rd in runs + [base]:

@@ -103,13 +103,15 @@ def make_lora_run(run_dir, base_dir, r, alpha, rslora, seed, targets=LINEAR):
     cfg = json.load(open(os.path.join(base_dir, "config.json")))
     os.makedirs(os.path.join(run_dir, "final"))
     if cfg.get("num_experts") or cfg.get("num_local_experts"):
-        targets = [t for t in targets if t.startswith("self_attn.")]   # quarry adapts MoE attention only
+        # The synthetic MoE adapters cover the attention; expert adapters come from real runs
+        # (check_export_torch.py's run-real, check_export_peft451.py).
+        targets = [t for t in targets if t.startswith("self_attn.")]
     tensors = {}
     adapted = set()
     for layer in range(cfg["num_hidden_layers"]):
         for t in targets:
             if f"model.layers.{layer}.{t}.weight" not in base:
-                continue   # a sparse MoE layer has no dense MLP (quarry adapts no expert)
+                continue   # a sparse MoE layer has no dense MLP
             adapted.add(t)
             w = base[f"model.layers.{layer}.{t}.weight"][1]
             out_f, in_f = w.shape

@@ -1,9 +1,13 @@
 // tests/export/export_logits.c — quarry's logits for a token sequence, for comparing a package
 // with transformers (scripts/check_export_transformers.py, tests/export/check_export_torch.py).
-// usage: export_logits MODEL_DIR OUT.f32 ID [ID ...]
+// usage: export_logits MODEL_DIR|RUN OUT.f32 ID [ID ...]
+// (RUN: a `quarry train` run, its LoRA adapter applied unmerged, as generate and eval do.)
 // Writes (n_ids × vocab) float32 logits (row i: the prediction after ids[0..i]) to OUT.f32, computed
-// with the CPU backend in fp32 over the ids as one document.
+// with the CPU backend in fp32 over the ids as one document. A RUN is loaded as eval and generate
+// load it (cli/model_ref: its adapter over the base, a QLoRA run's base in NF4): the trained function.
+#include "../../cli/model_ref.h"
 #include "../../kernels/backend.h"
+#include "../../cli/model_ref.h"
 #include "../../model/llama.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -21,16 +25,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "export_logits: no CPU backend\n");
         return 1;
     }
-    model *m = model_open(argv[1], be, err, sizeof err);
+    model_ref ref;
+    model_options opt = {.batch_size = 1, .seq_len = n, .train = MODEL_TRAIN_NONE, .checkpoint = 0};
+    model *m = model_ref_resolve(argv[1], &ref, err, sizeof err) ? NULL
+                                                                   : model_ref_load(&ref, be, &opt, err, sizeof err);
     if (!m) {
         fprintf(stderr, "export_logits: %s\n", err);
-        return 1;
-    }
-    model_options opt = {.batch_size = 1, .seq_len = n, .train = MODEL_TRAIN_NONE, .checkpoint = 0};
-    model_memory plan;
-    if (model_plan(m, &opt, &plan, err, sizeof err) || model_allocate(m, err, sizeof err)) {
-        fprintf(stderr, "export_logits: %s\n", err);
-        model_free(m);
         return 1;
     }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n * 3);

@@ -3,15 +3,7 @@
 # describe the model FAILs with the reason; one that names a model quarry does not implement is
 # only a warning (the tensors go unchecked), and a valid one passes.
 set -u
-Q=${QUARRY_BIN:?}
-SRC=${QUARRY_SOURCE_DIR:?}
-PY=${QUARRY_PYTHON:-python3}
-[ -x "$PY" ] || PY=python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
-"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$T/good" \
-    --seed 3 --dtype fp32 2>/dev/null || { echo "FAIL: quarry init"; exit 1; }
+. "$(dirname "$0")/preflight_common.sh"
 
 # case NAME WANT(fail|pass) STATUS-OF-config NEEDLE PYTHON-EDIT-OF-c
 case_() {

@@ -4,15 +4,7 @@
 # key or file fail with the fix in the message; the updated list passes (in any order); other
 # architectures get no such check.
 set -u
-Q=${QUARRY_BIN:?}
-SRC=${QUARRY_SOURCE_DIR:?}
-PY=${QUARRY_PYTHON:-python3}
-[ -x "$PY" ] || PY=python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
-"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$T/good" \
-    --seed 3 --dtype fp32 2>/dev/null || { echo "FAIL: quarry init"; exit 1; }
+. "$(dirname "$0")/preflight_common.sh"
 GPT='c["architectures"] = ["GptOssForCausalLM"]; c["model_type"] = "gpt_oss"'
 
 # check NAME STATUS NEEDLE CONFIG-EDIT GENERATION-EDIT: preflight --json's "generation" check has

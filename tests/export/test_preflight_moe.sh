@@ -1,17 +1,9 @@
 #!/usr/bin/env bash
-# quarry preflight on mixture-of-experts configs (Qwen3MoeForCausalLM, MixtralForCausalLM): the
+# quarry preflight on mixture-of-experts configs (Qwen3MoeForCausalLM, MixtralForCausalLM, GptOssForCausalLM): the
 # architectures CMI lists pass the architecture check, others are refused by name, and the MoE
 # keys are checked whatever model/config makes of them: a "moe" FAIL naming the key for a bad one.
 set -u
-Q=${QUARRY_BIN:?}
-SRC=${QUARRY_SOURCE_DIR:?}
-PY=${QUARRY_PYTHON:-python3}
-[ -x "$PY" ] || PY=python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
-"$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$T/good" \
-    --seed 3 --dtype fp32 2>/dev/null || { echo "FAIL: quarry init"; exit 1; }
+. "$(dirname "$0")/preflight_common.sh"
 QWEN='c["architectures"] = ["Qwen3MoeForCausalLM"]; c["model_type"] = "qwen3_moe"; c.update(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=16, decoder_sparse_step=1, mlp_only_layers=[0], norm_topk_prob=True)'
 MIX='c["architectures"] = ["MixtralForCausalLM"]; c["model_type"] = "mixtral"; c.update(num_local_experts=4, num_experts_per_tok=2)'
 
@@ -54,6 +46,25 @@ for f in "Qwen3-30B-A3B:128 experts, 8 per token, moe_intermediate_size 768; 48 
          "Mixtral-8x7B-v0.1:8 experts, 2 per token, intermediate_size 14336; 32 of 32 layers sparse"; do
   check "published-${f%%:*}" moe pass "${f#*:}" "c.clear(); c.update(json.load(open('$SRC/examples/configs/${f%%:*}.json')))"
 done
+# gpt-oss: a package of the fused expert layout passes the architecture and tensor checks; without a
+# layer's sinks the tensor check fails naming the tensor.
+"$Q" init --config "$SRC/tests/export/gpt-oss-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$T/goss" \
+    --seed 3 --dtype fp32 2>/dev/null || { echo "FAIL: quarry init gpt-oss"; exit 1; }
+named() {   # named DIR CHECK STATUS NEEDLE
+  local got
+  got=$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); c=[x for x in d["checks"] if x["name"]==sys.argv[2]]
+print(" | ".join(x["status"] + " " + x["reason"] for x in c) or "none")' "$("$Q" preflight "$1" --json 2>&1)" "$2" 2>&1)
+  if [ "${got%% *}" != "$3" ] || ! grep -qF -- "$4" <<<"$got"; then echo "FAIL $1: $2 check: $got (want $3 naming '$4')"; fail=1; fi
+}
+named "$T/goss" architecture pass 'GptOssForCausalLM (GPT-OSS'
+named "$T/goss" tensors pass 'all 37 tensors GptOssForCausalLM implies are present with their shapes'
+cp -r "$T/goss" "$T/goss-nosinks"
+"$PY" -c "
+import sys; from safetensors.numpy import load_file, save_file
+p = sys.argv[1]; t = load_file(p); del t['model.layers.1.self_attn.sinks']; save_file(t, p, metadata={'format': 'pt'})
+" "$T/goss-nosinks/model.safetensors" || { echo "FAIL: rewriting the gpt-oss package"; fail=1; }
+named "$T/goss-nosinks" tensors fail 'tensor "model.layers.1.self_attn.sinks" [4] is missing'
+
 # The text report names the check and the key.
 out=$("$Q" preflight "$T/topk-too-many")
 grep -q '^FAIL  moe  *config.json "num_experts_per_tok" is 9' <<<"$out" || { echo "FAIL text report:"; echo "$out"; fail=1; }

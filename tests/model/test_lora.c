@@ -61,8 +61,51 @@ int main(void) {
           "unknown target named: %s", err);
     CHECK(lora_targets_parse("attention", &mask, err, sizeof err) == 0 &&
               mask == ((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O)), "attention preset");
-    CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == -1 && strstr(err, "not implemented"),
-          "experts preset refused: %s", err);
+    // The MoE presets: experts alone, all-linear = attention + dense MLPs + experts (no router),
+    // explicit lists mixing presets and names, written back as parsed.
+    CHECK(lora_targets_parse("experts", &mask, err, sizeof err) == 0 && mask == LORA_EXPERTS_BIT,
+          "experts preset → %#x (%s)", mask, err);
+    CHECK((LORA_ALL_LINEAR & LORA_EXPERTS_BIT) && !(LORA_ALL_LINEAR & LORA_ROUTER_BIT),
+          "all-linear has experts, not router");
+    CHECK(lora_targets_parse("attention,experts,router", &mask, err, sizeof err) == 0 &&
+              mask == (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT), "attention,experts,router → %#x", mask);
+    CHECK(strcmp(lora_targets_format(mask, buf, sizeof buf), "q,k,v,o,experts,router") == 0, "format: %s", buf);
+    CHECK(lora_targets_parse("all-linear,router", &mask, err, sizeof err) == 0 &&
+              mask == (LORA_ALL_LINEAR | LORA_ROUTER_BIT), "all-linear,router → %#x", mask);
+    CHECK(strcmp(lora_targets_format(mask, buf, sizeof buf), "all-linear,router") == 0, "format: %s", buf);
+    CHECK(lora_targets_parse("q,expert", &mask, err, sizeof err) == -1 && strstr(err, "\"expert\"") &&
+              strstr(err, "router"), "unknown target lists the names: %s", err);
+    // PEFT's module names: the router is "gate", Mixtral's experts w1/w2/w3, expert tensors by path.
+    CHECK(lora_target_of_module("gate") == LORA_ROUTER_BIT &&
+              lora_target_of_module("model.layers.0.block_sparse_moe.gate") == LORA_ROUTER_BIT &&
+              lora_target_of_module("w2") == LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.experts.7.gate_proj.lora_B.weight") ==
+                  LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.gate_proj.lora_A.weight") == 1u << LORA_GATE &&
+              lora_target_of_module("base_model.model.model.layers.3.mlp.gate.lora_A.weight") == LORA_ROUTER_BIT &&
+              lora_target_of_module("lm_head") == 0, "PEFT module names");
+    // PEFT's target_modules: last names when PEFT's suffix match selects exactly the adapted
+    // modules; a regex when the experts' gate_proj is adapted and a dense MLP's is not.
+    {
+        const char *linear[] = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.gate",
+                                "model.layers.0.mlp.experts.0.gate_proj", "model.layers.0.mlp.experts.1.gate_proj",
+                                "model.layers.1.self_attn.q_proj", "model.layers.1.mlp.gate_proj", "lm_head"};
+        const char *both[] = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.experts.0.gate_proj",
+                              "model.layers.0.mlp.experts.1.gate_proj", "model.layers.1.self_attn.q_proj",
+                              "model.layers.1.mlp.gate_proj", "model.layers.0.mlp.gate"};
+        cJSON *t = lora_peft_target_modules(both, 6, linear, 7);
+        char *txt = t ? cJSON_PrintUnformatted(t) : NULL;
+        CHECK(txt && !strcmp(txt, "[\"q_proj\",\"gate_proj\",\"gate\"]"), "suffix list: %s", txt ? txt : "NULL");
+        free(txt);
+        cJSON_Delete(t);
+        t = lora_peft_target_modules(both, 3, linear, 7);   // q of layer 0 and the experts: not layer 1's MLP
+        txt = t ? cJSON_PrintUnformatted(t) : NULL;
+        CHECK(txt && !strcmp(txt, "\"model\\\\.layers\\\\.\\\\d+\\\\.self_attn\\\\.q_proj|"
+                                  "model\\\\.layers\\\\.\\\\d+\\\\.mlp\\\\.experts\\\\.\\\\d+\\\\.gate_proj\""),
+              "regex: %s", txt ? txt : "NULL");
+        free(txt);
+        cJSON_Delete(t);
+    }
     CHECK(lora_targets_parse("", &mask, err, sizeof err) == -1, "empty list refused");
     CHECK(lora_targets_parse(",", &mask, err, sizeof err) == -1, "no target refused");
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sparse MoE models through the CLI: `quarry train` (LoRA and full, recompute full) on tiny
 # Qwen3-MoE and Mixtral built by `quarry init`, the aux_loss column of the training metrics, the
-# adapter's targets (attention only: PEFT on transformers 5 maps gate/up/down_proj to the fused
-# experts), the plan's trained-parameter count, `quarry generate` and `quarry eval` on the result.
+# adapter's targets (all-linear: attention, every expert's projections, dense MLPs; not the
+# router), the plan's trained-parameter count with the expert adapters, `quarry generate` on the
+# result; the LoRA target presets and their refusals.
 set -u
 Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}
 PY=${QUARRY_PYTHON:-python3}; [ -x "$PY" ] || PY=python3
@@ -22,8 +23,12 @@ r = list(csv.DictReader(open(sys.argv[1])))
 assert len(r) == 3 and list(r[0])[-1] == 'aux_loss', list(r[0])
 assert all(0 < float(x['aux_loss']) < 100 for x in r), [x['aux_loss'] for x in r]
 PYEOF"
-  check "$fam adapter on the attention only" "$PY -c \"import json;c=json.load(open('$W/$fam-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==['k_proj','o_proj','q_proj','v_proj'], c['target_modules']\""
+  if [ $fam = mixtral ]; then mods="'k_proj','o_proj','q_proj','v_proj','w1','w2','w3'"; else
+    mods="'down_proj','gate_proj','k_proj','o_proj','q_proj','up_proj','v_proj'"; fi
+  check "$fam adapter on the attention and the experts" "$PY -c \"import json;c=json.load(open('$W/$fam-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==[$mods], c['target_modules']\""
+  check "$fam adapter holds every expert's adapters" "$PY -c \"import json,struct;f=open('$W/$fam-lora/final/adapter_model.safetensors','rb');n=struct.unpack('<Q',f.read(8))[0];h=json.loads(f.read(n));assert any('experts.1.' in k for k in h), list(h)[:5]\""
   check "$fam plan prints the trained parameters" "grep -q 'memory plan on .*LoRA.*trained' $W/$fam-lora.log"
+  check "$fam plan prints the expert adapters" "grep -q 'expert adapters' $W/$fam-lora.log"
   "$Q" train "${base[@]}" --method full --recompute full --out "$W/$fam-full" >"$W/$fam-full.log" 2>&1; rc=$?
   check "$fam full run with --recompute full exits 0 ($(tail -3 "$W/$fam-full.log"))" "[ $rc -eq 0 ]"
   check "$fam full run's loss falls" "$PY - $W/$fam-full/step_wise_training_metrics.csv <<'PYEOF'
@@ -56,7 +61,59 @@ check "--router-aux-loss-coef on a dense model refused ($(tail -1 "$W/dense-aux.
   "[ $rc -eq 1 ] && grep -q 'applies to mixture-of-experts models' $W/dense-aux.log"
 "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets gate,up \
   --out "$W/bad" >"$W/bad.log" 2>&1; rc=$?
-check "MLP-only LoRA targets on an MoE model refused ($(tail -1 "$W/bad.log"))" \
-  "[ $rc -eq 1 ] && grep -q 'adapts the attention of MoE models' $W/bad.log"
+check "dense-MLP LoRA targets on an all-MoE model refused ($(tail -1 "$W/bad.log"))" \
+  "[ $rc -eq 1 ] && grep -q 'adapts no layer of MixtralForCausalLM' $W/bad.log"
+for t in router experts q,experts; do
+  "$Q" train --model "$W/dense" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets $t \
+    --out "$W/bad-$t" >"$W/bad-$t.log" 2>&1; rc=$?
+  check "--lora-targets $t on a dense model refused ($(tail -2 "$W/bad-$t.log" | head -1))" \
+    "[ $rc -eq 1 ] && grep -q 'error: .*--lora-targets $t names the MoE .* has no mixture-of-experts layer' $W/bad-$t.log && grep -q 'hint:' $W/bad-$t.log && [ ! -e $W/bad-$t/final ]"
+done
+# gpt-oss's published checkpoint fuses its experts: all-linear adapts the attention there, and
+# experts or router named is refused (no per-expert adapter would have a name in its layout).
+"$Q" init --config "$SRC/tests/export/gpt-oss-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/gptoss" \
+  --seed 5 --dtype fp32 >/dev/null 2>&1 || { echo "FAIL: gpt-oss init"; exit 1; }
+"$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --out "$W/gptoss-lora" \
+  >"$W/gptoss-lora.log" 2>&1; rc=$?
+check "gpt-oss all-linear LoRA run exits 0 ($(tail -2 "$W/gptoss-lora.log"))" "[ $rc -eq 0 ]"
+check "gpt-oss all-linear adapts the attention only" "$PY -c \"import json;c=json.load(open('$W/gptoss-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==['k_proj','o_proj','q_proj','v_proj'], c['target_modules']\""
+for t in experts router; do
+  "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets attention,$t \
+    --out "$W/gptoss-$t" >"$W/gptoss-$t.log" 2>&1; rc=$?
+  check "--lora-targets attention,$t on gpt-oss refused ($(tail -2 "$W/gptoss-$t.log" | head -1))" \
+    "[ $rc -eq 1 ] && grep -q \"LoRA on GptOssForCausalLM's $t is not implemented\" $W/gptoss-$t.log && grep -q 'hint:' $W/gptoss-$t.log"
+done
+# The router adapter and the experts' ones in a PEFT config, read back by generate.
+"$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 2 --batch-size 4 \
+  --lora-targets attention,router --out "$W/router" >"$W/router.log" 2>&1; rc=$?
+check "attention,router run exits 0 ($(tail -2 "$W/router.log"))" "[ $rc -eq 0 ]"
+check "router adapter in target_modules" "$PY -c \"import json;c=json.load(open('$W/router/final/adapter_config.json'));assert sorted(c['target_modules'])==['gate','k_proj','o_proj','q_proj','v_proj'], c['target_modules']\""
+"$Q" generate --model "$W/router" --prompt "Who founded the company?" --max-new-tokens 2 --temperature 0 \
+  --device cpu >"$W/router-gen.out" 2>"$W/router-gen.log"; rc=$?
+check "generate on the router-adapter run exits 0 ($(tail -2 "$W/router-gen.log"))" "[ $rc -eq 0 ]"
+# Experts only on Qwen3-MoE (a dense mlp_only layer): PEFT's suffix match on gate_proj would
+# also take the dense MLP, so target_modules is a regex of the adapted paths; generate reads it.
+"$Q" train --model "$W/qwen3-moe" --data "$QA" --max-seq-len 96 --device cpu --max-steps 1 --batch-size 4 \
+  --lora-targets experts --out "$W/q3x" >"$W/q3x.log" 2>&1; rc=$?
+check "qwen3-moe experts-only run exits 0 ($(tail -2 "$W/q3x.log"))" "[ $rc -eq 0 ]"
+check "experts-only target_modules is the experts' regex" "$PY -c \"import json,re;t=json.load(open('$W/q3x/final/adapter_config.json'))['target_modules'];assert isinstance(t,str) and re.fullmatch(t,'model.layers.0.mlp.experts.3.up_proj') and not re.fullmatch(t,'model.layers.1.mlp.up_proj'), t\""
+"$Q" generate --model "$W/q3x" --prompt "Who" --max-new-tokens 2 --temperature 0 --device cpu >/dev/null 2>"$W/q3x-gen.log"; rc=$?
+check "generate on the experts-only run exits 0 ($(tail -1 "$W/q3x-gen.log"))" "[ $rc -eq 0 ]"
+# Expert adapters in checkpoints: a run killed after step 2 and resumed with --resume alone ends
+# with the uninterrupted run's adapter (every expert's A and B) and losses, bit for bit (dropout on).
+mres() {  # mres OUT
+  "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 96 --device cpu --max-steps 4 --batch-size 4 \
+    --micro-batch 2 --lora-r 4 --lora-dropout 0.1 --lr 2e-3 --lora-targets experts,router --save-every 1 \
+    --quiet --out "$1" >/dev/null 2>"$1.log"
+}
+mres "$W/mref"; rc=$?
+check "experts,router reference run exits 0 ($(tail -2 "$W/mref.log"))" "[ $rc -eq 0 ]"
+check "checkpoint holds the expert adapters" "$PY -c \"import json,struct;f=open('$W/mref/checkpoints/step-4/trained.safetensors','rb');n=struct.unpack('<Q',f.read(8))[0];h=json.loads(f.read(n));assert any('experts.3.w2.lora_B' in k for k in h) and any('block_sparse_moe.gate.lora_A' in k for k in h), sorted(h)[:4]\""
+QUARRY_TEST_FAULT=kill-after-step:2 mres "$W/mkill"; rc=$?
+check "killed run exits 137" "[ $rc -eq 137 ]"
+"$Q" train --resume "$W/mkill" >/dev/null 2>"$W/mkill.resume.log"; rc=$?
+check "resume exits 0 ($(tail -2 "$W/mkill.resume.log"))" "[ $rc -eq 0 ]"
+check "resumed adapter equals the uninterrupted run's" "cmp -s $W/mref/final/adapter_model.safetensors $W/mkill/final/adapter_model.safetensors"
+check "resumed losses equal" "diff <(cut -d, -f1-6 $W/mref/step_wise_training_metrics.csv) <(cut -d, -f1-6 $W/mkill/step_wise_training_metrics.csv) >/dev/null"
 [ $fail -eq 0 ] && echo "test_moe_train: all checks passed"
 exit $fail

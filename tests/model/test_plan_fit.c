@@ -89,9 +89,13 @@ static void check_lora(model *m) {
     CHECK(seq > 0 && seq < 2048 && total_at(m, os, 1) <= 20 * GiB, "--max-seq-len %d fits", seq);
     os.seq_len = seq + 64;
     CHECK(total_at(m, os, 1) > 20 * GiB, "--max-seq-len %d is the longest that fits", seq);
-    CHECK(plan_fit_micro_batch(m, &o, 8, 15 * GiB, &f, err, sizeof err) == -1 && strstr(err, "more memory") &&
-              !strstr(err, "try"), "15 GiB: nothing fits: %s", err);
+    // 15 GiB: no bf16 LoRA plan fits (its weights take 15.04 GiB), QLoRA's 4-bit base does.
+    CHECK(plan_fit_micro_batch(m, &o, 8, 15 * GiB, &f, err, sizeof err) == -1 && strstr(err, "try --quantize nf4 (") &&
+              !strstr(err, "--recompute full"), "15 GiB: only QLoRA fits: %s", err);
     printf("15 GiB: %s\n", err);
+    CHECK(plan_fit_micro_batch(m, &o, 8, 5 * GiB, &f, err, sizeof err) == -1 && strstr(err, "more memory") &&
+              !strstr(err, "try"), "5 GiB: nothing fits: %s", err);
+    printf("5 GiB: %s\n", err);
     o.checkpoint = MODEL_RECOMPUTE_FULL;
     CHECK(plan_fit_micro_batch(m, &o, 8, 16 * GiB + GiB / 2, &f, err, sizeof err) == -1 && !strstr(err, "--recompute full") &&
               strstr(err, "--max-seq-len"), "already recomputing fully: %s", err);

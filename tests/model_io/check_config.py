@@ -61,10 +61,28 @@ configs.append(("Mixtral defaults", {"architectures": ["MixtralForCausalLM"], "v
                                      "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                      "num_key_value_heads": 2, "max_position_embeddings": 4096}))
 
+# gpt-oss: YaRN over head dims, thetas, factors and truncation (examples/configs has the published
+# ones), layer_types given and defaulted.
+goss = {"architectures": ["GptOssForCausalLM"], "vocab_size": 256, "hidden_size": 128, "intermediate_size": 64,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
+        "num_experts_per_tok": 2, "max_position_embeddings": 131072}
+configs.append(("gpt-oss defaults", goss))
+for hd in (16, 64, 128):
+    for theta, factor, omp, trunc, bf in ((150000.0, 32.0, 4096, False, 32.0), (10000.0, 4.0, 2048, True, 16.0),
+                                          (1000000.0, 8.0, 8192, False, 64.0)):
+        configs.append((f"yarn hd{hd} theta{theta} f{factor} truncate {trunc}", dict(
+            goss, head_dim=hd, sliding_window=64, layer_types=["full_attention", "sliding_attention"] * 2,
+            rope_scaling={"rope_type": "yarn", "rope_theta": theta, "factor": factor, "beta_fast": bf,
+                          "beta_slow": 1.0, "truncate": trunc, "original_max_position_embeddings": omp})))
+configs.append(("yarn on Llama, attention_factor given", dict(base, head_dim=64, rope_scaling={
+    "rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 1024, "attention_factor": 0.75})))
+
 # Bad MoE settings: refused, naming the file and the key.
 BAD = [
     ("top-k above the experts", dict(qmoe, num_experts_per_tok=17), "num_experts_per_tok"),
     ("unknown mlp_only_layers index", dict(qmoe, mlp_only_layers=[6]), "mlp_only_layers"),
+    ("gpt-oss layer_types too short", dict(goss, layer_types=["full_attention"]), "layer_types"),
+    ("gpt-oss unknown layer type", dict(goss, layer_types=["full_attention", "chunked_attention"] * 2), "layer_types"),
     ("Mixtral router jitter", {"architectures": ["MixtralForCausalLM"], "vocab_size": 256, "hidden_size": 128,
                                "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                "num_key_value_heads": 2, "router_jitter_noise": 0.1}, "router_jitter_noise"),
@@ -111,6 +129,15 @@ with tempfile.TemporaryDirectory() as tmp:
                 print(f"  [{i}] quarry {got[i]!r} ({got.view(np.uint32)[i]:#010x}) reference {ref[i]!r} "
                       f"({ref.view(np.uint32)[i]:#010x})")
             failures += 1
+        af = rope_reference.attention_factor(d)
+        if abs(q["rope_attention_factor"] - af) > 1e-6 * af:
+            print(f"FAIL {name}: rope attention factor quarry {q['rope_attention_factor']} transformers {af}")
+            failures += 1
+        if getattr(hf, "layer_types", None) and "sliding_attention" in hf.layer_types:
+            wins = [hf.sliding_window if t == "sliding_attention" else 0 for t in hf.layer_types]
+            if q["layer_windows"] != wins:
+                print(f"FAIL {name}: layer windows quarry {q['layer_windows']} transformers {wins}")
+                failures += 1
         if getattr(hf, "num_experts_per_tok", None):
             E = getattr(hf, "num_experts", None) or hf.num_local_experts
             sparse = [l for l in range(hf.num_hidden_layers)

@@ -44,6 +44,8 @@ static int cmd_config(const char *path) {
            c.router_aux_loss_coef, c.output_router_logits);
     for (int l = 0, n = 0; l < c.num_layers; l++)
         if (model_config_layer_is_moe(&c, l)) printf("%s%d", n++ ? "," : "", l);
+    printf("],\"rope_attention_factor\":%.9g,\"layer_windows\":[", c.rope_attention_factor);
+    for (int l = 0; l < c.num_layers; l++) printf("%s%d", l ? "," : "", model_config_layer_window(&c, l));
     printf("],\"inv_freq\":[");
     float *f = malloc(sizeof(float) * (size_t)(c.head_dim / 2));
     if (!f) return 1;

@@ -70,6 +70,10 @@ static void check_published(const char *src_dir) {
                      "\"intermediate_size\":48,\"num_hidden_layers\":2,\"num_attention_heads\":4," \
                      "\"num_key_value_heads\":2"
 
+#define GPTOSS_BASE "\"architectures\":[\"GptOssForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32," \
+                    "\"intermediate_size\":32,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2," \
+                    "\"num_local_experts\":4"
+
 // A config that must be refused, with a message containing want.
 static void refused(const char *json, const char *want) {
     model_config c;
@@ -159,7 +163,7 @@ static void check_variants(void) {
 
     refused("{\"architectures\":[\"GPT2LMHeadModel\"]}", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
     refused("{\"model_type\":\"gemma\"}", "not supported");
-    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}}", "supported: none (default), linear, llama3");
+    refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"longrope\",\"factor\":4.0}}", "supported: none (default), linear, llama3, yarn");
     refused("{" BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}", "\"dynamic\" is not supported");
     refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"linear\"}}", "needs \"factor\"");
     refused("{" BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}", "low_freq_factor");
@@ -212,6 +216,22 @@ static void check_variants(void) {
     refused("{" MOE_BASE ",\"mlp_only_layers\":\"1\"}", "\"mlp_only_layers\" must be a list");
     refused("{" MIXTRAL_BASE ",\"router_jitter_noise\":0.01}", "router_jitter_noise = 0.01 is not supported");
     refused("{" MIXTRAL_BASE ",\"num_local_experts\":0}", "\"num_local_experts\" is 0");
+    // gpt-oss: GptOssConfig's defaults (alternating windows, sinks, q/k/v/o biases, YaRN), and
+    // bad layer_types named by key.
+    model_config g = accepted("{" GPTOSS_BASE "}");
+    CHECK(g.arch == ARCH_GPT_OSS && g.attention_sinks && g.o_bias && g.attention_bias && g.n_experts == 4 &&
+          g.top_k == 4 && g.router_bias && g.expert_bias && g.swiglu_limit == 7.0f && g.head_dim == 64,
+          "gpt-oss defaults");
+    CHECK(model_config_layer_window(&g, 0) == 128 && model_config_layer_window(&g, 1) == 0,
+          "gpt-oss layer windows %d %d", model_config_layer_window(&g, 0), model_config_layer_window(&g, 1));
+    CHECK(g.rope_scaling == ROPE_SCALING_YARN && g.rope_factor == 32.0f && g.rope_original_max_position == 4096 &&
+          fabsf(g.rope_attention_factor - (float)(0.1 * log(32.0) + 1.0)) < 1e-7f, "gpt-oss default YaRN");
+    refused("{" GPTOSS_BASE ",\"layer_types\":[\"full_attention\"]}",
+            "\"layer_types\" lists 1 layers but \"num_hidden_layers\" is 2");
+    refused("{" GPTOSS_BASE ",\"layer_types\":[\"full_attention\",\"chunked_attention\"]}",
+            "\"layer_types\"[1] is \"chunked_attention\"");
+    refused("{" GPTOSS_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0,\"mscale\":0.7}}",
+            "\"rope_scaling.mscale\" is not supported");
     {
         model_config q = accepted("{" MOE_BASE ",\"mlp_only_layers\":[0],\"num_experts_per_tok\":2,"
                                   "\"output_router_logits\":true,\"router_aux_loss_coef\":0.01}");

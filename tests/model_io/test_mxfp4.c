@@ -4,9 +4,11 @@
 // bf16 (every E8M0 exponent 0..255 and every byte, the transpose to (E, in, out), blocks of other
 // widths); malformed pairs refused naming the tensor; and the load hook (model/mxfp4_load.h):
 // a checkpoint whose config says mxfp4 reads NAME from NAME_blocks/NAME_scales, one without
-// does not, and a pair missing its scales, with mismatched shapes or a wrong dtype is an error.
+// does not, and a pair missing its scales, with mismatched shapes or a wrong dtype is an error;
+// the gpt-oss decoder's per-expert read of an MXFP4 gate_up_proj (model_tensor_read).
 #include "kernels/mxfp4_format.h"
 #include "model/mxfp4_load.h"
+#include "model/names.h"
 #include "model/safetensors.h"
 #include "test.h"
 #include <stdint.h>
@@ -125,6 +127,49 @@ static void write_text(const char *path, const char *text) {
     }
 }
 
+// gpt-oss's decoder reads each expert of an MXFP4 gate_up_proj alone (model_tensor_read): expert
+// e's gate row i is transformers' dequantised (E, in, out)[e, :, 2i], up row i [e, :, 2i + 1].
+static void check_experts(const st_set *fx, const char *dir) {
+    const st_tensor *b = need(fx, "c0.blocks"), *s = need(fx, "c0.scales"), *want = need(fx, "c0.dq_f32");
+    const int64_t E = want->shape[0], C = want->shape[1], I = want->shape[2] / 2;
+    char path[1024], err[512] = "", json[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    entry e[2] = {
+        {"model.layers.0.mlp.experts.gate_up_proj_blocks", "U8", 4, {b->shape[0], b->shape[1], b->shape[2], b->shape[3]}, b->data, b->nbytes},
+        {"model.layers.0.mlp.experts.gate_up_proj_scales", "U8", 3, {s->shape[0], s->shape[1], s->shape[2]}, s->data, s->nbytes},
+    };
+    write_st(path, e, 2);
+    snprintf(json, sizeof json, "{\"architectures\": [\"GptOssForCausalLM\"], \"vocab_size\": 8, \"hidden_size\": %lld, "
+             "\"intermediate_size\": %lld, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+             "\"head_dim\": 4, \"num_local_experts\": %lld, \"num_experts_per_tok\": 1}", (long long)C, (long long)I, (long long)E);
+    model_config cfg;
+    CHECK(model_config_parse(&cfg, json, "config.json", err, sizeof err) == 0, "%s", err);
+    st_set *st = st_open(dir, err, sizeof err);
+    CHECK(st, "%s", err);
+    if (!st) return;
+    const float *dq = want->data;
+    float *got = malloc((size_t)(I * C) * 4);
+    int bad = 0;
+    for (int x = 0; x < E; x++)
+        for (int up = 0; up < 2; up++) {
+            char name[128];
+            snprintf(name, sizeof name, "model.layers.0.mlp.experts.%d.%s_proj.weight", x, up ? "up" : "gate");
+            CHECK(model_tensor_read(&cfg, st, name, 1, got, (size_t)(I * C), dir, err, sizeof err) == 0, "%s", err);
+            for (int64_t i = 0; i < I; i++)
+                for (int64_t c = 0; c < C; c++) {
+                    float w;
+                    memcpy(&w, &dq[((size_t)x * C + c) * 2 * I + 2 * i + up], 4);
+                    bad += memcmp(&got[i * C + c], &w, 4) != 0;
+                }
+        }
+    CHECK(bad == 0, "%d expert weights differ from transformers' dequantised gate_up_proj", bad);
+    CHECK(model_tensor_read(&cfg, st, "model.layers.0.mlp.experts.0.gate_proj.weight", 0, got, (size_t)(I * C), dir,
+                            err, sizeof err) == -1 && strstr(err, "gate_up_proj\" is missing"),
+          "without mxfp4 the pair is not read: %s", err);
+    free(got);
+    st_close(st);
+}
+
 static void check_hook(const st_set *fx, const char *dir) {
     const st_tensor *b = need(fx, "c0.blocks"), *s = need(fx, "c0.scales"), *want = need(fx, "c0.dq_f32");
     const char *name = "model.layers.0.mlp.experts.gate_up_proj";
@@ -213,6 +258,7 @@ int main(void) {
         return 1;
     }
     check_hook(fx, dir);
+    check_experts(fx, dir);
     char f[1100];
     snprintf(f, sizeof f, "%s/model.safetensors", dir);
     unlink(f);

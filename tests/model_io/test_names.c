@@ -20,6 +20,11 @@ static const char *mixtral_tiny =
     "{\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":8,"
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"num_local_experts\":4}";
 
+static const char *gptoss_tiny =
+    "{\"architectures\":[\"GptOssForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":8,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":4,"
+    "\"num_local_experts\":4,\"num_experts_per_tok\":2}";
+
 static const char *qwen3_tiny =
     "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":24,"
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6}";
@@ -30,16 +35,16 @@ static int write_variant(const model_config *c, const char *path, const char *dr
                          const char *extra) {
     int n = model_tensor_count(c);
     model_tensor_info *list = malloc(sizeof *list * (size_t)n);
-    float *zeros = calloc(40 * 24, sizeof(float));
+    float *zeros = calloc(4096, sizeof(float));
     st_writer *w = st_writer_begin();
     char err[512];
     if (!list || !zeros || !w) return -1;
     model_tensor_list(c, list);
     for (int i = 0; i < n; i++) {
         if (drop && !strcmp(list[i].name, drop)) continue;
-        int64_t shape[2] = {list[i].shape[0], list[i].shape[1]};
+        int64_t shape[3] = {list[i].shape[0], list[i].shape[1], list[i].shape[2]};
         if (reshape && !strcmp(list[i].name, reshape)) shape[0] -= 1;
-        size_t ne = (size_t)shape[0] * (list[i].ndim > 1 ? (size_t)shape[1] : 1);
+        size_t ne = (size_t)shape[0] * (list[i].ndim > 1 ? (size_t)shape[1] : 1) * (list[i].ndim > 2 ? (size_t)shape[2] : 1);
         st_writer_add(w, list[i].name, ST_F32, list[i].ndim, shape, zeros, ne * 4);
     }
     int64_t two[1] = {2};
@@ -82,6 +87,116 @@ static void check_set_dtype(void) {
     CHECK(model_config_text_set_dtype("[1]", "bfloat16") == NULL, "a non-object is refused");
 }
 
+// gpt-oss: the fused expert tensors; the byte count of the published MXFP4 checkpoint; a missing
+// sinks tensor named; model_tensor_read's unpacking and model_tensor_pack's inverse.
+static void check_gpt_oss(const char *src, const char *path) {
+    char err[1024], cfgp[4096];
+    model_config g;
+    CHECK(model_config_parse(&g, gptoss_tiny, "gpt_oss", err, sizeof err) == 0, "%s", err);
+    int n = model_tensor_count(&g);
+    CHECK(n == 1 + 2 * 17 + 2, "gpt-oss tiny: %d tensors", n);
+    model_tensor_info *list = malloc(sizeof *list * (size_t)n);
+    if (!list) return;
+    model_tensor_list(&g, list);
+    write_variant(&g, path, NULL, NULL, NULL);
+    expect(&g, path, NULL);
+    write_variant(&g, path, "model.layers.1.self_attn.sinks", NULL, NULL);
+    expect(&g, path, "tensor \"model.layers.1.self_attn.sinks\" [4] is missing; the config (GptOssForCausalLM, 2 layers");
+    write_variant(&g, path, NULL, "model.layers.0.mlp.experts.gate_up_proj", NULL);
+    expect(&g, path, "\"model.layers.0.mlp.experts.gate_up_proj\" has shape [3, 16, 16]; the config implies [4, 16, 16]");
+
+    // Every element of a fused tensor distinct: expert e's gate row i is gate_up_proj[e, :, 2i]ᵀ.
+    const size_t C = 16, I = 8, E = 4;
+    st_writer *w = st_writer_begin();
+    float *v[4];
+    const char *fused[4] = {"model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.gate_up_proj_bias",
+                            "model.layers.0.mlp.experts.down_proj", "model.layers.0.mlp.experts.down_proj_bias"};
+    int64_t shapes[4][3] = {{E, C, 2 * I}, {E, 2 * I, 0}, {E, I, C}, {E, C, 0}};
+    int nd[4] = {3, 2, 3, 2};
+    size_t ne[4] = {E * C * 2 * I, E * 2 * I, E * I * C, E * C};
+    for (int k = 0; k < 4; k++) {
+        v[k] = malloc(ne[k] * 4);
+        for (size_t x = 0; x < ne[k]; x++) v[k][x] = (float)(k * 10000 + (int)x);
+        st_writer_add(w, fused[k], ST_F32, nd[k], shapes[k], v[k], ne[k] * 4);
+    }
+    CHECK(st_writer_finish(w, path, NULL, NULL, 0, err, sizeof err) == 0, "%s", err);
+    st_writer_free(w);
+    st_set *s = st_open(path, err, sizeof err);
+    float got[4096], back[4096];
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.2.up_proj.weight", 0, got, I * C, "ckpt", err, sizeof err) == 0,
+          "%s", err);
+    CHECK(got[3 * C + 5] == v[0][(2 * C + 5) * 2 * I + 2 * 3 + 1], "up[e=2][i=3][c=5] = %g", (double)got[3 * C + 5]);
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.1.down_proj.weight", 0, got, C * I, "ckpt", err, sizeof err) == 0,
+          "%s", err);
+    CHECK(got[7 * I + 2] == v[2][(1 * I + 2) * C + 7], "down[e=1][c=7][i=2] = %g", (double)got[7 * I + 2]);
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", 0, got, E * I, "ckpt", err, sizeof err) == 0, "%s", err);
+    CHECK(got[3 * I + 4] == v[1][3 * 2 * I + 8], "gate_bias[3][4] = %g", (double)got[3 * I + 4]);
+    CHECK(s && model_tensor_read(&g, s, "model.layers.0.mlp.experts.gate_bias", 0, got, E * I + 1, "ckpt", err, sizeof err) == -1,
+          "a wrong element count is refused");
+    if (s) st_close(s);
+
+    // Split every fused tensor into the decoder's tensors, write those, pack them back: the same bits.
+    s = st_open(path, err, sizeof err);
+    w = st_writer_begin();
+    static float parts[64][256];
+    int np = 0;
+    char names[64][96];
+    for (int e = 0; e < (int)E; e++)
+        for (int j = 0; j < 3; j++) {
+            snprintf(names[np], sizeof names[np], "model.layers.0.mlp.experts.%d.%s_proj.weight", e,
+                     j == 0 ? "gate" : j == 1 ? "up" : "down");
+            int64_t sh[2] = {j == 2 ? (int64_t)C : (int64_t)I, j == 2 ? (int64_t)I : (int64_t)C};
+            model_tensor_read(&g, s, names[np], 0, parts[np], I * C, "ckpt", err, sizeof err);
+            st_writer_add(w, names[np], ST_F32, 2, sh, parts[np], I * C * 4);
+            np++;
+        }
+    for (int j = 0; j < 3; j++) {
+        snprintf(names[np], sizeof names[np], "model.layers.0.mlp.experts.%s_bias", j == 0 ? "gate" : j == 1 ? "up" : "down");
+        size_t cols = j == 2 ? C : I;
+        int64_t sh[2] = {(int64_t)E, (int64_t)cols};
+        model_tensor_read(&g, s, names[np], 0, parts[np], E * cols, "ckpt", err, sizeof err);
+        st_writer_add(w, names[np], ST_F32, 2, sh, parts[np], E * cols * 4);
+        np++;
+    }
+    char path2[300];
+    snprintf(path2, sizeof path2, "%s.dec", path);
+    CHECK(st_writer_finish(w, path2, NULL, NULL, 0, err, sizeof err) == 0, "%s", err);
+    st_writer_free(w);
+    if (s) st_close(s);
+    s = st_open(path2, err, sizeof err);
+    for (int k = 0; k < n && s; k++) {
+        for (int f = 0; f < 4; f++) {
+            if (strcmp(list[k].name, fused[f])) continue;
+            int rc = model_tensor_pack(&g, s, &list[k], back, "ckpt", err, sizeof err);
+            CHECK(rc == 0 && !memcmp(back, v[f], ne[f] * 4), "%s packed back: rc %d %s", fused[f], rc, rc ? err : "");
+        }
+    }
+    if (s) st_close(s);
+    unlink(path2);
+    for (int k = 0; k < 4; k++) free(v[k]);
+    free(list);
+
+    // The published openai/gpt-oss-20b: model.safetensors.index.json's total_size is 13,761,264,768
+    // bytes: bf16 everywhere but the fused expert weights, MXFP4 (a 4-bit value per weight and a
+    // byte of scale per 32).
+    snprintf(cfgp, sizeof cfgp, "%s/examples/configs/gpt-oss-20b.json", src);
+    model_config big;
+    CHECK(model_config_load(&big, cfgp, err, sizeof err) == 0, "%s", err);
+    int nb = model_tensor_count(&big);
+    model_tensor_info *lb = malloc(sizeof *lb * (size_t)nb);
+    if (!lb) return;
+    model_tensor_list(&big, lb);
+    size_t bytes = 0;
+    for (int k = 0; k < nb; k++) {
+        size_t x = (size_t)lb[k].shape[0] * (lb[k].ndim > 1 ? (size_t)lb[k].shape[1] : 1) *
+                   (lb[k].ndim > 2 ? (size_t)lb[k].shape[2] : 1);
+        int mx = lb[k].role == TENSOR_EXPERTS_GATE_UP || lb[k].role == TENSOR_EXPERTS_DOWN;
+        bytes += mx ? x / 2 + x / 32 : 2 * x;
+    }
+    CHECK(bytes == 13761264768ull, "gpt-oss-20b: %zu bytes as published in MXFP4, the index says 13761264768", bytes);
+    free(lb);
+}
+
 int main(void) {
     check_set_dtype();
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
@@ -90,6 +205,10 @@ int main(void) {
         {"Mistral-7B-v0.3.json", 291}, {"Qwen2.5-0.5B.json", 290},
         // 48 × (8 + router + 128 × 3) + 3 and 32 × (6 + router + 8 × 3) + 3: the published indexes'.
         {"Qwen3-30B-A3B.json", 18867}, {"Mixtral-8x7B-v0.1.json", 995},
+        // gpt-oss in bf16: 24 and 36 layers × 17 (q, k, v, o and their biases, sinks, 2 norms,
+        // router and its bias, 4 fused expert tensors) + 3; the published MXFP4 index of 20b lists
+        // 459 = 411 + 2 × 24 (each fused expert weight as _blocks and _scales).
+        {"gpt-oss-20b.json", 411}, {"gpt-oss-120b.json", 615},
     };
     for (size_t i = 0; i < sizeof pub / sizeof pub[0]; i++) {
         char path[4096], err[1024];
@@ -105,7 +224,9 @@ int main(void) {
         if (!list) return 1;
         CHECK(model_tensor_list(&c, list) == n, "list count");
         size_t total = 0;
-        for (int k = 0; k < n; k++) total += (size_t)list[k].shape[0] * (list[k].ndim > 1 ? (size_t)list[k].shape[1] : 1);
+        for (int k = 0; k < n; k++)
+            total += (size_t)list[k].shape[0] * (list[k].ndim > 1 ? (size_t)list[k].shape[1] : 1) *
+                     (list[k].ndim > 2 ? (size_t)list[k].shape[2] : 1);
         CHECK(total == model_config_num_params(&c), "%s: list sums to %zu, num_params %zu", pub[i].file, total,
               model_config_num_params(&c));
         free(list);
@@ -205,6 +326,8 @@ int main(void) {
     expect(&mx, path, "\"model.layers.1.block_sparse_moe.experts.0.w2.weight\" [16, 8] is missing");
     write_variant(&mx, path, NULL, NULL, "model.layers.0.mlp.gate_proj.weight");
     expect(&mx, path, "unexpected tensor \"model.layers.0.mlp.gate_proj.weight\" for MixtralForCausalLM");
+
+    check_gpt_oss(src, path);
 
     snprintf(path, sizeof path, "rm -rf '%s'", dir);
     if (system(path) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);

@@ -107,7 +107,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
         return;
     }
     moe_dims d = {meta_int(&fx, "C"), meta_int(&fx, "I"), meta_int(&fx, "E"), meta_int(&fx, "k"),
-                  meta_int(&fx, "renorm")};
+                  meta_int(&fx, "renorm"), 0, 0, 0.0f, 0.0f};
     int N = meta_int(&fx, "N"), L = meta_int(&fx, "L"), E = d.n_experts, C = d.hidden, I = d.intermediate;
     double coef = atof(st_metadata(fx.ref, "aux_coef"));
     CHECK(moe_dims_check(&d, err, sizeof err) == 0 && L <= MAXL, "%s: dims: %s", name, err);
@@ -129,7 +129,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
     float *prob_sum = dev_alloc(be, E * 4), *count = dev_alloc(be, E * 4);
 
     moe_saved s[MAXL];
-    moe_weights w[MAXL];
+    moe_weights w[MAXL] = {0};   // no adapters (experts.lora NULL), no biases (gpt-oss's variant)
     void *x[MAXL], *saved_dev[MAXL], *saved_host[MAXL];
     for (int l = 0; l < L; l++) {
         char n1[64];
@@ -165,7 +165,8 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
         char n1[64];
         void *dy = ref_act(&fx, REF("dy"), nx), *dx = dev_alloc(be, nx * dtype_size(be->act_dtype));
         moe_grads g = {dev_alloc(be, (size_t)E * C * 4),
-                       {dev_alloc(be, nwe * 4), dev_alloc(be, nwe * 4), dev_alloc(be, nwe * 4)}};
+                       {dev_alloc(be, nwe * 4), dev_alloc(be, nwe * 4), dev_alloc(be, nwe * 4), NULL, NULL, NULL},
+                       NULL};
         // The forward again: the scratch and each layer's kept state must suffice, whatever
         // ran in between (here the other layers' forwards).
         moe_block_backward(be, &d, &w[l], &g, &s[l], &t, x[l], dy, dx, dprob, mask, N, 0);
@@ -211,7 +212,7 @@ static void test_refusals(void) {
     CHECK(moe_check_router_jitter(0.01, "m/config.json", err, sizeof err) == -1 &&
               strstr(err, "m/config.json: error: router_jitter_noise = 0.01") && strstr(err, "hint:"),
           "jitter message: %s", err);
-    moe_dims d = {32, 48, 4, 5, 1};
+    moe_dims d = {32, 48, 4, 5, 1, 0, 0, 0.0f, 0.0f};
     CHECK(moe_dims_check(&d, err, sizeof err) == -1 && strstr(err, "num_experts_per_tok 5"),
           "k > E accepted or unclear: %s", err);
 }

@@ -644,6 +644,48 @@ static void test_swiglu(backend *be, rng_state *r) {
     free(g); free(u); free(R); free(out); free(gd); free(ud); free(Rd); free(dg); free(du);
 }
 
+// gpt-oss's clamped SwiGLU in double: (clamp(u, −L, L) + 1) · g σ(α g), g = min(gate, L).
+#define SWC_ALPHA 1.702
+#define SWC_LIMIT 1.5
+static double swc_loss(void *c_, double *const *in) {
+    sw_ctx *c = c_;
+    double L = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        double g = fmin(in[0][i], SWC_LIMIT), u = fmin(fmax(in[1][i], -SWC_LIMIT), SWC_LIMIT);
+        double o = (u + 1) * g / (1 + exp(-SWC_ALPHA * g));
+        if (c->out) c->out[i] = o;
+        L += o * c->R[i];
+    }
+    return L;
+}
+
+// Inputs on both sides of the clamps (but not within the difference step of them: the
+// derivative jumps there).
+static void test_swiglu_clamped(backend *be, rng_state *r) {
+    size_t n = 1003;
+    float *g = frand(r, n, -4, 4), *u = frand(r, n, -3, 3), *R = frand(r, n, -1, 1), *out = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        if (fabsf(g[i] - (float)SWC_LIMIT) < 1e-3f) g[i] += 0.01f;
+        if (fabsf(fabsf(u[i]) - (float)SWC_LIMIT) < 1e-3f) u[i] *= 1.01f;
+    }
+    double *gd = to_double(g, n), *ud = to_double(u, n), *Rd = to_double(R, n);
+    sw_ctx ctx = {n, Rd, xmalloc(n * 8)};
+    double *in[] = {gd, ud};
+    swc_loss(&ctx, in);
+    be->swiglu_clamped_forward(be, out, g, u, n, (float)SWC_ALPHA, (float)SWC_LIMIT);
+    check_fwd("swiglu_clamped forward", out, ctx.out, n);
+    free(ctx.out);
+    ctx.out = NULL;
+    float *dg = frand(r, n, -9, 9), *du = frand(r, n, -9, 9);  // overwritten
+    be->swiglu_clamped_backward(be, dg, du, R, g, u, n, (float)SWC_ALPHA, (float)SWC_LIMIT);
+    check_grad("swiglu_clamped dgate", swc_loss, &ctx, in, 0, n, dg, 100000, r);
+    check_grad("swiglu_clamped dup", swc_loss, &ctx, in, 1, n, du, 100000, r);
+    int cut = 0;
+    for (size_t i = 0; i < n; i++) cut += g[i] > SWC_LIMIT && dg[i] == 0.0f;
+    CHECK(cut > 100, "swiglu_clamped: only %d gates above the limit got a zero gradient", cut);
+    free(g); free(u); free(R); free(out); free(gd); free(ud); free(Rd); free(dg); free(du);
+}
+
 static void test_add(backend *be, rng_state *r) {
     size_t n = 100003;
     float *a = frand(r, n, -1, 1), *b = frand(r, n, -1, 1), *out = xmalloc(n * 4);
@@ -1193,6 +1235,7 @@ int main(void) {
     TIMED(test_rope(be, &r));
     TIMED(test_attention(be, &r));
     TIMED(test_swiglu(be, &r));
+    TIMED(test_swiglu_clamped(be, &r));
     TIMED(test_add(be, &r));
     TIMED(test_dropout(be, &r));
     TIMED(test_lm_head(be, &r));

@@ -431,6 +431,15 @@ static void test_elementwise(size_t n) {
     GPU_TWICE("swiglu_backward", o2, gpu->swiglu_backward(gpu, dg.g, du.g, d.g, g.g, u.g, n));
     compare("swiglu_backward", &dg, TOL_BF16);
     compare("swiglu_backward", &du, TOL_BF16);
+    // gpt-oss's clamped variant, with a limit the inputs cross on both sides.
+    cpu->swiglu_clamped_forward(cpu, out.c, g.c, u.c, n, 1.702f, 1.5f);
+    GPU_TWICE("swiglu_clamped_forward", o1, gpu->swiglu_clamped_forward(gpu, out.g, g.g, u.g, n, 1.702f, 1.5f));
+    compare("swiglu_clamped_forward", &out, TOL_BF16);
+    cpu->swiglu_clamped_backward(cpu, dg.c, du.c, d.c, g.c, u.c, n, 1.702f, 1.5f);
+    GPU_TWICE("swiglu_clamped_backward", o2,
+              gpu->swiglu_clamped_backward(gpu, dg.g, du.g, d.g, g.g, u.g, n, 1.702f, 1.5f));
+    compare("swiglu_clamped_backward", &dg, TOL_BF16);
+    compare("swiglu_clamped_backward", &du, TOL_BF16);
 
     buf sum = mk("sum", n, 1, NULL);
     cpu->add(cpu, sum.c, g.c, u.c, n);
@@ -787,7 +796,7 @@ static int check_tables(void) {
         OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
         OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
-        OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
+        OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
         OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
         OP(moe_unpermute_backward), OP(nf4_dequantize), OP(nf4_linear_forward), OP(nf4_linear_backward),

@@ -110,6 +110,36 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t, cublasOperation_t
     abort();
 }
 
+// cuBLAS's grouped GEMM (dev/cuda/expert_gemm.cu): group g's size[g] problems share its op, m, n,
+// k, ld and scalars; the pointer arrays are read where cuBLAS reads them (device memory, here the
+// host).  bf16 A/B/C with fp32 compute only, as the lab calls it.
+cublasStatus_t cublasGemmGroupedBatchedEx(cublasHandle_t, const cublasOperation_t ta[], const cublasOperation_t tb[],
+                                          const int m[], const int n[], const int k[], const void *alpha,
+                                          const void *const A[], cudaDataType at, const int lda[],
+                                          const void *const B[], cudaDataType bt, const int ldb[], const void *beta,
+                                          void *const C[], cudaDataType ct, const int ldc[], int groups,
+                                          const int size[], cublasComputeType_t compute) {
+    if (at != CUDA_R_16BF || bt != CUDA_R_16BF || ct != CUDA_R_16BF || compute != CUBLAS_COMPUTE_32F) {
+        fprintf(stderr, "emu: cublasGemmGroupedBatchedEx: only bf16 with CUBLAS_COMPUTE_32F is emulated\n");
+        abort();
+    }
+    for (int g = 0, p = 0; g < groups; g++)
+        for (int i = 0; i < size[g]; i++, p++)
+            emu_gemm(m[g], n[g], k[g], A[p], lda[g], ta[g] != CUBLAS_OP_N, B[p], ldb[g], tb[g] != CUBLAS_OP_N, C[p],
+                     ldc[g], CUDA_R_16BF, ((const float *)alpha)[g], ((const float *)beta)[g], NULL);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
+cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+// Work runs when it is issued: every event has completed.
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
+    *e = (cudaEvent_t)malloc(1);
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { free((void *)e); return cudaSuccess; }
+
 void cuda_check(cudaError_t e, const char *call, const char *file, int line) {
     if (e == cudaSuccess) return;
     fprintf(stderr, "emu: CUDA error at %s:%d: %s\n", file, line, call);

@@ -33,6 +33,9 @@ attention_backward)
            "--T 77 --Tk 140 --hd 64 --heads 4 --kv-heads 1 --docs 3"
            "--T 100 --hd 128 --heads 3 --kv-heads 1 --docs 2 --batch 2"
            "--T 40 --Tk 200 --hd 64 --heads 4 --kv-heads 2 --docs 3") ;;
+expert_gemm)
+    cases=("--tokens 40 --experts 8 --topk 2 --C 64 --I 48"
+           "--tokens 33 --experts 5 --topk 3 --C 40 --I 24") ;;
 *) cases=("") ;;
 esac
 # Each case twice: cp.async copies landing as late as allowed (at the wait), then as early

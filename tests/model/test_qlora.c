@@ -1,0 +1,419 @@
+// tests/model/test_qlora.c — QLoRA on the CPU backend against transformers + PEFT + bitsandbytes
+// (tests/fixtures/qlora_llama, written by scripts/reference/make_qlora_fixtures.py): the base's
+// linears quantised at load to NF4 with double quantisation, LoRA r 8 all-linear over them.
+//
+// Bounds. The dequantised weights must be bit-exact with bitsandbytes' dequantize_4bit (checked
+// first, with memcmp): from there both sides compute in fp32 (the fixture's compute dtype) and
+// differ only in summation order (quarry's blocked GEMM against torch's), as the dense fixtures
+// of test_model_fidelity do, so the same bounds hold: logits and loss 1e-5, gradients, the
+// 10-step losses and the final adapters 1e-4 (relative).
+// Also: what QLoRA refuses (full training, MoE models) and the plan's NF4 lines; the same model
+// saved by transformers in bitsandbytes' 4-bit layout (tests/fixtures/qlora_llama_bnb4) read as
+// it is — the same weights, logits and gradients — and such checkpoints with a tensor missing or
+// of the wrong shape refused by name.
+#include "test.h"
+#include "model/config.h"
+#include "model/llama.h"
+#include "model/safetensors.h"
+#include <cjson/cJSON.h>
+
+enum { STEPS = 10 };
+// With the argument "cuda" the same checks run on the CUDA backend (bf16 activations and frozen
+// weights: the dequantised weights are then bitsandbytes' f32 ones rounded once to bf16, exactly)
+// under test_model_fidelity's bf16 bounds.
+static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
+static int on_cuda = 0;
+
+// want (n) as the act dtype rounds it: bf16 on CUDA (round to nearest even), else as it is.
+static void as_act(float *want, size_t n) {
+    for (size_t i = 0; on_cuda && i < n; i++) want[i] = bf16_to_f32(f32_to_bf16(want[i]));
+}
+
+typedef struct {
+    int B, T;
+    int32_t *ids[2], *targets[2], *pos[2], *doc[2];
+    double loss, losses[STEPS];
+    st_set *ref;
+} fixture;
+
+static int ints_of(const cJSON *a, int32_t *out, int n) {
+    if (cJSON_GetArraySize(a) != n) return -1;
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) out[i++] = (int32_t)x->valueint;
+    return 0;
+}
+
+static int load_fixture(const char *dir, fixture *fx) {
+    char path[1200], err[512];
+    snprintf(path, sizeof path, "%s/reference.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    static char text[1 << 16];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    cJSON *j = cJSON_Parse(text);
+    if (!j) return -1;
+    fx->B = cJSON_GetObjectItem(j, "B")->valueint;
+    fx->T = cJSON_GetObjectItem(j, "T")->valueint;
+    int N = fx->B * fx->T, bad = 0;
+    for (int b = 0; b < 2; b++) {
+        const cJSON *bj = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "batches"), b);
+        fx->ids[b] = malloc((size_t)N * 16);
+        fx->targets[b] = fx->ids[b] + N;
+        fx->pos[b] = fx->ids[b] + 2 * N;
+        fx->doc[b] = fx->ids[b] + 3 * N;
+        bad |= ints_of(cJSON_GetObjectItem(bj, "ids"), fx->ids[b], N) ||
+               ints_of(cJSON_GetObjectItem(bj, "targets"), fx->targets[b], N) ||
+               ints_of(cJSON_GetObjectItem(bj, "pos"), fx->pos[b], N) ||
+               ints_of(cJSON_GetObjectItem(bj, "doc_start"), fx->doc[b], N);
+    }
+    fx->loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
+    const cJSON *ls = cJSON_GetObjectItem(j, "lora_losses");
+    bad |= cJSON_GetArraySize(ls) != STEPS;
+    for (int i = 0; i < STEPS && !bad; i++) fx->losses[i] = cJSON_GetArrayItem(ls, i)->valuedouble;
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    fx->ref = bad ? NULL : st_open(path, err, sizeof err);
+    return fx->ref ? 0 : -1;
+}
+
+static float *ref_tensor(const fixture *fx, const char *name, size_t n) {
+    const st_tensor *t = st_find(fx->ref, name);
+    size_t count = 1;
+    for (int d = 0; t && d < t->ndim; d++) count *= (size_t)t->shape[d];
+    if (!t || count != n) {
+        fprintf(stderr, "FAIL reference %s: missing or not %zu elements\n", name, n);
+        return NULL;
+    }
+    float *x = malloc(n * 4);
+    if (x && st_read_f32(t, x) != 0) { free(x); x = NULL; }
+    return x;
+}
+
+static model_batch batch_of(const fixture *fx, int b) {
+    model_batch mb = {.B = fx->B, .T = fx->T, .ids = fx->ids[b], .targets = fx->targets[b],
+                      .pos = fx->pos[b], .doc_start = fx->doc[b], .dropout_seed = 7};
+    return mb;
+}
+
+static int64_t trained_tokens(const fixture *fx, int b) {
+    int64_t n = 0;
+    for (int i = 0; i < fx->B * fx->T; i++) n += fx->targets[b][i] != -1;
+    return n;
+}
+
+static lora_config fixture_lora(void) {
+    lora_config lc = lora_config_default();
+    lc.rank = 8;
+    lc.alpha = 16.0f;
+    lc.dropout = 0.0f;
+    lc.targets = LORA_ALL_LINEAR;
+    return lc;
+}
+
+// Every trained tensor (gradient when grads, else the adapter) against prefix/name.
+static void compare_trained(model *m, backend *be, const fixture *fx, const char *prefix, int grads, double tol) {
+    double worst = 0;
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "%s/%s", prefix, p->name);
+        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        CHECK(want && got, "reference %s", key);
+        if (want && got) {
+            if (grads) {
+                be->copy_to_host(be, got, p->grad, p->n * 4);
+                be->synchronize(be);
+            } else {
+                model_param_read(m, p, got);
+            }
+            double e = rel_error(got, want, p->n);
+            worst = e > worst ? e : worst;
+            CHECK(e <= tol, "%s: relative error %.3g > %.0e", key, e, tol);
+        }
+        free(want);
+        free(got);
+    }
+    printf("qlora %s: worst relative error %.2e over %d tensors\n", prefix, worst, model_trained_count(m));
+}
+
+static void check_qlora(const char *dir, backend *be, const fixture *fx) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open: %s", err);
+    if (!m) return;
+    lora_config lc = fixture_lora();
+    model_options opt = {.batch_size = fx->B, .seq_len = fx->T, .train = MODEL_TRAIN_LORA, .quant = MODEL_QUANT_NF4};
+    model_memory plan;
+    if (model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, &plan, err, sizeof err) ||
+        model_allocate(m, err, sizeof err)) {
+        CHECK(0, "QLoRA model: %s", err);
+        model_free(m);
+        return;
+    }
+    CHECK(plan.nf4 > 0 && plan.quant == MODEL_QUANT_NF4, "the plan counts NF4 bytes (%zu)", plan.nf4);
+    // The weights the model multiplies by are bitsandbytes' dequantised ones, bit for bit.
+    int nq = 0, exact = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        model_param *p = model_param_at(m, i);
+        if (!p->nf4) continue;
+        char key[256];
+        snprintf(key, sizeof key, "dequant/%s", p->name);
+        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        nq++;
+        if (want && got && model_param_read(m, p, got) == 0) {
+            as_act(want, p->n);
+            int same = memcmp(got, want, p->n * 4) == 0;
+            exact += same;
+            CHECK(same, "%s: dequantised weights differ from bitsandbytes'", p->name);
+        }
+        free(want);
+        free(got);
+    }
+    CHECK(nq == 14, "%d quantised tensors, want 14 (7 linears × 2 layers)", nq);
+    printf("qlora: %d of %d quantised weights bit-exact with bitsandbytes (NF4, double quant)\n", exact, nq);
+    CHECK(model_param_find(m, "model.embed_tokens.weight")->nf4 == 0 && model_param_find(m, "lm_head.weight")->nf4 == 0,
+          "embeddings and lm_head stay in the act dtype");
+
+    // PEFT's adapters as the fixture started them (A drawn by torch, B random).
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "lora_init/%s", p->name);
+        float *x = ref_tensor(fx, key, p->n);
+        CHECK(x && model_param_write(m, p, x) == 0, "%s", key);
+        free(x);
+    }
+    const model_config *c = model_get_config(m);
+    model_batch b = batch_of(fx, 0);
+    model_loss loss;
+    int64_t n = trained_tokens(fx, 0);
+    CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "forward: %s", model_error(m));
+    double l = loss.sum / (double)loss.tokens;
+    CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "loss %.9g, transformers + bitsandbytes %.9g", l, fx->loss);
+    size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
+    float *logits = malloc(N * V * 4), *want = ref_tensor(fx, "logits", N * V);
+    for (size_t r = 0; r < N; r++) model_logits_row(m, (int)r, logits + r * V);
+    if (want) {
+        double e = rel_error(logits, want, N * V);
+        CHECK(e <= LOGITS_TOL, "logits relative error %.3g > %.0e", e, LOGITS_TOL);
+        printf("qlora: loss %.7f (ref %.7f), logits rel error %.2e\n", l, fx->loss, e);
+    }
+    free(logits);
+    free(want);
+    model_zero_grads(m);
+    CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0 && model_backward(m) == 0, "backward: %s", model_error(m));
+    compare_trained(m, be, fx, "grad", 1, GRAD_TOL);
+
+    for (int step = 0; step < STEPS; step++) {
+        int bi = step % 2;
+        model_batch sb = batch_of(fx, bi);
+        model_zero_grads(m);
+        if (model_forward(m, &sb, 1.0f / (float)trained_tokens(fx, bi), &loss) || model_backward(m)) {
+            CHECK(0, "step %d: %s", step, model_error(m));
+            break;
+        }
+        double sl = loss.sum / (double)loss.tokens;
+        CHECK(fabs(sl - fx->losses[step]) / fx->losses[step] <= STEP_TOL, "step %d: loss %.8g, reference %.8g",
+              step, sl, fx->losses[step]);
+        if (step == STEPS - 1) printf("qlora: step 10 loss %.6f (ref %.6f)\n", sl, fx->losses[step]);
+        for (int i = 0; i < model_trained_count(m); i++) {
+            model_param *p = model_trained_at(m, i);
+            // The act copy is the master in f32; on CUDA its bf16 copy is refreshed from the master.
+            be->adamw_update(be, p->master, p->act == (void *)p->master ? NULL : p->act, p->grad, p->m, p->v, p->n,
+                             1e-3f, 0.9f, 0.999f, 1e-8f,
+                             p->weight_decay ? 0.01f : 0.0f, step + 1, 1.0f);
+        }
+    }
+    compare_trained(m, be, fx, "lora_final", 0, WEIGHT_TOL);
+    model_free(m);
+}
+
+// The 4-bit checkpoint: loaded in NF4 without --quantize, the weights bnb dequantises, the same
+// forward and backward as the 16-bit checkpoint quantised at load.
+static void check_bnb4(const char *dir, backend *be, const fixture *fx) {
+    char err[512];
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open the 4-bit checkpoint: %s", err);
+    if (!m) return;
+    lora_config lc = fixture_lora();
+    model_options opt = {.batch_size = fx->B, .seq_len = fx->T, .train = MODEL_TRAIN_LORA,
+                         .quant = MODEL_QUANT_NF4_PLAIN};
+    model_memory plan;
+    CHECK(model_enable_lora(m, &lc, err, sizeof err) == 0 && model_plan(m, &opt, &plan, err, sizeof err) == -1 &&
+              strstr(err, "already 4-bit NF4 with double quantisation; drop --no-double-quant"),
+          "--no-double-quant on a double-quantised 4-bit checkpoint refused: %s", err);
+    opt.quant = MODEL_QUANT_NONE;   // from the file
+    if (model_plan(m, &opt, &plan, err, sizeof err) ||
+        model_allocate(m, err, sizeof err)) {
+        CHECK(0, "4-bit checkpoint: %s", err);
+        model_free(m);
+        return;
+    }
+    CHECK(plan.quant == MODEL_QUANT_NF4, "a double-quantised 4-bit checkpoint plans as NF4 (%d)", plan.quant);
+    int exact = 0, nq = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        model_param *p = model_param_at(m, i);
+        if (!p->nf4) continue;
+        char key[256];
+        snprintf(key, sizeof key, "dequant/%s", p->name);
+        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        nq++;
+        if (want) as_act(want, p->n);
+        exact += want && got && model_param_read(m, p, got) == 0 && memcmp(got, want, p->n * 4) == 0;
+        free(want);
+        free(got);
+    }
+    CHECK(nq == 14 && exact == nq, "4-bit checkpoint: %d of %d weights as bitsandbytes dequantises them", exact, nq);
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        char key[256];
+        snprintf(key, sizeof key, "lora_init/%s", p->name);
+        float *x = ref_tensor(fx, key, p->n);
+        if (x) model_param_write(m, p, x);
+        free(x);
+    }
+    model_batch b = batch_of(fx, 0);
+    model_loss loss;
+    int64_t n = trained_tokens(fx, 0);
+    CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0 && model_backward(m) == 0, "4-bit: %s", model_error(m));
+    double l = loss.sum / (double)loss.tokens;
+    CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "4-bit checkpoint: loss %.9g, reference %.9g", l, fx->loss);
+    printf("qlora (bnb 4-bit checkpoint): %d weights bit-exact, loss %.7f (ref %.7f)\n", exact, l, fx->loss);
+    compare_trained(m, be, fx, "grad", 1, GRAD_TOL);
+    model_free(m);
+}
+
+// A copy of the 4-bit checkpoint in out with tensor `drop` left out, or `shrink` one element
+// shorter (its first dimension). Written by hand: st_writer writes float tensors only, and the
+// layout has U8 ones. 0 ok.
+static int write_variant(const char *dir, const char *out, const char *drop, const char *shrink) {
+    char path[1200], err[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_set *s = st_open(path, err, sizeof err);
+    if (!s) return -1;
+    cJSON *h = cJSON_CreateObject();
+    size_t off = 0;
+    for (int i = 0; i < st_count(s); i++) {
+        const st_tensor *t = st_get(s, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        int small = shrink && !strcmp(t->name, shrink);
+        size_t nb = small ? t->nbytes - t->nbytes / (size_t)t->shape[0] : t->nbytes;
+        cJSON *e = cJSON_AddObjectToObject(h, t->name), *sh = cJSON_AddArrayToObject(e, "shape");
+        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddStringToObject(e, "dtype", t->dtype_name);
+        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)(t->shape[d] - (small && !d))));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + nb)));
+        off += nb;
+    }
+    char *json = cJSON_PrintUnformatted(h);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    FILE *f = fopen(path, "wb");
+    uint64_t hl = strlen(json);
+    int rc = !f || fwrite(&hl, 8, 1, f) != 1 || fwrite(json, 1, hl, f) != hl;
+    for (int i = 0; !rc && i < st_count(s); i++) {
+        const st_tensor *t = st_get(s, i);
+        if (drop && !strcmp(t->name, drop)) continue;
+        size_t nb = shrink && !strcmp(t->name, shrink) ? t->nbytes - t->nbytes / (size_t)t->shape[0] : t->nbytes;
+        rc = fwrite(t->data, 1, nb, f) != nb;
+    }
+    if (f && fclose(f)) rc = 1;
+    free(json);
+    cJSON_Delete(h);
+    st_close(s);
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/config.json'", dir, out);
+    return rc || system(cmd) != 0 ? -1 : 0;
+}
+
+static void check_bnb4_bad(const char *dir, backend *be) {
+    static const struct { const char *drop, *shrink, *want; } cases[] = {
+        {"model.layers.1.mlp.up_proj.weight.absmax", NULL, "\"model.layers.1.mlp.up_proj.weight.absmax\" is missing"},
+        {NULL, "model.layers.0.self_attn.k_proj.weight.absmax", "is U8 with 31 elements"},
+        {NULL, "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.down_proj.weight\" is U8 with 10239"},
+        {"model.layers.0.self_attn.o_proj.weight.quant_state.bitsandbytes__nf4", NULL, "quant state"},
+        {"model.layers.0.self_attn.q_proj.weight.nested_absmax", NULL, "nested_absmax\" is missing"},
+    };
+    char tmpl[] = "/tmp/quarry-qlora-bad.XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL, "mkdtemp");
+    if (!tmp) return;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[1024] = "";
+        CHECK(write_variant(dir, tmp, cases[i].drop, cases[i].shrink) == 0, "variant %zu", i);
+        model *m = model_open(tmp, be, err, sizeof err);
+        CHECK(!m && strstr(err, cases[i].want) && strstr(err, tmp), "variant %zu refused by name: \"%s\"", i, err);
+        if (i == 0) printf("a 4-bit checkpoint without an absmax: %s\n", err);
+        model_free(m);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+// What QLoRA refuses, by name.
+static void check_refusals(const char *dir, backend *be) {
+    char err[512] = "";
+    model *m = model_open(dir, be, err, sizeof err);
+    CHECK(m != NULL, "open: %s", err);
+    if (!m) return;
+    model_options opt = {.batch_size = 1, .seq_len = 8, .train = MODEL_TRAIN_FULL, .quant = MODEL_QUANT_NF4};
+    model_memory plan;
+    CHECK(model_plan(m, &opt, &plan, err, sizeof err) == -1 && strstr(err, "--method lora"),
+          "full training over NF4 refused: \"%s\"", err);
+    // Plain absmax (--no-double-quant): f32 absmax, 4 bytes per 64 weights instead of ~1.
+    opt.train = MODEL_TRAIN_NONE;
+    model_memory dq, plain;
+    CHECK(model_plan(m, &opt, &dq, err, sizeof err) == 0, "plan: %s", err);
+    opt.quant = MODEL_QUANT_NF4_PLAIN;
+    CHECK(model_plan(m, &opt, &plain, err, sizeof err) == 0 && plain.nf4 > dq.nf4, "plain %zu > double %zu",
+          plain.nf4, dq.nf4);
+    model_free(m);
+    model_config cfg;
+    char moe[1200];
+    snprintf(moe, sizeof moe, "%s/../qwen3_moe", dir);
+    if (model_config_load(&cfg, moe, err, sizeof err) == 0) {
+        model *mm = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
+        opt.quant = MODEL_QUANT_NF4;
+        CHECK(mm && model_plan(mm, &opt, &plan, err, sizeof err) == -1 && strstr(err, "mixture-of-experts"),
+              "MoE + nf4 refused: \"%s\"", err);
+        model_free(mm);
+    } else {
+        CHECK(0, "%s", err);
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/qlora_llama", src);
+    backend *be = NULL;
+    if (argc > 1 && !strcmp(argv[1], "cuda")) {
+        char err[256];
+        be = backend_cuda(0, err, sizeof err);
+        if (!be) SKIP("no CUDA device (%s)", err);
+        on_cuda = 1;
+        LOGITS_TOL = 3e-2, LOSS_TOL = 1e-2, GRAD_TOL = 5e-2, STEP_TOL = 2e-2, WEIGHT_TOL = 1e-1;
+    } else {
+        be = backend_cpu(0);
+    }
+    printf("backend %s\n", be->name);
+    fixture fx = {0};
+    if (load_fixture(dir, &fx) != 0) {
+        fprintf(stderr, "FAIL cannot load the fixture %s\n", dir);
+        return 1;
+    }
+    check_qlora(dir, be, &fx);
+    check_refusals(dir, be);
+    char bnb[1000];
+    snprintf(bnb, sizeof bnb, "%s_bnb4", dir);
+    check_bnb4(bnb, be, &fx);
+    check_bnb4_bad(bnb, be);
+    for (int b = 0; b < 2; b++) free(fx.ids[b]);
+    st_close(fx.ref);
+    be->destroy(be);
+    return test_finish("test_qlora");
+}
