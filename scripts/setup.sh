@@ -25,6 +25,29 @@ if [ -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null; then
   echo "setup: CUDA toolkit found at /usr/local/cuda (add /usr/local/cuda/bin to PATH to use nvcc directly)"
 fi
 
+# cudnn-frontend (header-only, for kernels/cuda/attention_cudnn.cu) when a CUDA build is possible;
+# cuDNN itself is not needed to build: quarry opens it at run time.
+fe_version=1.32.0
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
+  if [ ! -f .deps/cudnn-frontend/.version-$fe_version ]; then
+    echo "setup: fetching nvidia-cudnn-frontend $fe_version headers into .deps/cudnn-frontend"
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      "nvidia-cudnn-frontend==$fe_version" -d "$tmp"
+    rm -rf .deps/cudnn-frontend && mkdir -p .deps/cudnn-frontend
+    python3 - "$tmp" <<'PY'
+import glob, sys, zipfile
+whl = glob.glob(sys.argv[1] + "/nvidia_cudnn_frontend-*.whl")[0]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith("include/"):
+            z.extract(n, ".deps/cudnn-frontend")
+PY
+    rm -rf "$tmp"
+    touch .deps/cudnn-frontend/.version-$fe_version
+  fi
+fi
+
 req=scripts/requirements-test.txt
 [ "${1:-}" = "--reference" ] && req=scripts/requirements-reference.txt
 stamp=.venv/.installed-$(sha256sum "$req" scripts/requirements-test.txt | sha256sum | cut -c1-16)
