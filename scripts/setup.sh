@@ -25,17 +25,29 @@ if [ -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null; then
   echo "setup: CUDA toolkit found at /usr/local/cuda (add /usr/local/cuda/bin to PATH to use nvcc directly)"
 fi
 
+req=scripts/requirements-test.txt
+[ "${1:-}" = "--reference" ] && req=scripts/requirements-reference.txt
+stamp=.venv/.installed-$(sha256sum "$req" scripts/requirements-test.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "setup: preparing .venv from $req"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
 # cudnn-frontend (header-only, for kernels/cuda/attention_cudnn.cu) when a CUDA build is possible;
-# cuDNN itself is not needed to build: quarry opens it at run time.
+# cuDNN itself is not needed to build: quarry opens it at run time. After .venv: Debian's python3
+# has no pip of its own.
 fe_version=1.32.0
 if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
   if [ ! -f .deps/cudnn-frontend/.version-$fe_version ]; then
     echo "setup: fetching nvidia-cudnn-frontend $fe_version headers into .deps/cudnn-frontend"
     tmp=$(mktemp -d)
-    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
       "nvidia-cudnn-frontend==$fe_version" -d "$tmp"
     rm -rf .deps/cudnn-frontend && mkdir -p .deps/cudnn-frontend
-    python3 - "$tmp" <<'PY'
+    .venv/bin/python - "$tmp" <<'PY'
 import glob, sys, zipfile
 whl = glob.glob(sys.argv[1] + "/nvidia_cudnn_frontend-*.whl")[0]
 with zipfile.ZipFile(whl) as z:
@@ -48,15 +60,4 @@ PY
   fi
 fi
 
-req=scripts/requirements-test.txt
-[ "${1:-}" = "--reference" ] && req=scripts/requirements-reference.txt
-stamp=.venv/.installed-$(sha256sum "$req" scripts/requirements-test.txt | sha256sum | cut -c1-16)
-if [ ! -f "$stamp" ]; then
-  echo "setup: preparing .venv from $req"
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req"
-  rm -f .venv/.installed-*
-  touch "$stamp"
-fi
 echo "setup: ready"
