@@ -17,6 +17,7 @@
 
 int cmd_eval(int argc, char **argv) {
     const char *model_arg = NULL, *data = NULL, *device = "auto", *tmpl_name = NULL, *date = NULL, *side_arg = NULL;
+    const char *attention = NULL;
     int json = 0, max_seq_len = 0, micro = 1, train_on_prompt = 0, allow_extra = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_arg, "DIR|RUN", "a Hugging Face checkpoint directory, or a run written by quarry train"},
@@ -31,6 +32,8 @@ int cmd_eval(int argc, char **argv) {
         {"template-date", ARG_STRING, &date, "DATE", "pin the Llama 3.1+ date line (default: the run's)"},
         {"train-on-prompt", ARG_FLAG, &train_on_prompt, NULL, "score every token, not only the answers (default: the run's)"},
         {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
+        {"attention", ARG_STRING, &attention, "auto|cudnn|quarry", "attention on cuda: cuDNN when found (auto), cuDNN "
+         "required, or quarry's kernel"},
     };
     const arg_parser p = {
         "eval",
@@ -72,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
     }
     be = backend_open(device, err, sizeof err);
     if (!be) goto fail;
+    if (!backend_set_attention(be, attention, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = micro, .seq_len = max_seq_len, .train = MODEL_TRAIN_NONE};
     m = model_ref_load(&ref, be, &mo, err, sizeof err);
     if (!m) goto fail;

@@ -201,6 +201,7 @@ static void report(const answer *a, int nprompt, int max_new, int ctx) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_arg = NULL, *prompt = NULL, *messages = NULL, *device = "auto", *tmpl_name = NULL;
+    const char *attention = NULL;
     const char *system = NULL;
     int chat = 0, raw = 0, max_new = 256, top_k = INT_MIN, seed = 0, ctx_flag = 0, print_prompt = 0;
     double temperature = NAN, top_p = NAN;
@@ -219,6 +220,8 @@ int cmd_generate(int argc, char **argv) {
         {"seed", ARG_INT, &seed, "S", "sampling seed (default 0)"},
         {"context", ARG_INT, &ctx_flag, "N", "positions to plan (default: prompt + max-new-tokens; --chat: 4096), at most the model's"},
         {"device", ARG_STRING, &device, "cpu|cuda|cuda:N|auto", "the device (default auto)"},
+        {"attention", ARG_STRING, &attention, "auto|cudnn|quarry", "attention on cuda: cuDNN when found (auto), cuDNN "
+         "required, or quarry's kernel"},
         {"print-prompt", ARG_FLAG, &print_prompt, NULL, "print the rendered prompt and exit (no weights are read)"},
     };
     const arg_parser p = {
@@ -327,6 +330,7 @@ int cmd_generate(int argc, char **argv) {
 
     be = backend_open(device, err, sizeof err);
     if (!be) goto fail;
+    if (!backend_set_attention(be, attention, err, sizeof err)) goto fail;
     if (generator_open(&g, &ref, be, tok, tmpl, &sp, ctx_flag ? ctx_flag : chat ? 4096 : n + max_new, err,
                        sizeof err) != 0)
         goto fail;

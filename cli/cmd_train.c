@@ -8,6 +8,7 @@
 #include "../data/fileio.h"
 #include "../data/scan_data.h"
 #include "../kernels/backend.h"
+#include "../kernels/cudnn_load.h"
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
 #include "../trainer/dist.h"
@@ -109,6 +110,7 @@ typedef struct {
     double t_start;
     dist_group *group;            // --ranks: the threads' group
     int omp_threads;              // --ranks: OpenMP threads of each rank
+    const char *attention;        // --attention auto|cudnn|quarry (NULL: auto)
 } run_ctx;
 
 static int train_rank(const run_ctx *c, int rank, backend *be, dist *d);
@@ -186,7 +188,7 @@ int cmd_train(int argc, char **argv) {
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
-    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL;
+    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL, *attention_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -239,6 +241,8 @@ int cmd_train(int argc, char **argv) {
          "default: norms and SwiGLU, same results) or full (whole layers, least memory)"},
         {"grad-checkpoint", ARG_FLAG, &grad_ckpt, NULL, "same as --recompute full"},
         {"device", ARG_STRING, &s.device, "cpu|cuda|cuda:N|auto", "the device (default: cuda when a GPU is present)"},
+        {"attention", ARG_STRING, &attention_arg, "auto|cudnn|quarry", "attention implementation on cuda: cuDNN's fused "
+         "SDPA when found (auto, the default) or required (cudnn), or quarry's own kernel"},
         {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
@@ -312,6 +316,11 @@ int cmd_train(int argc, char **argv) {
             goto usage_fail;
         }
         s.micro_batch = (int)v;
+    }
+    attention_mode attention_parsed;
+    if (!attention_mode_parse(attention_arg, &attention_parsed)) {
+        fprintf(stderr, "quarry train: error: --attention must be auto, cudnn or quarry (got '%s')\n", attention_arg);
+        goto usage_fail;
     }
     if (recompute_arg) {
         model_recompute r;
@@ -466,6 +475,8 @@ int cmd_train(int argc, char **argv) {
     if (!worker && dp.ranks == 0) {
         be_single = backend_open(s.device, err, sizeof err);
         if (!be_single) goto early_fail_msg;
+        // --attention cudnn where cuDNN cannot run fails here, before the run directory is made.
+        if (!backend_set_attention(be_single, attention_arg, err, sizeof err)) goto early_fail_msg;
     }
 
     // The scan reads the data: after the checks above, before anything is written.
@@ -542,7 +553,8 @@ int cmd_train(int argc, char **argv) {
         if (have_val) fprintf(stderr, ", %d validation examples\n", val.n);
     }
 
-    run_ctx c = {&s, lc, &train, have_val ? &val : NULL, tmpl->name, rs, dp.zero, world, "single", t_start, NULL, 0};
+    run_ctx c = {&s, lc, &train, have_val ? &val : NULL, tmpl->name, rs, dp.zero, world, "single", t_start, NULL, 0,
+                 attention_arg};
     train_install_signal_handlers();
     if (dp.ranks > 0) {
         c.dist_kind = "threads";
@@ -714,6 +726,8 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     cJSON *run = NULL;
     model *m = model_open(sp->model_dir, be, err, sizeof err);
     if (!m) goto fail;
+    if (!backend_set_attention(be, c->attention, err, sizeof err)) goto fail;
+    if (lead && !sp->quiet) fprintf(stderr, "  attention: %s\n", be->attention_impl);
     if (!sp->full && model_enable_lora(m, &c->lc, err, sizeof err)) goto fail;
     if (sp->router_aux_loss_coef >= 0 && model_set_aux_coef(m, sp->router_aux_loss_coef, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
@@ -764,6 +778,7 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         cJSON_AddStringToObject(run, "quarry_commit", QUARRY_GIT_COMMIT);
         cJSON_AddStringToObject(run, "device", be->name);
         cJSON_AddStringToObject(run, "device_name", device_name);
+        cJSON_AddStringToObject(run, "attention", be->attention_impl);
         cJSON_AddStringToObject(run, "base_model", abs_model);
         cJSON_AddItemToObject(run, "settings", settings_record(sp));
         cJSON *inputs = run_record_inputs(sp->model_dir, sp->data_path, sp->validation_path, err, sizeof err);

@@ -1,5 +1,6 @@
 // kernels/backend.c — choosing a backend by name.
 #include "backend.h"
+#include "cudnn_load.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,4 +40,19 @@ backend *backend_open(const char *spec, char *err, size_t errlen) {
     }
     snprintf(err, errlen, "bad device '%s': use cpu, cuda, cuda:N or auto", spec);
     return NULL;
+}
+
+int backend_set_attention(backend *be, const char *mode, char *err, size_t errlen) {
+    attention_mode m;
+    if (!attention_mode_parse(mode, &m)) {
+        snprintf(err, errlen, "--attention '%s' is not auto, cudnn or quarry", mode);
+        return 0;
+    }
+    if (be->set_attention) return be->set_attention(be, (int)m, err, errlen);
+    if (m == ATTENTION_CUDNN) {
+        snprintf(err, errlen, "--attention cudnn needs a CUDA device; this run uses %s (use --attention auto)", be->name);
+        return 0;
+    }
+    snprintf(be->attention_impl, sizeof be->attention_impl, "quarry");
+    return 1;
 }

@@ -239,6 +239,12 @@ struct backend {
                                 const struct nf4_tensor *w, int N, int IC, int OC, float scale,
                                 int accumulate, void *workspace);
 
+    // Which attention implementation runs (--attention; kernels/cudnn_load.h): set once after
+    // opening through backend_set_attention.  NULL: the backend has only its own kernel (cpu).
+    // mode: an attention_mode.  Returns 0 with a message in err (cudnn asked for, not loadable).
+    int (*set_attention)(backend *be, int mode, char *err, size_t errlen);
+    char attention_impl[256];  // what runs, for the log and run.json ("quarry", "cudnn 9.19.0 ...")
+
     char error[256];  // last failure of alloc, for the caller's message
 };
 
@@ -251,6 +257,10 @@ backend *backend_cuda(int device_index, char *err, size_t errlen);
 
 // "cpu", "cuda", "cuda:N", or "auto" (cuda:0 when a GPU is present, else cpu).
 backend *backend_open(const char *spec, char *err, size_t errlen);
+
+// --attention auto|cudnn|quarry (NULL: auto) for be; fills be->attention_impl.  Returns 0 with a
+// message in err for an unknown mode or cudnn where it cannot be used.
+int backend_set_attention(backend *be, const char *mode, char *err, size_t errlen);
 
 // What the CUDA side can report without a GPU being usable (for `quarry info`).
 typedef struct {

@@ -36,4 +36,28 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# cudnn-frontend (header-only, for kernels/cuda/attention_cudnn.cu) when a CUDA build is possible;
+# cuDNN itself is not needed to build: quarry opens it at run time. After .venv: Debian's python3
+# has no pip of its own.
+fe_version=1.32.0
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
+  if [ ! -f .deps/cudnn-frontend/.version-$fe_version ]; then
+    echo "setup: fetching nvidia-cudnn-frontend $fe_version headers into .deps/cudnn-frontend"
+    tmp=$(mktemp -d)
+    .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      "nvidia-cudnn-frontend==$fe_version" -d "$tmp"
+    rm -rf .deps/cudnn-frontend && mkdir -p .deps/cudnn-frontend
+    .venv/bin/python - "$tmp" <<'PY'
+import glob, sys, zipfile
+whl = glob.glob(sys.argv[1] + "/nvidia_cudnn_frontend-*.whl")[0]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith("include/"):
+            z.extract(n, ".deps/cudnn-frontend")
+PY
+    rm -rf "$tmp"
+    touch .deps/cudnn-frontend/.version-$fe_version
+  fi
+fi
+
 echo "setup: ready"

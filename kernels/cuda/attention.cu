@@ -14,6 +14,7 @@
 // per head summing a fixed row partition in a fixed tree: deterministic, no atomics.
 // Head dims 64 and 128 take the tensor-core path; other sizes (tiny test models) a plain one.
 #include "common.cuh"
+#include "attention_cudnn.h"
 #include <mma.h>
 
 using namespace nvcuda;
@@ -672,6 +673,9 @@ static void cu_attention_forward(backend *be, void *out, float *lse, const void 
                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                  float scale, int window, const float *sinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
+    if (cuda_attention_cudnn_forward(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, scale,
+                                     window, sinks))
+        return;
     float scale_log2 = scale * LOG2E_F;
     if (window < 0) window = 0;
     if (use_mma(be, hd, out, q, k, v)) {
@@ -714,6 +718,9 @@ static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, con
                                   const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                   float scale, int window, const float *sinks, float *dsinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
+    if (cuda_attention_cudnn_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads,
+                                      n_kv_heads, hd, scale, window, sinks))
+        return;
     if (window < 0) window = 0;
     cudaStream_t st = cuda_state_of(be)->stream;
     float scale_log2 = scale * LOG2E_F;
@@ -749,4 +756,5 @@ static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, con
 void cuda_attention_install(backend *be) {
     be->attention_forward = cu_attention_forward;
     be->attention_backward = cu_attention_backward;
+    cuda_attention_cudnn_install(be);
 }

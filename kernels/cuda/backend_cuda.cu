@@ -3,6 +3,7 @@
 #include "../backend.h"
 #include "check.h"
 #include "cuda_ops.h"
+#include "attention_cudnn.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,7 @@ static void cu_destroy(backend *be) {
     cuda_state *s = state(be);
     if (s) {
         if (s->stream) CUDA_CHECK(cudaStreamSynchronize(s->stream));
+        cuda_attention_cudnn_destroy(be);
         if (s->workspace) CUDA_CHECK(cudaFree(s->workspace));
         if (s->scratch) CUDA_CHECK(cudaFree(s->scratch));
         if (s->host_flag) CUDA_CHECK(cudaFreeHost(s->host_flag));

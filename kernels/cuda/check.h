@@ -15,15 +15,8 @@ void nccl_check(ncclResult_t r, const char *call, const char *file, int line);
 }
 #endif
 
-// The file's name without the build machine's path (nvcc preprocesses .cu files itself, so the
-// build's -ffile-prefix-map does not reach __FILE__ there); the names in kernels/cuda are unique.
-#ifdef __FILE_NAME__
-#define CHECK_FILE __FILE_NAME__
-#else
-#define CHECK_FILE __FILE__
-#endif
-#define CUDA_CHECK(call) cuda_check((call), #call, CHECK_FILE, __LINE__)
-#define CUBLAS_CHECK(call) cublas_check((call), #call, CHECK_FILE, __LINE__)
-#define NCCL_CHECK(call) nccl_check((call), #call, CHECK_FILE, __LINE__)
+#define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
+#define CUBLAS_CHECK(call) cublas_check((call), #call, __FILE__, __LINE__)
+#define NCCL_CHECK(call) nccl_check((call), #call, __FILE__, __LINE__)
 // After every kernel launch: launch errors (bad configuration) surface here, not later.
-#define CUDA_CHECK_LAST() cuda_check(cudaGetLastError(), "kernel launch", CHECK_FILE, __LINE__)
+#define CUDA_CHECK_LAST() cuda_check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)

@@ -16,6 +16,7 @@ typedef struct {
     size_t scratch_bytes;
     int *host_flag;             // pinned int for has_nonfinite
     void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
+    void *attn_cudnn;           // attention_cudnn.cu: cuDNN handle, graphs (NULL until --attention)
 } cuda_state;
 
 static inline cuda_state *cuda_state_of(backend *be) { return (cuda_state *)be->impl; }
