@@ -406,18 +406,53 @@ static int check_adapter_targets(const merge_adapter *a, const model_tensor_info
     return 0;
 }
 
+// The export's inputs, opened and checked: the base's config (bnb4: 0, or 1 + double quant for a
+// bitsandbytes 4-bit base), the base's tensors and, for a full fine-tune, the run's. 0, or -1 with
+// a message (nothing left open).
+typedef struct {
+    model_config cfg;
+    int bnb4;
+    st_set *base, *ft;
+} export_sources;
+
+static void sources_close(export_sources *x) {
+    if (x->ft) st_close(x->ft);
+    if (x->base) st_close(x->base);
+    x->ft = x->base = NULL;
+}
+
+static int sources_open(const hf_export_options *o, export_sources *x, char *err, size_t errlen) {
+    memset(x, 0, sizeof *x);
+    int dq = 0;
+    x->bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
+    if (x->bnb4 < 0 || model_config_load(&x->cfg, o->base_dir, err, errlen)) return -1;
+    x->bnb4 = x->bnb4 ? 1 + dq : 0;
+    if (!(x->base = st_open(o->base_dir, err, errlen))) return -1;
+    if (x->bnb4 ? bnb4_check(&x->cfg, x->base, o->base_dir, x->bnb4 == 2, err, errlen)
+                : model_tensor_check(&x->cfg, x->base, o->base_dir, err, errlen))
+        goto fail;
+    if (o->weights) {
+        if (!(x->ft = st_open(o->weights, err, errlen))) goto fail;
+        // gpt-oss's run weights keep the experts expert-major (packed back tensor by tensor).
+        int unfused = x->cfg.arch == ARCH_GPT_OSS && !st_find(x->ft, "model.layers.0.mlp.experts.gate_up_proj");
+        if (!unfused && model_tensor_check(&x->cfg, x->ft, o->weights, err, errlen)) goto fail;
+    }
+    return 0;
+fail:
+    sources_close(x);
+    return -1;
+}
+
 int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err, size_t errlen) {
     if (!hf_dtype_torch_name(o->dtype)) {
         snprintf(err, errlen, "export: dtype must be F32, F16 or BF16");
         return -1;
     }
-    model_config cfg;
-    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
-    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
-    bnb4 = bnb4 ? 1 + dq : 0;
-    st_set *base = st_open(o->base_dir, err, errlen);
-    if (!base) return -1;
-    st_set *ft = NULL;
+    export_sources x;
+    if (sources_open(o, &x, err, errlen)) return -1;
+    const model_config cfg = x.cfg;
+    const st_set *base = x.base, *ft = x.ft;
+    int bnb4 = x.bnb4;
     model_tensor_info *list = NULL;
     int *shard_of = NULL;
     st_entry_plan *plan = NULL;
@@ -426,15 +461,6 @@ int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err,
     size_t scratch_n = 0;
     int rc = -1, merged = 0;
     st_stream s = {.fd = -1};
-    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
-             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
-        goto done;
-    if (o->weights) {
-        ft = st_open(o->weights, err, errlen);
-        // gpt-oss's run weights keep the experts expert-major (packed back tensor by tensor).
-        int unfused = cfg.arch == ARCH_GPT_OSS && ft && !st_find(ft, "model.layers.0.mlp.experts.gate_up_proj");
-        if (!ft || (!unfused && model_tensor_check(&cfg, ft, o->weights, err, errlen))) goto done;
-    }
     int n = model_tensor_count(&cfg);
     list = malloc(sizeof *list * (size_t)n);
     shard_of = malloc(sizeof(int) * (size_t)n);
@@ -502,8 +528,7 @@ done:
     free(plan);
     free(shard_of);
     free(list);
-    if (ft) st_close(ft);
-    st_close(base);
+    sources_close(&x);
     return rc;
 }
 
@@ -576,24 +601,15 @@ done:
 }
 
 int hf_export_each_tensor(const hf_export_options *o, hf_tensor_fn fn, void *ctx, char *err, size_t errlen) {
-    model_config cfg;
-    int dq = 0, bnb4 = bnb4_detect(o->base_dir, &dq, err, errlen);
-    if (bnb4 < 0 || model_config_load(&cfg, o->base_dir, err, errlen)) return -1;
-    bnb4 = bnb4 ? 1 + dq : 0;
-    st_set *base = st_open(o->base_dir, err, errlen);
-    if (!base) return -1;
-    st_set *ft = NULL;
+    export_sources x;
+    if (sources_open(o, &x, err, errlen)) return -1;
+    const model_config cfg = x.cfg;
+    const st_set *base = x.base, *ft = x.ft;
+    int bnb4 = x.bnb4;
     model_tensor_info *list = NULL;
     float *buf = NULL, *scratch = NULL;
     size_t scratch_n = 0, largest = 0;
     int rc = -1, merged = 0;
-    if (bnb4 ? bnb4_check(&cfg, base, o->base_dir, bnb4 == 2, err, errlen)
-             : model_tensor_check(&cfg, base, o->base_dir, err, errlen))
-        goto done;
-    if (o->weights) {
-        ft = st_open(o->weights, err, errlen);
-        if (!ft || model_tensor_check(&cfg, ft, o->weights, err, errlen)) goto done;
-    }
     int n = model_tensor_count(&cfg);
     list = malloc(sizeof *list * (size_t)n);
     if (!list) {
@@ -621,7 +637,6 @@ done:
     free(buf);
     free(scratch);
     free(list);
-    if (ft) st_close(ft);
-    st_close(base);
+    sources_close(&x);
     return rc;
 }
