@@ -287,7 +287,7 @@ static int write_record(const char *tmp, const export_source *s, const char *for
     ok = ok && cJSON_AddStringToObject(o, "quarry_version", QUARRY_VERSION) &&
          cJSON_AddStringToObject(o, "quarry_commit", QUARRY_GIT_COMMIT) && cJSON_AddStringToObject(o, "created", when) &&
          cJSON_AddStringToObject(o, "format", format) &&
-         cJSON_AddStringToObject(o, "dtype", hf_dtype_torch_name(dtype)) &&
+         cJSON_AddStringToObject(o, "dtype", st_dtype_torch_name(dtype)) &&
          (strcmp(format, "merged") || cJSON_AddNumberToObject(o, "shard_size", (double)shard_bytes));
     if (ok) {
         const char *run_name = strrchr(s->run, '/');
@@ -479,7 +479,7 @@ static int check_retention(export_source *s, const hf_export_options *ho, const 
     if (is_auto) {
         char why[256];
         *dtype = export_check_choose(&r, why, sizeof why);
-        printf("dtype       %s (--dtype auto: %s)\n", hf_dtype_torch_name(*dtype), why);
+        printf("dtype       %s (--dtype auto: %s)\n", st_dtype_torch_name(*dtype), why);
     }
     export_check_print(&r, *dtype, is_auto, stdout);
     fflush(stdout);   // before the warnings and progress lines on stderr
@@ -674,7 +674,7 @@ int cmd_export(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!quiet)
         fprintf(stderr, "quarry export: %s %s of %s (%s) in %s\n", peft ? "PEFT adapter" : "merged weights",
-                src.run[0] ? src.run : src.base, src.base, src.method, hf_dtype_torch_name(dtype));
+                src.run[0] ? src.run : src.base, src.base, src.method, st_dtype_torch_name(dtype));
     if (peft) {
         if (hf_export_peft(&adapter, src.base_name, dtype, tmp, err, sizeof err)) goto fail;
     } else {

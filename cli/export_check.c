@@ -201,7 +201,7 @@ void export_check_print(const export_check *r, st_dtype chosen, int auto_chosen,
         char ret[32];
         fmt_retained(r->d[i].retained, ret, sizeof ret);
         fprintf(f, "  %-9s loss %.6f  retains %s of the run's improvement over the base%s\n",
-                hf_dtype_torch_name(r->d[i].dtype), r->d[i].loss, ret,
+                st_dtype_torch_name(r->d[i].dtype), r->d[i].loss, ret,
                 r->d[i].dtype == chosen ? (auto_chosen ? "  <- chosen (--dtype auto)" : "  <- written") : "");
     }
     if (r->f16_counted)
@@ -212,7 +212,7 @@ void export_check_print(const export_check *r, st_dtype chosen, int auto_chosen,
     if (!c) return;
     if (!c->finite) {
         fprintf(stderr, "quarry export: warning: the %s package's loss over the check records is not finite\n"
-                        "hint: export with --dtype bf16 or fp32\n", hf_dtype_torch_name(chosen));
+                        "hint: export with --dtype bf16 or fp32\n", st_dtype_torch_name(chosen));
     } else if (isnan(c->retained)) {
         fprintf(stderr, "quarry export: warning: the run does not improve on the base over the check records "
                         "(loss %.6f vs %.6f); nothing to retain\n", r->loss_run, r->loss_base);
@@ -221,7 +221,7 @@ void export_check_print(const export_check *r, st_dtype chosen, int auto_chosen,
         fprintf(stderr,
                 "quarry export: warning: the %s package retains %.1f%% of the run's improvement over the base "
                 "(under %.0f%%): rounding the merged weights to %s throws the rest away\n",
-                hf_dtype_torch_name(chosen), 100 * c->retained, 100 * EXPORT_CHECK_THRESHOLD, hf_dtype_torch_name(chosen));
+                st_dtype_torch_name(chosen), 100 * c->retained, 100 * EXPORT_CHECK_THRESHOLD, st_dtype_torch_name(chosen));
         if (chosen == ST_BF16 && !h)
             fprintf(stderr, "hint: export with --dtype auto (measures fp16, which keeps 3 more mantissa bits of the "
                             "update), or train longer / at a higher learning rate (larger updates survive)\n");
@@ -251,13 +251,13 @@ cJSON *export_check_to_json(const export_check *r, st_dtype chosen, int auto_cho
         ok = e && cJSON_AddNumberToObject(e, "loss", r->d[i].loss) &&
              (isnan(r->d[i].retained) ? cJSON_AddNullToObject(e, "retained") != NULL
                                       : cJSON_AddNumberToObject(e, "retained", r->d[i].retained) != NULL) &&
-             cJSON_AddItemToObject(ds, hf_dtype_torch_name(r->d[i].dtype), e);
+             cJSON_AddItemToObject(ds, st_dtype_torch_name(r->d[i].dtype), e);
         if (!ok) cJSON_Delete(e);
     }
     ok = ok && cJSON_AddItemToObject(o, "dtypes", ds);
     if (ok) ds = NULL;
     const export_check_dtype *c = export_check_get(r, chosen);
-    ok = ok && cJSON_AddStringToObject(o, "dtype", hf_dtype_torch_name(chosen)) &&
+    ok = ok && cJSON_AddStringToObject(o, "dtype", st_dtype_torch_name(chosen)) &&
          cJSON_AddStringToObject(o, "dtype_chosen_by", auto_chosen ? "auto" : "--dtype") &&
          (c && !isnan(c->retained) ? cJSON_AddNumberToObject(o, "retained", c->retained) != NULL
                                    : cJSON_AddNullToObject(o, "retained") != NULL);

@@ -41,5 +41,3 @@ int aws_credentials_load(aws_credentials *c, const char *profile_flag, const cha
 int aws_credentials_refresh(aws_credentials *c, int margin_s, char *err, size_t errlen);
 void aws_credentials_free(aws_credentials *c);   // wipes the secrets before freeing
 
-// "2026-12-06T01:02:03Z" / "...03.123+00:00" → seconds since the epoch; -1 when malformed.
-time_t aws_parse_time(const char *iso8601);

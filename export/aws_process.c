@@ -2,6 +2,7 @@
 #include "aws_process.h"
 #include "aws_config.h"
 #include "aws_credentials.h"
+#include "aws_sts.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/crypto.h>

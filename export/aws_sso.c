@@ -1,6 +1,7 @@
 // export/aws_sso.c — see aws_sso.h.
 #include "aws_sso.h"
 #include "aws_credentials.h"
+#include "aws_sts.h"
 #include "aws_http.h"
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>

@@ -3,11 +3,37 @@
 #include "aws_config.h"
 #include "aws_credentials.h"
 #include "aws_http.h"
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+time_t aws_parse_time(const char *s) {
+    int Y, M, D, h, m, sec, n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19) return -1;
+    const char *p = s + 19;
+    if (*p == '.') for (p++; isdigit((unsigned char)*p); p++) {}
+    long off = 0;
+    if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2) return -1;
+        off = (*p == '-' ? -1 : 1) * (oh * 3600L + om * 60L);
+        p += 6;
+    } else if (*p == 'Z') {
+        p++;
+    } else if (!strcmp(p, "UTC")) {
+        p += 3;
+    }
+    if (*p || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
+    // Days since 1970-01-01 of a proleptic Gregorian date (no timegm in strict POSIX).
+    int y = Y - (M <= 2);
+    long era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
+    long doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1, doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long days = era * 146097 + doe - 719468;
+    return (time_t)(days * 86400L + h * 3600L + m * 60L + sec - off);
+}
 
 void aws_temp_keys_free(aws_temp_keys *k) {
     aws_secret_free(&k->access_key);

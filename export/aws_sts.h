@@ -26,3 +26,7 @@ int aws_sts_assume_role(const aws_sts_request *q, const char *access_key, const 
 int aws_sts_assume_role_web_identity(const aws_sts_request *q, const char *token_file, aws_temp_keys *out,
                                      char *err, size_t errlen);
 void aws_temp_keys_free(aws_temp_keys *k);
+
+// "2026-12-06T01:02:03Z" / "...03.123+00:00" → seconds since the epoch; -1 when malformed (the
+// expirations every temporary-credential source reports).
+time_t aws_parse_time(const char *iso8601);

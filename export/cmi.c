@@ -1,6 +1,5 @@
 // export/cmi.c — see cmi.h.
 #include "cmi.h"
-#include "hf_export.h"
 #include "../data/fileio.h"
 #include "../model/config.h"
 #include "../model/names.h"
@@ -430,14 +429,14 @@ int cmi_preflight(const char *dir, cmi_report *r) {
             add(r, "dtype", CMI_FAIL, "tensor %s has dtype %s; CMI accepts F32, F16 or BF16 weights only", bad_tensor,
                 bad_dtype);
         } else if (td && st && st_count(st) > 0 && !mixed &&
-                   strcmp(td->valuestring, hf_dtype_torch_name(first))) {
+                   strcmp(td->valuestring, st_dtype_torch_name(first))) {
             add(r, "dtype", CMI_WARN, "config.json says torch_dtype %s but the tensors are %s", td->valuestring,
-                hf_dtype_torch_name(first));
+                st_dtype_torch_name(first));
         } else if (mixed) {
             add(r, "dtype", CMI_WARN, "tensors mix dtypes (all F32/F16/BF16)");
         } else if (!td) {
             add(r, "dtype", CMI_WARN, "config.json has no torch_dtype (tensors are %s)",
-                st && st_count(st) ? hf_dtype_torch_name(first) : "absent");
+                st && st_count(st) ? st_dtype_torch_name(first) : "absent");
         } else if (!cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype")) {
             // transformers 5 writes "dtype"; Bedrock runs transformers 4.51.3, which reads torch_dtype.
             add(r, "dtype", CMI_WARN, "config.json names the dtype \"dtype\" (%s) but not \"torch_dtype\", which the "

@@ -28,15 +28,6 @@ int hf_dtype_parse(const char *s, st_dtype *dtype) {
     return 0;
 }
 
-const char *hf_dtype_torch_name(st_dtype dtype) {
-    switch (dtype) {
-    case ST_F32: return "float32";
-    case ST_F16: return "float16";
-    case ST_BF16: return "bfloat16";
-    default: return NULL;
-    }
-}
-
 static const char *st_name(st_dtype d) { return d == ST_F32 ? "F32" : d == ST_F16 ? "F16" : "BF16"; }
 
 int hf_base_dtype(const char *base_dir, st_dtype *dtype, char *err, size_t errlen) {
@@ -250,7 +241,7 @@ static int write_configs(const char *base_dir, st_dtype dtype, const char *out_d
         free(text);
         text = dense;
     }
-    char *cfg_text = cj && text ? model_config_text_set_dtype(text, hf_dtype_torch_name(dtype)) : NULL;
+    char *cfg_text = cj && text ? model_config_text_set_dtype(text, st_dtype_torch_name(dtype)) : NULL;
     free(text);
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cj, "quantization_config");
     const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
@@ -444,7 +435,7 @@ fail:
 }
 
 int hf_export_merged(const hf_export_options *o, const char *out_dir, char *err, size_t errlen) {
-    if (!hf_dtype_torch_name(o->dtype)) {
+    if (!st_dtype_torch_name(o->dtype)) {
         snprintf(err, errlen, "export: dtype must be F32, F16 or BF16");
         return -1;
     }

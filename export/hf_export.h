@@ -50,8 +50,6 @@ int hf_export_peft(const merge_adapter *a, const char *base_name, st_dtype dtype
 
 // "bf16"/"bfloat16", "fp16"/"float16", "fp32"/"float32" → dtype. 0 ok, -1 otherwise.
 int hf_dtype_parse(const char *s, st_dtype *dtype);
-// "bfloat16", "float16", "float32" (NULL for anything else).
-const char *hf_dtype_torch_name(st_dtype dtype);
 
 // The base checkpoint's dtype: config.json's torch_dtype (or transformers 5's "dtype"), else the
 // dtype of its tensors. 0 ok; -1 with a message (no readable float dtype).

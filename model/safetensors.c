@@ -40,6 +40,15 @@ struct st_set {
     cJSON *index_metadata;      // index.json "metadata", or NULL
 };
 
+const char *st_dtype_torch_name(st_dtype dtype) {
+    switch (dtype) {
+    case ST_F32: return "float32";
+    case ST_F16: return "float16";
+    case ST_BF16: return "bfloat16";
+    default: return NULL;
+    }
+}
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || !errlen) return;
     va_list ap;

@@ -6,6 +6,9 @@
 
 typedef enum { ST_F32 = 0, ST_F16, ST_BF16, ST_OTHER } st_dtype;
 
+// The dtype as config.json's "torch_dtype" names it ("float32", "float16", "bfloat16"); NULL for others.
+const char *st_dtype_torch_name(st_dtype dtype);
+
 typedef struct {
     char *name;
     st_dtype dtype;

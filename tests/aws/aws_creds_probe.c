@@ -9,6 +9,7 @@
 #include "export/aws_config.h"
 #include "export/aws_credentials.h"
 #include "export/aws_process.h"
+#include "export/aws_sts.h"
 #include "export/sigv4.h"
 #include <stdio.h>
 #include <stdlib.h>
