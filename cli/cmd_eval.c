@@ -106,7 +106,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON *arr = cJSON_AddArrayToObject(o, "per_record");
         for (int i = 0; arr && i < set->n; i++) {
             cJSON *r = cJSON_CreateObject();
-            cJSON_AddNumberToObject(r, "line", (double)set->examples[i].line);
+            cJSON_AddNumberToObject(r, "line", (double)example_set_line(set, i));
             cJSON_AddNumberToObject(r, "tokens", (double)per[i].tokens);
             cJSON_AddNumberToObject(r, "loss_sum", per[i].sum);
             if (per[i].tokens)

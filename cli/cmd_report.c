@@ -25,7 +25,7 @@
 #include "data/dataset.h"
 #include "data/fileio.h"
 #include "data/strbuf.h"
-#include "trainer/examples.h"
+#include "trainer/example_store.h"
 #include "trainer/report.h"
 #include "trainer/run_record.h"
 #include "trainer/settings.h"
@@ -50,11 +50,12 @@ static int split_lines(const train_settings *s, const tokenizer *tok, const chat
                            s->allow_extra_keys};
     truncation trunc = {s->max_seq_len, s->truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s->truncate_explicit,
                         s->on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE};
-    example *ex;
-    int nex;
     example_set train = {0}, val = {0};
-    if (examples_load(&src, &ex, &nex, err, errlen) || example_set_init(&train, ex, nex, &trunc, s->data_path, err, errlen) ||
-        example_set_split(&train, &val, s->validation_split, s->seed, err, errlen)) {
+    token_store *store = example_store_open(&src, err, errlen);
+    int bad = !store || example_set_open(&train, store, NULL, 0, &trunc, s->data_path, err, errlen) ||
+              example_set_split(&train, &val, s->validation_split, s->seed, err, errlen);
+    token_store_release(store);
+    if (bad) {
         example_set_free(&train);
         return -1;
     }
@@ -65,7 +66,7 @@ static int split_lines(const train_settings *s, const tokenizer *tok, const chat
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < val.n; i++) all[i] = val.examples[i].line;
+    for (int i = 0; i < val.n; i++) all[i] = example_set_line(&val, i);
     qsort(all, (size_t)val.n, sizeof *all, cmp_long);
     if (*n > val.n) *n = val.n;
     memcpy(lines, all, (size_t)*n * sizeof *lines);

@@ -12,7 +12,7 @@
 #include "../model/llama.h"
 #include "../model/plan_fit.h"
 #include "../trainer/dist.h"
-#include "../trainer/examples.h"
+#include "../trainer/example_store.h"
 #include "../trainer/launch.h"
 #include "../trainer/run_lock.h"
 #include "../trainer/run_record.h"
@@ -531,16 +531,17 @@ int cmd_train(int argc, char **argv) {
                            s.allow_extra_keys};
     truncation trunc = {s.max_seq_len, s.truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s.truncate_explicit,
                         s.on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE};
-    example *ex;
-    int nex;
-    if (examples_load(&src, &ex, &nex, err, sizeof err)) goto fail;
-    if (example_set_init(&train, ex, nex, &trunc, s.data_path, err, sizeof err)) goto fail;
+    token_store *store = example_store_open(&src, err, sizeof err);
+    int bad = !store || example_set_open(&train, store, NULL, 0, &trunc, s.data_path, err, sizeof err);
+    token_store_release(store);   // the set holds its own reference
+    if (bad) goto fail;
     if (rank == 0) example_report_print(&train.report, s.data_path, "quarry train", 5, stderr);
     if (s.validation_path) {
         src.path = s.validation_path;
-        if (examples_load(&src, &ex, &nex, err, sizeof err) ||
-            example_set_init(&val, ex, nex, &trunc, s.validation_path, err, sizeof err))
-            goto fail;
+        store = example_store_open(&src, err, sizeof err);
+        bad = !store || example_set_open(&val, store, NULL, 0, &trunc, s.validation_path, err, sizeof err);
+        token_store_release(store);
+        if (bad) goto fail;
         have_val = 1;
         if (rank == 0) example_report_print(&val.report, s.validation_path, "quarry train", 5, stderr);
     } else if (s.validation_split > 0) {

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../data/fileio.h"
-#include "../trainer/examples.h"
+#include "../trainer/example_store.h"
 
 int eval_loss(model *m, const example_set *set, int micro, eval_record_loss *per, double *sum, long long *tokens,
               char *err, size_t errlen) {
@@ -39,8 +39,8 @@ int eval_loss(model *m, const example_set *set, int micro, eval_record_loss *per
         *sum += l.sum;
         *tokens += l.tokens;
         for (int i = 0; i < rows; i++) {
-            const packed_row *pr = &e.rows[r + i];
-            for (int t = 0; t < pr->used; t++) {
+            int used = dataset_row_used(&e, r + i);
+            for (int t = 0; t < used; t++) {
                 size_t at = (size_t)i * (size_t)T + (size_t)t;
                 if (doc[at] == t) k++;   // a document starts here
                 if (k < 0 || k >= set->n) {
@@ -79,20 +79,18 @@ static cJSON *read_run_settings(const char *run_dir) {
     return s;
 }
 
-// Keeps max evenly spaced examples of ex[0..*n) (the first, then every n/max-th), freeing the rest.
-static void sample_examples(example *ex, int *n, int max) {
-    if (max <= 0 || *n <= max) return;
+// The documents to evaluate: max evenly spaced ones of n (the first, then every n/max-th), or all
+// of them (NULL) when max is 0 or not fewer; *count says how many.
+static int32_t *sample_docs(long n, int max, int *count) {
+    *count = (int)n;
+    if (max <= 0 || n <= max) return NULL;
+    int32_t *docs = malloc(sizeof *docs * (size_t)max);
+    if (!docs) return NULL;
     int kept = 0;
-    for (int i = 0; i < *n; i++) {
-        int want = kept < max && (long long)i * max >= (long long)kept * *n;
-        if (want) {
-            ex[kept++] = ex[i];
-        } else {
-            free(ex[i].ids);
-            free(ex[i].mask);
-        }
-    }
-    *n = kept;
+    for (long i = 0; i < n && kept < max; i++)
+        if ((long long)i * max >= (long long)kept * n) docs[kept++] = (int32_t)i;
+    *count = kept;
+    return docs;
 }
 
 int eval_data_load(eval_data *d, const model_ref *ref, const eval_data_options *o, char *err, size_t errlen) {
@@ -136,12 +134,17 @@ int eval_data_load(eval_data *d, const model_ref *ref, const eval_data_options *
     if (!d->tmpl) goto fail;
     examples_source src = {o->data, d->tok, d->tmpl, {date, 0, train_on_prompt}, o->quiet, ref->base_dir, allow_extra};
     d->trunc.seq_len = max_seq_len;
-    example *ex = NULL;
-    int nex = 0;
-    if (examples_load(&src, &ex, &nex, err, errlen) != 0) goto fail;
-    d->file_records = nex;
-    sample_examples(ex, &nex, o->max_records);
-    if (example_set_init(&d->set, ex, nex, &d->trunc, o->data, err, errlen) != 0) goto fail;
+    token_store *store = example_store_open(&src, err, errlen);
+    if (!store) goto fail;
+    d->file_records = (int)token_store_ndocs(store);
+    int nsample = 0;
+    int32_t *docs = sample_docs(token_store_ndocs(store), o->max_records, &nsample);
+    int bad = nsample < d->file_records && !docs;
+    if (bad) snprintf(err, errlen, "out of memory");
+    bad = bad || example_set_open(&d->set, store, docs, nsample, &d->trunc, o->data, err, errlen) != 0;
+    free(docs);
+    token_store_release(store);
+    if (bad) goto fail;
     d->have_set = 1;
     if (o->report_as && (d->set.report.truncated || d->set.report.dropped))
         example_report_print(&d->set.report, o->data, o->report_as, 5, stderr);

@@ -1,5 +1,6 @@
 // data/dataset.c — see dataset.h.
 #include "dataset.h"
+#include "token_store.h"
 #include "../kernels/rng.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,26 +32,41 @@ static int answer_tokens(const example *e) {
     return n;
 }
 
+// A document of len tokens as trained at T: doc[0, head) then doc[from, len), view_len in all.
+//   right: the first T tokens; left: the first keep_head (BOS) and the last T − head.
+typedef struct { int head, from, len, view_len; } trunc_view;
+
+static trunc_view view_of(int len, int keep_head, int T, truncate_side side) {
+    trunc_view v = {len, len, len, len};
+    if (len > T) {
+        int head = side == TRUNCATE_LEFT ? (keep_head > 0 && keep_head < T ? keep_head : 0) : T;
+        v.head = head;
+        v.from = len - (T - head);
+        v.view_len = T;
+    }
+    return v;
+}
+
+static example_fate fate_of(const example_note *note) {
+    if (note->tokens < 2) return FATE_DROPPED_EMPTY;
+    if (note->answer == 0) return FATE_DROPPED_NO_ANSWER;
+    if (note->kept_answer == 0) return FATE_DROPPED_CUT;
+    return note->kept_tokens < note->tokens ? FATE_TRUNCATED : FATE_WHOLE;
+}
+
 example_fate example_fit(example *e, const truncation *t, example_note *note) {
     memset(note, 0, sizeof *note);
     note->line = e->line;
     note->tokens = e->len;
     note->answer = answer_tokens(e);
-    if (e->len > t->seq_len) {
-        if (t->side == TRUNCATE_LEFT) {
-            int head = e->keep_head > 0 && e->keep_head < t->seq_len ? e->keep_head : 0;
-            int tail = t->seq_len - head, from = e->len - tail;
-            memmove(e->ids + head, e->ids + from, sizeof *e->ids * (size_t)tail);
-            memmove(e->mask + head, e->mask + from, (size_t)tail);
-        }
-        e->len = t->seq_len;
-    }
+    trunc_view v = view_of(e->len, e->keep_head, t->seq_len, t->side);
+    int tail = v.len - v.from;
+    memmove(e->ids + v.head, e->ids + v.from, sizeof *e->ids * (size_t)tail);
+    memmove(e->mask + v.head, e->mask + v.from, (size_t)tail);
+    e->len = v.view_len;
     note->kept_tokens = e->len;
     note->kept_answer = answer_tokens(e);
-    if (note->tokens < 2) note->fate = FATE_DROPPED_EMPTY;
-    else if (note->answer == 0) note->fate = FATE_DROPPED_NO_ANSWER;
-    else if (note->kept_answer == 0) note->fate = FATE_DROPPED_CUT;
-    else note->fate = note->kept_tokens < note->tokens ? FATE_TRUNCATED : FATE_WHOLE;
+    note->fate = fate_of(note);
     return note->fate;
 }
 
@@ -194,69 +210,151 @@ cJSON *example_report_to_json(const example_report *r, int max_listed) {
     return o;
 }
 
-int example_set_init(example_set *s, example *ex, int n, const truncation *t, const char *source_name,
-                     char *err, size_t errlen) {
+// The trained positions p ≥ 1 of document doc's view v (the first token is never a target), read
+// from its mask runs; with targets, targets[p − 1] = ids[p] for each (ids, targets: the view's).
+static int view_mask(const token_store *st, long doc, const trunc_view *v, const int32_t *ids, int32_t *targets) {
+    int n, count = 0;
+    const uint32_t *runs = token_store_runs(st, doc, &n);
+    for (int k = 0; k < n; k++) {
+        int a = (int)runs[2 * k], b = (int)runs[2 * k + 1];
+        // segment 1: doc[0, head) at view 0; segment 2: doc[from, len) at view head
+        int lo[2] = {a, a > v->from ? a : v->from}, hi[2] = {b < v->head ? b : v->head, b};
+        int shift[2] = {0, v->head - v->from};
+        for (int g = 0; g < 2; g++)
+            for (int p = lo[g] + shift[g]; p < hi[g] + shift[g]; p++) {
+                if (p < 1) continue;
+                count++;
+                if (targets) targets[p - 1] = ids[p];
+            }
+    }
+    return count;
+}
+
+static trunc_view doc_view(const example_set *s, long doc) {
+    const token_store_doc *d = token_store_doc_at(s->store, doc);
+    return view_of(token_store_doc_len(d), token_store_doc_keep_head(d), s->seq_len, s->side);
+}
+
+static int kept_len(const example_set *s, int i) {
+    int len = token_store_doc_len(token_store_doc_at(s->store, s->docs[i]));
+    return len < s->seq_len ? len : s->seq_len;
+}
+
+int example_set_open(example_set *s, token_store *st, const int32_t *docs, int n, const truncation *t,
+                     const char *source_name, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->seq_len = t->seq_len;
+    s->side = t->side;
+    s->store = st;
     s->report.seq_len = t->seq_len;
     s->report.side = t->side;
-    int kept = 0, i = 0, rc = 0;
-    if (t->seq_len < 2) {
+    if (!docs) n = (int)token_store_ndocs(st);
+    int kept = 0, rc = 0;
+    int32_t *keep = malloc(sizeof *keep * (size_t)(n ? n : 1));
+    if (!keep) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (t->seq_len < 2) {
         snprintf(err, errlen, "max sequence length %d is too small (need at least 2)", t->seq_len);
         rc = -1;
     }
-    for (; !rc && i < n; i++) {
-        example *e = &ex[i];
-        if (e->len > t->seq_len && t->on_long == ON_LONG_ERROR) {
+    for (int k = 0; !rc && k < n; k++) {
+        long i = docs ? docs[k] : k;
+        const token_store_doc *d = token_store_doc_at(st, i);
+        int len = token_store_doc_len(d);
+        if (len > t->seq_len && t->on_long == ON_LONG_ERROR) {
             snprintf(err, errlen, "%s:%ld: record has %d tokens, more than --max-seq-len %d\n"
                      "hint: raise --max-seq-len, shorten the record, or use --on-long truncate",
-                     source_name, e->line, e->len, t->seq_len);
+                     source_name, (long)d->line, len, t->seq_len);
             rc = -1;
             break;
         }
-        example_note note;
-        example_fate f = example_fit(e, t, &note);
+        example_note note = {.line = (long)d->line, .tokens = len};
+        note.answer = token_store_mask_count(st, i, 1, len);
+        trunc_view v = doc_view(s, i);
+        note.kept_tokens = v.view_len;
+        note.kept_answer = view_mask(st, i, &v, NULL, NULL);
+        note.fate = fate_of(&note);
         if (example_report_add(&s->report, &note)) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
             break;
         }
-        if (f != FATE_WHOLE && f != FATE_TRUNCATED) {   // nothing to learn from: no target inside the sequence
-            example_free(e);
-            continue;
-        }
-        s->truncated += f == FATE_TRUNCATED;
-        s->total_tokens += e->len;
+        if (note.fate != FATE_WHOLE && note.fate != FATE_TRUNCATED) continue;   // no target inside the sequence
+        s->truncated += note.fate == FATE_TRUNCATED;
+        s->total_tokens += note.kept_tokens;
         s->trained_tokens += note.kept_answer;
-        ex[kept++] = *e;
+        keep[kept++] = (int32_t)i;
     }
     if (!rc) rc = example_report_check(&s->report, t, source_name, err, errlen);
     if (rc) {
-        for (int j = i; j < n; j++) example_free(&ex[j]);
-        for (int j = 0; j < kept; j++) example_free(&ex[j]);
-        free(ex);
+        free(keep);
         example_report_free(&s->report);
         memset(s, 0, sizeof *s);
         return -1;
     }
-    s->examples = ex;
+    s->store = token_store_retain(st);
+    s->docs = keep;
     s->n = kept;
     return 0;
 }
 
+int example_set_init(example_set *s, example *ex, int n, const truncation *t, const char *source_name,
+                     char *err, size_t errlen) {
+    int32_t top = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < ex[i].len; k++) top = ex[i].ids[k] > top ? ex[i].ids[k] : top;
+    token_store_writer *w = token_store_writer_open(NULL, top + 1, err, errlen);
+    int bad = !w;
+    for (int i = 0; i < n; i++) {
+        if (!bad && token_store_writer_append(w, ex[i].ids, ex[i].mask, ex[i].len, ex[i].line, ex[i].keep_head)) {
+            snprintf(err, errlen, "%s", token_store_writer_error(w));
+            bad = 1;
+        }
+        example_free(&ex[i]);
+    }
+    free(ex);
+    if (bad) {
+        token_store_writer_abort(w);
+        memset(s, 0, sizeof *s);
+        return -1;
+    }
+    token_store *st = token_store_writer_commit(w, err, errlen);
+    if (!st) { memset(s, 0, sizeof *s); return -1; }
+    int rc = example_set_open(s, st, NULL, 0, t, source_name, err, errlen);
+    token_store_release(st);
+    return rc;
+}
+
 void example_set_free(example_set *s) {
-    for (int i = 0; i < s->n; i++) example_free(&s->examples[i]);
-    free(s->examples);
+    free(s->docs);
+    token_store_release(s->store);
     example_report_free(&s->report);
     memset(s, 0, sizeof *s);
 }
 
+long example_set_line(const example_set *s, int i) { return (long)token_store_doc_at(s->store, s->docs[i])->line; }
+
+int example_set_view(const example_set *s, int i, int32_t *ids, uint8_t *mask) {
+    long doc = s->docs[i];
+    trunc_view v = doc_view(s, doc);
+    if (ids) {
+        token_store_read_ids(s->store, doc, 0, v.head, ids);
+        token_store_read_ids(s->store, doc, v.from, v.len - v.from, ids + v.head);
+    }
+    if (mask) {
+        token_store_read_mask(s->store, doc, 0, v.head, mask);
+        token_store_read_mask(s->store, doc, v.from, v.len - v.from, mask + v.head);
+    }
+    return v.view_len;
+}
+
 // Fisher–Yates with the shared counter-based generator.
-static void shuffle_indices(int *idx, int n, uint64_t seed) {
+static void shuffle_indices(int32_t *idx, int n, uint64_t seed) {
     rng_state r = {seed, 0};
     for (int i = n - 1; i > 0; i--) {
         int j = (int)(rng_next_u64(&r) % (uint64_t)(i + 1));
-        int t = idx[i];
+        int32_t t = idx[i];
         idx[i] = idx[j];
         idx[j] = t;
     }
@@ -265,8 +363,9 @@ static void shuffle_indices(int *idx, int n, uint64_t seed) {
 static void recount(example_set *s) {
     s->total_tokens = s->trained_tokens = 0;
     for (int i = 0; i < s->n; i++) {
-        s->total_tokens += s->examples[i].len;
-        for (int t = 1; t < s->examples[i].len; t++) s->trained_tokens += s->examples[i].mask[t] != 0;
+        trunc_view v = doc_view(s, s->docs[i]);
+        s->total_tokens += v.view_len;
+        s->trained_tokens += view_mask(s->store, s->docs[i], &v, NULL, NULL);
     }
 }
 
@@ -283,9 +382,9 @@ int example_set_split(example_set *s, example_set *val, double fraction, uint64_
                  s->n - nval, dropped);
         return -1;
     }
-    int *idx = malloc(sizeof(int) * s->n);
-    example *train = malloc(sizeof(example) * (s->n - nval)), *v = malloc(sizeof(example) * nval);
-    char *is_val = calloc(s->n, 1);
+    int32_t *idx = malloc(sizeof *idx * (size_t)s->n);
+    int32_t *train = malloc(sizeof *train * (size_t)(s->n - nval)), *v = malloc(sizeof *v * (size_t)nval);
+    char *is_val = calloc((size_t)s->n, 1);
     if (!idx || !train || !v || !is_val) {
         free(idx); free(train); free(v); free(is_val);
         snprintf(err, errlen, "out of memory splitting %d records", s->n);
@@ -296,16 +395,18 @@ int example_set_split(example_set *s, example_set *val, double fraction, uint64_
     for (int i = 0; i < nval; i++) is_val[idx[i]] = 1;
     int a = 0, b = 0;  // keep file order inside each side
     for (int i = 0; i < s->n; i++) {
-        if (is_val[i]) v[b++] = s->examples[i];
-        else train[a++] = s->examples[i];
+        if (is_val[i]) v[b++] = s->docs[i];
+        else train[a++] = s->docs[i];
     }
     free(idx);
     free(is_val);
-    free(s->examples);
-    val->examples = v;
+    free(s->docs);
+    val->store = token_store_retain(s->store);
+    val->docs = v;
     val->n = nval;
     val->seq_len = s->seq_len;
-    s->examples = train;
+    val->side = s->side;
+    s->docs = train;
     s->n = a;
     recount(s);
     recount(val);
@@ -316,78 +417,73 @@ int dataset_pack_epoch(const example_set *s, uint64_t seed, int epoch, int shuff
                        char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     int T = s->seq_len;
-    int *order = malloc(sizeof(int) * (s->n ? s->n : 1));
-    int *row_of = malloc(sizeof(int) * (s->n ? s->n : 1));
-    if (!order || !row_of) {
-        free(order); free(row_of);
+    int32_t *order = malloc(sizeof *order * (size_t)(s->n ? s->n : 1));
+    if (!order) {
         snprintf(err, errlen, "out of memory packing %d records", s->n);
         return -1;
     }
     for (int i = 0; i < s->n; i++) order[i] = i;
     if (shuffle) shuffle_indices(order, s->n, rng_mix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)));
     // Greedy packing in shuffled order: keeps the epoch order close to the shuffle while filling
-    // rows; examples never span rows.
+    // rows; examples never span rows. Two passes over the lengths: count the rows, then mark them.
     int nrows = 0, used = T;
     for (int k = 0; k < s->n; k++) {
-        int len = s->examples[order[k]].len;
+        int len = kept_len(s, order[k]);
         if (used + len > T) { nrows++; used = 0; }
-        row_of[k] = nrows - 1;
         used += len;
     }
-    out->seq_len = T;
-    out->nrows = nrows;
-    out->rows = calloc(nrows ? nrows : 1, sizeof(packed_row));
-    out->storage = malloc(sizeof(int32_t) * 4 * (size_t)T * (nrows ? nrows : 1));
-    if (!out->rows || !out->storage) {
-        free(order); free(row_of); packed_epoch_free(out);
+    int32_t *row_first = malloc(sizeof *row_first * (size_t)(nrows + 1));
+    if (!row_first) {
+        free(order);
         snprintf(err, errlen, "out of memory packing %d rows of %d tokens", nrows, T);
         return -1;
     }
-    for (int r = 0; r < nrows; r++) {
-        packed_row *row = &out->rows[r];
-        int32_t *base = out->storage + (size_t)4 * T * r;
-        row->ids = base;
-        row->targets = base + T;
-        row->pos = base + 2 * T;
-        row->doc_start = base + 3 * T;
-        for (int t = 0; t < T; t++) {  // padding: its own one-token documents, nothing trained
-            row->ids[t] = 0;
-            row->targets[t] = -1;
-            row->pos[t] = 0;
-            row->doc_start[t] = t;
-        }
-    }
-    int *fill = calloc(nrows ? nrows : 1, sizeof(int));
-    if (!fill) {
-        free(order); free(row_of); packed_epoch_free(out);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    int r = -1;
+    used = T;
     for (int k = 0; k < s->n; k++) {
-        const example *e = &s->examples[order[k]];
-        packed_row *row = &out->rows[row_of[k]];
-        int start = fill[row_of[k]];
-        for (int t = 0; t < e->len; t++) {
-            row->ids[start + t] = e->ids[t];
-            row->pos[start + t] = t;
-            row->doc_start[start + t] = start;
-            int trained = t + 1 < e->len && e->mask[t + 1];
-            row->targets[start + t] = trained ? e->ids[t + 1] : -1;
-            row->trained += trained;
-        }
-        fill[row_of[k]] = start + e->len;
-        row->used = start + e->len;
+        int len = kept_len(s, order[k]);
+        if (used + len > T) { row_first[++r] = k; used = 0; }
+        used += len;
     }
-    free(fill);
-    free(order);
-    free(row_of);
+    row_first[nrows] = s->n;
+    out->set = s;
+    out->order = order;
+    out->row_first = row_first;
+    out->nrows = nrows;
+    out->seq_len = T;
     return 0;
 }
 
 void packed_epoch_free(packed_epoch *e) {
-    free(e->rows);
-    free(e->storage);
+    free(e->order);
+    free(e->row_first);
     memset(e, 0, sizeof *e);
+}
+
+int dataset_row_used(const packed_epoch *e, int r) {
+    int used = 0;
+    for (int k = e->row_first[r]; k < e->row_first[r + 1]; k++) used += kept_len(e->set, e->order[k]);
+    return used;
+}
+
+// Row r into ids/targets/pos/doc_start (T each), read from the mapping; its trained count.
+static long fill_row(const packed_epoch *e, int r, int32_t *ids, int32_t *targets, int32_t *pos, int32_t *doc_start) {
+    const example_set *s = e->set;
+    long trained = 0;
+    int start = 0;
+    for (int k = e->row_first[r]; k < e->row_first[r + 1]; k++) {
+        long doc = s->docs[e->order[k]];
+        trunc_view v = doc_view(s, doc);
+        token_store_read_ids(s->store, doc, 0, v.head, ids + start);
+        token_store_read_ids(s->store, doc, v.from, v.len - v.from, ids + start + v.head);
+        for (int t = 0; t < v.view_len; t++) {
+            pos[start + t] = t;
+            doc_start[start + t] = start;
+        }
+        trained += view_mask(s->store, doc, &v, ids + start, targets + start);
+        start += v.view_len;
+    }
+    return trained;
 }
 
 long dataset_fill_batch(const packed_epoch *e, int first, int count, int32_t *ids, int32_t *targets,
@@ -395,23 +491,14 @@ long dataset_fill_batch(const packed_epoch *e, int first, int count, int32_t *id
     int T = e->seq_len;
     long trained = 0;
     for (int b = 0; b < count; b++) {
-        int r = first + b;
         size_t off = (size_t)b * T;
-        if (r < e->nrows) {
-            const packed_row *row = &e->rows[r];
-            memcpy(ids + off, row->ids, sizeof(int32_t) * T);
-            memcpy(targets + off, row->targets, sizeof(int32_t) * T);
-            memcpy(pos + off, row->pos, sizeof(int32_t) * T);
-            memcpy(doc_start + off, row->doc_start, sizeof(int32_t) * T);
-            trained += row->trained;
-        } else {
-            for (int t = 0; t < T; t++) {
-                ids[off + t] = 0;
-                targets[off + t] = -1;
-                pos[off + t] = 0;
-                doc_start[off + t] = t;
-            }
+        for (int t = 0; t < T; t++) {  // padding: its own one-token documents, nothing trained
+            ids[off + t] = 0;
+            targets[off + t] = -1;
+            pos[off + t] = 0;
+            doc_start[off + t] = t;
         }
+        if (first + b < e->nrows) trained += fill_row(e, first + b, ids + off, targets + off, pos + off, doc_start + off);
     }
     return trained;
 }

@@ -1,4 +1,4 @@
-// data/dataset.h — tokenized examples → packed training sequences of max_seq_len with document
+// data/dataset.h — tokenized examples (a memory-mapped token store) → packed training sequences of max_seq_len with document
 // boundaries (no attention across documents, RoPE positions restart per document), a seeded
 // shuffle per epoch, and a validation split. Every record's fate at max_seq_len is accounted
 // for (trained whole, truncated, or dropped and why) so that none disappears silently.
@@ -80,34 +80,38 @@ void example_report_print(const example_report *r, const char *source, const cha
 // of each (the number left out is given).
 cJSON *example_report_to_json(const example_report *r, int max_listed);
 
-// One packed row: T positions; unused tail positions are padding (ids 0, target −1, their own
-// document so they see nothing real).
-typedef struct {
-    int32_t *ids;        // (T)
-    int32_t *targets;    // (T): ids[t+1] of the same document when that token is trained, else −1
-    int32_t *pos;        // (T): position within its document
-    int32_t *doc_start;  // (T): index where t's document begins in this row
-    int trained;         // number of targets ≥ 0
-    int used;            // positions holding real tokens (the rest is padding)
-} packed_row;
+typedef struct token_store token_store;
 
+// The kept documents of a token store (data/token_store.h) at seq_len: an index, no tokens. A
+// document longer than seq_len is read through its truncation view (the kept head, then the
+// kept tail) straight from the mapping.
 typedef struct {
-    example *examples;   // owned
+    token_store *store;  // a shared reference
+    int32_t *docs;       // (n) the store's documents kept, in file order
     int n;
     int seq_len;
+    truncate_side side;
     int truncated;       // examples cut to seq_len (and kept)
     long total_tokens;
     long trained_tokens;
     example_report report;   // what happened to every record of the source
 } example_set;
 
-// Takes ownership of ex[0..n). Examples longer than t->seq_len are truncated on t->side, or
-// with ON_LONG_ERROR refused with the first offending line in err. Examples left with nothing
-// to train on are dropped and accounted for in s->report; example_report_check's refusals apply
-// (-1 with the message in err).
+// The documents docs[0..n) of st (all of them when docs is NULL) at t: longer ones are truncated
+// on t->side, or with ON_LONG_ERROR refused with the first offending line in err. Documents left
+// with nothing to train on are dropped and accounted for in s->report; example_report_check's
+// refusals apply (-1 with the message in err). On success s holds a reference to st.
+int example_set_open(example_set *s, token_store *st, const int32_t *docs, int n, const truncation *t,
+                     const char *source_name, char *err, size_t errlen);
+// The same from examples in memory (tests, small inputs): ex[0..n) go into a private store
+// and are freed, whatever the outcome.
 int example_set_init(example_set *s, example *ex, int n, const truncation *t, const char *source_name,
                      char *err, size_t errlen);
 void example_set_free(example_set *s);
+long example_set_line(const example_set *s, int i);   // the source line of the i-th kept document
+// The i-th kept document as trained (truncated to seq_len): its length; ids and mask (seq_len
+// each, either may be NULL) get its tokens and loss mask.
+int example_set_view(const example_set *s, int i, int32_t *ids, uint8_t *mask);
 
 // Splits off a validation share (fraction in (0,1)) chosen by a seeded shuffle; the rest stays
 // in s (with the report of the whole source). Returns 0, or -1 when either side would be empty,
@@ -118,19 +122,25 @@ int example_set_split(example_set *s, example_set *val, double fraction, uint64_
 // The rows of one epoch: examples shuffled with (seed, epoch) (no shuffle when shuffle == 0),
 // packed greedily in that order (first fit into the current row, a new row when it does not
 // fit). Deterministic: the same (seed, epoch) gives the same rows, so a resumed run needs only
-// the epoch and the row cursor.
+// the epoch and the row cursor. Only the order is kept (4 bytes a document, 4 a row); rows are
+// read from the mapping when a batch is filled. A row: T positions; unused tail positions are
+// padding (ids 0, target −1, their own document so they see nothing real).
 typedef struct {
-    packed_row *rows;
+    const example_set *set;   // borrowed: outlives the epoch
+    int32_t *order;           // (n) positions in set->docs, in packed order
+    int32_t *row_first;       // (nrows + 1) each row's first entry of order
     int nrows;
     int seq_len;
-    int32_t *storage;    // one allocation for all rows
 } packed_epoch;
 
 int dataset_pack_epoch(const example_set *s, uint64_t seed, int epoch, int shuffle, packed_epoch *out,
                        char *err, size_t errlen);
 void packed_epoch_free(packed_epoch *e);
+int dataset_row_used(const packed_epoch *e, int r);   // positions of row r holding real tokens
 
-// Copies rows [first, first+count) into contiguous batch arrays of count*T each (host memory),
+// Fills rows [first, first+count) into contiguous batch arrays of count*T each (host memory):
+// ids (token ids), targets (ids[t+1] of the same document when that token is trained, else −1),
+// pos (position within its document), doc_start (index where t's document begins in its row);
 // rows past the end are filled as padding. Returns the trained-token count of the batch.
 long dataset_fill_batch(const packed_epoch *e, int first, int count, int32_t *ids, int32_t *targets,
                         int32_t *pos, int32_t *doc_start);

@@ -1,19 +1,17 @@
-// data/token_cache.c — see token_cache.h. File: "QTOK1\n", n (int64), then per example:
-// line (int64), len (int32), ids (int32 × len), mask (uint8 × len); then the 8-byte n again so
-// a truncated file is caught.
+// data/token_cache.c — see token_cache.h. The files' format is data/token_store.h.
 #include "token_cache.h"
 #include "fileio.h"
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static const char MAGIC[6] = {'Q', 'T', 'O', 'K', '1', '\n'};
 
 int token_cache_dir(char *dir, size_t n) {
     const char *off = getenv("QUARRY_TOKEN_CACHE");
@@ -68,7 +66,7 @@ int token_cache_key(const char *data_path, const char *model_dir, const chat_tem
     char today[32];
     time_t now = o->now ? o->now : time(NULL);
     strftime(today, sizeof today, "%Y-%m-%d", gmtime(&now));
-    snprintf(text, sizeof text, "quarry-token-cache-v1\ntemplate=%s\ndate=%s\ntrain_on_prompt=%d\n",
+    snprintf(text, sizeof text, "quarry-token-cache-v2\ntemplate=%s\ndate=%s\ntrain_on_prompt=%d\n",
              tmpl->name, o->date ? o->date : today, o->train_on_prompt);
     rc |= EVP_DigestUpdate(ctx, text, strlen(text)) != 1;
     if (fileio_sha256_file(data_path, hex, err, sizeof err)) rc = 1;
@@ -91,84 +89,35 @@ int token_cache_key(const char *data_path, const char *model_dir, const chat_tem
     return 0;
 }
 
-static void free_examples(example *ex, int n) {
-    for (int i = 0; i < n; i++) { free(ex[i].ids); free(ex[i].mask); }
-    free(ex);
-}
-
-int token_cache_load(const char *key, example **out, int *n) {
-    char dir[4096], path[4200], err[256];
-    if (token_cache_dir(dir, sizeof dir)) return 0;
-    make_private(dir);
-    snprintf(path, sizeof path, "%s/%s.bin", dir, key);
-    if (!fileio_exists(path)) return 0;
-    char *data;
-    size_t len;
-    if (fileio_read_all(path, &data, &len, err, sizeof err)) return 0;
-    const char *p = data, *end = data + len;
-    int64_t count = -1, count2 = -2;
-    example *ex = NULL;
-    int got = 0;
-#define TAKE(dst, bytes) do { if ((size_t)(end - p) < (size_t)(bytes)) goto bad; memcpy((dst), p, (bytes)); p += (bytes); } while (0)
-    if (len < sizeof MAGIC || memcmp(p, MAGIC, sizeof MAGIC)) goto bad;
-    p += sizeof MAGIC;
-    TAKE(&count, 8);
-    if (count < 0 || count > (int64_t)len) goto bad;
-    ex = calloc(count ? (size_t)count : 1, sizeof *ex);
-    if (!ex) goto bad;
-    for (; got < count; got++) {
-        int64_t line;
-        int32_t l;
-        TAKE(&line, 8);
-        TAKE(&l, 4);
-        if (l < 0 || (size_t)l > len) goto bad;
-        ex[got].line = (long)line;
-        ex[got].len = l;
-        ex[got].ids = malloc(sizeof(int32_t) * (size_t)(l ? l : 1));
-        ex[got].mask = malloc(l ? (size_t)l : 1);
-        if (!ex[got].ids || !ex[got].mask) { got++; goto bad; }
-        TAKE(ex[got].ids, sizeof(int32_t) * (size_t)l);
-        TAKE(ex[got].mask, (size_t)l);
+int token_cache_path(const char *key, char *path, size_t n) {
+    char dir[4096], err[512];
+    if (token_cache_dir(dir, sizeof dir)) return -1;
+    if (fileio_mkdir_p_mode(dir, 0700, err, sizeof err)) {
+        fprintf(stderr, "quarry: warning: cannot use the token cache: %s\n", err);
+        return -1;
     }
-    TAKE(&count2, 8);
-    if (count2 != count || p != end) goto bad;
-#undef TAKE
-    free(data);
-    *out = ex;
-    *n = (int)count;
-    return 1;
-bad:
-    fprintf(stderr, "quarry: warning: token cache %s is damaged; tokenizing again\n", path);
-    free_examples(ex, got);
-    free(data);
+    make_private(dir);
+    snprintf(path, n, "%s/%s.bin", dir, key);
     return 0;
 }
 
-void token_cache_store(const char *key, const example *ex, int n) {
-    char dir[4096], path[4200], err[512];
-    if (token_cache_dir(dir, sizeof dir)) return;
-    size_t bytes = sizeof MAGIC + 16;
-    for (int i = 0; i < n; i++) bytes += 12 + 5 * (size_t)ex[i].len;
-    char *buf = malloc(bytes), *p = buf;
-    if (!buf) return;
-    int64_t count = n;
-    memcpy(p, MAGIC, sizeof MAGIC); p += sizeof MAGIC;
-    memcpy(p, &count, 8); p += 8;
-    for (int i = 0; i < n; i++) {
-        int64_t line = ex[i].line;
-        int32_t l = ex[i].len;
-        memcpy(p, &line, 8); p += 8;
-        memcpy(p, &l, 4); p += 4;
-        memcpy(p, ex[i].ids, 4 * (size_t)l); p += 4 * (size_t)l;
-        memcpy(p, ex[i].mask, (size_t)l); p += l;
+int token_cache_lock(const char *path) {
+    char lock[4400];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) { close(fd); return -1; }
     }
-    memcpy(p, &count, 8);
-    snprintf(path, sizeof path, "%s/%s.bin", dir, key);
-    int bad = fileio_mkdir_p_mode(dir, 0700, err, sizeof err);
-    if (!bad) make_private(dir);
-    if (bad || fileio_write_atomic_mode(path, buf, bytes, 0600, err, sizeof err))
-        fprintf(stderr, "quarry: warning: cannot write the token cache: %s\n", err);
-    free(buf);
+    return fd;
+}
+
+void token_cache_unlock(const char *path, int fd) {
+    if (fd < 0) return;
+    char lock[4400];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    unlink(lock);   // a waiter holding the unlinked file finds the cache file written
+    close(fd);      // releases the lock
 }
 
 // Calls fn on each cache file of dir; returns -1 when dir cannot be read (absent: 0).

@@ -1,4 +1,4 @@
-// data/token_cache.h — tokenized examples kept between runs, keyed by the SHA-256 of what
+// data/token_cache.h — tokenized examples (token stores, data/token_store.h) kept between runs, keyed by the SHA-256 of what
 // produced them (the data file, the tokenizer and template files, the template family, its date
 // and the masking rule), so a second run over the same data skips tokenization. Files live in
 // $QUARRY_CACHE_DIR, else $XDG_CACHE_HOME/quarry/tokens, else ~/.cache/quarry/tokens;
@@ -12,10 +12,14 @@
 // 0 with the key in key[65]; -1 when a file cannot be hashed (the cache is then not used).
 int token_cache_key(const char *data_path, const char *model_dir, const chat_template *tmpl,
                     const chat_options *o, char key[65]);
-// 1 when the cache held the examples (*out malloc'ed, *n of them), 0 on a miss.
-int token_cache_load(const char *key, example **out, int *n);
-// Best effort: a failure to write is reported as a warning and otherwise ignored.
-void token_cache_store(const char *key, const example *ex, int n);
+// The file of key (data/token_store.h's format) into path, its directory made (0700, owner's
+// only); -1 when the cache is off or the directory cannot be made (a warning says why).
+int token_cache_path(const char *key, char *path, size_t n);
+// One tokenization per machine: an exclusive lock on path.lock (data-parallel ranks started as
+// processes wait here while the first tokenizes, then map its file). The fd, or -1 (no lock:
+// proceed without). _unlock removes the lock file and releases it.
+int token_cache_lock(const char *path);
+void token_cache_unlock(const char *path, int fd);
 
 // The cache directory into dir; -1 when the cache is off (or no HOME).
 int token_cache_dir(char *dir, size_t n);

@@ -1,6 +1,5 @@
 // trainer/examples.c — see examples.h.
 #include "examples.h"
-#include "../data/token_cache.h"
 #include "../data/bedrock.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,16 +42,6 @@ int examples_encode(const examples_source *src, const record *r, example *e, cha
 int examples_load(const examples_source *src, example **out, int *n, char *err, size_t errlen) {
     *out = NULL;
     *n = 0;
-    char key[65];
-    // The cache holds files that passed the strict rules; records accepted only with
-    // --allow-extra-keys neither come from it nor go into it (a later strict run must see them).
-    int cached = src->model_dir && !src->allow_extra_keys &&
-                 token_cache_key(src->path, src->model_dir, src->tmpl, &src->chat, key) == 0;
-    if (cached && token_cache_load(key, out, n)) {
-        for (int i = 0; i < *n; i++) (*out)[i].keep_head = starts_with_bos(&(*out)[i], src->tok);
-        if (!src->quiet) fprintf(stderr, "quarry: %d examples of %s from the token cache\n", *n, src->path);
-        return 0;
-    }
     diag_state d = {src->path, 0, 0};
     bedrock_options opts;
     memset(&opts, 0, sizeof opts);
@@ -104,6 +93,5 @@ int examples_load(const examples_source *src, example **out, int *n, char *err, 
     }
     *out = ex;
     *n = count;
-    if (cached) token_cache_store(key, ex, count);
     return 0;
 }

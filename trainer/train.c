@@ -309,7 +309,7 @@ int train_run_dist(const train_settings *s, backend *be, model *m, const example
         // micro-batch's gradient on every rank.
         long trained = dataset_fill_batch(&e, row, rows, h.ids, h.targets, h.pos, h.doc_start);
         long long real_tokens = 0;
-        for (int i = 0; i < rows; i++) real_tokens += e.rows[row + i].used;
+        for (int i = 0; i < rows; i++) real_tokens += dataset_row_used(&e, row + i);
         float grad_scale = trained > 0 ? 1.0f / (float)trained : 0.0f;
         // This rank's rows: a contiguous share; its micro-batches are numbered after those of
         // the ranks before it (the dropout streams of one rank's run with the same partition).
