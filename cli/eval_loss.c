@@ -80,12 +80,12 @@ static cJSON *read_run_settings(const char *run_dir) {
 }
 
 // The documents to evaluate: max evenly spaced ones of n (the first, then every n/max-th), or all
-// of them (NULL) when max is 0 or not fewer; *count says how many.
+// of them (NULL) when max is 0 or not fewer; *count says how many (0 with NULL: out of memory).
 static int32_t *sample_docs(long n, int max, int *count) {
     *count = (int)n;
     if (max <= 0 || n <= max) return NULL;
     int32_t *docs = malloc(sizeof *docs * (size_t)max);
-    if (!docs) return NULL;
+    if (!docs) { *count = 0; return NULL; }
     int kept = 0;
     for (long i = 0; i < n && kept < max; i++)
         if ((long long)i * max >= (long long)kept * n) docs[kept++] = (int32_t)i;

@@ -75,8 +75,10 @@ token_store_writer *token_store_writer_open(const char *path, int vocab_size, ch
         snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
         w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     } else {
+        // $TMPDIR, else /var/tmp: a corpus's tokens belong on disk, and /tmp is often memory (tmpfs).
         const char *d = getenv("TMPDIR");
-        snprintf(w->tmp, sizeof w->tmp, "%s/quarry-tokens-XXXXXX", d && *d ? d : "/tmp");
+        if (!d || !*d) d = access("/var/tmp", W_OK | X_OK) == 0 ? "/var/tmp" : "/tmp";
+        snprintf(w->tmp, sizeof w->tmp, "%s/quarry-tokens-XXXXXX", d);
         w->private_file = 1;
         w->fd = mkstemp(w->tmp);   // 0600
     }
@@ -205,10 +207,16 @@ void token_store_writer_abort(token_store_writer *w) {
 // Every bound a reader relies on, so that a damaged file is refused here and never read past.
 static int check(const token_store *s, char *why, size_t n) {
     const header *h = s->h;
-    if (s->size < HEADER_BYTES || memcmp(h->magic, MAGIC, sizeof MAGIC)) { snprintf(why, n, "not a token store"); return -1; }
+    if (s->size < HEADER_BYTES || memcmp(h->magic, MAGIC, sizeof MAGIC)) {
+        snprintf(why, n, "not a token store");
+        return -1;
+    }
     if (h->version != VERSION) { snprintf(why, n, "version %u, not %d", h->version, VERSION); return -1; }
     if (h->id_bytes != 2 && h->id_bytes != 4) { snprintf(why, n, "id width %u", h->id_bytes); return -1; }
-    if (h->file_size != s->size) { snprintf(why, n, "%zu bytes, the header says %llu", s->size, (unsigned long long)h->file_size); return -1; }
+    if (h->file_size != s->size) {
+        snprintf(why, n, "%zu bytes, the header says %llu", s->size, (unsigned long long)h->file_size);
+        return -1;
+    }
     uint64_t size = s->size;
     if (h->ids_off != HEADER_BYTES || h->ntokens > size / h->id_bytes || h->runs_off % 8 || h->index_off % 8 ||
         h->runs_off < h->ids_off + h->ntokens * h->id_bytes || h->nruns > size / 8 || h->runs_off > size ||
@@ -220,7 +228,8 @@ static int check(const token_store *s, char *why, size_t n) {
     for (uint64_t i = 0; i < h->ndocs; i++) {
         const token_store_doc *d = &s->docs[i];
         uint64_t runs = d->runs_keep >> 1;
-        if (d->len > h->ntokens || d->tok_off > h->ntokens - d->len || runs > h->nruns || d->run_first > h->nruns - runs) {
+        if (d->len > h->ntokens || d->tok_off > h->ntokens - d->len || runs > h->nruns ||
+            d->run_first > h->nruns - runs) {
             snprintf(why, n, "document %llu lies outside the file", (unsigned long long)i);
             return -1;
         }
@@ -240,7 +249,10 @@ static int check(const token_store *s, char *why, size_t n) {
 static token_store *map_fd(int fd, const char *name, char *err, size_t errlen) {
     struct stat st;
     if (fstat(fd, &st) != 0) { snprintf(err, errlen, "%s: %s", name, strerror(errno)); return NULL; }
-    if ((size_t)st.st_size < HEADER_BYTES) { snprintf(err, errlen, "%s: too short for a token store", name); return NULL; }
+    if ((size_t)st.st_size < HEADER_BYTES) {
+        snprintf(err, errlen, "%s: too short for a token store", name);
+        return NULL;
+    }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) { snprintf(err, errlen, "%s: mmap: %s", name, strerror(errno)); return NULL; }
     token_store *s = calloc(1, sizeof *s);

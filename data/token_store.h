@@ -33,7 +33,8 @@ typedef struct {
 } token_store_doc;
 
 // path: the file to create (written as path.tmp.PID, renamed at commit, mode 0600), or NULL for a
-// private file in $TMPDIR (else /tmp) that is unlinked once mapped. vocab_size picks the id width.
+// private file in $TMPDIR (else /var/tmp, else /tmp) that is unlinked once mapped. vocab_size
+// picks the id width.
 token_store_writer *token_store_writer_open(const char *path, int vocab_size, char *err, size_t errlen);
 // Appends one document: ids[len], mask[len] (nonzero = trained), its line and keep_head.
 // 0, or -1 with the reason in the writer (an id outside the vocabulary, a write error); after
