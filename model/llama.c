@@ -426,6 +426,13 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
     if (!m) return NULL;
     m->bnb4 = bnb4_detect(dir, &m->bnb4_double, err, errlen);
+    if (m->bnb4 > 0 && m->n_moe_layers > 0) {
+        set_err(err, errlen, "%s: 4-bit checkpoints of mixture-of-experts models (%s) are not read yet; load the "
+                "16-bit checkpoint with --quantize nf4 (its experts are quantised the same way)", dir,
+                m->cfg.architecture);
+        model_free(m);
+        return NULL;
+    }
     m->st = m->bnb4 < 0 ? NULL : st_open(dir, err, errlen);
     if (!m->st || (m->bnb4 ? bnb4_check(&m->cfg, m->st, dir, m->bnb4_double, err, errlen)
                            : model_tensor_check(&m->cfg, m->st, dir, err, errlen)) != 0) {
@@ -844,11 +851,6 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     if (quant != MODEL_QUANT_NONE && opt->train == MODEL_TRAIN_FULL) {
         set_err(err, errlen, "%s: a 4-bit NF4 base is frozen: --quantize nf4 trains LoRA adapters (QLoRA), not all "
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
-        return -1;
-    }
-    if (m->bnb4 && m->n_moe_layers > 0) {
-        set_err(err, errlen, "%s: 4-bit checkpoints of mixture-of-experts models (%s) are not read yet; load the "
-                "16-bit checkpoint with --quantize nf4", m->path, m->cfg.architecture);
         return -1;
     }
     m->opt = *opt;
