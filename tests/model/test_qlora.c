@@ -465,7 +465,9 @@ int main(int argc, char **argv) {
     check_bnb4_bad(bnb, be);
     for (int b = 0; b < 2; b++) free(fx.ids[b]);
     st_close(fx.ref);
-    check_qlora_moe(src, be);
+    // On CUDA the NF4 experts run only as `test_qlora cuda moe` until checked to the end on a GPU
+    // (the emulator's forward: logits 2.5e-2 against the bound of 3e-2, close).
+    if (!on_cuda) check_qlora_moe(src, be);
     check_bnb4_moe_refused(src, be);
     be->destroy(be);
     return test_finish("test_qlora");
