@@ -345,8 +345,17 @@ static int produce_tensor(const hf_export_options *o, const model_config *cfg, c
         // model_tensor_pack gives the fused dense tensor either way.
         return -1;
     }
+    // QLoRA's NF4 experts are the decoder's per-expert matrices; gpt-oss publishes them fused,
+    // interleaved and transposed, which no round trip of the published tensor reproduces.
+    if (o->nf4_base && (t->role == TENSOR_EXPERTS_GATE_UP || t->role == TENSOR_EXPERTS_DOWN)) {
+        snprintf(err, errlen, "%s: --merge-into dequantized is not implemented for gpt-oss's fused experts; "
+                 "export with --merge-into original (the default)", t->name);
+        return -1;
+    }
     // Already the dequantised NF4 weights when the base is 4-bit: no round trip.
-    if (o->nf4_base && !four && is_decoder_linear(t->role) &&
+    if (o->nf4_base && !four &&
+        (is_decoder_linear(t->role) || t->role == TENSOR_EXPERT_GATE || t->role == TENSOR_EXPERT_UP ||
+         t->role == TENSOR_EXPERT_DOWN) &&
         nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
         return -1;
     if (!o->adapter || t->ndim != 2) return 0;

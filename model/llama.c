@@ -426,6 +426,13 @@ model *model_open(const char *dir, backend *be, char *err, size_t errlen) {
     model *m = model_new(&cfg, be, be->act_dtype, dir, err, errlen);
     if (!m) return NULL;
     m->bnb4 = bnb4_detect(dir, &m->bnb4_double, err, errlen);
+    if (m->bnb4 > 0 && m->n_moe_layers > 0) {
+        set_err(err, errlen, "%s: 4-bit checkpoints of mixture-of-experts models (%s) are not read yet; load the "
+                "16-bit checkpoint with --quantize nf4 (its experts are quantised the same way)", dir,
+                m->cfg.architecture);
+        model_free(m);
+        return NULL;
+    }
     m->st = m->bnb4 < 0 ? NULL : st_open(dir, err, errlen);
     if (!m->st || (m->bnb4 ? bnb4_check(&m->cfg, m->st, dir, m->bnb4_double, err, errlen)
                            : model_tensor_check(&m->cfg, m->st, dir, err, errlen)) != 0) {
@@ -545,10 +552,11 @@ static void mark_trained(model *m) {
 }
 
 // Which tensors are held in NF4 under the options: every decoder linear weight (the linear
-// layers read them through ll->q).
+// layers read them through ll->q) and each expert's gate, up and down matrix (moe_weights_of);
+// the router stays in the act dtype, as transformers 5's BitsAndBytesConfig leaves it.
 static void mark_nf4(model *m) {
     for (int i = 0; i < m->nparams; i++) m->params[i].nf4 = 0;
-    for (int l = 0; l < m->cfg.num_layers; l++)
+    for (int l = 0; l < m->cfg.num_layers; l++) {
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             linear_layer *ll = &m->layers[l].lin[t];
             ll->q = NULL;
@@ -556,6 +564,14 @@ static void mark_nf4(model *m) {
             ll->w->nf4 = 1;
             ll->q = &m->nf4q[ll->w - m->params];
         }
+        for (int j = 0; j < 3 && m->layers[l].mlp == MLP_SPARSE_MOE && m->opt.quant != MODEL_QUANT_NONE; j++)
+            for (int e = 0; e < m->cfg.n_experts; e++) m->layers[l].experts[j][e].nf4 = 1;
+    }
+}
+
+// Expert projection j's NF4 tensors (expert e's at [e]) when the experts are quantised, else NULL.
+static const nf4_tensor *experts_nf4(const model *m, const model_param *p0) {
+    return p0->nf4 ? &m->nf4q[p0 - m->params] : NULL;
 }
 
 const char *model_quant_name(model_quant q) {
@@ -837,11 +853,6 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
         return -1;
     }
-    if (quant != MODEL_QUANT_NONE && m->n_moe_layers > 0) {
-        set_err(err, errlen, "%s: --quantize nf4 is not implemented for mixture-of-experts models (%s) yet: the "
-                "experts would stay 16-bit; drop --quantize", m->path, m->cfg.architecture);
-        return -1;
-    }
     m->opt = *opt;
     m->opt.quant = quant;
     mark_trained(m);
@@ -1033,6 +1044,7 @@ static int check_expert_layout(const model *m, char *err, size_t errlen) {
         for (int j = 0; j < 3; j++)
             for (int e = 1; e < m->cfg.n_experts; e++) {
                 const model_param *p0 = lw->experts[j], *p = p0 + e;
+                if (p0->nf4) continue;   // NF4: a tensor per expert (moe_expert_weights.gate_q)
                 int ok = (char *)p->act == (char *)p0->act + (size_t)e * p0->n * as &&
                          (!p0->grad || p->grad == p0->grad + (size_t)e * p0->n);
                 if (!ok) {
@@ -1451,7 +1463,9 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
                      .experts = {.gate = lw->experts[0]->act, .up = lw->experts[1]->act,
                                  .down = lw->experts[2]->act, .lora = NULL,
                                  .gate_bias = act_of(lw->expert_bias[0]), .up_bias = act_of(lw->expert_bias[1]),
-                                 .down_bias = act_of(lw->expert_bias[2])},
+                                 .down_bias = act_of(lw->expert_bias[2]),
+                                 .gate_q = experts_nf4(m, lw->experts[0]), .up_q = experts_nf4(m, lw->experts[1]),
+                                 .down_q = experts_nf4(m, lw->experts[2]), .nf4_ws = m->nf4_ws},
                      .router_bias = act_of(lw->router_bias)};
     if (!lw->elora[0] && !lw->router_lora[0]) return w;
     int E = m->cfg.n_experts;

@@ -14,6 +14,12 @@ typedef struct {
     const moe_lora *lora;           // LoRA adapters (experts, router), NULL: none (adapters.h)
     // gpt-oss's variant (d->expert_bias): act (E, I), (E, I), (E, C); else NULL.
     const void *gate_bias, *up_bias, *down_bias;
+    // QLoRA (--quantize nf4): expert e's frozen matrices in NF4 at gate_q[e], up_q[e], down_q[e]
+    // (kernels/nf4_format.h; gate, up, down then NULL), bitsandbytes' per-expert Linear4bit of
+    // transformers 4.x; nf4_ws act (I, C) where a bf16 backend dequantises one expert's matrix
+    // before its GEMM (nf4_linear_*; NULL on the cpu backend).  NULL: the act stacks above.
+    const struct nf4_tensor *gate_q, *up_q, *down_q;
+    void *nf4_ws;
 } moe_expert_weights;
 
 typedef struct {

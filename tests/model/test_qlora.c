@@ -7,10 +7,11 @@
 // differ only in summation order (quarry's blocked GEMM against torch's), as the dense fixtures
 // of test_model_fidelity do, so the same bounds hold: logits and loss 1e-5, gradients, the
 // 10-step losses and the final adapters 1e-4 (relative).
-// Also: what QLoRA refuses (full training, MoE models) and the plan's NF4 lines; the same model
+// Also: what QLoRA refuses (full training) and the plan's NF4 lines; NF4 experts on a Qwen3-MoE
+// (tests/fixtures/qlora_qwen3_moe, check_qlora_moe) under the same bounds; the same model
 // saved by transformers in bitsandbytes' 4-bit layout (tests/fixtures/qlora_llama_bnb4) read as
 // it is — the same weights, logits and gradients — and such checkpoints with a tensor missing or
-// of the wrong shape refused by name.
+// of the wrong shape refused by name, as is a 4-bit checkpoint of a MoE model (not read yet).
 #include "test.h"
 #include "model/config.h"
 #include "model/llama.h"
@@ -113,6 +114,11 @@ static lora_config fixture_lora(void) {
     return lc;
 }
 
+// The fixtures: qlora_llama (LoRA all-linear; 7 quantised linears × 2 layers) and qlora_qwen3_moe
+// (LoRA on q, k, v, o; 4 attention linears + 3 × 4 experts quantised, × 2 layers).
+typedef struct { unsigned targets; int quantised; } fixture_kind;
+static const fixture_kind LLAMA = {LORA_ALL_LINEAR, 14}, QWEN3_MOE = {LORA_ATTENTION, 32};
+
 // Every trained tensor (gradient when grads, else the adapter) against prefix/name.
 static void compare_trained(model *m, backend *be, const fixture *fx, const char *prefix, int grads, double tol) {
     double worst = 0;
@@ -139,12 +145,13 @@ static void compare_trained(model *m, backend *be, const fixture *fx, const char
     printf("qlora %s: worst relative error %.2e over %d tensors\n", prefix, worst, model_trained_count(m));
 }
 
-static void check_qlora(const char *dir, backend *be, const fixture *fx) {
+static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture_kind kind) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
     CHECK(m != NULL, "open: %s", err);
     if (!m) return;
     lora_config lc = fixture_lora();
+    lc.targets = kind.targets;
     model_options opt = {.batch_size = fx->B, .seq_len = fx->T, .train = MODEL_TRAIN_LORA, .quant = MODEL_QUANT_NF4};
     model_memory plan;
     if (model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, &plan, err, sizeof err) ||
@@ -172,10 +179,12 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx) {
         free(want);
         free(got);
     }
-    CHECK(nq == 14, "%d quantised tensors, want 14 (7 linears × 2 layers)", nq);
+    CHECK(nq == kind.quantised, "%d quantised tensors, want %d", nq, kind.quantised);
     printf("qlora: %d of %d quantised weights bit-exact with bitsandbytes (NF4, double quant)\n", exact, nq);
     CHECK(model_param_find(m, "model.embed_tokens.weight")->nf4 == 0 && model_param_find(m, "lm_head.weight")->nf4 == 0,
           "embeddings and lm_head stay in the act dtype");
+    const model_param *router = model_param_find(m, "model.layers.0.mlp.gate.weight");
+    CHECK(!router || router->nf4 == 0, "the router stays in the act dtype");
 
     // PEFT's adapters as the fixture started them (A drawn by torch, B random).
     for (int i = 0; i < model_trained_count(m); i++) {
@@ -372,18 +381,55 @@ static void check_refusals(const char *dir, backend *be) {
     CHECK(model_plan(m, &opt, &plain, err, sizeof err) == 0 && plain.nf4 > dq.nf4, "plain %zu > double %zu",
           plain.nf4, dq.nf4);
     model_free(m);
-    model_config cfg;
-    char moe[1200];
-    snprintf(moe, sizeof moe, "%s/../qwen3_moe", dir);
-    if (model_config_load(&cfg, moe, err, sizeof err) == 0) {
-        model *mm = model_open_config(&cfg, DTYPE_BF16, err, sizeof err);
-        opt.quant = MODEL_QUANT_NF4;
-        CHECK(mm && model_plan(mm, &opt, &plan, err, sizeof err) == -1 && strstr(err, "mixture-of-experts"),
-              "MoE + nf4 refused: \"%s\"", err);
-        model_free(mm);
-    } else {
-        CHECK(0, "%s", err);
+}
+
+// NF4 experts: tests/fixtures/qlora_qwen3_moe (each expert's gate, up, down quantised as
+// transformers 4.x's per-expert Linear4bit; router, norms, embeddings, lm_head in the act dtype)
+// under the same bounds: the routes see the same fp32 router inputs up to summation order.
+static void check_qlora_moe(const char *src, backend *be) {
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/qlora_qwen3_moe", src);
+    fixture fx = {0};
+    if (load_fixture(dir, &fx) != 0) {
+        CHECK(0, "cannot load the fixture %s", dir);
+        return;
     }
+    check_qlora(dir, be, &fx, QWEN3_MOE);
+    for (int b = 0; b < 2; b++) free(fx.ids[b]);
+    st_close(fx.ref);
+}
+
+// A 4-bit checkpoint of a MoE model (transformers 4.x's per-expert Linear4bit layout) is not read
+// yet: refused by name at open, before its tensors are read.
+static void check_bnb4_moe_refused(const char *src, backend *be) {
+    char tmpl[] = "/tmp/quarry-qlora-moe4.XXXXXX", path[1200], err[1024] = "";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL, "mkdtemp");
+    if (!tmp) return;
+    snprintf(path, sizeof path, "%s/tests/fixtures/qlora_qwen3_moe/config.json", src);
+    FILE *f = fopen(path, "rb");
+    static char text[1 << 14];
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[len] = 0;
+    cJSON *c = cJSON_Parse(text), *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "quant_method", "bitsandbytes");
+    cJSON_AddBoolToObject(q, "load_in_4bit", 1);
+    cJSON_AddStringToObject(q, "bnb_4bit_quant_type", "nf4");
+    cJSON_AddBoolToObject(q, "bnb_4bit_use_double_quant", 1);
+    cJSON_AddItemToObject(c, "quantization_config", q);
+    char *json = cJSON_Print(c);
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    f = fopen(path, "wb");
+    CHECK(c && json && f && fputs(json, f) >= 0 && fclose(f) == 0, "write %s", path);
+    free(json);
+    cJSON_Delete(c);
+    model *m = model_open(tmp, be, err, sizeof err);
+    CHECK(!m && strstr(err, "mixture-of-experts") && strstr(err, "--quantize nf4"), "4-bit MoE checkpoint refused: \"%s\"",
+          err);
+    model_free(m);
+    snprintf(path, sizeof path, "rm -rf '%s'", tmp);
+    CHECK(system(path) == 0, "cleanup");
 }
 
 int main(int argc, char **argv) {
@@ -401,12 +447,17 @@ int main(int argc, char **argv) {
         be = backend_cpu(0);
     }
     printf("backend %s\n", be->name);
+    if (argc > 2 && !strcmp(argv[2], "moe")) {   // `test_qlora cuda moe`: the NF4 experts alone (emulator)
+        check_qlora_moe(src, be);
+        be->destroy(be);
+        return test_finish("test_qlora moe");
+    }
     fixture fx = {0};
     if (load_fixture(dir, &fx) != 0) {
         fprintf(stderr, "FAIL cannot load the fixture %s\n", dir);
         return 1;
     }
-    check_qlora(dir, be, &fx);
+    check_qlora(dir, be, &fx, LLAMA);
     check_refusals(dir, be);
     char bnb[1000];
     snprintf(bnb, sizeof bnb, "%s_bnb4", dir);
@@ -414,6 +465,10 @@ int main(int argc, char **argv) {
     check_bnb4_bad(bnb, be);
     for (int b = 0; b < 2; b++) free(fx.ids[b]);
     st_close(fx.ref);
+    // On CUDA the NF4 experts run only as `test_qlora cuda moe` until checked to the end on a GPU
+    // (the emulator's forward: logits 2.5e-2 against the bound of 3e-2, close).
+    if (!on_cuda) check_qlora_moe(src, be);
+    check_bnb4_moe_refused(src, be);
     be->destroy(be);
     return test_finish("test_qlora");
 }

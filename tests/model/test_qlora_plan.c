@@ -5,7 +5,8 @@
 // largest linear in bf16; and the plans the issue asks for, printed as PLANS (what quarry would
 // allocate, not measurements): Llama-3.3-70B QLoRA r16 on one 80 GB card at seq 2048 and 8192
 // with full recomputation (both fit; bf16 LoRA does not, and its refusal suggests --quantize
-// nf4), Llama-3.1-8B QLoRA beside bf16 LoRA.
+// nf4), Llama-3.1-8B QLoRA beside bf16 LoRA; with NF4 experts, Qwen3-30B-A3B and Mixtral-8x7B
+// QLoRA r16 on one 80 GB card at 2048 and 8192 (check_moe_plans).
 #include "test.h"
 #include "kernels/nf4_format.h"
 #include "model/config.h"
@@ -15,19 +16,23 @@ static const size_t H100_80GB = (size_t)81559 << 20;   // what an H100 80GB repo
 
 static size_t r64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-// The NF4 bytes of a config's decoder linears, computed here from the format alone.
+// The NF4 bytes of a config's decoder linears, computed here from the format alone: per layer
+// q, k, v, o and the dense MLP's gate, up, down, or on a sparse MoE layer each expert's three.
 static void nf4_expected(const model_config *c, size_t *nf4, size_t *bf16_linears, size_t *largest) {
     size_t C = (size_t)c->hidden_size, Q = (size_t)c->num_heads * (size_t)c->head_dim;
     size_t K = (size_t)c->num_kv_heads * (size_t)c->head_dim, F = (size_t)c->intermediate_size;
-    size_t n[7] = {Q * C, K * C, K * C, C * Q, F * C, F * C, C * F};
+    size_t I = (size_t)c->moe_intermediate_size;
     *nf4 = *bf16_linears = *largest = 0;
-    for (int i = 0; i < 7; i++) {
-        *nf4 += r64(nf4_packed_bytes(n[i])) + r64(nf4_n_blocks(n[i])) + r64(nf4_n_nested(n[i]) * 4);
-        *bf16_linears += r64(n[i] * 2);
-        if (n[i] > *largest) *largest = n[i];
+    for (int l = 0; l < c->num_layers; l++) {
+        int moe = model_config_layer_is_moe(c, l);
+        size_t n[7] = {Q * C, K * C, K * C, C * Q, (moe ? I : F) * C, (moe ? I : F) * C, C * (moe ? I : F)};
+        for (int i = 0; i < 7; i++) {
+            size_t copies = moe && i >= 4 ? (size_t)c->n_experts : 1;
+            *nf4 += copies * (r64(nf4_packed_bytes(n[i])) + r64(nf4_n_blocks(n[i])) + r64(nf4_n_nested(n[i]) * 4));
+            *bf16_linears += copies * r64(n[i] * 2);
+            if (n[i] > *largest) *largest = n[i];
+        }
     }
-    *nf4 *= (size_t)c->num_layers;
-    *bf16_linears *= (size_t)c->num_layers;
 }
 
 static model *open_named(const char *file, model_config *cfg) {
@@ -78,6 +83,42 @@ static void check_counts(model *m, const model_config *c, const char *name) {
           q.nf4);
 }
 
+// NF4 experts: Qwen3-30B-A3B and Mixtral-8x7B QLoRA r16 on one 80 GB card (PLANS). Each
+// expert's matrices are NF4; the router, norms, embeddings and lm_head stay bf16. Mixtral's bf16
+// weights alone (93 GB) do not fit; in NF4 it fits at 2048 and 8192.
+static void check_moe_plans(size_t budget) {
+    static const char *files[2] = {"Qwen3-30B-A3B.json", "Mixtral-8x7B-v0.1.json"};
+    static const char *names[2] = {"Qwen3-30B-A3B", "Mixtral-8x7B"};
+    for (int i = 0; i < 2; i++) {
+        model_config c;
+        model *m = open_named(files[i], &c);
+        if (!m) continue;
+        check_counts(m, &c, names[i]);
+        char label[256], err[512], line[320];
+        for (int seq = 2048; seq <= 8192; seq *= 4) {
+            snprintf(label, sizeof label, "%s QLoRA r16, seq %d, recompute full, micro-batch 1", names[i], seq);
+            model_memory p = plan_of(m, seq, MODEL_RECOMPUTE_FULL, MODEL_QUANT_NF4, label);
+            CHECK(p.total <= budget, "%s QLoRA at %d fits one 80 GB card: %zu > %zu", names[i], seq, p.total, budget);
+            model_options o = {.batch_size = 1, .seq_len = seq, .train = MODEL_TRAIN_LORA,
+                               .checkpoint = MODEL_RECOMPUTE_FULL, .quant = MODEL_QUANT_NF4};
+            plan_fit f;
+            CHECK(plan_fit_micro_batch(m, &o, 64, budget, &f, err, sizeof err) == 0, "%s QLoRA %d: %s", names[i], seq,
+                  err);
+            plan_fit_describe(&f, line, sizeof line);
+            printf("PLAN: %s QLoRA r16 seq %d recompute full on an H100 80GB (81559 MiB): %s\n", names[i], seq, line);
+        }
+        if (i == 1) {   // Mixtral in bf16 LoRA is refused, with the QLoRA advice
+            model_options o = {.batch_size = 1, .seq_len = 2048, .train = MODEL_TRAIN_LORA,
+                               .checkpoint = MODEL_RECOMPUTE_FULL, .quant = MODEL_QUANT_NONE};
+            plan_fit f;
+            CHECK(plan_fit_micro_batch(m, &o, 64, budget, &f, err, sizeof err) == -1 && strstr(err, "--quantize nf4 ("),
+                  "Mixtral bf16 LoRA refused with the QLoRA advice: %s", err);
+            printf("Mixtral-8x7B bf16 LoRA on an H100 80GB: %s\n\n", err);
+        }
+        model_free(m);
+    }
+}
+
 int main(void) {
     char err[1024];
     size_t budget = plan_fit_budget(H100_80GB, H100_80GB, 1, 1);
@@ -119,5 +160,6 @@ int main(void) {
         CHECK(q.total + ((size_t)9 << 30) < l.total, "8B: QLoRA %zu saves > 9 GiB over LoRA %zu", q.total, l.total);
     }
     model_free(m);
+    check_moe_plans(budget);
     return test_finish("test_qlora_plan");
 }

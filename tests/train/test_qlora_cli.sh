@@ -6,6 +6,7 @@
 # the adapter was trained against, both passing the CMI preflight. The logits of each export
 # against the trained function (the run's QLoRA forward) say which differs, by how much (README).
 # A base that exists only in bitsandbytes' 4-bit layout exports dequantised and passes preflight.
+# NF4 experts: a MoE QLoRA run exports into its dequantised base (gpt-oss's fused experts refused).
 # usage: test_qlora_cli.sh EXPORT_LOGITS
 set -u
 Q=${QUARRY_BIN:?}; SRC=${QUARRY_SOURCE_DIR:?}; PY=${QUARRY_PYTHON:-python3}
@@ -114,6 +115,39 @@ if bad or len(deq) != 14 or "quantization_config" in cfg:
           f"quantization_config kept: {'quantization_config' in cfg}")
     sys.exit(1)
 EOF
+
+# NF4 experts: a Qwen3-MoE QLoRA run (LoRA on the experts too) exports merged into its dequantised
+# base, experts included, as the trained function; gpt-oss's fused experts are refused by name.
+"$Q" init --config "$SRC/tests/export/qwen3-moe-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/moe" \
+  --seed 3 --dtype fp32 >/dev/null 2>&1 || bad "init qwen3-moe"
+"$Q" train --model "$W/moe" --data "$DATA" --out "$W/moerun" --batch-size 4 --max-seq-len 96 --lr 2e-2 --lora-r 4 \
+  --lora-targets all-linear --device cpu --quiet --quantize nf4 --max-steps 2 >/dev/null 2>"$W/moerun.log" ||
+  bad "QLoRA on a MoE model: $(tail -3 "$W/moerun.log")"
+"$Q" export "$W/moerun" --out "$W/moedeq" --dtype fp32 --merge-into dequantized --skip-leakcheck --quiet \
+  >"$W/exp5.out" 2>"$W/exp5.log" || bad "MoE export --merge-into dequantized: $(tail -3 "$W/exp5.log")"
+"$Q" export "$W/moerun" --out "$W/moeorig" --dtype fp32 --skip-leakcheck --quiet >/dev/null 2>&1 ||
+  bad "MoE export (original)"
+for m in moerun moedeq moeorig; do
+  "$LOGITS" "$W/$m" "$W/$m.f32" $IDS 2>"$W/$m.logits.log" || bad "logits of $m: $(cat "$W/$m.logits.log")"
+done
+"$PY" - "$W" <<'EOF' || fail=1
+import sys, numpy as np
+w = sys.argv[1]
+q, d, o = (np.fromfile(f"{w}/{m}.f32", np.float32) for m in ("moerun", "moedeq", "moeorig"))
+ed, eo = float(np.abs(d - q).max()), float(np.abs(o - q).max())
+print(f"MoE QLoRA (NF4 experts): max |logit difference| to the trained forward: into dequantized {ed:.3e}, "
+      f"into original {eo:.3e}")
+if not (ed < 1e-4 and eo > 10 * ed):
+    print("FAIL: the MoE export into the dequantised base should be the trained function")
+    sys.exit(1)
+EOF
+"$Q" init --config "$SRC/tests/export/gpt-oss-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/oss" \
+  --seed 3 --dtype fp32 >/dev/null 2>&1 || bad "init gpt-oss"
+"$Q" train --model "$W/oss" --data "$DATA" --out "$W/ossrun" --batch-size 4 --max-seq-len 96 --lr 2e-2 --lora-r 4 \
+  --device cpu --quiet --quantize nf4 --max-steps 1 >/dev/null 2>"$W/ossrun.log" || bad "QLoRA on gpt-oss"
+"$Q" export "$W/ossrun" --out "$W/ossdeq" --dtype fp32 --merge-into dequantized --skip-leakcheck --quiet \
+  >/dev/null 2>"$W/exp6.log" && bad "gpt-oss --merge-into dequantized accepted"
+grep -q "fused experts" "$W/exp6.log" && [ ! -e "$W/ossdeq" ] || bad "gpt-oss --merge-into dequantized: $(head -2 "$W/exp6.log")"
 
 [ $fail -eq 0 ] && echo "test_qlora_cli: all checks passed"
 exit $fail

@@ -4,7 +4,9 @@
 # apart from them, every CUDA op file emulated on the CPU — the layout and the op sequence that
 # otherwise only a GPU runs, against the transformers fixtures under the CUDA bounds. BUILD is a
 # CPU build of quarry (its libquarry.a supplies model/, data/, trainer/). FIXTURE: one of
-# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores).
+# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores);
+# or qlora: tests/model/test_qlora.c (QLoRA over the NF4 ops against transformers + PEFT + bitsandbytes;
+# qlora-moe: its NF4 experts fixture alone).
 # Output in build-emu-model/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -12,10 +14,14 @@ build=${1:?usage: dev/cuda/emu/run_model.sh BUILD [FIXTURE]}
 fixture=${2:-llama3_gqa}
 out=$PWD/build-emu-model
 . dev/cuda/emu/emu_build.sh
+test=test_model_fidelity
+args=(cuda "$fixture")
+[ "$fixture" = qlora ] && test=test_qlora args=(cuda)
+[ "$fixture" = qlora-moe ] && test=test_qlora args=(cuda moe)
 emu_build_ops "$out"
 nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
-    -c tests/model/test_model_fidelity.c -o "$out/test_model_fidelity.o"
+    -c "tests/model/$test.c" -o "$out/$test.o"
 # shellcheck disable=SC2046
-g++ "${san[@]}" -o "$out/test_model_fidelity_emu" "$out/test_model_fidelity.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
+g++ "${san[@]}" -o "$out/${test}_emu" "$out/$test.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
     -fopenmp -pthread -lm $(pkg-config --libs libcjson oniguruma libcurl libcrypto) -lutf8proc
-QUARRY_SOURCE_DIR=$PWD exec "$out/test_model_fidelity_emu" cuda "$fixture"
+QUARRY_SOURCE_DIR=$PWD exec "$out/${test}_emu" "${args[@]}"
