@@ -4,7 +4,8 @@
 # continued-pre-training corpus, first run (empty token cache) and cached run, at 1 and 2
 # tokenizing threads, side by side with a baseline binary (e.g. a build of main before the
 # parallel tokenizer) as ratios new/baseline. The baseline ignores QUARRY_DATA_THREADS: its rows
-# are one thread whatever the column says.
+# are one thread whatever the column says. The one training step runs on one OpenMP thread
+# (OMP_NUM_THREADS=1) in every row, so that only the tokenizing threads vary.
 # usage: scripts/bench/data_scale.sh [--size 500M] [--seed 1] [--threads "1 2"] [--baseline PATH]
 #                                    [--build DIR] [--seq-len 512]
 # The corpus (records {"input": ...} of ~1 KB, fixed by --seed) is kept under BUILD/bench-data-scale.
@@ -77,7 +78,7 @@ drop_page_cache() {
 run() {
   local bin=$1 threads=$2 cache=$3 out=$DIR/run log=$DIR/run.log
   rm -rf "$out"
-  if ! QUARRY_DATA_THREADS=$threads OMP_NUM_THREADS=$threads QUARRY_CACHE_DIR=$cache \
+  if ! QUARRY_DATA_THREADS=$threads OMP_NUM_THREADS=1 QUARRY_CACHE_DIR=$cache \
        /usr/bin/time -v "$bin" train --model "$MODEL" --data "$CORPUS" --out "$out" --max-seq-len "$SEQ" \
        --batch-size 1 --max-steps 1 --device cpu --quiet >"$log" 2>&1; then
     echo "data_scale.sh: error: $bin train failed; its log:" >&2; tail -20 "$log" >&2; exit 1
