@@ -1132,7 +1132,7 @@ static int load_model(tokenizer *t, const cJSON *m, char *err, size_t errlen) {
         b->byte_ids[i] = strmap_get(&b->vocab, code, 6);
     }
     if (pthread_mutex_init(&b->cache_lock, NULL) != 0) return fail(err, errlen, t->path, "cannot create a mutex", NULL);
-    if (pthread_key_create(&b->cache_key, NULL) != 0) {
+    if (pthread_key_create(&b->cache_key, bpe_cache_thread_exit) != 0) {
         pthread_mutex_destroy(&b->cache_lock);
         return fail(err, errlen, t->path, "cannot create a thread key", NULL);
     }

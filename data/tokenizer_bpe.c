@@ -1,7 +1,8 @@
 // data/tokenizer_bpe.c — the BPE model as HF `tokenizers` runs it (models/bpe): a word is split
 // into characters (or <0xXX> byte tokens, or unk), then the adjacent pair with the lowest merge
 // rank (leftmost on ties) is merged until none is left. Words seen before come from a
-// per-thread cache.
+// per-thread cache, freed when its thread exits (a pool of tokenizing threads per data file
+// must not leave its caches behind) or with the model.
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,7 @@ typedef struct {
 } cache_entry;
 
 typedef struct bpe_cache {
+    bpe_model *owner;          // whose registry lists it (the thread-exit destructor unlists it)
     cache_entry *slots;
     size_t used;
     char *pool;
@@ -216,6 +218,7 @@ static bpe_cache *cache_for_thread(const bpe_model *cm) {
     if (c) return c;
     c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    c->owner = m;
     c->slots = calloc(CACHE_SLOTS, sizeof *c->slots);
     if (!c->slots) {
         free(c);
@@ -240,6 +243,21 @@ static bpe_cache *cache_for_thread(const bpe_model *cm) {
     pthread_mutex_unlock(&m->cache_lock);
     if (pthread_setspecific(m->cache_key, c) != 0) return NULL;   // registered: freed with the model
     return c;
+}
+
+void bpe_cache_thread_exit(void *p) {
+    bpe_cache *c = p;
+    bpe_model *m = c->owner;
+    // A thread that ends before the model is freed takes its cache with it. The lock failing
+    // leaves the cache listed: the model frees it later.
+    if (pthread_mutex_lock(&m->cache_lock) != 0) return;
+    for (int i = 0; i < m->ncaches; i++)
+        if (m->caches[i] == c) {
+            m->caches[i] = m->caches[--m->ncaches];
+            cache_destroy(c);
+            break;
+        }
+    pthread_mutex_unlock(&m->cache_lock);
 }
 
 static void cache_clear(bpe_cache *c) {

@@ -53,7 +53,7 @@ typedef struct {
     pthread_key_t cache_key;  // one word → ids cache per thread
     int cache_key_ok;
     pthread_mutex_t cache_lock;
-    struct bpe_cache **caches;  // every thread's cache, freed with the model
+    struct bpe_cache **caches;  // the caches of live threads, the rest freed with the model
     int ncaches, caches_cap;
 } bpe_model;
 
@@ -62,6 +62,7 @@ typedef struct {
 int bpe_word(const bpe_model *m, const char *w, size_t len, int32_t **ids, int32_t **lens,
              int *n, int *cap);
 void bpe_model_free(bpe_model *m);
+void bpe_cache_thread_exit(void *cache);   // cache_key's destructor: unlists and frees a thread's cache
 int bpe_pairmap_put(pairmap *p, int32_t a, int32_t b, uint32_t rank, int32_t merged);
 int bpe_build_adjacent(bpe_model *m);   // after the vocab is loaded; 0 ok, -1 OOM
 

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git libcjson-dev libcurl4-openssl-dev libssl-dev
           libonig-dev libutf8proc-dev libomp-dev clang libclang-rt-14-dev jq python3-venv
-          dpkg-dev lintian man-db groff-base bsdextrautils
-          chromium)   # chromium: tests/report renders quarry report headless
+          dpkg-dev lintian man-db groff-base bsdextrautils time
+          chromium)   # chromium: tests/report renders quarry report headless; time: scripts/bench/data_scale.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

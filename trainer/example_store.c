@@ -3,41 +3,40 @@
 #include "../data/fileio.h"
 #include "../data/token_cache.h"
 #include <stdio.h>
-#include <stdlib.h>
 
-// ex[0..n) into a store at path (NULL: a private one).
-static token_store *write_store(const example *ex, int n, const char *path, int vocab, char *err, size_t errlen) {
-    token_store_writer *w = token_store_writer_open(path, vocab, err, errlen);
+static int append_to_store(void *ctx, const example *e) {
+    return token_store_writer_append(ctx, e->ids, e->mask, e->len, e->line, e->keep_head);
+}
+
+// src tokenized straight into a store at path (NULL: a private one), a chunk of lines at a time
+// (trainer/examples' stream): the file's examples are never all in memory. *store_failed: the
+// failure was the store's (writing), not the data's.
+static token_store *write_store(const examples_source *src, const char *path, int *store_failed, char *err,
+                                size_t errlen) {
+    *store_failed = 1;
+    token_store_writer *w = token_store_writer_open(path, tokenizer_vocab_size(src->tok), err, errlen);
     if (!w) return NULL;
-    for (int i = 0; i < n; i++)
-        if (token_store_writer_append(w, ex[i].ids, ex[i].mask, ex[i].len, ex[i].line, ex[i].keep_head)) {
-            snprintf(err, errlen, "%s", token_store_writer_error(w));
-            token_store_writer_abort(w);
-            return NULL;
-        }
+    if (examples_stream(src, 0, append_to_store, w, err, errlen)) {
+        const char *werr = token_store_writer_error(w);
+        if (werr && *werr) snprintf(err, errlen, "%s", werr);
+        else *store_failed = 0;
+        token_store_writer_abort(w);
+        return NULL;
+    }
     return token_store_writer_commit(w, err, errlen);
 }
 
 // Tokenizes src into a store at path; a cache file that cannot be written (disk full, a
-// read-only directory) is a warning and the store is private instead: not the run's failure.
+// read-only directory) is a warning and the store is private instead (tokenized again): not the
+// run's failure.
 static token_store *tokenize(const examples_source *src, const char *path, char *err, size_t errlen) {
-    example *ex = NULL;
-    int n = 0;
-    // The file's examples are held once here until data-tok's streaming tokenizer feeds the
-    // writer record by record; every later run only maps the store.
-    if (examples_load(src, &ex, &n, err, errlen)) return NULL;
-    int vocab = tokenizer_vocab_size(src->tok);
-    token_store *st = write_store(ex, n, path, vocab, err, errlen);
-    if (!st && path) {
+    int store_failed;
+    token_store *st = write_store(src, path, &store_failed, err, errlen);
+    if (!st && path && store_failed) {
         fprintf(stderr, "quarry: warning: cannot write the token cache: %s\n", err);
-        st = write_store(ex, n, NULL, vocab, err, errlen);
+        st = write_store(src, NULL, &store_failed, err, errlen);
     }
-    for (int i = 0; i < n; i++) {
-        free(ex[i].ids);
-        free(ex[i].mask);
-    }
-    free(ex);
-    if (!st) {
+    if (!st && store_failed) {
         char why[600];
         snprintf(why, sizeof why, "%s", err);
         snprintf(err, errlen, "%s: %s", src->path, why);
