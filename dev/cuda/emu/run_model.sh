@@ -4,7 +4,8 @@
 # apart from them, every CUDA op file emulated on the CPU — the layout and the op sequence that
 # otherwise only a GPU runs, against the transformers fixtures under the CUDA bounds. BUILD is a
 # CPU build of quarry (its libquarry.a supplies model/, data/, trainer/). FIXTURE: one of
-# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores).
+# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores),
+# qwen3_moe, mixtral, gpt_oss (~40 minutes each).
 # Output in build-emu-model/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
