@@ -509,12 +509,16 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
         m->lora.targets &= ~LORA_EXPERTS_BIT;
     } else {
         if (m->cfg.experts_fused) {
-            // gpt-oss: all-linear adapts the attention; experts or router named is an error.
+            // gpt-oss: all-linear adapts the attention; experts or router named is an error. PEFT
+            // adapts the fused expert tensors through target_parameters (ParamWrapper: one lora_A
+            // (r·E, in) and lora_B (out, r·E) per tensor, B's columns expert-minor, gate and up
+            // interleaved in B's rows), a layout quarry's per-expert adapters are not read from or
+            // written to yet.
             int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
             if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
-                set_err(err, errlen, "%s: --lora-targets %s: LoRA on %s's %s is not implemented (its published "
-                        "checkpoint fuses the experts, so an adapter per expert has no name there)\n"
-                        "hint: use attention (all-linear adapts the attention of %s)", m->path,
+                set_err(err, errlen, "%s: --lora-targets %s: LoRA on %s's %s is not implemented (its checkpoint "
+                        "fuses the experts; PEFT adapts them as whole tensors, target_parameters)\n"
+                        "hint: use --lora-targets attention (all-linear adapts the attention of %s)", m->path,
                         lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture,
                         lc->targets & LORA_ROUTER_BIT ? "router" : "experts", m->cfg.architecture);
                 return -1;

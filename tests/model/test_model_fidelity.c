@@ -5,6 +5,7 @@
 #include "test.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
+#include "clamp_pin.h"
 #include "route_pin.h"
 #include <cjson/cJSON.h>
 
@@ -16,6 +17,12 @@
 // whatever direction bf16 rounding gives them. Measured on an H200 (2026-11-26): worst 6.8e-2
 // (a lora_B), full fine-tuning 3.0e-2, while every loss tracked the reference within 1e-3.
 static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
+// Attention sinks' gradients (gpt-oss) under bf16: dsinks[h] = −Σ_rows p_sink·(dO·O) is a sum
+// whose terms are 14–113 times its value on the gpt_oss fixture's layer 1 (9–16 on layer 0), so
+// the rounding of the op's own bf16 inputs O and dO alone moves it by 3.0 % (layer 0: 0.30 %),
+// against 0.2 % for o_proj's weight gradient from the same tensors (transformers fp32, measured
+// 2026-12-06; dev/cuda/README.md "gpt-oss under bf16"). Their bound is twice GRAD_TOL on CUDA.
+static double SINK_GRAD_TOL = 1e-4;
 static int on_cuda = 0;
 // Sparse MoE under bf16: transformers' bf16 models compute the router logits in bf16 too (F.linear
 // in the model dtype, softmax in f32), as the CUDA path does; but the bf16 residual stream moves
@@ -192,6 +199,8 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         if (grads) m_copy_grad(m, p, got);
         else model_param_read(m, p, got);
         double e = rel_error(got, want, p->n), t = tol;
+        size_t len = strlen(p->name);
+        if (grads && len > 6 && strcmp(p->name + len - 6, ".sinks") == 0) t = fmax(tol, SINK_GRAD_TOL);
         if (e > worst_e) { worst_e = e; worst_name = p->name; }
         size_t worst = 0;
         for (size_t k = 1; k < p->n; k++)
@@ -244,21 +253,36 @@ static model *open_checked(const char *dir, const char *name, backend *be, const
     return m;
 }
 
+// The two pins (route_pin.h, clamp_pin.h) share one life: reset, record the fp32 twin's forward,
+// then pin the bf16 path against it.
+static void pins_reset(void) {
+    route_pin_reset();
+    clamp_pin_reset();
+}
+
+static void pins_record(int on) {
+    route_pin.recording = clamp_pin.recording = on;
+    if (on) return;
+    route_pin.ref = route_pin.calls;
+    route_pin.nref = route_pin.n;
+    clamp_pin.ref = clamp_pin.calls;
+    clamp_pin.nref = clamp_pin.n;
+}
+
 // On CUDA, a sparse model's batch 0 through the fp32 CPU backend: its routing, recorded for
 // route_pin to pin the bf16 path's near-ties against.
 static void record_fp32_routing(const char *dir, const char *name, const fixture *fx) {
-    route_pin_reset();
+    pins_reset();
     if (!on_cuda) return;
     model *m = open_checked(dir, name, cpu_reference, fx, MODEL_RECOMPUTE_NONE);
     if (!m) return;
     if (model_get_config(m)->n_experts > 0) {
         model_batch b = batch_of(fx, 0);
         model_loss loss;
-        route_pin.recording = 1;
+        clamp_pin.row = model_get_config(m)->moe_intermediate_size;
+        pins_record(1);
         CHECK(model_forward(m, &b, 1.0f, &loss) == 0, "fp32 routing: %s", model_error(m));
-        route_pin.recording = 0;
-        route_pin.ref = route_pin.calls;
-        route_pin.nref = route_pin.n;
+        pins_record(0);
     }
     model_free(m);
 }
@@ -310,7 +334,14 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
                "(smallest fp32 margin %.4f)\n", label, route_pin.rows, route_pin.pinned,
                route_pin.clear_flips, route_pin.min_margin);
     }
-    route_pin_reset();
+    if (clamp_pin.nref > 0) {
+        CHECK(clamp_pin.clear_flips == 0, "%s: %ld clamped SwiGLU decisions differ from fp32 beyond bf16 "
+              "rounding", label, clamp_pin.clear_flips);
+        printf("%s: clamped SwiGLU: %ld elements, %ld near-limit decisions pinned to fp32's, %ld clear flips "
+               "(calls matched within %.3g; largest margin/row deviation pinned %.2f)\n", label, clamp_pin.elems,
+               clamp_pin.pinned, clamp_pin.clear_flips, clamp_pin.worst_match, clamp_pin.worst_ratio);
+    }
+    pins_reset();
     model_free(m);
 }
 
@@ -340,7 +371,8 @@ static void check_training(const char *dir, const char *name, backend *be, const
     // bf16 path's near-ties (route_pin.h).
     model *twin = on_cuda && model_get_config(m)->n_experts > 0 ? open_training(dir, name, cpu_reference, fx, lora)
                                                                  : NULL;
-    long rows = 0, pinned = 0, clear_flips = 0;
+    long rows = 0, pinned = 0, clear_flips = 0, celems = 0, cpinned = 0, cflips = 0;
+    if (twin) clamp_pin.row = model_get_config(m)->moe_intermediate_size;
     const double *want = lora ? fx->lora_losses : fx->full_losses;
     double first = 0;
     for (int step = 0; step < 10; step++) {
@@ -349,13 +381,11 @@ static void check_training(const char *dir, const char *name, backend *be, const
         model_loss loss, twin_loss;
         float scale = 1.0f / (float)trained_tokens(fx, bi);
         if (twin) {
-            route_pin_reset();
+            pins_reset();
             model_zero_grads(twin);
-            route_pin.recording = 1;
+            pins_record(1);
             CHECK(model_forward(twin, &b, scale, &twin_loss) == 0, "%s %s twin: %s", name, what, model_error(twin));
-            route_pin.recording = 0;
-            route_pin.ref = route_pin.calls;
-            route_pin.nref = route_pin.n;
+            pins_record(0);
         }
         model_zero_grads(m);
         if (model_forward(m, &b, scale, &loss) != 0 || model_backward(m) != 0) {
@@ -366,7 +396,10 @@ static void check_training(const char *dir, const char *name, backend *be, const
             rows += route_pin.rows;
             pinned += route_pin.pinned;
             clear_flips += route_pin.clear_flips;
-            route_pin_reset();
+            celems += clamp_pin.elems;
+            cpinned += clamp_pin.pinned;
+            cflips += clamp_pin.clear_flips;
+            pins_reset();
             CHECK(model_backward(twin) == 0, "%s %s twin: %s", name, what, model_error(twin));
             adamw_step(twin, cpu_reference, step + 1);
         }
@@ -383,6 +416,12 @@ static void check_training(const char *dir, const char *name, backend *be, const
               "bridge", name, what, clear_flips);
         printf("%s %s: routing over 10 steps: %ld routed rows, %ld near-ties pinned to fp32's choice, %ld clear flips\n",
                name, what, rows, pinned, clear_flips);
+        if (celems > 0) {
+            CHECK(cflips == 0, "%s %s: %ld clamped SwiGLU decisions differ from fp32 beyond bf16 rounding", name,
+                  what, cflips);
+            printf("%s %s: clamped SwiGLU over 10 steps: %ld elements, %ld near-limit decisions pinned, %ld clear "
+                   "flips\n", name, what, celems, cpinned, cflips);
+        }
         model_free(twin);
     }
     compare_trained(m, fx, name, lora ? "lora_final" : "full", 0, WEIGHT_TOL);
@@ -431,9 +470,12 @@ int main(int argc, char **argv) {
         if (!cpu_reference) { fprintf(stderr, "FAIL no cpu backend\n"); return 1; }
         route_pin_install(cpu_reference);
         route_pin_install(be);
+        clamp_pin_install(cpu_reference);
+        clamp_pin_install(be);
         LOGITS_TOL = 3e-2;
         LOSS_TOL = 1e-2;
         GRAD_TOL = 5e-2;
+        SINK_GRAD_TOL = 1e-1;
         STEP_TOL = 2e-2;
         WEIGHT_TOL = 1e-1;
     } else {
@@ -462,7 +504,7 @@ int main(int argc, char **argv) {
         }
         free_fixture(&fx);
     }
-    route_pin_reset();
+    pins_reset();
     if (cpu_reference) cpu_reference->destroy(cpu_reference);
     be->destroy(be);
     return test_finish("test_model_fidelity");

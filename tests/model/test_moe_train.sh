@@ -81,7 +81,7 @@ for t in experts router; do
   "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets attention,$t \
     --out "$W/gptoss-$t" >"$W/gptoss-$t.log" 2>&1; rc=$?
   check "--lora-targets attention,$t on gpt-oss refused ($(tail -2 "$W/gptoss-$t.log" | head -1))" \
-    "[ $rc -eq 1 ] && grep -q \"LoRA on GptOssForCausalLM's $t is not implemented\" $W/gptoss-$t.log && grep -q 'hint:' $W/gptoss-$t.log"
+    "[ $rc -eq 1 ] && grep -q \"LoRA on GptOssForCausalLM's $t is not implemented\" $W/gptoss-$t.log && grep -q 'hint: use --lora-targets attention' $W/gptoss-$t.log"
 done
 # The router adapter and the experts' ones in a PEFT config, read back by generate.
 "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 2 --batch-size 4 \

@@ -4,7 +4,8 @@
 # apart from them, every CUDA op file emulated on the CPU — the layout and the op sequence that
 # otherwise only a GPU runs, against the transformers fixtures under the CUDA bounds. BUILD is a
 # CPU build of quarry (its libquarry.a supplies model/, data/, trainer/). FIXTURE: one of
-# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores);
+# llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores),
+# qwen3_moe, mixtral, gpt_oss (~40 minutes each);
 # or qlora: tests/model/test_qlora.c (QLoRA over the NF4 ops against transformers + PEFT + bitsandbytes;
 # qlora-moe: its NF4 experts fixture alone).
 # Output in build-emu-model/.
