@@ -1,5 +1,9 @@
-// model/moe/experts.c — see experts.h.
+// model/moe/experts.c — see experts.h.  Each projection is one grouped_linear op over all the
+// experts (CUDA: one cuBLAS grouped GEMM; cpu: the per-expert loop), fed host arrays of each
+// expert's matrix.
 #include "experts.h"
+#include <stdio.h>
+#include <stdlib.h>
 
 // Element index·elems of an act buffer: row `index` of a matrix of `elems` columns, or expert
 // `index`'s matrix of `elems` elements.
@@ -7,13 +11,48 @@ static void *act_at(const backend *be, const void *base, size_t index, size_t el
     return (char *)base + index * elems * dtype_size(be->act_dtype);
 }
 
-static float *f32_at(float *base, int e, size_t elems) {
-    return base ? base + (size_t)e * elems : NULL;
+// Each expert's matrix of the stacks (weights act, gradients f32), as the grouped ops take them:
+// host arrays of E device pointers; NULL where the stack is absent (no bias, frozen).
+enum { P_GATE, P_UP, P_DOWN, P_N };
+typedef struct {
+    const void **w[P_N], **bias[P_N];
+    float **dw[P_N], **dbias[P_N];
+    void *mem;
+} expert_ptrs;
+
+static const void **act_stack(const backend *be, const void **slot, const void *base, int E, size_t elems) {
+    if (!base) return NULL;
+    for (int e = 0; e < E; e++) slot[e] = act_at(be, base, (size_t)e, elems);
+    return slot;
 }
 
-// Expert e's bias (gpt-oss's variant), or NULL.
-static const void *bias_at(const backend *be, const void *base, int e, size_t elems) {
-    return base ? act_at(be, base, (size_t)e, elems) : NULL;
+static float **f32_stack(float **slot, float *base, int E, size_t elems) {
+    if (!base) return NULL;
+    for (int e = 0; e < E; e++) slot[e] = base + (size_t)e * elems;
+    return slot;
+}
+
+static expert_ptrs expert_ptrs_make(const backend *be, const moe_dims *d, const moe_expert_weights *w,
+                                    const moe_expert_grads *g) {
+    int C = d->hidden, I = d->intermediate, E = d->n_experts;
+    size_t wsz = (size_t)I * C, bsz[P_N] = {(size_t)I, (size_t)I, (size_t)C};
+    expert_ptrs p = {0};
+    void **mem = malloc((size_t)4 * P_N * E * sizeof(void *));
+    if (!mem) {
+        fprintf(stderr, "quarry: out of host memory (the experts' pointer arrays)\n");
+        exit(1);
+    }
+    p.mem = mem;
+    const void *ws[P_N] = {w->gate, w->up, w->down}, *bs[P_N] = {w->gate_bias, w->up_bias, w->down_bias};
+    float *gs[P_N] = {g ? g->gate : NULL, g ? g->up : NULL, g ? g->down : NULL};
+    float *gbs[P_N] = {g ? g->gate_bias : NULL, g ? g->up_bias : NULL, g ? g->down_bias : NULL};
+    for (int j = 0; j < P_N; j++) {
+        p.w[j] = act_stack(be, (const void **)mem + (size_t)(4 * j) * E, ws[j], E, wsz);
+        p.bias[j] = act_stack(be, (const void **)mem + (size_t)(4 * j + 1) * E, bs[j], E, bsz[j]);
+        p.dw[j] = f32_stack((float **)mem + (size_t)(4 * j + 2) * E, gs[j], E, wsz);
+        p.dbias[j] = f32_stack((float **)mem + (size_t)(4 * j + 3) * E, gbs[j], E, bsz[j]);
+    }
+    return p;
 }
 
 // h = the experts' activation of (gate, up): SwiGLU, or gpt-oss's clamped SwiGLU.
@@ -33,29 +72,18 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
                          const moe_expert_weights *w, const void *xp, void *gate, void *up,
                          void *h, void *eo) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
-    size_t wsz = (size_t)I * C;
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        const void *x_e = act_at(be, xp, r0, C);
-        be->linear_forward(be, act_at(be, gate, r0, I), x_e, act_at(be, w->gate, e, wsz),
-                           bias_at(be, w->gate_bias, e, I), rows, C, I, 1.0f, 0);
-        be->linear_forward(be, act_at(be, up, r0, I), x_e, act_at(be, w->up, e, wsz),
-                           bias_at(be, w->up_bias, e, I), rows, C, I, 1.0f, 0);
-    }
+    expert_ptrs p = expert_ptrs_make(be, d, w, NULL);
+    be->grouped_linear_forward(be, gate, xp, p.w[P_GATE], p.bias[P_GATE], offsets, E, C, I, 1.0f, 0);
+    be->grouped_linear_forward(be, up, xp, p.w[P_UP], p.bias[P_UP], offsets, E, C, I, 1.0f, 0);
     if (w->lora) {   // per-expert LoRA of gate and up (adapters.h)
         moe_lora_forward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, gate, C, I);
         moe_lora_forward(be, w->lora, MOE_LORA_UP, offsets, E, xp, up, C, I);
     }
     size_t M = (size_t)offsets[E];
     act_forward(be, d, h, gate, up, M * I);
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        be->linear_forward(be, act_at(be, eo, r0, C), act_at(be, h, r0, I),
-                           act_at(be, w->down, e, wsz), bias_at(be, w->down_bias, e, C), rows, I, C, 1.0f, 0);
-    }
+    be->grouped_linear_forward(be, eo, h, p.w[P_DOWN], p.bias[P_DOWN], offsets, E, I, C, 1.0f, 0);
     if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
+    free(p.mem);
 }
 
 void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
@@ -63,30 +91,20 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
                           const void *gate, const void *up, const void *deo, void *dxp, void *h,
                           void *dh, void *dup) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
-    size_t wsz = (size_t)I * C, M = (size_t)offsets[E];
+    size_t M = (size_t)offsets[E];
+    expert_ptrs p = expert_ptrs_make(be, d, w, g);
     act_forward(be, d, h, gate, up, M * I);
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        be->linear_backward(be, act_at(be, dh, r0, I), f32_at(g->down, e, wsz), f32_at(g->down_bias, e, C),
-                            act_at(be, deo, r0, C), act_at(be, h, r0, I),
-                            act_at(be, w->down, e, wsz), rows, I, C, 1.0f, 0);
-    }
+    be->grouped_linear_backward(be, dh, p.dw[P_DOWN], p.dbias[P_DOWN], deo, h, p.w[P_DOWN], offsets, E, I, C, 1.0f,
+                                0);
     // The down adapters read deo before dxp (possibly the same buffer) is written below.
     if (w->lora) moe_lora_backward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, deo, dh, I, C);
     act_backward(be, d, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        const void *x_e = act_at(be, xp, r0, C);
-        void *dx_e = act_at(be, dxp, r0, C);
-        be->linear_backward(be, dx_e, f32_at(g->gate, e, wsz), f32_at(g->gate_bias, e, I), act_at(be, dh, r0, I), x_e,
-                            act_at(be, w->gate, e, wsz), rows, C, I, 1.0f, 0);
-        be->linear_backward(be, dx_e, f32_at(g->up, e, wsz), f32_at(g->up_bias, e, I), act_at(be, dup, r0, I), x_e,
-                            act_at(be, w->up, e, wsz), rows, C, I, 1.0f, 1);
-    }
+    be->grouped_linear_backward(be, dxp, p.dw[P_GATE], p.dbias[P_GATE], dh, xp, p.w[P_GATE], offsets, E, C, I, 1.0f,
+                                0);
+    be->grouped_linear_backward(be, dxp, p.dw[P_UP], p.dbias[P_UP], dup, xp, p.w[P_UP], offsets, E, C, I, 1.0f, 1);
     if (w->lora) {
         moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
         moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }
+    free(p.mem);
 }
