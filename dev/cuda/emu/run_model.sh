@@ -15,7 +15,9 @@ out=$PWD/build-emu-model
 emu_build_ops "$out"
 nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
     -c tests/model/test_model_fidelity.c -o "$out/test_model_fidelity.o"
+emu_compile_fixture "$out"
 # shellcheck disable=SC2046
-g++ "${san[@]}" -o "$out/test_model_fidelity_emu" "$out/test_model_fidelity.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
+g++ "${san[@]}" -o "$out/test_model_fidelity_emu" "$out/test_model_fidelity.o" "$out/fixture.o" "${EMU_OBJS[@]}" \
+    "$build/libquarry.a" \
     -fopenmp -pthread -lm $(pkg-config --libs libcjson oniguruma libcurl libcrypto) -lutf8proc
 QUARRY_SOURCE_DIR=$PWD exec "$out/test_model_fidelity_emu" cuda "$fixture"
