@@ -219,6 +219,26 @@ struct backend {
                                    const void *eo, const float *weights, const int32_t *pos,
                                    int N, int k, int C);
 
+    // The experts' GEMMs (model/moe/experts.c, adapters.c): linear_forward/backward over G row
+    // groups at once, group g being rows [offsets[g], offsets[g+1]) of inp, out (the permuted
+    // rows of expert g) with its own weight w[g].  Row indices are absolute (offsets[0] may be
+    // > 0); a group without rows costs nothing and its weight is not read.
+    //   out_g = (accumulate ? out_g : 0) + scale * (inp_g·w[g]ᵀ + bias[g]).
+    // out: act (M, OC); inp: act (M, IC); w: host array of G device pointers, each act (OC, IC)
+    // (an expert-major stack, or one adapter per expert); bias: host array of G act (OC), or NULL;
+    // offsets: host int (G + 1).
+    void (*grouped_linear_forward)(backend *be, void *out, const void *inp, const void *const *w,
+                                   const void *const *bias, const int *offsets, int G, int IC,
+                                   int OC, float scale, int accumulate);
+    // Per group as linear_backward: dinp_g = (accumulate ? dinp_g : 0) + scale * dout_g·w[g]
+    // (dinp NULL: skipped); dw[g] += scale * dout_gᵀ·inp_g (f32 (OC, IC)); dbias[g] += scale *
+    // Σ_rows dout_g (f32 (OC)); dw, dbias: host arrays of G device pointers, or NULL (frozen),
+    // as is any entry.  dout: act (M, OC).
+    void (*grouped_linear_backward)(backend *be, void *dinp, float *const *dw, float *const *dbias,
+                                    const void *dout, const void *inp, const void *const *w,
+                                    const int *offsets, int G, int IC, int OC, float scale,
+                                    int accumulate);
+
     // QLoRA's frozen 4-bit weights.  w: an NF4 tensor of OC·IC weights (kernels/nf4_format.h:
     // blocks of 64 over the flat row-major (OC, IC) matrix, absmax plain or double-quantised),
     // its pointers device memory of this backend, the struct itself on the host.

@@ -169,8 +169,8 @@ else
     note "cuDNN attention: not built in $BUILD (skipped)"
 fi
 
-# The grouped expert GEMM lab (dev/cuda/expert_gemm.cu): the per-expert loop (v1, production)
-# against cublasGemmGroupedBatchedEx (v2), checked, then timed at Qwen3-30B-A3B shapes (2048 and
+# The grouped expert GEMM lab (dev/cuda/expert_gemm.cu): the production grouped_linear op (v1),
+# cublasGemmGroupedBatchedEx in 2 calls (v2) and the former per-expert loop (v3), checked, then timed at Qwen3-30B-A3B shapes (2048 and
 # 8192 tokens) and Mixtral-8x7B's (2048 tokens) (~60 s, most of it the CPU reference; a failed
 # check fails the run).  The predictions to set these against: dev/cuda/README.md ("Grouped
 # expert GEMM").

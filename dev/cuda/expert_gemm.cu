@@ -21,8 +21,8 @@
 // non-finite element (bf16 outputs of fp32 sums: the rounding alone is ≤ 2^-9 ≈ 2e-3 relative).
 //
 // Versions
-//  1. production (model/moe/experts.c today): the CUDA backend's linear_forward (cuBLASLt) once
-//     per non-empty expert and projection: 3 launches per expert.
+//  1. production (model/moe/experts.c since 2026-12-06): the CUDA backend's grouped_linear_forward
+//     (kernels/cuda/grouped_linear.cu, version 2 promoted) once per projection: 3 grouped calls.
 //  2. cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5; CUDA 13's cublas_api.h): bf16 A/B/C, fp32
 //     compute (CUBLAS_COMPUTE_32F, float alpha/beta).  Two calls: gate and up as one call whose
 //     group g is a non-empty expert holding its 2 problems (a group shares m, n, k), then down
@@ -31,14 +31,18 @@
 //     transb N, m = OC, n = M_e, k = IC.  The pointer arrays live in device memory (cuBLAS reads
 //     them there); their upload (one async copy per call from a ring of pinned slots, no stream
 //     sync) is inside the timing, as production would pay it after each routing.
+//  3. the former production (before 2026-12-06, "v1" in the prediction below): the backend's
+//     linear_forward (cuBLASLt) once per non-empty expert and projection: 3 launches per expert.
 //
-// Prediction (written 2026-12-06 with no GPU; the calculation is in dev/cuda/README.md, "Grouped
-// expert GEMM"): Qwen3-30B-A3B shapes → v1 7–15 ms at 2048 and 8192 tokens, host-bound (381
+// Prediction (written 2026-12-06 with no GPU, before the renumbering: "v1" there is version 3
+// here; the calculation is in dev/cuda/README.md, "Grouped expert GEMM"): Qwen3-30B-A3B shapes →
+// v1 7–15 ms at 2048 and 8192 tokens, host-bound (381
 // cuBLASLt calls, ~254 distinct shapes thrashing linear.cu's 128-slot heuristic cache; on the GPU
 // ~3–4 ms of under-filled GEMMs: 6 CTAs on 132 SMs for gate/up at 2048 tokens); v2 0.5–0.8 ms at
 // 2048 tokens (bound by the 1.2 GB of expert weights: 0.44 ms at 3.35 TB/s), 1.0–1.6 ms at 8192.
 // Mixtral-8x7B shapes: v1 2.1–2.6 ms at 2048 tokens (compute-bound, 24 full-wave GEMMs), v2
-// within ±10 % of v1.
+// within ±10 % of v1.  Production (version 1 now: gate and up as two calls, x_p read once more)
+// within 10 % of version 2.
 #include "lab_common.cuh"
 #include <cublas_v2.h>
 
@@ -115,8 +119,19 @@ static void *eg_at(const void *base, size_t index, size_t elems) {
     return (char *)base + index * elems * 2;
 }
 
-// v1: as model/moe/experts.c does today.
+// v1: as model/moe/experts.c does (the op table's grouped linear, one call per projection).
 static void eg_v1(backend *be, const eg_bufs &b, const std::vector<int> &off, int C, int I) {
+    int E = (int)off.size() - 1;
+    size_t wsz = (size_t)I * C;
+    std::vector<const void *> wg(E), wu(E), wd(E);
+    for (int e = 0; e < E; e++) wg[e] = eg_at(b.wg, e, wsz), wu[e] = eg_at(b.wu, e, wsz), wd[e] = eg_at(b.wd, e, wsz);
+    be->grouped_linear_forward(be, b.gate, b.xp, wg.data(), NULL, off.data(), E, C, I, 1.0f, 0);
+    be->grouped_linear_forward(be, b.up, b.xp, wu.data(), NULL, off.data(), E, C, I, 1.0f, 0);
+    be->grouped_linear_forward(be, b.eo, b.h, wd.data(), NULL, off.data(), E, I, C, 1.0f, 0);
+}
+
+// v3: the former production, a linear op per expert and projection.
+static void eg_v3(backend *be, const eg_bufs &b, const std::vector<int> &off, int C, int I) {
     int E = (int)off.size() - 1;
     size_t wsz = (size_t)I * C;
     for (int e = 0; e < E; e++) {
@@ -228,8 +243,9 @@ struct version {
     eg_fn fn;
 };
 static const version versions[] = {
-    {"production: linear_forward (cuBLASLt) per expert", eg_v1},
+    {"production: grouped_linear_forward, 3 calls", eg_v1},
     {"cublasGemmGroupedBatchedEx, 2 calls", eg_v2},
+    {"former production: linear_forward per expert", eg_v3},
 };
 static const int n_versions = sizeof versions / sizeof versions[0];
 

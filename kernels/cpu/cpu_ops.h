@@ -93,6 +93,12 @@ void cpu_moe_unpermute(backend *be, void *y, const void *eo, const float *weight
 void cpu_moe_unpermute_backward(backend *be, void *deo, float *dweights, const void *dy,
                                 const void *eo, const float *weights, const int32_t *pos, int N,
                                 int k, int C);
+void cpu_grouped_linear_forward(backend *be, void *out, const void *inp, const void *const *w,
+                                const void *const *bias, const int *offsets, int G, int IC, int OC,
+                                float scale, int accumulate);
+void cpu_grouped_linear_backward(backend *be, void *dinp, float *const *dw, float *const *dbias,
+                                 const void *dout, const void *inp, const void *const *w,
+                                 const int *offsets, int G, int IC, int OC, float scale, int accumulate);
 void cpu_nf4_dequantize(backend *be, void *out, const struct nf4_tensor *w, int OC, int IC);
 void cpu_nf4_linear_forward(backend *be, void *out, const void *inp, const struct nf4_tensor *w,
                             const void *bias, int N, int IC, int OC, float scale, int accumulate,

@@ -34,6 +34,8 @@ void cpu_ops_install(backend *be) {
     be->moe_permute_backward = cpu_moe_permute_backward;
     be->moe_unpermute = cpu_moe_unpermute;
     be->moe_unpermute_backward = cpu_moe_unpermute_backward;
+    be->grouped_linear_forward = cpu_grouped_linear_forward;
+    be->grouped_linear_backward = cpu_grouped_linear_backward;
     be->nf4_dequantize = cpu_nf4_dequantize;
     be->nf4_linear_forward = cpu_nf4_linear_forward;
     be->nf4_linear_backward = cpu_nf4_linear_backward;

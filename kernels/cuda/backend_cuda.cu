@@ -91,6 +91,7 @@ static void cu_destroy(backend *be) {
     if (s) {
         if (s->stream) CUDA_CHECK(cudaStreamSynchronize(s->stream));
         cuda_attention_cudnn_destroy(be);
+        cuda_grouped_linear_destroy(be);
         if (s->workspace) CUDA_CHECK(cudaFree(s->workspace));
         if (s->scratch) CUDA_CHECK(cudaFree(s->scratch));
         if (s->host_flag) CUDA_CHECK(cudaFreeHost(s->host_flag));

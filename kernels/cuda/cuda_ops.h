@@ -16,6 +16,7 @@ typedef struct {
     size_t scratch_bytes;
     int *host_flag;             // pinned int for has_nonfinite
     void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
+    void *grouped;              // grouped_linear.cu: pointer-array staging (NULL until first use)
     void *attn_cudnn;           // attention_cudnn.cu: cuDNN handle, graphs (NULL until --attention)
 } cuda_state;
 
@@ -48,6 +49,9 @@ void cuda_cast_install(backend *be);
 void cuda_embedding_install(backend *be);
 void cuda_rmsnorm_install(backend *be);
 void cuda_linear_install(backend *be);
+void cuda_grouped_linear_install(backend *be);
+// Frees grouped_linear.cu's staging (the backend's destroy).
+void cuda_grouped_linear_destroy(backend *be);
 void cuda_rope_install(backend *be);
 void cuda_attention_install(backend *be);
 void cuda_swiglu_install(backend *be);

@@ -1,11 +1,32 @@
-// model/moe/adapters.c — see adapters.h.
+// model/moe/adapters.c — see adapters.h.  Each product runs over all the experts as one
+// grouped_linear op, fed host arrays of the experts' A, B (and their gradients).
 #include "adapters.h"
+#include <stdio.h>
+#include <stdlib.h>
 
 static void *rows_at(const backend *be, const void *base, size_t row, size_t width) {
     return (char *)base + row * width * dtype_size(be->act_dtype);
 }
 
 static int dropping(const moe_lora *lo) { return lo->train && lo->dropout > 0.0f; }
+
+// The groups' A, B and their gradients as the grouped ops take them: host arrays of G pointers.
+typedef struct {
+    const void **a, **b;
+    float **ga, **gb;
+} pair_ptrs;
+
+static pair_ptrs pair_ptrs_make(const moe_lora_pair *p, int groups) {
+    pair_ptrs q;
+    void **mem = malloc((size_t)4 * groups * sizeof(void *));
+    if (!mem) {
+        fprintf(stderr, "quarry: out of host memory (the expert adapters' pointer arrays)\n");
+        exit(1);
+    }
+    q.a = (const void **)mem, q.b = q.a + groups, q.ga = (float **)(mem + 2 * groups), q.gb = q.ga + groups;
+    for (int g = 0; g < groups; g++) q.a[g] = p[g].a, q.b[g] = p[g].b, q.ga[g] = p[g].ga, q.gb[g] = p[g].gb;
+    return q;
+}
 
 void moe_lora_forward(backend *be, const moe_lora *lo, int slot, const int *offsets, int groups,
                       const void *x, void *y, int in, int out) {
@@ -18,13 +39,10 @@ void moe_lora_forward(backend *be, const moe_lora *lo, int slot, const int *offs
                             (size_t)M * (size_t)in, lo->dropout, lo->seed[slot]);
         xin = lo->xdrop;
     }
-    for (int g = 0; g < groups; g++) {
-        int r0 = offsets[g], rows = offsets[g + 1] - r0;
-        if (rows == 0) continue;
-        void *h = rows_at(be, lo->h[slot], r0, r);
-        be->linear_forward(be, h, rows_at(be, xin, r0, in), p[g].a, NULL, rows, in, r, 1.0f, 0);
-        be->linear_forward(be, rows_at(be, y, r0, out), h, p[g].b, NULL, rows, r, out, lo->scale, 1);
-    }
+    pair_ptrs q = pair_ptrs_make(p, groups);
+    be->grouped_linear_forward(be, lo->h[slot], xin, q.a, NULL, offsets, groups, in, r, 1.0f, 0);
+    be->grouped_linear_forward(be, y, lo->h[slot], q.b, NULL, offsets, groups, r, out, lo->scale, 1);
+    free(q.a);
 }
 
 void moe_lora_backward(backend *be, const moe_lora *lo, int slot, const int *offsets, int groups,
@@ -32,29 +50,19 @@ void moe_lora_backward(backend *be, const moe_lora *lo, int slot, const int *off
     const moe_lora_pair *p = lo->pair[slot];
     if (!p) return;
     int r = lo->rank, M = offsets[groups] - offsets[0], drop = dropping(lo);
+    pair_ptrs q = pair_ptrs_make(p, groups);
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
-    for (int g = 0; g < groups; g++) {
-        int r0 = offsets[g], rows = offsets[g + 1] - r0;
-        if (rows == 0) continue;
-        be->linear_backward(be, rows_at(be, lo->dh, r0, r), p[g].gb, NULL, rows_at(be, dy, r0, out),
-                            rows_at(be, lo->h[slot], r0, r), p[g].b, rows, r, out, lo->scale, 0);
-    }
+    be->grouped_linear_backward(be, lo->dh, q.gb, NULL, dy, lo->h[slot], q.b, offsets, groups, r, out, lo->scale, 0);
     // h = x̃·Aᵀ (x̃ = dropout(x), the same mask again): dA += dhᵀ·x̃, dx += dropout'(dh·A).
     size_t n = (size_t)M * (size_t)in;
-    if (drop)
+    if (drop) {
         be->dropout_forward(be, rows_at(be, lo->xdrop, offsets[0], in), rows_at(be, x, offsets[0], in), n,
                             lo->dropout, lo->seed[slot]);
-    for (int g = 0; g < groups; g++) {
-        int r0 = offsets[g], rows = offsets[g + 1] - r0;
-        if (rows == 0) continue;
-        const void *dh = rows_at(be, lo->dh, r0, r);
-        if (drop)
-            be->linear_backward(be, rows_at(be, lo->dxdrop, r0, in), p[g].ga, NULL, dh,
-                                rows_at(be, lo->xdrop, r0, in), p[g].a, rows, in, r, 1.0f, 0);
-        else
-            be->linear_backward(be, rows_at(be, dx, r0, in), p[g].ga, NULL, dh, rows_at(be, x, r0, in), p[g].a,
-                                rows, in, r, 1.0f, 1);
-    }
+        be->grouped_linear_backward(be, lo->dxdrop, q.ga, NULL, lo->dh, lo->xdrop, q.a, offsets, groups, in, r, 1.0f,
+                                    0);
+    } else
+        be->grouped_linear_backward(be, dx, q.ga, NULL, lo->dh, x, q.a, offsets, groups, in, r, 1.0f, 1);
+    free(q.a);
     if (drop)
         be->dropout_backward(be, rows_at(be, dx, offsets[0], in), rows_at(be, lo->dxdrop, offsets[0], in), n,
                              lo->dropout, lo->seed[slot]);

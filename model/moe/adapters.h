@@ -5,7 +5,8 @@
 //   y_e += scale · (dropout(x_e)·A_eᵀ)·B_eᵀ,   A_e (r, in), B_e (out, r),
 // with the dropout mask drawn once over all M rows of the projection's input (one mask per
 // projection and layer, as the dense layers draw one per linear). Everything goes through the
-// op table's linear, dropout ops: no op of its own, so it runs on every backend.
+// op table's grouped_linear (each product one call over all experts) and dropout ops: no op of
+// its own, so it runs on every backend.
 //
 // The experts (experts.c) and the router (block.c) call these after their frozen base GEMMs,
 // in separate blocks, so the base path stays as it is when no adapter is present.

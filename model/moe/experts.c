@@ -1,6 +1,10 @@
-// model/moe/experts.c — see experts.h.
+// model/moe/experts.c — see experts.h.  Each projection is one grouped_linear op over all the
+// experts (CUDA: one cuBLAS grouped GEMM; cpu: the per-expert loop), fed host arrays of each
+// expert's matrix.
 #include "experts.h"
 #include "../../kernels/nf4_format.h"
+#include <stdio.h>
+#include <stdlib.h>
 
 // Element index·elems of an act buffer: row `index` of a matrix of `elems` columns, or expert
 // `index`'s matrix of `elems` elements.
@@ -8,34 +12,86 @@ static void *act_at(const backend *be, const void *base, size_t index, size_t el
     return (char *)base + index * elems * dtype_size(be->act_dtype);
 }
 
-static float *f32_at(float *base, int e, size_t elems) {
-    return base ? base + (size_t)e * elems : NULL;
+// Each expert's matrix of the stacks (weights act, gradients f32), as the grouped ops take them:
+// host arrays of E device pointers; NULL where the stack is absent (no bias, frozen).
+enum { P_GATE, P_UP, P_DOWN, P_N };
+typedef struct {
+    const void **w[P_N], **bias[P_N];
+    float **dw[P_N], **dbias[P_N];
+    void *mem;
+} expert_ptrs;
+
+static const void **act_stack(const backend *be, const void **slot, const void *base, int E, size_t elems) {
+    if (!base) return NULL;
+    for (int e = 0; e < E; e++) slot[e] = act_at(be, base, (size_t)e, elems);
+    return slot;
 }
 
-// Expert e's bias (gpt-oss's variant), or NULL.
-static const void *bias_at(const backend *be, const void *base, int e, size_t elems) {
-    return base ? act_at(be, base, (size_t)e, elems) : NULL;
+static float **f32_stack(float **slot, float *base, int E, size_t elems) {
+    if (!base) return NULL;
+    for (int e = 0; e < E; e++) slot[e] = base + (size_t)e * elems;
+    return slot;
 }
 
-// out (rows, OC) = x·W[e]ᵀ + bias, expert e's W from the act stack (E, OC, IC) or, under QLoRA,
-// its NF4 tensor q[e] (dequantised by the backend into w->nf4_ws).
-static void expert_linear_forward(backend *be, const moe_expert_weights *w, const void *stack,
-                                  const nf4_tensor *q, int e, void *out, const void *x, const void *bias, int rows,
-                                  int IC, int OC) {
-    if (q) be->nf4_linear_forward(be, out, x, &q[e], bias, rows, IC, OC, 1.0f, 0, w->nf4_ws);
-    else be->linear_forward(be, out, x, act_at(be, stack, e, (size_t)IC * OC), bias, rows, IC, OC, 1.0f, 0);
+static expert_ptrs expert_ptrs_make(const backend *be, const moe_dims *d, const moe_expert_weights *w,
+                                    const moe_expert_grads *g) {
+    int C = d->hidden, I = d->intermediate, E = d->n_experts;
+    size_t wsz = (size_t)I * C, bsz[P_N] = {(size_t)I, (size_t)I, (size_t)C};
+    expert_ptrs p = {0};
+    void **mem = malloc((size_t)4 * P_N * E * sizeof(void *));
+    if (!mem) {
+        fprintf(stderr, "quarry: out of host memory (the experts' pointer arrays)\n");
+        exit(1);
+    }
+    p.mem = mem;
+    const void *ws[P_N] = {w->gate, w->up, w->down}, *bs[P_N] = {w->gate_bias, w->up_bias, w->down_bias};
+    float *gs[P_N] = {g ? g->gate : NULL, g ? g->up : NULL, g ? g->down : NULL};
+    float *gbs[P_N] = {g ? g->gate_bias : NULL, g ? g->up_bias : NULL, g ? g->down_bias : NULL};
+    for (int j = 0; j < P_N; j++) {
+        p.w[j] = act_stack(be, (const void **)mem + (size_t)(4 * j) * E, ws[j], E, wsz);
+        p.bias[j] = act_stack(be, (const void **)mem + (size_t)(4 * j + 1) * E, bs[j], E, bsz[j]);
+        p.dw[j] = f32_stack((float **)mem + (size_t)(4 * j + 2) * E, gs[j], E, wsz);
+        p.dbias[j] = f32_stack((float **)mem + (size_t)(4 * j + 3) * E, gbs[j], E, bsz[j]);
+    }
+    return p;
 }
 
-// linear_backward of expert e's W (stack or q[e] as above); an NF4 W is frozen (dw, db NULL).
-static void expert_linear_backward(backend *be, const moe_expert_weights *w, const void *stack,
-                                   const nf4_tensor *q, int e, void *dx, float *dw, float *db, const void *dout,
-                                   const void *x, int rows, int IC, int OC, int accumulate) {
-    if (q) be->nf4_linear_backward(be, dx, dout, &q[e], rows, IC, OC, 1.0f, accumulate, w->nf4_ws);
-    else be->linear_backward(be, dx, dw, db, dout, x, act_at(be, stack, e, (size_t)IC * OC), rows, IC, OC, 1.0f,
-                             accumulate);
+// out (rows of each expert's group, OC) = x·W[e]ᵀ + bias for projection j of every expert: one
+// grouped_linear op, or under QLoRA (q: the experts' NF4 tensors) one NF4 linear per expert, each
+// dequantised into w->nf4_ws first.
+static void experts_project_forward(backend *be, const moe_expert_weights *w, const expert_ptrs *p, int j,
+                                    const nf4_tensor *q, const int *offsets, int E, void *out, const void *x,
+                                    int IC, int OC) {
+    if (!q) {
+        be->grouped_linear_forward(be, out, x, p->w[j], p->bias[j], offsets, E, IC, OC, 1.0f, 0);
+        return;
+    }
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        be->nf4_linear_forward(be, act_at(be, out, r0, OC), act_at(be, x, r0, IC), &q[e],
+                               p->bias[j] ? p->bias[j][e] : NULL, rows, IC, OC, 1.0f, 0, w->nf4_ws);
+    }
 }
 
-// h = the experts' activation of (gate, up): SwiGLU, or gpt-oss's clamped SwiGLU.
+// The backward of experts_project_forward: dx (and, unquantised, dW and dbias); an NF4 W is frozen.
+static void experts_project_backward(backend *be, const moe_expert_weights *w, const expert_ptrs *p, int j,
+                                     const nf4_tensor *q, const int *offsets, int E, void *dx, const void *dout,
+                                     const void *x, int IC, int OC, int accumulate) {
+    if (!q) {
+        be->grouped_linear_backward(be, dx, p->dw[j], p->dbias[j], dout, x, p->w[j], offsets, E, IC, OC, 1.0f,
+                                    accumulate);
+        return;
+    }
+    for (int e = 0; e < E; e++) {
+        int r0 = offsets[e], rows = offsets[e + 1] - r0;
+        if (rows == 0) continue;
+        be->nf4_linear_backward(be, act_at(be, dx, r0, IC), act_at(be, dout, r0, OC), &q[e], rows, IC, OC, 1.0f,
+                                accumulate, w->nf4_ws);
+    }
+}
+
+// h = the experts activation of (gate, up): SwiGLU, or gpt-oss's clamped SwiGLU.
 static void act_forward(backend *be, const moe_dims *d, void *h, const void *gate, const void *up, size_t n) {
     if (d->swiglu_limit > 0) be->swiglu_clamped_forward(be, h, gate, up, n, d->swiglu_alpha, d->swiglu_limit);
     else be->swiglu_forward(be, h, gate, up, n);
@@ -52,28 +108,18 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
                          const moe_expert_weights *w, const void *xp, void *gate, void *up,
                          void *h, void *eo) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        const void *x_e = act_at(be, xp, r0, C);
-        expert_linear_forward(be, w, w->gate, w->gate_q, e, act_at(be, gate, r0, I), x_e,
-                              bias_at(be, w->gate_bias, e, I), rows, C, I);
-        expert_linear_forward(be, w, w->up, w->up_q, e, act_at(be, up, r0, I), x_e, bias_at(be, w->up_bias, e, I),
-                              rows, C, I);
-    }
+    expert_ptrs p = expert_ptrs_make(be, d, w, NULL);
+    experts_project_forward(be, w, &p, P_GATE, w->gate_q, offsets, E, gate, xp, C, I);
+    experts_project_forward(be, w, &p, P_UP, w->up_q, offsets, E, up, xp, C, I);
     if (w->lora) {   // per-expert LoRA of gate and up (adapters.h)
         moe_lora_forward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, gate, C, I);
         moe_lora_forward(be, w->lora, MOE_LORA_UP, offsets, E, xp, up, C, I);
     }
     size_t M = (size_t)offsets[E];
     act_forward(be, d, h, gate, up, M * I);
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        expert_linear_forward(be, w, w->down, w->down_q, e, act_at(be, eo, r0, C), act_at(be, h, r0, I),
-                              bias_at(be, w->down_bias, e, C), rows, I, C);
-    }
+    experts_project_forward(be, w, &p, P_DOWN, w->down_q, offsets, E, eo, h, I, C);
     if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
+    free(p.mem);
 }
 
 void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
@@ -81,29 +127,18 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
                           const void *gate, const void *up, const void *deo, void *dxp, void *h,
                           void *dh, void *dup) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
-    size_t wsz = (size_t)I * C, M = (size_t)offsets[E];
+    size_t M = (size_t)offsets[E];
+    expert_ptrs p = expert_ptrs_make(be, d, w, g);
     act_forward(be, d, h, gate, up, M * I);
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        expert_linear_backward(be, w, w->down, w->down_q, e, act_at(be, dh, r0, I), f32_at(g->down, e, wsz),
-                               f32_at(g->down_bias, e, C), act_at(be, deo, r0, C), act_at(be, h, r0, I), rows, I, C, 0);
-    }
+    experts_project_backward(be, w, &p, P_DOWN, w->down_q, offsets, E, dh, deo, h, I, C, 0);
     // The down adapters read deo before dxp (possibly the same buffer) is written below.
     if (w->lora) moe_lora_backward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, deo, dh, I, C);
     act_backward(be, d, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
-    for (int e = 0; e < E; e++) {
-        int r0 = offsets[e], rows = offsets[e + 1] - r0;
-        if (rows == 0) continue;
-        const void *x_e = act_at(be, xp, r0, C);
-        void *dx_e = act_at(be, dxp, r0, C);
-        expert_linear_backward(be, w, w->gate, w->gate_q, e, dx_e, f32_at(g->gate, e, wsz), f32_at(g->gate_bias, e, I),
-                               act_at(be, dh, r0, I), x_e, rows, C, I, 0);
-        expert_linear_backward(be, w, w->up, w->up_q, e, dx_e, f32_at(g->up, e, wsz), f32_at(g->up_bias, e, I),
-                               act_at(be, dup, r0, I), x_e, rows, C, I, 1);
-    }
+    experts_project_backward(be, w, &p, P_GATE, w->gate_q, offsets, E, dxp, dh, xp, C, I, 0);
+    experts_project_backward(be, w, &p, P_UP, w->up_q, offsets, E, dxp, dup, xp, C, I, 1);
     if (w->lora) {
         moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
         moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }
+    free(p.mem);
 }

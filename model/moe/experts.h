@@ -1,9 +1,10 @@
 // model/moe/experts.h — the grouped SwiGLU experts of one MoE layer (Megatron-Core's
-// "experts"): for each expert e with rows, the linear op over its contiguous permuted rows
-// [offsets[e], offsets[e+1]) of xp:  gate = xp·Wg[e]ᵀ, up = xp·Wu[e]ᵀ, h = silu(gate)·up,
-// eo = h·Wd[e]ᵀ.  Experts without rows cost nothing.  Weights are expert-major: Wg, Wu act
-// (E, I, C), Wd act (E, C, I), expert e's matrix contiguous at e·I·C (the published per-expert
-// tensors stacked, transformers 5's gate_up_proj split in its gate and up halves).
+// "experts"): for each expert e with rows, over its contiguous permuted rows
+// [offsets[e], offsets[e+1]) of xp (each projection one grouped_linear op over all experts):
+// gate = xp·Wg[e]ᵀ, up = xp·Wu[e]ᵀ, h = silu(gate)·up, eo = h·Wd[e]ᵀ.  Experts without rows cost
+// nothing.  Weights are expert-major: Wg, Wu act (E, I, C), Wd act (E, C, I), expert e's matrix
+// contiguous at e·I·C (the published per-expert tensors stacked, transformers 5's gate_up_proj
+// split in its gate and up halves).
 #pragma once
 #include "../../kernels/backend.h"
 #include "adapters.h"

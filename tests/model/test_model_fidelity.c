@@ -3,11 +3,9 @@
 // loss, every gradient (with each --recompute mode: none, selective, full), 10 AdamW steps of full
 // fine-tuning and of LoRA (losses and final weights), and greedy continuation.
 #include "test.h"
-#include "model/llama.h"
-#include "model/safetensors.h"
+#include "fixture.h"
 #include "clamp_pin.h"
 #include "route_pin.h"
-#include <cjson/cJSON.h>
 
 // The bounds for the CPU backend (fp32). With the argument "cuda" the same checks run on
 // the CUDA backend (bf16 activations and frozen weights, f32 masters) under bf16 bounds: the
@@ -35,7 +33,7 @@ static backend *cpu_reference;
 
 typedef struct {
     int B, T;
-    int32_t *ids[2], *targets[2], *pos[2], *doc[2];
+    fixture_batch batch[2];
     double loss, full_losses[10], lora_losses[10];
     double aux;               // sparse MoE: transformers' aux_loss of batch 0 (−1 when none)
     double aux_coef;          // its weight in the loss (0: reported, not trained on)
@@ -46,58 +44,18 @@ typedef struct {
     st_set *ref;
 } fixture;
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
-    long n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return NULL; }
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-static int read_ints(const cJSON *arr, int32_t *out, int n) {
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) return -1;
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, arr) out[i++] = (int32_t)x->valuedouble;
-    return 0;
-}
-
-static int read_doubles(const cJSON *arr, double *out, int n) {
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) return -1;
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, arr) out[i++] = x->valuedouble;
-    return 0;
-}
-
 static int load_fixture(const char *dir, fixture *fx) {
     char path[1200], err[512];
     snprintf(path, sizeof path, "%s/reference.json", dir);
-    char *text = read_text(path);
+    char *text = fixture_read_text(path);
     if (!text) { fprintf(stderr, "FAIL cannot read %s\n", path); return -1; }
     cJSON *j = cJSON_Parse(text);
     free(text);
     if (!j) { fprintf(stderr, "FAIL %s is not JSON\n", path); return -1; }
-    fx->B = cJSON_GetObjectItem(j, "B")->valueint;
-    fx->T = cJSON_GetObjectItem(j, "T")->valueint;
-    int N = fx->B * fx->T, bad = 0;
-    const cJSON *batches = cJSON_GetObjectItem(j, "batches");
-    for (int b = 0; b < 2; b++) {
-        const cJSON *bj = cJSON_GetArrayItem(batches, b);
-        fx->ids[b] = malloc((size_t)N * 4 * 4);
-        fx->targets[b] = fx->ids[b] + N;
-        fx->pos[b] = fx->ids[b] + 2 * N;
-        fx->doc[b] = fx->ids[b] + 3 * N;
-        bad |= !bj || read_ints(cJSON_GetObjectItem(bj, "ids"), fx->ids[b], N) ||
-               read_ints(cJSON_GetObjectItem(bj, "targets"), fx->targets[b], N) ||
-               read_ints(cJSON_GetObjectItem(bj, "pos"), fx->pos[b], N) ||
-               read_ints(cJSON_GetObjectItem(bj, "doc_start"), fx->doc[b], N);
-    }
+    int bad = 0;
+    for (int b = 0; b < 2; b++) bad |= fixture_read_batch(j, b, &fx->batch[b]);
+    fx->B = fx->batch[0].B;
+    fx->T = fx->batch[0].T;
     fx->loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
     const cJSON *aux = cJSON_GetObjectItem(j, "aux_loss");
     const cJSON *coef = cJSON_GetObjectItem(j, "aux_coef");   // aux_loss is in the loss when > 0
@@ -108,14 +66,14 @@ static int load_fixture(const char *dir, fixture *fx) {
     bad |= !cJSON_IsString(lt) || lora_targets_parse(lt->valuestring, &fx->lora_targets, terr, sizeof terr) != 0;
     const cJSON *base = cJSON_GetObjectItem(j, "base");
     if (cJSON_IsString(base)) snprintf(fx->base, sizeof fx->base, "%s", base->valuestring);
-    bad |= !fx->base[0] && read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
-    bad |= read_doubles(cJSON_GetObjectItem(j, "lora_losses"), fx->lora_losses, 10);
+    bad |= !fx->base[0] && fixture_read_doubles(cJSON_GetObjectItem(j, "full_losses"), fx->full_losses, 10);
+    bad |= fixture_read_doubles(cJSON_GetObjectItem(j, "lora_losses"), fx->lora_losses, 10);
     const cJSON *g = cJSON_GetObjectItem(j, "greedy");
     const cJSON *pr = cJSON_GetObjectItem(g, "prompt"), *nt = cJSON_GetObjectItem(g, "new_tokens");
     fx->nprompt = cJSON_GetArraySize(pr);
     fx->ngreedy = cJSON_GetArraySize(nt);
-    bad |= fx->nprompt > 16 || fx->ngreedy > 16 || (!fx->base[0] && (read_ints(pr, fx->prompt, fx->nprompt) ||
-                                                                   read_ints(nt, fx->greedy, fx->ngreedy)));
+    bad |= fx->nprompt > 16 || fx->ngreedy > 16 || (!fx->base[0] && (fixture_read_ints(pr, fx->prompt, fx->nprompt) ||
+                                                                   fixture_read_ints(nt, fx->greedy, fx->ngreedy)));
     cJSON_Delete(j);
     if (bad) { fprintf(stderr, "FAIL %s: malformed fixture\n", path); return -1; }
     snprintf(path, sizeof path, "%s/reference.safetensors", dir);
@@ -125,20 +83,8 @@ static int load_fixture(const char *dir, fixture *fx) {
 }
 
 static void free_fixture(fixture *fx) {
-    for (int b = 0; b < 2; b++) free(fx->ids[b]);
+    for (int b = 0; b < 2; b++) fixture_batch_free(&fx->batch[b]);
     if (fx->ref) st_close(fx->ref);
-}
-
-// The reference tensor `name` as f32 (caller frees), checked to hold n elements.
-static float *ref_tensor(const fixture *fx, const char *name, size_t n) {
-    const st_tensor *t = st_find(fx->ref, name);
-    if (!t) { fprintf(stderr, "FAIL reference tensor %s missing\n", name); return NULL; }
-    size_t count = 1;
-    for (int d = 0; d < t->ndim; d++) count *= (size_t)t->shape[d];
-    if (count != n) { fprintf(stderr, "FAIL reference %s has %zu elements, want %zu\n", name, count, n); return NULL; }
-    float *x = malloc(n * 4);
-    if (x && st_read_f32(t, x) != 0) { free(x); x = NULL; }
-    return x;
 }
 
 static model *open_model(const char *dir, backend *be, const fixture *fx, model_train_mode mode,
@@ -161,18 +107,6 @@ static model *open_model(const char *dir, backend *be, const fixture *fx, model_
     return m;
 }
 
-static model_batch batch_of(const fixture *fx, int b) {
-    model_batch mb = {.B = fx->B, .T = fx->T, .ids = fx->ids[b], .targets = fx->targets[b],
-                      .pos = fx->pos[b], .doc_start = fx->doc[b], .dropout_seed = 7};
-    return mb;
-}
-
-static int64_t trained_tokens(const fixture *fx, int b) {
-    int64_t n = 0;
-    for (int i = 0; i < fx->B * fx->T; i++) n += fx->targets[b][i] != -1;
-    return n;
-}
-
 static double rel_scalar(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
 
 static backend *the_backend;
@@ -192,7 +126,7 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         model_param *p = model_trained_at(m, i);
         char key[256];
         snprintf(key, sizeof key, "%s/%s", prefix, p->name);
-        float *want = ref_tensor(fx, key, p->n);
+        float *want = fixture_ref_tensor(fx->ref, key, p->n);
         float *got = malloc(p->n * 4);
         CHECK(want && got, "%s: reference %s", name, key);
         if (!want || !got) { free(want); free(got); continue; }
@@ -225,19 +159,9 @@ static lora_config fixture_lora(const fixture *fx) {
 // PEFT's A (and, in the LoRA-only fixtures, B) are drawn by torch's generator: start from the
 // same values. Every PEFT tensor must have its quarry twin.
 static void write_lora_init(model *m, const fixture *fx, const char *name) {
-    int count = 0;
-    for (int i = 0; i < model_trained_count(m); i++) {
-        model_param *p = model_trained_at(m, i);
-        char key[256];
-        snprintf(key, sizeof key, "lora_init/%s", p->name);
-        float *x = ref_tensor(fx, key, p->n);
-        CHECK(x != NULL, "%s: %s", name, key);
-        if (x) { model_param_write(m, p, x); count++; }
-        free(x);
-    }
-    int refs = 0;
-    for (int i = 0; i < st_count(fx->ref); i++)
-        refs += strncmp(st_get(fx->ref, i)->name, "lora_init/", 10) == 0;
+    int refs, count = fixture_write_lora_init(m, fx->ref, &refs);
+    CHECK(count == model_trained_count(m), "%s: %d of %d LoRA tensors from lora_init/", name, count,
+          model_trained_count(m));
     CHECK(count == refs, "%s: quarry has %d LoRA tensors, PEFT %d", name, count, refs);
 }
 
@@ -277,7 +201,7 @@ static void record_fp32_routing(const char *dir, const char *name, const fixture
     model *m = open_checked(dir, name, cpu_reference, fx, MODEL_RECOMPUTE_NONE);
     if (!m) return;
     if (model_get_config(m)->n_experts > 0) {
-        model_batch b = batch_of(fx, 0);
+        model_batch b = fixture_model_batch(&fx->batch[0]);
         model_loss loss;
         clamp_pin.row = model_get_config(m)->moe_intermediate_size;
         pins_record(1);
@@ -295,9 +219,9 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
     model *m = open_checked(dir, name, be, fx, checkpoint);
     if (!m) return;
     const model_config *c = model_get_config(m);
-    model_batch b = batch_of(fx, 0);
+    model_batch b = fixture_model_batch(&fx->batch[0]);
     model_loss loss;
-    int64_t n = trained_tokens(fx, 0);
+    int64_t n = fixture_trained_tokens(&fx->batch[0]);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "%s: forward: %s", name, model_error(m));
     CHECK(loss.tokens == n, "%s: %lld trained tokens, want %lld", name, (long long)loss.tokens, (long long)n);
     double l = loss.sum / (double)loss.tokens + loss.aux_coef * loss.aux;
@@ -313,7 +237,7 @@ static void check_forward_backward(const char *dir, const char *name, backend *b
         size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
         float *logits = malloc(N * V * 4);
         for (size_t r = 0; r < N; r++) model_logits_row(m, (int)r, logits + r * V);
-        float *want = ref_tensor(fx, "logits", N * V);
+        float *want = fixture_ref_tensor(fx->ref, "logits", N * V);
         if (want) {
             double e = rel_error(logits, want, N * V);
             CHECK(e <= LOGITS_TOL, "%s: logits relative error %.3g > %.0e", name, e, LOGITS_TOL);
@@ -377,9 +301,9 @@ static void check_training(const char *dir, const char *name, backend *be, const
     double first = 0;
     for (int step = 0; step < 10; step++) {
         int bi = step % 2;
-        model_batch b = batch_of(fx, bi);
+        model_batch b = fixture_model_batch(&fx->batch[bi]);
         model_loss loss, twin_loss;
-        float scale = 1.0f / (float)trained_tokens(fx, bi);
+        float scale = 1.0f / (float)fixture_trained_tokens(&fx->batch[bi]);
         if (twin) {
             pins_reset();
             model_zero_grads(twin);

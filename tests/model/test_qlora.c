@@ -13,10 +13,8 @@
 // it is — the same weights, logits and gradients — and such checkpoints with a tensor missing or
 // of the wrong shape refused by name, as is a 4-bit checkpoint of a MoE model (not read yet).
 #include "test.h"
+#include "fixture.h"
 #include "model/config.h"
-#include "model/llama.h"
-#include "model/safetensors.h"
-#include <cjson/cJSON.h>
 
 enum { STEPS = 10 };
 // With the argument "cuda" the same checks run on the CUDA backend (bf16 activations and frozen
@@ -32,44 +30,22 @@ static void as_act(float *want, size_t n) {
 
 typedef struct {
     int B, T;
-    int32_t *ids[2], *targets[2], *pos[2], *doc[2];
+    fixture_batch batch[2];
     double loss, losses[STEPS];
     st_set *ref;
 } fixture;
 
-static int ints_of(const cJSON *a, int32_t *out, int n) {
-    if (cJSON_GetArraySize(a) != n) return -1;
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) out[i++] = (int32_t)x->valueint;
-    return 0;
-}
-
 static int load_fixture(const char *dir, fixture *fx) {
     char path[1200], err[512];
     snprintf(path, sizeof path, "%s/reference.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    static char text[1 << 16];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    cJSON *j = cJSON_Parse(text);
+    char *text = fixture_read_text(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
     if (!j) return -1;
-    fx->B = cJSON_GetObjectItem(j, "B")->valueint;
-    fx->T = cJSON_GetObjectItem(j, "T")->valueint;
-    int N = fx->B * fx->T, bad = 0;
-    for (int b = 0; b < 2; b++) {
-        const cJSON *bj = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "batches"), b);
-        fx->ids[b] = malloc((size_t)N * 16);
-        fx->targets[b] = fx->ids[b] + N;
-        fx->pos[b] = fx->ids[b] + 2 * N;
-        fx->doc[b] = fx->ids[b] + 3 * N;
-        bad |= ints_of(cJSON_GetObjectItem(bj, "ids"), fx->ids[b], N) ||
-               ints_of(cJSON_GetObjectItem(bj, "targets"), fx->targets[b], N) ||
-               ints_of(cJSON_GetObjectItem(bj, "pos"), fx->pos[b], N) ||
-               ints_of(cJSON_GetObjectItem(bj, "doc_start"), fx->doc[b], N);
-    }
+    int bad = 0;
+    for (int b = 0; b < 2; b++) bad |= fixture_read_batch(j, b, &fx->batch[b]);
+    fx->B = fx->batch[0].B;
+    fx->T = fx->batch[0].T;
     fx->loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
     const cJSON *ls = cJSON_GetObjectItem(j, "lora_losses");
     bad |= cJSON_GetArraySize(ls) != STEPS;
@@ -78,31 +54,6 @@ static int load_fixture(const char *dir, fixture *fx) {
     snprintf(path, sizeof path, "%s/reference.safetensors", dir);
     fx->ref = bad ? NULL : st_open(path, err, sizeof err);
     return fx->ref ? 0 : -1;
-}
-
-static float *ref_tensor(const fixture *fx, const char *name, size_t n) {
-    const st_tensor *t = st_find(fx->ref, name);
-    size_t count = 1;
-    for (int d = 0; t && d < t->ndim; d++) count *= (size_t)t->shape[d];
-    if (!t || count != n) {
-        fprintf(stderr, "FAIL reference %s: missing or not %zu elements\n", name, n);
-        return NULL;
-    }
-    float *x = malloc(n * 4);
-    if (x && st_read_f32(t, x) != 0) { free(x); x = NULL; }
-    return x;
-}
-
-static model_batch batch_of(const fixture *fx, int b) {
-    model_batch mb = {.B = fx->B, .T = fx->T, .ids = fx->ids[b], .targets = fx->targets[b],
-                      .pos = fx->pos[b], .doc_start = fx->doc[b], .dropout_seed = 7};
-    return mb;
-}
-
-static int64_t trained_tokens(const fixture *fx, int b) {
-    int64_t n = 0;
-    for (int i = 0; i < fx->B * fx->T; i++) n += fx->targets[b][i] != -1;
-    return n;
 }
 
 static lora_config fixture_lora(void) {
@@ -126,7 +77,7 @@ static void compare_trained(model *m, backend *be, const fixture *fx, const char
         model_param *p = model_trained_at(m, i);
         char key[256];
         snprintf(key, sizeof key, "%s/%s", prefix, p->name);
-        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
         CHECK(want && got, "reference %s", key);
         if (want && got) {
             if (grads) {
@@ -168,7 +119,7 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
         if (!p->nf4) continue;
         char key[256];
         snprintf(key, sizeof key, "dequant/%s", p->name);
-        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
         nq++;
         if (want && got && model_param_read(m, p, got) == 0) {
             as_act(want, p->n);
@@ -187,23 +138,17 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
     CHECK(!router || router->nf4 == 0, "the router stays in the act dtype");
 
     // PEFT's adapters as the fixture started them (A drawn by torch, B random).
-    for (int i = 0; i < model_trained_count(m); i++) {
-        model_param *p = model_trained_at(m, i);
-        char key[256];
-        snprintf(key, sizeof key, "lora_init/%s", p->name);
-        float *x = ref_tensor(fx, key, p->n);
-        CHECK(x && model_param_write(m, p, x) == 0, "%s", key);
-        free(x);
-    }
+    int refs, written = fixture_write_lora_init(m, fx->ref, &refs);
+    CHECK(written == model_trained_count(m), "%d of %d adapters from lora_init/", written, model_trained_count(m));
     const model_config *c = model_get_config(m);
-    model_batch b = batch_of(fx, 0);
+    model_batch b = fixture_model_batch(&fx->batch[0]);
     model_loss loss;
-    int64_t n = trained_tokens(fx, 0);
+    int64_t n = fixture_trained_tokens(&fx->batch[0]);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "forward: %s", model_error(m));
     double l = loss.sum / (double)loss.tokens;
     CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "loss %.9g, transformers + bitsandbytes %.9g", l, fx->loss);
     size_t N = (size_t)fx->B * (size_t)fx->T, V = (size_t)c->vocab_size;
-    float *logits = malloc(N * V * 4), *want = ref_tensor(fx, "logits", N * V);
+    float *logits = malloc(N * V * 4), *want = fixture_ref_tensor(fx->ref, "logits", N * V);
     for (size_t r = 0; r < N; r++) model_logits_row(m, (int)r, logits + r * V);
     if (want) {
         double e = rel_error(logits, want, N * V);
@@ -218,9 +163,9 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
 
     for (int step = 0; step < STEPS; step++) {
         int bi = step % 2;
-        model_batch sb = batch_of(fx, bi);
+        model_batch sb = fixture_model_batch(&fx->batch[bi]);
         model_zero_grads(m);
-        if (model_forward(m, &sb, 1.0f / (float)trained_tokens(fx, bi), &loss) || model_backward(m)) {
+        if (model_forward(m, &sb, 1.0f / (float)fixture_trained_tokens(&fx->batch[bi]), &loss) || model_backward(m)) {
             CHECK(0, "step %d: %s", step, model_error(m));
             break;
         }
@@ -268,7 +213,7 @@ static void check_bnb4(const char *dir, backend *be, const fixture *fx) {
         if (!p->nf4) continue;
         char key[256];
         snprintf(key, sizeof key, "dequant/%s", p->name);
-        float *want = ref_tensor(fx, key, p->n), *got = malloc(p->n * 4);
+        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
         nq++;
         if (want) as_act(want, p->n);
         exact += want && got && model_param_read(m, p, got) == 0 && memcmp(got, want, p->n * 4) == 0;
@@ -276,17 +221,11 @@ static void check_bnb4(const char *dir, backend *be, const fixture *fx) {
         free(got);
     }
     CHECK(nq == 14 && exact == nq, "4-bit checkpoint: %d of %d weights as bitsandbytes dequantises them", exact, nq);
-    for (int i = 0; i < model_trained_count(m); i++) {
-        model_param *p = model_trained_at(m, i);
-        char key[256];
-        snprintf(key, sizeof key, "lora_init/%s", p->name);
-        float *x = ref_tensor(fx, key, p->n);
-        if (x) model_param_write(m, p, x);
-        free(x);
-    }
-    model_batch b = batch_of(fx, 0);
+    int refs;
+    fixture_write_lora_init(m, fx->ref, &refs);
+    model_batch b = fixture_model_batch(&fx->batch[0]);
     model_loss loss;
-    int64_t n = trained_tokens(fx, 0);
+    int64_t n = fixture_trained_tokens(&fx->batch[0]);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0 && model_backward(m) == 0, "4-bit: %s", model_error(m));
     double l = loss.sum / (double)loss.tokens;
     CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "4-bit checkpoint: loss %.9g, reference %.9g", l, fx->loss);
@@ -463,7 +402,7 @@ int main(int argc, char **argv) {
     snprintf(bnb, sizeof bnb, "%s_bnb4", dir);
     check_bnb4(bnb, be, &fx);
     check_bnb4_bad(bnb, be);
-    for (int b = 0; b < 2; b++) free(fx.ids[b]);
+    for (int b = 0; b < 2; b++) fixture_batch_free(&fx.batch[b]);
     st_close(fx.ref);
     // On CUDA the NF4 experts run only as `test_qlora cuda moe` until checked to the end on a GPU
     // (the emulator's forward: logits 2.5e-2 against the bound of 3e-2, close).

@@ -327,6 +327,72 @@ static void test_linear(int N, int IC, int OC, int with_bias, float scale, int a
     drop(&dinp2); drop(&dw2);
 }
 
+// The experts' grouped linear: G groups of uneven rows (group G/2 empty; rows start at row0 > 0,
+// as an adapter's slice may), each with its own weight; biases on every other group when
+// with_bias; the backward with dw/dbias for some groups only (frozen entries NULL), and dinp NULL.
+static void test_grouped_linear(int G, int max_rows, int row0, int IC, int OC, int with_bias, float scale,
+                                int accumulate) {
+    char op[112];
+    snprintf(op, sizeof op, "grouped_linear(G=%d,IC=%d,OC=%d,bias=%d,scale=%g,acc=%d)", G, IC, OC, with_bias, scale,
+             accumulate);
+    int *off = malloc((size_t)(G + 1) * sizeof(int));
+    off[0] = row0;
+    for (int g = 0; g < G; g++)
+        off[g + 1] = off[g] + (g == G / 2 ? 0 : 1 + (int)(rng_next_u64(&rng) % (uint64_t)max_rows));
+    size_t M = (size_t)off[G], wsz = (size_t)OC * IC;   // rows [0, row0) belong to no group
+    buf inp = mk("inp", M * IC, 1, rnd(M * IC, 1.0f));
+    buf w = mk("w", (size_t)G * wsz, 1, rnd((size_t)G * wsz, 0.2f));
+    buf bias = mk("bias", (size_t)G * OC, 1, rnd((size_t)G * OC, 1.0f));
+    // Overwritten outputs start poisoned (every element must be written); rows before row0 belong to
+    // no group and must keep their values.
+    int keep = accumulate || row0 > 0;
+    buf out = mk("out", M * OC, 1, keep ? rnd(M * OC, 1.0f) : NULL);
+    const void **wc = malloc((size_t)G * sizeof(void *)), **wg = malloc((size_t)G * sizeof(void *));
+    const void **bc = malloc((size_t)G * sizeof(void *)), **bg = malloc((size_t)G * sizeof(void *));
+    size_t ec = esize(cpu, 1), eg = esize(gpu, 1);
+    for (int g = 0; g < G; g++) {
+        wc[g] = (char *)w.c + (size_t)g * wsz * ec, wg[g] = (char *)w.g + (size_t)g * wsz * eg;
+        int b = with_bias && g % 2 == 0;
+        bc[g] = b ? (char *)bias.c + (size_t)g * OC * ec : NULL;
+        bg[g] = b ? (char *)bias.g + (size_t)g * OC * eg : NULL;
+    }
+    cpu->grouped_linear_forward(cpu, out.c, inp.c, wc, with_bias ? bc : NULL, off, G, IC, OC, scale, accumulate);
+    buf *o1[] = {&out};
+    GPU_TWICE(op, o1, gpu->grouped_linear_forward(gpu, out.g, inp.g, wg, with_bias ? bg : NULL, off, G, IC, OC, scale,
+                                                  accumulate));
+    compare(op, &out, TOL_BF16);
+
+    buf dout = mk("dout", M * OC, 1, rnd(M * OC, 1.0f));
+    buf dinp = mk("dinp", M * IC, 1, keep ? rnd(M * IC, 1.0f) : NULL);
+    buf dw = mk("dw", (size_t)G * wsz, 0, rnd((size_t)G * wsz, 1.0f));
+    buf db = mk("dbias", (size_t)G * OC, 0, rnd((size_t)G * OC, 1.0f));
+    float **dwc = malloc((size_t)G * sizeof(float *)), **dwg = malloc((size_t)G * sizeof(float *));
+    float **dbc = malloc((size_t)G * sizeof(float *)), **dbg = malloc((size_t)G * sizeof(float *));
+    for (int g = 0; g < G; g++) {
+        int frozen = g % 3 == 1;
+        dwc[g] = frozen ? NULL : (float *)dw.c + (size_t)g * wsz, dwg[g] = frozen ? NULL : (float *)dw.g + (size_t)g * wsz;
+        dbc[g] = bc[g] ? (float *)db.c + (size_t)g * OC : NULL, dbg[g] = bg[g] ? (float *)db.g + (size_t)g * OC : NULL;
+    }
+    cpu->grouped_linear_backward(cpu, dinp.c, dwc, with_bias ? dbc : NULL, dout.c, inp.c, wc, off, G, IC, OC, scale,
+                                 accumulate);
+    buf *o2[] = {&dinp, &dw, &db};
+    GPU_TWICE(op, o2, gpu->grouped_linear_backward(gpu, dinp.g, dwg, with_bias ? dbg : NULL, dout.g, inp.g, wg, off, G,
+                                                   IC, OC, scale, accumulate));
+    compare(op, &dinp, TOL_BF16);
+    compare(op, &dw, TOL_F32_SUM);
+    compare(op, &db, TOL_F32_SUM);
+    // dinp == NULL, every weight trained: the weight gradients alone.
+    buf dw2 = mk("dw(no dinp)", (size_t)G * wsz, 0, rnd((size_t)G * wsz, 1.0f));
+    for (int g = 0; g < G; g++) dwc[g] = (float *)dw2.c + (size_t)g * wsz, dwg[g] = (float *)dw2.g + (size_t)g * wsz;
+    cpu->grouped_linear_backward(cpu, NULL, dwc, NULL, dout.c, inp.c, wc, off, G, IC, OC, scale, accumulate);
+    buf *o3[] = {&dw2};
+    GPU_TWICE(op, o3, gpu->grouped_linear_backward(gpu, NULL, dwg, NULL, dout.g, inp.g, wg, off, G, IC, OC, scale,
+                                                   accumulate));
+    compare(op, &dw2, TOL_F32_SUM);
+    drop(&inp); drop(&w); drop(&bias); drop(&out); drop(&dout); drop(&dinp); drop(&dw); drop(&db); drop(&dw2);
+    free(wc); free(wg); free(bc); free(bg); free(dwc); free(dwg); free(dbc); free(dbg); free(off);
+}
+
 static void test_rope(int N, int H, int hd, float scaling) {
     char op[64];
     snprintf(op, sizeof op, "rope(N=%d,H=%d,hd=%d)", N, H, hd);
@@ -799,7 +865,8 @@ static int check_tables(void) {
         OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
         OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
-        OP(moe_unpermute_backward), OP(nf4_dequantize), OP(nf4_linear_forward), OP(nf4_linear_backward),
+        OP(moe_unpermute_backward), OP(grouped_linear_forward), OP(grouped_linear_backward), OP(nf4_dequantize), OP(nf4_linear_forward),
+        OP(nf4_linear_backward),
 #undef OP
     };
     int missing = 0;
@@ -843,6 +910,13 @@ int main(int argc, char **argv) {
         test_linear(37, 72, 50, 1, 1.0f, 0);
         test_linear(29, 40, 24, 1, 0.5f, 1);
         test_linear(64, 128, 96, 0, 2.0f, 1);
+    }
+    if (want("moe grouped_linear")) {
+        test_grouped_linear(8, 40, 0, 72, 50, 0, 1.0f, 0);    // Mixtral-like: 8 experts
+        test_grouped_linear(5, 30, 0, 40, 24, 1, 1.0f, 0);    // gpt-oss's expert biases
+        test_grouped_linear(6, 20, 7, 40, 24, 1, 0.5f, 1);    // rows from 7 on, scaled and accumulated
+        test_grouped_linear(33, 9, 3, 64, 16, 0, 2.0f, 1);    // many small groups; LoRA-like rank 16
+        test_grouped_linear(4, 25, 0, 16, 96, 0, 0.25f, 1);   // a LoRA B: IC = rank 16
     }
     if (want("rope")) {
         test_rope(45, 3, 64, 1.0f);
@@ -899,6 +973,7 @@ int main(int argc, char **argv) {
         test_rmsnorm(256, 16384);
         test_lm_head(300, 512, 32003, "128");
         test_moe(1024, 128, 8, 2048, 1);
+        test_grouped_linear(128, 120, 0, 512, 192, 0, 1.0f, 0);   // 128 experts, Qwen3-MoE-like
     }
 
     gpu->destroy(gpu);

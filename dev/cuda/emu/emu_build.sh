@@ -3,6 +3,7 @@
 # given) for the CPU emulation (emu.h) and compiles it into OUT, with emu_runtime (backend_cuda
 # on the host) and the CPU backend's ops (from EMU_CPU_DIR, default kernels/cpu); EMU_OBJS lists
 # the objects to link. Objects whose rewrite is unchanged and newer than emu.h are kept.
+# emu_compile_fixture OUT compiles tests/model/fixture.c (the model tests' fixture reader).
 # EMU_ASAN=1: AddressSanitizer + UBSan (san).
 root=$PWD
 san=()
@@ -21,6 +22,13 @@ emu_compile() {
     mv "$cpp.new" "$cpp"
     rm -f "$obj"
     nice g++ -std=c++20 -O1 -g -w -DQUARRY_EMU "${san[@]}" "${inc[@]}" -c "$cpp" -o "$obj"
+}
+
+# emu_compile_fixture OUT — the model tests' shared fixture reader (tests/model/fixture.c) into
+# OUT/fixture.o, for run_model.sh and run_moe_routes.sh.
+emu_compile_fixture() {
+    nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
+        -c tests/model/fixture.c -o "$1/fixture.o"
 }
 
 emu_build_ops() {

@@ -103,11 +103,19 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
-                            const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
-                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t) {
-    fprintf(stderr, "emu: cublasGemmEx reached (the emulated cuBLASLt always finds an algorithm)\n");
-    abort();
+// Classic cuBLAS (grouped_linear.cu's f32 dW per expert): bf16 A/B, bf16 or f32 C, fp32 compute.
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt,
+                            int ldb, const void *beta, void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+    if (at != CUDA_R_16BF || bt != CUDA_R_16BF || (ct != CUDA_R_16BF && ct != CUDA_R_32F) ||
+        compute != CUBLAS_COMPUTE_32F) {
+        fprintf(stderr, "emu: cublasGemmEx: only bf16 inputs with CUBLAS_COMPUTE_32F are emulated\n");
+        abort();
+    }
+    emu_gemm(m, n, k, A, lda, ta != CUBLAS_OP_N, B, ldb, tb != CUBLAS_OP_N, C, ldc, ct, *(const float *)alpha,
+             *(const float *)beta, NULL);
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLAS's grouped GEMM (dev/cuda/expert_gemm.cu): group g's size[g] problems share its op, m, n,
@@ -164,6 +172,7 @@ static void e_sync(backend *) {}
 static void e_meminfo(backend *, size_t *f, size_t *t) { *f = *t = (size_t)1 << 34; }
 static void e_destroy(backend *be) {
     cuda_state *s = cuda_state_of(be);
+    cuda_grouped_linear_destroy(be);
     free(s->scratch);
     free(s->host_flag);
     free(s->lt_cache);

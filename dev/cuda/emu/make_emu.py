@@ -76,7 +76,7 @@ while True:
     call = f'emu_launch(emu_dim({cfg[0]}), emu_dim({cfg[1]}), (size_t)({smem}), [&] {{ {name}({args}); }});'
     s = s[:j] + call + s[p + 2:]
 
-if src.endswith('linear.cu'):
+if src.endswith('/linear.cu') or src == 'linear.cu':   # not grouped_linear.cu
     a = s.index('static int try_matmul(')
     b = s.index('{', a)
     depth, p = 0, b

@@ -11,57 +11,26 @@
 // then, with --inject, the same CUDA run again with route_pin's pinning (a flipped near-tie takes
 // the fp32 experts, weights from its own bf16 probs): if the gradients then fall within the CUDA
 // bounds, routing flips explain the failure; if not, a CUDA op or the bf16 path is wrong.
-#include "model/llama.h"
-#include "model/safetensors.h"
 #include "tests/test.h"
+#include "tests/model/fixture.h"
 #include "tests/model/route_pin.h"
-#include <cjson/cJSON.h>
 #include <string.h>
 
-typedef struct {
-    int B, T;
-    int32_t *ids, *targets, *pos, *doc;
-    double aux_coef;
-} batch0;
-
-static int read_ints(const cJSON *arr, int32_t *out, int n) {
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) return -1;
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, arr) out[i++] = (int32_t)x->valuedouble;
-    return 0;
-}
-
-static int load_batch0(const char *dir, batch0 *b) {
+// Batch 0 of the fixture in dir: 0, else -1.
+static int load_batch0(const char *dir, fixture_batch *b) {
     char path[1200];
     snprintf(path, sizeof path, "%s/reference.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    static char text[1 << 22];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *j = cJSON_Parse(text);
-    if (!j) return -1;
-    b->B = cJSON_GetObjectItem(j, "B")->valueint;
-    b->T = cJSON_GetObjectItem(j, "T")->valueint;
-    int N = b->B * b->T;
-    b->ids = malloc((size_t)N * 16);
-    b->targets = b->ids + N;
-    b->pos = b->ids + 2 * N;
-    b->doc = b->ids + 3 * N;
-    const cJSON *bj = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "batches"), 0);
-    int bad = !bj || read_ints(cJSON_GetObjectItem(bj, "ids"), b->ids, N) ||
-              read_ints(cJSON_GetObjectItem(bj, "targets"), b->targets, N) ||
-              read_ints(cJSON_GetObjectItem(bj, "pos"), b->pos, N) ||
-              read_ints(cJSON_GetObjectItem(bj, "doc_start"), b->doc, N);
+    char *text = fixture_read_text(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    int bad = !j || fixture_read_batch(j, 0, b);
     cJSON_Delete(j);
     return bad ? -1 : 0;
 }
 
 // One forward (+ backward when ref is not NULL: then prints each gradient's relative error
 // against ref's grad/NAME and returns the worst).
-static double run(backend *be, const char *dir, const batch0 *b, st_set *ref) {
+static double run(backend *be, const char *dir, const fixture_batch *b, st_set *ref) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
     if (!m) { fprintf(stderr, "model_open: %s\n", err); exit(1); }
@@ -71,10 +40,8 @@ static double run(backend *be, const char *dir, const batch0 *b, st_set *ref) {
         fprintf(stderr, "plan: %s\n", err);
         exit(1);
     }
-    model_batch mb = {.B = b->B, .T = b->T, .ids = b->ids, .targets = b->targets, .pos = b->pos,
-                      .doc_start = b->doc, .dropout_seed = 7};
-    int64_t tokens = 0;
-    for (int i = 0; i < b->B * b->T; i++) tokens += b->targets[i] != -1;
+    model_batch mb = fixture_model_batch(b);
+    int64_t tokens = fixture_trained_tokens(b);
     model_loss loss;
     route_pin.recording = 1;
     if (model_forward(m, &mb, 1.0f / (float)tokens, &loss)) { fprintf(stderr, "forward: %s\n", model_error(m)); exit(1); }
@@ -87,9 +54,8 @@ static double run(backend *be, const char *dir, const batch0 *b, st_set *ref) {
             model_param *p = model_trained_at(m, i);
             char key[300];
             snprintf(key, sizeof key, "grad/%s", p->name);
-            const st_tensor *t = st_find(ref, key);
-            float *want = malloc(p->n * 4), *got = malloc(p->n * 4);
-            st_read_f32(t, want);
+            float *want = fixture_ref_tensor(ref, key, p->n), *got = malloc(p->n * 4);
+            if (!want || !got) exit(1);
             be->copy_to_host(be, got, p->grad, p->n * 4);
             be->synchronize(be);
             double e = rel_error(got, want, p->n);
@@ -108,7 +74,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: moe_routes FIXTURE_DIR [--inject]\n"); return 2; }
     const char *dir = argv[1];
     int inject = argc > 2 && strcmp(argv[2], "--inject") == 0;
-    batch0 b;
+    fixture_batch b;
     if (load_batch0(dir, &b)) { fprintf(stderr, "cannot read %s/reference.json\n", dir); return 1; }
     char err[512], path[1200];
     snprintf(path, sizeof path, "%s/reference.safetensors", dir);

@@ -22,7 +22,8 @@ args=(cuda "$fixture")
 emu_build_ops "$out"
 nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
     -c "tests/model/$test.c" -o "$out/$test.o"
+emu_compile_fixture "$out"
 # shellcheck disable=SC2046
-g++ "${san[@]}" -o "$out/${test}_emu" "$out/$test.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
+g++ "${san[@]}" -o "$out/${test}_emu" "$out/$test.o" "$out/fixture.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
     -fopenmp -pthread -lm $(pkg-config --libs libcjson oniguruma libcurl libcrypto) -lutf8proc
 QUARRY_SOURCE_DIR=$PWD exec "$out/${test}_emu" "${args[@]}"

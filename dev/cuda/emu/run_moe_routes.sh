@@ -14,7 +14,8 @@ out=$PWD/build-emu-model
 emu_build_ops "$out"
 nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
     -c dev/cuda/emu/moe_routes.c -o "$out/moe_routes.o"
+emu_compile_fixture "$out"
 # shellcheck disable=SC2046
-g++ "${san[@]}" -o "$out/moe_routes_emu" "$out/moe_routes.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
+g++ "${san[@]}" -o "$out/moe_routes_emu" "$out/moe_routes.o" "$out/fixture.o" "${EMU_OBJS[@]}" "$build/libquarry.a" \
     -fopenmp -pthread -lm $(pkg-config --libs libcjson oniguruma libcurl libcrypto) -lutf8proc
 exec nice "$out/moe_routes_emu" "tests/fixtures/$fixture" "$@"
