@@ -42,6 +42,12 @@ backend *backend_open(const char *spec, char *err, size_t errlen) {
     return NULL;
 }
 
+int attention_rows_packed(const int32_t *doc_start, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (doc_start[i] != 0) return 1;
+    return 0;
+}
+
 int backend_set_attention(backend *be, const char *mode, char *err, size_t errlen) {
     attention_mode m;
     if (!attention_mode_parse(mode, &m)) {

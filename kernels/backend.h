@@ -109,16 +109,21 @@ struct backend {
     // denominator and takes no value (modeling_gpt_oss.py's eager_attention_forward), so
     // out = Σ_j e^{s_j} v_j / (Σ_j e^{s_j} + e^{sink_h}).
     // lse: f32 (B, n_heads, Tq) logsumexp of the scaled scores and the sink, kept for the backward.
+    // packed: what the caller knows on the host about doc_start, so that no implementation reads
+    // it back from the device: 0 = every doc_start is 0 (one document per row; cuDNN may take the
+    // call), 1 = rows may pack several documents (attention_rows_packed computes it once per
+    // batch).  Not a mask: a call with packed = 0 and a non-zero doc_start is a caller's bug (the
+    // CPU backend stops on it).
     void (*attention_forward)(backend *be, void *out, float *lse, const void *q, const void *k,
-                              const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                              const void *v, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                               int n_heads, int n_kv_heads, int hd, float scale, int window,
                               const float *sinks);
-    // dq, dk, dv overwritten (not accumulated).  Shapes, window and sinks as the forward.
+    // dq, dk, dv overwritten (not accumulated).  Shapes, packed, window and sinks as the forward.
     // dsinks: f32 (n_heads), accumulated (+=) ∂loss/∂sinks, NULL when not wanted (or no sinks):
     // dsinks[h] = −Σ_rows p_sink · (dout·out), p_sink = e^{sink_h − lse}.
     void (*attention_backward)(backend *be, void *dq, void *dk, void *dv, const void *dout,
                                const void *out, const float *lse, const void *q, const void *k,
-                               const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                               const void *v, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                                int n_heads, int n_kv_heads, int hd, float scale, int window,
                                const float *sinks, float *dsinks);
 
@@ -277,6 +282,10 @@ backend *backend_cuda(int device_index, char *err, size_t errlen);
 
 // "cpu", "cuda", "cuda:N", or "auto" (cuda:0 when a GPU is present, else cpu).
 backend *backend_open(const char *spec, char *err, size_t errlen);
+
+// The attention ops' packed argument for a host doc_start (n positions): 1 when some row holds a
+// document that does not start at its position 0 (several documents packed), else 0.
+int attention_rows_packed(const int32_t *doc_start, size_t n);
 
 // --attention auto|cudnn|quarry (NULL: auto) for be; fills be->attention_impl.  Returns 0 with a
 // message in err for an unknown mode or cudnn where it cannot be used.

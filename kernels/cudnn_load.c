@@ -134,11 +134,21 @@ const char *attention_mode_name(attention_mode mode) {
     return mode == ATTENTION_CUDNN ? "cudnn" : mode == ATTENTION_QUARRY ? "quarry" : "auto";
 }
 
+int attention_kernel_parse(const char *s, int *version) {
+    if (!s || !*s) *version = 0;
+    else if (!strcmp(s, "v1")) *version = 1;
+    else if (!strcmp(s, "v3")) *version = 3;
+    else if (!strcmp(s, "v4")) *version = 4;
+    else return 0;
+    return 1;
+}
+
 int attention_cudnn_supports(int Tq, int Tk, int n_heads, int n_kv_heads, int hd, int window, int has_sinks,
-                             char *why, size_t whylen) {
+                             int packed, char *why, size_t whylen) {
     const char *r = NULL;
     char buf[96];
-    if (has_sinks) r = "attention sinks";
+    if (packed) r = "rows packing several documents";
+    else if (has_sinks) r = "attention sinks";
     else if (window > 0) r = "a sliding window";
     else if (Tq != Tk) r = "a KV cache (Tq != Tk)";
     else if (hd <= 0 || hd % 8 || hd > 128) {

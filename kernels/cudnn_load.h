@@ -41,9 +41,14 @@ const char *attention_mode_name(attention_mode mode);
 // Whether cuDNN's fused SDPA takes an attention call of this shape (backend.h's
 // attention_forward arguments); 0 with the reason in why (may be NULL) when quarry's kernel must:
 // head dim a multiple of 8 up to 128, Tq = Tk (training and scoring, not a KV cache), heads a
-// multiple of kv heads, no sliding window and no sinks (gpt-oss keeps quarry's kernel).
+// multiple of kv heads, no sliding window and no sinks (gpt-oss keeps quarry's kernel), and rows
+// of one document each (packed = 0: the op's host-known argument, never read from the device).
 int attention_cudnn_supports(int Tq, int Tk, int n_heads, int n_kv_heads, int hd, int window,
-                             int has_sinks, char *why, size_t whylen);
+                             int has_sinks, int packed, char *why, size_t whylen);
+
+// QUARRY_ATTN_KERNEL (kernels/cuda/attention_fa2.h), quarry's own forward kernel: "v1", "v3" or
+// "v4" sets version to 1, 3 or 4; NULL or "" to 0 (the default).  Returns 0 for anything else.
+int attention_kernel_parse(const char *s, int *version);
 
 #ifdef __cplusplus
 }

@@ -160,6 +160,7 @@ struct model {
 
     // Activations.
     int32_t *d_ids, *d_targets, *d_pos, *d_doc;  // i32 (N)
+    int doc_packed;              // the last batch's rows pack several documents (attention's packed)
     void **resid;                // L+1 of act (N, C): the input of each layer, then the last output
     layer_acts *acts;            // L sets, or 1 with checkpointing / without training
     // Sparse MoE: scratch shared by the layers, the load-balancing statistics (device f32 (E)
@@ -1362,7 +1363,7 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
     be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
-    be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
+    be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, m->doc_packed, B, T, Tk, H, KV, hd,
                           1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
                           ak->sinks ? m->sinks_f32 : NULL);
     // mid = resid + o(att)
@@ -1382,7 +1383,7 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
                dropout_seed(s, l, LORA_O));
     if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_backward(be, m->dq, m->dk, m->dv, m->datt, x->att, x->lse, x->q, x->k, x->v,
-                           m->d_doc, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd),
+                           m->d_doc, m->doc_packed, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd),
                            ak->layer_windows ? model_config_layer_window(c, l) : 0, ak->sinks ? m->sinks_f32 : NULL,
                            ak->sinks ? lw->sinks->grad : NULL);
     be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
@@ -1664,6 +1665,7 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
     be->copy_to_device(be, m->d_ids, b->ids, (size_t)N * 4);
     be->copy_to_device(be, m->d_pos, b->pos, (size_t)N * 4);
     be->copy_to_device(be, m->d_doc, b->doc_start, (size_t)N * 4);
+    m->doc_packed = attention_rows_packed(b->doc_start, (size_t)N);   // once per batch, on the host
     be->embedding_forward(be, m->resid[0], m->d_ids, m->embed->act, N, C);
     // Sparse MoE: the padding mask, and the load-balancing statistics when the loss has them.
     moe_mask_of(m, b);

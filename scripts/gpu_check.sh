@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
 #   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L 'gpu|cuda' → bench_ops
-#   → the attention and expert GEMM kernel labs (dev/cuda) → cuDNN attention vs quarry's → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
+#   → the attention and expert GEMM kernel labs (dev/cuda) → the attention table (quarry v1/v3/v4, cuDNN,
+#   torch sdpa: scripts/bench/attention_table.sh) → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
 # not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in
@@ -143,31 +144,13 @@ else
     note "attention lab: not built in $BUILD (skipped)"
 fi
 
-# cuDNN attention through quarry (kernels/cuda/attention_cudnn.cu) against quarry's kernel:
-# forward and backward against the CPU op on small shapes, then fwd/bwd TFLOP/s at hd 64/128,
-# T 2048/8192, GQA 4 (dev/cuda/attention_cudnn_check, ~1 min).  cuDNN is found as quarry finds it
-# (CUDNN_PATH, a Python env's nvidia/cudnn, the system), plus a pip nvidia-cudnn in python3 here.
-# The table is also written to $LOGS/BENCHMARKS-attention-cudnn.md, dated, for docs/BENCHMARKS.md.
-echo "== cuDNN attention vs quarry's kernel (dev/cuda/attention_cudnn_check)"
-if [ -z "${CUDNN_PATH:-}" ]; then
-    d=$(python3 -c 'import os, nvidia.cudnn as c; print(os.path.dirname(c.__file__))' 2>/dev/null) &&
-        [ -f "$d/lib/libcudnn.so.9" ] && export CUDNN_PATH="$d"
-fi
-if [ -x "$BUILD/dev/cuda/attention_cudnn_check" ]; then
-    timeout 300 "$BUILD/dev/cuda/attention_cudnn_check" 2>&1 | tee "$LOGS/attention_cudnn.log"
-    rc=${PIPESTATUS[0]}
-    impl=$(head -1 "$LOGS/attention_cudnn.log" | sed 's/^attention_cudnn_check: //')
-    { echo "### Attention: cuDNN through quarry vs quarry's kernel ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
-      echo; echo "$impl"; echo; grep '^|' "$LOGS/attention_cudnn.log"; } >"$LOGS/BENCHMARKS-attention-cudnn.md"
-    cud=$(awk -F'|' '/^\| cudnn \|/ {gsub(/ /, "", $3); gsub(/ /, "", $4); gsub(/ /, "", $7); gsub(/ /, "", $9); printf "hd%s T%s %s/%s ", $3, $4, $7, $9}' "$LOGS/attention_cudnn.log")
-    case $rc in
-        0) note "cuDNN attention: checks pass ($impl); TFLOP/s fwd/bwd ${cud:-none (cuDNN absent)}";;
-        77) note "cuDNN attention: skipped (no GPU)";;
-        *) note "cuDNN attention: FAIL (exit $rc, attention_cudnn.log)"; status=1;;
-    esac
-else
-    note "cuDNN attention: not built in $BUILD (skipped)"
-fi
+# The attention table (issue 21; scripts/bench/attention_table.sh, ~3 minutes): quarry's forward
+# kernel versions checked and timed, cuDNN through quarry, torch's sdpa (flash, cuDNN) on this card;
+# appended to docs/BENCHMARKS.md.
+echo "== attention table (scripts/bench/attention_table.sh)"
+LOGS=$LOGS scripts/bench/attention_table.sh "$BUILD" | tee "$LOGS/attention_table.txt"
+if [ "${PIPESTATUS[0]}" -eq 0 ]; then note "attention table: checks pass; $(grep '^attention hd128' "$LOGS/attention_table.txt")"
+else note "attention table: FAIL (attention_table.txt)"; status=1; fi
 
 # The grouped expert GEMM lab (dev/cuda/expert_gemm.cu): the production grouped_linear op (v1),
 # cublasGemmGroupedBatchedEx in 2 calls (v2) and the former per-expert loop (v3), checked, then timed at Qwen3-30B-A3B shapes (2048 and

@@ -53,7 +53,7 @@ typedef void (*attn_bwd_fn)(backend *be, void *dq, void *dk, void *dv, const voi
 static void run_v1(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
                    const void *q, const void *k, const void *v, const int32_t *doc_start, int B, int Tq, int Tk, int H,
                    int KVH, int hd, float scale) {
-    be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, hd, scale, 0, NULL,
+    be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, 1, B, Tq, Tk, H, KVH, hd, scale, 0, NULL,
                            NULL);
 }
 
@@ -579,13 +579,13 @@ int main(int argc, char **argv) {
     float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
     int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
     cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale, 0, NULL);
+    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0, NULL);
     std::vector<float> out(outc, outc + nq), lse(lsec, lsec + nl);
     for (float &x : out) x = lab_bf2f(lab_f2bf(x));
     cpu->copy_to_device(cpu, outc, out.data(), nq * 4);
     float *dqc = (float *)lab_alloc(cpu, nq * 4), *dkc = (float *)lab_alloc(cpu, nk * 4);
     float *dvc = (float *)lab_alloc(cpu, nk * 4);
-    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, qc, kc, vc, docc, B, T, Tk, H, KVH, hd, scale, 0,
+    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0,
                             NULL, NULL);
     cpu->synchronize(cpu);
 

@@ -6,8 +6,10 @@
 //   2. speed: fwd and bwd TFLOP/s (causal: fwd 2·B·H·T²·hd, bwd 2.5× that) at hd 64 and 128,
 //      T 2048 and 8192, GQA 4 (32 heads, 8 kv heads), 16K tokens per call; a markdown table.
 // Usage: attention_cudnn_check [--quick]   Exit: 0 pass, 1 a check failed, 77 no GPU; cuDNN
-// absent: the quarry rows only, said so.
+// absent: the quarry rows only, said so.  QUARRY_ATTN_KERNEL=v3|v4 checks and times that forward
+// kernel in the quarry rows (named quarry-vN).
 #include "kernels/backend.h"
+#include "kernels/cuda/attention_fa2.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "lab_common.cuh"
 #include <math.h>
@@ -99,8 +101,8 @@ static void check_shape(int B, int T, int H, int KVH, int hd, int packed, int ha
     void *co = alloc_on(cpu, nq * 4), *cdq = alloc_on(cpu, nq * 4), *cdk = alloc_on(cpu, nkv * 4),
          *cdv = alloc_on(cpu, nkv * 4);
     float *clse = (float *)alloc_on(cpu, nl * 4);
-    cpu->attention_forward(cpu, co, clse, cq, ck, cv, cdoc, B, T, T, H, KVH, hd, scale, 0, NULL);
-    cpu->attention_backward(cpu, cdq, cdk, cdv, cdo, co, clse, cq, ck, cv, cdoc, B, T, T, H, KVH, hd, scale, 0, NULL,
+    cpu->attention_forward(cpu, co, clse, cq, ck, cv, cdoc, packed, B, T, T, H, KVH, hd, scale, 0, NULL);
+    cpu->attention_backward(cpu, cdq, cdk, cdv, cdo, co, clse, cq, ck, cv, cdoc, packed, B, T, T, H, KVH, hd, scale, 0, NULL,
                             NULL);
     std::vector<float> ro = from_cpu(co, nq), rlse = from_cpu(clse, nl), rdq = from_cpu(cdq, nq),
                        rdk = from_cpu(cdk, nkv), rdv = from_cpu(cdv, nkv);
@@ -118,8 +120,8 @@ static void check_shape(int B, int T, int H, int KVH, int hd, int packed, int ha
             failures++;
             continue;
         }
-        gpu->attention_forward(gpu, go, glse, gq, gk, gv, gdoc, B, T, T, H, KVH, hd, scale, 0, NULL);
-        gpu->attention_backward(gpu, gdq, gdk, gdv, gdo, go, glse, gq, gk, gv, gdoc, B, T, T, H, KVH, hd, scale, 0,
+        gpu->attention_forward(gpu, go, glse, gq, gk, gv, gdoc, packed, B, T, T, H, KVH, hd, scale, 0, NULL);
+        gpu->attention_backward(gpu, gdq, gdk, gdv, gdo, go, glse, gq, gk, gv, gdoc, packed, B, T, T, H, KVH, hd, scale, 0,
                                 NULL, NULL);
         gpu->synchronize(gpu);
         std::vector<float> lse(nl);
@@ -156,13 +158,16 @@ static void bench(int hd, int T, int have_cudnn) {
         char err[2048];
         if (!backend_set_attention(gpu, modes[mi], err, sizeof err)) continue;
         double f = lab_median_ms(gpu, 10, [&] {
-            gpu->attention_forward(gpu, go, glse, gq, gk, gv, gdoc, B, T, T, H, KVH, hd, scale, 0, NULL);
+            gpu->attention_forward(gpu, go, glse, gq, gk, gv, gdoc, 0, B, T, T, H, KVH, hd, scale, 0, NULL);
         });
         double b = lab_median_ms(gpu, 10, [&] {
-            gpu->attention_backward(gpu, gdq, gdk, gdv, gdo, go, glse, gq, gk, gv, gdoc, B, T, T, H, KVH, hd, scale,
+            gpu->attention_backward(gpu, gdq, gdk, gdv, gdo, go, glse, gq, gk, gv, gdoc, 0, B, T, T, H, KVH, hd, scale,
                                     0, NULL, NULL);
         });
-        printf("| %s | %d | %d | %d×%d/%d | %.3f | %.0f | %.3f | %.0f |\n", modes[mi], hd, T, B, H, KVH, f,
+        // quarry's rows name the forward kernel (QUARRY_ATTN_KERNEL; the backward is v1).
+        char impl[32];
+        snprintf(impl, sizeof impl, mi ? "cudnn" : "quarry-v%d", cuda_attention_kernel());
+        printf("| %s | %d | %d | %d×%d/%d | %.3f | %.0f | %.3f | %.0f |\n", impl, hd, T, B, H, KVH, f,
                fwd_flops / (f * 1e9), b, bwd_flops / (b * 1e9));
     }
     void *gp[] = {gq, gk, gv, gdo, gdoc, go, gdq, gdk, gdv, glse};

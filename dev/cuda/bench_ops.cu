@@ -100,10 +100,10 @@ static void bench_attention(int B, int H, int KVH, int T, int hd, int window) {
                                              : (double)T * T / 2.0;
     double f = 4.0 * B * H * pairs * hd;
     report("attention fwd", shape, median_ms([&] {
-               be->attention_forward(be, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, window, sinks);
+               be->attention_forward(be, out, lse, q, k, v, doc, 0, B, T, T, H, KVH, hd, scale, window, sinks);
            }), f, 0);
     report("attention bwd", shape, median_ms([&] {
-               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, T, H, KVH, hd, scale, window,
+               be->attention_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc, 0, B, T, T, H, KVH, hd, scale, window,
                                       sinks, dsinks);
            }), 2.5 * f, 0);
     if (sinks) {

@@ -22,6 +22,17 @@
 
 enum { TQ = 48, TK = 64 };
 
+// The op contract (kernels/backend.h): packed = 0 promises one document per row.  A caller that
+// breaks it would get silently wrong results from a backend that trusts it (cuDNN), so the CPU
+// backend, where the check costs nothing next to the attention, stops on it.
+static void check_packed(const int32_t *doc_start, int packed, int B, int Tk) {
+    if (!packed && attention_rows_packed(doc_start, (size_t)B * Tk)) {
+        fprintf(stderr, "quarry: attention: called with packed = 0 but doc_start marks several documents in a row "
+                "(a caller's bug: pass attention_rows_packed(doc_start))\n");
+        exit(1);
+    }
+}
+
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -77,10 +88,11 @@ static att_scratch scratch_at(float *base, int hd) {
 }
 
 void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, const void *k_,
-                           const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
+                           const void *v_, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                            int n_heads, int n_kv_heads, int hd, float scale, int window,
                            const float *sinks) {
     (void)be;
+    check_packed(doc_start, packed, B, Tk);
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0 || Tq <= 0) return;
@@ -180,10 +192,11 @@ void cpu_attention_forward(backend *be, void *out_, float *lse, const void *q_, 
 // the head's rows (b, i) in order by one thread.
 void cpu_attention_backward(backend *be, void *dq_, void *dk_, void *dv_, const void *dout_,
                             const void *out_, const float *lse, const void *q_, const void *k_,
-                            const void *v_, const int32_t *doc_start, int B, int Tq, int Tk,
+                            const void *v_, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                             int n_heads, int n_kv_heads, int hd, float scale, int window,
                             const float *sinks, float *dsinks) {
     (void)be;
+    check_packed(doc_start, packed, B, Tk);
     float *dq = dq_, *dk = dk_, *dv = dv_;
     const float *dout = dout_, *out = out_, *q = q_, *k = k_, *v = v_;
     if (hd <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || B <= 0) return;

@@ -46,12 +46,12 @@ void cpu_rope_forward(backend *be, void *x, const int32_t *pos, const rope_table
 void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_table *rope, int N,
                        int n_heads);
 void cpu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k,
-                           const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                           const void *v, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                            int n_heads, int n_kv_heads, int hd, float scale, int window,
                            const float *sinks);
 void cpu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout,
                             const void *out, const float *lse, const void *q, const void *k,
-                            const void *v, const int32_t *doc_start, int B, int Tq, int Tk,
+                            const void *v, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                             int n_heads, int n_kv_heads, int hd, float scale, int window,
                             const float *sinks, float *dsinks);
 void cpu_swiglu_clamped_forward(backend *be, void *out, const void *gate, const void *up, size_t n,

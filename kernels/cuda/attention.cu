@@ -13,14 +13,16 @@
 // P = exp(S − lse) already carry it; dsinks[h] −= Σ_rows exp(sink − lse)·D comes from one block
 // per head summing a fixed row partition in a fixed tree: deterministic, no atomics.
 // Head dims 64 and 128 take the tensor-core path; other sizes (tiny test models) a plain one.
+// The forward may run attention_fa2.cu's kernels instead (QUARRY_ATTN_KERNEL=v3|v4, attention_fa2.h).
 #include "common.cuh"
 #include "attention_cudnn.h"
+#include "attention_fa2.cuh"
+#include "attention_fa2.h"
 #include <mma.h>
 
 using namespace nvcuda;
 
 #define LOG2E_F 1.4426950408889634f
-#define LN2_F 0.6931471805599453f
 
 template <int HD> struct attn_cfg {
     static constexpr int BQ = 64, BK = 64, WARPS = 4, THREADS = 128;
@@ -49,21 +51,6 @@ __device__ __forceinline__ int first_visible(const int32_t *doc_start, size_t do
 // window, nothing before p0 − W + 1 (documents only narrow it further, row by row).
 __device__ __forceinline__ int first_key_tile(int p0, int window) {
     return window > 0 ? (max(0, p0 - window + 1) / 64) * 64 : 0;
-}
-
-// Folds a sink logit (log2 domain) into a finished online softmax (running max m, sum l, both
-// log2 domain): returns the factor that rescales the accumulated P·V into the output, and sets
-// the natural-log lse.  Without a sink (sink2 = −inf) it is 1/l and m + log2 l.
-__device__ __forceinline__ float fold_sink(float m, float l, float sink2, float *lse_out) {
-    if (sink2 == -INFINITY) {
-        *lse_out = l > 0.0f ? (m + log2f(l)) * LN2_F : -INFINITY;
-        return l > 0.0f ? 1.0f / l : 0.0f;
-    }
-    float mf = fmaxf(m, sink2);             // eager_attention_forward's max over scores and sink
-    float corr = exp2f(m - mf);             // 0 when no key was seen (m = −inf)
-    float lf = l * corr + exp2f(sink2 - mf);
-    *lse_out = (mf + log2f(lf)) * LN2_F;
-    return corr / lf;
 }
 
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> frag_a_row;
@@ -670,11 +657,15 @@ static void forward_mma(backend *be, void *out, float *lse, const void *q, const
 }
 
 static void cu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                                 const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                 const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                  float scale, int window, const float *sinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
-    if (cuda_attention_cudnn_forward(be, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, scale,
-                                     window, sinks))
+    if (cuda_attention_cudnn_forward(be, out, lse, q, k, v, doc_start, packed, B, Tq, Tk, n_heads, n_kv_heads, hd,
+                                     scale, window, sinks))
+        return;
+    int version = cuda_attention_kernel();   // QUARRY_ATTN_KERNEL (attention_fa2.h)
+    if (version != 1 && cuda_attention_forward_fa2(be, version, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads,
+                                                   n_kv_heads, hd, scale, window, sinks))
         return;
     float scale_log2 = scale * LOG2E_F;
     if (window < 0) window = 0;
@@ -715,10 +706,10 @@ static void backward_mma(backend *be, void *dq, void *dk, void *dv, const void *
 
 static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                   const float *lse, const void *q, const void *k, const void *v,
-                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                  const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                   float scale, int window, const float *sinks, float *dsinks) {
     check_shapes(B, Tq, Tk, n_heads, n_kv_heads, hd);
-    if (cuda_attention_cudnn_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, n_heads,
+    if (cuda_attention_cudnn_backward(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, packed, B, Tq, Tk, n_heads,
                                       n_kv_heads, hd, scale, window, sinks))
         return;
     if (window < 0) window = 0;

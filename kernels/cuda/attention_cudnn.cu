@@ -11,8 +11,9 @@
 // Packed documents: a row holding several documents needs a block-diagonal mask, which cuDNN
 // expresses as ragged offsets (one cuDNN "batch" entry per document, their count fixed when the
 // graph is built).  quarry's document count changes every micro-batch, so this path takes the
-// rows that hold one document each (every doc_start 0: checked on the device per call, one int
-// read back) and leaves packed rows to quarry's kernel.
+// rows that hold one document each and leaves packed rows to quarry's kernel.  Which is which the
+// caller says (the op's packed argument, known on the host where the batch is built): nothing
+// is read back from the device and the stream is never synchronised on the hot path.
 //
 // The frontend is compiled with NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING: every cuDNN backend call
 // it makes goes through dlsym on cudnn_frontend::cudnn_dlhandle, the library cudnn_load opened;
@@ -20,6 +21,7 @@
 // frontend headers at build time (CMake: QUARRY_HAVE_CUDNN_FRONTEND unset) this file still
 // builds, and --attention cudnn says why it is unavailable.
 #include "attention_cudnn.h"
+#include "attention_fa2.h"
 #include "../cudnn_load.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +59,6 @@ struct cudnn_attn {
     std::vector<sdpa_graph> graphs;
     void *workspace;
     size_t workspace_bytes;
-    int *flag;                           // device int: some doc_start != 0
     int said_packed, said_unsupported;
 };
 
@@ -173,45 +174,22 @@ static sdpa_graph *graph_for(backend *be, cudnn_attn *st, int bwd, int B, int T,
     return &st->graphs.back();
 }
 
-__global__ void any_nonzero_kernel(const int32_t *x, size_t n, int *flag) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        if (x[i] != 0) *flag = 1;
-}
-
-// 1 when every row holds one document (doc_start all 0).  Synchronous: one int comes back.
-static int one_document_per_row(backend *be, cudnn_attn *st, const int32_t *doc_start, size_t n) {
-    cuda_state *s = cuda_state_of(be);
-    CUDA_CHECK(cudaMemsetAsync(st->flag, 0, sizeof(int), s->stream));
-    unsigned blocks = (unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024);
-    any_nonzero_kernel<<<blocks ? blocks : 1, 256, 0, s->stream>>>(doc_start, n, st->flag);
-    CUDA_CHECK_LAST();
-    CUDA_CHECK(cudaMemcpyAsync(s->host_flag, st->flag, sizeof(int), cudaMemcpyDeviceToHost, s->stream));
-    CUDA_CHECK(cudaStreamSynchronize(s->stream));
-    return *s->host_flag == 0;
-}
-
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // The checks both directions share (out: out or dout's buffers, lse as given); the graph to run,
 // or NULL for quarry's kernel.
 static sdpa_graph *take(backend *be, int bwd, const void *q, const void *k, const void *v, const void *out,
-                        const float *lse, const int32_t *doc_start, int B, int Tq, int Tk, int H, int KVH, int hd,
-                        int window, const float *sinks) {
+                        const float *lse, int packed, int B, int Tq, int Tk, int H, int KVH, int hd, int window,
+                        const float *sinks) {
     cudnn_attn *st = attn_state(be);
     if (!st || !st->handle || st->mode == ATTENTION_QUARRY) return NULL;
     char why[128];
-    if (!attention_cudnn_supports(Tq, Tk, H, KVH, hd, window, sinks != NULL, why, sizeof why)) {
-        if (!st->said_unsupported++)
+    if (!attention_cudnn_supports(Tq, Tk, H, KVH, hd, window, sinks != NULL, packed, why, sizeof why)) {
+        if (!(packed ? st->said_packed++ : st->said_unsupported++))
             fprintf(stderr, "quarry: attention: %s: quarry's kernel runs these calls (cuDNN the others)\n", why);
         return NULL;
     }
     if (!aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) || !aligned16(lse)) return NULL;
-    if (!one_document_per_row(be, st, doc_start, (size_t)B * Tk)) {
-        if (!st->said_packed++)
-            fprintf(stderr, "quarry: attention: rows packing several documents run quarry's kernel (cuDNN takes rows "
-                    "of one document)\n");
-        return NULL;
-    }
     sdpa_graph *e = graph_for(be, st, bwd, B, Tq, H, KVH, hd);
     return e->ok ? e : NULL;
 }
@@ -234,9 +212,10 @@ static void run(backend *be, sdpa_graph *e, std::unordered_map<int64_t, void *> 
 }
 
 int cuda_attention_cudnn_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                                 const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                 const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                  float scale, int window, const float *sinks) {
-    sdpa_graph *e = take(be, 0, q, k, v, out, lse, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
+    (void)doc_start;   // packed says all the cuDNN path needs to know about it
+    sdpa_graph *e = take(be, 0, q, k, v, out, lse, packed, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
     if (!e) return 0;
     std::unordered_map<int64_t, void *> pack = {{UID_Q, (void *)q},   {UID_K, (void *)k},     {UID_V, (void *)v},
                                                 {UID_O, out},         {UID_STATS, (void *)lse}, {UID_SCALE, &scale}};
@@ -246,10 +225,11 @@ int cuda_attention_cudnn_forward(backend *be, void *out, float *lse, const void 
 
 int cuda_attention_cudnn_backward(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                   const float *lse, const void *q, const void *k, const void *v,
-                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                  const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                   float scale, int window, const float *sinks) {
     if (!aligned16(dq) || !aligned16(dk) || !aligned16(dv) || !aligned16(dout)) return 0;
-    sdpa_graph *e = take(be, 1, q, k, v, out, lse, doc_start, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
+    (void)doc_start;
+    sdpa_graph *e = take(be, 1, q, k, v, out, lse, packed, B, Tq, Tk, n_heads, n_kv_heads, hd, window, sinks);
     if (!e) return 0;
     std::unordered_map<int64_t, void *> pack = {
         {UID_Q, (void *)q},   {UID_K, (void *)k},     {UID_V, (void *)v},     {UID_O, (void *)out},
@@ -298,7 +278,6 @@ static int open_cudnn(backend *be, cudnn_attn *st, char *err, size_t errlen) {
     }
     fe::cudnn_dlhandle = st->lib.dl;
     point_frontend_at_cudart();
-    CUDA_CHECK(cudaMalloc((void **)&st->flag, sizeof(int)));
     return 1;
 }
 
@@ -309,7 +288,7 @@ static int cu_set_attention(backend *be, int mode, char *err, size_t errlen) {
     st->mode = (attention_mode)mode;
     s->attn_cudnn = st;
     if (mode == ATTENTION_QUARRY) {
-        snprintf(be->attention_impl, sizeof be->attention_impl, "quarry");
+        snprintf(be->attention_impl, sizeof be->attention_impl, "%s", cuda_attention_kernel_label());
         return 1;
     }
     char why[1600];
@@ -319,7 +298,7 @@ static int cu_set_attention(backend *be, int mode, char *err, size_t errlen) {
                      "system package) or point CUDNN_PATH at it, or use --attention quarry", why);
             return 0;
         }
-        snprintf(be->attention_impl, sizeof be->attention_impl, "quarry (auto; %.200s)", why);
+        snprintf(be->attention_impl, sizeof be->attention_impl, "%s (auto; %.200s)", cuda_attention_kernel_label(), why);
         return 1;
     }
     size_t ver = st->lib.version;
@@ -340,7 +319,6 @@ void cuda_attention_cudnn_destroy(backend *be) {
         if (rc != 0) fprintf(stderr, "quarry: attention: cudnnDestroy: %s\n", st->lib.GetErrorString(rc));
     }
     if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
-    if (st->flag) CUDA_CHECK(cudaFree(st->flag));
     // The library stays open: the frontend's static state may still hold symbols from it.
     delete st;
     s->attn_cudnn = NULL;
@@ -349,12 +327,12 @@ void cuda_attention_cudnn_destroy(backend *be) {
 #else   // built without the cudnn-frontend headers
 
 int cuda_attention_cudnn_forward(backend *, void *, float *, const void *, const void *, const void *,
-                                 const int32_t *, int, int, int, int, int, int, float, int, const float *) {
+                                 const int32_t *, int, int, int, int, int, int, int, float, int, const float *) {
     return 0;
 }
 int cuda_attention_cudnn_backward(backend *, void *, void *, void *, const void *, const void *, const float *,
                                   const void *, const void *, const void *, const int32_t *, int, int, int, int, int,
-                                  int, float, int, const float *) {
+                                  int, int, float, int, const float *) {
     return 0;
 }
 
@@ -365,8 +343,8 @@ static int cu_set_attention(backend *be, int mode, char *err, size_t errlen) {
         snprintf(err, errlen, "--attention cudnn: %s; or use --attention quarry", why);
         return 0;
     }
-    snprintf(be->attention_impl, sizeof be->attention_impl, "quarry%s", mode == ATTENTION_AUTO ? " (auto; built "
-             "without cudnn-frontend)" : "");
+    snprintf(be->attention_impl, sizeof be->attention_impl, "%s%s", cuda_attention_kernel_label(),
+             mode == ATTENTION_AUTO ? " (auto; built without cudnn-frontend)" : "");
     return 1;
 }
 
@@ -376,5 +354,5 @@ void cuda_attention_cudnn_destroy(backend *) {}
 
 void cuda_attention_cudnn_install(backend *be) {
     be->set_attention = cu_set_attention;
-    snprintf(be->attention_impl, sizeof be->attention_impl, "quarry");
+    snprintf(be->attention_impl, sizeof be->attention_impl, "%s", cuda_attention_kernel_label());
 }

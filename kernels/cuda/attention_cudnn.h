@@ -13,9 +13,9 @@ void cuda_attention_cudnn_destroy(backend *be);
 // backend.h's attention_forward / attention_backward through cuDNN: 1 when done, 0 when the caller
 // must run quarry's kernel.
 int cuda_attention_cudnn_forward(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                                 const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                 const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                  float scale, int window, const float *sinks);
 int cuda_attention_cudnn_backward(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                   const float *lse, const void *q, const void *k, const void *v,
-                                  const int32_t *doc_start, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
+                                  const int32_t *doc_start, int packed, int B, int Tq, int Tk, int n_heads, int n_kv_heads, int hd,
                                   float scale, int window, const float *sinks);

@@ -59,8 +59,8 @@ static void test_case(backend *be, const st_set *s, int c) {
         exit(1);
     }
     float scale = 1.0f / sqrtf((float)hd);
-    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks);
-    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window,
+    be->attention_forward(be, out, lse, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window, sinks);
+    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window,
                            sinks, ds);
     struct { const char *name; const float *got, *want; size_t n; double tol; } cmp[] = {
         {"out", out, out_w, nq, FWD_TOL}, {"lse", lse, lse_w, nl, FWD_TOL}, {"dq", dq, dq_w, nq, BWD_TOL},

@@ -91,19 +91,36 @@ int main(void) {
     // Which calls cuDNN's path takes: Llama shapes yes; gpt-oss' sinks and windows, KV caches,
     // odd head dims no, each with its reason.
     char why[128] = "";
-    CHECK(attention_cudnn_supports(2048, 2048, 32, 8, 128, 0, 0, why, sizeof why), "8B shape: %s", why);
-    CHECK(attention_cudnn_supports(8192, 8192, 32, 8, 64, 0, 0, why, sizeof why), "1B shape: %s", why);
-    CHECK(!attention_cudnn_supports(2048, 2048, 64, 8, 64, 0, 1, why, sizeof why) && strstr(why, "sinks"), "sinks: %s",
+    CHECK(attention_cudnn_supports(2048, 2048, 32, 8, 128, 0, 0, 0, why, sizeof why), "8B shape: %s", why);
+    CHECK(attention_cudnn_supports(8192, 8192, 32, 8, 64, 0, 0, 0, why, sizeof why), "1B shape: %s", why);
+    CHECK(!attention_cudnn_supports(2048, 2048, 64, 8, 64, 0, 1, 0, why, sizeof why) && strstr(why, "sinks"), "sinks: %s",
           why);
-    CHECK(!attention_cudnn_supports(2048, 2048, 64, 8, 64, 128, 0, why, sizeof why) && strstr(why, "window"),
+    CHECK(!attention_cudnn_supports(2048, 2048, 64, 8, 64, 128, 0, 0, why, sizeof why) && strstr(why, "window"),
           "window: %s", why);
-    CHECK(!attention_cudnn_supports(1, 300, 32, 8, 128, 0, 0, why, sizeof why) && strstr(why, "KV cache"), "cache: %s",
+    CHECK(!attention_cudnn_supports(1, 300, 32, 8, 128, 0, 0, 0, why, sizeof why) && strstr(why, "KV cache"), "cache: %s",
           why);
-    CHECK(!attention_cudnn_supports(64, 64, 4, 2, 256, 0, 0, why, sizeof why) && strstr(why, "head dim 256"),
+    CHECK(!attention_cudnn_supports(64, 64, 4, 2, 256, 0, 0, 0, why, sizeof why) && strstr(why, "head dim 256"),
           "hd 256: %s", why);
-    CHECK(!attention_cudnn_supports(64, 64, 4, 2, 20, 0, 0, why, sizeof why) && strstr(why, "head dim 20"), "hd 20: %s",
+    CHECK(!attention_cudnn_supports(64, 64, 4, 2, 20, 0, 0, 0, why, sizeof why) && strstr(why, "head dim 20"), "hd 20: %s",
           why);
-    CHECK(!attention_cudnn_supports(64, 64, 6, 4, 64, 0, 0, why, sizeof why) && strstr(why, "multiple"), "gqa: %s", why);
+    CHECK(!attention_cudnn_supports(64, 64, 6, 4, 64, 0, 0, 0, why, sizeof why) && strstr(why, "multiple"), "gqa: %s", why);
+    // Packed rows are the caller's host-known fact (the op's packed argument), not a device read:
+    // the same Llama shape is declined when packed, taken when not.
+    CHECK(!attention_cudnn_supports(2048, 2048, 32, 8, 128, 0, 0, 1, why, sizeof why) && strstr(why, "several documents"),
+          "packed: %s", why);
+    // QUARRY_ATTN_KERNEL: quarry's forward kernel version (kernels/cuda/attention_fa2.h).
+    int version = -1;
+    CHECK(attention_kernel_parse(NULL, &version) && version == 0, "unset: %d", version);
+    CHECK(attention_kernel_parse("", &version) && version == 0, "empty: %d", version);
+    CHECK(attention_kernel_parse("v1", &version) && version == 1, "v1: %d", version);
+    CHECK(attention_kernel_parse("v3", &version) && version == 3, "v3: %d", version);
+    CHECK(attention_kernel_parse("v4", &version) && version == 4, "v4: %d", version);
+    CHECK(!attention_kernel_parse("v2", &version), "v2 (lab only) accepted");
+    CHECK(!attention_kernel_parse("3", &version), "a bare number accepted");
+    int32_t one_doc[6] = {0, 0, 0, 0, 0, 0}, two_docs[6] = {0, 0, 0, 3, 3, 3};
+    CHECK(!attention_rows_packed(one_doc, 6), "one document per row called packed");
+    CHECK(attention_rows_packed(two_docs, 6), "two documents in a row not called packed");
+    CHECK(!attention_rows_packed(two_docs, 3), "the first document alone called packed");
 
     // The cpu backend has quarry's kernel only: auto and quarry say so, cudnn is an error
     // naming the fix, a misspelling is an error.

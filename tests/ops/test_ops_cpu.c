@@ -534,7 +534,7 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
     att_ctx ctx = {B, Tq, Tk, H, KVH, hd, window, with_sinks, scale, doc, Rd, xmalloc(nq * 8), xmalloc(nl * 8)};
     double *in[] = {qd, kd, vd, sd};
     att_loss(&ctx, in);
-    be->attention_forward(be, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks);
+    be->attention_forward(be, out, lse, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window, sinks);
     char what[160];
     snprintf(what, sizeof what, "attention B%d Tq%d Tk%d H%d KVH%d hd%d window%d%s", B, Tq, Tk, H, KVH, hd,
              window, with_sinks ? " sinks" : "");
@@ -550,7 +550,7 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
     // Garbage in dq, dk, dv: the backward overwrites them; dsinks accumulates onto its start.
     float *dq = frand(r, nq, -9, 9), *dk = frand(r, nk, -9, 9), *dv = frand(r, nk, -9, 9);
     float *ds0 = frand(r, (size_t)H, -9, 9), *ds = fcopy(ds0, (size_t)H);
-    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks,
+    be->attention_backward(be, dq, dk, dv, R, out, lse, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window, sinks,
                            with_sinks ? ds : NULL);
     snprintf(w2, sizeof w2, "%s: dq", what);
     check_grad(w2, att_loss, &ctx, in, 0, nq, dq, max_check, r);
@@ -571,8 +571,8 @@ static void test_attention_case(backend *be, rng_state *r, int B, int Tq, int Tk
         omp_set_num_threads(th);
         float *o2 = xmalloc(nq * 4), *l2 = xmalloc(nl * 4), *q2 = xmalloc(nq * 4), *k2 = xmalloc(nk * 4), *v2 = xmalloc(nk * 4);
         float *s2 = fcopy(ds0, (size_t)H);
-        be->attention_forward(be, o2, l2, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks);
-        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, B, Tq, Tk, H, KVH, hd, scale, window, sinks,
+        be->attention_forward(be, o2, l2, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window, sinks);
+        be->attention_backward(be, q2, k2, v2, R, out, lse, q, k, v, doc, attention_rows_packed(doc, (size_t)B * Tk), B, Tq, Tk, H, KVH, hd, scale, window, sinks,
                                with_sinks ? s2 : NULL);
         snprintf(w2, sizeof w2, "%s: determinism of out", what);
         check_same_bits(w2, o2, out, nq);

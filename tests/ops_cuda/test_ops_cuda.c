@@ -447,12 +447,13 @@ static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int ma
     buf q = mk("q", nq, 1, rnd(nq, 1.5f)), k = mk("k", nk, 1, rnd(nk, 1.5f)), v = mk("v", nk, 1, rnd(nk, 1.0f));
     int32_t *docs_h = make_docs(B, Tk, max_doc);
     ibuf docs = mk_ids(docs_h, (size_t)B * Tk);
+    int packed = attention_rows_packed(docs_h, (size_t)B * Tk);
     buf out = mk("out", nq, 1, NULL), lse = mk("lse", nl, 0, NULL);
     buf sinks = mk("sinks", (size_t)H, 0, rnd((size_t)H, 2.0f));
     const float *sc = with_sinks ? sinks.c : NULL, *sg = with_sinks ? sinks.g : NULL;
-    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH, hd, scale, window, sc);
+    cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, docs.c, packed, B, Tq, Tk, H, KVH, hd, scale, window, sc);
     buf *o1[] = {&out, &lse};
-    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, B, Tq, Tk, H, KVH, hd, scale,
+    GPU_TWICE(op, o1, gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, docs.g, packed, B, Tq, Tk, H, KVH, hd, scale,
                                              window, sg));
     compare(op, &out, TOL_BF16);
     compare(op, &lse, TOL_F32_SUM);
@@ -470,10 +471,10 @@ static void test_attention(int B, int Tq, int Tk, int H, int KVH, int hd, int ma
     buf dq = mk("dq", nq, 1, NULL), dk = mk("dk", nk, 1, NULL), dv = mk("dv", nk, 1, NULL);
     buf dsinks = mk("dsinks", (size_t)H, 0, rnd((size_t)H, 0.05f));  // small: the sum dominates
     float *dsc = with_sinks ? dsinks.c : NULL, *dsg = with_sinks ? dsinks.g : NULL;
-    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, o_in.c, l_in.c, q.c, k.c, v.c, docs.c, B, Tq, Tk, H, KVH,
+    cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, o_in.c, l_in.c, q.c, k.c, v.c, docs.c, packed, B, Tq, Tk, H, KVH,
                             hd, scale, window, sc, dsc);
     buf *o2[] = {&dq, &dk, &dv, &dsinks};
-    GPU_TWICE(op, o2, gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, o_in.g, l_in.g, q.g, k.g, v.g, docs.g, B, Tq,
+    GPU_TWICE(op, o2, gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, o_in.g, l_in.g, q.g, k.g, v.g, docs.g, packed, B, Tq,
                                               Tk, H, KVH, hd, scale, window, sg, dsg));
     compare(op, &dq, TOL_BF16);
     compare(op, &dk, TOL_BF16);
@@ -923,6 +924,11 @@ int main(int argc, char **argv) {
         test_rope(20, 2, 10, 0.9f);
     }
     if (want("attention")) {
+        // QUARRY_ATTN_KERNEL=v3|v4 runs attention_fa2.cu's forward (the cases below then check it):
+        // the backend says which kernel it runs.
+        const char *kv = getenv("QUARRY_ATTN_KERNEL");
+        CHECK(!kv || !*kv || !strcmp(kv, "v1") || strstr(gpu->attention_impl, kv),
+              "QUARRY_ATTN_KERNEL=%s but the backend runs '%s'", kv, gpu->attention_impl);
         test_attention(2, 77, 77, 8, 2, 64, 30, 0, 0);     // GQA 4, documents, T not a multiple of 64
         test_attention(1, 130, 130, 8, 1, 128, 200, 0, 0); // GQA 8, one document
         test_attention(1, 65, 65, 4, 4, 128, 20, 0, 0);    // GQA 1, many short documents
@@ -936,6 +942,7 @@ int main(int argc, char **argv) {
     // gpt-oss: sliding windows shorter than the sequence (key tiles skipped) and learned sinks.
     if (want("attention sinks window")) {
         test_attention(2, 150, 150, 4, 2, 64, 60, 37, 1);     // window crosses tiles, tile 0 skipped late
+        test_attention(1, 140, 140, 3, 1, 64, 50, 20, 1);     // odd GQA group (one head per block), packed
         test_attention(1, 200, 200, 4, 1, 128, 1000, 50, 1);  // hd 128, two key tiles skipped by row 192
         test_attention(2, 19, 83, 4, 2, 64, 50, 30, 1);       // Tq < Tk with a window
         test_attention(1, 77, 77, 8, 2, 64, 1000, 0, 1);      // sinks only (full-attention layers)

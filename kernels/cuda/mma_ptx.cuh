@@ -1,4 +1,4 @@
-// dev/cuda/mma_ptx.cuh — the warp-level tensor-core instructions the lab kernels use through
+// kernels/cuda/mma_ptx.cuh — the warp-level tensor-core instructions of quarry's mma.sync kernels, through
 // inline PTX, whose register layouts PTX documents (unlike WMMA's): ldmatrix.x4 (.trans) and
 // mma.sync.m16n8k16 bf16 → fp32.  Under the CPU emulation (QUARRY_EMU) they are emu.h's
 // implementations of the same documented layouts.  Lane l: g = l / 4, t = l % 4.
