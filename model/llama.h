@@ -68,6 +68,9 @@ typedef struct {
     int shard_world, shard_rank;
     int shard_grads;          // ZeRO-2: the gradients too (see model_segment)
     model_quant quant;        // QLoRA's 4-bit frozen linears (NONE = 0: the act dtype)
+    // Fused ops off (0 = on): each LoRA projection of q, k, v (gate, up) as its own linear ops
+    // instead of one grouped op over the shared input. The results are the same bits on the CPU.
+    int no_fusion;
 } model_options;
 
 // Bytes of each buffer kind, from model_plan.

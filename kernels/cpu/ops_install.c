@@ -10,6 +10,8 @@ void cpu_ops_install(backend *be) {
     be->rmsnorm_backward = cpu_rmsnorm_backward;
     be->linear_forward = cpu_linear_forward;
     be->linear_backward = cpu_linear_backward;
+    be->lora_group_forward = cpu_lora_group_forward;
+    be->lora_group_backward = cpu_lora_group_backward;
     be->rope_forward = cpu_rope_forward;
     be->rope_backward = cpu_rope_backward;
     be->attention_forward = cpu_attention_forward;

@@ -59,4 +59,5 @@ void cuda_adamw_install(backend *be);
 void cuda_reduce_install(backend *be);
 void cuda_moe_install(backend *be);
 void cuda_nf4_install(backend *be);
+void cuda_lora_install(backend *be);
 #endif

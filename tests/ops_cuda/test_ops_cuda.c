@@ -327,6 +327,51 @@ static void test_linear(int N, int IC, int OC, int with_bias, float scale, int a
     drop(&dinp2); drop(&dw2);
 }
 
+// The grouped LoRA op (G projections' A's stacked, one GEMM over the shared x): CUDA against
+// the CPU's (which equals G separate LoRA linears bit for bit: test_ops_cpu).  The backward
+// gets the CPU's h, rounded to bf16, on both sides.
+static void test_lora_group(int N, int IC, int r, int G, const int *outs, float scale) {
+    char op[96];
+    snprintf(op, sizeof op, "lora_group(N=%d,IC=%d,r=%d,G=%d)", N, IC, r, G);
+    size_t nh = (size_t)N * G * r;
+    buf x = mk("x", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf a = mk("a", (size_t)G * r * IC, 1, rnd((size_t)G * r * IC, 0.2f));
+    buf h = mk("h", nh, 1, NULL), dh = mk("dh", nh, 1, NULL);
+    buf b[3], y[3], dy[3], db[3];
+    void *yc[3], *yg[3], *bcs[3], *bgs[3], *dyc[3], *dyg[3];
+    float *dbc[3], *dbg[3];
+    for (int g = 0; g < G; g++) {
+        size_t ny = (size_t)N * outs[g], nb = (size_t)outs[g] * r;
+        b[g] = mk("b", nb, 1, rnd(nb, 0.5f));
+        y[g] = mk("y", ny, 1, rnd(ny, 1.0f));
+        dy[g] = mk("dy", ny, 1, rnd(ny, 1.0f));
+        db[g] = mk("db", nb, 0, rnd(nb, 1.0f));
+        yc[g] = y[g].c, yg[g] = y[g].g, bcs[g] = b[g].c, bgs[g] = b[g].g;
+        dyc[g] = dy[g].c, dyg[g] = dy[g].g, dbc[g] = db[g].c, dbg[g] = db[g].g;
+    }
+    cpu->lora_group_forward(cpu, yc, h.c, x.c, a.c, (const void *const *)bcs, outs, G, N, IC, r, scale);
+    buf *o1[] = {&h, &y[0], &y[1], &y[G - 1]};
+    GPU_TWICE(op, o1, gpu->lora_group_forward(gpu, yg, h.g, x.g, a.g, (const void *const *)bgs, outs, G, N, IC, r, scale));
+    compare(op, &h, TOL_BF16);
+    for (int g = 0; g < G; g++) compare(op, &y[g], TOL_BF16);
+    float *hh = get(cpu, h.c, nh, 1);
+    for (size_t i = 0; i < nh; i++) hh[i] = round_bf(hh[i]);
+    buf hin = mk("h_in", nh, 1, hh);
+    buf dx = mk("dx", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf da = mk("da", (size_t)G * r * IC, 0, rnd((size_t)G * r * IC, 1.0f));
+    cpu->lora_group_backward(cpu, dx.c, da.c, dbc, dh.c, (const void *const *)dyc, x.c, hin.c, a.c,
+                             (const void *const *)bcs, outs, G, N, IC, r, scale);
+    buf *o2[] = {&dx, &da, &dh, &db[0], &db[1], &db[G - 1]};
+    GPU_TWICE(op, o2, gpu->lora_group_backward(gpu, dx.g, da.g, dbg, dh.g, (const void *const *)dyg, x.g, hin.g, a.g,
+                                               (const void *const *)bgs, outs, G, N, IC, r, scale));
+    compare(op, &dh, TOL_BF16);
+    compare(op, &dx, TOL_BF16);
+    compare(op, &da, TOL_BF16);   // from dh, rounded to bf16 on the device
+    for (int g = 0; g < G; g++) compare(op, &db[g], TOL_F32_SUM);
+    for (int g = 0; g < G; g++) drop(&b[g]), drop(&y[g]), drop(&dy[g]), drop(&db[g]);
+    drop(&x); drop(&a); drop(&h); drop(&dh); drop(&hin); drop(&dx); drop(&da);
+}
+
 static void test_rope(int N, int H, int hd, float scaling) {
     char op[64];
     snprintf(op, sizeof op, "rope(N=%d,H=%d,hd=%d)", N, H, hd);
@@ -794,7 +839,8 @@ static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
 #define OP(f) {#f, offsetof(backend, f)}
         OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
-        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
+        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(lora_group_forward), OP(lora_group_backward),
+        OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
@@ -843,6 +889,11 @@ int main(int argc, char **argv) {
         test_linear(37, 72, 50, 1, 1.0f, 0);
         test_linear(29, 40, 24, 1, 0.5f, 1);
         test_linear(64, 128, 96, 0, 2.0f, 1);
+    }
+    if (want("lora_group")) {
+        static const int qkv[3] = {96, 32, 32}, gu[2] = {88, 88};
+        test_lora_group(37, 72, 8, 3, qkv, 2.0f);   // q, k, v under GQA 3
+        test_lora_group(29, 40, 4, 2, gu, 0.5f);    // gate, up
     }
     if (want("rope")) {
         test_rope(45, 3, 64, 1.0f);
