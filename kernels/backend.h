@@ -77,6 +77,13 @@ struct backend {
     void (*rmsnorm_backward)(backend *be, void *dx, float *dw, const void *dout, const void *x,
                              const void *w, const float *rstd, int N, int C);
 
+    // Residual add + RMSNorm in one pass: sum = a + b (stored), out = sum / rms(sum) · w, rstd
+    // saved: the bits of add then rmsnorm_forward on the stored sum.  sum, out, a, b: act (N, C);
+    // w: act (C); rstd: f32 (N).  out and sum may alias a or b, not each other.  (Its backward
+    // is rmsnorm_backward, whose dx += already adds the norm's share to the residual's gradient.)
+    void (*add_rmsnorm_forward)(backend *be, void *sum, void *out, float *rstd, const void *a,
+                                const void *b, const void *w, int N, int C, float eps);
+
     // out = (accumulate ? out : 0) + scale * (inp·wᵀ + bias).
     // out: act (N, OC); inp: act (N, IC); w: act (OC, IC); bias: act (OC) or NULL.
     void (*linear_forward)(backend *be, void *out, const void *inp, const void *w,

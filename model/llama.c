@@ -1372,10 +1372,10 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
 
 // Whether group t0 of layer lw runs fused: every projection adapted, no dropout this pass (its
 // masks differ per projection, as PEFT's, so the inputs are not shared), the A's (and their
-// gradients) contiguous, and fusion not switched off (model_options.no_fusion).
+// gradients) contiguous, and the fusion not switched off (MODEL_FUSE_LORA_GROUP).
 static int lora_group_fused(const model *m, const layer_weights *lw, const layer_acts *x, int t0) {
     int G = lora_group_size(t0);
-    if (!G || !m->has_lora || m->opt.no_fusion || (m->fwd_train && m->lora.dropout > 0.0f)) return 0;
+    if (!G || !m->has_lora || (m->opt.no_fusion & MODEL_FUSE_LORA_GROUP) || (m->fwd_train && m->lora.dropout > 0.0f)) return 0;
     const model_param *a0 = lw->lin[t0].la;
     if (!a0 || !x->lora_h[t0]) return 0;
     size_t as = act_size(m);
@@ -1438,9 +1438,9 @@ static void linear_group_bwd(model *m, int l, layer_acts *x, void *dx, const voi
 }
 
 // Attention block: mid = resid[l] + o(attention(rope(q), rope(k), v)) with q, k, v projections of
-// ln1 = rmsnorm(resid[l]), q and k normed per head first when the kind says so. T query rows per
-// batch; Tk > T only when decoding (B = 1): the new keys and values go to rows Tk − T.. of the
-// layer's cache x->k, x->v and attention reads all Tk of them.
+// ln1 = rmsnorm(resid[l]), q and k normed per head first when the kind says so; then the MLP's
+// ln2 = rmsnorm(mid). T query rows per batch; Tk > T only when decoding (B = 1): the new keys and
+// values go to rows Tk − T.. of the layer's cache x->k, x->v and attention reads all Tk of them.
 static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
@@ -1464,9 +1464,18 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, B, T, Tk, H, KV, hd,
                           1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
                           ak->sinks ? m->sinks_f32 : NULL);
-    // mid = resid + o(att)
+    // mid = resid + o(att), then the MLP's input ln2 = rmsnorm(mid). Fused: o's output goes to
+    // ln2's buffer (ln1 is spent when it is shared) and one add_rmsnorm pass writes mid and ln2,
+    // instead of a copy, an accumulating GEMM and an RMSNorm pass.
+    const model_param *nw = lw->norm[NORM_POST];
+    if (!(m->opt.no_fusion & MODEL_FUSE_ADD_NORM)) {
+        linear_fwd(m, x->ln2, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0, dropout_seed(s, l, LORA_O));
+        be->add_rmsnorm_forward(be, x->mid, x->ln2, x->rstd2, x->ln2, m->resid[l], nw->act, N, C, c->rms_norm_eps);
+        return;
+    }
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
+    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, nw->act, N, C, c->rms_norm_eps);
 }
 
 // dres holds ∂loss/∂mid on entry and ∂loss/∂resid[l] on return.
@@ -1516,7 +1525,7 @@ static void mlp_dense_forward(model *m, int l, layer_acts *x, int N) {
     const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
     uint64_t s = m->fwd_seed;
-    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    // ln2 = rmsnorm(mid): attn_forward's (fused with mid's residual add).
     void *const gu[2] = {x->gate, x->up};
     linear_group_fwd(m, l, x, gu, x->ln2, LORA_GATE, N);
     be->swiglu_forward(be, x->act, x->gate, x->up, (size_t)N * (size_t)c->intermediate_size);
@@ -1594,9 +1603,8 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
 static void mlp_moe_forward(model *m, int l, layer_acts *x, int N) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
-    const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
-    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    // ln2 = rmsnorm(mid): attn_forward's (fused with mid's residual add).
     moe_lora lo;
     moe_weights w = moe_weights_of(m, l, x, &lo);
     char why[160];

@@ -36,6 +36,10 @@ void cpu_rmsnorm_forward(backend *be, void *out, float *rstd, const void *x, con
                          int C, float eps);
 void cpu_rmsnorm_backward(backend *be, void *dx, float *dw, const void *dout, const void *x,
                           const void *w, const float *rstd, int N, int C);
+void cpu_add_rmsnorm_forward(backend *be, void *sum, void *out, float *rstd, const void *a, const void *b,
+                             const void *w, int N, int C, float eps);
+// One row of RMSNorm (rmsnorm.c): out = x · r · w, returns r.  out may alias x.
+float cpu_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps);
 void cpu_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias,
                         int N, int IC, int OC, float scale, int accumulate);
 void cpu_linear_backward(backend *be, void *dinp, float *dw, float *dbias, const void *dout,

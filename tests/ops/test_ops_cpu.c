@@ -396,6 +396,26 @@ static void test_linear(backend *be, rng_state *r) {
     free(x); free(w); free(R); free(ry); free(rdx); free(rdw);
 }
 
+// Residual add + RMSNorm against add then rmsnorm_forward (each checked against double
+// references): the same bits, with out written over a (as model/llama.c calls it).
+static void test_add_rmsnorm(backend *be, rng_state *r) {
+    static const int shapes[][2] = {{37, 45}, {1, 7}, {64, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], C = shapes[s][1];
+        size_t n = (size_t)N * C;
+        float *a = frand(r, n, -2, 2), *b = frand(r, n, -2, 2), *w = frand(r, (size_t)C, 0.5f, 1.5f);
+        float *sum = xmalloc(n * 4), *out = fcopy(a, n), *rstd = xmalloc((size_t)N * 4);
+        float *sum_r = xmalloc(n * 4), *out_r = xmalloc(n * 4), *rstd_r = xmalloc((size_t)N * 4);
+        be->add_rmsnorm_forward(be, sum, out, rstd, out, b, w, N, C, 1e-5f);   // out aliases a
+        be->add(be, sum_r, a, b, n);
+        be->rmsnorm_forward(be, out_r, rstd_r, sum_r, w, N, C, 1e-5f);
+        check_same_bits("add_rmsnorm sum", sum, sum_r, n);
+        check_same_bits("add_rmsnorm out", out, out_r, n);
+        check_same_bits("add_rmsnorm rstd", rstd, rstd_r, (size_t)N);
+        free(a); free(b); free(w); free(sum); free(out); free(rstd); free(sum_r); free(out_r); free(rstd_r);
+    }
+}
+
 // The grouped LoRA op against G separate LoRA linears (each checked above against double
 // references): the same bits, forward and backward, accumulating and NULL contracts included.
 static void test_lora_group(backend *be, rng_state *r) {
@@ -1276,7 +1296,7 @@ int main(void) {
         return 1;
     }
     // Every op pointer of the table is set.
-    CHECK(be->embedding_forward && be->embedding_backward && be->rmsnorm_forward && be->rmsnorm_backward &&
+    CHECK(be->embedding_forward && be->embedding_backward && be->rmsnorm_forward && be->rmsnorm_backward && be->add_rmsnorm_forward &&
               be->linear_forward && be->linear_backward && be->lora_group_forward && be->lora_group_backward &&
               be->rope_forward && be->rope_backward &&
               be->attention_forward && be->attention_backward && be->swiglu_forward && be->swiglu_backward &&
@@ -1290,6 +1310,7 @@ int main(void) {
     TIMED(test_cast(be, &r));
     TIMED(test_embedding(be, &r));
     TIMED(test_rmsnorm(be, &r));
+    TIMED(test_add_rmsnorm(be, &r));
     TIMED(test_gemm(&r));
     TIMED(test_linear(be, &r));
     TIMED(test_lora_group(be, &r));

@@ -287,6 +287,40 @@ static void test_rmsnorm(int N, int C) {
     drop(&x); drop(&w); drop(&out); drop(&rstd); drop(&r); drop(&dout); drop(&dx); drop(&dw); drop(&dx2); drop(&dw3);
 }
 
+// Residual add + RMSNorm (out written over a, as the model calls it) against the CPU's; and
+// its out and rstd bitwise equal to CUDA's own rmsnorm_forward on the stored sum (what selective
+// recomputation recomputes in the backward).
+static void test_add_rmsnorm(int N, int C) {
+    char op[64];
+    snprintf(op, sizeof op, "add_rmsnorm(N=%d,C=%d)", N, C);
+    float *wh = rnd((size_t)C, 1.0f);
+    for (int i = 0; i < C; i++) wh[i] = round_bf(1.0f + 0.5f * wh[i]);
+    buf w = mk("w", (size_t)C, 1, wh);
+    buf b = mk("b", (size_t)N * C, 1, rnd((size_t)N * C, 2.0f));
+    buf out = mk("out", (size_t)N * C, 1, rnd((size_t)N * C, 2.0f));   // a on entry
+    buf sum = mk("sum", (size_t)N * C, 1, NULL), rstd = mk("rstd", (size_t)N, 0, NULL);
+    cpu->add_rmsnorm_forward(cpu, sum.c, out.c, rstd.c, out.c, b.c, w.c, N, C, 1e-5f);
+    buf *o1[] = {&out, &sum, &rstd};
+    GPU_TWICE(op, o1, gpu->add_rmsnorm_forward(gpu, sum.g, out.g, rstd.g, out.g, b.g, w.g, N, C, 1e-5f));
+    compare(op, &sum, TOL_BF16);
+    compare(op, &out, TOL_BF16);
+    compare(op, &rstd, TOL_BF16);   // of the sum rounded to bf16 (the CPU's is f32): bf16's bound
+    buf out2 = mk("out(rmsnorm)", (size_t)N * C, 1, NULL), rstd2 = mk("rstd(rmsnorm)", (size_t)N, 0, NULL);
+    gpu->rmsnorm_forward(gpu, out2.g, rstd2.g, sum.g, w.g, N, C, 1e-5f);
+    gpu->synchronize(gpu);
+    size_t bytes = (size_t)N * C * 2;
+    unsigned char *p = malloc(bytes), *q = malloc(bytes);
+    gpu->copy_to_host(gpu, p, out.g, bytes);
+    gpu->copy_to_host(gpu, q, out2.g, bytes);
+    CHECK(!memcmp(p, q, bytes), "%s: out differs from rmsnorm_forward on the stored sum", op);
+    gpu->copy_to_host(gpu, p, rstd.g, (size_t)N * 4);
+    gpu->copy_to_host(gpu, q, rstd2.g, (size_t)N * 4);
+    CHECK(!memcmp(p, q, (size_t)N * 4), "%s: rstd differs from rmsnorm_forward's on the stored sum", op);
+    free(p);
+    free(q);
+    drop(&w); drop(&b); drop(&out); drop(&sum); drop(&rstd); drop(&out2); drop(&rstd2);
+}
+
 static void test_linear(int N, int IC, int OC, int with_bias, float scale, int accumulate) {
     char op[96];
     snprintf(op, sizeof op, "linear(N=%d,IC=%d,OC=%d,bias=%d,scale=%g,acc=%d)", N, IC, OC, with_bias, scale, accumulate);
@@ -839,7 +873,7 @@ static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
 #define OP(f) {#f, offsetof(backend, f)}
         OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
-        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(lora_group_forward), OP(lora_group_backward),
+        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(add_rmsnorm_forward), OP(linear_forward), OP(linear_backward), OP(lora_group_forward), OP(lora_group_backward),
         OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
@@ -883,6 +917,10 @@ int main(int argc, char **argv) {
     if (want("rmsnorm")) {
         test_rmsnorm(67, 264);
         test_rmsnorm(33, 100);
+    }
+    if (want("add_rmsnorm")) {
+        test_add_rmsnorm(67, 264);   // 16-byte path
+        test_add_rmsnorm(33, 100);   // C not a multiple of 8: plain path
     }
     if (want("linear")) {
         test_linear(37, 72, 50, 0, 1.0f, 0);

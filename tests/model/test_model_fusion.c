@@ -1,11 +1,14 @@
-// tests/model/test_lora_fused.c — the grouped LoRA op (lora_group_forward/_backward: the A's of
-// q, k, v and of gate, up as one GEMM over their shared input) changes launches, never results:
-// on the CPU backend a LoRA step (two accumulated micro-batches, every linear adapted) gives
-// bitwise the same per-row losses and gradients with fusion on and off, on fixtures with GQA,
-// biases (qwen2) and q/k norms (qwen3), with no recomputation and with full recomputation. The
-// op counts show the fusion ran: per layer and forward, 2 grouped ops and 11 linear ops (7
-// frozen, o's and down's adapters) instead of 21; with LoRA dropout (a mask per projection, as
-// PEFT's) it does not, and the results are still those of the unfused path.
+// tests/model/test_model_fusion.c — the fused ops change launches, not results (CPU backend,
+// fixtures with GQA, biases (qwen2) and q/k norms (qwen3), two accumulated micro-batches):
+// - the grouped LoRA op (lora_group_forward/_backward: the A's of q, k, v and of gate, up as one
+//   GEMM over their shared input): a LoRA step (every linear adapted) gives bitwise the same
+//   per-row losses and gradients with it on and off, with no and with full recomputation; the
+//   op counts show it ran (per layer and forward 2 grouped ops and 11 linear ops — 7 frozen, o's
+//   and down's adapters — instead of 21); with LoRA dropout (a mask per projection, as PEFT's) it
+//   does not run and the results are still the unfused ones;
+// - residual add + RMSNorm (add_rmsnorm_forward, mid and ln2 in one pass): per layer one fused
+//   op replaces an RMSNorm (and a copy), and losses and gradients of full and LoRA training stay
+//   within f32 rounding of the unfused path (its o GEMM no longer sums onto resid: other roundings).
 #include "test.h"
 #include "lora_random_b.h"
 #include "model/llama.h"
@@ -29,7 +32,7 @@ static void make_batches(int vocab) {
 
 // Calls of the ops that run GEMMs, counted through wrappers around the CPU's.
 static struct {
-    long linear_fwd, linear_bwd, group_fwd, group_bwd;
+    long linear_fwd, linear_bwd, group_fwd, group_bwd, norm_fwd, add_norm_fwd;
 } calls;
 static backend cpu_ops;   // the CPU's table as installed
 
@@ -48,6 +51,16 @@ static void count_group_forward(backend *be, void *const *y, void *h, const void
     calls.group_fwd++;
     cpu_ops.lora_group_forward(be, y, h, x, a, b, out, G, n, ic, r, scale);
 }
+static void count_rmsnorm_forward(backend *be, void *out, float *rstd, const void *x, const void *w, int n, int c,
+                                  float eps) {
+    calls.norm_fwd++;
+    cpu_ops.rmsnorm_forward(be, out, rstd, x, w, n, c, eps);
+}
+static void count_add_rmsnorm_forward(backend *be, void *sum, void *out, float *rstd, const void *a, const void *b,
+                                      const void *w, int n, int c, float eps) {
+    calls.add_norm_fwd++;
+    cpu_ops.add_rmsnorm_forward(be, sum, out, rstd, a, b, w, n, c, eps);
+}
 static void count_group_backward(backend *be, void *dx, float *da, float *const *db, void *dh, const void *const *dy,
                                  const void *x, const void *h, const void *a, const void *const *b, const int *out,
                                  int G, int n, int ic, int r, float scale) {
@@ -59,7 +72,7 @@ typedef struct {
     float *losses;   // (2, N)
     float *grads;    // every trained tensor's gradient, in trained order
     size_t ngrad;
-    long fwd_linear, fwd_group;   // ops of the first micro-batch's forward
+    long fwd_linear, fwd_group, fwd_norm, fwd_add_norm;   // ops of the first micro-batch's forward
 } step_result;
 
 static void free_result(step_result *r) {
@@ -67,7 +80,8 @@ static void free_result(step_result *r) {
     free(r->grads);
 }
 
-static int run_step(const char *dir, backend *be, int no_fusion, float dropout, model_recompute rc, step_result *out) {
+static int run_step(const char *dir, backend *be, unsigned no_fusion, int lora, float dropout, model_recompute rc,
+                    step_result *out) {
     char err[512];
     memset(out, 0, sizeof *out);
     lora_config lc = lora_config_default();
@@ -75,17 +89,17 @@ static int run_step(const char *dir, backend *be, int no_fusion, float dropout, 
     lc.alpha = 8.0f;
     lc.dropout = dropout;
     lc.targets = LORA_ALL_LINEAR;
-    model_options opt = {.batch_size = B, .seq_len = T, .train = MODEL_TRAIN_LORA, .checkpoint = rc,
-                         .no_fusion = no_fusion};
+    model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
+                         .checkpoint = rc, .no_fusion = no_fusion};
     model_memory plan;
     model *m = model_open(dir, be, err, sizeof err);
-    if (!m || model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, &plan, err, sizeof err) ||
+    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &plan, err, sizeof err) ||
         model_allocate(m, err, sizeof err)) {
         fprintf(stderr, "FAIL %s: %s\n", dir, err);
         model_free(m);
         return -1;
     }
-    lora_randomize_b(m);
+    if (lora) lora_randomize_b(m);
     int64_t trained = 0;
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < N; i++) trained += targets[k][i] != -1;
@@ -100,7 +114,10 @@ static int run_step(const char *dir, backend *be, int no_fusion, float dropout, 
         model_loss l;
         memset(&calls, 0, sizeof calls);
         if (model_forward(m, &b, 1.0f / (float)trained, &l) != 0) rcode = -1;
-        if (k == 0) out->fwd_linear = calls.linear_fwd, out->fwd_group = calls.group_fwd;
+        if (k == 0) {
+            out->fwd_linear = calls.linear_fwd, out->fwd_group = calls.group_fwd;
+            out->fwd_norm = calls.norm_fwd, out->fwd_add_norm = calls.add_norm_fwd;
+        }
         if (rcode || model_read_losses(m, out->losses + k * N) != 0 || model_backward(m) != 0) {
             fprintf(stderr, "FAIL %s micro-batch %d: %s\n", dir, k, model_error(m));
             rcode = -1;
@@ -123,9 +140,9 @@ static long first_diff(const float *a, const float *b, size_t n) {
     return -1;
 }
 
-static void check_model(const char *dir, const char *name, backend *be, int L) {
+static void check_lora_group(const char *dir, const char *name, backend *be, int L) {
     step_result ref, got, drop_ref, drop_got;
-    if (run_step(dir, be, 1, 0.0f, MODEL_RECOMPUTE_NONE, &ref) != 0) {
+    if (run_step(dir, be, MODEL_FUSE_LORA_GROUP, 1, 0.0f, MODEL_RECOMPUTE_NONE, &ref) != 0) {
         test_failures++;
         free_result(&ref);
         return;
@@ -138,7 +155,7 @@ static void check_model(const char *dir, const char *name, backend *be, int L) {
     const model_recompute modes[] = {MODEL_RECOMPUTE_NONE, MODEL_RECOMPUTE_FULL};
     for (int k = 0; k < 2; k++) {
         const char *mode = model_recompute_name(modes[k]);
-        if (run_step(dir, be, 0, 0.0f, modes[k], &got) != 0) {
+        if (run_step(dir, be, 0, 1, 0.0f, modes[k], &got) != 0) {
             test_failures++;
             free_result(&got);
             continue;
@@ -159,8 +176,8 @@ static void check_model(const char *dir, const char *name, backend *be, int L) {
     }
     free_result(&ref);
     // Dropout: a mask per projection, so no shared input: the unfused path, whatever the switch.
-    if (run_step(dir, be, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_ref) == 0 &&
-        run_step(dir, be, 0, 0.1f, MODEL_RECOMPUTE_NONE, &drop_got) == 0) {
+    if (run_step(dir, be, MODEL_FUSE_LORA_GROUP, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_ref) == 0 &&
+        run_step(dir, be, 0, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_got) == 0) {
         CHECK(drop_got.fwd_group == 0, "%s with dropout: %ld grouped ops", name, drop_got.fwd_group);
         CHECK(first_diff(drop_got.losses, drop_ref.losses, 2 * N) < 0 &&
               first_diff(drop_got.grads, drop_ref.grads, drop_ref.ngrad) < 0, "%s with dropout: results differ", name);
@@ -169,6 +186,42 @@ static void check_model(const char *dir, const char *name, backend *be, int L) {
     }
     free_result(&drop_ref);
     free_result(&drop_got);
+}
+
+// ‖a − b‖ / ‖b‖ in double.
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void check_add_norm(const char *dir, const char *name, backend *be, int L, int qk_norm) {
+    for (int lora = 0; lora < 2; lora++) {
+        const char *what = lora ? "LoRA" : "full";
+        step_result ref, got;
+        int ok = run_step(dir, be, MODEL_FUSE_ADD_NORM, lora, 0.0f, MODEL_RECOMPUTE_SELECTIVE, &ref) == 0 &&
+                 run_step(dir, be, 0, lora, 0.0f, MODEL_RECOMPUTE_SELECTIVE, &got) == 0;
+        CHECK(ok, "%s %s: the runs failed", name, what);
+        if (ok) {
+            long norms = 2L * L + 1 + (qk_norm ? 2L * L : 0);   // ln1, ln2 per layer, the final norm
+            CHECK(ref.fwd_add_norm == 0 && ref.fwd_norm == norms, "%s %s unfused: %ld add_rmsnorm, %ld rmsnorm ops",
+                  name, what, ref.fwd_add_norm, ref.fwd_norm);
+            CHECK(got.fwd_add_norm == L && got.fwd_norm == norms - L, "%s %s fused: %ld add_rmsnorm, %ld rmsnorm ops, "
+                  "want %d and %ld", name, what, got.fwd_add_norm, got.fwd_norm, L, norms - L);
+            double dl = rel_diff(got.losses, ref.losses, 2 * N), dg = rel_diff(got.grads, ref.grads, ref.ngrad);
+            CHECK(dl < 1e-5 && dg < 1e-4, "%s %s: fused vs unfused: losses %.3g, gradients %.3g apart", name, what, dl,
+                  dg);
+            printf("%s %s, add+rmsnorm fused: losses %.2g, gradients %.2g from unfused (rel.); %ld fused + %ld "
+                   "rmsnorm ops per forward, unfused %ld\n", name, what, dl, dg, got.fwd_add_norm, got.fwd_norm,
+                   ref.fwd_norm);
+        }
+        free_result(&ref);
+        free_result(&got);
+    }
 }
 
 int main(void) {
@@ -184,6 +237,8 @@ int main(void) {
     be->linear_backward = count_linear_backward;
     be->lora_group_forward = count_group_forward;
     be->lora_group_backward = count_group_backward;
+    be->rmsnorm_forward = count_rmsnorm_forward;
+    be->add_rmsnorm_forward = count_add_rmsnorm_forward;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         char dir[900], err[512];
         snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
@@ -191,10 +246,11 @@ int main(void) {
         CHECK(m != NULL, "open %s: %s", dir, err);
         if (!m) continue;
         make_batches(model_get_config(m)->vocab_size);
-        int L = model_get_config(m)->num_layers;
+        int L = model_get_config(m)->num_layers, qk = model_get_config(m)->qk_norm;
         model_free(m);
-        check_model(dir, names[k], be, L);
+        check_lora_group(dir, names[k], be, L);
+        check_add_norm(dir, names[k], be, L, qk);
     }
     be->destroy(be);
-    return test_finish("test_lora_fused");
+    return test_finish("test_model_fusion");
 }
