@@ -77,6 +77,13 @@ struct backend {
     void (*rmsnorm_backward)(backend *be, void *dx, float *dw, const void *dout, const void *x,
                              const void *w, const float *rstd, int N, int C);
 
+    // Residual add + RMSNorm in one pass: sum = a + b (stored), out = sum / rms(sum) · w, rstd
+    // saved: the bits of add then rmsnorm_forward on the stored sum.  sum, out, a, b: act (N, C);
+    // w: act (C); rstd: f32 (N).  out and sum may alias a or b, not each other.  (Its backward
+    // is rmsnorm_backward, whose dx += already adds the norm's share to the residual's gradient.)
+    void (*add_rmsnorm_forward)(backend *be, void *sum, void *out, float *rstd, const void *a,
+                                const void *b, const void *w, int N, int C, float eps);
+
     // out = (accumulate ? out : 0) + scale * (inp·wᵀ + bias).
     // out: act (N, OC); inp: act (N, IC); w: act (OC, IC); bias: act (OC) or NULL.
     void (*linear_forward)(backend *be, void *out, const void *inp, const void *w,
@@ -87,6 +94,25 @@ struct backend {
     void (*linear_backward)(backend *be, void *dinp, float *dw, float *dbias, const void *dout,
                             const void *inp, const void *w, int N, int IC, int OC, float scale,
                             int accumulate);
+
+    // LoRA of G projections that read the same input x (attention's q, k, v; the MLP's gate, up)
+    // with their A matrices stacked in one buffer a: act (G·r, IC), projection g's A at rows g·r.
+    // Forward, one GEMM over x: h = x·aᵀ (act (N, G·r), kept for the backward; columns g·r.. are
+    // projection g's dropout-free x·A_gᵀ), then y[g] += scale · h_g·b[g]ᵀ for each g.
+    // y[g]: act (N, out[g]); b[g]: act (out[g], r).  Each result equals linear_forward's.
+    void (*lora_group_forward)(backend *be, void *const *y, void *h, const void *x, const void *a,
+                               const void *const *b, const int *out, int G, int N, int IC, int r,
+                               float scale);
+    // Backward: dh_g = scale · dy[g]·b[g] into dh (act (N, G·r) scratch, overwritten);
+    // db[g] += scale · dy[g]ᵀ·h_g (f32 (out[g], r); db or db[g] NULL: skipped); then one GEMM each
+    // da += dhᵀ·x (f32 (G·r, IC), the stacked A's gradients; NULL: skipped) and dx += dh·a (act
+    // (N, IC), always accumulated: the frozen W's share is already there; NULL: skipped).  The CPU
+    // sums dx's share block by block, g in order, so that it equals G linear_backward calls bit
+    // for bit; CUDA runs it as one GEMM over G·r.
+    void (*lora_group_backward)(backend *be, void *dx, float *da, float *const *db, void *dh,
+                                const void *const *dy, const void *x, const void *h, const void *a,
+                                const void *const *b, const int *out, int G, int N, int IC, int r,
+                                float scale);
 
     // In place on x: act (N, n_heads, head_dim); pos: i32 (N) position of each row in its
     // document.  forward rotates by +θ, backward (on gradients) by −θ.

@@ -243,6 +243,21 @@ static void linear_dims(const model_config *c, int t, int *in, int *out) {
     }
 }
 
+// Projections that read one input form a group (q, k, v of ln1; gate, up of ln2), named by its
+// first target: their LoRA A's sit back to back (layout_params) and their h in one (N, G·r)
+// block (layout_acts), so that the adapters run as one grouped op (lora_group_forward: one GEMM
+// for the G A's). G of the group t heads, 0 when t heads none.
+static int lora_group_size(int t) { return t == LORA_Q ? 3 : t == LORA_GATE ? 2 : 0; }
+
+static int is_grouped_lora_a(const model *m, const model_param *p) {
+    if (p->segment < 0 || p->segment >= m->cfg.num_layers) return 0;
+    const layer_weights *lw = &m->layers[p->segment];
+    for (int t0 = LORA_Q; t0 < LORA_NUM_TARGETS; t0++)
+        for (int g = 0; g < lora_group_size(t0); g++)
+            if (lw->lin[t0 + g].la == p) return 1;
+    return 0;
+}
+
 // Builds the tensor list from the config (and LoRA settings); pointers are set later.
 static int build_params(model *m, char *err, size_t errlen) {
     const model_config *c = &m->cfg;
@@ -632,12 +647,15 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
     for (int s = 0; s < m->nsegs; s++) {
         model_segment *sg = &m->segs[s];
         memset(sg, 0, sizeof *sg);
-        for (int i = 0; i < m->ntrained; i++) {
-            model_param *p = m->trained[i];
-            if (p->segment != s) continue;
-            p->seg_off = sg->n;
-            sg->n += round16(p->n);
-        }
+        // A layer's grouped LoRA A's first, back to back in target order (is_grouped_lora_a):
+        // the grouped op reads a group's as one (G·r, IC) matrix and its gradient likewise.
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < m->ntrained; i++) {
+                model_param *p = m->trained[i];
+                if (p->segment != s || is_grouped_lora_a(m, p) != (pass == 0)) continue;
+                p->seg_off = sg->n;
+                sg->n += round16(p->n);
+            }
         shard_range(sg->n, world, rank, &sg->own_off, &sg->own_len);
         for (int i = 0; i < m->ntrained; i++) {
             model_param *p = m->trained[i];
@@ -750,8 +768,19 @@ static void layout_acts(model *m, arena *a) {
             x->rstd_q = arena_take(a, N * (size_t)c->num_heads * 4);
             x->rstd_k = arena_take(a, N * (size_t)c->num_kv_heads * 4);
         }
-        for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            x->lora_h[t] = m->has_lora && (m->lora.targets & (1u << t)) ? arena_take(a, N * r * as) : NULL;
+        unsigned tg = m->has_lora ? m->lora.targets : 0;
+        for (int t = 0; t < LORA_NUM_TARGETS;) {
+            int G = lora_group_size(t);
+            unsigned bits = G ? ((1u << G) - 1u) << t : 0;
+            if (G && (tg & bits) == bits) {   // a fully adapted group: one (N, G·r) block for its grouped op
+                char *blk = arena_take(a, N * (size_t)G * r * as);
+                for (int g = 0; g < G; g++) x->lora_h[t + g] = blk ? blk + (size_t)g * N * r * as : NULL;
+                t += G;
+            } else {
+                x->lora_h[t] = tg & (1u << t) ? arena_take(a, N * r * as) : NULL;
+                t++;
+            }
+        }
         for (int j = 0; j < MOE_LORA_SLOTS; j++) {
             unsigned bit = j == MOE_LORA_ROUTER ? LORA_ROUTER_BIT : LORA_EXPERTS_BIT;
             size_t rows = j == MOE_LORA_ROUTER ? N : N * (size_t)c->top_k;
@@ -810,7 +839,7 @@ static void layout_acts(model *m, arena *a) {
         m->dgate = dense_any ? arena_take(a, N * F * as) : NULL;
         m->dup = dense_any ? arena_take(a, N * F * as) : NULL;
         m->dact = dense_any ? arena_take(a, N * F * as) : NULL;
-        m->dlh = r ? arena_take(a, N * r * as) : NULL;
+        m->dlh = r ? arena_take(a, N * 3 * r * as) : NULL;   // (N, G·r), G ≤ 3: a group's dh
         m->dxdrop = dropout ? arena_take(a, N * in * as) : NULL;
     }
 }
@@ -1293,14 +1322,17 @@ static uint64_t dropout_seed(uint64_t seed, int l, int t) {
     return rng_mix64(seed ^ rng_mix64(((uint64_t)l << 8 | (uint64_t)t) + 0x64726F70ull));
 }
 
-// y = (accumulate ? y : 0) + x·Wᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ; h = dropout(x)·Aᵀ saved.
-static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N,
-                       int accumulate, uint64_t seed) {
+// y = (accumulate ? y : 0) + x·Wᵀ + b: the frozen (or fully trained) weight's share.
+static void linear_base_fwd(model *m, void *y, const void *x, const linear_layer *ll, int N, int accumulate) {
     backend *be = m->be;
     const void *bias = ll->b ? ll->b->act : NULL;
     if (ll->q) be->nf4_linear_forward(be, y, x, ll->q, bias, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
     else be->linear_forward(be, y, x, ll->w->act, bias, N, ll->in, ll->out, 1.0f, accumulate);
-    if (!ll->la) return;
+}
+
+// y += s·(dropout(x)·Aᵀ)·Bᵀ; h = dropout(x)·Aᵀ saved.
+static void linear_lora_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N, uint64_t seed) {
+    backend *be = m->be;
     const void *xin = x;
     if (m->fwd_train && m->lora.dropout > 0.0f) {   // as PEFT: dropout only while training
         be->dropout_forward(be, m->xdrop, x, (size_t)N * (size_t)ll->in, m->lora.dropout, seed);
@@ -1311,16 +1343,28 @@ static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll,
     be->linear_forward(be, y, h, ll->lb->act, NULL, N, r, ll->out, m->lora_s, 1);
 }
 
-// dx = (accumulate ? dx : 0) + dy·W (+ the adapter's share); parameter gradients accumulate.
-static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
-                       const void *h, int N, int accumulate, uint64_t seed) {
+// y = (accumulate ? y : 0) + x·Wᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ; h = dropout(x)·Aᵀ saved.
+static void linear_fwd(model *m, void *y, const void *x, const linear_layer *ll, void *h, int N,
+                       int accumulate, uint64_t seed) {
+    linear_base_fwd(m, y, x, ll, N, accumulate);
+    if (ll->la) linear_lora_fwd(m, y, x, ll, h, N, seed);
+}
+
+// dx = (accumulate ? dx : 0) + dy·W; W's gradients accumulate when it is trained.
+static void linear_base_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll, int N,
+                            int accumulate) {
     backend *be = m->be;
     if (!ll->q)
         be->linear_backward(be, dx, ll->w->grad, ll->b ? ll->b->grad : NULL, dy, x, ll->w->act, N,
                             ll->in, ll->out, 1.0f, accumulate);
     else if (dx)   // frozen (model_plan refuses full training): the input's gradient only
         be->nf4_linear_backward(be, dx, dy, ll->q, N, ll->in, ll->out, 1.0f, accumulate, m->nf4_ws);
-    if (!ll->la) return;
+}
+
+// dx += the adapter's share of dy's gradient; A's and B's gradients accumulate.
+static void linear_lora_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
+                            const void *h, int N, uint64_t seed) {
+    backend *be = m->be;
     int r = m->lora.rank;
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
     be->linear_backward(be, m->dlh, ll->lb->grad, NULL, dy, h, ll->lb->act, N, r, ll->out,
@@ -1336,10 +1380,84 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
     }
 }
 
+// dx = (accumulate ? dx : 0) + dy·W (+ the adapter's share); parameter gradients accumulate.
+static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const linear_layer *ll,
+                       const void *h, int N, int accumulate, uint64_t seed) {
+    linear_base_bwd(m, dx, dy, x, ll, N, accumulate);
+    if (ll->la) linear_lora_bwd(m, dx, dy, x, ll, h, N, seed);
+}
+
+// Whether group t0 of layer lw runs fused: every projection adapted, no dropout this pass (its
+// masks differ per projection, as PEFT's, so the inputs are not shared), the A's (and their
+// gradients) contiguous, and the fusion not switched off (MODEL_FUSE_LORA_GROUP).
+static int lora_group_fused(const model *m, const layer_weights *lw, const layer_acts *x, int t0) {
+    int G = lora_group_size(t0);
+    if (!G || !m->has_lora || (m->opt.no_fusion & MODEL_FUSE_LORA_GROUP) || (m->fwd_train && m->lora.dropout > 0.0f)) return 0;
+    const model_param *a0 = lw->lin[t0].la;
+    if (!a0 || !x->lora_h[t0]) return 0;
+    size_t as = act_size(m);
+    for (int g = 1; g < G; g++) {
+        const linear_layer *ll = &lw->lin[t0 + g];
+        if (!ll->la || !x->lora_h[t0 + g] || ll->in != lw->lin[t0].in) return 0;
+        if ((const char *)ll->la->act != (const char *)a0->act + (size_t)g * a0->n * as) return 0;
+        if (!ll->la->grad != !a0->grad || (a0->grad && ll->la->grad != a0->grad + (size_t)g * a0->n)) return 0;
+    }
+    return 1;
+}
+
+// y[g] = x·W_gᵀ (+ b_g) (+ the adapter) for the G projections of group t0 over one input x.
+static void linear_group_fwd(model *m, int l, layer_acts *x, void *const *y, const void *in, int t0, int N) {
+    const layer_weights *lw = &m->layers[l];
+    int G = lora_group_size(t0);
+    uint64_t s = m->fwd_seed;
+    if (!lora_group_fused(m, lw, x, t0)) {
+        for (int g = 0; g < G; g++)
+            linear_fwd(m, y[g], in, &lw->lin[t0 + g], x->lora_h[t0 + g], N, 0, dropout_seed(s, l, t0 + g));
+        return;
+    }
+    const void *b[3];
+    int out[3];
+    for (int g = 0; g < G; g++) {
+        linear_base_fwd(m, y[g], in, &lw->lin[t0 + g], N, 0);
+        b[g] = lw->lin[t0 + g].lb->act;
+        out[g] = lw->lin[t0 + g].out;
+    }
+    m->be->lora_group_forward(m->be, y, x->lora_h[t0], in, lw->lin[t0].la->act, b, out, G, N, lw->lin[t0].in,
+                              m->lora.rank, m->lora_s);
+}
+
+// dx = Σ_g dy[g]·W_g (+ the adapters' shares, after every W's), gradients accumulated: group
+// t0's backward. The order of dx's sums is the same fused or not (the CPU: the same bits).
+static void linear_group_bwd(model *m, int l, layer_acts *x, void *dx, const void *const *dy, const void *in,
+                             int t0, int N) {
+    const layer_weights *lw = &m->layers[l];
+    int G = lora_group_size(t0);
+    uint64_t s = m->fwd_seed;
+    for (int g = 0; g < G; g++) linear_base_bwd(m, dx, dy[g], in, &lw->lin[t0 + g], N, g > 0);
+    if (!lw->lin[t0].la && !lw->lin[t0 + 1].la && !lw->lin[t0 + G - 1].la) return;
+    if (!lora_group_fused(m, lw, x, t0)) {
+        for (int g = 0; g < G; g++)
+            if (lw->lin[t0 + g].la)
+                linear_lora_bwd(m, dx, dy[g], in, &lw->lin[t0 + g], x->lora_h[t0 + g], N, dropout_seed(s, l, t0 + g));
+        return;
+    }
+    const void *b[3];
+    float *db[3];
+    int out[3];
+    for (int g = 0; g < G; g++) {
+        b[g] = lw->lin[t0 + g].lb->act;
+        db[g] = lw->lin[t0 + g].lb->grad;
+        out[g] = lw->lin[t0 + g].out;
+    }
+    const model_param *a0 = lw->lin[t0].la;
+    m->be->lora_group_backward(m->be, dx, a0->grad, db, m->dlh, dy, in, x->lora_h[t0], a0->act, b, out, G, N,
+                               lw->lin[t0].in, m->lora.rank, m->lora_s);
+}
+
 // Attention block: mid = resid[l] + o(attention(rope(q), rope(k), v)) with q, k, v projections of
-// ln1 = rmsnorm(resid[l]), q and k normed per head first when the kind says so. T query rows per
-// batch; Tk > T only when decoding (B = 1): the new keys and values go to rows Tk − T.. of the
-// layer's cache x->k, x->v and attention reads all Tk of them.
+// ln1 = rmsnorm(resid[l]), q and k normed per head first when the kind says so; then the MLP's
+// ln2 = rmsnorm(mid). T query rows per batch; Tk > T only when decoding (B = 1): the new keys and
+// values go to rows Tk − T.. of the layer's cache x->k, x->v and attention reads all Tk of them.
 static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
@@ -1350,11 +1468,8 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     void *k = act_row(m, x->k, (size_t)(Tk - T), K), *v = act_row(m, x->v, (size_t)(Tk - T), K);
     uint64_t s = m->fwd_seed;
     be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
-    linear_fwd(m, ak->qk_norm ? x->q_raw : x->q, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0,
-               dropout_seed(s, l, LORA_Q));
-    linear_fwd(m, ak->qk_norm ? x->k_raw : k, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 0,
-               dropout_seed(s, l, LORA_K));
-    linear_fwd(m, v, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 0, dropout_seed(s, l, LORA_V));
+    void *const qkv[3] = {ak->qk_norm ? x->q_raw : x->q, ak->qk_norm ? x->k_raw : k, v};
+    linear_group_fwd(m, l, x, qkv, x->ln1, LORA_Q, N);
     if (ak->qk_norm) {
         // q is (N, H·hd) contiguous: (N·H) rows of hd, each normed on its own.
         be->rmsnorm_forward(be, x->q, x->rstd_q, x->q_raw, lw->qk_norm[0]->act, N * H, hd, c->rms_norm_eps);
@@ -1366,9 +1481,18 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, m->doc_packed, B, T, Tk, H, KV, hd,
                           1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
                           ak->sinks ? m->sinks_f32 : NULL);
-    // mid = resid + o(att)
+    // mid = resid + o(att), then the MLP's input ln2 = rmsnorm(mid). Fused: o's output goes to
+    // ln2's buffer (ln1 is spent when it is shared) and one add_rmsnorm pass writes mid and ln2,
+    // instead of a copy, an accumulating GEMM and an RMSNorm pass.
+    const model_param *nw = lw->norm[NORM_POST];
+    if (!(m->opt.no_fusion & MODEL_FUSE_ADD_NORM)) {
+        linear_fwd(m, x->ln2, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 0, dropout_seed(s, l, LORA_O));
+        be->add_rmsnorm_forward(be, x->mid, x->ln2, x->rstd2, x->ln2, m->resid[l], nw->act, N, C, c->rms_norm_eps);
+        return;
+    }
     be->copy(be, x->mid, m->resid[l], (size_t)N * (size_t)C * act_size(m));
     linear_fwd(m, x->mid, x->att, &lw->lin[LORA_O], x->lora_h[LORA_O], N, 1, dropout_seed(s, l, LORA_O));
+    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, nw->act, N, C, c->rms_norm_eps);
 }
 
 // dres holds ∂loss/∂mid on entry and ∂loss/∂resid[l] on return.
@@ -1391,7 +1515,8 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
         be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
     // Through the q/k norms: datt is free once attention's backward has read it and holds
-    // ∂loss/∂q_raw, then ∂loss/∂k_raw (rmsnorm_backward adds to its dx: zeroed first).
+    // ∂loss/∂q_raw, then dq (read) holds ∂loss/∂k_raw (rmsnorm_backward adds to its dx: zeroed
+    // first), so that q, k and v's gradients are all live for their group's backward.
     size_t as = act_size(m);
     const void *dq = m->dq, *dk = m->dk;
     if (ak->qk_norm) {
@@ -1399,17 +1524,13 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
         be->rmsnorm_backward(be, m->datt, lw->qk_norm[0]->grad, m->dq, x->q_raw, lw->qk_norm[0]->act, x->rstd_q,
                              N * H, hd);
         dq = m->datt;
-    }
-    linear_bwd(m, m->dln, dq, x->ln1, &lw->lin[LORA_Q], x->lora_h[LORA_Q], N, 0, dropout_seed(s, l, LORA_Q));
-    if (ak->qk_norm) {
-        be->memset_zero(be, m->datt, (size_t)N * (size_t)KV * (size_t)hd * as);
-        be->rmsnorm_backward(be, m->datt, lw->qk_norm[1]->grad, m->dk, x->k_raw, lw->qk_norm[1]->act, x->rstd_k,
+        be->memset_zero(be, m->dq, (size_t)N * (size_t)KV * (size_t)hd * as);
+        be->rmsnorm_backward(be, m->dq, lw->qk_norm[1]->grad, m->dk, x->k_raw, lw->qk_norm[1]->act, x->rstd_k,
                              N * KV, hd);
-        dk = m->datt;
+        dk = m->dq;
     }
-    linear_bwd(m, m->dln, dk, x->ln1, &lw->lin[LORA_K], x->lora_h[LORA_K], N, 1, dropout_seed(s, l, LORA_K));
-    linear_bwd(m, m->dln, m->dv, x->ln1, &lw->lin[LORA_V], x->lora_h[LORA_V], N, 1,
-               dropout_seed(s, l, LORA_V));
+    const void *const dqkv[3] = {dq, dk, m->dv};
+    linear_group_bwd(m, l, x, m->dln, dqkv, x->ln1, LORA_Q, N);
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_IN]->grad, m->dln, m->resid[l],
                          lw->norm[NORM_IN]->act, x->rstd1, N, C);
 }
@@ -1421,10 +1542,9 @@ static void mlp_dense_forward(model *m, int l, layer_acts *x, int N) {
     const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
     uint64_t s = m->fwd_seed;
-    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    linear_fwd(m, x->gate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
-               dropout_seed(s, l, LORA_GATE));
-    linear_fwd(m, x->up, x->ln2, &lw->lin[LORA_UP], x->lora_h[LORA_UP], N, 0, dropout_seed(s, l, LORA_UP));
+    // ln2 = rmsnorm(mid): attn_forward's (fused with mid's residual add).
+    void *const gu[2] = {x->gate, x->up};
+    linear_group_fwd(m, l, x, gu, x->ln2, LORA_GATE, N);
     be->swiglu_forward(be, x->act, x->gate, x->up, (size_t)N * (size_t)c->intermediate_size);
     // resid[l+1] = mid + down(act)
     be->copy(be, m->resid[l + 1], x->mid, (size_t)N * (size_t)C * act_size(m));
@@ -1449,10 +1569,8 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
                dropout_seed(s, l, LORA_DOWN));
     be->swiglu_backward(be, m->dgate, m->dup, m->dact, x->gate, x->up, NF);
     if (sel) be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    linear_bwd(m, m->dln, m->dgate, x->ln2, &lw->lin[LORA_GATE], x->lora_h[LORA_GATE], N, 0,
-               dropout_seed(s, l, LORA_GATE));
-    linear_bwd(m, m->dln, m->dup, x->ln2, &lw->lin[LORA_UP], x->lora_h[LORA_UP], N, 1,
-               dropout_seed(s, l, LORA_UP));
+    const void *const dgu[2] = {m->dgate, m->dup};
+    linear_group_bwd(m, l, x, m->dln, dgu, x->ln2, LORA_GATE, N);
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
@@ -1504,9 +1622,8 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
 static void mlp_moe_forward(model *m, int l, layer_acts *x, int N) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
-    const layer_weights *lw = &m->layers[l];
     int C = c->hidden_size;
-    be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
+    // ln2 = rmsnorm(mid): attn_forward's (fused with mid's residual add).
     moe_lora lo;
     moe_weights w = moe_weights_of(m, l, x, &lo);
     char why[160];

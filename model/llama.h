@@ -57,6 +57,13 @@ int model_recompute_parse(const char *s, model_recompute *out);  // 0 ok; -1 unk
 typedef enum { MODEL_QUANT_NONE = 0, MODEL_QUANT_NF4 = 1, MODEL_QUANT_NF4_PLAIN = 2 } model_quant;
 const char *model_quant_name(model_quant q);   // "none", "nf4", "nf4 (plain absmax)"
 
+// Fused ops the forward and backward use unless model_options.no_fusion names them:
+//   LORA_GROUP: the LoRA of q, k, v (gate, up) as one grouped op over their shared input (one
+//               GEMM for the A's) instead of each projection's linears: the same bits on the CPU.
+//   ADD_NORM:   mid = resid + o(att) and ln2 = rmsnorm(mid) in one pass (o's GEMM no longer
+//               accumulates onto a copy of resid): the same values up to f32 rounding.
+enum { MODEL_FUSE_LORA_GROUP = 1u, MODEL_FUSE_ADD_NORM = 2u, MODEL_FUSE_ALL = 3u };
+
 typedef struct {
     int batch_size;           // B: rows per micro-batch (≥ 1)
     int seq_len;              // T: tokens per row, at most (≥ 1)
@@ -68,6 +75,8 @@ typedef struct {
     int shard_world, shard_rank;
     int shard_grads;          // ZeRO-2: the gradients too (see model_segment)
     model_quant quant;        // QLoRA's 4-bit frozen linears (NONE = 0: the act dtype)
+    // Fusions turned off (model_fusion bits; 0: all on).
+    unsigned no_fusion;
 } model_options;
 
 // Bytes of each buffer kind, from model_plan.

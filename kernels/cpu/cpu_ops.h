@@ -36,11 +36,20 @@ void cpu_rmsnorm_forward(backend *be, void *out, float *rstd, const void *x, con
                          int C, float eps);
 void cpu_rmsnorm_backward(backend *be, void *dx, float *dw, const void *dout, const void *x,
                           const void *w, const float *rstd, int N, int C);
+void cpu_add_rmsnorm_forward(backend *be, void *sum, void *out, float *rstd, const void *a, const void *b,
+                             const void *w, int N, int C, float eps);
+// One row of RMSNorm (rmsnorm.c): out = x · r · w, returns r.  out may alias x.
+float cpu_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps);
 void cpu_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias,
                         int N, int IC, int OC, float scale, int accumulate);
 void cpu_linear_backward(backend *be, void *dinp, float *dw, float *dbias, const void *dout,
                          const void *inp, const void *w, int N, int IC, int OC, float scale,
                          int accumulate);
+void cpu_lora_group_forward(backend *be, void *const *y, void *h, const void *x, const void *a,
+                            const void *const *b, const int *out, int G, int N, int IC, int r, float scale);
+void cpu_lora_group_backward(backend *be, void *dx, float *da, float *const *db, void *dh,
+                             const void *const *dy, const void *x, const void *h, const void *a,
+                             const void *const *b, const int *out, int G, int N, int IC, int r, float scale);
 void cpu_rope_forward(backend *be, void *x, const int32_t *pos, const rope_table *rope, int N,
                       int n_heads);
 void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_table *rope, int N,

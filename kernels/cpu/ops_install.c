@@ -8,8 +8,11 @@ void cpu_ops_install(backend *be) {
     be->embedding_backward = cpu_embedding_backward;
     be->rmsnorm_forward = cpu_rmsnorm_forward;
     be->rmsnorm_backward = cpu_rmsnorm_backward;
+    be->add_rmsnorm_forward = cpu_add_rmsnorm_forward;
     be->linear_forward = cpu_linear_forward;
     be->linear_backward = cpu_linear_backward;
+    be->lora_group_forward = cpu_lora_group_forward;
+    be->lora_group_backward = cpu_lora_group_backward;
     be->rope_forward = cpu_rope_forward;
     be->rope_backward = cpu_rope_backward;
     be->attention_forward = cpu_attention_forward;

@@ -8,17 +8,17 @@ void cpu_rmsnorm_forward(backend *be, void *out_, float *rstd, const void *x_, c
     float *out = out_;
     const float *x = x_, *w = w_;
 #pragma omp parallel for schedule(static) if ((long)N * C > 16384)
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (size_t)i * C;
-        float *oi = out + (size_t)i * C;
-        double ss = 0;
-        for (int c = 0; c < C; c++) ss += (double)xi[c] * xi[c];
-        // As HF: variance in f32, then x * rsqrt(variance + eps), then weight * that.
-        float var = (float)(ss / C);
-        float r = 1.0f / sqrtf(var + eps);
-        rstd[i] = r;
-        for (int c = 0; c < C; c++) oi[c] = w[c] * (xi[c] * r);
-    }
+    for (int i = 0; i < N; i++) rstd[i] = cpu_rmsnorm_row(out + (size_t)i * C, x + (size_t)i * C, w, C, eps);
+}
+
+float cpu_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps) {
+    double ss = 0;
+    for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+    // As HF: variance in f32, then x * rsqrt(variance + eps), then weight * that.
+    float var = (float)(ss / C);
+    float r = 1.0f / sqrtf(var + eps);
+    for (int c = 0; c < C; c++) out[c] = w[c] * (x[c] * r);
+    return r;
 }
 
 // y_c = x_c r w_c with r = (Σx²/C + eps)^-½, so

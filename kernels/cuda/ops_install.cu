@@ -5,8 +5,10 @@ extern "C" void cuda_ops_install(backend *be) {
     cuda_cast_install(be);
     cuda_embedding_install(be);
     cuda_rmsnorm_install(be);
+    cuda_add_rmsnorm_install(be);
     cuda_linear_install(be);
     cuda_grouped_linear_install(be);
+    cuda_lora_install(be);
     cuda_rope_install(be);
     cuda_attention_install(be);
     cuda_swiglu_install(be);

@@ -396,6 +396,85 @@ static void test_linear(backend *be, rng_state *r) {
     free(x); free(w); free(R); free(ry); free(rdx); free(rdw);
 }
 
+// Residual add + RMSNorm against add then rmsnorm_forward (each checked against double
+// references): the same bits, with out written over a (as model/llama.c calls it).
+static void test_add_rmsnorm(backend *be, rng_state *r) {
+    static const int shapes[][2] = {{37, 45}, {1, 7}, {64, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], C = shapes[s][1];
+        size_t n = (size_t)N * C;
+        float *a = frand(r, n, -2, 2), *b = frand(r, n, -2, 2), *w = frand(r, (size_t)C, 0.5f, 1.5f);
+        float *sum = xmalloc(n * 4), *out = fcopy(a, n), *rstd = xmalloc((size_t)N * 4);
+        float *sum_r = xmalloc(n * 4), *out_r = xmalloc(n * 4), *rstd_r = xmalloc((size_t)N * 4);
+        be->add_rmsnorm_forward(be, sum, out, rstd, out, b, w, N, C, 1e-5f);   // out aliases a
+        be->add(be, sum_r, a, b, n);
+        be->rmsnorm_forward(be, out_r, rstd_r, sum_r, w, N, C, 1e-5f);
+        check_same_bits("add_rmsnorm sum", sum, sum_r, n);
+        check_same_bits("add_rmsnorm out", out, out_r, n);
+        check_same_bits("add_rmsnorm rstd", rstd, rstd_r, (size_t)N);
+        free(a); free(b); free(w); free(sum); free(out); free(rstd); free(sum_r); free(out_r); free(rstd_r);
+    }
+}
+
+// The grouped LoRA op against G separate LoRA linears (each checked above against double
+// references): the same bits, forward and backward, accumulating and NULL contracts included.
+static void test_lora_group(backend *be, rng_state *r) {
+    static const int shapes[][6] = {{37, 45, 3, 29, 11, 11}, {5, 70, 4, 33, 33, 0}, {1, 16, 2, 7, 3, 5}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], IC = shapes[s][1], rk = shapes[s][2], G = shapes[s][5] ? 3 : 2;
+        int out[3] = {shapes[s][3], shapes[s][4], shapes[s][5]};
+        float scale = 1.75f;
+        size_t nx = (size_t)N * IC, na = (size_t)G * rk * IC, nh = (size_t)N * G * rk;
+        float *x = frand(r, nx, -1, 1), *a = frand(r, na, -1, 1), *h = xmalloc(nh * 4), *dh = xmalloc(nh * 4);
+        float *hr = xmalloc((size_t)N * rk * 4), *dhr = xmalloc((size_t)N * rk * 4);
+        float *dx0 = frand(r, nx, -1, 1), *dx = fcopy(dx0, nx), *dxr = fcopy(dx0, nx);
+        float *da0 = frand(r, na, -1, 1), *da = fcopy(da0, na), *dar = fcopy(da0, na);
+        float *b[3] = {0}, *y[3] = {0}, *yr[3] = {0}, *dy[3] = {0}, *db[3] = {0}, *dbr[3] = {0};
+        for (int g = 0; g < G; g++) {
+            size_t ny = (size_t)N * out[g], nb = (size_t)out[g] * rk;
+            b[g] = frand(r, nb, -1, 1);
+            y[g] = frand(r, ny, -1, 1);
+            yr[g] = fcopy(y[g], ny);
+            dy[g] = frand(r, ny, -1, 1);
+            db[g] = frand(r, nb, -1, 1);
+            dbr[g] = fcopy(db[g], nb);
+        }
+        be->lora_group_forward(be, (void *const *)y, h, x, a, (const void *const *)b, out, G, N, IC, rk, scale);
+        be->lora_group_backward(be, dx, da, db, dh, (const void *const *)dy, x, h, a, (const void *const *)b, out, G,
+                                N, IC, rk, scale);
+        char what[120];
+        for (int g = 0; g < G; g++) {   // the unfused LoRA linear g, as model/llama.c runs it
+            be->linear_forward(be, hr, x, a + (size_t)g * rk * IC, NULL, N, IC, rk, 1.0f, 0);
+            be->linear_forward(be, yr[g], hr, b[g], NULL, N, rk, out[g], scale, 1);
+            for (int i = 0; i < N; i++)
+                CHECK(!memcmp(h + (size_t)i * G * rk + (size_t)g * rk, hr + (size_t)i * rk, (size_t)rk * 4),
+                      "lora_group shape %zu: h row %d block %d differs from x·A_gᵀ", s, i, g);
+            snprintf(what, sizeof what, "lora_group shape %zu: y[%d]", s, g);
+            check_same_bits(what, y[g], yr[g], (size_t)N * out[g]);
+            be->linear_backward(be, dhr, dbr[g], NULL, dy[g], hr, b[g], N, rk, out[g], scale, 0);
+            be->linear_backward(be, dxr, dar + (size_t)g * rk * IC, NULL, dhr, x, a + (size_t)g * rk * IC, N, IC, rk,
+                                1.0f, 1);
+            snprintf(what, sizeof what, "lora_group shape %zu: db[%d]", s, g);
+            check_same_bits(what, db[g], dbr[g], (size_t)out[g] * rk);
+        }
+        snprintf(what, sizeof what, "lora_group shape %zu: da", s);
+        check_same_bits(what, da, dar, na);
+        snprintf(what, sizeof what, "lora_group shape %zu: dx", s);
+        check_same_bits(what, dx, dxr, nx);
+        // NULL gradients are skipped and change nothing else.
+        float *dx2 = fcopy(dx0, nx), *db2 = fcopy(dbr[0], (size_t)out[0] * rk);
+        float *db_null[3] = {db2, NULL, NULL};
+        be->lora_group_backward(be, dx2, NULL, db_null, dh, (const void *const *)dy, x, h, a, (const void *const *)b,
+                                out, G, N, IC, rk, scale);
+        check_same_bits("lora_group dx with da, db NULL", dx2, dx, nx);
+        be->lora_group_backward(be, NULL, NULL, NULL, dh, (const void *const *)dy, x, h, a, (const void *const *)b,
+                                out, G, N, IC, rk, scale);
+        for (int g = 0; g < G; g++) free(b[g]), free(y[g]), free(yr[g]), free(dy[g]), free(db[g]), free(dbr[g]);
+        free(x); free(a); free(h); free(dh); free(hr); free(dhr); free(dx0); free(dx); free(dxr);
+        free(da0); free(da); free(dar); free(dx2); free(db2);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // RoPE
 
@@ -1217,8 +1296,9 @@ int main(void) {
         return 1;
     }
     // Every op pointer of the table is set.
-    CHECK(be->embedding_forward && be->embedding_backward && be->rmsnorm_forward && be->rmsnorm_backward &&
-              be->linear_forward && be->linear_backward && be->rope_forward && be->rope_backward &&
+    CHECK(be->embedding_forward && be->embedding_backward && be->rmsnorm_forward && be->rmsnorm_backward && be->add_rmsnorm_forward &&
+              be->linear_forward && be->linear_backward && be->lora_group_forward && be->lora_group_backward &&
+              be->rope_forward && be->rope_backward &&
               be->attention_forward && be->attention_backward && be->swiglu_forward && be->swiglu_backward &&
               be->add && be->dropout_forward && be->dropout_backward && be->lm_head_loss && be->adamw_update &&
               be->sum_squares && be->scale_f32 && be->add_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32 &&
@@ -1230,8 +1310,10 @@ int main(void) {
     TIMED(test_cast(be, &r));
     TIMED(test_embedding(be, &r));
     TIMED(test_rmsnorm(be, &r));
+    TIMED(test_add_rmsnorm(be, &r));
     TIMED(test_gemm(&r));
     TIMED(test_linear(be, &r));
+    TIMED(test_lora_group(be, &r));
     TIMED(test_rope(be, &r));
     TIMED(test_attention(be, &r));
     TIMED(test_swiglu(be, &r));

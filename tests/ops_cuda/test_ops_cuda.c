@@ -287,6 +287,40 @@ static void test_rmsnorm(int N, int C) {
     drop(&x); drop(&w); drop(&out); drop(&rstd); drop(&r); drop(&dout); drop(&dx); drop(&dw); drop(&dx2); drop(&dw3);
 }
 
+// Residual add + RMSNorm (out written over a, as the model calls it) against the CPU's; and
+// its out and rstd bitwise equal to CUDA's own rmsnorm_forward on the stored sum (what selective
+// recomputation recomputes in the backward).
+static void test_add_rmsnorm(int N, int C) {
+    char op[64];
+    snprintf(op, sizeof op, "add_rmsnorm(N=%d,C=%d)", N, C);
+    float *wh = rnd((size_t)C, 1.0f);
+    for (int i = 0; i < C; i++) wh[i] = round_bf(1.0f + 0.5f * wh[i]);
+    buf w = mk("w", (size_t)C, 1, wh);
+    buf b = mk("b", (size_t)N * C, 1, rnd((size_t)N * C, 2.0f));
+    buf out = mk("out", (size_t)N * C, 1, rnd((size_t)N * C, 2.0f));   // a on entry
+    buf sum = mk("sum", (size_t)N * C, 1, NULL), rstd = mk("rstd", (size_t)N, 0, NULL);
+    cpu->add_rmsnorm_forward(cpu, sum.c, out.c, rstd.c, out.c, b.c, w.c, N, C, 1e-5f);
+    buf *o1[] = {&out, &sum, &rstd};
+    GPU_TWICE(op, o1, gpu->add_rmsnorm_forward(gpu, sum.g, out.g, rstd.g, out.g, b.g, w.g, N, C, 1e-5f));
+    compare(op, &sum, TOL_BF16);
+    compare(op, &out, TOL_BF16);
+    compare(op, &rstd, TOL_BF16);   // of the sum rounded to bf16 (the CPU's is f32): bf16's bound
+    buf out2 = mk("out(rmsnorm)", (size_t)N * C, 1, NULL), rstd2 = mk("rstd(rmsnorm)", (size_t)N, 0, NULL);
+    gpu->rmsnorm_forward(gpu, out2.g, rstd2.g, sum.g, w.g, N, C, 1e-5f);
+    gpu->synchronize(gpu);
+    size_t bytes = (size_t)N * C * 2;
+    unsigned char *p = malloc(bytes), *q = malloc(bytes);
+    gpu->copy_to_host(gpu, p, out.g, bytes);
+    gpu->copy_to_host(gpu, q, out2.g, bytes);
+    CHECK(!memcmp(p, q, bytes), "%s: out differs from rmsnorm_forward on the stored sum", op);
+    gpu->copy_to_host(gpu, p, rstd.g, (size_t)N * 4);
+    gpu->copy_to_host(gpu, q, rstd2.g, (size_t)N * 4);
+    CHECK(!memcmp(p, q, (size_t)N * 4), "%s: rstd differs from rmsnorm_forward's on the stored sum", op);
+    free(p);
+    free(q);
+    drop(&w); drop(&b); drop(&out); drop(&sum); drop(&rstd); drop(&out2); drop(&rstd2);
+}
+
 static void test_linear(int N, int IC, int OC, int with_bias, float scale, int accumulate) {
     char op[96];
     snprintf(op, sizeof op, "linear(N=%d,IC=%d,OC=%d,bias=%d,scale=%g,acc=%d)", N, IC, OC, with_bias, scale, accumulate);
@@ -391,6 +425,51 @@ static void test_grouped_linear(int G, int max_rows, int row0, int IC, int OC, i
     compare(op, &dw2, TOL_F32_SUM);
     drop(&inp); drop(&w); drop(&bias); drop(&out); drop(&dout); drop(&dinp); drop(&dw); drop(&db); drop(&dw2);
     free(wc); free(wg); free(bc); free(bg); free(dwc); free(dwg); free(dbc); free(dbg); free(off);
+}
+
+// The grouped LoRA op (G projections' A's stacked, one GEMM over the shared x): CUDA against
+// the CPU's (which equals G separate LoRA linears bit for bit: test_ops_cpu).  The backward
+// gets the CPU's h, rounded to bf16, on both sides.
+static void test_lora_group(int N, int IC, int r, int G, const int *outs, float scale) {
+    char op[96];
+    snprintf(op, sizeof op, "lora_group(N=%d,IC=%d,r=%d,G=%d)", N, IC, r, G);
+    size_t nh = (size_t)N * G * r;
+    buf x = mk("x", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf a = mk("a", (size_t)G * r * IC, 1, rnd((size_t)G * r * IC, 0.2f));
+    buf h = mk("h", nh, 1, NULL), dh = mk("dh", nh, 1, NULL);
+    buf b[3], y[3], dy[3], db[3];
+    void *yc[3], *yg[3], *bcs[3], *bgs[3], *dyc[3], *dyg[3];
+    float *dbc[3], *dbg[3];
+    for (int g = 0; g < G; g++) {
+        size_t ny = (size_t)N * outs[g], nb = (size_t)outs[g] * r;
+        b[g] = mk("b", nb, 1, rnd(nb, 0.5f));
+        y[g] = mk("y", ny, 1, rnd(ny, 1.0f));
+        dy[g] = mk("dy", ny, 1, rnd(ny, 1.0f));
+        db[g] = mk("db", nb, 0, rnd(nb, 1.0f));
+        yc[g] = y[g].c, yg[g] = y[g].g, bcs[g] = b[g].c, bgs[g] = b[g].g;
+        dyc[g] = dy[g].c, dyg[g] = dy[g].g, dbc[g] = db[g].c, dbg[g] = db[g].g;
+    }
+    cpu->lora_group_forward(cpu, yc, h.c, x.c, a.c, (const void *const *)bcs, outs, G, N, IC, r, scale);
+    buf *o1[] = {&h, &y[0], &y[1], &y[G - 1]};
+    GPU_TWICE(op, o1, gpu->lora_group_forward(gpu, yg, h.g, x.g, a.g, (const void *const *)bgs, outs, G, N, IC, r, scale));
+    compare(op, &h, TOL_BF16);
+    for (int g = 0; g < G; g++) compare(op, &y[g], TOL_BF16);
+    float *hh = get(cpu, h.c, nh, 1);
+    for (size_t i = 0; i < nh; i++) hh[i] = round_bf(hh[i]);
+    buf hin = mk("h_in", nh, 1, hh);
+    buf dx = mk("dx", (size_t)N * IC, 1, rnd((size_t)N * IC, 1.0f));
+    buf da = mk("da", (size_t)G * r * IC, 0, rnd((size_t)G * r * IC, 1.0f));
+    cpu->lora_group_backward(cpu, dx.c, da.c, dbc, dh.c, (const void *const *)dyc, x.c, hin.c, a.c,
+                             (const void *const *)bcs, outs, G, N, IC, r, scale);
+    buf *o2[] = {&dx, &da, &dh, &db[0], &db[1], &db[G - 1]};
+    GPU_TWICE(op, o2, gpu->lora_group_backward(gpu, dx.g, da.g, dbg, dh.g, (const void *const *)dyg, x.g, hin.g, a.g,
+                                               (const void *const *)bgs, outs, G, N, IC, r, scale));
+    compare(op, &dh, TOL_BF16);
+    compare(op, &dx, TOL_BF16);
+    compare(op, &da, TOL_BF16);   // from dh, rounded to bf16 on the device
+    for (int g = 0; g < G; g++) compare(op, &db[g], TOL_F32_SUM);
+    for (int g = 0; g < G; g++) drop(&b[g]), drop(&y[g]), drop(&dy[g]), drop(&db[g]);
+    drop(&x); drop(&a); drop(&h); drop(&dh); drop(&hin); drop(&dx); drop(&da);
 }
 
 static void test_rope(int N, int H, int hd, float scaling) {
@@ -861,7 +940,8 @@ static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
 #define OP(f) {#f, offsetof(backend, f)}
         OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
-        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(linear_forward), OP(linear_backward), OP(rope_forward),
+        OP(rmsnorm_forward), OP(rmsnorm_backward), OP(add_rmsnorm_forward), OP(linear_forward), OP(linear_backward), OP(lora_group_forward), OP(lora_group_backward),
+        OP(rope_forward),
         OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
@@ -906,6 +986,10 @@ int main(int argc, char **argv) {
         test_rmsnorm(67, 264);
         test_rmsnorm(33, 100);
     }
+    if (want("add_rmsnorm")) {
+        test_add_rmsnorm(67, 264);   // 16-byte path
+        test_add_rmsnorm(33, 100);   // C not a multiple of 8: plain path
+    }
     if (want("linear")) {
         test_linear(37, 72, 50, 0, 1.0f, 0);
         test_linear(37, 72, 50, 1, 1.0f, 0);
@@ -918,6 +1002,11 @@ int main(int argc, char **argv) {
         test_grouped_linear(6, 20, 7, 40, 24, 1, 0.5f, 1);    // rows from 7 on, scaled and accumulated
         test_grouped_linear(33, 9, 3, 64, 16, 0, 2.0f, 1);    // many small groups; LoRA-like rank 16
         test_grouped_linear(4, 25, 0, 16, 96, 0, 0.25f, 1);   // a LoRA B: IC = rank 16
+    }
+    if (want("lora_group")) {
+        static const int qkv[3] = {96, 32, 32}, gu[2] = {88, 88};
+        test_lora_group(37, 72, 8, 3, qkv, 2.0f);   // q, k, v under GQA 3
+        test_lora_group(29, 40, 4, 2, gu, 0.5f);    // gate, up
     }
     if (want("rope")) {
         test_rope(45, 3, 64, 1.0f);

@@ -17,7 +17,8 @@ emu_compile() {
     python3 dev/cuda/emu/make_emu.py "$src" "$cpp.new"
     local fresh=1
     [ -f "$obj" ] && cmp -s "$cpp.new" "$cpp" || fresh=0
-    for h in dev/cuda/emu/emu.h "$@"; do [ "$fresh" = 1 ] && [ "$obj" -nt "$h" ] || fresh=0; done
+    # kernels/backend.h and cuda_ops.h too: a new op moves the table's offsets for every object.
+    for h in dev/cuda/emu/emu.h kernels/backend.h kernels/cuda/cuda_ops.h "$@"; do [ "$fresh" = 1 ] && [ "$obj" -nt "$h" ] || fresh=0; done
     if [ "$fresh" = 1 ]; then rm "$cpp.new"; return 0; fi
     mv "$cpp.new" "$cpp"
     rm -f "$obj"

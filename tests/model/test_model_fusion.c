@@ -1,0 +1,256 @@
+// tests/model/test_model_fusion.c — the fused ops change launches, not results (CPU backend,
+// fixtures with GQA, biases (qwen2) and q/k norms (qwen3), two accumulated micro-batches):
+// - the grouped LoRA op (lora_group_forward/_backward: the A's of q, k, v and of gate, up as one
+//   GEMM over their shared input): a LoRA step (every linear adapted) gives bitwise the same
+//   per-row losses and gradients with it on and off, with no and with full recomputation; the
+//   op counts show it ran (per layer and forward 2 grouped ops and 11 linear ops — 7 frozen, o's
+//   and down's adapters — instead of 21); with LoRA dropout (a mask per projection, as PEFT's) it
+//   does not run and the results are still the unfused ones;
+// - residual add + RMSNorm (add_rmsnorm_forward, mid and ln2 in one pass): per layer one fused
+//   op replaces an RMSNorm (and a copy), and losses and gradients of full and LoRA training stay
+//   within f32 rounding of the unfused path (its o GEMM no longer sums onto resid: other roundings).
+#include "test.h"
+#include "lora_random_b.h"
+#include "model/llama.h"
+#include "kernels/rng.h"
+
+enum { B = 2, T = 24, N = B * T };
+
+static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];
+
+static void make_batches(int vocab) {
+    rng_state s = {.seed = 77, .counter = 0};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < N; i++) {
+            int t = i % T, start = t < 11 ? 0 : 11;   // two documents per row
+            ids[k][i] = (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
+            pos[k][i] = t - start;
+            doc[k][i] = start;
+            targets[k][i] = (t == 10 || t == T - 1 || i % 5 == 2) ? -1 : (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
+        }
+}
+
+// Calls of the ops that run GEMMs, counted through wrappers around the CPU's.
+static struct {
+    long linear_fwd, linear_bwd, group_fwd, group_bwd, norm_fwd, add_norm_fwd;
+} calls;
+static backend cpu_ops;   // the CPU's table as installed
+
+static void count_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias, int n,
+                                 int ic, int oc, float scale, int acc) {
+    calls.linear_fwd++;
+    cpu_ops.linear_forward(be, out, inp, w, bias, n, ic, oc, scale, acc);
+}
+static void count_linear_backward(backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+                                  const void *w, int n, int ic, int oc, float scale, int acc) {
+    calls.linear_bwd++;
+    cpu_ops.linear_backward(be, dinp, dw, db, dout, inp, w, n, ic, oc, scale, acc);
+}
+static void count_group_forward(backend *be, void *const *y, void *h, const void *x, const void *a,
+                                const void *const *b, const int *out, int G, int n, int ic, int r, float scale) {
+    calls.group_fwd++;
+    cpu_ops.lora_group_forward(be, y, h, x, a, b, out, G, n, ic, r, scale);
+}
+static void count_rmsnorm_forward(backend *be, void *out, float *rstd, const void *x, const void *w, int n, int c,
+                                  float eps) {
+    calls.norm_fwd++;
+    cpu_ops.rmsnorm_forward(be, out, rstd, x, w, n, c, eps);
+}
+static void count_add_rmsnorm_forward(backend *be, void *sum, void *out, float *rstd, const void *a, const void *b,
+                                      const void *w, int n, int c, float eps) {
+    calls.add_norm_fwd++;
+    cpu_ops.add_rmsnorm_forward(be, sum, out, rstd, a, b, w, n, c, eps);
+}
+static void count_group_backward(backend *be, void *dx, float *da, float *const *db, void *dh, const void *const *dy,
+                                 const void *x, const void *h, const void *a, const void *const *b, const int *out,
+                                 int G, int n, int ic, int r, float scale) {
+    calls.group_bwd++;
+    cpu_ops.lora_group_backward(be, dx, da, db, dh, dy, x, h, a, b, out, G, n, ic, r, scale);
+}
+
+typedef struct {
+    float *losses;   // (2, N)
+    float *grads;    // every trained tensor's gradient, in trained order
+    size_t ngrad;
+    long fwd_linear, fwd_group, fwd_norm, fwd_add_norm;   // ops of the first micro-batch's forward
+} step_result;
+
+static void free_result(step_result *r) {
+    free(r->losses);
+    free(r->grads);
+}
+
+static int run_step(const char *dir, backend *be, unsigned no_fusion, int lora, float dropout, model_recompute rc,
+                    step_result *out) {
+    char err[512];
+    memset(out, 0, sizeof *out);
+    lora_config lc = lora_config_default();
+    lc.rank = 4;
+    lc.alpha = 8.0f;
+    lc.dropout = dropout;
+    lc.targets = LORA_ALL_LINEAR;
+    model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
+                         .checkpoint = rc, .no_fusion = no_fusion};
+    model_memory plan;
+    model *m = model_open(dir, be, err, sizeof err);
+    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &plan, err, sizeof err) ||
+        model_allocate(m, err, sizeof err)) {
+        fprintf(stderr, "FAIL %s: %s\n", dir, err);
+        model_free(m);
+        return -1;
+    }
+    if (lora) lora_randomize_b(m);
+    int64_t trained = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < N; i++) trained += targets[k][i] != -1;
+    out->losses = malloc(2 * N * sizeof *out->losses);
+    for (int i = 0; i < model_trained_count(m); i++) out->ngrad += model_trained_at(m, i)->n;
+    out->grads = malloc(out->ngrad * sizeof *out->grads);
+    int rcode = out->losses && out->grads ? 0 : -1;
+    model_zero_grads(m);
+    for (int k = 0; k < 2 && rcode == 0; k++) {
+        model_batch b = {.B = B, .T = T, .ids = ids[k], .targets = targets[k], .pos = pos[k], .doc_start = doc[k],
+                         .dropout_seed = 500 + (uint64_t)k};
+        model_loss l;
+        memset(&calls, 0, sizeof calls);
+        if (model_forward(m, &b, 1.0f / (float)trained, &l) != 0) rcode = -1;
+        if (k == 0) {
+            out->fwd_linear = calls.linear_fwd, out->fwd_group = calls.group_fwd;
+            out->fwd_norm = calls.norm_fwd, out->fwd_add_norm = calls.add_norm_fwd;
+        }
+        if (rcode || model_read_losses(m, out->losses + k * N) != 0 || model_backward(m) != 0) {
+            fprintf(stderr, "FAIL %s micro-batch %d: %s\n", dir, k, model_error(m));
+            rcode = -1;
+        }
+    }
+    size_t off = 0;
+    for (int i = 0; i < model_trained_count(m) && rcode == 0; i++) {
+        model_param *p = model_trained_at(m, i);
+        be->copy_to_host(be, out->grads + off, p->grad, p->n * 4);
+        off += p->n;
+    }
+    be->synchronize(be);
+    model_free(m);
+    return rcode;
+}
+
+static long first_diff(const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof *a) != 0) return (long)i;
+    return -1;
+}
+
+static void check_lora_group(const char *dir, const char *name, backend *be, int L) {
+    step_result ref, got, drop_ref, drop_got;
+    if (run_step(dir, be, MODEL_FUSE_LORA_GROUP, 1, 0.0f, MODEL_RECOMPUTE_NONE, &ref) != 0) {
+        test_failures++;
+        free_result(&ref);
+        return;
+    }
+    double gnorm = 0;
+    for (size_t i = 0; i < ref.ngrad; i++) gnorm += (double)ref.grads[i] * ref.grads[i];
+    CHECK(gnorm > 0 && isfinite(gnorm), "%s: the gradients are zero or not finite", name);
+    CHECK(ref.fwd_group == 0 && ref.fwd_linear == 21L * L, "%s unfused: %ld grouped, %ld linear ops per forward, "
+          "want 0 and %d", name, ref.fwd_group, ref.fwd_linear, 21 * L);
+    const model_recompute modes[] = {MODEL_RECOMPUTE_NONE, MODEL_RECOMPUTE_FULL};
+    for (int k = 0; k < 2; k++) {
+        const char *mode = model_recompute_name(modes[k]);
+        if (run_step(dir, be, 0, 1, 0.0f, modes[k], &got) != 0) {
+            test_failures++;
+            free_result(&got);
+            continue;
+        }
+        CHECK(got.fwd_group == 2L * L && got.fwd_linear == 11L * L,
+              "%s fused (recompute %s): %ld grouped, %ld linear ops per forward, want %d and %d", name, mode,
+              got.fwd_group, got.fwd_linear, 2 * L, 11 * L);
+        long d = first_diff(got.losses, ref.losses, 2 * N);
+        CHECK(d < 0, "%s fused (recompute %s): row loss %ld is %.9g, unfused %.9g", name, mode, d,
+              d < 0 ? 0.0 : (double)got.losses[d], d < 0 ? 0.0 : (double)ref.losses[d]);
+        d = got.ngrad == ref.ngrad ? first_diff(got.grads, ref.grads, ref.ngrad) : 0;
+        CHECK(d < 0, "%s fused (recompute %s): gradient element %ld is %.9g, unfused %.9g", name, mode, d,
+              d < 0 ? 0.0 : (double)got.grads[d], d < 0 ? 0.0 : (double)ref.grads[d]);
+        printf("%s fused, recompute %-4s: bitwise equal to unfused (%zu gradient elements); %ld linear + %ld "
+               "grouped ops per forward, unfused %ld\n", name, mode, ref.ngrad, got.fwd_linear, got.fwd_group,
+               ref.fwd_linear);
+        free_result(&got);
+    }
+    free_result(&ref);
+    // Dropout: a mask per projection, so no shared input: the unfused path, whatever the switch.
+    if (run_step(dir, be, MODEL_FUSE_LORA_GROUP, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_ref) == 0 &&
+        run_step(dir, be, 0, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_got) == 0) {
+        CHECK(drop_got.fwd_group == 0, "%s with dropout: %ld grouped ops", name, drop_got.fwd_group);
+        CHECK(first_diff(drop_got.losses, drop_ref.losses, 2 * N) < 0 &&
+              first_diff(drop_got.grads, drop_ref.grads, drop_ref.ngrad) < 0, "%s with dropout: results differ", name);
+    } else {
+        test_failures++;
+    }
+    free_result(&drop_ref);
+    free_result(&drop_got);
+}
+
+// ‖a − b‖ / ‖b‖ in double.
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void check_add_norm(const char *dir, const char *name, backend *be, int L, int qk_norm) {
+    for (int lora = 0; lora < 2; lora++) {
+        const char *what = lora ? "LoRA" : "full";
+        step_result ref, got;
+        int ok = run_step(dir, be, MODEL_FUSE_ADD_NORM, lora, 0.0f, MODEL_RECOMPUTE_SELECTIVE, &ref) == 0 &&
+                 run_step(dir, be, 0, lora, 0.0f, MODEL_RECOMPUTE_SELECTIVE, &got) == 0;
+        CHECK(ok, "%s %s: the runs failed", name, what);
+        if (ok) {
+            long norms = 2L * L + 1 + (qk_norm ? 2L * L : 0);   // ln1, ln2 per layer, the final norm
+            CHECK(ref.fwd_add_norm == 0 && ref.fwd_norm == norms, "%s %s unfused: %ld add_rmsnorm, %ld rmsnorm ops",
+                  name, what, ref.fwd_add_norm, ref.fwd_norm);
+            CHECK(got.fwd_add_norm == L && got.fwd_norm == norms - L, "%s %s fused: %ld add_rmsnorm, %ld rmsnorm ops, "
+                  "want %d and %ld", name, what, got.fwd_add_norm, got.fwd_norm, L, norms - L);
+            double dl = rel_diff(got.losses, ref.losses, 2 * N), dg = rel_diff(got.grads, ref.grads, ref.ngrad);
+            CHECK(dl < 1e-5 && dg < 1e-4, "%s %s: fused vs unfused: losses %.3g, gradients %.3g apart", name, what, dl,
+                  dg);
+            printf("%s %s, add+rmsnorm fused: losses %.2g, gradients %.2g from unfused (rel.); %ld fused + %ld "
+                   "rmsnorm ops per forward, unfused %ld\n", name, what, dl, dg, got.fwd_add_norm, got.fwd_norm,
+                   ref.fwd_norm);
+        }
+        free_result(&ref);
+        free_result(&got);
+    }
+}
+
+int main(void) {
+    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
+    const char *names[] = {"llama3_gqa", "qwen2", "qwen3"};
+    backend *be = backend_cpu(0);
+    if (!be) {
+        fprintf(stderr, "FAIL no backend\n");
+        return 1;
+    }
+    cpu_ops = *be;
+    be->linear_forward = count_linear_forward;
+    be->linear_backward = count_linear_backward;
+    be->lora_group_forward = count_group_forward;
+    be->lora_group_backward = count_group_backward;
+    be->rmsnorm_forward = count_rmsnorm_forward;
+    be->add_rmsnorm_forward = count_add_rmsnorm_forward;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char dir[900], err[512];
+        snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src, names[k]);
+        model *m = model_open(dir, be, err, sizeof err);
+        CHECK(m != NULL, "open %s: %s", dir, err);
+        if (!m) continue;
+        make_batches(model_get_config(m)->vocab_size);
+        int L = model_get_config(m)->num_layers, qk = model_get_config(m)->qk_norm;
+        model_free(m);
+        check_lora_group(dir, names[k], be, L);
+        check_add_norm(dir, names[k], be, L, qk);
+    }
+    be->destroy(be);
+    return test_finish("test_model_fusion");
+}
