@@ -16,6 +16,7 @@ typedef struct {
     size_t scratch_bytes;
     int *host_flag;             // pinned int for has_nonfinite
     void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
+    void *offload;              // offload.cu: the copy stream and its events (NULL until a side copy)
     void *attn_cudnn;           // attention_cudnn.cu: cuDNN handle, graphs (NULL until --attention)
 } cuda_state;
 
@@ -59,4 +60,8 @@ void cuda_adamw_install(backend *be);
 void cuda_reduce_install(backend *be);
 void cuda_moe_install(backend *be);
 void cuda_nf4_install(backend *be);
+void cuda_offload_install(backend *be);
+// offload.cu: waits for the copy stream (synchronize, host_free); frees it and its events.
+void cuda_offload_synchronize(backend *be);
+void cuda_offload_destroy(backend *be);
 #endif
