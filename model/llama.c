@@ -706,7 +706,7 @@ static void layout_acts(model *m, arena *a) {
         for (int s = 0; s < S; s++) {
             m->off_start[s] = a->off;
             m->off_slot[s] = m->resid[s] = arena_take(a, N * C * as);
-            m->off_bytes = a->off - m->off_start[0];
+            if (s == 0) m->off_bytes = a->off - m->off_start[0];
         }
     // Selective: ln1 and ln2 are never live together (ln2 is written after q, k, v consumed
     // ln1; the backward recomputes each just before its use), so one (N, C) buffer holds
