@@ -173,6 +173,7 @@ static void e_sync(backend *) {}
 static void e_meminfo(backend *, size_t *f, size_t *t) { *f = *t = (size_t)1 << 34; }
 static void e_destroy(backend *be) {
     cuda_state *s = cuda_state_of(be);
+    cuda_offload_destroy(be);   // offload.cu's copy stream and events
     free(s->scratch);
     free(s->host_flag);
     free(s->lt_cache);
