@@ -159,9 +159,13 @@ int plan_fit_memory(model *m, model_options *opt, plan_offload mode, size_t budg
     size_t off = plan_total(m, &o, o.batch_size, NULL, 0);
     if (off && off < t) {
         *opt = o;
-        if (why) snprintf(why, whylen, "activations offloaded to pinned host memory%s (the plan without %s needs "
-                          "%.2f GiB, %.2f GiB usable)", opt->mlp_chunk ? " and the MLP in chunks" : "",
-                          opt->mlp_chunk ? "them" : "it", gib(t), gib(budget));
+        if (why && opt->mlp_chunk)
+            snprintf(why, whylen, "activations offloaded to pinned host memory, with the MLP in chunks of %d rows (the "
+                     "plan needs %.2f GiB as asked, %.2f GiB with the chunks alone; %.2f GiB usable)", opt->mlp_chunk,
+                     gib(asked), gib(t), gib(budget));
+        else if (why)
+            snprintf(why, whylen, "activations offloaded to pinned host memory (the plan without it needs %.2f GiB, "
+                     "%.2f GiB usable)", gib(t), gib(budget));
     }
     return 0;
 }

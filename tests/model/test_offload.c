@@ -205,6 +205,7 @@ static void check_8b(void) {
     char err[512];
     lora_config lc = lora_config_default();
     lc.rank = 16;
+    lc.dropout = 0.0f;   // quarry train's default (--lora-dropout 0): MLP chunks refuse dropout
     CHECK(model_enable_lora(m, &lc, err, sizeof err) == 0, "LoRA: %s", err);
     const size_t h100 = (size_t)81559 << 20;   // what an H100 80GB reports
     size_t budget = plan_fit_budget(h100, h100, 1, 1);
