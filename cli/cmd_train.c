@@ -111,6 +111,7 @@ typedef struct {
     dist_group *group;            // --ranks: the threads' group
     int omp_threads;              // --ranks: OpenMP threads of each rank
     const char *attention;        // --attention auto|cudnn|quarry (NULL: auto)
+    const char *offload;          // --offload-activations auto|on|off (NULL: auto)
 } run_ctx;
 
 static int train_rank(const run_ctx *c, int rank, backend *be, dist *d);
@@ -188,7 +189,7 @@ int cmd_train(int argc, char **argv) {
     // Flags start at sentinels so that only the ones given override the hyperparameters file.
     flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
-    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL, *attention_arg = NULL;
+    const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL, *attention_arg = NULL, *offload_arg = NULL;
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -243,6 +244,9 @@ int cmd_train(int argc, char **argv) {
         {"device", ARG_STRING, &s.device, "cpu|cuda|cuda:N|auto", "the device (default: cuda when a GPU is present)"},
         {"attention", ARG_STRING, &attention_arg, "auto|cudnn|quarry", "attention implementation on cuda: cuDNN's fused "
          "SDPA when found (auto, the default) or required (cudnn), or quarry's own kernel"},
+        {"offload-activations", ARG_STRING, &offload_arg, "auto|on|off", "long context: each layer's saved activations in "
+         "pinned host memory between its forward and backward (copies beside the compute); auto (the default) turns it "
+         "on, after the MLP in sequence chunks, only when the memory plan does not fit otherwise"},
         {"gpus", ARG_INT, &dp.gpus, "N", "data parallel over N GPUs of this server: starts N worker processes (NCCL)"},
         {"ranks", ARG_INT, &dp.ranks, "N", "data parallel over N threads of this process (--device cpu; for trying sharding)"},
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
@@ -320,6 +324,11 @@ int cmd_train(int argc, char **argv) {
     attention_mode attention_parsed;
     if (!attention_mode_parse(attention_arg, &attention_parsed)) {
         fprintf(stderr, "quarry train: error: --attention must be auto, cudnn or quarry (got '%s')\n", attention_arg);
+        goto usage_fail;
+    }
+    plan_offload offload_parsed;
+    if (plan_offload_parse(offload_arg, &offload_parsed)) {
+        fprintf(stderr, "quarry train: error: --offload-activations must be auto, on or off (got '%s')\n", offload_arg);
         goto usage_fail;
     }
     if (recompute_arg) {
@@ -555,7 +564,7 @@ int cmd_train(int argc, char **argv) {
     }
 
     run_ctx c = {&s, lc, &train, have_val ? &val : NULL, tmpl->name, rs, dp.zero, world, "single", t_start, NULL, 0,
-                 attention_arg};
+                 attention_arg, offload_arg};
     train_install_signal_handlers();
     if (dp.ranks > 0) {
         c.dist_kind = "threads";
@@ -737,6 +746,26 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     // --micro-batch auto plans what this rank allocates: its ZeRO shard.
     model_options whole_mo = mo;
     zero_model_options(&mo, d, c->zero);
+    // Long context: MLP chunks, then (--offload-activations auto) offload, when the plan does not
+    // fit otherwise; judged at micro-batch 1 when --micro-batch auto searches the rest.
+    plan_offload off_mode = PLAN_OFFLOAD_AUTO;
+    plan_offload_parse(c->offload, &off_mode);
+    char off_why[320] = "";
+    {
+        size_t free_b = 0, total_b = 0;
+        be->memory_info(be, &free_b, &total_b);
+        int gpu = be->device_index >= 0;
+        model_options probe = mo;
+        if (sp->micro_batch_auto) probe.batch_size = 1;
+        if (plan_fit_memory(m, &probe, off_mode, plan_fit_budget(free_b, total_b, gpu, gpu ? 1 : c->world), off_why,
+                            sizeof off_why, err, sizeof err))
+            goto fail;
+        mo.offload = whole_mo.offload = probe.offload;
+        mo.mlp_chunk = whole_mo.mlp_chunk = probe.mlp_chunk;
+        if (lead && !sp->quiet && (off_why[0] || probe.offload))
+            fprintf(stderr, "quarry train: memory (--offload-activations %s): %s\n", plan_offload_name(off_mode),
+                    off_why[0] ? off_why : "activations offloaded to pinned host memory");
+    }
     if (sp->micro_batch_auto &&
         pick_micro_batch(m, be, d, rank, c->world, &mo, &local, lead && !sp->quiet, err, sizeof err))
         goto fail;
@@ -797,6 +826,12 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
             cJSON_AddNumberToObject(mem, "nf4_workspace", (double)plan.nf4_workspace);
         }
         cJSON_AddNumberToObject(mem, "total", (double)plan.total);
+        if (plan.offload) cJSON_AddNumberToObject(mem, "host_pinned", (double)plan.host_pinned);
+        cJSON *lc = cJSON_AddObjectToObject(run, "long_context");
+        cJSON_AddStringToObject(lc, "offload_activations", plan_offload_name(off_mode));
+        cJSON_AddBoolToObject(lc, "offload", plan.offload);
+        cJSON_AddNumberToObject(lc, "mlp_chunk", plan.mlp_chunk);
+        cJSON_AddStringToObject(lc, "why", off_why);
         cJSON *dpj = cJSON_AddObjectToObject(run, "data_parallel");
         cJSON_AddNumberToObject(dpj, "world_size", c->world);
         cJSON_AddStringToObject(dpj, "communicator", c->dist_kind);

@@ -36,6 +36,7 @@ typedef struct {
 } rope_table;
 
 typedef struct backend backend;
+enum { BACKEND_SIDE_TAGS = 8 };
 struct nf4_tensor;   // kernels/nf4_format.h: a 4-bit NF4 weight (codes, absmax, double quant)
 
 struct backend {
@@ -56,6 +57,17 @@ struct backend {
     // Bytes of device memory free and total (cpu: physical memory).
     void (*memory_info)(backend *be, size_t *free_bytes, size_t *total_bytes);
     void (*destroy)(backend *be);
+    // Pinned host memory and copies beside the compute (activation offload, model/llama.c).
+    // host_alloc's memory is page-locked (cuda: cudaHostAlloc) so that copies to and from it run
+    // while kernels do; NULL (and be->error) when refused. side_copy queues a copy of bytes
+    // between device memory and such host memory (to_host: device → host) on a copy stream, after
+    // all the work queued so far; side_wait makes the work queued after it wait for the last
+    // side_copy of the same tag (0 ≤ tag < BACKEND_SIDE_TAGS). synchronize waits for the copies
+    // too. The cpu backend: plain memory, the copy done at once, side_wait nothing.
+    void *(*host_alloc)(backend *be, size_t bytes);
+    void (*host_free)(backend *be, void *p);
+    void (*side_copy)(backend *be, void *dst, const void *src, size_t bytes, int to_host, int tag);
+    void (*side_wait)(backend *be, int tag);
 
     // Casts between f32 and act (a plain copy when act is f32).
     void (*cast_f32_to_act)(backend *be, void *dst_act, const float *src, size_t n);

@@ -193,6 +193,14 @@ struct model {
     // The last forward.
     int fwd_B, fwd_T, fwd_train, fwd_ready;
     int kv_per_layer;            // acts[l].k, .v distinct per layer (a KV cache for decoding)
+    // Activation offload (model_options.offload): layer l's region (resid[l], then its set unless
+    // recompute full) lives in device slot l % MODEL_OFFLOAD_SLOTS; layers 0..off_layers-1 go
+    // to host_off + l·off_bytes (pinned) after their forward and come back before their backward.
+    int off_layers;
+    size_t off_start[MODEL_OFFLOAD_SLOTS], off_bytes;   // slot offsets in the activations
+    void *off_slot[MODEL_OFFLOAD_SLOTS];
+    void *host_off;
+    int mlp_rows;                // dense MLP chunk rows (model_options.mlp_chunk); 0: all N at once
     float fwd_grad_scale;
     uint64_t fwd_seed;
     float *h_losses;             // host (N)
@@ -468,6 +476,7 @@ void model_free(model *m) {
     void *bufs[] = {m->buf_weights, m->buf_masters, m->buf_grads, m->buf_moments, m->buf_acts};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i] && be) be->free(be, bufs[i]);
+    if (m->host_off && be) be->host_free(be, m->host_off);
     if (m->st) st_close(m->st);
     free(m->params);
     free(m->trained);
@@ -718,13 +727,26 @@ static void layout_acts(model *m, arena *a) {
     int full = train && m->opt.checkpoint == MODEL_RECOMPUTE_FULL;
     int selective = train && m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE;
     int nsets = train && !full ? L : 1;
+    // Offload: S slots, each a contiguous region [resid, set] (resid only with recompute full,
+    // whose one set is shared); layer l's in slot l % S. Layers 0..L−S move to the host.
+    int S = MODEL_OFFLOAD_SLOTS, off = train && m->opt.offload && L >= S;
+    int carve = off && nsets == L ? S : nsets;
+    m->off_layers = off ? L - S + 1 : 0;
+    m->off_bytes = 0;
     // Without training each layer keeps its own k and v: the KV cache of greedy decoding.
-    m->kv_per_layer = !full;
+    m->kv_per_layer = !full && !off;
     m->d_ids = arena_take(a, N * 4);
     m->d_targets = arena_take(a, N * 4);
     m->d_pos = arena_take(a, N * 4);
     m->d_doc = arena_take(a, N * 4);
-    for (int l = 0; l <= L; l++) m->resid[l] = arena_take(a, N * C * as);
+    if (!off)
+        for (int l = 0; l <= L; l++) m->resid[l] = arena_take(a, N * C * as);
+    else if (nsets != L)
+        for (int s = 0; s < S; s++) {
+            m->off_start[s] = a->off;
+            m->off_slot[s] = m->resid[s] = arena_take(a, N * C * as);
+            if (s == 0) m->off_bytes = a->off - m->off_start[0];
+        }
     // Selective: ln1 and ln2 are never live together (ln2 is written after q, k, v consumed
     // ln1; the backward recomputes each just before its use), so one (N, C) buffer holds
     // either; act (N, F) is the other. All layers share the two.
@@ -733,14 +755,23 @@ static void layout_acts(model *m, arena *a) {
         dense_any |= m->layers[l].mlp == MLP_DENSE_SWIGLU;
         moe_any |= m->layers[l].mlp == MLP_SPARSE_MOE;
     }
+    // MLP chunks: gate, up and act hold one chunk, shared by all layers (the backward computes
+    // gate and up again).
+    int chunked = train && m->mlp_rows > 0 && dense_any;
+    size_t NF = (chunked ? (size_t)m->mlp_rows : N) * F;
     void *shared_ln = selective ? arena_take(a, N * C * as) : NULL;
-    void *shared_act = selective && dense_any ? arena_take(a, N * F * as) : NULL;
+    void *shared_act = (selective || chunked) && dense_any ? arena_take(a, NF * as) : NULL;
+    void *shared_gate = chunked ? arena_take(a, NF * as) : NULL, *shared_up = chunked ? arena_take(a, NF * as) : NULL;
     // Sparse MoE: the routing's host memory (offsets per set, the sort's scratch) in moe_host.
     moe_sizes ms = {0};
     arena host = {m->moe_host, 0};
     if (moe_any) moe_block_sizes(&m->kinds.moe, (int)N, m->act_dtype, &ms);
-    for (int s = 0; s < nsets; s++) {
+    for (int s = 0; s < carve; s++) {
         layer_acts *x = &m->acts[s];
+        if (off && nsets == L) {
+            m->off_start[s] = a->off;
+            m->off_slot[s] = m->resid[s] = arena_take(a, N * C * as);
+        }
         // A set serves its own layer, or every layer when shared.
         int dense = nsets == L ? m->layers[s].mlp == MLP_DENSE_SWIGLU : dense_any;
         int sparse = nsets == L ? m->layers[s].mlp == MLP_SPARSE_MOE : moe_any;
@@ -756,9 +787,9 @@ static void layout_acts(model *m, arena *a) {
         x->att = arena_take(a, N * Q * as);
         x->mid = arena_take(a, N * C * as);
         x->ln2 = selective ? shared_ln : arena_take(a, N * C * as);
-        x->gate = dense ? arena_take(a, N * F * as) : NULL;
-        x->up = dense ? arena_take(a, N * F * as) : NULL;
-        x->act = !dense ? NULL : selective ? shared_act : arena_take(a, N * F * as);
+        x->gate = !dense ? NULL : chunked ? shared_gate : arena_take(a, N * F * as);
+        x->up = !dense ? NULL : chunked ? shared_up : arena_take(a, N * F * as);
+        x->act = !dense ? NULL : selective || chunked ? shared_act : arena_take(a, N * F * as);
         x->rstd1 = arena_take(a, N * 4);
         x->rstd2 = arena_take(a, N * 4);
         x->lse = arena_take(a, N * (size_t)c->num_heads * 4);
@@ -786,9 +817,12 @@ static void layout_acts(model *m, arena *a) {
             size_t rows = j == MOE_LORA_ROUTER ? N : N * (size_t)c->top_k;
             x->elora_h[j] = sparse && m->has_lora && (m->lora.targets & bit) ? arena_take(a, rows * r * as) : NULL;
         }
+        if (off && nsets == L && s == 0) m->off_bytes = a->off - m->off_start[0];   // every slot alike
     }
-    for (int s = nsets; s < L; s++) {
-        m->acts[s] = m->acts[0];
+    if (off)
+        for (int l = S; l <= L; l++) m->resid[l] = m->resid[l % S];
+    for (int s = carve; s < L; s++) {
+        m->acts[s] = m->acts[off && nsets == L ? s % S : 0];
         if (m->kv_per_layer) {
             m->acts[s].k = arena_take(a, N * K * as);
             m->acts[s].v = arena_take(a, N * K * as);
@@ -836,9 +870,9 @@ static void layout_acts(model *m, arena *a) {
         m->dk = arena_take(a, N * K * as);
         m->dv = arena_take(a, N * K * as);
         m->datt = arena_take(a, N * Q * as);
-        m->dgate = dense_any ? arena_take(a, N * F * as) : NULL;
-        m->dup = dense_any ? arena_take(a, N * F * as) : NULL;
-        m->dact = dense_any ? arena_take(a, N * F * as) : NULL;
+        m->dgate = dense_any ? arena_take(a, NF * as) : NULL;
+        m->dup = dense_any ? arena_take(a, NF * as) : NULL;
+        m->dact = dense_any ? arena_take(a, NF * as) : NULL;
         m->dlh = r ? arena_take(a, N * 3 * r * as) : NULL;   // (N, G·r), G ≤ 3: a group's dh
         m->dxdrop = dropout ? arena_take(a, N * in * as) : NULL;
     }
@@ -887,8 +921,32 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
         return -1;
     }
+    int train = opt->train != MODEL_TRAIN_NONE;
+    size_t N = (size_t)opt->batch_size * (size_t)opt->seq_len;
+    if (opt->mlp_chunk < 0) {
+        set_err(err, errlen, "the MLP chunk of %d rows must be at least 1 (0: none)", opt->mlp_chunk);
+        return -1;
+    }
+    int chunk = train && opt->mlp_chunk > 0 && (size_t)opt->mlp_chunk < N ? opt->mlp_chunk : 0;
+    if (train && opt->offload && m->n_moe_layers > 0) {
+        set_err(err, errlen, "%s: --offload-activations is not implemented for mixture-of-experts models (%s) yet; "
+                "use --offload-activations off", m->path, m->cfg.architecture);
+        return -1;
+    }
+    if (chunk && m->has_lora && m->lora.dropout > 0.0f) {
+        set_err(err, errlen, "the MLP in chunks of %d rows cannot keep LoRA dropout's masks (numbered over the "
+                "whole tensor); use --lora-dropout 0 or no MLP chunks", chunk);
+        return -1;
+    }
+    if (chunk && m->cfg.num_layers > 0 && m->layers[0].lin[LORA_GATE].b) {
+        set_err(err, errlen, "%s: the MLP in chunks is not implemented with MLP biases", m->path);
+        return -1;
+    }
     m->opt = *opt;
     m->opt.quant = quant;
+    m->opt.offload = train && opt->offload;
+    m->opt.mlp_chunk = chunk;
+    m->mlp_rows = chunk;
     mark_trained(m);
     free(m->nf4q);
     m->nf4q = calloc((size_t)m->nparams, sizeof *m->nf4q);
@@ -922,6 +980,10 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->nf4_workspace = m->nf4_ws_bytes;
     p->quant = quant;
     p->total = w.off + ms.off + g.off + mo.off + a.off;
+    p->offload = m->off_layers > 0;
+    p->offload_layer = m->off_bytes;
+    p->host_pinned = (size_t)m->off_layers * m->off_bytes;
+    p->mlp_chunk = m->mlp_rows;
     for (int i = 0; i < m->nparams; i++) {
         if (is_base_param(m, &m->params[i])) p->params_total += m->params[i].n;
         if (m->params[i].trained) p->params_trained += m->params[i].n;
@@ -1003,6 +1065,15 @@ void model_memory_print(const model_memory *p, FILE *f) {
     snprintf(note, sizeof note, "batch %d × %d tokens, recompute %s", p->batch_size, p->seq_len,
              p->train == MODEL_TRAIN_NONE ? "none: forward only" : recompute[rc]);
     print_bytes(f, "activations", p->activations, note);
+    if (p->mlp_chunk)
+        fprintf(f, "  %-14s the MLP in chunks of %d rows: gate, up and SwiGLU for one chunk (gate and up computed "
+                "again in the backward)\n", "", p->mlp_chunk);
+    if (p->offload) {
+        snprintf(note, sizeof note, "offloaded activations, %zu layers × %.2f MiB (%d on the device); not in the total",
+                 p->offload_layer ? p->host_pinned / p->offload_layer : 0, p->offload_layer / 1048576.0,
+                 (int)MODEL_OFFLOAD_SLOTS);
+        print_bytes(f, "pinned host", p->host_pinned, note);
+    }
     if (p->nf4_workspace)
         print_bytes(f, "  NF4 workspace", p->nf4_workspace, "of the activations: the largest linear dequantised");
     print_bytes(f, "total", p->total, "");
@@ -1130,6 +1201,17 @@ int model_allocate(model *m, char *err, size_t errlen) {
                 }
             return -1;
         }
+    }
+    if (m->plan.host_pinned && !(m->host_off = be->host_alloc(be, m->plan.host_pinned))) {
+        set_err(err, errlen, "allocating %.2f GiB of pinned host memory for the offloaded activations failed: %s; "
+                "use --offload-activations off, or a smaller --max-seq-len", (double)m->plan.host_pinned / 1073741824.0,
+                be->error);
+        for (int j = 0; j < 5; j++)
+            if (*bufs[j]) {
+                be->free(be, *bufs[j]);
+                *bufs[j] = NULL;
+            }
+        return -1;
     }
     size_t Nrows = (size_t)m->opt.batch_size * (size_t)m->opt.seq_len;
     if (m->moe_host_bytes && m->has_lora) {
@@ -1387,6 +1469,11 @@ static void linear_bwd(model *m, void *dx, const void *dy, const void *x, const 
     if (ll->la) linear_lora_bwd(m, dx, dy, x, ll, h, N, seed);
 }
 
+// Rows r0.. of act (N, width), or NULL for NULL (an absent LoRA h).
+static void *rows_of(const model *m, void *p, int r0, int width) {
+    return p ? act_row(m, p, (size_t)r0, (size_t)width) : NULL;
+}
+
 // Whether group t0 of layer lw runs fused: every projection adapted, no dropout this pass (its
 // masks differ per projection, as PEFT's, so the inputs are not shared), the A's (and their
 // gradients) contiguous, and the fusion not switched off (MODEL_FUSE_LORA_GROUP).
@@ -1406,13 +1493,14 @@ static int lora_group_fused(const model *m, const layer_weights *lw, const layer
 }
 
 // y[g] = x·W_gᵀ (+ b_g) (+ the adapter) for the G projections of group t0 over one input x.
-static void linear_group_fwd(model *m, int l, layer_acts *x, void *const *y, const void *in, int t0, int N) {
+static void linear_group_fwd(model *m, int l, layer_acts *x, void *const *y, const void *in, int t0, int r0, int N) {
     const layer_weights *lw = &m->layers[l];
-    int G = lora_group_size(t0);
+    int G = lora_group_size(t0), r = m->lora.rank;
     uint64_t s = m->fwd_seed;
     if (!lora_group_fused(m, lw, x, t0)) {
         for (int g = 0; g < G; g++)
-            linear_fwd(m, y[g], in, &lw->lin[t0 + g], x->lora_h[t0 + g], N, 0, dropout_seed(s, l, t0 + g));
+            linear_fwd(m, y[g], in, &lw->lin[t0 + g], rows_of(m, x->lora_h[t0 + g], r0, r), N, 0,
+                       dropout_seed(s, l, t0 + g));
         return;
     }
     const void *b[3];
@@ -1422,23 +1510,24 @@ static void linear_group_fwd(model *m, int l, layer_acts *x, void *const *y, con
         b[g] = lw->lin[t0 + g].lb->act;
         out[g] = lw->lin[t0 + g].out;
     }
-    m->be->lora_group_forward(m->be, y, x->lora_h[t0], in, lw->lin[t0].la->act, b, out, G, N, lw->lin[t0].in,
+    m->be->lora_group_forward(m->be, y, rows_of(m, x->lora_h[t0], r0, G * r), in, lw->lin[t0].la->act, b, out, G, N, lw->lin[t0].in,
                               m->lora.rank, m->lora_s);
 }
 
 // dx = Σ_g dy[g]·W_g (+ the adapters' shares, after every W's), gradients accumulated: group
 // t0's backward. The order of dx's sums is the same fused or not (the CPU: the same bits).
 static void linear_group_bwd(model *m, int l, layer_acts *x, void *dx, const void *const *dy, const void *in,
-                             int t0, int N) {
+                             int t0, int r0, int N) {
     const layer_weights *lw = &m->layers[l];
-    int G = lora_group_size(t0);
+    int G = lora_group_size(t0), r = m->lora.rank;
     uint64_t s = m->fwd_seed;
     for (int g = 0; g < G; g++) linear_base_bwd(m, dx, dy[g], in, &lw->lin[t0 + g], N, g > 0);
     if (!lw->lin[t0].la && !lw->lin[t0 + 1].la && !lw->lin[t0 + G - 1].la) return;
     if (!lora_group_fused(m, lw, x, t0)) {
         for (int g = 0; g < G; g++)
             if (lw->lin[t0 + g].la)
-                linear_lora_bwd(m, dx, dy[g], in, &lw->lin[t0 + g], x->lora_h[t0 + g], N, dropout_seed(s, l, t0 + g));
+                linear_lora_bwd(m, dx, dy[g], in, &lw->lin[t0 + g], rows_of(m, x->lora_h[t0 + g], r0, r), N,
+                                dropout_seed(s, l, t0 + g));
         return;
     }
     const void *b[3];
@@ -1450,7 +1539,7 @@ static void linear_group_bwd(model *m, int l, layer_acts *x, void *dx, const voi
         out[g] = lw->lin[t0 + g].out;
     }
     const model_param *a0 = lw->lin[t0].la;
-    m->be->lora_group_backward(m->be, dx, a0->grad, db, m->dlh, dy, in, x->lora_h[t0], a0->act, b, out, G, N,
+    m->be->lora_group_backward(m->be, dx, a0->grad, db, m->dlh, dy, in, rows_of(m, x->lora_h[t0], r0, G * r), a0->act, b, out, G, N,
                                lw->lin[t0].in, m->lora.rank, m->lora_s);
 }
 
@@ -1469,7 +1558,7 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     uint64_t s = m->fwd_seed;
     be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
     void *const qkv[3] = {ak->qk_norm ? x->q_raw : x->q, ak->qk_norm ? x->k_raw : k, v};
-    linear_group_fwd(m, l, x, qkv, x->ln1, LORA_Q, N);
+    linear_group_fwd(m, l, x, qkv, x->ln1, LORA_Q, 0, N);
     if (ak->qk_norm) {
         // q is (N, H·hd) contiguous: (N·H) rows of hd, each normed on its own.
         be->rmsnorm_forward(be, x->q, x->rstd_q, x->q_raw, lw->qk_norm[0]->act, N * H, hd, c->rms_norm_eps);
@@ -1530,26 +1619,38 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
         dk = m->dq;
     }
     const void *const dqkv[3] = {dq, dk, m->dv};
-    linear_group_bwd(m, l, x, m->dln, dqkv, x->ln1, LORA_Q, N);
+    linear_group_bwd(m, l, x, m->dln, dqkv, x->ln1, LORA_Q, 0, N);
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_IN]->grad, m->dln, m->resid[l],
                          lw->norm[NORM_IN]->act, x->rstd1, N, C);
 }
 
-// Dense SwiGLU MLP block: resid[l+1] = mid + down(silu(gate(ln2)) · up(ln2)), ln2 = rmsnorm(mid).
+// gate, up (and act = silu(gate)·up when act_too) of rows [r0, r0 + n) of ln2, into rows 0.. of
+// x->gate, x->up, x->act: one MLP chunk (model_options.mlp_chunk), or all N rows at r0 = 0.
+static void mlp_dense_up(model *m, int l, layer_acts *x, int r0, int n, int act_too) {
+    backend *be = m->be;
+    const layer_weights *lw = &m->layers[l];
+    int C = m->cfg.hidden_size;
+    const void *ln2 = act_row(m, x->ln2, (size_t)r0, (size_t)C);
+    void *const gu[2] = {x->gate, x->up};
+    linear_group_fwd(m, l, x, gu, ln2, LORA_GATE, r0, n);
+    if (act_too) be->swiglu_forward(be, x->act, x->gate, x->up, (size_t)n * (size_t)m->cfg.intermediate_size);
+}
+
+// Dense SwiGLU MLP block: resid[l+1] = mid + down(silu(gate(ln2)) · up(ln2)), ln2 = rmsnorm(mid),
+// over chunks of m->mlp_rows rows when planned (each row's output is its own: the same values).
 static void mlp_dense_forward(model *m, int l, layer_acts *x, int N) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     const layer_weights *lw = &m->layers[l];
-    int C = c->hidden_size;
-    uint64_t s = m->fwd_seed;
-    // ln2 = rmsnorm(mid): attn_forward's (fused with mid's residual add).
-    void *const gu[2] = {x->gate, x->up};
-    linear_group_fwd(m, l, x, gu, x->ln2, LORA_GATE, N);
-    be->swiglu_forward(be, x->act, x->gate, x->up, (size_t)N * (size_t)c->intermediate_size);
-    // resid[l+1] = mid + down(act)
+    int C = c->hidden_size, R = m->mlp_rows ? m->mlp_rows : N;
+    // ln2 = rmsnorm(mid) is attn_forward's (fused with mid's residual add); resid[l+1] = mid + down(act).
     be->copy(be, m->resid[l + 1], x->mid, (size_t)N * (size_t)C * act_size(m));
-    linear_fwd(m, m->resid[l + 1], x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 1,
-               dropout_seed(s, l, LORA_DOWN));
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int n = N - r0 < R ? N - r0 : R;
+        mlp_dense_up(m, l, x, r0, n, 1);
+        linear_fwd(m, act_row(m, m->resid[l + 1], (size_t)r0, (size_t)C), x->act, &lw->lin[LORA_DOWN],
+                   rows_of(m, x->lora_h[LORA_DOWN], r0, m->lora.rank), n, 1, dropout_seed(m->fwd_seed, l, LORA_DOWN));
+    }
 }
 
 // dres holds ∂loss/∂resid[l+1] on entry and ∂loss/∂mid on return.
@@ -1557,20 +1658,26 @@ static void mlp_dense_backward(model *m, int l, layer_acts *x, int N) {
     backend *be = m->be;
     const model_config *c = &m->cfg;
     const layer_weights *lw = &m->layers[l];
-    int C = c->hidden_size;
-    size_t NF = (size_t)N * (size_t)c->intermediate_size;
+    int C = c->hidden_size, F = c->intermediate_size, r = m->lora.rank, R = m->mlp_rows ? m->mlp_rows : N;
     uint64_t s = m->fwd_seed;
     // Selective recomputation: act, ln2 (and ln1 in attn_backward) are refilled from the kept
     // gate, up, mid and resid[l] just before each is read (the same op on the same inputs: the
-    // same bits).
-    int sel = m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE;
-    if (sel) be->swiglu_forward(be, x->act, x->gate, x->up, NF);
-    linear_bwd(m, m->dact, m->dres, x->act, &lw->lin[LORA_DOWN], x->lora_h[LORA_DOWN], N, 0,
-               dropout_seed(s, l, LORA_DOWN));
-    be->swiglu_backward(be, m->dgate, m->dup, m->dact, x->gate, x->up, NF);
+    // same bits). MLP chunks: gate and up too, chunk by chunk, from ln2.
+    int sel = m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE, chunked = m->mlp_rows > 0;
     if (sel) be->rmsnorm_forward(be, x->ln2, x->rstd2, x->mid, lw->norm[NORM_POST]->act, N, C, c->rms_norm_eps);
-    const void *const dgu[2] = {m->dgate, m->dup};
-    linear_group_bwd(m, l, x, m->dln, dgu, x->ln2, LORA_GATE, N);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int n = N - r0 < R ? N - r0 : R;
+        size_t nf = (size_t)n * (size_t)F;
+        const void *ln2 = act_row(m, x->ln2, (size_t)r0, (size_t)C);
+        void *dln = act_row(m, m->dln, (size_t)r0, (size_t)C);
+        if (chunked) mlp_dense_up(m, l, x, r0, n, 1);
+        else if (sel) be->swiglu_forward(be, x->act, x->gate, x->up, nf);
+        linear_bwd(m, m->dact, act_row(m, m->dres, (size_t)r0, (size_t)C), x->act, &lw->lin[LORA_DOWN],
+                   rows_of(m, x->lora_h[LORA_DOWN], r0, r), n, 0, dropout_seed(s, l, LORA_DOWN));
+        be->swiglu_backward(be, m->dgate, m->dup, m->dact, x->gate, x->up, nf);
+        const void *const dgu[2] = {m->dgate, m->dup};
+        linear_group_bwd(m, l, x, dln, dgu, ln2, LORA_GATE, r0, n);
+    }
     be->rmsnorm_backward(be, m->dres, lw->norm[NORM_POST]->grad, m->dln, x->mid,
                          lw->norm[NORM_POST]->act, x->rstd2, N, C);
 }
@@ -1730,6 +1837,32 @@ static void layer_backward(model *m, int l, layer_acts *x, int B, int T) {
     attn_backward(m, l, x, B, T);
 }
 
+// Activation offload (see struct model; the copies run on the backend's side stream, in order).
+// Before layer l's forward: the slot its output goes to (and so the older one it uses itself)
+// has finished its way to the host.
+static void offload_before_forward(model *m, int l) {
+    if (m->off_layers) m->be->side_wait(m->be, (l + 1) % MODEL_OFFLOAD_SLOTS);
+}
+
+// After layer l's training forward: its region goes to the host, beside the next layers' compute.
+static void offload_after_forward(model *m, int l) {
+    if (l >= m->off_layers || !m->fwd_train) return;
+    int s = l % MODEL_OFFLOAD_SLOTS;
+    m->be->side_copy(m->be, (char *)m->host_off + (size_t)l * m->off_bytes, m->off_slot[s], m->off_bytes, 1, s);
+}
+
+// Before layer l's backward: layer l − 1 starts its way back into its slot (whose last user,
+// layer l + S − 1, is done), one layer ahead; layer l's own, started one layer earlier, must
+// have arrived.
+static void offload_before_backward(model *m, int l) {
+    if (!m->off_layers) return;
+    int p = l - 1, S = MODEL_OFFLOAD_SLOTS;
+    if (p >= 0 && p < m->off_layers)
+        m->be->side_copy(m->be, m->off_slot[p % S], (char *)m->host_off + (size_t)p * m->off_bytes, m->off_bytes, 0,
+                         p % S);
+    if (l < m->off_layers) m->be->side_wait(m->be, l % S);
+}
+
 static int check_batch(model *m, const model_batch *b) {
     const model_config *c = &m->cfg;
     if (!m->allocated) {
@@ -1793,7 +1926,11 @@ int model_forward(model *m, const model_batch *b, float grad_scale, model_loss *
         be->memset_zero(be, m->d_prob_sum, (size_t)c->n_experts * 4);
         be->memset_zero(be, m->d_count, (size_t)c->n_experts * 4);
     }
-    for (int l = 0; l < L; l++) layer_forward(m, l, &m->acts[l], B, T, T);
+    for (int l = 0; l < L; l++) {
+        offload_before_forward(m, l);
+        layer_forward(m, l, &m->acts[l], B, T, T);
+        offload_after_forward(m, l);
+    }
     int stats = m->moe_stats;
     m->moe_stats = 0;   // a recomputing backward must not count its layers again
     if (m->moe_failed) return -1;
@@ -1848,6 +1985,7 @@ int model_backward(model *m) {
                          m->rstdf, N, C);
     int rc = 0;
     for (int l = L - 1; l >= 0 && !rc; l--) {
+        offload_before_backward(m, l);
         // The shared set still holds the last layer from the forward.
         if (m->opt.checkpoint == MODEL_RECOMPUTE_FULL && l < L - 1) layer_forward(m, l, &m->acts[l], B, T, T);
         if ((rc = grad_before(m, l)) != 0) break;

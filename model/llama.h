@@ -77,7 +77,23 @@ typedef struct {
     model_quant quant;        // QLoRA's 4-bit frozen linears (NONE = 0: the act dtype)
     // Fusions turned off (model_fusion bits; 0: all on).
     unsigned no_fusion;
+    // Long context (training only; 0 = off for both):
+    // offload: each layer's saved activations (its input and, unless recompute full, its set)
+    //   go to pinned host memory after its forward and come back, one layer ahead, before its
+    //   backward, the copies beside the compute (be->side_copy); MODEL_OFFLOAD_SLOTS layers stay
+    //   on the device. Not for MoE layers yet.
+    // mlp_chunk: the dense MLP over chunks of mlp_chunk rows: gate, up, SwiGLU and their
+    //   gradients exist for one chunk only, the backward computing gate and up again per chunk
+    //   (two of the MLP's three GEMMs run twice). ≥ B·T: one chunk. Not with LoRA dropout (its
+    //   mask is numbered over the whole tensor) nor MLP biases. The cpu backend gives the same
+    //   bits as without chunks when mlp_chunk is a multiple of 256 (its GEMM's k blocks: a
+    //   weight gradient sums the rows in blocks of 256, each row's output is its own).
+    int offload;
+    int mlp_chunk;
 } model_options;
+
+enum { MODEL_OFFLOAD_SLOTS = 3 };   // device slots of offloaded layers: the layer computing, the
+                                    // one being copied, the one its output goes to
 
 // Bytes of each buffer kind, from model_plan.
 typedef struct {
@@ -90,7 +106,10 @@ typedef struct {
                               // quantised linears (model_options.quant)
     size_t nf4_workspace;     // of activations: act (OC, IC) of the largest quantised linear,
                               // where a backend dequantises a weight before its GEMM
-    size_t total;
+    size_t total;             // device bytes: the five above (host_pinned is not in it)
+    size_t host_pinned;       // model_options.offload: pinned host memory of the offloaded layers
+    size_t offload_layer;     // of it: the bytes of one layer (its input and saved set)
+    int offload, mlp_chunk;   // as planned (mlp_chunk 0: none or one chunk)
     size_t params_total;      // number of parameters of the base model
     size_t params_trained;    // number of trained parameters
     size_t params_trained_experts;   // of which in the MoE experts' LoRA adapters (grows with E)

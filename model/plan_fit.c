@@ -117,3 +117,55 @@ void plan_fit_describe(const plan_fit *f, char *buf, size_t n) {
     else
         snprintf(buf + k, n - k, "; the whole batch of %d in one pass", f->max_micro);
 }
+
+static const char *offload_names[] = {"auto", "on", "off"};
+
+int plan_offload_parse(const char *s, plan_offload *out) {
+    if (!s) s = "auto";
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, offload_names[i]) == 0) {
+            *out = (plan_offload)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *plan_offload_name(plan_offload o) { return o >= 0 && o <= 2 ? offload_names[o] : "?"; }
+
+int plan_fit_memory(model *m, model_options *opt, plan_offload mode, size_t budget, char *why, size_t whylen,
+                    char *err, size_t errlen) {
+    if (why && whylen) why[0] = '\0';
+    opt->offload = mode == PLAN_OFFLOAD_ON;
+    opt->mlp_chunk = 0;
+    size_t asked = plan_total(m, opt, opt->batch_size, err, errlen);
+    if (!asked) return -1;
+    if (asked <= budget || opt->train == MODEL_TRAIN_NONE) return 0;
+    // The steps, each keeping the one before when the model allows it (model_plan refuses
+    // chunks with LoRA dropout or MLP biases, offload on MoE models).
+    size_t t = asked;
+    model_options o = *opt;
+    o.mlp_chunk = PLAN_MLP_CHUNK;
+    size_t chunked = (size_t)o.batch_size * (size_t)o.seq_len > PLAN_MLP_CHUNK ? plan_total(m, &o, o.batch_size, NULL, 0) : 0;
+    if (chunked && chunked < t) {
+        *opt = o;
+        t = chunked;
+        if (why) snprintf(why, whylen, "the MLP in chunks of %d rows (the plan without them needs %.2f GiB, %.2f GiB "
+                          "usable)", PLAN_MLP_CHUNK, gib(asked), gib(budget));
+        if (t <= budget) return 0;
+    }
+    if (mode != PLAN_OFFLOAD_AUTO) return 0;
+    o = *opt;
+    o.offload = 1;
+    size_t off = plan_total(m, &o, o.batch_size, NULL, 0);
+    if (off && off < t) {
+        *opt = o;
+        if (why && opt->mlp_chunk)
+            snprintf(why, whylen, "activations offloaded to pinned host memory, with the MLP in chunks of %d rows (the "
+                     "plan needs %.2f GiB as asked, %.2f GiB with the chunks alone; %.2f GiB usable)", opt->mlp_chunk,
+                     gib(asked), gib(t), gib(budget));
+        else if (why)
+            snprintf(why, whylen, "activations offloaded to pinned host memory (the plan without it needs %.2f GiB, "
+                     "%.2f GiB usable)", gib(t), gib(budget));
+    }
+    return 0;
+}

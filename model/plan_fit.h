@@ -35,3 +35,18 @@ int plan_fit_micro_batch(model *m, const model_options *opt, int max_micro, size
 
 // One line for the user: the choice and why.
 void plan_fit_describe(const plan_fit *f, char *buf, size_t n);
+
+// Long context (`quarry train --offload-activations auto|on|off`): the memory options that make
+// opt's plan (at its batch_size) fit budget, cheapest first: opt as it is; the dense MLP in
+// chunks of PLAN_MLP_CHUNK rows (when B·T is larger and the model allows: two of the MLP's
+// GEMMs run twice); then, with offload AUTO, also the saved activations offloaded to pinned host
+// memory. ON offloads from the start; OFF never. Sets opt->mlp_chunk and opt->offload, and
+// writes to why what it turned on and why ("" when nothing). When nothing fits, opt is left with
+// every saving allowed (the caller's plan then says what else to change). 0 ok; -1 + message when
+// model_plan refuses the options (offload ON on a MoE model).
+typedef enum { PLAN_OFFLOAD_AUTO = 0, PLAN_OFFLOAD_ON, PLAN_OFFLOAD_OFF } plan_offload;
+enum { PLAN_MLP_CHUNK = 8192 };
+int plan_offload_parse(const char *s, plan_offload *out);   // "auto", "on", "off" (NULL: auto); -1 unknown
+const char *plan_offload_name(plan_offload o);
+int plan_fit_memory(model *m, model_options *opt, plan_offload mode, size_t budget, char *why, size_t whylen,
+                    char *err, size_t errlen);

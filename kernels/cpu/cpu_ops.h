@@ -6,6 +6,12 @@
 // Fills every op pointer of be with its CPU implementation.
 void cpu_ops_install(backend *be);
 
+// offload.c: pinned host memory and side copies (plain memory, a memcpy).
+void *cpu_host_alloc(backend *be, size_t bytes);
+void cpu_host_free(backend *be, void *p);
+void cpu_side_copy(backend *be, void *dst, const void *src, size_t bytes, int to_host, int tag);
+void cpu_side_wait(backend *be, int tag);
+
 // C (M, N) = beta·C + alpha·A·B in f32, blocked and packed, OpenMP over output tiles.
 // Element (i, k) of A is a[i*a_rs + k*a_cs] and (k, j) of B is b[k*b_rs + j*b_cs], so either
 // operand can be read transposed in place; C is row-major with leading dimension ldc.

@@ -2,6 +2,10 @@
 #include "cpu_ops.h"
 
 void cpu_ops_install(backend *be) {
+    be->host_alloc = cpu_host_alloc;
+    be->host_free = cpu_host_free;
+    be->side_copy = cpu_side_copy;
+    be->side_wait = cpu_side_wait;
     be->cast_f32_to_act = cpu_cast_f32_to_act;
     be->cast_act_to_f32 = cpu_cast_act_to_f32;
     be->embedding_forward = cpu_embedding_forward;

@@ -83,7 +83,10 @@ static void cu_copy(backend *be, void *dst, const void *src, size_t n) {
 static void cu_memset_zero(backend *be, void *p, size_t n) {
     CUDA_CHECK(cudaMemsetAsync(p, 0, n, state(be)->stream));
 }
-static void cu_synchronize(backend *be) { CUDA_CHECK(cudaStreamSynchronize(state(be)->stream)); }
+static void cu_synchronize(backend *be) {
+    CUDA_CHECK(cudaStreamSynchronize(state(be)->stream));
+    cuda_offload_synchronize(be);   // activation offload's copies (offload.cu)
+}
 static void cu_memory_info(backend *be, size_t *fr, size_t *tot) { (void)be; CUDA_CHECK(cudaMemGetInfo(fr, tot)); }
 
 static void cu_destroy(backend *be) {
@@ -92,6 +95,7 @@ static void cu_destroy(backend *be) {
         if (s->stream) CUDA_CHECK(cudaStreamSynchronize(s->stream));
         cuda_attention_cudnn_destroy(be);
         cuda_grouped_linear_destroy(be);
+        cuda_offload_destroy(be);
         if (s->workspace) CUDA_CHECK(cudaFree(s->workspace));
         if (s->scratch) CUDA_CHECK(cudaFree(s->scratch));
         if (s->host_flag) CUDA_CHECK(cudaFreeHost(s->host_flag));

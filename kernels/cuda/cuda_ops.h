@@ -17,6 +17,7 @@ typedef struct {
     int *host_flag;             // pinned int for has_nonfinite
     void *lt_cache;             // linear.cu: cuBLASLt algorithms chosen per shape (host memory)
     void *grouped;              // grouped_linear.cu: pointer-array staging (NULL until first use)
+    void *offload;              // offload.cu: the copy stream and its events (NULL until a side copy)
     void *attn_cudnn;           // attention_cudnn.cu: cuDNN handle, graphs (NULL until --attention)
 } cuda_state;
 
@@ -65,4 +66,8 @@ void cuda_moe_install(backend *be);
 void cuda_nf4_install(backend *be);
 void cuda_lora_install(backend *be);
 void cuda_add_rmsnorm_install(backend *be);
+void cuda_offload_install(backend *be);
+// offload.cu: waits for the copy stream (synchronize, host_free); frees it and its events.
+void cuda_offload_synchronize(backend *be);
+void cuda_offload_destroy(backend *be);
 #endif

@@ -147,6 +147,15 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { free((void *)e); return cudaSuccess; }
+// Activation offload's copy stream (kernels/cuda/offload.cu): work runs when issued, so a second
+// stream and waits on events are nothing; pinned host memory is plain memory.
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) { return cudaMalloc(p, n); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
+    *s = (cudaStream_t)malloc(1);
+    return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) { free((void *)s); return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 
 void cuda_check(cudaError_t e, const char *call, const char *file, int line) {
     if (e == cudaSuccess) return;
@@ -173,6 +182,7 @@ static void e_meminfo(backend *, size_t *f, size_t *t) { *f = *t = (size_t)1 << 
 static void e_destroy(backend *be) {
     cuda_state *s = cuda_state_of(be);
     cuda_grouped_linear_destroy(be);
+    cuda_offload_destroy(be);   // offload.cu's copy stream and events
     free(s->scratch);
     free(s->host_flag);
     free(s->lt_cache);
