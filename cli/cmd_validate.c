@@ -177,13 +177,14 @@ static int fit_record(const examples_source *src, const truncation *t, const rec
 // The fates of the file's records from its token store, tokenized as `quarry train` does (on
 // --data-threads threads, into the token cache a following train over the same data and model
 // reads). Only for a file train would read as validate did: no diagnostic of its records (the
-// stream would print them again), no invalid or media record, every record tokenized. 0, or -1
-// when the store cannot be had (a record the template refuses: the caller goes record by record).
+// stream would print them again), no invalid or media record, every record tokenized. rep NULL:
+// only the store (the cache filled for train; without --max-seq-len there are no fates). 0, or
+// -1 when the store cannot be had (a record the template refuses: the caller goes record by record).
 static int fit_from_store(const examples_source *src, const truncation *t, example_report *rep) {
     char err[1024];
     token_store *st = example_store_open(src, err, sizeof err);
     if (!st) return -1;
-    int rc = example_report_store(rep, st, t);
+    int rc = rep ? example_report_store(rep, st, t) : 0;
     token_store_release(st);
     return rc;
 }
@@ -255,7 +256,8 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     int rc;
     long token_errors = 0;
     // stdin is read once: its fates are counted as the records go by.
-    const examples_source *fit_inline = fit && !strcmp(path, "-") ? fit : NULL;
+    int counting = fit && trunc->seq_len > 0;   // fates at --max-seq-len (else fit only fills the store)
+    const examples_source *fit_inline = counting && !strcmp(path, "-") ? fit : NULL;
     while ((rc = bedrock_next(s, &r)) == 1) {
         record_summary(&v, &r);
         if (tok) {
@@ -301,9 +303,11 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         return rc;
     }
     const bedrock_stats *st = bedrock_stream_stats(s);
-    if (fit && !fit_inline) {
+    if (fit && strcmp(path, "-") != 0) {
         int clean = !v.record_diags && !st->invalid && !st->media_records && !token_errors && st->valid;
-        if (!clean || fit_from_store(fit, trunc, &fit_rep)) {
+        if (!counting) {
+            if (clean) fit_from_store(fit, trunc, NULL);   // a miss only costs the next train the tokenizing
+        } else if (!clean || fit_from_store(fit, trunc, &fit_rep)) {
             example_report_free(&fit_rep);
             fit_rep = (example_report){.seq_len = trunc->seq_len, .side = trunc->side};
             if (fit_by_record(&v, &bo, tok, fit, trunc, &fit_rep)) {
@@ -312,7 +316,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             }
         }
     }
-    if (fit && fit_rep.records) {
+    if (counting && fit_rep.records) {
         char why[1024];
         if (example_report_check(&fit_rep, trunc, "quarry train would refuse this file", why, sizeof why))
             emit(&v, 0, 0, BEDROCK_WARNING, why);
@@ -416,7 +420,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             printf("  tokens:     per record min %.0f, median %.0f, p95 %.0f, max %.0f; total %.0f", tmin, tmed, tp95, tmax, ttotal);
             if (o->max_seq_len > 0) printf("; %ld over --max-seq-len %d", over_seq, o->max_seq_len);
             printf("\n  training:   %.0f tokens (%d epoch%s)\n", training_tokens, o->epochs, o->epochs == 1 ? "" : "s");
-            if (fit) example_report_print(&fit_rep, path, "  fit", 5, stdout);
+            if (counting) example_report_print(&fit_rep, path, "  fit", 5, stdout);
         } else
             printf("  tokens:     %s\n", token_note);
         if (sm == SCAN_OFF) printf("  scan:       off\n");
@@ -475,7 +479,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             cJSON_AddNumberToObject(t, "over_max_seq_len", (double)over_seq);
             cJSON_AddNumberToObject(t, "epochs", o->epochs);
             cJSON_AddNumberToObject(t, "training_tokens", training_tokens);
-            if (fit) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
+            if (counting) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
         } else {
             cJSON_AddNullToObject(f, "tokens");
             cJSON_AddStringToObject(f, "tokens_note", token_note);
@@ -651,8 +655,11 @@ int cmd_validate(int argc, char **argv) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             return 2;
         }
-        // The template only matters for what training at --max-seq-len does.
-        if (o.max_seq_len > 0 && !(tmpl = chat_template_load(o.model, NULL, err, sizeof err))) {
+        // The template renders the records as training does: their fates at --max-seq-len, and the
+        // token store a following `train` reads. Without --max-seq-len a model dir with no usable
+        // template (a bare tokenizer) still gives token statistics.
+        tmpl = chat_template_load(o.model, NULL, err, sizeof err);
+        if (o.max_seq_len > 0 && !tmpl) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             tokenizer_free(tk);
             return 2;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# quarry validate --model --max-seq-len tokenizes through the path `quarry train` takes (the token
+# quarry validate --model (--max-seq-len) tokenizes through the path `quarry train` takes (the token
 # store, trainer/example_store): a train over the same file and model right after reads the
 # token cache the validate wrote. --data-threads (train, eval, validate) changes nothing but the
 # threads: the same accounting at 1 and 2 threads, the same losses, and it is not in run.json.
@@ -14,6 +14,8 @@ check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
 "$Q" init --config "$SRC/examples/tiny-model/config.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/model" --seed 3 --dtype fp32 >/dev/null 2>&1 || { echo "FAIL: init"; exit 1; }
 D=$SRC/examples/data/company_qa_train.jsonl
 
+QUARRY_CACHE_DIR=$W/cache0 "$Q" validate "$D" --model "$W/model" --scan off >/dev/null 2>&1; rc=$?
+check "validate --model without --max-seq-len also fills the token cache" "[ $rc -eq 0 ] && [ \$(ls $W/cache0/*.bin 2>/dev/null | wc -l) -eq 1 ]"
 "$Q" validate "$D" --model "$W/model" --max-seq-len 128 --scan off --json --data-threads 1 >"$W/v1.json" 2>"$W/v1.err"; rc=$?
 check "validate --max-seq-len (exit 0)" "[ $rc -eq 0 ]"
 check "validate wrote one token cache file" "[ \$(ls $W/cache/*.bin 2>/dev/null | wc -l) -eq 1 ]"
