@@ -18,7 +18,7 @@
 int cmd_eval(int argc, char **argv) {
     const char *model_arg = NULL, *data = NULL, *device = "auto", *tmpl_name = NULL, *date = NULL, *side_arg = NULL;
     const char *attention = NULL;
-    int json = 0, max_seq_len = 0, micro = 1, train_on_prompt = 0, allow_extra = 0;
+    int json = 0, max_seq_len = 0, micro = 1, train_on_prompt = 0, allow_extra = 0, data_threads = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_arg, "DIR|RUN", "a Hugging Face checkpoint directory, or a run written by quarry train"},
         {"data", ARG_STRING, &data, "FILE", "Bedrock JSONL data (any of the four formats)"},
@@ -28,6 +28,8 @@ int cmd_eval(int argc, char **argv) {
          "refused when right would drop records)"},
         {"allow-extra-keys", ARG_FLAG, &allow_extra, NULL, "unknown keys in the data are warnings (default: the run's)"},
         {"micro-batch", ARG_INT, &micro, "B", "packed rows per forward (default 1)"},
+        {"data-threads", ARG_INT, &data_threads, "N", "threads tokenizing the data (default: $QUARRY_DATA_THREADS, else "
+         "every core)"},
         {"template", ARG_STRING, &tmpl_name, "NAME", "chat template family (default: the run's, else detected)"},
         {"template-date", ARG_STRING, &date, "DATE", "pin the Llama 3.1+ date line (default: the run's)"},
         {"train-on-prompt", ARG_FLAG, &train_on_prompt, NULL, "score every token, not only the answers (default: the run's)"},
@@ -50,6 +52,7 @@ int cmd_eval(int argc, char **argv) {
     else if (!data) usage_err = "--data FILE is required";
     else if (max_seq_len < 0 || max_seq_len == 1) usage_err = "--max-seq-len must be ≥ 2";
     else if (micro < 1) usage_err = "--micro-batch must be ≥ 1";
+    else if (data_threads < 0 || data_threads > 1024) usage_err = "--data-threads must be 1..1024";
     else if (side_arg && truncate_side_parse(side_arg) < 0) usage_err = "--truncate must be right or left";
     if (usage_err) {
         fprintf(stderr, "quarry eval: error: %s\nusage: %s\n", usage_err, p.usage);
@@ -64,7 +67,9 @@ int cmd_eval(int argc, char **argv) {
     eval_data d = {0};
     eval_record_loss *per = NULL;
     if (model_ref_resolve(model_arg, &ref, err, sizeof err) != 0) goto fail;
-    eval_data_options eo = {data, tmpl_name, date, max_seq_len, train_on_prompt, allow_extra, side_arg, 0, 0, "quarry eval"};
+    eval_data_options eo = {.data = data, .template_name = tmpl_name, .date = date, .max_seq_len = max_seq_len,
+                            .train_on_prompt = train_on_prompt, .allow_extra = allow_extra, .side = side_arg,
+                            .report_as = "quarry eval", .data_threads = data_threads};
     if (eval_data_load(&d, &ref, &eo, err, sizeof err) != 0) goto fail;
     max_seq_len = d.max_seq_len;
     const example_set *set = &d.set;

@@ -46,8 +46,8 @@ static int cmp_long(const void *a, const void *b) {
 // split as training made it (the same examples, fitting and seeded shuffle). 0 ok; -1 + message.
 static int split_lines(const train_settings *s, const tokenizer *tok, const chat_template *tmpl, long *lines, int *n,
                        char *err, size_t errlen) {
-    examples_source src = {s->data_path, tok, tmpl, {s->template_date, 0, s->train_on_prompt}, 1, s->model_dir,
-                           s->allow_extra_keys};
+    examples_source src = {.path = s->data_path, .tok = tok, .tmpl = tmpl, .chat = {s->template_date, 0, s->train_on_prompt},
+                           .quiet = 1, .model_dir = s->model_dir, .allow_extra_keys = s->allow_extra_keys};
     truncation trunc = {s->max_seq_len, s->truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s->truncate_explicit,
                         s->on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE};
     example_set train = {0}, val = {0};

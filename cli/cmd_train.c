@@ -190,6 +190,7 @@ int cmd_train(int argc, char **argv) {
     flag_values f = {NULL, NULL, NULL, NULL, NULL, NAN, NAN, NAN, NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1, -1, -1};
     int rslora = 0, full_flag = 0, grad_ckpt = 0;
     const char *micro_arg = NULL, *recompute_arg = NULL, *scan_arg = NULL, *attention_arg = NULL, *offload_arg = NULL;
+    int data_threads = 0;   // not a setting: the tokens are the same at any count (not in run.json)
     dp_flags dp = {0, 0, 0, 600.0};
     const arg_spec specs[] = {
         {"model", ARG_STRING, &s.model_dir, "DIR", "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -252,6 +253,8 @@ int cmd_train(int argc, char **argv) {
         {"zero", ARG_INT, &dp.zero, "0|1|2", "data parallel: 0 all-reduce, 1 shard AdamW state and f32 masters, 2 also gradients"},
         {"dist-timeout", ARG_FLOAT, &dp.timeout_s, "SEC", "fail when another rank is silent this long (default 600)"},
         {"scan", ARG_STRING, &scan_arg, "off|warn|error", "scan the data for secrets and personal data (default warn)"},
+        {"data-threads", ARG_INT, &data_threads, "N", "threads tokenizing the data (default: $QUARRY_DATA_THREADS, else "
+         "every core; the tokens are the same at any count)"},
         {"quiet", ARG_FLAG, &s.quiet, NULL, "no progress display"},
     };
     const arg_parser p = {"train", "quarry train --model DIR --data FILE --out RUN [options] | --resume RUN [options]",
@@ -320,6 +323,10 @@ int cmd_train(int argc, char **argv) {
             goto usage_fail;
         }
         s.micro_batch = (int)v;
+    }
+    if (data_threads < 0 || data_threads > 1024) {
+        fprintf(stderr, "quarry train: error: --data-threads must be 1..1024 (got %d)\n", data_threads);
+        goto usage_fail;
     }
     attention_mode attention_parsed;
     if (!attention_mode_parse(attention_arg, &attention_parsed)) {
@@ -536,8 +543,9 @@ int cmd_train(int argc, char **argv) {
         struct tm tm;
         if (localtime_r(&now, &tm) && strftime(run_date, sizeof run_date, "%Y-%m-%d", &tm)) s.template_date = run_date;
     }
-    examples_source src = {s.data_path, tok, tmpl, {s.template_date, 0, s.train_on_prompt}, quiet_rank, s.model_dir,
-                           s.allow_extra_keys};
+    examples_source src = {.path = s.data_path, .tok = tok, .tmpl = tmpl, .chat = {s.template_date, 0, s.train_on_prompt},
+                           .quiet = quiet_rank, .model_dir = s.model_dir, .allow_extra_keys = s.allow_extra_keys,
+                           .threads = data_threads};
     truncation trunc = {s.max_seq_len, s.truncate_left ? TRUNCATE_LEFT : TRUNCATE_RIGHT, s.truncate_explicit,
                         s.on_long_error ? ON_LONG_ERROR : ON_LONG_TRUNCATE};
     token_store *store = example_store_open(&src, err, sizeof err);

@@ -2,7 +2,8 @@
 // applies Bedrock's rules (data/bedrock), scans for sensitive values (data/scan), checks the
 // base model's limits (data/limits), and prints a summary with a cost preview (data/prices).
 // With --model and --max-seq-len, each record is rendered and tokenized as `quarry train` does
-// (trainer/examples) and its fate at that length is counted with the same accounting.
+// (trainer/examples) and its fate at that length is counted with the same accounting, from the
+// same token store (trainer/example_store): a following `train` over the file finds it cached.
 // Exit 0 valid (warnings allowed), 1 invalid records, 2 usage error or unreadable file.
 #include "args.h"
 #include "commands.h"
@@ -12,7 +13,7 @@
 #include "../data/redact.h"
 #include "../data/scan_data.h"
 #include "../data/tokenizer.h"
-#include "../trainer/examples.h"
+#include "../trainer/example_store.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@ typedef struct {
     // diagnostics
     long shown_errors, shown_warnings, hidden;
     long errors, warnings;      // including scan findings and file-level ones
+    long record_diags;          // data/bedrock's own (not the scan's, not the file's)
     cJSON *diags;               // the shown ones, for --json
     // summary
     long by_format[5];
@@ -69,6 +71,7 @@ static void emit(vstate *v, long line, int col, bedrock_severity sev, const char
 }
 
 static void on_diag(void *user, long line, int col, bedrock_severity sev, const char *msg) {
+    ((vstate *)user)->record_diags++;
     emit(user, line, col, sev, msg);
 }
 
@@ -151,7 +154,7 @@ static cJSON *limits_json(const base_model_limits *l) {
 
 typedef struct {
     const char *format, *base_model, *scan, *model, *truncate, *redact;
-    int allow_extra, max_errors, json, epochs, max_seq_len, force;
+    int allow_extra, max_errors, json, epochs, max_seq_len, force, data_threads;
     long long max_record_bytes;
 } vopts;
 
@@ -169,6 +172,47 @@ static int fit_record(const examples_source *src, const truncation *t, const rec
         return -1;
     }
     return 0;
+}
+
+// The fates of the file's records from its token store, tokenized as `quarry train` does (on
+// --data-threads threads, into the token cache a following train over the same data and model
+// reads). Only for a file train would read as validate did: no diagnostic of its records (the
+// stream would print them again), no invalid or media record, every record tokenized. rep NULL:
+// only the store (the cache filled for train; without --max-seq-len there are no fates). 0, or
+// -1 when the store cannot be had (a record the template refuses: the caller goes record by record).
+static int fit_from_store(const examples_source *src, const truncation *t, example_report *rep) {
+    char err[1024];
+    token_store *st = example_store_open(src, err, sizeof err);
+    if (!st) return -1;
+    int rc = rep ? example_report_store(rep, st, t) : 0;
+    token_store_release(st);
+    return rc;
+}
+
+// The fates record by record, from a second read of the file (its diagnostics already given):
+// each record the template refuses is an error at its line, as training would stop there.
+static int fit_by_record(vstate *v, const bedrock_options *bo0, const tokenizer *tok, const examples_source *src,
+                         const truncation *t, example_report *rep) {
+    bedrock_options bo = *bo0;
+    bo.diag = NULL;
+    bo.user = NULL;
+    char err[256];
+    bedrock_stream *s = bedrock_open(v->path, &bo, err, sizeof err);
+    if (!s) return -1;
+    record r;
+    int rc;
+    while ((rc = bedrock_next(s, &r)) == 1) {
+        char ferr[512];
+        // A record the tokenizer failed on is already an error of its own.
+        if (record_tokens(tok, &r, ferr, sizeof ferr) >= 0 && fit_record(src, t, &r, rep, ferr, sizeof ferr)) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "rendering it as training does: %s", ferr);
+            emit(v, r.line, 0, BEDROCK_ERROR, msg);
+        }
+        record_free(&r);
+    }
+    bedrock_close(s);
+    return rc < 0 ? -1 : 0;
 }
 
 // A file that cannot be read as JSONL (cannot open, read error, UTF-16): the message, and its JSON section.
@@ -211,6 +255,9 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
     record r;
     int rc;
     long token_errors = 0;
+    // stdin is read once: its fates are counted as the records go by.
+    int counting = fit && trunc->seq_len > 0;   // fates at --max-seq-len (else fit only fills the store)
+    const examples_source *fit_inline = counting && !strcmp(path, "-") ? fit : NULL;
     while ((rc = bedrock_next(s, &r)) == 1) {
         record_summary(&v, &r);
         if (tok) {
@@ -231,7 +278,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
                 }
                 v.tokens[v.ntokens++] = (int32_t)(n > INT32_MAX ? INT32_MAX : n);
                 char ferr[512];
-                if (fit && fit_record(fit, trunc, &r, &fit_rep, ferr, sizeof ferr)) {
+                if (fit_inline && fit_record(fit_inline, trunc, &r, &fit_rep, ferr, sizeof ferr)) {
                     char msg[600];
                     snprintf(msg, sizeof msg, "rendering it as training does: %s", ferr);
                     emit(&v, r.line, 0, BEDROCK_ERROR, msg);
@@ -256,7 +303,20 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
         return rc;
     }
     const bedrock_stats *st = bedrock_stream_stats(s);
-    if (fit && fit_rep.records) {
+    if (fit && strcmp(path, "-") != 0) {
+        int clean = !v.record_diags && !st->invalid && !st->media_records && !token_errors && st->valid;
+        if (!counting) {
+            if (clean) fit_from_store(fit, trunc, NULL);   // a miss only costs the next train the tokenizing
+        } else if (!clean || fit_from_store(fit, trunc, &fit_rep)) {
+            example_report_free(&fit_rep);
+            fit_rep = (example_report){.seq_len = trunc->seq_len, .side = trunc->side};
+            if (fit_by_record(&v, &bo, tok, fit, trunc, &fit_rep)) {
+                fprintf(stderr, "%s: error: cannot read the file again for --max-seq-len\n", path);
+                v.errors++;
+            }
+        }
+    }
+    if (counting && fit_rep.records) {
         char why[1024];
         if (example_report_check(&fit_rep, trunc, "quarry train would refuse this file", why, sizeof why))
             emit(&v, 0, 0, BEDROCK_WARNING, why);
@@ -360,7 +420,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             printf("  tokens:     per record min %.0f, median %.0f, p95 %.0f, max %.0f; total %.0f", tmin, tmed, tp95, tmax, ttotal);
             if (o->max_seq_len > 0) printf("; %ld over --max-seq-len %d", over_seq, o->max_seq_len);
             printf("\n  training:   %.0f tokens (%d epoch%s)\n", training_tokens, o->epochs, o->epochs == 1 ? "" : "s");
-            if (fit) example_report_print(&fit_rep, path, "  fit", 5, stdout);
+            if (counting) example_report_print(&fit_rep, path, "  fit", 5, stdout);
         } else
             printf("  tokens:     %s\n", token_note);
         if (sm == SCAN_OFF) printf("  scan:       off\n");
@@ -419,7 +479,7 @@ static int validate_file(const char *path, const vopts *o, record_format force, 
             cJSON_AddNumberToObject(t, "over_max_seq_len", (double)over_seq);
             cJSON_AddNumberToObject(t, "epochs", o->epochs);
             cJSON_AddNumberToObject(t, "training_tokens", training_tokens);
-            if (fit) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
+            if (counting) cJSON_AddItemToObject(f, "truncation", example_report_to_json(&fit_rep, 100));
         } else {
             cJSON_AddNullToObject(f, "tokens");
             cJSON_AddStringToObject(f, "tokens_note", token_note);
@@ -502,6 +562,8 @@ int cmd_validate(int argc, char **argv) {
         {"truncate", ARG_STRING, &o.truncate, "right|left", "which end of a long record goes, as `quarry train --truncate` "
          "(default right)"},
         {"epochs", ARG_INT, &o.epochs, "N", "epochs for the training-token total and cost preview (default 1)"},
+        {"data-threads", ARG_INT, &o.data_threads, "N", "threads tokenizing for --max-seq-len (default: "
+         "$QUARRY_DATA_THREADS, else every core)"},
         {"json", ARG_FLAG, &o.json, NULL, "print one JSON document on stdout"},
         {"redact", ARG_STRING, &o.redact, "OUT", "write a copy of FILE with each finding replaced by a placeholder ([EMAIL_1], ...)"},
         {"force", ARG_FLAG, &o.force, NULL, "--redact may replace an existing OUT (never the input)"},
@@ -542,8 +604,10 @@ int cmd_validate(int argc, char **argv) {
         fprintf(stderr, "quarry validate: error: --force only applies to --redact OUT\n");
         return 2;
     }
-    if (o.max_errors < 0 || o.epochs < 1 || o.max_seq_len < 0 || o.max_record_bytes < 1) {
-        fprintf(stderr, "quarry validate: error: --max-errors, --max-seq-len must be >= 0, --epochs >= 1, --max-record-bytes >= 1\n");
+    if (o.max_errors < 0 || o.epochs < 1 || o.max_seq_len < 0 || o.max_record_bytes < 1 || o.data_threads < 0 ||
+        o.data_threads > 1024) {
+        fprintf(stderr, "quarry validate: error: --max-errors, --max-seq-len must be >= 0, --epochs >= 1, "
+                "--max-record-bytes >= 1, --data-threads 1..1024\n");
         return 2;
     }
     const base_model_limits *lim = NULL;
@@ -591,14 +655,20 @@ int cmd_validate(int argc, char **argv) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             return 2;
         }
-        // The template only matters for what training at --max-seq-len does.
-        if (o.max_seq_len > 0 && !(tmpl = chat_template_load(o.model, NULL, err, sizeof err))) {
+        // The template renders the records as training does: their fates at --max-seq-len, and the
+        // token store a following `train` reads. Without --max-seq-len a model dir with no usable
+        // template (a bare tokenizer) still gives token statistics.
+        tmpl = chat_template_load(o.model, NULL, err, sizeof err);
+        if (o.max_seq_len > 0 && !tmpl) {
             fprintf(stderr, "quarry validate: error: %s: %s\n", o.model, err);
             tokenizer_free(tk);
             return 2;
         }
     }
-    examples_source fit = {NULL, tk, tmpl, {NULL, 0, 0}, 1, NULL, o.allow_extra};
+    // As `quarry train --model DIR` with its default template and options, so that both name
+    // the same token cache entry.
+    examples_source fit = {.tok = tk, .tmpl = tmpl, .chat = {NULL, 0, 0}, .quiet = 1, .model_dir = o.model,
+                           .allow_extra_keys = o.allow_extra, .threads = o.data_threads};
     cJSON *doc = o.json ? cJSON_CreateObject() : NULL;
     cJSON *files = doc ? cJSON_AddArrayToObject(doc, "files") : NULL;
     if (o.json && (!doc || !files)) { fprintf(stderr, "quarry validate: error: out of memory\n"); return 2; }

@@ -132,7 +132,9 @@ int eval_data_load(eval_data *d, const model_ref *ref, const eval_data_options *
     const char *tn = o->template_name ? o->template_name : ref->template_name[0] ? ref->template_name : NULL;
     d->tmpl = chat_template_load(ref->base_dir, tn, err, errlen);
     if (!d->tmpl) goto fail;
-    examples_source src = {o->data, d->tok, d->tmpl, {date, 0, train_on_prompt}, o->quiet, ref->base_dir, allow_extra};
+    examples_source src = {.path = o->data, .tok = d->tok, .tmpl = d->tmpl, .chat = {date, 0, train_on_prompt},
+                           .quiet = o->quiet, .model_dir = ref->base_dir, .allow_extra_keys = allow_extra,
+                           .threads = o->data_threads};
     d->trunc.seq_len = max_seq_len;
     token_store *store = example_store_open(&src, err, errlen);
     if (!store) goto fail;

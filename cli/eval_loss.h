@@ -33,6 +33,7 @@ typedef struct {
     int quiet;                   // no token-cache line
     const char *report_as;       // non-NULL: truncated or dropped records are listed on stderr under
                                  // this name ("quarry eval")
+    int data_threads;            // tokenizing threads; 0: $QUARRY_DATA_THREADS, else every core
 } eval_data_options;
 
 typedef struct {

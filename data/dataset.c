@@ -235,6 +235,27 @@ static trunc_view doc_view(const example_set *s, long doc) {
     return view_of(token_store_doc_len(d), token_store_doc_keep_head(d), s->seq_len, s->side);
 }
 
+// Document i's fate at t, as example_fit gives it for the same example in memory.
+static void doc_note(const token_store *st, long i, const truncation *t, example_note *note) {
+    const token_store_doc *d = token_store_doc_at(st, i);
+    int len = token_store_doc_len(d);
+    *note = (example_note){.line = (long)d->line, .tokens = len};
+    note->answer = token_store_mask_count(st, i, 1, len);
+    trunc_view v = view_of(len, token_store_doc_keep_head(d), t->seq_len, t->side);
+    note->kept_tokens = v.view_len;
+    note->kept_answer = view_mask(st, i, &v, NULL, NULL);
+    note->fate = fate_of(note);
+}
+
+int example_report_store(example_report *r, const token_store *st, const truncation *t) {
+    for (long i = 0; i < token_store_ndocs(st); i++) {
+        example_note note;
+        doc_note(st, i, t, &note);
+        if (example_report_add(r, &note)) return -1;
+    }
+    return 0;
+}
+
 static int kept_len(const example_set *s, int i) {
     int len = token_store_doc_len(token_store_doc_at(s->store, s->docs[i]));
     return len < s->seq_len ? len : s->seq_len;
@@ -269,12 +290,8 @@ int example_set_open(example_set *s, token_store *st, const int32_t *docs, int n
             rc = -1;
             break;
         }
-        example_note note = {.line = (long)d->line, .tokens = len};
-        note.answer = token_store_mask_count(st, i, 1, len);
-        trunc_view v = doc_view(s, i);
-        note.kept_tokens = v.view_len;
-        note.kept_answer = view_mask(st, i, &v, NULL, NULL);
-        note.fate = fate_of(&note);
+        example_note note;
+        doc_note(st, i, t, &note);
         if (example_report_add(&s->report, &note)) {
             snprintf(err, errlen, "out of memory");
             rc = -1;

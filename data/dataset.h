@@ -101,6 +101,9 @@ typedef struct {
 // on t->side, or with ON_LONG_ERROR refused with the first offending line in err. Documents left
 // with nothing to train on are dropped and accounted for in s->report; example_report_check's
 // refusals apply (-1 with the message in err). On success s holds a reference to st.
+// Adds the fate at t of every document of st, in file order, to r (no refusal applied): what
+// example_set_open accounts, for a report alone (`quarry validate --max-seq-len`). 0, or -1 out of memory.
+int example_report_store(example_report *r, const token_store *st, const truncation *t);
 int example_set_open(example_set *s, token_store *st, const int32_t *docs, int n, const truncation *t,
                      const char *source_name, char *err, size_t errlen);
 // The same from examples in memory (tests, small inputs): ex[0..n) go into a private store

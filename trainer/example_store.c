@@ -16,7 +16,7 @@ static token_store *write_store(const examples_source *src, const char *path, in
     *store_failed = 1;
     token_store_writer *w = token_store_writer_open(path, tokenizer_vocab_size(src->tok), err, errlen);
     if (!w) return NULL;
-    if (examples_stream(src, 0, append_to_store, w, err, errlen)) {
+    if (examples_stream(src, src->threads, append_to_store, w, err, errlen)) {
         const char *werr = token_store_writer_error(w);
         if (werr && *werr) snprintf(err, errlen, "%s", werr);
         else *store_failed = 0;

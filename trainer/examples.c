@@ -363,7 +363,7 @@ int examples_load(const examples_source *src, example **out, int *n, char *err, 
     *out = NULL;
     *n = 0;
     example_array a = {0};
-    if (stream_run(src, 0, append_example, &a, err, errlen) != 0) {
+    if (stream_run(src, src->threads, append_example, &a, err, errlen) != 0) {
         if (a.oom) snprintf(err, errlen, "out of memory reading %s", src->path);
         for (int i = 0; i < a.n; i++) { free(a.ex[i].ids); free(a.ex[i].mask); }
         free(a.ex);

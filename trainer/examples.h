@@ -17,6 +17,7 @@ typedef struct {
     int quiet;
     const char *model_dir;     // with it, tokenized examples are cached (data/token_cache.h)
     int allow_extra_keys;      // unknown keys are warnings (as `quarry validate --allow-extra-keys`)
+    int threads;               // tokenizing threads (--data-threads); 0 = examples_default_threads()
 } examples_source;
 
 // One valid record → *e (ids, mask, line, keep_head: 1 when it begins with the tokenizer's BOS,
@@ -35,7 +36,7 @@ int examples_stream(const examples_source *src, int threads, int (*sink)(void *c
 // The thread count that threads = 0 means (≥ 1).
 int examples_default_threads(void);
 
-// Reads every record (tokenizing on examples_default_threads() threads). Invalid records are
+// Reads every record (tokenizing on src->threads threads). Invalid records are
 // printed as FILE:LINE: error: … (at most 20) and make the call fail (-1), as does any record
 // the template refuses; training never skips data silently. On success *out (malloc'ed) holds
 // *n examples in file order.

@@ -224,7 +224,7 @@ int main(void) {
     close(fd);
 
     write_file(path, 5000, 0);
-    examples_source src = {path, tok, llama, {NULL, 0, 0}, 1, NULL, 1};
+    examples_source src = {.path = path, .tok = tok, .tmpl = llama, .chat = {NULL, 0, 0}, .quiet = 1, .allow_extra_keys = 1};
     // 23 invalid records (20 shown) and 21 warnings (20 shown): all valid ones are handed on, then
     // the file fails as a whole.
     check_case("invalid lines", &src, 0, ": 23 invalid records (shown above, first 20); fix them");
