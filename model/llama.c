@@ -1628,7 +1628,6 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
 // x->gate, x->up, x->act: one MLP chunk (model_options.mlp_chunk), or all N rows at r0 = 0.
 static void mlp_dense_up(model *m, int l, layer_acts *x, int r0, int n, int act_too) {
     backend *be = m->be;
-    const layer_weights *lw = &m->layers[l];
     int C = m->cfg.hidden_size;
     const void *ln2 = act_row(m, x->ln2, (size_t)r0, (size_t)C);
     void *const gu[2] = {x->gate, x->up};

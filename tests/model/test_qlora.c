@@ -334,7 +334,7 @@ static void check_qlora_moe(const char *src, backend *be) {
         return;
     }
     check_qlora(dir, be, &fx, QWEN3_MOE);
-    for (int b = 0; b < 2; b++) free(fx.ids[b]);
+    for (int b = 0; b < 2; b++) fixture_batch_free(&fx.batch[b]);
     st_close(fx.ref);
 }
 
