@@ -236,7 +236,8 @@ int cmd_train(int argc, char **argv) {
         {"lora-alpha", ARG_FLOAT, &f.lora_alpha, "A", "LoRA alpha (default 32)"},
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
         {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
-         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router (gpt-oss: all-linear "
+         "= attention + the fused experts as PEFT's target_parameters)"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
         {"quantize", ARG_STRING, &s.quantize, "nf4", "QLoRA: the base's decoder linears frozen in 4-bit NF4, quantised at "
          "load as bitsandbytes does (double quant); LoRA only"},
