@@ -383,7 +383,8 @@ static int build_params(model *m, char *err, size_t errlen) {
                     int in = j == 2 ? I : C, out = j == 2 ? C : gate_up ? 2 * I : I;
                     model_tensor_name_of(c, roles[j], l, e, mod, sizeof mod);
                     mod[strlen(mod) - strlen(".weight")] = '\0';
-                    if (gate_up) snprintf(strrchr(mod, '.'), sizeof mod - (size_t)(strrchr(mod, '.') - mod), ".gate_up_proj");
+                    char *leaf = strrchr(mod, '.');   // "...experts.E.gate_proj" → "...experts.E.gate_up_proj"
+                    if (gate_up) snprintf(leaf, sizeof mod - (size_t)(leaf - mod), ".gate_up_proj");
                     ADD(pa, 2, r, in, "base_model.model.%s.lora_A.weight", mod);
                     ADD(pb, 2, out, r, "base_model.model.%s.lora_B.weight", mod);
                     if (e == 0) lw->elora[j] = pa;
@@ -542,7 +543,7 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
         // MoE models: q..o on every layer, gate/up/down on the dense MLPs of mlp_only layers
         // only, the experts' and the router's adapters on the sparse layers. gpt-oss: PEFT's
         // all-linear finds only the attention (its experts and router are nn.Parameters, not
-        // nn.Linear); its users add the experts as target_parameters (mlp.experts.gate_up_proj,
+        // nn.Linear); PEFT adapts those as target_parameters (mlp.experts.gate_up_proj,
         // mlp.experts.down_proj), so all-linear here is attention + experts, as on the other MoE
         // models; the router (target_parameters mlp.router.weight) only when named.
         int dense_mlp = m->n_moe_layers < m->cfg.num_layers;
