@@ -47,7 +47,8 @@ int cmd_plan(int argc, char **argv) {
         {"method", ARG_STRING, &method, "lora|full", "LoRA adapters (default) or all weights"},
         {"lora-r", ARG_INT, &lora_r, "R", "LoRA rank (default 16)"},
         {"lora-targets", ARG_STRING, &targets, "LIST",
-         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router (gpt-oss: all-linear "
+         "= attention + the fused experts as PEFT's target_parameters)"},
         {"quantize", ARG_STRING, &quantize, "nf4", "QLoRA: the frozen decoder linears in 4-bit NF4 (double quant)"},
         {"no-double-quant", ARG_FLAG, &no_double_quant, NULL, "with --quantize nf4: plain f32 absmax"},
         {"max-seq-len", ARG_INT, &seq_len, "T", "tokens per sequence (default 2048)"},

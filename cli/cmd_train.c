@@ -39,8 +39,14 @@ static double gpu_peak_flops(const char *name) {
 
 // target_modules: the modules the model's adapters are on (lora_peft_target_modules: their last
 // names, or a regex where those names would also select a module quarry did not adapt).
+// gpt-oss: its experts and router are parameters, not nn.Linear modules; PEFT adapts them as
+// target_parameters (model/lora_peft.h), and refuses lora_dropout ≠ 0 there (ParamWrapper has no
+// input to drop), so the config says 0: dropout changes training only, never the adapter's
+// function (the run's own dropout is in run.json).
 static cJSON *peft_adapter_config(model *m, const char *base) {
     const lora_config *lc = model_get_lora(m);
+    const model_config *mc = model_get_config(m);
+    int params = mc->experts_fused && (lc->targets & (LORA_EXPERTS_BIT | LORA_ROUTER_BIT));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "base_model_name_or_path", base);
     cJSON_AddStringToObject(o, "bias", "none");
@@ -48,7 +54,7 @@ static cJSON *peft_adapter_config(model *m, const char *base) {
     cJSON_AddBoolToObject(o, "inference_mode", 1);
     cJSON_AddBoolToObject(o, "init_lora_weights", 1);
     cJSON_AddNumberToObject(o, "lora_alpha", lc->alpha);
-    cJSON_AddNumberToObject(o, "lora_dropout", lc->dropout);
+    cJSON_AddNumberToObject(o, "lora_dropout", params ? 0.0 : lc->dropout);
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->rank);
     int n = model_param_count(m), na = 0, nl = 0;
@@ -58,6 +64,7 @@ static cJSON *peft_adapter_config(model *m, const char *base) {
         const model_param *p = model_param_at(m, i);
         const char *end = strstr(p->name, ".lora_A.");
         size_t len = strlen(p->name);
+        if (params && end && (strstr(p->name, ".mlp.experts.") || strstr(p->name, ".mlp.router."))) continue;
         if (!strncmp(p->name, "base_model.model.", 17) && end) {
             snprintf(paths[i], sizeof paths[i], "%.*s", (int)(end - p->name - 17), p->name + 17);
             adapted[na++] = paths[i];
@@ -76,6 +83,14 @@ static cJSON *peft_adapter_config(model *m, const char *base) {
         return NULL;
     }
     cJSON_AddItemToObject(o, "target_modules", t);
+    if (params) {
+        cJSON *tp = cJSON_AddArrayToObject(o, "target_parameters");
+        if (lc->targets & LORA_EXPERTS_BIT) {
+            cJSON_AddItemToArray(tp, cJSON_CreateString("mlp.experts.gate_up_proj"));
+            cJSON_AddItemToArray(tp, cJSON_CreateString("mlp.experts.down_proj"));
+        }
+        if (lc->targets & LORA_ROUTER_BIT) cJSON_AddItemToArray(tp, cJSON_CreateString("mlp.router.weight"));
+    }
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(o, "use_rslora", lc->rslora);
     cJSON_AddBoolToObject(o, "use_dora", 0);
@@ -221,7 +236,8 @@ int cmd_train(int argc, char **argv) {
         {"lora-alpha", ARG_FLOAT, &f.lora_alpha, "A", "LoRA alpha (default 32)"},
         {"lora-dropout", ARG_FLOAT, &f.lora_dropout, "P", "dropout on the adapters' input (default 0)"},
         {"lora-targets", ARG_STRING, &s.lora_targets, "LIST",
-         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router"},
+         "all-linear (default), attention, experts, or q,k,v,o,gate,up,down,experts,router (gpt-oss: all-linear "
+         "= attention + the fused experts as PEFT's target_parameters)"},
         {"rslora", ARG_FLAG, &rslora, NULL, "scale adapters by alpha/sqrt(r) (rsLoRA)"},
         {"quantize", ARG_STRING, &s.quantize, "nf4", "QLoRA: the base's decoder linears frozen in 4-bit NF4, quantised at "
          "load as bitsandbytes does (double quant); LoRA only"},

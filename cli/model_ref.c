@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../data/fileio.h"
+#include "../model/lora_peft.h"
 #include "../model/safetensors.h"
 #include "../trainer/run_record.h"
 
@@ -107,8 +108,11 @@ static int write_tensors(model *m, const char *path, char *err, size_t errlen) {
     if (!st) return -1;
     int rc = -1;
     float *buf = NULL;
+    // gpt-oss's expert adapters are in PEFT's fused layout (model/lora_peft.h).
+    if (lora_peft_read_experts(m, st, path, err, errlen) < 0) goto out;
     for (int i = 0; i < st_count(st); i++) {
         const st_tensor *t = st_get(st, i);
+        if (lora_peft_is_fused_name(t->name)) continue;
         model_param *p = model_param_find(m, t->name);
         if (!p) {
             snprintf(err, errlen, "%s: tensor %s is not a tensor of the model (a run of another base model?)", path,
@@ -139,7 +143,8 @@ static int write_tensors(model *m, const char *path, char *err, size_t errlen) {
     // Every adapter tensor must come from the file: the unwritten B would be zero, A random.
     for (int i = 0; i < model_param_count(m); i++) {
         model_param *p = model_param_at(m, i);
-        if (strstr(p->name, ".lora_") && !st_find(st, p->name)) {
+        lora_peft_part part;
+        if (strstr(p->name, ".lora_") && !lora_peft_part_of(m, p, &part) && !st_find(st, p->name)) {
             snprintf(err, errlen, "%s: adapter tensor %s missing", path, p->name);
             goto out;
         }

@@ -6,6 +6,7 @@
 #include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/init.h"
+#include "../model/lora.h"
 #include "../model/names.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -330,6 +331,40 @@ static int is_decoder_linear(tensor_role r) {
            r == TENSOR_DOWN;
 }
 
+// scratch holding at least need floats.
+static float *scratch_of(float **scratch, size_t *scratch_n, size_t need, const char *what, char *err, size_t errlen) {
+    if (need > *scratch_n) {
+        float *ns = realloc(*scratch, need * sizeof(float));
+        if (!ns) {
+            snprintf(err, errlen, "out of memory reading the adapter of %s", what);
+            return NULL;
+        }
+        *scratch = ns;
+        *scratch_n = need;
+    }
+    return *scratch;
+}
+
+// gpt-oss's fused expert tensor t (E, in, out) in buf plus its adapter in PEFT's fused layout.
+static int merge_fused(const hf_export_options *o, const model_tensor_info *t, float *buf, float **scratch,
+                       size_t *scratch_n, int *merged, char *err, size_t errlen) {
+    const st_tensor *A, *B;
+    int64_t E = t->shape[0], in = t->shape[1], out = t->shape[2];
+    int f = merge_adapter_find_fused(o->adapter, t->name, E, in, out, &A, &B, err, errlen);
+    if (f <= 0) return f;
+    size_t rE = (size_t)o->adapter->r * (size_t)E;
+    float *a = scratch_of(scratch, scratch_n, rE * (size_t)(in + out), t->name, err, errlen);
+    if (!a) return -1;
+    float *b = a + rE * (size_t)in;
+    if (st_read_f32(A, a) || st_read_f32(B, b)) {
+        snprintf(err, errlen, "%s: the adapter of %s has an unreadable dtype", o->adapter->dir, t->name);
+        return -1;
+    }
+    merge_lora_fused_f32(buf, a, b, E, in, out, o->adapter->r, o->adapter->scale);
+    (*merged)++;
+    return 0;
+}
+
 // One output tensor as f32 in buf: the base's (or the fine-tuned) value, plus the adapter.
 // bnb4: the base is a bitsandbytes 4-bit checkpoint (1 + double quant: 2), whose linears are
 // dequantised; 0 for a float one.
@@ -358,6 +393,8 @@ static int produce_tensor(const hf_export_options *o, const model_config *cfg, c
          t->role == TENSOR_EXPERT_DOWN) &&
         nf4_base_round_trip(buf, numel(t), o->nf4_base == HF_NF4_DOUBLE_QUANT, t->name, err, errlen))
         return -1;
+    if (o->adapter && (t->role == TENSOR_EXPERTS_GATE_UP || t->role == TENSOR_EXPERTS_DOWN))
+        return merge_fused(o, t, buf, scratch, scratch_n, merged, err, errlen);
     if (!o->adapter || t->ndim != 2) return 0;
     const st_tensor *A, *B;
     int f = merge_adapter_find(o->adapter, t->name, t->shape[0], t->shape[1], &A, &B, err, errlen);
@@ -392,6 +429,18 @@ static int check_adapter_targets(const merge_adapter *a, const model_tensor_info
         const st_tensor *t = st_get(a->weights, i);
         size_t len = strlen(t->name);
         if (len < sizeof suffix - 1 || strcmp(t->name + len - (sizeof suffix - 1), suffix)) continue;
+        if (lora_peft_is_fused_name(t->name)) {   // gpt-oss's fused experts: the layer must have them
+            int l = -1, found = 0;
+            sscanf(t->name, "base_model.model.model.layers.%d.", &l);
+            for (int k = 0; k < n && !found; k++) found = list[k].role == TENSOR_EXPERTS_GATE_UP && list[k].layer == l;
+            if (!found) {
+                snprintf(err, errlen, "%s/adapter_model.safetensors: %s adapts fused experts (gpt-oss's "
+                         "mlp.experts.gate_up_proj/down_proj) that layer %d of the base model does not have", a->dir,
+                         t->name, l);
+                return -1;
+            }
+            continue;
+        }
         char want[512];
         snprintf(want, sizeof want, "%.*s.weight", (int)(len - (sizeof suffix - 1) - (sizeof prefix - 1)),
                  t->name + sizeof prefix - 1);

@@ -54,7 +54,10 @@ int merge_adapter_open(merge_adapter *a, const char *dir, char *err, size_t errl
                      t->name, t->ndim, t->dtype_name);
             goto fail;
         }
-        if ((is_a && t->shape[0] != a->r) || (is_b && t->shape[1] != a->r)) {
+        // gpt-oss's fused experts (PEFT's target_parameters): A (r·E, in), B (out, r·E).
+        int64_t rows = is_a ? t->shape[0] : t->shape[1];
+        int fused = lora_peft_is_fused_name(t->name) && rows % a->r == 0 && rows > 0;
+        if (!fused && ((is_a && t->shape[0] != a->r) || (is_b && t->shape[1] != a->r))) {
             snprintf(err, errlen, "%s: tensor %s has shape [%lld, %lld], but r is %d in adapter_config.json", path,
                      t->name, (long long)t->shape[0], (long long)t->shape[1], a->r);
             goto fail;
@@ -156,4 +159,71 @@ void merge_convert(const float *src, size_t n, st_dtype dtype, void *dst) {
 
 size_t merge_dtype_size(st_dtype d) {
     return d == ST_F32 ? 4 : (d == ST_F16 || d == ST_BF16) ? 2 : 0;
+}
+
+// The PEFT names of the fused tensor's pair: the inner wrapper ("experts.base_layer") is
+// gate_up_proj when both are adapted; a lone "experts" pair is the one target_parameters names.
+int merge_adapter_find_fused(const merge_adapter *a, const char *tensor_name, int64_t E, int64_t in, int64_t out,
+                             const st_tensor **A, const st_tensor **B, char *err, size_t errlen) {
+    *A = *B = NULL;
+    int l, used = 0;
+    char what[32];
+    if (sscanf(tensor_name, "model.layers.%d.mlp.experts.%31[a-z_]%n", &l, what, &used) != 2 || tensor_name[used])
+        return 0;
+    int gate_up = !strcmp(what, "gate_up_proj");
+    if (!gate_up && strcmp(what, "down_proj")) return 0;
+    char inner[256], outer[256], name[320];
+    snprintf(inner, sizeof inner, "%smodel.layers.%d.mlp.experts.base_layer", PEFT_PREFIX, l);
+    snprintf(outer, sizeof outer, "%smodel.layers.%d.mlp.experts", PEFT_PREFIX, l);
+    snprintf(name, sizeof name, "%s.lora_A.weight", inner);
+    int nested = st_find(a->weights, name) != NULL;
+    const char *stem = NULL;
+    if (nested) {
+        stem = gate_up ? inner : outer;
+    } else {
+        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(a->config, "target_parameters"), *it;
+        int named = 0;
+        cJSON_ArrayForEach(it, tp) {
+            if (!cJSON_IsString(it)) continue;
+            size_t n = strlen(it->valuestring), w = strlen(what);
+            named |= n >= w && !strcmp(it->valuestring + n - w, what);
+        }
+        if (named) stem = outer;
+    }
+    if (!stem) return 0;
+    snprintf(name, sizeof name, "%s.lora_A.weight", stem);
+    const st_tensor *ta = st_find(a->weights, name);
+    snprintf(name, sizeof name, "%s.lora_B.weight", stem);
+    const st_tensor *tb = st_find(a->weights, name);
+    if (!ta || !tb) return 0;
+    int64_t rE = (int64_t)a->r * E;
+    if (ta->shape[0] != rE || ta->shape[1] != in || tb->shape[0] != out || tb->shape[1] != rE) {
+        snprintf(err, errlen,
+                 "%s/adapter_model.safetensors: the adapter of %s has A [%lld, %lld] and B [%lld, %lld], but %lld "
+                 "experts of [%lld, %lld] at r %d need A [%lld, %lld] and B [%lld, %lld]\n"
+                 "hint: the adapter was trained on a different base model",
+                 a->dir, tensor_name, (long long)ta->shape[0], (long long)ta->shape[1], (long long)tb->shape[0],
+                 (long long)tb->shape[1], (long long)E, (long long)in, (long long)out, a->r, (long long)rE,
+                 (long long)in, (long long)out, (long long)rE);
+        return -1;
+    }
+    *A = ta;
+    *B = tb;
+    return 1;
+}
+
+void merge_lora_fused_f32(float *w, const float *a, const float *b, int64_t E, int64_t in, int64_t out, int r,
+                          double scale) {
+    // PEFT's get_delta_weight: ΔW[e][i][o] = scale · Σ_ρ B[o][ρ·E + e] · A[e·r + ρ][i].
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t i = 0; i < in; i++) {
+            float *wi = w + (e * in + i) * out;
+            for (int64_t o = 0; o < out; o++) {
+                double s = 0.0;
+                for (int k = 0; k < r; k++)
+                    s += (double)b[o * r * E + (int64_t)k * E + e] * (double)a[(e * r + k) * in + i];
+                wi[o] = (float)((double)wi[o] + scale * s);
+            }
+        }
 }

@@ -38,6 +38,17 @@ void merge_adapter_close(merge_adapter *a);
 int merge_adapter_find(const merge_adapter *a, const char *weight_name, int64_t out, int64_t in,
                        const st_tensor **A, const st_tensor **B, char *err, size_t errlen);
 
+// gpt-oss's fused expert tensor ("model.layers.3.mlp.experts.gate_up_proj" or ".down_proj", shape
+// E × in × out) in PEFT's target_parameters layout (model/lora_peft.h): 1 with *A (r·E, in) and
+// *B (out, r·E), 0 when it has no adapter, -1 when the shapes do not fit (message).
+int merge_adapter_find_fused(const merge_adapter *a, const char *tensor_name, int64_t E, int64_t in, int64_t out,
+                             const st_tensor **A, const st_tensor **B, char *err, size_t errlen);
+
+// w (E, in, out) ← w + scale · ΔW, ΔW[e][i][o] = Σ_ρ b[o][ρ·E + e] · a[e·r + ρ][i] (PEFT's
+// ParamWrapper.get_delta_weight), each element in double and rounded once to fp32.
+void merge_lora_fused_f32(float *w, const float *a, const float *b, int64_t E, int64_t in, int64_t out, int r,
+                          double scale);
+
 // w (out, in) ← w + scale · b (out, r) · a (r, in), in place, element by element as
 // (float)((double)w + scale · Σ_k (double)b[o,k]·a[k,i]). OpenMP over rows.
 void merge_lora_f32(float *w, const float *a, const float *b, int64_t out, int64_t in, int r, double scale);

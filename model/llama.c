@@ -366,23 +366,30 @@ static int build_params(model *m, char *err, size_t errlen) {
                 ADD(ll->lb, 2, ll->out, r, "base_model.model.%s.lora_B.weight", mod);
             }
         // Sparse layers: an adapter per expert and projection, named after the published
-        // per-expert module (PEFT's names on transformers 4.x), and the router's.
+        // per-expert module (PEFT's names on transformers 4.x), and the router's. gpt-oss's fused
+        // experts: gate and up share A (PEFT's ParamWrapper on gate_up_proj, model/lora_peft.h),
+        // one adapter "experts.E.gate_up_proj" with A (r, C) and B (2I, r) = [B_gate; B_up].
         const int E = c->n_experts, I = c->moe_intermediate_size, C = c->hidden_size;
         static const tensor_role roles[3] = {TENSOR_EXPERT_GATE, TENSOR_EXPERT_UP, TENSOR_EXPERT_DOWN};
         for (int l = 0; l < L; l++) {
             layer_weights *lw = &m->layers[l];
             if (lw->mlp != MLP_SPARSE_MOE) continue;
             seg = l;
-            for (int j = 0; m->lora.targets & LORA_EXPERTS_BIT && j < 3; j++)
+            for (int j = 0; m->lora.targets & LORA_EXPERTS_BIT && j < 3; j++) {
+                int gate_up = c->experts_fused && j == 0;
+                if (c->experts_fused && j == 1) continue;
                 for (int e = 0; e < E; e++) {
                     model_param *pa, *pb;
-                    int in = j == 2 ? I : C, out = j == 2 ? C : I;
+                    int in = j == 2 ? I : C, out = j == 2 ? C : gate_up ? 2 * I : I;
                     model_tensor_name_of(c, roles[j], l, e, mod, sizeof mod);
                     mod[strlen(mod) - strlen(".weight")] = '\0';
+                    char *leaf = strrchr(mod, '.');   // "...experts.E.gate_proj" → "...experts.E.gate_up_proj"
+                    if (gate_up) snprintf(leaf, sizeof mod - (size_t)(leaf - mod), ".gate_up_proj");
                     ADD(pa, 2, r, in, "base_model.model.%s.lora_A.weight", mod);
                     ADD(pb, 2, out, r, "base_model.model.%s.lora_B.weight", mod);
                     if (e == 0) lw->elora[j] = pa;
                 }
+            }
             if (m->lora.targets & LORA_ROUTER_BIT) {
                 model_tensor_name_of(c, TENSOR_ROUTER, l, 0, mod, sizeof mod);
                 mod[strlen(mod) - strlen(".weight")] = '\0';
@@ -533,25 +540,12 @@ int model_enable_lora(model *m, const lora_config *lc, char *err, size_t errlen)
         }
         m->lora.targets &= ~LORA_EXPERTS_BIT;
     } else {
-        if (m->cfg.experts_fused) {
-            // gpt-oss: all-linear adapts the attention; experts or router named is an error. PEFT
-            // adapts the fused expert tensors through target_parameters (ParamWrapper: one lora_A
-            // (r·E, in) and lora_B (out, r·E) per tensor, B's columns expert-minor, gate and up
-            // interleaved in B's rows), a layout quarry's per-expert adapters are not read from or
-            // written to yet.
-            int all = (lc->targets & LORA_ALL_LINEAR) == LORA_ALL_LINEAR;
-            if (lc->targets & LORA_ROUTER_BIT || (lc->targets & LORA_EXPERTS_BIT && !all)) {
-                set_err(err, errlen, "%s: --lora-targets %s: LoRA on %s's %s is not implemented (its checkpoint "
-                        "fuses the experts; PEFT adapts them as whole tensors, target_parameters)\n"
-                        "hint: use --lora-targets attention (all-linear adapts the attention of %s)", m->path,
-                        lora_targets_format(lc->targets, list, sizeof list), m->cfg.architecture,
-                        lc->targets & LORA_ROUTER_BIT ? "router" : "experts", m->cfg.architecture);
-                return -1;
-            }
-            m->lora.targets &= ~LORA_EXPERTS_BIT;
-        }
         // MoE models: q..o on every layer, gate/up/down on the dense MLPs of mlp_only layers
-        // only, the experts' and the router's adapters on the sparse layers.
+        // only, the experts' and the router's adapters on the sparse layers. gpt-oss: PEFT's
+        // all-linear finds only the attention (its experts and router are nn.Parameters, not
+        // nn.Linear); PEFT adapts those as target_parameters (mlp.experts.gate_up_proj,
+        // mlp.experts.down_proj), so all-linear here is attention + experts, as on the other MoE
+        // models; the router (target_parameters mlp.router.weight) only when named.
         int dense_mlp = m->n_moe_layers < m->cfg.num_layers;
         unsigned used = m->lora.targets & (LORA_ATTENTION | LORA_EXPERTS_BIT | LORA_ROUTER_BIT |
                                            (dense_mlp ? LORA_ALL_LINEAR & ~LORA_ATTENTION & ~LORA_EXPERTS_BIT : 0));
@@ -815,7 +809,9 @@ static void layout_acts(model *m, arena *a) {
         for (int j = 0; j < MOE_LORA_SLOTS; j++) {
             unsigned bit = j == MOE_LORA_ROUTER ? LORA_ROUTER_BIT : LORA_EXPERTS_BIT;
             size_t rows = j == MOE_LORA_ROUTER ? N : N * (size_t)c->top_k;
-            x->elora_h[j] = sparse && m->has_lora && (m->lora.targets & bit) ? arena_take(a, rows * r * as) : NULL;
+            int unused = c->experts_fused && j == MOE_LORA_UP;   // gate and up share h (moe_lora.gate_up)
+            x->elora_h[j] = sparse && m->has_lora && (m->lora.targets & bit) && !unused ? arena_take(a, rows * r * as)
+                                                                                      : NULL;
         }
         if (off && nsets == L && s == 0) m->off_bytes = a->off - m->off_start[0];   // every slot alike
     }
@@ -844,7 +840,7 @@ static void layout_acts(model *m, arena *a) {
     int lora_in_moe = moe_any && m->has_lora && (m->lora.targets & (LORA_EXPERTS_BIT | LORA_ROUTER_BIT));
     size_t Mk = N * (size_t)(c->top_k > 0 ? c->top_k : 1);
     size_t ein = (size_t)(c->moe_intermediate_size > c->hidden_size ? c->moe_intermediate_size : c->hidden_size);
-    int moe_drop = lora_in_moe && m->lora.dropout > 0.0f;
+    int moe_drop = lora_in_moe && m->lora.dropout > 0.0f && !c->experts_fused;   // gpt-oss: none (moe_weights_of)
     m->elora_dh = lora_in_moe && train ? arena_take(a, Mk * r * as) : NULL;
     m->elora_xdrop = moe_drop ? arena_take(a, Mk * ein * as) : NULL;
     m->elora_dxdrop = moe_drop && train ? arena_take(a, Mk * ein * as) : NULL;
@@ -1701,7 +1697,11 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
     memset(lo, 0, sizeof *lo);
     lo->rank = m->lora.rank;
     lo->scale = m->lora_s;
-    lo->dropout = m->lora.dropout;
+    // gpt-oss: PEFT adapts the fused experts and the router as parameters (ParamWrapper adds
+    // s·B·A to the weight), so there is no adapter input to drop: it refuses lora_dropout ≠ 0
+    // (peft 0.21.2 tuners/lora/layer.py:2363). quarry trains them without dropout.
+    lo->dropout = m->cfg.experts_fused ? 0.0f : m->lora.dropout;
+    lo->gate_up = m->cfg.experts_fused;
     lo->train = m->fwd_train;
     lo->dh = m->elora_dh;
     lo->xdrop = m->elora_xdrop;

@@ -129,6 +129,10 @@ unsigned lora_target_of_module(const char *name) {
     if (strstr(mod, "experts.") == mod || strstr(mod, ".experts.")) return LORA_EXPERTS_BIT;
     const char *dot = strrchr(mod, '.'), *leaf = dot ? dot + 1 : mod;
     if (!strcmp(leaf, "gate")) return LORA_ROUTER_BIT;   // Qwen3-MoE's mlp.gate, Mixtral's block_sparse_moe.gate
+    // gpt-oss in PEFT's target_parameters layout (model/lora_peft.h): the fused experts' wrappers
+    // "mlp.experts" (the inner one "mlp.experts.base_layer", matched above) and the router's.
+    if (!strcmp(leaf, "experts")) return LORA_EXPERTS_BIT;
+    if (!strcmp(leaf, "router")) return LORA_ROUTER_BIT;
     if (!strcmp(leaf, "w1") || !strcmp(leaf, "w2") || !strcmp(leaf, "w3")) return LORA_EXPERTS_BIT;
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
         if (!strcmp(leaf, target_names[t])) return 1u << t;
@@ -293,4 +297,12 @@ int lora_config_from_peft(const cJSON *c, const char *path, int need_targets, lo
         return -1;
     }
     return 0;
+}
+
+int lora_peft_is_fused_name(const char *name) {
+    const char *x = strstr(name, ".mlp.experts.");
+    if (!x) return 0;
+    x += strlen(".mlp.experts.");
+    if (!strncmp(x, "base_layer.", 11)) x += 11;
+    return !strncmp(x, "lora_", 5);
 }

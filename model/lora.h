@@ -59,7 +59,8 @@ void lora_init_a(float *a, int r, int in, uint64_t seed, uint64_t stream_id);
 
 // The target bit of a PEFT module or adapter tensor name: "...self_attn.q_proj" → q, an expert's
 // projection ("...experts.3.gate_proj", "...experts.3.w1") → LORA_EXPERTS_BIT, the router
-// ("...mlp.gate", "...block_sparse_moe.gate", or "gate" alone) → LORA_ROUTER_BIT; 0 otherwise.
+// ("...mlp.gate", "...block_sparse_moe.gate", or "gate" alone) → LORA_ROUTER_BIT; gpt-oss's PEFT
+// wrappers "...mlp.experts[.base_layer]" → experts, "...mlp.router" → router; 0 otherwise.
 unsigned lora_target_of_module(const char *name);
 
 // PEFT's target_modules for adapters on the modules `adapted` (module paths, "model.layers.0.
@@ -78,3 +79,7 @@ struct cJSON *lora_peft_target_modules(const char *const *adapted, int n_adapted
 // when absent); need_targets makes it required. 0, or -1 with a message naming the file.
 int lora_config_from_peft(const struct cJSON *config, const char *path, int need_targets, lora_config *lc,
                           char *err, size_t errlen);
+
+// 1 when name is one of PEFT's fused expert adapter tensors of gpt-oss ("...mlp.experts.lora_A.weight",
+// "...mlp.experts.base_layer.lora_B.weight": target_parameters, model/lora_peft.h).
+int lora_peft_is_fused_name(const char *name);

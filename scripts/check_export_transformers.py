@@ -20,6 +20,7 @@ Exit 0 when every check passes, 1 otherwise.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -119,7 +120,8 @@ def main():
         q32 = quarry_logits(tool, m32, ids, cfg["vocab_size"])
         e = rel(q32, hf32)
         check(e <= TOL_FP32, f"merged fp32: quarry vs transformers logits, relative error {e:.2e} (≤ {TOL_FP32:.0e})")
-        experts = lora and any(".experts." in k for k in _tensor_names(a.path))
+        # Per-expert adapters ("...experts.3.gate_proj"); gpt-oss's are PEFT's fused target_parameters.
+        experts = lora and any(re.search(r"\.experts\.\d+\.", k) for k in _tensor_names(a.path))
         if lora and experts and int(transformers.__version__.split(".")[0]) >= 5:
             # transformers 5 fuses each layer's experts into one parameter: an adapter on the
             # published per-expert modules loads in transformers 4.x (tests/export/check_export_peft451.py).

@@ -6,6 +6,7 @@
 #include "zero.h"
 #include "../data/progress.h"
 #include "../data/fileio.h"
+#include "../model/lora_peft.h"
 #include "../kernels/rng.h"
 #include <math.h>
 #include <signal.h>
@@ -201,7 +202,11 @@ static int write_final(const train_settings *s, const char *run_dir, zero_comm *
     snprintf(dir, sizeof dir, "%s/final", run_dir);
     snprintf(path, sizeof path, "%s/%s", dir, s->full ? "model.safetensors" : "adapter_model.safetensors");
     int rc = zero_gather_field(z, CHECKPOINT_MASTER, host, err, errlen);
-    if (!rc && lead) rc = fileio_mkdir_p(dir, err, errlen) || checkpoint_write_tensors(path, z->m, host, err, errlen) ? -1 : 0;
+    // An adapter as PEFT stores it: gpt-oss's expert adapters packed into its fused tensors (model/lora_peft.h).
+    if (!rc && lead)
+        rc = fileio_mkdir_p(dir, err, errlen) || (s->full ? checkpoint_write_tensors(path, z->m, host, err, errlen)
+                                                          : lora_peft_write(path, z->m, host, err, errlen))
+                 ? -1 : 0;
     free(host);
     return rc;
 }

@@ -8,6 +8,10 @@
 // op table's grouped_linear (each product one call over all experts) and dropout ops: no op of
 // its own, so it runs on every backend.
 //
+// gpt-oss (gate_up set): gate and up share one A per expert, as PEFT's ParamWrapper on the fused
+// gate_up_proj has it (model/lora_peft.h): A_e (r, C), B_e (2I, r) = [B_gate; B_up] (gate's I rows,
+// then up's), held in the GATE slot; the UP slot is empty.
+//
 // The experts (experts.c) and the router (block.c) call these after their frozen base GEMMs,
 // in separate blocks, so the base path stays as it is when no adapter is present.
 #pragma once
@@ -27,6 +31,7 @@ typedef struct {
     float scale;                // alpha / r (or alpha / sqrt(r))
     float dropout;              // p; applied only when train is set (a training forward)
     int train;
+    int gate_up;                // GATE slot: one A for gate and up, B (2I, r) (moe_lora_forward_gate_up)
     uint64_t seed[MOE_LORA_SLOTS];   // dropout stream of each projection of this layer
     // Host arrays of the adapters: E per expert projection, 1 for the router; NULL: not adapted.
     const moe_lora_pair *pair[MOE_LORA_SLOTS];
@@ -46,3 +51,12 @@ void moe_lora_forward(backend *be, const moe_lora *lo, int slot, const int *offs
 // the adapters' share of ∂/∂x. x is the forward's input (the dropout mask is drawn again).
 void moe_lora_backward(backend *be, const moe_lora *lo, int slot, const int *offsets, int groups,
                        const void *x, const void *dy, void *dx, int in, int out);
+
+// gate_up: gate (act (M, out)) += the shared-A adapters' gate half, up (act (M, out)) their up
+// half: h = dropout(x)·Aᵀ once, gate += s·h·B[:out]ᵀ, up += s·h·B[out:]ᵀ (B (2·out, r)).
+void moe_lora_forward_gate_up(backend *be, const moe_lora *lo, const int *offsets, int groups, const void *x,
+                              void *gate, void *up, int in, int out);
+
+// Its backward: dA, dB accumulate; dx (act (M, in)) += the share of ∂/∂x through both halves.
+void moe_lora_backward_gate_up(backend *be, const moe_lora *lo, const int *offsets, int groups, const void *x,
+                               const void *dgate, const void *dup, void *dx, int in, int out);

@@ -111,7 +111,9 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
     expert_ptrs p = expert_ptrs_make(be, d, w, NULL);
     experts_project_forward(be, w, &p, P_GATE, w->gate_q, offsets, E, gate, xp, C, I);
     experts_project_forward(be, w, &p, P_UP, w->up_q, offsets, E, up, xp, C, I);
-    if (w->lora) {   // per-expert LoRA of gate and up (adapters.h)
+    if (w->lora && w->lora->gate_up) {   // per-expert LoRA of gate and up (adapters.h)
+        moe_lora_forward_gate_up(be, w->lora, offsets, E, xp, gate, up, C, I);
+    } else if (w->lora) {
         moe_lora_forward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, gate, C, I);
         moe_lora_forward(be, w->lora, MOE_LORA_UP, offsets, E, xp, up, C, I);
     }
@@ -136,7 +138,9 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
     act_backward(be, d, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
     experts_project_backward(be, w, &p, P_GATE, w->gate_q, offsets, E, dxp, dh, xp, C, I, 0);
     experts_project_backward(be, w, &p, P_UP, w->up_q, offsets, E, dxp, dup, xp, C, I, 1);
-    if (w->lora) {
+    if (w->lora && w->lora->gate_up) {
+        moe_lora_backward_gate_up(be, w->lora, offsets, E, xp, dh, dup, dxp, C, I);
+    } else if (w->lora) {
         moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
         moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }

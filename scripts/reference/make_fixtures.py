@@ -411,6 +411,83 @@ LORA_FIXTURES = {
 }
 
 
+# gpt-oss keeps its experts fused in transformers 5 as in its checkpoints: PEFT adapts them as
+# parameters (target_parameters: a ParamWrapper on mlp.experts.gate_up_proj and .down_proj, and on
+# mlp.router.weight), with transformers 5.24 + peft 0.21.2 (scripts/requirements-reference.txt):
+#     .venv-ref/bin/python scripts/reference/make_fixtures.py --only gpt_oss_lora_experts
+# Same contents as the fixtures above; the tensors keep PEFT's names and fused layout (model/lora_peft.h
+# maps them to quarry's per-expert adapters).
+PARAM_FIXTURES = {
+    # all-linear (attention; experts as target_parameters) and the router.
+    "gpt_oss_lora_experts": dict(
+        base="gpt_oss", seed=79, targets="all-linear,router",
+        peft_targets=["q_proj", "k_proj", "v_proj", "o_proj"],
+        peft_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj", "mlp.router.weight"]),
+}
+
+
+def build_param_lora(name, spec, out_dir):
+    assert transformers.__version__.startswith("5."), "target_parameters on gpt-oss's fused experts needs transformers 5"
+    d = os.path.join(out_dir, name)
+    base_dir = os.path.join(out_dir, spec["base"])
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(spec["seed"])
+    cls = transformers.AutoModelForCausalLM
+    model = load(cls, base_dir)
+    cfg = model.config
+    hook_routers(model)   # on the routers themselves: a ParamWrapper calls them with the adapted weight
+    ref = __import__("safetensors.torch", fromlist=["load_file"]).load_file(os.path.join(base_dir, "reference.safetensors"))
+    with open(os.path.join(base_dir, "reference.json")) as f:
+        base_ref = json.load(f)
+    b0 = {k: np.array(v).reshape(B, T) for k, v in base_ref["batches"][0].items()}
+    with torch.no_grad():
+        err = (forward(model, b0).reshape(B * T, -1) - ref["logits"]).abs().max().item()
+    assert err < 1e-5, f"the base fixture's logits moved: {err}"
+    lcfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=spec["peft_targets"],
+                           target_parameters=spec["peft_parameters"], bias="none", task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(model, lcfg)
+    trainable = [(n, p) for n, p in pm.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        for n, p in trainable:
+            if "lora_B" in n:
+                p.copy_(0.05 * torch.randn_like(p))
+    tensors = {}
+    for n, p in trainable:
+        tensors["lora_init/" + peft_name(n)] = p.detach().clone().contiguous()
+    gen = np.random.default_rng(spec["seed"])
+    batches = [make_batch(gen, cfg.vocab_size), make_batch(gen, cfg.vocab_size)]
+    logits = forward(pm, batches[0])
+    aux = aux_of(cfg)
+    loss = loss_of(logits, batches[0], cfg)
+    loss.backward()
+    tensors["logits"] = logits.detach().reshape(B * T, -1).contiguous()
+    for n, p in trainable:
+        tensors["grad/" + peft_name(n)] = p.grad.detach().clone().contiguous()
+    first = (loss.item(), aux.item())
+    losses = train(pm, trainable, batches, cfg)
+    for n, p in trainable:
+        tensors["lora_final/" + peft_name(n)] = p.detach().clone().contiguous()
+    save_file(tensors, os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+    out = {
+        "base": spec["base"],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "python": sys.version.split()[0]},
+        "B": B, "T": T,
+        "batches": [{k: v.reshape(-1).tolist() for k, v in b.items()} for b in batches],
+        "loss": first[0], "aux_loss": first[1], "aux_coef": aux_coef(cfg),
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "targets": spec["targets"],
+                 "peft_targets": spec["peft_targets"], "peft_target_parameters": spec["peft_parameters"],
+                 "rslora": False, "B_init": "0.05 * randn"},
+        "lora_losses": losses,
+        "trainable": len(trainable),
+    }
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print(f"{name}: {len(trainable)} LoRA tensors, loss {first[0]:.6f} (aux {first[1]:.6f}), "
+          f"lora {losses[0]:.4f}->{losses[-1]:.4f}")
+
+
 def load_v4(base_dir):
     """The base fixture (written by transformers 5) in transformers 4.x terms."""
     with open(os.path.join(base_dir, "config.json")) as f:
@@ -530,12 +607,15 @@ def main():
     for name, spec in LORA_FIXTURES.items():
         if args.only and name in args.only:
             build_lora_experts(name, spec, os.path.abspath(args.out))
-    if args.only and set(args.only) <= set(LORA_FIXTURES):
+    for name, spec in PARAM_FIXTURES.items():
+        if args.only and name in args.only:
+            build_param_lora(name, spec, os.path.abspath(args.out))
+    if args.only and set(args.only) <= set(LORA_FIXTURES) | set(PARAM_FIXTURES):
         return
     all_cfgs = configs()
-    unknown = set(args.only or []) - set(all_cfgs) - set(LORA_FIXTURES)
+    unknown = set(args.only or []) - set(all_cfgs) - set(LORA_FIXTURES) - set(PARAM_FIXTURES)
     if unknown:
-        ap.error(f"unknown fixture(s) {sorted(unknown)}; known: {list(all_cfgs) + list(LORA_FIXTURES)}")
+        ap.error(f"unknown fixture(s) {sorted(unknown)}; known: {list(all_cfgs) + list(LORA_FIXTURES) + list(PARAM_FIXTURES)}")
     for i, (name, cfg) in enumerate(all_cfgs.items()):
         if args.only and name not in args.only:
             continue

@@ -1,5 +1,6 @@
 // tests/model/fixture.c — see fixture.h.
 #include "fixture.h"
+#include "model/lora_peft.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,17 +85,38 @@ float *fixture_ref_tensor(const st_set *ref, const char *name, size_t n) {
     return x;
 }
 
+float *fixture_ref_trained(model *m, const st_set *ref, const char *prefix, const model_param *p) {
+    char key[320];
+    lora_peft_part part;
+    if (!lora_peft_part_of(m, p, &part)) {
+        snprintf(key, sizeof key, "%s/%s", prefix, p->name);
+        return fixture_ref_tensor(ref, key, p->n);
+    }
+    snprintf(key, sizeof key, "%s/%s", prefix, part.name);
+    float *fused = fixture_ref_tensor(ref, key, lora_peft_fused_numel(&part)), *x = malloc(p->n * 4);
+    if (fused && x) lora_peft_unpack(&part, fused, x);
+    free(fused);
+    if (!fused) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
 int fixture_write_lora_init(model *m, const st_set *ref, int *refs) {
     int count = 0;
     for (int i = 0; i < model_trained_count(m); i++) {
         model_param *p = model_trained_at(m, i);
-        char key[256];
-        snprintf(key, sizeof key, "lora_init/%s", p->name);
-        float *x = fixture_ref_tensor(ref, key, p->n);
+        float *x = fixture_ref_trained(m, ref, "lora_init", p);
         if (x && model_param_write(m, p, x) == 0) count++;
         free(x);
     }
+    // A fused expert tensor of PEFT's (model/lora_peft.h) holds one quarry tensor per expert.
     *refs = 0;
-    for (int i = 0; i < st_count(ref); i++) *refs += strncmp(st_get(ref, i)->name, "lora_init/", 10) == 0;
+    for (int i = 0; i < st_count(ref); i++) {
+        const char *name = st_get(ref, i)->name;
+        if (strncmp(name, "lora_init/", 10) == 0)
+            *refs += lora_peft_is_fused_name(name) ? model_get_config(m)->n_experts : 1;
+    }
     return count;
 }

@@ -36,7 +36,12 @@ int64_t fixture_trained_tokens(const fixture_batch *fb);
 // Reference tensor `name` as f32 (caller frees), checked to hold n elements; NULL otherwise.
 float *fixture_ref_tensor(const st_set *ref, const char *name, size_t n);
 
+// Reference prefix/<name> of trained tensor p in quarry's layout (caller frees), NULL when missing:
+// as it is, or expert p's part of PEFT's fused tensor (gpt-oss's experts: model/lora_peft.h).
+float *fixture_ref_trained(model *m, const st_set *ref, const char *prefix, const model_param *p);
+
 // Starts m's trained tensors from the reference's lora_init/<name> (PEFT's A drawn by torch's
 // generator; B too in the LoRA-only fixtures).  Returns how many were written (a missing one is
-// named on stderr); *refs = how many lora_init/ tensors the reference holds.
+// named on stderr); *refs = how many quarry tensors the reference's lora_init/ tensors hold (one
+// per expert in a fused one).
 int fixture_write_lora_init(model *m, const st_set *ref, int *refs);

@@ -84,6 +84,16 @@ int main(void) {
               lora_target_of_module("base_model.model.model.layers.3.mlp.gate_proj.lora_A.weight") == 1u << LORA_GATE &&
               lora_target_of_module("base_model.model.model.layers.3.mlp.gate.lora_A.weight") == LORA_ROUTER_BIT &&
               lora_target_of_module("lm_head") == 0, "PEFT module names");
+    // gpt-oss's target_parameters wrappers (model/lora_peft.h): the fused experts and the router.
+    CHECK(lora_target_of_module("base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight") ==
+                  LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.1.mlp.experts.lora_B.weight") == LORA_EXPERTS_BIT &&
+              lora_target_of_module("base_model.model.model.layers.1.mlp.router.lora_A.weight") == LORA_ROUTER_BIT &&
+              lora_peft_is_fused_name("base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight") &&
+              lora_peft_is_fused_name("base_model.model.model.layers.1.mlp.experts.lora_B.weight") &&
+              !lora_peft_is_fused_name("base_model.model.model.layers.1.mlp.experts.3.down_proj.lora_B.weight") &&
+              !lora_peft_is_fused_name("base_model.model.model.layers.1.mlp.router.lora_B.weight"),
+          "gpt-oss's PEFT names");
     // PEFT's target_modules: last names when PEFT's suffix match selects exactly the adapted
     // modules; a regex when the experts' gate_proj is adapted and a dense MLP's is not.
     {

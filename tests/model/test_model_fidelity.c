@@ -126,7 +126,7 @@ static void compare_trained(model *m, const fixture *fx, const char *name, const
         model_param *p = model_trained_at(m, i);
         char key[256];
         snprintf(key, sizeof key, "%s/%s", prefix, p->name);
-        float *want = fixture_ref_tensor(fx->ref, key, p->n);
+        float *want = fixture_ref_trained(m, fx->ref, prefix, p);
         float *got = malloc(p->n * 4);
         CHECK(want && got, "%s: reference %s", name, key);
         if (!want || !got) { free(want); free(got); continue; }
@@ -381,9 +381,11 @@ static void check_greedy(const char *dir, const char *name, backend *be, const f
 int main(int argc, char **argv) {
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     // *_lora_experts: LoRA on the experts (and mixtral's router) against transformers 4.51.3 + PEFT,
-    // over the base fixture their reference.json names.
+    // over the base fixture their reference.json names; gpt_oss_lora_experts: on gpt-oss's fused
+    // experts and its router against transformers 5.24 + PEFT's target_parameters (its tensors in
+    // PEFT's fused layout, read through model/lora_peft.h).
     const char *names[] = {"llama3_gqa", "llama32_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral",
-                           "qwen3_moe_lora_experts", "mixtral_lora_experts", "gpt_oss"};
+                           "qwen3_moe_lora_experts", "mixtral_lora_experts", "gpt_oss", "gpt_oss_lora_experts"};
     backend *be = NULL;
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
         char err[256];

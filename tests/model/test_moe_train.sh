@@ -69,20 +69,36 @@ for t in router experts q,experts; do
   check "--lora-targets $t on a dense model refused ($(tail -2 "$W/bad-$t.log" | head -1))" \
     "[ $rc -eq 1 ] && grep -q 'error: .*--lora-targets $t names the MoE .* has no mixture-of-experts layer' $W/bad-$t.log && grep -q 'hint:' $W/bad-$t.log && [ ! -e $W/bad-$t/final ]"
 done
-# gpt-oss's published checkpoint fuses its experts: all-linear adapts the attention there, and
-# experts or router named is refused (no per-expert adapter would have a name in its layout).
+# gpt-oss's checkpoint fuses its experts: all-linear adapts the attention (target_modules) and the
+# experts (target_parameters, PEFT's fused layout: model/lora_peft.h), the router when named; the
+# config says lora_dropout 0 (PEFT refuses another with target_parameters); generate reads the
+# fused layout back; a killed run resumes to the uninterrupted run's adapter.
 "$Q" init --config "$SRC/tests/export/gpt-oss-tiny.json" --tokenizer "$SRC/examples/tiny-model" --out "$W/gptoss" \
   --seed 5 --dtype fp32 >/dev/null 2>&1 || { echo "FAIL: gpt-oss init"; exit 1; }
 "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --out "$W/gptoss-lora" \
   >"$W/gptoss-lora.log" 2>&1; rc=$?
 check "gpt-oss all-linear LoRA run exits 0 ($(tail -2 "$W/gptoss-lora.log"))" "[ $rc -eq 0 ]"
-check "gpt-oss all-linear adapts the attention only" "$PY -c \"import json;c=json.load(open('$W/gptoss-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==['k_proj','o_proj','q_proj','v_proj'], c['target_modules']\""
-for t in experts router; do
-  "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets attention,$t \
-    --out "$W/gptoss-$t" >"$W/gptoss-$t.log" 2>&1; rc=$?
-  check "--lora-targets attention,$t on gpt-oss refused ($(tail -2 "$W/gptoss-$t.log" | head -1))" \
-    "[ $rc -eq 1 ] && grep -q \"LoRA on GptOssForCausalLM's $t is not implemented\" $W/gptoss-$t.log && grep -q 'hint: use --lora-targets attention' $W/gptoss-$t.log"
-done
+check "gpt-oss all-linear adapts the attention and the fused experts" "$PY -c \"import json;c=json.load(open('$W/gptoss-lora/final/adapter_config.json'));assert sorted(c['target_modules'])==['k_proj','o_proj','q_proj','v_proj'] and c['target_parameters']==['mlp.experts.gate_up_proj','mlp.experts.down_proj'] and c['lora_dropout']==0, c\""
+check "gpt-oss adapter in PEFT's fused layout" "$PY -c \"import json,struct;f=open('$W/gptoss-lora/final/adapter_model.safetensors','rb');n=struct.unpack('<Q',f.read(8))[0];h=json.loads(f.read(n));k='base_model.model.model.layers.0.mlp.experts.';assert h[k+'base_layer.lora_A.weight']['shape']==[16*4,64] and h[k+'lora_B.weight']['shape']==[64,16*4] and not any('.experts.1.' in x for x in h), sorted(h)[:6]\""
+"$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 128 --device cpu --max-steps 1 --lora-targets attention,router \
+  --out "$W/gptoss-router" >"$W/gptoss-router.log" 2>&1; rc=$?
+check "gpt-oss attention,router run exits 0 ($(tail -2 "$W/gptoss-router.log"))" "[ $rc -eq 0 ]"
+check "gpt-oss router in target_parameters" "$PY -c \"import json;c=json.load(open('$W/gptoss-router/final/adapter_config.json'));assert c['target_parameters']==['mlp.router.weight'], c\""
+"$Q" generate --model "$W/gptoss-lora" --prompt "Who" --max-new-tokens 2 --temperature 0 --device cpu >/dev/null \
+  2>"$W/gptoss-gen.log"; rc=$?
+check "generate on the gpt-oss expert adapter exits 0 ($(tail -1 "$W/gptoss-gen.log"))" "[ $rc -eq 0 ]"
+gres() {  # gres OUT
+  "$Q" train --model "$W/gptoss" --data "$QA" --max-seq-len 96 --device cpu --max-steps 3 --batch-size 4 \
+    --micro-batch 2 --lora-r 4 --lr 2e-3 --lora-targets all-linear,router --save-every 1 --quiet --out "$1" \
+    >/dev/null 2>"$1.log"
+}
+gres "$W/gref"; rc=$?
+check "gpt-oss reference run exits 0 ($(tail -2 "$W/gref.log"))" "[ $rc -eq 0 ]"
+QUARRY_TEST_FAULT=kill-after-step:2 gres "$W/gkill"; rc=$?
+check "gpt-oss killed run exits 137" "[ $rc -eq 137 ]"
+"$Q" train --resume "$W/gkill" >/dev/null 2>"$W/gkill.resume.log"; rc=$?
+check "gpt-oss resume exits 0 ($(tail -2 "$W/gkill.resume.log"))" "[ $rc -eq 0 ]"
+check "gpt-oss resumed adapter equals the uninterrupted run's" "cmp -s $W/gref/final/adapter_model.safetensors $W/gkill/final/adapter_model.safetensors"
 # The router adapter and the experts' ones in a PEFT config, read back by generate.
 "$Q" train --model "$W/mixtral" --data "$QA" --max-seq-len 128 --device cpu --max-steps 2 --batch-size 4 \
   --lora-targets attention,router --out "$W/router" >"$W/router.log" 2>&1; rc=$?
