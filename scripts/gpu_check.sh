@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, for one call on a lent GPU machine (≤ 8 minutes), from the repo root:
 #   card → test_ops_cuda (every CUDA op against the CPU backend) → ctest -L 'gpu|cuda' → bench_ops
-#   → the attention and expert GEMM kernel labs (dev/cuda) → the attention table (quarry v1/v3/v4, cuDNN,
+#   → the attention, expert GEMM and NF4 kernel labs (dev/cuda) → the attention table (quarry v1/v3/v4, cuDNN,
 #   torch sdpa: scripts/bench/attention_table.sh) → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
@@ -176,6 +176,30 @@ if [ -x "$BUILD/dev/cuda/expert_gemm" ]; then
     else note "expert GEMM lab: FAIL (expert_gemm.log); $eg"; status=1; fi
 else
     note "expert GEMM lab: not built in $BUILD (skipped)"
+fi
+
+# The NF4 (QLoRA) linear lab (dev/cuda/nf4_gemm.cu): production (dequantise into the bf16
+# workspace + cuBLASLt, v1) and the fused dequantise-GEMM on mma.sync (v2), forward and dX, checked
+# against the CPU op, then timed at Llama-3.1-8B's frozen linears and N = 16..4096 tokens: TFLOP/s
+# and GB/s against the card's ceilings (~60 s, most of it quantising on the host; a failed check
+# fails the run).  The prediction to set these against: docs/BENCHMARKS.md, "the NF4 workspace
+# path against a fused dequantise-GEMM".  Summary: v2's speed-up over v1 per product.
+echo "== NF4 linear lab (dev/cuda/nf4_gemm)"
+if [ -x "$BUILD/dev/cuda/nf4_gemm" ]; then
+    : >"$LOGS/nf4_gemm.log"
+    ng_rc=0
+    for shape in "4096 4096" "4096 1024" "4096 14336" "14336 4096"; do
+        read -r ic oc <<<"$shape"
+        timeout 150 "$BUILD/dev/cuda/nf4_gemm" --N 16,256,2048,4096 --IC "$ic" --OC "$oc" --repeats 10 2>&1 |
+            tee -a "$LOGS/nf4_gemm.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || ng_rc=1
+    done
+    ng=$(awk -F'|' '/^\| (fwd|dX) N=/ {v = $3; gsub(/ /, "", v); if (v == 2) { p = $2; gsub(/^ | $/, "", p); x = $9; gsub(/ /, "", x); printf "%s %s; ", p, x }}' \
+        "$LOGS/nf4_gemm.log")
+    if [ "$ng_rc" -eq 0 ]; then note "NF4 lab: checks pass; v2 vs v1: ${ng:-none}"
+    else note "NF4 lab: FAIL (nf4_gemm.log); v2 vs v1: ${ng:-none}"; status=1; fi
+else
+    note "NF4 lab: not built in $BUILD (skipped)"
 fi
 
 # Sanitizers only while the 8-minute budget allows (each bounded).

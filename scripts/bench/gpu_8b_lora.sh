@@ -6,7 +6,11 @@
 #   4. the longest sequence (2048 · 2^k) that trains one LoRA step at micro-batch 1: quarry with
 #      --recompute full vs transformers+PEFT with gradient checkpointing;
 #   5. Llama-3.2-1B full fine-tuning, seq 2048: quarry's MFU and tokens/s, and the ratio of its
-#      tokens/s to transformers' (the same model and FLOPs per token, so also the MFU ratio).
+#      tokens/s to transformers' (the same model and FLOPs per token, so also the MFU ratio);
+#   6. QLoRA (issue 19): quarry --quantize nf4 (double-quantised NF4 base, bf16 compute) at the same
+#      seq and micro-batch as 1, tok/s and peak memory beside quarry's bf16 LoRA and
+#      transformers+PEFT (bf16) of 1, and transformers+PEFT+bitsandbytes QLoRA (nf4, double
+#      quant, bf16 compute) where this python3 has bitsandbytes.
 # The weights are random (`quarry init --seed 1` from examples/configs): the GPU machine reaches
 # no network, so no checkpoint can be downloaded there; speed and memory do not depend on the
 # values.  quarry runs with --attention auto (cuDNN when found: CUDNN_PATH, else python3's
@@ -61,21 +65,24 @@ $Q init --config "$CONFIG" --tokenizer examples/tiny-model --out "$W/model" --se
     { tail -3 "$LOGS/init_8b.log"; exit 1; }
 bench_data "$W/bench.jsonl" 256
 
-# quarry_lora SEQ RECOMPUTE [MODEL METHOD]: one run (LoRA by default); prints "tok_s mfu peak_gib" or
-# nothing on failure.
+# quarry_lora SEQ RECOMPUTE [MODEL METHOD QUANT]: one run (LoRA by default; QUANT nf4: QLoRA); prints
+# "tok_s mfu peak_gib" or nothing on failure.  Log: q8b_SEQ_RECOMPUTE_METHOD[_QUANT].log.
 quarry_lora() {
-    local out=$W/q-$1-$2-${4:-lora} mem tps lora=()
+    local out=$W/q-$1-$2-${4:-lora}${5:+-$5} mem tps lora=() quant=()
     [ "${4:-lora}" = lora ] && lora=(--lora-r 16)
+    [ -n "${5:-}" ] && quant=(--quantize "$5")
     mem=$(peak_mem timeout 300 $Q train --model "${3:-$W/model}" --data "$W/bench.jsonl" --out "$out" \
-          --method "${4:-lora}" "${lora[@]}" --max-seq-len "$1" --batch-size "$MB" --micro-batch "$MB" --recompute "$2" \
-          --max-steps 6 --lr 1e-5 --device "$DEVICE" --quiet 2>"$LOGS/q8b_$1_$2_${4:-lora}.log")
+          --method "${4:-lora}" "${lora[@]}" "${quant[@]}" --max-seq-len "$1" --batch-size "$MB" --micro-batch "$MB" \
+          --recompute "$2" --max-steps 6 --lr 1e-5 --device "$DEVICE" --quiet 2>"$LOGS/q8b_$1_$2_${4:-lora}${5:+_$5}.log")
     tps=$(median_metrics "$out/step_wise_training_metrics.csv") || return 1
     echo "$tps $mem"
 }
-torch_lora() {  # SEQ [STEPS WARMUP]: transformers+PEFT with gradient checkpointing; prints its RESULT line
+torch_lora() {  # SEQ [STEPS WARMUP QUANT]: transformers+PEFT with gradient checkpointing; prints its RESULT line
     [ -z "$torch_why" ] || return 1
+    local quant=()
+    [ -n "${4:-}" ] && quant=(--quantize "$4")
     peak_mem timeout 300 python3 scripts/bench/gpu_train_torch.py "$W/model" lora --batch "$MB" --seq "$1" \
-        --steps "${2:-4}" --warmup "${3:-2}" --grad-checkpoint 2>>"$LOGS/t8b_$1.log" | grep RESULT
+        --steps "${2:-4}" --warmup "${3:-2}" --grad-checkpoint "${quant[@]}" 2>>"$LOGS/t8b_$1${4:+_$4}.log" | grep RESULT
 }
 quarry_fits() {  # SEQ: one LoRA step with full recomputation trains (exit 0)
     timeout 300 $Q train --model "$W/model" --data "$W/bench.jsonl" --out "$W/fit-$1" --method lora --lora-r 16 \
@@ -108,6 +115,25 @@ for ((seq = SEQ * 2; seq <= MAX_SEQ; seq *= 2)); do
     [ "$longest_t" = $((seq / 2)) ] && torch_lora "$seq" 1 0 >/dev/null && longest_t=$seq
 done
 row "$name LoRA r16 longest sequence at mb $MB ($SEQ·2^k up to $MAX_SEQ): quarry --recompute full $longest_q, transformers+PEFT with checkpointing $longest_t"
+
+# 6. QLoRA at the seq and micro-batch of 1: quarry --quantize nf4 (both recomputation modes), set
+# against quarry's bf16 LoRA (selective) and transformers+PEFT bf16 above; then transformers+PEFT on a
+# bitsandbytes NF4 base where bitsandbytes is installed.
+for rc in selective full; do
+    if q=$(quarry_lora "$SEQ" "$rc" "$W/model" lora nf4); then
+        ratio=$(awk -v a="${q%% *}" -v b="${q_tps:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
+        row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: tok/s MFU peak-GiB = $q; tok/s against quarry's bf16 LoRA (selective) = $ratio"
+    else
+        row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: FAILED ($(tail -1 "$LOGS/q8b_${SEQ}_${rc}_lora_nf4.log"))"
+    fi
+done
+bnb_why=$torch_why
+[ -z "$bnb_why" ] && ! python3 -c 'import bitsandbytes' 2>/dev/null && bnb_why="no bitsandbytes in this python3"
+if [ -z "$bnb_why" ] && t=$(torch_lora "$SEQ" 4 2 nf4); then
+    row "$name QLoRA r16 seq $SEQ mb $MB, transformers+PEFT+bitsandbytes (nf4, double quant, bf16 compute, checkpointing): ${t#RESULT }"
+else
+    row "$name QLoRA r16 seq $SEQ, transformers+PEFT+bitsandbytes: not run (${bnb_why:-failed: $LOGS/t8b_${SEQ}_nf4.log})"
+fi
 
 # 5. Llama-3.2-1B full fine-tuning at seq 2048: MFU, and tokens/s against transformers' (fp32
 # masters + autocast bf16, fused AdamW, no checkpointing: gpu_train_torch.py full).

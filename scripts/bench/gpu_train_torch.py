@@ -3,9 +3,13 @@ checkpoint (`quarry init` output), the same shapes, bf16, on the GPU. One step i
 backward over B rows x T tokens (every next token trained) + clip_grad_norm_(1.0) + AdamW.
   LoRA: bf16 base weights (frozen), PEFT adapters (r, alpha, all-linear) in fp32, autocast bf16.
   full: fp32 master weights + autocast bf16 (what HF Trainer does with bf16=True), fused AdamW.
+  LoRA with --quantize nf4 (QLoRA): the base loaded through bitsandbytes as transformers'
+  BitsAndBytesConfig(load_in_4bit, nf4, double quant, bf16 compute) leaves it (embeddings, norms,
+  lm_head in bf16); no prepare_model_for_kbit_training (its fp32 upcast of every weight that is
+  not 4-bit would not be the same memory as quarry's bf16 embeddings and norms).
 Prints `RESULT tok_s=... ms_step=... peak_gib=... loss0=...` (median step time after warm-up).
 Usage: python gpu_train_torch.py MODEL_DIR lora|full [--batch B] [--seq T] [--steps S]
-       [--grad-checkpoint] [--attn sdpa|flash_attention_2]
+       [--grad-checkpoint] [--attn sdpa|flash_attention_2] [--quantize nf4]
 """
 import argparse
 import statistics
@@ -24,14 +28,25 @@ def main():
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--grad-checkpoint", action="store_true")
     ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--quantize", choices=["nf4"], default=None)
     a = ap.parse_args()
     import torch
     import transformers
 
     dev = torch.device("cuda")
     dtype = torch.bfloat16 if a.method == "lora" else torch.float32
-    model = transformers.AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=dtype,
-                                                              attn_implementation=a.attn).to(dev)
+    if a.quantize:
+        if a.method != "lora":
+            sys.exit("--quantize nf4 is QLoRA: method lora")
+        bnb = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                              bnb_4bit_use_double_quant=True,
+                                              bnb_4bit_compute_dtype=torch.bfloat16)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            a.model_dir, dtype=dtype, attn_implementation=a.attn, quantization_config=bnb,
+            device_map={"": 0})
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=dtype,
+                                                                  attn_implementation=a.attn).to(dev)
     if a.grad_checkpoint:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if a.method == "lora":
@@ -70,7 +85,8 @@ def main():
     tok_s = a.batch * a.seq / (ms / 1000)
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"RESULT tok_s={tok_s:.0f} ms_step={ms:.1f} peak_gib={peak:.2f} loss0={loss0:.4f} "
-          f"method={a.method} batch={a.batch} seq={a.seq} grad_checkpoint={int(a.grad_checkpoint)} attn={a.attn}")
+          f"method={a.method}{'+' + a.quantize if a.quantize else ''} batch={a.batch} seq={a.seq} "
+          f"grad_checkpoint={int(a.grad_checkpoint)} attn={a.attn}")
 
 
 if __name__ == "__main__":
