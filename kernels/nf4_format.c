@@ -77,6 +77,9 @@ static int nf4_index(float s) {
 static void quantize_4bit(nf4_tensor *t, float *absmax, const void *x, dtype xt, size_t n) {
     size_t nb = nf4_n_blocks(n), full = n / NF4_BLOCK;
     memset(t->packed, (NF4_PAD_CODE << 4) | NF4_PAD_CODE, t->packed_bytes);
+    // Blocks are independent (64 weights = 32 whole bytes of their own): threads change no bit,
+    // and a Llama-3.1-8B load quantises 7e9 weights (~3 minutes on one core).
+#pragma omp parallel for schedule(static) if (nb > 4096)
     for (size_t b = 0; b < nb; b++) {
         size_t i0 = b * NF4_BLOCK, i1 = i0 + NF4_BLOCK < n ? i0 + NF4_BLOCK : n;
         float m = 0.0f;

@@ -150,6 +150,35 @@ static void test_case(const st_set *s, int c) {
     free(o), free(f), free(h);
 }
 
+// Quantising a tensor of many blocks (the threaded path, > 4096 blocks) gives the bits that
+// quantising each block alone (one thread) gives: plain absmax, 5000 blocks and a partial one.
+static void test_blocks_independent(void) {
+    const size_t n = 64 * 5000 + 37;
+    float *x = xmalloc(n * 4);
+    uint64_t st = 19;
+    for (size_t i = 0; i < n; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = ((float)(st >> 40) / 16777216.0f - 0.5f) * (float)(1 + (i / 64) % 7);
+    }
+    char err[256] = "";
+    nf4_tensor all = alloc_tensor(n, 0);
+    CHECK(nf4_quantize(&all, x, DTYPE_F32, n, err, sizeof err) == 0, "%s", err);
+    size_t bad = 0, first = 0;
+    for (size_t b = 0; b * 64 < n; b++) {
+        size_t m = n - b * 64 < 64 ? n - b * 64 : 64;
+        nf4_tensor one = alloc_tensor(m, 0);
+        CHECK(nf4_quantize(&one, x + b * 64, DTYPE_F32, m, err, sizeof err) == 0, "%s", err);
+        int same = memcmp(one.packed, all.packed + b * 32, one.packed_bytes) == 0 &&
+                   memcmp(one.absmax, all.absmax + b, 4) == 0;
+        if (!same && !bad++) first = b;
+        free_tensor(&one);
+    }
+    CHECK(bad == 0, "quantise of %zu weights: %zu blocks differ from the block quantised alone, first %zu", n, bad,
+          first);
+    free_tensor(&all);
+    free(x);
+}
+
 // Wrong sizes and missing buffers are refused with a message naming the field.
 static void test_bad_input(void) {
     size_t n = 200;  // 4 blocks, 100 bytes
@@ -229,6 +258,7 @@ int main(void) {
     for (int c = 0; c < nc; c++) test_case(s, c);
     st_close(s);
     test_bad_input();
+    test_blocks_independent();
     test_linear(37, 131, 600, 1, 1, 1.0f, 0);
     test_linear(5, 64, 70, 0, 0, 0.5f, 1);
     test_linear(19, 200, 257, 0, 1, 2.0f, 1);
