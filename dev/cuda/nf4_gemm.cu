@@ -5,7 +5,7 @@
 // a check of each, and a benchmark.
 //
 //   nf4_gemm [version] [--N 2048[,N2...]] [--IC 4096] [--OC 4096] [--plain] [--no-bwd]
-//            [--repeats 20] [--no-bench]
+//            [--splits S] [--repeats 20] [--no-bench]
 //
 // Several N (comma-separated) reuse one quantised weight (quantising 59M weights on the host is
 // the slow part); one table at the end.
@@ -45,6 +45,13 @@
 //     64 × 32 each) for N > 64, and BM 32 × BN 64 (warps 2 × 4, 16 × 16 each) for N ≤ 64.  Shapes
 //     whose IC or OC is not a multiple of 64 take a scalar path of the same kernel (each weight
 //     decoded from its own byte and block, A loaded with bounds): the emulator's odd shapes.
+//  3. v2 with split-K where its grid is short: the reduction's Kr / 64 steps in S splits (grid z)
+//     so that ~2 (128 × 128) or ~4 (32 × 64) blocks run on every SM, each split writing f32 partial
+//     sums (S, N, Nout) into the (OC, IC) bf16 workspace production already owns (so S ≤
+//     2·OC·IC / (4·N·Nout)), then ng_reduce adds the splits in order and rounds once to bf16
+//     (deterministic).  v2's blocks each wait one DRAM latency per step with one step of codes in
+//     flight, so at small N its time is ≈ Kr / 64 latencies whatever the width; v3 divides that by
+//     S.  --splits S forces S (the emulator has 2 SMs, where the automatic S is 1).
 //
 // The prediction (design figures from ptxas, occupancy, times) is in docs/BENCHMARKS.md,
 // "Prediction (not a measurement): the NF4 workspace path against a fused dequantise-GEMM".
@@ -56,7 +63,7 @@
 #include <string>
 
 struct ng_shape {
-    int only = 0, IC = 4096, OC = 4096, plain = 0, bwd = 1, repeats = 20, bench = 1;
+    int only = 0, IC = 4096, OC = 4096, plain = 0, bwd = 1, repeats = 20, bench = 1, splits = 0;
     std::vector<int> Ns = {2048};
 };
 
@@ -82,13 +89,14 @@ static ng_shape ng_parse(int argc, char **argv, int n_versions) {
         else if (!strcmp(o, "--IC")) s.IC = lab_int(o, val, 1), a++;
         else if (!strcmp(o, "--OC")) s.OC = lab_int(o, val, 1), a++;
         else if (!strcmp(o, "--repeats")) s.repeats = lab_int(o, val, 1), a++;
+        else if (!strcmp(o, "--splits")) s.splits = lab_int(o, val, 1), a++;
         else if (!strcmp(o, "--plain")) s.plain = 1;
         else if (!strcmp(o, "--no-bwd")) s.bwd = 0;
         else if (!strcmp(o, "--no-bench")) s.bench = 0;
         else if (o[0] >= '0' && o[0] <= '9') s.only = lab_int("version", o, 0);
         else {
             fprintf(stderr, "usage: nf4_gemm [version] [--N 2048[,N2...]] [--IC 4096] [--OC 4096] [--plain] [--no-bwd] "
-                    "[--repeats 20] [--no-bench]\n");
+                    "[--splits S] [--repeats 20] [--no-bench]\n");
             exit(2);
         }
     }
@@ -223,9 +231,9 @@ template <int BM, int BN, int WM> struct ng_cfg {
 };
 
 template <int BM, int BN, int WM, bool BWD, bool FAST>
-__global__ void __launch_bounds__(NG_THREADS, BM >= 128 ? 2 : 3)
+__global__ void __launch_bounds__(NG_THREADS, BM >= 128 ? 2 : 4)
 nf4_gemm_v2(bf16 *out, const bf16 *a, const uint8_t *packed, const float *absmax, const uint8_t *qabsmax,
-            const float *nested, float offset, int M, int IC, int OC, ng_maps mp) {
+            const float *nested, float offset, int M, int IC, int OC, ng_maps mp, int kps, float *partial) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -255,12 +263,14 @@ nf4_gemm_v2(bf16 *out, const bf16 *a, const uint8_t *packed, const float *absmax
 #pragma unroll
         for (int j = 0; j < cfg::NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
 
+    // This block's steps of the reduction: all (v2), or split z of gridDim.z (v3).
+    const int kt0 = blockIdx.z * kps, kt1 = min(KT, kt0 + kps);
     wt wreg;
-    ng_load_a<BM, FAST>(as, a, m0, 0, M, Kr);
-    if (FAST) ng_load_w<WR, WC>(wreg, packed, absmax, qabsmax, nested, w_oc0(0), w_ic0(0), IC, OC);
+    ng_load_a<BM, FAST>(as, a, m0, kt0 * NG_BK, M, Kr);
+    if (FAST) ng_load_w<WR, WC>(wreg, packed, absmax, qabsmax, nested, w_oc0(kt0), w_ic0(kt0), IC, OC);
     __syncthreads();   // the maps
-    for (int kt = 0; kt < KT; kt++) {
-        const int st = kt & 1;
+    for (int kt = kt0; kt < kt1; kt++) {
+        const int st = (kt - kt0) & 1;
         bf16 *Ast = as + st * cfg::A_TILE, *Wst = ws + st * cfg::W_TILE;
         // Step kt's W tile into stage st: its last readers (step kt − 2) passed step kt − 1's barrier.
         if (FAST) ng_store_w<WR, WC>(Wst, wreg, maps, dq, offset);
@@ -268,7 +278,7 @@ nf4_gemm_v2(bf16 *out, const bf16 *a, const uint8_t *packed, const float *absmax
                                         OC);
         if (FAST) __pipeline_wait_prior(0);   // this thread's copies of step kt's A tile
         __syncthreads();   // every thread's A and W of step kt are in; step kt − 1's readers are done
-        if (kt + 1 < KT) {   // step kt + 1 into the other stage (free since the barrier), in flight under the MMAs
+        if (kt + 1 < kt1) {   // step kt + 1 into the other stage (free since the barrier), in flight under the MMAs
             ng_load_a<BM, FAST>(as + (st ^ 1) * cfg::A_TILE, a, m0, (kt + 1) * NG_BK, M, Kr);
             if (FAST) ng_load_w<WR, WC>(wreg, packed, absmax, qabsmax, nested, w_oc0(kt + 1), w_ic0(kt + 1), IC, OC);
         }
@@ -302,6 +312,12 @@ nf4_gemm_v2(bf16 *out, const bf16 *a, const uint8_t *packed, const float *absmax
             for (int x = 0; x < 2; x++) {
                 const int row = m0 + wm0 + i * 16 + g + 8 * x, col = n0 + wn0 + j * 8 + 2 * t;
                 if (row >= M || col >= Nout) continue;
+                if (partial) {   // v3: this split's f32 sums, (gridDim.z, M, Nout); ng_reduce adds them
+                    float *p = partial + ((size_t)blockIdx.z * M + row) * Nout + col;
+                    p[0] = acc[i][j][2 * x];
+                    if (col + 1 < Nout) p[1] = acc[i][j][2 * x + 1];
+                    continue;
+                }
                 bf16 *o = out + (size_t)row * Nout + col;
                 if (col + 1 < Nout && Nout % 2 == 0) {
                     *reinterpret_cast<__nv_bfloat162 *>(o) =
@@ -314,28 +330,61 @@ nf4_gemm_v2(bf16 *out, const bf16 *a, const uint8_t *packed, const float *absmax
 #endif
 }
 
+static int ng_force_splits;   // --splits S: v3's S, whatever the grid (the emulator has 2 SMs)
+static int ng_last_splits;    // the S of the last launch, for the check's line
+
+// v3's second kernel: out (n, bf16) = Σ_z partial[z] (n f32 each), z in order (deterministic).
+__global__ void ng_reduce(bf16 *out, const float *partial, size_t n, int S) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float sum = partial[i];
+        for (int z = 1; z < S; z++) sum += partial[(size_t)z * n + i];
+        out[i] = __float2bfloat16_rn(sum);
+    }
+}
+
+// split: v3 — the reduction in S splits (grid z) when the (Nout, M) grid alone would leave SMs
+// idle: S fills ~bps blocks on every SM, capped by the steps and by ws_bytes (S · M · Nout f32
+// partials; the production op's bf16 (OC, IC) workspace holds them while M ≤ IC / 2 / S).
 template <int BM, int BN, int WM, bool BWD, bool FAST>
-static void ng_launch(backend *be, void *out, const void *a, const nf4_tensor *w, int M, int IC, int OC) {
+static void ng_launch(backend *be, void *out, const void *a, const nf4_tensor *w, int M, int IC, int OC, int split,
+                      void *ws, size_t ws_bytes, int bps) {
     typedef ng_cfg<BM, BN, WM> cfg;
     auto kern = nf4_gemm_v2<BM, BN, WM, BWD, FAST>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
-    const int Nout = BWD ? IC : OC;
+    const int Nout = BWD ? IC : OC, KT = ((BWD ? OC : IC) + NG_BK - 1) / NG_BK;
     dim3 grid((Nout + BN - 1) / BN, (M + BM - 1) / BM);
+    int S = 1;
+    if (split) {
+        const long blocks = (long)grid.x * grid.y, want = (long)bps * cuda_state_of(be)->props.multiProcessorCount;
+        const long s0 = ng_force_splits ? ng_force_splits : (want + blocks - 1) / blocks;
+        S = (int)std::max(1L, std::min<long>({s0, (long)KT, (long)(ws_bytes / ((size_t)M * Nout * 4))}));
+    }
+    const int kps = (KT + S - 1) / S;
+    S = (KT + kps - 1) / kps;   // no empty split
+    grid.z = S;
+    ng_last_splits = S;
+    float *partial = S > 1 ? (float *)ws : NULL;
     kern<<<grid, NG_THREADS, cfg::SMEM, cuda_state_of(be)->stream>>>(
         (bf16 *)out, (const bf16 *)a, w->packed, w->absmax, w->qabsmax, w->nested_absmax, w->offset, M, IC, OC,
-        ng_maps_make());
+        ng_maps_make(), kps, partial);
     CUDA_CHECK_LAST();
+    if (partial) {
+        const size_t n = (size_t)M * Nout;
+        ng_reduce<<<grid_for(be, n, 256), 256, 0, cuda_state_of(be)->stream>>>((bf16 *)out, partial, n, S);
+        CUDA_CHECK_LAST();
+    }
 }
 
 template <bool BWD>
-static void ng_v2(backend *be, void *out, const void *a, const nf4_tensor *w, int M, int IC, int OC) {
+static void ng_v2(backend *be, void *out, const void *a, const nf4_tensor *w, int M, int IC, int OC, int split,
+                  void *ws, size_t ws_bytes) {
     const bool fast = IC % 64 == 0 && OC % 64 == 0;
     if (M > 64) {
-        if (fast) ng_launch<128, 128, 2, BWD, true>(be, out, a, w, M, IC, OC);
-        else ng_launch<128, 128, 2, BWD, false>(be, out, a, w, M, IC, OC);
+        if (fast) ng_launch<128, 128, 2, BWD, true>(be, out, a, w, M, IC, OC, split, ws, ws_bytes, 2);
+        else ng_launch<128, 128, 2, BWD, false>(be, out, a, w, M, IC, OC, split, ws, ws_bytes, 2);
     } else {
-        if (fast) ng_launch<32, 64, 2, BWD, true>(be, out, a, w, M, IC, OC);
-        else ng_launch<32, 64, 2, BWD, false>(be, out, a, w, M, IC, OC);
+        if (fast) ng_launch<32, 64, 2, BWD, true>(be, out, a, w, M, IC, OC, split, ws, ws_bytes, 4);
+        else ng_launch<32, 64, 2, BWD, false>(be, out, a, w, M, IC, OC, split, ws, ws_bytes, 4);
     }
 }
 
@@ -349,10 +398,17 @@ static void v1_bwd(backend *be, void *dx, const void *dy, const nf4_tensor *w, i
     be->nf4_linear_backward(be, dx, dy, w, N, IC, OC, 1.0f, 0, ws);
 }
 static void v2_fwd(backend *be, void *y, const void *x, const nf4_tensor *w, int N, int IC, int OC, void *) {
-    ng_v2<false>(be, y, x, w, N, IC, OC);
+    ng_v2<false>(be, y, x, w, N, IC, OC, 0, NULL, 0);
 }
 static void v2_bwd(backend *be, void *dx, const void *dy, const nf4_tensor *w, int N, int IC, int OC, void *) {
-    ng_v2<true>(be, dx, dy, w, N, IC, OC);
+    ng_v2<true>(be, dx, dy, w, N, IC, OC, 0, NULL, 0);
+}
+// v3: the partials in the workspace production already owns (bf16 (OC, IC)).
+static void v3_fwd(backend *be, void *y, const void *x, const nf4_tensor *w, int N, int IC, int OC, void *ws) {
+    ng_v2<false>(be, y, x, w, N, IC, OC, 1, ws, (size_t)OC * IC * 2);
+}
+static void v3_bwd(backend *be, void *dx, const void *dy, const nf4_tensor *w, int N, int IC, int OC, void *ws) {
+    ng_v2<true>(be, dx, dy, w, N, IC, OC, 1, ws, (size_t)OC * IC * 2);
 }
 struct version {
     const char *name;
@@ -361,6 +417,7 @@ struct version {
 static const version versions[] = {
     {"production: dequantise → bf16 workspace → cuBLASLt", v1_fwd, v1_bwd},
     {"fused dequantise-GEMM, mma.sync + ldmatrix", v2_fwd, v2_bwd},
+    {"v2 + split-K where the grid is short", v3_fwd, v3_bwd},
 };
 static const int n_versions = sizeof versions / sizeof versions[0];
 
@@ -404,6 +461,7 @@ static std::vector<std::pair<int, int>> ng_slices(int N) {
 
 int main(int argc, char **argv) {
     const ng_shape sh = ng_parse(argc, argv, n_versions);
+    ng_force_splits = sh.splits;
     const int IC = sh.IC, OC = sh.OC, maxN = *std::max_element(sh.Ns.begin(), sh.Ns.end());
     char err[256] = "";
     backend *gpu = backend_cuda(0, err, sizeof err);
@@ -491,6 +549,7 @@ int main(int argc, char **argv) {
                 else if (!first.empty()) {
                     lab_err d = lab_compare(got.data(), first.data(), n_out);
                     snprintf(vs1, sizeof vs1, ", vs v1 rel %.2e", d.rel);
+                if (vi == 3) snprintf(vs1 + strlen(vs1), sizeof vs1 - strlen(vs1), ", %d splits", ng_last_splits);
                 }
                 const int ok = e.bad == 0 && unwritten == 0 && e.rel <= 5e-3;
                 printf("%d %-4s %-52s check %s: rel %.2e max %.2e on %d rows, %zu non-finite%s\n", vi, b ? "dX" : "fwd",

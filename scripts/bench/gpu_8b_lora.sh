@@ -19,9 +19,11 @@
 # peft, or no CUDA, those rows say "not run" and quarry's rows are still measured.
 # Prints a markdown summary last, also to $OUT/summary_8b.md, and appends it to docs/BENCHMARKS.md
 # (this checkout's copy: commit it from $OUT).  About 9 minutes on an H100 (the 16 GB of 8B
-# weights are written once and read by every run).
+# weights are written once and read by every run), and ~3 more for 6 (each quarry QLoRA run
+# quantises the 7e9 decoder weights on the host at load): SKIP_1B=1 or SKIP_QLORA=1 for one
+# 10-minute call.
 # Usage: [CONFIG=examples/configs/Llama-3.1-8B.json] [CONFIG_1B=examples/configs/Llama-3.2-1B.json]
-#        [MB=1] [MAX_SEQ=65536] [SKIP_1B=1] scripts/bench/gpu_8b_lora.sh BUILD_DIR
+#        [MB=1] [MAX_SEQ=65536] [SKIP_1B=1] [SKIP_QLORA=1] scripts/bench/gpu_8b_lora.sh BUILD_DIR
 #        scripts/bench/gpu_8b_lora.sh --tiny BUILD_DIR   (no GPU needed: the tiny model on the CPU,
 #        seq 64, longest-sequence search to 256; a rehearsal of this script, not a benchmark;
 #        nothing is appended to docs/BENCHMARKS.md)
@@ -110,30 +112,33 @@ if t=$(torch_lora "$SEQ"); then
 else
     row "$name LoRA r16 seq $SEQ, transformers+PEFT: not run (${torch_why:-failed: $LOGS/t8b_$SEQ.log})"
 fi
+
+# 6. QLoRA at the seq and micro-batch of 1: quarry --quantize nf4 (both recomputation modes), set
+# against quarry's bf16 LoRA (selective) and transformers+PEFT bf16 above; then transformers+PEFT on a
+# bitsandbytes NF4 base where bitsandbytes is installed.  Before 4's search, which may run long.
+if [ "${SKIP_QLORA:-0}" != 1 ]; then
+    for rc in selective full; do
+        if q=$(quarry_lora "$SEQ" "$rc" "$W/model" lora nf4); then
+            ratio=$(awk -v a="${q%% *}" -v b="${q_tps:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
+            row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: tok/s MFU peak-GiB = $q; tok/s against quarry's bf16 LoRA (selective) = $ratio"
+        else
+            row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: FAILED ($(tail -1 "$LOGS/q8b_${SEQ}_${rc}_lora_nf4.log"))"
+        fi
+    done
+    bnb_why=$torch_why
+    [ -z "$bnb_why" ] && ! python3 -c 'import bitsandbytes' 2>/dev/null && bnb_why="no bitsandbytes in this python3"
+    if [ -z "$bnb_why" ] && t=$(torch_lora "$SEQ" 4 2 nf4); then
+        row "$name QLoRA r16 seq $SEQ mb $MB, transformers+PEFT+bitsandbytes (nf4, double quant, bf16 compute, checkpointing): ${t#RESULT }"
+    else
+        row "$name QLoRA r16 seq $SEQ, transformers+PEFT+bitsandbytes: not run (${bnb_why:-failed: $LOGS/t8b_${SEQ}_nf4.log})"
+    fi
+fi
+
 for ((seq = SEQ * 2; seq <= MAX_SEQ; seq *= 2)); do
     [ "$longest_q" = $((seq / 2)) ] && quarry_fits "$seq" && longest_q=$seq
     [ "$longest_t" = $((seq / 2)) ] && torch_lora "$seq" 1 0 >/dev/null && longest_t=$seq
 done
 row "$name LoRA r16 longest sequence at mb $MB ($SEQ·2^k up to $MAX_SEQ): quarry --recompute full $longest_q, transformers+PEFT with checkpointing $longest_t"
-
-# 6. QLoRA at the seq and micro-batch of 1: quarry --quantize nf4 (both recomputation modes), set
-# against quarry's bf16 LoRA (selective) and transformers+PEFT bf16 above; then transformers+PEFT on a
-# bitsandbytes NF4 base where bitsandbytes is installed.
-for rc in selective full; do
-    if q=$(quarry_lora "$SEQ" "$rc" "$W/model" lora nf4); then
-        ratio=$(awk -v a="${q%% *}" -v b="${q_tps:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
-        row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: tok/s MFU peak-GiB = $q; tok/s against quarry's bf16 LoRA (selective) = $ratio"
-    else
-        row "$name QLoRA (--quantize nf4) r16 seq $SEQ mb $MB, quarry --recompute $rc: FAILED ($(tail -1 "$LOGS/q8b_${SEQ}_${rc}_lora_nf4.log"))"
-    fi
-done
-bnb_why=$torch_why
-[ -z "$bnb_why" ] && ! python3 -c 'import bitsandbytes' 2>/dev/null && bnb_why="no bitsandbytes in this python3"
-if [ -z "$bnb_why" ] && t=$(torch_lora "$SEQ" 4 2 nf4); then
-    row "$name QLoRA r16 seq $SEQ mb $MB, transformers+PEFT+bitsandbytes (nf4, double quant, bf16 compute, checkpointing): ${t#RESULT }"
-else
-    row "$name QLoRA r16 seq $SEQ, transformers+PEFT+bitsandbytes: not run (${bnb_why:-failed: $LOGS/t8b_${SEQ}_nf4.log})"
-fi
 
 # 5. Llama-3.2-1B full fine-tuning at seq 2048: MFU, and tokens/s against transformers' (fp32
 # masters + autocast bf16, fused AdamW, no checkpointing: gpu_train_torch.py full).

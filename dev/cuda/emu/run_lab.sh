@@ -36,12 +36,16 @@ attention_backward)
 expert_gemm)
     cases=("--tokens 40 --experts 8 --topk 2 --C 64 --I 48"
            "--tokens 33 --experts 5 --topk 3 --C 40 --I 24") ;;
-nf4_gemm)  # both tile configs (N ≤ 64, N > 64), edge tiles, > 256 absmax blocks, both absmax kinds, the scalar path, the row slices (N > 256)
+nf4_gemm)  # both tile configs (N ≤ 64, N > 64), edge tiles, > 256 absmax blocks, both absmax kinds, the scalar path,
+           # the row slices (N > 256), v3 with forced splits (uneven: the last split shorter)
     cases=("--N 40 --IC 128 --OC 192 --plain"
            "--N 130 --IC 192 --OC 320"
            "--N 33 --IC 100 --OC 70"
            "--N 77 --IC 129 --OC 67 --plain"
-           "--N 16,300 --IC 64 --OC 128") ;;
+           "--N 16,300 --IC 64 --OC 128"
+           "--N 16 --IC 512 --OC 128 --splits 4"
+           "--N 9 --IC 300 --OC 100 --splits 3 --plain"
+           "--N 70 --IC 1024 --OC 128 --splits 3") ;;
 *) cases=("") ;;
 esac
 # Each case twice: cp.async copies landing as late as allowed (at the wait), then as early
