@@ -110,7 +110,7 @@ static ng_shape ng_parse(int argc, char **argv, int n_versions) {
     return s;
 }
 
-// ---- version 2: the fused dequantise-GEMM ----
+// Versions 2 and 3: the fused dequantise-GEMM.
 
 enum { NG_THREADS = 256, NG_BK = 64, NG_LDA = NG_BK + 8 };  // rows padded by 16 bytes: ldmatrix without bank conflicts
 
@@ -388,7 +388,7 @@ static void ng_v2(backend *be, void *out, const void *a, const nf4_tensor *w, in
     }
 }
 
-// ---- the versions: forward and dX of one shape ----
+// The versions: forward and dX of one shape.
 
 typedef void (*ng_fn)(backend *, void *out, const void *a, const nf4_tensor *w, int N, int IC, int OC, void *ws);
 static void v1_fwd(backend *be, void *y, const void *x, const nf4_tensor *w, int N, int IC, int OC, void *ws) {
