@@ -38,7 +38,7 @@ static void test_random(backend *cpu, int OC, int IC, uint64_t seed) {
     snprintf(what, sizeof what, "mxfp4_dequantize (%d, %d) vs mxfp4_dequantize_host", OC, IC);
     check_transposed(what, out, host, OC, IC);
     size_t inf = 0, sub = 0;
-    for (size_t i = 0; i < n; i++) inf += isinf(out[i]), sub += out[i] != 0 && fabsf(out[i]) < 1.17549435e-38f;
+    for (size_t i = 0; i < n; i++) inf += isinf(out[i]) != 0, sub += out[i] != 0 && fabsf(out[i]) < 1.17549435e-38f;
     CHECK(ns < 256 || (inf > 0 && sub > 0), "%s: scales 0..255 give infinities (%zu) and subnormals (%zu)", what, inf,
           sub);
     free(blocks), free(scales), free(host), free(out);
