@@ -1264,7 +1264,10 @@ int model_allocate(model *m, char *err, size_t errlen) {
                 (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
                 be->device_index < 0 ? "in all" : "free",
                 m->opt.train == MODEL_TRAIN_FULL ? "--method lora"
-                : m->opt.quant == MODEL_QUANT_NONE ? "--quantize nf4 (a 4-bit base: QLoRA)" : "more devices");
+                : m->cfg.experts_fused && !m->opt.experts_mxfp4 && m->opt.quant == MODEL_QUANT_NONE &&
+                        mxfp4_checkpoint(m->path) ? "--experts-dtype mxfp4 (the experts as the checkpoint packs them)"
+                : m->opt.quant == MODEL_QUANT_NONE && !m->opt.experts_mxfp4 ? "--quantize nf4 (a 4-bit base: QLoRA)"
+                : "more devices");
         return -1;
     }
     const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
