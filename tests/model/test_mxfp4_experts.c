@@ -168,8 +168,8 @@ static void check_equal(const char *dir, backend *be, const fixture_batch *fb) {
     double e;
     CHECK(same(q.logits, d.logits, N * V, &e), "logits with MXFP4 experts differ from the dequantised-at-load run (%.3g)",
           e);
-    printf("logits (%zu × %zu): %s\n", N, V, TOL == 0.0 ? (e == 0.0 ? "bit for bit" : "differ") : "");
-    if (TOL) printf("logits relative difference %.2e\n", e);
+    if (TOL == 0.0) printf("logits (%zu × %zu): %s\n", N, V, e == 0.0 ? "bit for bit" : "differ");
+    else printf("logits (%zu × %zu): relative difference %.2e\n", N, V, e);
     CHECK(TOL ? fabs(q.loss.sum - d.loss.sum) <= TOL * fabs(d.loss.sum) : q.loss.sum == d.loss.sum,
           "loss %.17g vs %.17g", q.loss.sum, d.loss.sum);
     CHECK(TOL ? fabs(q.loss.aux - d.loss.aux) <= TOL * fabs(d.loss.aux) + 1e-6 : q.loss.aux == d.loss.aux,
