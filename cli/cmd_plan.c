@@ -8,6 +8,7 @@
 #include "../model/bnb4.h"
 #include "../model/config.h"
 #include "../model/llama.h"
+#include "../model/mxfp4_load.h"
 #include "../model/plan_fit.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -32,6 +33,10 @@ static cJSON *plan_json(const model_memory *p) {
         cJSON_AddNumberToObject(o, "nf4", (double)p->nf4);
         cJSON_AddNumberToObject(o, "nf4_workspace", (double)p->nf4_workspace);
     }
+    if (p->experts_mxfp4) {
+        cJSON_AddNumberToObject(o, "mxfp4", (double)p->mxfp4);
+        cJSON_AddNumberToObject(o, "mxfp4_workspace", (double)p->mxfp4_workspace);
+    }
     cJSON_AddNumberToObject(o, "params_total", (double)p->params_total);
     cJSON_AddNumberToObject(o, "params_trained", (double)p->params_trained);
     cJSON_AddNumberToObject(o, "params_trained_experts", (double)p->params_trained_experts);
@@ -40,7 +45,7 @@ static cJSON *plan_json(const model_memory *p) {
 
 int cmd_plan(int argc, char **argv) {
     const char *method = "lora", *targets = "all-linear", *recompute = "selective", *dtype_s = "bf16";
-    const char *quantize = NULL;
+    const char *quantize = NULL, *experts_dtype = NULL;
     int lora_r = 16, seq_len = 2048, micro = 1, batch = 64, json = 0, no_double_quant = 0;
     long long gpu_memory = 0;
     const arg_spec specs[] = {
@@ -51,6 +56,8 @@ int cmd_plan(int argc, char **argv) {
          "= attention + the fused experts as PEFT's target_parameters)"},
         {"quantize", ARG_STRING, &quantize, "nf4", "QLoRA: the frozen decoder linears in 4-bit NF4 (double quant)"},
         {"no-double-quant", ARG_FLAG, &no_double_quant, NULL, "with --quantize nf4: plain f32 absmax"},
+        {"experts-dtype", ARG_STRING, &experts_dtype, "mxfp4|bf16", "gpt-oss: the experts kept in MXFP4 (default for "
+         "LoRA when config.json's quantization_config is mxfp4, as published) or dequantised to bf16"},
         {"max-seq-len", ARG_INT, &seq_len, "T", "tokens per sequence (default 2048)"},
         {"micro-batch", ARG_INT, &micro, "N", "sequences per forward pass for the plan printed (default 1)"},
         {"batch-size", ARG_INT, &batch, "N", "upper end of the micro-batch search per card (default 64)"},
@@ -111,6 +118,13 @@ int cmd_plan(int argc, char **argv) {
                 cfg.max_position_embeddings);
         return 1;
     }
+    if (experts_dtype && strcmp(experts_dtype, "mxfp4") && strcmp(experts_dtype, "bf16")) {
+        fprintf(stderr, "quarry plan: error: --experts-dtype must be mxfp4 or bf16 (got '%s')\n", experts_dtype);
+        return 2;
+    }
+    // As quarry train resolves it (trainer/settings.h): MXFP4 kept for LoRA on an MXFP4 checkpoint.
+    o.experts_mxfp4 = experts_dtype ? !strcmp(experts_dtype, "mxfp4")
+                                    : mxfp4_checkpoint(pos[0]) && o.train == MODEL_TRAIN_LORA && !quantize && !four;
     model *m = model_open_config(&cfg, act, err, sizeof err);
     if (!m) { fprintf(stderr, "quarry plan: error: %s\n", err); return 1; }
     int status = 1;
@@ -126,7 +140,7 @@ int cmd_plan(int argc, char **argv) {
     if (json) cJSON_AddItemToObject(out, "plan", plan_json(&plan));
     else {
         printf("%s, %s, seq %d, micro-batch %d, recompute %s, %s activations\n", cfg.architecture,
-               o.train != MODEL_TRAIN_LORA ? "full fine-tune" : o.quant ? "QLoRA (NF4 base)" : "LoRA", seq_len, micro, recompute, dtype_s);
+               o.train != MODEL_TRAIN_LORA ? "full fine-tune" : o.quant ? "QLoRA (NF4 base)" : o.experts_mxfp4 ? "LoRA (MXFP4 experts)" : "LoRA", seq_len, micro, recompute, dtype_s);
         model_memory_print(&plan, stdout);
     }
     cJSON *fits = cJSON_AddArrayToObject(out, "fits");

@@ -10,6 +10,7 @@
 #include "../kernels/backend.h"
 #include "../kernels/cudnn_load.h"
 #include "../model/llama.h"
+#include "../model/mxfp4_load.h"
 #include "../model/plan_fit.h"
 #include "../trainer/dist.h"
 #include "../trainer/example_store.h"
@@ -242,6 +243,9 @@ int cmd_train(int argc, char **argv) {
         {"quantize", ARG_STRING, &s.quantize, "nf4", "QLoRA: the base's decoder linears frozen in 4-bit NF4, quantised at "
          "load as bitsandbytes does (double quant); LoRA only"},
         {"no-double-quant", ARG_FLAG, &s.no_double_quant, NULL, "with --quantize nf4: plain f32 absmax per 64 weights"},
+        {"experts-dtype", ARG_STRING, &s.experts_dtype, "mxfp4|bf16", "gpt-oss: its MXFP4 experts kept packed on the "
+         "device (4.25 bits a weight, frozen) or dequantised at load (default: mxfp4 for LoRA on an MXFP4 checkpoint, "
+         "else bf16; full fine-tuning needs bf16)"},
         {"max-seq-len", ARG_INT, &f.max_seq_len, "T", "packed sequence length (default: min(2048, the model's max_position_embeddings))"},
         {"on-long", ARG_STRING, &f.on_long, "truncate|error", "records longer than --max-seq-len (default truncate)"},
         {"truncate", ARG_STRING, &f.truncate, "right|left", "which end of a long record goes: right keeps the start, left "
@@ -428,6 +432,7 @@ int cmd_train(int argc, char **argv) {
             goto usage_fail;
         }
     }
+    settings_resolve_experts_dtype(&s, mxfp4_checkpoint(s.model_dir), rs != NULL);
 
     if (dp.zero < 0 || dp.zero > 2) { fprintf(stderr, "quarry train: error: --zero must be 0, 1 or 2\n"); goto usage_fail; }
     if (!(dp.timeout_s > 0)) { fprintf(stderr, "quarry train: error: --dist-timeout must be a positive number of seconds\n"); goto usage_fail; }
@@ -766,7 +771,8 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
     if (sp->router_aux_loss_coef >= 0 && model_set_aux_coef(m, sp->router_aux_loss_coef, err, sizeof err)) goto fail;
     model_options mo = {.batch_size = train_rank_micro_batch(sp, c->world), .seq_len = sp->max_seq_len,
                         .train = sp->full ? MODEL_TRAIN_FULL : MODEL_TRAIN_LORA,
-                        .checkpoint = (model_recompute)sp->recompute, .quant = (model_quant)settings_quant(sp)};
+                        .checkpoint = (model_recompute)sp->recompute, .quant = (model_quant)settings_quant(sp),
+                        .experts_mxfp4 = settings_experts_mxfp4(sp)};
     // --micro-batch auto plans what this rank allocates: its ZeRO shard.
     model_options whole_mo = mo;
     zero_model_options(&mo, d, c->zero);
@@ -848,6 +854,10 @@ static int train_rank(const run_ctx *c, int rank, backend *be, dist *d) {
         if (plan.quant != MODEL_QUANT_NONE) {   // parts of weights and activations (QLoRA)
             cJSON_AddNumberToObject(mem, "nf4", (double)plan.nf4);
             cJSON_AddNumberToObject(mem, "nf4_workspace", (double)plan.nf4_workspace);
+        }
+        if (plan.experts_mxfp4) {   // parts of weights and activations (MXFP4 experts)
+            cJSON_AddNumberToObject(mem, "mxfp4", (double)plan.mxfp4);
+            cJSON_AddNumberToObject(mem, "mxfp4_workspace", (double)plan.mxfp4_workspace);
         }
         cJSON_AddNumberToObject(mem, "total", (double)plan.total);
         if (plan.offload) cJSON_AddNumberToObject(mem, "host_pinned", (double)plan.host_pinned);

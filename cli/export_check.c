@@ -109,6 +109,7 @@ int export_check_measure(const export_check_options *o, export_check *r, char *e
     // The base, then the package's tensors written over it, once per dtype.
     ref.lora = 0;
     ref.weights[0] = 0;
+    ref.experts_mxfp4 = 0;   // the package's dense experts are written over the base's
     if (!(m = model_ref_load(&ref, be, &mo, err, errlen)) || mean_loss(m, &d, &r->loss_base, NULL, err, errlen))
         goto out;
     double gain = r->loss_base - r->loss_run;

@@ -8,6 +8,7 @@
 
 #include "../data/fileio.h"
 #include "../model/lora_peft.h"
+#include "../model/mxfp4_load.h"
 #include "../model/safetensors.h"
 #include "../trainer/run_record.h"
 
@@ -53,6 +54,7 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/run.json", arg);
     if (!fileio_exists(path)) {
         snprintf(out->base_dir, sizeof out->base_dir, "%s", arg);
+        out->experts_mxfp4 = mxfp4_checkpoint(arg);
         return 0;
     }
     snprintf(out->run_dir, sizeof out->run_dir, "%s", arg);
@@ -79,6 +81,15 @@ int model_ref_resolve(const char *arg, model_ref *out, char *err, size_t errlen)
         out->quant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "no_double_quant")) ? MODEL_QUANT_NF4_PLAIN
                                                                                              : MODEL_QUANT_NF4;
     }
+    // gpt-oss's experts load as training held them (trainer/settings.h experts_dtype).
+    const cJSON *ed = cJSON_GetObjectItemCaseSensitive(st, "experts_dtype");
+    if (cJSON_IsString(ed) && ed->valuestring[0] && strcmp(ed->valuestring, "mxfp4") && strcmp(ed->valuestring, "bf16")) {
+        snprintf(err, errlen, "%s: settings.experts_dtype is \"%s\"; this quarry knows mxfp4 and bf16", path,
+                 ed->valuestring);
+        cJSON_Delete(run);
+        return -1;
+    }
+    out->experts_mxfp4 = cJSON_IsString(ed) && !strcmp(ed->valuestring, "mxfp4");
     char adapter[4200], full[4200], cfg[4200];
     snprintf(adapter, sizeof adapter, "%s/final/adapter_model.safetensors", arg);
     snprintf(full, sizeof full, "%s/final/model.safetensors", arg);
@@ -162,6 +173,7 @@ model *model_ref_load(const model_ref *r, backend *be, const model_options *opt,
     model_memory plan;
     model_options o = *opt;
     o.quant = r->quant;
+    o.experts_mxfp4 = r->experts_mxfp4 && o.train != MODEL_TRAIN_FULL;
     if ((r->lora && model_enable_lora(m, &r->lc, err, errlen) != 0) || model_plan(m, &o, &plan, err, errlen) != 0 ||
         model_allocate(m, err, errlen) != 0 || (r->weights[0] && write_tensors(m, r->weights, err, errlen) != 0)) {
         model_free(m);

@@ -38,6 +38,7 @@ typedef struct {
 typedef struct backend backend;
 enum { BACKEND_SIDE_TAGS = 8 };
 struct nf4_tensor;   // kernels/nf4_format.h: a 4-bit NF4 weight (codes, absmax, double quant)
+struct mxfp4_tensor; // kernels/mxfp4_format.h: an MXFP4 weight (FP4 E2M1 codes, E8M0 scales)
 
 struct backend {
     const char *name;       // "cpu" or "cuda:0"
@@ -301,6 +302,14 @@ struct backend {
     void (*nf4_linear_backward)(backend *be, void *dinp, const void *dout,
                                 const struct nf4_tensor *w, int N, int IC, int OC, float scale,
                                 int accumulate, void *workspace);
+
+    // gpt-oss's frozen MXFP4 experts (model_options.experts_mxfp4).  w: an MXFP4 matrix (OC, IC)
+    // (kernels/mxfp4_format.h: its pointers device memory of this backend, the struct on the
+    // host), IC a multiple of 32.  out: act (OC, IC) = fp4(code) · 2^(scale − 127), exact in f32
+    // and rounded once to act (exact in bf16 unless it overflows): mxfp4_dequantize_host's values
+    // (transformers' convert_moe_packed_tensors) bit for bit, untransposed.  The model runs the
+    // act linear over the result (model/moe/experts.c), as the dequantised-at-load weights.
+    void (*mxfp4_dequantize)(backend *be, void *out, const struct mxfp4_tensor *w, int OC, int IC);
 
     // Which attention implementation runs (--attention; kernels/cudnn_load.h): set once after
     // opening through backend_set_attention.  NULL: the backend has only its own kernel (cpu).

@@ -9,7 +9,9 @@
 //   encoding 255 gets no special case, as in transformers);
 // - the result is (E, G·B·2, R): each row r of the packed (E, R, ·) matrix becomes column r
 //   (transformers transposes the last two axes, the (E, in, out) layout of GptOssExperts).
-// Host code only; the loader (model/mxfp4_load.h) calls it for `*_blocks`/`*_scales` pairs.
+// The host decode is the loader's (model/mxfp4_load.h: `*_blocks`/`*_scales` dequantised at
+// load); mxfp4_tensor is the form the backends' mxfp4_dequantize op reads (experts kept in
+// MXFP4 on the device, model_options.experts_mxfp4).
 #pragma once
 #include "backend.h"
 #include <stddef.h>
@@ -45,6 +47,19 @@ int mxfp4_shape_of(mxfp4_shape *s, const char *name, int blocks_ndim, const int6
 // Every value is exact in f32 (ldexp of an FP4 code), and in bf16 when it does not overflow.
 int mxfp4_dequantize_host(void *out, dtype ot, const uint8_t *blocks, const uint8_t *scales,
                           const mxfp4_shape *s, char *err, size_t errlen);
+
+// One frozen (OC, IC) matrix kept packed on a device: row o is the checkpoint's packed row o
+// unchanged (gpt-oss's blocks are (E, out, in/32, 16): each out row holds its in values), so
+// the op's (OC, IC) result is the linear's W with no transpose.  Blocks of MXFP4_BLOCK values
+// (16 bytes, the OCP block published checkpoints use); IC a multiple of it.
+enum { MXFP4_BLOCK = 32 };
+typedef struct mxfp4_tensor {
+    uint8_t *blocks;   // (OC, IC/2): element 2j of a row in the low nibble of byte j
+    uint8_t *scales;   // (OC, IC/32): E8M0, value = fp4(code) · 2^(scale − 127)
+} mxfp4_tensor;
+
+static inline size_t mxfp4_block_bytes(size_t n) { return n / 2; }             // n = OC·IC
+static inline size_t mxfp4_scale_bytes(size_t n) { return n / MXFP4_BLOCK; }
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@
 #include "names.h"
 #include "safetensors.h"
 #include "../kernels/nf4_format.h"
+#include "../kernels/mxfp4_format.h"
 #include "../kernels/rng.h"
 #include <math.h>
 #include <stdarg.h>
@@ -147,6 +148,10 @@ struct model {
     size_t nf4_bytes;            // their total (the plan's nf4)
     void *nf4_ws;                // act (OC, IC) of the largest NF4 linear, or NULL (see layout_acts)
     size_t nf4_ws_bytes;
+    mxfp4_tensor *mxq;           // (nparams) gpt-oss's experts kept in MXFP4: param i's when params[i].mxfp4
+    size_t mx_bytes;             // their total (the plan's mxfp4)
+    void *mx_ws;                 // act (OC, IC) of the largest MXFP4 expert matrix, or NULL
+    size_t mx_ws_bytes;
     layer_weights *layers;
     float *inv_freq;             // f32 (hd/2) on the device
     float *sinks_f32;            // f32 (H): the layer's sinks as the attention op reads them
@@ -489,6 +494,7 @@ void model_free(model *m) {
     free(m->trained);
     free(m->layers);
     free(m->nf4q);
+    free(m->mxq);
     free(m->segs);
     free(m->resid);
     free(m->acts);
@@ -592,6 +598,20 @@ static void mark_nf4(model *m) {
     }
 }
 
+// With experts_mxfp4 every MoE layer's expert matrices stay in MXFP4 (the router and the expert
+// biases are not packed in gpt-oss checkpoints: act dtype).
+static void mark_mxfp4(model *m) {
+    for (int i = 0; i < m->nparams; i++) m->params[i].mxfp4 = 0;
+    for (int l = 0; l < m->cfg.num_layers && m->opt.experts_mxfp4; l++)
+        for (int j = 0; j < 3 && m->layers[l].mlp == MLP_SPARSE_MOE; j++)
+            for (int e = 0; e < m->cfg.n_experts; e++) m->layers[l].experts[j][e].mxfp4 = 1;
+}
+
+// Expert projection j's MXFP4 tensors (expert e's at [e]) when kept packed, else NULL.
+static const mxfp4_tensor *experts_mxfp4(const model *m, const model_param *p0) {
+    return p0->mxfp4 ? &m->mxq[p0 - m->params] : NULL;
+}
+
 // Expert projection j's NF4 tensors (expert e's at [e]) when the experts are quantised, else NULL.
 static const nf4_tensor *experts_nf4(const model *m, const model_param *p0) {
     return p0->nf4 ? &m->nf4q[p0 - m->params] : NULL;
@@ -625,7 +645,7 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         model_param *p = &m->params[i];
         p->master = p->grad = p->grad_own = p->m = p->v = NULL;
         p->seg_off = p->own_begin = p->own_len = 0;
-        if (!p->trained) p->act = p->nf4 ? NULL : arena_take(w, p->n * as);
+        if (!p->trained) p->act = p->nf4 || p->mxfp4 ? NULL : arena_take(w, p->n * as);
     }
     // NF4 tensors: codes, then absmax (f32) or its 8-bit codes and the nested f32 absmax.
     size_t nf4_from = w->off;
@@ -647,6 +667,15 @@ static void layout_params(model *m, arena *w, arena *ms, arena *g, arena *mo) {
         }
     }
     m->nf4_bytes = w->off - nf4_from;
+    // MXFP4 experts: each matrix's blocks (n/2 bytes) then its scales (n/32).
+    size_t mx_from = w->off;
+    for (int i = 0; i < m->nparams; i++) {
+        if (!m->params[i].mxfp4) continue;
+        size_t n = m->params[i].n;
+        m->mxq[i].blocks = arena_take(w, mxfp4_block_bytes(n));
+        m->mxq[i].scales = arena_take(w, mxfp4_scale_bytes(n));
+    }
+    m->mx_bytes = w->off - mx_from;
     for (int s = 0; s < m->nsegs; s++) {
         model_segment *sg = &m->segs[s];
         memset(sg, 0, sizeof *sg);
@@ -851,6 +880,12 @@ static void layout_acts(model *m, arena *a) {
         if (m->params[i].nf4 && m->params[i].n > ws) ws = m->params[i].n;
     m->nf4_ws_bytes = m->act_dtype != DTYPE_F32 ? round64(ws * as) : 0;
     m->nf4_ws = m->nf4_ws_bytes ? arena_take(a, ws * as) : NULL;
+    // MXFP4 experts on every backend: one expert matrix dequantised before its GEMM.
+    size_t mws = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].mxfp4 && m->params[i].n > mws) mws = m->params[i].n;
+    m->mx_ws_bytes = mws ? round64(mws * as) : 0;
+    m->mx_ws = mws ? arena_take(a, mws * as) : NULL;
     m->lnf = arena_take(a, N * C * as);
     m->rstdf = arena_take(a, N * 4);
     m->losses = arena_take(a, N * 4);
@@ -872,6 +907,39 @@ static void layout_acts(model *m, arena *a) {
         m->dlh = r ? arena_take(a, N * 3 * r * as) : NULL;   // (N, G·r), G ≤ 3: a group's dh
         m->dxdrop = dropout ? arena_take(a, N * in * as) : NULL;
     }
+}
+
+// Why the experts cannot stay in MXFP4 under these options, or 0.  The packed matrices are frozen
+// and exactly the checkpoint's (no quantiser: a 16-bit checkpoint's experts are not turned into
+// MXFP4), and the op dequantises 32-value blocks along the input axis.
+static int experts_mxfp4_refusal(const model *m, const model_options *opt, model_quant quant, char *err,
+                                 size_t errlen) {
+    const model_config *c = &m->cfg;
+    if (!c->experts_fused || m->n_moe_layers == 0) {
+        set_err(err, errlen, "%s: --experts-dtype mxfp4 is for gpt-oss's MXFP4 experts; %s has none", m->path,
+                c->architecture);
+        return -1;
+    }
+    if (opt->train == MODEL_TRAIN_FULL) {
+        set_err(err, errlen, "%s: MXFP4 experts are frozen: full fine-tuning trains them in bf16; use "
+                "--experts-dtype bf16 with --method full, or --method lora", m->path);
+        return -1;
+    }
+    if (quant != MODEL_QUANT_NONE) {
+        set_err(err, errlen, "%s: --quantize nf4 and --experts-dtype mxfp4 both hold the experts; drop one", m->path);
+        return -1;
+    }
+    if (c->hidden_size % MXFP4_BLOCK || c->moe_intermediate_size % MXFP4_BLOCK) {
+        set_err(err, errlen, "%s: hidden %d and expert intermediate %d must be multiples of %d for MXFP4 experts; "
+                "use --experts-dtype bf16", m->path, c->hidden_size, c->moe_intermediate_size, MXFP4_BLOCK);
+        return -1;
+    }
+    if (m->st && !mxfp4_checkpoint(m->path)) {
+        set_err(err, errlen, "%s: the checkpoint's experts are not MXFP4 (config.json has no quantization_config "
+                "with quant_method mxfp4); use --experts-dtype bf16", m->path);
+        return -1;
+    }
+    return 0;
 }
 
 int model_plan(model *m, const model_options *opt, model_memory *plan, char *err, size_t errlen) {
@@ -917,6 +985,7 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
                 "weights; use --method lora, or drop --quantize for --method full", m->path);
         return -1;
     }
+    if (opt->experts_mxfp4 && experts_mxfp4_refusal(m, opt, quant, err, errlen) != 0) return -1;
     int train = opt->train != MODEL_TRAIN_NONE;
     size_t N = (size_t)opt->batch_size * (size_t)opt->seq_len;
     if (opt->mlp_chunk < 0) {
@@ -951,6 +1020,13 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
         return -1;
     }
     mark_nf4(m);
+    free(m->mxq);
+    m->mxq = calloc((size_t)m->nparams, sizeof *m->mxq);
+    if (!m->mxq) {
+        set_err(err, errlen, "out of host memory");
+        return -1;
+    }
+    mark_mxfp4(m);
     free(m->resid);
     free(m->acts);
     m->resid = calloc((size_t)m->cfg.num_layers + 1, sizeof *m->resid);
@@ -974,6 +1050,9 @@ int model_plan(model *m, const model_options *opt, model_memory *plan, char *err
     p->activations = a.off;
     p->nf4 = m->nf4_bytes;
     p->nf4_workspace = m->nf4_ws_bytes;
+    p->mxfp4 = m->mx_bytes;
+    p->mxfp4_workspace = m->mx_ws_bytes;
+    p->experts_mxfp4 = m->opt.experts_mxfp4;
     p->quant = quant;
     p->total = w.off + ms.off + g.off + mo.off + a.off;
     p->offload = m->off_layers > 0;
@@ -1046,6 +1125,8 @@ void model_memory_print(const model_memory *p, FILE *f) {
                  p->quant == MODEL_QUANT_NF4 ? "8-bit absmax + nested f32 absmax (double quant)" : "f32 absmax");
         print_bytes(f, "  NF4", p->nf4, note);
     }
+    if (p->experts_mxfp4)
+        print_bytes(f, "  MXFP4", p->mxfp4, "of the weights: the experts as the checkpoint packs them (4.25 bits a weight)");
     char shard[96] = "";
     if (p->shard_world > 1) snprintf(shard, sizeof shard, ", this rank's 1/%d (ZeRO)", p->shard_world);
     snprintf(note, sizeof note, "trained tensors%s", p->act_dtype == DTYPE_F32 ? ", whole: the forward reads them" : shard);
@@ -1072,6 +1153,8 @@ void model_memory_print(const model_memory *p, FILE *f) {
     }
     if (p->nf4_workspace)
         print_bytes(f, "  NF4 workspace", p->nf4_workspace, "of the activations: the largest linear dequantised");
+    if (p->mxfp4_workspace)
+        print_bytes(f, "  MXFP4 workspace", p->mxfp4_workspace, "of the activations: one expert matrix dequantised");
     print_bytes(f, "total", p->total, "");
     if (p->params_trained_experts) {
         // Expert adapters: layers × experts × 3 pairs, each costing its f32 master, gradient
@@ -1145,7 +1228,7 @@ static int check_expert_layout(const model *m, char *err, size_t errlen) {
         for (int j = 0; j < 3; j++)
             for (int e = 1; e < m->cfg.n_experts; e++) {
                 const model_param *p0 = lw->experts[j], *p = p0 + e;
-                if (p0->nf4) continue;   // NF4: a tensor per expert (moe_expert_weights.gate_q)
+                if (p0->nf4 || p0->mxfp4) continue;   // a tensor per expert (moe_expert_weights.gate_q, gate_mx)
                 int ok = (char *)p->act == (char *)p0->act + (size_t)e * p0->n * as &&
                          (!p0->grad || p->grad == p0->grad + (size_t)e * p0->n);
                 if (!ok) {
@@ -1181,7 +1264,10 @@ int model_allocate(model *m, char *err, size_t errlen) {
                 (double)m->plan.total / 1073741824.0, be->name, (double)limit / 1073741824.0,
                 be->device_index < 0 ? "in all" : "free",
                 m->opt.train == MODEL_TRAIN_FULL ? "--method lora"
-                : m->opt.quant == MODEL_QUANT_NONE ? "--quantize nf4 (a 4-bit base: QLoRA)" : "more devices");
+                : m->cfg.experts_fused && !m->opt.experts_mxfp4 && m->opt.quant == MODEL_QUANT_NONE &&
+                        mxfp4_checkpoint(m->path) ? "--experts-dtype mxfp4 (the experts as the checkpoint packs them)"
+                : m->opt.quant == MODEL_QUANT_NONE && !m->opt.experts_mxfp4 ? "--quantize nf4 (a 4-bit base: QLoRA)"
+                : "more devices");
         return -1;
     }
     const char *names[] = {"weights", "f32 masters", "gradients", "AdamW moments", "activations"};
@@ -1258,8 +1344,23 @@ int model_allocate(model *m, char *err, size_t errlen) {
             rc = -1;
         }
     }
+    uint8_t *hmx = NULL;   // host MXFP4 blocks + scales of one expert matrix
+    if (m->mx_bytes && !(hmx = malloc(mxfp4_block_bytes(maxn) + mxfp4_scale_bytes(maxn)))) {
+        set_err(err, errlen, "out of host memory reading MXFP4 experts of %zu elements", maxn);
+        rc = -1;
+    }
     for (int i = 0; i < m->nparams && rc == 0; i++) {
         model_param *p = &m->params[i];
+        if (p->mxfp4) {   // the checkpoint's packed rows as they are (model_expert_mxfp4_read)
+            uint8_t *hs = hmx + mxfp4_block_bytes(p->n);
+            rc = model_expert_mxfp4_read(&m->cfg, m->st, p->name, hmx, hs, m->path, err, errlen);
+            if (rc == 0) {
+                be->copy_to_device(be, m->mxq[i].blocks, hmx, mxfp4_block_bytes(p->n));
+                be->copy_to_device(be, m->mxq[i].scales, hs, mxfp4_scale_bytes(p->n));
+                be->synchronize(be);   // hmx is reused by the next matrix
+            }
+            continue;
+        }
         if (p->nf4 && m->bnb4) {   // already 4-bit: the checkpoint's codes and scales as they are
             nf4_tensor v;
             rc = bnb4_tensor(m->st, m->path, p->name, p->shape[0], p->shape[1], m->bnb4_double, &v, err, errlen);
@@ -1297,6 +1398,7 @@ int model_allocate(model *m, char *err, size_t errlen) {
     free(hq.absmax);
     free(hq.qabsmax);
     free(hq.nested_absmax);
+    free(hmx);
     free(host);
     if (staging) be->free(be, staging);
     if (rc != 0) return -1;
@@ -1346,7 +1448,7 @@ model_param *model_param_find(model *m, const char *name) {
 }
 
 int model_param_write(model *m, model_param *p, const float *host) {
-    if (!m->allocated || p->nf4) return -1;
+    if (!m->allocated || p->nf4 || p->mxfp4) return -1;
     float *staging = NULL;
     if (m->be->act_dtype != DTYPE_F32) {
         staging = m->be->alloc(m->be, p->n * 4);
@@ -1361,7 +1463,7 @@ int model_param_write(model *m, model_param *p, const float *host) {
 int model_param_read(model *m, const model_param *p, float *host) {
     backend *be = m->be;
     if (!m->allocated) return -1;
-    if (p->nf4) {
+    if (p->nf4 || p->mxfp4) {
         // The weights the forward multiplies by: dequantised to the act dtype, then widened.
         void *w = be->alloc(be, p->n * act_size(m));
         float *staging = be->act_dtype == DTYPE_F32 ? w : be->alloc(be, p->n * 4);
@@ -1369,7 +1471,8 @@ int model_param_read(model *m, const model_param *p, float *host) {
             if (w) be->free(be, w);
             return -1;
         }
-        be->nf4_dequantize(be, w, &m->nf4q[p - m->params], (int)p->shape[0], (int)p->shape[1]);
+        if (p->mxfp4) be->mxfp4_dequantize(be, w, &m->mxq[p - m->params], (int)p->shape[0], (int)p->shape[1]);
+        else be->nf4_dequantize(be, w, &m->nf4q[p - m->params], (int)p->shape[0], (int)p->shape[1]);
         if (staging != w) be->cast_act_to_f32(be, staging, w, p->n);
         be->copy_to_host(be, host, staging, p->n * 4);
         be->synchronize(be);
@@ -1690,7 +1793,10 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
                                  .gate_bias = act_of(lw->expert_bias[0]), .up_bias = act_of(lw->expert_bias[1]),
                                  .down_bias = act_of(lw->expert_bias[2]),
                                  .gate_q = experts_nf4(m, lw->experts[0]), .up_q = experts_nf4(m, lw->experts[1]),
-                                 .down_q = experts_nf4(m, lw->experts[2]), .nf4_ws = m->nf4_ws},
+                                 .down_q = experts_nf4(m, lw->experts[2]), .nf4_ws = m->nf4_ws,
+                                 .gate_mx = experts_mxfp4(m, lw->experts[0]),
+                                 .up_mx = experts_mxfp4(m, lw->experts[1]),
+                                 .down_mx = experts_mxfp4(m, lw->experts[2]), .mx_ws = m->mx_ws},
                      .router_bias = act_of(lw->router_bias)};
     if (!lw->elora[0] && !lw->router_lora[0]) return w;
     int E = m->cfg.n_experts;

@@ -75,6 +75,11 @@ typedef struct {
     int shard_world, shard_rank;
     int shard_grads;          // ZeRO-2: the gradients too (see model_segment)
     model_quant quant;        // QLoRA's 4-bit frozen linears (NONE = 0: the act dtype)
+    // gpt-oss: the experts' gate, up and down kept frozen in MXFP4 on the device as the checkpoint
+    // stores them (4.25 bits a weight), each dequantised exactly into a workspace before its GEMM
+    // (model/moe/experts.h); 0: dequantised to the act dtype at load. Not with full training nor
+    // --quantize; a checkpoint given, it must be MXFP4 (config.json's quant_method).
+    int experts_mxfp4;
     // Fusions turned off (model_fusion bits; 0: all on).
     unsigned no_fusion;
     // Long context (training only; 0 = off for both):
@@ -106,6 +111,9 @@ typedef struct {
                               // quantised linears (model_options.quant)
     size_t nf4_workspace;     // of activations: act (OC, IC) of the largest quantised linear,
                               // where a backend dequantises a weight before its GEMM
+    size_t mxfp4;             // of weights: the MXFP4 blocks and scales of the experts kept packed
+                              // (model_options.experts_mxfp4)
+    size_t mxfp4_workspace;   // of activations: act (OC, IC) of the largest expert matrix
     size_t total;             // device bytes: the five above (host_pinned is not in it)
     size_t host_pinned;       // model_options.offload: pinned host memory of the offloaded layers
     size_t offload_layer;     // of it: the bytes of one layer (its input and saved set)
@@ -116,6 +124,7 @@ typedef struct {
     int batch_size, seq_len, checkpoint;   // checkpoint: a model_recompute
     int shard_world, shard_grads;
     model_quant quant;
+    int experts_mxfp4;
     model_train_mode train;
     dtype act_dtype;
     char backend_name[32];
@@ -130,6 +139,8 @@ typedef struct {
     size_t n;                 // elements
     int trained;              // 1: the fields below are set
     int nf4;                  // 1: frozen and held in 4-bit NF4 (model_options.quant): act is NULL;
+                              // model_param_read gives the dequantised weights
+    int mxfp4;                // 1: frozen and held in MXFP4 (model_options.experts_mxfp4): act is NULL;
                               // model_param_read gives the dequantised weights
     int weight_decay;         // 1 for matrices (linear, embedding, LoRA A/B); 0 norms and biases
     int segment;              // layer l → l; embeddings, final norm, lm_head → num_layers

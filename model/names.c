@@ -239,6 +239,48 @@ static int read_fused_expert(const model_config *cfg, const st_set *s, const cha
     return 0;
 }
 
+int model_expert_mxfp4_read(const model_config *cfg, const st_set *s, const char *name, uint8_t *blocks,
+                            uint8_t *scales, const char *source, char *err, size_t errlen) {
+    int l = -1, e = -1, used = 0;
+    char what[16] = "";
+    const int64_t C = cfg->hidden_size, I = cfg->moe_intermediate_size, E = cfg->n_experts;
+    if (sscanf(name, "model.layers.%d.mlp.experts.%d.%15[a-z_].weight%n", &l, &e, what, &used) != 3 || name[used] ||
+        e < 0 || e >= E) {
+        snprintf(err, errlen, "%s: %s is not one of gpt-oss's expert matrices", source, name);
+        return -1;
+    }
+    int down = !strcmp(what, "down_proj"), up = !strcmp(what, "up_proj");
+    char src[96];
+    snprintf(src, sizeof src, "model.layers.%d.mlp.experts.%s", l, down ? "down_proj" : "gate_up_proj");
+    mxfp4_pair p;
+    int r = mxfp4_pair_find(s, src, &p, source, err, errlen);
+    if (r < 0) return -1;
+    if (r == 0) {
+        snprintf(err, errlen, "%s: %s_blocks/%s_scales are missing: the experts can be kept in MXFP4 only when the "
+                 "checkpoint stores them so; use --experts-dtype bf16", source, src, src);
+        return -1;
+    }
+    // gate_up_proj packs (E, 2I, C/32, 16): out rows 2i (gate), 2i + 1 (up) of C values each;
+    // down_proj (E, C, I/32, 16): out rows c of I values.
+    int64_t rows = down ? C : 2 * I, in = down ? I : C;
+    if (p.shape.b != MXFP4_BLOCK / 2 || p.shape.e != E || p.shape.r != rows || p.shape.g * MXFP4_BLOCK != in) {
+        snprintf(err, errlen, "%s: %s_blocks has shape (%lld, %lld, %lld, %lld); MXFP4 experts kept on the device "
+                 "need (%lld, %lld, %lld, %d) (blocks of %d values); use --experts-dtype bf16", source, src,
+                 (long long)p.shape.e, (long long)p.shape.r, (long long)p.shape.g, (long long)p.shape.b,
+                 (long long)E, (long long)rows, (long long)(in / MXFP4_BLOCK), MXFP4_BLOCK / 2, MXFP4_BLOCK);
+        return -1;
+    }
+    size_t rb = (size_t)in / 2, rs = (size_t)in / MXFP4_BLOCK, out = down ? (size_t)C : (size_t)I;
+    const uint8_t *b0 = (const uint8_t *)p.blocks->data + (size_t)e * (size_t)rows * rb;
+    const uint8_t *s0 = (const uint8_t *)p.scales->data + (size_t)e * (size_t)rows * rs;
+    for (size_t o = 0; o < out; o++) {
+        size_t from = down ? o : 2 * o + (size_t)up;   // the interleaved gate/up rows
+        memcpy(blocks + o * rb, b0 + from * rb, rb);
+        memcpy(scales + o * rs, s0 + from * rs, rs);
+    }
+    return 0;
+}
+
 int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst, size_t n,
                       const char *source, char *err, size_t errlen) {
     if (cfg->arch == ARCH_GPT_OSS) {

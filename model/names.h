@@ -105,6 +105,15 @@ void model_tensor_name_of(const model_config *cfg, tensor_role role, int layer, 
 int model_tensor_read(const model_config *cfg, const st_set *s, const char *name, int mxfp4, float *dst, size_t n,
                       const char *source, char *err, size_t errlen);
 
+// gpt-oss's expert matrix `name` (model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight, W
+// (out, in)) kept packed: its MXFP4 rows copied from the fused pair as they are stored — gate's
+// the even rows of gate_up_proj_blocks[E], up's the odd ones, down's down_proj_blocks[E] — into
+// blocks (out, in/2) and scales (out, in/32) (kernels/mxfp4_format.h's mxfp4_tensor), which
+// dequantise to model_tensor_read's f32 bit for bit.  0; -1 with a message when the checkpoint
+// does not hold the pair or its blocks are not of 32 values.
+int model_expert_mxfp4_read(const model_config *cfg, const st_set *s, const char *name, uint8_t *blocks,
+                            uint8_t *scales, const char *source, char *err, size_t errlen);
+
 // The checkpoint tensor t (as model_tensor_list gives it) as f32 in dst: the tensor of that name
 // in s, or for gpt-oss's fused experts its MXFP4 pair dequantised (a published checkpoint), or,
 // when s holds the decoder's expert-major tensors instead (a run's weights), packed back from

@@ -28,7 +28,7 @@ static void fit_error(model *m, const model_options *opt, size_t one, size_t bud
     o.batch_size = 1;
     model_plan(m, &o, &p, NULL, 0);   // planned by the caller just before: cannot fail
     size_t fixed = p.total - p.activations;
-    char fix[3][96];
+    char fix[4][96];
     int n = 0;
     if (opt->checkpoint != MODEL_RECOMPUTE_FULL) {
         o.checkpoint = MODEL_RECOMPUTE_FULL;
@@ -48,20 +48,29 @@ static void fit_error(model *m, const model_options *opt, size_t one, size_t bud
     if (lo > 0 && lo * 64 < opt->seq_len) snprintf(fix[n++], sizeof fix[0], "--max-seq-len %d or less", lo * 64);
     o.seq_len = opt->seq_len;
     if (opt->train == MODEL_TRAIN_FULL) snprintf(fix[n++], sizeof fix[0], "--method lora");
-    if (opt->train == MODEL_TRAIN_LORA && opt->quant == MODEL_QUANT_NONE) {
+    if (opt->train == MODEL_TRAIN_LORA && !opt->experts_mxfp4 && opt->quant == MODEL_QUANT_NONE) {
+        // gpt-oss: the experts kept in MXFP4 (0 when the model or its checkpoint has none).
+        o.experts_mxfp4 = 1;
+        size_t t = plan_total(m, &o, 1, NULL, 0);
+        if (t && t <= budget) snprintf(fix[n++], sizeof fix[0], "--experts-dtype mxfp4 (%.2f GiB)", gib(t));
+        o.experts_mxfp4 = 0;
+    }
+    if (opt->train == MODEL_TRAIN_LORA && opt->quant == MODEL_QUANT_NONE && !opt->experts_mxfp4) {
         // QLoRA: the frozen linears in 4 bits (0 when the model cannot: MoE).
         o.quant = MODEL_QUANT_NF4;
         size_t t = plan_total(m, &o, 1, NULL, 0);
         if (t && t <= budget) snprintf(fix[n++], sizeof fix[0], "--quantize nf4 (%.2f GiB)", gib(t));
         o.quant = opt->quant;
     }
-    char hint[320];
-    if (n == 0)
+    char hint[480];
+    if (n == 0) {
         snprintf(hint, sizeof hint, "the weights and trained state alone take %.2f GiB: this model needs a device with "
                  "more memory", gib(fixed));
-    else
-        snprintf(hint, sizeof hint, "try %s%s%s%s%s", fix[0], n > 2 ? ", " : n == 2 ? " or " : "", n > 1 ? fix[1] : "",
-                 n > 2 ? " or " : "", n > 2 ? fix[2] : "");
+    } else {   // "try A", "try A or B", "try A, B or C", ...
+        size_t k = (size_t)snprintf(hint, sizeof hint, "try %s", fix[0]);
+        for (int i = 1; i < n && k < sizeof hint; i++)
+            k += (size_t)snprintf(hint + k, sizeof hint - k, "%s%s", i == n - 1 ? " or " : ", ", fix[i]);
+    }
     snprintf(err, errlen, "even micro-batch 1 does not fit: its memory plan needs %.2f GiB (%.2f GiB of activations at "
              "sequence length %d, recompute %s), more than the %.2f GiB this device offers; %s", gib(one),
              gib(p.activations), opt->seq_len, model_recompute_name(opt->checkpoint), gib(budget), hint);

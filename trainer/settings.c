@@ -114,6 +114,12 @@ int settings_check(train_settings *s, char *err, size_t errlen) {
     REQUIRE(!s->quantize || !s->full, "--quantize nf4 freezes the base in 4 bits and trains LoRA adapters over it "
             "(QLoRA); it cannot train all weights (--method full): use --method lora, or drop --quantize");
     REQUIRE(!s->no_double_quant || s->quantize, "--no-double-quant applies to --quantize nf4");
+    REQUIRE(!s->experts_dtype || !strcmp(s->experts_dtype, "mxfp4") || !strcmp(s->experts_dtype, "bf16"),
+            "--experts-dtype must be mxfp4 or bf16 (got '%s')", s->experts_dtype);
+    int mx = s->experts_dtype && !strcmp(s->experts_dtype, "mxfp4");
+    REQUIRE(!mx || !s->full, "--experts-dtype mxfp4 keeps the experts frozen as the checkpoint packs them; full "
+            "fine-tuning trains them: use --experts-dtype bf16 with --method full, or --method lora");
+    REQUIRE(!mx || !s->quantize, "--experts-dtype mxfp4 and --quantize nf4 both hold the experts; drop one");
     REQUIRE(s->keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
     if (s->micro_batch <= 0 || s->micro_batch > s->batch_size) s->micro_batch = s->batch_size;
     REQUIRE(s->batch_size % s->micro_batch == 0, "--batch-size %d is not a multiple of --micro-batch %d",
@@ -121,6 +127,15 @@ int settings_check(train_settings *s, char *err, size_t errlen) {
     s->grad_accum = s->batch_size / s->micro_batch;
     return 0;
 #undef REQUIRE
+}
+
+void settings_resolve_experts_dtype(train_settings *s, int checkpoint_mxfp4, int resumed) {
+    if (s->experts_dtype) return;
+    s->experts_dtype = !resumed && checkpoint_mxfp4 && !s->full && !s->quantize ? "mxfp4" : "bf16";
+}
+
+int settings_experts_mxfp4(const train_settings *s) {
+    return s->experts_dtype && !strcmp(s->experts_dtype, "mxfp4");
 }
 
 int settings_quant(const train_settings *s) {
@@ -149,6 +164,7 @@ cJSON *settings_to_json(const train_settings *s) {
     }
     STR("quantize", s->quantize);
     cJSON_AddBoolToObject(o, "no_double_quant", s->no_double_quant);
+    STR("experts_dtype", s->experts_dtype);
     NUM("epochs", s->epochs);
     NUM("batch_size", s->batch_size);
     NUM("micro_batch", s->micro_batch);
@@ -216,6 +232,7 @@ static const setting_key keys[] = {
     {"rslora", "--rslora", K_BOOL, F(rslora), R_REFUSE},
     {"quantize", "--quantize", K_OPTSTR, F(quantize), R_REFUSE},
     {"no_double_quant", "--no-double-quant", K_BOOL, F(no_double_quant), R_REFUSE},
+    {"experts_dtype", "--experts-dtype", K_OPTSTR, F(experts_dtype), R_REFUSE},
     {"epochs", "--epochs", K_INT, F(epochs), R_REFUSE},
     {"batch_size", "--batch-size", K_INT, F(batch_size), R_REFUSE},
     {"micro_batch", "--micro-batch", K_INT, F(micro_batch), R_NO_DROPOUT},

@@ -18,6 +18,9 @@ typedef struct {
     int rslora;
     const char *quantize;      // NULL, or "nf4": the frozen base's linears in 4-bit (QLoRA)
     int no_double_quant;       // --no-double-quant: NF4 with plain f32 absmax
+    // gpt-oss's experts on the device: "mxfp4" (kept as the checkpoint packs them, frozen) or
+    // "bf16" (dequantised at load to the act dtype); NULL until settings_resolve_experts_dtype.
+    const char *experts_dtype;
     // optimisation
     int epochs, batch_size, micro_batch, grad_accum;   // batch_size = sequences per optimizer step
     double lr, min_lr_ratio, weight_decay, beta1, beta2, eps, max_grad_norm;
@@ -44,6 +47,12 @@ int settings_load_hyperparameters(train_settings *s, const char *path, char *err
 int settings_check(train_settings *s, char *err, size_t errlen);
 // The model_quant (model/llama.h) the settings ask for.
 int settings_quant(const train_settings *s);
+// --experts-dtype left out: "mxfp4" when the checkpoint's experts are MXFP4 (checkpoint_mxfp4)
+// and they stay frozen (LoRA, no --quantize), else "bf16"; a resumed run whose record predates
+// the setting trained on experts dequantised at load: "bf16".
+void settings_resolve_experts_dtype(train_settings *s, int checkpoint_mxfp4, int resumed);
+// 1 when the experts are kept in MXFP4 (model_options.experts_mxfp4).
+int settings_experts_mxfp4(const train_settings *s);
 // Every resolved setting as a JSON object (for run.json).
 cJSON *settings_to_json(const train_settings *s);
 // The inverse: o (a "settings" object of run.json) over the defaults. Strings point into o,

@@ -4,6 +4,7 @@
 // are checked for correctness by tests/ops_cuda, not here.
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/mxfp4_format.h"
 #include "lab_common.cuh"
 #include <math.h>
 #include <stdio.h>
@@ -204,6 +205,37 @@ static void bench_moe(int N, int E, int k, int C) {
     be->free(be, x); be->free(be, dx); be->free(be, xp); be->free(be, eo); be->free(be, deo);
 }
 
+// gpt-oss's MXFP4 experts (model/moe/experts.c): one expert matrix (OC, IC) dequantised into the
+// bf16 workspace (GB/s: the n/2 + n/32 packed bytes read and 2n written), and the per-expert
+// pair the model runs, dequantise + linear over `rows` routed rows, beside the linear alone on a
+// bf16 weight (the dequantised-at-load experts): the overhead docs/BENCHMARKS.md predicts.
+static void bench_mxfp4(int OC, int IC, int rows) {
+    size_t n = (size_t)OC * IC;
+    std::vector<uint8_t> hb(n / 2 + n / 32);
+    unsigned long long s = 0x3779b97full;
+    for (size_t i = 0; i < hb.size(); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        hb[i] = i < n / 2 ? (uint8_t)(s >> 56) : (uint8_t)(118 + (s >> 60) % 6);
+    }
+    uint8_t *packed = (uint8_t *)dev_alloc(hb.size());
+    be->copy_to_device(be, packed, hb.data(), hb.size());
+    mxfp4_tensor w = {packed, packed + n / 2};
+    void *ws = dev_alloc(n * 2), *x = rand_act((size_t)rows * IC, 1.0f), *y = dev_alloc((size_t)rows * OC * 2);
+    char shape[64];
+    snprintf(shape, sizeof shape, "OC=%d IC=%d", OC, IC);
+    report("mxfp4_dequantize", shape, median_ms([&] { be->mxfp4_dequantize(be, ws, &w, OC, IC); }), 0,
+           (double)(n / 2 + n / 32) + 2.0 * n);
+    snprintf(shape, sizeof shape, "rows=%d OC=%d IC=%d", rows, OC, IC);
+    double f = 2.0 * rows * IC * OC;
+    report("mxfp4 dequant + linear", shape, median_ms([&] {
+               be->mxfp4_dequantize(be, ws, &w, OC, IC);
+               be->linear_forward(be, y, x, ws, NULL, rows, IC, OC, 1.0f, 0);
+           }), f, 0);
+    report("linear (bf16 expert)", shape, median_ms([&] { be->linear_forward(be, y, x, ws, NULL, rows, IC, OC, 1.0f, 0); }),
+           f, 0);
+    be->free(be, packed); be->free(be, ws); be->free(be, x); be->free(be, y);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     if (quick) reps = 5;
@@ -227,6 +259,8 @@ int main(int argc, char **argv) {
     bench_elementwise((size_t)64 << 20);
     bench_moe(8192, 128, 8, 2048);  // Qwen3-30B-A3B
     bench_moe(8192, 8, 2, 4096);    // Mixtral-8x7B
+    bench_mxfp4(2880, 2880, 64);    // one gpt-oss expert at micro-batch 1 (2048 tokens × top-4 / 128 experts)
+    bench_mxfp4(2880, 2880, 512);   // ... at micro-batch 8
 
     printf("\n| op | shape | median ms | rate |\n|---|---|---:|---:|\n");
     for (const row &r : rows) printf("| %s | %s | %.3f | %s |\n", r.op, r.shape, r.ms, r.metric);

@@ -114,6 +114,7 @@ void cpu_grouped_linear_forward(backend *be, void *out, const void *inp, const v
 void cpu_grouped_linear_backward(backend *be, void *dinp, float *const *dw, float *const *dbias,
                                  const void *dout, const void *inp, const void *const *w,
                                  const int *offsets, int G, int IC, int OC, float scale, int accumulate);
+void cpu_mxfp4_dequantize(backend *be, void *out, const struct mxfp4_tensor *w, int OC, int IC);
 void cpu_nf4_dequantize(backend *be, void *out, const struct nf4_tensor *w, int OC, int IC);
 void cpu_nf4_linear_forward(backend *be, void *out, const void *inp, const struct nf4_tensor *w,
                             const void *bias, int N, int IC, int OC, float scale, int accumulate,

@@ -46,4 +46,5 @@ void cpu_ops_install(backend *be) {
     be->nf4_dequantize = cpu_nf4_dequantize;
     be->nf4_linear_forward = cpu_nf4_linear_forward;
     be->nf4_linear_backward = cpu_nf4_linear_backward;
+    be->mxfp4_dequantize = cpu_mxfp4_dequantize;
 }

@@ -64,6 +64,7 @@ void cuda_adamw_install(backend *be);
 void cuda_reduce_install(backend *be);
 void cuda_moe_install(backend *be);
 void cuda_nf4_install(backend *be);
+void cuda_mxfp4_install(backend *be);
 void cuda_lora_install(backend *be);
 void cuda_add_rmsnorm_install(backend *be);
 void cuda_offload_install(backend *be);

@@ -20,5 +20,6 @@ extern "C" void cuda_ops_install(backend *be) {
     cuda_reduce_install(be);
     cuda_moe_install(be);
     cuda_nf4_install(be);
+    cuda_mxfp4_install(be);
     cuda_offload_install(be);
 }

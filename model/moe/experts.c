@@ -2,6 +2,7 @@
 // experts (CUDA: one cuBLAS grouped GEMM; cpu: the per-expert loop), fed host arrays of each
 // expert's matrix.
 #include "experts.h"
+#include "../../kernels/mxfp4_format.h"
 #include "../../kernels/nf4_format.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,11 +58,22 @@ static expert_ptrs expert_ptrs_make(const backend *be, const moe_dims *d, const 
 }
 
 // out (rows of each expert's group, OC) = x·W[e]ᵀ + bias for projection j of every expert: one
-// grouped_linear op, or under QLoRA (q: the experts' NF4 tensors) one NF4 linear per expert, each
-// dequantised into w->nf4_ws first.
+// grouped_linear op; under QLoRA (q: the experts' NF4 tensors) one NF4 linear per expert, each
+// dequantised into w->nf4_ws first; with MXFP4 experts (mx) per expert with rows its matrix
+// dequantised into w->mx_ws, then the linear op (the grouped op's per-group call on the cpu).
 static void experts_project_forward(backend *be, const moe_expert_weights *w, const expert_ptrs *p, int j,
-                                    const nf4_tensor *q, const int *offsets, int E, void *out, const void *x,
-                                    int IC, int OC) {
+                                    const nf4_tensor *q, const mxfp4_tensor *mx, const int *offsets, int E,
+                                    void *out, const void *x, int IC, int OC) {
+    if (mx) {
+        for (int e = 0; e < E; e++) {
+            int r0 = offsets[e], rows = offsets[e + 1] - r0;
+            if (rows == 0) continue;
+            be->mxfp4_dequantize(be, w->mx_ws, &mx[e], OC, IC);
+            be->linear_forward(be, act_at(be, out, r0, OC), act_at(be, x, r0, IC), w->mx_ws,
+                               p->bias[j] ? p->bias[j][e] : NULL, rows, IC, OC, 1.0f, 0);
+        }
+        return;
+    }
     if (!q) {
         be->grouped_linear_forward(be, out, x, p->w[j], p->bias[j], offsets, E, IC, OC, 1.0f, 0);
         return;
@@ -74,10 +86,22 @@ static void experts_project_forward(backend *be, const moe_expert_weights *w, co
     }
 }
 
-// The backward of experts_project_forward: dx (and, unquantised, dW and dbias); an NF4 W is frozen.
+// The backward of experts_project_forward: dx (and, unquantised, dW and dbias); an NF4 or MXFP4
+// W is frozen (dequantised again rather than kept from the forward).
 static void experts_project_backward(backend *be, const moe_expert_weights *w, const expert_ptrs *p, int j,
-                                     const nf4_tensor *q, const int *offsets, int E, void *dx, const void *dout,
-                                     const void *x, int IC, int OC, int accumulate) {
+                                     const nf4_tensor *q, const mxfp4_tensor *mx, const int *offsets, int E,
+                                     void *dx, const void *dout, const void *x, int IC, int OC, int accumulate) {
+    if (mx) {
+        for (int e = 0; e < E; e++) {
+            int r0 = offsets[e], rows = offsets[e + 1] - r0;
+            if (rows == 0) continue;
+            be->mxfp4_dequantize(be, w->mx_ws, &mx[e], OC, IC);
+            be->linear_backward(be, act_at(be, dx, r0, IC), NULL, p->dbias[j] ? p->dbias[j][e] : NULL,
+                                act_at(be, dout, r0, OC), act_at(be, x, r0, IC), w->mx_ws, rows, IC, OC, 1.0f,
+                                accumulate);
+        }
+        return;
+    }
     if (!q) {
         be->grouped_linear_backward(be, dx, p->dw[j], p->dbias[j], dout, x, p->w[j], offsets, E, IC, OC, 1.0f,
                                     accumulate);
@@ -109,8 +133,8 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
                          void *h, void *eo) {
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
     expert_ptrs p = expert_ptrs_make(be, d, w, NULL);
-    experts_project_forward(be, w, &p, P_GATE, w->gate_q, offsets, E, gate, xp, C, I);
-    experts_project_forward(be, w, &p, P_UP, w->up_q, offsets, E, up, xp, C, I);
+    experts_project_forward(be, w, &p, P_GATE, w->gate_q, w->gate_mx, offsets, E, gate, xp, C, I);
+    experts_project_forward(be, w, &p, P_UP, w->up_q, w->up_mx, offsets, E, up, xp, C, I);
     if (w->lora && w->lora->gate_up) {   // per-expert LoRA of gate and up (adapters.h)
         moe_lora_forward_gate_up(be, w->lora, offsets, E, xp, gate, up, C, I);
     } else if (w->lora) {
@@ -119,7 +143,7 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
     }
     size_t M = (size_t)offsets[E];
     act_forward(be, d, h, gate, up, M * I);
-    experts_project_forward(be, w, &p, P_DOWN, w->down_q, offsets, E, eo, h, I, C);
+    experts_project_forward(be, w, &p, P_DOWN, w->down_q, w->down_mx, offsets, E, eo, h, I, C);
     if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
     free(p.mem);
 }
@@ -132,12 +156,12 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
     size_t M = (size_t)offsets[E];
     expert_ptrs p = expert_ptrs_make(be, d, w, g);
     act_forward(be, d, h, gate, up, M * I);
-    experts_project_backward(be, w, &p, P_DOWN, w->down_q, offsets, E, dh, deo, h, I, C, 0);
+    experts_project_backward(be, w, &p, P_DOWN, w->down_q, w->down_mx, offsets, E, dh, deo, h, I, C, 0);
     // The down adapters read deo before dxp (possibly the same buffer) is written below.
     if (w->lora) moe_lora_backward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, deo, dh, I, C);
     act_backward(be, d, dh, dup, dh, gate, up, M * I);   // dh becomes ∂/∂gate
-    experts_project_backward(be, w, &p, P_GATE, w->gate_q, offsets, E, dxp, dh, xp, C, I, 0);
-    experts_project_backward(be, w, &p, P_UP, w->up_q, offsets, E, dxp, dup, xp, C, I, 1);
+    experts_project_backward(be, w, &p, P_GATE, w->gate_q, w->gate_mx, offsets, E, dxp, dh, xp, C, I, 0);
+    experts_project_backward(be, w, &p, P_UP, w->up_q, w->up_mx, offsets, E, dxp, dup, xp, C, I, 1);
     if (w->lora && w->lora->gate_up) {
         moe_lora_backward_gate_up(be, w->lora, offsets, E, xp, dh, dup, dxp, C, I);
     } else if (w->lora) {

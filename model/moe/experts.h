@@ -21,6 +21,13 @@ typedef struct {
     // before its GEMM (nf4_linear_*; NULL on the cpu backend).  NULL: the act stacks above.
     const struct nf4_tensor *gate_q, *up_q, *down_q;
     void *nf4_ws;
+    // gpt-oss's published MXFP4 experts kept packed (model_options.experts_mxfp4): expert e's
+    // frozen matrices at gate_mx[e], up_mx[e], down_mx[e] (kernels/mxfp4_format.h; gate, up,
+    // down then NULL), each dequantised (mxfp4_dequantize, exact) into mx_ws, act (max(I·C)),
+    // before the act linear its rows go through: on the CPU the very GEMM the grouped op runs
+    // per expert, so the results equal the dequantised-at-load experts' bit for bit.
+    const struct mxfp4_tensor *gate_mx, *up_mx, *down_mx;
+    void *mx_ws;
 } moe_expert_weights;
 
 typedef struct {

@@ -100,5 +100,37 @@ p = run([quarry, "preflight", out], expect=None)
 if "PASS  tensors" not in p.stdout:
     print(f"FAIL preflight's tensor check:\n{p.stdout[-2000:]}")
     bad += 1
+
+# Training on the MXFP4 checkpoint: LoRA on attention and the experts keeps the experts in MXFP4 on
+# the device by default (run.json settings.experts_dtype, memory_plan_bytes.mxfp4); on the CPU that
+# run equals one whose experts are dequantised at load bit for bit (the same weights, the same
+# GEMM), so its adapter, its merged export (into the experts dequantised bit-exactly) and greedy
+# generation from the run (which loads the experts as training did) are the same bytes.
+train_data = os.path.join(src, "examples", "data", "company_qa_train.jsonl")
+outs = {}
+for dt in ("default", "bf16"):
+    rdt = os.path.join(work, "run-" + dt)
+    run([quarry, "train", "--model", bases["base-mxfp4"], "--data", train_data, "--max-seq-len", "96", "--max-steps",
+         "3", "--batch-size", "4", "--lr", "1e-2", "--device", "cpu", "--lora-targets", "all-linear", "--quiet",
+         "--out", rdt] + ([] if dt == "default" else ["--experts-dtype", "bf16"]))
+    rj = json.load(open(os.path.join(rdt, "run.json")))
+    want = "mxfp4" if dt == "default" else "bf16"
+    got_dt = rj["settings"].get("experts_dtype")
+    mem = rj.get("memory_plan_bytes", {})
+    if got_dt != want or (want == "mxfp4") != ("mxfp4" in mem):
+        print(f"FAIL run-{dt}: settings.experts_dtype {got_dt!r}, want {want!r}; memory_plan_bytes {mem}")
+        bad += 1
+    ex = os.path.join(work, "export-" + dt)
+    run([quarry, "export", rdt, "--out", ex, "--dtype", "fp32", "--quiet"])
+    g = run([quarry, "generate", "--model", rdt, "--prompt", "What does the company do?", "--max-new-tokens", "12",
+             "--temperature", "0", "--device", "cpu"])
+    outs[dt] = (open(os.path.join(rdt, "final", "adapter_model.safetensors"), "rb").read(),
+                open(os.path.join(ex, "model.safetensors"), "rb").read(), g.stdout)
+for i, what in enumerate(("adapter", "merged export", "generated text")):
+    if outs["default"][i] != outs["bf16"][i]:
+        print(f"FAIL the {what} of the run with MXFP4 experts differs from the run with experts dequantised at load")
+        bad += 1
+    else:
+        print(f"PASS the {what} of the run with MXFP4 experts equals the dequantised-at-load run's byte for byte")
 print("check_export_mxfp4: " + (f"{bad} failure(s)" if bad else "all checks passed"))
 sys.exit(1 if bad else 0)

@@ -8,6 +8,7 @@
 // 64/128 (tensor-core path) and 8/32 (plain path).
 #include "kernels/backend.h"
 #include "kernels/nf4_format.h"
+#include "kernels/mxfp4_format.h"
 #include "kernels/rng.h"
 #include "test.h"
 #include <stdint.h>
@@ -935,6 +936,36 @@ static void test_nf4(int N, int IC, int OC, int dq, int with_bias, float scale, 
     nf4_drop(NULL, &h);
 }
 
+// mxfp4_dequantize: the CUDA bf16 weights are the CPU's f32 ones (the host decoder's, bit for bit:
+// tests/ops/test_mxfp4_op) rounded once, every E8M0 scale 0..255 included (0: subnormal
+// results; 255: 2^128, inf for codes ≥ 1, ±2^127 for ±0.5).
+static void test_mxfp4(int OC, int IC) {
+    char op[64];
+    snprintf(op, sizeof op, "mxfp4_dequantize(OC=%d,IC=%d)", OC, IC);
+    size_t n = (size_t)OC * IC, nb = mxfp4_block_bytes(n), ns = mxfp4_scale_bytes(n);
+    uint8_t *hb = malloc(nb), *hs = malloc(ns);
+    for (size_t i = 0; i < nb; i++) hb[i] = (uint8_t)rng_next_u64(&rng);
+    for (size_t i = 0; i < ns; i++) hs[i] = (uint8_t)(i < 256 ? i : rng_next_u64(&rng));
+    mxfp4_tensor wc = {dev_copy(cpu, hb, nb), dev_copy(cpu, hs, ns)}, wg = {dev_copy(gpu, hb, nb), dev_copy(gpu, hs, ns)};
+    buf w = mk("w", n, 1, NULL);
+    cpu->mxfp4_dequantize(cpu, w.c, &wc, OC, IC);
+    buf *o1[] = {&w};
+    GPU_TWICE(op, o1, gpu->mxfp4_dequantize(gpu, w.g, &wg, OC, IC));
+    float *c = get(cpu, w.c, n, 1), *g = get(gpu, w.g, n, 1);
+    size_t bad = 0, first = 0, inf = 0;
+    for (size_t i = 0; i < n; i++) {
+        inf += isinf(g[i]) != 0;
+        if (memcmp(&g[i], &(float){round_bf(c[i])}, 4) && !bad++) first = i;
+    }
+    CHECK(bad == 0, "%s: %zu of %zu weights are not the CPU's rounded to bf16 (first at %zu: cuda %g, cpu %g)", op,
+          bad, n, first, g[first], c[first]);
+    CHECK(ns < 256 || inf > 0, "%s: scale 255 gives infinities", op);
+    if (verbose) printf("  %-28s %zu weights the CPU's rounded to bf16 bit for bit (%zu inf)\n", op, n - bad, inf);
+    free(c), free(g), free(hb), free(hs);
+    drop(&w);
+    cpu->free(cpu, wc.blocks), cpu->free(cpu, wc.scales), gpu->free(gpu, wg.blocks), gpu->free(gpu, wg.scales);
+}
+
 // Every op pointer must be set on both backends before anything runs.
 static int check_tables(void) {
     struct { const char *name; size_t off; } ops[] = {
@@ -947,7 +978,7 @@ static int check_tables(void) {
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
         OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
         OP(moe_unpermute_backward), OP(grouped_linear_forward), OP(grouped_linear_backward), OP(nf4_dequantize), OP(nf4_linear_forward),
-        OP(nf4_linear_backward),
+        OP(nf4_linear_backward), OP(mxfp4_dequantize),
 #undef OP
     };
     int missing = 0;
@@ -1052,6 +1083,10 @@ int main(int argc, char **argv) {
         test_moe(33, 60, 4, 27, 0);   // E not a multiple of 32, no renormalisation, odd C: plain path
         test_moe(20, 256, 8, 40, 0);  // the most experts the kernels take
         test_moe(3, 32, 4, 64, 1);    // gpt-oss-20b's router, fewer rows than a block
+    }
+    if (want("mxfp4")) {
+        test_mxfp4(24, 352);   // 264 blocks: every scale once
+        test_mxfp4(5, 64);
     }
     if (want("nf4")) {
         test_nf4(37, 131, 67, 1, 1, 1.0f, 0);  // double quant, odd OC·IC, blocks across rows

@@ -83,6 +83,11 @@ static inline float __fsqrt_rn(float x) { return sqrtf(x); }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline void __trap() { abort(); }
+static inline float __int_as_float(int x) {
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
 // A `__shared__ T name[N]` of the kernel source: the same bytes for every thread of the block.
 static inline void *emu_static_shared(int id, size_t bytes) {
     std::lock_guard<std::mutex> g(emu_ctx->mu);

@@ -7,7 +7,8 @@
 # llama3_gqa, llama32_tied, mistral, qwen2, qwen3 (default llama3_gqa; each takes ~10 minutes on 2 cores),
 # qwen3_moe, mixtral, gpt_oss (~40 minutes each);
 # or qlora: tests/model/test_qlora.c (QLoRA over the NF4 ops against transformers + PEFT + bitsandbytes;
-# qlora-moe: its NF4 experts fixture alone).
+# qlora-moe: its NF4 experts fixture alone); or mxfp4: tests/model/test_mxfp4_experts.c (gpt-oss's
+# experts kept in MXFP4 against the dequantised-at-load run, a few minutes).
 # Output in build-emu-model/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -19,6 +20,7 @@ test=test_model_fidelity
 args=(cuda "$fixture")
 [ "$fixture" = qlora ] && test=test_qlora args=(cuda)
 [ "$fixture" = qlora-moe ] && test=test_qlora args=(cuda moe)
+[ "$fixture" = mxfp4 ] && test=test_mxfp4_experts args=(cuda)
 emu_build_ops "$out"
 nice gcc -std=c11 -O1 -g "${san[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$root/tests" \
     -c "tests/model/$test.c" -o "$out/$test.o"
