@@ -101,6 +101,11 @@ static int parse_yarn(model_config *cfg, const cJSON *rs, const char *rkey, cons
     if (get_double(rs, "beta_fast", &bf, src, err, errlen) < 0 || get_double(rs, "beta_slow", &bs, src, err, errlen) < 0 ||
         get_bool(rs, "truncate", &truncate, src, err, errlen) < 0)
         return -1;
+    // 0 is transformers' "use the default"; a negative or infinite beta makes the correction
+    // range's log NaN (the rope table with it).
+    if (!(bf >= 0 && isfinite(bf)) || !(bs >= 0 && isfinite(bs)))
+        return fail(err, errlen, src, "\"%s.beta_fast\" (%g) and \"%s.beta_slow\" (%g) must be positive and finite",
+                    rkey, bf, rkey, bs);
     static const char *const refused[] = {"mscale", "mscale_all_dim"};
     for (int i = 0; i < 2; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(rs, refused[i]);

@@ -232,6 +232,9 @@ static void check_variants(void) {
             "\"layer_types\"[1] is \"chunked_attention\"");
     refused("{" GPTOSS_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0,\"mscale\":0.7}}",
             "\"rope_scaling.mscale\" is not supported");
+    // A negative beta made the rope table NaN (fuzz_config found it).
+    refused("{" GPTOSS_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":32.0,\"beta_fast\":-232.0}}",
+            "\"rope_scaling.beta_fast\" (-232) and \"rope_scaling.beta_slow\" (0) must be positive and finite");
     {
         model_config q = accepted("{" MOE_BASE ",\"mlp_only_layers\":[0],\"num_experts_per_tok\":2,"
                                   "\"output_router_logits\":true,\"router_aux_loss_coef\":0.01}");
