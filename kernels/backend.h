@@ -133,6 +133,24 @@ struct backend {
                          int N, int n_heads);
     void (*rope_backward)(backend *be, void *dx, const int32_t *pos, const rope_table *rope,
                           int N, int n_heads);
+    // RoPE of attention's q and k in one launch, each head RMS-normed first when wq, wk are given
+    // (the qk-norm families, Qwen3: q_norm, k_norm of weight (hd)): q = rope(rmsnorm(q_in)·wq),
+    // k likewise, the per-head rstd saved for the backward.  The values (cpu: the bits) of
+    // rmsnorm_forward over the (N·H, hd) rows, then rope_forward on q and on k.  Without the norm
+    // (wq = wk = NULL; rstd, eps unused) q = rope(q_in).  q, q_in: act (N, Hq, hd); k, k_in: act
+    // (N, Hk, hd), hd = rope->head_dim; rstd_q: f32 (N·Hq); rstd_k: f32 (N·Hk); wq, wk: act (hd).
+    // q_in may be q and k_in k (in place).
+    void (*rope_qk_forward)(backend *be, void *q, void *k, float *rstd_q, float *rstd_k, const void *q_in,
+                            const void *k_in, const void *wq, const void *wk, const int32_t *pos,
+                            const rope_table *rope, int N, int Hq, int Hk, float eps);
+    // Its backward, in place: dq, dk hold ∂loss/∂q, ∂loss/∂k on entry and ∂loss/∂q_in, ∂loss/∂k_in
+    // on return (overwritten): rope_backward, then with the norm rmsnorm_backward onto zeros, each
+    // head row read before it is written.  dwq, dwk: f32 (hd) += the norm weights' gradients (NULL:
+    // frozen).  q_in, k_in, rstd_q, rstd_k as the forward saved them (unread without the norm).
+    void (*rope_qk_backward)(backend *be, void *dq, void *dk, float *dwq, float *dwk, const void *q_in,
+                             const void *k_in, const void *wq, const void *wk, const float *rstd_q,
+                             const float *rstd_k, const int32_t *pos, const rope_table *rope, int N,
+                             int Hq, int Hk);
 
     // Causal attention with GQA, document masks, an optional sliding window and optional learned
     // sinks (gpt-oss), never materialising a (T × T) matrix.

@@ -1658,13 +1658,21 @@ static void attn_forward(model *m, int l, layer_acts *x, int B, int T, int Tk) {
     be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
     void *const qkv[3] = {ak->qk_norm ? x->q_raw : x->q, ak->qk_norm ? x->k_raw : k, v};
     linear_group_fwd(m, l, x, qkv, x->ln1, LORA_Q, 0, N);
-    if (ak->qk_norm) {
-        // q is (N, H·hd) contiguous: (N·H) rows of hd, each normed on its own.
-        be->rmsnorm_forward(be, x->q, x->rstd_q, x->q_raw, lw->qk_norm[0]->act, N * H, hd, c->rms_norm_eps);
-        be->rmsnorm_forward(be, k, x->rstd_k, x->k_raw, lw->qk_norm[1]->act, N * KV, hd, c->rms_norm_eps);
+    if (!(m->opt.no_fusion & MODEL_FUSE_ROPE_QK)) {
+        // One pass over q and k (in place, or from q_raw, k_raw through their norms): one launch
+        // instead of two (four with the norms), the angles once per token row.
+        be->rope_qk_forward(be, x->q, k, x->rstd_q, x->rstd_k, qkv[0], qkv[1],
+                            ak->qk_norm ? lw->qk_norm[0]->act : NULL, ak->qk_norm ? lw->qk_norm[1]->act : NULL,
+                            m->d_pos, &m->rope, N, H, KV, c->rms_norm_eps);
+    } else {
+        if (ak->qk_norm) {
+            // q is (N, H·hd) contiguous: (N·H) rows of hd, each normed on its own.
+            be->rmsnorm_forward(be, x->q, x->rstd_q, x->q_raw, lw->qk_norm[0]->act, N * H, hd, c->rms_norm_eps);
+            be->rmsnorm_forward(be, k, x->rstd_k, x->k_raw, lw->qk_norm[1]->act, N * KV, hd, c->rms_norm_eps);
+        }
+        be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
+        be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     }
-    be->rope_forward(be, x->q, m->d_pos, &m->rope, N, H);
-    be->rope_forward(be, k, m->d_pos, &m->rope, N, KV);
     if (ak->sinks) be->cast_act_to_f32(be, m->sinks_f32, lw->sinks->act, (size_t)H);
     be->attention_forward(be, x->att, x->lse, x->q, x->k, x->v, m->d_doc, m->doc_packed, B, T, Tk, H, KV, hd,
                           1.0f / sqrtf((float)hd), ak->layer_windows ? model_config_layer_window(c, l) : 0,
@@ -1698,16 +1706,25 @@ static void attn_backward(model *m, int l, layer_acts *x, int B, int T) {
                            m->d_doc, m->doc_packed, B, T, T, H, KV, hd, 1.0f / sqrtf((float)hd),
                            ak->layer_windows ? model_config_layer_window(c, l) : 0, ak->sinks ? m->sinks_f32 : NULL,
                            ak->sinks ? lw->sinks->grad : NULL);
-    be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
-    be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
+    int fused = !(m->opt.no_fusion & MODEL_FUSE_ROPE_QK);
+    if (fused) {
+        // dq, dk become ∂loss/∂q_raw, ∂loss/∂k_raw in place (through the norms when there are).
+        be->rope_qk_backward(be, m->dq, m->dk, ak->qk_norm ? lw->qk_norm[0]->grad : NULL,
+                             ak->qk_norm ? lw->qk_norm[1]->grad : NULL, x->q_raw, x->k_raw,
+                             ak->qk_norm ? lw->qk_norm[0]->act : NULL, ak->qk_norm ? lw->qk_norm[1]->act : NULL,
+                             x->rstd_q, x->rstd_k, m->d_pos, &m->rope, N, H, KV);
+    } else {
+        be->rope_backward(be, m->dq, m->d_pos, &m->rope, N, H);
+        be->rope_backward(be, m->dk, m->d_pos, &m->rope, N, KV);
+    }
     if (m->opt.checkpoint == MODEL_RECOMPUTE_SELECTIVE)
         be->rmsnorm_forward(be, x->ln1, x->rstd1, m->resid[l], lw->norm[NORM_IN]->act, N, C, c->rms_norm_eps);
-    // Through the q/k norms: datt is free once attention's backward has read it and holds
+    // Through the q/k norms, unfused: datt is free once attention's backward has read it and holds
     // ∂loss/∂q_raw, then dq (read) holds ∂loss/∂k_raw (rmsnorm_backward adds to its dx: zeroed
     // first), so that q, k and v's gradients are all live for their group's backward.
     size_t as = act_size(m);
     const void *dq = m->dq, *dk = m->dk;
-    if (ak->qk_norm) {
+    if (ak->qk_norm && !fused) {
         be->memset_zero(be, m->datt, (size_t)N * (size_t)H * (size_t)hd * as);
         be->rmsnorm_backward(be, m->datt, lw->qk_norm[0]->grad, m->dq, x->q_raw, lw->qk_norm[0]->act, x->rstd_q,
                              N * H, hd);

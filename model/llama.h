@@ -62,7 +62,10 @@ const char *model_quant_name(model_quant q);   // "none", "nf4", "nf4 (plain abs
 //               GEMM for the A's) instead of each projection's linears: the same bits on the CPU.
 //   ADD_NORM:   mid = resid + o(att) and ln2 = rmsnorm(mid) in one pass (o's GEMM no longer
 //               accumulates onto a copy of resid): the same values up to f32 rounding.
-enum { MODEL_FUSE_LORA_GROUP = 1u, MODEL_FUSE_ADD_NORM = 2u, MODEL_FUSE_ALL = 3u };
+//   ROPE_QK:    RoPE of q and k in one op (rope_qk_forward/_backward), with the qk-norm families'
+//               per-head RMSNorm in the same pass: one launch instead of two (four with the
+//               norms) each way: the same bits on the CPU.
+enum { MODEL_FUSE_LORA_GROUP = 1u, MODEL_FUSE_ADD_NORM = 2u, MODEL_FUSE_ROPE_QK = 4u, MODEL_FUSE_ALL = 7u };
 
 typedef struct {
     int batch_size;           // B: rows per micro-batch (≥ 1)

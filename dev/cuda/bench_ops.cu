@@ -129,6 +129,56 @@ static void bench_rmsnorm(int N, int C) {
     be->free(be, rstd); be->free(be, dw);
 }
 
+// RoPE of q and k, fused (rope_qk_*: one launch each way) against the separate ops model/llama.c
+// runs with MODEL_FUSE_ROPE_QK off: 2 rope (+ 2 rmsnorm) forward; 2 rope (+ 2 memset + 2
+// rmsnorm_backward) backward.  norm: Qwen3's per-head q/k norms (frozen, as in LoRA: no dw).
+// Bytes: what each side must move at least (bf16 in and out per pass).
+static void bench_rope_qk(int N, int Hq, int Hk, int hd, int norm) {
+    size_t nq = (size_t)N * Hq * hd, nk = (size_t)N * Hk * hd;
+    void *q = rand_act(nq, 1.0f), *k = rand_act(nk, 1.0f), *qr = rand_act(nq, 1.0f), *kr = rand_act(nk, 1.0f);
+    void *wq = rand_act((size_t)hd, 1.0f), *wk = rand_act((size_t)hd, 1.0f), *tmp = dev_alloc(nq * 2);
+    float *rq = (float *)dev_alloc((size_t)N * Hq * 4), *rk = (float *)dev_alloc((size_t)N * Hk * 4);
+    float *inv = (float *)dev_alloc((size_t)hd / 2 * 4);
+    std::vector<float> ih(hd / 2);
+    for (int i = 0; i < hd / 2; i++) ih[i] = powf(500000.0f, -2.0f * (float)i / (float)hd);
+    be->copy_to_device(be, inv, ih.data(), ih.size() * 4);
+    int32_t *pos = (int32_t *)dev_alloc((size_t)N * 4);
+    std::vector<int32_t> ph(N);
+    for (int i = 0; i < N; i++) ph[i] = i;
+    be->copy_to_device(be, pos, ph.data(), (size_t)N * 4);
+    rope_table rt = {inv, hd, 1.0f};
+    const void *wqn = norm ? wq : NULL, *wkn = norm ? wk : NULL;
+    char shape[64];
+    snprintf(shape, sizeof shape, "N=%d H=%d+%d hd=%d%s", N, Hq, Hk, hd, norm ? " qk-norm" : "");
+    double b = 2.0 * (double)(nq + nk);   // one bf16 pass over q and k
+    report("rope q,k fwd (separate)", shape, median_ms([&] {
+               if (norm) {
+                   be->rmsnorm_forward(be, q, rq, qr, wq, N * Hq, hd, 1e-6f);
+                   be->rmsnorm_forward(be, k, rk, kr, wk, N * Hk, hd, 1e-6f);
+               }
+               be->rope_forward(be, q, pos, &rt, N, Hq);
+               be->rope_forward(be, k, pos, &rt, N, Hk);
+           }), 0, 2 * b);
+    report("rope_qk fwd (fused)", shape, median_ms([&] {
+               be->rope_qk_forward(be, q, k, rq, rk, norm ? qr : q, norm ? kr : k, wqn, wkn, pos, &rt, N, Hq, Hk, 1e-6f);
+           }), 0, 2 * b);
+    report("rope q,k bwd (separate)", shape, median_ms([&] {
+               be->rope_backward(be, q, pos, &rt, N, Hq);
+               be->rope_backward(be, k, pos, &rt, N, Hk);
+               if (norm) {
+                   be->memset_zero(be, tmp, nq * 2);
+                   be->rmsnorm_backward(be, tmp, NULL, q, qr, wq, rq, N * Hq, hd);
+                   be->memset_zero(be, tmp, nk * 2);
+                   be->rmsnorm_backward(be, tmp, NULL, k, kr, wk, rk, N * Hk, hd);
+               }
+           }), 0, (norm ? 3 : 2) * b);
+    report("rope_qk bwd (fused)", shape, median_ms([&] {
+               be->rope_qk_backward(be, q, k, NULL, NULL, qr, kr, wqn, wkn, rq, rk, pos, &rt, N, Hq, Hk);
+           }), 0, (norm ? 3 : 2) * b);
+    be->free(be, q); be->free(be, k); be->free(be, qr); be->free(be, kr); be->free(be, wq); be->free(be, wk);
+    be->free(be, tmp); be->free(be, rq); be->free(be, rk); be->free(be, inv); be->free(be, pos);
+}
+
 static void bench_lm_head(int N, int C, int V) {
     void *h = rand_act((size_t)N * C, 1.0f), *w = rand_act((size_t)V * C, 0.02f), *dh = dev_alloc((size_t)N * C * 2);
     float *dw = zeros_f32((size_t)V * C), *losses = (float *)dev_alloc((size_t)N * sizeof(float));
@@ -255,6 +305,8 @@ int main(int argc, char **argv) {
     bench_attention(1, 64, 8, 2048, 64, 0);    // gpt-oss-20b's full layer (with no sinks)
     bench_attention(1, 64, 8, 2048, 64, 128);  // gpt-oss-20b's sliding layer: window 128, sinks
     bench_rmsnorm(8192, 4096);
+    bench_rope_qk(2048, 32, 8, 128, 0);   // Llama-3.1-8B, micro-batch 1 × 2048
+    bench_rope_qk(2048, 32, 8, 128, 1);   // Qwen3-8B
     bench_lm_head(4096, 2048, 128256);
     bench_elementwise((size_t)64 << 20);
     bench_moe(8192, 128, 8, 2048);  // Qwen3-30B-A3B

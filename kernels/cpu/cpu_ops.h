@@ -46,6 +46,10 @@ void cpu_add_rmsnorm_forward(backend *be, void *sum, void *out, float *rstd, con
                              const void *w, int N, int C, float eps);
 // One row of RMSNorm (rmsnorm.c): out = x · r · w, returns r.  out may alias x.
 float cpu_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps);
+// One row of its backward: dx = (accumulate ? dx : 0) + ∂/∂x for the row's gradient g and
+// saved r (dx may be g); and dw += Σ_rows g·x·r (column blocks, rows in order).
+void cpu_rmsnorm_dx_row(float *dx, const float *g, const float *x, const float *w, float r, int C, int accumulate);
+void cpu_rmsnorm_dw(float *dw, const float *dout, const float *x, const float *rstd, int N, int C);
 void cpu_linear_forward(backend *be, void *out, const void *inp, const void *w, const void *bias,
                         int N, int IC, int OC, float scale, int accumulate);
 void cpu_linear_backward(backend *be, void *dinp, float *dw, float *dbias, const void *dout,
@@ -60,6 +64,19 @@ void cpu_rope_forward(backend *be, void *x, const int32_t *pos, const rope_table
                       int n_heads);
 void cpu_rope_backward(backend *be, void *dx, const int32_t *pos, const rope_table *rope, int N,
                        int n_heads);
+// rope.c's pieces, shared with rope_qk.c so that the fused op gives the same bits: one
+// position's cos and sin (half = head_dim/2 ≤ CPU_ROPE_MAX_HALF each, sn times sign), and one
+// head (2·half) rotated in place by them.
+enum { CPU_ROPE_MAX_HALF = 512 };
+void cpu_rope_angles(float *cs, float *sn, int32_t pos, const rope_table *rope, float sign);
+void cpu_rope_head(float *xh, const float *cs, const float *sn, int half);
+void cpu_rope_qk_forward(backend *be, void *q, void *k, float *rstd_q, float *rstd_k, const void *q_in,
+                         const void *k_in, const void *wq, const void *wk, const int32_t *pos,
+                         const rope_table *rope, int N, int Hq, int Hk, float eps);
+void cpu_rope_qk_backward(backend *be, void *dq, void *dk, float *dwq, float *dwk, const void *q_in,
+                          const void *k_in, const void *wq, const void *wk, const float *rstd_q,
+                          const float *rstd_k, const int32_t *pos, const rope_table *rope, int N, int Hq,
+                          int Hk);
 void cpu_attention_forward(backend *be, void *out, float *lse, const void *q, const void *k,
                            const void *v, const int32_t *doc_start, int packed, int B, int Tq, int Tk,
                            int n_heads, int n_kv_heads, int hd, float scale, int window,

@@ -19,6 +19,8 @@ void cpu_ops_install(backend *be) {
     be->lora_group_backward = cpu_lora_group_backward;
     be->rope_forward = cpu_rope_forward;
     be->rope_backward = cpu_rope_backward;
+    be->rope_qk_forward = cpu_rope_qk_forward;
+    be->rope_qk_backward = cpu_rope_qk_backward;
     be->attention_forward = cpu_attention_forward;
     be->attention_backward = cpu_attention_backward;
     be->swiglu_forward = cpu_swiglu_forward;

@@ -54,6 +54,7 @@ void cuda_grouped_linear_install(backend *be);
 // Frees grouped_linear.cu's staging (the backend's destroy).
 void cuda_grouped_linear_destroy(backend *be);
 void cuda_rope_install(backend *be);
+void cuda_rope_qk_install(backend *be);
 void cuda_attention_install(backend *be);
 void cuda_swiglu_install(backend *be);
 void cuda_swiglu_clamped_install(backend *be);

@@ -10,6 +10,7 @@ extern "C" void cuda_ops_install(backend *be) {
     cuda_grouped_linear_install(be);
     cuda_lora_install(be);
     cuda_rope_install(be);
+    cuda_rope_qk_install(be);
     cuda_attention_install(be);
     cuda_swiglu_install(be);
     cuda_swiglu_clamped_install(be);

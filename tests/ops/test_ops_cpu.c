@@ -23,6 +23,12 @@ static void *xmalloc(size_t bytes) {
     return p;
 }
 
+static void *xcalloc(size_t n, size_t size) {
+    void *p = xmalloc(n * size);
+    memset(p, 0, n * size);
+    return p;
+}
+
 static float *frand(rng_state *r, size_t n, float lo, float hi) {
     float *x = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_next_uniform(r);
@@ -533,6 +539,77 @@ static void test_rope(backend *be, rng_state *r) {
         free(x); free(y); free(R); free(xd); free(Rd); free(g);
     }
     free(pos);
+}
+
+// The fused RoPE of q and k (with and without the per-head norms) against rmsnorm_forward +
+// rope_forward and rope_backward + rmsnorm_backward onto zeros (each checked above against
+// double references): the same bits, in place and with the norm weights' gradients on and off.
+static void test_rope_qk(backend *be, rng_state *r) {
+    static const int shapes[][4] = {{41, 3, 1, 14}, {33, 4, 2, 128}, {1, 2, 2, 64}};   // N, Hq, Hk, hd
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], Hq = shapes[s][1], Hk = shapes[s][2], hd = shapes[s][3];
+        size_t nq = (size_t)N * Hq * hd, nk = (size_t)N * Hk * hd;
+        float *inv_freq = xmalloc((size_t)hd / 2 * 4);
+        for (int d = 0; d < hd / 2; d++) inv_freq[d] = 1.0f / powf(10000.0f, (float)(2 * d) / hd);
+        rope_table rt = {inv_freq, hd, s == 1 ? 1.2f : 1.0f};
+        int32_t *pos = xmalloc((size_t)N * 4);
+        for (int i = 0; i < N; i++) pos[i] = (i % 17) * 29;
+        for (int norm = 0; norm < 2; norm++)
+            for (int dw_on = 0; dw_on < 2; dw_on++) {
+                float *qi = frand(r, nq, -2, 2), *ki = frand(r, nk, -2, 2);
+                float *wq = frand(r, (size_t)hd, 0.5f, 1.5f), *wk = frand(r, (size_t)hd, 0.5f, 1.5f);
+                float *gq = frand(r, nq, -1, 1), *gk = frand(r, nk, -1, 1);
+                // fused: q, k written over q_in, k_in copies when not normed (in place, as the model)
+                float *q = norm ? xmalloc(nq * 4) : fcopy(qi, nq), *k = norm ? xmalloc(nk * 4) : fcopy(ki, nk);
+                float *rq = xmalloc((size_t)N * Hq * 4), *rk = xmalloc((size_t)N * Hk * 4);
+                float *dwq = xcalloc((size_t)hd, 4), *dwk = xcalloc((size_t)hd, 4);
+                be->rope_qk_forward(be, q, k, rq, rk, norm ? qi : q, norm ? ki : k, norm ? wq : NULL, norm ? wk : NULL,
+                                    pos, &rt, N, Hq, Hk, 1e-6f);
+                float *dq = fcopy(gq, nq), *dk = fcopy(gk, nk);
+                be->rope_qk_backward(be, dq, dk, norm && dw_on ? dwq : NULL, norm && dw_on ? dwk : NULL, qi, ki,
+                                     norm ? wq : NULL, norm ? wk : NULL, rq, rk, pos, &rt, N, Hq, Hk);
+                // unfused, as model/llama.c runs it with no_fusion & MODEL_FUSE_ROPE_QK
+                float *q_r = fcopy(qi, nq), *k_r = fcopy(ki, nk);
+                float *rq_r = xmalloc((size_t)N * Hq * 4), *rk_r = xmalloc((size_t)N * Hk * 4);
+                float *dwq_r = xcalloc((size_t)hd, 4), *dwk_r = xcalloc((size_t)hd, 4);
+                if (norm) {
+                    be->rmsnorm_forward(be, q_r, rq_r, qi, wq, N * Hq, hd, 1e-6f);
+                    be->rmsnorm_forward(be, k_r, rk_r, ki, wk, N * Hk, hd, 1e-6f);
+                }
+                be->rope_forward(be, q_r, pos, &rt, N, Hq);
+                be->rope_forward(be, k_r, pos, &rt, N, Hk);
+                float *dq_r = fcopy(gq, nq), *dk_r = fcopy(gk, nk);
+                be->rope_backward(be, dq_r, pos, &rt, N, Hq);
+                be->rope_backward(be, dk_r, pos, &rt, N, Hk);
+                if (norm) {
+                    float *zq = xcalloc(nq, 4), *zk = xcalloc(nk, 4);
+                    be->rmsnorm_backward(be, zq, dw_on ? dwq_r : NULL, dq_r, qi, wq, rq_r, N * Hq, hd);
+                    be->rmsnorm_backward(be, zk, dw_on ? dwk_r : NULL, dk_r, ki, wk, rk_r, N * Hk, hd);
+                    memcpy(dq_r, zq, nq * 4);
+                    memcpy(dk_r, zk, nk * 4);
+                    free(zq); free(zk);
+                }
+                char what[96];
+#define SAME(name, a, b, n) snprintf(what, sizeof what, "rope_qk %s (N %d, hd %d, norm %d, dw %d)", name, N, hd, \
+                                     norm, dw_on), check_same_bits(what, a, b, n)
+                SAME("q", q, q_r, nq);
+                SAME("k", k, k_r, nk);
+                if (norm) {
+                    SAME("rstd_q", rq, rq_r, (size_t)N * Hq);
+                    SAME("rstd_k", rk, rk_r, (size_t)N * Hk);
+                }
+                SAME("dq", dq, dq_r, nq);
+                SAME("dk", dk, dk_r, nk);
+                SAME("dwq", dwq, dwq_r, (size_t)hd);
+                SAME("dwk", dwk, dwk_r, (size_t)hd);
+#undef SAME
+                free(qi); free(ki); free(wq); free(wk); free(gq); free(gk); free(q); free(k); free(rq); free(rk);
+                free(dwq); free(dwk); free(dq); free(dk); free(q_r); free(k_r); free(rq_r); free(rk_r);
+                free(dwq_r); free(dwk_r); free(dq_r); free(dk_r);
+            }
+        free(inv_freq);
+        free(pos);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,7 +1375,7 @@ int main(void) {
     // Every op pointer of the table is set.
     CHECK(be->embedding_forward && be->embedding_backward && be->rmsnorm_forward && be->rmsnorm_backward && be->add_rmsnorm_forward &&
               be->linear_forward && be->linear_backward && be->lora_group_forward && be->lora_group_backward &&
-              be->rope_forward && be->rope_backward &&
+              be->rope_forward && be->rope_backward && be->rope_qk_forward && be->rope_qk_backward &&
               be->attention_forward && be->attention_backward && be->swiglu_forward && be->swiglu_backward &&
               be->add && be->dropout_forward && be->dropout_backward && be->lm_head_loss && be->adamw_update &&
               be->sum_squares && be->scale_f32 && be->add_f32 && be->has_nonfinite && be->cast_f32_to_act && be->cast_act_to_f32 &&
@@ -1315,6 +1392,7 @@ int main(void) {
     TIMED(test_linear(be, &r));
     TIMED(test_lora_group(be, &r));
     TIMED(test_rope(be, &r));
+    TIMED(test_rope_qk(be, &r));
     TIMED(test_attention(be, &r));
     TIMED(test_swiglu(be, &r));
     TIMED(test_swiglu_clamped(be, &r));

@@ -499,6 +499,73 @@ static void test_rope(int N, int H, int hd, float scaling) {
     free(pos_h);
 }
 
+// RoPE of q and k in one op, with (norm) and without the per-head RMSNorm; the backward with the
+// norm weights' gradients (dw) or frozen ones.  Without the norm q, k are rotated in place.
+static void test_rope_qk(int N, int Hq, int Hk, int hd, int norm, int dw, float scaling) {
+    char op[96];
+    snprintf(op, sizeof op, "rope_qk(N=%d,Hq=%d,Hk=%d,hd=%d,norm=%d,dw=%d)", N, Hq, Hk, hd, norm, dw);
+    float *inv = malloc((size_t)hd / 2 * sizeof(float) + 4);
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(1000000.0f, -2.0f * (float)i / (float)hd);
+    buf invf = mk("inv_freq", (size_t)hd / 2, 0, inv);
+    int32_t *pos_h = rand_ids((size_t)N, 0, 8192);
+    ibuf pos = mk_ids(pos_h, (size_t)N);
+    rope_table tc = {(const float *)invf.c, hd, scaling}, tg = {(const float *)invf.g, hd, scaling};
+    size_t nq = (size_t)N * Hq * hd, nk = (size_t)N * Hk * hd;
+    float *wqh = rnd((size_t)hd, 1.0f), *wkh = rnd((size_t)hd, 1.0f);
+    for (int i = 0; i < hd; i++) wqh[i] = round_bf(1.0f + 0.5f * wqh[i]), wkh[i] = round_bf(1.0f + 0.5f * wkh[i]);
+    buf wq = mk("wq", (size_t)hd, 1, wqh), wk = mk("wk", (size_t)hd, 1, wkh);
+    buf qi = mk("q_in", nq, 1, rnd(nq, 2.0f)), ki = mk("k_in", nk, 1, rnd(nk, 2.0f));
+    // in place without the norm: q, k start as copies of q_in, k_in
+    float *q0 = NULL, *k0 = NULL;
+    if (!norm) {
+        q0 = malloc(nq * sizeof(float) + 4), k0 = malloc(nk * sizeof(float) + 4);
+        memcpy(q0, qi.init, nq * sizeof(float));
+        memcpy(k0, ki.init, nk * sizeof(float));
+    }
+    buf q = mk("q", nq, 1, q0), k = mk("k", nk, 1, k0);
+    buf rq = mk("rstd_q", (size_t)N * Hq, 0, NULL), rk = mk("rstd_k", (size_t)N * Hk, 0, NULL);
+    const void *wqc = norm ? wq.c : NULL, *wkc = norm ? wk.c : NULL, *wqg = norm ? wq.g : NULL, *wkg = norm ? wk.g : NULL;
+    cpu->rope_qk_forward(cpu, q.c, k.c, rq.c, rk.c, norm ? qi.c : q.c, norm ? ki.c : k.c, wqc, wkc, pos.c, &tc, N, Hq, Hk,
+                         1e-6f);
+    if (norm) {
+        buf *o1[] = {&q, &k, &rq, &rk};
+        GPU_TWICE(op, o1, gpu->rope_qk_forward(gpu, q.g, k.g, rq.g, rk.g, qi.g, ki.g, wqg, wkg, pos.g, &tg, N, Hq, Hk, 1e-6f));
+        compare(op, &rq, TOL_F32_SUM);
+        compare(op, &rk, TOL_F32_SUM);
+    } else {
+        buf *o1[] = {&q, &k};
+        GPU_TWICE(op, o1, gpu->rope_qk_forward(gpu, q.g, k.g, NULL, NULL, q.g, k.g, NULL, NULL, pos.g, &tg, N, Hq, Hk, 1e-6f));
+    }
+    compare(op, &q, TOL_BF16);
+    compare(op, &k, TOL_BF16);
+    // The backward gets the CPU's rstd on both sides.
+    buf rqi = mk("rstd_q_in", (size_t)N * Hq, 0, norm ? get(cpu, rq.c, (size_t)N * Hq, 0) : rnd((size_t)N * Hq, 1.0f));
+    buf rki = mk("rstd_k_in", (size_t)N * Hk, 0, norm ? get(cpu, rk.c, (size_t)N * Hk, 0) : rnd((size_t)N * Hk, 1.0f));
+    buf dq = mk("dq", nq, 1, rnd(nq, 1.0f)), dk = mk("dk", nk, 1, rnd(nk, 1.0f));
+    buf dwq = mk("dwq", (size_t)hd, 0, rnd((size_t)hd, 1.0f)), dwk = mk("dwk", (size_t)hd, 0, rnd((size_t)hd, 1.0f));
+    int want_dw = norm && dw;
+    cpu->rope_qk_backward(cpu, dq.c, dk.c, want_dw ? dwq.c : NULL, want_dw ? dwk.c : NULL, qi.c, ki.c, wqc, wkc, rqi.c,
+                          rki.c, pos.c, &tc, N, Hq, Hk);
+    if (want_dw) {
+        buf *o2[] = {&dq, &dk, &dwq, &dwk};
+        GPU_TWICE(op, o2, gpu->rope_qk_backward(gpu, dq.g, dk.g, dwq.g, dwk.g, qi.g, ki.g, wqg, wkg, rqi.g, rki.g, pos.g,
+                                                &tg, N, Hq, Hk));
+        // Σ g·x·r over the rows with g the rotated gradient, which CUDA holds in bf16 (as
+        // rope_backward stores it for the separate rmsnorm_backward) and the CPU in f32: bf16's bound.
+        compare(op, &dwq, TOL_BF16);
+        compare(op, &dwk, TOL_BF16);
+    } else {
+        buf *o2[] = {&dq, &dk};
+        GPU_TWICE(op, o2, gpu->rope_qk_backward(gpu, dq.g, dk.g, NULL, NULL, qi.g, ki.g, wqg, wkg, rqi.g, rki.g, pos.g, &tg,
+                                                N, Hq, Hk));
+    }
+    compare(op, &dq, TOL_BF16);
+    compare(op, &dk, TOL_BF16);
+    drop(&invf); drop(&wq); drop(&wk); drop(&qi); drop(&ki); drop(&q); drop(&k); drop(&rq); drop(&rk); drop(&rqi);
+    drop(&rki); drop(&dq); drop(&dk); drop(&dwq); drop(&dwk); drop_ids(&pos);
+    free(pos_h);
+}
+
 // doc_start for B rows of Tk positions: documents of random lengths (1..max_doc) packed.
 static int32_t *make_docs(int B, int Tk, int max_doc) {
     int32_t *d = malloc((size_t)B * Tk * sizeof(int32_t) + 4);
@@ -973,7 +1040,7 @@ static int check_tables(void) {
         OP(cast_f32_to_act), OP(cast_act_to_f32), OP(embedding_forward), OP(embedding_backward),
         OP(rmsnorm_forward), OP(rmsnorm_backward), OP(add_rmsnorm_forward), OP(linear_forward), OP(linear_backward), OP(lora_group_forward), OP(lora_group_backward),
         OP(rope_forward),
-        OP(rope_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
+        OP(rope_backward), OP(rope_qk_forward), OP(rope_qk_backward), OP(attention_forward), OP(attention_backward), OP(swiglu_forward), OP(swiglu_backward),
         OP(swiglu_clamped_forward), OP(swiglu_clamped_backward), OP(add), OP(dropout_forward), OP(dropout_backward), OP(lm_head_loss), OP(adamw_update), OP(sum_squares),
         OP(scale_f32), OP(add_f32), OP(has_nonfinite), OP(moe_router_forward), OP(moe_router_backward),
         OP(moe_router_stats), OP(moe_permute), OP(moe_permute_backward), OP(moe_unpermute),
@@ -1042,6 +1109,13 @@ int main(int argc, char **argv) {
     if (want("rope")) {
         test_rope(45, 3, 64, 1.0f);
         test_rope(20, 2, 10, 0.9f);
+    }
+    if (want("rope_qk")) {
+        test_rope_qk(37, 4, 1, 128, 1, 1, 1.0f);   // Qwen3-like: q/k norms, their gradients
+        test_rope_qk(37, 4, 1, 128, 1, 0, 1.0f);   // frozen norms (LoRA)
+        test_rope_qk(29, 3, 3, 64, 0, 0, 1.2f);    // Llama-like: RoPE alone, in place
+        test_rope_qk(13, 2, 1, 14, 1, 1, 1.0f);    // half < 32: idle lanes
+        test_rope_qk(9, 3, 2, 320, 1, 1, 1.0f);    // 5 pairs a lane, the last partial
     }
     if (want("attention")) {
         // QUARRY_ATTN_KERNEL=v3|v4 runs attention_fa2.cu's forward (the cases below then check it):
