@@ -185,6 +185,9 @@ struct model {
     // LoRA inside the MoE blocks (model/moe/adapters.h): host pairs (3·E + 1) refilled per layer,
     // the shared scratch dh act (N·k, r) and, with dropout, xdrop/dxdrop act (N·k, max(C, I)).
     moe_lora_pair *elora_pairs;
+    // The grouped ops' host pointer arrays (moe_expert_weights.ptrs, then moe_lora.ptrs),
+    // MOE_EXPERT_PTRS(E) + MOE_LORA_PTRS(E), refilled per layer.
+    void **moe_ptrs;
     void *elora_dh, *elora_xdrop, *elora_dxdrop;
     void *lnf;                   // act (N, C)
     float *rstdf;                // f32 (N)
@@ -503,6 +506,7 @@ void model_free(model *m) {
     free(m->moe_host);
     free(m->h_mask);
     free(m->elora_pairs);
+    free(m->moe_ptrs);
     free(m);
 }
 
@@ -1305,9 +1309,12 @@ int model_allocate(model *m, char *err, size_t errlen) {
         }
     }
     if (m->moe_host_bytes) {
+        free(m->moe_ptrs);
+        int E = m->cfg.n_experts;
+        m->moe_ptrs = malloc((MOE_EXPERT_PTRS(E) + MOE_LORA_PTRS(E)) * sizeof *m->moe_ptrs);
         m->moe_host = malloc(m->moe_host_bytes);
         m->h_mask = malloc(Nrows * sizeof *m->h_mask);
-        if (!m->moe_host || !m->h_mask) {
+        if (!m->moe_ptrs || !m->moe_host || !m->h_mask) {
             set_err(err, errlen, "out of host memory for the MoE routing (%zu bytes)", m->moe_host_bytes);
             return -1;
         }
@@ -1813,7 +1820,8 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
                                  .down_q = experts_nf4(m, lw->experts[2]), .nf4_ws = m->nf4_ws,
                                  .gate_mx = experts_mxfp4(m, lw->experts[0]),
                                  .up_mx = experts_mxfp4(m, lw->experts[1]),
-                                 .down_mx = experts_mxfp4(m, lw->experts[2]), .mx_ws = m->mx_ws},
+                                 .down_mx = experts_mxfp4(m, lw->experts[2]), .mx_ws = m->mx_ws,
+                                 .ptrs = m->moe_ptrs},
                      .router_bias = act_of(lw->router_bias)};
     if (!lw->elora[0] && !lw->router_lora[0]) return w;
     int E = m->cfg.n_experts;
@@ -1827,6 +1835,7 @@ static moe_weights moe_weights_of(model *m, int l, layer_acts *x, moe_lora *lo) 
     lo->gate_up = m->cfg.experts_fused;
     lo->train = m->fwd_train;
     lo->dh = m->elora_dh;
+    lo->ptrs = m->moe_ptrs + MOE_EXPERT_PTRS(E);
     lo->xdrop = m->elora_xdrop;
     lo->dxdrop = m->elora_dxdrop;
     for (int j = 0; j < MOE_LORA_SLOTS; j++) {

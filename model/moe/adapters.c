@@ -1,8 +1,7 @@
 // model/moe/adapters.c — see adapters.h.  Each product runs over all the experts as one
 // grouped_linear op, fed host arrays of the experts' A, B (and their gradients).
 #include "adapters.h"
-#include <stdio.h>
-#include <stdlib.h>
+#include <stddef.h>
 
 static void *rows_at(const backend *be, const void *base, size_t row, size_t width) {
     return (char *)base + row * width * dtype_size(be->act_dtype);
@@ -16,13 +15,9 @@ typedef struct {
     float **ga, **gb;
 } pair_ptrs;
 
-static pair_ptrs pair_ptrs_make(const moe_lora_pair *p, int groups) {
+static pair_ptrs pair_ptrs_make(const moe_lora *lo, const moe_lora_pair *p, int groups) {
     pair_ptrs q;
-    void **mem = malloc((size_t)4 * groups * sizeof(void *));
-    if (!mem) {
-        fprintf(stderr, "quarry: out of host memory (the expert adapters' pointer arrays)\n");
-        exit(1);
-    }
+    void **mem = lo->ptrs;   // MOE_LORA_PTRS(E), groups ≤ E
     q.a = (const void **)mem, q.b = q.a + groups, q.ga = (float **)(mem + 2 * groups), q.gb = q.ga + groups;
     for (int g = 0; g < groups; g++) q.a[g] = p[g].a, q.b[g] = p[g].b, q.ga[g] = p[g].ga, q.gb[g] = p[g].gb;
     return q;
@@ -61,22 +56,20 @@ void moe_lora_forward(backend *be, const moe_lora *lo, int slot, const int *offs
                       const void *x, void *y, int in, int out) {
     const moe_lora_pair *p = lo->pair[slot];
     if (!p) return;
-    pair_ptrs q = pair_ptrs_make(p, groups);
+    pair_ptrs q = pair_ptrs_make(lo, p, groups);
     a_forward(be, lo, slot, &q, offsets, groups, x, in);
     be->grouped_linear_forward(be, y, lo->h[slot], q.b, NULL, offsets, groups, lo->rank, out, lo->scale, 1);
-    free(q.a);
 }
 
 void moe_lora_backward(backend *be, const moe_lora *lo, int slot, const int *offsets, int groups,
                        const void *x, const void *dy, void *dx, int in, int out) {
     const moe_lora_pair *p = lo->pair[slot];
     if (!p) return;
-    pair_ptrs q = pair_ptrs_make(p, groups);
+    pair_ptrs q = pair_ptrs_make(lo, p, groups);
     // y += s·h·Bᵀ: dh = s·dy·B, dB += s·dyᵀ·h.
     be->grouped_linear_backward(be, lo->dh, q.gb, NULL, dy, lo->h[slot], q.b, offsets, groups, lo->rank, out,
                                 lo->scale, 0);
     a_backward(be, lo, slot, &q, offsets, groups, x, dx, in);
-    free(q.a);
 }
 
 // The up half of each B (2·out, r) and of its gradient: rows out.. of every group's pointers.
@@ -92,12 +85,11 @@ void moe_lora_forward_gate_up(backend *be, const moe_lora *lo, const int *offset
     const moe_lora_pair *p = lo->pair[MOE_LORA_GATE];
     if (!p) return;
     int r = lo->rank;
-    pair_ptrs q = pair_ptrs_make(p, groups);
+    pair_ptrs q = pair_ptrs_make(lo, p, groups);
     a_forward(be, lo, MOE_LORA_GATE, &q, offsets, groups, x, in);
     be->grouped_linear_forward(be, gate, lo->h[MOE_LORA_GATE], q.b, NULL, offsets, groups, r, out, lo->scale, 1);
     to_up_half(be, &q, groups, (size_t)out * (size_t)r);
     be->grouped_linear_forward(be, up, lo->h[MOE_LORA_GATE], q.b, NULL, offsets, groups, r, out, lo->scale, 1);
-    free(q.a);
 }
 
 void moe_lora_backward_gate_up(backend *be, const moe_lora *lo, const int *offsets, int groups, const void *x,
@@ -105,12 +97,11 @@ void moe_lora_backward_gate_up(backend *be, const moe_lora *lo, const int *offse
     const moe_lora_pair *p = lo->pair[MOE_LORA_GATE];
     if (!p) return;
     int r = lo->rank;
-    pair_ptrs q = pair_ptrs_make(p, groups);
+    pair_ptrs q = pair_ptrs_make(lo, p, groups);
     const void *h = lo->h[MOE_LORA_GATE];
     // gate += s·h·B_gateᵀ, up += s·h·B_upᵀ: dh = s·(dgate·B_gate + dup·B_up), dB_* += s·d*ᵀ·h.
     be->grouped_linear_backward(be, lo->dh, q.gb, NULL, dgate, h, q.b, offsets, groups, r, out, lo->scale, 0);
     to_up_half(be, &q, groups, (size_t)out * (size_t)r);
     be->grouped_linear_backward(be, lo->dh, q.gb, NULL, dup, h, q.b, offsets, groups, r, out, lo->scale, 1);
     a_backward(be, lo, MOE_LORA_GATE, &q, offsets, groups, x, dx, in);
-    free(q.a);
 }

@@ -40,7 +40,12 @@ typedef struct {
     void *h[MOE_LORA_SLOTS];
     // Scratch shared by the layers: dh act (M, r); xdrop, dxdrop act (M, max(C, I)) (dropout only).
     void *dh, *xdrop, *dxdrop;
+    // Host scratch of MOE_LORA_PTRS(E) pointers, planned once by the caller: the groups' A, B
+    // and their gradients as the grouped ops take them, refilled per call.
+    void **ptrs;
 } moe_lora;
+
+#define MOE_LORA_PTRS(E) ((size_t)4 * (size_t)(E))
 
 // y (act (M, out)) += the adapters of `slot` on x (act (M, in)) over the groups of rows
 // [offsets[g], offsets[g+1]), g < groups (the experts; the router: one group of N rows).

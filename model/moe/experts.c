@@ -4,8 +4,7 @@
 #include "experts.h"
 #include "../../kernels/mxfp4_format.h"
 #include "../../kernels/nf4_format.h"
-#include <stdio.h>
-#include <stdlib.h>
+#include <stddef.h>
 
 // Element index·elems of an act buffer: row `index` of a matrix of `elems` columns, or expert
 // `index`'s matrix of `elems` elements.
@@ -19,7 +18,6 @@ enum { P_GATE, P_UP, P_DOWN, P_N };
 typedef struct {
     const void **w[P_N], **bias[P_N];
     float **dw[P_N], **dbias[P_N];
-    void *mem;
 } expert_ptrs;
 
 static const void **act_stack(const backend *be, const void **slot, const void *base, int E, size_t elems) {
@@ -39,12 +37,7 @@ static expert_ptrs expert_ptrs_make(const backend *be, const moe_dims *d, const 
     int C = d->hidden, I = d->intermediate, E = d->n_experts;
     size_t wsz = (size_t)I * C, bsz[P_N] = {(size_t)I, (size_t)I, (size_t)C};
     expert_ptrs p = {0};
-    void **mem = malloc((size_t)4 * P_N * E * sizeof(void *));
-    if (!mem) {
-        fprintf(stderr, "quarry: out of host memory (the experts' pointer arrays)\n");
-        exit(1);
-    }
-    p.mem = mem;
+    void **mem = w->ptrs;   // MOE_EXPERT_PTRS(E) = 4·P_N·E
     const void *ws[P_N] = {w->gate, w->up, w->down}, *bs[P_N] = {w->gate_bias, w->up_bias, w->down_bias};
     float *gs[P_N] = {g ? g->gate : NULL, g ? g->up : NULL, g ? g->down : NULL};
     float *gbs[P_N] = {g ? g->gate_bias : NULL, g ? g->up_bias : NULL, g ? g->down_bias : NULL};
@@ -145,7 +138,6 @@ void moe_experts_forward(backend *be, const moe_dims *d, const int *offsets,
     act_forward(be, d, h, gate, up, M * I);
     experts_project_forward(be, w, &p, P_DOWN, w->down_q, w->down_mx, offsets, E, eo, h, I, C);
     if (w->lora) moe_lora_forward(be, w->lora, MOE_LORA_DOWN, offsets, E, h, eo, I, C);
-    free(p.mem);
 }
 
 void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
@@ -168,5 +160,4 @@ void moe_experts_backward(backend *be, const moe_dims *d, const int *offsets,
         moe_lora_backward(be, w->lora, MOE_LORA_GATE, offsets, E, xp, dh, dxp, C, I);
         moe_lora_backward(be, w->lora, MOE_LORA_UP, offsets, E, xp, dup, dxp, C, I);
     }
-    free(p.mem);
 }

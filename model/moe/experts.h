@@ -28,7 +28,12 @@ typedef struct {
     // per expert, so the results equal the dequantised-at-load experts' bit for bit.
     const struct mxfp4_tensor *gate_mx, *up_mx, *down_mx;
     void *mx_ws;
+    // Host scratch of MOE_EXPERT_PTRS(E) pointers, planned once by the caller: each expert's
+    // matrices (weights, biases, gradients) as the grouped ops take them, refilled per call.
+    void **ptrs;
 } moe_expert_weights;
+
+#define MOE_EXPERT_PTRS(E) ((size_t)12 * (size_t)(E))
 
 typedef struct {
     float *gate, *up, *down;        // f32, the same shapes; NULL: that projection is frozen

@@ -129,6 +129,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
     float *prob_sum = dev_alloc(be, E * 4), *count = dev_alloc(be, E * 4);
 
     moe_saved s[MAXL];
+    void **ptrs = malloc(MOE_EXPERT_PTRS(E) * sizeof *ptrs);
     moe_weights w[MAXL] = {0};   // no adapters (experts.lora NULL), no biases (gpt-oss's variant)
     void *x[MAXL], *saved_dev[MAXL], *saved_host[MAXL];
     for (int l = 0; l < L; l++) {
@@ -141,6 +142,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
         w[l].experts.gate = ref_act(&fx, REF("gate"), nwe);
         w[l].experts.up = ref_act(&fx, REF("up"), nwe);
         w[l].experts.down = ref_act(&fx, REF("down"), nwe);
+        w[l].experts.ptrs = ptrs;
         x[l] = ref_act(&fx, REF("x"), nx);
         void *y = dev_alloc(be, nx * dtype_size(be->act_dtype));
         int rc = moe_block_forward(be, &d, &w[l], &s[l], &t, x[l], y, mask, prob_sum, count, N, err, sizeof err);
@@ -184,7 +186,7 @@ static void test_fixture(backend *be, const char *dir, const char *name) {
         be->free(be, (void *)w[l].experts.up); be->free(be, (void *)w[l].experts.down);
         be->free(be, x[l]); be->free(be, saved_dev[l]); free(saved_host[l]);
     }
-    be->free(be, scratch_dev); free(scratch_host); be->free(be, prob_sum); be->free(be, count);
+    be->free(be, scratch_dev); free(scratch_host); free(ptrs); be->free(be, prob_sum); be->free(be, count);
     be->free(be, dprob); be->free(be, mask); free(mh); free(mf);
     st_close(fx.ref);
 }
