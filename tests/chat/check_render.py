@@ -9,6 +9,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from official_templates import official_templates  # noqa: E402
+
 
 def main():
     quarry, testdata, source, work = sys.argv[1:5]
@@ -17,21 +20,9 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"SKIP: transformers/jinja2 not importable: {e}")
         return 77
-    ct = os.path.join(testdata, "chat_templates")
-    ref = os.path.join(source, "scripts", "reference", "chat_templates")
-    L3 = ("<|begin_of_text|>", "<|eot_id|>")
-    models = {
-        "llama3.1": (os.path.join(ct, "meta-llama-Llama-3.1-8B-Instruct.jinja"), L3),
-        "llama3.0": (os.path.join(ref, "meta-llama-Meta-Llama-3-8B-Instruct.jinja"), L3),
-        "llama2": (os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), ("<s>", "</s>")),
-        "qwen2.5": (os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), (None, "<|im_end|>")),
-        "qwen3": (os.path.join(ct, "Qwen-Qwen3-0.6B.jinja"), (None, "<|im_end|>")),
-        "mistral-v3-spm": (os.path.join(ct, "mistral", "v3_spm.jinja"), ("<s>", "</s>")),
-        "mistral-v1": (os.path.join(ct, "mistral", "v1.jinja"), ("<s>", "</s>")),
-        "mistral-hf": (os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), ("<s>", "</s>")),
-        "mistral-nemo": (os.path.join(ct, "mistralai-Mistral-Nemo-Instruct-2407.jinja"), ("<s>", "</s>")),
-        "phi3.5": (os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>")),
-    }
+    models = official_templates(testdata, source, ["llama3.1", "llama3.0", "llama2", "qwen2.5", "qwen3",
+                                                   "mistral-v3-spm", "mistral-v1", "mistral-hf", "mistral-nemo",
+                                                   "phi3.5"])
     files = ["tooluse_test_system_messages.jsonl", "tooluse_test_content_blocks.jsonl",
              "uber10k_prompt_completion.jsonl", "tooluse_train_system_messages.jsonl"]
     fails = 0

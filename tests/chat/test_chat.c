@@ -4,7 +4,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include "data/chat.h"
 #include "test.h"
@@ -435,28 +434,11 @@ static void test_loader(const char *dir) {
 
 int main(void) {
     const char *testdata = test_env("QUARRY_TESTDATA", "../shared/testdata");
-    const char *python = test_env("QUARRY_PYTHON", ".venv/bin/python");
-    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *build = test_env("QUARRY_BUILD_DIR", ".");
     test_spans();
     test_mixtral_is_v1();
-    struct stat st;
-    char path[8192];
-    snprintf(path, sizeof path, "%s/chat_templates", testdata);
-    if (stat(path, &st) != 0)
-        SKIP("../shared/testdata not found (%s); the jinja2 comparison did not run", path);
-    if (stat(python, &st) != 0)
-        SKIP(".venv not found (%s); the jinja2 comparison did not run", python);
-    char out[2048], cmd[16384];
-    if (strlen(build) > 1500)
-        SKIP("build directory path too long");
-    snprintf(out, sizeof out, "%s/chat_cases", build);
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/chat/gen_chat_cases.py' '%s' '%s' '%s' 1000", python, src, testdata, src,
-             out);
-    int rc = system(cmd);
-    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
-        SKIP("the jinja2 oracle is not available");
-    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_chat_cases.py failed (%d)", rc);
+    char path[8192], out[2048];
+    gen_cases("gen_chat_cases.py", "chat_cases", 1000, "jinja2", "; the jinja2 comparison did not run", out,
+              sizeof out);
     if (test_failures)
         return test_finish("test_chat");
     static const char *names[] = {"llama3.1", "llama3.2", "llama3.3", "llama3.0", "llama2", "qwen2.5", "qwen2", "qwen3", "phi3.5",

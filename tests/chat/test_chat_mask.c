@@ -6,7 +6,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include "data/chat.h"
 #include "data/tokenizer.h"
@@ -309,25 +308,8 @@ static void test_cpt(const char *toks) {
 
 int main(void) {
     const char *testdata = test_env("QUARRY_TESTDATA", "../shared/testdata");
-    const char *python = test_env("QUARRY_PYTHON", ".venv/bin/python");
-    const char *src = test_env("QUARRY_SOURCE_DIR", ".");
-    const char *build = test_env("QUARRY_BUILD_DIR", ".");
-    struct stat st;
-    char path[8192], out[2048], cmd[16384];
-    snprintf(path, sizeof path, "%s/chat_templates", testdata);
-    if (stat(path, &st) != 0)
-        SKIP("../shared/testdata not found (%s)", path);
-    if (stat(python, &st) != 0)
-        SKIP(".venv not found (%s)", python);
-    if (strlen(build) > 1500)
-        SKIP("build directory path too long");
-    snprintf(out, sizeof out, "%s/chat_mask_cases", build);
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/chat/gen_mask_cases.py' '%s' '%s' '%s' 200", python, src, testdata, src,
-             out);
-    int rc = system(cmd);
-    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
-        SKIP("the tokenizer/jinja2 oracle is not available");
-    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "gen_mask_cases.py failed (%d)", rc);
+    char path[8192], out[2048];
+    gen_cases("gen_mask_cases.py", "chat_mask_cases", 200, "tokenizer/jinja2", "", out, sizeof out);
     if (test_failures)
         return test_finish("test_chat_mask");
     static const char *names[] = {"llama3.1", "llama3.0", "llama2", "qwen2.5", "mistral-v1-spm", "mistral-v3-spm",

@@ -210,21 +210,10 @@ def check_templates(q, testdata, src, tokdir, work):
     except Exception as e:  # noqa: BLE001
         print(f"SKIP templates: transformers/jinja2 not importable: {e}")
         return
-    ct = os.path.join(testdata, "chat_templates")
-    ref = os.path.join(src, "scripts", "reference", "chat_templates")
-    L3 = ("<|begin_of_text|>", "<|eot_id|>")
-    models = {
-        "llama3.1": (os.path.join(ct, "meta-llama-Llama-3.1-8B-Instruct.jinja"), L3),
-        "llama3.0": (os.path.join(ref, "meta-llama-Meta-Llama-3-8B-Instruct.jinja"), L3),
-        "llama2": (os.path.join(ref, "meta-llama-Llama-2-7b-chat-hf.jinja"), ("<s>", "</s>")),
-        "qwen2.5": (os.path.join(ct, "Qwen-Qwen2.5-7B-Instruct.jinja"), (None, "<|im_end|>")),
-        "qwen2": (os.path.join(ref, "Qwen-Qwen2-7B-Instruct.jinja"), (None, "<|im_end|>")),
-        "mistral-v3-spm": (os.path.join(ct, "mistral", "v3_spm.jinja"), ("<s>", "</s>")),
-        "mistral-v1": (os.path.join(ct, "mistral", "v1.jinja"), ("<s>", "</s>")),
-        "mistral-hf": (os.path.join(ref, "mistralai-Mistral-7B-Instruct-v0.3.jinja"), ("<s>", "</s>")),
-        "mistral-nemo": (os.path.join(ct, "mistralai-Mistral-Nemo-Instruct-2407.jinja"), ("<s>", "</s>")),
-        "phi3.5": (os.path.join(ct, "microsoft-Phi-3.5-mini-instruct.jinja"), ("<s>", "<|endoftext|>")),
-    }
+    sys.path.insert(0, os.path.join(src, "tests", "chat"))
+    from official_templates import official_templates
+    models = official_templates(testdata, src, ["llama3.1", "llama3.0", "llama2", "qwen2.5", "qwen2", "mistral-v3-spm",
+                                                "mistral-v1", "mistral-hf", "mistral-nemo", "phi3.5"])
     convs = [
         [{"role": "user", "content": "What is the capital of France?"}],
         [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}],

@@ -15,25 +15,11 @@
 //   one fused op each way instead of 2 RoPE (+ 2 RMSNorm) ops; and decoding with the KV cache
 //   (a prompt, one token, then several over the cache) gives the same logits bit for bit.
 #include "test.h"
-#include "lora_random_b.h"
-#include "model/llama.h"
-#include "kernels/rng.h"
+#include "bitwise.h"
 
 enum { B = 2, T = 24, N = B * T };
 
-static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];
-
-static void make_batches(int vocab) {
-    rng_state s = {.seed = 77, .counter = 0};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) {
-            int t = i % T, start = t < 11 ? 0 : 11;   // two documents per row
-            ids[k][i] = (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-            pos[k][i] = t - start;
-            doc[k][i] = start;
-            targets[k][i] = (t == 10 || t == T - 1 || i % 5 == 2) ? -1 : (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-        }
-}
+static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];   // two micro-batches (bitwise_batches)
 
 // Calls of the ops that run GEMMs, counted through wrappers around the CPU's.
 static struct {
@@ -121,27 +107,17 @@ static int run_step(const char *dir, backend *be, unsigned no_fusion, int lora, 
                     step_result *out) {
     char err[512];
     memset(out, 0, sizeof *out);
-    lora_config lc = lora_config_default();
-    lc.rank = 4;
-    lc.alpha = 8.0f;
-    lc.dropout = dropout;
-    lc.targets = LORA_ALL_LINEAR;
     model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
                          .checkpoint = rc, .no_fusion = no_fusion};
     model_memory plan;
-    model *m = model_open(dir, be, err, sizeof err);
-    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &plan, err, sizeof err) ||
-        model_allocate(m, err, sizeof err)) {
+    model *m = bitwise_open(dir, be, lora, dropout, &opt, &plan, err, sizeof err);
+    if (!m) {
         fprintf(stderr, "FAIL %s: %s\n", dir, err);
-        model_free(m);
         return -1;
     }
-    if (lora) lora_randomize_b(m);
-    int64_t trained = 0;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) trained += targets[k][i] != -1;
+    int64_t trained = bitwise_trained(targets[0], 2 * N);
     out->losses = malloc(2 * N * sizeof *out->losses);
-    for (int i = 0; i < model_trained_count(m); i++) out->ngrad += model_trained_at(m, i)->n;
+    out->ngrad = bitwise_grad_numel(m);
     out->grads = malloc(out->ngrad * sizeof *out->grads);
     int V = model_get_config(m)->vocab_size;
     out->logits = malloc((size_t)NLOGIT * V * sizeof *out->logits);
@@ -167,21 +143,10 @@ static int run_step(const char *dir, backend *be, unsigned no_fusion, int lora, 
         }
         if (k == 0) out->bwd_rope = calls.rope_bwd, out->bwd_rope_qk = calls.rope_qk_bwd, out->bwd_norm = calls.norm_bwd;
     }
-    size_t off = 0;
-    for (int i = 0; i < model_trained_count(m) && rcode == 0; i++) {
-        model_param *p = model_trained_at(m, i);
-        be->copy_to_host(be, out->grads + off, p->grad, p->n * 4);
-        off += p->n;
-    }
+    if (rcode == 0) bitwise_read_grads(m, be, out->grads);
     be->synchronize(be);
     model_free(m);
     return rcode;
-}
-
-static long first_diff(const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof *a) != 0) return (long)i;
-    return -1;
 }
 
 static void check_lora_group(const char *dir, const char *name, backend *be, int L) {
@@ -191,8 +156,7 @@ static void check_lora_group(const char *dir, const char *name, backend *be, int
         free_result(&ref);
         return;
     }
-    double gnorm = 0;
-    for (size_t i = 0; i < ref.ngrad; i++) gnorm += (double)ref.grads[i] * ref.grads[i];
+    double gnorm = bitwise_sumsq(ref.grads, ref.ngrad);
     CHECK(gnorm > 0 && isfinite(gnorm), "%s: the gradients are zero or not finite", name);
     CHECK(ref.fwd_group == 0 && ref.fwd_linear == 21L * L, "%s unfused: %ld grouped, %ld linear ops per forward, "
           "want 0 and %d", name, ref.fwd_group, ref.fwd_linear, 21 * L);
@@ -207,10 +171,10 @@ static void check_lora_group(const char *dir, const char *name, backend *be, int
         CHECK(got.fwd_group == 2L * L && got.fwd_linear == 11L * L,
               "%s fused (recompute %s): %ld grouped, %ld linear ops per forward, want %d and %d", name, mode,
               got.fwd_group, got.fwd_linear, 2 * L, 11 * L);
-        long d = first_diff(got.losses, ref.losses, 2 * N);
+        long d = bitwise_first_diff(got.losses, ref.losses, 2 * N);
         CHECK(d < 0, "%s fused (recompute %s): row loss %ld is %.9g, unfused %.9g", name, mode, d,
               d < 0 ? 0.0 : (double)got.losses[d], d < 0 ? 0.0 : (double)ref.losses[d]);
-        d = got.ngrad == ref.ngrad ? first_diff(got.grads, ref.grads, ref.ngrad) : 0;
+        d = got.ngrad == ref.ngrad ? bitwise_first_diff(got.grads, ref.grads, ref.ngrad) : 0;
         CHECK(d < 0, "%s fused (recompute %s): gradient element %ld is %.9g, unfused %.9g", name, mode, d,
               d < 0 ? 0.0 : (double)got.grads[d], d < 0 ? 0.0 : (double)ref.grads[d]);
         printf("%s fused, recompute %-4s: bitwise equal to unfused (%zu gradient elements); %ld linear + %ld "
@@ -223,24 +187,14 @@ static void check_lora_group(const char *dir, const char *name, backend *be, int
     if (run_step(dir, be, MODEL_FUSE_LORA_GROUP, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_ref) == 0 &&
         run_step(dir, be, 0, 1, 0.1f, MODEL_RECOMPUTE_NONE, &drop_got) == 0) {
         CHECK(drop_got.fwd_group == 0, "%s with dropout: %ld grouped ops", name, drop_got.fwd_group);
-        CHECK(first_diff(drop_got.losses, drop_ref.losses, 2 * N) < 0 &&
-              first_diff(drop_got.grads, drop_ref.grads, drop_ref.ngrad) < 0, "%s with dropout: results differ", name);
+        CHECK(bitwise_first_diff(drop_got.losses, drop_ref.losses, 2 * N) < 0 &&
+              bitwise_first_diff(drop_got.grads, drop_ref.grads, drop_ref.ngrad) < 0,
+              "%s with dropout: results differ", name);
     } else {
         test_failures++;
     }
     free_result(&drop_ref);
     free_result(&drop_got);
-}
-
-// ‖a − b‖ / ‖b‖ in double.
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void check_add_norm(const char *dir, const char *name, backend *be, int L, int qk_norm) {
@@ -258,7 +212,7 @@ static void check_add_norm(const char *dir, const char *name, backend *be, int L
                   name, what, ref.fwd_add_norm, ref.fwd_norm);
             CHECK(got.fwd_add_norm == L && got.fwd_norm == norms - L, "%s %s fused: %ld add_rmsnorm, %ld rmsnorm ops, "
                   "want %d and %ld", name, what, got.fwd_add_norm, got.fwd_norm, L, norms - L);
-            double dl = rel_diff(got.losses, ref.losses, 2 * N), dg = rel_diff(got.grads, ref.grads, ref.ngrad);
+            double dl = rel_error(got.losses, ref.losses, 2 * N), dg = rel_error(got.grads, ref.grads, ref.ngrad);
             CHECK(dl < 1e-5 && dg < 1e-4, "%s %s: fused vs unfused: losses %.3g, gradients %.3g apart", name, what, dl,
                   dg);
             printf("%s %s, add+rmsnorm fused: losses %.2g, gradients %.2g from unfused (rel.); %ld fused + %ld "
@@ -292,13 +246,13 @@ static void check_rope_qk(const char *dir, const char *name, backend *be, int L,
                 CHECK(ref.fwd_norm - got.fwd_norm == qkn && ref.bwd_norm - got.bwd_norm == qkn,
                       "%s %s: the fused path runs %ld, %ld fewer rmsnorm ops (forward, backward), want %ld",
                       name, what, ref.fwd_norm - got.fwd_norm, ref.bwd_norm - got.bwd_norm, qkn);
-                long d = first_diff(got.logits, ref.logits, (size_t)NLOGIT * V);
+                long d = bitwise_first_diff(got.logits, ref.logits, (size_t)NLOGIT * V);
                 CHECK(d < 0, "%s %s fused (recompute %s): logit %ld is %.9g, unfused %.9g", name, what, mode, d,
                       d < 0 ? 0.0 : (double)got.logits[d], d < 0 ? 0.0 : (double)ref.logits[d]);
-                d = first_diff(got.losses, ref.losses, 2 * N);
+                d = bitwise_first_diff(got.losses, ref.losses, 2 * N);
                 CHECK(d < 0, "%s %s fused (recompute %s): row loss %ld is %.9g, unfused %.9g", name, what, mode, d,
                       d < 0 ? 0.0 : (double)got.losses[d], d < 0 ? 0.0 : (double)ref.losses[d]);
-                d = got.ngrad == ref.ngrad ? first_diff(got.grads, ref.grads, ref.ngrad) : 0;
+                d = got.ngrad == ref.ngrad ? bitwise_first_diff(got.grads, ref.grads, ref.ngrad) : 0;
                 CHECK(d < 0, "%s %s fused (recompute %s): gradient element %ld is %.9g, unfused %.9g", name, what,
                       mode, d, d < 0 ? 0.0 : (double)got.grads[d], d < 0 ? 0.0 : (double)ref.grads[d]);
                 printf("%s %s, rope_qk fused, recompute %-4s: bitwise equal to unfused (%d logits, %zu gradient "
@@ -341,7 +295,7 @@ static void check_rope_qk_decode(const char *dir, const char *name, backend *be,
     CHECK(ok, "%s decode: the runs failed", name);
     if (ok) {
         CHECK(fused_ops > 0, "%s decode fused: no rope_qk op ran", name);
-        long d = first_diff(lg[1], lg[0], (size_t)3 * V);
+        long d = bitwise_first_diff(lg[1], lg[0], (size_t)3 * V);
         CHECK(d < 0, "%s decode: logit %ld is %.9g fused, %.9g unfused", name, d, d < 0 ? 0.0 : (double)lg[1][d],
               d < 0 ? 0.0 : (double)lg[0][d]);
         printf("%s decode with KV cache (prefixes 7, 8, 11): logits bitwise equal with rope_qk fused (%ld fused "
@@ -377,7 +331,8 @@ int main(void) {
         model *m = model_open(dir, be, err, sizeof err);
         CHECK(m != NULL, "open %s: %s", dir, err);
         if (!m) continue;
-        make_batches(model_get_config(m)->vocab_size);
+        bitwise_batches(2, B, T, model_get_config(m)->vocab_size, 77, 11, 5, 2, ids[0], targets[0], pos[0],
+                        doc[0]);
         int L = model_get_config(m)->num_layers, qk = model_get_config(m)->qk_norm;
         int V = model_get_config(m)->vocab_size;
         model_free(m);

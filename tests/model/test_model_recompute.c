@@ -6,25 +6,11 @@
 // none > selective > full activations, selective saving exactly the per-layer ln1, ln2 and act.
 // (Agreement with transformers in each mode is test_model_fidelity's.)
 #include "test.h"
-#include "lora_random_b.h"
-#include "model/llama.h"
-#include "kernels/rng.h"
+#include "bitwise.h"
 
 enum { B = 2, T = 24, N = B * T };
 
-static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];
-
-static void make_batches(int vocab) {
-    rng_state s = {.seed = 31, .counter = 0};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) {
-            int t = i % T, start = t < 9 ? 0 : 9;   // two documents per row
-            ids[k][i] = (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-            pos[k][i] = t - start;
-            doc[k][i] = start;
-            targets[k][i] = (t == 8 || t == T - 1 || i % 7 == 3) ? -1 : (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-        }
-}
+static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];   // two micro-batches (bitwise_batches)
 
 // Everything a training step produces: per-row losses of both micro-batches, every gradient.
 typedef struct {
@@ -43,28 +29,18 @@ static void free_result(step_result *r) {
 static int run_step(const char *dir, backend *be, int lora, model_recompute rc, step_result *out) {
     char err[512];
     memset(out, 0, sizeof *out);
-    lora_config lc = lora_config_default();
-    lc.rank = 4;
-    lc.alpha = 8.0f;
-    lc.dropout = 0.1f;
-    lc.targets = LORA_ALL_LINEAR;
     model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
                          .checkpoint = rc};
     model_memory plan;
-    model *m = model_open(dir, be, err, sizeof err);
-    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &plan, err, sizeof err) ||
-        model_allocate(m, err, sizeof err)) {
+    model *m = bitwise_open(dir, be, lora, 0.1f, &opt, &plan, err, sizeof err);   // the same B in every mode
+    if (!m) {
         fprintf(stderr, "FAIL %s (%s): %s\n", dir, model_recompute_name(rc), err);
-        model_free(m);
         return -1;
     }
     out->activations = plan.activations;
-    if (lora) lora_randomize_b(m);   // the same random B in every mode
-    int64_t trained = 0;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) trained += targets[k][i] != -1;
+    int64_t trained = bitwise_trained(targets[0], 2 * N);
     out->losses = malloc(2 * N * sizeof *out->losses);
-    for (int i = 0; i < model_trained_count(m); i++) out->ngrad += model_trained_at(m, i)->n;
+    out->ngrad = bitwise_grad_numel(m);
     out->grads = malloc(out->ngrad * sizeof *out->grads);
     int rcode = 0;
     model_zero_grads(m);
@@ -79,42 +55,29 @@ static int run_step(const char *dir, backend *be, int lora, model_recompute rc, 
         }
         out->loss_sum[k] = l.sum;
     }
-    size_t off = 0;
-    for (int i = 0; i < model_trained_count(m) && rcode == 0; i++) {
-        model_param *p = model_trained_at(m, i);
-        be->copy_to_host(be, out->grads + off, p->grad, p->n * 4);
-        off += p->n;
-    }
+    if (rcode == 0) bitwise_read_grads(m, be, out->grads);
     be->synchronize(be);
     model_free(m);
     return rcode;
-}
-
-// The first element where a and b differ in their bits, or −1.
-static long first_diff(const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof *a) != 0) return (long)i;
-    return -1;
 }
 
 static void check_bitwise(const char *dir, const char *name, backend *be, int lora) {
     const char *what = lora ? "LoRA (dropout 0.1)" : "full";
     step_result ref, got;
     if (run_step(dir, be, lora, MODEL_RECOMPUTE_NONE, &ref) != 0) { test_failures++; free_result(&ref); return; }
-    double gnorm = 0;
-    for (size_t i = 0; i < ref.ngrad; i++) gnorm += (double)ref.grads[i] * ref.grads[i];
+    double gnorm = bitwise_sumsq(ref.grads, ref.ngrad);
     CHECK(gnorm > 0 && isfinite(gnorm), "%s %s: the gradients are zero or not finite", name, what);
     const model_recompute modes[] = {MODEL_RECOMPUTE_SELECTIVE, MODEL_RECOMPUTE_FULL};
     for (int k = 0; k < 2; k++) {
         const char *mode = model_recompute_name(modes[k]);
         if (run_step(dir, be, lora, modes[k], &got) != 0) { test_failures++; free_result(&got); continue; }
-        long d = first_diff(got.losses, ref.losses, 2 * N);
+        long d = bitwise_first_diff(got.losses, ref.losses, 2 * N);
         CHECK(d < 0, "%s %s %s: row loss %ld is %.9g, without recomputation %.9g", name, what, mode, d,
               d < 0 ? 0.0 : (double)got.losses[d], d < 0 ? 0.0 : (double)ref.losses[d]);
         CHECK(got.loss_sum[0] == ref.loss_sum[0] && got.loss_sum[1] == ref.loss_sum[1],
               "%s %s %s: loss sums %.17g %.17g, without recomputation %.17g %.17g", name, what, mode, got.loss_sum[0],
               got.loss_sum[1], ref.loss_sum[0], ref.loss_sum[1]);
-        d = got.ngrad == ref.ngrad ? first_diff(got.grads, ref.grads, ref.ngrad) : 0;
+        d = got.ngrad == ref.ngrad ? bitwise_first_diff(got.grads, ref.grads, ref.ngrad) : 0;
         CHECK(d < 0, "%s %s %s: gradient element %ld is %.9g, without recomputation %.9g", name, what, mode, d,
               d < 0 ? 0.0 : (double)got.grads[d], d < 0 ? 0.0 : (double)ref.grads[d]);
         CHECK(got.activations < ref.activations, "%s %s %s: activations %zu bytes, none %zu", name, what, mode,
@@ -189,7 +152,7 @@ int main(void) {
         model *m = model_open(dir, be, err, sizeof err);
         CHECK(m != NULL, "open %s: %s", dir, err);
         if (!m) continue;
-        make_batches(model_get_config(m)->vocab_size);
+        bitwise_batches(2, B, T, model_get_config(m)->vocab_size, 31, 9, 7, 3, ids[0], targets[0], pos[0], doc[0]);
         model_free(m);
         check_plans(dir, be);
         check_bitwise(dir, names[k], be, 0);

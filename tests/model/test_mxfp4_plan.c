@@ -7,35 +7,16 @@
 // experts), which with the experts dequantised to bf16 does not fit (its refusal now names
 // --experts-dtype mxfp4), and gpt-oss-20b on one 80 GB H100.
 #include "test.h"
-#include "model/config.h"
+#include "config_plan.h"
 #include "model/plan_fit.h"
 
 static const size_t H100_80GB = (size_t)81559 << 20;   // what nvidia-smi reports (quarry plan's cards)
 static const size_t H200 = (size_t)143771 << 20;
 
-static size_t r64(size_t n) { return (n + 63) & ~(size_t)63; }
-
-static model *open_named(const char *file, model_config *cfg, unsigned targets) {
-    char path[1024], err[512];
-    snprintf(path, sizeof path, "%s/examples/configs/%s", test_env("QUARRY_SOURCE_DIR", "."), file);
-    CHECK(model_config_load(cfg, path, err, sizeof err) == 0, "%s: %s", path, err);
-    model *m = model_open_config(cfg, DTYPE_BF16, err, sizeof err);
-    CHECK(m != NULL, "%s: %s", file, err);
-    lora_config lc = lora_config_default();
-    lc.rank = 16;
-    lc.targets = targets;
-    CHECK(m && model_enable_lora(m, &lc, err, sizeof err) == 0, "LoRA: %s", err);
-    return m;
-}
-
 static model_memory plan_of(model *m, int seq, model_recompute rc, int mx, const char *label) {
-    char err[512];
     model_options o = {.batch_size = 1, .seq_len = seq, .train = MODEL_TRAIN_LORA, .checkpoint = rc,
                        .experts_mxfp4 = mx};
-    model_memory p = {0};
-    CHECK(model_plan(m, &o, &p, err, sizeof err) == 0, "%s: %s", label, err);
-    printf("PLAN (model_plan's allocation, not a measurement): %s\n", label);
-    model_memory_print(&p, stdout);
+    model_memory p = plan_printed(m, &o, label);
     printf("  exact bytes: weights %zu (MXFP4 %zu), masters %zu, grads %zu, AdamW %zu, activations %zu "
            "(MXFP4 workspace %zu), total %zu\n\n", p.weights, p.mxfp4, p.masters, p.grads, p.moments, p.activations,
            p.mxfp4_workspace, p.total);
@@ -96,7 +77,7 @@ int main(void) {
     for (int i = 0; i < 2; i++)
         for (int t = 0; t < 2; t++) {
             model_config c;
-            model *m = open_named(models[i].file, &c, sets[t].targets);
+            model *m = open_config_lora16(models[i].file, &c, sets[t].targets);
             if (!m) continue;
             char label[256];
             snprintf(label, sizeof label, "%s %s", models[i].name, sets[t].what);

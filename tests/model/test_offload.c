@@ -10,27 +10,14 @@
 // PLANS (model_plan's allocation, not measurements), with plan_fit_memory's choice.
 #include "test.h"
 #include "config_llama31_8b.h"
-#include "lora_random_b.h"
-#include "kernels/rng.h"
+#include "bitwise.h"
 #include "model/init.h"
 #include "model/plan_fit.h"
 #include <unistd.h>
 
 enum { B = 1, T = 384, N = B * T, LAYERS = 6, CHUNK = 256 };   // chunks of 256 and 128 rows
 
-static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];
-
-static void make_batches(int vocab) {
-    rng_state s = {.seed = 77, .counter = 0};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) {
-            int t = i % T, start = t < 100 ? 0 : 100;   // two documents per row
-            ids[k][i] = (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-            pos[k][i] = t - start;
-            doc[k][i] = start;
-            targets[k][i] = (t == 99 || t == T - 1 || i % 7 == 3) ? -1 : (int32_t)(rng_next_u64(&s) % (uint64_t)vocab);
-        }
-}
+static int32_t ids[2][N], targets[2][N], pos[2][N], doc[2][N];   // two micro-batches (bitwise_batches)
 
 // A tiny Llama of LAYERS layers with random weights in a fresh directory (examples/tiny-model's
 // config with more layers).
@@ -74,25 +61,16 @@ static void free_result(run_result *r) {
 static int run(const char *dir, backend *be, int lora, model_recompute rc, int offload, int chunk, run_result *out) {
     char err[512];
     memset(out, 0, sizeof *out);
-    lora_config lc = lora_config_default();
-    lc.rank = 4;
-    lc.alpha = 8.0f;
-    lc.dropout = 0.0f;   // MLP chunks refuse dropout (below)
-    lc.targets = LORA_ALL_LINEAR;
     model_options opt = {.batch_size = B, .seq_len = T, .train = lora ? MODEL_TRAIN_LORA : MODEL_TRAIN_FULL,
                          .checkpoint = rc, .offload = offload, .mlp_chunk = chunk};
-    model *m = model_open(dir, be, err, sizeof err);
-    if (!m || (lora && model_enable_lora(m, &lc, err, sizeof err)) || model_plan(m, &opt, &out->plan, err, sizeof err) ||
-        model_allocate(m, err, sizeof err)) {
+    // LoRA dropout 0: MLP chunks refuse dropout (below).
+    model *m = bitwise_open(dir, be, lora, 0.0f, &opt, &out->plan, err, sizeof err);
+    if (!m) {
         fprintf(stderr, "FAIL (%s, offload %d, chunk %d): %s\n", model_recompute_name(rc), offload, chunk, err);
-        model_free(m);
         return -1;
     }
-    if (lora) lora_randomize_b(m);
-    int64_t trained = 0;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < N; i++) trained += targets[k][i] != -1;
-    for (int i = 0; i < model_trained_count(m); i++) out->ngrad += model_trained_at(m, i)->n;
+    int64_t trained = bitwise_trained(targets[0], 2 * N);
+    out->ngrad = bitwise_grad_numel(m);
     out->losses = malloc(4 * N * sizeof *out->losses);
     out->grads = malloc(2 * out->ngrad * sizeof *out->grads);
     int rcode = 0;
@@ -109,10 +87,10 @@ static int run(const char *dir, backend *be, int lora, model_recompute rc, int o
         }
         // The gradients, then a plain SGD step on the masters: the next step starts from them.
         float *g = out->grads + (size_t)step * out->ngrad;
+        if (rcode == 0) bitwise_read_grads(m, be, g);
         for (int i = 0; i < model_trained_count(m) && rcode == 0; i++) {
             model_param *p = model_trained_at(m, i);
             float *w = malloc(p->n * sizeof *w);
-            be->copy_to_host(be, g, p->grad, p->n * 4);
             model_param_read(m, p, w);
             for (size_t j = 0; j < p->n; j++) w[j] -= 0.5f * g[j];
             model_param_write(m, p, w);
@@ -125,31 +103,24 @@ static int run(const char *dir, backend *be, int lora, model_recompute rc, int o
     return rcode;
 }
 
-static long first_diff(const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof *a) != 0) return (long)i;
-    return -1;
-}
-
 static size_t r64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static void check_bitwise(const char *dir, backend *be, int lora, model_recompute rc, const model_config *c) {
     const char *what = lora ? "LoRA" : "full", *mode = model_recompute_name(rc);
     run_result ref, got;
     if (run(dir, be, lora, rc, 0, 0, &ref) != 0) { test_failures++; free_result(&ref); return; }
-    double gnorm = 0;
-    for (size_t i = 0; i < 2 * ref.ngrad; i++) gnorm += (double)ref.grads[i] * ref.grads[i];
+    double gnorm = bitwise_sumsq(ref.grads, 2 * ref.ngrad);
     CHECK(gnorm > 0 && isfinite(gnorm), "%s %s: the gradients are zero or not finite", what, mode);
     CHECK(ref.plan.host_pinned == 0 && !ref.plan.offload && !ref.plan.mlp_chunk, "the plain plan has no offload");
     const int variants[3][2] = {{1, 0}, {0, CHUNK}, {1, CHUNK}};
     for (int v = 0; v < 3; v++) {
         int off = variants[v][0], chunk = variants[v][1];
         if (run(dir, be, lora, rc, off, chunk, &got) != 0) { test_failures++; free_result(&got); continue; }
-        long d = first_diff(got.losses, ref.losses, 4 * N);
+        long d = bitwise_first_diff(got.losses, ref.losses, 4 * N);
         CHECK(d < 0, "%s %s offload %d chunk %d: row loss %ld (step %ld) is %.9g, plain %.9g", what, mode, off, chunk,
               d < 0 ? 0 : d % (2 * N), d < 0 ? 0 : d / (2 * N), d < 0 ? 0.0 : (double)got.losses[d],
               d < 0 ? 0.0 : (double)ref.losses[d]);
-        d = got.ngrad == ref.ngrad ? first_diff(got.grads, ref.grads, 2 * ref.ngrad) : 0;
+        d = got.ngrad == ref.ngrad ? bitwise_first_diff(got.grads, ref.grads, 2 * ref.ngrad) : 0;
         CHECK(d < 0, "%s %s offload %d chunk %d: gradient element %ld is %.9g, plain %.9g", what, mode, off, chunk, d,
               d < 0 ? 0.0 : (double)got.grads[d], d < 0 ? 0.0 : (double)ref.grads[d]);
         // The plans: exactly what moved or shrank.
@@ -260,7 +231,7 @@ int main(void) {
         CHECK(m != NULL, "open %s: %s", dir, err);
         if (m) {
             model_config c = *model_get_config(m);
-            make_batches(c.vocab_size);
+            bitwise_batches(2, B, T, c.vocab_size, 77, 100, 7, 3, ids[0], targets[0], pos[0], doc[0]);
             // Refusals: chunks with LoRA dropout.
             lora_config lc = lora_config_default();
             lc.dropout = 0.1f;

@@ -96,6 +96,30 @@ static void compare_trained(model *m, backend *be, const fixture *fx, const char
     printf("qlora %s: worst relative error %.2e over %d tensors\n", prefix, worst, model_trained_count(m));
 }
 
+// How many of m's NF4 weights read back as bitsandbytes dequantised them (dequant/<name>, in the act
+// dtype) bit for bit; *nq = how many are NF4.  each: a failed check names every weight that differs.
+static int dequant_exact(model *m, const fixture *fx, int *nq, int each) {
+    int exact = 0;
+    *nq = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        model_param *p = model_param_at(m, i);
+        if (!p->nf4) continue;
+        char key[256];
+        snprintf(key, sizeof key, "dequant/%s", p->name);
+        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
+        (*nq)++;
+        if (want && got && model_param_read(m, p, got) == 0) {
+            as_act(want, p->n);
+            int same = memcmp(got, want, p->n * 4) == 0;
+            exact += same;
+            if (each) CHECK(same, "%s: dequantised weights differ from bitsandbytes'", p->name);
+        }
+        free(want);
+        free(got);
+    }
+    return exact;
+}
+
 static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture_kind kind) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
@@ -113,23 +137,7 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
     }
     CHECK(plan.nf4 > 0 && plan.quant == MODEL_QUANT_NF4, "the plan counts NF4 bytes (%zu)", plan.nf4);
     // The weights the model multiplies by are bitsandbytes' dequantised ones, bit for bit.
-    int nq = 0, exact = 0;
-    for (int i = 0; i < model_param_count(m); i++) {
-        model_param *p = model_param_at(m, i);
-        if (!p->nf4) continue;
-        char key[256];
-        snprintf(key, sizeof key, "dequant/%s", p->name);
-        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
-        nq++;
-        if (want && got && model_param_read(m, p, got) == 0) {
-            as_act(want, p->n);
-            int same = memcmp(got, want, p->n * 4) == 0;
-            exact += same;
-            CHECK(same, "%s: dequantised weights differ from bitsandbytes'", p->name);
-        }
-        free(want);
-        free(got);
-    }
+    int nq, exact = dequant_exact(m, fx, &nq, 1);
     CHECK(nq == kind.quantised, "%d quantised tensors, want %d", nq, kind.quantised);
     printf("qlora: %d of %d quantised weights bit-exact with bitsandbytes (NF4, double quant)\n", exact, nq);
     CHECK(model_param_find(m, "model.embed_tokens.weight")->nf4 == 0 && model_param_find(m, "lm_head.weight")->nf4 == 0,
@@ -207,19 +215,7 @@ static void check_bnb4(const char *dir, backend *be, const fixture *fx) {
         return;
     }
     CHECK(plan.quant == MODEL_QUANT_NF4, "a double-quantised 4-bit checkpoint plans as NF4 (%d)", plan.quant);
-    int exact = 0, nq = 0;
-    for (int i = 0; i < model_param_count(m); i++) {
-        model_param *p = model_param_at(m, i);
-        if (!p->nf4) continue;
-        char key[256];
-        snprintf(key, sizeof key, "dequant/%s", p->name);
-        float *want = fixture_ref_tensor(fx->ref, key, p->n), *got = malloc(p->n * 4);
-        nq++;
-        if (want) as_act(want, p->n);
-        exact += want && got && model_param_read(m, p, got) == 0 && memcmp(got, want, p->n * 4) == 0;
-        free(want);
-        free(got);
-    }
+    int nq, exact = dequant_exact(m, fx, &nq, 0);
     CHECK(nq == 14 && exact == nq, "4-bit checkpoint: %d of %d weights as bitsandbytes dequantises them", exact, nq);
     int refs;
     fixture_write_lora_init(m, fx->ref, &refs);

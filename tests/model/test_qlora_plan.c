@@ -8,13 +8,11 @@
 // nf4), Llama-3.1-8B QLoRA beside bf16 LoRA; with NF4 experts, Qwen3-30B-A3B and Mixtral-8x7B
 // QLoRA r16 on one 80 GB card at 2048 and 8192 (check_moe_plans).
 #include "test.h"
+#include "config_plan.h"
 #include "kernels/nf4_format.h"
-#include "model/config.h"
 #include "model/plan_fit.h"
 
 static const size_t H100_80GB = (size_t)81559 << 20;   // what an H100 80GB reports (quarry plan's card)
-
-static size_t r64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 // The NF4 bytes of a config's decoder linears, computed here from the format alone: per layer
 // q, k, v, o and the dense MLP's gate, up, down, or on a sparse MoE layer each expert's three.
@@ -35,25 +33,9 @@ static void nf4_expected(const model_config *c, size_t *nf4, size_t *bf16_linear
     }
 }
 
-static model *open_named(const char *file, model_config *cfg) {
-    char path[1024], err[512];
-    snprintf(path, sizeof path, "%s/examples/configs/%s", test_env("QUARRY_SOURCE_DIR", "."), file);
-    CHECK(model_config_load(cfg, path, err, sizeof err) == 0, "%s: %s", path, err);
-    model *m = model_open_config(cfg, DTYPE_BF16, err, sizeof err);
-    CHECK(m != NULL, "%s: %s", file, err);
-    lora_config lc = lora_config_default();
-    lc.rank = 16;
-    CHECK(m && model_enable_lora(m, &lc, err, sizeof err) == 0, "LoRA: %s", err);
-    return m;
-}
-
 static model_memory plan_of(model *m, int seq, model_recompute rc, model_quant q, const char *label) {
-    char err[512];
     model_options o = {.batch_size = 1, .seq_len = seq, .train = MODEL_TRAIN_LORA, .checkpoint = rc, .quant = q};
-    model_memory p = {0};
-    CHECK(model_plan(m, &o, &p, err, sizeof err) == 0, "%s: %s", label, err);
-    printf("PLAN (model_plan's allocation, not a measurement): %s\n", label);
-    model_memory_print(&p, stdout);
+    model_memory p = plan_printed(m, &o, label);
     printf("  exact bytes: weights %zu (NF4 %zu), masters %zu, grads %zu, AdamW %zu, activations %zu "
            "(NF4 workspace %zu), total %zu\n\n", p.weights, p.nf4, p.masters, p.grads, p.moments, p.activations,
            p.nf4_workspace, p.total);
@@ -91,7 +73,7 @@ static void check_moe_plans(size_t budget) {
     static const char *names[2] = {"Qwen3-30B-A3B", "Mixtral-8x7B"};
     for (int i = 0; i < 2; i++) {
         model_config c;
-        model *m = open_named(files[i], &c);
+        model *m = open_config_lora16(files[i], &c, LORA_ALL_LINEAR);
         if (!m) continue;
         check_counts(m, &c, names[i]);
         char label[256], err[512], line[320];
@@ -123,7 +105,7 @@ int main(void) {
     char err[1024];
     size_t budget = plan_fit_budget(H100_80GB, H100_80GB, 1, 1);
     model_config c70;
-    model *m = open_named("Llama-3.3-70B-Instruct.json", &c70);
+    model *m = open_config_lora16("Llama-3.3-70B-Instruct.json", &c70, LORA_ALL_LINEAR);
     if (m) {
         check_counts(m, &c70, "Llama-3.3-70B");
         model_memory p8k = plan_of(m, 8192, MODEL_RECOMPUTE_FULL, MODEL_QUANT_NF4,
@@ -149,7 +131,7 @@ int main(void) {
     }
     model_free(m);
     model_config c8;
-    m = open_named("Llama-3.1-8B.json", &c8);
+    m = open_config_lora16("Llama-3.1-8B.json", &c8, LORA_ALL_LINEAR);
     if (m) {
         check_counts(m, &c8, "Llama-3.1-8B");
         model_memory l = plan_of(m, 2048, MODEL_RECOMPUTE_SELECTIVE, MODEL_QUANT_NONE,
