@@ -108,7 +108,7 @@ static int load_blas_locked(void) {
     }
 #define BLAS_ENTRY(lib, name) {lib, #name, (void **)&blas.name},
     static const symbol syms[] = {BLAS_SYMBOLS(BLAS_ENTRY)};
-    static const char *const what[] = {cublaslt_spec.what, cublas_spec.what};
+    const char *const what[] = {cublaslt_spec.what, cublas_spec.what};
     if (!resolve(g, syms, sizeof syms / sizeof syms[0], what)) {
         close_group(g);
         return 0;
@@ -137,7 +137,7 @@ static int load_nccl_locked(void) {
     if (!(g->dl[0] = cuda_lib_open(&nccl_spec, g->path[0], sizeof g->path[0], g->error, sizeof g->error))) return 0;
 #define NCCL_ENTRY(lib, name) {lib, #name, (void **)&nccl.name},
     static const symbol syms[] = {NCCL_SYMBOLS(NCCL_ENTRY)};
-    static const char *const what[] = {nccl_spec.what, nccl_spec.what};
+    const char *const what[] = {nccl_spec.what, nccl_spec.what};
     if (!resolve(g, syms, sizeof syms / sizeof syms[0], what)) {
         close_group(g);
         return 0;
