@@ -3,14 +3,29 @@
 #include "commands.h"
 #include "version.h"
 #include "../kernels/backend.h"
+#include "../kernels/cuda_libs.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static void version_string(char *buf, size_t n, int v, int is_nccl) {
+static void version_string(char *buf, size_t n, int v) {
     if (!v) snprintf(buf, n, "none");
-    else if (is_nccl) snprintf(buf, n, "%d.%d.%d", v / 10000, (v / 100) % 100, v % 100);  // NCCL ≥ 2.9
     else snprintf(buf, n, "%d.%d", v / 1000, (v % 1000) / 10);
+}
+
+// "13.1.0 (/usr/local/cuda/lib64/libcublas.so.13)", or the loader's message with its hint line
+// indented under the value.
+static void print_lib(const char *label, const cuda_lib_info *l) {
+    if (l->version[0]) {
+        printf("%-14s%s (%s)\n", label, l->version, l->path);
+        return;
+    }
+    printf("%-14snot usable: ", label);
+    for (const char *p = l->error; *p; p++) {
+        putchar(*p);
+        if (*p == '\n') printf("%14s", "");
+    }
+    putchar('\n');
 }
 
 int cmd_info(int argc, char **argv) {
@@ -26,10 +41,12 @@ int cmd_info(int argc, char **argv) {
 
     cuda_report r;
     cuda_query(&r);
-    char rt[32], drv[32], nccl[32];
-    version_string(rt, sizeof rt, r.runtime_version, 0);
-    version_string(drv, sizeof drv, r.driver_version, 0);
-    version_string(nccl, sizeof nccl, r.nccl_version, 1);
+    char rt[32], drv[32];
+    version_string(rt, sizeof rt, r.runtime_version);
+    version_string(drv, sizeof drv, r.driver_version);
+    // cuBLAS and NCCL are opened at run time (kernels/cuda_libs.h): loading them is the check.
+    cuda_lib_info blas, nccl;
+    int libs = cuda_libs_describe(&blas, &nccl);
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "version", QUARRY_VERSION);
@@ -41,7 +58,15 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddBoolToObject(o, "nccl_compiled", r.nccl_compiled);
         cJSON_AddStringToObject(o, "cuda_runtime", rt);
         cJSON_AddStringToObject(o, "cuda_driver", drv);
-        cJSON_AddStringToObject(o, "nccl", nccl);
+        cJSON_AddStringToObject(o, "nccl", libs && nccl.version[0] ? nccl.version : "none");
+        if (libs) {
+            cJSON_AddStringToObject(o, "nccl_file", nccl.path);
+            cJSON_AddStringToObject(o, "nccl_error", nccl.error);
+            cJSON_AddStringToObject(o, "cublas", blas.version[0] ? blas.version : "none");
+            cJSON_AddStringToObject(o, "cublas_file", blas.path);
+            cJSON_AddStringToObject(o, "cublaslt_file", blas.path_lt);
+            cJSON_AddStringToObject(o, "cublas_error", blas.error);
+        }
         cJSON *g = cJSON_AddArrayToObject(o, "gpus");
         for (int i = 0; i < r.device_count && i < 16; i++) {
             cJSON *d = cJSON_CreateObject();
@@ -66,7 +91,12 @@ int cmd_info(int argc, char **argv) {
     printf("backends:     cpu%s\n", r.cuda_compiled ? ", cuda" : "");
     printf("CUDA runtime: %s\n", r.cuda_compiled ? rt : "not compiled in");
     printf("CUDA driver:  %s\n", drv);
-    printf("NCCL:         %s\n", r.nccl_compiled ? nccl : "not compiled in");
+    if (libs) {
+        print_lib("cuBLAS:", &blas);
+        print_lib("NCCL:", &nccl);
+    } else {
+        printf("NCCL:         not compiled in\n");
+    }
     if (!r.device_count) printf("GPUs:         %s\n", r.message);
     for (int i = 0; i < r.device_count && i < 16; i++)
         printf("GPU %d:        %s, %.1f GiB, compute capability %d.%d, %d SMs\n", i, r.devices[i].name,

@@ -366,10 +366,9 @@ typedef struct {
 
 typedef struct {
     int cuda_compiled;        // 1 when the binary has the CUDA backend
-    int nccl_compiled;
+    int nccl_compiled;        // 1 with the NCCL communicator; its version: cuda_libs_describe (cuda_libs.h)
     int runtime_version;      // e.g. 13000; 0 unknown
     int driver_version;       // 0 when no driver
-    int nccl_version;         // e.g. 22703; 0 unknown
     int device_count;
     gpu_info devices[16];
     char message[256];        // "no CUDA device", a driver error, ...

@@ -1,5 +1,6 @@
 // kernels/cuda_stub.c — linked instead of kernels/cuda/ when quarry is built without CUDA.
 #include "backend.h"
+#include "cuda_libs.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -12,4 +13,10 @@ backend *backend_cuda(int device_index, char *err, size_t errlen) {
 void cuda_query(cuda_report *r) {
     memset(r, 0, sizeof *r);
     snprintf(r->message, sizeof r->message, "CUDA backend not compiled in");
+}
+
+int cuda_libs_describe(cuda_lib_info *blas, cuda_lib_info *nccl) {
+    (void)blas;
+    (void)nccl;
+    return 0;
 }

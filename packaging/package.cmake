@@ -72,9 +72,10 @@ set(QUARRY_DESCRIPTION "quarry reads Amazon Bedrock JSONL training data, fine-tu
 Bedrock Custom Model Import accepts, and uploads and imports it. Only
 upload and import use the network.")
 if(QUARRY_HAVE_CUDA)
-  # cuBLAS/cuBLASLt and NCCL are linked dynamically from the CUDA toolkit, which is not a Debian
-  # package here: dpkg-shlibdeps treats its directory as private, and the description says what
-  # the machine needs. Without them the loader refuses to start quarry and names the library.
+  # cuBLAS/cuBLASLt and NCCL are opened at run time (kernels/cuda_libs.h), not linked: the
+  # description says what the machine needs for the GPU. Without them quarry runs on the CPU and
+  # --device cuda names the missing library. dpkg-shlibdeps finds no CUDA library to resolve; the
+  # private dirs only matter to a build that links one again.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
       ${CUDAToolkit_LIBRARY_ROOT}/lib64 /usr/local/cuda/lib64)
   string(APPEND QUARRY_DESCRIPTION "
@@ -82,8 +83,8 @@ if(QUARRY_HAVE_CUDA)
 This build runs on NVIDIA GPUs. Besides a driver for CUDA ${CUDAToolkit_VERSION_MAJOR},
 it needs cuBLAS ${CUDAToolkit_VERSION_MAJOR} (libcublas.so.${CUDAToolkit_VERSION_MAJOR}, libcublasLt.so.${CUDAToolkit_VERSION_MAJOR})
 and NCCL 2 (libnccl.so.2) on the loader's path, from NVIDIA's packages
-(libcublas-${CUDAToolkit_VERSION_MAJOR}-x, libnccl2) or the CUDA toolkit; the CUDA runtime
-is linked in. Machines without them take the CPU-only package quarry.")
+(libcublas-${CUDAToolkit_VERSION_MAJOR}-x, libnccl2) or the CUDA toolkit; quarry opens them
+when it uses the GPU, and runs on the CPU without them. The CUDA runtime is linked in.")
 endif()
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${QUARRY_DESCRIPTION}")
 include(CPack)

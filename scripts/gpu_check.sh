@@ -5,12 +5,15 @@
 #   torch sdpa: scripts/bench/attention_table.sh) → compute-sanitizer memcheck/racecheck on the op test (time permitting) → a short table.
 # It uses a build carried from the development machine (build/, configured with -DQUARRY_CUDA=ON;
 # same x86-64 and CUDA 13) and builds one there (build-gpu/) only when the carried binaries do
-# not run.  Shared libraries the carried binaries cannot find (NCCL, cuBLAS) are looked up in
-# the usual CUDA and pip locations.  Full logs go under $OUT when it is set.
+# not run.  Shared libraries the carried binaries cannot find are looked up in the usual CUDA
+# and pip locations: those ldd lists, and cuBLAS/cuBLASLt/NCCL, which quarry opens with dlopen
+# (kernels/cuda_libs.h) and `quarry info --json` reports.  Full logs go under $OUT when it is set.
 # Usage: scripts/gpu_check.sh [build-dir]      Exit status: non-zero when a check failed.
 #        scripts/gpu_check.sh --prepare [build-dir]   (on the development machine, before carrying
 #        the build: copies the shared libraries its programs use that a bare GPU image may lack —
-#        cJSON, Oniguruma, utf8proc, libcurl and their dependencies — into build-dir/gpu-libs)
+#        cJSON, Oniguruma, utf8proc, libcurl and their dependencies — into build-dir/gpu-libs;
+#        the dlopen'ed CUDA libraries are found as quarry finds them and listed, copied only with
+#        PREPARE_CUDA_LIBS=1: the GPU machine has its own, and they are ~800 MB)
 # What to carry (64 MiB limit; CMakeFiles/ and libquarry.a are not needed): build/tests,
 # build/dev, build/quarry, build/gpu-libs, build/CMakeCache.txt, build/CTestTestfile.cmake.
 set -uo pipefail
@@ -27,6 +30,18 @@ if [ "${1:-}" = --prepare ]; then
     done | sort -u | grep -Ev "$skip" | while read -r lib; do
         cp -L "$lib" "$b/gpu-libs/"
     done
+    # cuBLAS, cuBLASLt and NCCL are dlopen'ed, invisible to ldd: the binary says which files its
+    # loader search finds (the same search the GPU run does).
+    if [ -x "$b/quarry" ]; then
+        "$b/quarry" info --json 2>/dev/null | grep -oE '"(cublas|cublaslt|nccl)_file":[[:space:]]*"/[^"]+"' |
+            sed 's/.*"\(\/[^"]*\)"$/\1/' | while read -r lib; do
+            if [ "${PREPARE_CUDA_LIBS:-0}" = 1 ] || ! grep -Eq "$skip" <<<"$lib"; then
+                cp -L "$lib" "$b/gpu-libs/" && echo "   dlopen'ed: $lib copied"
+            else
+                echo "   dlopen'ed: $lib ($(du -sh "$(readlink -f "$lib")" | cut -f1); not copied: the GPU machine's own is used)"
+            fi
+        done
+    fi
     echo "gpu_check --prepare: $(ls "$b/gpu-libs" | wc -l) libraries ($(du -sh "$b/gpu-libs" | cut -f1)) in $b/gpu-libs; $(du -sh "$b" | cut -f1) to carry"
     exit 0
 fi
@@ -71,9 +86,29 @@ resolve_libs() {  # $1: a binary; extends LD_LIBRARY_PATH until ldd finds everyt
     done
     ! ldd "$1" 2>/dev/null | grep -q "not found"
 }
+resolve_dlopened() {  # $1: a build dir; cuBLAS/cuBLASLt/NCCL are dlopen'ed (kernels/cuda_libs.h), so
+    # ldd cannot see them: quarry's own message names the file it missed; extend LD_LIBRARY_PATH
+    local q="$1/quarry" i lib d found
+    [ -x "$q" ] || return 1
+    for i in 1 2 3; do  # one library named per try (cuBLASLt, then cuBLAS, and NCCL)
+        lib=$("$q" info --json 2>/dev/null | grep -oE '"(cublas|nccl)_error":[[:space:]]*"[^"]+' |
+              grep -oE 'lib[A-Za-z]+\.so\.[0-9]+' | head -1)
+        [ -z "$lib" ] && return 0
+        found=""
+        for d in $(lib_dirs); do
+            if [ -e "$d/$lib" ]; then found=$d/$lib; break; fi
+        done
+        [ -z "$found" ] && found=$(find /opt /usr/local /usr/lib -name "$lib" 2>/dev/null | head -1)
+        [ -z "$found" ] && { echo "   $lib: not found on this machine"; return 1; }
+        export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        echo "   $lib from $(dirname "$found") (dlopen'ed)"
+    done
+    ! "$q" info --json 2>/dev/null | grep -qE '"(cublas|nccl)":[[:space:]]*"none"'
+}
 usable() {  # the carried build runs: its op test starts and exits 0/1 (not a loader failure)
     local t="$1/tests/ops_cuda/test_ops_cuda"
-    [ -x "$t" ] && [ -x "$1/dev/cuda/bench_ops" ] && resolve_libs "$t" && resolve_libs "$1/dev/cuda/bench_ops"
+    [ -x "$t" ] && [ -x "$1/dev/cuda/bench_ops" ] && resolve_libs "$t" && resolve_libs "$1/dev/cuda/bench_ops" &&
+        resolve_dlopened "$1"
 }
 
 if usable "$BUILD"; then
@@ -91,6 +126,14 @@ else
         exit 1
     fi
 fi
+
+# cuBLAS/cuBLASLt/NCCL as the binary found them (dlopen: kernels/cuda_libs.h), and what --version
+# costs on a machine with a driver (docs/BENCHMARKS.md: 229 MB linked, 12.5 MB dlopen'ed, no driver).
+echo "== CUDA libraries"
+"$BUILD/quarry" info | grep -E '^(cuBLAS|NCCL|GPU)' | tee "$LOGS/cuda_libs.txt"
+if grep -Eq '^(cuBLAS|NCCL): *not usable' "$LOGS/cuda_libs.txt"; then note "cuda libs: FAIL (quarry info)"; status=1
+else note "cuda libs: $(grep -E '^(cuBLAS|NCCL)' "$LOGS/cuda_libs.txt" | awk '{print $1, $2}' | paste -sd' ')"; fi
+[ -x /usr/bin/time ] && note "--version peak RSS: $(/usr/bin/time -f '%M' "$BUILD/quarry" --version 2>&1 >/dev/null | tail -1) KB (with the driver)"
 
 test_env=(QUARRY_BIN="$root/$BUILD/quarry" QUARRY_TESTDATA="$root/../shared/testdata" QUARRY_PYTHON="$root/.venv/bin/python"
           QUARRY_SOURCE_DIR="$root" QUARRY_BUILD_DIR="$root/$BUILD" OMP_NUM_THREADS=8)

@@ -11,6 +11,7 @@
 #include "rendezvous.h"
 #include "../kernels/cuda/check.h"
 #include "../kernels/cuda/cuda_ops.h"
+#include "../kernels/cuda_libs.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,7 @@ extern "C" dist *dist_open_nccl(const dist_env *e, backend *be, double timeout_s
         snprintf(err, errlen, "NCCL needs a GPU backend; with --device cpu the ranks talk over TCP");
         return NULL;
     }
+    if (!cuda_libs_load_nccl(err, errlen)) return NULL;   // dlopen (kernels/cuda_libs.h)
     CUDA_CHECK(cudaSetDevice(be->device_index));
     ncclUniqueId id;
     memset(&id, 0, sizeof id);

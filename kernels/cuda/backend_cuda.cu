@@ -4,6 +4,7 @@
 #include "check.h"
 #include "cuda_ops.h"
 #include "attention_cudnn.h"
+#include "../cuda_libs.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,9 @@ static void cu_destroy(backend *be) {
 }
 
 extern "C" backend *backend_cuda(int device_index, char *err, size_t errlen) {
+    // cuBLAS/cuBLASLt first (dlopen, kernels/cuda_libs.h): a machine without them hears so even
+    // when it has no GPU either, and the test of that message runs on CPU-only machines.
+    if (!cuda_libs_load_blas(err, errlen)) return NULL;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -159,8 +163,6 @@ extern "C" void cuda_query(cuda_report *r) {
     r->nccl_compiled = 1;
     cudaRuntimeGetVersion(&r->runtime_version);
     if (cudaDriverGetVersion(&r->driver_version) != cudaSuccess) r->driver_version = 0;
-    int nv = 0;
-    if (ncclGetVersion(&nv) == ncclSuccess) r->nccl_version = nv;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
