@@ -1,7 +1,8 @@
 // dev/cuda/lab_common.cuh — host helpers shared by the kernel lab programs of dev/cuda (one
 // standalone .cu per op, llm.c's manner): bf16 rounding on the host, seeded random inputs that
-// are exact in bf16, checked allocation, option parsing, document layouts, error statistics
-// against an fp32 reference, the card's dense bf16 peak, and median timing with CUDA events.
+// are exact in bf16, checked allocation, the backends, option parsing, document layouts, error
+// statistics against an fp32 reference, the card's dense bf16 peak, and median timing with CUDA
+// events.
 // Under the CPU emulation (QUARRY_EMU, dev/cuda/emu/run_lab.sh) there is no timing.
 #pragma once
 #include "kernels/backend.h"
@@ -63,6 +64,23 @@ static inline void *lab_put(backend *be, const std::vector<float> &x) {
     return p;
 }
 
+// The CUDA backend of device 0.  Without a GPU the lab prints SKIP and exits 77 (ctest's skip).
+static inline backend *lab_gpu(void) {
+    char err[256] = "";
+    backend *gpu = backend_cuda(0, err, sizeof err);
+    if (!gpu) {
+        printf("SKIP: no CUDA device (%s)\n", err);
+        exit(77);
+    }
+    return gpu;
+}
+
+// Prints "LAB: CARD (N SMs), " (no newline): the start of a lab's first line, its shape follows.
+static inline void lab_print_card(const char *lab, backend *gpu) {
+    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
+    printf("%s: %s (%d SMs), ", lab, props.name[0] ? props.name : gpu->name, props.multiProcessorCount);
+}
+
 static inline int lab_int(const char *opt, const char *val, int lo) {
     char *end;
     long x = val ? strtol(val, &end, 10) : 0;
@@ -110,6 +128,21 @@ static inline lab_shape lab_parse_shape(int argc, char **argv, const char *prog,
 #endif
     return s;
 }
+
+// The attention labs' first line: the card and the shape.
+static inline void lab_print_attention(const char *lab, backend *gpu, const lab_shape &s) {
+    lab_print_card(lab, gpu);
+    printf("B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n", s.B, s.T, s.Tk, s.H, s.KVH, s.hd, s.docs);
+}
+
+// A lab's numbered version: its name, its entry (F: the lab's function type) and the head dims
+// it runs (the attention labs; NULL: every shape).
+template <class F> struct lab_version {
+    const char *name;
+    F fn;
+    int (*supports)(int hd);
+};
+static inline int lab_hd_64_128(int hd) { return hd == 64 || hd == 128; }
 
 // doc_start (B·Tk) for `docs` documents per batch row, boundaries at uneven positions (never on a
 // tile edge when docs > 1).
@@ -185,6 +218,18 @@ template <class F> static double lab_median_ms(backend *be, int repeats, F f) {
     return ts[ts.size() / 2];
 }
 #endif
+
+// Appends (version, median ms of f over `repeats`) to res when bench is set; under the emulation
+// nothing (no timing there).
+template <class F>
+static void lab_bench(std::vector<std::pair<int, double>> &res, int version, backend *gpu, int bench, int repeats,
+                      F f) {
+#ifndef QUARRY_EMU
+    if (bench) res.push_back({version, lab_median_ms(gpu, repeats, f)});
+#else
+    (void)res, (void)version, (void)gpu, (void)bench, (void)repeats, (void)f;
+#endif
+}
 
 // Prints the markdown table of (version, ms) against v1 and the card's peak.
 static inline void lab_table(backend *gpu, const std::vector<std::pair<int, double>> &res, double flops, int repeats) {
