@@ -485,39 +485,34 @@ static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
 int main(int argc, char **argv) {
     const lab_shape sh = lab_parse_shape(argc, argv, "attention_backward", n_versions);
-    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH, docs = sh.docs,
+    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH,
               repeats = sh.repeats, bench = sh.bench;
     backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
     lab_print_attention("attention_backward", gpu, sh);
 
-    const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
-    std::vector<float> q = lab_rand_bf(nq, 1.5f, 1), k = lab_rand_bf(nk, 1.5f, 2), v = lab_rand_bf(nk, 1.0f, 3);
-    std::vector<float> dout = lab_rand_bf(nq, 1.0f, 4);
-    std::vector<int32_t> doc = lab_docs(B, Tk, docs);
-    const float scale = 1.0f / sqrtf((float)hd);
+    const lab_attn_inputs in = lab_attention_inputs(sh);
+    std::vector<float> dout = lab_rand_bf(in.nq, 1.0f, 4);
 
     // CPU: the forward (its out rounded to bf16, and lse, feed both sides), then the reference.
-    void *qc = lab_put(cpu, q), *kc = lab_put(cpu, k), *vc = lab_put(cpu, v), *doutc = lab_put(cpu, dout);
-    float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
-    int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
-    cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0, NULL);
-    std::vector<float> out(outc, outc + nq), lse(lsec, lsec + nl);
+    const lab_attn_bufs ci = lab_attention_put(cpu, in);
+    void *doutc = lab_put(cpu, dout);
+    float *outc = (float *)lab_alloc(cpu, in.nq * 4), *lsec = (float *)lab_alloc(cpu, in.nl * 4);
+    cpu->attention_forward(cpu, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0, NULL);
+    std::vector<float> out(outc, outc + in.nq), lse(lsec, lsec + in.nl);
     for (float &x : out) x = lab_bf2f(lab_f2bf(x));
-    cpu->copy_to_device(cpu, outc, out.data(), nq * 4);
-    float *dqc = (float *)lab_alloc(cpu, nq * 4), *dkc = (float *)lab_alloc(cpu, nk * 4);
-    float *dvc = (float *)lab_alloc(cpu, nk * 4);
-    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0,
+    cpu->copy_to_device(cpu, outc, out.data(), in.nq * 4);
+    float *dqc = (float *)lab_alloc(cpu, in.nq * 4), *dkc = (float *)lab_alloc(cpu, in.nk * 4);
+    float *dvc = (float *)lab_alloc(cpu, in.nk * 4);
+    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0,
                             NULL, NULL);
     cpu->synchronize(cpu);
 
-    void *qg = lab_put(gpu, q), *kg = lab_put(gpu, k), *vg = lab_put(gpu, v), *doutg = lab_put(gpu, dout);
+    const lab_attn_bufs gi = lab_attention_put(gpu, in);
+    void *doutg = lab_put(gpu, dout);
     void *outg = lab_put(gpu, out);
-    float *lseg = (float *)lab_alloc(gpu, nl * 4);
-    gpu->copy_to_device(gpu, lseg, lse.data(), nl * 4);
-    int32_t *docg = (int32_t *)lab_alloc(gpu, doc.size() * 4);
-    gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
-    void *dqg = lab_alloc(gpu, nq * 2), *dkg = lab_alloc(gpu, nk * 2), *dvg = lab_alloc(gpu, nk * 2);
+    float *lseg = (float *)lab_alloc(gpu, in.nl * 4);
+    gpu->copy_to_device(gpu, lseg, lse.data(), in.nl * 4);
+    void *dqg = lab_alloc(gpu, in.nq * 2), *dkg = lab_alloc(gpu, in.nk * 2), *dvg = lab_alloc(gpu, in.nk * 2);
 
     int failed = 0;
     std::vector<std::pair<int, double>> results;
@@ -529,15 +524,15 @@ int main(int argc, char **argv) {
             continue;
         }
         cudaStream_t st = cuda_state_of(gpu)->stream;
-        CUDA_CHECK(cudaMemsetAsync(dqg, 0xff, nq * 2, st));
-        CUDA_CHECK(cudaMemsetAsync(dkg, 0xff, nk * 2, st));
-        CUDA_CHECK(cudaMemsetAsync(dvg, 0xff, nk * 2, st));
-        ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+        CUDA_CHECK(cudaMemsetAsync(dqg, 0xff, in.nq * 2, st));
+        CUDA_CHECK(cudaMemsetAsync(dkg, 0xff, in.nk * 2, st));
+        CUDA_CHECK(cudaMemsetAsync(dvg, 0xff, in.nk * 2, st));
+        ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
         gpu->synchronize(gpu);
         const char *names[3] = {"dq", "dk", "dv"};
         const void *gs[3] = {dqg, dkg, dvg};
         const float *rs[3] = {dqc, dkc, dvc};
-        size_t ns[3] = {nq, nk, nk};
+        size_t ns[3] = {in.nq, in.nk, in.nk};
         int ok = 1;
         char line[256] = "";
         for (int x = 0; x < 3; x++) {
@@ -557,15 +552,15 @@ int main(int argc, char **argv) {
             continue;
         }
         lab_bench(results, vi, gpu, bench, repeats, [&] {
-            ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+            ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
         });
     }
     if (!results.empty()) lab_table(gpu, results, 2.5 * 4.0 * B * H * (double)T * Tk * hd / 2.0, repeats);
     printf("attention_backward: %s\n", failed ? "FAILED" : "all checked versions pass");
-    void *gp[] = {qg, kg, vg, doutg, outg, lseg, docg, dqg, dkg, dvg};
-    void *cp[] = {qc, kc, vc, doutc, outc, lsec, docc, dqc, dkc, dvc};
-    for (void *x : gp) gpu->free(gpu, x);
-    for (void *x : cp) cpu->free(cpu, x);
+    for (void *x : {doutg, outg, (void *)lseg, dqg, dkg, dvg}) gpu->free(gpu, x);
+    for (void *x : {doutc, (void *)outc, (void *)lsec, (void *)dqc, (void *)dkc, (void *)dvc}) cpu->free(cpu, x);
+    lab_attention_free(gpu, gi);
+    lab_attention_free(cpu, ci);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return failed;

@@ -373,30 +373,23 @@ static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
 int main(int argc, char **argv) {
     const lab_shape sh = lab_parse_shape(argc, argv, "attention_forward", n_versions);
-    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH, docs = sh.docs,
+    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH,
               repeats = sh.repeats, bench = sh.bench;
     backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
     lab_print_attention("attention_forward", gpu, sh);
 
-    const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
-    std::vector<float> q = lab_rand_bf(nq, 1.5f, 1), k = lab_rand_bf(nk, 1.5f, 2), v = lab_rand_bf(nk, 1.0f, 3);
-    std::vector<int32_t> doc = lab_docs(B, Tk, docs);
-    void *qg = lab_put(gpu, q), *kg = lab_put(gpu, k), *vg = lab_put(gpu, v);
-    void *outg = lab_alloc(gpu, nq * 2);
-    float *lseg = (float *)lab_alloc(gpu, nl * 4);
-    int32_t *docg = (int32_t *)lab_alloc(gpu, doc.size() * 4);
-    gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
+    const lab_attn_inputs in = lab_attention_inputs(sh);
+    const lab_attn_bufs gi = lab_attention_put(gpu, in);
+    void *outg = lab_alloc(gpu, in.nq * 2);
+    float *lseg = (float *)lab_alloc(gpu, in.nl * 4);
 
     // The reference: the CPU backend's op in fp32 on the same bf16 values.
-    void *qc = lab_put(cpu, q), *kc = lab_put(cpu, k), *vc = lab_put(cpu, v);
-    float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
-    int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
-    cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
-    const float scale = 1.0f / sqrtf((float)hd);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0, NULL);
+    const lab_attn_bufs ci = lab_attention_put(cpu, in);
+    float *outc = (float *)lab_alloc(cpu, in.nq * 4), *lsec = (float *)lab_alloc(cpu, in.nl * 4);
+    cpu->attention_forward(cpu, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0, NULL);
     cpu->synchronize(cpu);
 
-    std::vector<float> lse_h(nl);
+    std::vector<float> lse_h(in.nl);
     int failed = 0;
     std::vector<std::pair<int, double>> results;
     for (int vi = 1; vi <= n_versions; vi++) {
@@ -407,13 +400,13 @@ int main(int argc, char **argv) {
             continue;
         }
         // Poison, run, compare every element.
-        CUDA_CHECK(cudaMemsetAsync(outg, 0xff, nq * 2, cuda_state_of(gpu)->stream));
-        CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, nl * 4, cuda_state_of(gpu)->stream));
-        ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+        CUDA_CHECK(cudaMemsetAsync(outg, 0xff, in.nq * 2, cuda_state_of(gpu)->stream));
+        CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, in.nl * 4, cuda_state_of(gpu)->stream));
+        ver.fn(gpu, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
         gpu->synchronize(gpu);
-        std::vector<float> out_h = lab_get_bf16(gpu, outg, nq);
-        gpu->copy_to_host(gpu, lse_h.data(), lseg, nl * 4);
-        lab_err eo = lab_compare(out_h.data(), outc, nq), el = lab_compare(lse_h.data(), lsec, nl);
+        std::vector<float> out_h = lab_get_bf16(gpu, outg, in.nq);
+        gpu->copy_to_host(gpu, lse_h.data(), lseg, in.nl * 4);
+        lab_err eo = lab_compare(out_h.data(), outc, in.nq), el = lab_compare(lse_h.data(), lsec, in.nl);
         int ok = eo.bad + el.bad == 0 && eo.rel <= 1e-2 && eo.max <= 3e-2 && el.max <= 1e-3;
         printf("%d %-50s check %s: out rel %.2e max %.2e, lse max %.2e, %zu non-finite\n", vi, ver.name,
                ok ? "ok" : "FAILED", eo.rel, eo.max, el.max, eo.bad + el.bad);
@@ -423,7 +416,7 @@ int main(int argc, char **argv) {
             continue;
         }
         lab_bench(results, vi, gpu, bench, repeats,
-                  [&] { ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale); });
+                  [&] { ver.fn(gpu, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale); });
     }
 #ifndef QUARRY_EMU
     if (!results.empty()) {
@@ -441,9 +434,10 @@ int main(int argc, char **argv) {
     }
 #endif
     printf("attention_forward: %s\n", failed ? "FAILED" : "all checked versions pass");
-    void *gp[] = {qg, kg, vg, outg, lseg, docg}, *cp[] = {qc, kc, vc, outc, lsec, docc};
-    for (void *x : gp) gpu->free(gpu, x);
-    for (void *x : cp) cpu->free(cpu, x);
+    for (void *x : {outg, (void *)lseg}) gpu->free(gpu, x);
+    for (void *x : {(void *)outc, (void *)lsec}) cpu->free(cpu, x);
+    lab_attention_free(gpu, gi);
+    lab_attention_free(cpu, ci);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return failed;

@@ -1,8 +1,8 @@
 // dev/cuda/lab_common.cuh — host helpers shared by the kernel lab programs of dev/cuda (one
 // standalone .cu per op, llm.c's manner): bf16 rounding on the host, seeded random inputs that
-// are exact in bf16, checked allocation, the backends, option parsing, document layouts, error
-// statistics against an fp32 reference, the card's dense bf16 peak, and median timing with CUDA
-// events.
+// are exact in bf16, checked allocation, the backends, option parsing, the version table, the
+// attention labs' inputs and document layouts, error statistics against an fp32 reference, the
+// card's dense bf16 peak, and median timing with CUDA events.
 // Under the CPU emulation (QUARRY_EMU, dev/cuda/emu/run_lab.sh) there is no timing.
 #pragma once
 #include "kernels/backend.h"
@@ -157,6 +157,42 @@ static inline std::vector<int32_t> lab_docs(int B, int Tk, int docs) {
         }
     }
     return doc;
+}
+
+// The attention labs' inputs: q (B·T, H·hd), k and v (B·Tk, KVH·hd), uniform and exact in bf16
+// (q, k in ±1.5, v in ±1), the documents' doc_start (B·Tk), the sizes and the softmax scale.
+struct lab_attn_inputs {
+    size_t nq, nk, nl;  // elements of q (out, dq), of k (v, dk, dv) and of lse
+    std::vector<float> q, k, v;
+    std::vector<int32_t> doc;
+    float scale;  // 1/√hd
+};
+static inline lab_attn_inputs lab_attention_inputs(const lab_shape &s) {
+    lab_attn_inputs in;
+    in.nq = (size_t)s.B * s.T * s.H * s.hd;
+    in.nk = (size_t)s.B * s.Tk * s.KVH * s.hd;
+    in.nl = (size_t)s.B * s.H * s.T;
+    in.q = lab_rand_bf(in.nq, 1.5f, 1);
+    in.k = lab_rand_bf(in.nk, 1.5f, 2);
+    in.v = lab_rand_bf(in.nk, 1.0f, 3);
+    in.doc = lab_docs(s.B, s.Tk, s.docs);
+    in.scale = 1.0f / sqrtf((float)s.hd);
+    return in;
+}
+
+// The inputs on a backend (lab_put: bf16 on a bf16 backend, f32 on the CPU); lab_attention_free.
+struct lab_attn_bufs {
+    void *q, *k, *v;
+    int32_t *doc;
+};
+static inline lab_attn_bufs lab_attention_put(backend *be, const lab_attn_inputs &in) {
+    lab_attn_bufs d = {lab_put(be, in.q), lab_put(be, in.k), lab_put(be, in.v),
+                       (int32_t *)lab_alloc(be, in.doc.size() * 4)};
+    be->copy_to_device(be, d.doc, in.doc.data(), in.doc.size() * 4);
+    return d;
+}
+static inline void lab_attention_free(backend *be, const lab_attn_bufs &d) {
+    for (void *x : {d.q, d.k, d.v, (void *)d.doc}) be->free(be, x);
 }
 
 // ‖got − ref‖/‖ref‖, max |got − ref| and the count of non-finite results (unwritten: the outputs
