@@ -43,6 +43,8 @@
 //  Beyond: dQ in the same pass (FA2's atomics where determinism is off), wgmma (sm_90a).
 #include "common.cuh"
 #include "lab_common.cuh"
+#include "attention.h"
+#include "attention_fa2.cuh"
 #include "mma_ptx.cuh"
 #include <cuda_pipeline_primitives.h>
 
@@ -60,7 +62,7 @@ static void run_v1(backend *be, void *dq, void *dk, void *dv, const void *dout, 
 // ---------------------------------------------------------------------------------------------
 // Version 2: FlashAttention-2's backward on mma.sync + ldmatrix (mma_ptx.cuh), deterministic
 // (no atomics): three kernels.
-//  - Dsum[b, h, i] = Σ_d dO · O (one warp per row and head).
+//  - Dsum[b, h, i] = Σ_d dO · O: v1's pass (attention.cu, cuda_attention_dsum).
 //  - dK, dV: a block per 64 keys of one KV head, 4 warps × 16 keys.  dK and dV (16 × hd per warp)
 //    stay in registers over every query head of the KV group and every query tile that can see
 //    the keys; Q and dO tiles (with their rows' lse, Dsum, position and document start) are
@@ -71,8 +73,6 @@ static void run_v1(backend *be, void *dq, void *dk, void *dv, const void *dout, 
 //    even, as forward v2/v3), K/V tiles double-buffered with cp.async; S = Q·Kᵀ and dP = dO·Vᵀ
 //    in registers, dS packed into the A operand of dQ += dS·K (K read transposed).
 //  Q and dO fragments are re-read from shared memory per k-step (4 KB each per warp and tile).
-
-#define BW_LOG2E 1.4426950408889634f
 
 template <int HD> struct bw_cfg {
     static constexpr int LD = HD + 8;         // bf16 tile rows (pitch 17 or 9 × 16 bytes: no ldmatrix conflicts)
@@ -95,20 +95,6 @@ __device__ __forceinline__ void bw_tile_async(bf16 *dst, const bf16 *src, size_t
         if (r0 + r < limit) __pipeline_memcpy_async(d, src + ((row_base + r0 + r) * heads + head) * HD + c, 16);
         else *reinterpret_cast<uint4 *>(d) = make_uint4(0, 0, 0, 0);
     }
-}
-
-__global__ void bw_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 *out, int B, int Tq, int H, int hd) {
-    size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (gw >= (size_t)B * Tq * H) return;
-    int h = (int)(gw % H);
-    size_t row = gw / H;
-    const bf16 *a = dout + (row * H + h) * hd, *o = out + (row * H + h) * hd;
-    float acc = 0.0f;
-    for (int d = lane; d < hd; d += 32) acc += __bfloat162float(a[d]) * __bfloat162float(o[d]);
-#pragma unroll
-    for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
-    if (lane == 0) Dsum[((row / Tq) * H + h) * Tq + row % Tq] = acc;
 }
 
 // Grid (ceil(Tk / 64), KVH, B), 128 threads; dynamic smem KV_SMEM + 16 + 4·ceil(Tq / 64) (the
@@ -173,7 +159,7 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, float *part, int nsplit, const bf16 *dout, con
             int i = q0 + threadIdx.x;
             if (i < Tq) {
                 size_t si = ((size_t)b * H + h) * Tq + i;
-                st[threadIdx.x] = lse[si] * BW_LOG2E;
+                st[threadIdx.x] = lse[si] * FA2_LOG2E;
                 st[64 + threadIdx.x] = Dsum[si];
                 ((int *)st)[128 + threadIdx.x] = i + off;
                 ((int *)st)[192 + threadIdx.x] = doc_start[(size_t)b * Tk + i + off];
@@ -292,25 +278,11 @@ bw_dkv_kernel(bf16 *dk, bf16 *dv, float *part, int nsplit, const bf16 *dout, con
     // dK·scale and dV to bf16 over this warp's own 16 rows of the K and V tiles (no other warp
     // reads them), then 16-byte stores.
     bf16 *kst = Ks + warp * 16 * LD, *vst = Vs + warp * 16 * LD;
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++) {
-        *reinterpret_cast<__nv_bfloat162 *>(kst + g * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(dK[n][0] * scale, dK[n][1] * scale);
-        *reinterpret_cast<__nv_bfloat162 *>(kst + (g + 8) * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(dK[n][2] * scale, dK[n][3] * scale);
-        *reinterpret_cast<__nv_bfloat162 *>(vst + g * LD + n * 8 + 2 * t) = __floats2bfloat162_rn(dV[n][0], dV[n][1]);
-        *reinterpret_cast<__nv_bfloat162 *>(vst + (g + 8) * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(dV[n][2], dV[n][3]);
-    }
+    fa2_frags_to_rows<HD, LD>(kst, dK, scale, scale);
+    fa2_frags_to_rows<HD, LD>(vst, dV, 1.0f, 1.0f);
     __syncwarp();
-    constexpr int W = HD / 8;
-    for (int idx = lane; idx < 16 * W; idx += 32) {
-        int rr = idx / W, c = (idx % W) * 8;
-        if (kw0 + rr >= Tk) continue;
-        size_t gi = (((size_t)b * Tk + kw0 + rr) * KVH + kvh) * HD + c;
-        *reinterpret_cast<uint4 *>(dk + gi) = *reinterpret_cast<const uint4 *>(kst + rr * LD + c);
-        *reinterpret_cast<uint4 *>(dv + gi) = *reinterpret_cast<const uint4 *>(vst + rr * LD + c);
-    }
+    fa2_rows_out<HD, LD>(dk, kst, b, kw0, Tk, KVH, kvh);
+    fa2_rows_out<HD, LD>(dv, vst, b, kw0, Tk, KVH, kvh);
 #endif
 }
 
@@ -353,44 +325,22 @@ bw_dq_kernel(bf16 *dq, const bf16 *dout, const float *lse, const float *Dsum, co
     const int h = blockIdx.x * hpb + warp / wpb, kvh = h / (H / KVH), off = Tk - Tq;
     const int r0 = q0 + (warp % wpb) * 16;
 
-    {  // Q and dO rows of the warp
-        constexpr int W = HD / 8;
-        for (int idx = lane; idx < 16 * W; idx += 32) {
-            int r = idx / W, c = (idx % W) * 8;
-            uint4 a = make_uint4(0, 0, 0, 0), o = a;
-            if (r0 + r < Tq) {
-                size_t gi = (((size_t)b * Tq + r0 + r) * H + h) * HD + c;
-                a = *reinterpret_cast<const uint4 *>(q + gi);
-                o = *reinterpret_cast<const uint4 *>(dout + gi);
-            }
-            *reinterpret_cast<uint4 *>(Qw + r * LD + c) = a;
-            *reinterpret_cast<uint4 *>(dOw + r * LD + c) = o;
-        }
-        __syncwarp();
-    }
+    fa2_rows_in<HD, LD>(Qw, q, b, r0, Tq, H, h);  // Q and dO rows of the warp
+    fa2_rows_in<HD, LD>(dOw, dout, b, r0, Tq, H, h);
+    __syncwarp();
     int pos[2], dst[2];
     bool valid[2];
-    float lse2[2], Dv[2], lo = 3.0e38f;
+    const float lo = fa2_lane_rows(valid, pos, dst, doc_start, b, r0, g, Tq, Tk, off, 0);
+    float lse2[2], Dv[2];
 #pragma unroll
     for (int x = 0; x < 2; x++) {
-        int i = r0 + g + 8 * x;
-        valid[x] = i < Tq;
-        pos[x] = i + off;
-        dst[x] = valid[x] ? doc_start[(size_t)b * Tk + pos[x]] : 0;
-        size_t si = ((size_t)b * H + h) * Tq + i;
-        lse2[x] = valid[x] ? lse[si] * BW_LOG2E : 0.0f;
+        size_t si = ((size_t)b * H + h) * Tq + r0 + g + 8 * x;
+        lse2[x] = valid[x] ? lse[si] * FA2_LOG2E : 0.0f;
         Dv[x] = valid[x] ? Dsum[si] : 0.0f;
-        if (valid[x]) lo = fminf(lo, (float)dst[x]);
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-    const bool warp_valid = r0 < Tq;
-    const int wlo = warp_valid ? (int)lo : 0, whi = warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
-    if (lane == 0) range_s[warp] = lo;
-    __syncthreads();
-    float blo = range_s[0];
-    for (int w = 1; w < 8; w++) blo = fminf(blo, range_s[w]);
-    const int kt0 = (int)blo / 64, kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / 64;
+    const fa2_range rg = fa2_key_range(lo, range_s, q0, BQ, r0, Tq, off);
+    const bool warp_valid = rg.warp_valid;
+    const int wlo = rg.wlo, whi = rg.whi, kt0 = rg.kt0, kt1 = rg.kt1;
 
     float dQ[HD / 8][4];
 #pragma unroll
@@ -464,21 +414,9 @@ bw_dq_kernel(bf16 *dq, const bf16 *dout, const float *lse, const float *Dsum, co
     }
     if (!warp_valid) return;
     // dQ·scale to bf16 over the warp's Q rows (its own), then 16-byte stores.
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++) {
-        *reinterpret_cast<__nv_bfloat162 *>(Qw + g * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(dQ[n][0] * scale, dQ[n][1] * scale);
-        *reinterpret_cast<__nv_bfloat162 *>(Qw + (g + 8) * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(dQ[n][2] * scale, dQ[n][3] * scale);
-    }
+    fa2_frags_to_rows<HD, LD>(Qw, dQ, scale, scale);
     __syncwarp();
-    constexpr int W = HD / 8;
-    for (int idx = lane; idx < 16 * W; idx += 32) {
-        int rr = idx / W, c = (idx % W) * 8;
-        if (r0 + rr < Tq)
-            *reinterpret_cast<uint4 *>(dq + (((size_t)b * Tq + r0 + rr) * H + h) * HD + c) =
-                *reinterpret_cast<const uint4 *>(Qw + rr * LD + c);
-    }
+    fa2_rows_out<HD, LD>(dq, Qw, b, r0, Tq, H, h);
 #endif
 }
 
@@ -488,15 +426,13 @@ static void bw_launch(backend *be, void *dq, void *dk, void *dv, const void *dou
                       int H, int KVH, float scale, int nsplit) {
     typedef bw_cfg<HD> cfg;
     cudaStream_t st = cuda_state_of(be)->stream;
-    const float sl2 = scale * BW_LOG2E;
+    const float sl2 = scale * FA2_LOG2E;
     size_t rows = (size_t)B * Tq * H, nkv = (size_t)B * Tk * KVH * HD;
     size_t dsum_bytes = (rows * sizeof(float) + 255) & ~(size_t)255;
     unsigned char *scratch =
         (unsigned char *)cuda_scratch(be, dsum_bytes + (nsplit > 1 ? 2 * nkv * nsplit * sizeof(float) : 0));
     float *Dsum = (float *)scratch, *part = nsplit > 1 ? (float *)(scratch + dsum_bytes) : NULL;
-    bw_dsum_kernel<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, st>>>(Dsum, (const bf16 *)dout, (const bf16 *)out,
-                                                                         B, Tq, H, HD);
-    CUDA_CHECK_LAST();
+    cuda_attention_dsum(be, Dsum, dout, out, B, Tq, H, HD);  // v1's first pass (attention.cu)
     int kv_smem = cfg::KV_SMEM + 16 + 4 * ((Tq + 63) / 64);
     if (kv_smem > 227 * 1024) {
         fprintf(stderr, "attention_backward: T %d too long for the tile list\n", Tq);
@@ -539,83 +475,64 @@ static void run_v3(backend *be, void *dq, void *dk, void *dv, const void *dout, 
     else bw_launch<128>(be, dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, Tq, Tk, H, KVH, scale, nsplit);
 }
 
-struct version {
-    const char *name;
-    attn_bwd_fn fn;
-    int (*supports)(int hd);
-};
-static int any_hd(int) { return 1; }
-static int hd_64_128(int hd) { return hd == 64 || hd == 128; }
+typedef lab_version<attn_bwd_fn> version;
 static const version versions[] = {
-    {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
-    {"v2 FA2 mma.sync, dK/dV and dQ in registers", run_v2, hd_64_128},
-    {"v3 = v2, dK/dV split over the group's heads", run_v3, hd_64_128},
+    {"v1 production (kernels/cuda/attention.cu)", run_v1, NULL},
+    {"v2 FA2 mma.sync, dK/dV and dQ in registers", run_v2, lab_hd_64_128},
+    {"v3 = v2, dK/dV split over the group's heads", run_v3, lab_hd_64_128},
 };
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
 int main(int argc, char **argv) {
     const lab_shape sh = lab_parse_shape(argc, argv, "attention_backward", n_versions);
-    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH, docs = sh.docs,
+    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH,
               repeats = sh.repeats, bench = sh.bench;
-    char err[256] = "";
-    backend *gpu = backend_cuda(0, err, sizeof err);
-    if (!gpu) {
-        printf("SKIP: no CUDA device (%s)\n", err);
-        return 77;
-    }
-    backend *cpu = backend_cpu(0);
-    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
-    printf("attention_backward: %s (%d SMs), B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n",
-           props.name[0] ? props.name : gpu->name, props.multiProcessorCount, B, T, Tk, H, KVH, hd, docs);
+    backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
+    lab_print_attention("attention_backward", gpu, sh);
 
-    const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
-    std::vector<float> q = lab_rand_bf(nq, 1.5f, 1), k = lab_rand_bf(nk, 1.5f, 2), v = lab_rand_bf(nk, 1.0f, 3);
-    std::vector<float> dout = lab_rand_bf(nq, 1.0f, 4);
-    std::vector<int32_t> doc = lab_docs(B, Tk, docs);
-    const float scale = 1.0f / sqrtf((float)hd);
+    const lab_attn_inputs in = lab_attention_inputs(sh);
+    std::vector<float> dout = lab_rand_bf(in.nq, 1.0f, 4);
 
     // CPU: the forward (its out rounded to bf16, and lse, feed both sides), then the reference.
-    void *qc = lab_put(cpu, q), *kc = lab_put(cpu, k), *vc = lab_put(cpu, v), *doutc = lab_put(cpu, dout);
-    float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
-    int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
-    cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0, NULL);
-    std::vector<float> out(outc, outc + nq), lse(lsec, lsec + nl);
+    const lab_attn_bufs ci = lab_attention_put(cpu, in);
+    void *doutc = lab_put(cpu, dout);
+    float *outc = (float *)lab_alloc(cpu, in.nq * 4), *lsec = (float *)lab_alloc(cpu, in.nl * 4);
+    cpu->attention_forward(cpu, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0, NULL);
+    std::vector<float> out(outc, outc + in.nq), lse(lsec, lsec + in.nl);
     for (float &x : out) x = lab_bf2f(lab_f2bf(x));
-    cpu->copy_to_device(cpu, outc, out.data(), nq * 4);
-    float *dqc = (float *)lab_alloc(cpu, nq * 4), *dkc = (float *)lab_alloc(cpu, nk * 4);
-    float *dvc = (float *)lab_alloc(cpu, nk * 4);
-    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0,
+    cpu->copy_to_device(cpu, outc, out.data(), in.nq * 4);
+    float *dqc = (float *)lab_alloc(cpu, in.nq * 4), *dkc = (float *)lab_alloc(cpu, in.nk * 4);
+    float *dvc = (float *)lab_alloc(cpu, in.nk * 4);
+    cpu->attention_backward(cpu, dqc, dkc, dvc, doutc, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0,
                             NULL, NULL);
     cpu->synchronize(cpu);
 
-    void *qg = lab_put(gpu, q), *kg = lab_put(gpu, k), *vg = lab_put(gpu, v), *doutg = lab_put(gpu, dout);
+    const lab_attn_bufs gi = lab_attention_put(gpu, in);
+    void *doutg = lab_put(gpu, dout);
     void *outg = lab_put(gpu, out);
-    float *lseg = (float *)lab_alloc(gpu, nl * 4);
-    gpu->copy_to_device(gpu, lseg, lse.data(), nl * 4);
-    int32_t *docg = (int32_t *)lab_alloc(gpu, doc.size() * 4);
-    gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
-    void *dqg = lab_alloc(gpu, nq * 2), *dkg = lab_alloc(gpu, nk * 2), *dvg = lab_alloc(gpu, nk * 2);
+    float *lseg = (float *)lab_alloc(gpu, in.nl * 4);
+    gpu->copy_to_device(gpu, lseg, lse.data(), in.nl * 4);
+    void *dqg = lab_alloc(gpu, in.nq * 2), *dkg = lab_alloc(gpu, in.nk * 2), *dvg = lab_alloc(gpu, in.nk * 2);
 
     int failed = 0;
     std::vector<std::pair<int, double>> results;
     for (int vi = 1; vi <= n_versions; vi++) {
         if (only && vi != only) continue;
         const version &ver = versions[vi - 1];
-        if (!ver.supports(hd)) {
+        if (ver.supports && !ver.supports(hd)) {
             printf("%d %-44s not for hd %d\n", vi, ver.name, hd);
             continue;
         }
         cudaStream_t st = cuda_state_of(gpu)->stream;
-        CUDA_CHECK(cudaMemsetAsync(dqg, 0xff, nq * 2, st));
-        CUDA_CHECK(cudaMemsetAsync(dkg, 0xff, nk * 2, st));
-        CUDA_CHECK(cudaMemsetAsync(dvg, 0xff, nk * 2, st));
-        ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+        CUDA_CHECK(cudaMemsetAsync(dqg, 0xff, in.nq * 2, st));
+        CUDA_CHECK(cudaMemsetAsync(dkg, 0xff, in.nk * 2, st));
+        CUDA_CHECK(cudaMemsetAsync(dvg, 0xff, in.nk * 2, st));
+        ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
         gpu->synchronize(gpu);
         const char *names[3] = {"dq", "dk", "dv"};
         const void *gs[3] = {dqg, dkg, dvg};
         const float *rs[3] = {dqc, dkc, dvc};
-        size_t ns[3] = {nq, nk, nk};
+        size_t ns[3] = {in.nq, in.nk, in.nk};
         int ok = 1;
         char line[256] = "";
         for (int x = 0; x < 3; x++) {
@@ -634,20 +551,16 @@ int main(int argc, char **argv) {
             failed = 1;
             continue;
         }
-#ifndef QUARRY_EMU
-        if (bench)
-            results.push_back({vi, lab_median_ms(gpu, repeats, [&] {
-                                   ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd,
-                                          scale);
-                               })});
-#endif
+        lab_bench(results, vi, gpu, bench, repeats, [&] {
+            ver.fn(gpu, dqg, dkg, dvg, doutg, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
+        });
     }
     if (!results.empty()) lab_table(gpu, results, 2.5 * 4.0 * B * H * (double)T * Tk * hd / 2.0, repeats);
     printf("attention_backward: %s\n", failed ? "FAILED" : "all checked versions pass");
-    void *gp[] = {qg, kg, vg, doutg, outg, lseg, docg, dqg, dkg, dvg};
-    void *cp[] = {qc, kc, vc, doutc, outc, lsec, docc, dqc, dkc, dvc};
-    for (void *x : gp) gpu->free(gpu, x);
-    for (void *x : cp) cpu->free(cpu, x);
+    for (void *x : {doutg, outg, (void *)lseg, dqg, dkg, dvg}) gpu->free(gpu, x);
+    for (void *x : {doutc, (void *)outc, (void *)lsec, (void *)dqc, (void *)dkc, (void *)dvc}) cpu->free(cpu, x);
+    lab_attention_free(gpu, gi);
+    lab_attention_free(cpu, ci);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return failed;

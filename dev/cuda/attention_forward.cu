@@ -105,9 +105,6 @@
 
 using namespace nvcuda;
 
-#define V2_LOG2E FA2_LOG2E
-#define V2_LN2 FA2_LN2
-
 // ---------------------------------------------------------------------------------------------
 // Version 2: FlashAttention-2 structure on WMMA.
 
@@ -172,13 +169,7 @@ attention_forward_v2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
     // Q: 16 rows × HD staged through the warp buffer, then held as HD/16 fragments.
     v2_frag_a qf[HD / 16];
     {
-        constexpr int W = HD / 8;
-        for (int idx = lane; idx < 16 * W; idx += 32) {
-            int r = idx / W, c = (idx % W) * 8;
-            uint4 val = make_uint4(0, 0, 0, 0);
-            if (r0 + r < Tq) val = *reinterpret_cast<const uint4 *>(q + (((size_t)b * Tq + r0 + r) * H + h) * HD + c);
-            *reinterpret_cast<uint4 *>(wp + r * cfg::Q_LD + c) = val;
-        }
+        fa2_rows_in<HD, cfg::Q_LD>(wp, q, b, r0, Tq, H, h);
         __syncwarp();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) wmma::load_matrix_sync(qf[kk], wp + kk * 16, cfg::Q_LD);
@@ -192,18 +183,9 @@ attention_forward_v2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
     const int p = i + off;
     const int ds = row_valid ? doc_start[(size_t)b * Tk + p] : 0;
     // The warp's key range [wlo, whi] and the block's (min doc start, last row's position).
-    float lo = row_valid ? (float)ds : 3.0e38f;  // positions < 2^24: exact in f32
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-    const bool warp_valid = r0 < Tq;
-    const int wlo = warp_valid ? (int)lo : 0;
-    const int whi = warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
-    if (lane == 0) range_s[warp] = lo;
-    __syncthreads();
-    float blo = range_s[0];
-    for (int w = 1; w < cfg::WARPS; w++) blo = fminf(blo, range_s[w]);
-    const int kt0 = (int)blo / cfg::BK;  // row q0 is valid, so blo is a real position
-    const int kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / cfg::BK;
+    const fa2_range rg = fa2_key_range(row_valid ? (float)ds : 3.0e38f, range_s, q0, BQ, r0, Tq, off);
+    const bool warp_valid = rg.warp_valid;
+    const int wlo = rg.wlo, whi = rg.whi, kt0 = rg.kt0, kt1 = rg.kt1;
 
     v2_frag_acc o[HD / 16];
 #pragma unroll
@@ -300,8 +282,9 @@ attention_forward_v2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const 
 
     if (!warp_valid) return;
     if (half == 0) {
-        linv_s[r] = l > 0.0f ? 1.0f / l : 0.0f;
-        if (row_valid) lse[((size_t)b * H + h) * Tq + i] = l > 0.0f ? (m + log2f(l)) * V2_LN2 : -INFINITY;
+        float row_lse;
+        linv_s[r] = fold_sink(m, l, -INFINITY, &row_lse);  // no sink: 1/l and the lse of the keys
+        if (row_valid) lse[((size_t)b * H + h) * Tq + i] = row_lse;
     }
     __syncwarp();
     // O / l to bf16, 64 columns at a time through the warp buffer.
@@ -336,7 +319,7 @@ static void v2_launch(backend *be, void *out, float *lse, const void *q, const v
     dim3 grid((unsigned)(H / hpb), (unsigned)((Tq + BQ - 1) / BQ), (unsigned)B);
     attention_forward_v2<HD><<<grid, cfg::THREADS, cfg::SMEM, cuda_state_of(be)->stream>>>(
         (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc_start, Tq, Tk, H, KVH, hpb,
-        scale * V2_LOG2E);
+        scale * FA2_LOG2E);
     CUDA_CHECK_LAST();
 }
 
@@ -379,72 +362,51 @@ static void run_v4(backend *be, void *out, float *lse, const void *q, const void
         fprintf(stderr, "attention_forward: v4 declined the call (sm < 80 or misaligned)\n");
 }
 
-struct version {
-    const char *name;
-    attn_fn fn;
-    int (*supports)(int hd);
-};
-static int any_hd(int) { return 1; }
-static int hd_64_128(int hd) { return hd == 64 || hd == 128; }
+typedef lab_version<attn_fn> version;
 static const version versions[] = {
-    {"v1 production (kernels/cuda/attention.cu)", run_v1, any_hd},
-    {"v2 FA2-style WMMA, Q in registers, cp.async K/V", run_v2, hd_64_128},
-    {"v3 FA2 mma.sync+ldmatrix, S/P/O in registers", run_v3, hd_64_128},
-    {"v4 = v3 with Q re-read from smem, 2 blocks/SM", run_v4, hd_64_128},
+    {"v1 production (kernels/cuda/attention.cu)", run_v1, NULL},
+    {"v2 FA2-style WMMA, Q in registers, cp.async K/V", run_v2, lab_hd_64_128},
+    {"v3 FA2 mma.sync+ldmatrix, S/P/O in registers", run_v3, lab_hd_64_128},
+    {"v4 = v3 with Q re-read from smem, 2 blocks/SM", run_v4, lab_hd_64_128},
 };
 static const int n_versions = (int)(sizeof versions / sizeof versions[0]);
 
 int main(int argc, char **argv) {
     const lab_shape sh = lab_parse_shape(argc, argv, "attention_forward", n_versions);
-    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH, docs = sh.docs,
+    const int only = sh.only, B = sh.B, T = sh.T, Tk = sh.Tk, hd = sh.hd, H = sh.H, KVH = sh.KVH,
               repeats = sh.repeats, bench = sh.bench;
-    char err[256] = "";
-    backend *gpu = backend_cuda(0, err, sizeof err);
-    if (!gpu) {
-        printf("SKIP: no CUDA device (%s)\n", err);
-        return 77;
-    }
-    backend *cpu = backend_cpu(0);
-    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
-    printf("attention_forward: %s (%d SMs), B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n",
-           props.name[0] ? props.name : gpu->name, props.multiProcessorCount, B, T, Tk, H, KVH, hd, docs);
+    backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
+    lab_print_attention("attention_forward", gpu, sh);
 
-    const size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * Tk * KVH * hd, nl = (size_t)B * H * T;
-    std::vector<float> q = lab_rand_bf(nq, 1.5f, 1), k = lab_rand_bf(nk, 1.5f, 2), v = lab_rand_bf(nk, 1.0f, 3);
-    std::vector<int32_t> doc = lab_docs(B, Tk, docs);
-    void *qg = lab_put(gpu, q), *kg = lab_put(gpu, k), *vg = lab_put(gpu, v);
-    void *outg = lab_alloc(gpu, nq * 2);
-    float *lseg = (float *)lab_alloc(gpu, nl * 4);
-    int32_t *docg = (int32_t *)lab_alloc(gpu, doc.size() * 4);
-    gpu->copy_to_device(gpu, docg, doc.data(), doc.size() * 4);
+    const lab_attn_inputs in = lab_attention_inputs(sh);
+    const lab_attn_bufs gi = lab_attention_put(gpu, in);
+    void *outg = lab_alloc(gpu, in.nq * 2);
+    float *lseg = (float *)lab_alloc(gpu, in.nl * 4);
 
     // The reference: the CPU backend's op in fp32 on the same bf16 values.
-    void *qc = lab_put(cpu, q), *kc = lab_put(cpu, k), *vc = lab_put(cpu, v);
-    float *outc = (float *)lab_alloc(cpu, nq * 4), *lsec = (float *)lab_alloc(cpu, nl * 4);
-    int32_t *docc = (int32_t *)lab_alloc(cpu, doc.size() * 4);
-    cpu->copy_to_device(cpu, docc, doc.data(), doc.size() * 4);
-    const float scale = 1.0f / sqrtf((float)hd);
-    cpu->attention_forward(cpu, outc, lsec, qc, kc, vc, docc, 1, B, T, Tk, H, KVH, hd, scale, 0, NULL);
+    const lab_attn_bufs ci = lab_attention_put(cpu, in);
+    float *outc = (float *)lab_alloc(cpu, in.nq * 4), *lsec = (float *)lab_alloc(cpu, in.nl * 4);
+    cpu->attention_forward(cpu, outc, lsec, ci.q, ci.k, ci.v, ci.doc, 1, B, T, Tk, H, KVH, hd, in.scale, 0, NULL);
     cpu->synchronize(cpu);
 
-    std::vector<float> lse_h(nl);
+    std::vector<float> lse_h(in.nl);
     int failed = 0;
     std::vector<std::pair<int, double>> results;
     for (int vi = 1; vi <= n_versions; vi++) {
         if (only && vi != only) continue;
         const version &ver = versions[vi - 1];
-        if (!ver.supports(hd)) {
+        if (ver.supports && !ver.supports(hd)) {
             printf("%d %-50s not for hd %d\n", vi, ver.name, hd);
             continue;
         }
         // Poison, run, compare every element.
-        CUDA_CHECK(cudaMemsetAsync(outg, 0xff, nq * 2, cuda_state_of(gpu)->stream));
-        CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, nl * 4, cuda_state_of(gpu)->stream));
-        ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
+        CUDA_CHECK(cudaMemsetAsync(outg, 0xff, in.nq * 2, cuda_state_of(gpu)->stream));
+        CUDA_CHECK(cudaMemsetAsync(lseg, 0xff, in.nl * 4, cuda_state_of(gpu)->stream));
+        ver.fn(gpu, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale);
         gpu->synchronize(gpu);
-        std::vector<float> out_h = lab_get_bf16(gpu, outg, nq);
-        gpu->copy_to_host(gpu, lse_h.data(), lseg, nl * 4);
-        lab_err eo = lab_compare(out_h.data(), outc, nq), el = lab_compare(lse_h.data(), lsec, nl);
+        std::vector<float> out_h = lab_get_bf16(gpu, outg, in.nq);
+        gpu->copy_to_host(gpu, lse_h.data(), lseg, in.nl * 4);
+        lab_err eo = lab_compare(out_h.data(), outc, in.nq), el = lab_compare(lse_h.data(), lsec, in.nl);
         int ok = eo.bad + el.bad == 0 && eo.rel <= 1e-2 && eo.max <= 3e-2 && el.max <= 1e-3;
         printf("%d %-50s check %s: out rel %.2e max %.2e, lse max %.2e, %zu non-finite\n", vi, ver.name,
                ok ? "ok" : "FAILED", eo.rel, eo.max, el.max, eo.bad + el.bad);
@@ -453,12 +415,8 @@ int main(int argc, char **argv) {
             failed = 1;
             continue;
         }
-#ifndef QUARRY_EMU
-        if (bench)
-            results.push_back({vi, lab_median_ms(gpu, repeats, [&] {
-                                   ver.fn(gpu, outg, lseg, qg, kg, vg, docg, B, T, Tk, H, KVH, hd, scale);
-                               })});
-#endif
+        lab_bench(results, vi, gpu, bench, repeats,
+                  [&] { ver.fn(gpu, outg, lseg, gi.q, gi.k, gi.v, gi.doc, B, T, Tk, H, KVH, hd, in.scale); });
     }
 #ifndef QUARRY_EMU
     if (!results.empty()) {
@@ -476,9 +434,10 @@ int main(int argc, char **argv) {
     }
 #endif
     printf("attention_forward: %s\n", failed ? "FAILED" : "all checked versions pass");
-    void *gp[] = {qg, kg, vg, outg, lseg, docg}, *cp[] = {qc, kc, vc, outc, lsec, docc};
-    for (void *x : gp) gpu->free(gpu, x);
-    for (void *x : cp) cpu->free(cpu, x);
+    for (void *x : {outg, (void *)lseg}) gpu->free(gpu, x);
+    for (void *x : {(void *)outc, (void *)lsec}) cpu->free(cpu, x);
+    lab_attention_free(gpu, gi);
+    lab_attention_free(cpu, ci);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return failed;

@@ -252,14 +252,7 @@ static const int n_versions = sizeof versions / sizeof versions[0];
 int main(int argc, char **argv) {
     const eg_shape sh = eg_parse(argc, argv, n_versions);
     const int E = sh.E, C = sh.C, I = sh.I;
-    char err[256] = "";
-    backend *gpu = backend_cuda(0, err, sizeof err);
-    if (!gpu) {
-        printf("SKIP: no CUDA device (%s)\n", err);
-        return 77;
-    }
-    backend *cpu = backend_cpu(0);
-    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
+    backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
     std::vector<int> off = eg_route(sh.tokens, E, sh.k);
     const size_t M = (size_t)off[E], nw = (size_t)E * I * C;
     int maxr = 0, minr = 1 << 30;
@@ -267,9 +260,9 @@ int main(int argc, char **argv) {
         maxr = std::max(maxr, off[e + 1] - off[e]);
         if (off[e + 1] > off[e]) minr = std::min(minr, off[e + 1] - off[e]);
     }
-    printf("expert_gemm: %s (%d SMs), tokens=%d experts=%d top-%d C=%d I=%d: M=%zu routed rows, %d..%d per "
-           "non-empty expert\n", props.name[0] ? props.name : gpu->name, props.multiProcessorCount, sh.tokens, E, sh.k,
-           C, I, M, minr, maxr);
+    lab_print_card("expert_gemm", gpu);
+    printf("tokens=%d experts=%d top-%d C=%d I=%d: M=%zu routed rows, %d..%d per non-empty expert\n", sh.tokens, E,
+           sh.k, C, I, M, minr, maxr);
 
     std::vector<float> xp = lab_rand_bf(M * C, 1.0f, 1), h = lab_rand_bf(M * I, 1.0f, 2);
     std::vector<float> wg = lab_rand_bf(nw, 0.05f, 3), wu = lab_rand_bf(nw, 0.05f, 4), wd = lab_rand_bf(nw, 0.05f, 5);
@@ -316,9 +309,7 @@ int main(int argc, char **argv) {
             failed = 1;
             continue;
         }
-#ifndef QUARRY_EMU
-        if (sh.bench) results.push_back({vi, lab_median_ms(gpu, sh.repeats, [&] { ver.fn(gpu, g, off, C, I); })});
-#endif
+        lab_bench(results, vi, gpu, sh.bench, sh.repeats, [&] { ver.fn(gpu, g, off, C, I); });
     }
 #ifndef QUARRY_EMU
     if (!results.empty()) {

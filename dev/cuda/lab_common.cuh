@@ -1,7 +1,8 @@
 // dev/cuda/lab_common.cuh — host helpers shared by the kernel lab programs of dev/cuda (one
 // standalone .cu per op, llm.c's manner): bf16 rounding on the host, seeded random inputs that
-// are exact in bf16, checked allocation, option parsing, document layouts, error statistics
-// against an fp32 reference, the card's dense bf16 peak, and median timing with CUDA events.
+// are exact in bf16, checked allocation, the backends, option parsing, the version table, the
+// attention labs' inputs and document layouts, error statistics against an fp32 reference, the
+// card's dense bf16 peak, and median timing with CUDA events.
 // Under the CPU emulation (QUARRY_EMU, dev/cuda/emu/run_lab.sh) there is no timing.
 #pragma once
 #include "kernels/backend.h"
@@ -63,6 +64,23 @@ static inline void *lab_put(backend *be, const std::vector<float> &x) {
     return p;
 }
 
+// The CUDA backend of device 0.  Without a GPU the lab prints SKIP and exits 77 (ctest's skip).
+static inline backend *lab_gpu(void) {
+    char err[256] = "";
+    backend *gpu = backend_cuda(0, err, sizeof err);
+    if (!gpu) {
+        printf("SKIP: no CUDA device (%s)\n", err);
+        exit(77);
+    }
+    return gpu;
+}
+
+// Prints "LAB: CARD (N SMs), " (no newline): the start of a lab's first line, its shape follows.
+static inline void lab_print_card(const char *lab, backend *gpu) {
+    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
+    printf("%s: %s (%d SMs), ", lab, props.name[0] ? props.name : gpu->name, props.multiProcessorCount);
+}
+
 static inline int lab_int(const char *opt, const char *val, int lo) {
     char *end;
     long x = val ? strtol(val, &end, 10) : 0;
@@ -111,6 +129,21 @@ static inline lab_shape lab_parse_shape(int argc, char **argv, const char *prog,
     return s;
 }
 
+// The attention labs' first line: the card and the shape.
+static inline void lab_print_attention(const char *lab, backend *gpu, const lab_shape &s) {
+    lab_print_card(lab, gpu);
+    printf("B=%d T=%d Tk=%d heads=%d kv-heads=%d hd=%d docs=%d\n", s.B, s.T, s.Tk, s.H, s.KVH, s.hd, s.docs);
+}
+
+// A lab's numbered version: its name, its entry (F: the lab's function type) and the head dims
+// it runs (the attention labs; NULL: every shape).
+template <class F> struct lab_version {
+    const char *name;
+    F fn;
+    int (*supports)(int hd);
+};
+static inline int lab_hd_64_128(int hd) { return hd == 64 || hd == 128; }
+
 // doc_start (B·Tk) for `docs` documents per batch row, boundaries at uneven positions (never on a
 // tile edge when docs > 1).
 static inline std::vector<int32_t> lab_docs(int B, int Tk, int docs) {
@@ -124,6 +157,42 @@ static inline std::vector<int32_t> lab_docs(int B, int Tk, int docs) {
         }
     }
     return doc;
+}
+
+// The attention labs' inputs: q (B·T, H·hd), k and v (B·Tk, KVH·hd), uniform and exact in bf16
+// (q, k in ±1.5, v in ±1), the documents' doc_start (B·Tk), the sizes and the softmax scale.
+struct lab_attn_inputs {
+    size_t nq, nk, nl;  // elements of q (out, dq), of k (v, dk, dv) and of lse
+    std::vector<float> q, k, v;
+    std::vector<int32_t> doc;
+    float scale;  // 1/√hd
+};
+static inline lab_attn_inputs lab_attention_inputs(const lab_shape &s) {
+    lab_attn_inputs in;
+    in.nq = (size_t)s.B * s.T * s.H * s.hd;
+    in.nk = (size_t)s.B * s.Tk * s.KVH * s.hd;
+    in.nl = (size_t)s.B * s.H * s.T;
+    in.q = lab_rand_bf(in.nq, 1.5f, 1);
+    in.k = lab_rand_bf(in.nk, 1.5f, 2);
+    in.v = lab_rand_bf(in.nk, 1.0f, 3);
+    in.doc = lab_docs(s.B, s.Tk, s.docs);
+    in.scale = 1.0f / sqrtf((float)s.hd);
+    return in;
+}
+
+// The inputs on a backend (lab_put: bf16 on a bf16 backend, f32 on the CPU); lab_attention_free.
+struct lab_attn_bufs {
+    void *q, *k, *v;
+    int32_t *doc;
+};
+static inline lab_attn_bufs lab_attention_put(backend *be, const lab_attn_inputs &in) {
+    lab_attn_bufs d = {lab_put(be, in.q), lab_put(be, in.k), lab_put(be, in.v),
+                       (int32_t *)lab_alloc(be, in.doc.size() * 4)};
+    be->copy_to_device(be, d.doc, in.doc.data(), in.doc.size() * 4);
+    return d;
+}
+static inline void lab_attention_free(backend *be, const lab_attn_bufs &d) {
+    for (void *x : {d.q, d.k, d.v, (void *)d.doc}) be->free(be, x);
 }
 
 // ‖got − ref‖/‖ref‖, max |got − ref| and the count of non-finite results (unwritten: the outputs
@@ -185,6 +254,18 @@ template <class F> static double lab_median_ms(backend *be, int repeats, F f) {
     return ts[ts.size() / 2];
 }
 #endif
+
+// Appends (version, median ms of f over `repeats`) to res when bench is set; under the emulation
+// nothing (no timing there).
+template <class F>
+static void lab_bench(std::vector<std::pair<int, double>> &res, int version, backend *gpu, int bench, int repeats,
+                      F f) {
+#ifndef QUARRY_EMU
+    if (bench) res.push_back({version, lab_median_ms(gpu, repeats, f)});
+#else
+    (void)res, (void)version, (void)gpu, (void)bench, (void)repeats, (void)f;
+#endif
+}
 
 // Prints the markdown table of (version, ms) against v1 and the card's peak.
 static inline void lab_table(backend *gpu, const std::vector<std::pair<int, double>> &res, double flops, int repeats) {

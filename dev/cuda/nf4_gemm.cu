@@ -463,17 +463,10 @@ int main(int argc, char **argv) {
     const ng_shape sh = ng_parse(argc, argv, n_versions);
     ng_force_splits = sh.splits;
     const int IC = sh.IC, OC = sh.OC, maxN = *std::max_element(sh.Ns.begin(), sh.Ns.end());
-    char err[256] = "";
-    backend *gpu = backend_cuda(0, err, sizeof err);
-    if (!gpu) {
-        printf("SKIP: no CUDA device (%s)\n", err);
-        return 77;
-    }
-    backend *cpu = backend_cpu(0);
-    const cudaDeviceProp &props = cuda_state_of(gpu)->props;
+    backend *gpu = lab_gpu(), *cpu = backend_cpu(0);
     const size_t nw = (size_t)OC * IC;
-    printf("nf4_gemm: %s (%d SMs), IC=%d OC=%d, %s absmax%s\n", props.name[0] ? props.name : gpu->name,
-           props.multiProcessorCount, IC, OC, sh.plain ? "plain f32" : "double-quantised",
+    lab_print_card("nf4_gemm", gpu);
+    printf("IC=%d OC=%d, %s absmax%s\n", IC, OC, sh.plain ? "plain f32" : "double-quantised",
            IC % 64 || OC % 64 ? " (v2: the scalar path)" : "");
 
     ng_host wh;
@@ -489,7 +482,7 @@ int main(int argc, char **argv) {
          *dxg = lab_alloc(gpu, (size_t)maxN * IC * 2), *wsg = lab_alloc(gpu, nw * 2);
     // The card's measured ceilings (docs/BENCHMARKS.md: an H200's bf16 cuBLASLt GEMM and copy);
     // an H100 (or another card) against its datasheet (989 TFLOP/s dense bf16, 3.35 TB/s).
-    const bool h200 = strstr(props.name, "H200") != NULL;
+    const bool h200 = strstr(cuda_state_of(gpu)->props.name, "H200") != NULL;
     const double ceil_tf = h200 ? 790e12 : 989e12, ceil_bw = h200 ? 4.3e12 : 3.35e12;
     const char *ceil_src = h200 ? "H200, measured" : "H100 SXM datasheet";
     int failed = 0;
@@ -559,12 +552,8 @@ int main(int argc, char **argv) {
                     failed = 1;
                     continue;
                 }
-#ifndef QUARRY_EMU
-                if (sh.bench)
-                    (b ? res_b : res_f).push_back({vi, lab_median_ms(gpu, sh.repeats, [&] {
-                                                       (b ? ver.bwd : ver.fwd)(gpu, out, in, &wd, N, IC, OC, wsg);
-                                                   })});
-#endif
+                lab_bench(b ? res_b : res_f, vi, gpu, sh.bench, sh.repeats,
+                          [&] { (b ? ver.bwd : ver.fwd)(gpu, out, in, &wd, N, IC, OC, wsg); });
             }
         }
 #ifndef QUARRY_EMU

@@ -15,6 +15,7 @@
 // Head dims 64 and 128 take the tensor-core path; other sizes (tiny test models) a plain one.
 // The forward may run attention_fa2.cu's kernels instead (QUARRY_ATTN_KERNEL=v3|v4, attention_fa2.h).
 #include "common.cuh"
+#include "attention.h"
 #include "attention_cudnn.h"
 #include "attention_fa2.cuh"
 #include "attention_fa2.h"
@@ -220,6 +221,13 @@ __global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 
     }
 }
 
+void cuda_attention_dsum(backend *be, float *Dsum, const void *dout, const void *out, int B, int Tq, int H, int hd) {
+    size_t rows = (size_t)B * Tq * H;
+    attention_dsum_kernel<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, cuda_state_of(be)->stream>>>(
+        Dsum, (const bf16 *)dout, (const bf16 *)out, B, Tq, H, hd);
+    CUDA_CHECK_LAST();
+}
+
 // dsinks[h] += −Σ_{b,i} exp(sink_h − lse[b,h,i]) · D[b,h,i] (the sink's probability times
 // 0 − D): one block of 256 threads per head; thread t sums rows t, t + 256, ... in order, then a
 // fixed tree adds the 256 partial sums — the same bits on every run, no atomics.
@@ -302,6 +310,80 @@ __device__ __forceinline__ void store_rows(bf16 *dst, const float *stage, size_t
     }
 }
 
+// The backward kernels' shared memory (BWD_BYTES): the Q, dO, K, V tiles | work: S and dP, later
+// the f32 staging of dK, dV or dQ | P | dS | the query tile's row statistics (64 each).
+template <int HD> struct bwd_smem {
+    bf16 *Qs, *dOs, *Ks, *Vs;
+    float *Ss, *dPs, *stage;
+    bf16 *Pb, *dSb;
+    float *lse2_s, *D_s;  // lse·log2 e and D of each query row
+    int *pos_s, *ds_s;    // its position and first visible key
+    __device__ __forceinline__ explicit bwd_smem(unsigned char *smem) {
+        typedef attn_cfg<HD> cfg;
+        Qs = (bf16 *)smem;
+        dOs = (bf16 *)(smem + cfg::TILE_BYTES);
+        Ks = (bf16 *)(smem + 2 * cfg::TILE_BYTES);
+        Vs = (bf16 *)(smem + 3 * cfg::TILE_BYTES);
+        unsigned char *work = smem + 4 * cfg::TILE_BYTES;
+        Ss = (float *)work;
+        dPs = (float *)(work + cfg::S_BYTES);
+        stage = (float *)work;  // over S and dP, once the tiles are done
+        Pb = (bf16 *)(work + cfg::WORK_BYTES);
+        dSb = (bf16 *)(work + cfg::WORK_BYTES + cfg::P_BYTES);
+        lse2_s = (float *)(work + cfg::WORK_BYTES + 2 * cfg::P_BYTES);
+        D_s = lse2_s + 64;
+        pos_s = (int *)(D_s + 64);
+        ds_s = pos_s + 64;
+    }
+};
+
+// Block-wide (and a barrier): whether a row of the query tile at q0 sees a key of [k0, klast];
+// threads < 64 test one row each.  off = Tk − Tq.
+__device__ __forceinline__ int query_tile_sees(const int32_t *doc_start, int b, int q0, int Tq, int Tk, int off, int k0,
+                                               int klast, int window) {
+    int sees = 0;
+    if (threadIdx.x < 64 && q0 + (int)threadIdx.x < Tq) {
+        int p = q0 + threadIdx.x + off;
+        sees = first_visible(doc_start, (size_t)b * Tk, p, window) <= klast && p >= k0;
+    }
+    return __syncthreads_or(sees);
+}
+
+// The query tile at q0 of head h into shared memory: Q, dO and the rows' statistics.
+template <int HD>
+__device__ __forceinline__ void load_query_tile(const bwd_smem<HD> &sm, const bf16 *q, const bf16 *dout,
+                                                const float *lse, const float *Dsum, const int32_t *doc_start, int b,
+                                                int h, int H, int q0, int Tq, int Tk, int window) {
+    load_tile<HD>(sm.Qs, q, (size_t)b * Tq, q0, Tq, H, h);
+    load_tile<HD>(sm.dOs, dout, (size_t)b * Tq, q0, Tq, H, h);
+    load_row_stats<HD>(sm.lse2_s, sm.D_s, sm.pos_s, sm.ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
+}
+
+// Warp-level: S = Q·Kᵀ and dP = dO·Vᵀ for the warp's 16 query rows, then their P (when Pb is
+// not NULL) and dS (softmax_grad_rows).
+template <int HD>
+__device__ __forceinline__ void scores_and_grads(const bwd_smem<HD> &sm, bf16 *Pb, int k0, float scale_log2) {
+    typedef attn_cfg<HD> cfg;
+    const int warp = threadIdx.x >> 5;
+    tile_abt<HD>(sm.Ss + warp * 16 * cfg::S_LD, sm.Qs + warp * 16 * cfg::QK_LD, sm.Ks);
+    tile_abt<HD>(sm.dPs + warp * 16 * cfg::S_LD, sm.dOs + warp * 16 * cfg::QK_LD, sm.Vs);
+    __syncwarp();
+    softmax_grad_rows<HD>(Pb, sm.dSb, sm.Ss, sm.dPs, sm.lse2_s, sm.D_s, sm.pos_s, sm.ds_s, k0, scale_log2);
+}
+
+// Warp-level: its 16 × HD accumulators through its rows of the f32 staging, then store_rows.
+template <int HD>
+__device__ __forceinline__ void store_acc_rows(bf16 *dst, float *stage, const frag_acc *acc, size_t row0, int first,
+                                               int limit, int heads, int head, float s) {
+    typedef attn_cfg<HD> cfg;
+    const int warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++)
+        wmma::store_matrix_sync(stage + warp * 16 * cfg::O_LD + j * 16, acc[j], cfg::O_LD, wmma::mem_row_major);
+    __syncwarp();
+    store_rows<HD>(dst, stage, row0, first, limit, heads, head, s);
+}
+
 // dK, dV for one key tile of one KV head: loops over the query heads of the group and the query
 // tiles that can see the keys.  Warp w owns key rows 16w..16w+15 of dK and dV (in registers).
 template <int HD>
@@ -314,24 +396,13 @@ attention_backward_kv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *
 #else
     typedef attn_cfg<HD> cfg;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem;
-    bf16 *dOs = (bf16 *)(smem + cfg::TILE_BYTES);
-    bf16 *Ks = (bf16 *)(smem + 2 * cfg::TILE_BYTES);
-    bf16 *Vs = (bf16 *)(smem + 3 * cfg::TILE_BYTES);
-    unsigned char *work = smem + 4 * cfg::TILE_BYTES;
-    float *Ss = (float *)work, *dPs = (float *)(work + cfg::S_BYTES), *stage = (float *)work;
-    bf16 *Pb = (bf16 *)(work + cfg::WORK_BYTES);
-    bf16 *dSb = (bf16 *)(work + cfg::WORK_BYTES + cfg::P_BYTES);
-    float *lse2_s = (float *)(work + cfg::WORK_BYTES + 2 * cfg::P_BYTES);
-    float *D_s = lse2_s + 64;
-    int *pos_s = (int *)(D_s + 64);
-    int *ds_s = pos_s + 64;
+    const bwd_smem<HD> sm(smem);
 
     const int k0 = blockIdx.x * 64, kvh = blockIdx.y, b = blockIdx.z;
     const int group = H / KVH, off = Tk - Tq;
     const int warp = threadIdx.x >> 5;
-    load_tile<HD>(Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
-    load_tile<HD>(Vs, v, (size_t)b * Tk, k0, Tk, KVH, kvh);
+    load_tile<HD>(sm.Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
+    load_tile<HD>(sm.Vs, v, (size_t)b * Tk, k0, Tk, KVH, kvh);
     frag_acc dK[HD / 16], dV[HD / 16];
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) {
@@ -345,51 +416,33 @@ attention_backward_kv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *
     for (int hq = 0; hq < group; hq++) {
         const int h = kvh * group + hq;
         for (int q0 = (i_start / 64) * 64; q0 < i_end; q0 += 64) {
-            int sees = 0;
-            if (threadIdx.x < 64 && q0 + (int)threadIdx.x < Tq) {
-                int p = q0 + threadIdx.x + off;
-                sees = first_visible(doc_start, (size_t)b * Tk, p, window) <= klast && p >= k0;
-            }
             // Also the barrier that ends every warp's reads of the previous query tile.
-            if (!__syncthreads_or(sees)) continue;
-            load_tile<HD>(Qs, q, (size_t)b * Tq, q0, Tq, H, h);
-            load_tile<HD>(dOs, dout, (size_t)b * Tq, q0, Tq, H, h);
-            load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
+            if (!query_tile_sees(doc_start, b, q0, Tq, Tk, off, k0, klast, window)) continue;
+            load_query_tile<HD>(sm, q, dout, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
             __syncthreads();
-            tile_abt<HD>(Ss + warp * 16 * cfg::S_LD, Qs + warp * 16 * cfg::QK_LD, Ks);
-            tile_abt<HD>(dPs + warp * 16 * cfg::S_LD, dOs + warp * 16 * cfg::QK_LD, Vs);
-            __syncwarp();
-            softmax_grad_rows<HD>(Pb, dSb, Ss, dPs, lse2_s, D_s, pos_s, ds_s, k0, scale_log2);
+            scores_and_grads<HD>(sm, sm.Pb, k0, scale_log2);
             __syncthreads();  // dV/dK below read every warp's rows of P and dS
             // dV[keys] += Pᵀ(keys × 64 queries) · dO(64 × HD);  dK[keys] += dSᵀ · Q.
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 frag_a_col pt, dst;
-                wmma::load_matrix_sync(pt, Pb + kk * 16 * cfg::P_LD + warp * 16, cfg::P_LD);
-                wmma::load_matrix_sync(dst, dSb + kk * 16 * cfg::P_LD + warp * 16, cfg::P_LD);
+                wmma::load_matrix_sync(pt, sm.Pb + kk * 16 * cfg::P_LD + warp * 16, cfg::P_LD);
+                wmma::load_matrix_sync(dst, sm.dSb + kk * 16 * cfg::P_LD + warp * 16, cfg::P_LD);
 #pragma unroll
                 for (int j = 0; j < HD / 16; j++) {
                     frag_b_row fo, fq;
-                    wmma::load_matrix_sync(fo, dOs + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
+                    wmma::load_matrix_sync(fo, sm.dOs + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
                     wmma::mma_sync(dV[j], pt, fo, dV[j]);
-                    wmma::load_matrix_sync(fq, Qs + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
+                    wmma::load_matrix_sync(fq, sm.Qs + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
                     wmma::mma_sync(dK[j], dst, fq, dK[j]);
                 }
             }
         }
     }
     __syncthreads();  // stage overlays S/dP of other warps
-#pragma unroll
-    for (int j = 0; j < HD / 16; j++)
-        wmma::store_matrix_sync(stage + warp * 16 * cfg::O_LD + j * 16, dV[j], cfg::O_LD, wmma::mem_row_major);
+    store_acc_rows<HD>(dv, sm.stage, dV, (size_t)b * Tk, k0, Tk, KVH, kvh, 1.0f);
     __syncwarp();
-    store_rows<HD>(dv, stage, (size_t)b * Tk, k0, Tk, KVH, kvh, 1.0f);
-    __syncwarp();
-#pragma unroll
-    for (int j = 0; j < HD / 16; j++)
-        wmma::store_matrix_sync(stage + warp * 16 * cfg::O_LD + j * 16, dK[j], cfg::O_LD, wmma::mem_row_major);
-    __syncwarp();
-    store_rows<HD>(dk, stage, (size_t)b * Tk, k0, Tk, KVH, kvh, scale);
+    store_acc_rows<HD>(dk, sm.stage, dK, (size_t)b * Tk, k0, Tk, KVH, kvh, scale);
 #endif
 }
 
@@ -405,62 +458,38 @@ attention_backward_q_kernel(bf16 *dq, const bf16 *dout, const float *lse, const 
 #else
     typedef attn_cfg<HD> cfg;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem;
-    bf16 *dOs = (bf16 *)(smem + cfg::TILE_BYTES);
-    bf16 *Ks = (bf16 *)(smem + 2 * cfg::TILE_BYTES);
-    bf16 *Vs = (bf16 *)(smem + 3 * cfg::TILE_BYTES);
-    unsigned char *work = smem + 4 * cfg::TILE_BYTES;
-    float *Ss = (float *)work, *dPs = (float *)(work + cfg::S_BYTES), *stage = (float *)work;
-    bf16 *dSb = (bf16 *)(work + cfg::WORK_BYTES + cfg::P_BYTES);
-    float *lse2_s = (float *)(work + cfg::WORK_BYTES + 2 * cfg::P_BYTES);
-    float *D_s = lse2_s + 64;
-    int *pos_s = (int *)(D_s + 64);
-    int *ds_s = pos_s + 64;
+    const bwd_smem<HD> sm(smem);
 
     const int q0 = blockIdx.x * 64, h = blockIdx.y, b = blockIdx.z;
     const int kvh = h / (H / KVH), off = Tk - Tq;
     const int warp = threadIdx.x >> 5;
-    load_tile<HD>(Qs, q, (size_t)b * Tq, q0, Tq, H, h);
-    load_tile<HD>(dOs, dout, (size_t)b * Tq, q0, Tq, H, h);
-    load_row_stats<HD>(lse2_s, D_s, pos_s, ds_s, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
+    load_query_tile<HD>(sm, q, dout, lse, Dsum, doc_start, b, h, H, q0, Tq, Tk, window);
     frag_acc dQ[HD / 16];
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) wmma::fill_fragment(dQ[j], 0.0f);
     const int kend = min(Tq - 1, q0 + 63) + off + 1;
     for (int k0 = first_key_tile(q0 + off, window); k0 < kend; k0 += 64) {
-        int sees = 0;
-        if (threadIdx.x < 64 && q0 + (int)threadIdx.x < Tq) {
-            int p = q0 + threadIdx.x + off;
-            sees = first_visible(doc_start, (size_t)b * Tk, p, window) <= k0 + 63 && p >= k0;
-        }
-        if (!__syncthreads_or(sees)) continue;
-        load_tile<HD>(Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
-        load_tile<HD>(Vs, v, (size_t)b * Tk, k0, Tk, KVH, kvh);
+        if (!query_tile_sees(doc_start, b, q0, Tq, Tk, off, k0, k0 + 63, window)) continue;
+        load_tile<HD>(sm.Ks, k, (size_t)b * Tk, k0, Tk, KVH, kvh);
+        load_tile<HD>(sm.Vs, v, (size_t)b * Tk, k0, Tk, KVH, kvh);
         __syncthreads();
-        tile_abt<HD>(Ss + warp * 16 * cfg::S_LD, Qs + warp * 16 * cfg::QK_LD, Ks);
-        tile_abt<HD>(dPs + warp * 16 * cfg::S_LD, dOs + warp * 16 * cfg::QK_LD, Vs);
-        __syncwarp();
-        softmax_grad_rows<HD>(NULL, dSb, Ss, dPs, lse2_s, D_s, pos_s, ds_s, k0, scale_log2);
+        scores_and_grads<HD>(sm, NULL, k0, scale_log2);
         __syncwarp();
         // dQ(16 × HD) += dS(16 × 64 keys) · K(64 × HD)
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             frag_a_row fs;
-            wmma::load_matrix_sync(fs, dSb + warp * 16 * cfg::P_LD + kk * 16, cfg::P_LD);
+            wmma::load_matrix_sync(fs, sm.dSb + warp * 16 * cfg::P_LD + kk * 16, cfg::P_LD);
 #pragma unroll
             for (int j = 0; j < HD / 16; j++) {
                 frag_b_row fk;
-                wmma::load_matrix_sync(fk, Ks + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
+                wmma::load_matrix_sync(fk, sm.Ks + kk * 16 * cfg::QK_LD + j * 16, cfg::QK_LD);
                 wmma::mma_sync(dQ[j], fs, fk, dQ[j]);
             }
         }
     }
     __syncthreads();  // stage overlays S/dP of other warps
-#pragma unroll
-    for (int j = 0; j < HD / 16; j++)
-        wmma::store_matrix_sync(stage + warp * 16 * cfg::O_LD + j * 16, dQ[j], cfg::O_LD, wmma::mem_row_major);
-    __syncwarp();
-    store_rows<HD>(dq, stage, (size_t)b * Tq, q0, Tq, H, h, scale);
+    store_acc_rows<HD>(dq, sm.stage, dQ, (size_t)b * Tq, q0, Tq, H, h, scale);
 #endif
 }
 
@@ -717,9 +746,7 @@ static void cu_attention_backward(backend *be, void *dq, void *dk, void *dv, con
     float scale_log2 = scale * LOG2E_F;
     size_t rows = (size_t)B * Tq * n_heads;
     float *Dsum = (float *)cuda_scratch(be, rows * sizeof(float));
-    attention_dsum_kernel<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, st>>>(Dsum, (const bf16 *)dout,
-                                                                                (const bf16 *)out, B, Tq, n_heads, hd);
-    CUDA_CHECK_LAST();
+    cuda_attention_dsum(be, Dsum, dout, out, B, Tq, n_heads, hd);
     if (sinks && dsinks) {
         attention_dsinks_kernel<<<(unsigned)n_heads, 256, 0, st>>>(dsinks, sinks, lse, Dsum, B, Tq, n_heads);
         CUDA_CHECK_LAST();

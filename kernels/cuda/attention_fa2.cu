@@ -79,13 +79,7 @@ attention_forward_fa2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const
     // Q → staging → A fragments (a0: rows 0-7 cols 0-7, a1: rows 8-15, a2: cols 8-15, a3: both).
     uint32_t qa[QREG ? HD / 16 : 1][4];
     {
-        constexpr int W = HD / 8;
-        for (int idx = lane; idx < 16 * W; idx += 32) {
-            int r = idx / W, c = (idx % W) * 8;
-            uint4 val = make_uint4(0, 0, 0, 0);
-            if (r0 + r < Tq) val = *reinterpret_cast<const uint4 *>(q + (((size_t)b * Tq + r0 + r) * H + h) * HD + c);
-            *reinterpret_cast<uint4 *>(wst + r * LD + c) = val;
-        }
+        fa2_rows_in<HD, LD>(wst, q, b, r0, Tq, H, h);
         __syncwarp();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
@@ -94,28 +88,11 @@ attention_forward_fa2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const
 
     int pos[2], dst[2];
     bool valid[2];
-    float lo = 3.0e38f;
-#pragma unroll
-    for (int x = 0; x < 2; x++) {
-        int i = r0 + g + 8 * x;
-        valid[x] = i < Tq;
-        pos[x] = i + off;
-        // The first key the row sees: its document's start, and with a window pos − W + 1.
-        dst[x] = valid[x] ? doc_start[(size_t)b * Tk + pos[x]] : 0;
-        if (valid[x] && window > 0) dst[x] = max(dst[x], pos[x] - window + 1);
-        if (valid[x]) lo = fminf(lo, (float)dst[x]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-    const bool warp_valid = r0 < Tq;
-    const int wlo = warp_valid ? (int)lo : 0;
-    const int whi = warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
-    if (lane == 0) range_s[warp] = lo;
-    __syncthreads();  // also: every warp has its Q fragments before stage 1 is refilled
-    float blo = range_s[0];
-    for (int w = 1; w < cfg::WARPS; w++) blo = fminf(blo, range_s[w]);
-    const int kt0 = (int)blo / cfg::BK;
-    const int kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / cfg::BK;
+    const float lo = fa2_lane_rows(valid, pos, dst, doc_start, b, r0, g, Tq, Tk, off, window);
+    // Its barrier also: every warp has its Q fragments before stage 1 is refilled.
+    const fa2_range rg = fa2_key_range(lo, range_s, q0, BQ, r0, Tq, off);
+    const bool warp_valid = rg.warp_valid;
+    const int wlo = rg.wlo, whi = rg.whi, kt0 = rg.kt0, kt1 = rg.kt1;
 
     float o[HD / 8][4];
 #pragma unroll
@@ -233,21 +210,9 @@ attention_forward_fa2(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const
         inv[x] = fold_sink(m[x], l[x], sink2, &row_lse);
         if (t == 0 && valid[x]) lse[((size_t)b * H + h) * Tq + r0 + g + 8 * x] = row_lse;
     }
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++) {
-        *reinterpret_cast<__nv_bfloat162 *>(wst + g * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(o[n][0] * inv[0], o[n][1] * inv[0]);
-        *reinterpret_cast<__nv_bfloat162 *>(wst + (g + 8) * LD + n * 8 + 2 * t) =
-            __floats2bfloat162_rn(o[n][2] * inv[1], o[n][3] * inv[1]);
-    }
+    fa2_frags_to_rows<HD, LD>(wst, o, inv[0], inv[1]);
     __syncwarp();
-    constexpr int W = HD / 8;
-    for (int idx = lane; idx < 16 * W; idx += 32) {
-        int rr = idx / W, c = (idx % W) * 8;
-        if (r0 + rr < Tq)
-            *reinterpret_cast<uint4 *>(out + (((size_t)b * Tq + r0 + rr) * H + h) * HD + c) =
-                *reinterpret_cast<const uint4 *>(wst + rr * LD + c);
-    }
+    fa2_rows_out<HD, LD>(out, wst, b, r0, Tq, H, h);
 #endif
 }
 

@@ -1,7 +1,11 @@
-// kernels/cuda/attention_fa2.cuh — device pieces the FlashAttention-2-style forward kernels share
-// (attention_fa2.cu's v3/v4 and the lab's v2 in dev/cuda/attention_forward.cu): the K/V tile
-// geometry of a block of 8 warps and the cp.async copy of one 64-key K/V tile; and fold_sink, the
-// end of an online softmax with gpt-oss' sink (attention.cu's v1 uses it too).
+// kernels/cuda/attention_fa2.cuh — device pieces the FlashAttention-2-style kernels share
+// (attention_fa2.cu's forward v3/v4, and the lab's forward v2 and backward v2/v3 in
+// dev/cuda/attention_forward.cu, attention_backward.cu): the K/V tile geometry of a block of 8
+// warps and the cp.async copy of one 64-key K/V tile; a lane's two query rows, the block's key
+// range; a warp's 16 rows in and out of shared staging; and fold_sink, the end of an online
+// softmax with gpt-oss' sink (attention.cu's v1 uses it too).
+// Lane l of a warp: g = l / 4 holds rows g and g + 8 of the warp's 16, t = l % 4 columns 2t, 2t+1
+// of every 8-column slice (mma_ptx.cuh's m16n8 accumulator layout).
 #pragma once
 #include "common.cuh"
 #ifndef QUARRY_EMU
@@ -38,6 +42,91 @@ __device__ __forceinline__ void fa2_load_kv(bf16 *Ks, bf16 *Vs, const bf16 *k, c
         }
     }
     __pipeline_commit();
+}
+
+// The two query rows of the lane (r0 + g, r0 + g + 8): valid (row < Tq), position (row + off,
+// off = Tk − Tq) and first visible key dst (its document's start, and with a window position −
+// W + 1; 0 when not valid).  Returns the lowest dst of the valid rows, 3e38 when none (positions
+// < 2^24: exact in f32).
+__device__ __forceinline__ float fa2_lane_rows(bool valid[2], int pos[2], int dst[2], const int32_t *doc_start, int b,
+                                               int r0, int g, int Tq, int Tk, int off, int window) {
+    float lo = 3.0e38f;
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        int i = r0 + g + 8 * x;
+        valid[x] = i < Tq;
+        pos[x] = i + off;
+        dst[x] = valid[x] ? doc_start[(size_t)b * Tk + pos[x]] : 0;
+        if (valid[x] && window > 0) dst[x] = max(dst[x], pos[x] - window + 1);
+        if (valid[x]) lo = fminf(lo, (float)dst[x]);
+    }
+    return lo;
+}
+
+// The keys a block of 8 warps × 16 query rows visits.  lo: each lane's lowest first visible key
+// (3e38 for none); q0, BQ: the block's first query row and row count; r0: the warp's first row;
+// off = Tk − Tq.  Gives the warp's key range [wlo, whi] (warp_valid: it has a row < Tq) and the
+// block's 64-key tiles [kt0, kt1].  Block-wide: one barrier (range_s: 8 floats of shared memory).
+struct fa2_range {
+    bool warp_valid;
+    int wlo, whi, kt0, kt1;
+};
+__device__ __forceinline__ fa2_range fa2_key_range(float lo, float *range_s, int q0, int BQ, int r0, int Tq,
+                                                   int off) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    fa2_range rg;
+    rg.warp_valid = r0 < Tq;
+    rg.wlo = rg.warp_valid ? (int)lo : 0;
+    rg.whi = rg.warp_valid ? min(Tq - 1, r0 + 15) + off : -1;
+    if (lane == 0) range_s[threadIdx.x >> 5] = lo;
+    __syncthreads();
+    float blo = range_s[0];
+    for (int w = 1; w < 8; w++) blo = fminf(blo, range_s[w]);
+    rg.kt0 = (int)blo / 64;  // the block's row q0 is valid, so blo is a real position
+    rg.kt1 = (min(Tq - 1, q0 + BQ - 1) + off) / 64;
+    return rg;
+}
+
+// Warp-level: rows r0 .. r0 + 15 of head h of a (B·T, H·HD) bf16 tensor into 16 shared rows of
+// pitch LD; rows at or past T are zero.
+template <int HD, int LD>
+__device__ __forceinline__ void fa2_rows_in(bf16 *dst, const bf16 *src, int b, int r0, int T, int H, int h) {
+    constexpr int W = HD / 8;
+    for (int idx = threadIdx.x & 31; idx < 16 * W; idx += 32) {
+        int r = idx / W, c = (idx % W) * 8;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (r0 + r < T) val = *reinterpret_cast<const uint4 *>(src + (((size_t)b * T + r0 + r) * H + h) * HD + c);
+        *reinterpret_cast<uint4 *>(dst + r * LD + c) = val;
+    }
+}
+
+// Warp-level, the way back: 16 shared rows (pitch LD) to rows r0 .. r0 + 15 of head h of a
+// (B·T, H·HD) bf16 tensor in 16-byte stores; rows at or past T are not written.
+template <int HD, int LD>
+__device__ __forceinline__ void fa2_rows_out(bf16 *dst, const bf16 *src, int b, int r0, int T, int H, int h) {
+    constexpr int W = HD / 8;
+    for (int idx = threadIdx.x & 31; idx < 16 * W; idx += 32) {
+        int rr = idx / W, c = (idx % W) * 8;
+        if (r0 + rr < T)
+            *reinterpret_cast<uint4 *>(dst + (((size_t)b * T + r0 + rr) * H + h) * HD + c) =
+                *reinterpret_cast<const uint4 *>(src + rr * LD + c);
+    }
+}
+
+// A warp's 16 × HD accumulators (HD / 8 m16n8 slices) as bf16 into 16 shared rows of pitch LD,
+// row g times s0 and row g + 8 times s1.
+template <int HD, int LD>
+__device__ __forceinline__ void fa2_frags_to_rows(bf16 *dst, const float (*o)[4], float s0, float s1) {
+    const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        *reinterpret_cast<__nv_bfloat162 *>(dst + g * LD + n * 8 + 2 * t) =
+            __floats2bfloat162_rn(o[n][0] * s0, o[n][1] * s0);
+        *reinterpret_cast<__nv_bfloat162 *>(dst + (g + 8) * LD + n * 8 + 2 * t) =
+            __floats2bfloat162_rn(o[n][2] * s1, o[n][3] * s1);
+    }
 }
 
 // Folds a sink logit (log2 domain) into a finished online softmax (running max m, sum l, both
