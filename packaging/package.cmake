@@ -83,8 +83,9 @@ if(QUARRY_HAVE_CUDA)
 This build runs on NVIDIA GPUs. Besides a driver for CUDA ${CUDAToolkit_VERSION_MAJOR},
 it needs cuBLAS ${CUDAToolkit_VERSION_MAJOR} (libcublas.so.${CUDAToolkit_VERSION_MAJOR}, libcublasLt.so.${CUDAToolkit_VERSION_MAJOR})
 and NCCL 2 (libnccl.so.2) on the loader's path, from NVIDIA's packages
-(libcublas-${CUDAToolkit_VERSION_MAJOR}-x, libnccl2) or the CUDA toolkit; quarry opens them
-when it uses the GPU, and runs on the CPU without them. The CUDA runtime is linked in.")
+(libcublas-${CUDAToolkit_VERSION_MAJOR}-x, libnccl2) or the CUDA toolkit; quarry opens
+them when it uses the GPU, and runs on the CPU without them. The CUDA
+runtime is linked in.")
 endif()
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${QUARRY_DESCRIPTION}")
 include(CPack)
