@@ -59,8 +59,8 @@ int main(void) {
                            "/quarry-cuda-home/lib/libquarry-absent.so.7 (no such file)",
                            "/quarry-test-root/lib64/libquarry-absent.so.7 (no such file)",
                            "/quarry-test-root/lib/libquarry-absent.so.7 (no such file)",
-                           "hint: install the absent-7 package, or add the folder holding libquarry-absent.so.7 to "
-                           "LD_LIBRARY_PATH"};
+                           ("hint: install the absent-7 package, or add the folder holding libquarry-absent.so.7 to "
+                            "LD_LIBRARY_PATH")};
     const char *at = err;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const char *p = strstr(at, order[i]);
