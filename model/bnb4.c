@@ -45,9 +45,12 @@ static const st_tensor *part(const st_set *s, const char *source, const char *na
     snprintf(full, sizeof full, "%s%s", name, suffix);
     const st_tensor *t = st_find(s, full);
     if (!t) {
-        snprintf(err, errlen, "%s: tensor \"%s\" is missing; a bitsandbytes 4-bit checkpoint stores it beside \"%s\"\n"
+        char where[300];
+        if (*suffix) snprintf(where, sizeof where, "stores it beside \"%s\"", name);
+        else snprintf(where, sizeof where, "stores each quantised linear's NF4 codes under its weight's name");
+        snprintf(err, errlen, "%s: tensor \"%s\" is missing; a bitsandbytes 4-bit checkpoint %s\n"
                  "hint: the checkpoint is incomplete: save it again with transformers' save_pretrained, or use the "
-                 "16-bit checkpoint with --quantize nf4", source, full, name);
+                 "16-bit checkpoint with --quantize nf4", source, full, where);
         return NULL;
     }
     size_t count = 1;
