@@ -110,10 +110,13 @@ int launch_workers(int n, char **argv, double grace_s) {
     pid_t *pids = calloc((size_t)n, sizeof *pids);
     int *done = calloc((size_t)n, sizeof *done);
     int *statuses = calloc((size_t)n, sizeof *statuses);   // wait status of each rank that exited
+    int *outside = calloc((size_t)n, sizeof *outside);     // killed by a signal the launcher did not send
     worker_err *werr = calloc((size_t)n, sizeof *werr);
     if (!pids || !done || !werr) {
         free(pids);
         free(done);
+        free(statuses);
+        free(outside);
         free(werr);
         fprintf(stderr, "quarry train: error: out of memory\n");
         return 1;
@@ -188,6 +191,13 @@ int launch_workers(int n, char **argv, double grace_s) {
                 done[i] = 1;
                 running--;
                 if (statuses) statuses[i] = status;
+                // Killed by a signal the launcher did not send (SIGTERM to stop the others, SIGKILL
+                // after the grace period, a forwarded ^C): a cause, not a casualty (the OOM killer,
+                // kill -9 from outside).
+                if (outside && WIFSIGNALED(status)) {
+                    int sig = WTERMSIG(status);
+                    outside[i] = !interrupted && !(sent_term && sig == SIGTERM) && !(sent_kill && sig == SIGKILL);
+                }
                 int code = exit_code(status);
                 if (code != 0 && result == 0 && !(interrupted && code == 130)) {
                     result = code;
@@ -225,8 +235,10 @@ int launch_workers(int n, char **argv, double grace_s) {
         // The first rank to exit may only report the peer it lost; name the rank that failed by itself.
         for (int i = 0; i < started; i++) {
             int code = done[i] ? exit_code(statuses[i]) : 0;
-            if (i != failed_rank && code != 0 && code != 130 && werr[i].last_error[0] &&
-                !strstr(werr[i].last_error, "see its message")) {
+            // A rank that said why it stopped, or one killed from outside (it says nothing); waitpid
+            // may reap its peer first when both exit at once.
+            int by_itself = werr[i].last_error[0] && !strstr(werr[i].last_error, "see its message");
+            if (i != failed_rank && code != 0 && code != 130 && (by_itself || (outside && outside[i]))) {
                 failed_rank = i;
                 failed_status = statuses[i];
                 break;
@@ -256,6 +268,7 @@ int launch_workers(int n, char **argv, double grace_s) {
     free(pids);
     free(done);
     free(statuses);
+    free(outside);
     free(werr);
     if (result) return result;
     return interrupted ? 130 : 0;
