@@ -7,15 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Appends "; what (why)" to the list of places tried (truncated, never overflowing).
-static void tried_add(char *tried, size_t n, const char *what, const char *why) {
+void dl_tried_add(char *tried, size_t n, const char *what, const char *why) {
     size_t len = strlen(tried);
     if (len + 1 < n) snprintf(tried + len, n - len, "%s%s (%s)", len ? "; " : "", what, why);
 }
 
-// dlopen of one candidate (a path, or the bare soname for the loader's own search); on failure
-// records dlerror()'s reason, first line, in tried under the label shown.
-static void *try_open(const char *file, const char *label, char *tried, size_t n) {
+void *dl_try_open(const char *file, const char *label, char *tried, size_t n) {
     void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (h) return h;
     const char *e = dlerror();
@@ -23,14 +20,14 @@ static void *try_open(const char *file, const char *label, char *tried, size_t n
     snprintf(why, sizeof why, "%s", e ? e : "not found");
     char *nl = strchr(why, '\n');
     if (nl) *nl = 0;
-    tried_add(tried, n, label, strstr(why, "No such file") ? "no such file" : why);
+    dl_tried_add(tried, n, label, strstr(why, "No such file") ? "no such file" : why);
     return NULL;
 }
 
 static void *try_dir(const char *dir, const char *soname, char *tried, size_t n) {
     char file[700];
     snprintf(file, sizeof file, "%s/%s", dir, soname);
-    return try_open(file, file, tried, n);
+    return dl_try_open(file, file, tried, n);
 }
 
 // $QUARRY_CUDA_LIBS: folders separated by ':'; empty entries are skipped.
@@ -68,7 +65,7 @@ static void *search(const cuda_lib_spec *spec, char *tried, size_t n, int *expli
     if (*explicit_list) return try_list(list, spec->soname, tried, n);
     char label[160];
     snprintf(label, sizeof label, "%s on the loader's path: LD_LIBRARY_PATH, ldconfig", spec->soname);
-    void *h = try_open(spec->soname, label, tried, n);
+    void *h = dl_try_open(spec->soname, label, tried, n);
     if (!h && spec->build_dir && *spec->build_dir) h = try_dir(spec->build_dir, spec->soname, tried, n);
     if (!h) h = try_env_dirs("CUDA_HOME", spec->soname, tried, n);
     if (!h && spec->root_env) h = try_env_dirs(spec->root_env, spec->soname, tried, n);

@@ -33,6 +33,12 @@ void *cuda_lib_open(const cuda_lib_spec *spec, char *path, size_t pathlen, char 
 int cuda_libs_load_blas(char *err, size_t errlen);
 int cuda_libs_load_nccl(char *err, size_t errlen);
 
+// The search's steps, shared with cuDNN's (kernels/cudnn_load.c): dl_try_open dlopens file
+// (RTLD_NOW | RTLD_LOCAL) and on failure appends "label (why)" to tried (n bytes, "; "-separated;
+// why: dlerror()'s first line, or "no such file"); dl_tried_add appends "what (why)".
+void *dl_try_open(const char *file, const char *label, char *tried, size_t n);
+void dl_tried_add(char *tried, size_t n, const char *what, const char *why);
+
 // For `quarry info`: loads the libraries and says, for each, its version and file or why not.
 typedef struct {
     char version[32];        // "13.1.0", "2.28.9"; "" when not loaded

@@ -1,6 +1,7 @@
 // kernels/cudnn_load.c — see cudnn_load.h.
 #define _GNU_SOURCE
 #include "cudnn_load.h"
+#include "cuda_libs.h"
 #include <dlfcn.h>
 #include <glob.h>
 #include <stdio.h>
@@ -9,26 +10,11 @@
 
 #define CUDNN_SONAME "libcudnn.so.9"
 
-// Appends "; what: why" to the list of places tried (truncated, never overflowing).
-static void tried_add(char *tried, size_t n, const char *what, const char *why) {
-    size_t len = strlen(tried);
-    if (len + 1 < n) snprintf(tried + len, n - len, "%s%s (%s)", len ? "; " : "", what, why);
-}
-
-// dlopen of one candidate; on failure records dlerror()'s reason (first line) in tried.
+// dlopen of one candidate (kernels/cuda_libs.h's step), the file opened written to opened.
 static void *try_open(const char *path, char *tried, size_t n, char *opened, size_t openedlen) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (h) {
-        snprintf(opened, openedlen, "%s", path);
-        return h;
-    }
-    const char *e = dlerror();
-    char why[160];
-    snprintf(why, sizeof why, "%s", e ? e : "not found");
-    char *nl = strchr(why, '\n');
-    if (nl) *nl = 0;
-    tried_add(tried, n, path, strstr(why, "No such file") ? "no such file" : why);
-    return NULL;
+    void *h = dl_try_open(path, path, tried, n);
+    if (h) snprintf(opened, openedlen, "%s", path);
+    return h;
 }
 
 static void *try_dir(const char *dir, char *tried, size_t n, char *opened, size_t openedlen) {
@@ -47,7 +33,7 @@ static void *try_python_env(const char *prefix, char *tried, size_t n, char *ope
         for (size_t i = 0; i < g.gl_pathc && !h; i++) h = try_open(g.gl_pathv[i], tried, n, opened, openedlen);
         globfree(&g);
     } else {
-        tried_add(tried, n, pattern, "no match");
+        dl_tried_add(tried, n, pattern, "no match");
     }
     return h;
 }

@@ -52,7 +52,7 @@ emu_build_ops() {
     nice g++ -std=c++20 -O1 -g -w "${san[@]}" "${inc[@]}" -c dev/cuda/emu/emu_runtime.cpp -o "$out/emu_runtime.o"
     EMU_OBJS+=("$out/emu_runtime.o")
     local cpu_dir=${EMU_CPU_DIR:-$root/kernels/cpu}
-    for f in "$cpu_dir"/*.c kernels/backend.c kernels/cudnn_load.c kernels/nf4_format.c; do
+    for f in "$cpu_dir"/*.c kernels/backend.c kernels/cudnn_load.c kernels/cuda_libs.c kernels/nf4_format.c; do
         n=cpu_$(basename "$f" .c)
         nice gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root" -I"$(dirname "$cpu_dir")/.." \
             -c "$f" -o "$out/$n.o"
