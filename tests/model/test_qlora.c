@@ -14,6 +14,7 @@
 // of the wrong shape refused by name, as is a 4-bit checkpoint of a MoE model (not read yet).
 #include "test.h"
 #include "fixture.h"
+#include "route_pin.h"
 #include "model/config.h"
 
 enum { STEPS = 10 };
@@ -22,6 +23,10 @@ enum { STEPS = 10 };
 // under test_model_fidelity's bf16 bounds.
 static double LOGITS_TOL = 1e-5, LOSS_TOL = 1e-5, GRAD_TOL = 1e-4, STEP_TOL = 1e-4, WEIGHT_TOL = 1e-4;
 static int on_cuda = 0;
+// On CUDA the MoE fixture trains beside an fp32 twin on the CPU backend whose routing pins the bf16
+// path's near-ties (route_pin.h, as test_model_fidelity does): without it one token sent to another
+// expert moved the attention adapters' gradients 5-13 % (emulator, 2026-12-06).
+static backend *cpu_reference;
 
 // want (n) as the act dtype rounds it: bf16 on CUDA (round to nearest even), else as it is.
 static void as_act(float *want, size_t n) {
@@ -120,21 +125,54 @@ static int dequant_exact(model *m, const fixture *fx, int *nq, int each) {
     return exact;
 }
 
-static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture_kind kind) {
+// dir's model on be with NF4 base weights and the fixture's adapters as PEFT started them (A drawn
+// by torch, B random); NULL after a failed check.  plan: the model's plan, or NULL.
+static model *open_qlora(const char *dir, backend *be, const fixture *fx, fixture_kind kind, model_memory *plan) {
     char err[512];
     model *m = model_open(dir, be, err, sizeof err);
     CHECK(m != NULL, "open: %s", err);
-    if (!m) return;
+    if (!m) return NULL;
     lora_config lc = fixture_lora();
     lc.targets = kind.targets;
     model_options opt = {.batch_size = fx->B, .seq_len = fx->T, .train = MODEL_TRAIN_LORA, .quant = MODEL_QUANT_NF4};
-    model_memory plan;
-    if (model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, &plan, err, sizeof err) ||
+    model_memory p;
+    if (model_enable_lora(m, &lc, err, sizeof err) || model_plan(m, &opt, plan ? plan : &p, err, sizeof err) ||
         model_allocate(m, err, sizeof err)) {
         CHECK(0, "QLoRA model: %s", err);
         model_free(m);
-        return;
+        return NULL;
     }
+    int refs, written = fixture_write_lora_init(m, fx->ref, &refs);
+    CHECK(written == model_trained_count(m), "%d of %d adapters from lora_init/", written, model_trained_count(m));
+    return m;
+}
+
+// The fp32 twin's forward of batch b (its gradients zeroed first): its routing, recorded for route_pin
+// to pin the bf16 path against.
+static void twin_record(model *twin, const model_batch *b, float scale) {
+    model_loss l;
+    route_pin_reset();
+    model_zero_grads(twin);
+    route_pin.recording = 1;
+    CHECK(model_forward(twin, b, scale, &l) == 0, "fp32 twin: %s", model_error(twin));
+    route_pin.recording = 0;
+    route_pin.ref = route_pin.calls;
+    route_pin.nref = route_pin.n;
+}
+
+static void adamw_steps(model *m, backend *be, int step) {
+    for (int i = 0; i < model_trained_count(m); i++) {
+        model_param *p = model_trained_at(m, i);
+        // The act copy is the master in f32; on CUDA its bf16 copy is refreshed from the master.
+        be->adamw_update(be, p->master, p->act == (void *)p->master ? NULL : p->act, p->grad, p->m, p->v, p->n,
+                         1e-3f, 0.9f, 0.999f, 1e-8f, p->weight_decay ? 0.01f : 0.0f, step, 1.0f);
+    }
+}
+
+static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture_kind kind) {
+    model_memory plan;
+    model *m = open_qlora(dir, be, fx, kind, &plan);
+    if (!m) return;
     CHECK(plan.nf4 > 0 && plan.quant == MODEL_QUANT_NF4, "the plan counts NF4 bytes (%zu)", plan.nf4);
     // The weights the model multiplies by are bitsandbytes' dequantised ones, bit for bit.
     int nq, exact = dequant_exact(m, fx, &nq, 1);
@@ -144,14 +182,13 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
           "embeddings and lm_head stay in the act dtype");
     const model_param *router = model_param_find(m, "model.layers.0.mlp.gate.weight");
     CHECK(!router || router->nf4 == 0, "the router stays in the act dtype");
-
-    // PEFT's adapters as the fixture started them (A drawn by torch, B random).
-    int refs, written = fixture_write_lora_init(m, fx->ref, &refs);
-    CHECK(written == model_trained_count(m), "%d of %d adapters from lora_init/", written, model_trained_count(m));
     const model_config *c = model_get_config(m);
+    model *twin = on_cuda && c->n_experts > 0 ? open_qlora(dir, cpu_reference, fx, kind, NULL) : NULL;
+
     model_batch b = fixture_model_batch(&fx->batch[0]);
     model_loss loss;
     int64_t n = fixture_trained_tokens(&fx->batch[0]);
+    if (twin) twin_record(twin, &b, 1.0f / (float)n);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0, "forward: %s", model_error(m));
     double l = loss.sum / (double)loss.tokens;
     CHECK(fabs(l - fx->loss) / fx->loss <= LOSS_TOL, "loss %.9g, transformers + bitsandbytes %.9g", l, fx->loss);
@@ -168,28 +205,46 @@ static void check_qlora(const char *dir, backend *be, const fixture *fx, fixture
     model_zero_grads(m);
     CHECK(model_forward(m, &b, 1.0f / (float)n, &loss) == 0 && model_backward(m) == 0, "backward: %s", model_error(m));
     compare_trained(m, be, fx, "grad", 1, GRAD_TOL);
+    long rows = 0, pinned = 0, clear_flips = 0;
+    if (twin) {
+        printf("qlora grad: routing: %ld routed rows, %ld near-ties pinned to fp32's choice, %ld clear flips "
+               "(smallest fp32 margin %.4f)\n", route_pin.rows, route_pin.pinned, route_pin.clear_flips,
+               route_pin.min_margin);
+        clear_flips += route_pin.clear_flips;
+    }
 
     for (int step = 0; step < STEPS; step++) {
         int bi = step % 2;
         model_batch sb = fixture_model_batch(&fx->batch[bi]);
+        float scale = 1.0f / (float)fixture_trained_tokens(&fx->batch[bi]);
+        if (twin) twin_record(twin, &sb, scale);
         model_zero_grads(m);
-        if (model_forward(m, &sb, 1.0f / (float)fixture_trained_tokens(&fx->batch[bi]), &loss) || model_backward(m)) {
+        if (model_forward(m, &sb, scale, &loss) || model_backward(m)) {
             CHECK(0, "step %d: %s", step, model_error(m));
             break;
+        }
+        if (twin) {
+            rows += route_pin.rows;
+            pinned += route_pin.pinned;
+            clear_flips += route_pin.clear_flips;
+            route_pin_reset();
+            CHECK(model_backward(twin) == 0, "fp32 twin: %s", model_error(twin));
+            adamw_steps(twin, cpu_reference, step + 1);
         }
         double sl = loss.sum / (double)loss.tokens;
         CHECK(fabs(sl - fx->losses[step]) / fx->losses[step] <= STEP_TOL, "step %d: loss %.8g, reference %.8g",
               step, sl, fx->losses[step]);
         if (step == STEPS - 1) printf("qlora: step 10 loss %.6f (ref %.6f)\n", sl, fx->losses[step]);
-        for (int i = 0; i < model_trained_count(m); i++) {
-            model_param *p = model_trained_at(m, i);
-            // The act copy is the master in f32; on CUDA its bf16 copy is refreshed from the master.
-            be->adamw_update(be, p->master, p->act == (void *)p->master ? NULL : p->act, p->grad, p->m, p->v, p->n,
-                             1e-3f, 0.9f, 0.999f, 1e-8f,
-                             p->weight_decay ? 0.01f : 0.0f, step + 1, 1.0f);
-        }
+        adamw_steps(m, be, step + 1);
     }
     compare_trained(m, be, fx, "lora_final", 0, WEIGHT_TOL);
+    if (twin) {
+        CHECK(clear_flips == 0, "%ld routing choices differ from fp32 at margins bf16 rounding cannot bridge",
+              clear_flips);
+        printf("qlora: routing over 10 steps: %ld routed rows, %ld near-ties pinned to fp32's choice\n", rows, pinned);
+        route_pin_reset();
+        model_free(twin);
+    }
     model_free(m);
 }
 
@@ -368,6 +423,7 @@ static void check_bnb4_moe_refused(const char *src, backend *be) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);   // progress of a long emulator run, line by line
     const char *src = test_env("QUARRY_SOURCE_DIR", ".");
     char dir[900];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/qlora_llama", src);
@@ -378,6 +434,9 @@ int main(int argc, char **argv) {
         if (!be) SKIP("no CUDA device (%s)", err);
         on_cuda = 1;
         LOGITS_TOL = 3e-2, LOSS_TOL = 1e-2, GRAD_TOL = 5e-2, STEP_TOL = 2e-2, WEIGHT_TOL = 1e-1;
+        cpu_reference = backend_cpu(0);
+        route_pin_install(cpu_reference);
+        route_pin_install(be);
     } else {
         be = backend_cpu(0);
     }
@@ -385,6 +444,7 @@ int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "moe")) {   // `test_qlora cuda moe`: the NF4 experts alone (emulator)
         check_qlora_moe(src, be);
         be->destroy(be);
+        if (cpu_reference) cpu_reference->destroy(cpu_reference);
         return test_finish("test_qlora moe");
     }
     fixture fx = {0};
@@ -405,5 +465,6 @@ int main(int argc, char **argv) {
     if (!on_cuda) check_qlora_moe(src, be);
     check_bnb4_moe_refused(src, be);
     be->destroy(be);
+    if (cpu_reference) cpu_reference->destroy(cpu_reference);
     return test_finish("test_qlora");
 }
