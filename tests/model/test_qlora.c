@@ -375,7 +375,8 @@ static void check_refusals(const char *dir, backend *be) {
 
 // NF4 experts: tests/fixtures/qlora_qwen3_moe (each expert's gate, up, down quantised as
 // transformers 4.x's per-expert Linear4bit; router, norms, embeddings, lm_head in the act dtype)
-// under the same bounds: the routes see the same fp32 router inputs up to summation order.
+// under the same bounds: on the CPU the routes see the same fp32 router inputs up to summation order;
+// on CUDA bf16 near-ties are pinned to the fp32 twin's routes (cpu_reference).
 static void check_qlora_moe(const char *src, backend *be) {
     char dir[900];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/qlora_qwen3_moe", src);
@@ -460,9 +461,9 @@ int main(int argc, char **argv) {
     check_bnb4_bad(bnb, be);
     for (int b = 0; b < 2; b++) fixture_batch_free(&fx.batch[b]);
     st_close(fx.ref);
-    // On CUDA the NF4 experts run only as `test_qlora cuda moe` until checked to the end on a GPU
-    // (the emulator's forward: logits 2.5e-2 against the bound of 3e-2, close).
-    if (!on_cuda) check_qlora_moe(src, be);
+    // On CUDA with its routing pinned to the fp32 twin's near-ties (emulator, 2026-12-06: logits
+    // 1.08e-2, gradients 2.29e-2, 10 steps; docs/BENCHMARKS.md).
+    check_qlora_moe(src, be);
     check_bnb4_moe_refused(src, be);
     be->destroy(be);
     if (cpu_reference) cpu_reference->destroy(cpu_reference);
