@@ -1309,7 +1309,10 @@ int model_allocate(model *m, char *err, size_t errlen) {
         }
     }
     if (m->moe_host_bytes) {
+        // Host buffers of an earlier failed allocation, if any: a retry must not leak them.
         free(m->moe_ptrs);
+        free(m->moe_host);
+        free(m->h_mask);
         int E = m->cfg.n_experts;
         m->moe_ptrs = malloc((MOE_EXPERT_PTRS(E) + MOE_LORA_PTRS(E)) * sizeof *m->moe_ptrs);
         m->moe_host = malloc(m->moe_host_bytes);
