@@ -209,7 +209,10 @@ static int parse_rope(model_config *cfg, const cJSON *root, const char *src, cha
                         "rope scaling type \"%s\" is not supported; supported: none (default), linear, llama3, yarn", type);
         }
     }
-    if (!(theta > 0)) return fail(err, errlen, src, "\"rope_theta\" is %g; it must be positive", theta);
+    // base^(−2i/d): a base of 1 or less gives every pair the same (or a growing) frequency, and
+    // YaRN's correction range divides by log(base) (fuzz_config: NaN rope table at rope_theta 1).
+    if (!(theta > 1) || !isfinite(theta))
+        return fail(err, errlen, src, "\"rope_theta\" is %g; it must be a finite number greater than 1", theta);
     cfg->rope_theta = (float)theta;
     return 0;
 }

@@ -235,6 +235,8 @@ static void check_variants(void) {
     // A negative beta made the rope table NaN (fuzz_config found it).
     refused("{" GPTOSS_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":32.0,\"beta_fast\":-232.0}}",
             "\"rope_scaling.beta_fast\" (-232) and \"rope_scaling.beta_slow\" (0) must be positive and finite");
+    // rope_theta 1: YaRN's log(base) is 0, and the rope table NaN (fuzz_config found it).
+    refused("{" GPTOSS_BASE ",\"rope_theta\":1}", "\"rope_theta\" is 1; it must be a finite number greater than 1");
     {
         model_config q = accepted("{" MOE_BASE ",\"mlp_only_layers\":[0],\"num_experts_per_tok\":2,"
                                   "\"output_router_logits\":true,\"router_aux_loss_coef\":0.01}");
